@@ -1,0 +1,285 @@
+/**
+ * Graph builder: a small op-helper layer over ONNX NodeProtos.
+ *
+ * Values are strings (ONNX value names). Weights come from safetensors files by reference
+ * (`weight()`), become external-data initializers, and are cast to float32 in the graph
+ * when the file stores F16/BF16. Network builders (unet.ts, clip-text.ts, ...) use the
+ * module helpers at the bottom (`linear`, `conv2d`, `groupNorm`, ...) with diffusers key names.
+ */
+import { createHash } from 'node:crypto';
+import type { TensorRef } from '../safetensors.js';
+import {
+  type AttrValue, type DataTypeId, type GraphSpec, type NodeSpec, type TensorSpec,
+  DataType, encodeModel,
+} from './proto.js';
+
+export { DataType };
+export type Dim = number | string;
+
+/** Attribute helpers: integers and int lists are plain numbers; floats must be marked. */
+export const f = (v: number): AttrValue => ({ kind: 'float', v });
+export const fs = (v: number[]): AttrValue => ({ kind: 'floats', v });
+type AttrIn = number | number[] | string | AttrValue;
+function toAttr(v: AttrIn): AttrValue {
+  if (typeof v === 'number') return { kind: 'int', v };
+  if (typeof v === 'string') return { kind: 'string', v };
+  if (Array.isArray(v)) return { kind: 'ints', v };
+  return v;
+}
+
+const SAFE_TO_ONNX: Record<string, DataTypeId> = {
+  F32: DataType.FLOAT, F16: DataType.FLOAT16, BF16: DataType.BFLOAT16, F64: DataType.DOUBLE,
+  I64: DataType.INT64, I32: DataType.INT32, I16: DataType.INT16, I8: DataType.INT8, U8: DataType.UINT8,
+  BOOL: DataType.BOOL,
+};
+
+/** A built model: protobuf bytes plus the weight files its external data points to. */
+export interface BuiltModel {
+  name: string;
+  bytes: Uint8Array;
+  /** location name used in the model (e.g. "w0.safetensors") -> absolute source file. */
+  externalFiles: Record<string, string>;
+  /** Stable hash of the graph and of the identity of its weight files. */
+  key: string;
+  inputNames: string[];
+  outputNames: string[];
+  /** Re-encodes the model with other external-data location names (old -> new). */
+  relocate(locations: Record<string, string>): Uint8Array;
+}
+
+export class Graph {
+  readonly nodes: NodeSpec[] = [];
+  readonly initializers: TensorSpec[] = [];
+  readonly inputs: GraphSpec['inputs'] = [];
+  readonly outputs: GraphSpec['outputs'] = [];
+  private counter = 0;
+  private files = new Map<string, string>(); // file -> location
+  private weightCache = new Map<string, string>();
+  private constCache = new Map<string, string>();
+  private usesMs = false;
+
+  constructor(readonly name: string) {}
+
+  /** A unique value name with a readable prefix. */
+  fresh(prefix: string): string {
+    return `${prefix}__${this.counter++}`;
+  }
+
+  input(name: string, type: DataTypeId, dims: Dim[]): string {
+    this.inputs.push({ name, type, dims });
+    return name;
+  }
+
+  /** Marks `value` as graph output `name` (adds an Identity when the names differ). */
+  output(name: string, value: string, type: DataTypeId = DataType.FLOAT, dims: Dim[] | null = null): void {
+    if (value !== name) this.nodes.push({ opType: 'Identity', inputs: [value], outputs: [name], name: `${name}/out`, attrs: {} });
+    this.outputs.push({ name, type, dims });
+  }
+
+  /** Appends a node and returns its single output. */
+  op(opType: string, inputs: string[], attrs: Record<string, AttrIn> = {}, name?: string, domain?: string): string {
+    return this.opN(opType, inputs, 1, attrs, name, domain)[0];
+  }
+
+  /** Appends a node with `n` outputs. */
+  opN(opType: string, inputs: string[], n: number, attrs: Record<string, AttrIn> = {}, name?: string, domain?: string): string[] {
+    const base = name ?? this.fresh(opType);
+    const outputs = Array.from({ length: n }, (_, i) => (n === 1 ? base : `${base}:${i}`));
+    const a: Record<string, AttrValue> = {};
+    for (const [k, v] of Object.entries(attrs)) a[k] = toAttr(v);
+    if (domain === 'com.microsoft') this.usesMs = true;
+    this.nodes.push({ opType, inputs, outputs, name: base, attrs: a, domain });
+    return outputs;
+  }
+
+  /**
+   * A weight from a safetensors file, as an external-data initializer named `name`.
+   * `dims` may restate the shape (same element count), e.g. [C,C,1,1] conv weights used as [C,C].
+   * Non-float32 weights are cast to float32 inside the graph.
+   */
+  weight(name: string, ref: TensorRef, dims?: number[]): string {
+    const shape = dims ?? ref.shape;
+    const cacheKey = `${ref.file}\0${ref.key}\0${shape.join(',')}`;
+    const hit = this.weightCache.get(cacheKey);
+    if (hit) return hit;
+    const n = shape.reduce((a, d) => a * d, 1);
+    const m = ref.shape.reduce((a, d) => a * d, 1);
+    if (n !== m) throw new Error(`weight ${name}: cannot view ${ref.key} [${ref.shape}] as [${shape}]`);
+    const dataType = SAFE_TO_ONNX[ref.dtype];
+    if (!dataType) throw new Error(`weight ${name}: dtype ${ref.dtype} of ${ref.key} in ${ref.file} is not supported`);
+    let location = this.files.get(ref.file);
+    if (!location) {
+      location = `w${this.files.size}.safetensors`;
+      this.files.set(ref.file, location);
+    }
+    const initName = this.initializers.some((t) => t.name === name) ? this.fresh(name) : name;
+    this.initializers.push({ name: initName, dataType, dims: shape, external: { location, offset: ref.offset, length: ref.length } });
+    let out = initName;
+    if (dataType !== DataType.FLOAT) out = this.op('Cast', [initName], { to: DataType.FLOAT }, `${initName}/cast`);
+    this.weightCache.set(cacheKey, out);
+    return out;
+  }
+
+  /** An inline float32 constant. */
+  constF(values: number[] | Float32Array, dims: number[]): string {
+    const data = values instanceof Float32Array ? values : Float32Array.from(values);
+    return this.inline(DataType.FLOAT, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), dims, 'c');
+  }
+
+  /** An inline int64 constant (shapes, axes). */
+  constI(values: number[], dims: number[] = [values.length]): string {
+    const data = BigInt64Array.from(values.map((v) => BigInt(v)));
+    return this.inline(DataType.INT64, new Uint8Array(data.buffer), dims, 'i');
+  }
+
+  /** A float32 scalar constant (rank 0). */
+  scalar(v: number): string {
+    return this.constF([v], []);
+  }
+
+  private inline(dataType: DataTypeId, raw: Uint8Array, dims: number[], prefix: string): string {
+    const key = `${dataType}|${dims.join(',')}|${Buffer.from(raw).toString('base64')}`;
+    const hit = this.constCache.get(key);
+    if (hit) return hit;
+    const name = this.fresh(prefix);
+    this.initializers.push({ name, dataType, dims, raw: new Uint8Array(raw) });
+    this.constCache.set(key, name);
+    return name;
+  }
+
+  build(): BuiltModel {
+    const opsets: Record<string, number> = { '': 18 };
+    if (this.usesMs) opsets['com.microsoft'] = 1;
+    const encode = (inits: TensorSpec[]) => encodeModel(
+      { name: this.name, nodes: this.nodes, initializers: inits, inputs: this.inputs, outputs: this.outputs },
+      opsets,
+    );
+    const bytes = encode(this.initializers);
+    const relocate = (locations: Record<string, string>) => encode(this.initializers.map((t) =>
+      t.external && locations[t.external.location] ? { ...t, external: { ...t.external, location: locations[t.external.location] } } : t));
+    const externalFiles: Record<string, string> = {};
+    for (const [file, loc] of this.files) externalFiles[loc] = file;
+    const key = createHash('sha256').update(bytes).update(JSON.stringify(externalFiles)).digest('hex').slice(0, 24);
+    return {
+      name: this.name, bytes, externalFiles, key,
+      inputNames: this.inputs.map((i) => i.name), outputNames: this.outputs.map((o) => o.name), relocate,
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Weight lookup: builders ask for diffusers names; a WeightMap answers with TensorRefs.
+// ---------------------------------------------------------------------------------------
+
+/** Weights by canonical (diffusers/transformers) name. Key maps convert other layouts. */
+export interface WeightMap {
+  get(name: string): TensorRef;
+  has(name: string): boolean;
+}
+
+/** Builds one network from a weight map under a prefix (e.g. "down_blocks.0.resnets.1"). */
+export class Module {
+  constructor(readonly g: Graph, readonly w: WeightMap, readonly prefix = '') {}
+
+  child(name: string | number): Module {
+    return new Module(this.g, this.w, this.prefix ? `${this.prefix}.${name}` : String(name));
+  }
+
+  key(name: string): string {
+    return this.prefix ? `${this.prefix}.${name}` : name;
+  }
+
+  has(name: string): boolean {
+    return this.w.has(this.key(name));
+  }
+
+  shape(name: string): number[] {
+    return this.w.get(this.key(name)).shape;
+  }
+
+  param(name: string, dims?: number[]): string {
+    const k = this.key(name);
+    return this.g.weight(k, this.w.get(k), dims);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Module helpers, named after torch.nn modules. Shapes in comments.
+// ---------------------------------------------------------------------------------------
+
+/** nn.Linear: y = x W^T + b, x (..., in) -> (..., out). */
+export function linear(m: Module, x: string, bias = true): string {
+  const g = m.g;
+  const [outF, inF] = m.shape('weight');
+  const wT = g.op('Transpose', [m.param('weight', [outF, inF])], { perm: [1, 0] }, g.fresh(`${m.key('weight')}_T`));
+  let y = g.op('MatMul', [x, wT]);
+  if (bias && m.has('bias')) y = g.op('Add', [y, m.param('bias')]);
+  return y;
+}
+
+/** nn.Conv2d: x (N, Cin, H, W) -> (N, Cout, H', W'). A 1x1 conv may come as a Linear weight [Cout, Cin]. */
+export function conv2d(m: Module, x: string, opts: { stride?: number; padding?: number } = {}): string {
+  const g = m.g;
+  const s = m.shape('weight');
+  const dims = s.length === 2 ? [s[0], s[1], 1, 1] : s;
+  const k = dims[2];
+  const p = opts.padding ?? (k - 1) / 2;
+  const st = opts.stride ?? 1;
+  const inputs = [x, m.param('weight', dims)];
+  if (m.has('bias')) inputs.push(m.param('bias'));
+  return g.op('Conv', inputs, { kernel_shape: [dims[2], dims[3]], pads: [p, p, p, p], strides: [st, st] });
+}
+
+/** nn.LayerNorm over the last axis. */
+export function layerNorm(m: Module, x: string, eps: number): string {
+  return m.g.op('LayerNormalization', [x, m.param('weight'), m.param('bias')], { axis: -1, epsilon: f(eps) });
+}
+
+/**
+ * nn.GroupNorm on (N, C, H, W): reshape to (N, G, C/G*H*W), InstanceNormalization with unit
+ * scale (mean/var per group, as torch), reshape back, then the per-channel affine.
+ */
+export function groupNorm(m: Module, x: string, groups: number, eps: number): string {
+  const g = m.g;
+  const C = m.shape('weight')[0];
+  const shape = g.op('Shape', [x]);
+  const r = g.op('Reshape', [x, g.constI([0, groups, -1])]);
+  const n = g.op('InstanceNormalization', [r, g.constF(new Float32Array(groups).fill(1), [groups]), g.constF(new Float32Array(groups), [groups])], { epsilon: f(eps) });
+  const back = g.op('Reshape', [n, shape]);
+  const scale = m.param('weight', [C, 1, 1]);
+  const bias = m.param('bias', [C, 1, 1]);
+  return g.op('Add', [g.op('Mul', [back, scale]), bias]);
+}
+
+export function silu(g: Graph, x: string): string {
+  return g.op('Mul', [x, g.op('Sigmoid', [x])]);
+}
+
+/** Exact (erf) GELU, as torch's nn.GELU() / F.gelu default. */
+export function gelu(g: Graph, x: string): string {
+  const e = g.op('Erf', [g.op('Div', [x, g.scalar(Math.SQRT2)])]);
+  return g.op('Mul', [g.op('Mul', [x, g.scalar(0.5)]), g.op('Add', [e, g.scalar(1)])]);
+}
+
+/** quick_gelu: x * sigmoid(1.702 x) (CLIP). */
+export function quickGelu(g: Graph, x: string): string {
+  return g.op('Mul', [x, g.op('Sigmoid', [g.op('Mul', [x, g.scalar(1.702)])])]);
+}
+
+/**
+ * Scaled dot-product attention on (B, T, C) queries and (B, S, C) keys/values with `heads`
+ * heads: softmax(Q K^T * scale [+ mask]) V, returned as (B, T, C). Matches diffusers'
+ * eager processors (scores in float32, softmax over keys).
+ */
+export function attention(g: Graph, q: string, k: string, v: string, heads: number, headDim: number, mask?: string, scale = 1 / Math.sqrt(headDim)): string {
+  const split = (x: string, perm: number[]) =>
+    g.op('Transpose', [g.op('Reshape', [x, g.constI([0, 0, heads, headDim])])], { perm });
+  const qh = split(q, [0, 2, 1, 3]); // (B, H, T, D)
+  const kh = split(k, [0, 2, 3, 1]); // (B, H, D, S)
+  const vh = split(v, [0, 2, 1, 3]); // (B, H, S, D)
+  let scores = g.op('Mul', [g.op('MatMul', [qh, kh]), g.scalar(scale)]); // (B, H, T, S)
+  if (mask) scores = g.op('Add', [scores, mask]);
+  const p = g.op('Softmax', [scores], { axis: -1 });
+  const o = g.op('Transpose', [g.op('MatMul', [p, vh])], { perm: [0, 2, 1, 3] }); // (B, T, H, D)
+  return g.op('Reshape', [o, g.constI([0, 0, heads * headDim])]);
+}

@@ -1,0 +1,118 @@
+/**
+ * Turning a BuiltModel into an ONNX Runtime session.
+ *
+ * ONNX Runtime reads external data relative to the model file and refuses paths that leave
+ * the model's directory (after resolving symlinks). So each model gets a cache directory
+ * holding `model.onnx` and one entry per weight file: a hard link to the user's file (no
+ * copy, works on the same filesystem). When a hard link is impossible (another filesystem),
+ * we write the model beside the weights if that directory is writable and the model uses a
+ * single weight file, or copy the weights as a last resort; a log line says which.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import type { BuiltModel } from './graph.js';
+
+export type Provider = 'cpu' | 'webgpu' | 'cuda' | 'dml';
+
+export interface SessionConfig {
+  cacheDir: string;
+  provider?: Provider;
+  log?: (msg: string) => void;
+  /** Threads for intra-op parallelism; 0 lets ONNX Runtime decide. */
+  threads?: number;
+}
+
+export interface MaterializedModel {
+  modelPath: string;
+  /** How the weights were made reachable: 'hardlink', 'beside', or 'copy'. */
+  method: 'hardlink' | 'beside' | 'copy' | 'none';
+}
+
+/** Writes a file atomically: temp file in the same directory, then rename. */
+export function writeFileAtomic(file: string, data: Uint8Array | string): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  fs.writeFileSync(tmp, data);
+  fs.renameSync(tmp, file);
+}
+
+function sameFile(a: string, b: string): boolean {
+  try {
+    const sa = fs.statSync(a);
+    const sb = fs.statSync(b);
+    return sa.ino === sb.ino && sa.dev === sb.dev;
+  } catch {
+    return false;
+  }
+}
+
+/** Places the model and links to its weights in the cache; returns the model path. */
+export function materialize(model: BuiltModel, cfg: SessionConfig): MaterializedModel {
+  const log = cfg.log ?? (() => {});
+  const dir = path.join(cfg.cacheDir, 'onnx', `${model.name}-${model.key}`);
+  const modelPath = path.join(dir, 'model.onnx');
+  const entries = Object.entries(model.externalFiles);
+  fs.mkdirSync(dir, { recursive: true });
+  let method: MaterializedModel['method'] = entries.length ? 'hardlink' : 'none';
+  for (const [loc, src] of entries) {
+    const dst = path.join(dir, loc);
+    if (fs.existsSync(dst) && sameFile(dst, src)) continue;
+    fs.rmSync(dst, { force: true });
+    try {
+      fs.linkSync(src, dst);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (entries.length === 1) {
+        // Beside the weights: the model references the file by its own name.
+        const besidePath = path.join(path.dirname(src), `.${path.basename(src)}.${model.name}-${model.key}.onnx`);
+        try {
+          const patched = model.relocate({ [loc]: path.basename(src) });
+          writeFileAtomic(besidePath, patched);
+          log(`weights: hard link into the cache failed (${code}); wrote the model beside ${src}`);
+          return { modelPath: besidePath, method: 'beside' };
+        } catch {
+          /* fall through to copy */
+        }
+      }
+      log(`weights: hard link into the cache failed (${code}); copying ${src} (${fs.statSync(src).size} bytes)`);
+      fs.copyFileSync(src, `${dst}.tmp`);
+      fs.renameSync(`${dst}.tmp`, dst);
+      method = 'copy';
+    }
+  }
+  if (!fs.existsSync(modelPath) || fs.statSync(modelPath).size !== model.bytes.length) writeFileAtomic(modelPath, model.bytes);
+  if (method === 'hardlink') log(`weights: ${entries.length} file(s) hard-linked into ${dir}`);
+  return { modelPath, method };
+}
+
+export function executionProviders(p: Provider | undefined): ort.InferenceSession.SessionOptions['executionProviders'] {
+  switch (p ?? 'cpu') {
+    case 'webgpu': return ['webgpu', 'cpu'];
+    case 'cuda': return ['cuda', 'cpu'];
+    case 'dml': return ['dml', 'cpu'];
+    default: return ['cpu'];
+  }
+}
+
+/** Creates an ONNX Runtime session for a built model (materializing it first). */
+export async function createSession(model: BuiltModel, cfg: SessionConfig): Promise<ort.InferenceSession> {
+  const { modelPath } = materialize(model, cfg);
+  const opts: ort.InferenceSession.SessionOptions = {
+    executionProviders: executionProviders(cfg.provider),
+    graphOptimizationLevel: 'all',
+    enableCpuMemArena: true,
+  };
+  if (cfg.threads) opts.intraOpNumThreads = cfg.threads;
+  try {
+    return await ort.InferenceSession.create(modelPath, opts);
+  } catch (e) {
+    if ((cfg.provider ?? 'cpu') !== 'cpu') {
+      cfg.log?.(`provider ${cfg.provider} failed to start (${(e as Error).message}); falling back to CPU`);
+      return ort.InferenceSession.create(modelPath, { ...opts, executionProviders: ['cpu'] });
+    }
+    throw e;
+  }
+}
+
+export { ort };
