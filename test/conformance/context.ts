@@ -1,0 +1,135 @@
+/**
+ * Shared context of the conformance runner: the fixtures folder, its cases.json, tensor
+ * access and the comparison rule (|a - b| <= atol + rtol * |b|, as cases.json states).
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { SafetensorsFile, readTensorF32, readTensorI64 } from '../../models/safetensors.js';
+
+export interface TensorDesc { tensor: string; shape: number[]; dtype: string }
+export interface CaseSpec {
+  name: string;
+  inputs?: Record<string, unknown>;
+  params?: Record<string, unknown>;
+  outputs?: Record<string, unknown>;
+  intermediates?: Record<string, unknown>;
+  tolerance?: Record<string, unknown>;
+  [k: string]: unknown;
+}
+export interface GroupSpec { file: string; description?: string; cases: CaseSpec[] }
+export interface CasesJson {
+  model_dir: string;
+  models: Record<string, { path: string; config?: Record<string, unknown>; [k: string]: unknown }>;
+  ip_adapter_layers: { ip_adapter_index: number; diffusers: string; ldm: string; hidden_size: number; heads: number }[];
+  groups: Record<string, GroupSpec>;
+}
+
+/** One printed row: a compared output (or a pending/failed case). */
+export interface Row {
+  group: string;
+  case: string;
+  status: 'pass' | 'fail' | 'pending';
+  maxAbsErr?: number;
+  tolerance?: string;
+  detail?: string;
+}
+
+export class Ctx {
+  readonly cases: CasesJson;
+  readonly modelDir: string;
+  readonly cacheDir: string;
+  private files = new Map<string, SafetensorsFile>();
+
+  constructor(readonly fixtures: string) {
+    this.cases = JSON.parse(fs.readFileSync(path.join(fixtures, 'cases', 'cases.json'), 'utf8')) as CasesJson;
+    this.modelDir = path.resolve(fixtures, 'cases', this.cases.model_dir ?? '..');
+    this.cacheDir = process.env.IPA_CACHE ?? path.join(os.tmpdir(), 'ipa-conformance-cache');
+  }
+
+  /** Path of a file in the cases folder (png inputs, tensor files). */
+  casePath(name: string): string {
+    return path.join(this.fixtures, 'cases', name);
+  }
+
+  /** Path of a model listed in cases.json -> models, or relative to the model dir. */
+  modelPath(rel: string): string {
+    return path.join(this.modelDir, rel);
+  }
+
+  groupFile(group: string): SafetensorsFile {
+    const g = this.cases.groups[group];
+    let f = this.files.get(group);
+    if (!f) {
+      f = SafetensorsFile.open(this.casePath(g.file));
+      this.files.set(group, f);
+    }
+    return f;
+  }
+
+  /**
+   * Resolves a tensor reference of a case: `{tensor: name}` or a bare string naming a tensor
+   * listed in the group's `inputs` case (cases.json convention).
+   */
+  f32(group: string, ref: unknown): Float32Array {
+    return readTensorF32(this.groupFile(group).get(this.tensorName(group, ref)));
+  }
+
+  i64(group: string, ref: unknown): BigInt64Array {
+    return readTensorI64(this.groupFile(group).get(this.tensorName(group, ref)));
+  }
+
+  shape(group: string, ref: unknown): number[] {
+    return this.groupFile(group).get(this.tensorName(group, ref)).shape;
+  }
+
+  tensorName(group: string, ref: unknown): string {
+    if (ref && typeof ref === 'object' && 'tensor' in ref) return (ref as TensorDesc).tensor;
+    if (typeof ref === 'string') {
+      const file = this.groupFile(group);
+      if (file.has(ref)) return ref;
+      const inputsCase = this.cases.groups[group].cases.find((c) => c.name === 'inputs');
+      const r = inputsCase?.inputs?.[ref] ?? inputsCase?.outputs?.[ref];
+      if (r) return this.tensorName(group, r);
+    }
+    throw new Error(`cannot resolve tensor reference ${JSON.stringify(ref)} in group ${group}`);
+  }
+}
+
+/** Tolerance of one output: the case's `tolerance` may be flat or keyed by output name. */
+export function toleranceFor(c: CaseSpec, output: string): { atol: number; rtol: number; exact: boolean } {
+  const t = (c.tolerance ?? {}) as Record<string, unknown>;
+  const per = t[output];
+  const src = (per && typeof per === 'object' ? per : t) as Record<string, unknown>;
+  return {
+    atol: typeof src.atol === 'number' ? src.atol : 0,
+    rtol: typeof src.rtol === 'number' ? src.rtol : 0,
+    exact: src.exact === true,
+  };
+}
+
+/** Compares `got` with `expected`; returns a row. */
+export function compare(group: string, name: string, got: ArrayLike<number | bigint>, expected: ArrayLike<number | bigint>, tol: { atol: number; rtol: number; exact?: boolean }): Row {
+  const tolText = tol.exact ? 'exact' : `atol ${tol.atol}${tol.rtol ? ` rtol ${tol.rtol}` : ''}`;
+  if (got.length !== expected.length) {
+    return { group, case: name, status: 'fail', tolerance: tolText, detail: `length ${got.length} != expected ${expected.length}` };
+  }
+  let maxAbs = 0;
+  let ok = true;
+  for (let i = 0; i < got.length; i++) {
+    const a = Number(got[i]);
+    const b = Number(expected[i]);
+    const d = Math.abs(a - b);
+    if (!(d <= maxAbs)) maxAbs = Number.isNaN(d) ? Infinity : Math.max(maxAbs, d);
+    if (tol.exact ? d !== 0 : !(d <= tol.atol + tol.rtol * Math.abs(b))) ok = false;
+  }
+  return { group, case: name, status: ok ? 'pass' : 'fail', maxAbsErr: maxAbs, tolerance: tolText };
+}
+
+/** A group handler runs one case and returns its rows (one per compared output / variant). */
+export type CaseHandler = (ctx: Ctx, group: string, c: CaseSpec) => Promise<Row[]>;
+
+/** A pending row: the case belongs to another issue's work; never counted as passed. */
+export function pending(group: string, c: CaseSpec, reason: string): Row[] {
+  return [{ group, case: c.name, status: 'pending', detail: reason }];
+}

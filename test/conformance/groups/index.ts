@@ -1,0 +1,34 @@
+/**
+ * Group name -> case handler. Each group of cases.json has its own file in this folder.
+ * A group missing here is reported as a failure by the runner.
+ */
+import type { CaseHandler } from '../context.js';
+import { tokenizer } from './tokenizer.js';
+import { textEncoder } from './text_encoder.js';
+import { clipPreprocess } from './clip_preprocess.js';
+import { visionEncoder } from './vision_encoder.js';
+import { imageProj } from './image_proj.js';
+import { unetStep } from './unet_step.js';
+import { ddim } from './ddim.js';
+import { vae } from './vae.js';
+import { pipelineIpAdapter } from './pipeline_ip_adapter.js';
+import { pipelineTextOnly } from './pipeline_text_only.js';
+import { pipelineControlnetIpAdapter } from './pipeline_controlnet_ip_adapter.js';
+import { pipelineImg2imgIpAdapter } from './pipeline_img2img_ip_adapter.js';
+import { multipleImagePrompts } from './multiple_image_prompts.js';
+
+export const handlers: Record<string, CaseHandler> = {
+  tokenizer: tokenizer,
+  text_encoder: textEncoder,
+  clip_preprocess: clipPreprocess,
+  vision_encoder: visionEncoder,
+  image_proj: imageProj,
+  unet_step: unetStep,
+  ddim: ddim,
+  vae: vae,
+  pipeline_ip_adapter: pipelineIpAdapter,
+  pipeline_text_only: pipelineTextOnly,
+  pipeline_controlnet_ip_adapter: pipelineControlnetIpAdapter,
+  pipeline_img2img_ip_adapter: pipelineImg2imgIpAdapter,
+  multiple_image_prompts: multipleImagePrompts,
+};
