@@ -1,0 +1,364 @@
+/**
+ * UNet2DConditionModel of the SD1.5 family as an ONNX graph, with IP-Adapter decoupled
+ * cross-attention in every attn2 layer and optional ControlNet residual inputs.
+ * Mirrors diffusers 0.30 `UNet2DConditionModel.forward` (diffusers/models/unets/unet_2d_condition.py).
+ *
+ * Graph inputs:  sample (B, Cin, H, W), timestep (B,) float32, encoder_hidden_states (B, T, Cctx);
+ *                with an adapter: ip_tokens (B, N, Cctx) and ip_scale (L,) one λ per attn2 layer;
+ *                with controlnet: down_block_additional_residual_<i>, mid_block_additional_residual.
+ * Graph output:  noise_pred (B, Cout, H, W).
+ */
+import * as fs from 'node:fs';
+import type { TensorRef } from './safetensors.js';
+import { DataType, Graph, Module, type WeightMap, conv2d, groupNorm, silu } from './onnx/graph.js';
+import {
+  type AttentionImpl, type BlockOptions, type BlockSpec, type IpLayer,
+  downBlock, midBlockCrossAttn, timestepEmbedding, timestepProjection, upBlock,
+} from './unet-blocks.js';
+
+/** The UNet's architecture, parsed from a diffusers unet/config.json. */
+export interface UNetConfig {
+  sampleSize: number;
+  inChannels: number;
+  outChannels: number;
+  downBlockTypes: string[];
+  upBlockTypes: string[];
+  midBlockType: string | null;
+  blockOutChannels: number[];
+  layersPerBlock: number;
+  /** Heads per down block (diffusers: num_attention_heads, or attention_head_dim when that is null). */
+  numAttentionHeads: number[];
+  /** Transformer blocks per Transformer2DModel, per down block. */
+  transformerLayersPerBlock: number[];
+  normNumGroups: number;
+  normEps: number;
+  crossAttentionDim: number;
+  flipSinToCos: boolean;
+  freqShift: number;
+  actFn: string;
+  useLinearProjection: boolean;
+  upcastAttention: boolean;
+  midBlockScaleFactor: number;
+  resnetOutScaleFactor: number;
+  downsamplePadding: number;
+}
+
+const perBlock = (v: unknown, n: number, what: string, src: string): number[] => {
+  if (typeof v === 'number') return Array(n).fill(v);
+  if (Array.isArray(v) && v.length === n && v.every((x) => typeof x === 'number')) return v as number[];
+  throw new Error(`${src}: ${what} must be a number or a list of ${n} numbers, found ${JSON.stringify(v)}`);
+};
+
+/**
+ * Parses a diffusers UNet config. Features outside the SD1.5 family (class/addition embeddings,
+ * scale-shift time norm, gated attention, ...) are refused with a sentence naming the file.
+ */
+export function parseUNetConfig(json: Record<string, unknown>, source = 'unet/config.json'): UNetConfig {
+  const num = (k: string, d?: number): number => {
+    const v = json[k] ?? d;
+    if (typeof v !== 'number') throw new Error(`${source}: "${k}" must be a number, found ${JSON.stringify(json[k])}`);
+    return v;
+  };
+  const strs = (k: string): string[] => {
+    const v = json[k];
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new Error(`${source}: "${k}" must be a list of block type names`);
+    return v as string[];
+  };
+  const unsupported: [string, unknown, unknown][] = [
+    ['class_embed_type', json.class_embed_type ?? null, null],
+    ['addition_embed_type', json.addition_embed_type ?? null, null],
+    ['time_cond_proj_dim', json.time_cond_proj_dim ?? null, null],
+    ['encoder_hid_dim', json.encoder_hid_dim ?? null, null],
+    ['resnet_time_scale_shift', json.resnet_time_scale_shift ?? 'default', 'default'],
+    ['time_embedding_type', json.time_embedding_type ?? 'positional', 'positional'],
+    ['attention_type', json.attention_type ?? 'default', 'default'],
+    ['dual_cross_attention', json.dual_cross_attention ?? false, false],
+    ['only_cross_attention', json.only_cross_attention ?? false, false],
+    ['center_input_sample', json.center_input_sample ?? false, false],
+    ['act_fn', json.act_fn ?? 'silu', 'silu'],
+    ['conv_in_kernel', json.conv_in_kernel ?? 3, 3],
+    ['conv_out_kernel', json.conv_out_kernel ?? 3, 3],
+  ];
+  for (const [k, v, want] of unsupported) {
+    if (v !== want) throw new Error(`${source}: ${k} = ${JSON.stringify(v)} is not supported by the SD1.5-family UNet (expected ${JSON.stringify(want)})`);
+  }
+  const down = strs('down_block_types');
+  const up = strs('up_block_types');
+  const known = new Set(['CrossAttnDownBlock2D', 'DownBlock2D', 'CrossAttnUpBlock2D', 'UpBlock2D']);
+  for (const t of [...down, ...up]) if (!known.has(t)) throw new Error(`${source}: block type ${t} is not supported`);
+  if (up.length !== down.length) throw new Error(`${source}: ${down.length} down blocks but ${up.length} up blocks`);
+  const midBlockType = (json.mid_block_type ?? 'UNetMidBlock2DCrossAttn') as string | null;
+  if (midBlockType !== null && midBlockType !== 'UNetMidBlock2DCrossAttn') throw new Error(`${source}: mid_block_type ${midBlockType} is not supported`);
+  const blockOutChannels = perBlock(json.block_out_channels, down.length, 'block_out_channels', source);
+  const layers = json.layers_per_block ?? 2;
+  if (typeof layers !== 'number') throw new Error(`${source}: layers_per_block must be one number for this UNet (found ${JSON.stringify(layers)})`);
+  // diffusers' naming quirk: for these models `attention_head_dim` is the number of heads
+  // (num_attention_heads = num_attention_heads or attention_head_dim).
+  const heads = perBlock(json.num_attention_heads ?? json.attention_head_dim ?? 8, down.length, 'attention_head_dim', source);
+  const downsamplePadding = num('downsample_padding', 1);
+  if (downsamplePadding !== 1) throw new Error(`${source}: downsample_padding ${downsamplePadding} is not supported (SD1.5 uses 1)`);
+  const cross = json.cross_attention_dim ?? 1280;
+  if (typeof cross !== 'number') throw new Error(`${source}: cross_attention_dim must be one number (found ${JSON.stringify(cross)})`);
+  return {
+    sampleSize: num('sample_size', 64),
+    inChannels: num('in_channels', 4),
+    outChannels: num('out_channels', 4),
+    downBlockTypes: down,
+    upBlockTypes: up,
+    midBlockType,
+    blockOutChannels,
+    layersPerBlock: layers,
+    numAttentionHeads: heads,
+    transformerLayersPerBlock: perBlock(json.transformer_layers_per_block ?? 1, down.length, 'transformer_layers_per_block', source),
+    normNumGroups: num('norm_num_groups', 32),
+    normEps: num('norm_eps', 1e-5),
+    crossAttentionDim: cross,
+    flipSinToCos: (json.flip_sin_to_cos ?? true) as boolean,
+    freqShift: num('freq_shift', 0),
+    actFn: 'silu',
+    useLinearProjection: (json.use_linear_projection ?? false) as boolean,
+    upcastAttention: (json.upcast_attention ?? false) as boolean,
+    midBlockScaleFactor: num('mid_block_scale_factor', 1),
+    resnetOutScaleFactor: num('resnet_out_scale_factor', 1),
+    downsamplePadding,
+  };
+}
+
+/** Reads and parses `<dir>/config.json` of a diffusers UNet folder. */
+export function readUNetConfig(file: string): UNetConfig {
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`${file}: cannot read the UNet config (${(e as Error).message})`);
+  }
+  return parseUNetConfig(json as Record<string, unknown>, file);
+}
+
+/** Down blocks as the builder walks them (diffusers order). */
+export function downBlockSpecs(cfg: UNetConfig): BlockSpec[] {
+  return cfg.downBlockTypes.map((type, i) => ({
+    type, layers: cfg.layersPerBlock, hasAttention: type.startsWith('CrossAttn'),
+    heads: cfg.numAttentionHeads[i], resample: i < cfg.downBlockTypes.length - 1,
+  }));
+}
+
+/** Up blocks: heads reversed as in diffusers (reversed_num_attention_heads). */
+export function upBlockSpecs(cfg: UNetConfig): BlockSpec[] {
+  const heads = [...cfg.numAttentionHeads].reverse();
+  return cfg.upBlockTypes.map((type, i) => ({
+    type, layers: cfg.layersPerBlock + 1, hasAttention: type.startsWith('CrossAttn'),
+    heads: heads[i], resample: i < cfg.upBlockTypes.length - 1,
+  }));
+}
+
+/** One attention processor of the UNet, in diffusers registration order. */
+export interface AttnProcessorInfo {
+  /** Position in `unet.attn_processors` = the h94 `ip_adapter.<index>` number. */
+  index: number;
+  /** diffusers module name, e.g. down_blocks.0.attentions.0.transformer_blocks.0.attn2 */
+  name: string;
+  cross: boolean;
+  /** Channels of the layer (hidden size) and its heads. */
+  hiddenSize: number;
+  heads: number;
+}
+
+/**
+ * The UNet's attention processors in diffusers registration order: down blocks, then up blocks,
+ * then the mid block (UNet2DConditionModel registers the down/up ModuleLists before mid_block);
+ * within a Transformer2DModel each transformer block gives attn1 then attn2.
+ */
+export function attnProcessors(cfg: UNetConfig): AttnProcessorInfo[] {
+  const out: AttnProcessorInfo[] = [];
+  const add = (prefix: string, nAttn: number, depth: number, hiddenSize: number, heads: number) => {
+    for (let a = 0; a < nAttn; a++) {
+      for (let t = 0; t < depth; t++) {
+        for (const kind of ['attn1', 'attn2'] as const) {
+          out.push({ index: out.length, name: `${prefix}.attentions.${a}.transformer_blocks.${t}.${kind}`, cross: kind === 'attn2', hiddenSize, heads });
+        }
+      }
+    }
+  };
+  downBlockSpecs(cfg).forEach((s, i) => {
+    if (s.hasAttention) add(`down_blocks.${i}`, s.layers, cfg.transformerLayersPerBlock[i], cfg.blockOutChannels[i], s.heads);
+  });
+  const revCh = [...cfg.blockOutChannels].reverse();
+  const revDepth = [...cfg.transformerLayersPerBlock].reverse();
+  upBlockSpecs(cfg).forEach((s, i) => {
+    if (s.hasAttention) add(`up_blocks.${i}`, s.layers, revDepth[i], revCh[i], s.heads);
+  });
+  const last = cfg.blockOutChannels.length - 1;
+  if (cfg.midBlockType) add('mid_block', 1, cfg.transformerLayersPerBlock[last], cfg.blockOutChannels[last], cfg.numAttentionHeads[last]);
+  return out;
+}
+
+/** The cross-attention (attn2) processors, ordered by ip_adapter index; ip_scale[i] belongs to the i-th. */
+export function crossAttnLayers(cfg: UNetConfig): AttnProcessorInfo[] {
+  return attnProcessors(cfg).filter((p) => p.cross);
+}
+
+/** IP-Adapter image-branch weights per cross-attention layer (layer n = n-th of crossAttnLayers). */
+export interface IpAdapterWeights {
+  numLayers: number;
+  layerWeights(n: number): { toK: TensorRef; toV: TensorRef };
+}
+
+export interface BuildUNetOptions {
+  ipAdapter?: IpAdapterWeights;
+  controlnet?: boolean;
+  attention?: AttentionImpl;
+  /** Model name in the cache (default "unet"). */
+  name?: string;
+}
+
+/** Number of skip tensors of the down path (= ControlNet down residuals). */
+export function numDownResiduals(cfg: UNetConfig): number {
+  return 1 + downBlockSpecs(cfg).reduce((a, s) => a + s.layers + (s.resample ? 1 : 0), 0);
+}
+
+/** Builds the UNet graph from a config and a diffusers-named weight map. */
+export function buildUNet(cfg: UNetConfig, w: WeightMap, opts: BuildUNetOptions = {}): Graph {
+  const g = new Graph(opts.name ?? 'unet');
+  const m = new Module(g, w);
+  const sample = g.input('sample', DataType.FLOAT, ['batch', cfg.inChannels, 'height', 'width']);
+  const timestep = g.input('timestep', DataType.FLOAT, ['batch']);
+  const context = g.input('encoder_hidden_states', DataType.FLOAT, ['batch', 'text_tokens', cfg.crossAttentionDim]);
+
+  // Decoupled cross-attention: one image branch per attn2 layer, λ from ip_scale[n].
+  const cross = crossAttnLayers(cfg);
+  const ipByName = new Map<string, IpLayer>();
+  if (opts.ipAdapter) {
+    const ip = opts.ipAdapter;
+    if (ip.numLayers !== cross.length) {
+      throw new Error(`IP-Adapter has ${ip.numLayers} cross-attention layers but this UNet has ${cross.length}`);
+    }
+    const tokens = g.input('ip_tokens', DataType.FLOAT, ['batch', 'ip_token_count', cfg.crossAttentionDim]);
+    const scales = g.input('ip_scale', DataType.FLOAT, [cross.length]);
+    cross.forEach((p, n) => {
+      const { toK, toV } = ip.layerWeights(n);
+      for (const [what, ref] of [['to_k_ip', toK], ['to_v_ip', toV]] as const) {
+        if (ref.shape.length !== 2 || ref.shape[0] !== p.hiddenSize || ref.shape[1] !== cfg.crossAttentionDim) {
+          throw new Error(`IP-Adapter ${ref.key} in ${ref.file} has shape [${ref.shape}], but ${p.name} needs [${p.hiddenSize}, ${cfg.crossAttentionDim}] (${what})`);
+        }
+      }
+      const scale = g.op('Gather', [scales, g.constI([n], [])], { axis: 0 }, `ip_scale_${n}`);
+      ipByName.set(p.name, { index: p.index, toK, toV, tokens, scale });
+    });
+  }
+  const o: BlockOptions = {
+    groups: cfg.normNumGroups, eps: cfg.normEps, attention: opts.attention ?? 'mha',
+    ipFor: opts.ipAdapter ? (name) => ipByName.get(name) : undefined,
+  };
+
+  // 1. time
+  const tProj = timestepProjection(g, timestep, cfg.blockOutChannels[0], cfg.flipSinToCos, cfg.freqShift); // (B, C0)
+  const emb = timestepEmbedding(m.child('time_embedding'), tProj); // (B, 4*C0)
+  const embAct = silu(g, emb); // every resnet applies SiLU to temb first
+
+  // 2. pre-process
+  let h = conv2d(m.child('conv_in'), sample); // (B, C0, H, W)
+
+  // 3. down
+  let skips: string[] = [h];
+  downBlockSpecs(cfg).forEach((spec, i) => {
+    const r = downBlock(m.child('down_blocks').child(i), h, embAct, context, spec, o);
+    h = r.out;
+    skips.push(...r.skips);
+  });
+  if (opts.controlnet) {
+    skips = skips.map((s, i) => g.op('Add', [s, g.input(`down_block_additional_residual_${i}`, DataType.FLOAT, ['batch', `res${i}_c`, `res${i}_h`, `res${i}_w`])]));
+  }
+
+  // 4. mid
+  if (cfg.midBlockType) {
+    const last = cfg.blockOutChannels.length - 1;
+    h = midBlockCrossAttn(m.child('mid_block'), h, embAct, context, cfg.numAttentionHeads[last], o, cfg.midBlockScaleFactor);
+  }
+  if (opts.controlnet) h = g.op('Add', [h, g.input('mid_block_additional_residual', DataType.FLOAT, ['batch', 'mid_c', 'mid_h', 'mid_w'])]);
+
+  // 5. up
+  upBlockSpecs(cfg).forEach((spec, i) => {
+    const mine = skips.splice(skips.length - spec.layers, spec.layers);
+    h = upBlock(m.child('up_blocks').child(i), h, mine, embAct, context, spec, o, skips[skips.length - 1]);
+  });
+
+  // 6. post-process
+  h = silu(g, groupNorm(m.child('conv_norm_out'), h, cfg.normNumGroups, cfg.normEps));
+  h = conv2d(m.child('conv_out'), h);
+  g.output('noise_pred', h, DataType.FLOAT, ['batch', cfg.outChannels, 'height', 'width']);
+  return g;
+}
+
+// ---------------------------------------------------------------------------------------
+// Parameter list of a config (diffusers names and shapes): for generated test/bench models.
+// ---------------------------------------------------------------------------------------
+
+/** Every UNet parameter (diffusers name -> shape) for `cfg`, in a stable order. */
+export function unetParameterShapes(cfg: UNetConfig): Map<string, number[]> {
+  const p = new Map<string, number[]>();
+  const add = (name: string, shape: number[]) => p.set(name, shape);
+  const norm = (n: string, c: number) => { add(`${n}.weight`, [c]); add(`${n}.bias`, [c]); };
+  const lin = (n: string, o: number, i: number, bias = true) => { add(`${n}.weight`, [o, i]); if (bias) add(`${n}.bias`, [o]); };
+  const conv = (n: string, o: number, i: number, k: number) => { add(`${n}.weight`, [o, i, k, k]); add(`${n}.bias`, [o]); };
+  const c0 = cfg.blockOutChannels[0];
+  const tdim = 4 * c0;
+  const resnet = (n: string, cin: number, cout: number) => {
+    norm(`${n}.norm1`, cin); conv(`${n}.conv1`, cout, cin, 3); lin(`${n}.time_emb_proj`, cout, tdim);
+    norm(`${n}.norm2`, cout); conv(`${n}.conv2`, cout, cout, 3);
+    if (cin !== cout) conv(`${n}.conv_shortcut`, cout, cin, 1);
+  };
+  const transformer = (n: string, c: number, depth: number) => {
+    norm(`${n}.norm`, c);
+    if (cfg.useLinearProjection) lin(`${n}.proj_in`, c, c); else conv(`${n}.proj_in`, c, c, 1);
+    for (let t = 0; t < depth; t++) {
+      const b = `${n}.transformer_blocks.${t}`;
+      for (const a of ['attn1', 'attn2']) {
+        const kv = a === 'attn1' ? c : cfg.crossAttentionDim;
+        lin(`${b}.${a}.to_q`, c, c, false); lin(`${b}.${a}.to_k`, c, kv, false); lin(`${b}.${a}.to_v`, c, kv, false);
+        lin(`${b}.${a}.to_out.0`, c, c);
+      }
+      norm(`${b}.norm1`, c); norm(`${b}.norm2`, c); norm(`${b}.norm3`, c);
+      lin(`${b}.ff.net.0.proj`, 8 * c, c); lin(`${b}.ff.net.2`, c, 4 * c);
+    }
+    if (cfg.useLinearProjection) lin(`${n}.proj_out`, c, c); else conv(`${n}.proj_out`, c, c, 1);
+  };
+  conv('conv_in', c0, cfg.inChannels, 3);
+  lin('time_embedding.linear_1', tdim, c0);
+  lin('time_embedding.linear_2', tdim, tdim);
+  let ch = c0;
+  downBlockSpecs(cfg).forEach((s, i) => {
+    const out = cfg.blockOutChannels[i];
+    for (let l = 0; l < s.layers; l++) {
+      resnet(`down_blocks.${i}.resnets.${l}`, l === 0 ? ch : out, out);
+      if (s.hasAttention) transformer(`down_blocks.${i}.attentions.${l}`, out, cfg.transformerLayersPerBlock[i]);
+    }
+    if (s.resample) conv(`down_blocks.${i}.downsamplers.0.conv`, out, out, 3);
+    ch = out;
+  });
+  const last = cfg.blockOutChannels.length - 1;
+  const cm = cfg.blockOutChannels[last];
+  if (cfg.midBlockType) {
+    resnet('mid_block.resnets.0', cm, cm);
+    transformer('mid_block.attentions.0', cm, cfg.transformerLayersPerBlock[last]);
+    resnet('mid_block.resnets.1', cm, cm);
+  }
+  const rev = [...cfg.blockOutChannels].reverse();
+  const revDepth = [...cfg.transformerLayersPerBlock].reverse();
+  let prev = rev[0];
+  upBlockSpecs(cfg).forEach((s, i) => {
+    const out = rev[i];
+    const inCh = rev[Math.min(i + 1, rev.length - 1)];
+    for (let l = 0; l < s.layers; l++) {
+      const skip = l === s.layers - 1 ? inCh : out;
+      const rin = l === 0 ? prev : out;
+      resnet(`up_blocks.${i}.resnets.${l}`, rin + skip, out);
+      if (s.hasAttention) transformer(`up_blocks.${i}.attentions.${l}`, out, revDepth[i]);
+    }
+    if (s.resample) conv(`up_blocks.${i}.upsamplers.0.conv`, out, out, 3);
+    prev = out;
+  });
+  norm('conv_norm_out', c0);
+  conv('conv_out', cfg.outChannels, c0, 3);
+  return p;
+}
