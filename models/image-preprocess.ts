@@ -33,7 +33,7 @@ export async function loadImageRGBA(input: string | Uint8Array): Promise<RgbaIma
   if (typeof input === 'string' && !fs.existsSync(input)) {
     throw new Error(`${name}: not a readable image (the file does not exist)`);
   }
-  let raw: { data: Buffer; info: sharp.OutputInfo };
+  let raw: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {
     raw = await sharp(typeof input === 'string' ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength))
       .autoOrient()
