@@ -1,0 +1,72 @@
+/**
+ * Weight maps for the CLIP text encoder in the layouts users have, presenting the
+ * transformers `CLIPTextModel` names (`text_model.embeddings.token_embedding.weight`, ...):
+ * - transformers / diffusers folder `text_encoder/model.safetensors`, or a ComfyUI
+ *   `clip/` file: keys are already `text_model.*`;
+ * - original (LDM) single-file SD1.x checkpoint: `cond_stage_model.transformer.text_model.*`
+ *   (no `position_ids` buffer needed: positions are a constant of the graph);
+ * - older single-file checkpoints saved with transformers < 4.x naming:
+ *   `cond_stage_model.transformer.embeddings.*` / `.encoder.*` / `.final_layer_norm.*`.
+ *
+ * `prefixedWeights` is the generic prefix view other key maps reuse.
+ */
+import * as path from 'node:path';
+import type { WeightMap } from '../onnx/graph.js';
+import type { SafetensorsFile, TensorRef } from '../safetensors.js';
+
+/**
+ * A view of `file` in which canonical name `n` is the file's key `prefix + n`. A missing key
+ * fails with the file's name, the key looked for and the canonical name.
+ */
+export function prefixedWeights(file: SafetensorsFile, prefix: string): WeightMap {
+  return mappedWeights(file, (name) => prefix + name, prefix ? `prefix "${prefix}"` : 'no prefix');
+}
+
+/** A view of `file` through a name -> key function (`what` describes it in errors). */
+export function mappedWeights(file: SafetensorsFile, toKey: (name: string) => string, what = 'key map'): WeightMap {
+  return {
+    has: (name: string) => file.has(toKey(name)),
+    get: (name: string): TensorRef => {
+      const key = toKey(name);
+      if (!file.has(key)) {
+        throw new Error(`${path.basename(file.file)}: missing tensor "${key}" (weight ${name}, ${what}); file: ${file.file}`);
+      }
+      return file.get(key);
+    },
+  };
+}
+
+export type ClipTextLayout = 'transformers' | 'ldm' | 'ldm-legacy';
+
+const PROBE = 'text_model.embeddings.token_embedding.weight';
+const LDM = 'cond_stage_model.transformer.';
+
+/** Which CLIP text layout a file has, or null when it holds no SD1.x-style CLIP text encoder. */
+export function detectClipTextLayout(file: SafetensorsFile): ClipTextLayout | null {
+  if (file.has(PROBE)) return 'transformers';
+  if (file.has(LDM + PROBE)) return 'ldm';
+  if (file.has(`${LDM}embeddings.token_embedding.weight`)) return 'ldm-legacy';
+  return null;
+}
+
+/**
+ * The CLIP text encoder weights of `file` under transformers names, whatever its layout.
+ * Files with an OpenCLIP text tower (SD2.x) or SDXL's two encoders are refused by name.
+ */
+export function clipTextWeights(file: SafetensorsFile): WeightMap {
+  switch (detectClipTextLayout(file)) {
+    case 'transformers': return prefixedWeights(file, '');
+    case 'ldm': return prefixedWeights(file, LDM);
+    case 'ldm-legacy': return mappedWeights(file, (n) => LDM + n.replace(/^text_model\./, ''), 'legacy LDM layout');
+    default: break;
+  }
+  const keys = file.keys();
+  const name = path.basename(file.file);
+  if (keys.some((k) => k.startsWith('conditioner.embedders.'))) {
+    throw new Error(`${name}: this is an SDXL checkpoint (conditioner.embedders.*); only Stable Diffusion 1.x text encoders are supported`);
+  }
+  if (keys.some((k) => k.startsWith('cond_stage_model.model.'))) {
+    throw new Error(`${name}: this checkpoint has an OpenCLIP text encoder (cond_stage_model.model.*, Stable Diffusion 2.x); only Stable Diffusion 1.x (CLIP ViT-L/14) is supported`);
+  }
+  throw new Error(`${name}: no CLIP text encoder found (expected "${PROBE}" or "${LDM}${PROBE}"); file: ${file.file}`);
+}
