@@ -1,0 +1,130 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ImageProjector, IpAdapterModel, checkAdapterMatchesVision, ipAdapterWeightsFor } from './ip-adapter.js';
+import { parseClipVisionConfig } from './clip-vision.js';
+import { encodeSafetensors, type TensorToWrite } from './safetensors.js';
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ip-adapter-test-'));
+const cacheDir = path.join(root, 'cache');
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+let seed = 3;
+const rnd = (n: number, base = 0) => Float32Array.from({ length: n }, () => {
+  seed = (seed * 1103515245 + 12345) % 2 ** 31;
+  return base + 0.5 * (seed / 2 ** 31 - 0.5);
+});
+const T = (shape: number[], base = 0): TensorToWrite => ({ dtype: 'F32', shape, data: rnd(shape.reduce((a, d) => a * d, 1), base) });
+
+/** A base adapter: embed width D, N tokens of width C, processors 1 and 3. */
+function writeBase(file: string, D: number, N: number, C: number): void {
+  fs.writeFileSync(file, encodeSafetensors({
+    'image_proj.proj.weight': T([N * C, D]), 'image_proj.proj.bias': T([N * C]),
+    'image_proj.norm.weight': T([C], 1), 'image_proj.norm.bias': T([C]),
+    'ip_adapter.1.to_k_ip.weight': T([6, C]), 'ip_adapter.1.to_v_ip.weight': T([6, C]),
+    'ip_adapter.3.to_k_ip.weight': T([10, C]), 'ip_adapter.3.to_v_ip.weight': T([10, C]),
+  }));
+}
+
+const vision = parseClipVisionConfig({ hidden_size: 32, projection_dim: 12, num_attention_heads: 4, intermediate_size: 37, hidden_act: 'gelu' });
+
+describe('IpAdapterModel', () => {
+  it('refuses pickle files without reading them', () => {
+    expect(() => IpAdapterModel.load(path.join(root, 'ip-adapter_sd15.bin'))).toThrow(/ip-adapter_sd15\.bin: .*pickle.*convert it to \.safetensors/);
+    expect(() => IpAdapterModel.load(path.join(root, 'ip-adapter_sd15.pt'))).toThrow(/convert it to \.safetensors/);
+  });
+
+  it('detects a base adapter and serves layer weights by processor index', () => {
+    const f = path.join(root, 'base.safetensors');
+    writeBase(f, 12, 4, 8);
+    const a = IpAdapterModel.load(f);
+    expect([a.kind, a.numTokens, a.embedDim, a.crossAttentionDim, [...a.layers.keys()]]).toEqual(['base', 4, 12, 8, [1, 3]]);
+    expect(a.layerWeights(3).toK.shape).toEqual([10, 8]);
+    expect(ipAdapterWeightsFor(a, 1).toV.key).toBe('ip_adapter.1.to_v_ip.weight');
+    expect(() => a.layerWeights(5)).toThrow(/no ip_adapter\.5\.to_k_ip/);
+    expect(() => checkAdapterMatchesVision(a, vision, '/models/clip_vision/vit.safetensors')).not.toThrow();
+  });
+
+  it('refuses an adapter whose width does not match the vision model, naming both files and widths', () => {
+    const f = path.join(root, 'ip-adapter-wide.safetensors');
+    writeBase(f, 16, 4, 8);
+    const a = IpAdapterModel.load(f);
+    let msg = '';
+    try { checkAdapterMatchesVision(a, vision, '/models/clip_vision/vit.safetensors'); } catch (e) { msg = (e as Error).message; }
+    expect(msg).toMatch(/ip-adapter-wide\.safetensors/);
+    expect(msg).toMatch(/\/models\/clip_vision\/vit\.safetensors/);
+    expect(msg).toMatch(/width 16/);
+    expect(msg).toMatch(/width 12/);
+  });
+
+  it('detects a Plus adapter (heads = to_q rows / 64, depth from layers)', () => {
+    const f = path.join(root, 'plus.safetensors');
+    const W = 8; const inner = 128; const D = 32; const C = 8;
+    const t: Record<string, TensorToWrite> = {
+      'image_proj.latents': T([1, 16, W]), 'image_proj.proj_in.weight': T([W, D]), 'image_proj.proj_in.bias': T([W]),
+      'image_proj.proj_out.weight': T([C, W]), 'image_proj.proj_out.bias': T([C]),
+      'image_proj.norm_out.weight': T([C], 1), 'image_proj.norm_out.bias': T([C]),
+      'ip_adapter.1.to_k_ip.weight': T([6, C]), 'ip_adapter.1.to_v_ip.weight': T([6, C]),
+    };
+    for (let d = 0; d < 2; d++) {
+      const p = `image_proj.layers.${d}`;
+      for (const n of ['0.norm1', '0.norm2', '1.0']) { t[`${p}.${n}.weight`] = T([W], 1); t[`${p}.${n}.bias`] = T([W]); }
+      t[`${p}.0.to_q.weight`] = T([inner, W]); t[`${p}.0.to_kv.weight`] = T([2 * inner, W]); t[`${p}.0.to_out.weight`] = T([W, inner]);
+      t[`${p}.1.1.weight`] = T([4 * W, W]); t[`${p}.1.3.weight`] = T([W, 4 * W]);
+    }
+    fs.writeFileSync(f, encodeSafetensors(t));
+    const a = IpAdapterModel.load(f);
+    expect([a.kind, a.numTokens, a.embedDim, a.crossAttentionDim, a.resampler?.heads, a.resampler?.depth]).toEqual(['plus', 16, 32, 8, 2, 2]);
+    expect(() => checkAdapterMatchesVision(a, vision, 'vit.safetensors')).not.toThrow();
+    expect(() => checkAdapterMatchesVision(a, { ...vision, hiddenSize: 1280 }, 'vit-h.safetensors')).toThrow(/hidden states.*width 32.*vit-h\.safetensors gives width 1280/);
+  });
+
+  it('Plus: a batch of two equals its images one by one', async () => {
+    const p = await ImageProjector.load(path.join(root, 'plus.safetensors'), { cacheDir });
+    const n = 5 * 32;
+    const x = Float32Array.from({ length: 2 * n }, (_, i) => Math.sin(i * 0.7));
+    const both = await p.project({ data: x, dims: [2, 5, 32] });
+    expect(both.dims).toEqual([2, 16, 8]);
+    for (let b = 0; b < 2; b++) {
+      const one = await p.project({ data: x.slice(b * n, (b + 1) * n), dims: [1, 5, 32] });
+      one.data.forEach((v, i) => expect(Math.abs(v - both.data[b * 128 + i])).toBeLessThan(1e-5));
+    }
+    await expect(p.unconditional(null)).rejects.toThrow(/need the CLIP vision model/);
+    await p.release();
+  });
+});
+
+describe('ImageProjector', () => {
+  it('base: LayerNorm(reshape(Linear(x))) for a batch, and zero-embedding unconditional tokens', async () => {
+    const f = path.join(root, 'base-proj.safetensors');
+    writeBase(f, 12, 4, 8);
+    const p = await ImageProjector.load(f, { cacheDir });
+    const w = p.adapter.weights;
+    const { readTensorF32 } = await import('./safetensors.js');
+    const W = readTensorF32(w.get('image_proj.proj.weight'));
+    const b = readTensorF32(w.get('image_proj.proj.bias'));
+    const g = readTensorF32(w.get('image_proj.norm.weight'));
+    const beta = readTensorF32(w.get('image_proj.norm.bias'));
+    const x = Float32Array.from({ length: 24 }, (_, i) => Math.cos(i));
+    const ref = (xb: Float32Array) => {
+      const y = Array.from({ length: 32 }, (_, o) => b[o] + xb.reduce((s, v, i) => s + v * W[o * 12 + i], 0));
+      const out: number[] = [];
+      for (let n = 0; n < 4; n++) {
+        const r = y.slice(n * 8, n * 8 + 8);
+        const mu = r.reduce((s, v) => s + v, 0) / 8;
+        const vr = r.reduce((s, v) => s + (v - mu) ** 2, 0) / 8;
+        r.forEach((v, c) => out.push(((v - mu) / Math.sqrt(vr + 1e-5)) * g[c] + beta[c]));
+      }
+      return out;
+    };
+    const got = await p.project({ data: x, dims: [2, 12] });
+    expect(got.dims).toEqual([2, 4, 8]);
+    const want = [...ref(x.slice(0, 12)), ...ref(x.slice(12))];
+    want.forEach((v, i) => expect(Math.abs(got.data[i] - v)).toBeLessThan(1e-5));
+    const un = await p.unconditional(null);
+    ref(new Float32Array(12)).forEach((v, i) => expect(Math.abs(un.data[i] - v)).toBeLessThan(1e-5));
+    await expect(p.project({ data: x, dims: [1, 24] })).rejects.toThrow(/image_embeds must be \(B, 12\)/);
+    await p.release();
+  });
+});
