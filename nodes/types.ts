@@ -38,3 +38,23 @@ export interface NodeSpec {
   /** Output nodes (Save/Preview Image) are always executed and never cached. */
   output?: boolean;
 }
+
+// ---------------------------------------------------------------------------------------
+// Engine side. `NodeDef` = the serialisable NodeSpec + `execute`. Only type imports here, so
+// the renderer can keep importing this file (type imports vanish at build time).
+// ---------------------------------------------------------------------------------------
+import type { ExecContext } from '../engine/context.js';
+
+/** Values flowing on edges, keyed by port name. Their shapes are in nodes/values.ts. */
+export type PortValues = Record<string, unknown>;
+
+/**
+ * A node type as the engine runs it. `execute` receives the connected inputs (absent when an
+ * optional input is unconnected) and the params with defaults filled in; params of kind
+ * `file` and `image` arrive as absolute paths, already resolved by the executor.
+ */
+export interface NodeDef extends NodeSpec {
+  execute(inputs: PortValues, params: Record<string, ParamValue>, ctx: ExecContext): Promise<PortValues>;
+  /** Checks across params beyond ranges (e.g. multiples of 8); each problem as a sentence. */
+  check?(params: Record<string, ParamValue>): { param?: string; message: string }[];
+}

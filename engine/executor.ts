@@ -1,0 +1,202 @@
+/**
+ * The executor: runs a validated workflow in topological order. Each node's outputs are cached
+ * under its input signature = hash(node type, params, and for file/image params the file's
+ * identity, plus the signatures of the nodes feeding it), so a node re-runs only when something
+ * upstream of it changed (ComfyUI's rule; the node id is not part of it). Output nodes always
+ * run. Only nodes that lead to an output node are executed.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { NodeDef, ParamValue, PortValues } from '../nodes/types.js';
+import type { ImageRef, RunEvent, ValidationError, Workflow } from './api.js';
+import { CancelledError, type ExecContext, type NoiseSource, type TraceFn } from './context.js';
+import type { ModelStore } from './model-store.js';
+import { PathResolver } from './paths.js';
+import { seededNoise } from './rng.js';
+import { paramsWithDefaults, validateWorkflow } from './validate.js';
+
+export interface RunRequest {
+  runId: string;
+  workflow: Workflow;
+  /** Folder of the workflow file, for relative paths (null for unsaved workflows). */
+  workflowDir?: string | null;
+  modelsDir: string;
+  outputDir: string;
+  tempDir: string;
+  signal: AbortSignal;
+  emit: (e: RunEvent) => void;
+  /** Replaces the seeded noise (test hook; see engine/context.ts). */
+  noise?: NoiseSource;
+  trace?: TraceFn;
+  /** Called with each executed or cached node's outputs. */
+  onNodeOutputs?: (node: string, outputs: PortValues) => void;
+}
+
+export interface RunResult {
+  ok: boolean;
+  cancelled?: boolean;
+  error?: string;
+  errors?: ValidationError[];
+}
+
+/** Outputs by signature, least recently used evicted first. */
+class OutputCache {
+  private map = new Map<string, PortValues>();
+  constructor(private limit: number) {}
+  get(sig: string): PortValues | undefined {
+    const v = this.map.get(sig);
+    if (v) { this.map.delete(sig); this.map.set(sig, v); }
+    return v;
+  }
+  set(sig: string, v: PortValues): void {
+    this.map.delete(sig);
+    this.map.set(sig, v);
+    while (this.map.size > this.limit) this.map.delete(this.map.keys().next().value as string);
+  }
+  clear(): void { this.map.clear(); }
+  get size(): number { return this.map.size; }
+}
+
+export class Executor {
+  readonly specs: Map<string, NodeDef>;
+  private cache: OutputCache;
+  /** Times `execute` was called, by node id (tests count re-executions). */
+  readonly executions = new Map<string, number>();
+
+  constructor(defs: NodeDef[], private models: ModelStore, cacheEntries = 128) {
+    this.specs = new Map(defs.map((d) => [d.type, d]));
+    this.cache = new OutputCache(cacheEntries);
+  }
+
+  clearCache(): void {
+    this.cache.clear();
+  }
+
+  validate(wf: Workflow, paths?: PathResolver): ValidationError[] {
+    return validateWorkflow(wf, this.specs, { paths, check: (t, p) => this.specs.get(t)?.check?.(p) ?? [] });
+  }
+
+  async run(req: RunRequest): Promise<RunResult> {
+    const { workflow: wf, runId, emit } = req;
+    const paths = new PathResolver(req.modelsDir, req.workflowDir ?? null);
+    const errors = this.validate(wf, paths);
+    if (errors.length) return { ok: false, error: `the workflow has ${errors.length} error(s)`, errors };
+
+    const byId = new Map(wf.nodes.map((n) => [n.id, n]));
+    const inputsOf = new Map<string, { port: string; from: string; fromPort: string }[]>();
+    for (const e of wf.edges) inputsOf.set(e.to.node, [...(inputsOf.get(e.to.node) ?? []), { port: e.to.port, from: e.from.node, fromPort: e.from.port }]);
+
+    // Nodes that lead to an output node, in a stable topological order.
+    const needed = new Set<string>();
+    const mark = (id: string) => {
+      if (needed.has(id)) return;
+      needed.add(id);
+      for (const i of inputsOf.get(id) ?? []) mark(i.from);
+    };
+    for (const n of wf.nodes) if (this.specs.get(n.type)!.output) mark(n.id);
+    const order: string[] = [];
+    const done = new Set<string>();
+    while (order.length < needed.size) {
+      const ready = wf.nodes.find((n) => needed.has(n.id) && !done.has(n.id) && (inputsOf.get(n.id) ?? []).every((i) => done.has(i.from)));
+      if (!ready) throw new Error('internal: no ready node (validation should have caught a cycle)');
+      done.add(ready.id);
+      order.push(ready.id);
+    }
+
+    const sigs = new Map<string, string>();
+    const values = new Map<string, PortValues>();
+    const noise = req.noise ?? seededNoise;
+    for (const id of order) {
+      const node = byId.get(id)!;
+      const def = this.specs.get(node.type)!;
+      if (req.signal.aborted) return { ok: false, cancelled: true };
+      const params = this.resolveParams(def, paramsWithDefaults(def, node.params), paths);
+      const ins = [...(inputsOf.get(id) ?? [])].sort((a, b) => a.port.localeCompare(b.port));
+      const sig = createHash('sha256')
+        .update(JSON.stringify([node.type, params.sigParams, ins.map((i) => [i.port, sigs.get(i.from), i.fromPort])]))
+        .digest('hex');
+      sigs.set(id, sig);
+      const inputs: PortValues = {};
+      for (const i of ins) inputs[i.port] = values.get(i.from)![i.fromPort];
+
+      const hit = def.output ? undefined : this.cache.get(sig);
+      if (hit) {
+        values.set(id, hit);
+        req.onNodeOutputs?.(id, hit);
+        emit({ type: 'node-done', runId, node: id, ms: 0, cached: true });
+        continue;
+      }
+      emit({ type: 'node-start', runId, node: id });
+      const t0 = performance.now();
+      const ctx = this.context(req, id, paths);
+      try {
+        this.executions.set(id, (this.executions.get(id) ?? 0) + 1);
+        const out = await def.execute(inputs, params.values, ctx);
+        for (const p of def.outputs) {
+          if (!(p.name in out)) throw new Error(`internal: ${def.type} produced no "${p.name}" output`);
+        }
+        values.set(id, out);
+        if (!def.output) this.cache.set(sig, out);
+        req.onNodeOutputs?.(id, out);
+        emit({ type: 'node-done', runId, node: id, ms: Math.round(performance.now() - t0), cached: false });
+      } catch (e) {
+        if (e instanceof CancelledError || req.signal.aborted) return { ok: false, cancelled: true };
+        const message = (e as Error).message ?? String(e);
+        emit({ type: 'node-error', runId, node: id, message });
+        return { ok: false, error: `${def.title} (${id}): ${message}` };
+      }
+    }
+    return { ok: true };
+  }
+
+  /** Resolves file/image params to absolute paths; the signature uses the files' identity. */
+  private resolveParams(def: NodeDef, params: Record<string, ParamValue>, paths: PathResolver) {
+    const values = { ...params };
+    const sigParams: Record<string, unknown> = { ...params };
+    for (const p of def.params) {
+      if (p.kind !== 'file' && p.kind !== 'image') continue;
+      const v = params[p.name] as string;
+      const abs = p.kind === 'file' ? paths.resolveModel(p.modelKind, v) : paths.resolveImage(v);
+      if (!abs) continue; // validation already refused this run
+      values[p.name] = abs;
+      sigParams[p.name] = `${abs}|${fileIdentity(abs)}`;
+    }
+    return { values, sigParams };
+  }
+
+  private context(req: RunRequest, nodeId: string, paths: PathResolver): ExecContext {
+    const { runId, emit } = req;
+    return {
+      nodeId, runId, signal: req.signal, models: this.models, paths,
+      outputDir: req.outputDir, tempDir: req.tempDir, workflow: req.workflow,
+      noise: req.noise ?? seededNoise, trace: req.trace,
+      progress: (step, total, preview) => emit({
+        type: 'progress', runId, node: nodeId, step, total,
+        ...(preview ? { preview: { width: preview.width, height: preview.height, png: Buffer.from(preview.png).toString('base64') } } : {}),
+      }),
+      log: (level, message) => emit({ type: 'log', runId, level, message }),
+      emitImages: (images: ImageRef[]) => emit({ type: 'output', runId, node: nodeId, images }),
+    };
+  }
+}
+
+/** size + mtime of a file, or of every file in a folder (one level of subfolders). */
+function fileIdentity(p: string): string {
+  const st = fs.statSync(p);
+  if (!st.isDirectory()) return `${st.size}:${st.mtimeMs}`;
+  const parts: string[] = [];
+  for (const e of fs.readdirSync(p, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    const q = path.join(p, e.name);
+    if (e.isDirectory()) {
+      for (const f of fs.readdirSync(q).sort()) {
+        const s = fs.statSync(path.join(q, f));
+        parts.push(`${e.name}/${f}:${s.size}:${s.mtimeMs}`);
+      }
+    } else {
+      const s = fs.statSync(q);
+      parts.push(`${e.name}:${s.size}:${s.mtimeMs}`);
+    }
+  }
+  return parts.join(',');
+}

@@ -1,0 +1,94 @@
+/**
+ * Loaded models and ONNX Runtime sessions, by key. A key names what was loaded (e.g.
+ * `unet|<checkpoint>|ip=<adapter>|cn=0`), so a graph is built and a session created once and
+ * reused by every run until `unload` releases it. Concurrent requests for one key share a load.
+ */
+import * as fs from 'node:fs';
+import type { BuiltModel } from '../models/onnx/graph.js';
+import { createSession, type Provider, ort } from '../models/onnx/session.js';
+
+interface Entry {
+  value: Promise<unknown>;
+  dispose?: (v: unknown) => void | Promise<void>;
+  lastUsed: number;
+}
+
+export interface ModelStoreOptions {
+  cacheDir: string;
+  provider: Provider;
+  log?: (msg: string) => void;
+  threads?: number;
+}
+
+export class ModelStore {
+  private entries = new Map<string, Entry>();
+  /** How many times each key was actually loaded (tests read this). */
+  readonly loads = new Map<string, number>();
+
+  constructor(private opts: ModelStoreOptions) {
+    fs.mkdirSync(opts.cacheDir, { recursive: true });
+  }
+
+  get cacheDir(): string {
+    return this.opts.cacheDir;
+  }
+
+  get provider(): Provider {
+    return this.opts.provider;
+  }
+
+  /** Changes the provider; sessions made for the old one are released. */
+  async setProvider(p: Provider): Promise<void> {
+    if (p === this.opts.provider) return;
+    this.opts.provider = p;
+    await this.unload();
+  }
+
+  /** The value under `key`, loading it once with `load`. `dispose` runs on unload. */
+  async get<T>(key: string, load: () => Promise<T> | T, dispose?: (v: T) => void | Promise<void>): Promise<T> {
+    let e = this.entries.get(key);
+    if (!e) {
+      this.loads.set(key, (this.loads.get(key) ?? 0) + 1);
+      const value = Promise.resolve().then(load);
+      e = { value, dispose: dispose as Entry['dispose'], lastUsed: Date.now() };
+      this.entries.set(key, e);
+      // A failed load is forgotten, so the next run retries (after the user fixes the file).
+      value.catch(() => { if (this.entries.get(key) === e) this.entries.delete(key); });
+    }
+    e.lastUsed = Date.now();
+    return e.value as Promise<T>;
+  }
+
+  /** An ONNX Runtime session for a graph built by `build`, cached under `key`. */
+  session(key: string, build: () => BuiltModel | Promise<BuiltModel>): Promise<ort.InferenceSession> {
+    return this.get(key, async () => {
+      const t0 = Date.now();
+      const built = await build();
+      const s = await createSession(built, { cacheDir: this.opts.cacheDir, provider: this.opts.provider, log: this.opts.log, threads: this.opts.threads });
+      this.opts.log?.(`loaded ${key} (${((Date.now() - t0) / 1000).toFixed(2)} s)`);
+      return s;
+    }, (s) => s.release());
+  }
+
+  has(key: string): boolean {
+    return this.entries.has(key);
+  }
+
+  keys(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  /** Releases every entry whose key starts with `prefix` (all when omitted). */
+  async unload(prefix = ''): Promise<void> {
+    const gone = [...this.entries].filter(([k]) => k.startsWith(prefix));
+    for (const [k] of gone) this.entries.delete(k);
+    for (const [, e] of gone) {
+      try {
+        const v = await e.value;
+        await e.dispose?.(v);
+      } catch {
+        /* a failed load has nothing to release */
+      }
+    }
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * Paths in workflows. Model params name a file or folder under `<models>/<kind>/` (ComfyUI
+ * layout), or a path relative to the workflow's own folder, or an absolute path. Image params
+ * resolve against the workflow's folder, then the current directory. Saved images may only
+ * land inside the output folder.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { ModelKind } from '../nodes/types.js';
+
+export const MODEL_KINDS: ModelKind[] = ['checkpoints', 'ipadapter', 'clip_vision', 'controlnet', 'vae', 'tokenizers'];
+
+/** Folder names that make a directory one model (not a folder of models). */
+function isModelFolder(kind: ModelKind, dir: string): boolean {
+  const has = (f: string) => fs.existsSync(path.join(dir, f));
+  switch (kind) {
+    case 'checkpoints': return has('model_index.json') || has('unet');
+    case 'clip_vision': case 'controlnet': case 'vae': return has('config.json');
+    case 'tokenizers': return has('vocab.json');
+    default: return false;
+  }
+}
+
+export class PathResolver {
+  constructor(readonly modelsDir: string, readonly workflowDir: string | null = null) {}
+
+  /** Places a model param is looked up, in order. */
+  modelCandidates(kind: ModelKind, name: string): string[] {
+    if (path.isAbsolute(name)) return [name];
+    const out = [path.join(this.modelsDir, kind, name)];
+    if (this.workflowDir) out.push(path.join(this.workflowDir, name));
+    return out;
+  }
+
+  /** The absolute path of a model param, or null when none of the candidates exists. */
+  resolveModel(kind: ModelKind, name: string): string | null {
+    if (!name) return null;
+    return this.modelCandidates(kind, name).find((p) => fs.existsSync(p)) ?? null;
+  }
+
+  imageCandidates(name: string): string[] {
+    if (path.isAbsolute(name)) return [name];
+    const out: string[] = [];
+    if (this.workflowDir) out.push(path.join(this.workflowDir, name));
+    out.push(path.resolve(name));
+    return out;
+  }
+
+  resolveImage(name: string): string | null {
+    if (!name) return null;
+    return this.imageCandidates(name).find((p) => fs.existsSync(p) && fs.statSync(p).isFile()) ?? null;
+  }
+
+  /** A sentence for a model param that resolves nowhere. */
+  missingModel(kind: ModelKind, name: string): string {
+    if (!name) return `no ${kind} file chosen`;
+    return `"${name}" not found (looked in ${this.modelCandidates(kind, name).join(', ')})`;
+  }
+
+  missingImage(name: string): string {
+    if (!name) return 'no image chosen';
+    return `image "${name}" not found (looked in ${this.imageCandidates(name).join(', ')})`;
+  }
+}
+
+/**
+ * Checks a Save Image filename prefix: relative, no `..` segment, no drive or root. Returns a
+ * sentence saying what is wrong, or null when it is acceptable. Subfolders (`sweeps/a`) are fine.
+ */
+export function checkOutputPrefix(prefix: string): string | null {
+  if (!prefix.trim()) return 'the filename prefix is empty';
+  if (path.isAbsolute(prefix) || path.win32.isAbsolute(prefix) || /^[a-zA-Z]:/.test(prefix)) {
+    return `the filename prefix "${prefix}" is an absolute path; images are written only inside the output folder`;
+  }
+  if (prefix.split(/[\\/]/).some((s) => s === '..')) {
+    return `the filename prefix "${prefix}" contains "..", which would leave the output folder`;
+  }
+  if (/[\0<>:"|?*]/.test(prefix)) return `the filename prefix "${prefix}" contains a character not allowed in file names`;
+  return null;
+}
+
+/** Joins a checked prefix under `outputDir`, and checks the result stays inside it. */
+export function outputPath(outputDir: string, relative: string): string {
+  const err = checkOutputPrefix(relative);
+  if (err) throw new Error(err);
+  const root = path.resolve(outputDir);
+  const p = path.resolve(root, relative);
+  if (!p.startsWith(root + path.sep)) throw new Error(`"${relative}" would be written outside the output folder ${root}`);
+  return p;
+}
+
+/** Lists the models of each kind: `.safetensors` files and model folders, up to two levels deep. */
+export function listModels(modelsDir: string): Record<ModelKind, string[]> {
+  const out = {} as Record<ModelKind, string[]>;
+  for (const kind of MODEL_KINDS) {
+    const found: string[] = [];
+    const walk = (dir: string, rel: string, depth: number) => {
+      let entries: fs.Dirent[];
+      try {
+        entries = fs.readdirSync(dir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+        if (e.name.startsWith('.')) continue;
+        const p = path.join(dir, e.name);
+        const r = rel ? `${rel}/${e.name}` : e.name;
+        const isDir = e.isDirectory() || (e.isSymbolicLink() && fs.statSync(p, { throwIfNoEntry: false })?.isDirectory());
+        if (isDir) {
+          if (isModelFolder(kind, p)) found.push(r);
+          else if (depth < 2) walk(p, r, depth + 1);
+        } else if (e.name.endsWith('.safetensors') && kind !== 'tokenizers') {
+          found.push(r);
+        }
+      }
+    };
+    walk(path.join(modelsDir, kind), '', 1);
+    out[kind] = found;
+  }
+  return out;
+}
+
+/** True when the models folder holds no model at all (then the demo set is used). */
+export function modelsFolderEmpty(modelsDir: string): boolean {
+  const m = listModels(modelsDir);
+  return MODEL_KINDS.every((k) => m[k].length === 0);
+}

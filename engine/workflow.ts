@@ -1,0 +1,118 @@
+/**
+ * Workflow JSON: format "ipadapter-studio/workflow", version 1. Reading goes through
+ * `parseWorkflow`, which checks the document's shape and migrates older versions step by step;
+ * a newer version is refused with a sentence (we cannot guess what it means).
+ *
+ * Version history:
+ * - 0: the draft format of early builds: `links: [[fromNode, fromPort, toNode, toPort], ...]`
+ *      instead of `edges`, node positions as `position: [x, y]`, and no `format` field.
+ * - 1: `edges: [{from: {node, port}, to: {node, port}}]`, layout in `ui: {x, y}` (the engine
+ *      never reads it), free `meta`.
+ */
+import type { ValidationError, Workflow, WorkflowEdge, WorkflowNode } from './api.js';
+
+export const WORKFLOW_FORMAT = 'ipadapter-studio/workflow';
+export const WORKFLOW_VERSION = 1;
+
+export interface ParsedWorkflow {
+  workflow: Workflow | null;
+  errors: ValidationError[];
+  /** The version the document had, when it was migrated. */
+  migratedFrom?: number;
+}
+
+type Json = Record<string, unknown>;
+const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Migrations: `MIGRATIONS[v]` turns a version-v document into version v+1. */
+const MIGRATIONS: Record<number, (doc: Json) => Json> = {
+  0: (doc) => {
+    const links = Array.isArray(doc.links) ? doc.links : [];
+    const edges = links.map((l) => {
+      const [fn, fp, tn, tp] = Array.isArray(l) ? l : [];
+      return { from: { node: String(fn), port: String(fp) }, to: { node: String(tn), port: String(tp) } };
+    });
+    const nodes = (Array.isArray(doc.nodes) ? doc.nodes : []).map((n) => {
+      if (!isObj(n)) return n;
+      const { position, ...rest } = n;
+      const out: Json = { ...rest };
+      if (Array.isArray(position) && position.length === 2) out.ui = { x: Number(position[0]), y: Number(position[1]) };
+      return out;
+    });
+    const { links: _links, ...rest } = doc;
+    return { ...rest, format: WORKFLOW_FORMAT, version: 1, nodes, edges };
+  },
+};
+
+/**
+ * Checks the document's shape and migrates it to the current version. Graph semantics (node
+ * types, ports, params, cycles) are checked by `validateWorkflow` afterwards.
+ */
+export function parseWorkflow(input: unknown): ParsedWorkflow {
+  const errors: ValidationError[] = [];
+  let doc: unknown = input;
+  if (typeof doc === 'string') {
+    try {
+      doc = JSON.parse(doc);
+    } catch (e) {
+      return { workflow: null, errors: [{ message: `the workflow is not valid JSON: ${(e as Error).message}` }] };
+    }
+  }
+  if (!isObj(doc)) return { workflow: null, errors: [{ message: 'the workflow must be a JSON object' }] };
+  if (doc.format !== undefined && doc.format !== WORKFLOW_FORMAT) {
+    return { workflow: null, errors: [{ message: `this is not an IP-Adapter Studio workflow: format is ${JSON.stringify(doc.format)}, expected "${WORKFLOW_FORMAT}"` }] };
+  }
+  const version = doc.version;
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 0) {
+    return { workflow: null, errors: [{ message: `the workflow has no valid "version" (found ${JSON.stringify(version)}); expected an integer, currently ${WORKFLOW_VERSION}` }] };
+  }
+  if (version > WORKFLOW_VERSION) {
+    return { workflow: null, errors: [{ message: `the workflow is version ${version}, saved by a newer IP-Adapter Studio; this build reads versions up to ${WORKFLOW_VERSION}. Update the app to open it.` }] };
+  }
+  if (version >= 1 && doc.format === undefined) {
+    return { workflow: null, errors: [{ message: `the workflow has no "format" field (expected "${WORKFLOW_FORMAT}")` }] };
+  }
+  let cur = doc;
+  for (let v = version; v < WORKFLOW_VERSION; v++) cur = MIGRATIONS[v](cur);
+
+  if (!Array.isArray(cur.nodes)) errors.push({ message: '"nodes" must be a list' });
+  if (!Array.isArray(cur.edges)) errors.push({ message: '"edges" must be a list' });
+  if (cur.meta !== undefined && !isObj(cur.meta)) errors.push({ message: '"meta" must be an object when present' });
+  if (errors.length) return { workflow: null, errors };
+
+  const nodes: WorkflowNode[] = [];
+  (cur.nodes as unknown[]).forEach((n, i) => {
+    if (!isObj(n)) return errors.push({ message: `nodes[${i}] is not an object` });
+    if (typeof n.id !== 'string' || !n.id) return errors.push({ message: `nodes[${i}] has no string "id"` });
+    if (typeof n.type !== 'string') return errors.push({ node: n.id, message: `node ${n.id} has no string "type"` });
+    const params = n.params ?? {};
+    if (!isObj(params)) return errors.push({ node: n.id, message: `node ${n.id}: "params" must be an object` });
+    for (const [k, v] of Object.entries(params)) {
+      if (!['number', 'string', 'boolean'].includes(typeof v)) {
+        errors.push({ node: n.id, param: k, message: `node ${n.id}: param "${k}" must be a number, string or boolean, found ${JSON.stringify(v)}` });
+      }
+    }
+    const node: WorkflowNode = { id: n.id, type: n.type, params: params as WorkflowNode['params'] };
+    if (isObj(n.ui)) node.ui = n.ui as WorkflowNode['ui'];
+    nodes.push(node);
+  });
+  const edges: WorkflowEdge[] = [];
+  (cur.edges as unknown[]).forEach((e, i) => {
+    const end = (v: unknown) => isObj(v) && typeof v.node === 'string' && typeof v.port === 'string';
+    if (!isObj(e) || !end(e.from) || !end(e.to)) {
+      return errors.push({ message: `edges[${i}] must look like {"from": {"node", "port"}, "to": {"node", "port"}}` });
+    }
+    const from = e.from as Json;
+    const to = e.to as Json;
+    edges.push({ from: { node: from.node as string, port: from.port as string }, to: { node: to.node as string, port: to.port as string } });
+  });
+  if (errors.length) return { workflow: null, errors };
+  const workflow: Workflow = { format: WORKFLOW_FORMAT, version: WORKFLOW_VERSION, nodes, edges };
+  if (isObj(cur.meta)) workflow.meta = cur.meta;
+  return { workflow, errors: [], ...(version < WORKFLOW_VERSION ? { migratedFrom: version } : {}) };
+}
+
+/** A workflow serialised the way we save it (stable key order, two-space indent). */
+export function stringifyWorkflow(wf: Workflow): string {
+  return `${JSON.stringify(wf, null, 2)}\n`;
+}
