@@ -11,6 +11,7 @@
 import * as fs from 'node:fs';
 import type { TensorRef } from './safetensors.js';
 import { DataType, Graph, Module, type WeightMap, conv2d, groupNorm, silu } from './onnx/graph.js';
+import { type SessionConfig, createSession, ort } from './onnx/session.js';
 import {
   type AttentionImpl, type BlockOptions, type BlockSpec, type IpLayer,
   downBlock, midBlockCrossAttn, timestepEmbedding, timestepProjection, upBlock,
@@ -198,10 +199,16 @@ export function crossAttnLayers(cfg: UNetConfig): AttnProcessorInfo[] {
   return attnProcessors(cfg).filter((p) => p.cross);
 }
 
-/** IP-Adapter image-branch weights per cross-attention layer (layer n = n-th of crossAttnLayers). */
+/**
+ * IP-Adapter image-branch weights, by attention-processor index (the h94 `ip_adapter.<index>`
+ * number, 1, 3, ..., 31 for SD1.5). models/ip-adapter.ts `IpAdapterModel` satisfies this.
+ */
 export interface IpAdapterWeights {
-  numLayers: number;
-  layerWeights(n: number): { toK: TensorRef; toV: TensorRef };
+  /** The adapter file, for error messages. */
+  readonly file?: string;
+  /** Processor indices present in the adapter, to refuse an adapter made for another UNet. */
+  readonly layers?: ReadonlyMap<number, unknown>;
+  layerWeights(index: number): { toK: TensorRef; toV: TensorRef };
 }
 
 export interface BuildUNetOptions {
@@ -230,13 +237,14 @@ export function buildUNet(cfg: UNetConfig, w: WeightMap, opts: BuildUNetOptions 
   const ipByName = new Map<string, IpLayer>();
   if (opts.ipAdapter) {
     const ip = opts.ipAdapter;
-    if (ip.numLayers !== cross.length) {
-      throw new Error(`IP-Adapter has ${ip.numLayers} cross-attention layers but this UNet has ${cross.length}`);
+    const want = cross.map((p) => p.index);
+    if (ip.layers && (ip.layers.size !== want.length || !want.every((i) => ip.layers!.has(i)))) {
+      throw new Error(`IP-Adapter ${ip.file ?? ''} has image layers ${[...ip.layers.keys()].join(', ')}, but this UNet's cross-attention processors are ${want.join(', ')}; the adapter was made for another UNet`);
     }
     const tokens = g.input('ip_tokens', DataType.FLOAT, ['batch', 'ip_token_count', cfg.crossAttentionDim]);
     const scales = g.input('ip_scale', DataType.FLOAT, [cross.length]);
     cross.forEach((p, n) => {
-      const { toK, toV } = ip.layerWeights(n);
+      const { toK, toV } = ip.layerWeights(p.index);
       for (const [what, ref] of [['to_k_ip', toK], ['to_v_ip', toV]] as const) {
         if (ref.shape.length !== 2 || ref.shape[0] !== p.hiddenSize || ref.shape[1] !== cfg.crossAttentionDim) {
           throw new Error(`IP-Adapter ${ref.key} in ${ref.file} has shape [${ref.shape}], but ${p.name} needs [${p.hiddenSize}, ${cfg.crossAttentionDim}] (${what})`);
@@ -288,6 +296,82 @@ export function buildUNet(cfg: UNetConfig, w: WeightMap, opts: BuildUNetOptions 
   h = conv2d(m.child('conv_out'), h);
   g.output('noise_pred', h, DataType.FLOAT, ['batch', cfg.outChannels, 'height', 'width']);
   return g;
+}
+
+// ---------------------------------------------------------------------------------------
+// Running the graph: one session per (weights, adapter, controlnet) variant.
+// ---------------------------------------------------------------------------------------
+
+/** A float32 tensor with its dims. */
+export interface F32Tensor { data: Float32Array; dims: number[] }
+
+export interface UNetInputs {
+  sample: F32Tensor; // (B, Cin, H, W)
+  /** One timestep for the whole batch, or one per sample. */
+  timestep: number | Float32Array;
+  encoderHiddenStates: F32Tensor; // (B, T, Cctx)
+  /** Image tokens (B, N, Cctx); a (B, images, tokens, Cctx) tensor is flattened to N = images * tokens. */
+  ipTokens?: F32Tensor;
+  /** λ for every cross-attention layer, or one per layer (crossAttnLayers order). Default 1. */
+  ipScale?: number | ArrayLike<number>;
+  /** ControlNet residuals (already scaled by the conditioning scale). */
+  downResiduals?: F32Tensor[];
+  midResidual?: F32Tensor;
+}
+
+export interface UNetSessionOptions extends SessionConfig, BuildUNetOptions {}
+
+/** A UNet graph variant with its ONNX Runtime session. */
+export class UNetModel {
+  readonly crossLayers: AttnProcessorInfo[];
+
+  private constructor(readonly config: UNetConfig, readonly session: ort.InferenceSession, readonly hasAdapter: boolean, readonly hasControlnet: boolean) {
+    this.crossLayers = crossAttnLayers(config);
+  }
+
+  /** Builds the graph for `opts` (adapter / controlnet) and creates its session. */
+  static async create(config: UNetConfig, weights: WeightMap, opts: UNetSessionOptions): Promise<UNetModel> {
+    const built = buildUNet(config, weights, opts).build();
+    const session = await createSession(built, opts);
+    return new UNetModel(config, session, !!opts.ipAdapter, !!opts.controlnet);
+  }
+
+  /** One UNet evaluation: noise prediction (B, Cout, H, W). */
+  async run(inp: UNetInputs): Promise<F32Tensor> {
+    const [B] = inp.sample.dims;
+    const t = typeof inp.timestep === 'number' ? new Float32Array(B).fill(inp.timestep) : inp.timestep;
+    if (t.length !== B) throw new Error(`UNet: ${t.length} timesteps for a batch of ${B}`);
+    const T = (x: F32Tensor) => new ort.Tensor('float32', x.data, x.dims);
+    const feeds: Record<string, ort.Tensor> = {
+      sample: T(inp.sample), timestep: new ort.Tensor('float32', t, [B]), encoder_hidden_states: T(inp.encoderHiddenStates),
+    };
+    if (this.hasAdapter) {
+      if (!inp.ipTokens) throw new Error('UNet: this graph has an IP-Adapter; ipTokens are required');
+      const d = inp.ipTokens.dims;
+      const dims = d.length === 4 ? [d[0], d[1] * d[2], d[3]] : d; // images concatenated along the sequence
+      feeds.ip_tokens = new ort.Tensor('float32', inp.ipTokens.data, dims);
+      const n = this.crossLayers.length;
+      const sc = inp.ipScale ?? 1;
+      const scales = typeof sc === 'number' ? new Float32Array(n).fill(sc) : Float32Array.from(sc);
+      if (scales.length !== n) throw new Error(`UNet: ${scales.length} IP-Adapter scales for ${n} cross-attention layers`);
+      feeds.ip_scale = new ort.Tensor('float32', scales, [n]);
+    }
+    if (this.hasControlnet) {
+      const want = numDownResiduals(this.config);
+      if (!inp.downResiduals || inp.downResiduals.length !== want || !inp.midResidual) {
+        throw new Error(`UNet: this graph takes ControlNet residuals (${want} down + 1 mid), got ${inp.downResiduals?.length ?? 0} down${inp.midResidual ? ' + mid' : ''}`);
+      }
+      inp.downResiduals.forEach((r, i) => { feeds[`down_block_additional_residual_${i}`] = T(r); });
+      feeds.mid_block_additional_residual = T(inp.midResidual);
+    }
+    const out = await this.session.run(feeds);
+    const y = out.noise_pred;
+    return { data: y.data as Float32Array, dims: [...y.dims] };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
 }
 
 // ---------------------------------------------------------------------------------------
