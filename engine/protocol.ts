@@ -1,0 +1,177 @@
+/**
+ * The host protocol: one typed channel map shared by the web server (WebSocket) and the Electron
+ * IPC bridge. Every request, response and event has a zod schema; hosts validate every incoming
+ * message against it and answer malformed ones with an error, never by crashing.
+ * Pure (zod only): the renderer bundle imports it too.
+ */
+import { z } from 'zod';
+import { PORT_TYPES } from '../nodes/ports.js';
+
+// ---- building blocks ------------------------------------------------------------------------
+
+const Id = z.string().min(1).max(128);
+const ShortText = z.string().max(4096);
+/** Prompts and paths may be long, but not unbounded. */
+const ParamValue = z.union([z.number().finite(), z.string().max(100_000), z.boolean()]);
+
+export const ModelKindSchema = z.enum(['checkpoints', 'ipadapter', 'clip_vision', 'controlnet', 'vae', 'tokenizers']);
+export const ProviderSchema = z.enum(['cpu', 'webgpu', 'cuda', 'dml']);
+export const PortTypeSchema = z.enum(PORT_TYPES);
+
+export const WorkflowSchema = z.object({
+  format: z.literal('ipadapter-studio/workflow'),
+  version: z.number().int().min(0).max(1000),
+  nodes: z.array(z.object({
+    id: Id,
+    type: z.string().min(1).max(128),
+    params: z.record(z.string().max(128), ParamValue),
+    ui: z.looseObject({ x: z.number().finite(), y: z.number().finite() }).optional(),
+  })).max(2000),
+  edges: z.array(z.object({
+    from: z.object({ node: Id, port: z.string().min(1).max(128) }),
+    to: z.object({ node: Id, port: z.string().min(1).max(128) }),
+  })).max(10_000),
+  meta: z.record(z.string(), z.unknown()).optional(),
+});
+
+export const ValidationErrorSchema = z.object({
+  node: z.string().optional(), port: z.string().optional(), param: z.string().optional(), message: z.string(),
+});
+
+const PortSpecSchema = z.object({ name: z.string(), type: PortTypeSchema, label: z.string().optional(), optional: z.boolean().optional() });
+const ParamBase = { name: z.string(), label: z.string().optional() };
+export const ParamSpecSchema = z.discriminatedUnion('kind', [
+  z.object({ ...ParamBase, kind: z.literal('number'), default: z.number(), min: z.number().optional(), max: z.number().optional(),
+    step: z.number().optional(), integer: z.boolean().optional(), widget: z.enum(['slider', 'number', 'seed']).optional() }),
+  z.object({ ...ParamBase, kind: z.literal('string'), default: z.string(), multiline: z.boolean().optional() }),
+  z.object({ ...ParamBase, kind: z.literal('enum'), default: z.string(), options: z.array(z.string()) }),
+  z.object({ ...ParamBase, kind: z.literal('boolean'), default: z.boolean() }),
+  z.object({ ...ParamBase, kind: z.literal('file'), default: z.string(), modelKind: ModelKindSchema }),
+  z.object({ ...ParamBase, kind: z.literal('image'), default: z.string() }),
+]);
+export const NodeSpecSchema = z.object({
+  type: z.string(), title: z.string(), category: z.string(), description: z.string(),
+  inputs: z.array(PortSpecSchema), outputs: z.array(PortSpecSchema), params: z.array(ParamSpecSchema),
+  output: z.boolean().optional(),
+});
+
+export const ImageRefSchema = z.object({
+  path: z.string(), url: z.string().optional(), width: z.number(), height: z.number(),
+});
+
+export const RunEventSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('queued'), runId: z.string(), position: z.number() }),
+  z.object({ type: z.literal('run-start'), runId: z.string() }),
+  z.object({ type: z.literal('node-start'), runId: z.string(), node: z.string() }),
+  z.object({ type: z.literal('node-done'), runId: z.string(), node: z.string(), ms: z.number(), cached: z.boolean() }),
+  z.object({ type: z.literal('progress'), runId: z.string(), node: z.string(), step: z.number(), total: z.number(),
+    preview: z.object({ width: z.number(), height: z.number(), png: z.string() }).optional() }),
+  z.object({ type: z.literal('node-error'), runId: z.string(), node: z.string(), message: z.string() }),
+  z.object({ type: z.literal('output'), runId: z.string(), node: z.string(), images: z.array(ImageRefSchema) }),
+  z.object({ type: z.literal('log'), runId: z.string().optional(), level: z.enum(['info', 'warn']), message: z.string() }),
+  z.object({ type: z.literal('run-done'), runId: z.string(), ok: z.boolean(), cancelled: z.boolean().optional(),
+    error: z.string().optional(), errors: z.array(ValidationErrorSchema).optional() }),
+]);
+
+export const EngineSettingsSchema = z.object({
+  modelsDir: z.string(), outputDir: z.string(), provider: ProviderSchema,
+});
+
+export const HostInfoSchema = z.object({
+  /** 'web' or 'electron': the renderer picks file dialogs / downloads accordingly. */
+  host: z.enum(['web', 'electron']),
+  version: z.string(),
+  /** Providers this machine may support; choosing another falls back to CPU with a notice. */
+  providers: z.array(ProviderSchema),
+  demo: z.boolean(),
+  /** Notices to show on start (demo weights draw noise, provider fallback, ...). */
+  notices: z.array(z.string()),
+});
+
+export const ExampleSchema = z.object({ name: z.string(), title: z.string() });
+
+/** An uploaded image (Load Image): at most 32 MiB of base64. */
+export const UploadImageRequestSchema = z.object({
+  name: z.string().min(1).max(255),
+  dataBase64: z.string().min(1).max(32 * 1024 * 1024),
+});
+export const UploadImageResponseSchema = z.object({
+  /** The value to put into an image param. */
+  value: z.string(),
+  /** A URL the renderer may show as a thumbnail. */
+  url: z.string(),
+  width: z.number(),
+  height: z.number(),
+});
+
+// ---- the channel map --------------------------------------------------------------------------
+
+const Empty = z.object({}).strict();
+
+/** Every request the renderer may send, with its request and response schemas. */
+export const channels = {
+  hostInfo: { request: Empty, response: HostInfoSchema },
+  nodeSpecs: { request: Empty, response: z.array(NodeSpecSchema) },
+  listModels: { request: Empty, response: z.record(ModelKindSchema, z.array(z.string())) },
+  validate: { request: z.object({ workflow: WorkflowSchema }).strict(), response: z.array(ValidationErrorSchema) },
+  enqueue: { request: z.object({ workflow: WorkflowSchema }).strict(), response: z.object({ runId: z.string() }) },
+  cancel: { request: z.object({ runId: Id }).strict(), response: z.object({}) },
+  getSettings: { request: Empty, response: EngineSettingsSchema },
+  updateSettings: {
+    request: z.object({ modelsDir: ShortText.min(1).optional(), outputDir: ShortText.min(1).optional(), provider: ProviderSchema.optional() }).strict(),
+    response: EngineSettingsSchema,
+  },
+  listExamples: { request: Empty, response: z.array(ExampleSchema) },
+  readExample: { request: z.object({ name: z.string().regex(/^[\w.-]+\.json$/) }).strict(), response: WorkflowSchema },
+  uploadImage: { request: UploadImageRequestSchema.strict(), response: UploadImageResponseSchema },
+} as const;
+
+export type Channels = typeof channels;
+export type ChannelName = keyof Channels;
+export type ChannelRequest<K extends ChannelName> = z.infer<Channels[K]['request']>;
+export type ChannelResponse<K extends ChannelName> = z.infer<Channels[K]['response']>;
+export type HostInfo = z.infer<typeof HostInfoSchema>;
+export type UploadImageResponse = z.infer<typeof UploadImageResponseSchema>;
+export type Example = z.infer<typeof ExampleSchema>;
+
+export const CHANNEL_NAMES = Object.keys(channels) as ChannelName[];
+
+// ---- wire envelopes (WebSocket; Electron IPC carries the same request/response bodies) --------
+
+/** Client -> host: one request. `id` pairs the reply. */
+export const RequestEnvelopeSchema = z.object({
+  id: z.number().int().nonnegative(),
+  method: z.enum(CHANNEL_NAMES as [ChannelName, ...ChannelName[]]),
+  params: z.unknown(),
+}).strict();
+
+/** Host -> client: a reply or an engine event. */
+export type ServerMessage =
+  | { kind: 'reply'; id: number; ok: true; result: unknown }
+  | { kind: 'reply'; id: number | null; ok: false; error: string }
+  | { kind: 'event'; event: z.infer<typeof RunEventSchema> };
+
+export const ServerMessageSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('reply'), id: z.number().nullable(), ok: z.boolean(), result: z.unknown().optional(), error: z.string().optional() }),
+  z.object({ kind: z.literal('event'), event: RunEventSchema }),
+]);
+
+/** Parses a raw client message: the envelope, then the channel's own request schema. */
+export function parseRequest(raw: unknown):
+  | { ok: true; id: number; method: ChannelName; params: unknown }
+  | { ok: false; id: number | null; error: string } {
+  const env = RequestEnvelopeSchema.safeParse(raw);
+  if (!env.success) {
+    const id = typeof (raw as { id?: unknown })?.id === 'number' ? (raw as { id: number }).id : null;
+    return { ok: false, id, error: `malformed request: ${summarise(env.error)}` };
+  }
+  const { id, method } = env.data;
+  const params = channels[method].request.safeParse(env.data.params ?? {});
+  if (!params.success) return { ok: false, id, error: `invalid params for ${method}: ${summarise(params.error)}` };
+  return { ok: true, id, method, params: params.data };
+}
+
+/** One readable line from a zod error (first few issues, with their paths). */
+export function summarise(err: z.ZodError): string {
+  return err.issues.slice(0, 3).map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ');
+}

@@ -1,0 +1,207 @@
+/**
+ * The workspace: toolbar, canvas, outputs; boots from the host (specs, models, settings,
+ * examples), restores the autosave or opens the default workflow, and handles keys and drops.
+ */
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { ReactFlowProvider, useReactFlow } from '@xyflow/react';
+import { handleKey, type ActionContext } from '../actions.js';
+import { defaultWorkflow } from '../defaults.js';
+import { editor, host } from '../editor.js';
+import { fileBytes, openWorkflowBytes, readRecovery, toBase64, writeRecovery } from '../files.js';
+import { layout } from '../graph.js';
+import { parseWorkflow } from '../../engine/workflow.js';
+import { Canvas } from './Canvas.js';
+import { NameDialog, Notices, SettingsDialog } from './Dialogs.js';
+import { OutputPanel } from './OutputPanel.js';
+import { Palette } from './Palette.js';
+import { Toolbar } from './Toolbar.js';
+
+async function boot(): Promise<void> {
+  const h = host();
+  const [info, specs, models, settings, examples] = await Promise.all([
+    h.call('hostInfo', {}), h.call('nodeSpecs', {}), h.call('listModels', {}), h.call('getSettings', {}), h.call('listExamples', {}),
+  ]);
+  const s = editor.getState();
+  s.setSpecs(specs);
+  editor.setState({ hostInfo: info, models, settings, examples });
+  for (const n of info.notices) s.notify('warn', n);
+  if (editor.getState().nodes.length) return; // a reconnect: keep the open document
+  const rec = readRecovery();
+  const parsed = rec ? parseWorkflow(rec.workflow) : null;
+  if (rec && parsed?.workflow) {
+    s.loadWorkflow(parsed.workflow, rec.fileName, { dirty: rec.dirty });
+    if (rec.dirty) s.notify('info', 'Restored your unsaved work from the recovery slot.');
+  } else {
+    s.loadDoc(defaultWorkflow(editor.getState().specs, models), null);
+  }
+}
+
+function Workspace() {
+  const flow = useReactFlow();
+  const [palette, setPalette] = useState<{ at: { x: number; y: number }; flow: { x: number; y: number } } | null>(null);
+  const [settingsOpen, setSettingsOpen] = useState(false);
+  const [nameAsk, setNameAsk] = useState<{ suggested: string; resolve(v: string | null): void } | null>(null);
+  const fileInput = useRef<HTMLInputElement>(null);
+
+  const openPaletteCentre = useCallback(() => {
+    const el = document.querySelector('.canvas')?.getBoundingClientRect();
+    const at = el ? { x: el.left + el.width / 2 - 150, y: el.top + 60 } : { x: 300, y: 100 };
+    setPalette({ at, flow: flow.screenToFlowPosition({ x: at.x + 150, y: at.y + 60 }) });
+  }, [flow]);
+
+  const ctx: ActionContext & { openExample(name: string): void } = useMemo(() => ({
+    store: editor,
+    host: host(),
+    ui: {
+      fitView: () => void flow.fitView({ padding: 0.1, duration: 200 }),
+      openPalette: openPaletteCentre,
+      openFilePicker: async () => {
+        const h = host();
+        if (h.openFile) {
+          const f = await h.openFile('workflow');
+          if (f) await openWorkflowBytes(editor, f.name, f.bytes);
+          else return;
+        } else fileInput.current?.click();
+      },
+      openSettings: () => setSettingsOpen(true),
+      askName: (suggested) => new Promise((resolve) => setNameAsk({ suggested, resolve })),
+      newWorkflow: () => {
+        editor.getState().commit();
+        editor.getState().loadDoc({ nodes: [], edges: [] }, null, { keepHistory: true });
+      },
+      tidy: () => {
+        const s = editor.getState();
+        s.commit();
+        editor.setState(layout({ nodes: s.nodes, edges: s.edges }, s.specs));
+        setTimeout(() => void flow.fitView({ padding: 0.1, duration: 200 }), 50);
+      },
+    },
+    openExample: async (name: string) => {
+      try {
+        const wf = await host().call('readExample', { name });
+        await openWorkflowBytes(editor, name, new TextEncoder().encode(JSON.stringify(wf)));
+        setTimeout(() => void flow.fitView({ padding: 0.1 }), 50);
+      } catch (e) {
+        editor.getState().notify('error', (e as Error).message);
+      }
+    },
+  }), [flow, openPaletteCentre]);
+
+  // Boot, events, connection state.
+  useEffect(() => {
+    const h = host();
+    const offEvent = h.onEvent((e) => editor.getState().handleEvent(e));
+    const offConn = h.onConnection((up) => {
+      editor.setState({ connected: up });
+      if (up) boot().then(() => setTimeout(() => void flow.fitView({ padding: 0.1 }), 50)).catch((e) => editor.getState().notify('error', `Could not start: ${e.message}`));
+    });
+    return () => {
+      offEvent();
+      offConn();
+    };
+  }, [flow]);
+
+  // Autosave to the recovery slot, debounced.
+  useEffect(() => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    return editor.subscribe((s, prev) => {
+      if (s.revision === prev.revision && s.savedRevision === prev.savedRevision) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => writeRecovery(editor), 300);
+    });
+  }, []);
+
+  // Shortcuts.
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (palette || settingsOpen || nameAsk) return;
+      handleKey(e, ctx);
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, [ctx, palette, settingsOpen, nameAsk]);
+
+  // Dropping a workflow JSON / exported PNG opens it; another image becomes a Load Image node.
+  useEffect(() => {
+    const over = (e: DragEvent) => {
+      if (e.dataTransfer?.types.includes('Files')) e.preventDefault();
+    };
+    const drop = async (e: DragEvent) => {
+      const file = e.dataTransfer?.files[0];
+      if (!file) return;
+      e.preventDefault();
+      const bytes = await fileBytes(file);
+      const isImage = file.type.startsWith('image/');
+      if (!isImage || file.type === 'image/png') {
+        const { readTextChunk, isPng } = await import('../png.js');
+        const hasWorkflow = !isPng(bytes) || (await readTextChunk(bytes).catch(() => null)) !== null;
+        if (hasWorkflow) {
+          if (await openWorkflowBytes(editor, file.name, bytes)) setTimeout(() => void flow.fitView({ padding: 0.1 }), 50);
+          return;
+        }
+      }
+      if (isImage) await dropImageAsNode(file, bytes, flow.screenToFlowPosition({ x: e.clientX, y: e.clientY }));
+    };
+    window.addEventListener('dragover', over);
+    window.addEventListener('drop', drop);
+    return () => {
+      window.removeEventListener('dragover', over);
+      window.removeEventListener('drop', drop);
+    };
+  }, [flow]);
+
+  return (
+    <div className="app">
+      <Toolbar ctx={ctx} />
+      <main className="main">
+        <Canvas onOpenPalette={(at, f) => setPalette({ at, flow: f })} />
+        <OutputPanel />
+      </main>
+      <Notices />
+      <input
+        ref={fileInput} type="file" hidden accept=".json,application/json,image/png" aria-label="Open workflow file"
+        onChange={async (e) => {
+          const f = e.target.files?.[0];
+          e.target.value = '';
+          if (f && (await openWorkflowBytes(editor, f.name, await fileBytes(f)))) setTimeout(() => void flow.fitView({ padding: 0.1 }), 50);
+        }}
+      />
+      {palette && (
+        <Palette
+          at={palette.at} onClose={() => setPalette(null)}
+          onPick={(type) => {
+            editor.getState().addNode(type, palette.flow.x, palette.flow.y);
+            setPalette(null);
+          }}
+        />
+      )}
+      {settingsOpen && <SettingsDialog onClose={() => setSettingsOpen(false)} />}
+      {nameAsk && <NameDialog suggested={nameAsk.suggested} onDone={(v) => {
+        nameAsk.resolve(v);
+        setNameAsk(null);
+      }} />}
+    </div>
+  );
+}
+
+/** An image without a workflow dropped on the canvas: upload it and add a Load Image node there. */
+async function dropImageAsNode(file: File, bytes: Uint8Array, at: { x: number; y: number }): Promise<void> {
+  const s = editor.getState();
+  const spec = s.specList.find((x) => x.params.some((p) => p.kind === 'image'));
+  if (!spec) return;
+  try {
+    const res = await host().call('uploadImage', { name: file.name, dataBase64: toBase64(bytes) });
+    const param = spec.params.find((p) => p.kind === 'image')!;
+    s.addNode(spec.type, at.x, at.y, { [param.name]: res.value });
+  } catch (e) {
+    s.notify('error', `${file.name}: ${(e as Error).message}`);
+  }
+}
+
+export function App() {
+  return (
+    <ReactFlowProvider>
+      <Workspace />
+    </ReactFlowProvider>
+  );
+}

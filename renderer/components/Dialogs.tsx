@@ -1,0 +1,101 @@
+/**
+ * Small dialogs: Settings (models folder, provider, output folder), the file-name prompt of
+ * Save As in the browser, and the notices bar.
+ */
+import { useEffect, useRef, useState } from 'react';
+import type { EngineSettings } from '../../engine/api.js';
+import { editor, host, useEditor } from '../editor.js';
+
+export function SettingsDialog({ onClose }: { onClose(): void }) {
+  const current = useEditor((s) => s.settings);
+  const info = useEditor((s) => s.hostInfo);
+  const [draft, setDraft] = useState<EngineSettings | null>(current);
+  const [busy, setBusy] = useState(false);
+  useEffect(() => setDraft((d) => d ?? current), [current]);
+  if (!draft) return null;
+  const providers = info?.providers ?? ['cpu'];
+  const apply = async () => {
+    setBusy(true);
+    try {
+      const s = await host().call('updateSettings', draft);
+      const models = await host().call('listModels', {});
+      editor.setState({ settings: s, models });
+      editor.getState().notify('info', 'Settings saved.');
+      onClose();
+    } catch (e) {
+      editor.getState().notify('error', (e as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div className="modal-backdrop">
+      <form className="modal" role="dialog" aria-label="Settings" onSubmit={(e) => {
+        e.preventDefault();
+        void apply();
+      }}>
+        <h2>Settings</h2>
+        <label>
+          Models folder
+          <input type="text" value={draft.modelsDir} onChange={(e) => setDraft({ ...draft, modelsDir: e.target.value })} />
+          <small>Subfolders checkpoints, ipadapter, clip_vision, controlnet, vae, tokenizers — point it at a ComfyUI <code>models</code> folder.</small>
+        </label>
+        <label>
+          Execution provider
+          <select value={draft.provider} onChange={(e) => setDraft({ ...draft, provider: e.target.value as EngineSettings['provider'] })}>
+            {(['cpu', 'webgpu', 'cuda', 'dml'] as const).map((p) => (
+              <option key={p} value={p} disabled={!providers.includes(p)}>{p}{providers.includes(p) ? '' : ' (not on this machine)'}</option>
+            ))}
+          </select>
+          <small>If the chosen provider fails to start, runs fall back to the CPU and a notice says so.</small>
+        </label>
+        <label>
+          Output folder
+          <input type="text" value={draft.outputDir} onChange={(e) => setDraft({ ...draft, outputDir: e.target.value })} />
+        </label>
+        <div className="modal-buttons">
+          <button type="button" onClick={onClose}>Close</button>
+          <button type="submit" className="primary" disabled={busy}>Apply</button>
+        </div>
+      </form>
+    </div>
+  );
+}
+
+export function NameDialog({ suggested, onDone }: { suggested: string; onDone(name: string | null): void }) {
+  const [name, setName] = useState(suggested);
+  const input = useRef<HTMLInputElement>(null);
+  useEffect(() => input.current?.select(), []);
+  return (
+    <div className="modal-backdrop">
+      <form className="modal small" role="dialog" aria-label="Save workflow as" onSubmit={(e) => {
+        e.preventDefault();
+        onDone(name.trim() || null);
+      }} onKeyDown={(e) => e.key === 'Escape' && onDone(null)}>
+        <h2>Save workflow as</h2>
+        <label>
+          File name
+          <input ref={input} type="text" value={name} onChange={(e) => setName(e.target.value)} />
+        </label>
+        <div className="modal-buttons">
+          <button type="button" onClick={() => onDone(null)}>Close</button>
+          <button type="submit" className="primary">Download</button>
+        </div>
+      </form>
+    </div>
+  );
+}
+
+export function Notices() {
+  const notices = useEditor((s) => s.notices);
+  return (
+    <div className="notices" aria-live="polite">
+      {notices.map((n) => (
+        <div key={n.id} className={`notice notice-${n.level}`} role={n.level === 'error' ? 'alert' : 'status'}>
+          <span>{n.text}</span>
+          <button type="button" className="icon" aria-label="Dismiss notice" onClick={() => editor.getState().dismiss(n.id)}>×</button>
+        </div>
+      ))}
+    </div>
+  );
+}

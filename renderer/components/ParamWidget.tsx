@@ -1,0 +1,188 @@
+/**
+ * One widget per param kind: sliders with a number field for bounded floats (λ), seeds with a
+ * randomise button, multi-line prompts, pickers over the models folder, images with a thumbnail
+ * and drag-and-drop upload. `nodrag`/`nowheel` keep React Flow from panning while editing.
+ */
+import { memo, useEffect, useRef, useState, type DragEvent } from 'react';
+import type { ParamSpec, ParamValue } from '../../nodes/types.js';
+import { editor, host, useEditor } from '../editor.js';
+import { fileBytes, toBase64 } from '../files.js';
+
+interface Props {
+  node: string;
+  nodeTitle: string;
+  spec: ParamSpec;
+  value: ParamValue | undefined;
+}
+
+const set = (node: string, name: string, v: ParamValue) => editor.getState().setParam(node, name, v);
+
+/** A number field that accepts partial input ("0.", "-") and commits valid numbers. */
+function NumberField(props: { value: number; min?: number; max?: number; step?: number; integer?: boolean; label: string; onChange(v: number): void; className?: string }) {
+  const [text, setText] = useState(String(props.value));
+  useEffect(() => setText((t) => (Number(t) === props.value ? t : String(props.value))), [props.value]);
+  const commit = (t: string) => {
+    const v = Number(t);
+    if (t.trim() === '' || !Number.isFinite(v)) return;
+    if (props.integer && !Number.isInteger(v)) return;
+    props.onChange(v);
+  };
+  return (
+    <input
+      className={`nodrag ${props.className ?? ''}`} type="number" aria-label={props.label} value={text}
+      min={props.min} max={props.max} step={props.step ?? (props.integer ? 1 : 'any')}
+      onChange={(e) => {
+        setText(e.target.value);
+        commit(e.target.value);
+      }}
+      onBlur={() => setText(String(props.value))}
+    />
+  );
+}
+
+function isSlider(p: Extract<ParamSpec, { kind: 'number' }>): boolean {
+  if (p.widget) return p.widget === 'slider';
+  return p.min !== undefined && p.max !== undefined && !p.integer && p.max - p.min <= 10;
+}
+
+function ImageParam({ node, nodeTitle, spec, value }: Props) {
+  const input = useRef<HTMLInputElement>(null);
+  const [over, setOver] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const v = typeof value === 'string' ? value : '';
+  const url = v ? host().imageUrl(v) : null;
+  const label = spec.label ?? spec.name;
+
+  const upload = async (file: File) => {
+    setBusy(true);
+    try {
+      const res = await host().call('uploadImage', { name: file.name, dataBase64: toBase64(await fileBytes(file)) });
+      set(node, spec.name, res.value);
+    } catch (e) {
+      editor.getState().notify('error', `${file.name}: ${(e as Error).message}`);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const onDrop = (e: DragEvent) => {
+    const file = e.dataTransfer.files[0];
+    setOver(false);
+    if (!file || !file.type.startsWith('image/')) return;
+    // An image dropped on the node fills this param instead of opening a workflow.
+    e.preventDefault();
+    e.stopPropagation();
+    void upload(file);
+  };
+  return (
+    <div
+      className={`image-param nodrag ${over ? 'drop-over' : ''}`}
+      onDragOver={(e) => {
+        if (e.dataTransfer.types.includes('Files')) {
+          e.preventDefault();
+          setOver(true);
+        }
+      }}
+      onDragLeave={() => setOver(false)}
+      onDrop={onDrop}
+    >
+      {url ? <img className="thumb" src={url} alt={`${label} of ${nodeTitle}`} /> : <div className="thumb empty">{busy ? 'Uploading…' : 'Drop an image here'}</div>}
+      <div className="image-row">
+        <span className="file-name" title={v}>{v ? v.split(/[\\/]/).pop() : 'no image'}</span>
+        <button type="button" onClick={() => input.current?.click()} title="Choose an image file">Choose…</button>
+      </div>
+      <input
+        ref={input} type="file" accept="image/png,image/jpeg,image/webp" hidden aria-label={`${label} file for ${nodeTitle}`}
+        onChange={(e) => {
+          const f = e.target.files?.[0];
+          if (f) void upload(f);
+          e.target.value = '';
+        }}
+      />
+    </div>
+  );
+}
+
+function FileParam({ node, spec, value }: Props) {
+  const kind = spec.kind === 'file' ? spec.modelKind : 'checkpoints';
+  const list = useEditor((s) => s.models[kind]);
+  const v = typeof value === 'string' ? value : '';
+  const options = list ?? [];
+  const refresh = () => host().call('listModels', {}).then((m) => editor.setState({ models: m })).catch(() => {});
+  return (
+    <select
+      className="nodrag" aria-label={spec.label ?? spec.name} value={v} onFocus={refresh}
+      onChange={(e) => set(node, spec.name, e.target.value)} title={`Files in <models>/${kind}`}
+    >
+      {!v && <option value="">{options.length ? 'choose…' : `no files in models/${kind}`}</option>}
+      {v && !options.includes(v) && <option value={v}>{v} (not in models folder)</option>}
+      {options.map((o) => <option key={o} value={o}>{o}</option>)}
+    </select>
+  );
+}
+
+function Widget(props: Props) {
+  const { node, spec, value } = props;
+  const label = spec.label ?? spec.name;
+  switch (spec.kind) {
+    case 'number': {
+      const n = typeof value === 'number' ? value : spec.default;
+      if (spec.widget === 'seed') {
+        return (
+          <div className="row">
+            <NumberField label={label} value={n} integer min={spec.min} max={spec.max} onChange={(v) => set(node, spec.name, v)} />
+            <button
+              type="button" className="icon nodrag" aria-label={`Randomise ${label}`} title="Randomise"
+              onClick={() => set(node, spec.name, Math.floor(Math.random() * Math.min(spec.max ?? 2 ** 32 - 1, 2 ** 32 - 1)))}
+            >
+              🎲
+            </button>
+          </div>
+        );
+      }
+      if (isSlider(spec)) {
+        return (
+          <div className="row">
+            <input
+              className="nodrag slider" type="range" aria-label={`${label} slider`} min={spec.min} max={spec.max} step={spec.step ?? 0.01}
+              value={n} onChange={(e) => set(node, spec.name, Number(e.target.value))}
+            />
+            <NumberField className="short" label={label} value={n} min={spec.min} max={spec.max} step={spec.step ?? 0.01} onChange={(v) => set(node, spec.name, v)} />
+          </div>
+        );
+      }
+      return <NumberField label={label} value={n} min={spec.min} max={spec.max} step={spec.step} integer={spec.integer} onChange={(v) => set(node, spec.name, v)} />;
+    }
+    case 'string':
+      return spec.multiline ? (
+        <textarea
+          className="nodrag nowheel" aria-label={label} rows={3} value={String(value ?? '')}
+          onChange={(e) => set(node, spec.name, e.target.value)}
+        />
+      ) : (
+        <input className="nodrag" type="text" aria-label={label} value={String(value ?? '')} onChange={(e) => set(node, spec.name, e.target.value)} />
+      );
+    case 'enum':
+      return (
+        <select className="nodrag" aria-label={label} value={String(value ?? spec.default)} onChange={(e) => set(node, spec.name, e.target.value)}>
+          {spec.options.map((o) => <option key={o} value={o}>{o}</option>)}
+        </select>
+      );
+    case 'boolean':
+      return <input className="nodrag" type="checkbox" aria-label={label} checked={Boolean(value)} onChange={(e) => set(node, spec.name, e.target.checked)} />;
+    case 'file':
+      return <FileParam {...props} />;
+    case 'image':
+      return <ImageParam {...props} />;
+  }
+}
+
+export const ParamWidget = memo(function ParamWidget(props: Props) {
+  const label = props.spec.label ?? props.spec.name;
+  const inline = props.spec.kind === 'boolean';
+  return (
+    <div className={`param param-${props.spec.kind} ${inline ? 'inline' : ''}`}>
+      <span className="param-label">{label}</span>
+      <Widget {...props} />
+    </div>
+  );
+});

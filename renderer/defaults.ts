@@ -1,0 +1,84 @@
+/**
+ * The workflow that opens on first start: image prompt + text prompt (IP-Adapter, the paper's
+ * dataflow left to right), and a ControlNet slot when this build has ControlNet nodes. Built from
+ * the node specs the host sends (found by title), so it follows the nodes' own ports and defaults.
+ */
+import type { ModelKind, NodeSpec, ParamValue } from '../nodes/types.js';
+import type { PortType } from '../nodes/ports.js';
+import { layout, makeEdge, makeNode, type Doc, type FlowEdge, type FlowNode, type SpecMap } from './graph.js';
+
+interface Want {
+  key: string;
+  title: string;
+  params?: Record<string, ParamValue>;
+  /** Inputs: port type (or port name) -> producer key. */
+  from: Record<string, string>;
+}
+
+const norm = (s: string) => s.toLowerCase().replace(/[^a-z0-9]/g, '');
+
+function findSpec(specs: NodeSpec[], title: string): NodeSpec | undefined {
+  return specs.find((s) => norm(s.title) === norm(title)) ?? specs.find((s) => norm(s.type) === norm(title));
+}
+
+const POSITIVE = 'a photo of a cat sitting on a windowsill, best quality';
+const NEGATIVE = 'blurry, low quality, watermark';
+
+export function defaultWorkflow(specMap: SpecMap, models: Partial<Record<ModelKind, string[]>>): Doc {
+  const specs = Object.values(specMap);
+  const haveCn = !!findSpec(specs, 'Apply ControlNet') && !!findSpec(specs, 'Load ControlNet');
+  const wants: Want[] = [
+    { key: 'ckpt', title: 'Load Checkpoint', from: {} },
+    { key: 'clipv', title: 'Load CLIP Vision', from: {} },
+    { key: 'ipa', title: 'Load IP-Adapter', from: {} },
+    { key: 'image', title: 'Load Image', from: {} },
+    { key: 'encode', title: 'CLIP Vision Encode', from: { CLIP_VISION: 'clipv', IMAGE: 'image' } },
+    { key: 'proj', title: 'IP-Adapter Projection', from: { IP_ADAPTER: 'ipa', IMAGE_EMBEDS: 'encode' } },
+    { key: 'apply', title: 'Apply IP-Adapter', from: { MODEL: 'ckpt', IP_ADAPTER: 'ipa', IP_TOKENS: 'proj' } },
+    { key: 'pos', title: 'Text Encode', params: { text: POSITIVE }, from: { CLIP: 'ckpt' } },
+    { key: 'neg', title: 'Text Encode', params: { text: NEGATIVE }, from: { CLIP: 'ckpt' } },
+    ...(haveCn ? [
+      { key: 'cnet', title: 'Load ControlNet', from: {} },
+      { key: 'cimage', title: 'Load Image', from: {} },
+      { key: 'control', title: 'Apply ControlNet', from: { CONDITIONING: 'pos', CONTROL_NET: 'cnet', IMAGE: 'cimage' } },
+    ] : []),
+    { key: 'latent', title: 'Empty Latent Image', from: {} },
+    { key: 'sampler', title: 'DDIM Sampler', from: { MODEL: 'apply', positive: haveCn ? 'control' : 'pos', negative: 'neg', LATENT: 'latent' } },
+    { key: 'decode', title: 'VAE Decode', from: { LATENT: 'sampler', VAE: 'ckpt' } },
+    { key: 'save', title: 'Save Image', from: { IMAGE: 'decode' } },
+  ];
+
+  const nodes: FlowNode[] = [];
+  const byKey = new Map<string, { id: string; spec: NodeSpec }>();
+  let k = 1;
+  for (const w of wants) {
+    const spec = findSpec(specs, w.title);
+    if (!spec) continue;
+    const id = `n${k++}`;
+    const params: Record<string, ParamValue> = {};
+    for (const p of spec.params) {
+      // File params start on the first model of their kind, so the default runs as soon as models exist.
+      if (p.kind === 'file' && !p.default && models[p.modelKind]?.length) params[p.name] = models[p.modelKind]![0];
+      if (p.kind === 'string' && p.multiline && w.params?.text !== undefined) params[p.name] = w.params.text;
+    }
+    nodes.push(makeNode(id, spec, 0, 0, params));
+    byKey.set(w.key, { id, spec });
+  }
+
+  const edges: FlowEdge[] = [];
+  for (const w of wants) {
+    const dst = byKey.get(w.key);
+    if (!dst) continue;
+    for (const [want, srcKey] of Object.entries(w.from)) {
+      const src = byKey.get(srcKey);
+      if (!src) continue;
+      // `want` is a port type, or a port name prefix (positive/negative share a type).
+      const input = dst.spec.inputs.find((p) => p.type === want) ?? dst.spec.inputs.find((p) => norm(p.name).startsWith(norm(want).slice(0, 3)));
+      if (!input) continue;
+      const output = src.spec.outputs.find((p) => p.type === input.type);
+      if (!output) continue;
+      edges.push(makeEdge(src.id, output.name, dst.id, input.name, output.type as PortType));
+    }
+  }
+  return layout({ nodes, edges }, specMap);
+}

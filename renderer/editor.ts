@@ -1,0 +1,19 @@
+/**
+ * The editor's singletons: the store and the host. Components read the store through narrow
+ * selectors (`useEditor(s => s.x)`); module-scope callbacks (isValidConnection) use `editor` directly.
+ */
+import { useStore } from 'zustand';
+import { createHost, type Host } from './host.js';
+import { createEditorStore, type EditorState } from './store.js';
+
+export const editor = createEditorStore();
+
+let hostInstance: Host | null = null;
+export function host(): Host {
+  hostInstance ??= createHost();
+  return hostInstance;
+}
+
+export function useEditor<T>(selector: (s: EditorState) => T): T {
+  return useStore(editor, selector);
+}
