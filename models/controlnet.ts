@@ -16,7 +16,7 @@ import { DataType, Graph, Module, type WeightMap, conv2d, silu } from './onnx/gr
 import { type SessionConfig, createSession, ort } from './onnx/session.js';
 import { SafetensorsFile } from './safetensors.js';
 import { type AttentionImpl, type BlockOptions, downBlock, midBlockCrossAttn, timestepEmbedding, timestepProjection } from './unet-blocks.js';
-import { type UNetConfig, downBlockSpecs, numDownResiduals, parseUNetConfig } from './unet.js';
+import { type UNetConfig, downBlockSpecs, numDownResiduals, parseUNetConfig, unetParameterShapes } from './unet.js';
 import { componentWeightsFile } from './checkpoint.js';
 import { LdmControlNetWeights, countHintBlocks, ldmControlNetPrefix } from './keymaps/ldm-controlnet.js';
 
@@ -41,14 +41,16 @@ export class ControlNetError extends Error {
 }
 
 const base = (f: string) => path.basename(f);
+/** A file as a person recognises it: a config.json with its folder, anything else by name. */
+const label = (f: string) => (base(f) === 'config.json' ? `${base(path.dirname(f))}/config.json` : base(f));
 
 /** Refuses SDXL / SD2 ControlNets by their context width and projections, naming the file. */
 function refuseOtherBase(file: string, cross: number, linearProjection: boolean, sdxlKeys: boolean): void {
   if (sdxlKeys || cross === 2048 || cross === 1280) {
-    throw new ControlNetError(file, `${base(file)} is an SDXL ControlNet (${cross}-wide cross-attention context${sdxlKeys ? ', size/time conditioning' : ''}); this app runs Stable Diffusion 1.5-family models (768-wide context), so it cannot be used.`);
+    throw new ControlNetError(file, `${label(file)} is an SDXL ControlNet (${cross}-wide cross-attention context${sdxlKeys ? ', size/time conditioning' : ''}); this app runs Stable Diffusion 1.5-family models (768-wide context), so it cannot be used.`);
   }
   if (cross === 1024 || linearProjection) {
-    throw new ControlNetError(file, `${base(file)} is a Stable Diffusion 2.x ControlNet (${cross}-wide cross-attention context${linearProjection ? ', linear projections' : ''}); this app runs Stable Diffusion 1.5-family models (768-wide context), so it cannot be used.`);
+    throw new ControlNetError(file, `${label(file)} is a Stable Diffusion 2.x ControlNet (${cross}-wide cross-attention context${linearProjection ? ', linear projections' : ''}); this app runs Stable Diffusion 1.5-family models (768-wide context), so it cannot be used.`);
   }
 }
 
@@ -424,4 +426,30 @@ export function zeroResiduals(cfg: UNetConfig, batch: number, h: number, w: numb
     }
   });
   return { down, mid: zero(cfg.blockOutChannels[cfg.blockOutChannels.length - 1], hh, ww) };
+}
+
+// ---------------------------------------------------------------------------------------
+// Parameter list (diffusers names and shapes): for generated test / bench models.
+// ---------------------------------------------------------------------------------------
+
+/** Every ControlNet parameter (diffusers name -> shape) for `cfg`, in a stable order. */
+export function controlNetParameterShapes(cfg: ControlNetConfig): Map<string, number[]> {
+  const p = new Map<string, number[]>();
+  const conv = (n: string, o: number, i: number, k: number) => { p.set(`${n}.weight`, [o, i, k, k]); p.set(`${n}.bias`, [o]); };
+  // The UNet's encoder half: everything but the up blocks and the output head.
+  for (const [k, shape] of unetParameterShapes(cfg)) {
+    if (/^(conv_in|time_embedding|down_blocks|mid_block)\./.test(k)) p.set(k, shape);
+  }
+  const e = cfg.conditioningEmbeddingOutChannels;
+  conv('controlnet_cond_embedding.conv_in', e[0], cfg.conditioningChannels, 3);
+  for (let i = 0; i < e.length - 1; i++) {
+    conv(`controlnet_cond_embedding.blocks.${2 * i}`, e[i], e[i], 3);
+    conv(`controlnet_cond_embedding.blocks.${2 * i + 1}`, e[i + 1], e[i], 3);
+  }
+  conv('controlnet_cond_embedding.conv_out', cfg.blockOutChannels[0], e[e.length - 1], 3);
+  const z = zeroResiduals(cfg, 1, 8, 8);
+  z.down.forEach((d, i) => conv(`controlnet_down_blocks.${i}`, d.dims[1], d.dims[1], 1));
+  const cm = cfg.blockOutChannels[cfg.blockOutChannels.length - 1];
+  conv('controlnet_mid_block', cm, cm, 1);
+  return p;
 }
