@@ -58,7 +58,8 @@ export function defaultWorkflow(specMap: SpecMap, models: Partial<Record<ModelKi
     const params: Record<string, ParamValue> = {};
     for (const p of spec.params) {
       // File params start on the first model of their kind, so the default runs as soon as models exist.
-      if (p.kind === 'file' && !p.default && models[p.modelKind]?.length) params[p.name] = models[p.modelKind]![0];
+      const have = p.kind === 'file' ? models[p.modelKind] ?? [] : [];
+      if (p.kind === 'file' && !p.optional && have.length && !have.includes(p.default)) params[p.name] = have[0];
       if (p.kind === 'string' && p.multiline && w.params?.text !== undefined) params[p.name] = w.params.text;
     }
     nodes.push(makeNode(id, spec, 0, 0, params));

@@ -9,6 +9,7 @@ import { defaultWorkflow } from '../defaults.js';
 import { editor, host } from '../editor.js';
 import { fileBytes, openWorkflowBytes, readRecovery, toBase64, writeRecovery } from '../files.js';
 import { layout } from '../graph.js';
+import { isPng, readTextChunk } from '../png.js';
 import { parseWorkflow } from '../../engine/workflow.js';
 import { Canvas } from './Canvas.js';
 import { NameDialog, Notices, SettingsDialog } from './Dialogs.js';
@@ -133,7 +134,6 @@ function Workspace() {
       const bytes = await fileBytes(file);
       const isImage = file.type.startsWith('image/');
       if (!isImage || file.type === 'image/png') {
-        const { readTextChunk, isPng } = await import('../png.js');
         const hasWorkflow = !isPng(bytes) || (await readTextChunk(bytes).catch(() => null)) !== null;
         if (hasWorkflow) {
           if (await openWorkflowBytes(editor, file.name, bytes)) setTimeout(() => void flow.fitView({ padding: 0.1 }), 50);

@@ -104,6 +104,7 @@ function ImageParam({ node, nodeTitle, spec, value }: Props) {
 
 function FileParam({ node, spec, value }: Props) {
   const kind = spec.kind === 'file' ? spec.modelKind : 'checkpoints';
+  const optional = spec.kind === 'file' && !!spec.optional;
   const list = useEditor((s) => s.models[kind]);
   const v = typeof value === 'string' ? value : '';
   const options = list ?? [];
@@ -113,7 +114,7 @@ function FileParam({ node, spec, value }: Props) {
       className="nodrag" aria-label={spec.label ?? spec.name} value={v} onFocus={refresh}
       onChange={(e) => set(node, spec.name, e.target.value)} title={`Files in <models>/${kind}`}
     >
-      {!v && <option value="">{options.length ? 'choose…' : `no files in models/${kind}`}</option>}
+      {(!v || optional) && <option value="">{optional ? '(none)' : options.length ? 'choose…' : `no files in models/${kind}`}</option>}
       {v && !options.includes(v) && <option value={v}>{v} (not in models folder)</option>}
       {options.map((o) => <option key={o} value={o}>{o}</option>)}
     </select>
