@@ -46,7 +46,7 @@ export const ParamSpecSchema = z.discriminatedUnion('kind', [
   z.object({ ...ParamBase, kind: z.literal('string'), default: z.string(), multiline: z.boolean().optional() }),
   z.object({ ...ParamBase, kind: z.literal('enum'), default: z.string(), options: z.array(z.string()) }),
   z.object({ ...ParamBase, kind: z.literal('boolean'), default: z.boolean() }),
-  z.object({ ...ParamBase, kind: z.literal('file'), default: z.string(), modelKind: ModelKindSchema }),
+  z.object({ ...ParamBase, kind: z.literal('file'), default: z.string(), modelKind: ModelKindSchema, optional: z.boolean().optional() }),
   z.object({ ...ParamBase, kind: z.literal('image'), default: z.string() }),
 ]);
 export const NodeSpecSchema = z.object({
