@@ -363,6 +363,11 @@ export class ControlNet {
     return new ControlNet(loaded, await createSession(graph.build(), opts));
   }
 
+  /** Wraps a session made elsewhere (e.g. by the engine's model store) from buildControlNet(loaded...). */
+  static fromSession(loaded: LoadedControlNet, session: ort.InferenceSession): ControlNet {
+    return new ControlNet(loaded, session);
+  }
+
   /** Runs the ControlNet once; shapes are checked first so errors say what was expected. */
   async run(x: ControlNetInputs): Promise<ControlResiduals> {
     const [B, C, h, w] = x.sample.dims;
