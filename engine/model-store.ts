@@ -37,6 +37,11 @@ export class ModelStore {
     return this.opts.provider;
   }
 
+  /** What model loaders take to create their sessions (models/onnx/session.ts SessionConfig). */
+  sessionConfig(): { cacheDir: string; provider: Provider; log?: (msg: string) => void; threads?: number } {
+    return { cacheDir: this.opts.cacheDir, provider: this.opts.provider, log: this.opts.log, threads: this.opts.threads };
+  }
+
   /** Changes the provider; sessions made for the old one are released. */
   async setProvider(p: Provider): Promise<void> {
     if (p === this.opts.provider) return;

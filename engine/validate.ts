@@ -109,7 +109,7 @@ export function validateWorkflow(wf: Workflow, specs: Map<string, NodeSpec>, opt
         continue;
       }
       const v = params[p.name] as string;
-      if (p.kind === 'file' && opts.paths && !opts.paths.resolveModel(p.modelKind, v)) {
+      if (p.kind === 'file' && opts.paths && !(p.optional && v === '') && !opts.paths.resolveModel(p.modelKind, v)) {
         errors.push({ node: n.id, param: p.name, message: `${title(n)}: ${opts.paths.missingModel(p.modelKind, v)}` });
       }
       if (p.kind === 'image' && opts.paths && !opts.paths.resolveImage(v)) {

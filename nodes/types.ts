@@ -21,7 +21,7 @@ export type ParamSpec =
   | { name: string; label?: string; kind: 'string'; default: string; multiline?: boolean }
   | { name: string; label?: string; kind: 'enum'; default: string; options: string[] }
   | { name: string; label?: string; kind: 'boolean'; default: boolean }
-  | { name: string; label?: string; kind: 'file'; default: string; modelKind: ModelKind }
+  | { name: string; label?: string; kind: 'file'; default: string; modelKind: ModelKind; /** May stay empty (''). */ optional?: boolean }
   | { name: string; label?: string; kind: 'image'; default: string };
 
 export type ParamValue = number | string | boolean;

@@ -1,6 +1,5 @@
-/** Conformance cases of the `pipeline_ip_adapter` group. */
+/** Conformance cases of the `pipeline_ip_adapter` group: run through the engine from workflow JSON. */
 import type { CaseHandler } from '../context.js';
+import { pipelineIpAdapterCase } from '../pipeline-runner.js';
 
-export const pipelineIpAdapter: CaseHandler = async (_ctx, group, c) => [
-  { group, case: c.name, status: 'fail', detail: 'not implemented yet' },
-];
+export const pipelineIpAdapter: CaseHandler = pipelineIpAdapterCase;

@@ -1,6 +1,5 @@
-/** Conformance cases of the `pipeline_text_only` group. */
+/** Conformance cases of the `pipeline_text_only` group (λ = 0 and no adapter): run through the engine. */
 import type { CaseHandler } from '../context.js';
+import { pipelineTextOnlyCase } from '../pipeline-runner.js';
 
-export const pipelineTextOnly: CaseHandler = async (_ctx, group, c) => [
-  { group, case: c.name, status: 'fail', detail: 'not implemented yet' },
-];
+export const pipelineTextOnly: CaseHandler = pipelineTextOnlyCase;

@@ -1,0 +1,199 @@
+/**
+ * The engine as hosts see it (EngineApi): node specs, model listing, validation, and a queue
+ * that runs one workflow at a time through the executor, with events to subscribers.
+ *
+ *   const engine = createEngine({ modelsDir, outputDir, provider: 'cpu', userDataDir });
+ *   const off = engine.subscribe((e) => ...);
+ *   const { runId } = engine.enqueue(workflow);   // or: await engine.run(workflow)
+ *   engine.cancel(runId);
+ *
+ * With `demo: true`, or when the models folder holds no model, the engine uses the demo model
+ * set (tiny random weights, generated once into <userDataDir>/demo-models) and says so.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import type { NodeSpec, PortValues } from '../nodes/types.js';
+import type { ModelKind } from '../nodes/types.js';
+import { NODE_DEFS, nodeSpecs } from '../nodes/index.js';
+import type { EngineApi, EngineSettings, ImageRef, RunEvent, ValidationError, Workflow } from './api.js';
+import type { NoiseSource, TraceFn } from './context.js';
+import { DEMO_NOTICE, ensureDemoModels } from './demo.js';
+import { Executor, type RunResult } from './executor.js';
+import { ModelStore } from './model-store.js';
+import { listModels, modelsFolderEmpty, PathResolver } from './paths.js';
+import { parseWorkflow } from './workflow.js';
+
+export interface EngineOptions extends EngineSettings {
+  /** Generated ONNX models and previews (default <userDataDir>/cache). */
+  cacheDir?: string;
+  /** Per-user data: the demo model set lives here (default ~/.ipadapter-studio). */
+  userDataDir?: string;
+  /** Use the demo model set even when the models folder has models. */
+  demo?: boolean;
+  /** ONNX Runtime intra-op threads (0 = its default). */
+  threads?: number;
+}
+
+/** Per-run options for in-process hosts and tests (not part of the transport API). */
+export interface RunOptions {
+  /** Folder of the workflow file (relative image/model paths resolve against it). */
+  workflowDir?: string | null;
+  /** Replaces the seeded noise draws (documented test hook: engine/context.ts NoiseSource). */
+  noise?: NoiseSource;
+  /** Observer of intermediate tensors. */
+  trace?: TraceFn;
+  onNodeOutputs?: (node: string, outputs: PortValues) => void;
+}
+
+export interface RunOutcome extends RunResult {
+  runId: string;
+  images: ImageRef[];
+}
+
+export interface Engine extends EngineApi {
+  enqueue(wf: Workflow, opts?: RunOptions): { runId: string };
+  /** Enqueues and resolves when the run ends (cancelled and failed runs resolve too). */
+  run(wf: Workflow, opts?: RunOptions): Promise<RunOutcome>;
+  /** The models folder in use (the demo folder in demo mode). */
+  modelsDir(): string;
+  isDemo(): boolean;
+  /** Releases loaded models and sessions (all, or those whose key starts with `prefix`). */
+  unloadModels(prefix?: string): Promise<void>;
+  readonly executor: Executor;
+  readonly store: ModelStore;
+  /** Cancels everything and releases all sessions. */
+  close(): Promise<void>;
+}
+
+interface Job {
+  runId: string;
+  wf: Workflow;
+  opts: RunOptions;
+  controller: AbortController;
+  done: (o: RunOutcome) => void;
+  images: ImageRef[];
+}
+
+export function createEngine(options: EngineOptions): Engine {
+  const userDataDir = options.userDataDir ?? path.join(os.homedir(), '.ipadapter-studio');
+  const cacheDir = options.cacheDir ?? path.join(userDataDir, 'cache');
+  let settings: EngineSettings = { modelsDir: options.modelsDir, outputDir: options.outputDir, provider: options.provider };
+  const listeners = new Set<(e: RunEvent) => void>();
+  const emit = (e: RunEvent) => { for (const l of [...listeners]) { try { l(e); } catch { /* a listener's bug is not the run's */ } } };
+  const log = (msg: string) => emit({ type: 'log', level: /fall(ing)? back|failed/i.test(msg) ? 'warn' : 'info', message: msg });
+  const store = new ModelStore({ cacheDir, provider: settings.provider, log, threads: options.threads });
+  const executor = new Executor(NODE_DEFS, store);
+  const specs = nodeSpecs();
+
+  let demo = false;
+  let active = settings.modelsDir;
+  const chooseModels = () => {
+    demo = options.demo === true || modelsFolderEmpty(settings.modelsDir);
+    active = demo ? ensureDemoModels(path.join(userDataDir, 'demo-models')) : settings.modelsDir;
+    if (demo) log(`${DEMO_NOTICE} (folder: ${active})`);
+  };
+  chooseModels();
+
+  const queue: Job[] = [];
+  let running: Job | null = null;
+
+  const pump = async () => {
+    if (running || !queue.length) return;
+    const job = queue.shift()!;
+    running = job;
+    emit({ type: 'run-start', runId: job.runId });
+    let result: RunResult;
+    try {
+      if (store.provider !== settings.provider) await store.setProvider(settings.provider);
+      result = await executor.run({
+        runId: job.runId, workflow: job.wf, workflowDir: job.opts.workflowDir ?? null,
+        modelsDir: active, outputDir: settings.outputDir, tempDir: path.join(cacheDir, 'temp'),
+        signal: job.controller.signal,
+        emit: (e) => { if (e.type === 'output') job.images.push(...e.images); emit(e); },
+        noise: job.opts.noise, trace: job.opts.trace, onNodeOutputs: job.opts.onNodeOutputs,
+      });
+    } catch (e) {
+      result = { ok: false, error: (e as Error).message };
+    }
+    emit({ type: 'run-done', runId: job.runId, ok: result.ok, ...(result.cancelled ? { cancelled: true } : {}), ...(result.error ? { error: result.error } : {}), ...(result.errors ? { errors: result.errors } : {}) });
+    running = null;
+    job.done({ ...result, runId: job.runId, images: job.images });
+    void pump();
+  };
+
+  const engine: Engine = {
+    executor,
+    store,
+    nodeSpecs: (): NodeSpec[] => specs,
+    listModels: async (): Promise<Record<ModelKind, string[]>> => listModels(active),
+    validate(wf: Workflow): ValidationError[] {
+      const parsed = parseWorkflow(wf);
+      if (!parsed.workflow) return parsed.errors;
+      return executor.validate(parsed.workflow, new PathResolver(active, null));
+    },
+    enqueue(wf: Workflow, opts: RunOptions = {}) {
+      return { runId: start(wf, opts).runId };
+    },
+    run(wf: Workflow, opts: RunOptions = {}) {
+      return start(wf, opts).done;
+    },
+    cancel(runId: string) {
+      if (running?.runId === runId) { running.controller.abort(); return; }
+      const i = queue.findIndex((j) => j.runId === runId);
+      if (i < 0) return;
+      const [job] = queue.splice(i, 1);
+      emit({ type: 'run-done', runId, ok: false, cancelled: true });
+      job.done({ ok: false, cancelled: true, runId, images: [] });
+    },
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => { listeners.delete(listener); };
+    },
+    settings: () => ({ ...settings }),
+    updateSettings(s: Partial<EngineSettings>) {
+      const before = settings.modelsDir;
+      settings = { ...settings, ...Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined)) };
+      if (settings.modelsDir !== before) chooseModels();
+      return { ...settings };
+    },
+    modelsDir: () => active,
+    isDemo: () => demo,
+    unloadModels: (prefix?: string) => store.unload(prefix),
+    async close() {
+      for (const j of [...queue]) engine.cancel(j.runId);
+      running?.controller.abort();
+      while (running) await new Promise((r) => setTimeout(r, 10));
+      await store.unload();
+    },
+  };
+  /** Parses, queues and starts a run; the promise resolves when it ends. */
+  function start(wf: Workflow, opts: RunOptions): { runId: string; done: Promise<RunOutcome> } {
+    const runId = randomUUID();
+    let done!: (o: RunOutcome) => void;
+    const p = new Promise<RunOutcome>((r) => { done = r; });
+    const parsed = parseWorkflow(wf);
+    if (!parsed.workflow) {
+      // Shape errors (or a newer version) are reported as a finished run with its errors.
+      queueMicrotask(() => {
+        emit({ type: 'run-done', runId, ok: false, error: parsed.errors[0]?.message, errors: parsed.errors });
+        done({ ok: false, error: parsed.errors[0]?.message, errors: parsed.errors, runId, images: [] });
+      });
+      return { runId, done: p };
+    }
+    if (parsed.migratedFrom !== undefined) emit({ type: 'log', runId, level: 'info', message: `workflow migrated from version ${parsed.migratedFrom}` });
+    const job: Job = { runId, wf: parsed.workflow, opts, controller: new AbortController(), done, images: [] };
+    queue.push(job);
+    emit({ type: 'queued', runId, position: queue.length - 1 + (running ? 1 : 0) });
+    void pump();
+    return { runId, done: p };
+  }
+  return engine;
+}
+
+/** Makes sure a folder exists (hosts call this for the output folder). */
+export function ensureDir(dir: string): string {
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}

@@ -1,0 +1,139 @@
+/**
+ * The heavy side of model values: loading networks through the model store, keyed by what
+ * they are, so each graph is built and each session created once per engine until unloaded.
+ *
+ * Keys: `ckpt|<path>|<configDir>`, `unet|<path>|<configDir>|ip=<adapter or ->|cn=<0/1>`,
+ * `clip-text|<path>|<configDir>`, `tokenizer|<dir>`, `vae|<path>|<configDir>`,
+ * `clip-vision|<path>`, `clip-vision-zeros|<path>`, `image-proj|<path>`.
+ * `unload(prefix)` on the store releases them (e.g. `unload('unet|')`).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { loadCheckpoint, type LoadedCheckpoint } from '../models/checkpoint.js';
+import { ClipTextEncoder, loadClipTextConfig, SD15_TEXT_CONFIG } from '../models/clip-text.js';
+import { ClipVision } from '../models/clip-vision.js';
+import { DDIMScheduler, loadSchedulerConfig, parseSchedulerConfig } from '../models/ddim.js';
+import { ImageProjector, IpAdapterModel } from '../models/ip-adapter.js';
+import { clipTextWeights } from '../models/keymaps/clip-text.js';
+import { vaeWeightsFromFile } from '../models/keymaps/ldm-vae.js';
+import { SafetensorsFile } from '../models/safetensors.js';
+import { ClipTokenizer } from '../models/tokenizer.js';
+import { buildUNet, crossAttnLayers, type UNetConfig } from '../models/unet.js';
+import { loadVaeConfig, Vae, vaeConfigFromWeights } from '../models/vae.js';
+import type { ort } from '../models/onnx/session.js';
+import type { CheckpointRef, ClipValue, ModelValue, VaeValue } from '../nodes/values.js';
+import type { ModelStore } from './model-store.js';
+
+const ckptKey = (r: CheckpointRef) => `${r.path}|${r.configDir}`;
+
+/** The checkpoint's parts (headers only: cheap, but opened once). */
+export function checkpointParts(store: ModelStore, ref: CheckpointRef): Promise<LoadedCheckpoint> {
+  return store.get(`ckpt|${ckptKey(ref)}`, () => loadCheckpoint(ref.path, ref.configDir ? { configDir: ref.configDir } : {}));
+}
+
+export interface UNetRuntime {
+  session: ort.InferenceSession;
+  config: UNetConfig;
+  /** Number of cross-attention layers = length of the ip_scale input (0 without an adapter). */
+  ipLayers: number;
+}
+
+/**
+ * The UNet session for a model: built once per (checkpoint, adapter file, ControlNet inputs).
+ * λ, start/end and the image tokens are graph inputs, so applying an adapter never rebuilds it.
+ */
+export async function unetRuntime(store: ModelStore, model: ModelValue, controlnet = false): Promise<UNetRuntime> {
+  if (model.adapters.length > 1 && new Set(model.adapters.map((a) => a.adapter.path)).size > 1) {
+    throw new Error('several different IP-Adapter files on one model are not supported; use one adapter and feed several images through one IP-Adapter Projection');
+  }
+  const ck = await checkpointParts(store, model.checkpoint);
+  const adapterPath = model.adapters[0]?.adapter.path ?? '';
+  const key = `unet|${ckptKey(model.checkpoint)}|ip=${adapterPath || '-'}|cn=${controlnet ? 1 : 0}`;
+  const cross = crossAttnLayers(ck.unet.config);
+  const session = await store.session(key, () => {
+    let ipAdapter;
+    if (adapterPath) {
+      const ad = IpAdapterModel.load(adapterPath);
+      if (ad.crossAttentionDim !== ck.unet.config.crossAttentionDim) {
+        throw new Error(`the IP-Adapter ${adapterPath} makes tokens of width ${ad.crossAttentionDim}, but the checkpoint ${model.checkpoint.path} has cross-attention width ${ck.unet.config.crossAttentionDim}`);
+      }
+      ipAdapter = ad; // layerWeights(processor index), as buildUNet asks
+    }
+    return buildUNet(ck.unet.config, ck.unet.weights, { ipAdapter, controlnet, name: adapterPath ? 'unet_ip' : 'unet' }).build();
+  });
+  return { session, config: ck.unet.config, ipLayers: adapterPath ? cross.length : 0 };
+}
+
+/** DDIM with the checkpoint's scheduler config (diffusers folder), else SD1.5's standard one. */
+export async function schedulerFor(store: ModelStore, ref: CheckpointRef): Promise<DDIMScheduler> {
+  const dirs = [ref.path, ref.configDir].filter((d) => d && fs.existsSync(d) && fs.statSync(d).isDirectory());
+  for (const d of dirs) {
+    const f = path.join(d, 'scheduler', 'scheduler_config.json');
+    if (fs.existsSync(f)) return new DDIMScheduler(loadSchedulerConfig(f));
+  }
+  return new DDIMScheduler(parseSchedulerConfig(SD15_SCHEDULER, 'SD1.5 standard scheduler config'));
+}
+
+/** Stable Diffusion 1.5's scheduler settings (runwayml/stable-diffusion-v1-5 scheduler_config.json). */
+export const SD15_SCHEDULER = {
+  num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear',
+  clip_sample: false, set_alpha_to_one: false, steps_offset: 1, timestep_spacing: 'leading', prediction_type: 'epsilon',
+};
+
+/** The checkpoint's text encoder and the tokenizer. */
+export async function textRuntime(store: ModelStore, clip: ClipValue): Promise<{ encoder: ClipTextEncoder; tokenizer: ClipTokenizer }> {
+  const ck = await checkpointParts(store, clip.checkpoint);
+  const te = ck.textEncoder;
+  if (!te) throw new Error(`${clip.checkpoint.path} has no text encoder (no text_encoder/ folder or cond_stage_model.* weights)`);
+  const encoder = await store.get(`clip-text|${ckptKey(clip.checkpoint)}`, () => {
+    const weights = clipTextWeights(SafetensorsFile.open(te.weightsFile));
+    const cfg = te.configPath ? loadClipTextConfig(te.configPath) : { ...SD15_TEXT_CONFIG };
+    return ClipTextEncoder.load(weights, cfg, store.sessionConfig());
+  }, (e) => e.release());
+  const tokenizer = await store.get(`tokenizer|${clip.tokenizerDir}`, () => ClipTokenizer.fromDir(clip.tokenizerDir));
+  return { encoder, tokenizer };
+}
+
+/** The VAE of a checkpoint, or a standalone VAE file/folder. Sessions are created on first use. */
+export async function vaeRuntime(store: ModelStore, v: VaeValue): Promise<Vae> {
+  if (v.checkpoint) {
+    const ref = v.checkpoint;
+    const ck = await checkpointParts(store, ref);
+    const loc = ck.vae;
+    if (!loc) throw new Error(`${ref.path} has no VAE (no vae/ folder or first_stage_model.* weights)`);
+    return store.get(`vae|${ckptKey(ref)}`, () => {
+      const w = vaeWeightsFromFile(SafetensorsFile.open(loc.weightsFile));
+      const cfg = loc.configPath ? loadVaeConfig(loc.configPath) : vaeConfigFromWeights(w, {}, loc.weightsFile);
+      return Vae.load(w, cfg, { ...store.sessionConfig(), parts: [] });
+    }, (x) => x.release());
+  }
+  const file = v.file!;
+  return store.get(`vae|${file}|`, () => {
+    const dir = fs.statSync(file).isDirectory() ? file : null;
+    const weightsFile = dir ? path.join(dir, 'diffusion_pytorch_model.safetensors') : file;
+    const w = vaeWeightsFromFile(SafetensorsFile.open(weightsFile));
+    const cfg = dir && fs.existsSync(path.join(dir, 'config.json')) ? loadVaeConfig(path.join(dir, 'config.json')) : vaeConfigFromWeights(w, {}, weightsFile);
+    return Vae.load(w, cfg, { ...store.sessionConfig(), parts: [] });
+  }, (x) => x.release());
+}
+
+export function clipVisionRuntime(store: ModelStore, p: string): Promise<ClipVision> {
+  return store.get(`clip-vision|${p}`, () => ClipVision.load(p, store.sessionConfig()), (x) => x.release());
+}
+
+export function projectorRuntime(store: ModelStore, adapterPath: string): Promise<ImageProjector> {
+  return store.get(`image-proj|${adapterPath}`, () => ImageProjector.load(adapterPath, store.sessionConfig()), (x) => x.release());
+}
+
+/** The tokenizer folder for a checkpoint: its own tokenizer/, the config folder's, or the param. */
+export async function tokenizerDirFor(store: ModelStore, ref: CheckpointRef, explicit: string, tokenizersDir: string): Promise<string> {
+  if (explicit) return explicit;
+  const ck = await checkpointParts(store, ref);
+  if (ck.tokenizerDir) return ck.tokenizerDir;
+  // A single-file checkpoint has no tokenizer: take the only one in <models>/tokenizers.
+  const found = fs.existsSync(tokenizersDir)
+    ? fs.readdirSync(tokenizersDir).filter((n) => fs.existsSync(path.join(tokenizersDir, n, 'vocab.json')))
+    : [];
+  if (found.length >= 1) return path.join(tokenizersDir, found.sort()[0]);
+  throw new Error(`${path.basename(ref.path)} is a single-file checkpoint without a tokenizer: put the CLIP tokenizer (vocab.json and merges.txt of openai/clip-vit-large-patch14) in ${path.join(tokenizersDir, '<name>')}/ or choose one in the node's "tokenizer" param`);
+}

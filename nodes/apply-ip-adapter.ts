@@ -1,0 +1,58 @@
+/**
+ * Apply IP-Adapter: MODEL + IP_ADAPTER + IP_TOKENS -> MODEL with the decoupled cross-attention
+ * active at strength λ between `start_at` and `end_at` (fractions of the sampling schedule).
+ * Cheap: it records the adapter on the model value; the UNet graph takes λ and the tokens as
+ * inputs, so changing λ re-runs only the sampler.
+ */
+import type { NodeDef } from './types.js';
+import { expectValue, type IpAdapterValue, type IpTokensValue, type ModelValue } from './values.js';
+
+export const applyIpAdapter: NodeDef = {
+  type: 'apply-ip-adapter',
+  title: 'Apply IP-Adapter',
+  category: 'IP-Adapter',
+  description: 'Adds the image prompt to the model: Z = Attention(Q, K, V) + λ · Attention(Q, K\', V\'). λ = 0 is the text-only model. The optional negative tokens replace the unconditional image tokens (a negative image prompt).',
+  inputs: [
+    { name: 'model', type: 'MODEL' },
+    { name: 'ip_adapter', type: 'IP_ADAPTER' },
+    { name: 'tokens', type: 'IP_TOKENS' },
+    { name: 'negative', label: 'negative tokens', type: 'IP_TOKENS', optional: true },
+  ],
+  outputs: [{ name: 'model', type: 'MODEL' }],
+  params: [
+    { name: 'weight', label: 'weight λ', kind: 'number', default: 1, min: -1, max: 3, step: 0.05, widget: 'slider' },
+    { name: 'start_at', kind: 'number', default: 0, min: 0, max: 1, step: 0.01 },
+    { name: 'end_at', kind: 'number', default: 1, min: 0, max: 1, step: 0.01 },
+  ],
+  check(params) {
+    return (params.start_at as number) > (params.end_at as number)
+      ? [{ param: 'end_at', message: `end_at ${params.end_at} is before start_at ${params.start_at}` }]
+      : [];
+  },
+  async execute(inputs, params) {
+    const model = expectValue<ModelValue>(inputs.model, 'MODEL', 'model');
+    const adapter = expectValue<IpAdapterValue>(inputs.ip_adapter, 'IP_ADAPTER', 'ip_adapter');
+    const tokens = expectValue<IpTokensValue>(inputs.tokens, 'IP_TOKENS', 'tokens');
+    const negative = inputs.negative === undefined ? undefined : expectValue<IpTokensValue>(inputs.negative, 'IP_TOKENS', 'negative');
+    for (const [what, t] of [['tokens', tokens], ['negative tokens', negative]] as const) {
+      if (t && t.adapterPath !== adapter.path) {
+        throw new Error(`the ${what} were projected by ${t.adapterPath}, not by this adapter (${adapter.path}); connect the same Load IP-Adapter to both nodes`);
+      }
+    }
+    if (negative && negative.tokens !== tokens.tokens) {
+      throw new Error(`the negative image prompt has ${negative.tokens} tokens but the image prompt has ${tokens.tokens}; give both the same number of images`);
+    }
+    const others = model.adapters.filter((a) => a.adapter.path !== adapter.path);
+    if (others.length) {
+      throw new Error(`this model already has another IP-Adapter (${others[0].adapter.path}); one adapter file per model is supported (feed several images through one IP-Adapter Projection)`);
+    }
+    const out: ModelValue = {
+      ...model,
+      adapters: [...model.adapters, {
+        adapter, tokens, ...(negative ? { negative } : {}),
+        weight: params.weight as number, start: params.start_at as number, end: params.end_at as number,
+      }],
+    };
+    return { model: out };
+  },
+};

@@ -1,0 +1,46 @@
+/**
+ * Every node type, listed explicitly (palette order). The palette, validation and executor
+ * read these definitions; `nodeSpecs()` strips `execute` for the renderer.
+ */
+import type { NodeDef, NodeSpec } from './types.js';
+import { loadCheckpoint } from './load-checkpoint.js';
+import { loadImage } from './load-image.js';
+import { loadClipVision } from './load-clip-vision.js';
+import { clipVisionEncode } from './clip-vision-encode.js';
+import { loadIpAdapter } from './load-ip-adapter.js';
+import { ipAdapterProjection } from './ip-adapter-projection.js';
+import { applyIpAdapter } from './apply-ip-adapter.js';
+import { textEncode } from './text-encode.js';
+import { emptyLatentImage } from './empty-latent-image.js';
+import { ddimSampler } from './ddim-sampler.js';
+import { vaeDecode } from './vae-decode.js';
+import { vaeEncode } from './vae-encode.js';
+import { saveImage } from './save-image.js';
+import { previewImage } from './preview-image.js';
+
+export const NODE_DEFS: NodeDef[] = [
+  loadCheckpoint,
+  loadImage,
+  loadClipVision,
+  clipVisionEncode,
+  loadIpAdapter,
+  ipAdapterProjection,
+  applyIpAdapter,
+  textEncode,
+  emptyLatentImage,
+  ddimSampler,
+  vaeDecode,
+  vaeEncode,
+  saveImage,
+  previewImage,
+];
+
+/** The serialisable part of a definition (what the renderer receives). */
+export function toSpec(d: NodeDef): NodeSpec {
+  const { execute: _e, check: _c, ...spec } = d;
+  return JSON.parse(JSON.stringify(spec)) as NodeSpec;
+}
+
+export function nodeSpecs(defs: NodeDef[] = NODE_DEFS): NodeSpec[] {
+  return defs.map(toSpec);
+}

@@ -1,0 +1,21 @@
+/** Load IP-Adapter: an adapter file in the h94 layout (base or Plus). */
+import { IpAdapterModel } from '../models/ip-adapter.js';
+import type { NodeDef } from './types.js';
+import type { IpAdapterValue } from './values.js';
+
+export const loadIpAdapter: NodeDef = {
+  type: 'load-ip-adapter',
+  title: 'Load IP-Adapter',
+  category: 'Loaders',
+  description: 'Opens an IP-Adapter .safetensors file from <models>/ipadapter (ip-adapter_sd15, ip-adapter-plus_sd15, ...).',
+  inputs: [],
+  outputs: [{ name: 'ip_adapter', type: 'IP_ADAPTER' }],
+  params: [{ name: 'ipadapter_file', label: 'adapter', kind: 'file', modelKind: 'ipadapter', default: 'ip-adapter_sd15.safetensors' }],
+  async execute(_inputs, params) {
+    const ad = IpAdapterModel.load(params.ipadapter_file as string);
+    const v: IpAdapterValue = {
+      kind: 'IP_ADAPTER', path: ad.file, adapterKind: ad.kind, tokensPerImage: ad.numTokens, crossDim: ad.crossAttentionDim,
+    };
+    return { ip_adapter: v };
+  },
+};

@@ -1,0 +1,137 @@
+/**
+ * The values that flow on edges, one interface per port type. Model values are lightweight
+ * references (paths and options); the heavy parts (sessions, weights) live in the engine's
+ * model store under keys derived from these references, so a value can be cached, copied and
+ * compared cheaply, and Apply IP-Adapter costs nothing.
+ */
+
+/** A checkpoint: a diffusers folder or a single file, with an optional diffusers config folder. */
+export interface CheckpointRef {
+  path: string;
+  /** Diffusers folder whose configs describe a single-file checkpoint ('' = SD1.5 standard values). */
+  configDir: string;
+}
+
+/** One Apply IP-Adapter on a model: adapter file, its image tokens and when/how strongly it acts. */
+export interface AppliedAdapter {
+  adapter: IpAdapterValue;
+  tokens: IpTokensValue;
+  /** Tokens for the unconditional branch instead of the projection of a zero image (negative image prompt). */
+  negative?: IpTokensValue;
+  /** λ of the decoupled cross-attention. */
+  weight: number;
+  /** Active while the step's fraction of the schedule, i / steps, is in [start, end]. */
+  start: number;
+  end: number;
+}
+
+/** MODEL: the UNet of a checkpoint plus the adapters applied to it. */
+export interface ModelValue {
+  kind: 'MODEL';
+  checkpoint: CheckpointRef;
+  adapters: AppliedAdapter[];
+}
+
+/** CLIP: the checkpoint's text encoder and the tokenizer folder. */
+export interface ClipValue {
+  kind: 'CLIP';
+  checkpoint: CheckpointRef;
+  tokenizerDir: string;
+}
+
+/** VAE: where its weights are (a checkpoint's, or a separate VAE file). */
+export interface VaeValue {
+  kind: 'VAE';
+  /** A checkpoint (its VAE) or a standalone VAE file from <models>/vae. */
+  checkpoint?: CheckpointRef;
+  file?: string;
+}
+
+/** IMAGE: a batch of RGB images, float32 (B, H, W, 3) in [0, 1] (ComfyUI's layout). */
+export interface ImageValue {
+  kind: 'IMAGE';
+  batch: number;
+  width: number;
+  height: number;
+  data: Float32Array;
+}
+
+/** MASK: (B, H, W) in [0, 1]; 1 where the source image was transparent (ComfyUI's rule, 1 - alpha). */
+export interface MaskValue {
+  kind: 'MASK';
+  batch: number;
+  width: number;
+  height: number;
+  data: Float32Array;
+}
+
+/** CLIP_VISION: an image encoder (transformers folder or single file). */
+export interface ClipVisionValue {
+  kind: 'CLIP_VISION';
+  path: string;
+}
+
+/** IMAGE_EMBEDS: the image encoder's outputs for n images. */
+export interface ImageEmbedsValue {
+  kind: 'IMAGE_EMBEDS';
+  count: number;
+  /** image_embeds (n, D), null when the encoder has no projection. */
+  imageEmbeds: Float32Array | null;
+  embedDim: number;
+  /** penultimate hidden states (n, T, Dh). */
+  penultimate: Float32Array;
+  hiddenTokens: number;
+  hiddenDim: number;
+  /** The encoder that made them (IP-Adapter Plus needs it for its unconditional tokens). */
+  vision: ClipVisionValue;
+}
+
+/** IP_ADAPTER: an adapter file (h94 layout). */
+export interface IpAdapterValue {
+  kind: 'IP_ADAPTER';
+  path: string;
+  adapterKind: 'base' | 'plus';
+  tokensPerImage: number;
+  crossDim: number;
+}
+
+/** IP_TOKENS: image tokens (N, C) for the conditional branch and their unconditional counterpart. */
+export interface IpTokensValue {
+  kind: 'IP_TOKENS';
+  adapterPath: string;
+  tokens: number;
+  dim: number;
+  cond: Float32Array;
+  uncond: Float32Array;
+}
+
+/** CONDITIONING: the text encoder's hidden states for one prompt, (T, C). */
+export interface ConditioningValue {
+  kind: 'CONDITIONING';
+  text: string;
+  tokens: number;
+  dim: number;
+  embeds: Float32Array;
+  /** Structural controls attached by Apply ControlNet (structural-control issue). */
+  controls?: unknown[];
+}
+
+/** LATENT: scaled latents (B, 4, h, w) as the sampler sees them. */
+export interface LatentValue {
+  kind: 'LATENT';
+  dims: [number, number, number, number];
+  samples: Float32Array;
+  /**
+   * True for Empty Latent Image: a full-denoise sampler then starts from pure noise times
+   * init_noise_sigma (diffusers text-to-image); otherwise it noises these latents (image-to-image).
+   */
+  empty?: boolean;
+}
+
+/** Narrowing helper: throws a sentence when an input has the wrong kind of value. */
+export function expectValue<T extends { kind: string }>(v: unknown, kind: T['kind'], what: string): T {
+  if (!v || typeof v !== 'object' || (v as { kind?: unknown }).kind !== kind) {
+    throw new Error(`${what}: expected a ${kind} value, got ${v === undefined ? 'nothing' : JSON.stringify((v as { kind?: unknown }).kind ?? typeof v)}`);
+  }
+  return v as T;
+}

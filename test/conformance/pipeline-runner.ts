@@ -1,0 +1,254 @@
+/**
+ * Pipeline cases run through the engine: each case becomes a workflow JSON built the way a user
+ * builds it in the editor (Load Checkpoint, Load Image, CLIP Vision Encode, IP-Adapter
+ * Projection, Apply IP-Adapter, Text Encode x2, Empty Latent / VAE Encode, DDIM Sampler, VAE
+ * Decode, Preview Image), run by the engine's executor, once with the diffusers folder and once
+ * with the single-file checkpoint (the fixture's diffusers/ folder as its explicit config).
+ *
+ * The explicit tensors of a case replace the engine's seeded noise through the NoiseSource
+ * hook (engine/context.ts): `latents` for text-to-image, `posterior_noise` and
+ * `add_noise_noise` for image-to-image. Intermediates come from the trace hook; per-step
+ * tensors are compared step by step so a divergence names its step.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Workflow, WorkflowEdge, WorkflowNode } from '../../engine/api.js';
+import type { NoiseRequest, NoiseSource } from '../../engine/context.js';
+import { createEngine, type Engine } from '../../engine/engine.js';
+import type { ConditioningValue, ImageEmbedsValue, ImageValue, IpTokensValue, LatentValue } from '../../nodes/values.js';
+import { compare, toleranceFor, type CaseHandler, type CaseSpec, type Ctx, type Row } from './context.js';
+
+type Variant = 'diffusers' | 'ldm';
+const VARIANTS: Variant[] = ['diffusers', 'ldm'];
+
+let engine: Engine | null = null;
+function getEngine(ctx: Ctx): Engine {
+  if (!engine) {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-pipeline-'));
+    engine = createEngine({
+      modelsDir: ctx.modelDir, outputDir: path.join(tmp, 'out'), provider: 'cpu',
+      cacheDir: ctx.cacheDir, userDataDir: tmp, demo: false,
+    });
+  }
+  return engine;
+}
+
+/** What a case's workflow contains. */
+interface PipelineSpec {
+  prompt: string;
+  negative: string;
+  /** Image prompt files (none: no adapter nodes at all). */
+  ipImages: string[];
+  ipScale?: number;
+  steps: number;
+  cfg: number;
+  width: number;
+  height: number;
+  /** img2img: the init image and the strength. */
+  init?: { png: string; strength: number };
+}
+
+/** A model's path in cases.json -> models (an object with `path`, or a bare string). */
+function modelRel(ctx: Ctx, key: string): string {
+  const m = ctx.cases.models[key] as unknown;
+  if (typeof m === 'string') return m;
+  if (m && typeof m === 'object' && typeof (m as { path?: unknown }).path === 'string') return (m as { path: string }).path;
+  throw new Error(`cases.json has no models.${key}`);
+}
+
+/** Builds the workflow JSON for a case, as a person would wire it. */
+export function buildWorkflow(ctx: Ctx, s: PipelineSpec, variant: Variant): Workflow {
+  const nodes: WorkflowNode[] = [];
+  const edges: WorkflowEdge[] = [];
+  const node = (id: string, type: string, params: WorkflowNode['params'] = {}) => { nodes.push({ id, type, params, ui: { x: nodes.length * 220, y: 0 } }); return id; };
+  const link = (from: string, fromPort: string, to: string, toPort: string) => edges.push({ from: { node: from, port: fromPort }, to: { node: to, port: toPort } });
+  const diffusers = path.dirname(ctx.modelPath(modelRel(ctx, 'unet'))); // the diffusers folder holding unet/
+  const ckpt = variant === 'diffusers'
+    ? node('ckpt', 'load-checkpoint', { ckpt_name: diffusers })
+    : node('ckpt', 'load-checkpoint', { ckpt_name: ctx.modelPath(modelRel(ctx, 'checkpoint_ldm')), config: diffusers });
+  let model = ckpt;
+  let modelPort = 'model';
+  if (s.ipImages.length) {
+    const cv = node('clip_vision', 'load-clip-vision', { clip_name: ctx.modelPath(modelRel(ctx, 'image_encoder')) });
+    const ipa = node('ip_adapter', 'load-ip-adapter', { ipadapter_file: ctx.modelPath(modelRel(ctx, 'ip_adapter')) });
+    const proj = node('projection', 'ip-adapter-projection', { combine: 'concat' });
+    link(ipa, 'ip_adapter', proj, 'ip_adapter');
+    s.ipImages.forEach((png, i) => {
+      const img = node(`image_prompt_${i + 1}`, 'load-image', { image: ctx.casePath(png) });
+      const enc = node(`vision_encode_${i + 1}`, 'clip-vision-encode', { crop: 'center' });
+      link(cv, 'clip_vision', enc, 'clip_vision');
+      link(img, 'image', enc, 'image');
+      link(enc, 'embeds', proj, i === 0 ? 'embeds' : `embeds_${i + 1}`);
+    });
+    const apply = node('apply', 'apply-ip-adapter', { weight: s.ipScale ?? 1, start_at: 0, end_at: 1 });
+    link(ckpt, 'model', apply, 'model');
+    link(ipa, 'ip_adapter', apply, 'ip_adapter');
+    link(proj, 'tokens', apply, 'tokens');
+    model = apply;
+    modelPort = 'model';
+  }
+  const pos = node('positive', 'text-encode', { text: s.prompt });
+  const neg = node('negative', 'text-encode', { text: s.negative });
+  link(ckpt, 'clip', pos, 'clip');
+  link(ckpt, 'clip', neg, 'clip');
+  let latent: string;
+  if (s.init) {
+    const img = node('init_image', 'load-image', { image: ctx.casePath(s.init.png) });
+    latent = node('vae_encode', 'vae-encode', { mode: 'sample', seed: 0 });
+    link(img, 'image', latent, 'pixels');
+    link(ckpt, 'vae', latent, 'vae');
+  } else {
+    latent = node('empty_latent', 'empty-latent-image', { width: s.width, height: s.height, batch_size: 1 });
+  }
+  const sampler = node('sampler', 'ddim-sampler', { seed: 0, steps: s.steps, cfg: s.cfg, eta: 0, denoise: s.init?.strength ?? 1 });
+  link(model, modelPort, sampler, 'model');
+  link(pos, 'conditioning', sampler, 'positive');
+  link(neg, 'conditioning', sampler, 'negative');
+  link(latent, 'latent', sampler, 'latent');
+  const dec = node('vae_decode', 'vae-decode');
+  link(sampler, 'latent', dec, 'samples');
+  link(ckpt, 'vae', dec, 'vae');
+  const out = node('preview', 'preview-image');
+  link(dec, 'image', out, 'images');
+  return { format: 'ipadapter-studio/workflow', version: 1, nodes, edges, meta: { source: 'conformance' } };
+}
+
+interface Captured {
+  latents: Float32Array | null;
+  image: Float32Array | null;
+  steps: Map<string, Float32Array[]>;
+  named: Map<string, Float32Array[]>;
+}
+
+/** Runs a workflow with explicit noise tensors; returns the sampler's latent, the image and the traces. */
+async function runCase(ctx: Ctx, wf: Workflow, noise: Partial<Record<NoiseRequest['purpose'], Float32Array>>): Promise<Captured> {
+  const cap: Captured = { latents: null, image: null, steps: new Map(), named: new Map() };
+  const source: NoiseSource = (req) => {
+    const t = noise[req.purpose];
+    if (!t) throw new Error(`the case gives no tensor for the ${req.purpose} noise draw`);
+    return t.slice();
+  };
+  const res = await getEngine(ctx).run(wf, {
+    noise: source,
+    trace: (e) => {
+      const map = e.step === undefined ? cap.named : cap.steps;
+      const key = e.step === undefined ? `${e.node}.${e.name}` : e.name;
+      map.set(key, [...(map.get(key) ?? []), e.data.slice()]);
+    },
+    // Node outputs (also for nodes served from the cache, which emit no traces).
+    onNodeOutputs: (node, out) => {
+      const put = (k: string, v: Float32Array | null | undefined) => { if (v) cap.named.set(k, [v]); };
+      if (node === 'sampler') cap.latents = (out.latent as LatentValue).samples;
+      if (node === 'vae_decode') cap.image = (out.image as ImageValue).data;
+      if (node === 'positive' || node === 'negative') put(`${node}.prompt_embeds`, (out.conditioning as ConditioningValue).embeds);
+      if (node === 'vision_encode_1') put(`${node}.image_embeds`, (out.embeds as ImageEmbedsValue).imageEmbeds);
+      if (node === 'projection') {
+        put('projection.ip_tokens', (out.tokens as IpTokensValue).cond);
+        put('projection.ip_tokens_uncond', (out.tokens as IpTokensValue).uncond);
+      }
+    },
+  });
+  if (!res.ok) throw new Error(res.errors?.map((e) => e.message).join('; ') ?? res.error ?? 'run failed');
+  return cap;
+}
+
+/** Compares a per-step tensor list with the reference (steps stacked on axis 0); names the first failing step. */
+function compareSteps(group: string, name: string, got: Float32Array[] | undefined, expected: Float32Array, tol: { atol: number; rtol: number }): Row {
+  if (!got?.length) return { group, case: name, status: 'fail', detail: 'the run reported no such intermediate' };
+  const per = expected.length / got.length;
+  const all = new Float32Array(got.reduce((a, g) => a + g.length, 0));
+  got.forEach((g, i) => all.set(g, i * g.length));
+  const row = compare(group, name, all, expected, tol);
+  if (row.status === 'fail' && per === got[0].length) {
+    for (let i = 0; i < got.length; i++) {
+      const r = compare(group, name, got[i], expected.subarray(i * per, (i + 1) * per), tol);
+      if (r.status === 'fail') { row.detail = `first divergence at step ${i} of ${got.length} (max err there ${r.maxAbsErr?.toExponential(3)})`; break; }
+    }
+  }
+  return row;
+}
+
+/** Stacks the [uncond, cond] pair of a node-level trace, or cond/uncond from two traces. */
+const cat = (...xs: (Float32Array | undefined)[]) => {
+  if (xs.some((x) => !x)) return undefined;
+  const out = new Float32Array(xs.reduce((a, x) => a + x!.length, 0));
+  let o = 0;
+  for (const x of xs) { out.set(x!, o); o += x!.length; }
+  return out;
+};
+
+function specOf(c: CaseSpec, override: Partial<PipelineSpec> = {}): PipelineSpec {
+  const inp = (c.inputs ?? {}) as Record<string, unknown>;
+  const p = (c.params ?? {}) as Record<string, number>;
+  const imgs: string[] = [];
+  const one = inp.ip_adapter_image as { png?: string } | undefined;
+  if (one?.png) imgs.push(one.png);
+  for (const x of (inp.ip_adapter_images as { png: string }[] | undefined) ?? []) imgs.push(x.png);
+  return {
+    prompt: String(inp.prompt ?? ''), negative: String(inp.negative_prompt ?? ''), ipImages: imgs,
+    ipScale: p.ip_adapter_scale, steps: p.num_inference_steps, cfg: p.guidance_scale,
+    width: p.width ?? 128, height: p.height ?? 128, ...override,
+  };
+}
+
+/**
+ * Runs one pipeline case in both checkpoint variants and compares the outputs and intermediates.
+ * `noiseRefs` maps noise purposes to the case's tensor references.
+ */
+async function pipelineRows(ctx: Ctx, group: string, c: CaseSpec, spec: PipelineSpec, noiseRefs: Partial<Record<NoiseRequest['purpose'], unknown>>): Promise<Row[]> {
+  const rows: Row[] = [];
+  const noise: Partial<Record<NoiseRequest['purpose'], Float32Array>> = {};
+  for (const [k, ref] of Object.entries(noiseRefs)) noise[k as NoiseRequest['purpose']] = ctx.f32(group, ref);
+  const outs = (c.outputs ?? {}) as Record<string, unknown>;
+  const inter = (c.intermediates ?? {}) as Record<string, unknown>;
+  const tolL = toleranceFor(c, 'latents');
+  for (const variant of VARIANTS) {
+    const label = (what: string) => `${c.name} [${variant}] ${what}`;
+    let cap: Captured;
+    try {
+      cap = await runCase(ctx, buildWorkflow(ctx, spec, variant), noise);
+    } catch (e) {
+      rows.push({ group, case: label('run'), status: 'fail', detail: `error: ${(e as Error).message}` });
+      continue;
+    }
+    if (outs.latents) rows.push(compare(group, label('latents'), cap.latents ?? [], ctx.f32(group, outs.latents), tolL));
+    if (outs.image) rows.push(compare(group, label('image'), cap.image ?? [], ctx.f32(group, outs.image), toleranceFor(c, 'image')));
+    if (inter.latents_after_step) rows.push(compareSteps(group, label('latents_after_step'), cap.steps.get('latents_after_step'), ctx.f32(group, inter.latents_after_step), tolL));
+    if (inter.unet_noise_pred_per_step) rows.push(compareSteps(group, label('unet_noise_pred_per_step'), cap.steps.get('noise_pred'), ctx.f32(group, inter.unet_noise_pred_per_step), tolL));
+    const named = (k: string) => cap.named.get(k)?.[0];
+    if (inter.prompt_embeds) rows.push(compare(group, label('prompt_embeds'), cat(named('negative.prompt_embeds'), named('positive.prompt_embeds')) ?? [], ctx.f32(group, inter.prompt_embeds), tolL));
+    if (inter.image_embeds) {
+      const D = ctx.shape(group, inter.image_embeds).at(-1)!;
+      rows.push(compare(group, label('image_embeds'), cat(new Float32Array(D), named('vision_encode_1.image_embeds')) ?? [], ctx.f32(group, inter.image_embeds), tolL));
+    }
+    if (inter.ip_tokens) rows.push(compare(group, label('ip_tokens'), cat(named('projection.ip_tokens_uncond'), named('projection.ip_tokens')) ?? [], ctx.f32(group, inter.ip_tokens), tolL));
+    if (inter.image_tensor) rows.push(compare(group, label('image_tensor'), named('vae_encode.image_tensor') ?? [], ctx.f32(group, inter.image_tensor), tolL));
+    if (inter.init_latents) rows.push(compare(group, label('init_latents'), named('vae_encode.init_latents') ?? [], ctx.f32(group, inter.init_latents), tolL));
+    if (inter.noisy_latents) rows.push(compare(group, label('noisy_latents'), named('sampler.start_latents') ?? [], ctx.f32(group, inter.noisy_latents), tolL));
+  }
+  return rows;
+}
+
+/** pipeline_ip_adapter / txt2img. */
+export const pipelineIpAdapterCase: CaseHandler = (ctx, group, c) =>
+  pipelineRows(ctx, group, c, specOf(c), { latents: (c.inputs as Record<string, unknown>).latents });
+
+/** pipeline_text_only: ip_scale0 (adapter at λ = 0) and no_adapter (no adapter nodes). */
+export const pipelineTextOnlyCase: CaseHandler = (ctx, group, c) => {
+  const latents = (c.inputs as Record<string, unknown>).latents;
+  const spec = c.name === 'no_adapter' ? specOf(c, { ipImages: [] }) : specOf(c, { ipScale: 0 });
+  return pipelineRows(ctx, group, c, spec, { latents });
+};
+
+/** pipeline_img2img_ip_adapter / img2img: VAE Encode (sampled) -> DDIM with denoise = strength. */
+export const pipelineImg2imgCase: CaseHandler = (ctx, group, c) => {
+  const inp = c.inputs as Record<string, { png?: string }>;
+  const p = c.params as Record<string, number>;
+  const spec = specOf(c, { init: { png: inp.image.png!, strength: p.strength } });
+  return pipelineRows(ctx, group, c, spec, { posterior: inp.posterior_noise, add_noise: inp.add_noise_noise });
+};
+
+/** multiple_image_prompts / txt2img_two_images: two Load Image -> two encodes -> one projection (concat). */
+export const txt2imgTwoImages: CaseHandler = (ctx, group, c) =>
+  pipelineRows(ctx, group, c, specOf(c), { latents: (c.inputs as Record<string, unknown>).latents });
