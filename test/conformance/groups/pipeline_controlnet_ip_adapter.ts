@@ -8,11 +8,23 @@
  * group counts are not in the shapes). One row per variant: the max error over the 13 outputs,
  * with the worst outputs named; a failing output gets its own row.
  *
- * txt2img_controlnet: the full pipeline through the executor (pending until the executor and
- * the ControlNet nodes exist).
+ * txt2img_controlnet: the full pipeline through the executor, from workflow JSON built as a user
+ * would wire it (Load Checkpoint, Load Image, CLIP Vision Encode, IP-Adapter Projection, Apply
+ * IP-Adapter λ, Text Encode x2, Load ControlNet, Apply ControlNet on positive AND negative,
+ * Empty Latent, DDIM Sampler, VAE Decode, Preview Image). The case's initial latents replace the
+ * sampler's seeded draw through the executor's noise hook; per-step latents come from its trace.
+ * `[diffusers]`: the diffusers folder + controlnet/ folder; `[ldm]`: checkpoint-ldm.safetensors +
+ * controlnet-ldm.safetensors, each with its diffusers config named explicitly.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { ControlNet, MID_RESIDUAL, downResidualName, loadControlNet } from '../../../models/controlnet.js';
+import type { Workflow } from '../../../engine/api.js';
+import { Executor } from '../../../engine/executor.js';
+import { ModelStore } from '../../../engine/model-store.js';
+import { NODE_DEFS } from '../../../nodes/index.js';
+import type { NodeDef } from '../../../nodes/types.js';
 import { type CaseHandler, type Ctx, type Row, compare, pending, toleranceFor } from '../context.js';
 
 const nets = new Map<string, Promise<ControlNet>>();
@@ -81,8 +93,114 @@ async function step0(ctx: Ctx, group: string, c: Parameters<CaseHandler>[2]): Pr
   return rows;
 }
 
+/** The workflow a user would build for the case (absolute model paths, one variant). */
+export function controlNetWorkflow(ctx: Ctx, c: Parameters<CaseHandler>[2], variant: 'diffusers' | 'ldm'): Workflow {
+  const inputs = (c.inputs ?? {}) as Record<string, unknown>;
+  const params = (c.params ?? {}) as Record<string, number>;
+  const png = (v: unknown) => ctx.casePath((v as { png: string }).png);
+  const diffusersDir = ctx.modelPath(modelRel(ctx, 'unet')).replace(/[\\/]unet$/, '');
+  const cnDir = ctx.modelPath(modelRel(ctx, 'controlnet'));
+  const ckpt = variant === 'diffusers'
+    ? { ckpt_name: diffusersDir, config: '', tokenizer: '' }
+    : { ckpt_name: ctx.modelPath(modelRel(ctx, 'checkpoint_ldm')), config: diffusersDir, tokenizer: path.join(diffusersDir, 'tokenizer') };
+  const cn = variant === 'diffusers'
+    ? { control_net_name: cnDir, config: '' }
+    : { control_net_name: ctx.modelPath(modelRel(ctx, 'controlnet_ldm')), config: path.join(cnDir, 'config.json') };
+  const n = (id: string, type: string, p: Record<string, number | string | boolean> = {}) => ({ id, type, params: p });
+  const e = (from: string, fp: string, to: string, tp: string) => ({ from: { node: from, port: fp }, to: { node: to, port: tp } });
+  return {
+    format: 'ipadapter-studio/workflow', version: 1,
+    nodes: [
+      n('ckpt', 'load-checkpoint', ckpt),
+      n('ip_image', 'load-image', { image: png(inputs.ip_adapter_image) }),
+      n('vision', 'load-clip-vision', { clip_name: ctx.modelPath(modelRel(ctx, 'image_encoder')) }),
+      n('encode', 'clip-vision-encode', { crop: 'center' }),
+      n('adapter', 'load-ip-adapter', { ipadapter_file: ctx.modelPath(modelRel(ctx, 'ip_adapter')) }),
+      n('proj', 'ip-adapter-projection', {}),
+      n('apply_ip', 'apply-ip-adapter', { weight: params.ip_adapter_scale, start_at: 0, end_at: 1 }),
+      n('pos', 'text-encode', { text: String(inputs.prompt ?? '') }),
+      n('neg', 'text-encode', { text: String(inputs.negative_prompt ?? '') }),
+      n('cn', 'load-controlnet', cn),
+      n('control_image', 'load-image', { image: png(inputs.control_image) }),
+      n('apply_cn_pos', 'apply-controlnet', { strength: params.controlnet_conditioning_scale, start: params.control_guidance_start, end: params.control_guidance_end }),
+      n('apply_cn_neg', 'apply-controlnet', { strength: params.controlnet_conditioning_scale, start: params.control_guidance_start, end: params.control_guidance_end }),
+      n('latent', 'empty-latent-image', { width: params.width, height: params.height, batch_size: 1 }),
+      n('sampler', 'ddim-sampler', { seed: 0, steps: params.num_inference_steps, cfg: params.guidance_scale, eta: 0, denoise: 1 }),
+      n('decode', 'vae-decode', {}),
+      n('preview', 'preview-image', {}),
+    ],
+    edges: [
+      e('vision', 'clip_vision', 'encode', 'clip_vision'), e('ip_image', 'image', 'encode', 'image'),
+      e('adapter', 'ip_adapter', 'proj', 'ip_adapter'), e('encode', 'embeds', 'proj', 'embeds'),
+      e('ckpt', 'model', 'apply_ip', 'model'), e('adapter', 'ip_adapter', 'apply_ip', 'ip_adapter'), e('proj', 'tokens', 'apply_ip', 'tokens'),
+      e('ckpt', 'clip', 'pos', 'clip'), e('ckpt', 'clip', 'neg', 'clip'),
+      e('pos', 'conditioning', 'apply_cn_pos', 'conditioning'), e('cn', 'control_net', 'apply_cn_pos', 'control_net'), e('control_image', 'image', 'apply_cn_pos', 'image'),
+      e('neg', 'conditioning', 'apply_cn_neg', 'conditioning'), e('cn', 'control_net', 'apply_cn_neg', 'control_net'), e('control_image', 'image', 'apply_cn_neg', 'image'),
+      e('apply_ip', 'model', 'sampler', 'model'), e('apply_cn_pos', 'conditioning', 'sampler', 'positive'), e('apply_cn_neg', 'conditioning', 'sampler', 'negative'),
+      e('latent', 'latent', 'sampler', 'latent'),
+      e('sampler', 'latent', 'decode', 'samples'), e('ckpt', 'vae', 'decode', 'vae'),
+      e('decode', 'image', 'preview', 'images'),
+    ],
+  };
+}
+
+/** Runs txt2img_controlnet through the executor with `defs` (the product's node list). */
+export async function txt2imgControlnet(ctx: Ctx, group: string, c: Parameters<CaseHandler>[2], defs: NodeDef[]): Promise<Row[]> {
+  const inputs = (c.inputs ?? {}) as Record<string, unknown>;
+  const outputs = (c.outputs ?? {}) as Record<string, unknown>;
+  const inter = (c.intermediates ?? {}) as Record<string, unknown>;
+  const latents = ctx.f32(group, inputs.latents);
+  const rows: Row[] = [];
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-cn-run-'));
+  const executor = new Executor(defs, new ModelStore({ cacheDir: ctx.cacheDir, provider: 'cpu' }));
+  try {
+    for (const variant of ['diffusers', 'ldm'] as const) {
+      const steps: Float32Array[] = [];
+      let final: Float32Array | null = null;
+      let image: Float32Array | null = null;
+      const res = await executor.run({
+        runId: `cn-${variant}`, workflow: controlNetWorkflow(ctx, c, variant), modelsDir: tmp, outputDir: tmp, tempDir: tmp,
+        signal: new AbortController().signal, emit: () => {},
+        noise: (req) => {
+          if (req.purpose !== 'latents') throw new Error(`the case has no ${req.purpose} noise`);
+          return Float32Array.from(latents);
+        },
+        trace: (t) => { if (t.node === 'sampler' && t.name === 'latents_after_step' && t.step !== undefined) steps[t.step] = Float32Array.from(t.data); },
+        onNodeOutputs: (node, out) => {
+          if (node === 'sampler') final = (out.latent as { samples: Float32Array }).samples;
+          if (node === 'decode') image = (out.image as { data: Float32Array }).data;
+        },
+      });
+      if (!res.ok) {
+        rows.push({ group, case: `${c.name} [${variant}]`, status: 'fail', detail: res.error + (res.errors ? `: ${res.errors.map((x) => `${x.node}: ${x.message}`).join('; ')}` : '') });
+        continue;
+      }
+      if (inter.latents_after_step) {
+        const want = ctx.f32(group, inter.latents_after_step);
+        const per = want.length / Math.max(1, steps.length);
+        const stepRows = steps.map((s, i) => compare(group, `${c.name} [${variant}] latents step ${i}`, s, want.subarray(i * per, (i + 1) * per), toleranceFor(c, 'latents')));
+        const bad = stepRows.find((r) => r.status !== 'pass');
+        rows.push(bad ?? { ...stepRows[stepRows.length - 1], case: `${c.name} [${variant}] latents after each of ${steps.length} steps` });
+      }
+      rows.push(compare(group, `${c.name} [${variant}] latents`, final ?? new Float32Array(), ctx.f32(group, outputs.latents), toleranceFor(c, 'latents')));
+      rows.push(compare(group, `${c.name} [${variant}] image`, image ?? new Float32Array(), ctx.f32(group, outputs.image), toleranceFor(c, 'image')));
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  return rows;
+}
+
+/** The sampler applies structural control once the ControlNet nodes are in the node list. */
+function controlReady(defs: NodeDef[]): boolean {
+  return defs.some((d) => d.type === 'apply-controlnet') && defs.some((d) => d.type === 'load-controlnet');
+}
+
 export const pipelineControlnetIpAdapter: CaseHandler = async (ctx, group, c) => {
   if (c.name === 'controlnet_step0') return step0(ctx, group, c);
-  if (c.name === 'txt2img_controlnet') return pending(group, c, 'pending (executor: structural control nodes)');
+  if (c.name === 'txt2img_controlnet') {
+    if (!controlReady(NODE_DEFS)) return pending(group, c, 'pending (executor: structural control nodes)');
+    return txt2imgControlnet(ctx, group, c, NODE_DEFS);
+  }
   return [{ group, case: c.name, status: 'fail', detail: `unknown case ${c.name}` }];
 };
