@@ -22,6 +22,7 @@ import { latentPreview } from '../models/latent-preview.js';
 import { checkAborted } from '../engine/context.js';
 import { schedulerFor, unetRuntime } from '../engine/runtime.js';
 import type { NodeDef } from './types.js';
+import { SamplerControl, hasControls } from './apply-controlnet.js';
 import { expectValue, type AppliedAdapter, type ConditioningValue, type LatentValue, type ModelValue } from './values.js';
 
 /** Repeats a row `times` times: (L,) -> (times * L,). */
@@ -96,11 +97,8 @@ export const ddimSampler: NodeDef = {
     const cfg = params.cfg as number;
     const eta = params.eta as number;
     const denoise = params.denoise as number;
-    if ((pos.controls?.length ?? 0) + (neg.controls?.length ?? 0) > 0) {
-      throw new Error('this build\'s sampler does not apply ControlNet yet');
-    }
-
-    const unet = await unetRuntime(ctx.models, model);
+    const controlled = hasControls([pos, neg]); // Apply ControlNet on either prompt
+    const unet = await unetRuntime(ctx.models, model, controlled);
     const sched = await schedulerFor(ctx.models, model.checkpoint);
     const [B, C, h, w] = latent.dims;
     if (C !== unet.config.inChannels) throw new Error(`the latent has ${C} channels but the UNet takes ${unet.config.inChannels}`);
@@ -130,6 +128,10 @@ export const ddimSampler: NodeDef = {
     const feeds: Record<string, ort.Tensor> = {
       encoder_hidden_states: new ort.Tensor('float32', text, [branches * B, pos.tokens, pos.dim]),
     };
+    // ControlNets (nodes/apply-controlnet.ts): residuals for the UNet's residual inputs, per step.
+    const control = controlled
+      ? await SamplerControl.prepare(ctx, { unet: unet.config, checkpointPath: model.checkpoint.path, branches: doCfg ? [neg, pos] : [pos], batch: B, height: h, width: w })
+      : null;
     const ip = imageTokens(model.adapters);
     if (unet.ipLayers) {
       const t = ip!;
@@ -142,6 +144,7 @@ export const ddimSampler: NodeDef = {
       const t = timesteps[i];
       feeds.sample = new ort.Tensor('float32', doCfg ? concat([x, x]) : x, [branches * B, C, h, w]);
       feeds.timestep = new ort.Tensor('float32', new Float32Array(branches * B).fill(t), [branches * B]);
+      if (control) Object.assign(feeds, await control.stepFeeds(i, timesteps.length, t, feeds.sample.data as Float32Array, text, [branches * B, pos.tokens, pos.dim]));
       if (unet.ipLayers) {
         const a = model.adapters[0];
         const lambda = adapterActive(a, i, timesteps.length) ? a.weight : 0;

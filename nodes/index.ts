@@ -17,6 +17,12 @@ import { vaeDecode } from './vae-decode.js';
 import { vaeEncode } from './vae-encode.js';
 import { saveImage } from './save-image.js';
 import { previewImage } from './preview-image.js';
+import { loadControlNet } from './load-controlnet.js';
+import { applyControlNet } from './apply-controlnet.js';
+import { canny } from './canny.js';
+import { lineart } from './lineart.js';
+import { scribble } from './scribble.js';
+import { imageResize } from './image-resize.js';
 
 export const NODE_DEFS: NodeDef[] = [
   loadCheckpoint,
@@ -33,6 +39,12 @@ export const NODE_DEFS: NodeDef[] = [
   vaeEncode,
   saveImage,
   previewImage,
+  loadControlNet,
+  applyControlNet,
+  canny,
+  lineart,
+  scribble,
+  imageResize,
 ];
 
 /** The serialisable part of a definition (what the renderer receives). */
