@@ -22,6 +22,8 @@ export interface Host {
   saveFile(suggestedName: string, bytes: Uint8Array, mime: string, opts: { saveAs: boolean; folder?: boolean }): Promise<string | null>;
   /** A URL for an image param value (an uploaded input), or null. */
   imageUrl(value: string): string | null;
+  /** Electron: actions chosen in the application menu (names of renderer/actions.ts ACTIONS). */
+  onMenuAction?(listener: (action: string) => void): () => void;
 }
 
 /** What an Electron preload exposes through contextBridge (same channel names and bodies). */
@@ -31,6 +33,7 @@ export interface BridgeApi {
   openFile(kind: 'workflow' | 'image'): Promise<OpenedFile | null>;
   saveFile(suggestedName: string, bytes: Uint8Array, mime: string, opts: { saveAs: boolean; folder?: boolean }): Promise<string | null>;
   imageUrl(value: string): string | null;
+  onMenuAction(listener: (action: string) => void): () => void;
 }
 
 declare global {
@@ -169,6 +172,9 @@ export class BridgeHost implements Host {
   }
   imageUrl(value: string) {
     return this.bridge.imageUrl(value);
+  }
+  onMenuAction(listener: (action: string) => void) {
+    return this.bridge.onMenuAction(listener);
   }
 }
 

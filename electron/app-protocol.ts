@@ -1,0 +1,103 @@
+/**
+ * The `app://studio/` protocol: the renderer is loaded from it (never file:// or http://), with
+ * the same routes as web mode so the renderer's relative URLs work unchanged:
+ *   /                -> dist-renderer/index.html, with the Content-Security-Policy header
+ *   /assets/...      -> dist-renderer/ (confined)
+ *   /outputs/<rel>   -> images in the output folder (confined, images only)
+ *   /inputs/<name>   -> uploaded input images (confined, images only)
+ * Pure path logic here; main.ts turns the answer into a Response.
+ */
+import * as path from 'node:path';
+import { confinedPath } from '../engine/server.js';
+import { APP_HOST, APP_SCHEME } from './channels.js';
+
+/**
+ * The renderer's CSP: only our own scripts, no eval, no inline script; inline style attributes
+ * are allowed because React Flow positions nodes with them. connect-src 'self' lets the renderer
+ * fetch its own output images (for export); nothing remote is reachable.
+ */
+export const CSP = [
+  "default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'", "img-src 'self' data: blob:",
+  "connect-src 'self'", "font-src 'self'", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'",
+  "form-action 'none'", "frame-src 'none'", "worker-src 'self' blob:",
+].join('; ');
+
+const MIME: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json', '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.webp': 'image/webp',
+  '.svg': 'image/svg+xml', '.ico': 'image/x-icon', '.woff2': 'font/woff2', '.wasm': 'application/wasm',
+};
+const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.webp']);
+
+export interface AppRoots {
+  /** The built renderer (dist-renderer/). */
+  renderer: string;
+  /** The output folder is a setting, so it is read per request. */
+  outputs: () => string;
+  inputs: string;
+}
+
+export type AppAnswer =
+  | { status: 200; file: string; headers: Record<string, string> }
+  | { status: 400 | 403 | 404 | 405; body: string; headers: Record<string, string> };
+
+const refuse = (status: 400 | 403 | 404 | 405, body: string): AppAnswer => ({
+  status, body, headers: { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' },
+});
+
+/** Which file answers `url` (GET/HEAD only), or why none does. */
+export function resolveAppRequest(url: string, method: string, roots: AppRoots): AppAnswer {
+  if (method !== 'GET' && method !== 'HEAD') return refuse(405, 'method not allowed');
+  let u: URL;
+  let pathname: string;
+  try {
+    u = new URL(url);
+    pathname = decodeURIComponent(u.pathname);
+  } catch {
+    return refuse(400, 'bad url');
+  }
+  if (u.protocol !== `${APP_SCHEME}:` || u.host !== APP_HOST) return refuse(404, 'not found');
+
+  let root: string;
+  let rel: string;
+  let imagesOnly = false;
+  if (pathname === '/' || pathname === '/index.html') {
+    root = roots.renderer;
+    rel = 'index.html';
+  } else if (pathname.startsWith('/outputs/')) {
+    [root, rel, imagesOnly] = [roots.outputs(), pathname.slice('/outputs/'.length), true];
+  } else if (pathname.startsWith('/inputs/')) {
+    [root, rel, imagesOnly] = [roots.inputs, pathname.slice('/inputs/'.length), true];
+  } else {
+    [root, rel] = [roots.renderer, pathname.slice(1)];
+  }
+  const ext = path.extname(rel).toLowerCase();
+  const file = confinedPath(root, rel);
+  if (!file || (imagesOnly && !IMAGE_EXT.has(ext))) return refuse(403, 'forbidden');
+  const headers: Record<string, string> = {
+    'Content-Type': MIME[ext] ?? 'application/octet-stream',
+    'X-Content-Type-Options': 'nosniff',
+    'Cache-Control': 'no-store',
+  };
+  if (ext === '.html') Object.assign(headers, { 'Content-Security-Policy': CSP, 'Referrer-Policy': 'no-referrer' });
+  return { status: 200, file, headers };
+}
+
+/**
+ * Requests the renderer's session may make: our own protocol, inline data/blob URLs and, in
+ * development, DevTools. Everything else (http, https, ws, file, ftp, another app:// host) is
+ * cancelled, so no remote content ever loads even if a URL slips into the page.
+ */
+export function isAllowedRequest(url: string): boolean {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return false;
+  }
+  switch (u.protocol) {
+    case `${APP_SCHEME}:`: return u.host === APP_HOST;
+    case 'data:': case 'blob:': case 'devtools:': return true;
+    default: return false;
+  }
+}
