@@ -10,8 +10,8 @@
  *   tokenizers/clip-vit-large-patch14/          vocab.json + merges.txt
  *
  * The names are the usual ones of the real models, so the examples open unchanged against a
- * real models folder. The architecture is SD1.5's (the same blocks, 16 cross-attention layers
- * for the adapter) with tiny widths.
+ * real models folder. The architecture is SD1.5's with tiny widths, one attention head, and no
+ * attention in the full-resolution blocks (see DEMO_UNET_CONFIG).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -24,7 +24,7 @@ import { demoTokenizer } from './demo-tokenizer.js';
 export const DEMO_NOTICE = 'Demo mode: using the built-in demo models (tiny random weights). They draw noise, not pictures; point the models folder at real SD1.5 / IP-Adapter models for images.';
 
 /** Bump when the generated files change, so old demo folders are regenerated. */
-const DEMO_VERSION = 2;
+const DEMO_VERSION = 3;
 const SEED = 1234;
 
 export const DEMO_NAMES = {
@@ -39,12 +39,14 @@ const CROSS = 32;
 export const DEMO_UNET_CONFIG = {
   _class_name: 'UNet2DConditionModel', _diffusers_version: '0.30.3',
   sample_size: 64, in_channels: 4, out_channels: 4, center_input_sample: false, flip_sin_to_cos: true, freq_shift: 0,
-  down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
+  // SD1.5's blocks, except that the full-resolution blocks have no attention: a 64x64 latent
+  // (512x512 image) would otherwise spend 7x longer in 4096-token self-attention. So the demo
+  // UNet has 11 cross-attention layers (SD1.5: 16); the adapter file matches it.
+  down_block_types: ['DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
   mid_block_type: 'UNetMidBlock2DCrossAttn',
-  up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
+  up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'UpBlock2D'],
   block_out_channels: [16, 32, 32, 32], layers_per_block: 2, downsample_padding: 1, mid_block_scale_factor: 1,
   act_fn: 'silu', norm_num_groups: 8, norm_eps: 1e-5, cross_attention_dim: CROSS,
-  // One head per layer: the 64x64 self-attention of a 512x512 image stays cheap.
   attention_head_dim: 1, use_linear_projection: false, upcast_attention: false,
 };
 

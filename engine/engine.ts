@@ -56,6 +56,8 @@ export interface Engine extends EngineApi {
   enqueue(wf: Workflow, opts?: RunOptions): { runId: string };
   /** Enqueues and resolves when the run ends (cancelled and failed runs resolve too). */
   run(wf: Workflow, opts?: RunOptions): Promise<RunOutcome>;
+  /** Enqueues; gives the run id at once and a promise of the outcome. */
+  start(wf: Workflow, opts?: RunOptions): { runId: string; done: Promise<RunOutcome> };
   /** The models folder in use (the demo folder in demo mode). */
   modelsDir(): string;
   isDemo(): boolean;
@@ -139,6 +141,7 @@ export function createEngine(options: EngineOptions): Engine {
     run(wf: Workflow, opts: RunOptions = {}) {
       return start(wf, opts).done;
     },
+    start: (wf: Workflow, opts: RunOptions = {}) => start(wf, opts),
     cancel(runId: string) {
       if (running?.runId === runId) { running.controller.abort(); return; }
       const i = queue.findIndex((j) => j.runId === runId);

@@ -1,0 +1,189 @@
+/**
+ * Headless runner:
+ *
+ *   npm run generate -- <workflow.json | image.png> [--models DIR] [--out DIR]
+ *        [--provider cpu|webgpu|cuda|dml] [--set node.param=value ...] [--demo] [--user-data DIR]
+ *
+ * Runs a workflow (or the one embedded in a PNG we saved) and writes its images. A progress bar
+ * on a terminal, plain lines otherwise. Exit codes: 0 done, 1 run failed, 2 bad arguments or an
+ * invalid workflow, 130 interrupted. Defaults: --models $IPA_MODELS or ./models, --out ./output;
+ * an empty models folder (or --demo) uses the demo model set.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { ParamValue } from '../nodes/types.js';
+import type { EngineSettings, RunEvent, Workflow } from './api.js';
+import { createEngine } from './engine.js';
+import { readEmbeddedWorkflow } from './png.js';
+import { parseWorkflow } from './workflow.js';
+
+export interface CliArgs {
+  workflow: string;
+  models: string;
+  out: string;
+  provider: EngineSettings['provider'];
+  sets: { node: string; param: string; value: string }[];
+  demo: boolean;
+  userData?: string;
+}
+
+const USAGE = 'usage: npm run generate -- <workflow.json|image.png> [--models DIR] [--out DIR] [--provider cpu|webgpu|cuda|dml] [--set node.param=value ...] [--demo] [--user-data DIR]';
+
+export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): CliArgs {
+  const a: CliArgs = { workflow: '', models: env.IPA_MODELS ?? 'models', out: 'output', provider: 'cpu', sets: [], demo: false, userData: env.IPA_USER_DATA };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    const val = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${k} needs a value`);
+      return v;
+    };
+    if (k === '--models') a.models = val();
+    else if (k === '--out') a.out = val();
+    else if (k === '--user-data') a.userData = val();
+    else if (k === '--demo') a.demo = true;
+    else if (k === '--provider') {
+      const p = val();
+      if (!['cpu', 'webgpu', 'cuda', 'dml'].includes(p)) throw new Error(`--provider must be cpu, webgpu, cuda or dml (got "${p}")`);
+      a.provider = p as CliArgs['provider'];
+    } else if (k === '--set') {
+      const s = val();
+      const m = /^([^.=]+)\.([^=]+)=(.*)$/s.exec(s);
+      if (!m) throw new Error(`--set expects node.param=value (got "${s}")`);
+      a.sets.push({ node: m[1], param: m[2], value: m[3] });
+    } else if (k.startsWith('--')) throw new Error(`unknown option ${k}`);
+    else if (!a.workflow) a.workflow = k;
+    else throw new Error(`unexpected argument "${k}" (one workflow per run)`);
+  }
+  if (!a.workflow) throw new Error('no workflow file given');
+  return a;
+}
+
+/** Reads a workflow JSON file, or the workflow embedded in one of our PNGs. */
+export function readWorkflowFile(file: string): unknown {
+  const buf = fs.readFileSync(file);
+  if (buf.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) {
+    const wf = readEmbeddedWorkflow(buf);
+    if (!wf) throw new Error(`${file} is a PNG without an embedded IP-Adapter Studio workflow`);
+    return wf;
+  }
+  return JSON.parse(buf.toString('utf8'));
+}
+
+/** Applies `--set` overrides, typed by the param's declaration (a number param gets a number). */
+export function applySets(wf: Workflow, sets: CliArgs['sets'], paramKind: (type: string, param: string) => string | undefined): string[] {
+  const errors: string[] = [];
+  for (const s of sets) {
+    const n = wf.nodes.find((x) => x.id === s.node);
+    if (!n) { errors.push(`--set ${s.node}.${s.param}: no node "${s.node}" (nodes: ${wf.nodes.map((x) => x.id).join(', ')})`); continue; }
+    const kind = paramKind(n.type, s.param);
+    if (!kind) { errors.push(`--set ${s.node}.${s.param}: ${n.type} has no param "${s.param}"`); continue; }
+    let v: ParamValue = s.value;
+    if (kind === 'number') {
+      v = Number(s.value);
+      if (s.value.trim() === '' || !Number.isFinite(v)) { errors.push(`--set ${s.node}.${s.param}: "${s.value}" is not a number`); continue; }
+    } else if (kind === 'boolean') {
+      if (s.value !== 'true' && s.value !== 'false') { errors.push(`--set ${s.node}.${s.param}: expected true or false`); continue; }
+      v = s.value === 'true';
+    }
+    n.params = { ...n.params, [s.param]: v };
+  }
+  return errors;
+}
+
+/** A one-line progress display: a bar on a TTY, plain lines otherwise. */
+function reporter(out: NodeJS.WriteStream | { write(s: string): unknown; isTTY?: boolean }) {
+  const tty = !!(out as NodeJS.WriteStream).isTTY;
+  let bar = false;
+  const line = (s: string) => {
+    if (bar) { out.write('\n'); bar = false; }
+    out.write(`${s}\n`);
+  };
+  return (e: RunEvent) => {
+    switch (e.type) {
+      case 'node-done': if (!e.cached) line(`${e.node}: done in ${e.ms} ms`); else line(`${e.node}: cached`); break;
+      case 'progress': {
+        if (tty) {
+          const w = 30;
+          const fill = Math.round((e.step / e.total) * w);
+          out.write(`\r${e.node} [${'#'.repeat(fill)}${'.'.repeat(w - fill)}] ${e.step}/${e.total}`);
+          bar = true;
+        } else line(`${e.node}: step ${e.step}/${e.total}`);
+        break;
+      }
+      case 'node-error': line(`${e.node}: error: ${e.message}`); break;
+      case 'output': for (const i of e.images) line(`wrote ${i.path} (${i.width}x${i.height})`); break;
+      case 'log': line(`${e.level === 'warn' ? 'warning: ' : ''}${e.message}`); break;
+      default: break;
+    }
+  };
+}
+
+export interface CliIo {
+  stdout: { write(s: string): unknown; isTTY?: boolean };
+  stderr: { write(s: string): unknown };
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function main(argv: string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  let args: CliArgs;
+  try {
+    args = parseArgs(argv, io.env ?? process.env);
+  } catch (e) {
+    io.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  const file = path.resolve(args.workflow);
+  let raw: unknown;
+  try {
+    raw = readWorkflowFile(file);
+  } catch (e) {
+    io.stderr.write(`cannot read ${file}: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const parsed = parseWorkflow(raw);
+  if (!parsed.workflow) {
+    for (const err of parsed.errors) io.stderr.write(`${file}: ${err.message}\n`);
+    return 2;
+  }
+  const wf = parsed.workflow;
+  const engine = createEngine({
+    modelsDir: path.resolve(args.models), outputDir: path.resolve(args.out), provider: args.provider,
+    demo: args.demo ? true : undefined, ...(args.userData ? { userDataDir: path.resolve(args.userData) } : {}),
+  });
+  const specs = new Map(engine.nodeSpecs().map((s) => [s.type, s]));
+  const setErrors = applySets(wf, args.sets, (t, p) => specs.get(t)?.params.find((x) => x.name === p)?.kind);
+  if (setErrors.length) {
+    for (const e of setErrors) io.stderr.write(`${e}\n`);
+    await engine.close();
+    return 2;
+  }
+  const off = engine.subscribe(reporter(io.stdout));
+  if (engine.isDemo()) io.stdout.write(`models: ${engine.modelsDir()} (demo)\n`);
+  let interrupted = false;
+  const run = engine.start(wf, { workflowDir: path.dirname(file) });
+  const onSigint = () => { interrupted = true; engine.cancel(run.runId); };
+  process.once('SIGINT', onSigint);
+  try {
+    const res = await run.done;
+    if (res.errors?.length) {
+      io.stderr.write(`the workflow is not valid (${res.errors.length} error(s)):\n`);
+      for (const e of res.errors) io.stderr.write(`  ${e.node ? `[${e.node}] ` : ''}${e.message}\n`);
+      return 2;
+    }
+    if (res.cancelled) { io.stderr.write('cancelled\n'); return interrupted ? 130 : 1; }
+    if (!res.ok) { io.stderr.write(`failed: ${res.error}\n`); return 1; }
+    io.stdout.write(`done: ${res.images.length} image(s) in ${path.resolve(args.out)}\n`);
+    return 0;
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    off();
+    await engine.close();
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e) => { console.error(e); process.exitCode = 1; });
+}
