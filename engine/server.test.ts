@@ -61,7 +61,7 @@ beforeAll(async () => {
   engine = fakeEngine(path.join(dir, 'out'));
   server = await startServer({
     engine: engine.api, port: 0, staticDir: path.join(dir, 'static'), userDataDir: path.join(dir, 'user'),
-    examplesDir: path.join(dir, 'examples'), info: { version: 't', providers: ['cpu'], demo: true, notices: [] },
+    examplesDir: path.join(dir, 'examples'), info: () => ({ version: 't', providers: ['cpu'], demo: true, notices: [] }),
   });
 });
 afterAll(async () => {

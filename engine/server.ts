@@ -24,7 +24,8 @@ export interface ServerOptions {
   /** Uploaded images go to <userDataDir>/inputs. */
   userDataDir: string;
   examplesDir: string;
-  info: Omit<HostInfo, 'host'>;
+  /** Read on each request: demo state and notices change with the settings. */
+  info: () => Omit<HostInfo, 'host'>;
   /** Called after settings change (the host persists them). */
   onSettings?: (s: EngineSettings) => void;
 }
@@ -145,7 +146,7 @@ export async function startServer(opts: ServerOptions): Promise<WebServer> {
 
   type Handler<K extends ChannelName> = (req: ChannelRequest<K>) => Promise<ChannelResponse<K>> | ChannelResponse<K>;
   const handlers: { [K in ChannelName]: Handler<K> } = {
-    hostInfo: () => ({ host: 'web', ...opts.info }),
+    hostInfo: () => ({ host: 'web', ...opts.info() }),
     nodeSpecs: () => opts.engine.nodeSpecs(),
     listModels: () => opts.engine.listModels(),
     validate: (r) => opts.engine.validate(r.workflow),
@@ -231,7 +232,7 @@ export async function startServer(opts: ServerOptions): Promise<WebServer> {
 }
 
 /** Workflows in examples/, titled by meta.title when present. */
-function listExamples(dir: string): ChannelResponse<'listExamples'> {
+export function listExamples(dir: string): ChannelResponse<'listExamples'> {
   if (!fs.existsSync(dir)) return [];
   return fs.readdirSync(dir).filter((f) => /^[\w.-]+\.json$/.test(f)).sort().map((name) => {
     let title = name.replace(/\.json$/, '').replace(/[-_]/g, ' ');
@@ -277,7 +278,7 @@ export function imageSize(b: Buffer): { width: number; height: number; ext: stri
 }
 
 /** Stores an uploaded image under a content-hashed name; the param value is its absolute path. */
-function storeUpload(inputsDir: string, name: string, dataBase64: string): ChannelResponse<'uploadImage'> {
+export function storeUpload(inputsDir: string, name: string, dataBase64: string): ChannelResponse<'uploadImage'> {
   const bytes = Buffer.from(dataBase64, 'base64');
   const size = imageSize(bytes);
   if (!size) throw new Error(`${name} is not a PNG, JPEG or WebP image`);

@@ -26,7 +26,10 @@ const NEGATIVE = 'blurry, low quality, watermark';
 
 export function defaultWorkflow(specMap: SpecMap, models: Partial<Record<ModelKind, string[]>>): Doc {
   const specs = Object.values(specMap);
-  const haveCn = !!findSpec(specs, 'Apply ControlNet') && !!findSpec(specs, 'Load ControlNet');
+  // The ControlNet slot needs a ControlNet file to run (and its own control image), so it is
+  // added when the models folder holds one; otherwise the default would not run as it opens.
+  const haveCn = !!findSpec(specs, 'Apply ControlNet') && !!findSpec(specs, 'Load ControlNet') && (models.controlnet?.length ?? 0) > 0;
+  const haveCanny = haveCn && !!findSpec(specs, 'Canny');
   const wants: Want[] = [
     { key: 'ckpt', title: 'Load Checkpoint', from: {} },
     { key: 'clipv', title: 'Load CLIP Vision', from: {} },
@@ -40,10 +43,13 @@ export function defaultWorkflow(specMap: SpecMap, models: Partial<Record<ModelKi
     ...(haveCn ? [
       { key: 'cnet', title: 'Load ControlNet', from: {} },
       { key: 'cimage', title: 'Load Image', from: {} },
-      { key: 'control', title: 'Apply ControlNet', from: { CONDITIONING: 'pos', CONTROL_NET: 'cnet', IMAGE: 'cimage' } },
+      ...(haveCanny ? [{ key: 'edges', title: 'Canny', from: { IMAGE: 'cimage' } }] : []),
+      // On both prompts, as the reference pipeline applies it to the whole guidance batch.
+      { key: 'control', title: 'Apply ControlNet', from: { CONDITIONING: 'pos', CONTROL_NET: 'cnet', IMAGE: haveCanny ? 'edges' : 'cimage' } },
+      { key: 'controlNeg', title: 'Apply ControlNet', from: { CONDITIONING: 'neg', CONTROL_NET: 'cnet', IMAGE: haveCanny ? 'edges' : 'cimage' } },
     ] : []),
     { key: 'latent', title: 'Empty Latent Image', from: {} },
-    { key: 'sampler', title: 'DDIM Sampler', from: { MODEL: 'apply', positive: haveCn ? 'control' : 'pos', negative: 'neg', LATENT: 'latent' } },
+    { key: 'sampler', title: 'DDIM Sampler', from: { MODEL: 'apply', positive: haveCn ? 'control' : 'pos', negative: haveCn ? 'controlNeg' : 'neg', LATENT: 'latent' } },
     { key: 'decode', title: 'VAE Decode', from: { LATENT: 'sampler', VAE: 'ckpt' } },
     { key: 'save', title: 'Save Image', from: { IMAGE: 'decode' } },
   ];

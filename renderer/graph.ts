@@ -143,7 +143,7 @@ export function estimateHeight(spec: NodeSpec | undefined): number {
  * Layered layout: a node's column is the longest path from a source; cards stack in each column.
  * Used for the default workflow and for workflows without positions.
  */
-export function layout(doc: Doc, specs: SpecMap, gapX = 60, gapY = 28, width = 280): Doc {
+export function layout(doc: Doc, specs: SpecMap, gapX = 70, gapY = 40, width = 280): Doc {
   const incoming = new Map<string, string[]>();
   for (const e of doc.edges) incoming.set(e.target, [...(incoming.get(e.target) ?? []), e.source]);
   const depth = new Map<string, number>();

@@ -206,7 +206,13 @@ export function createEditorStore() {
       if (!spec) return null;
       const id = freshId(s.nodes.map((n) => n.id))();
       get().commit();
-      const node = { ...makeNode(id, spec, x, y, params), selected: true };
+      // A model picker whose default is not in the models folder starts on the first file there (as ComfyUI does).
+      const picked: Record<string, ParamValue> = {};
+      for (const p of spec.params) {
+        const have = p.kind === 'file' ? s.models[p.modelKind] ?? [] : [];
+        if (p.kind === 'file' && !p.optional && have.length && !have.includes(p.default)) picked[p.name] = have[0];
+      }
+      const node = { ...makeNode(id, spec, x, y, { ...picked, ...params }), selected: true };
       set({ nodes: [...s.nodes.map((n) => (n.selected ? { ...n, selected: false } : n)), node] });
       return id;
     },

@@ -7,7 +7,6 @@ import {
   Background, Controls, MiniMap, ReactFlow, useReactFlow,
   type Connection, type Edge, type FinalConnectionState, type IsValidConnection,
 } from '@xyflow/react';
-import { PORT_COLORS } from '../../nodes/ports.js';
 import { editor, useEditor } from '../editor.js';
 import { checkConnection, type FlowEdge, type FlowNode } from '../graph.js';
 import { NodeCard } from './NodeCard.js';
@@ -68,11 +67,6 @@ export function Canvas({ onOpenPalette }: { onOpenPalette(at: { x: number; y: nu
         <MiniMap position="bottom-right" pannable zoomable nodeColor={minimapColor} maskColor="rgba(20,22,28,0.7)" ariaLabel="Minimap" />
       </ReactFlow>
       {empty && <div className="canvas-hint">Double-click the canvas (or press Shift+A) to add a node, or open an example.</div>}
-      <ul className="legend" aria-label="Port types">
-        {Object.entries(PORT_COLORS).map(([t, c]) => (
-          <li key={t}><span className="dot" style={{ background: c }} />{t}</li>
-        ))}
-      </ul>
     </div>
   );
 }

@@ -86,8 +86,16 @@ export function NameDialog({ suggested, onDone }: { suggested: string; onDone(na
   );
 }
 
+/** How long a notice stays (errors stay until dismissed). */
+const NOTICE_MS = { info: 5000, warn: 12000 } as const;
+
 export function Notices() {
   const notices = useEditor((s) => s.notices);
+  useEffect(() => {
+    const timers = notices.filter((n) => n.level !== 'error').map((n) =>
+      setTimeout(() => editor.getState().dismiss(n.id), NOTICE_MS[n.level as 'info' | 'warn']));
+    return () => timers.forEach(clearTimeout);
+  }, [notices]);
   return (
     <div className="notices" aria-live="polite">
       {notices.map((n) => (

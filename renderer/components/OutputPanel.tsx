@@ -49,14 +49,19 @@ export function OutputPanel() {
             const name = o.path.split(/[\\/]/).pop() ?? o.id;
             const isSel = selected.includes(o.id);
             return (
-              <figure key={o.id} className={isSel ? 'selected' : undefined}>
+              <figure key={o.id} className={`${isSel ? 'selected' : ''} ${i === 0 ? 'newest' : ''}`}>
                 <img src={o.url} alt={`Output ${i + 1}: ${name}`} width={o.width} height={o.height} onClick={() => setBig(o)} title="Click to enlarge" />
                 <figcaption>
                   <label title="Select for export">
                     <input type="checkbox" checked={isSel} onChange={() => editor.getState().toggleOutput(o.id)} aria-label={`Select ${name} for export`} />
                     {name}
                   </label>
-                  <button type="button" className="icon" onClick={() => void copyOutput(editor, o)} aria-label={`Copy ${name} to clipboard`} title="Copy to clipboard">⧉</button>
+                  <button type="button" className="icon" onClick={() => void copyOutput(editor, o)} aria-label={`Copy ${name} to clipboard`} title="Copy to clipboard">
+                    <svg width="13" height="13" viewBox="0 0 16 16" aria-hidden="true">
+                      <rect x="5" y="5" width="9" height="9" rx="1.5" fill="none" stroke="currentColor" strokeWidth="1.4" />
+                      <path d="M3 11V3.5A1.5 1.5 0 0 1 4.5 2H11" fill="none" stroke="currentColor" strokeWidth="1.4" />
+                    </svg>
+                  </button>
                 </figcaption>
               </figure>
             );

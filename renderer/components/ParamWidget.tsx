@@ -135,7 +135,12 @@ function Widget(props: Props) {
               type="button" className="icon nodrag" aria-label={`Randomise ${label}`} title="Randomise"
               onClick={() => set(node, spec.name, Math.floor(Math.random() * Math.min(spec.max ?? 2 ** 32 - 1, 2 ** 32 - 1)))}
             >
-              🎲
+              <svg width="14" height="14" viewBox="0 0 16 16" aria-hidden="true">
+                <rect x="1.5" y="1.5" width="13" height="13" rx="3" fill="none" stroke="currentColor" strokeWidth="1.4" />
+                <circle cx="5" cy="5" r="1.3" fill="currentColor" /><circle cx="11" cy="11" r="1.3" fill="currentColor" />
+                <circle cx="8" cy="8" r="1.3" fill="currentColor" /><circle cx="11" cy="5" r="1.3" fill="currentColor" />
+                <circle cx="5" cy="11" r="1.3" fill="currentColor" />
+              </svg>
             </button>
           </div>
         );

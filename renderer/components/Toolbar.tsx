@@ -102,6 +102,7 @@ export function Toolbar({ ctx }: { ctx: ActionContext & { openExample(name: stri
   const canCancel = useEditor((s) => queueLength(s) > 0);
   const hasOutputs = useEditor((s) => s.outputs.length > 0);
   const connected = useEditor((s) => s.connected);
+  const demo = useEditor((s) => s.hostInfo?.demo ?? false);
   const act = (name: string) => () => void actionByName(name).perform(ctx);
   return (
     <header className="toolbar">
@@ -122,6 +123,7 @@ export function Toolbar({ ctx }: { ctx: ActionContext & { openExample(name: stri
       </div>
       <div className="spacer" />
       {!connected && <span className="offline" role="status">engine disconnected…</span>}
+      {demo && <span className="demo-badge" title="The demo models are tiny random weights: images are noise. Settings → Models folder points at real models.">demo models</span>}
       <RunStatus />
       <div className="group">
         <button type="button" className="primary" onClick={act('run')} title={tooltip('run')}>Run</button>

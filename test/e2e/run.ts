@@ -1,0 +1,93 @@
+/**
+ * `npm run e2e [-- --only substring]`: starts web mode (`--demo`, a free port, a temporary user
+ * data folder), then runs every test/e2e/*.e2e.ts in Chromium, one fresh profile per test.
+ * Screenshots go to test-results/ (failures too).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { CHROMIUM, openApp, registry, setCurrentFile } from './harness.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const RESULTS = path.join(ROOT, 'test-results');
+const TEST_TIMEOUT_MS = 120_000;
+
+async function startWeb(userData: string): Promise<{ url: string; stop(): void; log: string[] }> {
+  const log: string[] = [];
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'engine', 'web.ts'), '--port', '0', '--demo', '--user-data', userData], {
+    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, IPA_STUDIO_USER_DATA: userData },
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`web mode did not start in 300 s:\n${log.join('')}`)), 300_000);
+    const onData = (d: Buffer) => {
+      log.push(d.toString());
+      const m = /Listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(log.join(''));
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`web mode exited with ${code}:\n${log.join('')}`)));
+  });
+  return { url, log, stop: () => child.kill('SIGTERM') };
+}
+
+async function main(): Promise<void> {
+  const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+  if (!fs.existsSync(CHROMIUM)) {
+    console.error(`e2e: Chromium not found at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
+    process.exit(1);
+  }
+  fs.mkdirSync(RESULTS, { recursive: true });
+  const dir = path.join(ROOT, 'test', 'e2e');
+  for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.e2e.ts')).sort()) {
+    setCurrentFile(f);
+    await import(pathToFileURL(path.join(dir, f)).href);
+  }
+  const tests = registry.filter((t) => !only || t.name.includes(only) || t.file.includes(only));
+
+  const userData = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-e2e-user-'));
+  const t0 = Date.now();
+  const web = await startWeb(userData);
+  console.log(`e2e: web mode at ${web.url} (started in ${((Date.now() - t0) / 1000).toFixed(1)} s), user data ${userData}`);
+  let failed = 0;
+  try {
+    for (const test of tests) {
+      const started = Date.now();
+      const app = await openApp(web.url, userData, RESULTS, test.name);
+      let error: Error | null = null;
+      try {
+        await Promise.race([
+          test.fn(app.t),
+          new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out after ${TEST_TIMEOUT_MS / 1000} s`)), TEST_TIMEOUT_MS)),
+        ]);
+        if (app.problems.length) throw new Error(app.problems.join('\n'));
+      } catch (e) {
+        error = e as Error;
+        const shot = path.join(RESULTS, `failed-${test.name.replace(/[^\w]+/g, '-')}.png`);
+        await app.t.page.screenshot({ path: shot }).catch(() => {});
+      }
+      await app.close();
+      const secs = ((Date.now() - started) / 1000).toFixed(1);
+      if (error) {
+        failed++;
+        console.log(`✗ ${test.file} › ${test.name} (${secs} s)\n    ${String(error.stack ?? error).split('\n').slice(0, 6).join('\n    ')}`);
+      } else console.log(`✓ ${test.file} › ${test.name} (${secs} s)`);
+    }
+  } finally {
+    web.stop();
+    if (failed) console.log(`--- web mode log ---\n${web.log.join('').split('\n').slice(-40).join('\n')}`);
+    fs.rmSync(userData, { recursive: true, force: true });
+  }
+  console.log(`e2e: ${tests.length - failed} passed, ${failed} failed (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
