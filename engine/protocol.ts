@@ -86,6 +86,8 @@ export const HostInfoSchema = z.object({
   demo: z.boolean(),
   /** Notices to show on start (demo weights draw noise, provider fallback, ...). */
   notices: z.array(z.string()),
+  /** An image the default workflow may start with (the examples' image prompt), as an image param value. */
+  sampleImage: z.object({ value: z.string(), url: z.string() }).optional(),
 });
 
 export const ExampleSchema = z.object({ name: z.string(), title: z.string() });

@@ -9,7 +9,8 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { EngineApi, EngineSettings, ImageRef, RunEvent } from './api.js';
+import type { EngineApi, EngineSettings, ImageRef, RunEvent, Workflow } from './api.js';
+import type { NodeSpec } from '../nodes/types.js';
 import {
   channels, parseRequest, WorkflowSchema, summarise,
   type ChannelName, type ChannelRequest, type ChannelResponse, type HostInfo, type ServerMessage,
@@ -144,9 +145,12 @@ export async function startServer(opts: ServerOptions): Promise<WebServer> {
     });
   }
 
+  let sample: { value: string; url: string } | null | undefined;
+  const sampleImage = () => (sample === undefined ? (sample = importSampleImage(opts.examplesDir, inputsDir)) : sample);
+
   type Handler<K extends ChannelName> = (req: ChannelRequest<K>) => Promise<ChannelResponse<K>> | ChannelResponse<K>;
   const handlers: { [K in ChannelName]: Handler<K> } = {
-    hostInfo: () => ({ host: 'web', ...opts.info() }),
+    hostInfo: () => ({ host: 'web', ...opts.info(), ...(sampleImage() ? { sampleImage: sampleImage()! } : {}) }),
     nodeSpecs: () => opts.engine.nodeSpecs(),
     listModels: () => opts.engine.listModels(),
     validate: (r) => opts.engine.validate(r.workflow),
@@ -164,7 +168,7 @@ export async function startServer(opts: ServerOptions): Promise<WebServer> {
       if (!file || !fs.existsSync(file)) throw new Error(`no example named ${r.name}`);
       const parsed = WorkflowSchema.safeParse(JSON.parse(fs.readFileSync(file, 'utf8')));
       if (!parsed.success) throw new Error(`${r.name} is not a workflow: ${summarise(parsed.error)}`);
-      return parsed.data;
+      return importExampleImages(parsed.data, opts.examplesDir, inputsDir, opts.engine.nodeSpecs());
     },
     uploadImage: (r) => storeUpload(inputsDir, r.name, r.dataBase64),
   };
@@ -277,9 +281,43 @@ export function imageSize(b: Buffer): { width: number; height: number; ext: stri
   return null;
 }
 
-/** Stores an uploaded image under a content-hashed name; the param value is its absolute path. */
+/** Stores an uploaded image (base64) under a content-hashed name; the param value is its absolute path. */
 export function storeUpload(inputsDir: string, name: string, dataBase64: string): ChannelResponse<'uploadImage'> {
-  const bytes = Buffer.from(dataBase64, 'base64');
+  return storeImageBytes(inputsDir, name, Buffer.from(dataBase64, 'base64'));
+}
+
+/**
+ * Image params of an example name files beside it (`images/x.png`). The editor runs workflows
+ * without a folder of their own, so those images are imported like uploads and the params point
+ * at the copies (which also gives them thumbnails). Used by both hosts.
+ */
+export function importExampleImages(wf: Workflow, examplesDir: string, inputsDir: string, specs: NodeSpec[]): Workflow {
+  const imageParams = new Map(specs.map((s) => [s.type, new Set(s.params.filter((p) => p.kind === 'image').map((p) => p.name))]));
+  for (const node of wf.nodes) {
+    for (const [k, v] of Object.entries(node.params)) {
+      if (typeof v !== 'string' || !v || path.isAbsolute(v) || !imageParams.get(node.type)?.has(k)) continue;
+      const src = confinedPath(examplesDir, v);
+      if (!src || !fs.existsSync(src)) continue;
+      node.params[k] = storeImageBytes(inputsDir, path.basename(v), fs.readFileSync(src)).value;
+    }
+  }
+  return wf;
+}
+
+/** The examples' image prompt imported into the inputs folder (the default workflow starts with it), or null. */
+export function importSampleImage(examplesDir: string, inputsDir: string): { value: string; url: string } | null {
+  const file = path.join(examplesDir, 'images', 'image-prompt.png');
+  try {
+    if (!fs.existsSync(file)) return null;
+    const up = storeImageBytes(inputsDir, 'image-prompt.png', fs.readFileSync(file));
+    return { value: up.value, url: up.url };
+  } catch {
+    return null;
+  }
+}
+
+function storeImageBytes(inputsDir: string, name: string, bytes: Buffer): ChannelResponse<'uploadImage'> {
+  fs.mkdirSync(inputsDir, { recursive: true });
   const size = imageSize(bytes);
   if (!size) throw new Error(`${name} is not a PNG, JPEG or WebP image`);
   const stem = path.basename(name).replace(/\.[^.]*$/, '').replace(/[^\w.-]+/g, '_').slice(0, 60) || 'image';

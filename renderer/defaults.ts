@@ -24,7 +24,7 @@ function findSpec(specs: NodeSpec[], title: string): NodeSpec | undefined {
 const POSITIVE = 'a photo of a cat sitting on a windowsill, best quality';
 const NEGATIVE = 'blurry, low quality, watermark';
 
-export function defaultWorkflow(specMap: SpecMap, models: Partial<Record<ModelKind, string[]>>): Doc {
+export function defaultWorkflow(specMap: SpecMap, models: Partial<Record<ModelKind, string[]>>, sampleImage?: string): Doc {
   const specs = Object.values(specMap);
   // The ControlNet slot needs a ControlNet file to run (and its own control image), so it is
   // added when the models folder holds one; otherwise the default would not run as it opens.
@@ -34,7 +34,7 @@ export function defaultWorkflow(specMap: SpecMap, models: Partial<Record<ModelKi
     { key: 'ckpt', title: 'Load Checkpoint', from: {} },
     { key: 'clipv', title: 'Load CLIP Vision', from: {} },
     { key: 'ipa', title: 'Load IP-Adapter', from: {} },
-    { key: 'image', title: 'Load Image', from: {} },
+    { key: 'image', title: 'Load Image', params: sampleImage ? { image: sampleImage } : undefined, from: {} },
     { key: 'encode', title: 'CLIP Vision Encode', from: { CLIP_VISION: 'clipv', IMAGE: 'image' } },
     { key: 'proj', title: 'IP-Adapter Projection', from: { IP_ADAPTER: 'ipa', IMAGE_EMBEDS: 'encode' } },
     { key: 'apply', title: 'Apply IP-Adapter', from: { MODEL: 'ckpt', IP_ADAPTER: 'ipa', IP_TOKENS: 'proj' } },
@@ -67,6 +67,7 @@ export function defaultWorkflow(specMap: SpecMap, models: Partial<Record<ModelKi
       const have = p.kind === 'file' ? models[p.modelKind] ?? [] : [];
       if (p.kind === 'file' && !p.optional && have.length && !have.includes(p.default)) params[p.name] = have[0];
       if (p.kind === 'string' && p.multiline && w.params?.text !== undefined) params[p.name] = w.params.text;
+      if (p.kind === 'image' && w.params?.image !== undefined) params[p.name] = w.params.image;
     }
     nodes.push(makeNode(id, spec, 0, 0, params));
     byKey.set(w.key, { id, spec });

@@ -33,7 +33,7 @@ async function boot(): Promise<void> {
     s.loadWorkflow(parsed.workflow, rec.fileName, { dirty: rec.dirty });
     if (rec.dirty) s.notify('info', 'Restored your unsaved work from the recovery slot.');
   } else {
-    s.loadDoc(defaultWorkflow(editor.getState().specs, models), null);
+    s.loadDoc(defaultWorkflow(editor.getState().specs, models, info.sampleImage?.value), null);
   }
 }
 

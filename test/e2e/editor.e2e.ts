@@ -223,3 +223,49 @@ e2e('an invalid graph shows its errors on the nodes', async ({ page }) => {
   await page.keyboard.press('Control+z');
   await card(page, 'Empty Latent Image').waitFor();
 });
+
+e2e('an example opens in one click and runs, with a live preview of the sampler', async ({ page }) => {
+  await card(page, 'DDIM Sampler').waitFor();
+  await page.getByRole('button', { name: 'Examples', exact: true }).click();
+  const items = page.getByRole('menu', { name: 'Examples' }).getByRole('menuitem');
+  expect((await items.count()) >= 3, 'examples listed');
+  await page.getByRole('menuitem', { name: /image prompt/i }).first().click();
+  await card(page, 'Load Image').getByRole('img').waitFor(); // the example's image, imported with a thumbnail
+  await setField(page, 'Empty Latent Image', 'width', '64');
+  await setField(page, 'Empty Latent Image', 'height', '64');
+  await setField(page, 'DDIM Sampler', 'steps', '40');
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  await page.getByRole('img', { name: 'Live preview of the sampler' }).waitFor({ timeout: 60_000 });
+  await card(page, 'DDIM Sampler').getByRole('progressbar').waitFor();
+  await page.getByRole('img', { name: /^Output/ }).first().waitFor({ timeout: 90_000 });
+});
+
+e2e('drop an image, copy/paste, settings, and recovery of unsaved work', async ({ page, tmp }) => {
+  await card(page, 'DDIM Sampler').waitFor();
+  const before = await page.getByRole('group', { name: 'Load Image', exact: true }).count();
+  // An image without a workflow dropped on the canvas becomes a Load Image node holding it.
+  await dropFile(page, await promptImage(tmp), 'image/png');
+  await waitFor(async () => (await page.getByRole('group', { name: 'Load Image', exact: true }).count()) === before + 1, 'Load Image node from a dropped image');
+
+  // Copy/paste with the keyboard (the new node is selected).
+  const n = await page.locator('.react-flow__node').count();
+  await page.locator('.react-flow__pane').click({ position: { x: 5, y: 5 } });
+  await card(page, 'Save Image').click({ position: { x: 40, y: 10 } });
+  await page.keyboard.press('Control+c');
+  await page.keyboard.press('Control+v');
+  await waitFor(async () => (await page.locator('.react-flow__node').count()) === n + 1, 'pasted a copy');
+
+  // Settings show the engine's folders and provider.
+  await page.getByRole('button', { name: 'Settings' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Settings' });
+  expect((await dialog.getByLabel('Models folder').inputValue()).length > 0, 'models folder shown');
+  expect((await dialog.getByLabel('Execution provider').inputValue()) === 'cpu', 'provider cpu');
+  await dialog.getByRole('button', { name: 'Close' }).click();
+
+  // Unsaved work survives a reload (autosave to the recovery slot).
+  const wf = await currentWorkflow(page);
+  await page.reload();
+  await card(page, 'DDIM Sampler').waitFor();
+  await page.getByText('●').waitFor();
+  expect(sameGraph(await currentWorkflow(page), wf), 'recovered graph equals the unsaved one');
+});
