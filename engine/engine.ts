@@ -106,6 +106,7 @@ export function createEngine(options: EngineOptions): Engine {
     const job = queue.shift()!;
     running = job;
     emit({ type: 'run-start', runId: job.runId });
+    if (demo) emit({ type: 'log', runId: job.runId, level: 'warn', message: DEMO_NOTICE });
     let result: RunResult;
     try {
       if (store.provider !== settings.provider) await store.setProvider(settings.provider);

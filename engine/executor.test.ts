@@ -1,0 +1,109 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { NodeDef } from '../nodes/types.js';
+import type { RunEvent, Workflow } from './api.js';
+import { Executor, type RunRequest } from './executor.js';
+import { ModelStore } from './model-store.js';
+
+// Stub nodes: a number source, an adder, a slow step node and an output that records values.
+const seen: number[] = [];
+const defs: NodeDef[] = [
+  { type: 'num', title: 'Num', category: 't', description: '', inputs: [], outputs: [{ name: 'latent', type: 'LATENT' }], params: [{ name: 'v', kind: 'number', default: 0 }],
+    execute: async (_i, p) => ({ latent: p.v }) },
+  { type: 'add', title: 'Add', category: 't', description: '', inputs: [{ name: 'a', type: 'LATENT' }, { name: 'b', type: 'LATENT' }], outputs: [{ name: 'latent', type: 'LATENT' }], params: [],
+    execute: async (i) => ({ latent: (i.a as number) + (i.b as number) }) },
+  { type: 'steps', title: 'Steps', category: 't', description: '', inputs: [{ name: 'a', type: 'LATENT' }], outputs: [{ name: 'latent', type: 'LATENT' }], params: [{ name: 'n', kind: 'number', default: 5 }],
+    execute: async (i, p, ctx) => {
+      for (let s = 1; s <= (p.n as number); s++) {
+        if (ctx.signal.aborted) throw new Error('aborted');
+        await new Promise((r) => setTimeout(r, 1));
+        ctx.progress(s, p.n as number);
+      }
+      return { latent: i.a };
+    } },
+  { type: 'fail', title: 'Fail', category: 't', description: '', inputs: [{ name: 'a', type: 'LATENT' }], outputs: [{ name: 'latent', type: 'LATENT' }], params: [],
+    execute: async () => { throw new Error('boom'); } },
+  { type: 'out', title: 'Out', category: 't', description: '', inputs: [{ name: 'a', type: 'LATENT' }], outputs: [], params: [], output: true,
+    execute: async (i) => { seen.push(i.a as number); return {}; } },
+];
+
+function workflow(x: number, y: number, tail: 'steps' | 'fail' = 'steps'): Workflow {
+  return {
+    format: 'ipadapter-studio/workflow', version: 1,
+    nodes: [
+      { id: 'x', type: 'num', params: { v: x } }, { id: 'y', type: 'num', params: { v: y } },
+      { id: 'sum', type: 'add', params: {} }, { id: 'k', type: tail, params: {} }, { id: 'o', type: 'out', params: {} },
+      { id: 'unused', type: 'num', params: {} },
+    ],
+    edges: [
+      { from: { node: 'x', port: 'latent' }, to: { node: 'sum', port: 'a' } },
+      { from: { node: 'y', port: 'latent' }, to: { node: 'sum', port: 'b' } },
+      { from: { node: 'sum', port: 'latent' }, to: { node: 'k', port: 'a' } },
+      { from: { node: 'k', port: 'latent' }, to: { node: 'o', port: 'a' } },
+    ],
+  };
+}
+
+function setup() {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-exec-'));
+  const ex = new Executor(defs, new ModelStore({ cacheDir: path.join(tmp, 'cache'), provider: 'cpu' }));
+  const events: RunEvent[] = [];
+  const req = (wf: Workflow, signal = new AbortController().signal): RunRequest => ({
+    runId: 'r', workflow: wf, modelsDir: tmp, outputDir: tmp, tempDir: tmp, signal, emit: (e) => events.push(e),
+  });
+  return { ex, events, req };
+}
+
+describe('Executor', () => {
+  it('runs in topological order, skips nodes that lead to no output, and reports ms', async () => {
+    const { ex, events, req } = setup();
+    seen.length = 0;
+    expect(await ex.run(req(workflow(2, 3)))).toEqual({ ok: true });
+    expect(seen).toEqual([5]);
+    const done = events.filter((e) => e.type === 'node-done').map((e) => (e as { node: string }).node);
+    expect(done).toEqual(['x', 'y', 'sum', 'k', 'o']);
+    expect(ex.executions.get('unused')).toBeUndefined();
+    expect(events.filter((e) => e.type === 'progress')).toHaveLength(5);
+  });
+
+  it('caches by input signature: a changed param re-runs that node and what is downstream of it only', async () => {
+    const { ex, events, req } = setup();
+    await ex.run(req(workflow(2, 3)));
+    await ex.run(req(workflow(2, 3)));
+    expect(Object.fromEntries(ex.executions)).toEqual({ x: 1, y: 1, sum: 1, k: 1, o: 2 }); // output nodes always run
+    await ex.run(req(workflow(2, 4)));
+    expect(Object.fromEntries(ex.executions)).toEqual({ x: 1, y: 2, sum: 2, k: 2, o: 3 });
+    const cached = events.filter((e) => e.type === 'node-done' && e.cached).map((e) => (e as { node: string }).node);
+    expect(cached).toEqual(['x', 'y', 'sum', 'k', 'x']);
+  });
+
+  it('reports a node error tied to the node and stops', async () => {
+    const { ex, events, req } = setup();
+    const r = await ex.run(req(workflow(1, 1, 'fail')));
+    expect(r.ok).toBe(false);
+    expect(r.error).toMatch(/Fail \(k\): boom/);
+    expect(events.find((e) => e.type === 'node-error')).toMatchObject({ node: 'k', message: 'boom' });
+    expect(ex.executions.get('o')).toBeUndefined();
+  });
+
+  it('stops between nodes when cancelled and returns cancelled', async () => {
+    const { ex, events, req } = setup();
+    const ac = new AbortController();
+    const r0 = req(workflow(1, 1), ac.signal);
+    const r = await ex.run({ ...r0, emit: (e) => { events.push(e); if (e.type === 'progress' && e.step === 2) ac.abort(); } });
+    expect(r).toEqual({ ok: false, cancelled: true });
+    expect(ex.executions.get('o')).toBeUndefined();
+  });
+
+  it('does not execute an invalid workflow', async () => {
+    const { ex, req } = setup();
+    const wf = workflow(1, 1);
+    wf.edges.pop();
+    const r = await ex.run(req(wf));
+    expect(r.ok).toBe(false);
+    expect(r.errors?.[0]).toMatchObject({ node: 'o', port: 'a' });
+    expect(ex.executions.size).toBe(0);
+  });
+});

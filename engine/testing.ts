@@ -1,0 +1,63 @@
+/**
+ * A standard IP-Adapter workflow builder for tests, benches and hosts that need one in code
+ * (the examples/ folder holds the same graphs as files). Names default to the demo model set.
+ */
+import type { Workflow, WorkflowEdge, WorkflowNode } from './api.js';
+import { DEMO_NAMES } from './demo.js';
+
+export interface IpWorkflowOptions {
+  image: string;
+  prompt?: string;
+  negative?: string;
+  weight?: number;
+  steps?: number;
+  cfg?: number;
+  seed?: number;
+  width?: number;
+  height?: number;
+  checkpoint?: string;
+  clipVision?: string;
+  ipAdapter?: string;
+  /** 'save' writes into the output folder, 'preview' into the temp folder. */
+  output?: 'save' | 'preview';
+  prefix?: string;
+}
+
+/** image -> CLIP Vision Encode -> Projection -> Apply IP-Adapter (λ) -> DDIM -> VAE Decode -> output. */
+export function ipAdapterWorkflow(o: IpWorkflowOptions): Workflow {
+  const nodes: WorkflowNode[] = [];
+  const edges: WorkflowEdge[] = [];
+  const node = (id: string, type: string, params: WorkflowNode['params'] = {}) => { nodes.push({ id, type, params, ui: { x: 0, y: 0 } }); };
+  const link = (a: string, ap: string, b: string, bp: string) => edges.push({ from: { node: a, port: ap }, to: { node: b, port: bp } });
+  node('checkpoint', 'load-checkpoint', { ckpt_name: o.checkpoint ?? DEMO_NAMES.checkpoint });
+  node('image', 'load-image', { image: o.image });
+  node('clip_vision', 'load-clip-vision', { clip_name: o.clipVision ?? DEMO_NAMES.clipVision });
+  node('vision_encode', 'clip-vision-encode', { crop: 'center' });
+  node('ip_adapter', 'load-ip-adapter', { ipadapter_file: o.ipAdapter ?? DEMO_NAMES.ipAdapter });
+  node('projection', 'ip-adapter-projection', { combine: 'concat' });
+  node('apply', 'apply-ip-adapter', { weight: o.weight ?? 1, start_at: 0, end_at: 1 });
+  node('positive', 'text-encode', { text: o.prompt ?? 'best quality' });
+  node('negative', 'text-encode', { text: o.negative ?? 'low quality' });
+  node('latent', 'empty-latent-image', { width: o.width ?? 64, height: o.height ?? 64, batch_size: 1 });
+  node('sampler', 'ddim-sampler', { seed: o.seed ?? 1, steps: o.steps ?? 4, cfg: o.cfg ?? 7.5, eta: 0, denoise: 1 });
+  node('decode', 'vae-decode');
+  if ((o.output ?? 'save') === 'save') node('out', 'save-image', { filename_prefix: o.prefix ?? 'test' });
+  else node('out', 'preview-image');
+  link('clip_vision', 'clip_vision', 'vision_encode', 'clip_vision');
+  link('image', 'image', 'vision_encode', 'image');
+  link('ip_adapter', 'ip_adapter', 'projection', 'ip_adapter');
+  link('vision_encode', 'embeds', 'projection', 'embeds');
+  link('checkpoint', 'model', 'apply', 'model');
+  link('ip_adapter', 'ip_adapter', 'apply', 'ip_adapter');
+  link('projection', 'tokens', 'apply', 'tokens');
+  link('checkpoint', 'clip', 'positive', 'clip');
+  link('checkpoint', 'clip', 'negative', 'clip');
+  link('apply', 'model', 'sampler', 'model');
+  link('positive', 'conditioning', 'sampler', 'positive');
+  link('negative', 'conditioning', 'sampler', 'negative');
+  link('latent', 'latent', 'sampler', 'latent');
+  link('sampler', 'latent', 'decode', 'samples');
+  link('checkpoint', 'vae', 'decode', 'vae');
+  link('decode', 'image', 'out', 'images');
+  return { format: 'ipadapter-studio/workflow', version: 1, nodes, edges };
+}
