@@ -14,8 +14,8 @@ import * as crypto from 'node:crypto';
 export async function writeFileAtomic(target: string, bytes: Uint8Array | string): Promise<void> {
   const dir = path.dirname(target);
   const tmp = path.join(dir, `.${path.basename(target)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
-  const fh = await fs.promises.open(tmp, 'wx', 0o644);
   try {
+    const fh = await fs.promises.open(tmp, 'wx', 0o644);
     try {
       await fh.writeFile(bytes);
       await fh.sync();

@@ -110,6 +110,21 @@ describe('invoke: engine calls over the protocol channel map', () => {
     expect((await host.invoke(ours, 'enqueue', { workflow: WF })).ok).toBe(true);
   });
 
+  it('imports example images and the sample image into the inputs folder, as web mode does', async () => {
+    // A PNG header is all imageSize reads: 8-byte signature, IHDR with width 3, height 2.
+    const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]), Buffer.from('IHDR'),
+      Buffer.from([0, 0, 0, 3, 0, 0, 0, 2, 8, 2, 0, 0, 0, 0, 0, 0, 0])]);
+    fs.mkdirSync(path.join(dir, 'examples', 'images'));
+    fs.writeFileSync(path.join(dir, 'examples', 'images', 'image-prompt.png'), png);
+    fs.writeFileSync(path.join(dir, 'examples', 'two.json'), JSON.stringify({ ...WF, nodes: [{ id: 'l', type: 'LoadImage', params: { image: 'images/image-prompt.png' } }] }));
+    engine.api.nodeSpecs = () => [{ type: 'LoadImage', title: 'Load Image', category: 'image', description: '', inputs: [], outputs: [], params: [{ name: 'image', kind: 'image', default: '' }] }];
+    const ex = await host.invoke(ours, 'readExample', { name: 'two.json' });
+    const value = ex.ok && ((ex.result as Workflow).nodes[0].params.image as string);
+    expect(value).toMatch(new RegExp(`^${path.join(dir, 'inputs').replace(/\\/g, '\\\\')}.*image-prompt-[0-9a-f]{12}\\.png$`));
+    const info = await host.invoke(ours, 'hostInfo', {});
+    expect(info.ok && (info.result as { sampleImage?: { value: string } }).sampleImage?.value).toBe(value);
+  });
+
   it('answers an engine failure as an error, not a throw', async () => {
     engine.api.enqueue = () => {
       throw new Error('the model store is busy');

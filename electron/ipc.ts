@@ -14,7 +14,7 @@ import type { EngineApi, EngineSettings, ImageRef, RunEvent } from '../engine/ap
 import {
   channels, summarise, WorkflowSchema, type ChannelName, type ChannelRequest, type ChannelResponse, type HostInfo,
 } from '../engine/protocol.js';
-import { confinedPath, listExamples, storeUpload } from '../engine/server.js';
+import { confinedPath, importExampleImages, importSampleImage, listExamples, storeUpload } from '../engine/server.js';
 import { APP_ORIGIN, NATIVE_EDITS, type NativeEdit } from './channels.js';
 import { readFileLimited, safeFileName, uniquePath, writeFileAtomic } from './files.js';
 
@@ -125,10 +125,17 @@ export function createDesktopHost(opts: DesktopHostOptions): DesktopHost {
     }
   }
 
+  // The examples' image prompt, imported into the inputs folder once: the default workflow starts with it.
+  let sample: { value: string; url: string } | null | undefined;
+  const sampleImage = () => (sample === undefined ? (sample = importSampleImage(opts.examplesDir, opts.inputsDir)) : sample);
+
   type Handler<K extends ChannelName> = (req: ChannelRequest<K>) => Promise<ChannelResponse<K>> | ChannelResponse<K>;
   const engine = opts.engine;
   const handlers: { [K in ChannelName]: Handler<K> } = {
-    hostInfo: () => ({ host: 'electron', ...opts.info() }),
+    hostInfo: () => {
+      const sample = sampleImage();
+      return { host: 'electron', ...opts.info(), ...(sample ? { sampleImage: sample } : {}) };
+    },
     nodeSpecs: () => engine.nodeSpecs(),
     listModels: () => engine.listModels(),
     validate: (r) => engine.validate(r.workflow),
@@ -146,7 +153,7 @@ export function createDesktopHost(opts: DesktopHostOptions): DesktopHost {
       if (!file || !fs.existsSync(file)) throw new Error(`no example named ${r.name}`);
       const parsed = WorkflowSchema.safeParse(JSON.parse(fs.readFileSync(file, 'utf8')));
       if (!parsed.success) throw new Error(`${r.name} is not a workflow: ${summarise(parsed.error)}`);
-      return parsed.data;
+      return importExampleImages(parsed.data, opts.examplesDir, opts.inputsDir, engine.nodeSpecs());
     },
     uploadImage: (r) => storeUpload(opts.inputsDir, r.name, r.dataBase64),
   };
