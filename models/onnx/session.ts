@@ -39,7 +39,7 @@ export function writeFileAtomic(file: string, data: Uint8Array | string): void {
 
 function sameFile(a: string, b: string): boolean {
   try {
-    const sa = fs.statSync(a);
+    const sa = fs.lstatSync(a); // a stale link to a symlink must not count as the file
     const sb = fs.statSync(b);
     return sa.ino === sb.ino && sa.dev === sb.dev;
   } catch {
@@ -55,7 +55,10 @@ export function materialize(model: BuiltModel, cfg: SessionConfig): Materialized
   const entries = Object.entries(model.externalFiles);
   fs.mkdirSync(dir, { recursive: true });
   let method: MaterializedModel['method'] = entries.length ? 'hardlink' : 'none';
-  for (const [loc, src] of entries) {
+  for (const [loc, linked] of entries) {
+    // link() does not follow symlinks, and ORT refuses a symlink that leads outside the model
+    // directory: link the real file (models folders and HF caches are often symlinks).
+    const src = fs.realpathSync(linked);
     const dst = path.join(dir, loc);
     if (fs.existsSync(dst) && sameFile(dst, src)) continue;
     fs.rmSync(dst, { force: true });
