@@ -4,7 +4,7 @@
  */
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { ReactFlowProvider, useReactFlow } from '@xyflow/react';
-import { handleKey, type ActionContext } from '../actions.js';
+import { ACTIONS, handleKey, type ActionContext } from '../actions.js';
 import { defaultWorkflow } from '../defaults.js';
 import { editor, host } from '../editor.js';
 import { fileBytes, openWorkflowBytes, readRecovery, toBase64, writeRecovery } from '../files.js';
@@ -121,6 +121,12 @@ function Workspace() {
     window.addEventListener('keydown', onKey);
     return () => window.removeEventListener('keydown', onKey);
   }, [ctx, palette, settingsOpen, nameAsk]);
+
+  // Electron: the application menu performs the same registered actions (by name).
+  useEffect(() => host().onMenuAction?.((name) => {
+    const a = ACTIONS.find((x) => x.name === name);
+    if (a && (!a.enabled || a.enabled(editor.getState()))) void a.perform(ctx);
+  }), [ctx]);
 
   // Dropping a workflow JSON / exported PNG opens it; another image becomes a Load Image node.
   useEffect(() => {
