@@ -82,6 +82,24 @@ describe('engine on the demo models', () => {
     expect(order).toEqual(['run-start:a', 'run-done:a', 'run-start:b', 'run-done:b']);
   });
 
+  it('runs from a models folder whose entries are symlinks (ComfyUI setups, HF caches)', async () => {
+    const demo = engine.modelsDir();
+    const linked = path.join(tmp, 'linked-models');
+    for (const kind of ['checkpoints', 'clip_vision', 'ipadapter']) {
+      fs.mkdirSync(path.join(linked, kind), { recursive: true });
+      for (const f of fs.readdirSync(path.join(demo, kind))) fs.symlinkSync(path.join(demo, kind, f), path.join(linked, kind, f));
+    }
+    const e2 = createEngine({ modelsDir: linked, outputDir: path.join(tmp, 'out2'), provider: 'cpu', userDataDir: path.join(tmp, 'user2') });
+    try {
+      expect(e2.isDemo()).toBe(false);
+      const r = await e2.run(ipAdapterWorkflow({ image: IMAGE, steps: 1 }));
+      expect(r.error ?? '').toBe('');
+      expect(r.ok).toBe(true);
+    } finally {
+      await e2.close();
+    }
+  });
+
   it('reports validation errors as a failed run without executing anything', async () => {
     const wf = ipAdapterWorkflow({ image: 'missing.png', weight: 9 });
     const r = await engine.run(wf);

@@ -1,0 +1,71 @@
+/** Node behaviour that needs no models: image loading, latents, adapter application rules. */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import type { ExecContext } from '../engine/context.js';
+import { applyIpAdapter } from './apply-ip-adapter.js';
+import { adapterActive } from './ddim-sampler.js';
+import { emptyLatentImage } from './empty-latent-image.js';
+import { loadImage } from './load-image.js';
+import type { ImageValue, IpAdapterValue, IpTokensValue, LatentValue, MaskValue, ModelValue } from './values.js';
+
+const ctx = {} as ExecContext; // these nodes use no context
+
+describe('Load Image', () => {
+  it('gives RGB in [0, 1] (u8 / 255) and a mask of 1 - alpha', async () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-img-')), 'a.png');
+    const px = Buffer.from([255, 0, 0, 255, 0, 128, 0, 0, 0, 0, 255, 51]); // 3 pixels RGBA
+    await sharp(px, { raw: { width: 3, height: 1, channels: 4 } }).png().toFile(file);
+    const out = await loadImage.execute({}, { image: file }, ctx);
+    const img = out.image as ImageValue;
+    const mask = out.mask as MaskValue;
+    expect([img.batch, img.width, img.height]).toEqual([1, 3, 1]);
+    expect(Array.from(img.data)).toEqual([1, 0, 0, 0, Math.fround(128 / 255), 0, 0, 0, 1]);
+    expect(Array.from(mask.data)).toEqual([0, 1, Math.fround(1 - 51 / 255)]);
+  });
+
+  it('names the file when it is not an image', async () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-img-')), 'b.png');
+    fs.writeFileSync(file, 'not an image');
+    await expect(loadImage.execute({}, { image: file }, ctx)).rejects.toThrow(/b\.png: not a readable image/);
+  });
+});
+
+describe('Empty Latent Image', () => {
+  it('makes (batch, 4, h/8, w/8) zeros marked empty, and refuses sizes that are not multiples of 8', async () => {
+    const out = (await emptyLatentImage.execute({}, { width: 64, height: 128, batch_size: 2 }, ctx)).latent as LatentValue;
+    expect(out.dims).toEqual([2, 4, 16, 8]);
+    expect(out.empty).toBe(true);
+    expect(emptyLatentImage.check!({ width: 100, height: 64, batch_size: 1 })).toEqual([{ param: 'width', message: expect.stringMatching(/not a multiple of 8/) }]);
+  });
+});
+
+describe('Apply IP-Adapter', () => {
+  const adapter: IpAdapterValue = { kind: 'IP_ADAPTER', path: '/m/a.safetensors', adapterKind: 'base', tokensPerImage: 4, crossDim: 8 };
+  const tokens = (p: string, n = 4): IpTokensValue => ({ kind: 'IP_TOKENS', adapterPath: p, tokens: n, dim: 8, cond: new Float32Array(n * 8), uncond: new Float32Array(n * 8) });
+  const model: ModelValue = { kind: 'MODEL', checkpoint: { path: '/m/ckpt', configDir: '' }, adapters: [] };
+
+  it('records the adapter, its tokens, λ and window on a new model value (the input is untouched)', async () => {
+    const out = (await applyIpAdapter.execute({ model, ip_adapter: adapter, tokens: tokens(adapter.path) }, { weight: 0.6, start_at: 0.1, end_at: 0.9 }, ctx)).model as ModelValue;
+    expect(out.adapters).toHaveLength(1);
+    expect(out.adapters[0]).toMatchObject({ weight: 0.6, start: 0.1, end: 0.9 });
+    expect(model.adapters).toHaveLength(0);
+  });
+
+  it('refuses tokens from another adapter, mismatched negative tokens, and a second adapter file', async () => {
+    const p = { weight: 1, start_at: 0, end_at: 1 };
+    await expect(applyIpAdapter.execute({ model, ip_adapter: adapter, tokens: tokens('/m/other.safetensors') }, p, ctx)).rejects.toThrow(/projected by \/m\/other/);
+    await expect(applyIpAdapter.execute({ model, ip_adapter: adapter, tokens: tokens(adapter.path), negative: tokens(adapter.path, 8) }, p, ctx)).rejects.toThrow(/8 tokens but the image prompt has 4/);
+    const withOther: ModelValue = { ...model, adapters: [{ adapter: { ...adapter, path: '/m/b.safetensors' }, tokens: tokens('/m/b.safetensors'), weight: 1, start: 0, end: 1 }] };
+    await expect(applyIpAdapter.execute({ model: withOther, ip_adapter: adapter, tokens: tokens(adapter.path) }, p, ctx)).rejects.toThrow(/already has another IP-Adapter/);
+    expect(applyIpAdapter.check!({ weight: 1, start_at: 0.8, end_at: 0.2 })[0].message).toMatch(/before start_at/);
+  });
+
+  it('acts while step / steps is inside [start, end]', () => {
+    const w = { start: 0.2, end: 0.6 };
+    expect(Array.from({ length: 10 }, (_, i) => adapterActive(w, i, 10))).toEqual([false, false, true, true, true, true, true, false, false, false]);
+    expect(Array.from({ length: 4 }, (_, i) => adapterActive({ start: 0, end: 1 }, i, 4))).toEqual([true, true, true, true]);
+  });
+});
