@@ -106,7 +106,6 @@ export class Executor {
 
     const sigs = new Map<string, string>();
     const values = new Map<string, PortValues>();
-    const noise = req.noise ?? seededNoise;
     for (const id of order) {
       const node = byId.get(id)!;
       const def = this.specs.get(node.type)!;
