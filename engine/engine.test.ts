@@ -82,6 +82,24 @@ describe('engine on the demo models', () => {
     expect(order).toEqual(['run-start:a', 'run-done:a', 'run-start:b', 'run-done:b']);
   });
 
+  it('several image prompts: concat keeps 4 tokens per image, average gives 4; a negative image prompt is accepted', async () => {
+    const counts: Record<string, number> = {};
+    for (const combine of ['concat', 'average']) {
+      const wf = ipAdapterWorkflow({ image: IMAGE, steps: 1, output: 'preview' });
+      wf.nodes.push({ id: 'image2', type: 'load-image', params: { image: path.join(root, 'examples', 'images', 'init.png') } });
+      wf.nodes.push({ id: 'vision_encode2', type: 'clip-vision-encode', params: { crop: 'pad' } });
+      wf.nodes.find((n) => n.id === 'projection')!.params = { combine };
+      const link = (a: string, ap: string, b: string, bp: string) => wf.edges.push({ from: { node: a, port: ap }, to: { node: b, port: bp } });
+      link('image2', 'image', 'vision_encode2', 'image');
+      link('clip_vision', 'clip_vision', 'vision_encode2', 'clip_vision');
+      link('vision_encode2', 'embeds', 'projection', 'embeds_2');
+      link('projection', 'tokens', 'apply', 'negative'); // the same tokens as a negative prompt: legal, if odd
+      const r = await engine.run(wf, { onNodeOutputs: (node, out) => { if (node === 'projection') counts[combine] = (out.tokens as { tokens: number }).tokens; } });
+      expect(r.error ?? '').toBe('');
+    }
+    expect(counts).toEqual({ concat: 8, average: 4 });
+  });
+
   it('runs from a models folder whose entries are symlinks (ComfyUI setups, HF caches)', async () => {
     const demo = engine.modelsDir();
     const linked = path.join(tmp, 'linked-models');
