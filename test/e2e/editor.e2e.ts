@@ -8,7 +8,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import type { Page } from 'playwright-core';
 import { readTextChunks } from '../../engine/png.js';
-import { addNode, card, connect, currentWorkflow, e2e, expect, waitFor } from './harness.js';
+import { addNode, card, connect, currentWorkflow, e2e, expect, recordAppearance, waitFor } from './harness.js';
 
 type Wf = Awaited<ReturnType<typeof currentWorkflow>>;
 
@@ -124,9 +124,12 @@ e2e('build the IP-Adapter workflow from an empty canvas, run it, export the PNG 
   wf = await currentWorkflow(page);
   expect(wf.nodes.find((n) => n.type === 'apply-ip-adapter')!.params.weight === 0.7, 'λ set to 0.7');
 
+  const sawProgress = await recordAppearance(page, '[role=progressbar][aria-label="Sampler steps"]');
+  const sawNodeProgress = await recordAppearance(page, '[role=progressbar][aria-label="DDIM Sampler progress"]');
   await page.getByRole('button', { name: 'Run', exact: true }).click();
-  await page.getByRole('progressbar', { name: 'Sampler steps' }).waitFor({ timeout: 60_000 });
   await page.getByRole('img', { name: /^Output/ }).first().waitFor({ timeout: 90_000 });
+  expect(await sawProgress(), 'the sampler progress bar showed during the run');
+  expect(await sawNodeProgress(), 'the sampler node showed its progress');
   await waitFor(async () => (await card(page, 'Save Image').locator('[data-status="done"]').count()) === 1, 'Save Image marked done');
   await page.locator('.react-flow__pane').click({ position: { x: 5, y: 5 } });
   await page.keyboard.press('Shift+T'); // Tidy layout (then fit view)
@@ -234,10 +237,10 @@ e2e('an example opens in one click and runs, with a live preview of the sampler'
   await setField(page, 'Empty Latent Image', 'width', '64');
   await setField(page, 'Empty Latent Image', 'height', '64');
   await setField(page, 'DDIM Sampler', 'steps', '40');
+  const sawPreview = await recordAppearance(page, 'img[alt="Live preview of the sampler"]');
   await page.getByRole('button', { name: 'Run', exact: true }).click();
-  await page.getByRole('img', { name: 'Live preview of the sampler' }).waitFor({ timeout: 60_000 });
-  await card(page, 'DDIM Sampler').getByRole('progressbar').waitFor();
   await page.getByRole('img', { name: /^Output/ }).first().waitFor({ timeout: 90_000 });
+  expect(await sawPreview(), 'the live latent preview showed during the run');
 });
 
 e2e('drop an image, copy/paste, settings, and recovery of unsaved work', async ({ page, tmp }) => {

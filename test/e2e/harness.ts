@@ -110,3 +110,19 @@ export async function currentWorkflow(page: Page): Promise<{ nodes: { id: string
   await page.waitForTimeout(400); // autosave debounce
   return page.evaluate(() => JSON.parse(localStorage.getItem('ipa-studio:recovery') ?? 'null')?.workflow);
 }
+
+/**
+ * Starts recording whether an element matching `selector` ever appears (a MutationObserver, so a
+ * progress bar that lives for a few milliseconds on fast demo runs is not missed).
+ */
+export async function recordAppearance(page: Page, selector: string): Promise<() => Promise<boolean>> {
+  await page.evaluate((sel) => {
+    const w = window as unknown as { __seen?: Record<string, boolean> };
+    const seen = (w.__seen ??= {});
+    seen[sel] = !!document.querySelector(sel);
+    new MutationObserver(() => {
+      if (!seen[sel] && document.querySelector(sel)) seen[sel] = true;
+    }).observe(document.body, { subtree: true, childList: true, attributes: true });
+  }, selector);
+  return () => page.evaluate((sel) => !!(window as unknown as { __seen: Record<string, boolean> }).__seen[sel], selector);
+}
