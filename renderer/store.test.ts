@@ -120,6 +120,9 @@ describe('editor store', () => {
     s().showErrors([{ node: te, param: 'text', message: 'empty prompt' }, { message: 'no output node' }]);
     expect(s().nodeRuns[te]).toMatchObject({ status: 'error', message: 'text: empty prompt' });
     expect(s().notices.at(-1)?.text).toBe('no output node');
+    s().clearRunState();
+    s().showErrors([{ node: ck, port: 'x', message: `Load Checkpoint (${ck}): "a.safetensors" not found` }, { node: ck, message: 'second' }]);
+    expect(s().nodeRuns[ck].message).toBe('"a.safetensors" not found\nsecond');
   });
 });
 

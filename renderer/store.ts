@@ -315,8 +315,11 @@ export function createEditorStore() {
       for (const err of errors) {
         const where = err.param ? `${err.param}: ` : err.port ? `${err.port}: ` : '';
         if (err.node && known.has(err.node)) {
+          // On its own card a message needs no "Title (id): " prefix (the engine writes one for the CLI).
+          const esc = err.node.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+          const text = err.message.replace(new RegExp(`^[^:\\n]*\\(${esc}\\):\\s*`), '');
           const prev = nodeRuns[err.node]?.status === 'error' ? nodeRuns[err.node].message + '\n' : '';
-          nodeRuns[err.node] = { status: 'error', message: prev + where + err.message };
+          nodeRuns[err.node] = { status: 'error', message: prev + (text === err.message ? where : '') + text };
         } else {
           get().notify('error', (err.node ? `${err.node}: ` : '') + where + err.message);
         }

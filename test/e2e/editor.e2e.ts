@@ -175,6 +175,11 @@ e2e('save, reload, open again: the same graph', async ({ page, tmp }) => {
   await chooser.setFiles(file);
   await waitFor(async () => (await page.locator('.react-flow__node').count()) === saved.nodes.length, 'opened graph');
   expect(sameGraph(await currentWorkflow(page), saved), 'the reopened graph equals the saved file');
+  // Dropping the JSON file on the window opens it too.
+  await newWorkflow(page);
+  await dropFile(page, file, 'application/json');
+  await waitFor(async () => (await page.locator('.react-flow__node').count()) === saved.nodes.length, 'graph from the dropped JSON');
+  expect(sameGraph(await currentWorkflow(page), saved), 'the dropped JSON equals the saved file');
 
   // Undo/redo survive the round trip: Ctrl+Z takes the Open back (to the empty canvas).
   await page.locator('.react-flow__pane').click({ position: { x: 5, y: 5 } });
@@ -205,10 +210,14 @@ e2e('cancel a run, then the next run completes', async ({ page, tmp }) => {
   await waitFor(async () => (await card(page, 'CLIP Vision Encode').locator('[data-status="cached"]').count()) === 1, 'CLIP Vision Encode cached on the second run');
 });
 
-e2e('an invalid graph shows its errors on the nodes', async ({ page }) => {
+e2e('an invalid graph shows its errors on the nodes', async ({ page, results }) => {
   await card(page, 'DDIM Sampler').waitFor();
   await newWorkflow(page);
   const pane = (await page.locator('.react-flow__pane').boundingBox())!;
+  await page.mouse.dblclick(pane.x + 200, pane.y + 150);
+  await page.getByLabel('Search nodes').fill('latent');
+  await page.screenshot({ path: path.join(results, 'palette.png') });
+  await page.keyboard.press('Escape');
   await addNode(page, 'DDIM Sampler', { x: pane.x + 200, y: pane.y + 150 });
   await addNode(page, 'Empty Latent Image', { x: pane.x + 600, y: pane.y + 150 });
   await setField(page, 'Empty Latent Image', 'width', '100'); // not a multiple of 8
@@ -217,6 +226,7 @@ e2e('an invalid graph shows its errors on the nodes', async ({ page }) => {
   const text = await card(page, 'DDIM Sampler').getByRole('alert').innerText();
   expect(/model/i.test(text), `the sampler's error names its missing input: ${text}`);
   await card(page, 'Empty Latent Image').getByRole('alert').waitFor();
+  await page.screenshot({ path: path.join(results, 'validation-errors.png') });
   expect((await card(page, 'DDIM Sampler').locator('[data-status="error"]').count()) === 1, 'error badge on the node');
 
   // Delete + undo restore a node; the palette search filters.
