@@ -11,10 +11,30 @@ const MENUS: { menu: Menu; label: string }[] = [
   { menu: 'file', label: 'File' }, { menu: 'edit', label: 'Edit' }, { menu: 'view', label: 'View' },
 ];
 
+/** The open menu's items; subscribes to the whole state only while a menu is open. */
+function MenuItems({ menu, label, ctx, close }: { menu: Menu; label: string; ctx: ActionContext; close(): void }) {
+  const state = useEditor((s) => s);
+  return (
+    <div className="menu-list" role="menu" aria-label={label}>
+      {ACTIONS.filter((a) => a.menu === menu).map((a) => (
+        <button
+          key={a.name} type="button" role="menuitem" disabled={a.enabled ? !a.enabled(state) : false}
+          onClick={() => {
+            close();
+            void a.perform(ctx);
+          }}
+        >
+          <span>{a.label}</span>
+          {a.shortcut && <kbd>{a.shortcut}</kbd>}
+        </button>
+      ))}
+    </div>
+  );
+}
+
 function MenuButton({ menu, label, ctx }: { menu: Menu; label: string; ctx: ActionContext }) {
   const [open, setOpen] = useState(false);
   const root = useRef<HTMLDivElement>(null);
-  const state = useEditor((s) => s);
   useEffect(() => {
     if (!open) return;
     const away = (e: PointerEvent) => !root.current?.contains(e.target as Node) && setOpen(false);
@@ -24,22 +44,7 @@ function MenuButton({ menu, label, ctx }: { menu: Menu; label: string; ctx: Acti
   return (
     <div className="menu" ref={root}>
       <button type="button" className="menu-button" aria-haspopup="menu" aria-expanded={open} onClick={() => setOpen(!open)}>{label}</button>
-      {open && (
-        <div className="menu-list" role="menu" aria-label={label}>
-          {ACTIONS.filter((a) => a.menu === menu).map((a) => (
-            <button
-              key={a.name} type="button" role="menuitem" disabled={a.enabled ? !a.enabled(state) : false}
-              onClick={() => {
-                setOpen(false);
-                void a.perform(ctx);
-              }}
-            >
-              <span>{a.label}</span>
-              {a.shortcut && <kbd>{a.shortcut}</kbd>}
-            </button>
-          ))}
-        </div>
-      )}
+      {open && <MenuItems menu={menu} label={label} ctx={ctx} close={() => setOpen(false)} />}
     </div>
   );
 }

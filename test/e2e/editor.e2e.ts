@@ -13,11 +13,11 @@ import { addNode, card, connect, currentWorkflow, e2e, expect, recordAppearance,
 type Wf = Awaited<ReturnType<typeof currentWorkflow>>;
 
 /** A small colourful PNG to use as the image prompt. */
-async function promptImage(dir: string): Promise<string> {
+async function promptImage(dir: string, name = 'prompt.png', tint = 0): Promise<string> {
   const w = 96;
   const px = Buffer.alloc(w * w * 3);
-  for (let y = 0; y < w; y++) for (let x = 0; x < w; x++) px.set([x * 2.6, y * 2.6, 255 - x * 2.6], (y * w + x) * 3);
-  const file = path.join(dir, 'prompt.png');
+  for (let y = 0; y < w; y++) for (let x = 0; x < w; x++) px.set([x * 2.6, (y * 2.6 + tint) % 256, 255 - x * 2.6], (y * w + x) * 3);
+  const file = path.join(dir, name);
   await sharp(px, { raw: { width: w, height: w, channels: 3 } }).png().toFile(file);
   return file;
 }
@@ -28,18 +28,20 @@ async function newWorkflow(page: Page): Promise<void> {
   await waitFor(async () => (await page.locator('.react-flow__node').count()) === 0, 'canvas empty');
 }
 
-async function dropFile(page: Page, file: string, mime: string): Promise<void> {
+/** Drops a file as the OS would (dragenter, dragover, drop with a DataTransfer) on an element. */
+async function dropFile(page: Page, file: string, mime: string, selector = '.react-flow__pane'): Promise<void> {
   const b64 = fs.readFileSync(file).toString('base64');
-  await page.evaluate(({ b64, name, mime }) => {
+  await page.evaluate(({ b64, name, mime, selector }) => {
     const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
     const dt = new DataTransfer();
     dt.items.add(new File([bytes], name, { type: mime }));
-    const pane = document.querySelector('.react-flow__pane')!;
-    const r = pane.getBoundingClientRect();
+    const target = document.querySelector(selector)!;
+    const r = target.getBoundingClientRect();
+    const at = selector === '.react-flow__pane' ? { clientX: r.left + 200, clientY: r.top + 200 } : { clientX: r.left + r.width / 2, clientY: r.top + r.height / 2 };
     for (const type of ['dragenter', 'dragover', 'drop']) {
-      pane.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt, clientX: r.left + 200, clientY: r.top + 200 }));
+      target.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt, ...at }));
     }
-  }, { b64, name: path.basename(file), mime });
+  }, { b64, name: path.basename(file), mime, selector });
 }
 
 const edgeKey = (e: any) => `${e.from.node}.${e.from.port}->${e.to.node}.${e.to.port}`;
@@ -259,6 +261,12 @@ e2e('drop an image, copy/paste, settings, and recovery of unsaved work', async (
   // An image without a workflow dropped on the canvas becomes a Load Image node holding it.
   await dropFile(page, await promptImage(tmp), 'image/png');
   await waitFor(async () => (await page.getByRole('group', { name: 'Load Image', exact: true }).count()) === before + 1, 'Load Image node from a dropped image');
+  // An image dropped on a node's image param replaces that image (and adds no node).
+  const thumb = card(page, 'Load Image', 0).getByRole('img');
+  const oldSrc = await thumb.getAttribute('src');
+  await dropFile(page, await promptImage(tmp, 'other.png', 90), 'image/png', '.react-flow__node .image-param');
+  await waitFor(async () => (await thumb.getAttribute('src')) !== oldSrc, 'the dropped image replaced the param');
+  expect((await page.getByRole('group', { name: 'Load Image', exact: true }).count()) === before + 1, 'no extra node for a drop on a param');
 
   // Copy/paste with the keyboard (the new node is selected).
   const n = await page.locator('.react-flow__node').count();
