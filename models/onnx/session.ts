@@ -21,6 +21,8 @@ export interface SessionConfig {
   log?: (msg: string) => void;
   /** Threads for intra-op parallelism; 0 lets ONNX Runtime decide. */
   threads?: number;
+  /** Per-network overrides (e.g. the UNet's optimization level and disabled prepacking). */
+  sessionOptions?: ort.InferenceSession.SessionOptions;
 }
 
 export interface MaterializedModel {
@@ -105,6 +107,7 @@ export async function createSession(model: BuiltModel, cfg: SessionConfig): Prom
     executionProviders: executionProviders(cfg.provider),
     graphOptimizationLevel: 'all',
     enableCpuMemArena: true,
+    ...cfg.sessionOptions,
   };
   if (cfg.threads) opts.intraOpNumThreads = cfg.threads;
   try {
