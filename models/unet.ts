@@ -321,6 +321,18 @@ export interface UNetInputs {
 
 export interface UNetSessionOptions extends SessionConfig, BuildUNetOptions {}
 
+/**
+ * ONNX Runtime options for the UNet, measured with scripts/bench.ts on SD1.5 (fp32, CPU):
+ * fusions up to "extended" but not the NCHWc layout pass of "all" (it reorders a copy of every
+ * conv weight: +13 s session creation and +2.4 GB for SD1.5), and no prepacking, so the
+ * external-data weights (memory-mapped from the user's file) are used in place. With
+ * Gemm(transB) linears (unet-blocks linearNT) nothing is copied at session creation.
+ */
+export const UNET_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
+  graphOptimizationLevel: 'extended',
+  extra: { session: { disable_prepacking: '1' } },
+};
+
 /** A UNet graph variant with its ONNX Runtime session. */
 export class UNetModel {
   readonly crossLayers: AttnProcessorInfo[];
@@ -332,7 +344,7 @@ export class UNetModel {
   /** Builds the graph for `opts` (adapter / controlnet) and creates its session. */
   static async create(config: UNetConfig, weights: WeightMap, opts: UNetSessionOptions): Promise<UNetModel> {
     const built = buildUNet(config, weights, opts).build();
-    const session = await createSession(built, opts);
+    const session = await createSession(built, { ...opts, sessionOptions: { ...UNET_SESSION_OPTIONS, ...opts.sessionOptions } });
     return new UNetModel(config, session, !!opts.ipAdapter, !!opts.controlnet);
   }
 
