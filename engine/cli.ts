@@ -10,6 +10,7 @@
  * an empty models folder (or --demo) uses the demo model set.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ParamValue } from '../nodes/types.js';
@@ -25,13 +26,27 @@ export interface CliArgs {
   provider: EngineSettings['provider'];
   sets: { node: string; param: string; value: string }[];
   demo: boolean;
-  userData?: string;
+  userData: string;
 }
 
 const USAGE = 'usage: npm run generate -- <workflow.json|image.png> [--models DIR] [--out DIR] [--provider cpu|webgpu|cuda|dml] [--set node.param=value ...] [--demo] [--user-data DIR]';
 
+/** The app's per-user folder (same default and variable as the web and desktop hosts). */
+export function defaultUserData(env: NodeJS.ProcessEnv): string {
+  return env.IPA_STUDIO_USER_DATA || path.join(os.homedir(), '.ipadapter-studio');
+}
+
+/** The models folder the app is set to (settings.json in the user folder), else <user data>/models. */
+function defaultModels(userData: string): string {
+  try {
+    const saved = JSON.parse(fs.readFileSync(path.join(userData, 'settings.json'), 'utf8')) as { modelsDir?: unknown };
+    if (typeof saved.modelsDir === 'string' && saved.modelsDir) return saved.modelsDir;
+  } catch { /* no saved settings */ }
+  return path.join(userData, 'models');
+}
+
 export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): CliArgs {
-  const a: CliArgs = { workflow: '', models: env.IPA_MODELS ?? 'models', out: 'output', provider: 'cpu', sets: [], demo: false, userData: env.IPA_USER_DATA };
+  const a: CliArgs = { workflow: '', models: '', out: 'output', provider: 'cpu', sets: [], demo: false, userData: defaultUserData(env) };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const val = () => {
@@ -57,6 +72,7 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
     else throw new Error(`unexpected argument "${k}" (one workflow per run)`);
   }
   if (!a.workflow) throw new Error('no workflow file given');
+  a.models ||= env.IPA_MODELS || defaultModels(a.userData);
   return a;
 }
 
@@ -151,7 +167,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   const wf = parsed.workflow;
   const engine = createEngine({
     modelsDir: path.resolve(args.models), outputDir: path.resolve(args.out), provider: args.provider,
-    demo: args.demo ? true : undefined, ...(args.userData ? { userDataDir: path.resolve(args.userData) } : {}),
+    demo: args.demo ? true : undefined, userDataDir: path.resolve(args.userData),
   });
   const specs = new Map(engine.nodeSpecs().map((s) => [s.type, s]));
   const setErrors = applySets(wf, args.sets, (t, p) => specs.get(t)?.params.find((x) => x.name === p)?.kind);

@@ -28,7 +28,7 @@ import { parseWorkflow } from './workflow.js';
 export interface EngineOptions extends EngineSettings {
   /** Generated ONNX models and previews (default <userDataDir>/cache). */
   cacheDir?: string;
-  /** Per-user data: the demo model set lives here (default ~/.ipadapter-studio). */
+  /** Per-user data: the demo model set lives here (default $IPA_STUDIO_USER_DATA or ~/.ipadapter-studio). */
   userDataDir?: string;
   /** Use the demo model set even when the models folder has models. */
   demo?: boolean;
@@ -79,7 +79,7 @@ interface Job {
 }
 
 export function createEngine(options: EngineOptions): Engine {
-  const userDataDir = options.userDataDir ?? path.join(os.homedir(), '.ipadapter-studio');
+  const userDataDir = options.userDataDir ?? (process.env.IPA_STUDIO_USER_DATA || path.join(os.homedir(), '.ipadapter-studio'));
   const cacheDir = options.cacheDir ?? path.join(userDataDir, 'cache');
   let settings: EngineSettings = { modelsDir: options.modelsDir, outputDir: options.outputDir, provider: options.provider };
   const listeners = new Set<(e: RunEvent) => void>();
