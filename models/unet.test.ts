@@ -134,6 +134,10 @@ describe('decoupled cross-attention on a tiny random UNet', () => {
     const downResiduals = chans.map((c, i) => ({ data: new Float32Array(B * c * sizes[i] ** 2), dims: [B, c, sizes[i], sizes[i]] }));
     const cn = await withCn.run({ ...inp, downResiduals, midResidual: { data: new Float32Array(B * 16 * 16), dims: [B, 16, 4, 4] } });
     expect(maxDiff(cn.data, base.data)).toBeLessThan(1e-5);
+    // A latent that is not a multiple of the down factor: the upsamplers follow the skip sizes.
+    const odd = await plain.run({ ...inp, sample: { data: new Float32Array(B * 4 * 7 * 9).map(() => r()), dims: [B, 4, 7, 9] } });
+    expect(odd.dims).toEqual([B, 4, 7, 9]);
+    expect(odd.data.every(Number.isFinite)).toBe(true);
     await Promise.all([plain.release(), withIp.release(), withCn.release()]);
   });
 });
