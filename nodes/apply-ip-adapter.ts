@@ -3,7 +3,12 @@
  * active at strength λ between `start_at` and `end_at` (fractions of the sampling schedule).
  * Cheap: it records the adapter on the model value; the UNet graph takes λ and the tokens as
  * inputs, so changing λ re-runs only the sampler.
+ *
+ * λ per block: `blocks` picks which cross-attention layers get λ ("style only" / "composition
+ * only" presets, or a custom list of per-layer factors); the sampler turns it into the UNet's
+ * ip_scale vector (models/ip-adapter-blocks.ts), so this never rebuilds the UNet either.
  */
+import { BLOCK_PRESETS, type BlockPreset, parseLayerWeights } from '../models/ip-adapter-blocks.js';
 import type { NodeDef } from './types.js';
 import { expectValue, type IpAdapterValue, type IpTokensValue, type ModelValue } from './values.js';
 
@@ -11,7 +16,7 @@ export const applyIpAdapter: NodeDef = {
   type: 'apply-ip-adapter',
   title: 'Apply IP-Adapter',
   category: 'IP-Adapter',
-  description: 'Adds the image prompt to the model: Z = Attention(Q, K, V) + λ · Attention(Q, K\', V\'). λ = 0 is the text-only model. The optional negative tokens replace the unconditional image tokens (a negative image prompt).',
+  description: 'Adds the image prompt to the model: Z = Attention(Q, K, V) + λ · Attention(Q, K\', V\'). λ = 0 is the text-only model. The optional negative tokens replace the unconditional image tokens (a negative image prompt). "blocks" limits λ to some layers: "style only" and "composition only" are the layer sets of ComfyUI_IPAdapter_plus\' style transfer and composition; "custom" takes "layer weights": one factor per cross-attention layer in execution order (down, mid, up: 16 for SD1.5), or pairs such as "4:0.25, 5:1" or "up_blocks.1:1".',
   inputs: [
     { name: 'model', type: 'MODEL' },
     { name: 'ip_adapter', type: 'IP_ADAPTER' },
@@ -23,11 +28,20 @@ export const applyIpAdapter: NodeDef = {
     { name: 'weight', label: 'weight λ', kind: 'number', default: 1, min: -1, max: 3, step: 0.05, widget: 'slider' },
     { name: 'start_at', kind: 'number', default: 0, min: 0, max: 1, step: 0.01 },
     { name: 'end_at', kind: 'number', default: 1, min: 0, max: 1, step: 0.01 },
+    { name: 'blocks', kind: 'enum', options: [...BLOCK_PRESETS], default: 'all' },
+    { name: 'layer_weights', label: 'layer weights (custom)', kind: 'string', default: '' },
   ],
   check(params) {
-    return (params.start_at as number) > (params.end_at as number)
-      ? [{ param: 'end_at', message: `end_at ${params.end_at} is before start_at ${params.start_at}` }]
-      : [];
+    const out: { param?: string; message: string }[] = [];
+    if ((params.start_at as number) > (params.end_at as number)) out.push({ param: 'end_at', message: `end_at ${params.end_at} is before start_at ${params.start_at}` });
+    if (params.blocks === 'custom') {
+      try {
+        parseLayerWeights(String(params.layer_weights ?? ''));
+      } catch (e) {
+        out.push({ param: 'layer_weights', message: (e as Error).message });
+      }
+    }
+    return out;
   },
   async execute(inputs, params) {
     const model = expectValue<ModelValue>(inputs.model, 'MODEL', 'model');
@@ -51,6 +65,7 @@ export const applyIpAdapter: NodeDef = {
       adapters: [...model.adapters, {
         adapter, tokens, ...(negative ? { negative } : {}),
         weight: params.weight as number, start: params.start_at as number, end: params.end_at as number,
+        blocks: (params.blocks ?? 'all') as BlockPreset, layerWeights: String(params.layer_weights ?? ''),
       }],
     };
     return { model: out };

@@ -8,8 +8,13 @@
  *       of the schedule (diffusers' strength), x = add_noise(latent, noise, timesteps[0]);
  *   each step: UNet on the batch [uncond, cond] (text: negative, positive; image tokens: the
  *       projection of a zero image or the negative image tokens, the image tokens), with
- *       ip_scale = λ on every cross-attention layer while i / steps is in [start_at, end_at],
- *       else 0; guidance uncond + cfg * (cond - uncond) (only when cfg > 1); DDIM step with eta.
+ *       ip_scale = λ times each cross-attention layer's factor (Apply IP-Adapter's blocks:
+ *       models/ip-adapter-blocks.ts) while i / steps is in [start_at, end_at], else 0;
+ *       guidance uncond + cfg * (cond - uncond) (only when cfg > 1); DDIM step with eta.
+ *   inpainting (a latent with a noise mask, models/inpaint.ts): a 4-channel UNet blends the
+ *       latents with the noised init latents outside the mask after each step (diffusers'
+ *       StableDiffusionInpaintPipeline); a 9-channel inpainting UNet gets cat([x, mask,
+ *       masked-image latents]) as its input instead.
  *
  * Noise comes from ctx.noise (seeded Philox normals unless a host injects tensors), so the
  * same seed gives the same image. Progress after each step carries a preview of the predicted
@@ -18,6 +23,8 @@
 import sharp from 'sharp';
 import { ort } from '../models/onnx/session.js';
 import { classifierFreeGuidance } from '../models/ddim.js';
+import { blockFactors, ipScales } from '../models/ip-adapter-blocks.js';
+import { blendByMask, inpaintUNetInput } from '../models/inpaint.js';
 import { latentPreview } from '../models/latent-preview.js';
 import { checkAborted } from '../engine/context.js';
 import { schedulerFor, unetRuntime } from '../engine/runtime.js';
@@ -45,13 +52,17 @@ export function adapterActive(a: Pick<AppliedAdapter, 'start' | 'end'>, i: numbe
   return f >= a.start && f <= a.end;
 }
 
-/** The image tokens of the model's adapters (one file; several applications concatenate). */
-function imageTokens(adapters: AppliedAdapter[]): { cond: Float32Array; uncond: Float32Array; n: number; dim: number } | null {
+/**
+ * The image tokens of the model's adapters (one file; several applications concatenate): cond
+ * for the conditional branch; for the unconditional one the negative image prompt's tokens
+ * when one is connected, else the projection of a zero image.
+ */
+export function imageTokens(adapters: AppliedAdapter[]): { cond: Float32Array; uncond: Float32Array; n: number; dim: number } | null {
   if (!adapters.length) return null;
   const w0 = adapters[0];
   for (const a of adapters) {
-    if (a.weight !== w0.weight || a.start !== w0.start || a.end !== w0.end) {
-      throw new Error('several Apply IP-Adapter nodes on one model must share weight, start_at and end_at (the UNet takes one λ per layer); feed the images through one IP-Adapter Projection instead');
+    if (a.weight !== w0.weight || a.start !== w0.start || a.end !== w0.end || (a.blocks ?? 'all') !== (w0.blocks ?? 'all') || (a.layerWeights ?? '') !== (w0.layerWeights ?? '')) {
+      throw new Error('several Apply IP-Adapter nodes on one model must share weight, start_at, end_at and blocks (the UNet takes one λ per layer); feed the images through one IP-Adapter Projection instead');
     }
   }
   return {
@@ -101,7 +112,12 @@ export const ddimSampler: NodeDef = {
     const unet = await unetRuntime(ctx.models, model, controlled);
     const sched = await schedulerFor(ctx.models, model.checkpoint);
     const [B, C, h, w] = latent.dims;
-    if (C !== unet.config.inChannels) throw new Error(`the latent has ${C} channels but the UNet takes ${unet.config.inChannels}`);
+    // A 9-channel inpainting UNet takes the 4 latent channels + mask + masked-image latents.
+    const inpaintUNet = unet.config.inChannels === 2 * C + 1;
+    if (!inpaintUNet && C !== unet.config.inChannels) throw new Error(`the latent has ${C} channels but the UNet takes ${unet.config.inChannels}`);
+    const nm = latent.noiseMask;
+    if (nm && ((nm.batch !== 1 && nm.batch !== B) || nm.data.length !== nm.batch * h * w)) throw new Error(`the latent's noise mask is ${nm.data.length} values for ${nm.batch} mask(s) at ${w}x${h}; it must be 1 or ${B} planes of the latent's size`);
+    if (inpaintUNet && !latent.noiseMask) throw new Error(`${model.checkpoint.path} is an inpainting model (its UNet takes ${unet.config.inChannels} channels): give the sampler a masked latent (VAE Encode with a mask, or Set Latent Noise Mask)`);
     for (const [what, c] of [['positive', pos], ['negative', neg]] as const) {
       if (c.dim !== unet.config.crossAttentionDim) throw new Error(`the ${what} conditioning has width ${c.dim}, the UNet expects ${unet.config.crossAttentionDim} (text encoder and UNet from different models?)`);
     }
@@ -113,12 +129,10 @@ export const ddimSampler: NodeDef = {
     const shape = [B, C, h, w];
     const n = B * C * h * w;
     let x: Float32Array;
-    if (full) {
-      x = ctx.noise({ node: ctx.nodeId, purpose: 'latents', seed, shape }); // * init_noise_sigma = 1
-    } else {
-      x = sched.addNoise(latent.samples, ctx.noise({ node: ctx.nodeId, purpose: 'add_noise', seed, shape }), timesteps[0]);
-    }
-    if (x.length !== n) throw new Error(`noise source gave ${x.length} values for shape [${shape}]`);
+    // The starting draw; inpainting also noises the init latents with it at every step.
+    const noise0 = ctx.noise({ node: ctx.nodeId, purpose: full ? 'latents' : 'add_noise', seed, shape });
+    if (noise0.length !== n) throw new Error(`noise source gave ${noise0.length} values for shape [${shape}]`);
+    x = full ? noise0 : sched.addNoise(latent.samples, noise0, timesteps[0]); // text-to-image: * init_noise_sigma = 1
     ctx.trace?.({ node: ctx.nodeId, name: 'start_latents', data: x, shape });
 
     // Fixed per-run inputs: text (B, T, C) per branch and image tokens.
@@ -133,23 +147,29 @@ export const ddimSampler: NodeDef = {
       ? await SamplerControl.prepare(ctx, { unet: unet.config, checkpointPath: model.checkpoint.path, branches: doCfg ? [neg, pos] : [pos], batch: B, height: h, width: w })
       : null;
     const ip = imageTokens(model.adapters);
+    const a0 = model.adapters[0];
+    const factors = unet.ipLayers ? blockFactors(unet.config, a0.blocks ?? 'all', a0.layerWeights ?? '') : [];
     if (unet.ipLayers) {
       const t = ip!;
       const tok = doCfg ? concat([repeat(t.uncond, B), repeat(t.cond, B)]) : repeat(t.cond, B);
       feeds.ip_tokens = new ort.Tensor('float32', tok, [branches * B, t.n, t.dim]);
     }
 
+    const mask = latent.noiseMask?.data;
     for (let i = 0; i < timesteps.length; i++) {
       checkAborted(ctx.signal);
       const t = timesteps[i];
-      feeds.sample = new ort.Tensor('float32', doCfg ? concat([x, x]) : x, [branches * B, C, h, w]);
-      feeds.timestep = new ort.Tensor('float32', new Float32Array(branches * B).fill(t), [branches * B]);
-      if (control) Object.assign(feeds, await control.stepFeeds(i, timesteps.length, t, feeds.sample.data as Float32Array, text, [branches * B, pos.tokens, pos.dim]));
-      if (unet.ipLayers) {
-        const a = model.adapters[0];
-        const lambda = adapterActive(a, i, timesteps.length) ? a.weight : 0;
-        feeds.ip_scale = new ort.Tensor('float32', new Float32Array(unet.ipLayers).fill(lambda), [unet.ipLayers]);
+      const xs = doCfg ? concat([x, x]) : x; // (branches*B, C, h, w)
+      if (inpaintUNet) {
+        const one = inpaintUNetInput(x, mask!, latent.maskedImage ?? latent.samples, shape);
+        feeds.sample = new ort.Tensor('float32', doCfg ? concat([one, one]) : one, [branches * B, unet.config.inChannels, h, w]);
+      } else {
+        feeds.sample = new ort.Tensor('float32', xs, [branches * B, C, h, w]);
       }
+      feeds.timestep = new ort.Tensor('float32', new Float32Array(branches * B).fill(t), [branches * B]);
+      // ControlNets see the 4 latent channels (diffusers' inpainting ControlNet pipeline too).
+      if (control) Object.assign(feeds, await control.stepFeeds(i, timesteps.length, t, xs, text, [branches * B, pos.tokens, pos.dim]));
+      if (unet.ipLayers) feeds.ip_scale = new ort.Tensor('float32', ipScales(factors, a0.weight, adapterActive(a0, i, timesteps.length)), [unet.ipLayers]);
       const out = await unet.session.run(feeds);
       const pred = out.noise_pred.data as Float32Array; // (branches*B, C, h, w)
       ctx.trace?.({ node: ctx.nodeId, name: 'noise_pred', step: i, data: pred, shape: [branches * B, C, h, w] });
@@ -157,10 +177,15 @@ export const ddimSampler: NodeDef = {
       const noise = eta > 0 ? ctx.noise({ node: ctx.nodeId, purpose: 'eta', seed, shape, step: i }) : undefined;
       const r = sched.step(guided, t, x, { eta, noise });
       x = r.prevSample;
+      if (mask && !inpaintUNet) {
+        const init = i < timesteps.length - 1 ? sched.addNoise(latent.samples, noise0, timesteps[i + 1]) : latent.samples;
+        blendByMask(x, init, mask, shape);
+      }
       ctx.trace?.({ node: ctx.nodeId, name: 'latents_after_step', step: i, data: x, shape });
       ctx.progress(i + 1, timesteps.length, await previewPng(r.predOriginal, shape));
     }
-    const v: LatentValue = { kind: 'LATENT', dims: [B, C, h, w], samples: x };
+    // The mask stays on the latent (as in ComfyUI), so a second sampler pass inpaints the same area.
+    const v: LatentValue = { kind: 'LATENT', dims: [B, C, h, w], samples: x, ...(latent.noiseMask ? { noiseMask: latent.noiseMask, maskedImage: latent.maskedImage } : {}) };
     return { latent: v };
   },
 };

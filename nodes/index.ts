@@ -15,6 +15,8 @@ import { emptyLatentImage } from './empty-latent-image.js';
 import { ddimSampler } from './ddim-sampler.js';
 import { vaeDecode } from './vae-decode.js';
 import { vaeEncode } from './vae-encode.js';
+import { setLatentNoiseMask } from './set-latent-noise-mask.js';
+import { imageToMask } from './image-to-mask.js';
 import { saveImage } from './save-image.js';
 import { previewImage } from './preview-image.js';
 import { loadControlNet } from './load-controlnet.js';
@@ -37,6 +39,8 @@ export const NODE_DEFS: NodeDef[] = [
   ddimSampler,
   vaeDecode,
   vaeEncode,
+  setLatentNoiseMask,
+  imageToMask,
   saveImage,
   previewImage,
   loadControlNet,

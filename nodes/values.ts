@@ -4,6 +4,7 @@
  * model store under keys derived from these references, so a value can be cached, copied and
  * compared cheaply, and Apply IP-Adapter costs nothing.
  */
+import type { BlockPreset } from '../models/ip-adapter-blocks.js';
 
 /** A checkpoint: a diffusers folder or a single file, with an optional diffusers config folder. */
 export interface CheckpointRef {
@@ -23,6 +24,10 @@ export interface AppliedAdapter {
   /** Active while the step's fraction of the schedule, i / steps, is in [start, end]. */
   start: number;
   end: number;
+  /** Which cross-attention layers get λ (models/ip-adapter-blocks.ts); absent = all. */
+  blocks?: BlockPreset;
+  /** The custom per-layer factors when blocks = 'custom'. */
+  layerWeights?: string;
 }
 
 /** MODEL: the UNet of a checkpoint plus the adapters applied to it. */
@@ -126,6 +131,13 @@ export interface LatentValue {
    * init_noise_sigma (diffusers text-to-image); otherwise it noises these latents (image-to-image).
    */
   empty?: boolean;
+  /**
+   * Inpainting (VAE Encode with a mask, Set Latent Noise Mask): where the sampler may change the
+   * latents, at latent size, (batch 1 or B, h, w) in [0, 1], 1 = repaint (models/inpaint.ts).
+   */
+  noiseMask?: { batch: number; data: Float32Array };
+  /** Scaled latents of the image with the masked area grey (B, 4, h, w), for 9-channel inpainting UNets. */
+  maskedImage?: Float32Array;
 }
 
 /** Narrowing helper: throws a sentence when an input has the wrong kind of value. */

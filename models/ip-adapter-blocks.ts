@@ -1,0 +1,132 @@
+/**
+ * λ per block: one IP-Adapter scale per cross-attention layer, from a preset or a custom list.
+ * The UNet graph takes ip_scale (L,) as an input (one λ per attn2 layer, crossAttnLayers order),
+ * so none of this rebuilds the UNet.
+ *
+ * Layers are found by their diffusers module names, never by a fixed count: SD1.5 has 16
+ * cross-attention transformers, the demo UNet 11, the tiny reference UNet 16.
+ *
+ * Presets follow ComfyUI_IPAdapter_plus (cubiq, IPAdapterPlus.py `ipadapter_execute`, weight
+ * types "style transfer" and "composition" for SD1.5), which weights layers by ComfyUI's
+ * `transformer_index`: the SpatialTransformers counted in execution order, input blocks, middle,
+ * output blocks (CrossAttentionPatch.py reads extra_options["transformer_index"]). For SD1.5
+ * that order is, in diffusers names:
+ *    0-1 down_blocks.0.attentions.0-1   2-3 down_blocks.1.attentions.0-1
+ *    4-5 down_blocks.2.attentions.0-1   6   mid_block.attentions.0
+ *    7-9 up_blocks.1.attentions.0-2    10-12 up_blocks.2.attentions.0-2   13-15 up_blocks.3.attentions.0-2
+ * and its maps are  style:       {0,1,2,3, 9..15: λ}
+ *                   composition: {4: λ/4, 5: λ}.
+ * They are written here by name (below), so they land on the same modules in any UNet of the
+ * family, whatever its count. (InstantStyle's SD1.5 script marks its own choice, style =
+ * "up_blocks.1", as experimental; its SDXL finding, up_blocks.0.attentions.1 for style and
+ * down_blocks.2.attentions.1 for layout, has no SD1.5 counterpart by name, so the presets follow
+ * ComfyUI_IPAdapter_plus, the one most people use with SD1.5.)
+ */
+import { crossAttnLayers, type UNetConfig } from './unet.js';
+
+export const BLOCK_PRESETS = ['all', 'style only', 'composition only', 'custom'] as const;
+export type BlockPreset = (typeof BLOCK_PRESETS)[number];
+
+/** A preset as (Transformer2DModel name -> factor of λ); layers not listed get 0. */
+const PRESETS: Record<'style only' | 'composition only', [string, number][]> = {
+  'style only': [
+    ['down_blocks.0.attentions.0', 1], ['down_blocks.0.attentions.1', 1],
+    ['down_blocks.1.attentions.0', 1], ['down_blocks.1.attentions.1', 1],
+    ['up_blocks.1.attentions.2', 1],
+    ['up_blocks.2.attentions.0', 1], ['up_blocks.2.attentions.1', 1], ['up_blocks.2.attentions.2', 1],
+    ['up_blocks.3.attentions.0', 1], ['up_blocks.3.attentions.1', 1], ['up_blocks.3.attentions.2', 1],
+  ],
+  'composition only': [['down_blocks.2.attentions.0', 0.25], ['down_blocks.2.attentions.1', 1]],
+};
+
+/** The Transformer2DModel holding an attn2 processor: "down_blocks.1.attentions.0.transformer_blocks.0.attn2" -> "down_blocks.1.attentions.0". */
+export const transformerOf = (processorName: string) => processorName.replace(/\.transformer_blocks\.\d+\.attn2$/, '');
+
+/**
+ * The UNet's cross-attention transformers in execution order (down blocks, mid block, up
+ * blocks): the numbering of custom lists, ComfyUI's transformer_index.
+ */
+export function transformerOrder(cfg: UNetConfig): string[] {
+  const names = [...new Set(crossAttnLayers(cfg).map((l) => transformerOf(l.name)))];
+  const rank = (n: string) => (n.startsWith('down_blocks.') ? 0 : n.startsWith('mid_block') ? 1 : 2);
+  // crossAttnLayers lists down, up, mid (registration order); keep each group's own order.
+  return [0, 1, 2].flatMap((r) => names.filter((n) => rank(n) === r));
+}
+
+/** A parsed custom list: one factor per transformer, or some of them by index or by name. */
+export type LayerWeights =
+  | { kind: 'list'; values: number[] }
+  | { kind: 'pairs'; pairs: { key: number | string; value: number }[] };
+
+/**
+ * Parses a custom layer-weight string. Three forms, comma or space separated:
+ *   "1, 1, 0, 0.5, ..."                     one factor per transformer, execution order;
+ *   "3:2.5, 6:1"                            index:factor pairs (ComfyUI's layer_weights form), others 0;
+ *   "down_blocks.2:1, up_blocks.1.attentions.1:0.5"  diffusers name (prefix):factor pairs, others 0.
+ * Throws a sentence for anything else.
+ */
+export function parseLayerWeights(text: string): LayerWeights {
+  const items = text.split(/[,\s]+/).map((s) => s.trim()).filter(Boolean);
+  if (!items.length) throw new Error('the custom layer weights are empty: give one number per cross-attention layer, or index:weight pairs');
+  const num = (s: string, item: string) => {
+    const v = Number(s);
+    if (s === '' || !Number.isFinite(v)) throw new Error(`"${item}" in the custom layer weights: "${s}" is not a number`);
+    return v;
+  };
+  const pairs = items.filter((s) => s.includes(':'));
+  if (!pairs.length) return { kind: 'list', values: items.map((s) => num(s, s)) };
+  if (pairs.length !== items.length) throw new Error('the custom layer weights mix plain numbers and key:weight pairs; use one form');
+  return {
+    kind: 'pairs',
+    pairs: items.map((item) => {
+      const i = item.lastIndexOf(':');
+      const k = item.slice(0, i);
+      const value = num(item.slice(i + 1), item);
+      if (/^\d+$/.test(k)) return { key: Number(k), value };
+      if (!/^(down_blocks|mid_block|up_blocks)(\.[a-z_0-9]+)*$/.test(k)) throw new Error(`"${item}" in the custom layer weights: "${k}" is neither a layer index nor a diffusers block name (down_blocks.N, mid_block, up_blocks.N.attentions.M)`);
+      return { key: k, value };
+    }),
+  };
+}
+
+/** Does a Transformer2DModel name fall under a name prefix given by a user (whole segments)? */
+const under = (name: string, prefix: string) => name === prefix || name.startsWith(`${prefix}.`);
+
+/**
+ * The factor of λ for every cross-attention layer of the UNet, in ip_scale order
+ * (crossAttnLayers). 'all' gives 1 everywhere, so λ · 1 is exactly the scalar λ.
+ */
+export function blockFactors(cfg: UNetConfig, preset: BlockPreset, custom = ''): number[] {
+  const layers = crossAttnLayers(cfg);
+  if (preset === 'all') return layers.map(() => 1);
+  const order = transformerOrder(cfg);
+  const byName = new Map<string, number>();
+  if (preset === 'custom') {
+    const w = parseLayerWeights(custom);
+    if (w.kind === 'list') {
+      if (w.values.length !== order.length) {
+        throw new Error(`the custom layer weights list ${w.values.length} numbers, but this UNet has ${order.length} cross-attention layers (in order: ${order.join(', ')})`);
+      }
+      order.forEach((n, i) => byName.set(n, w.values[i]));
+    } else {
+      for (const { key, value } of w.pairs) {
+        const hit = typeof key === 'number' ? (key < order.length ? [order[key]] : []) : order.filter((n) => under(n, key));
+        if (!hit.length) {
+          throw new Error(typeof key === 'number'
+            ? `custom layer weight index ${key}: this UNet has ${order.length} cross-attention layers (0 to ${order.length - 1})`
+            : `custom layer weight "${key}": no cross-attention layer of this UNet is named so (it has ${order.join(', ')})`);
+        }
+        for (const n of hit) byName.set(n, value);
+      }
+    }
+  } else {
+    for (const [n, f] of PRESETS[preset]) if (order.includes(n)) byName.set(n, f);
+    if (!byName.size) throw new Error(`the "${preset}" preset targets ${PRESETS[preset].map(([n]) => n).join(', ')}, none of which is a cross-attention layer of this UNet (${order.join(', ')})`);
+  }
+  return layers.map((l) => byName.get(transformerOf(l.name)) ?? 0);
+}
+
+/** ip_scale for one step: λ times each layer's factor (0 everywhere outside the adapter's window). */
+export function ipScales(factors: number[], lambda: number, active: boolean): Float32Array {
+  return Float32Array.from(factors, (f) => (active ? lambda * f : 0));
+}
