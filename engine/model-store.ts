@@ -64,12 +64,12 @@ export class ModelStore {
     return e.value as Promise<T>;
   }
 
-  /** An ONNX Runtime session for a graph built by `build`, cached under `key`. */
-  session(key: string, build: () => BuiltModel | Promise<BuiltModel>): Promise<ort.InferenceSession> {
+  /** An ONNX Runtime session for a graph built by `build`, cached under `key` (options: e.g. UNET_SESSION_OPTIONS). */
+  session(key: string, build: () => BuiltModel | Promise<BuiltModel>, sessionOptions?: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
     return this.get(key, async () => {
       const t0 = Date.now();
       const built = await build();
-      const s = await createSession(built, { cacheDir: this.opts.cacheDir, provider: this.opts.provider, log: this.opts.log, threads: this.opts.threads });
+      const s = await createSession(built, { cacheDir: this.opts.cacheDir, provider: this.opts.provider, log: this.opts.log, threads: this.opts.threads, sessionOptions });
       this.opts.log?.(`loaded ${key} (${((Date.now() - t0) / 1000).toFixed(2)} s)`);
       return s;
     }, (s) => s.release());

@@ -18,7 +18,7 @@ import { clipTextWeights } from '../models/keymaps/clip-text.js';
 import { vaeWeightsFromFile } from '../models/keymaps/ldm-vae.js';
 import { SafetensorsFile } from '../models/safetensors.js';
 import { ClipTokenizer } from '../models/tokenizer.js';
-import { buildUNet, crossAttnLayers, type UNetConfig } from '../models/unet.js';
+import { buildUNet, crossAttnLayers, UNET_SESSION_OPTIONS, type UNetConfig } from '../models/unet.js';
 import { loadVaeConfig, Vae, vaeConfigFromWeights } from '../models/vae.js';
 import type { ort } from '../models/onnx/session.js';
 import type { CheckpointRef, ClipValue, ModelValue, VaeValue } from '../nodes/values.js';
@@ -60,7 +60,7 @@ export async function unetRuntime(store: ModelStore, model: ModelValue, controln
       ipAdapter = ad; // layerWeights(processor index), as buildUNet asks
     }
     return buildUNet(ck.unet.config, ck.unet.weights, { ipAdapter, controlnet, name: adapterPath ? 'unet_ip' : 'unet' }).build();
-  });
+  }, UNET_SESSION_OPTIONS);
   return { session, config: ck.unet.config, ipLayers: adapterPath ? cross.length : 0 };
 }
 
