@@ -17,7 +17,7 @@ import { ImageProjector, IpAdapterModel } from '../models/ip-adapter.js';
 import { clipTextWeights } from '../models/keymaps/clip-text.js';
 import { vaeWeightsFromFile } from '../models/keymaps/ldm-vae.js';
 import { SafetensorsFile } from '../models/safetensors.js';
-import { ClipTokenizer } from '../models/tokenizer.js';
+import { ClipTokenizer, type TextCleaning } from '../models/tokenizer.js';
 import { buildUNet, crossAttnLayers, UNET_SESSION_OPTIONS, type UNetConfig } from '../models/unet.js';
 import { loadVaeConfig, Vae, vaeConfigFromWeights } from '../models/vae.js';
 import type { ort } from '../models/onnx/session.js';
@@ -81,7 +81,7 @@ export const SD15_SCHEDULER = {
 };
 
 /** The checkpoint's text encoder and the tokenizer. */
-export async function textRuntime(store: ModelStore, clip: ClipValue): Promise<{ encoder: ClipTextEncoder; tokenizer: ClipTokenizer }> {
+export async function textRuntime(store: ModelStore, clip: ClipValue, cleaning: TextCleaning = 'transformers'): Promise<{ encoder: ClipTextEncoder; tokenizer: ClipTokenizer }> {
   const ck = await checkpointParts(store, clip.checkpoint);
   const te = ck.textEncoder;
   if (!te) throw new Error(`${clip.checkpoint.path} has no text encoder (no text_encoder/ folder or cond_stage_model.* weights)`);
@@ -90,7 +90,7 @@ export async function textRuntime(store: ModelStore, clip: ClipValue): Promise<{
     const cfg = te.configPath ? loadClipTextConfig(te.configPath) : { ...SD15_TEXT_CONFIG };
     return ClipTextEncoder.load(weights, cfg, store.sessionConfig());
   }, (e) => e.release());
-  const tokenizer = await store.get(`tokenizer|${clip.tokenizerDir}`, () => ClipTokenizer.fromDir(clip.tokenizerDir));
+  const tokenizer = await store.get(`tokenizer|${clip.tokenizerDir}|${cleaning}`, () => ClipTokenizer.fromDir(clip.tokenizerDir, { cleaning }));
   return { encoder, tokenizer };
 }
 

@@ -1,5 +1,6 @@
 /** Text Encode: CLIP + prompt -> CONDITIONING (the text encoder's last hidden state, 77 tokens). */
 import { textRuntime } from '../engine/runtime.js';
+import type { TextCleaning } from '../models/tokenizer.js';
 import type { NodeDef } from './types.js';
 import { expectValue, type ClipValue, type ConditioningValue } from './values.js';
 
@@ -10,10 +11,14 @@ export const textEncode: NodeDef = {
   description: 'Encodes a text prompt with the checkpoint\'s CLIP text encoder (77 tokens; longer prompts are truncated). Use one for the positive and one for the negative prompt.',
   inputs: [{ name: 'clip', type: 'CLIP' }],
   outputs: [{ name: 'conditioning', type: 'CONDITIONING' }],
-  params: [{ name: 'text', kind: 'string', default: '', multiline: true }],
+  params: [
+    { name: 'text', kind: 'string', default: '', multiline: true },
+    // 'transformers' = what diffusers/ComfyUI do without ftfy (the reference); 'ftfy' = openai/CLIP's cleaning.
+    { name: 'cleaning', label: 'text cleaning', kind: 'enum', default: 'transformers', options: ['transformers', 'ftfy'] },
+  ],
   async execute(inputs, params, ctx) {
     const clip = expectValue<ClipValue>(inputs.clip, 'CLIP', 'clip');
-    const { encoder, tokenizer } = await textRuntime(ctx.models, clip);
+    const { encoder, tokenizer } = await textRuntime(ctx.models, clip, params.cleaning as TextCleaning);
     const text = params.text as string;
     const ids = tokenizer.encode(text);
     if (tokenizer.tokenize(text).length > tokenizer.maxLength - 2) {
