@@ -63,8 +63,13 @@ describe('demo model set', () => {
   });
 
   const examples = fs.readdirSync(path.join(root, 'examples')).filter((f) => f.endsWith('.json'));
-  it('has the four examples', () => {
-    expect(examples.sort()).toEqual(expect.arrayContaining(['image-and-text.json', 'image-prompt.json', 'img2img-image-prompt.json', 'lambda-sweep.json']));
+  it('has two ControlNets (diffusers folders), so the ControlNet examples and the editor\'s ControlNet slot run', async () => {
+    expect((await engine.listModels()).controlnet).toEqual([DEMO_NAMES.controlnetCanny, DEMO_NAMES.controlnetLineart]);
+  });
+
+  it('has the examples', () => {
+    expect(examples.sort()).toEqual(expect.arrayContaining(['image-and-text.json', 'image-prompt.json', 'img2img-image-prompt.json', 'lambda-sweep.json',
+      'ip-canny-controlnet.json', 'ip-two-controlnets.json', 'inpaint-image-prompt.json', 'style-transfer.json']));
   });
 
   // Each example end to end (with 2 sampler steps, to keep the test short; the CLI runs them in full).

@@ -42,7 +42,8 @@ export function defaultWorkflow(specMap: SpecMap, models: Partial<Record<ModelKi
     { key: 'neg', title: 'Text Encode', params: { text: NEGATIVE }, from: { CLIP: 'ckpt' } },
     ...(haveCn ? [
       { key: 'cnet', title: 'Load ControlNet', from: {} },
-      { key: 'cimage', title: 'Load Image', from: {} },
+      // The sample picture serves as control image too (its edges), so the default runs as it opens.
+      { key: 'cimage', title: 'Load Image', params: sampleImage ? { image: sampleImage } : undefined, from: {} },
       ...(haveCanny ? [{ key: 'edges', title: 'Canny', from: { IMAGE: 'cimage' } }] : []),
       // On both prompts, as the reference pipeline applies it to the whole guidance batch.
       { key: 'control', title: 'Apply ControlNet', from: { CONDITIONING: 'pos', CONTROL_NET: 'cnet', IMAGE: haveCanny ? 'edges' : 'cimage' } },
