@@ -165,6 +165,18 @@ describe('inpainting with the image prompt', () => {
     const half = await sample(toImg2img(base(2, { image: IMAGE, checkpoint: ck }), 1, path.join(tmp, 'half.png')));
     const clear = await sample(toImg2img(base(2, { image: IMAGE, checkpoint: ck }), 1, path.join(tmp, 'clear.png')));
     expect(half.samples).not.toEqual(clear.samples); // the mask channel reaches the UNet
+    // A ControlNet (4 input channels) drives the 9-channel UNet: it sees the latent channels only.
+    const cn = toImg2img(base(1, { image: IMAGE, checkpoint: ck }), 1, path.join(tmp, 'half.png'));
+    cn.nodes.push({ id: 'cn', type: 'load-controlnet', params: { control_net_name: DEMO_NAMES.controlnetCanny } });
+    for (const which of ['positive', 'negative']) {
+      cn.nodes.push({ id: `cn_${which}`, type: 'apply-controlnet', params: { strength: 1, start: 0, end: 1 } });
+      cn.edges = cn.edges.filter((e) => !(e.from.node === which && e.to.node === 'sampler'));
+      link(cn, which, 'conditioning', `cn_${which}`, 'conditioning');
+      link(cn, 'cn', 'control_net', `cn_${which}`, 'control_net');
+      link(cn, 'init', 'image', `cn_${which}`, 'image');
+      link(cn, `cn_${which}`, 'conditioning', 'sampler', which);
+    }
+    await sample(cn);
     const r = await engine.run(toImg2img(base(1, { image: IMAGE, checkpoint: ck }), 1));
     expect(r.error).toMatch(/inpainting model \(its UNet takes 9 channels\): give the sampler a masked latent/);
   });
