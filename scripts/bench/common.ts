@@ -1,0 +1,154 @@
+/**
+ * Shared pieces of the benchmark (scripts/bench.ts): arguments, random-weight safetensors
+ * written in chunks, sessions with the product's options or the command line's overrides, timing.
+ */
+import * as fs from 'node:fs';
+import type { BuiltModel } from '../../models/onnx/graph.js';
+import { createSession, ort, type Provider } from '../../models/onnx/session.js';
+
+/** Sections run when --only is not given. e2e and controlnet take minutes each on 2 cores: ask for them by name. */
+export const DEFAULT_SECTIONS = 'unet,text_encoder,vae_decode';
+
+export interface Args {
+  only: Set<string>; steps: number; provider: Provider; attention: 'mha' | 'onnx';
+  /** Overrides of the product's session options (UNET_SESSION_OPTIONS / createSession defaults). */
+  opt?: 'all' | 'extended' | 'basic' | 'disabled'; prepack?: boolean; threads: number; keep: boolean;
+  /** Explicit --steps (sections with their own default, e2e's 2 DDIM steps, use it only when given). */
+  stepsGiven: boolean;
+  /** e2e: the image prompt. */
+  image?: string;
+}
+
+export function parseArgs(argv: string[]): Args {
+  const val = (k: string) => { const i = argv.indexOf(k); return i >= 0 ? argv[i + 1] : undefined; };
+  return {
+    only: new Set((val('--only') ?? DEFAULT_SECTIONS).split(',').map((s) => s.trim()).filter(Boolean)),
+    steps: Math.max(1, Number(val('--steps') ?? 3)),
+    stepsGiven: val('--steps') !== undefined,
+    provider: (val('--provider') ?? 'cpu') as Provider,
+    attention: (val('--attention') ?? 'mha') as 'mha' | 'onnx',
+    opt: val('--opt') as Args['opt'],
+    prepack: argv.includes('--no-prepack') ? false : argv.includes('--prepack') ? true : undefined,
+    threads: Number(val('--threads') ?? 0),
+    keep: argv.includes('--keep'),
+    image: val('--image'),
+  };
+}
+
+/** One benchmark section: writes what it needs under `dir` and returns its figures. */
+export type Section = (dir: string, a: Args) => Promise<Record<string, unknown>>;
+
+// ---------------------------------------------------------------------------------------
+// Random weights, streamed to disk (the SD1.5 UNet is 3.4 GB in fp32).
+// ---------------------------------------------------------------------------------------
+
+/** Writes a safetensors file of random F32 tensors (xorshift32 from `seed`), chunk by chunk; returns its size. */
+export function writeRandomSafetensors(file: string, shapes: Map<string, number[]>, seed: number): number {
+  const header: Record<string, unknown> = {};
+  let off = 0;
+  for (const [k, s] of shapes) {
+    const bytes = s.reduce((a, d) => a * d, 1) * 4;
+    header[k] = { dtype: 'F32', shape: s, data_offsets: [off, off + bytes] };
+    off += bytes;
+  }
+  let json = Buffer.from(JSON.stringify(header), 'utf8');
+  json = Buffer.concat([json, Buffer.alloc((8 - (json.length % 8)) % 8, 0x20)]);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  const fd = fs.openSync(file, 'w');
+  try {
+    fs.writeSync(fd, len);
+    fs.writeSync(fd, json);
+    const chunk = new Float32Array(1 << 22);
+    let s = seed >>> 0 || 1;
+    for (const [k, shape] of shapes) {
+      const n = shape.reduce((a, d) => a * d, 1);
+      // Norm weights near 1, everything else uniform with std ~ 1/sqrt(fan_in): activations stay
+      // O(1) through the network, so no denormals or infinities distort the timing.
+      const isNormWeight = shape.length === 1 && /norm[^.]*\.weight$|layer_norm\d?\.weight$|\.norm\d\.weight$/.test(k);
+      const fanIn = shape.length > 1 ? n / shape[0] : 1;
+      const amp = isNormWeight ? 0.1 : Math.sqrt(3 / fanIn);
+      const center = isNormWeight ? 1 : 0;
+      for (let done = 0; done < n;) {
+        const m = Math.min(chunk.length, n - done);
+        for (let i = 0; i < m; i++) {
+          s ^= s << 13; s ^= s >>> 17; s ^= s << 5; // xorshift32
+          chunk[i] = center + amp * ((s >>> 0) / 2147483648 - 1);
+        }
+        fs.writeSync(fd, new Uint8Array(chunk.buffer, 0, m * 4));
+        done += m;
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return fs.statSync(file).size;
+}
+
+/** Reads a file once, sequentially, as a baseline for session creation. */
+export function readOnce(file: string): number {
+  const t0 = performance.now();
+  const fd = fs.openSync(file, 'r');
+  const buf = Buffer.allocUnsafe(1 << 24);
+  try {
+    while (fs.readSync(fd, buf, 0, buf.length, null) > 0) { /* read */ }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return (performance.now() - t0) / 1000;
+}
+
+// ---------------------------------------------------------------------------------------
+// Sessions: the product's createSession with each network's own options, unless overridden.
+// ---------------------------------------------------------------------------------------
+
+function sessionOptions(base: ort.InferenceSession.SessionOptions, a: Args): ort.InferenceSession.SessionOptions {
+  const o: ort.InferenceSession.SessionOptions = { ...base };
+  if (a.opt) o.graphOptimizationLevel = a.opt;
+  if (a.prepack !== undefined) o.extra = { session: { disable_prepacking: a.prepack ? '0' : '1' } };
+  return o;
+}
+
+export function openSession(built: BuiltModel, cacheDir: string, a: Args, base: ort.InferenceSession.SessionOptions = {}): Promise<ort.InferenceSession> {
+  return createSession(built, { cacheDir, provider: a.provider, threads: a.threads, sessionOptions: sessionOptions(base, a) });
+}
+
+/** The options a section actually ran with, for the JSON. */
+export function describeOptions(base: ort.InferenceSession.SessionOptions, a: Args): Record<string, unknown> {
+  const o = sessionOptions(base, a);
+  const extra = o.extra as { session?: { disable_prepacking?: string } } | undefined;
+  return { opt_level: o.graphOptimizationLevel ?? 'all', prepacking: extra?.session?.disable_prepacking !== '1', provider: a.provider };
+}
+
+// ---------------------------------------------------------------------------------------
+// Timing and inputs
+// ---------------------------------------------------------------------------------------
+
+export const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+/** Peak resident set of this process so far, MB. */
+export const rssMb = () => process.resourceUsage().maxRSS / 1024;
+/** Deterministic values in [-1, 1) (LCG), for network inputs. */
+export const randn = (n: number, seed: number) => {
+  let s = seed;
+  return new Float32Array(n).map(() => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return (s / 2 ** 32 - 0.5) * 2; });
+};
+export const seconds = (t0: number) => (performance.now() - t0) / 1000;
+
+/** One warm-up run, then `steps` timed runs (ms, rounded). */
+export async function timeRuns(steps: number, run: () => Promise<unknown>): Promise<{ warmup_ms: number; ms: number[] }> {
+  let t0 = performance.now();
+  await run();
+  const warmup = performance.now() - t0;
+  const ms: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    t0 = performance.now();
+    await run();
+    ms.push(performance.now() - t0);
+  }
+  return { warmup_ms: Math.round(warmup), ms: ms.map(Math.round) };
+}
+
+/** Throws when a network's output has NaN / Inf (random weights gone wrong would time denormal paths). */
+export function checkFinite(what: string, data: unknown): void {
+  if (!(data as Float32Array).every(Number.isFinite)) throw new Error(`bench: ${what} output is not finite`);
+}
