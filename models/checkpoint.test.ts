@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CheckpointError, detectCheckpoint, loadCheckpoint } from './checkpoint.js';
 import { ldmUnetName } from './keymaps/ldm-unet.js';
 import { SafetensorsFile, encodeSafetensors, type TensorToWrite } from './safetensors.js';
-import { parseUNetConfig, unetParameterShapes, type UNetConfig } from './unet.js';
+import { unetParameterShapes } from './unet.js';
+import { parseUNetConfig, type UNetConfig } from './unet-config.js';
 
 const tinyConfig = (cross: number, linearProj = false): UNetConfig => parseUNetConfig({
   block_out_channels: [32, 64], layers_per_block: 1, attention_head_dim: 8, norm_num_groups: 32, cross_attention_dim: cross,

@@ -9,8 +9,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { WeightMap } from './onnx/graph.js';
+import { refusePickle } from './pickle.js';
 import { SafetensorsFile, type TensorRef } from './safetensors.js';
-import { type UNetConfig, parseUNetConfig, readUNetConfig } from './unet.js';
+import { type UNetConfig, parseUNetConfig, readUNetConfig } from './unet-config.js';
 import { LDM_UNET_PREFIX, LdmUNetWeights } from './keymaps/ldm-unet.js';
 
 /** A file or folder that is not an SD1.5-family checkpoint, explained for a person. */
@@ -158,9 +159,7 @@ function refuseByStructure(file: string, u: DetectedCheckpoint['unet']): void {
 
 /** Detects an SD1.5-family checkpoint from a safetensors file's keys and shapes, or throws CheckpointError. */
 export function detectCheckpoint(file: string | SafetensorsFile): DetectedCheckpoint {
-  if (typeof file === 'string' && !file.toLowerCase().endsWith('.safetensors') && /\.(ckpt|pt|pth|bin)$/i.test(file)) {
-    throw new CheckpointError(file, `${base(file)} is a pickle checkpoint; only .safetensors files are read (pickles can run code). Convert it to safetensors first.`);
-  }
+  if (typeof file === 'string') refusePickle(file, 'the checkpoint');
   const st = typeof file === 'string' ? SafetensorsFile.open(file) : file;
   const keys = st.keys();
   refuseByKeys(st.file, keys);
@@ -245,6 +244,8 @@ export function componentWeightsFile(dir: string, stem: string): string {
     const p = path.join(dir, f);
     if (fs.existsSync(p)) return p;
   }
+  // Only pickle weights (diffusers' .bin): say so, with how to convert them.
+  for (const f of [`${stem}.bin`, `${stem}.fp16.bin`]) if (fs.existsSync(path.join(dir, f))) refusePickle(path.join(dir, f), `the ${path.basename(dir)} weights file`);
   throw new CheckpointError(dir, `${dir}: no ${stem}.safetensors found (pickle .bin weights are not read)`);
 }
 
@@ -290,6 +291,7 @@ export function loadCheckpoint(pathOrDir: string, opts: LoadOptions = {}): Loade
   const p = path.resolve(pathOrDir);
   if (!fs.existsSync(p)) throw new CheckpointError(p, `${p} does not exist`);
   if (fs.statSync(p).isDirectory()) return loadDiffusersFolder(p);
+  refusePickle(p, 'the checkpoint');
   const st = SafetensorsFile.open(p);
   const det = detectCheckpoint(st);
   if (det.layout === 'diffusers-unet') {

@@ -16,6 +16,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Graph, Module, DataType, type WeightMap, attention, conv2d, gelu, layerNorm, linear, quickGelu } from './onnx/graph.js';
 import { createSession, ort, type Provider } from './onnx/session.js';
+import { refusePickle } from './pickle.js';
 import { SafetensorsFile } from './safetensors.js';
 import { CLIP_DEFAULTS, readPreprocessorConfig, type ClipPreprocessConfig, type Tensor } from './image-preprocess.js';
 
@@ -198,13 +199,6 @@ export function buildClipVision(cfg: ClipVisionConfig, w: WeightMap): Graph {
   return g;
 }
 
-/** Refuses pickle-based weight files (never unpickled: they can run code). */
-export function refusePickle(file: string, what: string): void {
-  if (/\.(bin|pt|pth|ckpt|pkl)$/i.test(file)) {
-    throw new Error(`${file}: ${what} in PyTorch pickle format (${path.extname(file)}) cannot be loaded safely; convert it to .safetensors first (for example with the safetensors "convert" tool or torch.load + safetensors.torch.save_file)`);
-  }
-}
-
 /** Where a CLIP vision model's weights, config and preprocessor config are. */
 export interface ClipVisionFiles { weights: string; config: ClipVisionConfig; preprocess: ClipPreprocessConfig }
 
@@ -222,12 +216,15 @@ export function resolveClipVision(src: string, opts: { config?: ClipVisionConfig
     dir = abs;
     weights = path.join(abs, 'model.safetensors');
     if (!fs.existsSync(weights)) {
-      const any = fs.readdirSync(abs).filter((n) => n.endsWith('.safetensors'));
+      const names = fs.readdirSync(abs);
+      const any = names.filter((n) => n.endsWith('.safetensors'));
+      // A transformers folder with only pytorch_model.bin: say it is a pickle and how to convert it.
+      if (any.length === 0 && names.includes('pytorch_model.bin')) refusePickle(path.join(abs, 'pytorch_model.bin'), 'the CLIP vision model');
       if (any.length !== 1) throw new Error(`${abs}: expected model.safetensors (transformers CLIPVisionModelWithProjection) in this folder`);
       weights = path.join(abs, any[0]);
     }
   }
-  refusePickle(weights, 'the CLIP vision model is');
+  refusePickle(weights, 'the CLIP vision model');
   const file = SafetensorsFile.open(weights);
   let config = opts.config;
   const cfgFile = path.join(dir, 'config.json');

@@ -3,11 +3,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SafetensorsFile, encodeSafetensors, type TensorToWrite } from './safetensors.js';
-import { UNetModel, numDownResiduals, parseUNetConfig, unetParameterShapes } from './unet.js';
-import {
-  ControlNet, type ControlNetConfig, type ControlResiduals, checkControlNetFitsUNet, controlNetParameterShapes,
-  loadControlNet, parseControlNetConfig, sumResiduals, zeroResiduals,
-} from './controlnet.js';
+import { UNetModel, unetParameterShapes } from './unet.js';
+import { numDownResiduals, parseUNetConfig } from './unet-config.js';
+import { ControlNet, type ControlResiduals, controlNetParameterShapes, sumResiduals, zeroResiduals } from './controlnet.js';
+import { type ControlNetConfig, checkControlNetFitsUNet, loadControlNet, parseControlNetConfig } from './controlnet-load.js';
 import { ldmControlNetName } from './keymaps/ldm-controlnet.js';
 
 /** A tiny SD1.5-shaped ControlNet config (as diffusers config.json): 2 levels, 1 layer, context 8. */

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEMO_UNET_CONFIG } from '../engine/demo.js';
 import { blockFactors, ipScales, parseLayerWeights, transformerOf, transformerOrder } from './ip-adapter-blocks.js';
-import { crossAttnLayers, parseUNetConfig } from './unet.js';
+import { crossAttnLayers, parseUNetConfig } from './unet-config.js';
 
 // runwayml/stable-diffusion-v1-5 unet/config.json (the fields that shape the attention layers).
 const SD15 = parseUNetConfig({

@@ -22,7 +22,7 @@
  * down_blocks.2.attentions.1 for layout, has no SD1.5 counterpart by name, so the presets follow
  * ComfyUI_IPAdapter_plus, the one most people use with SD1.5.)
  */
-import { crossAttnLayers, type UNetConfig } from './unet.js';
+import { crossAttnLayers, type UNetConfig } from './unet-config.js';
 
 export const BLOCK_PRESETS = ['all', 'style only', 'composition only', 'custom'] as const;
 export type BlockPreset = (typeof BLOCK_PRESETS)[number];

@@ -17,7 +17,8 @@ import * as path from 'node:path';
 import { Graph, Module, DataType, attention, gelu, layerNorm, linear } from './onnx/graph.js';
 import { createSession, ort, type Provider } from './onnx/session.js';
 import { SafetensorsFile, type TensorRef } from './safetensors.js';
-import { refusePickle, type ClipVision, type ClipVisionConfig } from './clip-vision.js';
+import type { ClipVision, ClipVisionConfig } from './clip-vision.js';
+import { refusePickle } from './pickle.js';
 import type { Tensor } from './image-preprocess.js';
 
 /** The per-layer image key/value projections of one attention processor. */
@@ -59,7 +60,7 @@ export class IpAdapterModel {
   /** Opens and classifies an adapter file. `.bin`/`.pt` files are refused (never unpickled). */
   static load(file: string): IpAdapterModel {
     const abs = path.resolve(file);
-    refusePickle(abs, 'the IP-Adapter is');
+    refusePickle(abs, 'the IP-Adapter');
     const w = SafetensorsFile.open(abs);
     const fail = (why: string): never => { throw new Error(`${abs}: not a supported IP-Adapter file: ${why}`); };
 

@@ -3,7 +3,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SafetensorsFile, encodeSafetensors, type TensorToWrite } from './safetensors.js';
-import { UNetModel, attnProcessors, crossAttnLayers, numDownResiduals, parseUNetConfig, unetParameterShapes, type UNetConfig } from './unet.js';
+import { UNetModel, unetParameterShapes } from './unet.js';
+import { attnProcessors, crossAttnLayers, numDownResiduals, parseUNetConfig, type UNetConfig } from './unet-config.js';
 import { ldmUnetName } from './keymaps/ldm-unet.js';
 
 const SD15 = parseUNetConfig({

@@ -12,7 +12,7 @@
  */
 import type { WeightMap } from '../onnx/graph.js';
 import type { SafetensorsFile, TensorRef } from '../safetensors.js';
-import type { UNetConfig } from '../unet.js';
+import type { UNetConfig } from '../unet-config.js';
 import { ldmUnetName } from './ldm-unet.js';
 
 /**

@@ -10,7 +10,7 @@
  */
 import type { WeightMap } from '../onnx/graph.js';
 import type { SafetensorsFile, TensorRef } from '../safetensors.js';
-import { type UNetConfig, downBlockSpecs, upBlockSpecs } from '../unet.js';
+import { type UNetConfig, downBlockSpecs, upBlockSpecs } from '../unet-config.js';
 
 /** The UNet key prefix inside an original single-file checkpoint. */
 export const LDM_UNET_PREFIX = 'model.diffusion_model.';

@@ -19,7 +19,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ControlNet, MID_RESIDUAL, downResidualName, loadControlNet } from '../../../models/controlnet.js';
+import { ControlNet, MID_RESIDUAL, downResidualName } from '../../../models/controlnet.js';
+import { loadControlNet } from '../../../models/controlnet-load.js';
 import type { Workflow } from '../../../engine/api.js';
 import { Executor } from '../../../engine/executor.js';
 import { ModelStore } from '../../../engine/model-store.js';
