@@ -8,6 +8,8 @@ import type { ExecContext } from '../engine/context.js';
 import { applyIpAdapter } from './apply-ip-adapter.js';
 import { adapterActive } from './ddim-sampler.js';
 import { emptyLatentImage } from './empty-latent-image.js';
+import { imageToMask } from './image-to-mask.js';
+import { setLatentNoiseMask } from './set-latent-noise-mask.js';
 import { loadImage } from './load-image.js';
 import type { ImageValue, IpAdapterValue, IpTokensValue, LatentValue, MaskValue, ModelValue } from './values.js';
 
@@ -67,5 +69,26 @@ describe('Apply IP-Adapter', () => {
     const w = { start: 0.2, end: 0.6 };
     expect(Array.from({ length: 10 }, (_, i) => adapterActive(w, i, 10))).toEqual([false, false, true, true, true, true, true, false, false, false]);
     expect(Array.from({ length: 4 }, (_, i) => adapterActive({ start: 0, end: 1 }, i, 4))).toEqual([true, true, true, true]);
+  });
+});
+
+describe('masks for inpainting', () => {
+  it('Image To Mask takes a channel (or the luminance), optionally inverted', async () => {
+    const image: ImageValue = { kind: 'IMAGE', batch: 1, width: 2, height: 1, data: Float32Array.from([1, 0, 0, 0, 1, 1]) };
+    const m = async (channel: string, invert = false) => Array.from(((await imageToMask.execute({ image }, { channel, invert }, ctx)).mask as MaskValue).data);
+    expect(await m('red')).toEqual([1, 0]);
+    expect(await m('blue', true)).toEqual([1, 0]);
+    expect((await m('luminance')).map((v) => Number(v.toFixed(3)))).toEqual([0.299, 0.701]);
+  });
+
+  it('Set Latent Noise Mask scales the mask to the latent (binarized, or soft) and refuses a wrong batch', async () => {
+    const latent = (await emptyLatentImage.execute({}, { width: 64, height: 64, batch_size: 1 }, ctx)).latent as LatentValue;
+    const mask: MaskValue = { kind: 'MASK', batch: 1, width: 64, height: 64, data: new Float32Array(64 * 64).fill(0.6) };
+    const hard = (await setLatentNoiseMask.execute({ samples: latent, mask }, { binarize: true }, ctx)).latent as LatentValue;
+    expect(hard.noiseMask!.data).toEqual(new Float32Array(8 * 8).fill(1));
+    expect(hard.samples).toBe(latent.samples);
+    const soft = (await setLatentNoiseMask.execute({ samples: latent, mask }, { binarize: false }, ctx)).latent as LatentValue;
+    expect(soft.noiseMask!.data).toEqual(new Float32Array(8 * 8).fill(0.6));
+    await expect(setLatentNoiseMask.execute({ samples: latent, mask: { ...mask, batch: 2 } }, { binarize: true }, ctx)).rejects.toThrow(/2 planes for 1 latents/);
   });
 });
