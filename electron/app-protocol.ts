@@ -8,7 +8,7 @@
  * Pure path logic here; main.ts turns the answer into a Response.
  */
 import * as path from 'node:path';
-import { confinedPath } from '../engine/server.js';
+import { confinedPath } from '../engine/host-api.js';
 import { APP_HOST, APP_SCHEME } from './channels.js';
 
 /**

@@ -1,33 +1,10 @@
 /**
- * File-system helpers of the desktop host: atomic writes, bounded reads, safe file names.
- * Everything the user saves goes through `writeFileAtomic`, so a crash or a full disk never
- * leaves half a workflow where the old one was.
+ * File-system helpers of the desktop host: bounded reads, safe file names, names that never
+ * overwrite. Writes go through engine/fs-atomic.ts `writeFileAtomic`, so a crash or a full disk
+ * never leaves half a workflow where the old one was.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as crypto from 'node:crypto';
-
-/**
- * Writes `bytes` to `target` via a temporary file in the same folder, flushed, then renamed over
- * the target (rename is atomic within one file system, also over an existing file on Windows).
- */
-export async function writeFileAtomic(target: string, bytes: Uint8Array | string): Promise<void> {
-  const dir = path.dirname(target);
-  const tmp = path.join(dir, `.${path.basename(target)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
-  try {
-    const fh = await fs.promises.open(tmp, 'wx', 0o644);
-    try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.promises.rename(tmp, target);
-  } catch (e) {
-    await fs.promises.rm(tmp, { force: true });
-    throw new Error(`could not write ${target}: ${(e as Error).message}`);
-  }
-}
 
 /** Reads a file the user chose, refusing anything larger than `maxBytes` (or not a file). */
 export async function readFileLimited(file: string, maxBytes: number): Promise<Buffer> {

@@ -7,16 +7,16 @@
  * map of engine/protocol.ts (the same schemas web mode checks), desktop-only calls with the
  * schemas below. A malformed message is answered with an error; main never throws it away.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import type { EngineApi, EngineSettings, ImageRef, RunEvent } from '../engine/api.js';
-import {
-  channels, summarise, WorkflowSchema, type ChannelName, type ChannelRequest, type ChannelResponse, type HostInfo,
-} from '../engine/protocol.js';
-import { confinedPath, importExampleImages, importSampleImage, listExamples, storeUpload } from '../engine/server.js';
+import type { EngineApi, EngineSettings, RunEvent } from '../engine/api.js';
+import { writeFileAtomic } from '../engine/fs-atomic.js';
+import { createApiHandlers, eventWithUrls, invokeApi, type InvokeResult } from '../engine/host-api.js';
+import { summarise, type HostInfo } from '../engine/protocol.js';
 import { APP_ORIGIN, NATIVE_EDITS, type NativeEdit } from './channels.js';
-import { readFileLimited, safeFileName, uniquePath, writeFileAtomic } from './files.js';
+import { readFileLimited, safeFileName, uniquePath } from './files.js';
+
+export type { InvokeResult };
 
 /** Who sent an IPC message: the sending frame's URL and its webContents id. */
 export interface Sender {
@@ -40,7 +40,7 @@ export interface Dialogs {
 export interface DesktopHostOptions {
   engine: EngineApi;
   /** Read on each hostInfo call: demo state and notices change with the settings. */
-  info: () => Omit<HostInfo, 'host'>;
+  info: () => Omit<HostInfo, 'host' | 'sampleImage'>;
   examplesDir: string;
   /** Uploaded images (Load Image) are stored here, content-hashed. */
   inputsDir: string;
@@ -54,7 +54,6 @@ export interface DesktopHostOptions {
   now?: () => number;
 }
 
-export type InvokeResult = { ok: true; result: unknown } | { ok: false; error: string };
 export interface OpenedFile {
   name: string;
   bytes: Uint8Array;
@@ -125,54 +124,19 @@ export function createDesktopHost(opts: DesktopHostOptions): DesktopHost {
     }
   }
 
-  // The examples' image prompt, imported into the inputs folder once: the default workflow starts with it.
-  let sample: { value: string; url: string } | null | undefined;
-  const sampleImage = () => (sample === undefined ? (sample = importSampleImage(opts.examplesDir, opts.inputsDir)) : sample);
-
-  type Handler<K extends ChannelName> = (req: ChannelRequest<K>) => Promise<ChannelResponse<K>> | ChannelResponse<K>;
   const engine = opts.engine;
-  const handlers: { [K in ChannelName]: Handler<K> } = {
-    hostInfo: () => {
-      const sample = sampleImage();
-      return { host: 'electron', ...opts.info(), ...(sample ? { sampleImage: sample } : {}) };
-    },
-    nodeSpecs: () => engine.nodeSpecs(),
-    listModels: () => engine.listModels(),
-    validate: (r) => engine.validate(r.workflow),
-    enqueue: (r) => engine.enqueue(r.workflow),
-    cancel: (r) => (engine.cancel(r.runId), {}),
-    getSettings: () => engine.settings(),
-    updateSettings: (r) => {
-      const s = engine.updateSettings(r);
-      opts.onSettings?.(s);
-      return s;
-    },
-    listExamples: () => listExamples(opts.examplesDir),
-    readExample: (r) => {
-      const file = confinedPath(opts.examplesDir, r.name);
-      if (!file || !fs.existsSync(file)) throw new Error(`no example named ${r.name}`);
-      const parsed = WorkflowSchema.safeParse(JSON.parse(fs.readFileSync(file, 'utf8')));
-      if (!parsed.success) throw new Error(`${r.name} is not a workflow: ${summarise(parsed.error)}`);
-      return importExampleImages(parsed.data, opts.examplesDir, opts.inputsDir, engine.nodeSpecs());
-    },
-    uploadImage: (r) => storeUpload(opts.inputsDir, r.name, r.dataBase64),
-  };
+  const handlers = createApiHandlers({
+    engine, host: 'electron', info: opts.info, examplesDir: opts.examplesDir, inputsDir: opts.inputsDir, onSettings: opts.onSettings,
+  });
 
   return {
     async invoke(sender, method, params) {
       try {
         checkSender(sender);
-        if (typeof method !== 'string' || !Object.hasOwn(channels, method)) {
-          return { ok: false, error: `malformed request: unknown method ${JSON.stringify(method)}` };
-        }
-        const name = method as ChannelName;
-        const parsed = channels[name].request.safeParse(params ?? {});
-        if (!parsed.success) return { ok: false, error: `invalid params for ${name}: ${summarise(parsed.error)}` };
-        const result = await (handlers[name] as Handler<ChannelName>)(parsed.data as never);
-        return { ok: true, result };
       } catch (e) {
-        return { ok: false, error: (e as Error)?.message ?? String(e) };
+        return { ok: false, error: (e as Error).message };
       }
+      return invokeApi(handlers, method, params);
     },
 
     async openFile(sender, kind) {
@@ -224,7 +188,7 @@ export function createDesktopHost(opts: DesktopHostOptions): DesktopHost {
 
     forwardEvents(send) {
       return engine.subscribe((event) => {
-        send(event.type === 'output' ? { ...event, images: withUrls(engine.settings().outputDir, event.images) } : event);
+        send(eventWithUrls(engine.settings().outputDir, event));
       });
     },
 
@@ -238,24 +202,4 @@ function parseOr<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const r = schema.safeParse(value);
   if (!r.success) throw new Error(`malformed ${what}: ${summarise(r.error)}`);
   return r.data;
-}
-
-/**
- * URLs for output images, as web mode gives them: `/outputs/<relative path>` served (and confined)
- * by the app protocol; an image the engine wrote elsewhere (a temporary preview) is inlined.
- */
-export function withUrls(outputDir: string, images: ImageRef[]): ImageRef[] {
-  const outDir = path.resolve(outputDir);
-  return images.map((img) => {
-    if (img.url) return img;
-    const rel = path.relative(outDir, path.resolve(img.path));
-    if (rel && !rel.startsWith('..') && !path.isAbsolute(rel)) {
-      return { ...img, url: '/outputs/' + rel.split(path.sep).map(encodeURIComponent).join('/') };
-    }
-    try {
-      return { ...img, url: 'data:image/png;base64,' + fs.readFileSync(img.path).toString('base64') };
-    } catch {
-      return img;
-    }
-  });
 }

@@ -6,7 +6,6 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import {
   app, BrowserWindow, dialog, ipcMain, Menu, protocol, session, shell,
@@ -14,9 +13,10 @@ import {
 } from 'electron';
 import type { RunEvent } from '../engine/api.js';
 import { createEngine, type Engine } from '../engine/engine.js';
+import { hostNotices, providersHere, resolveSettings, saveSettings, settingsFileOf } from '../engine/host-config.js';
 import { resolveAppRequest } from './app-protocol.js';
 import { APP_ORIGIN, APP_SCHEME, IPC, type MenuAction } from './channels.js';
-import { parseDesktopArgs, providersHere, resolveSettings, saveSettings } from './config.js';
+import { parseDesktopArgs } from './config.js';
 import { createDesktopHost, type Dialogs, type Sender } from './ipc.js';
 import { menuTemplate } from './menu.js';
 import { hardenSession, hardenWebContents, windowOptions } from './security.js';
@@ -88,7 +88,7 @@ async function start(): Promise<void> {
   // process.argv: [electron, app path, ...flags] in development, [app, ...flags] when packaged.
   const args = parseDesktopArgs(process.argv.slice(app.isPackaged ? 1 : 2));
   fs.mkdirSync(args.userData, { recursive: true });
-  const settingsFile = path.join(args.userData, 'settings.json');
+  const settingsFile = settingsFileOf(args.userData);
   const settings = resolveSettings(args, settingsFile);
   for (const d of [settings.modelsDir, settings.outputDir]) fs.mkdirSync(d, { recursive: true });
   const inputsDir = path.join(args.userData, 'inputs');
@@ -103,8 +103,7 @@ async function start(): Promise<void> {
   eng.subscribe((e: RunEvent) => {
     if (e.type === 'log') log(`[engine] ${e.message}`);
   });
-  const ortBin = path.join(path.dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json')), 'bin', 'napi-v6');
-  const providers = providersHere(ortBin);
+  const providers = providersHere();
 
   hardenSession(session.defaultSession, log);
   protocol.handle(APP_SCHEME, async (req) => {
@@ -124,7 +123,7 @@ async function start(): Promise<void> {
       version: app.getVersion(),
       providers,
       demo: eng.isDemo(),
-      notices: eng.isDemo() ? ['Demo models: tiny random weights, so images are noise. Point Settings → Models folder at real SD1.5 models.'] : [],
+      notices: hostNotices(eng),
     }),
     examplesDir: path.join(appRoot, 'examples'),
     inputsDir,

@@ -10,12 +10,12 @@
  * an empty models folder (or --demo) uses the demo model set.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ParamValue } from '../nodes/types.js';
 import type { EngineSettings, RunEvent, Workflow } from './api.js';
 import { createEngine } from './engine.js';
+import { defaultUserData, readSettings, settingsFileOf } from './host-config.js';
 import { readEmbeddedWorkflow } from './png.js';
 import { parseWorkflow } from './workflow.js';
 
@@ -31,18 +31,9 @@ export interface CliArgs {
 
 const USAGE = 'usage: npm run generate -- <workflow.json|image.png> [--models DIR] [--out DIR] [--provider cpu|webgpu|cuda|dml] [--set node.param=value ...] [--demo] [--user-data DIR]';
 
-/** The app's per-user folder (same default and variable as the web and desktop hosts). */
-export function defaultUserData(env: NodeJS.ProcessEnv): string {
-  return env.IPA_STUDIO_USER_DATA || path.join(os.homedir(), '.ipadapter-studio');
-}
-
 /** The models folder the app is set to (settings.json in the user folder), else <user data>/models. */
 function defaultModels(userData: string): string {
-  try {
-    const saved = JSON.parse(fs.readFileSync(path.join(userData, 'settings.json'), 'utf8')) as { modelsDir?: unknown };
-    if (typeof saved.modelsDir === 'string' && saved.modelsDir) return saved.modelsDir;
-  } catch { /* no saved settings */ }
-  return path.join(userData, 'models');
+  return readSettings(settingsFileOf(userData)).modelsDir ?? path.join(userData, 'models');
 }
 
 export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): CliArgs {

@@ -79,14 +79,55 @@ export function checkOutputPrefix(prefix: string): string | null {
   return null;
 }
 
-/** Joins a checked prefix under `outputDir`, and checks the result stays inside it. */
+/**
+ * Joins a checked prefix under `outputDir`, and checks the result stays inside it, also after
+ * symlinks: a subfolder of the output folder that is a symlink to elsewhere is refused.
+ */
 export function outputPath(outputDir: string, relative: string): string {
   const err = checkOutputPrefix(relative);
   if (err) throw new Error(err);
   const root = path.resolve(outputDir);
   const p = path.resolve(root, relative);
   if (!p.startsWith(root + path.sep)) throw new Error(`"${relative}" would be written outside the output folder ${root}`);
+  if (!isInsideReal(root, p, false)) {
+    throw new Error(`"${relative}" leads outside the output folder ${root} through a symbolic link`);
+  }
   return p;
+}
+
+/**
+ * The real path of `p`: its deepest existing ancestor (or itself) with symlinks resolved, plus
+ * the components that do not exist yet. Null when that ancestor is a dangling symlink (writing
+ * through it could create a file anywhere).
+ */
+export function realPathOf(p: string): string | null {
+  let cur = path.resolve(p);
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      fs.lstatSync(cur);
+    } catch {
+      const parent = path.dirname(cur);
+      if (parent === cur) return path.join(cur, ...rest);
+      rest.unshift(path.basename(cur));
+      cur = parent;
+      continue;
+    }
+    try {
+      return path.join(fs.realpathSync(cur), ...rest);
+    } catch {
+      return null;
+    }
+  }
+}
+
+/** True when `p` is inside `root` (or is `root`, when `allowRoot`) after resolving symlinks of both. */
+export function isInsideReal(root: string, p: string, allowRoot = true): boolean {
+  const realRoot = realPathOf(root);
+  const real = realPathOf(p);
+  if (!realRoot || !real) return false;
+  if (real === realRoot) return allowRoot;
+  return real.startsWith(realRoot.endsWith(path.sep) ? realRoot : realRoot + path.sep);
 }
 
 /** Lists the models of each kind: `.safetensors` files and model folders, up to two levels deep. */

@@ -6,15 +6,11 @@
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
-import crypto from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { EngineApi, EngineSettings, ImageRef, RunEvent, Workflow } from './api.js';
-import type { NodeSpec } from '../nodes/types.js';
-import {
-  channels, parseRequest, WorkflowSchema, summarise,
-  type ChannelName, type ChannelRequest, type ChannelResponse, type HostInfo, type ServerMessage,
-} from './protocol.js';
+import type { EngineApi, EngineSettings, RunEvent } from './api.js';
+import { confinedPath, createApiHandlers, eventWithUrls, invokeApi } from './host-api.js';
+import { parseRequest, type HostInfo, type ServerMessage } from './protocol.js';
 
 export interface ServerOptions {
   engine: EngineApi;
@@ -26,7 +22,7 @@ export interface ServerOptions {
   userDataDir: string;
   examplesDir: string;
   /** Read on each request: demo state and notices change with the settings. */
-  info: () => Omit<HostInfo, 'host'>;
+  info: () => Omit<HostInfo, 'host' | 'sampleImage'>;
   /** Called after settings change (the host persists them). */
   onSettings?: (s: EngineSettings) => void;
 }
@@ -44,23 +40,6 @@ const MIME: Record<string, string> = {
 };
 const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.webp']);
 const MAX_MESSAGE_BYTES = 48 * 1024 * 1024;
-
-/** Resolves `rel` under `root`, or null when it would escape it (`..`, absolute, NUL, symlink out). */
-export function confinedPath(root: string, rel: string): string | null {
-  if (rel.includes('\0')) return null;
-  const base = path.resolve(root);
-  const full = path.resolve(base, '.' + path.sep + rel);
-  if (full !== base && !full.startsWith(base + path.sep)) return null;
-  try {
-    // A symlink inside the folder must not lead outside it either.
-    const real = fs.realpathSync(full);
-    const realBase = fs.realpathSync(base);
-    if (real !== realBase && !real.startsWith(realBase + path.sep)) return null;
-  } catch {
-    /* missing file: the caller answers 404 */
-  }
-  return full;
-}
 
 function csp(port: number): string {
   return [
@@ -125,53 +104,9 @@ export async function startServer(opts: ServerOptions): Promise<WebServer> {
     });
   }
 
-  // ---- the API ----------------------------------------------------------------------------------
-
-  /** Adds a URL the browser can load to each image the engine reports. */
-  function withUrls(images: ImageRef[]): ImageRef[] {
-    const outDir = path.resolve(opts.engine.settings().outputDir);
-    return images.map((img) => {
-      if (img.url) return img;
-      const rel = path.relative(outDir, path.resolve(img.path));
-      if (!rel.startsWith('..') && !path.isAbsolute(rel)) {
-        return { ...img, url: '/outputs/' + rel.split(path.sep).map(encodeURIComponent).join('/') };
-      }
-      // Not in the output folder (a temporary preview): inline it, the engine itself named this file.
-      try {
-        return { ...img, url: 'data:image/png;base64,' + fs.readFileSync(img.path).toString('base64') };
-      } catch {
-        return img;
-      }
-    });
-  }
-
-  let sample: { value: string; url: string } | null | undefined;
-  const sampleImage = () => (sample === undefined ? (sample = importSampleImage(opts.examplesDir, inputsDir)) : sample);
-
-  type Handler<K extends ChannelName> = (req: ChannelRequest<K>) => Promise<ChannelResponse<K>> | ChannelResponse<K>;
-  const handlers: { [K in ChannelName]: Handler<K> } = {
-    hostInfo: () => ({ host: 'web', ...opts.info(), ...(sampleImage() ? { sampleImage: sampleImage()! } : {}) }),
-    nodeSpecs: () => opts.engine.nodeSpecs(),
-    listModels: () => opts.engine.listModels(),
-    validate: (r) => opts.engine.validate(r.workflow),
-    enqueue: (r) => opts.engine.enqueue(r.workflow),
-    cancel: (r) => (opts.engine.cancel(r.runId), {}),
-    getSettings: () => opts.engine.settings(),
-    updateSettings: (r) => {
-      const s = opts.engine.updateSettings(r);
-      opts.onSettings?.(s);
-      return s;
-    },
-    listExamples: () => listExamples(opts.examplesDir),
-    readExample: (r) => {
-      const file = confinedPath(opts.examplesDir, r.name);
-      if (!file || !fs.existsSync(file)) throw new Error(`no example named ${r.name}`);
-      const parsed = WorkflowSchema.safeParse(JSON.parse(fs.readFileSync(file, 'utf8')));
-      if (!parsed.success) throw new Error(`${r.name} is not a workflow: ${summarise(parsed.error)}`);
-      return importExampleImages(parsed.data, opts.examplesDir, inputsDir, opts.engine.nodeSpecs());
-    },
-    uploadImage: (r) => storeUpload(inputsDir, r.name, r.dataBase64),
-  };
+  const handlers = createApiHandlers({
+    engine: opts.engine, host: 'web', info: opts.info, examplesDir: opts.examplesDir, inputsDir, onSettings: opts.onSettings,
+  });
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
   server.on('upgrade', (req, socket, head) => {
@@ -201,19 +136,14 @@ export async function startServer(opts: ServerOptions): Promise<WebServer> {
       }
       const req = parseRequest(raw);
       if (!req.ok) return reply(ws, { kind: 'reply', id: req.id, ok: false, error: req.error });
-      try {
-        const handler = handlers[req.method] as Handler<ChannelName>;
-        const result = await handler(req.params as never);
-        reply(ws, { kind: 'reply', id: req.id, ok: true, result });
-      } catch (e) {
-        reply(ws, { kind: 'reply', id: req.id, ok: false, error: (e as Error).message ?? String(e) });
-      }
+      const r = await invokeApi(handlers, req.method, req.params);
+      reply(ws, r.ok ? { kind: 'reply', id: req.id, ok: true, result: r.result } : { kind: 'reply', id: req.id, ok: false, error: r.error });
     });
     ws.on('error', () => ws.terminate());
   });
 
   const unsubscribe = opts.engine.subscribe((event: RunEvent) => {
-    const out: RunEvent = event.type === 'output' ? { ...event, images: withUrls(event.images) } : event;
+    const out = eventWithUrls(opts.engine.settings().outputDir, event);
     const text = JSON.stringify({ kind: 'event', event: out } satisfies ServerMessage);
     for (const ws of wss.clients) if (ws.readyState === ws.OPEN) ws.send(text);
   });
@@ -234,98 +164,3 @@ export async function startServer(opts: ServerOptions): Promise<WebServer> {
     },
   };
 }
-
-/** Workflows in examples/, titled by meta.title when present. */
-export function listExamples(dir: string): ChannelResponse<'listExamples'> {
-  if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((f) => /^[\w.-]+\.json$/.test(f)).sort().map((name) => {
-    let title = name.replace(/\.json$/, '').replace(/[-_]/g, ' ');
-    try {
-      const meta = JSON.parse(fs.readFileSync(path.join(dir, name), 'utf8'))?.meta;
-      if (typeof meta?.title === 'string') title = meta.title;
-    } catch {
-      /* listed by name; opening it reports the problem */
-    }
-    return { name, title };
-  });
-}
-
-/** Image dimensions from the header (PNG, JPEG, WebP), or null when the bytes are not one of those. */
-export function imageSize(b: Buffer): { width: number; height: number; ext: string } | null {
-  if (b.length > 24 && b.readUInt32BE(0) === 0x89504e47 && b.toString('latin1', 12, 16) === 'IHDR') {
-    return { width: b.readUInt32BE(16), height: b.readUInt32BE(20), ext: '.png' };
-  }
-  if (b.length > 4 && b[0] === 0xff && b[1] === 0xd8) {
-    let i = 2;
-    while (i + 9 < b.length) {
-      if (b[i] !== 0xff) return null;
-      const marker = b[i + 1];
-      const len = b.readUInt16BE(i + 2);
-      // SOF0..SOF15 except DHT (C4), JPG (C8), DAC (CC) carry the frame size.
-      if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
-        return { height: b.readUInt16BE(i + 5), width: b.readUInt16BE(i + 7), ext: '.jpg' };
-      }
-      i += 2 + len;
-    }
-    return null;
-  }
-  if (b.length > 30 && b.toString('latin1', 0, 4) === 'RIFF' && b.toString('latin1', 8, 12) === 'WEBP') {
-    const kind = b.toString('latin1', 12, 16);
-    if (kind === 'VP8X') return { width: 1 + b.readUIntLE(24, 3), height: 1 + b.readUIntLE(27, 3), ext: '.webp' };
-    if (kind === 'VP8 ') return { width: b.readUInt16LE(26) & 0x3fff, height: b.readUInt16LE(28) & 0x3fff, ext: '.webp' };
-    if (kind === 'VP8L') {
-      const bits = b.readUInt32LE(21);
-      return { width: 1 + (bits & 0x3fff), height: 1 + ((bits >> 14) & 0x3fff), ext: '.webp' };
-    }
-  }
-  return null;
-}
-
-/** Stores an uploaded image (base64) under a content-hashed name; the param value is its absolute path. */
-export function storeUpload(inputsDir: string, name: string, dataBase64: string): ChannelResponse<'uploadImage'> {
-  return storeImageBytes(inputsDir, name, Buffer.from(dataBase64, 'base64'));
-}
-
-/**
- * Image params of an example name files beside it (`images/x.png`). The editor runs workflows
- * without a folder of their own, so those images are imported like uploads and the params point
- * at the copies (which also gives them thumbnails). Used by both hosts.
- */
-export function importExampleImages(wf: Workflow, examplesDir: string, inputsDir: string, specs: NodeSpec[]): Workflow {
-  const imageParams = new Map(specs.map((s) => [s.type, new Set(s.params.filter((p) => p.kind === 'image').map((p) => p.name))]));
-  for (const node of wf.nodes) {
-    for (const [k, v] of Object.entries(node.params)) {
-      if (typeof v !== 'string' || !v || path.isAbsolute(v) || !imageParams.get(node.type)?.has(k)) continue;
-      const src = confinedPath(examplesDir, v);
-      if (!src || !fs.existsSync(src)) continue;
-      node.params[k] = storeImageBytes(inputsDir, path.basename(v), fs.readFileSync(src)).value;
-    }
-  }
-  return wf;
-}
-
-/** The examples' image prompt imported into the inputs folder (the default workflow starts with it), or null. */
-export function importSampleImage(examplesDir: string, inputsDir: string): { value: string; url: string } | null {
-  const file = path.join(examplesDir, 'images', 'image-prompt.png');
-  try {
-    if (!fs.existsSync(file)) return null;
-    const up = storeImageBytes(inputsDir, 'image-prompt.png', fs.readFileSync(file));
-    return { value: up.value, url: up.url };
-  } catch {
-    return null;
-  }
-}
-
-function storeImageBytes(inputsDir: string, name: string, bytes: Buffer): ChannelResponse<'uploadImage'> {
-  fs.mkdirSync(inputsDir, { recursive: true });
-  const size = imageSize(bytes);
-  if (!size) throw new Error(`${name} is not a PNG, JPEG or WebP image`);
-  const stem = path.basename(name).replace(/\.[^.]*$/, '').replace(/[^\w.-]+/g, '_').slice(0, 60) || 'image';
-  const hash = crypto.createHash('sha256').update(bytes).digest('hex').slice(0, 12);
-  const file = `${stem}-${hash}${size.ext}`;
-  const full = path.join(inputsDir, file);
-  if (!fs.existsSync(full)) fs.writeFileSync(full, bytes);
-  return { value: full, url: '/inputs/' + encodeURIComponent(file), width: size.width, height: size.height };
-}
-
-export { channels };

@@ -6,16 +6,16 @@
  * <user-data>/settings.json; flags given on the command line win over them.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import type { EngineSettings } from './api.js';
 import { createEngine } from './engine.js';
+import {
+  defaultUserData, ensureRendererBuilt, hostNotices, PROJECT_ROOT, providersHere, resolveSettings, saveSettings, settingsFileOf,
+} from './host-config.js';
 import { ProviderSchema } from './protocol.js';
 import { startServer } from './server.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ROOT = PROJECT_ROOT;
 const DEFAULT_PORT = 8765;
 
 interface Args {
@@ -28,7 +28,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { demo: false, userData: process.env.IPA_STUDIO_USER_DATA || path.join(os.homedir(), '.ipadapter-studio') };
+  const args: Args = { demo: false, userData: defaultUserData() };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -53,52 +53,11 @@ function parseArgs(argv: string[]): Args {
   return args;
 }
 
-/** Builds the renderer when its build is missing or older than its sources. */
-export function ensureRendererBuilt(): string {
-  const out = path.join(ROOT, 'dist-renderer');
-  const index = path.join(out, 'index.html');
-  const newest = (dir: string): number => fs.readdirSync(dir, { withFileTypes: true }).reduce((m, e) => {
-    const p = path.join(dir, e.name);
-    return Math.max(m, e.isDirectory() ? newest(p) : fs.statSync(p).mtimeMs);
-  }, 0);
-  const srcDir = path.join(ROOT, 'renderer');
-  const stale = !fs.existsSync(index) || (fs.existsSync(srcDir) && newest(srcDir) > fs.statSync(index).mtimeMs);
-  if (stale) {
-    console.log('Building the editor (vite)…');
-    const r = spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], { cwd: ROOT, stdio: 'inherit' });
-    if (r.status !== 0) throw new Error('building the renderer failed');
-  }
-  return out;
-}
-
-/** Providers worth offering on this machine (the engine still falls back to CPU with a notice). */
-function providersHere(): EngineSettings['provider'][] {
-  const list: EngineSettings['provider'][] = ['cpu', 'webgpu'];
-  const bin = path.join(ROOT, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', process.platform, process.arch);
-  const hasCuda = fs.existsSync(bin) && fs.readdirSync(bin).some((f) => /providers_cuda/.test(f));
-  if (hasCuda) list.push('cuda');
-  if (process.platform === 'win32') list.push('dml');
-  return list;
-}
-
-function readSaved(file: string): Partial<EngineSettings> {
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch {
-    return {};
-  }
-}
-
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   fs.mkdirSync(args.userData, { recursive: true });
-  const settingsFile = path.join(args.userData, 'settings.json');
-  const saved = readSaved(settingsFile);
-  const settings: EngineSettings = {
-    modelsDir: args.models ?? saved.modelsDir ?? path.join(args.userData, 'models'),
-    outputDir: args.out ?? saved.outputDir ?? path.join(args.userData, 'outputs'),
-    provider: args.provider ?? ProviderSchema.catch('cpu').parse(saved.provider ?? 'cpu'),
-  };
+  const settingsFile = settingsFileOf(args.userData);
+  const settings = resolveSettings(args, settingsFile);
   fs.mkdirSync(settings.outputDir, { recursive: true });
   fs.mkdirSync(settings.modelsDir, { recursive: true });
   const staticDir = ensureRendererBuilt();
@@ -108,16 +67,17 @@ async function main(): Promise<void> {
     if (e.type === 'log') console.log(`[engine] ${e.message}`);
     else if (e.type === 'run-done' && !e.ok) console.log(`[engine] run ${e.runId} ${e.cancelled ? 'cancelled' : `failed: ${e.error ?? ''}`}`);
   });
+  const providers = providersHere();
   const info = () => ({
     version: JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version as string,
-    providers: providersHere(),
+    providers,
     demo: engine.isDemo(),
-    notices: engine.isDemo() ? [`Demo models: tiny random weights, so images are noise. Point Settings → Models folder at real SD1.5 models.`] : [],
+    notices: hostNotices(engine),
   });
 
   const listen = (port: number) => startServer({
     engine, port, staticDir, userDataDir: args.userData, examplesDir: path.join(ROOT, 'examples'), info,
-    onSettings: (s) => fs.writeFileSync(settingsFile, JSON.stringify(s, null, 2)),
+    onSettings: (s) => void saveSettings(settingsFile, s).catch((e: Error) => console.error(`web: ${e.message}`)),
   });
   let server;
   try {

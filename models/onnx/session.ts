@@ -11,6 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { writeFileAtomicSync } from '../../engine/fs-atomic.js';
 import type { BuiltModel } from './graph.js';
 
 export type Provider = 'cpu' | 'webgpu' | 'cuda' | 'dml';
@@ -31,13 +32,11 @@ export interface MaterializedModel {
   method: 'hardlink' | 'beside' | 'copy' | 'none';
 }
 
-/** Writes a file atomically: temp file in the same directory, then rename. */
-export function writeFileAtomic(file: string, data: Uint8Array | string): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
-  fs.writeFileSync(tmp, data);
-  fs.renameSync(tmp, file);
-}
+/**
+ * Writes a file atomically (creating its folder). The one implementation is engine/fs-atomic.ts;
+ * this name stays for the engine modules that import it from here.
+ */
+export const writeFileAtomic = (file: string, data: Uint8Array | string): void => writeFileAtomicSync(file, data);
 
 function sameFile(a: string, b: string): boolean {
   try {

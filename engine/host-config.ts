@@ -1,0 +1,133 @@
+/**
+ * Start-up configuration shared by the web host, the desktop host and the CLI: the per-user
+ * folder, settings.json (read with schema validation, written atomically), which providers to
+ * offer, the hosts' notices, and building the renderer when it is stale.
+ *
+ * Settings precedence everywhere: command-line flags, then settings.json, then defaults under the
+ * user-data folder (IPA_STUDIO_USER_DATA or ~/.ipadapter-studio).
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { EngineSettings } from './api.js';
+import { writeFileAtomic } from './fs-atomic.js';
+import { EngineSettingsSchema } from './protocol.js';
+
+/** The repository (or packaged app) root: engine/.. in development. */
+export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** The app's per-user folder: models, outputs, inputs, caches and settings.json. */
+export function defaultUserData(env: Record<string, string | undefined> = process.env): string {
+  return env.IPA_STUDIO_USER_DATA || path.join(os.homedir(), '.ipadapter-studio');
+}
+
+export const settingsFileOf = (userData: string) => path.join(userData, 'settings.json');
+
+/**
+ * The saved settings: each field validated on its own with EngineSettingsSchema.partial(), so a
+ * bad provider does not throw away a good models folder. A missing, unreadable or corrupt file
+ * reads as {} (the defaults apply); empty paths are ignored.
+ */
+export function readSettings(file: string): Partial<EngineSettings> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch {
+    return {};
+  }
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return {};
+  const shape = EngineSettingsSchema.partial().shape;
+  const out: Partial<EngineSettings> = {};
+  for (const key of Object.keys(shape) as (keyof EngineSettings)[]) {
+    const v = (raw as Record<string, unknown>)[key];
+    const r = shape[key].safeParse(v);
+    if (v !== undefined && v !== '' && r.success) Object.assign(out, { [key]: r.data });
+  }
+  return out;
+}
+
+const saving = new Map<string, Promise<void>>();
+
+/**
+ * Writes settings.json atomically (a crash never leaves half a file). Saves of one file run in
+ * order, so the last change made is the one that stays.
+ */
+export function saveSettings(file: string, s: EngineSettings): Promise<void> {
+  const text = JSON.stringify(EngineSettingsSchema.parse(s), null, 2) + '\n';
+  const next = (saving.get(file) ?? Promise.resolve()).catch(() => {}).then(() => writeFileAtomic(file, text));
+  saving.set(file, next);
+  void next.finally(() => { if (saving.get(file) === next) saving.delete(file); }).catch(() => {});
+  return next;
+}
+
+export interface SettingsFlags {
+  models?: string;
+  out?: string;
+  provider?: EngineSettings['provider'];
+  userData: string;
+}
+
+/** Settings for a host: flags win over the saved file, which wins over the defaults under the user-data folder. */
+export function resolveSettings(flags: SettingsFlags, settingsFile = settingsFileOf(flags.userData)): EngineSettings {
+  const saved = readSettings(settingsFile);
+  return {
+    modelsDir: flags.models ?? saved.modelsDir ?? path.join(flags.userData, 'models'),
+    outputDir: flags.out ?? saved.outputDir ?? path.join(flags.userData, 'outputs'),
+    provider: flags.provider ?? saved.provider ?? 'cpu',
+  };
+}
+
+/** onnxruntime-node's bin/napi-v6 folder (per platform/arch subfolders), or null when it is not installed. */
+export function ortBinDir(): string | null {
+  try {
+    const pkg = createRequire(import.meta.url).resolve('onnxruntime-node/package.json');
+    return path.join(path.dirname(pkg), 'bin', 'napi-v6');
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Providers worth offering here (the engine still falls back to CPU with a notice): CPU and
+ * WebGPU everywhere, CUDA where its provider library was installed, DirectML on Windows.
+ */
+export function providersHere(binDir: string | null = ortBinDir(), platform = process.platform, arch = process.arch): EngineSettings['provider'][] {
+  const list: EngineSettings['provider'][] = ['cpu', 'webgpu'];
+  let files: string[] = [];
+  try {
+    if (binDir) files = fs.readdirSync(path.join(binDir, platform, arch));
+  } catch {
+    /* no binaries for this platform: CPU and WebGPU are still offered, the engine reports failures */
+  }
+  if (files.some((f) => /providers_cuda/.test(f))) list.push('cuda');
+  if (platform === 'win32') list.push('dml');
+  return list;
+}
+
+export const DEMO_HOST_NOTICE = 'Demo models: tiny random weights, so images are noise. Point Settings → Models folder at real SD1.5 models.';
+
+/** The notices a host shows on start. */
+export function hostNotices(engine: { isDemo(): boolean }): string[] {
+  return engine.isDemo() ? [DEMO_HOST_NOTICE] : [];
+}
+
+/** Builds the renderer (vite) when dist-renderer/ is missing or older than renderer/. Returns dist-renderer/. */
+export function ensureRendererBuilt(root = PROJECT_ROOT, log: (msg: string) => void = console.log): string {
+  const out = path.join(root, 'dist-renderer');
+  const index = path.join(out, 'index.html');
+  const newest = (dir: string): number => fs.readdirSync(dir, { withFileTypes: true }).reduce((m, e) => {
+    const p = path.join(dir, e.name);
+    return Math.max(m, e.isDirectory() ? newest(p) : fs.statSync(p).mtimeMs);
+  }, 0);
+  const srcDir = path.join(root, 'renderer');
+  const stale = !fs.existsSync(index) || (fs.existsSync(srcDir) && newest(srcDir) > fs.statSync(index).mtimeMs);
+  if (stale) {
+    log('Building the editor (vite)…');
+    const r = spawnSync(process.execPath, [path.join(root, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], { cwd: root, stdio: 'inherit' });
+    if (r.status !== 0) throw new Error('building the renderer failed');
+  }
+  return out;
+}
