@@ -29,7 +29,8 @@ describe('app://studio routes', () => {
     expect(index.status === 200 && index.file).toBe(path.join(dir, 'renderer', 'index.html'));
     expect(index.headers['Content-Security-Policy']).toBe(CSP);
     expect(CSP).toContain("script-src 'self'");
-    expect(CSP).not.toMatch(/unsafe-eval|script-src[^;]*unsafe-inline|https?:|\*/);
+    expect(CSP).not.toMatch(/unsafe|https?:|\*/);
+    expect(CSP).toContain("style-src 'self';");
     const js = get('app://studio/assets/app.js');
     expect(js.status === 200 && js.headers['Content-Type']).toMatch(/javascript/);
     const out = get('app://studio/outputs/sub/a.png');

@@ -8,19 +8,11 @@
  * Pure path logic here; main.ts turns the answer into a Response.
  */
 import * as path from 'node:path';
-import { confinedPath } from '../engine/host-api.js';
+import { confinedPath, contentSecurityPolicy } from '../engine/host-api.js';
 import { APP_HOST, APP_SCHEME } from './channels.js';
 
-/**
- * The renderer's CSP: only our own scripts, no eval, no inline script; inline style attributes
- * are allowed because React Flow positions nodes with them. connect-src 'self' lets the renderer
- * fetch its own output images (for export); nothing remote is reachable.
- */
-export const CSP = [
-  "default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'", "img-src 'self' data: blob:",
-  "connect-src 'self'", "font-src 'self'", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'",
-  "form-action 'none'", "frame-src 'none'", "worker-src 'self' blob:",
-].join('; ');
+/** The renderer's CSP: the one web mode sends too (no 'unsafe-inline' anywhere), without WebSocket origins. */
+export const CSP = contentSecurityPolicy();
 
 const MIME: Record<string, string> = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',

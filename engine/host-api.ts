@@ -115,6 +115,23 @@ export function eventWithUrls(outputDir: string, event: RunEvent): RunEvent {
   return event.type === 'output' ? { ...event, images: withUrls(outputDir, event.images) } : event;
 }
 
+// ---- the page's Content-Security-Policy ---------------------------------------------------------
+
+/**
+ * The renderer's CSP, the same for both hosts: only our own scripts and styles (no inline script
+ * or style element, no eval; React sets style properties through the CSSOM, which CSP allows),
+ * images from ourselves or data/blob URLs, no frames, workers, plugins or form posts.
+ * connect-src 'self' lets the page fetch its own output images (for export); web mode adds its
+ * WebSocket origins through `connect`.
+ */
+export function contentSecurityPolicy(opts: { connect?: string[] } = {}): string {
+  return [
+    "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data: blob:",
+    ["connect-src 'self'", ...(opts.connect ?? [])].join(' '), "font-src 'self'", "object-src 'none'",
+    "base-uri 'none'", "frame-ancestors 'none'", "form-action 'none'", "frame-src 'none'", "worker-src 'none'",
+  ].join('; ');
+}
+
 // ---- file routes -------------------------------------------------------------------------------
 
 /** Resolves `rel` under `root`, or null when it would escape it (`..`, absolute, NUL, symlink out). */

@@ -6,6 +6,7 @@ import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { EngineApi, EngineSettings, RunEvent, Workflow } from './api.js';
+import { contentSecurityPolicy } from './host-api.js';
 import { startServer, type WebServer } from './server.js';
 
 /** A recording test double of the engine API: the server only forwards, so this is what we check. */
@@ -109,6 +110,9 @@ describe('web server', () => {
     expect(csp).toContain("script-src 'self'");
     expect(csp).toContain("object-src 'none'");
     expect(csp).toContain("frame-ancestors 'none'");
+    expect(csp).not.toMatch(/unsafe/);
+    // One builder for both hosts: web mode only adds its WebSocket origins.
+    expect(csp).toBe(contentSecurityPolicy({ connect: [`ws://127.0.0.1:${server.port}`, `ws://localhost:${server.port}`] }));
     expect((await get('/app.js')).body).toBe('console.log(1)');
   });
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { EngineApi, EngineSettings, RunEvent } from './api.js';
-import { confinedPath, createApiHandlers, eventWithUrls, invokeApi } from './host-api.js';
+import { confinedPath, contentSecurityPolicy, createApiHandlers, eventWithUrls, invokeApi } from './host-api.js';
 import { parseRequest, type HostInfo, type ServerMessage } from './protocol.js';
 
 export interface ServerOptions {
@@ -40,14 +40,6 @@ const MIME: Record<string, string> = {
 };
 const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.webp']);
 const MAX_MESSAGE_BYTES = 48 * 1024 * 1024;
-
-function csp(port: number): string {
-  return [
-    "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data: blob:",
-    `connect-src 'self' ws://127.0.0.1:${port} ws://localhost:${port}`, "font-src 'self'", "object-src 'none'",
-    "base-uri 'none'", "frame-ancestors 'none'", "form-action 'none'",
-  ].join('; ');
-}
 
 /** Starts the server; resolves once it listens. */
 export async function startServer(opts: ServerOptions): Promise<WebServer> {
@@ -84,7 +76,7 @@ export async function startServer(opts: ServerOptions): Promise<WebServer> {
       return send(res, 500, 'text/plain', `renderer not built: ${file} is missing (run npm run build:renderer)`);
     }
     res.writeHead(200, {
-      'Content-Type': MIME['.html'], 'Content-Security-Policy': csp(port), 'X-Content-Type-Options': 'nosniff',
+      'Content-Type': MIME['.html'], 'Content-Security-Policy': contentSecurityPolicy({ connect: [`ws://127.0.0.1:${port}`, `ws://localhost:${port}`] }), 'X-Content-Type-Options': 'nosniff',
       'X-Frame-Options': 'DENY', 'Referrer-Policy': 'no-referrer', 'Cache-Control': 'no-store',
     });
     res.end(fs.readFileSync(file));
