@@ -101,6 +101,20 @@ export function createEngine(options: EngineOptions): Engine {
   const queue: Job[] = [];
   let running: Job | null = null;
 
+  /** Set when the models folder or provider changed: loaded sessions are for the old one. */
+  let stale = false;
+  let releasing: Promise<void> = Promise.resolve();
+  const releaseStale = (): Promise<void> => {
+    if (stale) {
+      stale = false;
+      releasing = releasing.then(async () => {
+        await store.setProvider(settings.provider);
+        await store.unload();
+      }).catch((e) => log(`releasing models failed: ${(e as Error).message}`));
+    }
+    return releasing;
+  };
+
   const pump = async () => {
     if (running || !queue.length) return;
     const job = queue.shift()!;
@@ -109,6 +123,7 @@ export function createEngine(options: EngineOptions): Engine {
     if (demo) emit({ type: 'log', runId: job.runId, level: 'warn', message: DEMO_NOTICE });
     let result: RunResult;
     try {
+      await releaseStale();
       if (store.provider !== settings.provider) await store.setProvider(settings.provider);
       result = await executor.run({
         runId: job.runId, workflow: job.wf, workflowDir: job.opts.workflowDir ?? null,
@@ -157,9 +172,18 @@ export function createEngine(options: EngineOptions): Engine {
     },
     settings: () => ({ ...settings }),
     updateSettings(s: Partial<EngineSettings>) {
-      const before = settings.modelsDir;
+      const before = settings;
       settings = { ...settings, ...Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined)) };
-      if (settings.modelsDir !== before) chooseModels();
+      if (settings.modelsDir !== before.modelsDir) {
+        chooseModels();
+        // Models of the old folder are no longer reachable: release their sessions, and forget
+        // cached node outputs (their signatures name models by relative path, which now means another file).
+        stale = true;
+        executor.clearCache();
+      }
+      if (settings.provider !== before.provider) stale = true;
+      // Released now when idle; a running job keeps its sessions and the next run releases them.
+      if (stale && !running) void releaseStale();
       return { ...settings };
     },
     modelsDir: () => active,
