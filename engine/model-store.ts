@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import type { BuiltModel } from '../models/onnx/graph.js';
-import { createSession, type Provider, ort } from '../models/onnx/session.js';
+import { createSession, ort, type Provider, type SessionConfig } from '../models/onnx/session.js';
 
 interface Entry {
   value: Promise<unknown>;
@@ -22,6 +22,8 @@ export interface ModelStoreOptions {
 
 export class ModelStore {
   private entries = new Map<string, Entry>();
+  /** The chosen provider when it failed to start: sessions go to CPU until the setting changes. */
+  private failedProvider: Provider | null = null;
   /** How many times each key was actually loaded (tests read this). */
   readonly loads = new Map<string, number>();
 
@@ -33,19 +35,36 @@ export class ModelStore {
     return this.opts.cacheDir;
   }
 
+  /** The provider chosen in the settings. */
   get provider(): Provider {
     return this.opts.provider;
   }
 
-  /** What model loaders take to create their sessions (models/onnx/session.ts SessionConfig). */
-  sessionConfig(): { cacheDir: string; provider: Provider; log?: (msg: string) => void; threads?: number } {
-    return { cacheDir: this.opts.cacheDir, provider: this.opts.provider, log: this.opts.log, threads: this.opts.threads };
+  /** The provider sessions are created with: the chosen one, or CPU once it failed to start. */
+  get activeProvider(): Provider {
+    return this.failedProvider === this.opts.provider ? 'cpu' : this.opts.provider;
   }
 
-  /** Changes the provider; sessions made for the old one are released. */
+  /** What model loaders take to create their sessions (models/onnx/session.ts SessionConfig). */
+  sessionConfig(): SessionConfig {
+    return {
+      cacheDir: this.opts.cacheDir, provider: this.activeProvider, log: this.opts.log, threads: this.opts.threads,
+      onProviderFailed: this.providerFailed,
+    };
+  }
+
+  /** Remembers a provider that failed to start and says so once (sessions loading in parallel may all report it). */
+  private providerFailed = (p: Provider, e: Error): void => {
+    if (this.failedProvider === p) return;
+    this.failedProvider = p;
+    this.opts.log?.(`provider ${p} failed to start (${e.message.split('\n')[0]}); falling back to CPU for all models until the provider setting changes`);
+  };
+
+  /** Changes the provider (a new choice is tried again even if it failed before); sessions made for the old one are released. */
   async setProvider(p: Provider): Promise<void> {
     if (p === this.opts.provider) return;
     this.opts.provider = p;
+    this.failedProvider = null;
     await this.unload();
   }
 
@@ -69,7 +88,7 @@ export class ModelStore {
     return this.get(key, async () => {
       const t0 = Date.now();
       const built = await build();
-      const s = await createSession(built, { cacheDir: this.opts.cacheDir, provider: this.opts.provider, log: this.opts.log, threads: this.opts.threads, sessionOptions });
+      const s = await createSession(built, { ...this.sessionConfig(), sessionOptions });
       this.opts.log?.(`loaded ${key} (${((Date.now() - t0) / 1000).toFixed(2)} s)`);
       return s;
     }, (s) => s.release());

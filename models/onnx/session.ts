@@ -24,6 +24,11 @@ export interface SessionConfig {
   threads?: number;
   /** Per-network overrides (e.g. the UNet's optimization level and disabled prepacking). */
   sessionOptions?: ort.InferenceSession.SessionOptions;
+  /**
+   * Called (instead of logging) when `provider` failed to start and the session fell back to CPU:
+   * the model store remembers it, so later sessions go to CPU at once and the warning shows once.
+   */
+  onProviderFailed?: (provider: Provider, error: Error) => void;
 }
 
 export interface MaterializedModel {
@@ -112,9 +117,11 @@ export async function createSession(model: BuiltModel, cfg: SessionConfig): Prom
   try {
     return await ort.InferenceSession.create(modelPath, opts);
   } catch (e) {
-    if ((cfg.provider ?? 'cpu') !== 'cpu') {
-      cfg.log?.(`provider ${cfg.provider} failed to start (${(e as Error).message}); falling back to CPU`);
-      return ort.InferenceSession.create(modelPath, { ...opts, executionProviders: ['cpu'] });
+    if (cfg.provider && cfg.provider !== 'cpu') {
+      const session = await ort.InferenceSession.create(modelPath, { ...opts, executionProviders: ['cpu'] });
+      if (cfg.onProviderFailed) cfg.onProviderFailed(cfg.provider, e as Error);
+      else cfg.log?.(`provider ${cfg.provider} failed to start (${(e as Error).message}); falling back to CPU`);
+      return session;
     }
     throw e;
   }
