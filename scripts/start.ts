@@ -1,5 +1,6 @@
 /**
- * `npm start`: opens the desktop app (Electron). Where the Electron binary is not installed (offline
+ * `npm start`: opens the desktop app (Electron), first building its main process when missing and
+ * the renderer when missing or stale. Where the Electron binary is not installed (offline
  * installs skip its download), says so in one line and serves the same editor in web mode instead.
  * Extra arguments go to web mode (`npm start -- --port 9000 --demo`).
  */
@@ -8,6 +9,7 @@ import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { ensureRendererBuilt } from '../engine/host-config.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -33,6 +35,13 @@ async function main(): Promise<void> {
       if (r.status !== 0) process.exit(r.status ?? 1);
     }
     if (fs.existsSync(entry)) {
+      // The window loads dist-renderer/: build it when missing or older than renderer/ (as web mode does).
+      try {
+        ensureRendererBuilt(ROOT);
+      } catch (e) {
+        console.error(`start: ${(e as Error).message}`);
+        process.exit(1);
+      }
       const child = spawn(found.path, [ROOT, ...process.argv.slice(2)], { stdio: 'inherit' });
       child.on('exit', (code) => process.exit(code ?? 0));
       return;
