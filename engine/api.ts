@@ -51,6 +51,8 @@ export type RunEvent =
   | { type: 'progress'; runId: string; node: string; step: number; total: number; preview?: { width: number; height: number; png: string /* base64 */ } }
   | { type: 'node-error'; runId: string; node: string; message: string }
   | { type: 'output'; runId: string; node: string; images: ImageRef[] }
+  /** A node's own preview (e.g. a preprocessor's result): drawn on its card, not in the outputs panel. */
+  | { type: 'node-preview'; runId: string; node: string; images: ImageRef[] }
   | { type: 'log'; runId?: string; level: 'info' | 'warn'; message: string }
   | { type: 'run-done'; runId: string; ok: boolean; cancelled?: boolean; error?: string; errors?: ValidationError[] };
 

@@ -53,6 +53,8 @@ export interface ExecContext {
   log(level: 'info' | 'warn', message: string): void;
   /** Output nodes report the images they wrote. */
   emitImages(images: ImageRef[]): void;
+  /** A node shows images on its own card (preprocessor previews); they are not run outputs. */
+  previewOnNode(images: ImageRef[]): void;
 }
 
 /** Thrown when a run is cancelled; the executor reports it as `cancelled`, not as an error. */

@@ -176,6 +176,7 @@ export class Executor {
       }),
       log: (level, message) => emit({ type: 'log', runId, level, message }),
       emitImages: (images: ImageRef[]) => emit({ type: 'output', runId, node: nodeId, images }),
+      previewOnNode: (images: ImageRef[]) => emit({ type: 'node-preview', runId, node: nodeId, images }),
     };
   }
 }

@@ -68,6 +68,7 @@ export const RunEventSchema = z.discriminatedUnion('type', [
     preview: z.object({ width: z.number(), height: z.number(), png: z.string() }).optional() }),
   z.object({ type: z.literal('node-error'), runId: z.string(), node: z.string(), message: z.string() }),
   z.object({ type: z.literal('output'), runId: z.string(), node: z.string(), images: z.array(ImageRefSchema) }),
+  z.object({ type: z.literal('node-preview'), runId: z.string(), node: z.string(), images: z.array(ImageRefSchema) }),
   z.object({ type: z.literal('log'), runId: z.string().optional(), level: z.enum(['info', 'warn']), message: z.string() }),
   z.object({ type: z.literal('run-done'), runId: z.string(), ok: z.boolean(), cancelled: z.boolean().optional(),
     error: z.string().optional(), errors: z.array(ValidationErrorSchema).optional() }),

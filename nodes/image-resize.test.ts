@@ -11,7 +11,8 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'image-resize-test-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const emitted: string[] = [];
 const ctx = {
-  emitImages: (refs: { path: string }[]) => emitted.push(...refs.map((r) => r.path)), tempDir: tmp, runId: 'r', nodeId: 'n',
+  emitImages: () => { throw new Error("a preprocessor preview is not a run output"); },
+  previewOnNode: (refs: { path: string }[]) => emitted.push(...refs.map((r) => r.path)), tempDir: tmp, runId: 'r', nodeId: 'n',
   workflow: { format: 'ipadapter-studio/workflow', version: 1, nodes: [], edges: [] },
 } as unknown as ExecContext;
 

@@ -47,7 +47,7 @@ export function mapImages(img: ImageValue, f: (p: Pixels) => Pixels): ImageValue
  * reported as this node's images (the editor draws a node's images on its card).
  */
 export async function previewOnNode(img: ImageValue, ctx: ExecContext): Promise<void> {
-  ctx.emitImages(await saveImages(img, ctx, ctx.tempDir, `preview/${ctx.runId}_${ctx.nodeId}`));
+  ctx.previewOnNode(await saveImages(img, ctx, ctx.tempDir, `preview/${ctx.runId}_${ctx.nodeId}`));
 }
 
 export const imageResize: NodeDef = {

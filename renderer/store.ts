@@ -74,6 +74,8 @@ export interface EditorState extends Doc {
   runs: Record<string, RunInfo>;
   activeRun: string | null;
   nodeRuns: Record<string, NodeRun>;
+  /** Latest on-card preview image URL per node (preprocessor results). */
+  nodePreviews: Record<string, string>;
   progress: Progress | null;
   outputs: OutputImage[];
   selectedOutputs: string[];
@@ -131,6 +133,7 @@ export function createEditorStore() {
     runs: {},
     activeRun: null,
     nodeRuns: {},
+    nodePreviews: {},
     progress: null,
     outputs: [],
     selectedOutputs: [],
@@ -286,6 +289,10 @@ export function createEditorStore() {
         case 'progress':
           return set({ progress: { runId: e.runId, node: e.node, step: e.step, total: e.total,
             preview: e.preview ? `data:image/png;base64,${e.preview.png}` : s.progress?.preview } });
+        case 'node-preview': {
+          const url = e.images.find((i) => i.url)?.url;
+          return url ? set({ nodePreviews: { ...s.nodePreviews, [e.node]: url } }) : undefined;
+        }
         case 'output': {
           const images = e.images.filter((i) => i.url).map((img, k): OutputImage => ({
             id: `${e.runId}:${e.node}:${k}`, runId: e.runId, node: e.node, url: img.url!, path: img.path,

@@ -57,6 +57,7 @@ function PortRow({ port, side }: { port: PortSpec; side: 'in' | 'out' }) {
 export const NodeCard = memo(function NodeCard({ id, data, selected }: NodeProps<FlowNode>) {
   const spec = useEditor((s) => s.specs[data.type]);
   const run = useEditor((s) => s.nodeRuns[id]);
+  const preview = useEditor((s) => s.nodePreviews[id]);
   const progress = useEditor((s) => (s.progress?.node === id ? s.progress : null));
   if (!spec) {
     return (
@@ -96,6 +97,7 @@ export const NodeCard = memo(function NodeCard({ id, data, selected }: NodeProps
           {spec.params.map((p) => <ParamWidget key={p.name} node={id} nodeTitle={spec.title} spec={p} value={data.params[p.name]} />)}
         </div>
       )}
+      {preview && <img className="node-preview-image" src={preview} alt={`Preview of ${spec.title}`} />}
     </div>
   );
 });

@@ -210,6 +210,8 @@ e2e('cancel a run, then the next run completes', async ({ page, tmp }) => {
   await page.getByRole('img', { name: /^Output/ }).first().waitFor({ timeout: 90_000 });
   // Unchanged upstream nodes were cached.
   await waitFor(async () => (await card(page, 'CLIP Vision Encode').locator('[data-status="cached"]').count()) === 1, 'CLIP Vision Encode cached on the second run');
+  // The default workflow's Canny preprocessor shows its edges on its own card, not among the outputs.
+  if (await card(page, 'Canny').count()) await card(page, 'Canny').getByRole('img', { name: 'Preview of Canny' }).waitFor();
 });
 
 e2e('an invalid graph shows its errors on the nodes', async ({ page, results }) => {
