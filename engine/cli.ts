@@ -2,12 +2,13 @@
  * Headless runner:
  *
  *   npm run generate -- <workflow.json | image.png> [--models DIR] [--out DIR]
- *        [--provider cpu|webgpu|cuda|dml] [--set node.param=value ...] [--demo] [--user-data DIR]
+ *        [--provider cpu|webgpu|cuda|dml] [--set node.param=value ...] [--demo] [--user-data DIR] [-h|--help]
  *
  * Runs a workflow (or the one embedded in a PNG we saved) and writes its images. A progress bar
- * on a terminal, plain lines otherwise. Exit codes: 0 done, 1 run failed, 2 bad arguments or an
- * invalid workflow, 130 interrupted. Defaults: --models $IPA_MODELS or ./models, --out ./output;
- * an empty models folder (or --demo) uses the demo model set.
+ * on a terminal, plain lines otherwise. Exit codes: 0 done (or --help), 1 run failed, 2 bad
+ * arguments or an invalid workflow, 130 interrupted. Defaults: --models $IPA_MODELS, else the
+ * app's models setting (settings.json), else <user data>/models; --out ./output. An empty models
+ * folder (or --demo) uses the demo model set.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -17,6 +18,7 @@ import type { EngineSettings, RunEvent, Workflow } from './api.js';
 import { createEngine } from './engine.js';
 import { defaultUserData, readSettings, settingsFileOf } from './host-config.js';
 import { readEmbeddedWorkflow } from './png.js';
+import { ProviderSchema } from './protocol.js';
 import { parseWorkflow } from './workflow.js';
 
 export interface CliArgs {
@@ -27,9 +29,24 @@ export interface CliArgs {
   sets: { node: string; param: string; value: string }[];
   demo: boolean;
   userData: string;
+  /** -h / --help: print the usage and exit 0. */
+  help: boolean;
 }
 
-const USAGE = 'usage: npm run generate -- <workflow.json|image.png> [--models DIR] [--out DIR] [--provider cpu|webgpu|cuda|dml] [--set node.param=value ...] [--demo] [--user-data DIR]';
+const USAGE = `usage: npm run generate -- <workflow.json|image.png> [options]
+
+Runs a workflow (or the one embedded in a PNG saved by the app) and writes its images.
+
+options:
+  --models DIR        models folder (default: $IPA_MODELS, else the app's setting, else <user data>/models)
+  --out DIR           output folder (default: ./output)
+  --provider NAME     cpu, webgpu, cuda or dml (default: cpu; falls back to CPU when it cannot start)
+  --set node.param=V  overrides a param (repeatable); V is typed by the param (number, true/false, text)
+  --demo              use the demo models (tiny random weights, for trying the app without models)
+  --user-data DIR     the app's per-user folder (default: $IPA_STUDIO_USER_DATA or ~/.ipadapter-studio)
+  -h, --help          this help
+
+exit codes: 0 done, 1 run failed, 2 bad arguments or an invalid workflow, 130 interrupted`;
 
 /** The models folder the app is set to (settings.json in the user folder), else <user data>/models. */
 function defaultModels(userData: string): string {
@@ -37,7 +54,7 @@ function defaultModels(userData: string): string {
 }
 
 export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): CliArgs {
-  const a: CliArgs = { workflow: '', models: '', out: 'output', provider: 'cpu', sets: [], demo: false, userData: defaultUserData(env) };
+  const a: CliArgs = { workflow: '', models: '', out: 'output', provider: 'cpu', sets: [], demo: false, userData: defaultUserData(env), help: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const val = () => {
@@ -45,14 +62,15 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
       if (v === undefined) throw new Error(`${k} needs a value`);
       return v;
     };
-    if (k === '--models') a.models = val();
+    if (k === '-h' || k === '--help') return { ...a, help: true };
+    else if (k === '--models') a.models = val();
     else if (k === '--out') a.out = val();
     else if (k === '--user-data') a.userData = val();
     else if (k === '--demo') a.demo = true;
     else if (k === '--provider') {
-      const p = val();
-      if (!['cpu', 'webgpu', 'cuda', 'dml'].includes(p)) throw new Error(`--provider must be cpu, webgpu, cuda or dml (got "${p}")`);
-      a.provider = p as CliArgs['provider'];
+      const p = ProviderSchema.safeParse(val());
+      if (!p.success) throw new Error(`--provider must be ${ProviderSchema.options.join(', ')} (got "${argv[i]}")`);
+      a.provider = p.data;
     } else if (k === '--set') {
       const s = val();
       const m = /^([^.=]+)\.([^=]+)=(.*)$/s.exec(s);
@@ -141,6 +159,10 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   } catch (e) {
     io.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
     return 2;
+  }
+  if (args.help) {
+    io.stdout.write(`${USAGE}\n`);
+    return 0;
   }
   const file = path.resolve(args.workflow);
   let raw: unknown;
