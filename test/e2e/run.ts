@@ -43,6 +43,8 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   fs.mkdirSync(RESULTS, { recursive: true });
+  // Failure screenshots of an earlier run would read as failures of this one.
+  for (const f of fs.readdirSync(RESULTS)) if (/^failed-.*\.png$/.test(f)) fs.rmSync(path.join(RESULTS, f), { force: true });
   const dir = path.join(ROOT, 'test', 'e2e');
   for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.e2e.ts')).sort()) {
     setCurrentFile(f);
