@@ -126,6 +126,43 @@ export function compare(group: string, name: string, got: ArrayLike<number | big
   return { group, case: name, status: ok ? 'pass' : 'fail', maxAbsErr: maxAbs, tolerance: tolText };
 }
 
+/** Case fields whose every key a handler must use. */
+export const CHECKED_FIELDS = ['inputs', 'params', 'outputs', 'intermediates'] as const;
+
+/**
+ * Wraps a case so the runner sees which keys of its inputs / params / outputs / intermediates the
+ * handler reads. A key never read is a field the runner does not understand: a failure, not a skip
+ * (a parameter silently ignored would make a passing row mean less than it says).
+ * Reading is counted by property access (`c.params.eta`, `Object.entries(c.outputs)`), not by
+ * `Object.keys`, so listing the keys to reject unknown ones does not count as using them.
+ */
+export function trackCase(c: CaseSpec): { tracked: CaseSpec; unread(): string[] } {
+  const read = new Set<string>();
+  const wrapped = new Map<string, object>();
+  const tracked = new Proxy(c, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof prop !== 'string' || !(CHECKED_FIELDS as readonly string[]).includes(prop) || !v || typeof v !== 'object' || Array.isArray(v)) return v;
+      let w = wrapped.get(prop);
+      if (!w) {
+        w = new Proxy(v as object, {
+          get(t, k, r) {
+            if (typeof k === 'string' && Object.prototype.hasOwnProperty.call(t, k)) read.add(`${prop}.${k}`);
+            return Reflect.get(t, k, r);
+          },
+        });
+        wrapped.set(prop, w);
+      }
+      return w;
+    },
+  });
+  const unread = () => CHECKED_FIELDS.flatMap((f) => {
+    const v = c[f];
+    return v && typeof v === 'object' && !Array.isArray(v) ? Object.keys(v).map((k) => `${f}.${k}`).filter((k) => !read.has(k)) : [];
+  });
+  return { tracked, unread };
+}
+
 /** A group handler runs one case and returns its rows (one per compared output / variant). */
 export type CaseHandler = (ctx: Ctx, group: string, c: CaseSpec) => Promise<Row[]>;
 

@@ -9,6 +9,10 @@
  * hook (engine/context.ts): `latents` for text-to-image, `posterior_noise` and
  * `add_noise_noise` for image-to-image. Intermediates come from the trace hook; per-step
  * tensors are compared step by step so a divergence names its step.
+ *
+ * Every field of a case is used or reported: params set the workflow (steps, cfg, eta, λ, size,
+ * strength), `timesteps` / `latent_timestep` are compared with the schedule the sampler used
+ * (scheduleRows), and a key this runner does not know is a failing row naming it.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -16,7 +20,9 @@ import * as path from 'node:path';
 import type { Workflow, WorkflowEdge, WorkflowNode } from '../../engine/api.js';
 import type { NoiseRequest, NoiseSource } from '../../engine/context.js';
 import { createEngine, type Engine } from '../../engine/engine.js';
-import type { ConditioningValue, ImageEmbedsValue, ImageValue, IpTokensValue, LatentValue } from '../../nodes/values.js';
+import { schedulerFor } from '../../engine/runtime.js';
+import type { ModelStore } from '../../engine/model-store.js';
+import type { CheckpointRef, ConditioningValue, ImageEmbedsValue, ImageValue, IpTokensValue, LatentValue, ModelValue } from '../../nodes/values.js';
 import { compare, toleranceFor, type CaseHandler, type CaseSpec, type Ctx, type Row } from './context.js';
 
 type Variant = 'diffusers' | 'ldm';
@@ -43,6 +49,8 @@ interface PipelineSpec {
   ipScale?: number;
   steps: number;
   cfg: number;
+  /** DDIM eta (0: deterministic; > 0 draws per-step noise the case must supply). */
+  eta: number;
   width: number;
   height: number;
   /** img2img: the init image and the strength. */
@@ -101,7 +109,7 @@ export function buildWorkflow(ctx: Ctx, s: PipelineSpec, variant: Variant): Work
   } else {
     latent = node('empty_latent', 'empty-latent-image', { width: s.width, height: s.height, batch_size: 1 });
   }
-  const sampler = node('sampler', 'ddim-sampler', { seed: 0, steps: s.steps, cfg: s.cfg, eta: 0, denoise: s.init?.strength ?? 1 });
+  const sampler = node('sampler', 'ddim-sampler', { seed: 0, steps: s.steps, cfg: s.cfg, eta: s.eta, denoise: s.init?.strength ?? 1 });
   link(model, modelPort, sampler, 'model');
   link(pos, 'conditioning', sampler, 'positive');
   link(neg, 'conditioning', sampler, 'negative');
@@ -115,6 +123,8 @@ export function buildWorkflow(ctx: Ctx, s: PipelineSpec, variant: Variant): Work
 }
 
 interface Captured {
+  /** The checkpoint the Load Checkpoint node resolved (what the sampler's scheduler is read from). */
+  checkpoint: CheckpointRef | null;
   latents: Float32Array | null;
   image: Float32Array | null;
   steps: Map<string, Float32Array[]>;
@@ -123,7 +133,7 @@ interface Captured {
 
 /** Runs a workflow with explicit noise tensors; returns the sampler's latent, the image and the traces. */
 async function runCase(ctx: Ctx, wf: Workflow, noise: Partial<Record<NoiseRequest['purpose'], Float32Array>>): Promise<Captured> {
-  const cap: Captured = { latents: null, image: null, steps: new Map(), named: new Map() };
+  const cap: Captured = { checkpoint: null, latents: null, image: null, steps: new Map(), named: new Map() };
   const source: NoiseSource = (req) => {
     const t = noise[req.purpose];
     if (!t) throw new Error(`the case gives no tensor for the ${req.purpose} noise draw`);
@@ -139,6 +149,7 @@ async function runCase(ctx: Ctx, wf: Workflow, noise: Partial<Record<NoiseReques
     // Node outputs (also for nodes served from the cache, which emit no traces).
     onNodeOutputs: (node, out) => {
       const put = (k: string, v: Float32Array | null | undefined) => { if (v) cap.named.set(k, [v]); };
+      if (node === 'ckpt') cap.checkpoint = (out.model as ModelValue).checkpoint;
       if (node === 'sampler') cap.latents = (out.latent as LatentValue).samples;
       if (node === 'vae_decode') cap.image = (out.image as ImageValue).data;
       if (node === 'positive' || node === 'negative') put(`${node}.prompt_embeds`, (out.conditioning as ConditioningValue).embeds);
@@ -178,18 +189,79 @@ const cat = (...xs: (Float32Array | undefined)[]) => {
   return out;
 };
 
+/** Case fields this runner understands; any other key is a failing row naming it. */
+const KNOWN: Record<'inputs' | 'params' | 'outputs' | 'intermediates', Set<string>> = {
+  inputs: new Set(['prompt', 'negative_prompt', 'ip_adapter_image', 'ip_adapter_images', 'latents', 'image', 'posterior_noise', 'add_noise_noise']),
+  params: new Set(['ip_adapter_scale', 'num_inference_steps', 'guidance_scale', 'height', 'width', 'eta', 'timesteps', 'strength', 'latent_timestep']),
+  outputs: new Set(['latents', 'image']),
+  intermediates: new Set(['latents_after_step', 'unet_noise_pred_per_step', 'prompt_embeds', 'image_embeds', 'ip_tokens', 'image_tensor', 'init_latents', 'noisy_latents']),
+};
+
+/** One failing row per key of the case that `known` does not list. */
+export function unknownFieldRows(group: string, c: CaseSpec, known: Partial<Record<keyof typeof KNOWN, Set<string>>>): Row[] {
+  const rows: Row[] = [];
+  for (const [field, names] of Object.entries(known) as [keyof typeof KNOWN, Set<string>][]) {
+    for (const k of Object.keys((c[field] ?? {}) as object)) {
+      if (!names.has(k)) rows.push({ group, case: `${c.name} ${field}.${k}`, status: 'fail', detail: `${field}.${k} is not understood by the pipeline runner` });
+    }
+  }
+  return rows;
+}
+
 function specOf(c: CaseSpec, override: Partial<PipelineSpec> = {}): PipelineSpec {
   const inp = (c.inputs ?? {}) as Record<string, unknown>;
-  const p = (c.params ?? {}) as Record<string, number>;
+  const p = (c.params ?? {}) as Record<string, unknown>;
+  const num = (k: string, d?: number): number => {
+    const v = p[k] ?? d;
+    if (typeof v !== 'number') throw new Error(`case ${c.name}: params.${k} must be a number, found ${JSON.stringify(p[k])}`);
+    return v;
+  };
   const imgs: string[] = [];
   const one = inp.ip_adapter_image as { png?: string } | undefined;
   if (one?.png) imgs.push(one.png);
   for (const x of (inp.ip_adapter_images as { png: string }[] | undefined) ?? []) imgs.push(x.png);
   return {
     prompt: String(inp.prompt ?? ''), negative: String(inp.negative_prompt ?? ''), ipImages: imgs,
-    ipScale: p.ip_adapter_scale, steps: p.num_inference_steps, cfg: p.guidance_scale,
-    width: p.width ?? 128, height: p.height ?? 128, ...override,
+    ipScale: p.ip_adapter_scale === undefined ? undefined : num('ip_adapter_scale'),
+    steps: num('num_inference_steps'), cfg: num('guidance_scale'), eta: num('eta', 0),
+    width: num('width', 128), height: num('height', 128), ...override,
   };
+}
+
+/**
+ * The timestep schedule of a run against the case's `params.timesteps` (and `latent_timestep`, the
+ * first of them in img2img). The sampler's trace carries no timesteps, so the schedule is the one
+ * the engine's sampler computes: the scheduler engine/runtime.ts `schedulerFor` gives for the
+ * checkpoint the Load Checkpoint node resolved, cut by denoise as diffusers' strength (an empty
+ * latent at denoise 1 is the full schedule). A `timesteps` trace, when the sampler emits one, is
+ * used instead. The count of steps the sampler actually ran (its per-step trace) must match too.
+ */
+export async function scheduleRows(
+  group: string, c: CaseSpec, label: (what: string) => string, store: ModelStore, run: { checkpoint: CheckpointRef | null; steps: number; denoise: number; stepsRan: number; traced?: Float32Array },
+): Promise<Row[]> {
+  const p = (c.params ?? {}) as Record<string, unknown>;
+  if (p.timesteps === undefined && p.latent_timestep === undefined) return [];
+  let used: number[];
+  let source: string;
+  if (run.traced) {
+    used = Array.from(run.traced);
+    source = 'the sampler\'s timesteps trace';
+  } else {
+    if (!run.checkpoint) return [{ group, case: label('timesteps'), status: 'fail', detail: 'the run reported no checkpoint to read its scheduler from' }];
+    used = (await schedulerFor(store, run.checkpoint)).timestepsForStrength(run.steps, run.denoise);
+    source = 'engine/runtime.ts schedulerFor (no timesteps trace)';
+  }
+  const rows: Row[] = [];
+  const exact = { atol: 0, rtol: 0, exact: true };
+  const detail = `schedule from ${source}; the sampler ran ${run.stepsRan} steps`;
+  if (p.timesteps !== undefined) {
+    if (!Array.isArray(p.timesteps)) return [{ group, case: label('timesteps'), status: 'fail', detail: 'params.timesteps is not a list' }];
+    const row = compare(group, label('timesteps'), used, p.timesteps as number[], exact);
+    if (run.stepsRan !== used.length) Object.assign(row, { status: 'fail', detail: `${detail}, but the schedule has ${used.length}` });
+    rows.push({ ...row, detail: row.detail ?? detail });
+  }
+  if (p.latent_timestep !== undefined) rows.push(compare(group, label('latent_timestep'), used.slice(0, 1), [p.latent_timestep as number], exact));
+  return rows;
 }
 
 /**
@@ -197,7 +269,7 @@ function specOf(c: CaseSpec, override: Partial<PipelineSpec> = {}): PipelineSpec
  * `noiseRefs` maps noise purposes to the case's tensor references.
  */
 async function pipelineRows(ctx: Ctx, group: string, c: CaseSpec, spec: PipelineSpec, noiseRefs: Partial<Record<NoiseRequest['purpose'], unknown>>): Promise<Row[]> {
-  const rows: Row[] = [];
+  const rows: Row[] = unknownFieldRows(group, c, KNOWN);
   const noise: Partial<Record<NoiseRequest['purpose'], Float32Array>> = {};
   for (const [k, ref] of Object.entries(noiseRefs)) noise[k as NoiseRequest['purpose']] = ctx.f32(group, ref);
   const outs = (c.outputs ?? {}) as Record<string, unknown>;
@@ -226,6 +298,10 @@ async function pipelineRows(ctx: Ctx, group: string, c: CaseSpec, spec: Pipeline
     if (inter.image_tensor) rows.push(compare(group, label('image_tensor'), named('vae_encode.image_tensor') ?? [], ctx.f32(group, inter.image_tensor), tolL));
     if (inter.init_latents) rows.push(compare(group, label('init_latents'), named('vae_encode.init_latents') ?? [], ctx.f32(group, inter.init_latents), tolL));
     if (inter.noisy_latents) rows.push(compare(group, label('noisy_latents'), named('sampler.start_latents') ?? [], ctx.f32(group, inter.noisy_latents), tolL));
+    rows.push(...await scheduleRows(group, c, label, getEngine(ctx).store, {
+      checkpoint: cap.checkpoint, steps: spec.steps, denoise: spec.init?.strength ?? 1,
+      stepsRan: cap.steps.get('latents_after_step')?.length ?? 0, traced: named('sampler.timesteps'),
+    }));
   }
   return rows;
 }
@@ -234,18 +310,16 @@ async function pipelineRows(ctx: Ctx, group: string, c: CaseSpec, spec: Pipeline
 export const pipelineIpAdapterCase: CaseHandler = (ctx, group, c) =>
   pipelineRows(ctx, group, c, specOf(c), { latents: (c.inputs as Record<string, unknown>).latents });
 
-/** pipeline_text_only: ip_scale0 (adapter at λ = 0) and no_adapter (no adapter nodes). */
-export const pipelineTextOnlyCase: CaseHandler = (ctx, group, c) => {
-  const latents = (c.inputs as Record<string, unknown>).latents;
-  const spec = c.name === 'no_adapter' ? specOf(c, { ipImages: [] }) : specOf(c, { ipScale: 0 });
-  return pipelineRows(ctx, group, c, spec, { latents });
-};
+/** pipeline_text_only: ip_scale0 (adapter at the case's λ = 0) and no_adapter (no image prompt: no adapter nodes). */
+export const pipelineTextOnlyCase: CaseHandler = (ctx, group, c) =>
+  pipelineRows(ctx, group, c, specOf(c), { latents: (c.inputs as Record<string, unknown>).latents });
 
 /** pipeline_img2img_ip_adapter / img2img: VAE Encode (sampled) -> DDIM with denoise = strength. */
 export const pipelineImg2imgCase: CaseHandler = (ctx, group, c) => {
   const inp = c.inputs as Record<string, { png?: string }>;
   const p = c.params as Record<string, number>;
-  const spec = specOf(c, { init: { png: inp.image.png!, strength: p.strength } });
+  if (!inp.image?.png || typeof p.strength !== 'number') throw new Error(`case ${c.name}: img2img needs inputs.image.png and params.strength`);
+  const spec = specOf(c, { init: { png: inp.image.png, strength: p.strength } });
   return pipelineRows(ctx, group, c, spec, { posterior: inp.posterior_noise, add_noise: inp.add_noise_noise });
 };
 

@@ -5,11 +5,15 @@
  *
  *   npm run conformance [-- --only group1,group2]
  *
- * A group without a handler is a failure, not a skip.
+ * A group without a handler is a failure, not a skip, and so is a field the runner does not
+ * understand: every key of a case's inputs / params / outputs / intermediates that its handler
+ * never reads becomes a failing row naming the key (context.ts trackCase).
+ * IPA_FIXTURES set to a folder without cases/cases.json exits 1; only a missing default folder
+ * is a clean skip.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Ctx, type Row } from './context.js';
+import { Ctx, type Row, trackCase } from './context.js';
 import { handlers } from './groups/index.js';
 
 function parseArgs(argv: string[]): { only: Set<string> | null } {
@@ -25,7 +29,13 @@ export function fixturesDir(): string {
 async function main(): Promise<void> {
   const dir = fixturesDir();
   if (!fs.existsSync(path.join(dir, 'cases', 'cases.json'))) {
-    console.log(`conformance: fixtures folder not found at ${dir} (set IPA_FIXTURES); skipping all cases`);
+    // A folder named explicitly must exist: a typo in IPA_FIXTURES must not pass as "nothing to check".
+    if (process.env.IPA_FIXTURES) {
+      console.error(`conformance: IPA_FIXTURES=${process.env.IPA_FIXTURES} has no cases/cases.json (looked for ${path.join(dir, 'cases', 'cases.json')}); set it to a fixtures folder such as ../shared/fixtures/tiny-sd15`);
+      process.exitCode = 1;
+      return;
+    }
+    console.log(`conformance: fixtures folder not found at ${dir} (the default; set IPA_FIXTURES); skipping all cases`);
     console.log('conformance: 0 passed, 0 failed, 0 skipped (no fixtures)');
     return;
   }
@@ -48,9 +58,18 @@ async function main(): Promise<void> {
         out = [{ group, case: c.name, status: 'fail', detail: 'no handler for this group' }];
       } else {
         const t0 = Date.now();
+        const { tracked, unread } = trackCase(c);
         try {
-          out = await handler(ctx, group, c);
+          out = await handler(ctx, group, tracked);
           if (out.length === 0) out = [{ group, case: c.name, status: 'fail', detail: 'handler compared nothing' }];
+          // A field the handler never used is one the runner does not understand: a failure, not a skip.
+          // (Not after a run that failed before comparing, and not twice for a key the handler already reported.)
+          if (out.some((r) => r.status !== 'pending') && !out.some((r) => r.detail?.startsWith('error:'))) {
+            for (const k of unread()) {
+              const name = `${c.name} ${k}`;
+              if (!out.some((r) => r.case === name)) out.push({ group, case: name, status: 'fail', detail: `the handler does not use ${k}` });
+            }
+          }
         } catch (e) {
           out = [{ group, case: c.name, status: 'fail', detail: `error: ${(e as Error).stack ?? e}` }];
         }

@@ -26,6 +26,8 @@ import { Executor } from '../../../engine/executor.js';
 import { ModelStore } from '../../../engine/model-store.js';
 import { NODE_DEFS } from '../../../nodes/index.js';
 import type { NodeDef } from '../../../nodes/types.js';
+import type { CheckpointRef, ModelValue } from '../../../nodes/values.js';
+import { scheduleRows, unknownFieldRows } from '../pipeline-runner.js';
 import { type CaseHandler, type Ctx, type Row, compare, pending, toleranceFor } from '../context.js';
 
 const nets = new Map<string, Promise<ControlNet>>();
@@ -126,7 +128,7 @@ export function controlNetWorkflow(ctx: Ctx, c: Parameters<CaseHandler>[2], vari
       n('apply_cn_pos', 'apply-controlnet', { strength: params.controlnet_conditioning_scale, start: params.control_guidance_start, end: params.control_guidance_end }),
       n('apply_cn_neg', 'apply-controlnet', { strength: params.controlnet_conditioning_scale, start: params.control_guidance_start, end: params.control_guidance_end }),
       n('latent', 'empty-latent-image', { width: params.width, height: params.height, batch_size: 1 }),
-      n('sampler', 'ddim-sampler', { seed: 0, steps: params.num_inference_steps, cfg: params.guidance_scale, eta: 0, denoise: 1 }),
+      n('sampler', 'ddim-sampler', { seed: 0, steps: params.num_inference_steps, cfg: params.guidance_scale, eta: params.eta ?? 0, denoise: 1 }),
       n('decode', 'vae-decode', {}),
       n('preview', 'preview-image', {}),
     ],
@@ -145,20 +147,35 @@ export function controlNetWorkflow(ctx: Ctx, c: Parameters<CaseHandler>[2], vari
   };
 }
 
+/** Fields of txt2img_controlnet this handler understands; any other key is a failing row. */
+const TXT2IMG_KNOWN = {
+  inputs: new Set(['prompt', 'negative_prompt', 'ip_adapter_image', 'control_image', 'latents']),
+  params: new Set(['ip_adapter_scale', 'num_inference_steps', 'guidance_scale', 'controlnet_conditioning_scale', 'height', 'width',
+    'guess_mode', 'control_guidance_start', 'control_guidance_end', 'timesteps', 'eta']),
+  outputs: new Set(['latents', 'image']),
+  intermediates: new Set(['latents_after_step']),
+};
+
 /** Runs txt2img_controlnet through the executor with `defs` (the product's node list). */
 export async function txt2imgControlnet(ctx: Ctx, group: string, c: Parameters<CaseHandler>[2], defs: NodeDef[]): Promise<Row[]> {
   const inputs = (c.inputs ?? {}) as Record<string, unknown>;
   const outputs = (c.outputs ?? {}) as Record<string, unknown>;
   const inter = (c.intermediates ?? {}) as Record<string, unknown>;
+  const params = (c.params ?? {}) as Record<string, unknown>;
+  const rows: Row[] = unknownFieldRows(group, c, TXT2IMG_KNOWN);
+  // Guess mode (the ControlNet sees only the conditional half, residuals scaled per block) is not built.
+  if (params.guess_mode !== undefined && params.guess_mode !== false) rows.push({ group, case: `${c.name} params.guess_mode`, status: 'fail', detail: `guess_mode ${JSON.stringify(params.guess_mode)} is not supported by Apply ControlNet` });
   const latents = ctx.f32(group, inputs.latents);
-  const rows: Row[] = [];
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-cn-run-'));
-  const executor = new Executor(defs, new ModelStore({ cacheDir: ctx.cacheDir, provider: 'cpu' }));
+  const store = new ModelStore({ cacheDir: ctx.cacheDir, provider: 'cpu' });
+  const executor = new Executor(defs, store);
   try {
     for (const variant of ['diffusers', 'ldm'] as const) {
       const steps: Float32Array[] = [];
       let final: Float32Array | null = null;
       let image: Float32Array | null = null;
+      let checkpoint: CheckpointRef | null = null;
+      let traced: Float32Array | undefined;
       const res = await executor.run({
         runId: `cn-${variant}`, workflow: controlNetWorkflow(ctx, c, variant), modelsDir: tmp, outputDir: tmp, tempDir: tmp,
         signal: new AbortController().signal, emit: () => {},
@@ -166,8 +183,12 @@ export async function txt2imgControlnet(ctx: Ctx, group: string, c: Parameters<C
           if (req.purpose !== 'latents') throw new Error(`the case has no ${req.purpose} noise`);
           return Float32Array.from(latents);
         },
-        trace: (t) => { if (t.node === 'sampler' && t.name === 'latents_after_step' && t.step !== undefined) steps[t.step] = Float32Array.from(t.data); },
+        trace: (t) => {
+          if (t.node === 'sampler' && t.name === 'latents_after_step' && t.step !== undefined) steps[t.step] = Float32Array.from(t.data);
+          if (t.node === 'sampler' && t.name === 'timesteps' && t.step === undefined) traced = Float32Array.from(t.data);
+        },
         onNodeOutputs: (node, out) => {
+          if (node === 'ckpt') checkpoint = (out.model as ModelValue).checkpoint;
           if (node === 'sampler') final = (out.latent as { samples: Float32Array }).samples;
           if (node === 'decode') image = (out.image as { data: Float32Array }).data;
         },
@@ -185,6 +206,9 @@ export async function txt2imgControlnet(ctx: Ctx, group: string, c: Parameters<C
       }
       rows.push(compare(group, `${c.name} [${variant}] latents`, final ?? new Float32Array(), ctx.f32(group, outputs.latents), toleranceFor(c, 'latents')));
       rows.push(compare(group, `${c.name} [${variant}] image`, image ?? new Float32Array(), ctx.f32(group, outputs.image), toleranceFor(c, 'image')));
+      rows.push(...await scheduleRows(group, c, (what) => `${c.name} [${variant}] ${what}`, store, {
+        checkpoint, steps: params.num_inference_steps as number, denoise: 1, stepsRan: steps.length, traced,
+      }));
     }
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -10,6 +10,7 @@ import { compare, toleranceFor } from '../context.js';
 import { ClipTextEncoder, loadClipTextConfig, type ClipTextConfig } from '../../../models/clip-text.js';
 import { clipTextWeights } from '../../../models/keymaps/clip-text.js';
 import { SafetensorsFile } from '../../../models/safetensors.js';
+import { ClipTokenizer } from '../../../models/tokenizer.js';
 
 const encoders = new Map<string, Promise<ClipTextEncoder>>();
 
@@ -41,6 +42,12 @@ export const textEncoder: CaseHandler = async (ctx, group, c) => {
   const flat = ctx.i64(group, idsRef);
   const ids = Array.from({ length: shape[0] }, (_, b) => Array.from(flat.subarray(b * shape[1], (b + 1) * shape[1]), Number));
   const rows: Row[] = [];
+  // The stored ids must be what the product's tokenizer makes of the case's prompt (padded to T).
+  const prompt = c.inputs?.prompt;
+  if (typeof prompt === 'string') {
+    const tok = ClipTokenizer.fromDir(ctx.modelPath(modelRel(ctx, 'tokenizer')));
+    rows.push(compare(group, `${c.name} input_ids = tokenizer(prompt)`, tok.encode(prompt), flat, { atol: 0, rtol: 0, exact: true }));
+  }
   const { dir, files } = variants(ctx);
   for (const [variant, file] of Object.entries(files)) {
     const { data } = await (await encoderFor(ctx, dir, file)).encode(ids);
