@@ -3,11 +3,12 @@
  * CLIP ViT-L text tower, SD VAE, OpenCLIP ViT-H/14 image encoder, a 4-token ip-adapter_sd15),
  * written as a ComfyUI models folder in a temp directory, then the image-prompt workflow run by
  * the engine at 512x512 with CFG and 2 DDIM steps. Prints JSON:
- *   { seconds_per_step, model_load_s, first_run_s, second_run_s, peak_rss_mb, weight_bytes, ... }
- * model_load_s = the first run minus the second (same workflow, new seed: models cached).
+ *   { seconds_per_step, cpu_seconds_per_step, model_load_s, first_run_s, second_run_s, peak_rss_mb, weight_bytes, ... }
+ * model_load_s = the first run minus the second (same workflow, new seed: models cached); the
+ * cpu_ figures are this process's CPU time (all threads), steadier when other processes load the cores.
  *
  *   npx tsx engine/bench-e2e.ts [--steps 2] [--size 512] [--provider cpu] [--keep]
- * scripts/bench.ts may call benchEndToEnd() for its `e2e` section.
+ * scripts/bench.ts calls benchEndToEnd() for its `e2e` section (`npm run bench -- --only e2e`).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -108,11 +109,20 @@ export async function benchEndToEnd(o: E2eOptions): Promise<Record<string, unkno
     const writeS = (performance.now() - t0) / 1000;
     const engine = createEngine({ modelsDir: path.join(dir, 'models'), outputDir: path.join(dir, 'out'), provider: o.provider ?? 'cpu', userDataDir: path.join(dir, 'user'), demo: false });
     const stepTimes: number[] = [];
+    // CPU time of this process (all threads): under other processes' load wall time grows, CPU time barely.
+    const cpuS = () => { const c = process.cpuUsage(); return (c.user + c.system) / 1e6; };
+    const stepCpu: number[] = [];
     const nodeMs: Record<string, number> = {};
     let last = 0;
+    let lastCpu = 0;
     engine.subscribe((e: RunEvent) => {
-      if (e.type === 'node-start' && e.node === 'sampler') last = performance.now();
-      if (e.type === 'progress') { const now = performance.now(); stepTimes.push((now - last) / 1000); last = now; }
+      if (e.type === 'node-start' && e.node === 'sampler') { last = performance.now(); lastCpu = cpuS(); }
+      if (e.type === 'progress') {
+        const now = performance.now();
+        const c = cpuS();
+        stepTimes.push((now - last) / 1000); stepCpu.push(c - lastCpu);
+        last = now; lastCpu = c;
+      }
       if (e.type === 'node-done' && !e.cached) nodeMs[e.node] = e.ms;
       if (e.type === 'log' && e.level === 'warn') process.stderr.write(`${e.message}\n`);
     });
@@ -121,15 +131,20 @@ export async function benchEndToEnd(o: E2eOptions): Promise<Record<string, unkno
       checkpoint: 'sd15-random', clipVision: 'vit-h-random', ipAdapter: 'ip-adapter_sd15-random.safetensors',
     });
     t0 = performance.now();
+    let c0 = cpuS();
     const r1 = await engine.run(wf(1));
     const first = (performance.now() - t0) / 1000;
+    const firstCpu = cpuS() - c0;
     if (!r1.ok) throw new Error(`bench run failed: ${r1.error ?? JSON.stringify(r1.errors)}`);
     const firstNodes = { ...nodeMs };
     for (const k of Object.keys(nodeMs)) delete nodeMs[k];
     const firstSteps = stepTimes.splice(0);
+    stepCpu.splice(0);
     t0 = performance.now();
+    c0 = cpuS();
     const r2 = await engine.run(wf(2)); // models and encodings cached: sampler, decode and output re-run
     const second = (performance.now() - t0) / 1000;
+    const secondCpu = cpuS() - c0;
     if (!r2.ok) throw new Error(`bench run failed: ${r2.error}`);
     await engine.close();
     const med = (xs: number[]) => {
@@ -141,7 +156,9 @@ export async function benchEndToEnd(o: E2eOptions): Promise<Record<string, unkno
       workload: { size: `${size}x${size}`, steps, cfg: 'batch 2 = [uncond, cond]', ip_tokens: 4, provider: o.provider ?? 'cpu', threads: os.availableParallelism() },
       seconds_per_step: +med(stepTimes).toFixed(2), seconds_per_step_all: stepTimes.map((s) => +s.toFixed(2)),
       first_run_steps_s: firstSteps.map((s) => +s.toFixed(2)),
+      cpu_seconds_per_step: +med(stepCpu).toFixed(2), cpu_seconds_per_step_all: stepCpu.map((s) => +s.toFixed(2)),
       model_load_s: +(first - second).toFixed(1), first_run_s: +first.toFixed(1), second_run_s: +second.toFixed(1),
+      model_load_cpu_s: +(firstCpu - secondCpu).toFixed(1),
       first_run_node_ms: firstNodes, second_run_node_ms: nodeMs, // the second run lists only nodes that re-ran
       peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), weight_bytes: weightBytes, write_weights_s: +writeS.toFixed(1),
     };

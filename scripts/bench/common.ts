@@ -124,7 +124,12 @@ export function describeOptions(base: ort.InferenceSession.SessionOptions, a: Ar
 // Timing and inputs
 // ---------------------------------------------------------------------------------------
 
-export const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+/** Median (mean of the middle two for an even count: with 2 runs, not the slower one). */
+export const median = (xs: number[]) => {
+  const v = [...xs].sort((x, y) => x - y);
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+};
 /** Peak resident set of this process so far, MB. */
 export const rssMb = () => process.resourceUsage().maxRSS / 1024;
 /** Deterministic values in [-1, 1) (LCG), for network inputs. */
@@ -134,18 +139,27 @@ export const randn = (n: number, seed: number) => {
 };
 export const seconds = (t0: number) => (performance.now() - t0) / 1000;
 
-/** One warm-up run, then `steps` timed runs (ms, rounded). */
-export async function timeRuns(steps: number, run: () => Promise<unknown>): Promise<{ warmup_ms: number; ms: number[] }> {
-  let t0 = performance.now();
-  await run();
-  const warmup = performance.now() - t0;
-  const ms: number[] = [];
-  for (let i = 0; i < steps; i++) {
-    t0 = performance.now();
-    await run();
-    ms.push(performance.now() - t0);
-  }
-  return { warmup_ms: Math.round(warmup), ms: ms.map(Math.round) };
+/** Wall and CPU time (all threads of this process, user + system) of one call, ms. */
+export interface Timing { wall: number; cpu: number }
+
+export async function timed<T>(f: () => Promise<T>, into?: Timing[]): Promise<T> {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const r = await f();
+  const c = process.cpuUsage(c0);
+  into?.push({ wall: performance.now() - t0, cpu: (c.user + c.system) / 1000 });
+  return r;
+}
+
+/**
+ * One warm-up run, then `steps` timed runs (ms, rounded). cpu_ms is the process's CPU time per
+ * run: when other processes share the cores, wall time grows but CPU time barely moves, so
+ * cpu_ms / threads is the better estimate of the unshared wall time.
+ */
+export async function timeRuns(steps: number, run: () => Promise<unknown>): Promise<{ warmup_ms: number; ms: number[]; cpu_ms: number[] }> {
+  const t: Timing[] = [];
+  for (let i = 0; i <= steps; i++) await timed(run, t);
+  return { warmup_ms: Math.round(t[0].wall), ms: t.slice(1).map((x) => Math.round(x.wall)), cpu_ms: t.slice(1).map((x) => Math.round(x.cpu)) };
 }
 
 /** Throws when a network's output has NaN / Inf (random weights gone wrong would time denormal paths). */

@@ -8,6 +8,7 @@
  * Each round runs plain, ControlNet, UNet-with-residuals back to back (one warm-up round, then
  * --steps rounds), so a change of machine load hits all three alike. Reports ms per step of each,
  * the ControlNet step (ControlNet + UNet with residuals), and its overhead over the plain step.
+ * Peak RSS counts the UNet's weight file twice (both UNet sessions map it; the pages are shared).
  * Note: nodes/apply-controlnet.ts creates the ControlNet session with createSession's defaults
  * ('all' + prepacking), not UNET_SESSION_OPTIONS; pass --opt all --prepack to time that setting
  * (it then applies to the UNets too).
@@ -21,7 +22,7 @@ import { UNET_SESSION_OPTIONS, buildUNet, numDownResiduals } from '../../models/
 import {
   type ControlNetConfig, MID_RESIDUAL, buildControlNet, controlNetParameterShapes, downResidualName, parseControlNetConfig, zeroResiduals,
 } from '../../models/controlnet.js';
-import { type Args, checkFinite, describeOptions, median, openSession, randn, rssMb, seconds, writeRandomSafetensors } from './common.js';
+import { type Args, type Timing, checkFinite, describeOptions, median, openSession, randn, rssMb, seconds, timed, writeRandomSafetensors } from './common.js';
 import { SD15_UNET, SD15_UNET_JSON, SD15_WORKLOAD, type UNetWorkload, unetFeeds, unetGflop, writeUNetFiles } from './unet.js';
 
 /** GFLOP of one ControlNet evaluation: the UNet-encoder copy, the conditioning encoder and the zero convs. */
@@ -82,38 +83,43 @@ export async function benchControlNet(dir: string, a: Args): Promise<Record<stri
     conditioning_scale: new ort.Tensor('float32', Float32Array.of(1), []),
   };
   const nRes = numDownResiduals(ucfg);
-  const times = { unet: [] as number[], controlnet: [] as number[], unet_residuals: [] as number[] };
-  const timed = async <T>(list: number[], f: () => Promise<T>): Promise<T> => {
-    const t = performance.now();
-    const r = await f();
-    list.push(performance.now() - t);
-    return r;
-  };
+  const t = { unet: [] as Timing[], controlnet: [] as Timing[], unet_residuals: [] as Timing[] };
   for (let round = 0; round <= a.steps; round++) { // round 0 warms up
-    checkFinite('UNet', (await timed(times.unet, () => plain.run(feeds))).noise_pred.data);
-    const res = await timed(times.controlnet, () => cn.run(cnFeeds));
+    checkFinite('UNet', (await timed(() => plain.run(feeds), t.unet)).noise_pred.data);
+    const res = await timed(() => cn.run(cnFeeds), t.controlnet);
     const resFeeds: Record<string, ort.Tensor> = { ...feeds, mid_block_additional_residual: res[MID_RESIDUAL] };
     for (let i = 0; i < nRes; i++) resFeeds[`down_block_additional_residual_${i}`] = res[downResidualName(i)];
-    checkFinite('UNet with residuals', (await timed(times.unet_residuals, () => withRes.run(resFeeds))).noise_pred.data);
+    checkFinite('UNet with residuals', (await timed(() => withRes.run(resFeeds), t.unet_residuals)).noise_pred.data);
   }
   await Promise.all([plain.release(), withRes.release(), cn.release()]);
 
-  const warm = (xs: number[]) => xs.slice(1);
-  const sum = warm(times.controlnet).map((c, i) => c + warm(times.unet_residuals)[i]);
-  const m = { unet: median(warm(times.unet)), controlnet: median(warm(times.controlnet)), unet_residuals: median(warm(times.unet_residuals)), sum: median(sum) };
-  const ms = (xs: number[]) => xs.map(Math.round);
+  // Per round after the warm-up: wall and CPU ms of each network, and the ControlNet step (sum).
+  const rounds = (k: keyof typeof t, f: 'wall' | 'cpu') => t[k].slice(1).map((x) => x[f]);
+  const step = (f: 'wall' | 'cpu') => rounds('controlnet', f).map((c, i) => c + rounds('unet_residuals', f)[i]);
+  const figures = (f: 'wall' | 'cpu') => {
+    const m = { unet: median(rounds('unet', f)), controlnet: median(rounds('controlnet', f)), unet_residuals: median(rounds('unet_residuals', f)), step: median(step(f)) };
+    return {
+      controlnet: Math.round(m.controlnet), unet_with_residuals: Math.round(m.unet_residuals), controlnet_step: Math.round(m.step),
+      plain_unet: Math.round(m.unet), overhead: Math.round(m.step - m.unet), overhead_vs_plain: +((m.step - m.unet) / m.unet).toFixed(3),
+      residual_inputs_overhead: Math.round(m.unet_residuals - m.unet),
+    };
+  };
+  const wall = figures('wall');
+  const ms = (k: keyof typeof t, f: 'wall' | 'cpu') => rounds(k, f).map(Math.round);
   const cnGflop = controlNetGflop(ccfg, wl);
   const unetG = unetGflop(ucfg, wl);
   return {
-    controlnet_ms_per_step_median: Math.round(m.controlnet), unet_with_residuals_ms_per_step_median: Math.round(m.unet_residuals),
-    controlnet_step_ms_median: Math.round(m.sum), plain_unet_ms_per_step_median: Math.round(m.unet),
-    overhead_ms: Math.round(m.sum - m.unet), overhead_vs_plain: +((m.sum - m.unet) / m.unet).toFixed(3),
-    residual_inputs_overhead_ms: Math.round(m.unet_residuals - m.unet),
-    ms_per_step: { unet: ms(warm(times.unet)), controlnet: ms(warm(times.controlnet)), unet_residuals: ms(warm(times.unet_residuals)), controlnet_step: ms(sum) },
-    warmup_ms: { unet: Math.round(times.unet[0]), controlnet: Math.round(times.controlnet[0]), unet_residuals: Math.round(times.unet_residuals[0]) },
+    controlnet_ms_per_step_median: wall.controlnet, unet_with_residuals_ms_per_step_median: wall.unet_with_residuals,
+    controlnet_step_ms_median: wall.controlnet_step, plain_unet_ms_per_step_median: wall.plain_unet,
+    overhead_ms: wall.overhead, overhead_vs_plain: wall.overhead_vs_plain,
+    // The same from CPU time (all threads): robust to other processes on the cores.
+    cpu_ms_median: figures('cpu'),
+    ms_per_step: { unet: ms('unet', 'wall'), controlnet: ms('controlnet', 'wall'), unet_residuals: ms('unet_residuals', 'wall'), controlnet_step: step('wall').map(Math.round) },
+    cpu_ms_per_step: { unet: ms('unet', 'cpu'), controlnet: ms('controlnet', 'cpu'), unet_residuals: ms('unet_residuals', 'cpu') },
+    warmup_ms: { unet: Math.round(t.unet[0].wall), controlnet: Math.round(t.controlnet[0].wall), unet_residuals: Math.round(t.unet_residuals[0].wall) },
     session_create_s: created, rss_mb: rss, peak_rss_mb: Math.round(rssMb()),
     gflop_per_step: { unet: +unetG.toFixed(1), controlnet: +cnGflop.toFixed(1) },
-    gflop_per_s: { unet: +(unetG / (m.unet / 1000)).toFixed(1), controlnet: +(cnGflop / (m.controlnet / 1000)).toFixed(1) },
+    gflop_per_s: { unet: +(unetG / (wall.plain_unet / 1000)).toFixed(1), controlnet: +(cnGflop / (wall.controlnet / 1000)).toFixed(1) },
     weight_bytes: { unet: files.weightBytes, controlnet: cnBytes, adapter: files.ipBytes },
     write_weights_s: +(files.writeS + cnWriteS).toFixed(1),
     workload: { ...wl, control_image: `${wl.batch}x3x${imgH}x${imgW}`, residuals: nRes + 1, cfg_passes: 'batch 2 = [uncond, cond]', attention: a.attention },

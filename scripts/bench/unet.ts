@@ -126,12 +126,12 @@ export async function benchUNet(dir: string, a: Args): Promise<Record<string, un
   const rssAfterSession = rssMb();
 
   const feeds = unetFeeds(cfg, wl);
-  const { warmup_ms, ms } = await timeRuns(a.steps, async () => checkFinite('UNet', (await session.run(feeds)).noise_pred.data));
+  const { warmup_ms, ms, cpu_ms } = await timeRuns(a.steps, async () => checkFinite('UNet', (await session.run(feeds)).noise_pred.data));
   await session.release();
   const gflop = unetGflop(cfg, wl);
   const med = median(ms);
   return {
-    ms_per_step_median: med, ms_per_step: ms, warmup_ms,
+    ms_per_step_median: med, ms_per_step: ms, warmup_ms, cpu_ms_per_step: cpu_ms,
     build_s: +buildS.toFixed(2), session_create_s: +sessionS.toFixed(2), read_weights_once_s: +readS.toFixed(2),
     session_vs_read: +(sessionS / readS).toFixed(2),
     peak_rss_mb: Math.round(rssMb()), rss_before_session_mb: Math.round(rssBeforeSession), rss_after_session_mb: Math.round(rssAfterSession),
