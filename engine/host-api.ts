@@ -112,7 +112,7 @@ export function withUrls(outputDir: string, images: ImageRef[]): ImageRef[] {
 
 /** An engine event as hosts forward it (output images carry URLs). */
 export function eventWithUrls(outputDir: string, event: RunEvent): RunEvent {
-  return event.type === 'output' ? { ...event, images: withUrls(outputDir, event.images) } : event;
+  return event.type === 'output' || event.type === 'node-preview' ? { ...event, images: withUrls(outputDir, event.images) } : event;
 }
 
 // ---- the page's Content-Security-Policy ---------------------------------------------------------

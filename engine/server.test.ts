@@ -70,7 +70,10 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function get(p: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+/** The cookie the printed address sets (what our own page sends). */
+const cookie = () => ({ Cookie: `ipa-studio-${server.port}=${server.token}` });
+
+function get(p: string, headers: Record<string, string> = cookie()): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
     http.get({ host: '127.0.0.1', port: server.port, path: p, headers }, (res) => {
       let body = '';
@@ -80,8 +83,10 @@ function get(p: string, headers: Record<string, string> = {}): Promise<{ status:
   });
 }
 
-async function socket(origin?: string): Promise<{ ws: WebSocket; next(): Promise<any>; send(x: unknown): void }> {
-  const ws = new WebSocket(`ws://127.0.0.1:${server.port}/ws`, origin ? { origin } : {});
+/** A WebSocket client; by default our own page (Origin and cookie), or a script with `?t=` / without a key. */
+async function socket(origin: string | undefined = server.origin, key: 'cookie' | 'query' | 'none' = origin ? 'cookie' : 'query'): Promise<{ ws: WebSocket; next(): Promise<any>; send(x: unknown): void }> {
+  const query = key === 'query' ? `?t=${server.token}` : '';
+  const ws = new WebSocket(`ws://127.0.0.1:${server.port}/ws${query}`, { ...(origin ? { origin } : {}), headers: key === 'cookie' ? cookie() : {} });
   const queue: any[] = [];
   const waiters: ((v: any) => void)[] = [];
   ws.on('message', (d) => {
@@ -103,7 +108,8 @@ async function socket(origin?: string): Promise<{ ws: WebSocket; next(): Promise
 
 describe('web server', () => {
   it('binds 127.0.0.1 and serves the renderer with a strict CSP', async () => {
-    expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(server.url).toBe(`http://127.0.0.1:${server.port}/?t=${server.token}`);
+    expect(server.token).toMatch(/^[\w-]{32}$/);
     const r = await get('/');
     expect(r.status).toBe(200);
     const csp = String(r.headers['content-security-policy']);
@@ -173,5 +179,35 @@ describe('web server', () => {
 
   it('refuses WebSocket connections from other origins', async () => {
     await expect(socket('http://evil.example')).rejects.toThrow(/403/);
+    await expect(socket('http://evil.example', 'query')).rejects.toThrow(/403/);
+  });
+
+  it('needs the launch key: the printed address sets it as a cookie; pages, images and the socket need it', async () => {
+    // Without the key: no page, no images, no socket (from a page or from a script).
+    for (const p of ['/', '/index.html', '/outputs/x.png', `/?t=${'x'.repeat(32)}`]) expect((await get(p, {})).status, p).toBe(403);
+    expect((await get('/', { Cookie: `ipa-studio-${server.port}=wrong` })).status).toBe(403);
+    expect((await get('/', { Cookie: `ipa-studio-1=${server.token}` })).status).toBe(403); // another port's cookie
+    await expect(socket(undefined, 'none')).rejects.toThrow(/403/);
+    await expect(socket(server.origin, 'none')).rejects.toThrow(/403/);
+    // The scripts and styles are public (they hold no key).
+    expect((await get('/app.js', {})).status).toBe(200);
+
+    // The printed address: a cookie for this port, HttpOnly, SameSite=Strict, and the key leaves the address bar.
+    const first = await get(new URL(server.url).pathname + new URL(server.url).search, {});
+    expect(first.status).toBe(303);
+    expect(first.headers.location).toBe('/');
+    const set = String(first.headers['set-cookie']);
+    expect(set).toContain(`ipa-studio-${server.port}=${server.token}`);
+    expect(set).toMatch(/HttpOnly/);
+    expect(set).toMatch(/SameSite=Strict/);
+    const jar = { Cookie: set.split(';')[0] };
+    expect((await get('/', jar)).status).toBe(200);
+    expect((await get('/outputs/x.png', jar)).status).toBe(200);
+
+    // A local script passes the key in the query instead.
+    const c = await socket(undefined, 'query');
+    c.send({ id: 1, method: 'getSettings', params: {} });
+    expect(await c.next()).toMatchObject({ id: 1, ok: true, result: { provider: expect.any(String) } });
+    c.ws.close();
   });
 });

@@ -2,8 +2,15 @@
  * Web mode host: serves the built renderer over HTTP and the engine API over a WebSocket, on
  * 127.0.0.1 only. Every WebSocket message is validated against `protocol.ts`; a malformed one gets
  * an error reply and the connection stays up. File routes are confined to their folders.
+ *
+ * Access key: each launch makes a random token and prints the address with it
+ * (`http://127.0.0.1:N/?t=<token>`, as Jupyter does). Opening that address sets an HttpOnly,
+ * SameSite=Strict cookie and redirects to `/`; the page, the WebSocket and the image routes
+ * then need that cookie (or `?t=` for a local script). So another local user, or a page of another
+ * origin, cannot drive the engine or read images; the Origin and Host checks stay as well.
  */
 import http from 'node:http';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -25,11 +32,17 @@ export interface ServerOptions {
   info: () => Omit<HostInfo, 'host' | 'sampleImage'>;
   /** Called after settings change (the host persists them). */
   onSettings?: (s: EngineSettings) => void;
+  /** The access key (default: 24 random bytes, new per launch). */
+  token?: string;
 }
 
 export interface WebServer {
+  /** The address to open: `http://127.0.0.1:N/?t=<token>`. */
   url: string;
+  /** `http://127.0.0.1:N` */
+  origin: string;
   port: number;
+  token: string;
   close(): Promise<void>;
 }
 
@@ -48,20 +61,44 @@ export async function startServer(opts: ServerOptions): Promise<WebServer> {
   let port = 0;
   const allowedHosts = () => new Set([`127.0.0.1:${port}`, `localhost:${port}`]);
   const allowedOrigins = () => new Set([`http://127.0.0.1:${port}`, `http://localhost:${port}`]);
+  const token = opts.token ?? crypto.randomBytes(24).toString('base64url');
+  // Cookies are per host, not per port: the port in the name keeps two servers apart.
+  const cookieName = () => `ipa-studio-${port}`;
+
+  /** The request carries this launch's key: the cookie set by the printed address, or `?t=`. */
+  function authorised(req: http.IncomingMessage, url: URL): boolean {
+    const given = [url.searchParams.get('t'), cookieValue(req.headers.cookie, cookieName())];
+    return given.some((g) => g !== null && sameSecret(g, token));
+  }
 
   const server = http.createServer((req, res) => {
     // DNS rebinding: a page on another name resolving to 127.0.0.1 must not reach us.
     if (!allowedHosts().has(req.headers.host ?? '')) return send(res, 403, 'text/plain', 'forbidden host');
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed');
+    let url: URL;
     let pathname: string;
     try {
-      pathname = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+      url = new URL(req.url ?? '/', 'http://x');
+      pathname = decodeURIComponent(url.pathname);
     } catch {
       return send(res, 400, 'text/plain', 'bad url');
     }
+    const isIndex = pathname === '/' || pathname === '/index.html';
+    // The renderer's scripts and styles are public; the page itself and the images are not.
+    if ((isIndex || pathname.startsWith('/outputs/') || pathname.startsWith('/inputs/')) && !authorised(req, url)) {
+      return send(res, 403, 'text/plain; charset=utf-8', 'This page needs the access key of this launch: open the address that `npm run web` printed (http://127.0.0.1:N/?t=...).');
+    }
+    if (isIndex && url.searchParams.has('t')) {
+      // Keep the key in an HttpOnly cookie and drop it from the address bar (and from history).
+      res.writeHead(303, {
+        Location: '/', 'Cache-Control': 'no-store', 'Referrer-Policy': 'no-referrer',
+        'Set-Cookie': `${cookieName()}=${token}; Path=/; HttpOnly; SameSite=Strict`,
+      });
+      return res.end();
+    }
     if (pathname.startsWith('/outputs/')) return serveFile(res, opts.engine.settings().outputDir, pathname.slice(9), true);
     if (pathname.startsWith('/inputs/')) return serveFile(res, inputsDir, pathname.slice(8), true);
-    if (pathname === '/' || pathname === '/index.html') return serveIndex(res);
+    if (isIndex) return serveIndex(res);
     return serveFile(res, opts.staticDir, pathname.slice(1), false);
   });
 
@@ -103,9 +140,17 @@ export async function startServer(opts: ServerOptions): Promise<WebServer> {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
   server.on('upgrade', (req, socket, head) => {
     const origin = req.headers.origin;
-    const url = req.url ?? '';
-    // Browsers always send Origin: only our own page may connect. Local non-browser clients send none.
-    if (!allowedHosts().has(req.headers.host ?? '') || url !== '/ws' || (origin !== undefined && !allowedOrigins().has(origin))) {
+    let url: URL | null = null;
+    try {
+      url = new URL(req.url ?? '', 'http://x');
+    } catch {
+      /* refused below */
+    }
+    // Browsers always send Origin: only our own page may connect. Every client needs the launch's
+    // key: our page has its cookie, a local script passes `?t=` (no Origin and no key: refused).
+    const ok = url !== null && url.pathname === '/ws' && allowedHosts().has(req.headers.host ?? '')
+      && (origin === undefined || allowedOrigins().has(origin)) && authorised(req, url);
+    if (!ok) {
       socket.write('HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n');
       socket.destroy();
       return;
@@ -146,8 +191,10 @@ export async function startServer(opts: ServerOptions): Promise<WebServer> {
   });
   port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${port}/?t=${token}`,
+    origin: `http://127.0.0.1:${port}`,
     port,
+    token,
     close: async () => {
       unsubscribe();
       for (const ws of wss.clients) ws.terminate();
@@ -155,4 +202,20 @@ export async function startServer(opts: ServerOptions): Promise<WebServer> {
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
+}
+
+/** The value of cookie `name` in a Cookie header, or null. */
+function cookieValue(header: string | undefined, name: string): string | null {
+  for (const part of (header ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return null;
+}
+
+/** Constant-time comparison of a given key with ours. */
+function sameSecret(given: string, secret: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(secret);
+  return a.length === b.length && crypto.timingSafeEqual(a, b);
 }

@@ -50,7 +50,7 @@ async function main(): Promise<void> {
   } else {
     console.log(`Electron: ${found.missing} (installed with ELECTRON_SKIP_BINARY_DOWNLOAD or offline); starting web mode instead — open the URL below.`);
   }
-  // Web mode reads process.argv itself and prints "Listening on http://127.0.0.1:N".
+  // Web mode reads process.argv itself and prints "Listening on http://127.0.0.1:N/?t=<key>".
   await import('../engine/web.js');
 }
 

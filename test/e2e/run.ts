@@ -23,7 +23,8 @@ async function startWeb(userData: string): Promise<{ url: string; stop(): void; 
     const timer = setTimeout(() => reject(new Error(`web mode did not start in 300 s:\n${log.join('')}`)), 300_000);
     const onData = (d: Buffer) => {
       log.push(d.toString());
-      const m = /Listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(log.join(''));
+      // The printed address carries the launch's access key (`/?t=...`); opening it sets the page's cookie.
+      const m = /Listening on (http:\/\/127\.0\.0\.1:\d+\/\S*)/.exec(log.join(''));
       if (m) {
         clearTimeout(timer);
         resolve(m[1]);
