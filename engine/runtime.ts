@@ -102,7 +102,7 @@ export async function vaeRuntime(store: ModelStore, v: VaeValue): Promise<Vae> {
     const loc = ck.vae;
     if (!loc) throw new Error(`${ref.path} has no VAE (no vae/ folder or first_stage_model.* weights)`);
     return store.get(`vae|${ckptKey(ref)}`, () => {
-      const w = vaeWeightsFromFile(SafetensorsFile.open(loc.weightsFile));
+      const w = vaeWeightsFromFile(loc.weightsFile);
       const cfg = loc.configPath ? loadVaeConfig(loc.configPath) : vaeConfigFromWeights(w, {}, loc.weightsFile);
       return Vae.load(w, cfg, { ...store.sessionConfig(), parts: [] });
     }, (x) => x.release());
@@ -111,7 +111,7 @@ export async function vaeRuntime(store: ModelStore, v: VaeValue): Promise<Vae> {
   return store.get(`vae|${file}|`, () => {
     const dir = fs.statSync(file).isDirectory() ? file : null;
     const weightsFile = dir ? path.join(dir, 'diffusion_pytorch_model.safetensors') : file;
-    const w = vaeWeightsFromFile(SafetensorsFile.open(weightsFile));
+    const w = vaeWeightsFromFile(weightsFile);
     const cfg = dir && fs.existsSync(path.join(dir, 'config.json')) ? loadVaeConfig(path.join(dir, 'config.json')) : vaeConfigFromWeights(w, {}, weightsFile);
     return Vae.load(w, cfg, { ...store.sessionConfig(), parts: [] });
   }, (x) => x.release());
