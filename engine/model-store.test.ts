@@ -23,6 +23,7 @@ describe('model store', () => {
   it.skipIf(providersHere().includes('cuda'))('falls back to CPU once for a provider that fails, and says so once', async () => {
     const logs: string[] = [];
     const store = new ModelStore({ cacheDir: tmp, provider: 'cuda', log: (m) => logs.push(m) });
+    ort.env.logLevel = 'fatal'; // the expected provider failure would print a native error line per try
     // Two sessions loading at once both meet the failure; a third comes after it is known.
     await Promise.all([store.session('a', () => tiny('a')), store.session('b', () => tiny('b'))]);
     expect(store.activeProvider).toBe('cpu');
