@@ -12,30 +12,56 @@
  *   vae_decode    VAE decoder, 1 x 4 x 64 x 64 -> 512 x 512.
  *   controlnet    ControlNet + UNet with residuals vs the plain UNet step, same process and options (issue 5).
  *   e2e           the engine running the image-prompt workflow, 512x512, 2 DDIM steps (issue 3).
- * The default is unet,text_encoder,vae_decode; controlnet (~4 GB written, 3 sessions) and e2e
- * (~7 GB written, the whole pipeline twice) take minutes each on 2 cores: ask for them with
- * `--only controlnet` / `--only e2e`. --steps is the number of timed runs after one warm-up
- * (default 3); e2e takes it as its number of DDIM steps only when given (default 2).
+ * The default runs all five, about 9 minutes on 2 shared cores (unet ~2.2, controlnet ~3.2, e2e
+ * ~2.6, vae_decode ~0.9, text_encoder seconds; ~12 GB of random weights written to the temp
+ * folder and deleted); pick sections with --only. --steps is the number of timed runs after one
+ * warm-up (default 3); e2e takes it as its number of DDIM steps only when given (default 2).
+ * When several sections run, each runs in its own child process (this script with --only
+ * <section>), so each section's peak RSS is its own and memory is returned between them.
  *
  * Each network runs with the product's session options (UNET_SESSION_OPTIONS for the UNet,
  * createSession's defaults for the others); --opt / --prepack / --no-prepack override them.
- * Peak RSS is the process's (process.resourceUsage().maxRSS), so run one section at a time
- * with --only for per-network figures.
+ * Peak RSS is the process's (process.resourceUsage().maxRSS). Timings carry the process's CPU
+ * time too (cpu_ms): other processes on the cores stretch wall time, not CPU time.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ort } from '../models/onnx/session.js';
-import { type Section, parseArgs } from './bench/common.js';
+import { type Args, type Section, parseArgs } from './bench/common.js';
 import { benchUNet } from './bench/unet.js';
 import { benchTextEncoder } from './bench/text-encoder.js';
 import { benchVaeDecode } from './bench/vae-decode.js';
 import { benchControlNet } from './bench/controlnet.js';
 import { benchE2e } from './bench/e2e.js';
 
+/** In the order they run. */
 const SECTIONS: [string, Section][] = [
   ['unet', benchUNet], ['text_encoder', benchTextEncoder], ['vae_decode', benchVaeDecode], ['controlnet', benchControlNet], ['e2e', benchE2e],
 ];
+
+/** Runs one section in a child process (same node flags, so tsx's loader too) and returns its JSON. */
+function runChild(name: string): Record<string, unknown> {
+  const argv = process.argv.slice(2);
+  const i = argv.indexOf('--only');
+  if (i >= 0) argv.splice(i, 2);
+  const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1], ...argv, '--only', name], { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
+  const out = r.stdout?.toString() ?? '';
+  try {
+    return (JSON.parse(out.slice(out.indexOf('{'))) as Record<string, Record<string, unknown>>)[name];
+  } catch {
+    return { error: `section ${name} exited with ${r.status ?? r.signal} and no JSON: ${out.slice(-500) || r.error?.message}` };
+  }
+}
+
+async function runHere(name: string, fn: Section, dir: string, a: Args): Promise<Record<string, unknown>> {
+  try {
+    return await fn(dir, a);
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+}
 
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
@@ -52,11 +78,8 @@ async function main(): Promise<void> {
     for (const [name, fn] of SECTIONS) {
       if (!a.only.has(name)) continue;
       const t0 = performance.now();
-      try {
-        result[name] = { ...(await fn(dir, a)), section_s: +((performance.now() - t0) / 1000).toFixed(1) };
-      } catch (e) {
-        result[name] = { error: (e as Error).message };
-      }
+      const r = a.only.size > 1 ? runChild(name) : await runHere(name, fn, dir, a);
+      result[name] = { ...r, section_s: +((performance.now() - t0) / 1000).toFixed(1) };
     }
   } finally {
     if (!a.keep) fs.rmSync(dir, { recursive: true, force: true });
@@ -65,4 +88,7 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(result, null, 1));
 }
 
-await main();
+await main().catch((e: Error) => {
+  console.error(e.message);
+  process.exitCode = 1;
+});

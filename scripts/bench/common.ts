@@ -6,8 +6,8 @@ import * as fs from 'node:fs';
 import type { BuiltModel } from '../../models/onnx/graph.js';
 import { createSession, ort, type Provider } from '../../models/onnx/session.js';
 
-/** Sections run when --only is not given. e2e and controlnet take minutes each on 2 cores: ask for them by name. */
-export const DEFAULT_SECTIONS = 'unet,text_encoder,vae_decode';
+/** Sections run when --only is not given: all, about 9 minutes on 2 shared cores (see scripts/bench.ts). */
+export const DEFAULT_SECTIONS = 'unet,text_encoder,vae_decode,controlnet,e2e';
 
 export interface Args {
   only: Set<string>; steps: number; provider: Provider; attention: 'mha' | 'onnx';
