@@ -8,33 +8,14 @@
  * - older single-file checkpoints saved with transformers < 4.x naming:
  *   `cond_stage_model.transformer.embeddings.*` / `.encoder.*` / `.final_layer_norm.*`.
  *
- * `prefixedWeights` is the generic prefix view other key maps reuse.
+ * The generic views (`prefixedWeights`, `mappedWeights`) live in ./view.ts.
  */
 import * as path from 'node:path';
 import type { WeightMap } from '../onnx/graph.js';
-import type { SafetensorsFile, TensorRef } from '../safetensors.js';
+import type { SafetensorsFile } from '../safetensors.js';
+import { mappedWeights, prefixedWeights } from './view.js';
 
-/**
- * A view of `file` in which canonical name `n` is the file's key `prefix + n`. A missing key
- * fails with the file's name, the key looked for and the canonical name.
- */
-export function prefixedWeights(file: SafetensorsFile, prefix: string): WeightMap {
-  return mappedWeights(file, (name) => prefix + name, prefix ? `prefix "${prefix}"` : 'no prefix');
-}
-
-/** A view of `file` through a name -> key function (`what` describes it in errors). */
-export function mappedWeights(file: SafetensorsFile, toKey: (name: string) => string, what = 'key map'): WeightMap {
-  return {
-    has: (name: string) => file.has(toKey(name)),
-    get: (name: string): TensorRef => {
-      const key = toKey(name);
-      if (!file.has(key)) {
-        throw new Error(`${path.basename(file.file)}: missing tensor "${key}" (weight ${name}, ${what}); file: ${file.file}`);
-      }
-      return file.get(key);
-    },
-  };
-}
+export { mappedWeights, prefixedWeights };
 
 export type ClipTextLayout = 'transformers' | 'ldm' | 'ldm-legacy';
 

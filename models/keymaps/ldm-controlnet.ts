@@ -10,10 +10,10 @@
  *   - input_hint_block.<2n+2>   -> controlnet_cond_embedding.conv_out     (n = number of blocks)
  * Nothing is copied: `get(diffusersName)` returns the TensorRef of the original key.
  */
-import type { WeightMap } from '../onnx/graph.js';
-import type { SafetensorsFile, TensorRef } from '../safetensors.js';
+import type { SafetensorsFile } from '../safetensors.js';
 import type { UNetConfig } from '../unet-config.js';
 import { ldmUnetName } from './ldm-unet.js';
+import { KeyMapView } from './view.js';
 
 /**
  * Key prefixes of ControlNet single files, most specific first: `control_model.` (the v1.0
@@ -46,33 +46,14 @@ export function ldmControlNetName(cfg: UNetConfig, name: string, hintBlocks: num
 }
 
 /** A diffusers-named view of an original-layout ControlNet file. */
-export class LdmControlNetWeights implements WeightMap {
+export class LdmControlNetWeights extends KeyMapView {
   /** `hintBlocks` defaults to the count found in the file (entries 2, 4, ... before the last). */
   readonly hintBlocks: number;
 
-  constructor(readonly file: SafetensorsFile, readonly cfg: UNetConfig, readonly prefix: string, hintBlocks?: number) {
-    this.hintBlocks = hintBlocks ?? countHintBlocks(file, prefix);
-  }
-
-  /** The file's key holding diffusers parameter `name`. */
-  keyOf(name: string): string {
-    return this.prefix + ldmControlNetName(this.cfg, name, this.hintBlocks);
-  }
-
-  has(name: string): boolean {
-    try {
-      return this.file.has(this.keyOf(name));
-    } catch {
-      return false;
-    }
-  }
-
-  get(name: string): TensorRef {
-    const key = this.keyOf(name);
-    if (!this.file.has(key)) {
-      throw new Error(`${this.file.file}: ControlNet parameter ${name} (original layout key "${key}") is missing; the file does not match the expected ControlNet layout`);
-    }
-    return this.file.get(key);
+  constructor(file: SafetensorsFile, readonly cfg: UNetConfig, readonly prefix: string, hintBlocks?: number) {
+    const blocks = hintBlocks ?? countHintBlocks(file, prefix);
+    super(file, (name) => prefix + ldmControlNetName(cfg, name, blocks), 'original ControlNet layout');
+    this.hintBlocks = blocks;
   }
 }
 

@@ -8,8 +8,8 @@
  * convert_ldm_unet_checkpoint, with the numbering derived from the config rather than hard-coded.
  * Nothing is copied: `get(diffusersName)` returns the TensorRef of the LDM key.
  */
-import type { WeightMap } from '../onnx/graph.js';
-import type { SafetensorsFile, TensorRef } from '../safetensors.js';
+import type { SafetensorsFile } from '../safetensors.js';
+import { KeyMapView } from './view.js';
 import { type UNetConfig, downBlockSpecs, upBlockSpecs } from '../unet-config.js';
 
 /** The UNet key prefix inside an original single-file checkpoint. */
@@ -82,27 +82,8 @@ export function ldmUnetName(cfg: UNetConfig, name: string): string {
 }
 
 /** A diffusers-named view of the UNet inside an LDM single-file checkpoint. */
-export class LdmUNetWeights implements WeightMap {
-  constructor(readonly file: SafetensorsFile, readonly cfg: UNetConfig, readonly prefix = LDM_UNET_PREFIX) {}
-
-  /** The checkpoint key holding diffusers parameter `name`. */
-  keyOf(name: string): string {
-    return this.prefix + ldmUnetName(this.cfg, name);
-  }
-
-  has(name: string): boolean {
-    try {
-      return this.file.has(this.keyOf(name));
-    } catch {
-      return false;
-    }
-  }
-
-  get(name: string): TensorRef {
-    const key = this.keyOf(name);
-    if (!this.file.has(key)) {
-      throw new Error(`${this.file.file}: UNet parameter ${name} (original layout key "${key}") is missing; the checkpoint does not match the expected SD1.5 layout`);
-    }
-    return this.file.get(key);
+export class LdmUNetWeights extends KeyMapView {
+  constructor(file: SafetensorsFile, readonly cfg: UNetConfig, readonly prefix = LDM_UNET_PREFIX) {
+    super(file, (name) => prefix + ldmUnetName(cfg, name), 'original SD1.5 UNet layout');
   }
 }
