@@ -12,9 +12,10 @@
  *   vae_decode    VAE decoder, 1 x 4 x 64 x 64 -> 512 x 512.
  *   controlnet    ControlNet + UNet with residuals vs the plain UNet step, same process and options (issue 5).
  *   e2e           the engine running the image-prompt workflow, 512x512, 2 DDIM steps (issue 3).
- * The default runs all five, about 9 minutes on 2 shared cores (unet ~2.2, controlnet ~3.2, e2e
- * ~2.6, vae_decode ~0.9, text_encoder seconds; ~12 GB of random weights written to the temp
- * folder and deleted); pick sections with --only. --steps is the number of timed runs after one
+ * The default runs all five: 5.5 minutes on this 2-core machine with little else running (unet
+ * 0.8, text_encoder 0.05, vae_decode 0.9, controlnet 1.7, e2e 2 min), about 9 when other
+ * processes share the cores; ~12 GB of random weights are written to the temp folder and
+ * deleted. Pick sections with --only. --steps is the number of timed runs after one
  * warm-up (default 3); e2e takes it as its number of DDIM steps only when given (default 2).
  * When several sections run, each runs in its own child process (this script with --only
  * <section>), so each section's peak RSS is its own and memory is returned between them.

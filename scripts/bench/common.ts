@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import type { BuiltModel } from '../../models/onnx/graph.js';
 import { createSession, ort, type Provider } from '../../models/onnx/session.js';
 
-/** Sections run when --only is not given: all, about 9 minutes on 2 shared cores (see scripts/bench.ts). */
+/** Sections run when --only is not given: all of them, 5.5 to 9 minutes on 2 cores (see scripts/bench.ts). */
 export const DEFAULT_SECTIONS = 'unet,text_encoder,vae_decode,controlnet,e2e';
 
 export interface Args {
