@@ -14,7 +14,7 @@
 import { ControlNet, type ControlResiduals, buildControlNet, checkControlNetFitsUNet, sumResiduals, unetResidualFeeds, zeroResiduals } from '../models/controlnet.js';
 import type { ort } from '../models/onnx/session.js';
 import { resizeTo } from '../models/preprocessors/resize.js';
-import type { UNetConfig } from '../models/unet.js';
+import { UNET_SESSION_OPTIONS, type UNetConfig } from '../models/unet.js';
 import type { ExecContext } from '../engine/context.js';
 import type { NodeDef } from './types.js';
 import { expectValue, type ConditioningValue, type ImageValue } from './values.js';
@@ -165,7 +165,8 @@ export class SamplerControl {
       const v = g.control.controlnet;
       const loaded = await controlNetParts(ctx.models, v);
       checkControlNetFitsUNet(loaded, o.unet, o.checkpointPath);
-      const session = await ctx.models.session(`controlnet|${v.path}|${v.configPath}`, () => buildControlNet(loaded.config, loaded.weights).build());
+      // Same options as the UNet (weights used in place, no prepacked copies): the bench's ControlNet figures.
+      const session = await ctx.models.session(`controlnet|${v.path}|${v.configPath}`, () => buildControlNet(loaded.config, loaded.weights).build(), UNET_SESSION_OPTIONS);
       const f = 2 ** (loaded.config.conditioningEmbeddingOutChannels.length - 1);
       const H = o.height * f;
       const W = o.width * f;
