@@ -47,7 +47,7 @@ export const ParamSpecSchema = z.discriminatedUnion('kind', [
   z.object({ ...ParamBase, kind: z.literal('enum'), default: z.string(), options: z.array(z.string()) }),
   z.object({ ...ParamBase, kind: z.literal('boolean'), default: z.boolean() }),
   z.object({ ...ParamBase, kind: z.literal('file'), default: z.string(), modelKind: ModelKindSchema, optional: z.boolean().optional() }),
-  z.object({ ...ParamBase, kind: z.literal('image'), default: z.string() }),
+  z.object({ ...ParamBase, kind: z.literal('image'), default: z.string(), optional: z.boolean().optional() }),
 ]);
 export const NodeSpecSchema = z.object({
   type: z.string(), title: z.string(), category: z.string(), description: z.string(),

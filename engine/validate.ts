@@ -112,7 +112,7 @@ export function validateWorkflow(wf: Workflow, specs: Map<string, NodeSpec>, opt
       if (p.kind === 'file' && opts.paths && !(p.optional && v === '') && !opts.paths.resolveModel(p.modelKind, v)) {
         errors.push({ node: n.id, param: p.name, message: `${title(n)}: ${opts.paths.missingModel(p.modelKind, v)}` });
       }
-      if (p.kind === 'image' && opts.paths && !opts.paths.resolveImage(v)) {
+      if (p.kind === 'image' && opts.paths && !(p.optional && v === '') && !opts.paths.resolveImage(v)) {
         errors.push({ node: n.id, param: p.name, message: `${title(n)}: ${opts.paths.missingImage(v)}` });
       }
       if (p.name === 'filename_prefix' && spec.output) {

@@ -22,7 +22,7 @@ export type ParamSpec =
   | { name: string; label?: string; kind: 'enum'; default: string; options: string[] }
   | { name: string; label?: string; kind: 'boolean'; default: boolean }
   | { name: string; label?: string; kind: 'file'; default: string; modelKind: ModelKind; /** May stay empty (''). */ optional?: boolean }
-  | { name: string; label?: string; kind: 'image'; default: string };
+  | { name: string; label?: string; kind: 'image'; default: string; /** May stay empty (''). */ optional?: boolean };
 
 export type ParamValue = number | string | boolean;
 

@@ -68,7 +68,7 @@ export function defaultWorkflow(specMap: SpecMap, models: Partial<Record<ModelKi
       const have = p.kind === 'file' ? models[p.modelKind] ?? [] : [];
       if (p.kind === 'file' && !p.optional && have.length && !have.includes(p.default)) params[p.name] = have[0];
       if (p.kind === 'string' && p.multiline && w.params?.text !== undefined) params[p.name] = w.params.text;
-      if (p.kind === 'image' && w.params?.image !== undefined) params[p.name] = w.params.image;
+      if (p.kind === 'image' && !p.optional && w.params?.image !== undefined) params[p.name] = w.params.image;
     }
     nodes.push(makeNode(id, spec, 0, 0, params));
     byKey.set(w.key, { id, spec });
