@@ -48,7 +48,7 @@ function PortRow({ port, side }: { port: PortSpec; side: 'in' | 'out' }) {
         type={side === 'in' ? 'target' : 'source'} position={side === 'in' ? Position.Left : Position.Right} id={port.name}
         className="handle" style={{ background: color, borderColor: color }} aria-label={`${side === 'in' ? 'input' : 'output'} ${port.label ?? port.name} (${port.type})`}
       />
-      <span className={port.optional ? 'optional' : undefined}>{port.label ?? port.name}</span>
+      <span className={`port-name${port.optional ? ' optional' : ''}`}>{port.label ?? port.name}</span>
       <span className="port-type" style={{ color }}>{port.type}</span>
     </div>
   );
