@@ -25,6 +25,12 @@ describe('default workflow', () => {
       const types = wf.nodes.map((n) => n.type);
       expect(types.filter((t) => t === 'apply-controlnet')).toHaveLength(2);
       expect(types).toContain('canny');
+      // The control image is cropped to the latent's size before Canny, as the examples do.
+      const idOf = (t: string) => wf.nodes.find((n) => n.type === t)!.id;
+      const into = (id: string) => wf.edges.filter((e) => e.to.node === id).map((e) => `${wf.nodes.find((n) => n.id === e.from.node)!.type}>${e.to.port}`).sort();
+      expect(into(idOf('image-resize'))).toEqual(['empty-latent-image>latent', 'load-image>image']);
+      expect(into(idOf('canny'))).toEqual(['image-resize>image']);
+      expect(wf.nodes.find((n) => n.type === 'image-resize')!.params.mode).toBe('crop');
       expect(wf.nodes.filter((n) => n.type === 'load-image').map((n) => n.params.image)).toEqual([sample, sample]);
       expect(engine.validate(wf)).toEqual([]);
       // Small and short, as a test; the graph is the one the editor opens.

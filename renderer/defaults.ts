@@ -30,6 +30,7 @@ export function defaultWorkflow(specMap: SpecMap, models: Partial<Record<ModelKi
   // added when the models folder holds one; otherwise the default would not run as it opens.
   const haveCn = !!findSpec(specs, 'Apply ControlNet') && !!findSpec(specs, 'Load ControlNet') && (models.controlnet?.length ?? 0) > 0;
   const haveCanny = haveCn && !!findSpec(specs, 'Canny');
+  const haveResize = haveCanny && !!findSpec(specs, 'Image Resize');
   const wants: Want[] = [
     { key: 'ckpt', title: 'Load Checkpoint', from: {} },
     { key: 'clipv', title: 'Load CLIP Vision', from: {} },
@@ -44,7 +45,10 @@ export function defaultWorkflow(specMap: SpecMap, models: Partial<Record<ModelKi
       { key: 'cnet', title: 'Load ControlNet', from: {} },
       // The sample picture serves as control image too (its edges), so the default runs as it opens.
       { key: 'cimage', title: 'Load Image', params: sampleImage ? { image: sampleImage } : undefined, from: {} },
-      ...(haveCanny ? [{ key: 'edges', title: 'Canny', from: { IMAGE: 'cimage' } }] : []),
+      // As the examples do: the control image is cropped to the size the latent decodes to, then
+      // its edges are taken (the ControlNet sees the output's geometry, edges at full strength).
+      ...(haveResize ? [{ key: 'resize', title: 'Image Resize', params: { mode: 'crop' }, from: { IMAGE: 'cimage', LATENT: 'latent' } }] : []),
+      ...(haveCanny ? [{ key: 'edges', title: 'Canny', from: { IMAGE: haveResize ? 'resize' : 'cimage' } }] : []),
       // On both prompts, as the reference pipeline applies it to the whole guidance batch.
       { key: 'control', title: 'Apply ControlNet', from: { CONDITIONING: 'pos', CONTROL_NET: 'cnet', IMAGE: haveCanny ? 'edges' : 'cimage' } },
       { key: 'controlNeg', title: 'Apply ControlNet', from: { CONDITIONING: 'neg', CONTROL_NET: 'cnet', IMAGE: haveCanny ? 'edges' : 'cimage' } },
@@ -69,6 +73,8 @@ export function defaultWorkflow(specMap: SpecMap, models: Partial<Record<ModelKi
       if (p.kind === 'file' && !p.optional && have.length && !have.includes(p.default)) params[p.name] = have[0];
       if (p.kind === 'string' && p.multiline && w.params?.text !== undefined) params[p.name] = w.params.text;
       if (p.kind === 'image' && !p.optional && w.params?.image !== undefined) params[p.name] = w.params.image;
+      const named = w.params?.[p.name];
+      if (p.kind === 'enum' && typeof named === 'string' && p.options.includes(named)) params[p.name] = named;
     }
     nodes.push(makeNode(id, spec, 0, 0, params));
     byKey.set(w.key, { id, spec });
