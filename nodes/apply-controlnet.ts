@@ -144,6 +144,16 @@ export function hasControls(branches: ConditioningValue[]): boolean {
   return branches.some((c) => controlsOf(c).length > 0);
 }
 
+/**
+ * Refuses a ControlNet made for another base model before any UNet or ControlNet graph is built:
+ * only cached file headers and configs are read, so a wrong file fails in milliseconds.
+ */
+export async function checkControlsFit(ctx: ExecContext, branches: ConditioningValue[], unet: UNetConfig, checkpointPath: string): Promise<void> {
+  for (const c of branches) {
+    for (const control of controlsOf(c)) checkControlNetFitsUNet(await controlNetParts(ctx.models, control.controlnet), unet, checkpointPath);
+  }
+}
+
 /** The ControlNets of one sampler run, ready to give the UNet's residual feeds at each step. */
 export class SamplerControl {
   private zeros: ControlResiduals | null = null;

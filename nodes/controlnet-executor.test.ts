@@ -117,6 +117,8 @@ describe('ControlNet through the engine (demo models)', () => {
     expect(msg).toContain(`[${NARROW_WIDTHS}]`);
     expect(msg).toContain(`[${DEMO_UNET_CONFIG.block_out_channels}]`);
     expect(bad.steps).toHaveLength(0); // refused before any step
+    // ... and before the UNet built with residual inputs was loaded (only file headers were read).
+    expect(engine.store.keys().filter((k) => k.startsWith('unet|') && k.endsWith('cn=1'))).toEqual([]);
 
     const good = await run(withControls([{ net: DEMO_NAMES.controlnetCanny, strength: 1 }]));
     expect(good.error ?? '').toBe('');

@@ -27,9 +27,9 @@ import { blockFactors, ipScales } from '../models/ip-adapter-blocks.js';
 import { blendByMask, inpaintUNetInput } from '../models/inpaint.js';
 import { latentPreview } from '../models/latent-preview.js';
 import { checkAborted } from '../engine/context.js';
-import { schedulerFor, unetRuntime } from '../engine/runtime.js';
+import { checkpointParts, schedulerFor, unetRuntime } from '../engine/runtime.js';
 import type { NodeDef } from './types.js';
-import { SamplerControl, hasControls } from './apply-controlnet.js';
+import { SamplerControl, checkControlsFit, hasControls } from './apply-controlnet.js';
 import { expectValue, type AppliedAdapter, type ConditioningValue, type LatentValue, type ModelValue } from './values.js';
 
 /** Repeats a row `times` times: (L,) -> (times * L,). */
@@ -109,6 +109,7 @@ export const ddimSampler: NodeDef = {
     const eta = params.eta as number;
     const denoise = params.denoise as number;
     const controlled = hasControls([pos, neg]); // Apply ControlNet on either prompt
+    if (controlled) await checkControlsFit(ctx, [pos, neg], (await checkpointParts(ctx.models, model.checkpoint)).unet.config, model.checkpoint.path);
     const unet = await unetRuntime(ctx.models, model, controlled);
     const sched = await schedulerFor(ctx.models, model.checkpoint);
     const [B, C, h, w] = latent.dims;
