@@ -46,7 +46,7 @@ export const loadImage: NodeDef = {
     const rgba = await loadImageRGBA(params.image as string);
     const n = rgba.width * rgba.height;
     const rgb = new Float32Array(n * 3);
-    let mask = new Float32Array(n);
+    let mask: Float32Array = new Float32Array(n);
     for (let i = 0; i < n; i++) {
       // float32(u / 255), as numpy's astype(float32) / 255 gives.
       rgb[i * 3] = rgba.data[i * 4] / 255;

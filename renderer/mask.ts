@@ -10,7 +10,7 @@ export const OVERLAY_RGB = [255, 48, 96] as const;
 type Pixels = Uint8ClampedArray | Uint8Array;
 
 /** Overlay RGBA -> mask RGBA: grey level = painted coverage (white strokes on black), opaque. */
-export function overlayToMask(overlay: Pixels): Uint8ClampedArray {
+export function overlayToMask(overlay: Pixels): Uint8ClampedArray<ArrayBuffer> {
   const out = new Uint8ClampedArray(overlay.length);
   for (let i = 0; i < overlay.length; i += 4) {
     const a = overlay[i + 3];
@@ -24,7 +24,7 @@ export function overlayToMask(overlay: Pixels): Uint8ClampedArray {
  * Mask RGBA (a saved mask, or any black/white image) -> overlay RGBA, to keep painting on it.
  * Coverage = luma x alpha, the rule Load Image applies (nodes/load-image.ts maskFromImage).
  */
-export function maskToOverlay(mask: Pixels): Uint8ClampedArray {
+export function maskToOverlay(mask: Pixels): Uint8ClampedArray<ArrayBuffer> {
   const out = new Uint8ClampedArray(mask.length);
   for (let i = 0; i < mask.length; i += 4) {
     const luma = (mask[i] * 19595 + mask[i + 1] * 38470 + mask[i + 2] * 7471 + 0x8000) >> 16;

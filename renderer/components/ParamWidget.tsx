@@ -1,12 +1,14 @@
 /**
  * One widget per param kind: sliders with a number field for bounded floats (λ), seeds with a
  * randomise button, multi-line prompts, pickers over the models folder, images with a thumbnail
- * and drag-and-drop upload. `nodrag`/`nowheel` keep React Flow from panning while editing.
+ * and drag-and-drop upload (Load Image also paints a mask: MaskPainter), optional images as a small
+ * badge with a remove button. `nodrag`/`nowheel` keep React Flow from panning while editing.
  */
 import { memo, useEffect, useRef, useState, type DragEvent } from 'react';
 import type { ParamSpec, ParamValue } from '../../nodes/types.js';
 import { editor, host, useEditor } from '../editor.js';
 import { fileBytes, toBase64 } from '../files.js';
+import { MaskPainter } from './MaskPainter.js';
 
 interface Props {
   node: string;
@@ -45,56 +47,150 @@ function isSlider(p: Extract<ParamSpec, { kind: 'number' }>): boolean {
   return p.min !== undefined && p.max !== undefined && !p.integer && p.max - p.min <= 10;
 }
 
-function ImageParam({ node, nodeTitle, spec, value }: Props) {
-  const input = useRef<HTMLInputElement>(null);
-  const [over, setOver] = useState(false);
+/** Uploads an image file or bytes into a param (one undoable change); errors become notices. */
+function useUpload(node: string, name: string) {
   const [busy, setBusy] = useState(false);
-  const v = typeof value === 'string' ? value : '';
-  const url = v ? host().imageUrl(v) : null;
-  const label = spec.label ?? spec.name;
-
-  const upload = async (file: File) => {
+  const upload = async (fileName: string, bytes: Promise<Uint8Array> | Uint8Array) => {
     setBusy(true);
     try {
-      const res = await host().call('uploadImage', { name: file.name, dataBase64: toBase64(await fileBytes(file)) });
-      set(node, spec.name, res.value);
+      const res = await host().call('uploadImage', { name: fileName, dataBase64: toBase64(await bytes) });
+      set(node, name, res.value);
     } catch (e) {
-      editor.getState().notify('error', `${file.name}: ${(e as Error).message}`);
+      editor.getState().notify('error', `${fileName}: ${(e as Error).message}`);
     } finally {
       setBusy(false);
     }
   };
-  const onDrop = (e: DragEvent) => {
-    const file = e.dataTransfer.files[0];
-    setOver(false);
-    if (!file || !file.type.startsWith('image/')) return;
-    // An image dropped on the node fills this param instead of opening a workflow.
-    e.preventDefault();
-    e.stopPropagation();
-    void upload(file);
+  return { busy, upload };
+}
+
+/** Drag-and-drop of an image file onto a widget: the file goes to `onFile`, not to the canvas. */
+function useImageDrop(onFile: (f: File) => void) {
+  const [over, setOver] = useState(false);
+  const handlers = {
+    onDragOver: (e: DragEvent) => {
+      if (e.dataTransfer.types.includes('Files')) {
+        e.preventDefault();
+        setOver(true);
+      }
+    },
+    onDragLeave: () => setOver(false),
+    onDrop: (e: DragEvent) => {
+      const file = e.dataTransfer.files[0];
+      setOver(false);
+      if (!file || !file.type.startsWith('image/')) return;
+      // An image dropped on the node fills this param instead of opening a workflow.
+      e.preventDefault();
+      e.stopPropagation();
+      onFile(file);
+    },
+  };
+  return { over, handlers };
+}
+
+/** The node's optional image param named `mask` (Load Image's painted mask), if it has one. */
+const MASK_PARAM = 'mask';
+function useMaskParam(node: string, spec: ParamSpec): boolean {
+  return useEditor((s) => {
+    if (spec.name === MASK_PARAM) return false;
+    const type = s.nodes.find((n) => n.id === node)?.data.type;
+    return !!type && !!s.specs[type]?.params.some((p) => p.kind === 'image' && p.name === MASK_PARAM && p.optional);
+  });
+}
+
+const baseName = (v: string) => v.split(/[\\/]/).pop() ?? v;
+
+function ImageParam({ node, nodeTitle, spec, value }: Props) {
+  const input = useRef<HTMLInputElement>(null);
+  const { busy, upload } = useUpload(node, spec.name);
+  const { over, handlers } = useImageDrop((f) => void upload(f.name, fileBytes(f)));
+  const [painting, setPainting] = useState(false);
+  const paintable = useMaskParam(node, spec);
+  const v = typeof value === 'string' ? value : '';
+  const url = v ? host().imageUrl(v) : null;
+  const label = spec.label ?? spec.name;
+
+  const openPainter = () => setPainting(true);
+  const saveMask = async (png: Uint8Array | null) => {
+    const n = editor.getState().nodes.find((x) => x.id === node);
+    const had = String(n?.data.params[MASK_PARAM] ?? '');
+    if (!png) {
+      // Nothing painted: the node goes back to the image's transparency.
+      if (had) set(node, MASK_PARAM, '');
+      return;
+    }
+    const stem = baseName(v).replace(/\.[^.]*$/, '').replace(/-[0-9a-f]{12}$/, '') || 'image';
+    const res = await host().call('uploadImage', { name: `${stem}-mask.png`, dataBase64: toBase64(png) });
+    set(node, MASK_PARAM, res.value);
   };
   return (
-    <div
-      className={`image-param nodrag ${over ? 'drop-over' : ''}`}
-      onDragOver={(e) => {
-        if (e.dataTransfer.types.includes('Files')) {
-          e.preventDefault();
-          setOver(true);
-        }
-      }}
-      onDragLeave={() => setOver(false)}
-      onDrop={onDrop}
-    >
+    <div className={`image-param nodrag ${over ? 'drop-over' : ''}`} {...handlers}>
       {url ? <img className="thumb" src={url} alt={`${label} of ${nodeTitle}`} /> : <div className="thumb empty">{busy ? 'Uploading…' : 'Drop an image here'}</div>}
       <div className="image-row">
-        <span className="file-name" title={v}>{v ? v.split(/[\\/]/).pop() : 'no image'}</span>
+        <span className="file-name" title={v}>{v ? baseName(v) : 'no image'}</span>
         <button type="button" onClick={() => input.current?.click()} title="Choose an image file">Choose…</button>
+        {paintable && (
+          <button
+            type="button" className="paint-mask" onClick={openPainter} disabled={!url}
+            title={url ? 'Paint the area to repaint (inpainting)' : 'Choose or drop an image first'}
+          >
+            Paint mask
+          </button>
+        )}
       </div>
       <input
         ref={input} type="file" accept="image/png,image/jpeg,image/webp" hidden aria-label={`${label} file for ${nodeTitle}`}
         onChange={(e) => {
           const f = e.target.files?.[0];
-          if (f) void upload(f);
+          if (f) void upload(f.name, fileBytes(f));
+          e.target.value = '';
+        }}
+      />
+      {painting && url && (
+        <MaskPainter
+          nodeTitle={nodeTitle} imageUrl={url} onSave={saveMask} onClose={() => setPainting(false)}
+          maskUrl={(() => {
+            const m = editor.getState().nodes.find((x) => x.id === node)?.data.params[MASK_PARAM];
+            return typeof m === 'string' && m ? host().imageUrl(m) : null;
+          })()}
+        />
+      )}
+    </div>
+  );
+}
+
+/**
+ * An optional image param (Load Image's mask): a badge with a thumbnail while set, and a way to
+ * remove it; a mask file may also be chosen or dropped here. Painting starts from the image.
+ */
+function OptionalImageParam({ node, nodeTitle, spec, value }: Props) {
+  const input = useRef<HTMLInputElement>(null);
+  const { busy, upload } = useUpload(node, spec.name);
+  const { over, handlers } = useImageDrop((f) => void upload(f.name, fileBytes(f)));
+  const v = typeof value === 'string' ? value : '';
+  const url = v ? host().imageUrl(v) : null;
+  const label = spec.label ?? spec.name;
+  const isMask = spec.name === MASK_PARAM;
+  return (
+    <div className={`mask-param nodrag ${over ? 'drop-over' : ''}`} {...handlers}>
+      {v ? (
+        <>
+          {url && <img className="mask-thumb" src={url} alt={`${isMask ? 'Painted mask' : label} of ${nodeTitle}`} />}
+          {isMask && <span className="mask-badge">mask set</span>}
+          <span className="file-name" title={v}>{baseName(v)}</span>
+          <button type="button" className="icon" aria-label={`Remove ${label}`} title={`Remove ${label}`} onClick={() => set(node, spec.name, '')}>×</button>
+        </>
+      ) : (
+        <>
+          <span className="file-name">{busy ? 'Uploading…' : isMask ? 'none: transparent pixels' : 'none'}</span>
+          <button type="button" onClick={() => input.current?.click()} title={`Choose a ${label} image (white = repaint)`}>Choose…</button>
+        </>
+      )}
+      <input
+        ref={input} type="file" accept="image/png,image/jpeg,image/webp" hidden aria-label={`${label} file for ${nodeTitle}`}
+        onChange={(e) => {
+          const f = e.target.files?.[0];
+          if (f) void upload(f.name, fileBytes(f));
           e.target.value = '';
         }}
       />
@@ -178,7 +274,7 @@ function Widget(props: Props) {
     case 'file':
       return <FileParam {...props} />;
     case 'image':
-      return <ImageParam {...props} />;
+      return spec.optional ? <OptionalImageParam {...props} /> : <ImageParam {...props} />;
   }
 }
 
