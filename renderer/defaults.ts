@@ -5,7 +5,7 @@
  */
 import type { ModelKind, NodeSpec, ParamValue } from '../nodes/types.js';
 import type { PortType } from '../nodes/ports.js';
-import { layout, makeEdge, makeNode, type Doc, type FlowEdge, type FlowNode, type SpecMap } from './graph.js';
+import { layout, makeEdge, makeNode, placeColumns, type Doc, type FlowEdge, type FlowNode, type SpecMap } from './graph.js';
 
 interface Want {
   key: string;
@@ -95,5 +95,25 @@ export function defaultWorkflow(specMap: SpecMap, models: Partial<Record<ModelKi
       edges.push(makeEdge(src.id, output.name, dst.id, input.name, output.type as PortType));
     }
   }
-  return layout({ nodes, edges }, specMap);
+  // Five columns, so the whole workflow reads on one screen (about 0.8 zoom at 1600x1000): the
+  // paper's dataflow left to right, the ControlNet chain under it; a short chain step shares its
+  // producer's column (resize above Canny, decode and save under the sampler).
+  const plan = haveCn ? [
+    ['ckpt', 'clipv', 'image', 'cimage'],
+    ['ipa', 'encode', 'pos', 'neg', 'latent'],
+    ['proj', 'cnet', 'resize', 'edges'],
+    ['apply', 'control', 'controlNeg'],
+    ['sampler', 'decode', 'save'],
+  ] : [
+    ['ckpt', 'clipv', 'image'],
+    ['ipa', 'encode', 'latent'],
+    ['proj', 'pos', 'neg'],
+    ['apply'],
+    ['sampler', 'decode', 'save'],
+  ];
+  const doc = { nodes, edges };
+  const planned = new Set(plan.flat());
+  // A node this plan does not know (a want added later) gets the generic layout instead.
+  if ([...byKey.keys()].some((key) => !planned.has(key))) return layout(doc, specMap);
+  return placeColumns(doc, specMap, plan.map((col) => col.flatMap((key) => byKey.get(key)?.id ?? [])));
 }

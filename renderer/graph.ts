@@ -128,22 +128,86 @@ export function fromWorkflow(wf: Workflow, specs: SpecMap): Doc & { problems: st
     if (!port) problems.push(`edge ${e.from.node}.${e.from.port}: unknown output`);
     return makeEdge(e.from.node, e.from.port, e.to.node, e.to.port, port?.type ?? 'MODEL');
   });
+  // A file without any positions (written by hand or by a script) gets the layered layout.
+  if (nodes.length && wf.nodes.every((n) => !n.ui)) return { ...layout({ nodes, edges }, specs), problems };
   return { nodes, edges, problems };
 }
 
-/** Estimated card height, for layout before React measured the cards. */
+/** A card's width on the canvas (styles.css `.card`). */
+export const CARD_WIDTH = 270;
+
+/**
+ * Estimated card height, for layout before React measured the cards (fitted to the measured
+ * cards: header 40, a port row 24, the params block 15 + 40 a field, 74 a prompt, 171 an image).
+ */
 export function estimateHeight(spec: NodeSpec | undefined): number {
   if (!spec) return 80;
-  let h = 40 + Math.max(spec.inputs.length, spec.outputs.length) * 24;
-  for (const p of spec.params) h += p.kind === 'string' && p.multiline ? 96 : p.kind === 'image' ? 150 : 46;
-  return h;
+  const h = 40 + Math.max(spec.inputs.length, spec.outputs.length) * 24;
+  if (!spec.params.length) return h;
+  // An optional image (a mask) starts as a one-line picker.
+  const fields = spec.params.map((p) => (p.kind === 'string' && p.multiline ? 74 : p.kind === 'image' ? (p.optional ? 50 : 171) : 40));
+  return h + 15 + fields.reduce((a, b) => a + b, 0) + 6 * (fields.length - 1);
+}
+
+/** A node's height: as drawn when React measured it, else estimated from its spec. */
+const heightOf = (n: FlowNode, specs: SpecMap) => n.measured?.height ?? estimateHeight(specs[n.data.type]);
+
+export interface LayoutOptions {
+  gapX?: number;
+  gapY?: number;
+  /** At most this many columns: a longer chain shares columns (see `layout`). */
+  maxColumns?: number;
+}
+const LAYOUT: Required<LayoutOptions> = { gapX: 50, gapY: 20, maxColumns: 5 };
+
+/**
+ * Places columns of node ids left to right, each stacked top-down in the given order (producers
+ * of a node in the same column must come above it). Nodes in no column keep their position.
+ */
+export function placeColumns(doc: Doc, specs: SpecMap, columns: string[][], opts: LayoutOptions = {}): Doc {
+  const { gapX, gapY } = { ...LAYOUT, ...opts };
+  const byId = new Map(doc.nodes.map((n) => [n.id, n]));
+  const placed = new Map<string, { x: number; y: number }>();
+  columns.forEach((ids, col) => {
+    let y = 0;
+    for (const id of ids) {
+      const n = byId.get(id);
+      if (!n) continue;
+      placed.set(id, { x: col * (CARD_WIDTH + gapX), y });
+      y += heightOf(n, specs) + gapY;
+    }
+  });
+  return { nodes: doc.nodes.map((n) => ({ ...n, position: placed.get(n.id) ?? n.position })), edges: doc.edges };
 }
 
 /**
- * Layered layout: a node's column is the longest path from a source; cards stack in each column.
- * Used for the default workflow and for workflows without positions.
+ * Keeps every column (same x) and the order of its cards, and stacks them again with their
+ * measured heights: a layout made from estimated heights, tidied once React has drawn the cards.
  */
-export function layout(doc: Doc, specs: SpecMap, gapX = 70, gapY = 40, width = 280): Doc {
+export function restack(doc: Doc, specs: SpecMap, opts: LayoutOptions = {}): Doc {
+  const cols = new Map<number, FlowNode[]>();
+  for (const n of doc.nodes) cols.set(n.position.x, [...(cols.get(n.position.x) ?? []), n]);
+  const { gapY } = { ...LAYOUT, ...opts };
+  const placed = new Map<string, number>();
+  for (const list of cols.values()) {
+    let y = Math.min(...list.map((n) => n.position.y));
+    for (const n of [...list].sort((a, b) => a.position.y - b.position.y)) {
+      placed.set(n.id, y);
+      y += heightOf(n, specs) + gapY;
+    }
+  }
+  return { nodes: doc.nodes.map((n) => ({ ...n, position: { x: n.position.x, y: placed.get(n.id)! } })), edges: doc.edges };
+}
+
+/**
+ * Layered layout: a node's layer is the longest path from a source; a source sits in the layer
+ * just before its first consumer, so loaders stay near their users. A chain longer than
+ * `maxColumns` folds: the two neighbouring layers with the smallest combined height share a
+ * column (the earlier one on top) until the columns fit, so the whole graph stays readable on one
+ * screen rather than a long thin strip. Used by Tidy and for workflows without positions.
+ */
+export function layout(doc: Doc, specs: SpecMap, opts: LayoutOptions = {}): Doc {
+  const { gapY, maxColumns } = { ...LAYOUT, ...opts };
   const incoming = new Map<string, string[]>();
   for (const e of doc.edges) incoming.set(e.target, [...(incoming.get(e.target) ?? []), e.source]);
   const depth = new Map<string, number>();
@@ -157,23 +221,24 @@ export function layout(doc: Doc, specs: SpecMap, gapX = 70, gapY = 40, width = 2
     return d;
   };
   for (const n of doc.nodes) visit(n.id, new Set());
-  // Sources sit in the column just before their first consumer, so loaders stay near their users.
   const consumers = new Map<string, number[]>();
   for (const e of doc.edges) consumers.set(e.source, [...(consumers.get(e.source) ?? []), depth.get(e.target)!]);
   for (const n of doc.nodes) {
     if ((incoming.get(n.id) ?? []).length === 0 && consumers.has(n.id)) depth.set(n.id, Math.max(0, Math.min(...consumers.get(n.id)!) - 1));
   }
-  const columns = new Map<number, FlowNode[]>();
-  for (const n of doc.nodes) columns.set(depth.get(n.id)!, [...(columns.get(depth.get(n.id)!) ?? []), n]);
-  const placed = new Map<string, { x: number; y: number }>();
-  for (const [col, list] of columns) {
-    let y = 0;
-    for (const n of list) {
-      placed.set(n.id, { x: col * (width + gapX), y });
-      y += estimateHeight(specs[n.data.type]) + gapY;
+  const layers: FlowNode[][] = [];
+  for (const n of doc.nodes) (layers[depth.get(n.id)!] ??= []).push(n);
+  // Layers no node landed in (a source moved right) drop out; then fold to maxColumns.
+  let columns = layers.filter((l) => l?.length);
+  const height = (col: FlowNode[]) => col.reduce((h, n) => h + heightOf(n, specs) + gapY, 0);
+  while (columns.length > Math.max(1, maxColumns)) {
+    let best = 0;
+    for (let i = 1; i < columns.length - 1; i++) {
+      if (height(columns[i]) + height(columns[i + 1]) < height(columns[best]) + height(columns[best + 1])) best = i;
     }
+    columns = [...columns.slice(0, best), [...columns[best], ...columns[best + 1]], ...columns.slice(best + 2)];
   }
-  return { nodes: doc.nodes.map((n) => ({ ...n, position: placed.get(n.id)! })), edges: doc.edges };
+  return placeColumns(doc, specs, columns.map((c) => c.map((n) => n.id)), opts);
 }
 
 /** Copies the selected nodes and the edges between them (for copy/paste). */

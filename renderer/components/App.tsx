@@ -3,19 +3,22 @@
  * examples), restores the autosave or opens the default workflow, and handles keys and drops.
  */
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
-import { ReactFlowProvider, useReactFlow } from '@xyflow/react';
+import { ReactFlowProvider, useNodesInitialized, useReactFlow } from '@xyflow/react';
 import { ACTIONS, handleKey, type ActionContext } from '../actions.js';
 import { defaultWorkflow } from '../defaults.js';
 import { editor, host } from '../editor.js';
 import { fileBytes, openWorkflowBytes, readRecovery, toBase64, writeRecovery } from '../files.js';
-import { layout } from '../graph.js';
+import { layout, restack } from '../graph.js';
 import { isPng, readTextChunk } from '../png.js';
 import { parseWorkflow } from '../../engine/workflow.js';
-import { Canvas } from './Canvas.js';
+import { Canvas, FIT_VIEW } from './Canvas.js';
 import { NameDialog, Notices, SettingsDialog } from './Dialogs.js';
 import { OutputPanel } from './OutputPanel.js';
 import { Palette } from './Palette.js';
 import { Toolbar } from './Toolbar.js';
+
+/** Set when the default workflow was laid out from estimated card heights (restacked once drawn). */
+let restackPending = false;
 
 async function boot(): Promise<void> {
   const h = host();
@@ -33,6 +36,7 @@ async function boot(): Promise<void> {
     s.loadWorkflow(parsed.workflow, rec.fileName, { dirty: rec.dirty });
     if (rec.dirty) s.notify('info', 'Restored your unsaved work from the recovery slot.');
   } else {
+    restackPending = true;
     s.loadDoc(defaultWorkflow(editor.getState().specs, models, info.sampleImage?.value), null);
   }
 }
@@ -54,14 +58,13 @@ function Workspace() {
     store: editor,
     host: host(),
     ui: {
-      fitView: () => void flow.fitView({ padding: 0.1, duration: 200 }),
+      fitView: () => void flow.fitView({ ...FIT_VIEW, duration: 200 }),
       openPalette: openPaletteCentre,
       openFilePicker: async () => {
         const h = host();
         if (h.openFile) {
           const f = await h.openFile('workflow');
-          if (f) await openWorkflowBytes(editor, f.name, f.bytes);
-          else return;
+          if (f && (await openWorkflowBytes(editor, f.name, f.bytes))) setTimeout(() => void flow.fitView(FIT_VIEW), 50);
         } else fileInput.current?.click();
       },
       openSettings: () => setSettingsOpen(true),
@@ -69,19 +72,21 @@ function Workspace() {
       newWorkflow: () => {
         editor.getState().commit();
         editor.getState().loadDoc({ nodes: [], edges: [] }, null, { keepHistory: true });
+        // Nodes added next appear at full size, whatever zoom the previous workflow was fitted at.
+        void flow.setViewport({ x: 40, y: 40, zoom: 1 });
       },
       tidy: () => {
         const s = editor.getState();
         s.commit();
         editor.setState(layout({ nodes: s.nodes, edges: s.edges }, s.specs));
-        setTimeout(() => void flow.fitView({ padding: 0.1, duration: 200 }), 50);
+        setTimeout(() => void flow.fitView({ ...FIT_VIEW, duration: 200 }), 50);
       },
     },
     openExample: async (name: string) => {
       try {
         const wf = await host().call('readExample', { name });
         await openWorkflowBytes(editor, name, new TextEncoder().encode(JSON.stringify(wf)));
-        setTimeout(() => void flow.fitView({ padding: 0.1 }), 50);
+        setTimeout(() => void flow.fitView(FIT_VIEW), 50);
       } catch (e) {
         editor.getState().notify('error', (e as Error).message);
       }
@@ -94,13 +99,24 @@ function Workspace() {
     const offEvent = h.onEvent((e) => editor.getState().handleEvent(e));
     const offConn = h.onConnection((up) => {
       editor.setState({ connected: up });
-      if (up) boot().then(() => setTimeout(() => void flow.fitView({ padding: 0.1 }), 50)).catch((e) => editor.getState().notify('error', `Could not start: ${e.message}`));
+      if (up) boot().then(() => setTimeout(() => void flow.fitView(FIT_VIEW), 50)).catch((e) => editor.getState().notify('error', `Could not start: ${e.message}`));
     });
     return () => {
       offEvent();
       offConn();
     };
   }, [flow]);
+
+  // The default workflow was placed with estimated heights: once the cards are measured, close
+  // the gaps (same columns, same order) and frame it again. Not an edit: no undo step, not dirty.
+  const measured = useNodesInitialized();
+  useEffect(() => {
+    if (!measured || !restackPending) return;
+    restackPending = false;
+    const s = editor.getState();
+    editor.setState(restack({ nodes: s.nodes, edges: s.edges }, s.specs));
+    setTimeout(() => void flow.fitView(FIT_VIEW), 50);
+  }, [measured, flow]);
 
   // Autosave to the recovery slot, debounced.
   useEffect(() => {
@@ -142,7 +158,7 @@ function Workspace() {
       if (!isImage || file.type === 'image/png') {
         const hasWorkflow = !isPng(bytes) || (await readTextChunk(bytes).catch(() => null)) !== null;
         if (hasWorkflow) {
-          if (await openWorkflowBytes(editor, file.name, bytes)) setTimeout(() => void flow.fitView({ padding: 0.1 }), 50);
+          if (await openWorkflowBytes(editor, file.name, bytes)) setTimeout(() => void flow.fitView(FIT_VIEW), 50);
           return;
         }
       }
@@ -169,7 +185,7 @@ function Workspace() {
         onChange={async (e) => {
           const f = e.target.files?.[0];
           e.target.value = '';
-          if (f && (await openWorkflowBytes(editor, f.name, await fileBytes(f)))) setTimeout(() => void flow.fitView({ padding: 0.1 }), 50);
+          if (f && (await openWorkflowBytes(editor, f.name, await fileBytes(f)))) setTimeout(() => void flow.fitView(FIT_VIEW), 50);
         }}
       />
       {palette && (

@@ -13,6 +13,13 @@ import { NodeCard } from './NodeCard.js';
 
 const nodeTypes = { card: NodeCard };
 
+/**
+ * How "fit view" frames the workflow: a fixed margin (more at the bottom, where the zoom
+ * buttons sit); never above 100 % (a single card is not blown up) nor below 50 %, where card
+ * text gets too small to read (a larger graph is framed at its centre and panned).
+ */
+export const FIT_VIEW = { padding: { top: '16px', right: '24px', bottom: '52px', left: '24px' }, minZoom: 0.5, maxZoom: 1 } as const;
+
 const isValidConnection: IsValidConnection<FlowEdge> = (c: Connection | Edge) => {
   const s = editor.getState();
   return checkConnection(c, s.nodes, s.edges, s.specs).ok;
@@ -58,12 +65,12 @@ export function Canvas({ onOpenPalette }: { onOpenPalette(at: { x: number; y: nu
         onNodesChange={onNodesChange} onEdgesChange={onEdgesChange} onConnect={onConnect} onConnectEnd={onConnectEnd}
         isValidConnection={isValidConnection}
         deleteKeyCode={null} selectionKeyCode="Shift" multiSelectionKeyCode={['Meta', 'Control']} zoomOnDoubleClick={false}
-        minZoom={0.15} maxZoom={2} fitView fitViewOptions={{ padding: 0.1 }}
+        minZoom={0.15} maxZoom={2} fitView fitViewOptions={FIT_VIEW}
         connectionLineStyle={{ strokeWidth: 2 }} defaultEdgeOptions={{ type: 'default' }}
         proOptions={{ hideAttribution: true }} aria-label="Workflow canvas"
       >
         <Background gap={24} size={1} color="#3a3f4b" />
-        <Controls position="bottom-left" showInteractive={false} fitViewOptions={{ padding: 0.1 }} aria-label="Zoom controls" />
+        <Controls position="bottom-left" orientation="horizontal" showInteractive={false} fitViewOptions={FIT_VIEW} aria-label="Zoom controls" />
         <MiniMap position="bottom-right" pannable zoomable nodeColor={minimapColor} maskColor="rgba(20,22,28,0.7)" ariaLabel="Minimap" />
       </ReactFlow>
       {empty && <div className="canvas-hint">Double-click the canvas (or press Shift+A) to add a node, or open an example.</div>}

@@ -48,8 +48,10 @@ function PortRow({ port, side }: { port: PortSpec; side: 'in' | 'out' }) {
         type={side === 'in' ? 'target' : 'source'} position={side === 'in' ? Position.Left : Position.Right} id={port.name}
         className="handle" style={{ background: color, borderColor: color }} aria-label={`${side === 'in' ? 'input' : 'output'} ${port.label ?? port.name} (${port.type})`}
       />
-      <span className={`port-name${port.optional ? ' optional' : ''}`}>{port.label ?? port.name}</span>
-      <span className="port-type" style={{ color }}>{port.type}</span>
+      <span className="port-text">
+        <span className={`port-name${port.optional ? ' optional' : ''}`}>{port.label ?? port.name}</span>
+        <span className="port-type" style={{ color }}>{port.type}</span>
+      </span>
     </div>
   );
 }
