@@ -7,7 +7,8 @@ import type { RunEvent, Workflow } from './api.js';
 import { Executor, type RunRequest } from './executor.js';
 import { ModelStore } from './model-store.js';
 
-// Stub nodes: a number source, an adder, a slow step node and an output that records values.
+// Stub nodes: a number source, an adder, a slow step node, a preprocessor that shows an image on
+// its card, and an output that records values.
 const seen: number[] = [];
 const defs: NodeDef[] = [
   { type: 'num', title: 'Num', category: 't', description: '', inputs: [], outputs: [{ name: 'latent', type: 'LATENT' }], params: [{ name: 'v', kind: 'number', default: 0 }],
@@ -23,13 +24,18 @@ const defs: NodeDef[] = [
       }
       return { latent: i.a };
     } },
+  { type: 'pre', title: 'Pre', category: 't', description: '', inputs: [{ name: 'a', type: 'LATENT' }], outputs: [{ name: 'latent', type: 'LATENT' }], params: [],
+    execute: async (i, _p, ctx) => {
+      ctx.previewOnNode([{ path: `/tmp/preview-of-${i.a}.png`, width: 8, height: 8 }]);
+      return { latent: i.a };
+    } },
   { type: 'fail', title: 'Fail', category: 't', description: '', inputs: [{ name: 'a', type: 'LATENT' }], outputs: [{ name: 'latent', type: 'LATENT' }], params: [],
     execute: async () => { throw new Error('boom'); } },
   { type: 'out', title: 'Out', category: 't', description: '', inputs: [{ name: 'a', type: 'LATENT' }], outputs: [], params: [], output: true,
     execute: async (i) => { seen.push(i.a as number); return {}; } },
 ];
 
-function workflow(x: number, y: number, tail: 'steps' | 'fail' = 'steps'): Workflow {
+function workflow(x: number, y: number, tail: 'steps' | 'fail' | 'pre' = 'steps'): Workflow {
   return {
     format: 'ipadapter-studio/workflow', version: 1,
     nodes: [
@@ -77,6 +83,25 @@ describe('Executor', () => {
     expect(Object.fromEntries(ex.executions)).toEqual({ x: 1, y: 2, sum: 2, k: 2, o: 3 });
     const cached = events.filter((e) => e.type === 'node-done' && e.cached).map((e) => (e as { node: string }).node);
     expect(cached).toEqual(['x', 'y', 'sum', 'k', 'x']);
+  });
+
+  it('a cached node shows the preview it showed when it executed (its card would be empty otherwise)', async () => {
+    const { ex, events, req } = setup();
+    await ex.run(req(workflow(2, 3, 'pre')));
+    const previews = () => events.filter((e) => e.type === 'node-preview');
+    expect(previews()).toEqual([{ type: 'node-preview', runId: 'r', node: 'k', images: [{ path: '/tmp/preview-of-5.png', width: 8, height: 8 }] }]);
+    events.length = 0;
+    await ex.run(req(workflow(2, 3, 'pre')));
+    expect(ex.executions.get('k')).toBe(1);
+    expect(events.find((e) => e.type === 'node-done' && e.node === 'k')).toMatchObject({ cached: true });
+    expect(previews()).toEqual([{ type: 'node-preview', runId: 'r', node: 'k', images: [{ path: '/tmp/preview-of-5.png', width: 8, height: 8 }] }]);
+    // Before the node's "done", as when it executes; nodes without previews send none.
+    expect(events.findIndex((e) => e.type === 'node-preview')).toBeLessThan(events.findIndex((e) => e.type === 'node-done' && e.node === 'k'));
+    // A changed input runs it again, with the new image.
+    events.length = 0;
+    await ex.run(req(workflow(2, 4, 'pre')));
+    expect(ex.executions.get('k')).toBe(2);
+    expect(previews().map((e) => (e as { images: { path: string }[] }).images[0].path)).toEqual(['/tmp/preview-of-6.png']);
   });
 
   it('reports a node error tied to the node and stops', async () => {

@@ -40,16 +40,22 @@ export interface RunResult {
   errors?: ValidationError[];
 }
 
-/** Outputs by signature, least recently used evicted first. */
+/** A node's outputs, and the images it showed on its card (re-shown on a cache hit). */
+interface CacheEntry {
+  outputs: PortValues;
+  previews: ImageRef[];
+}
+
+/** Cache entries by signature, least recently used evicted first. */
 class OutputCache {
-  private map = new Map<string, PortValues>();
+  private map = new Map<string, CacheEntry>();
   constructor(private limit: number) {}
-  get(sig: string): PortValues | undefined {
+  get(sig: string): CacheEntry | undefined {
     const v = this.map.get(sig);
     if (v) { this.map.delete(sig); this.map.set(sig, v); }
     return v;
   }
-  set(sig: string, v: PortValues): void {
+  set(sig: string, v: CacheEntry): void {
     this.map.delete(sig);
     this.map.set(sig, v);
     while (this.map.size > this.limit) this.map.delete(this.map.keys().next().value as string);
@@ -121,14 +127,17 @@ export class Executor {
 
       const hit = def.output ? undefined : this.cache.get(sig);
       if (hit) {
-        values.set(id, hit);
-        req.onNodeOutputs?.(id, hit);
+        values.set(id, hit.outputs);
+        req.onNodeOutputs?.(id, hit.outputs);
+        // A cached preprocessor does not execute, so it would show no preview: re-send the stored one.
+        if (hit.previews.length) emit({ type: 'node-preview', runId, node: id, images: hit.previews });
         emit({ type: 'node-done', runId, node: id, ms: 0, cached: true });
         continue;
       }
       emit({ type: 'node-start', runId, node: id });
       const t0 = performance.now();
-      const ctx = this.context(req, id, paths);
+      const previews: ImageRef[] = [];
+      const ctx = this.context(req, id, paths, previews);
       try {
         this.executions.set(id, (this.executions.get(id) ?? 0) + 1);
         const out = await def.execute(inputs, params.values, ctx);
@@ -136,7 +145,7 @@ export class Executor {
           if (!(p.name in out)) throw new Error(`internal: ${def.type} produced no "${p.name}" output`);
         }
         values.set(id, out);
-        if (!def.output) this.cache.set(sig, out);
+        if (!def.output) this.cache.set(sig, { outputs: out, previews });
         req.onNodeOutputs?.(id, out);
         emit({ type: 'node-done', runId, node: id, ms: Math.round(performance.now() - t0), cached: false });
       } catch (e) {
@@ -164,7 +173,8 @@ export class Executor {
     return { values, sigParams };
   }
 
-  private context(req: RunRequest, nodeId: string, paths: PathResolver): ExecContext {
+  /** The node's execution context; the images it shows on its card are also collected in `previews`. */
+  private context(req: RunRequest, nodeId: string, paths: PathResolver, previews: ImageRef[]): ExecContext {
     const { runId, emit } = req;
     return {
       nodeId, runId, signal: req.signal, models: this.models, paths,
@@ -176,7 +186,10 @@ export class Executor {
       }),
       log: (level, message) => emit({ type: 'log', runId, level, message }),
       emitImages: (images: ImageRef[]) => emit({ type: 'output', runId, node: nodeId, images }),
-      previewOnNode: (images: ImageRef[]) => emit({ type: 'node-preview', runId, node: nodeId, images }),
+      previewOnNode: (images: ImageRef[]) => {
+        previews.push(...images);
+        emit({ type: 'node-preview', runId, node: nodeId, images });
+      },
     };
   }
 }

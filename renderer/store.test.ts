@@ -124,6 +124,42 @@ describe('editor store', () => {
     s().showErrors([{ node: ck, port: 'x', message: `Load Checkpoint (${ck}): "a.safetensors" not found` }, { node: ck, message: 'second' }]);
     expect(s().nodeRuns[ck].message).toBe('"a.safetensors" not found\nsecond');
   });
+
+  it('node previews go with their nodes: deleting drops one, undo of an add too, New/Open drop all', () => {
+    const { s, ck, te, ap } = setup();
+    const preview = (node: string, url: string) => s().handleEvent({ type: 'node-preview', runId: 'r1', node, images: [{ path: `/t/${url}`, url, width: 8, height: 8 }] });
+    preview(te, 'data:te');
+    preview(ap, 'data:ap');
+    expect(s().nodePreviews).toEqual({ [te]: 'data:te', [ap]: 'data:ap' });
+    s().nodes.forEach((n) => (n.selected = n.id === te));
+    s().deleteSelected();
+    expect(s().nodePreviews).toEqual({ [ap]: 'data:ap' });
+    // The next node reuses the deleted id: it must not inherit the old preview.
+    expect(s().addNode('text-encode', 0, 400)).toBe(te);
+    expect(s().nodePreviews[te]).toBeUndefined();
+    preview(te, 'data:te2');
+    // Removed through the canvas (React Flow's remove change).
+    s().onNodesChange([{ type: 'remove', id: ap }]);
+    expect(s().nodePreviews).toEqual({ [te]: 'data:te2' });
+    s().undo(); // the removal
+    s().undo(); // the add: its preview goes with it
+    expect(s().nodes.map((n) => n.id)).toEqual([ck, ap]);
+    expect(s().nodePreviews).toEqual({});
+    // A preview for a node no longer in the document (deleted while the run went on) is dropped.
+    preview(te, 'data:late');
+    expect(s().nodePreviews).toEqual({});
+    // New (an empty document) and Open (any document, even one with the same ids) start clean.
+    const saved = toWorkflow(s());
+    preview(ck, 'data:ck');
+    expect(s().nodePreviews).toEqual({ [ck]: 'data:ck' });
+    s().loadDoc({ nodes: [], edges: [] }, null, { keepHistory: true });
+    expect(s().nodePreviews).toEqual({});
+    s().loadWorkflow(saved, 'a.json');
+    preview(ck, 'data:ck');
+    expect(s().nodePreviews).toEqual({ [ck]: 'data:ck' });
+    s().loadWorkflow(saved, 'a.json');
+    expect(s().nodePreviews).toEqual({});
+  });
 });
 
 describe('graph <-> workflow JSON', () => {

@@ -113,6 +113,14 @@ export interface EditorState extends Doc {
 }
 
 const docOf = (s: Doc): Doc => ({ nodes: s.nodes, edges: s.edges });
+/**
+ * The previews of nodes still in the document. Ids are reused (n1, n2, ...), so a deleted node's
+ * preview would otherwise show up on the next node that gets its id.
+ */
+const previewsOf = (previews: Record<string, string>, nodes: FlowNode[]): Record<string, string> => {
+  const ids = new Set(nodes.map((n) => n.id));
+  return Object.keys(previews).every((id) => ids.has(id)) ? previews : Object.fromEntries(Object.entries(previews).filter(([id]) => ids.has(id)));
+};
 let noticeId = 1;
 
 export function createEditorStore() {
@@ -158,7 +166,8 @@ export function createEditorStore() {
     loadDoc: (doc, fileName, opts) => {
       const rev = get().revision + 1;
       const history = opts?.keepHistory ? {} : { past: [], future: [] };
-      set({ ...doc, ...history, coalesce: null, fileName, revision: rev, savedRevision: opts?.dirty ? -1 : rev, nodeRuns: {} });
+      // A new document (New, Open, an example) starts without the old one's run marks and previews.
+      set({ ...doc, ...history, coalesce: null, fileName, revision: rev, savedRevision: opts?.dirty ? -1 : rev, nodeRuns: {}, nodePreviews: {} });
     },
 
     loadWorkflow: (wf, fileName, opts) => {
@@ -180,6 +189,7 @@ export function createEditorStore() {
       const nodes = applyNodeChanges(changes, get().nodes);
       set({
         nodes,
+        nodePreviews: removed.size ? previewsOf(get().nodePreviews, nodes) : get().nodePreviews,
         edges: removed.size ? get().edges.filter((e) => !removed.has(e.source) && !removed.has(e.target)) : get().edges,
         dragging: dragStart ? true : dragEnd ? false : s.dragging,
       });
@@ -231,7 +241,8 @@ export function createEditorStore() {
       const edges = s.edges.filter((e) => !e.selected && !gone.has(e.source) && !gone.has(e.target));
       if (gone.size === 0 && edges.length === s.edges.length) return;
       get().commit();
-      set({ nodes: s.nodes.filter((n) => !gone.has(n.id)), edges });
+      const nodes = s.nodes.filter((n) => !gone.has(n.id));
+      set({ nodes, edges, nodePreviews: previewsOf(s.nodePreviews, nodes) });
     },
 
     selectAll: () => set({ nodes: get().nodes.map((n) => ({ ...n, selected: true })) }),
@@ -255,14 +266,16 @@ export function createEditorStore() {
       const s = get();
       const prev = s.past[s.past.length - 1];
       if (!prev) return;
-      set({ ...prev, past: s.past.slice(0, -1), future: [docOf(s), ...s.future], coalesce: null, revision: s.revision + 1 });
+      set({ ...prev, past: s.past.slice(0, -1), future: [docOf(s), ...s.future], coalesce: null, revision: s.revision + 1,
+        nodePreviews: previewsOf(s.nodePreviews, prev.nodes) });
     },
 
     redo: () => {
       const s = get();
       const next = s.future[0];
       if (!next) return;
-      set({ ...next, past: [...s.past, docOf(s)], future: s.future.slice(1), coalesce: null, revision: s.revision + 1 });
+      set({ ...next, past: [...s.past, docOf(s)], future: s.future.slice(1), coalesce: null, revision: s.revision + 1,
+        nodePreviews: previewsOf(s.nodePreviews, next.nodes) });
     },
 
     markSaved: (fileName) => set({ fileName, savedRevision: get().revision }),
@@ -291,7 +304,8 @@ export function createEditorStore() {
             preview: e.preview ? `data:image/png;base64,${e.preview.png}` : s.progress?.preview } });
         case 'node-preview': {
           const url = e.images.find((i) => i.url)?.url;
-          return url ? set({ nodePreviews: { ...s.nodePreviews, [e.node]: url } }) : undefined;
+          const present = s.nodes.some((n) => n.id === e.node);
+          return url && present ? set({ nodePreviews: { ...s.nodePreviews, [e.node]: url } }) : undefined;
         }
         case 'output': {
           const images = e.images.filter((i) => i.url).map((img, k): OutputImage => ({
