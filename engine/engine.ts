@@ -120,7 +120,9 @@ export function createEngine(options: EngineOptions): Engine {
     const job = queue.shift()!;
     running = job;
     emit({ type: 'run-start', runId: job.runId });
-    if (demo) emit({ type: 'log', runId: job.runId, level: 'warn', message: DEMO_NOTICE });
+    // 'info': both hosts show their demo notice on start and keep a demo badge, so the editor
+    // does not pop the same warning up again on every run; the CLI prints it either way.
+    if (demo) emit({ type: 'log', runId: job.runId, level: 'info', message: DEMO_NOTICE });
     let result: RunResult;
     try {
       await releaseStale();

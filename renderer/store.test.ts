@@ -125,6 +125,18 @@ describe('editor store', () => {
     expect(s().nodeRuns[ck].message).toBe('"a.safetensors" not found\nsecond');
   });
 
+  it('notices: the same text does not stack (it moves to the newest place), at most four show; info logs stay quiet', () => {
+    const { s } = setup();
+    s().notify('warn', 'Demo models: noise.');
+    s().notify('warn', 'Connection refused: no.');
+    s().handleEvent({ type: 'log', runId: 'r1', level: 'warn', message: 'Demo models: noise.' });
+    expect(s().notices.map((n) => n.text)).toEqual(['Connection refused: no.', 'Demo models: noise.']);
+    s().handleEvent({ type: 'log', runId: 'r2', level: 'info', message: 'Demo mode: using the demo models.' });
+    expect(s().notices).toHaveLength(2);
+    for (const k of [1, 2, 3, 4, 5]) s().notify('info', `n${k}`);
+    expect(s().notices.map((n) => n.text)).toEqual(['n2', 'n3', 'n4', 'n5']);
+  });
+
   it('node previews go with their nodes: deleting drops one, undo of an add too, New/Open drop all', () => {
     const { s, ck, te, ap } = setup();
     const preview = (node: string, url: string) => s().handleEvent({ type: 'node-preview', runId: 'r1', node, images: [{ path: `/t/${url}`, url, width: 8, height: 8 }] });

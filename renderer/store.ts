@@ -112,6 +112,7 @@ export interface EditorState extends Doc {
   toggleOutput(id: string): void;
 }
 
+const MAX_NOTICES = 4;
 const docOf = (s: Doc): Doc => ({ nodes: s.nodes, edges: s.edges });
 /**
  * The previews of nodes still in the document. Ids are reused (n1, n2, ...), so a deleted node's
@@ -350,7 +351,9 @@ export function createEditorStore() {
 
     clearRunState: () => set({ nodeRuns: {} }),
 
-    notify: (level, text) => set({ notices: [...get().notices.filter((n) => n.text !== text), { id: noticeId++, level, text }].slice(-6) }),
+    // The same text again (a warning every run repeats) moves to the newest place instead of
+    // stacking a copy; at most four show at once.
+    notify: (level, text) => set({ notices: [...get().notices.filter((n) => n.text !== text), { id: noticeId++, level, text }].slice(-MAX_NOTICES) }),
     dismiss: (id) => set({ notices: get().notices.filter((n) => n.id !== id) }),
     toggleOutput: (id) => {
       const sel = get().selectedOutputs;
