@@ -7,9 +7,9 @@ import { ACTIONS, actionByName, tooltip, type ActionContext, type Menu } from '.
 import { useEditor } from '../editor.js';
 import { isDirty, queueLength } from '../store.js';
 
-const MENUS: { menu: Menu; label: string }[] = [
-  { menu: 'file', label: 'File' }, { menu: 'edit', label: 'Edit' }, { menu: 'view', label: 'View' },
-];
+/** One menu per action group, as in Electron's application menu (a Record: a new group cannot be left out). */
+const MENU_LABELS: Record<Menu, string> = { file: 'File', edit: 'Edit', view: 'View', run: 'Run' };
+const MENUS = (Object.keys(MENU_LABELS) as Menu[]).map((menu) => ({ menu, label: MENU_LABELS[menu] }));
 
 /** The open menu's items; subscribes to the whole state only while a menu is open. */
 function MenuItems({ menu, label, ctx, close }: { menu: Menu; label: string; ctx: ActionContext; close(): void }) {
