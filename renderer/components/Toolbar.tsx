@@ -43,7 +43,8 @@ function MenuButton({ menu, label, ctx }: { menu: Menu; label: string; ctx: Acti
   }, [open]);
   return (
     <div className="menu" ref={root}>
-      <button type="button" className="menu-button" aria-haspopup="menu" aria-expanded={open} onClick={() => setOpen(!open)}>{label}</button>
+      {/* Named "<label> menu": the Run menu and the Run button must not share a name. */}
+      <button type="button" className="menu-button" aria-haspopup="menu" aria-expanded={open} aria-label={`${label} menu`} onClick={() => setOpen(!open)}>{label}</button>
       {open && <MenuItems menu={menu} label={label} ctx={ctx} close={() => setOpen(false)} />}
     </div>
   );

@@ -23,7 +23,7 @@ async function promptImage(dir: string, name = 'prompt.png', tint = 0): Promise<
 }
 
 async function newWorkflow(page: Page): Promise<void> {
-  await page.getByRole('button', { name: 'File', exact: true }).click();
+  await page.getByRole('button', { name: 'File menu', exact: true }).click();
   await page.getByRole('menuitem', { name: /New workflow/ }).click();
   await waitFor(async () => (await page.locator('.react-flow__node').count()) === 0, 'canvas empty');
 }
