@@ -1,6 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import type { FolderPurpose as RendererFolderPurpose } from '../renderer/host.js';
 import { createBridge, inputImageUrl, isTextField, type IpcRendererLike } from './bridge.js';
-import { IPC } from './channels.js';
+import { FOLDER_PURPOSES, IPC, type FolderPurpose } from './channels.js';
 
 function fakeIpc(reply: (channel: string, ...args: unknown[]) => unknown = () => null) {
   const listeners = new Map<string, Set<(e: unknown, ...a: unknown[]) => void>>();
@@ -26,10 +27,16 @@ describe('preload bridge', () => {
     await b.openFile('workflow');
     const bytes = new Uint8Array([1, 2]);
     await b.saveFile('a.json', bytes, 'application/json', { saveAs: true });
+    await b.pickFolder('models', '/home/u/models');
+    await b.pickFolder('output');
     expect(f.invoked).toEqual([
       [IPC.invoke, 'nodeSpecs', {}], [IPC.openFile, 'workflow'],
       [IPC.saveFile, { name: 'a.json', bytes, mime: 'application/json', opts: { saveAs: true } }],
+      [IPC.pickFolder, { purpose: 'models', current: '/home/u/models' }], [IPC.pickFolder, { purpose: 'output' }],
     ]);
+    // The renderer's folder purposes are the ones main validates.
+    expectTypeOf<RendererFolderPurpose>().toEqualTypeOf<FolderPurpose>();
+    expect([...FOLDER_PURPOSES]).toEqual(['models', 'output'] satisfies RendererFolderPurpose[]);
   });
 
   it('turns a rejected invoke into an error result', async () => {

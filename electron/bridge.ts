@@ -62,6 +62,9 @@ export function createBridge(ipc: IpcRendererLike, focused: () => Element | null
     async saveFile(name, bytes, mime, opts) {
       return (await ipc.invoke(IPC.saveFile, { name, bytes, mime, opts })) as string | null;
     },
+    async pickFolder(purpose, current) {
+      return (await ipc.invoke(IPC.pickFolder, current === undefined ? { purpose } : { purpose, current })) as string | null;
+    },
     imageUrl: inputImageUrl,
     onMenuAction(listener) {
       // Edit > Undo / Copy / ... while a text field has focus edits the text, as any app's menu would.

@@ -11,6 +11,8 @@ export const IPC = {
   openFile: 'ipa:open-file',
   /** renderer -> main (invoke): SaveFileRequest -> path written, or null when cancelled */
   saveFile: 'ipa:save-file',
+  /** renderer -> main (invoke): PickFolderRequest -> the folder chosen in a native dialog, or null when cancelled */
+  pickFolder: 'ipa:pick-folder',
   /** renderer -> main (send): a text-editing command for the focused field (menu clicked while typing) */
   nativeEdit: 'ipa:native-edit',
   /** main -> renderer: one engine RunEvent */
@@ -20,6 +22,10 @@ export const IPC = {
 } as const;
 
 export type IpcChannel = (typeof IPC)[keyof typeof IPC];
+
+/** Which setting a folder is picked for (Settings: the models folder, the output folder). */
+export const FOLDER_PURPOSES = ['models', 'output'] as const;
+export type FolderPurpose = (typeof FOLDER_PURPOSES)[number];
 
 /** Menu items that name editor actions (renderer/actions.ts; a unit test keeps both lists in step). */
 export const MENU_ACTIONS = [

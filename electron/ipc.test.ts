@@ -33,7 +33,8 @@ function fakeDialogs() {
   const dialogs: Dialogs = {
     openFile: (_s, kind) => next(`open ${kind}`),
     saveFile: (_s, defaultPath) => next(`save ${defaultPath}`),
-    pickFolder: () => next('folder'),
+    // Export's folder pick has no title; Settings' Browse… names its folder.
+    pickFolder: (_s, defaultPath, title) => next(title ? `folder "${title}" at ${defaultPath}` : 'folder'),
   };
   return { dialogs, answers, asked };
 }
@@ -244,6 +245,32 @@ describe('saveFile', () => {
       { name: 'a.json', bytes: new Uint8Array(1), mime: 'application/json', opts: { saveAs: true }, path: '/etc/passwd' },
     ];
     for (const req of bad) await expect(host.saveFile(ours, req)).rejects.toThrow(/malformed saveFile request/);
+    expect(dlg.asked).toEqual([]);
+  });
+});
+
+describe('pickFolder (Settings: Browse…)', () => {
+  it('opens the native folder dialog where the field points (or at the folder in use); cancel gives null', async () => {
+    const chosen = path.join(dir, 'chosen');
+    dlg.answers.push(chosen, null, chosen);
+    expect(await host.pickFolder(ours, { purpose: 'models', current: chosen })).toBe(chosen);
+    expect(await host.pickFolder(ours, { purpose: 'output', current: 'relative/typed' })).toBeNull();
+    expect(await host.pickFolder(ours, { purpose: 'models' })).toBe(chosen);
+    expect(dlg.asked).toEqual([
+      `folder "Choose the Models Folder" at ${chosen}`,
+      `folder "Choose the Output Folder" at ${path.join(dir, 'out')}`,
+      'folder "Choose the Models Folder" at /m',
+    ]);
+    // Picking is not applying: the engine's settings change only through updateSettings.
+    expect(engine.api.settings().modelsDir).toBe('/m');
+    expect(saved).toEqual([]);
+  });
+
+  it('rejects malformed requests and foreign senders before any dialog', async () => {
+    const bad: unknown[] = [null, 'models', { purpose: 'system' }, { purpose: 'models', current: 7 },
+      { purpose: 'models', current: 'x'.repeat(5000) }, { purpose: 'models', defaultPath: '/etc' }];
+    for (const req of bad) await expect(host.pickFolder(ours, req)).rejects.toThrow(/malformed pickFolder request/);
+    await expect(host.pickFolder({ url: 'https://evil.example/', id: 1 }, { purpose: 'models' })).rejects.toThrow(/IPC refused/);
     expect(dlg.asked).toEqual([]);
   });
 });

@@ -13,7 +13,7 @@ import type { EngineApi, EngineSettings, RunEvent } from '../engine/api.js';
 import { writeFileAtomic } from '../engine/fs-atomic.js';
 import { createApiHandlers, eventWithUrls, invokeApi, type InvokeResult } from '../engine/host-api.js';
 import { summarise, type HostInfo } from '../engine/protocol.js';
-import { APP_ORIGIN, NATIVE_EDITS, type NativeEdit } from './channels.js';
+import { APP_ORIGIN, FOLDER_PURPOSES, NATIVE_EDITS, type FolderPurpose, type NativeEdit } from './channels.js';
 import { readFileLimited, safeFileName, uniquePath } from './files.js';
 
 export type { InvokeResult };
@@ -34,7 +34,7 @@ export interface FileFilter {
 export interface Dialogs {
   openFile(sender: Sender, kind: OpenKind, filters: FileFilter[], defaultPath?: string): Promise<string | null>;
   saveFile(sender: Sender, defaultPath: string, filters: FileFilter[]): Promise<string | null>;
-  pickFolder(sender: Sender, defaultPath?: string): Promise<string | null>;
+  pickFolder(sender: Sender, defaultPath?: string, title?: string): Promise<string | null>;
 }
 
 export interface DesktopHostOptions {
@@ -74,6 +74,14 @@ export const SaveFileRequestSchema = z.object({
 }).strict();
 export type SaveFileRequest = z.infer<typeof SaveFileRequestSchema>;
 export const NativeEditSchema = z.enum(NATIVE_EDITS);
+/** Settings' Browse…: which folder, and the field's current text (where the dialog starts). */
+export const PickFolderRequestSchema = z.object({
+  purpose: z.enum(FOLDER_PURPOSES),
+  current: z.string().max(4096).optional(),
+}).strict();
+export type PickFolderRequest = z.infer<typeof PickFolderRequestSchema>;
+
+const PICK_TITLES: Record<FolderPurpose, string> = { models: 'Choose the Models Folder', output: 'Choose the Output Folder' };
 
 const OPEN_FILTERS: Record<OpenKind, FileFilter[]> = {
   workflow: [{ name: 'Workflow (JSON, or a PNG exported by the app)', extensions: ['json', 'png'] }],
@@ -99,6 +107,12 @@ export interface DesktopHost {
   openFile(sender: Sender, kind: unknown): Promise<OpenedFile | null>;
   /** Save (back to the opened file), Save As or export; writes atomically. Returns the path written. */
   saveFile(sender: Sender, request: unknown): Promise<string | null>;
+  /**
+   * Native folder dialog for a Settings field; the chosen absolute path, or null when cancelled.
+   * Only a suggestion for the field: the settings change when the renderer applies them
+   * (updateSettings, validated as always). Throws on a malformed request.
+   */
+  pickFolder(sender: Sender, request: unknown): Promise<string | null>;
   /** The editing command to run on the sender's webContents. Throws on anything else. */
   nativeEdit(sender: Sender, action: unknown): NativeEdit;
   /** Forwards engine events (output images get URLs the renderer can load); returns the unsubscribe. */
@@ -179,6 +193,15 @@ export function createDesktopHost(opts: DesktopHostOptions): DesktopHost {
       else st.lastDir = path.dirname(target);
       if (isWorkflow) st.workflowPath = target;
       return target;
+    },
+
+    async pickFolder(sender, request) {
+      checkSender(sender);
+      const req = parseOr(PickFolderRequestSchema, request, 'pickFolder request');
+      // Start where the field points when it names an absolute folder, else at the folder in use.
+      const inUse = req.purpose === 'models' ? engine.settings().modelsDir : engine.settings().outputDir;
+      const start = req.current && path.isAbsolute(req.current) ? req.current : inUse;
+      return opts.dialogs.pickFolder(sender, start, PICK_TITLES[req.purpose]);
     },
 
     nativeEdit(sender, action) {

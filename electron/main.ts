@@ -53,8 +53,8 @@ const dialogs: Dialogs = {
     const r = await (win ? dialog.showSaveDialog(win, opts) : dialog.showSaveDialog(opts));
     return r.canceled ? null : (r.filePath || null);
   },
-  async pickFolder(sender, defaultPath) {
-    const opts: OpenDialogOptions = { title: 'Export to Folder', defaultPath, properties: ['openDirectory', 'createDirectory'] };
+  async pickFolder(sender, defaultPath, title) {
+    const opts: OpenDialogOptions = { title: title ?? 'Export to Folder', defaultPath, properties: ['openDirectory', 'createDirectory'] };
     const win = windowOf(sender);
     const r = await (win ? dialog.showOpenDialog(win, opts) : dialog.showOpenDialog(opts));
     return r.canceled ? null : (r.filePaths[0] ?? null);
@@ -135,6 +135,7 @@ async function start(): Promise<void> {
   ipcMain.handle(IPC.invoke, (e, method: unknown, params: unknown) => h.invoke(senderOf(e), method, params));
   ipcMain.handle(IPC.openFile, (e, kind: unknown) => h.openFile(senderOf(e), kind));
   ipcMain.handle(IPC.saveFile, (e, request: unknown) => h.saveFile(senderOf(e), request));
+  ipcMain.handle(IPC.pickFolder, (e, request: unknown) => h.pickFolder(senderOf(e), request));
   ipcMain.on(IPC.nativeEdit, (e, action: unknown) => {
     try {
       e.sender[h.nativeEdit(senderOf(e), action)]();

@@ -20,6 +20,8 @@ export interface Host {
   openFile?(kind: 'workflow' | 'image'): Promise<OpenedFile | null>;
   /** Saves bytes where the user chooses (native dialog) or downloads them (browser). Returns the name used, or null when cancelled. */
   saveFile(suggestedName: string, bytes: Uint8Array, mime: string, opts: { saveAs: boolean; folder?: boolean }): Promise<string | null>;
+  /** A native folder dialog for a Settings field (starting at `current`); null where the host has none (a browser: type the path). */
+  pickFolder?(purpose: FolderPurpose, current?: string): Promise<string | null>;
   /** A URL for an image param value (an uploaded input), or null. */
   imageUrl(value: string): string | null;
   /** Electron: actions chosen in the application menu (names of renderer/actions.ts ACTIONS). */
@@ -32,9 +34,13 @@ export interface BridgeApi {
   onEvent(listener: (e: unknown) => void): () => void;
   openFile(kind: 'workflow' | 'image'): Promise<OpenedFile | null>;
   saveFile(suggestedName: string, bytes: Uint8Array, mime: string, opts: { saveAs: boolean; folder?: boolean }): Promise<string | null>;
+  pickFolder(purpose: FolderPurpose, current?: string): Promise<string | null>;
   imageUrl(value: string): string | null;
   onMenuAction(listener: (action: string) => void): () => void;
 }
+
+/** Which Settings folder a picker is for (electron/channels.ts FOLDER_PURPOSES). */
+export type FolderPurpose = 'models' | 'output';
 
 declare global {
   interface Window {
@@ -169,6 +175,9 @@ export class BridgeHost implements Host {
   }
   saveFile(name: string, bytes: Uint8Array, mime: string, opts: { saveAs: boolean; folder?: boolean }) {
     return this.bridge.saveFile(name, bytes, mime, opts);
+  }
+  pickFolder(purpose: FolderPurpose, current?: string) {
+    return this.bridge.pickFolder(purpose, current);
   }
   imageUrl(value: string) {
     return this.bridge.imageUrl(value);

@@ -2,9 +2,39 @@
  * Small dialogs: Settings (models folder, provider, output folder), the file-name prompt of
  * Save As in the browser, and the notices bar.
  */
-import { useEffect, useRef, useState } from 'react';
+import { useEffect, useId, useRef, useState, type ReactNode } from 'react';
 import type { EngineSettings } from '../../engine/api.js';
 import { editor, host, useEditor } from '../editor.js';
+import type { FolderPurpose } from '../host.js';
+
+/**
+ * A folder setting: its text field, and in the desktop app a Browse… button (the native folder
+ * dialog fills the field; Apply sends it). A browser has no folder picker: the path is typed.
+ */
+function FolderField({ label, purpose, value, onChange, children }: {
+  label: string; purpose: FolderPurpose; value: string; onChange(v: string): void; children?: ReactNode;
+}) {
+  const id = useId();
+  const h = host();
+  const browse = async () => {
+    try {
+      const dir = await h.pickFolder!(purpose, value);
+      if (dir) onChange(dir);
+    } catch (e) {
+      editor.getState().notify('error', (e as Error).message);
+    }
+  };
+  return (
+    <div className="field">
+      <label htmlFor={id}>{label}</label>
+      <div className="row">
+        <input id={id} type="text" value={value} onChange={(e) => onChange(e.target.value)} />
+        {h.pickFolder && <button type="button" onClick={() => void browse()} aria-label={`Browse for the ${label.toLowerCase()}`}>Browse…</button>}
+      </div>
+      {children}
+    </div>
+  );
+}
 
 export function SettingsDialog({ onClose }: { onClose(): void }) {
   const current = useEditor((s) => s.settings);
@@ -35,11 +65,9 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
         void apply();
       }}>
         <h2>Settings</h2>
-        <label>
-          Models folder
-          <input type="text" value={draft.modelsDir} onChange={(e) => setDraft({ ...draft, modelsDir: e.target.value })} />
+        <FolderField label="Models folder" purpose="models" value={draft.modelsDir} onChange={(v) => setDraft((d) => d && { ...d, modelsDir: v })}>
           <small>Subfolders checkpoints, ipadapter, clip_vision, controlnet, vae, tokenizers — point it at a ComfyUI <code>models</code> folder.</small>
-        </label>
+        </FolderField>
         <label>
           Execution provider
           <select value={draft.provider} onChange={(e) => setDraft({ ...draft, provider: e.target.value as EngineSettings['provider'] })}>
@@ -49,10 +77,7 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
           </select>
           <small>If the chosen provider fails to start, runs fall back to the CPU and a notice says so.</small>
         </label>
-        <label>
-          Output folder
-          <input type="text" value={draft.outputDir} onChange={(e) => setDraft({ ...draft, outputDir: e.target.value })} />
-        </label>
+        <FolderField label="Output folder" purpose="output" value={draft.outputDir} onChange={(v) => setDraft((d) => d && { ...d, outputDir: v })} />
         <div className="modal-buttons">
           <button type="button" onClick={onClose}>Close</button>
           <button type="submit" className="primary" disabled={busy}>Apply</button>
