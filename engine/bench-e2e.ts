@@ -24,46 +24,10 @@ import { demoTokenizer } from './demo-tokenizer.js';
 import { createEngine } from './engine.js';
 import { SD15_SCHEDULER } from './runtime.js';
 import { ipAdapterWorkflow } from './testing.js';
+import { writeRandomSafetensors } from './random-weights.js';
 
-/** Streams random F32 tensors to a safetensors file (xorshift32 uniform, std ~ 1/sqrt(fan_in)). */
-function writeRandom(file: string, shapes: Shapes, seed: number): number {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const header: Record<string, unknown> = {};
-  let off = 0;
-  for (const [k, s] of shapes) {
-    const bytes = s.reduce((a, d) => a * d, 1) * 4;
-    header[k] = { dtype: 'F32', shape: s, data_offsets: [off, off + bytes] };
-    off += bytes;
-  }
-  let json = Buffer.from(JSON.stringify(header));
-  json = Buffer.concat([json, Buffer.alloc((8 - (json.length % 8)) % 8, 0x20)]);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  const fd = fs.openSync(file, 'w');
-  try {
-    fs.writeSync(fd, len);
-    fs.writeSync(fd, json);
-    const chunk = new Float32Array(1 << 22);
-    let x = seed >>> 0 || 1;
-    for (const [k, shape] of shapes) {
-      const n = shape.reduce((a, d) => a * d, 1);
-      const norm = shape.length === 1 && /norm[^.]*\.weight$/.test(k);
-      const amp = norm ? 0.1 : shape.length > 1 ? Math.sqrt(3 / (n / shape[0])) : 0.02;
-      for (let done = 0; done < n;) {
-        const m = Math.min(chunk.length, n - done);
-        for (let i = 0; i < m; i++) {
-          x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
-          chunk[i] = (norm ? 1 : 0) + amp * ((x >>> 0) / 2147483648 - 1);
-        }
-        fs.writeSync(fd, new Uint8Array(chunk.buffer, 0, m * 4));
-        done += m;
-      }
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return fs.statSync(file).size;
-}
+/** This benchmark's init: 1-D tensors that are not norm weights (biases) uniform within +-0.02. */
+const writeRandom = (file: string, shapes: Shapes, seed: number) => writeRandomSafetensors(file, shapes, seed, { vectorAmp: 0.02 });
 
 const json = (v: unknown) => `${JSON.stringify(v, null, 2)}\n`;
 

@@ -6,6 +6,9 @@ import * as fs from 'node:fs';
 import type { BuiltModel } from '../../models/onnx/graph.js';
 import { createSession, ort, type Provider } from '../../models/onnx/session.js';
 
+/** Random-weight safetensors (engine-side, shared with engine/bench-e2e.ts). */
+export { writeRandomSafetensors } from '../../engine/random-weights.js';
+
 /** Sections run when --only is not given: all of them, 5.5 to 9 minutes on 2 cores (see scripts/bench.ts). */
 export const DEFAULT_SECTIONS = 'unet,text_encoder,vae_decode,controlnet,e2e';
 
@@ -37,53 +40,6 @@ export function parseArgs(argv: string[]): Args {
 
 /** One benchmark section: writes what it needs under `dir` and returns its figures. */
 export type Section = (dir: string, a: Args) => Promise<Record<string, unknown>>;
-
-// ---------------------------------------------------------------------------------------
-// Random weights, streamed to disk (the SD1.5 UNet is 3.4 GB in fp32).
-// ---------------------------------------------------------------------------------------
-
-/** Writes a safetensors file of random F32 tensors (xorshift32 from `seed`), chunk by chunk; returns its size. */
-export function writeRandomSafetensors(file: string, shapes: Map<string, number[]>, seed: number): number {
-  const header: Record<string, unknown> = {};
-  let off = 0;
-  for (const [k, s] of shapes) {
-    const bytes = s.reduce((a, d) => a * d, 1) * 4;
-    header[k] = { dtype: 'F32', shape: s, data_offsets: [off, off + bytes] };
-    off += bytes;
-  }
-  let json = Buffer.from(JSON.stringify(header), 'utf8');
-  json = Buffer.concat([json, Buffer.alloc((8 - (json.length % 8)) % 8, 0x20)]);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  const fd = fs.openSync(file, 'w');
-  try {
-    fs.writeSync(fd, len);
-    fs.writeSync(fd, json);
-    const chunk = new Float32Array(1 << 22);
-    let s = seed >>> 0 || 1;
-    for (const [k, shape] of shapes) {
-      const n = shape.reduce((a, d) => a * d, 1);
-      // Norm weights near 1, everything else uniform with std ~ 1/sqrt(fan_in): activations stay
-      // O(1) through the network, so no denormals or infinities distort the timing.
-      const isNormWeight = shape.length === 1 && /norm[^.]*\.weight$|layer_norm\d?\.weight$|\.norm\d\.weight$/.test(k);
-      const fanIn = shape.length > 1 ? n / shape[0] : 1;
-      const amp = isNormWeight ? 0.1 : Math.sqrt(3 / fanIn);
-      const center = isNormWeight ? 1 : 0;
-      for (let done = 0; done < n;) {
-        const m = Math.min(chunk.length, n - done);
-        for (let i = 0; i < m; i++) {
-          s ^= s << 13; s ^= s >>> 17; s ^= s << 5; // xorshift32
-          chunk[i] = center + amp * ((s >>> 0) / 2147483648 - 1);
-        }
-        fs.writeSync(fd, new Uint8Array(chunk.buffer, 0, m * 4));
-        done += m;
-      }
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return fs.statSync(file).size;
-}
 
 /** Reads a file once, sequentially, as a baseline for session creation. */
 export function readOnce(file: string): number {
