@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ldmVaeKeyToDiffusers, ldmVaeWeights, vaeWeightsFromFile } from './keymaps/ldm-vae.js';
 import { SafetensorsFile, type TensorToWrite, encodeSafetensors } from './safetensors.js';
-import { Vae, type VaeConfig, parseVaeConfig, vaeConfigFromWeights } from './vae.js';
+import { Vae, type VaeConfig, parseVaeConfig, vaeConfigFromWeights, vaeParameterShapes } from './vae.js';
 
 const cfg: VaeConfig = parseVaeConfig({
   block_out_channels: [4, 8], layers_per_block: 1, latent_channels: 4, norm_num_groups: 2,
@@ -13,43 +13,7 @@ const cfg: VaeConfig = parseVaeConfig({
 });
 
 /** diffusers AutoencoderKL parameter names and shapes for a config. */
-function vaeParams(c: VaeConfig): Record<string, number[]> {
-  const p: Record<string, number[]> = {};
-  const conv = (k: string, o: number, i: number, s = 3) => { p[`${k}.weight`] = [o, i, s, s]; p[`${k}.bias`] = [o]; };
-  const norm = (k: string, ch: number) => { p[`${k}.weight`] = [ch]; p[`${k}.bias`] = [ch]; };
-  const resnet = (k: string, i: number, o: number) => {
-    norm(`${k}.norm1`, i); conv(`${k}.conv1`, o, i); norm(`${k}.norm2`, o); conv(`${k}.conv2`, o, o);
-    if (i !== o) conv(`${k}.conv_shortcut`, o, i, 1);
-  };
-  const mid = (k: string, ch: number) => {
-    resnet(`${k}.resnets.0`, ch, ch); resnet(`${k}.resnets.1`, ch, ch);
-    norm(`${k}.attentions.0.group_norm`, ch);
-    for (const l of ['to_q', 'to_k', 'to_v', 'to_out.0']) { p[`${k}.attentions.0.${l}.weight`] = [ch, ch]; p[`${k}.attentions.0.${l}.bias`] = [ch]; }
-  };
-  const boc = c.block_out_channels;
-  const n = boc.length;
-  const L = c.latent_channels;
-  conv('encoder.conv_in', boc[0], c.in_channels);
-  boc.forEach((o, i) => {
-    for (let j = 0; j < c.layers_per_block; j++) resnet(`encoder.down_blocks.${i}.resnets.${j}`, j === 0 ? boc[Math.max(i - 1, 0)] : o, o);
-    if (i < n - 1) conv(`encoder.down_blocks.${i}.downsamplers.0.conv`, o, o);
-  });
-  mid('encoder.mid_block', boc[n - 1]);
-  norm('encoder.conv_norm_out', boc[n - 1]);
-  conv('encoder.conv_out', 2 * L, boc[n - 1]);
-  conv('quant_conv', 2 * L, 2 * L, 1);
-  conv('post_quant_conv', L, L, 1);
-  conv('decoder.conv_in', boc[n - 1], L);
-  mid('decoder.mid_block', boc[n - 1]);
-  const rev = [...boc].reverse();
-  rev.forEach((o, i) => {
-    for (let j = 0; j <= c.layers_per_block; j++) resnet(`decoder.up_blocks.${i}.resnets.${j}`, j === 0 ? rev[Math.max(i - 1, 0)] : o, o);
-    if (i < n - 1) conv(`decoder.up_blocks.${i}.upsamplers.0.conv`, o, o);
-  });
-  norm('decoder.conv_norm_out', boc[0]);
-  conv('decoder.conv_out', c.out_channels, boc[0]);
-  return p;
-}
+const vaeParams = (c: VaeConfig): Record<string, number[]> => Object.fromEntries(vaeParameterShapes(c));
 
 /** diffusers name -> LDM name, written independently of the key map under test. */
 function toLdm(name: string, upBlocks: number): string {

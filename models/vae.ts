@@ -306,3 +306,54 @@ export function diffusersVaeFiles(dir: string): { config: string; weights: strin
   }
   return { config, weights };
 }
+
+// ---------------------------------------------------------------------------------------
+// Parameter list of a config (diffusers names and shapes): for generated test/bench models.
+// ---------------------------------------------------------------------------------------
+
+/**
+ * Every AutoencoderKL parameter (diffusers name -> shape) for `cfg`, in a stable order: encoder,
+ * quant_conv, post_quant_conv, decoder. `part: 'decoder'` keeps post_quant_conv + decoder only
+ * (what buildVaeDecoder reads).
+ */
+export function vaeParameterShapes(cfg: VaeConfig, part: 'all' | 'decoder' = 'all'): Map<string, number[]> {
+  const p = new Map<string, number[]>();
+  const conv = (k: string, o: number, i: number, s = 3) => { p.set(`${k}.weight`, [o, i, s, s]); p.set(`${k}.bias`, [o]); };
+  const norm = (k: string, ch: number) => { p.set(`${k}.weight`, [ch]); p.set(`${k}.bias`, [ch]); };
+  const resnet = (k: string, i: number, o: number) => {
+    norm(`${k}.norm1`, i); conv(`${k}.conv1`, o, i); norm(`${k}.norm2`, o); conv(`${k}.conv2`, o, o);
+    if (i !== o) conv(`${k}.conv_shortcut`, o, i, 1);
+  };
+  const mid = (k: string, ch: number) => {
+    resnet(`${k}.resnets.0`, ch, ch); resnet(`${k}.resnets.1`, ch, ch);
+    if (!cfg.mid_block_add_attention) return;
+    norm(`${k}.attentions.0.group_norm`, ch);
+    for (const l of ['to_q', 'to_k', 'to_v', 'to_out.0']) { p.set(`${k}.attentions.0.${l}.weight`, [ch, ch]); p.set(`${k}.attentions.0.${l}.bias`, [ch]); }
+  };
+  const boc = cfg.block_out_channels;
+  const n = boc.length;
+  const top = boc[n - 1];
+  const L = cfg.latent_channels;
+  if (part === 'all') {
+    conv('encoder.conv_in', boc[0], cfg.in_channels);
+    boc.forEach((o, i) => {
+      for (let j = 0; j < cfg.layers_per_block; j++) resnet(`encoder.down_blocks.${i}.resnets.${j}`, j === 0 ? boc[Math.max(i - 1, 0)] : o, o);
+      if (i < n - 1) conv(`encoder.down_blocks.${i}.downsamplers.0.conv`, o, o);
+    });
+    mid('encoder.mid_block', top);
+    norm('encoder.conv_norm_out', top);
+    conv('encoder.conv_out', 2 * L, top);
+    if (cfg.use_quant_conv) conv('quant_conv', 2 * L, 2 * L, 1);
+  }
+  if (cfg.use_post_quant_conv) conv('post_quant_conv', L, L, 1);
+  conv('decoder.conv_in', top, L);
+  mid('decoder.mid_block', top);
+  const rev = [...boc].reverse();
+  rev.forEach((o, i) => {
+    for (let j = 0; j <= cfg.layers_per_block; j++) resnet(`decoder.up_blocks.${i}.resnets.${j}`, j === 0 ? rev[Math.max(i - 1, 0)] : o, o);
+    if (i < n - 1) conv(`decoder.up_blocks.${i}.upsamplers.0.conv`, o, o);
+  });
+  norm('decoder.conv_norm_out', boc[0]);
+  conv('decoder.conv_out', cfg.out_channels, boc[0]);
+  return p;
+}

@@ -5,35 +5,8 @@
 import * as path from 'node:path';
 import { ort } from '../../models/onnx/session.js';
 import { SafetensorsFile } from '../../models/safetensors.js';
-import { buildVaeDecoder, parseVaeConfig, type VaeConfig } from '../../models/vae.js';
+import { buildVaeDecoder, parseVaeConfig, vaeParameterShapes } from '../../models/vae.js';
 import { type Args, describeOptions, median, openSession, randn, rssMb, timeRuns, writeRandomSafetensors } from './common.js';
-
-/** diffusers AutoencoderKL decoder-side parameters (post_quant_conv + decoder) for a config. */
-function vaeDecoderShapes(c: VaeConfig): Map<string, number[]> {
-  const p = new Map<string, number[]>();
-  const conv = (k: string, o: number, i: number, s = 3) => { p.set(`${k}.weight`, [o, i, s, s]); p.set(`${k}.bias`, [o]); };
-  const norm = (k: string, ch: number) => { p.set(`${k}.weight`, [ch]); p.set(`${k}.bias`, [ch]); };
-  const resnet = (k: string, i: number, o: number) => {
-    norm(`${k}.norm1`, i); conv(`${k}.conv1`, o, i); norm(`${k}.norm2`, o); conv(`${k}.conv2`, o, o);
-    if (i !== o) conv(`${k}.conv_shortcut`, o, i, 1);
-  };
-  const boc = c.block_out_channels;
-  const n = boc.length;
-  const top = boc[n - 1];
-  conv('post_quant_conv', c.latent_channels, c.latent_channels, 1);
-  conv('decoder.conv_in', top, c.latent_channels);
-  resnet('decoder.mid_block.resnets.0', top, top); resnet('decoder.mid_block.resnets.1', top, top);
-  norm('decoder.mid_block.attentions.0.group_norm', top);
-  for (const l of ['to_q', 'to_k', 'to_v', 'to_out.0']) { p.set(`decoder.mid_block.attentions.0.${l}.weight`, [top, top]); p.set(`decoder.mid_block.attentions.0.${l}.bias`, [top]); }
-  const rev = [...boc].reverse();
-  rev.forEach((o, i) => {
-    for (let j = 0; j <= c.layers_per_block; j++) resnet(`decoder.up_blocks.${i}.resnets.${j}`, j === 0 ? rev[Math.max(i - 1, 0)] : o, o);
-    if (i < n - 1) conv(`decoder.up_blocks.${i}.upsamplers.0.conv`, o, o);
-  });
-  norm('decoder.conv_norm_out', boc[0]);
-  conv('decoder.conv_out', c.out_channels, boc[0]);
-  return p;
-}
 
 export async function benchVaeDecode(dir: string, a: Args): Promise<Record<string, unknown>> {
   const cfg = parseVaeConfig({
@@ -42,7 +15,7 @@ export async function benchVaeDecode(dir: string, a: Args): Promise<Record<strin
     down_block_types: Array(4).fill('DownEncoderBlock2D'), up_block_types: Array(4).fill('UpDecoderBlock2D'),
   }, 'bench SD1.5 VAE config');
   const file = path.join(dir, 'vae-decoder-random.safetensors');
-  const bytes = writeRandomSafetensors(file, vaeDecoderShapes(cfg), 11);
+  const bytes = writeRandomSafetensors(file, vaeParameterShapes(cfg, 'decoder'), 11);
   let t0 = performance.now();
   const built = buildVaeDecoder(cfg, SafetensorsFile.open(file)).build();
   const buildS = (performance.now() - t0) / 1000;
