@@ -32,7 +32,8 @@ function MenuItems({ menu, label, ctx, close }: { menu: Menu; label: string; ctx
   );
 }
 
-function MenuButton({ menu, label, ctx }: { menu: Menu; label: string; ctx: ActionContext }) {
+/** A drop-down's open state; a pointer press outside `root` (attach it to the wrapper) closes it. */
+function useDropdown() {
   const [open, setOpen] = useState(false);
   const root = useRef<HTMLDivElement>(null);
   useEffect(() => {
@@ -41,6 +42,11 @@ function MenuButton({ menu, label, ctx }: { menu: Menu; label: string; ctx: Acti
     window.addEventListener('pointerdown', away, true);
     return () => window.removeEventListener('pointerdown', away, true);
   }, [open]);
+  return { open, setOpen, root };
+}
+
+function MenuButton({ menu, label, ctx }: { menu: Menu; label: string; ctx: ActionContext }) {
+  const { open, setOpen, root } = useDropdown();
   return (
     <div className="menu" ref={root}>
       {/* Named "<label> menu": the Run menu and the Run button must not share a name. */}
@@ -52,14 +58,7 @@ function MenuButton({ menu, label, ctx }: { menu: Menu; label: string; ctx: Acti
 
 function Examples({ ctx }: { ctx: ActionContext & { openExample(name: string): void } }) {
   const examples = useEditor((s) => s.examples);
-  const [open, setOpen] = useState(false);
-  const root = useRef<HTMLDivElement>(null);
-  useEffect(() => {
-    if (!open) return;
-    const away = (e: PointerEvent) => !root.current?.contains(e.target as Node) && setOpen(false);
-    window.addEventListener('pointerdown', away, true);
-    return () => window.removeEventListener('pointerdown', away, true);
-  }, [open]);
+  const { open, setOpen, root } = useDropdown();
   return (
     <div className="menu" ref={root}>
       <button type="button" className="menu-button" aria-haspopup="menu" aria-expanded={open} onClick={() => setOpen(!open)} title="Ready-made workflows">
