@@ -4,7 +4,7 @@
  * and drag-and-drop upload (Load Image also paints a mask: MaskPainter), optional images as a small
  * badge with a remove button. `nodrag`/`nowheel` keep React Flow from panning while editing.
  */
-import { memo, useEffect, useRef, useState, type DragEvent } from 'react';
+import { memo, useEffect, useRef, useState, type DragEvent, type Ref } from 'react';
 import type { ParamSpec, ParamValue } from '../../nodes/types.js';
 import { editor, host, useEditor } from '../editor.js';
 import { fileBytes, toBase64 } from '../files.js';
@@ -88,6 +88,20 @@ function useImageDrop(onFile: (f: File) => void) {
   return { over, handlers };
 }
 
+/** The hidden file picker behind a "Choose…" button; cleared after each pick so the same file can be picked again. */
+function ImageFileInput({ inputRef, label, onFile }: { inputRef: Ref<HTMLInputElement>; label: string; onFile(f: File): void }) {
+  return (
+    <input
+      ref={inputRef} type="file" accept="image/png,image/jpeg,image/webp" hidden aria-label={label}
+      onChange={(e) => {
+        const f = e.target.files?.[0];
+        if (f) onFile(f);
+        e.target.value = '';
+      }}
+    />
+  );
+}
+
 /** The node's optional image param named `mask` (Load Image's painted mask), if it has one. */
 const MASK_PARAM = 'mask';
 function useMaskParam(node: string, spec: ParamSpec): boolean {
@@ -138,14 +152,7 @@ function ImageParam({ node, nodeTitle, spec, value }: Props) {
           </button>
         )}
       </div>
-      <input
-        ref={input} type="file" accept="image/png,image/jpeg,image/webp" hidden aria-label={`${label} file for ${nodeTitle}`}
-        onChange={(e) => {
-          const f = e.target.files?.[0];
-          if (f) void upload(f.name, fileBytes(f));
-          e.target.value = '';
-        }}
-      />
+      <ImageFileInput inputRef={input} label={`${label} file for ${nodeTitle}`} onFile={(f) => void upload(f.name, fileBytes(f))} />
       {painting && url && (
         <MaskPainter
           nodeTitle={nodeTitle} imageUrl={url} onSave={saveMask} onClose={() => setPainting(false)}
@@ -186,14 +193,7 @@ function OptionalImageParam({ node, nodeTitle, spec, value }: Props) {
           <button type="button" onClick={() => input.current?.click()} title={`Choose a ${label} image (white = repaint)`}>Choose…</button>
         </>
       )}
-      <input
-        ref={input} type="file" accept="image/png,image/jpeg,image/webp" hidden aria-label={`${label} file for ${nodeTitle}`}
-        onChange={(e) => {
-          const f = e.target.files?.[0];
-          if (f) void upload(f.name, fileBytes(f));
-          e.target.value = '';
-        }}
-      />
+      <ImageFileInput inputRef={input} label={`${label} file for ${nodeTitle}`} onFile={(f) => void upload(f.name, fileBytes(f))} />
     </div>
   );
 }
