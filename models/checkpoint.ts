@@ -143,13 +143,31 @@ function diffusersStructure(file: string, st: SafetensorsFile): DetectedCheckpoi
   };
 }
 
+/**
+ * The other Stable Diffusion base a UNet's (or ControlNet's) structure points to, or null for
+ * SD1.5-family: SDXL by its 2048 / 1280-wide context, SD2.x by 1024 or linear transformer projections.
+ */
+export function otherSdBase(crossAttentionDim: number, linearProjection: boolean): 'SDXL' | 'SD2' | null {
+  if (crossAttentionDim === 2048 || crossAttentionDim === 1280) return 'SDXL';
+  if (crossAttentionDim === 1024 || linearProjection) return 'SD2';
+  return null;
+}
+
+/** "what: <shapes> in the <where>, <config> in the config" for each field where the two differ (compared as JSON). */
+export function configShapeDiffs(where: string, fields: [what: string, inConfig: unknown, inShapes: unknown][]): string[] {
+  return fields
+    .filter(([, a, b]) => JSON.stringify(a) !== JSON.stringify(b))
+    .map(([what, a, b]) => `${what}: ${JSON.stringify(b)} in the ${where}, ${JSON.stringify(a)} in the config`);
+}
+
 /** Refusals that need the structure: SDXL / SD2 context widths, unusual input channels. */
 function refuseByStructure(file: string, u: DetectedCheckpoint['unet']): void {
   const name = base(file);
-  if (u.crossAttentionDim === 2048 || u.crossAttentionDim === 1280) {
+  const other = otherSdBase(u.crossAttentionDim, u.useLinearProjection);
+  if (other === 'SDXL') {
     throw new CheckpointError(file, `${name} has a ${u.crossAttentionDim}-wide cross-attention context, as SDXL does; this loader handles Stable Diffusion 1.5-family checkpoints (768) only.`);
   }
-  if (u.crossAttentionDim === 1024 || u.useLinearProjection) {
+  if (other === 'SD2') {
     throw new CheckpointError(file, `${name} has a ${u.crossAttentionDim}-wide cross-attention context${u.useLinearProjection ? ' and linear transformer projections' : ''}, as Stable Diffusion 2.x does; this loader handles Stable Diffusion 1.5-family checkpoints (768) only.`);
   }
   if (u.inChannels !== 4 && u.inChannels !== 9) {
@@ -202,15 +220,15 @@ export function sd15ConfigFromShapes(u: DetectedCheckpoint['unet']): UNetConfig 
 
 /** Checks that a config file describes the same architecture as the shapes; throws naming both. */
 function checkConfigMatches(file: string, cfgPath: string, cfg: UNetConfig, u: DetectedCheckpoint['unet']): void {
-  const diffs: string[] = [];
-  const cmp = (what: string, a: unknown, b: unknown) => { if (JSON.stringify(a) !== JSON.stringify(b)) diffs.push(`${what}: ${JSON.stringify(b)} in the file, ${JSON.stringify(a)} in the config`); };
-  cmp('in_channels', cfg.inChannels, u.inChannels);
-  cmp('out_channels', cfg.outChannels, u.outChannels);
-  cmp('block_out_channels', cfg.blockOutChannels, u.blockOutChannels);
-  cmp('layers_per_block', cfg.layersPerBlock, u.layersPerBlock);
-  cmp('cross_attention_dim', cfg.crossAttentionDim, u.crossAttentionDim);
-  cmp('down_block_types', cfg.downBlockTypes, u.downBlockTypes);
-  cmp('up_block_types', cfg.upBlockTypes, u.upBlockTypes);
+  const diffs = configShapeDiffs('file', [
+    ['in_channels', cfg.inChannels, u.inChannels],
+    ['out_channels', cfg.outChannels, u.outChannels],
+    ['block_out_channels', cfg.blockOutChannels, u.blockOutChannels],
+    ['layers_per_block', cfg.layersPerBlock, u.layersPerBlock],
+    ['cross_attention_dim', cfg.crossAttentionDim, u.crossAttentionDim],
+    ['down_block_types', cfg.downBlockTypes, u.downBlockTypes],
+    ['up_block_types', cfg.upBlockTypes, u.upBlockTypes],
+  ]);
   if (diffs.length) throw new CheckpointError(file, `${base(file)} does not match the config ${cfgPath}: ${diffs.join('; ')}`);
 }
 

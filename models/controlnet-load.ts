@@ -11,7 +11,7 @@ import type { WeightMap } from './onnx/graph.js';
 import { refusePickle } from './pickle.js';
 import { SafetensorsFile } from './safetensors.js';
 import { type UNetConfig, parseUNetConfig } from './unet-config.js';
-import { componentWeightsFile } from './checkpoint.js';
+import { componentWeightsFile, configShapeDiffs, otherSdBase } from './checkpoint.js';
 import { LdmControlNetWeights, countHintBlocks, ldmControlNetPrefix } from './keymaps/ldm-controlnet.js';
 
 /** The ControlNet's architecture: its UNet-encoder part plus the conditioning encoder. */
@@ -40,10 +40,11 @@ const label = (f: string) => (base(f) === 'config.json' ? `${base(path.dirname(f
 
 /** Refuses SDXL / SD2 ControlNets by their context width and projections, naming the file. */
 function refuseOtherBase(file: string, cross: number, linearProjection: boolean, sdxlKeys: boolean): void {
-  if (sdxlKeys || cross === 2048 || cross === 1280) {
+  const other = otherSdBase(cross, linearProjection);
+  if (sdxlKeys || other === 'SDXL') {
     throw new ControlNetError(file, `${label(file)} is an SDXL ControlNet (${cross}-wide cross-attention context${sdxlKeys ? ', size/time conditioning' : ''}); this app runs Stable Diffusion 1.5-family models (768-wide context), so it cannot be used.`);
   }
-  if (cross === 1024 || linearProjection) {
+  if (other === 'SD2') {
     throw new ControlNetError(file, `${label(file)} is a Stable Diffusion 2.x ControlNet (${cross}-wide cross-attention context${linearProjection ? ', linear projections' : ''}); this app runs Stable Diffusion 1.5-family models (768-wide context), so it cannot be used.`);
   }
 }
@@ -165,14 +166,14 @@ export interface LoadControlNetOptions {
 
 /** Throws when a config disagrees with the weights' shapes, naming both files. */
 function checkConfig(file: string, cfgPath: string, cfg: ControlNetConfig, s: ControlNetShapes): void {
-  const diffs: string[] = [];
-  const cmp = (what: string, a: unknown, b: unknown) => { if (JSON.stringify(a) !== JSON.stringify(b)) diffs.push(`${what}: ${JSON.stringify(b)} in the weights, ${JSON.stringify(a)} in the config`); };
-  cmp('in_channels', cfg.inChannels, s.inChannels);
-  cmp('block_out_channels', cfg.blockOutChannels, s.blockOutChannels);
-  cmp('layers_per_block', cfg.layersPerBlock, s.layersPerBlock);
-  cmp('cross_attention_dim', cfg.crossAttentionDim, s.crossAttentionDim);
-  cmp('down_block_types', cfg.downBlockTypes, s.downBlockTypes);
-  cmp('conditioning_embedding_out_channels', cfg.conditioningEmbeddingOutChannels, s.conditioningEmbeddingOutChannels);
+  const diffs = configShapeDiffs('weights', [
+    ['in_channels', cfg.inChannels, s.inChannels],
+    ['block_out_channels', cfg.blockOutChannels, s.blockOutChannels],
+    ['layers_per_block', cfg.layersPerBlock, s.layersPerBlock],
+    ['cross_attention_dim', cfg.crossAttentionDim, s.crossAttentionDim],
+    ['down_block_types', cfg.downBlockTypes, s.downBlockTypes],
+    ['conditioning_embedding_out_channels', cfg.conditioningEmbeddingOutChannels, s.conditioningEmbeddingOutChannels],
+  ]);
   if (diffs.length) throw new ControlNetError(file, `${base(file)} does not match the config ${cfgPath}: ${diffs.join('; ')}`);
 }
 
