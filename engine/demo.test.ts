@@ -13,7 +13,7 @@ import { clipTextShapes, clipVisionShapes, ipAdapterShapes, vaeShapes, type Shap
 import { DEMO_NAMES, ensureDemoModels } from './demo.js';
 import { createEngine } from './engine.js';
 import { parseWorkflow } from './workflow.js';
-import { crossAttnLayers, readUNetConfig } from '../models/unet.js';
+import { crossAttnLayers, readUNetConfig } from '../models/unet-config.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const fixtures = path.resolve(process.env.IPA_FIXTURES ?? path.join(root, '..', 'shared', 'fixtures', 'tiny-sd15'));

@@ -17,9 +17,11 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { controlNetParameterShapes, parseControlNetConfig } from '../models/controlnet.js';
+import { controlNetParameterShapes } from '../models/controlnet.js';
+import { parseControlNetConfig } from '../models/controlnet-load.js';
 import { writeFileAtomic } from '../models/onnx/session.js';
-import { crossAttnLayers, parseUNetConfig, unetParameterShapes } from '../models/unet.js';
+import { unetParameterShapes } from '../models/unet.js';
+import { crossAttnLayers, parseUNetConfig } from '../models/unet-config.js';
 import { clipTextShapes, clipVisionShapes, ipAdapterShapes, randomSafetensors, vaeShapes } from './demo-weights.js';
 import { SD15_SCHEDULER } from './runtime.js';
 import { demoTokenizer } from './demo-tokenizer.js';

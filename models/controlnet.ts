@@ -18,12 +18,6 @@ import { type UNetConfig, downBlockSpecs, numDownResiduals } from './unet-config
 import { unetParameterShapes } from './unet.js';
 import { type ControlNetConfig, ControlNetError, type LoadedControlNet } from './controlnet-load.js';
 
-// Config, detection and loading live in controlnet-load.ts; re-exported so existing importers of controlnet.js keep working.
-export {
-  type ControlNetConfig, type ControlNetShapes, type LoadControlNetOptions, type LoadedControlNet, ControlNetError,
-  checkControlNetFitsUNet, controlNetConfigFromShapes, loadControlNet, parseControlNetConfig, readControlNetConfig,
-} from './controlnet-load.js';
-
 const base = (f: string) => path.basename(f);
 
 // ---------------------------------------------------------------------------------------

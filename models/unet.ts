@@ -17,11 +17,9 @@ import {
 } from './unet-blocks.js';
 import { type AttnProcessorInfo, type UNetConfig, crossAttnLayers, downBlockSpecs, numDownResiduals, upBlockSpecs } from './unet-config.js';
 
-// The config side lives in unet-config.ts; re-exported so existing importers of unet.js keep working.
-export {
-  type AttnProcessorInfo, type UNetConfig, attnProcessors, crossAttnLayers, downBlockSpecs, numDownResiduals,
-  parseUNetConfig, readUNetConfig, upBlockSpecs,
-} from './unet-config.js';
+// engine/runtime.ts (under review elsewhere) still imports these two from unet.js; every other
+// importer takes the config side from unet-config.ts directly.
+export { type UNetConfig, crossAttnLayers } from './unet-config.js';
 
 /**
  * IP-Adapter image-branch weights, by attention-processor index (the h94 `ip_adapter.<index>`

@@ -11,10 +11,12 @@
  * tokens), scales the 12 down + 1 mid residuals by the strength, sums them over controls, and
  * feeds them to the UNet's residual inputs (zeros for branches or steps without control).
  */
-import { ControlNet, type ControlResiduals, buildControlNet, checkControlNetFitsUNet, sumResiduals, unetResidualFeeds, zeroResiduals } from '../models/controlnet.js';
+import { ControlNet, type ControlResiduals, buildControlNet, sumResiduals, unetResidualFeeds, zeroResiduals } from '../models/controlnet.js';
+import { checkControlNetFitsUNet } from '../models/controlnet-load.js';
 import type { ort } from '../models/onnx/session.js';
 import { resizeTo } from '../models/preprocessors/resize.js';
-import { UNET_SESSION_OPTIONS, type UNetConfig } from '../models/unet.js';
+import { UNET_SESSION_OPTIONS } from '../models/unet.js';
+import type { UNetConfig } from '../models/unet-config.js';
 import type { ExecContext } from '../engine/context.js';
 import type { NodeDef } from './types.js';
 import { expectValue, type ConditioningValue, type ImageValue } from './values.js';

@@ -1,7 +1,7 @@
 /** Load ControlNet: a ControlNet from <models>/controlnet (diffusers folder or single .safetensors file). */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type LoadedControlNet, loadControlNet as loadControlNetFile } from '../models/controlnet.js';
+import { type LoadedControlNet, loadControlNet as loadControlNetFile } from '../models/controlnet-load.js';
 import type { ModelStore } from '../engine/model-store.js';
 import type { NodeDef } from './types.js';
 

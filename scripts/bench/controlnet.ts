@@ -18,10 +18,10 @@ import type { BuiltModel } from '../../models/onnx/graph.js';
 import { ort } from '../../models/onnx/session.js';
 import { SafetensorsFile } from '../../models/safetensors.js';
 import { IpAdapterModel } from '../../models/ip-adapter.js';
-import { UNET_SESSION_OPTIONS, buildUNet, numDownResiduals } from '../../models/unet.js';
-import {
-  type ControlNetConfig, MID_RESIDUAL, buildControlNet, controlNetParameterShapes, downResidualName, parseControlNetConfig, zeroResiduals,
-} from '../../models/controlnet.js';
+import { UNET_SESSION_OPTIONS, buildUNet } from '../../models/unet.js';
+import { numDownResiduals } from '../../models/unet-config.js';
+import { MID_RESIDUAL, buildControlNet, controlNetParameterShapes, downResidualName, zeroResiduals } from '../../models/controlnet.js';
+import { type ControlNetConfig, parseControlNetConfig } from '../../models/controlnet-load.js';
 import { type Args, type Timing, checkFinite, describeOptions, median, openSession, randn, rssMb, seconds, timed, writeRandomSafetensors } from './common.js';
 import { SD15_UNET, SD15_UNET_JSON, SD15_WORKLOAD, type UNetWorkload, unetFeeds, unetGflop, writeUNetFiles } from './unet.js';
 

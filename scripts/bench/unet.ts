@@ -10,7 +10,8 @@ import type { WeightMap } from '../../models/onnx/graph.js';
 import { ort } from '../../models/onnx/session.js';
 import { SafetensorsFile } from '../../models/safetensors.js';
 import { IpAdapterModel } from '../../models/ip-adapter.js';
-import { UNET_SESSION_OPTIONS, buildUNet, crossAttnLayers, parseUNetConfig, unetParameterShapes, type UNetConfig } from '../../models/unet.js';
+import { UNET_SESSION_OPTIONS, buildUNet, unetParameterShapes } from '../../models/unet.js';
+import { type UNetConfig, crossAttnLayers, parseUNetConfig } from '../../models/unet-config.js';
 import { type Args, checkFinite, describeOptions, median, openSession, randn, readOnce, rssMb, seconds, timeRuns, writeRandomSafetensors } from './common.js';
 
 /** SD1.5's unet/config.json (the fields the parser reads); the ControlNet section parses it too. */
