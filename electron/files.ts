@@ -1,6 +1,6 @@
 /**
  * File-system helpers of the desktop host: bounded reads, safe file names, names that never
- * overwrite. Writes go through engine/fs-atomic.ts `writeFileAtomic`, so a crash or a full disk
+ * overwrite. Writes go through models/fs-atomic.ts `writeFileAtomic`, so a crash or a full disk
  * never leaves half a workflow where the old one was.
  */
 import * as fs from 'node:fs';

@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { controlNetParameterShapes } from '../models/controlnet.js';
 import { parseControlNetConfig } from '../models/controlnet-load.js';
-import { writeFileAtomic } from '../models/onnx/session.js';
+import { writeFileAtomicSync } from '../models/fs-atomic.js';
 import { unetParameterShapes } from '../models/unet.js';
 import { crossAttnLayers, parseUNetConfig } from '../models/unet-config.js';
 import { clipTextShapes, clipVisionShapes, ipAdapterShapes, randomSafetensors, vaeShapes } from './demo-weights.js';
@@ -91,7 +91,7 @@ const json = (v: unknown) => `${JSON.stringify(v, null, 2)}\n`;
 export function ensureDemoModels(dir: string): string {
   const marker = path.join(dir, '.demo-complete');
   if (fs.existsSync(marker) && fs.readFileSync(marker, 'utf8').trim() === String(DEMO_VERSION)) return dir;
-  const put = (rel: string, data: string | Uint8Array) => writeFileAtomic(path.join(dir, rel), data);
+  const put = (rel: string, data: string | Uint8Array) => writeFileAtomicSync(path.join(dir, rel), data);
   const meta = { note: 'IP-Adapter Studio demo weights: random, they draw noise' };
 
   // Checkpoint (diffusers folder).

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import type { EngineApi, EngineSettings, ImageRef, RunEvent, Workflow } from './api.js';
 import type { NodeSpec } from '../nodes/types.js';
-import { writeFileAtomicSync } from './fs-atomic.js';
+import { writeFileAtomicSync } from '../models/fs-atomic.js';
 import { isInsideReal } from './paths.js';
 import {
   channels, summarise, WorkflowSchema, type ChannelName, type ChannelRequest, type ChannelResponse, type HostInfo,

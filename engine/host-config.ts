@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { EngineSettings } from './api.js';
-import { writeFileAtomic } from './fs-atomic.js';
+import { writeFileAtomic } from '../models/fs-atomic.js';
 import { EngineSettingsSchema } from './protocol.js';
 
 /** The repository (or packaged app) root: engine/.. in development. */

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { writeFileAtomic } from '../models/onnx/session.js';
+import { writeFileAtomicSync } from '../models/fs-atomic.js';
 import type { ImageValue } from '../nodes/values.js';
 import type { ImageRef } from './api.js';
 import type { ExecContext } from './context.js';
@@ -49,7 +49,7 @@ export async function saveImages(img: ImageValue, ctx: ExecContext, root: string
   const refs: ImageRef[] = [];
   for (let b = 0; b < img.batch; b++) {
     const file = name(b);
-    writeFileAtomic(file, addTextChunks(await imageToPng(img, b), chunks));
+    writeFileAtomicSync(file, addTextChunks(await imageToPng(img, b), chunks));
     refs.push({ path: file, width: img.width, height: img.height });
   }
   return refs;

@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { writeFileAtomicSync } from '../../engine/fs-atomic.js';
+import { writeFileAtomicSync } from '../fs-atomic.js';
 import type { BuiltModel } from './graph.js';
 
 export type Provider = 'cpu' | 'webgpu' | 'cuda' | 'dml';
@@ -36,12 +36,6 @@ export interface MaterializedModel {
   /** How the weights were made reachable: 'hardlink', 'beside', or 'copy'. */
   method: 'hardlink' | 'beside' | 'copy' | 'none';
 }
-
-/**
- * Writes a file atomically (creating its folder). The one implementation is engine/fs-atomic.ts;
- * this name stays for the engine modules that import it from here.
- */
-export const writeFileAtomic = (file: string, data: Uint8Array | string): void => writeFileAtomicSync(file, data);
 
 function sameFile(a: string, b: string): boolean {
   try {
@@ -77,7 +71,7 @@ export function materialize(model: BuiltModel, cfg: SessionConfig): Materialized
         const besidePath = path.join(path.dirname(src), `.${path.basename(src)}.${model.name}-${model.key}.onnx`);
         try {
           const patched = model.relocate({ [loc]: path.basename(src) });
-          writeFileAtomic(besidePath, patched);
+          writeFileAtomicSync(besidePath, patched);
           log(`weights: hard link into the cache failed (${code}); wrote the model beside ${src}`);
           return { modelPath: besidePath, method: 'beside' };
         } catch {
@@ -90,7 +84,7 @@ export function materialize(model: BuiltModel, cfg: SessionConfig): Materialized
       method = 'copy';
     }
   }
-  if (!fs.existsSync(modelPath) || fs.statSync(modelPath).size !== model.bytes.length) writeFileAtomic(modelPath, model.bytes);
+  if (!fs.existsSync(modelPath) || fs.statSync(modelPath).size !== model.bytes.length) writeFileAtomicSync(modelPath, model.bytes);
   if (method === 'hardlink') log(`weights: ${entries.length} file(s) hard-linked into ${dir}`);
   return { modelPath, method };
 }

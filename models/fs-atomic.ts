@@ -5,6 +5,8 @@
  * over an existing file on Windows), so a crash, a full disk or a killed process never leaves a
  * truncated file under the target's name. The temporary name starts with a dot, so model
  * listings and the output folder skip it.
+ * It lives in models/ because models/onnx/session.ts writes generated models through it and
+ * models/ never imports engine/; engine/ and electron/ import it from here.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
