@@ -18,9 +18,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { unetParameterShapes } from '../models/unet.js';
+import { parseVaeConfig, vaeParameterShapes } from '../models/vae.js';
 import { crossAttnLayers, parseUNetConfig } from '../models/unet-config.js';
 import type { RunEvent } from './api.js';
-import { clipTextShapes, clipVisionShapes, ipAdapterShapes, vaeShapes, type Shapes } from './demo-weights.js';
+import { clipTextShapes, clipVisionShapes, ipAdapterShapes, type Shapes } from './demo-weights.js';
 import { demoTokenizer } from './demo-tokenizer.js';
 import { createEngine } from './engine.js';
 import { SD15_SCHEDULER } from './runtime.js';
@@ -49,7 +50,7 @@ export function writeSd15Models(dir: string): number {
   bytes += writeRandom(path.join(ck, 'unet', 'diffusion_pytorch_model.safetensors'), unetParameterShapes(unet), 1);
   const vae = { block_out_channels: [128, 256, 512, 512], layers_per_block: 2, latent_channels: 4, norm_num_groups: 32, scaling_factor: 0.18215 };
   put('checkpoints/sd15-random/vae/config.json', json(vae));
-  bytes += writeRandom(path.join(ck, 'vae', 'diffusion_pytorch_model.safetensors'), vaeShapes({ channels: vae.block_out_channels, layers: 2, latent: 4 }), 2);
+  bytes += writeRandom(path.join(ck, 'vae', 'diffusion_pytorch_model.safetensors'), vaeParameterShapes(parseVaeConfig(vae, 'bench VAE config')), 2);
   // Text tower at SD1.5's size; the tokenizer is the small demo vocabulary (ids stay in range).
   const tok = demoTokenizer();
   put('checkpoints/sd15-random/text_encoder/config.json', json({ hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, max_position_embeddings: 77, hidden_act: 'quick_gelu', vocab_size: 49408 }));

@@ -2,7 +2,8 @@
  * Parameter lists (diffusers / transformers names and shapes) of the networks the demo model
  * set needs, and a deterministic random initialisation. The lists are checked against the
  * reference fixtures' files in engine/demo.test.ts, so the demo files have the real layouts.
- * The UNet's list comes from models/unet.ts (unetParameterShapes).
+ * The UNet's and the VAE's lists come from models/unet.ts (unetParameterShapes) and models/vae.ts
+ * (vaeParameterShapes).
  */
 import { encodeSafetensors, type TensorToWrite } from '../models/safetensors.js';
 import { philoxNormal } from './rng.js';
@@ -47,50 +48,6 @@ export function clipVisionShapes(c: { hidden: number; inner: number; layers: num
   clipEncoder(p, 'vision_model', c.layers, C, c.inner);
   p.set('vision_model.post_layernorm.weight', [C]); p.set('vision_model.post_layernorm.bias', [C]);
   p.set('visual_projection.weight', [c.projection, C]);
-  return p;
-}
-
-/** AutoencoderKL (diffusers names). */
-export function vaeShapes(c: { channels: number[]; layers: number; latent: number }): Shapes {
-  const p: Shapes = new Map();
-  const norm = (n: string, ch: number) => { p.set(`${n}.weight`, [ch]); p.set(`${n}.bias`, [ch]); };
-  const conv = (n: string, o: number, i: number, k: number) => { p.set(`${n}.weight`, [o, i, k, k]); p.set(`${n}.bias`, [o]); };
-  const lin = (n: string, o: number, i: number) => { p.set(`${n}.weight`, [o, i]); p.set(`${n}.bias`, [o]); };
-  const resnet = (n: string, cin: number, cout: number) => {
-    norm(`${n}.norm1`, cin); conv(`${n}.conv1`, cout, cin, 3); norm(`${n}.norm2`, cout); conv(`${n}.conv2`, cout, cout, 3);
-    if (cin !== cout) conv(`${n}.conv_shortcut`, cout, cin, 1);
-  };
-  const mid = (n: string, ch: number) => {
-    resnet(`${n}.resnets.0`, ch, ch);
-    norm(`${n}.attentions.0.group_norm`, ch);
-    for (const q of ['to_q', 'to_k', 'to_v', 'to_out.0']) lin(`${n}.attentions.0.${q}`, ch, ch);
-    resnet(`${n}.resnets.1`, ch, ch);
-  };
-  const boc = c.channels;
-  const last = boc[boc.length - 1];
-  conv('encoder.conv_in', boc[0], 3, 3);
-  let ch = boc[0];
-  boc.forEach((out, i) => {
-    for (let j = 0; j < c.layers; j++) { resnet(`encoder.down_blocks.${i}.resnets.${j}`, j === 0 ? ch : out, out); }
-    ch = out;
-    if (i < boc.length - 1) conv(`encoder.down_blocks.${i}.downsamplers.0.conv`, out, out, 3);
-  });
-  mid('encoder.mid_block', last);
-  norm('encoder.conv_norm_out', last);
-  conv('encoder.conv_out', 2 * c.latent, last, 3);
-  conv('quant_conv', 2 * c.latent, 2 * c.latent, 1);
-  conv('post_quant_conv', c.latent, c.latent, 1);
-  conv('decoder.conv_in', last, c.latent, 3);
-  mid('decoder.mid_block', last);
-  const rev = [...boc].reverse();
-  ch = last;
-  rev.forEach((out, i) => {
-    for (let j = 0; j < c.layers + 1; j++) { resnet(`decoder.up_blocks.${i}.resnets.${j}`, j === 0 ? ch : out, out); }
-    ch = out;
-    if (i < rev.length - 1) conv(`decoder.up_blocks.${i}.upsamplers.0.conv`, out, out, 3);
-  });
-  norm('decoder.conv_norm_out', boc[0]);
-  conv('decoder.conv_out', 3, boc[0], 3);
   return p;
 }
 

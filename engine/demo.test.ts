@@ -9,7 +9,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SafetensorsFile } from '../models/safetensors.js';
-import { clipTextShapes, clipVisionShapes, ipAdapterShapes, vaeShapes, type Shapes } from './demo-weights.js';
+import { clipTextShapes, clipVisionShapes, ipAdapterShapes, type Shapes } from './demo-weights.js';
+import { parseVaeConfig, vaeParameterShapes } from '../models/vae.js';
 import { DEMO_NAMES, ensureDemoModels } from './demo.js';
 import { createEngine } from './engine.js';
 import { parseWorkflow } from './workflow.js';
@@ -39,7 +40,7 @@ describe.skipIf(!haveFixtures)('demo parameter lists equal the reference files',
   });
   it('VAE', () => {
     const c = cfg('diffusers/vae/config.json');
-    const mine = vaeShapes({ channels: c.block_out_channels, layers: c.layers_per_block, latent: c.latent_channels });
+    const mine = vaeParameterShapes(parseVaeConfig(c));
     expect(sorted(mine)).toEqual(sorted(fileShapes(path.join(fixtures, 'diffusers/vae/diffusion_pytorch_model.safetensors'))));
   });
   it('IP-Adapter (h94 layout)', () => {

@@ -21,8 +21,9 @@ import { controlNetParameterShapes } from '../models/controlnet.js';
 import { parseControlNetConfig } from '../models/controlnet-load.js';
 import { writeFileAtomicSync } from '../models/fs-atomic.js';
 import { unetParameterShapes } from '../models/unet.js';
+import { parseVaeConfig, vaeParameterShapes } from '../models/vae.js';
 import { crossAttnLayers, parseUNetConfig } from '../models/unet-config.js';
-import { clipTextShapes, clipVisionShapes, ipAdapterShapes, randomSafetensors, vaeShapes } from './demo-weights.js';
+import { clipTextShapes, clipVisionShapes, ipAdapterShapes, randomSafetensors } from './demo-weights.js';
 import { SD15_SCHEDULER } from './runtime.js';
 import { demoTokenizer } from './demo-tokenizer.js';
 
@@ -107,7 +108,7 @@ export function ensureDemoModels(dir: string): string {
   put(`${ck}/unet/config.json`, json(DEMO_UNET_CONFIG));
   put(`${ck}/unet/diffusion_pytorch_model.safetensors`, randomSafetensors(unetParameterShapes(unetCfg), SEED, meta));
   put(`${ck}/vae/config.json`, json(DEMO_VAE_CONFIG));
-  put(`${ck}/vae/diffusion_pytorch_model.safetensors`, randomSafetensors(vaeShapes({ channels: DEMO_VAE_CONFIG.block_out_channels, layers: 1, latent: 4 }), SEED + 1, meta));
+  put(`${ck}/vae/diffusion_pytorch_model.safetensors`, randomSafetensors(vaeParameterShapes(parseVaeConfig(DEMO_VAE_CONFIG, 'demo VAE config')), SEED + 1, meta));
   put(`${ck}/text_encoder/config.json`, json({
     architectures: ['CLIPTextModel'], model_type: 'clip_text_model', hidden_act: 'quick_gelu', hidden_size: TEXT.hidden,
     intermediate_size: TEXT.inner, num_hidden_layers: TEXT.layers, num_attention_heads: TEXT.heads,

@@ -324,11 +324,14 @@ export function vaeParameterShapes(cfg: VaeConfig, part: 'all' | 'decoder' = 'al
     norm(`${k}.norm1`, i); conv(`${k}.conv1`, o, i); norm(`${k}.norm2`, o); conv(`${k}.conv2`, o, o);
     if (i !== o) conv(`${k}.conv_shortcut`, o, i, 1);
   };
+  // Forward order (resnet, attention, resnet): the demo set's file layout depends on it.
   const mid = (k: string, ch: number) => {
-    resnet(`${k}.resnets.0`, ch, ch); resnet(`${k}.resnets.1`, ch, ch);
-    if (!cfg.mid_block_add_attention) return;
-    norm(`${k}.attentions.0.group_norm`, ch);
-    for (const l of ['to_q', 'to_k', 'to_v', 'to_out.0']) { p.set(`${k}.attentions.0.${l}.weight`, [ch, ch]); p.set(`${k}.attentions.0.${l}.bias`, [ch]); }
+    resnet(`${k}.resnets.0`, ch, ch);
+    if (cfg.mid_block_add_attention) {
+      norm(`${k}.attentions.0.group_norm`, ch);
+      for (const l of ['to_q', 'to_k', 'to_v', 'to_out.0']) { p.set(`${k}.attentions.0.${l}.weight`, [ch, ch]); p.set(`${k}.attentions.0.${l}.bias`, [ch]); }
+    }
+    resnet(`${k}.resnets.1`, ch, ch);
   };
   const boc = cfg.block_out_channels;
   const n = boc.length;
