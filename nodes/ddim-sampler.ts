@@ -18,7 +18,7 @@
  *
  * Noise comes from ctx.noise (seeded Philox normals unless a host injects tensors), so the
  * same seed gives the same image. Progress after each step carries a preview of the predicted
- * clean latent; cancellation is checked before each step.
+ * clean latent (throttled: PreviewThrottle); cancellation is checked before each step.
  */
 import sharp from 'sharp';
 import { ort } from '../models/onnx/session.js';
@@ -71,6 +71,25 @@ export function imageTokens(adapters: AppliedAdapter[]): { cond: Float32Array; u
     n: adapters.reduce((s, a) => s + a.tokens.tokens, 0),
     dim: w0.tokens.dim,
   };
+}
+
+/**
+ * Latent previews are throttled: the PNG goes through events (and IPC to the window) as base64,
+ * and a window cannot show more than a few a second anyway. Progress itself is sent every step;
+ * the window keeps the last preview it got. The first and the last step always carry one.
+ */
+export const PREVIEW_INTERVAL_MS = 250;
+
+export class PreviewThrottle {
+  private lastAt = -Infinity;
+  constructor(private intervalMs: number, private now: () => number = () => performance.now()) {}
+  /** Whether this step should carry a preview (and if so, counts it as sent). */
+  due(last: boolean): boolean {
+    const t = this.now();
+    if (!last && t - this.lastAt < this.intervalMs) return false;
+    this.lastAt = t;
+    return true;
+  }
 }
 
 async function previewPng(x0: Float32Array, dims: number[]): Promise<{ width: number; height: number; png: Uint8Array }> {
@@ -156,24 +175,39 @@ export const ddimSampler: NodeDef = {
       feeds.ip_tokens = new ort.Tensor('float32', tok, [branches * B, t.n, t.dim]);
     }
 
+    // ip_scale takes one of two values per run (the adapter's window on or off): built once.
+    const ipScale = unet.ipLayers
+      ? [false, true].map((on) => new ort.Tensor('float32', ipScales(factors, a0.weight, on), [unet.ipLayers]))
+      : null;
+    // Per-step inputs reuse buffers made once per run: the UNet reads them during `run` only, and
+    // nothing keeps them across steps (the ControlNets read `xs` within stepFeeds).
+    const M = branches * B;
+    const xs = doCfg ? new Float32Array(2 * n) : null; // [x, x]: (2B, C, h, w)
+    const timestep = new Float32Array(M);
+    feeds.timestep = new ort.Tensor('float32', timestep, [M]);
+    const unetIn = inpaintUNet ? new Float32Array(M * unet.config.inChannels * h * w) : xs;
+    if (unetIn) feeds.sample = new ort.Tensor('float32', unetIn, [M, unet.config.inChannels, h, w]);
+    const preview = new PreviewThrottle(PREVIEW_INTERVAL_MS);
+
     const mask = latent.noiseMask?.data;
     for (let i = 0; i < timesteps.length; i++) {
       checkAborted(ctx.signal);
       const t = timesteps[i];
-      const xs = doCfg ? concat([x, x]) : x; // (branches*B, C, h, w)
+      if (xs) { xs.set(x, 0); xs.set(x, n); }
+      const latents = xs ?? x; // (branches*B, C, h, w)
       if (inpaintUNet) {
         const one = inpaintUNetInput(x, mask!, latent.maskedImage ?? latent.samples, shape);
-        feeds.sample = new ort.Tensor('float32', doCfg ? concat([one, one]) : one, [branches * B, unet.config.inChannels, h, w]);
-      } else {
-        feeds.sample = new ort.Tensor('float32', xs, [branches * B, C, h, w]);
+        for (let b = 0; b < branches; b++) unetIn!.set(one, b * one.length);
+      } else if (!xs) {
+        feeds.sample = new ort.Tensor('float32', x, [B, C, h, w]); // x is a new array each step
       }
-      feeds.timestep = new ort.Tensor('float32', new Float32Array(branches * B).fill(t), [branches * B]);
+      timestep.fill(t);
       // ControlNets see the 4 latent channels (diffusers' inpainting ControlNet pipeline too).
-      if (control) Object.assign(feeds, await control.stepFeeds(i, timesteps.length, t, xs, text, [branches * B, pos.tokens, pos.dim]));
-      if (unet.ipLayers) feeds.ip_scale = new ort.Tensor('float32', ipScales(factors, a0.weight, adapterActive(a0, i, timesteps.length)), [unet.ipLayers]);
+      if (control) Object.assign(feeds, await control.stepFeeds(i, timesteps.length, t, latents, text, [M, pos.tokens, pos.dim]));
+      if (ipScale) feeds.ip_scale = ipScale[adapterActive(a0, i, timesteps.length) ? 1 : 0];
       const out = await unet.session.run(feeds);
       const pred = out.noise_pred.data as Float32Array; // (branches*B, C, h, w)
-      ctx.trace?.({ node: ctx.nodeId, name: 'noise_pred', step: i, data: pred, shape: [branches * B, C, h, w] });
+      ctx.trace?.({ node: ctx.nodeId, name: 'noise_pred', step: i, data: pred, shape: [M, C, h, w] });
       const guided = doCfg ? classifierFreeGuidance(pred.subarray(0, n), pred.subarray(n), cfg) : pred;
       const noise = eta > 0 ? ctx.noise({ node: ctx.nodeId, purpose: 'eta', seed, shape, step: i }) : undefined;
       const r = sched.step(guided, t, x, { eta, noise });
@@ -183,7 +217,8 @@ export const ddimSampler: NodeDef = {
         blendByMask(x, init, mask, shape);
       }
       ctx.trace?.({ node: ctx.nodeId, name: 'latents_after_step', step: i, data: x, shape });
-      ctx.progress(i + 1, timesteps.length, await previewPng(r.predOriginal, shape));
+      const last = i === timesteps.length - 1;
+      ctx.progress(i + 1, timesteps.length, preview.due(last) ? await previewPng(r.predOriginal, shape) : undefined);
     }
     // The mask stays on the latent (as in ComfyUI), so a second sampler pass inpaints the same area.
     const v: LatentValue = { kind: 'LATENT', dims: [B, C, h, w], samples: x, ...(latent.noiseMask ? { noiseMask: latent.noiseMask, maskedImage: latent.maskedImage } : {}) };
