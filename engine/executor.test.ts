@@ -85,6 +85,18 @@ describe('Executor', () => {
     expect(cached).toEqual(['x', 'y', 'sum', 'k', 'x']);
   });
 
+  it('keeps only the entries the last completed run used; a failed run evicts nothing', async () => {
+    const { ex, req } = setup();
+    await ex.run(req(workflow(2, 3)));
+    expect(ex.cachedEntries).toBe(4); // x, y, sum, k (output nodes are not cached)
+    await ex.run(req(workflow(2, 4)));
+    expect(ex.cachedEntries).toBe(4); // y=3, its sum and k are gone; x was reused
+    await ex.run(req(workflow(2, 3)));
+    expect(Object.fromEntries(ex.executions)).toMatchObject({ x: 1, y: 3, sum: 3, k: 3 });
+    expect((await ex.run(req(workflow(1, 5, 'fail')))).ok).toBe(false);
+    expect(ex.cachedEntries).toBe(7); // the failed run's x, y, sum added; nothing evicted
+  });
+
   it('a cached node shows the preview it showed when it executed (its card would be empty otherwise)', async () => {
     const { ex, events, req } = setup();
     await ex.run(req(workflow(2, 3, 'pre')));

@@ -3,7 +3,8 @@
  * under its input signature = hash(node type, params, and for file/image params the file's
  * identity, plus the signatures of the nodes feeding it), so a node re-runs only when something
  * upstream of it changed (ComfyUI's rule; the node id is not part of it). Output nodes always
- * run. Only nodes that lead to an output node are executed.
+ * run. Only nodes that lead to an output node are executed. The cache keeps what the last
+ * completed run used (OutputCache), not every run's tensors.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -46,18 +47,31 @@ interface CacheEntry {
   previews: ImageRef[];
 }
 
-/** Cache entries by signature, least recently used evicted first. */
+/**
+ * Cache entries by signature. Entries hold whole tensors (images, latents, embeddings), so they
+ * are bounded two ways: after a run that completed, only the entries that run used (executed or
+ * hit) are kept, as in ComfyUI, so old runs' outputs do not pile up; and at most `limit` entries,
+ * least recently used evicted first. A failed or cancelled run evicts nothing, so re-running
+ * after fixing it still finds the earlier run's nodes downstream of the failure.
+ */
 class OutputCache {
-  private map = new Map<string, CacheEntry>();
+  private map = new Map<string, CacheEntry & { run: number }>();
+  private run = 0;
   constructor(private limit: number) {}
+  /** Starts a run: entries touched from now on belong to it. */
+  beginRun(): void { this.run++; }
+  /** Ends a completed run: drops the entries it did not use. */
+  keepOnlyCurrentRun(): void {
+    for (const [k, v] of this.map) if (v.run !== this.run) this.map.delete(k);
+  }
   get(sig: string): CacheEntry | undefined {
     const v = this.map.get(sig);
-    if (v) { this.map.delete(sig); this.map.set(sig, v); }
+    if (v) { this.map.delete(sig); v.run = this.run; this.map.set(sig, v); }
     return v;
   }
   set(sig: string, v: CacheEntry): void {
     this.map.delete(sig);
-    this.map.set(sig, v);
+    this.map.set(sig, { ...v, run: this.run });
     while (this.map.size > this.limit) this.map.delete(this.map.keys().next().value as string);
   }
   clear(): void { this.map.clear(); }
@@ -69,6 +83,8 @@ export class Executor {
   private cache: OutputCache;
   /** Times `execute` was called, by node id (tests count re-executions). */
   readonly executions = new Map<string, number>();
+  /** Entries in the output cache (tests check the bound). */
+  get cachedEntries(): number { return this.cache.size; }
 
   constructor(defs: NodeDef[], private models: ModelStore, cacheEntries = 128) {
     this.specs = new Map(defs.map((d) => [d.type, d]));
@@ -112,6 +128,7 @@ export class Executor {
 
     const sigs = new Map<string, string>();
     const values = new Map<string, PortValues>();
+    this.cache.beginRun();
     for (const id of order) {
       const node = byId.get(id)!;
       const def = this.specs.get(node.type)!;
@@ -155,6 +172,7 @@ export class Executor {
         return { ok: false, error: `${def.title} (${id}): ${message}` };
       }
     }
+    this.cache.keepOnlyCurrentRun();
     return { ok: true };
   }
 
