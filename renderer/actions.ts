@@ -4,7 +4,7 @@
  * step inside the store (`commit`), so an action's perform stays one line.
  */
 import type { Host } from './host.js';
-import type { EditorState, EditorStore } from './store.js';
+import type { EditorState, EditorStore } from './store/index.js';
 import { cancelRun, exportOutputs, runWorkflow, saveWorkflow } from './files.js';
 
 /** What actions may touch besides the store: view and dialogs owned by components. */

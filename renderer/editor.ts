@@ -4,7 +4,7 @@
  */
 import { useStore } from 'zustand';
 import { createHost, type Host } from './host.js';
-import { createEditorStore, type EditorState } from './store.js';
+import { createEditorStore, type EditorState } from './store/index.js';
 
 export const editor = createEditorStore();
 

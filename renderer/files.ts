@@ -5,7 +5,7 @@
 import { parseWorkflow, stringifyWorkflow } from '../engine/workflow.js';
 import type { Host } from './host.js';
 import { isPng, readTextChunk, writeTextChunk } from './png.js';
-import type { EditorStore, OutputImage } from './store.js';
+import type { EditorStore, OutputImage } from './store/index.js';
 
 export const RECOVERY_KEY = 'ipa-studio:recovery';
 

@@ -8,7 +8,7 @@ import { PORT_COLORS } from '../../nodes/ports.js';
 import type { PortSpec } from '../../nodes/types.js';
 import { useEditor } from '../editor.js';
 import type { FlowNode } from '../graph.js';
-import type { NodeRun } from '../store.js';
+import type { NodeRun } from '../store/index.js';
 import { ParamWidget } from './ParamWidget.js';
 
 const CATEGORY_COLORS: Record<string, string> = {

@@ -5,7 +5,7 @@
 import { useState } from 'react';
 import { editor, useEditor } from '../editor.js';
 import { copyOutput } from '../files.js';
-import type { OutputImage } from '../store.js';
+import type { OutputImage } from '../store/index.js';
 
 function Live() {
   const progress = useEditor((s) => s.progress);

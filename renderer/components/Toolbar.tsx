@@ -5,7 +5,7 @@
 import { useEffect, useRef, useState } from 'react';
 import { ACTIONS, actionByName, tooltip, type ActionContext, type Menu } from '../actions.js';
 import { useEditor } from '../editor.js';
-import { isDirty, queueLength } from '../store.js';
+import { isDirty, queueLength } from '../store/index.js';
 
 /** One menu per action group, as in Electron's application menu (a Record: a new group cannot be left out). */
 const MENU_LABELS: Record<Menu, string> = { file: 'File', edit: 'Edit', view: 'View', run: 'Run' };
