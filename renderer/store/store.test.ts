@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { NodeSpec } from '../nodes/types.js';
-import { fromWorkflow, toWorkflow } from './graph.js';
-import { createEditorStore } from './store/index.js';
+import type { NodeSpec } from '../../nodes/types.js';
+import { fromWorkflow, toWorkflow } from '../graph.js';
+import { createEditorStore } from './index.js';
 
 /** Small specs in the shape the host sends (not the real nodes: the store must not care). */
 const SPECS: NodeSpec[] = [
