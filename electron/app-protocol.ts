@@ -8,7 +8,7 @@
  * Pure path logic here; main.ts turns the answer into a Response.
  */
 import * as path from 'node:path';
-import { confinedPath, contentSecurityPolicy } from '../engine/host-api.js';
+import { confinedPath, contentSecurityPolicy } from '../engine/hosts/host-api.js';
 import { APP_HOST, APP_SCHEME } from './channels.js';
 
 /** The renderer's CSP: the one web mode sends too (no 'unsafe-inline' anywhere), without WebSocket origins. */

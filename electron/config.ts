@@ -1,11 +1,11 @@
 /**
  * The desktop app's command-line flags: the same as web mode's, so `npm start -- --models DIR
  * --demo` means the same whichever host opens. Saved settings, providers and the user-data folder
- * (shared with web mode and the CLI) come from engine/host-config.ts.
+ * (shared with web mode and the CLI) come from engine/hosts/host-config.ts.
  */
 import * as path from 'node:path';
 import type { EngineSettings } from '../engine/api.js';
-import { defaultUserData } from '../engine/host-config.js';
+import { defaultUserData } from '../engine/hosts/host-config.js';
 import { ProviderSchema } from '../engine/protocol.js';
 
 export interface DesktopArgs {

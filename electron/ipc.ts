@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import type { EngineApi, EngineSettings, RunEvent } from '../engine/api.js';
 import { writeFileAtomic } from '../models/fs-atomic.js';
-import { createApiHandlers, eventWithUrls, invokeApi, type InvokeResult } from '../engine/host-api.js';
+import { createApiHandlers, eventWithUrls, invokeApi, type InvokeResult } from '../engine/hosts/host-api.js';
 import { summarise, type HostInfo } from '../engine/protocol.js';
 import { APP_ORIGIN, FOLDER_PURPOSES, NATIVE_EDITS, type FolderPurpose, type NativeEdit } from './channels.js';
 import { readFileLimited, safeFileName, uniquePath } from './files.js';

@@ -13,7 +13,7 @@ import {
 } from 'electron';
 import type { RunEvent } from '../engine/api.js';
 import { createEngine, type Engine } from '../engine/engine.js';
-import { hostNotices, providersHere, resolveSettings, saveSettings, settingsFileOf } from '../engine/host-config.js';
+import { hostNotices, providersHere, resolveSettings, saveSettings, settingsFileOf } from '../engine/hosts/host-config.js';
 import { resolveAppRequest } from './app-protocol.js';
 import { APP_ORIGIN, APP_SCHEME, IPC, type MenuAction } from './channels.js';
 import { parseDesktopArgs } from './config.js';

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunEvent } from './api.js';
-import { main } from './cli.js';
+import { main } from './hosts/cli.js';
 import { createEngine, type Engine } from './engine.js';
 import { readEmbeddedWorkflow, readTextChunks } from './png.js';
 import { ipAdapterWorkflow } from './testing.js';

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DataType, Graph } from '../models/onnx/graph.js';
 import { ort } from '../models/onnx/session.js';
-import { providersHere } from './host-config.js';
+import { providersHere } from './hosts/host-config.js';
 import { ModelStore } from './model-store.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-store-'));

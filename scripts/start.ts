@@ -9,7 +9,7 @@ import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { ensureRendererBuilt } from '../engine/host-config.js';
+import { ensureRendererBuilt } from '../engine/hosts/host-config.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -51,7 +51,7 @@ async function main(): Promise<void> {
     console.log(`Electron: ${found.missing} (installed with ELECTRON_SKIP_BINARY_DOWNLOAD or offline); starting web mode instead — open the URL below.`);
   }
   // Web mode reads process.argv itself and prints "Listening on http://127.0.0.1:N/?t=<key>".
-  await import('../engine/web.js');
+  await import('../engine/hosts/web.js');
 }
 
 void main();

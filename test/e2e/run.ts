@@ -16,7 +16,7 @@ const TEST_TIMEOUT_MS = 120_000;
 
 async function startWeb(userData: string): Promise<{ url: string; stop(): void; log: string[] }> {
   const log: string[] = [];
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'engine', 'web.ts'), '--port', '0', '--demo', '--user-data', userData], {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'engine', 'hosts', 'web.ts'), '--port', '0', '--demo', '--user-data', userData], {
     cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, IPA_STUDIO_USER_DATA: userData },
   });
   const url = await new Promise<string>((resolve, reject) => {

@@ -9,13 +9,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
-import type { EngineApi, EngineSettings, ImageRef, RunEvent, Workflow } from './api.js';
-import type { NodeSpec } from '../nodes/types.js';
-import { writeFileAtomicSync } from '../models/fs-atomic.js';
-import { isInsideReal } from './paths.js';
+import type { EngineApi, EngineSettings, ImageRef, RunEvent, Workflow } from '../api.js';
+import type { NodeSpec } from '../../nodes/types.js';
+import { writeFileAtomicSync } from '../../models/fs-atomic.js';
+import { isInsideReal } from '../paths.js';
 import {
   channels, summarise, WorkflowSchema, type ChannelName, type ChannelRequest, type ChannelResponse, type HostInfo,
-} from './protocol.js';
+} from '../protocol.js';
 
 // ---- the handlers ------------------------------------------------------------------------------
 

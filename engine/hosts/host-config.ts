@@ -12,12 +12,12 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { EngineSettings } from './api.js';
-import { writeFileAtomic } from '../models/fs-atomic.js';
-import { EngineSettingsSchema } from './protocol.js';
+import type { EngineSettings } from '../api.js';
+import { writeFileAtomic } from '../../models/fs-atomic.js';
+import { EngineSettingsSchema } from '../protocol.js';
 
-/** The repository (or packaged app) root: engine/.. in development. */
-export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+/** The repository root: engine/hosts/../.. in development (web mode and the CLI run from the sources). */
+export const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** The app's per-user folder: models, outputs, inputs, caches and settings.json. */
 export function defaultUserData(env: Record<string, string | undefined> = process.env): string {

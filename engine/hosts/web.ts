@@ -7,12 +7,12 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { EngineSettings } from './api.js';
-import { createEngine } from './engine.js';
+import type { EngineSettings } from '../api.js';
+import { createEngine } from '../engine.js';
 import {
   defaultUserData, ensureRendererBuilt, hostNotices, PROJECT_ROOT, providersHere, resolveSettings, saveSettings, settingsFileOf,
 } from './host-config.js';
-import { ProviderSchema } from './protocol.js';
+import { ProviderSchema } from '../protocol.js';
 import { startServer } from './server.js';
 
 const ROOT = PROJECT_ROOT;

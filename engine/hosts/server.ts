@@ -15,9 +15,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { EngineApi, EngineSettings, RunEvent } from './api.js';
+import type { EngineApi, EngineSettings, RunEvent } from '../api.js';
 import { confinedPath, contentSecurityPolicy, createApiHandlers, eventWithUrls, invokeApi } from './host-api.js';
-import { parseRequest, type HostInfo, type ServerMessage } from './protocol.js';
+import { parseRequest, type HostInfo, type ServerMessage } from '../protocol.js';
 
 export interface ServerOptions {
   engine: EngineApi;

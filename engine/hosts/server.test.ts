@@ -5,7 +5,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import type { EngineApi, EngineSettings, RunEvent, Workflow } from './api.js';
+import type { EngineApi, EngineSettings, RunEvent, Workflow } from '../api.js';
 import { contentSecurityPolicy } from './host-api.js';
 import { startServer, type WebServer } from './server.js';
 

@@ -13,13 +13,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { ParamValue } from '../nodes/types.js';
-import type { EngineSettings, RunEvent, Workflow } from './api.js';
-import { createEngine } from './engine.js';
+import type { ParamValue } from '../../nodes/types.js';
+import type { EngineSettings, RunEvent, Workflow } from '../api.js';
+import { createEngine } from '../engine.js';
 import { defaultUserData, readSettings, settingsFileOf } from './host-config.js';
-import { readEmbeddedWorkflow } from './png.js';
-import { ProviderSchema } from './protocol.js';
-import { parseWorkflow } from './workflow.js';
+import { readEmbeddedWorkflow } from '../png.js';
+import { ProviderSchema } from '../protocol.js';
+import { parseWorkflow } from '../workflow.js';
 
 export interface CliArgs {
   workflow: string;
