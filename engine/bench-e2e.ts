@@ -24,7 +24,7 @@ import type { RunEvent } from './api.js';
 import { clipTextShapes, clipVisionShapes, ipAdapterShapes, type Shapes } from './demo-weights.js';
 import { demoTokenizer } from './demo-tokenizer.js';
 import { createEngine } from './engine.js';
-import { SD15_SCHEDULER } from './runtime.js';
+import { SD15_SCHEDULER } from '../models/ddim.js';
 import { ipAdapterWorkflow } from './testing.js';
 import { writeRandomSafetensors } from './random-weights.js';
 

@@ -24,7 +24,7 @@ import { unetParameterShapes } from '../models/unet.js';
 import { parseVaeConfig, vaeParameterShapes } from '../models/vae.js';
 import { crossAttnLayers, parseUNetConfig } from '../models/unet-config.js';
 import { clipTextShapes, clipVisionShapes, ipAdapterShapes, randomSafetensors } from './demo-weights.js';
-import { SD15_SCHEDULER } from './runtime.js';
+import { SD15_SCHEDULER } from '../models/ddim.js';
 import { demoTokenizer } from './demo-tokenizer.js';
 
 export const DEMO_NOTICE = 'Demo mode: using the built-in demo models (tiny random weights). They draw noise, not pictures; point the models folder at real SD1.5 / IP-Adapter models for images.';

@@ -34,6 +34,12 @@ const DEFAULTS: SchedulerConfig = {
   clip_sample: true, clip_sample_range: 1.0,
 };
 
+/** Stable Diffusion 1.5's scheduler settings (runwayml/stable-diffusion-v1-5 scheduler_config.json). */
+export const SD15_SCHEDULER = {
+  num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear',
+  clip_sample: false, set_alpha_to_one: false, steps_offset: 1, timestep_spacing: 'leading', prediction_type: 'epsilon',
+};
+
 /** Parses a diffusers scheduler config object; missing fields take DDIMScheduler's defaults. */
 export function parseSchedulerConfig(json: unknown, source = 'scheduler_config.json'): SchedulerConfig {
   if (typeof json !== 'object' || json === null) throw new Error(`${source}: expected a JSON object with the scheduler config`);

@@ -17,10 +17,6 @@ import {
 } from './unet-blocks.js';
 import { type AttnProcessorInfo, type UNetConfig, crossAttnLayers, downBlockSpecs, numDownResiduals, upBlockSpecs } from './unet-config.js';
 
-// engine/runtime.ts (under review elsewhere) still imports these two from unet.js; every other
-// importer takes the config side from unet-config.ts directly.
-export { type UNetConfig, crossAttnLayers } from './unet-config.js';
-
 /**
  * IP-Adapter image-branch weights, by attention-processor index (the h94 `ip_adapter.<index>`
  * number, 1, 3, ..., 31 for SD1.5). models/ip-adapter.ts `IpAdapterModel` satisfies this.

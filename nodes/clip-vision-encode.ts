@@ -5,7 +5,7 @@
  */
 import { clipPreprocess, type CropMode, type RgbImage } from '../models/image-preprocess.js';
 import { checkAborted } from '../engine/context.js';
-import { clipVisionRuntime } from '../engine/runtime.js';
+import { clipVisionRuntime } from './runtime/networks.js';
 import type { NodeDef } from './types.js';
 import { expectValue, type ClipVisionValue, type ImageEmbedsValue, type ImageValue } from './values.js';
 

@@ -27,7 +27,7 @@ import { blockFactors, ipScales } from '../models/ip-adapter-blocks.js';
 import { blendByMask, inpaintUNetInput } from '../models/inpaint.js';
 import { latentPreview } from '../models/latent-preview.js';
 import { checkAborted } from '../engine/context.js';
-import { checkpointParts, schedulerFor, unetRuntime } from '../engine/runtime.js';
+import { checkpointParts, schedulerFor, unetRuntime } from './runtime/networks.js';
 import type { NodeDef } from './types.js';
 import { SamplerControl, checkControlsFit, hasControls } from './apply-controlnet.js';
 import { expectValue, type AppliedAdapter, type ConditioningValue, type LatentValue, type ModelValue } from './values.js';

@@ -3,7 +3,7 @@
  * by cropping, padding or stretching. Also the IMAGE <-> 8-bit pixel conversions and the
  * on-node preview shared by the preprocessor nodes (Canny, Lineart, Scribble).
  */
-import { saveImages } from '../engine/images.js';
+import { saveImages } from './runtime/images.js';
 import type { ExecContext } from '../engine/context.js';
 import { type Pixels, type ResampleFilter, type ResizeMode, resizeTo } from '../models/preprocessors/resize.js';
 import type { NodeDef } from './types.js';

@@ -9,7 +9,7 @@
  * image_embeds; Plus = projection of the encoder's states for all-zero pixels; one copy per image.
  */
 import { checkAdapterMatchesVision } from '../models/ip-adapter.js';
-import { clipVisionRuntime, projectorRuntime } from '../engine/runtime.js';
+import { clipVisionRuntime, projectorRuntime } from './runtime/networks.js';
 import type { ModelStore } from '../engine/model-store.js';
 import type { NodeDef } from './types.js';
 import { expectValue, type ClipVisionValue, type ImageEmbedsValue, type IpAdapterValue, type IpTokensValue } from './values.js';

@@ -1,6 +1,6 @@
 /** Load Checkpoint: an SD1.5-family checkpoint (diffusers folder or single file) -> MODEL, CLIP, VAE. */
 import * as path from 'node:path';
-import { checkpointParts, tokenizerDirFor } from '../engine/runtime.js';
+import { checkpointParts, tokenizerDirFor } from './runtime/networks.js';
 import type { NodeDef } from './types.js';
 import type { CheckpointRef, ClipValue, ModelValue, VaeValue } from './values.js';
 

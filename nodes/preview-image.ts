@@ -1,5 +1,5 @@
 /** Preview Image: shows the images without keeping them (written to the engine's temp folder). */
-import { saveImages } from '../engine/images.js';
+import { saveImages } from './runtime/images.js';
 import type { NodeDef } from './types.js';
 import { expectValue, type ImageValue } from './values.js';
 

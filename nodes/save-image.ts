@@ -1,5 +1,5 @@
 /** Save Image: writes PNGs into the output folder, with the workflow embedded (reopen by dropping the PNG). */
-import { saveImages } from '../engine/images.js';
+import { saveImages } from './runtime/images.js';
 import type { NodeDef } from './types.js';
 import { expectValue, type ImageValue } from './values.js';
 

@@ -1,5 +1,5 @@
 /** Text Encode: CLIP + prompt -> CONDITIONING (the text encoder's last hidden state, 77 tokens). */
-import { textRuntime } from '../engine/runtime.js';
+import { textRuntime } from './runtime/networks.js';
 import type { TextCleaning } from '../models/tokenizer.js';
 import type { NodeDef } from './types.js';
 import { expectValue, type ClipValue, type ConditioningValue } from './values.js';

@@ -1,5 +1,5 @@
 /** VAE Decode: LATENT -> IMAGE, clamp(decode(latents / scaling_factor) / 2 + 0.5, 0, 1). */
-import { vaeRuntime } from '../engine/runtime.js';
+import { vaeRuntime } from './runtime/networks.js';
 import type { NodeDef } from './types.js';
 import { expectValue, type ImageValue, type LatentValue, type VaeValue } from './values.js';
 

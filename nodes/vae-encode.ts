@@ -9,7 +9,7 @@
  */
 import { greyMasked, resampleMask } from '../models/inpaint.js';
 import type { ExecContext } from '../engine/context.js';
-import { vaeRuntime } from '../engine/runtime.js';
+import { vaeRuntime } from './runtime/networks.js';
 import type { NodeDef } from './types.js';
 import { expectValue, type ImageValue, type LatentValue, type MaskValue, type VaeValue } from './values.js';
 

@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import type { Workflow, WorkflowEdge, WorkflowNode } from '../../engine/api.js';
 import type { NoiseRequest, NoiseSource } from '../../engine/context.js';
 import { createEngine, type Engine } from '../../engine/engine.js';
-import { schedulerFor } from '../../engine/runtime.js';
+import { schedulerFor } from '../../nodes/runtime/networks.js';
 import type { ModelStore } from '../../engine/model-store.js';
 import type { CheckpointRef, ConditioningValue, ImageEmbedsValue, ImageValue, IpTokensValue, LatentValue, ModelValue } from '../../nodes/values.js';
 import { compare, toleranceFor, type CaseHandler, type CaseSpec, type Ctx, type Row } from './context.js';
@@ -231,7 +231,7 @@ function specOf(c: CaseSpec, override: Partial<PipelineSpec> = {}): PipelineSpec
 /**
  * The timestep schedule of a run against the case's `params.timesteps` (and `latent_timestep`, the
  * first of them in img2img). The sampler's trace carries no timesteps, so the schedule is the one
- * the engine's sampler computes: the scheduler engine/runtime.ts `schedulerFor` gives for the
+ * the engine's sampler computes: the scheduler nodes/runtime/networks.ts `schedulerFor` gives for the
  * checkpoint the Load Checkpoint node resolved, cut by denoise as diffusers' strength (an empty
  * latent at denoise 1 is the full schedule). A `timesteps` trace, when the sampler emits one, is
  * used instead. The count of steps the sampler actually ran (its per-step trace) must match too.
@@ -249,7 +249,7 @@ export async function scheduleRows(
   } else {
     if (!run.checkpoint) return [{ group, case: label('timesteps'), status: 'fail', detail: 'the run reported no checkpoint to read its scheduler from' }];
     used = (await schedulerFor(store, run.checkpoint)).timestepsForStrength(run.steps, run.denoise);
-    source = 'engine/runtime.ts schedulerFor (no timesteps trace)';
+    source = 'nodes/runtime/networks.ts schedulerFor (no timesteps trace)';
   }
   const rows: Row[] = [];
   const exact = { atol: 0, rtol: 0, exact: true };

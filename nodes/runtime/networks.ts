@@ -9,20 +9,21 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { loadCheckpoint, type LoadedCheckpoint } from '../models/checkpoint.js';
-import { ClipTextEncoder, loadClipTextConfig, SD15_TEXT_CONFIG } from '../models/clip-text.js';
-import { ClipVision } from '../models/clip-vision.js';
-import { DDIMScheduler, loadSchedulerConfig, parseSchedulerConfig } from '../models/ddim.js';
-import { ImageProjector, IpAdapterModel } from '../models/ip-adapter.js';
-import { clipTextWeights } from '../models/keymaps/clip-text.js';
-import { vaeWeightsFromFile } from '../models/keymaps/ldm-vae.js';
-import { SafetensorsFile } from '../models/safetensors.js';
-import { ClipTokenizer, type TextCleaning } from '../models/tokenizer.js';
-import { buildUNet, crossAttnLayers, UNET_SESSION_OPTIONS, type UNetConfig } from '../models/unet.js';
-import { loadVaeConfig, Vae, vaeConfigFromWeights } from '../models/vae.js';
-import type { ort } from '../models/onnx/session.js';
-import type { CheckpointRef, ClipValue, ModelValue, VaeValue } from '../nodes/values.js';
-import type { ModelStore } from './model-store.js';
+import { loadCheckpoint, type LoadedCheckpoint } from '../../models/checkpoint.js';
+import { ClipTextEncoder, loadClipTextConfig, SD15_TEXT_CONFIG } from '../../models/clip-text.js';
+import { ClipVision } from '../../models/clip-vision.js';
+import { DDIMScheduler, loadSchedulerConfig, parseSchedulerConfig, SD15_SCHEDULER } from '../../models/ddim.js';
+import { ImageProjector, IpAdapterModel } from '../../models/ip-adapter.js';
+import { clipTextWeights } from '../../models/keymaps/clip-text.js';
+import { vaeWeightsFromFile } from '../../models/keymaps/ldm-vae.js';
+import { SafetensorsFile } from '../../models/safetensors.js';
+import { ClipTokenizer, type TextCleaning } from '../../models/tokenizer.js';
+import { buildUNet, UNET_SESSION_OPTIONS } from '../../models/unet.js';
+import { crossAttnLayers, type UNetConfig } from '../../models/unet-config.js';
+import { loadVaeConfig, Vae, vaeConfigFromWeights } from '../../models/vae.js';
+import type { ort } from '../../models/onnx/session.js';
+import type { CheckpointRef, ClipValue, ModelValue, VaeValue } from '../values.js';
+import type { ModelStore } from '../../engine/model-store.js';
 
 const ckptKey = (r: CheckpointRef) => `${r.path}|${r.configDir}`;
 
@@ -73,12 +74,6 @@ export async function schedulerFor(store: ModelStore, ref: CheckpointRef): Promi
   }
   return new DDIMScheduler(parseSchedulerConfig(SD15_SCHEDULER, 'SD1.5 standard scheduler config'));
 }
-
-/** Stable Diffusion 1.5's scheduler settings (runwayml/stable-diffusion-v1-5 scheduler_config.json). */
-export const SD15_SCHEDULER = {
-  num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear',
-  clip_sample: false, set_alpha_to_one: false, steps_offset: 1, timestep_spacing: 'leading', prediction_type: 'epsilon',
-};
 
 /** The checkpoint's text encoder and the tokenizer. */
 export async function textRuntime(store: ModelStore, clip: ClipValue, cleaning: TextCleaning = 'transformers'): Promise<{ encoder: ClipTextEncoder; tokenizer: ClipTokenizer }> {

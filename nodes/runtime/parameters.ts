@@ -9,7 +9,7 @@
  * the sampler to its prompts, checkpoint and IP-Adapter.
  */
 import * as path from 'node:path';
-import type { Workflow, WorkflowNode } from './api.js';
+import type { Workflow, WorkflowNode } from '../../engine/api.js';
 
 function upstream(wf: Workflow, start: string, port?: string): WorkflowNode[] {
   const byId = new Map(wf.nodes.map((n) => [n.id, n]));

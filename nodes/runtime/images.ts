@@ -6,14 +6,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { writeFileAtomicSync } from '../models/fs-atomic.js';
-import type { ImageValue } from '../nodes/values.js';
-import type { ImageRef } from './api.js';
-import type { ExecContext } from './context.js';
+import { writeFileAtomicSync } from '../../models/fs-atomic.js';
+import type { ImageValue } from '../values.js';
+import type { ImageRef } from '../../engine/api.js';
+import type { ExecContext } from '../../engine/context.js';
 import { a1111Parameters } from './parameters.js';
-import { outputPath } from './paths.js';
-import { addTextChunks, PARAMETERS_CHUNK_KEY, WORKFLOW_CHUNK_KEY } from './png.js';
-import { stringifyWorkflow } from './workflow.js';
+import { outputPath } from '../../engine/paths.js';
+import { addTextChunks, PARAMETERS_CHUNK_KEY, WORKFLOW_CHUNK_KEY } from '../../engine/png.js';
+import { stringifyWorkflow } from '../../engine/workflow.js';
 
 /** Image `index` of a batch as 8-bit RGB PNG bytes (round(clamp(x) * 255)). */
 export async function imageToPng(img: ImageValue, index: number): Promise<Buffer> {
