@@ -19,7 +19,7 @@ import type { ModelKind } from '../nodes/types.js';
 import { NODE_DEFS, nodeSpecs } from '../nodes/index.js';
 import type { EngineApi, EngineSettings, ImageRef, RunEvent, ValidationError, Workflow } from './api.js';
 import type { NoiseSource, TraceFn } from './context.js';
-import { DEMO_NOTICE, ensureDemoModels } from './demo.js';
+import { DEMO_NOTICE, ensureDemoModels } from './demo/demo.js';
 import { Executor, type RunResult } from './executor.js';
 import { ModelStore } from './model-store.js';
 import { listModels, modelsFolderEmpty, PathResolver } from './paths.js';

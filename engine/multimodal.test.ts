@@ -14,8 +14,8 @@ import { parseUNetConfig } from '../models/unet-config.js';
 import { imageTokens } from '../nodes/ddim-sampler.js';
 import type { IpTokensValue, LatentValue } from '../nodes/values.js';
 import type { Workflow } from './api.js';
-import { DEMO_NAMES, DEMO_UNET_CONFIG } from './demo.js';
-import { randomSafetensors } from './demo-weights.js';
+import { DEMO_NAMES, DEMO_UNET_CONFIG } from './demo/demo.js';
+import { randomSafetensors } from './demo/weights.js';
 import { createEngine, type Engine } from './engine.js';
 import { ipAdapterWorkflow } from './testing.js';
 

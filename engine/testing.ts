@@ -3,7 +3,7 @@
  * (the examples/ folder holds the same graphs as files). Names default to the demo model set.
  */
 import type { Workflow, WorkflowEdge, WorkflowNode } from './api.js';
-import { DEMO_NAMES } from './demo.js';
+import { DEMO_NAMES } from './demo/demo.js';
 
 export interface IpWorkflowOptions {
   image: string;

@@ -1,6 +1,6 @@
 /** λ per block: presets land on ComfyUI_IPAdapter_plus' SD1.5 layers; custom lists by index or name. */
 import { describe, expect, it } from 'vitest';
-import { DEMO_UNET_CONFIG } from '../engine/demo.js';
+import { DEMO_UNET_CONFIG } from '../engine/demo/demo.js';
 import { blockFactors, ipScales, parseLayerWeights, transformerOf, transformerOrder } from './ip-adapter-blocks.js';
 import { crossAttnLayers, parseUNetConfig } from './unet-config.js';
 

@@ -12,8 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { controlNetParameterShapes } from '../models/controlnet.js';
 import { parseControlNetConfig } from '../models/controlnet-load.js';
 import type { RunEvent, Workflow } from '../engine/api.js';
-import { DEMO_NAMES, DEMO_UNET_CONFIG } from '../engine/demo.js';
-import { randomSafetensors } from '../engine/demo-weights.js';
+import { DEMO_NAMES, DEMO_UNET_CONFIG } from '../engine/demo/demo.js';
+import { randomSafetensors } from '../engine/demo/weights.js';
 import { createEngine, type Engine } from '../engine/engine.js';
 import { ipAdapterWorkflow } from '../engine/testing.js';
 

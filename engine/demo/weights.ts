@@ -1,12 +1,12 @@
 /**
  * Parameter lists (diffusers / transformers names and shapes) of the networks the demo model
  * set needs, and a deterministic random initialisation. The lists are checked against the
- * reference fixtures' files in engine/demo.test.ts, so the demo files have the real layouts.
+ * reference fixtures' files in engine/demo/demo.test.ts, so the demo files have the real layouts.
  * The UNet's and the VAE's lists come from models/unet.ts (unetParameterShapes) and models/vae.ts
  * (vaeParameterShapes).
  */
-import { encodeSafetensors, type TensorToWrite } from '../models/safetensors.js';
-import { philoxNormal } from './rng.js';
+import { encodeSafetensors, type TensorToWrite } from '../../models/safetensors.js';
+import { philoxNormal } from '../rng.js';
 
 export type Shapes = Map<string, number[]>;
 

@@ -8,15 +8,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SafetensorsFile } from '../models/safetensors.js';
-import { clipTextShapes, clipVisionShapes, ipAdapterShapes, type Shapes } from './demo-weights.js';
-import { parseVaeConfig, vaeParameterShapes } from '../models/vae.js';
+import { SafetensorsFile } from '../../models/safetensors.js';
+import { clipTextShapes, clipVisionShapes, ipAdapterShapes, type Shapes } from './weights.js';
+import { parseVaeConfig, vaeParameterShapes } from '../../models/vae.js';
 import { DEMO_NAMES, ensureDemoModels } from './demo.js';
-import { createEngine } from './engine.js';
-import { parseWorkflow } from './workflow.js';
-import { crossAttnLayers, readUNetConfig } from '../models/unet-config.js';
+import { createEngine } from '../engine.js';
+import { parseWorkflow } from '../workflow.js';
+import { crossAttnLayers, readUNetConfig } from '../../models/unet-config.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const fixtures = path.resolve(process.env.IPA_FIXTURES ?? path.join(root, '..', 'shared', 'fixtures', 'tiny-sd15'));
 const haveFixtures = fs.existsSync(path.join(fixtures, 'cases', 'cases.json'));
 

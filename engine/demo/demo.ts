@@ -17,15 +17,15 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { controlNetParameterShapes } from '../models/controlnet.js';
-import { parseControlNetConfig } from '../models/controlnet-load.js';
-import { writeFileAtomicSync } from '../models/fs-atomic.js';
-import { unetParameterShapes } from '../models/unet.js';
-import { parseVaeConfig, vaeParameterShapes } from '../models/vae.js';
-import { crossAttnLayers, parseUNetConfig } from '../models/unet-config.js';
-import { clipTextShapes, clipVisionShapes, ipAdapterShapes, randomSafetensors } from './demo-weights.js';
-import { SD15_SCHEDULER } from '../models/ddim.js';
-import { demoTokenizer } from './demo-tokenizer.js';
+import { controlNetParameterShapes } from '../../models/controlnet.js';
+import { parseControlNetConfig } from '../../models/controlnet-load.js';
+import { writeFileAtomicSync } from '../../models/fs-atomic.js';
+import { unetParameterShapes } from '../../models/unet.js';
+import { parseVaeConfig, vaeParameterShapes } from '../../models/vae.js';
+import { crossAttnLayers, parseUNetConfig } from '../../models/unet-config.js';
+import { clipTextShapes, clipVisionShapes, ipAdapterShapes, randomSafetensors } from './weights.js';
+import { SD15_SCHEDULER } from '../../models/ddim.js';
+import { demoTokenizer } from './tokenizer.js';
 
 export const DEMO_NOTICE = 'Demo mode: using the built-in demo models (tiny random weights). They draw noise, not pictures; point the models folder at real SD1.5 / IP-Adapter models for images.';
 

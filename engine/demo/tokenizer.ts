@@ -4,7 +4,7 @@
  * with merges that spell a few hundred prompt words. Any text tokenizes (unknown words fall
  * back to byte symbols), so the CLIP tokenizer runs unchanged on it.
  */
-import { bytesToUnicode } from '../models/tokenizer.js';
+import { bytesToUnicode } from '../../models/tokenizer.js';
 
 const WORDS = `a an the of in on at with and or by for to from photo photograph picture image portrait landscape painting
 drawing sketch illustration render style art artwork cat dog bird horse fox owl lion tiger bear rabbit fish flower flowers tree
