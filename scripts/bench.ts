@@ -2,19 +2,20 @@
  * Benchmark (not part of the test suite): SD1.5-sized networks with random fp32 weights written
  * to temporary safetensors files, run on ONNX Runtime (CPU by default). Prints one JSON object.
  *
- *   npm run bench [-- --only unet,text_encoder,vae_decode,controlnet,e2e] [--steps N] [--provider cpu]
+ *   npm run bench [-- --only unet,text_encoder,vision_encoder,vae_decode,controlnet,e2e] [--steps N] [--provider cpu]
  *                 [--attention mha|onnx] [--opt all|extended|basic|disabled] [--prepack|--no-prepack]
  *                 [--threads N] [--image file.png] [--keep]
  *
  * Sections (scripts/bench/<section>.ts):
  *   unet          SD1.5 UNet + 4-token IP-Adapter, batch 2 (CFG), 64x64 latent: ms per step, GFLOP/s, RSS.
  *   text_encoder  CLIP text encoder, batch 2 x 77 tokens.
+ *   vision_encoder  CLIP vision encoder at ViT-H/14 size (IP-Adapter's image encoder), 1 x 3 x 224 x 224.
  *   vae_decode    VAE decoder, 1 x 4 x 64 x 64 -> 512 x 512.
  *   controlnet    ControlNet + UNet with residuals vs the plain UNet step, same process and options (issue 5).
  *   e2e           the engine running the image-prompt workflow, 512x512, 2 DDIM steps (issue 3).
- * The default runs all five: 5.5 minutes on this 2-core machine with little else running (unet
- * 0.8, text_encoder 0.05, vae_decode 0.9, controlnet 1.7, e2e 2 min), about 9 when other
- * processes share the cores; ~12 GB of random weights are written to the temp folder and
+ * The default runs all six: 6.3 minutes on this 2-core machine with little else running (unet
+ * 0.8, text_encoder 0.05, vision_encoder 0.75, vae_decode 0.9, controlnet 1.7, e2e 2 min), about 10 when other
+ * processes share the cores; ~14.5 GB of random weights are written to the temp folder and
  * deleted. Pick sections with --only. --steps is the number of timed runs after one
  * warm-up (default 3); e2e takes it as its number of DDIM steps only when given (default 2).
  * When several sections run, each runs in its own child process (this script with --only
@@ -33,13 +34,14 @@ import { ort } from '../models/onnx/session.js';
 import { type Args, type Section, parseArgs } from './bench/common.js';
 import { benchUNet } from './bench/unet.js';
 import { benchTextEncoder } from './bench/text-encoder.js';
+import { benchVisionEncoder } from './bench/vision-encoder.js';
 import { benchVaeDecode } from './bench/vae-decode.js';
 import { benchControlNet } from './bench/controlnet.js';
 import { benchE2e } from './bench/e2e.js';
 
 /** In the order they run. */
 const SECTIONS: [string, Section][] = [
-  ['unet', benchUNet], ['text_encoder', benchTextEncoder], ['vae_decode', benchVaeDecode], ['controlnet', benchControlNet], ['e2e', benchE2e],
+  ['unet', benchUNet], ['text_encoder', benchTextEncoder], ['vision_encoder', benchVisionEncoder], ['vae_decode', benchVaeDecode], ['controlnet', benchControlNet], ['e2e', benchE2e],
 ];
 
 /** Runs one section in a child process (same node flags, so tsx's loader too) and returns its JSON. */

@@ -7,10 +7,10 @@ import type { BuiltModel } from '../../models/onnx/graph.js';
 import { createSession, ort, type Provider } from '../../models/onnx/session.js';
 
 /** Random-weight safetensors (engine-side, shared with engine/bench-e2e.ts). */
-export { writeRandomSafetensors } from '../../engine/random-weights.js';
+export { writeRandomSafetensors } from './random-weights.js';
 
-/** Sections run when --only is not given: all of them, 5.5 to 9 minutes on 2 cores (see scripts/bench.ts). */
-export const DEFAULT_SECTIONS = 'unet,text_encoder,vae_decode,controlnet,e2e';
+/** Sections run when --only is not given: all of them, 6.3 to 10 minutes on 2 cores (see scripts/bench.ts). */
+export const DEFAULT_SECTIONS = 'unet,text_encoder,vision_encoder,vae_decode,controlnet,e2e';
 
 export interface Args {
   only: Set<string>; steps: number; provider: Provider; attention: 'mha' | 'onnx';
@@ -88,6 +88,21 @@ export const median = (xs: number[]) => {
 };
 /** Peak resident set of this process so far, MB. */
 export const rssMb = () => process.resourceUsage().maxRSS / 1024;
+/**
+ * Current resident set split into anonymous memory (heap copies) and file-backed pages (e.g.
+ * memory-mapped weights, which the kernel can drop and re-read), MB; null off Linux.
+ */
+export function rssNowMb(): { anon_mb: number; file_mb: number } | null {
+  try {
+    const st = fs.readFileSync('/proc/self/status', 'utf8');
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(st)?.[1] ?? NaN);
+    const anon = kb('RssAnon');
+    const file = kb('RssFile');
+    return Number.isFinite(anon) && Number.isFinite(file) ? { anon_mb: Math.round(anon / 1024), file_mb: Math.round(file / 1024) } : null;
+  } catch {
+    return null;
+  }
+}
 /** Deterministic values in [-1, 1) (LCG), for network inputs. */
 export const randn = (n: number, seed: number) => {
   let s = seed;
