@@ -129,6 +129,14 @@ export class SafetensorsFile {
     }
   }
 
+  /**
+   * A tensor table of another container whose tensors are byte ranges of files, already
+   * validated (PyTorch pickles, models/pickle.ts), so loaders see one kind of object.
+   */
+  static fromRefs(file: string, tensors: ReadonlyMap<string, TensorRef>, metadata: Record<string, string>, byteLength: number): SafetensorsFile {
+    return new SafetensorsFile(file, tensors, metadata, byteLength);
+  }
+
   get(key: string): TensorRef {
     const t = this.tensors.get(key);
     if (!t) throw new SafetensorsError(this.file, `missing tensor "${key}"`);
