@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createEngine, type Engine } from './engine.js';
-import { ipAdapterWorkflow } from './testing.js';
+import { ipAdapterWorkflow } from '../test/helpers/workflows.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const IMAGE = path.join(root, 'examples', 'images', 'image-prompt.png');

@@ -11,7 +11,7 @@ import type { RunEvent } from './api.js';
 import { main } from './hosts/cli.js';
 import { createEngine, type Engine } from './engine.js';
 import { readEmbeddedWorkflow, readTextChunks } from './png.js';
-import { ipAdapterWorkflow } from './testing.js';
+import { ipAdapterWorkflow } from '../test/helpers/workflows.js';
 import { parseWorkflow } from './workflow.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

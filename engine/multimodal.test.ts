@@ -17,7 +17,7 @@ import type { Workflow } from './api.js';
 import { DEMO_NAMES, DEMO_UNET_CONFIG } from './demo/demo.js';
 import { randomSafetensors } from './demo/weights.js';
 import { createEngine, type Engine } from './engine.js';
-import { ipAdapterWorkflow } from './testing.js';
+import { ipAdapterWorkflow } from '../test/helpers/workflows.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const IMAGE = path.join(root, 'examples', 'images', 'image-prompt.png');

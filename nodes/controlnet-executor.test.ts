@@ -15,7 +15,7 @@ import type { RunEvent, Workflow } from '../engine/api.js';
 import { DEMO_NAMES, DEMO_UNET_CONFIG } from '../engine/demo/demo.js';
 import { randomSafetensors } from '../engine/demo/weights.js';
 import { createEngine, type Engine } from '../engine/engine.js';
-import { ipAdapterWorkflow } from '../engine/testing.js';
+import { ipAdapterWorkflow } from '../test/helpers/workflows.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const IMAGE = path.join(root, 'examples', 'images', 'image-prompt.png');

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import type { BuiltModel } from '../../models/onnx/graph.js';
 import { createSession, ort, type Provider } from '../../models/onnx/session.js';
 
-/** Random-weight safetensors (engine-side, shared with engine/bench-e2e.ts). */
+/** Random-weight safetensors (scripts/bench/random-weights.ts; the e2e section imports it directly). */
 export { writeRandomSafetensors } from './random-weights.js';
 
 /** Sections run when --only is not given: all of them, 6.3 to 10 minutes on 2 cores (see scripts/bench.ts). */

@@ -1,31 +1,33 @@
 /**
- * End-to-end benchmark: the SD1.5 configuration with random fp32 weights (UNet 320/640/1280/1280,
- * CLIP ViT-L text tower, SD VAE, OpenCLIP ViT-H/14 image encoder, a 4-token ip-adapter_sd15),
- * written as a ComfyUI models folder in a temp directory, then the image-prompt workflow run by
- * the engine at 512x512 with CFG and 2 DDIM steps. Prints JSON:
- *   { seconds_per_step, cpu_seconds_per_step, model_load_s, first_run_s, second_run_s, peak_rss_mb, weight_bytes, ... }
+ * e2e section (issue 3): the image-prompt workflow run by the engine on SD1.5-size models with
+ * random fp32 weights (UNet 320/640/1280/1280, CLIP ViT-L text tower, SD VAE, OpenCLIP ViT-H/14
+ * image encoder, a 4-token ip-adapter_sd15), written as a ComfyUI models folder in the real layouts
+ * in a temp directory, 512x512, IP-Adapter, CFG, 2 DDIM steps (or --steps N). The image prompt is
+ * examples/images/image-prompt.png unless --image names another. Uses the engine's own session
+ * options; --opt / --prepack / --attention / --threads do not apply. Takes several minutes on
+ * 2 cores; peak RSS is the process's, so run it alone (`npm run bench -- --only e2e`) for its own figure.
+ *
+ * Figures: { seconds_per_step, cpu_seconds_per_step, model_load_s, first_run_s, second_run_s, peak_rss_mb, weight_bytes, ... }
  * model_load_s = the first run minus the second (same workflow, new seed: models cached; it also
  * holds the cached image/text encodings and the first step's warm-up); store_session_load_s = graph
  * build + session creation of the sessions the model store logs (the UNet; the other networks load
  * inside their nodes: first_run_node_ms); the
  * cpu_ figures are this process's CPU time (all threads), steadier when other processes load the cores.
- *
- *   npx tsx engine/bench-e2e.ts [--steps 2] [--size 512] [--provider cpu] [--keep]
- * scripts/bench.ts calls benchEndToEnd() for its `e2e` section (`npm run bench -- --only e2e`).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { unetParameterShapes } from '../models/unet.js';
-import { parseVaeConfig, vaeParameterShapes } from '../models/vae.js';
-import { crossAttnLayers, parseUNetConfig } from '../models/unet-config.js';
-import type { RunEvent } from './api.js';
-import { clipTextShapes, clipVisionShapes, ipAdapterShapes, type Shapes } from './demo/weights.js';
-import { demoTokenizer } from './demo/tokenizer.js';
-import { createEngine } from './engine.js';
-import { SD15_SCHEDULER } from '../models/ddim.js';
-import { ipAdapterWorkflow } from './testing.js';
+import { fileURLToPath } from 'node:url';
+import { SD15_SCHEDULER } from '../../models/ddim.js';
+import { unetParameterShapes } from '../../models/unet.js';
+import { parseVaeConfig, vaeParameterShapes } from '../../models/vae.js';
+import { crossAttnLayers, parseUNetConfig } from '../../models/unet-config.js';
+import type { RunEvent } from '../../engine/api.js';
+import { clipTextShapes, clipVisionShapes, ipAdapterShapes, type Shapes } from '../../engine/demo/weights.js';
+import { demoTokenizer } from '../../engine/demo/tokenizer.js';
+import { createEngine } from '../../engine/engine.js';
+import { ipAdapterWorkflow } from '../../test/helpers/workflows.js';
+import type { Args } from './common.js';
 import { writeRandomSafetensors } from './random-weights.js';
 
 /** This benchmark's init: 1-D tensors that are not norm weights (biases) uniform within +-0.02. */
@@ -66,7 +68,7 @@ export function writeSd15Models(dir: string): number {
   return bytes;
 }
 
-export interface E2eOptions { steps?: number; size?: number; provider?: 'cpu' | 'webgpu' | 'cuda' | 'dml'; keep?: boolean; image: string }
+export interface E2eOptions { steps?: number; size?: number; provider?: Args['provider']; keep?: boolean; image: string }
 
 export async function benchEndToEnd(o: E2eOptions): Promise<Record<string, unknown>> {
   const steps = o.steps ?? 2;
@@ -141,9 +143,11 @@ export async function benchEndToEnd(o: E2eOptions): Promise<Record<string, unkno
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  const val = (k: string) => { const i = process.argv.indexOf(k); return i >= 0 ? process.argv[i + 1] : undefined; };
-  const image = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', 'examples', 'images', 'image-prompt.png');
-  benchEndToEnd({ steps: Number(val('--steps') ?? 2), size: Number(val('--size') ?? 512), provider: (val('--provider') ?? 'cpu') as E2eOptions['provider'], keep: process.argv.includes('--keep'), image })
-    .then((r) => console.log(JSON.stringify({ e2e: r }, null, 2)), (e) => { console.error(e); process.exitCode = 1; });
+const EXAMPLE_IMAGE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'images', 'image-prompt.png');
+
+/** The `e2e` section of scripts/bench.ts. */
+export async function benchE2e(_dir: string, a: Args): Promise<Record<string, unknown>> {
+  const image = path.resolve(a.image ?? EXAMPLE_IMAGE);
+  const r = await benchEndToEnd({ image, steps: a.stepsGiven ? a.steps : 2, size: 512, provider: a.provider, keep: a.keep });
+  return { ...r, image: path.relative(process.cwd(), image) };
 }

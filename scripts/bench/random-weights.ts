@@ -1,7 +1,7 @@
 /**
- * Random-weight safetensors files for the benchmarks (engine/bench-e2e.ts and scripts/bench/*):
- * F32 tensors from a xorshift32 stream, written chunk by chunk (the SD1.5 UNet is 3.4 GB in fp32).
- * Lives engine-side so scripts/ imports it and engine/ never imports scripts/.
+ * Random-weight safetensors files for the benchmarks (scripts/bench/*, the e2e section's models
+ * folder too): F32 tensors from a xorshift32 stream, written chunk by chunk (the SD1.5 UNet is
+ * 3.4 GB in fp32). Only the benchmarks use it; the demo set has its own (engine/demo/weights.ts).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -2,8 +2,8 @@
  * A standard IP-Adapter workflow builder for tests, benches and hosts that need one in code
  * (the examples/ folder holds the same graphs as files). Names default to the demo model set.
  */
-import type { Workflow, WorkflowEdge, WorkflowNode } from './api.js';
-import { DEMO_NAMES } from './demo/demo.js';
+import type { Workflow, WorkflowEdge, WorkflowNode } from '../../engine/api.js';
+import { DEMO_NAMES } from '../../engine/demo/demo.js';
 
 export interface IpWorkflowOptions {
   image: string;
