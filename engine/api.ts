@@ -3,7 +3,7 @@
  * the web server and the Electron IPC forward these calls and events, validated by schema.
  * This file is pure types (no runtime imports) so the renderer may import it.
  */
-import type { ModelKind, NodeSpec } from '../nodes/types.js';
+import type { ModelKind, NodeSpec } from '../nodes/spec.js';
 import type { PortType } from '../nodes/ports.js';
 
 /** Workflow JSON (format "ipadapter-studio/workflow", versioned). */

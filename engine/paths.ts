@@ -6,9 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { ModelKind } from '../nodes/types.js';
-
-export const MODEL_KINDS: ModelKind[] = ['checkpoints', 'ipadapter', 'clip_vision', 'controlnet', 'vae', 'tokenizers'];
+import { MODEL_KINDS, type ModelKind } from '../nodes/spec.js';
 
 /** Folder names that make a directory one model (not a folder of models). */
 function isModelFolder(kind: ModelKind, dir: string): boolean {

@@ -5,7 +5,7 @@
  * Pure (zod only): the renderer bundle imports it too.
  */
 import { z } from 'zod';
-import { PORT_TYPES } from '../nodes/ports.js';
+import { ModelKindSchema, NodeSpecSchema } from '../nodes/spec.js';
 
 // ---- building blocks ------------------------------------------------------------------------
 
@@ -14,9 +14,9 @@ const ShortText = z.string().max(4096);
 /** Prompts and paths may be long, but not unbounded. */
 const ParamValue = z.union([z.number().finite(), z.string().max(100_000), z.boolean()]);
 
-export const ModelKindSchema = z.enum(['checkpoints', 'ipadapter', 'clip_vision', 'controlnet', 'vae', 'tokenizers']);
 export const ProviderSchema = z.enum(['cpu', 'webgpu', 'cuda', 'dml']);
-export const PortTypeSchema = z.enum(PORT_TYPES);
+// The node-spec schemas live with the node declarations (nodes/spec.ts, a leaf module).
+export { ModelKindSchema, NodeSpecSchema, ParamSpecSchema, PortTypeSchema } from '../nodes/spec.js';
 
 export const WorkflowSchema = z.object({
   format: z.literal('ipadapter-studio/workflow'),
@@ -36,23 +36,6 @@ export const WorkflowSchema = z.object({
 
 export const ValidationErrorSchema = z.object({
   node: z.string().optional(), port: z.string().optional(), param: z.string().optional(), message: z.string(),
-});
-
-const PortSpecSchema = z.object({ name: z.string(), type: PortTypeSchema, label: z.string().optional(), optional: z.boolean().optional() });
-const ParamBase = { name: z.string(), label: z.string().optional() };
-export const ParamSpecSchema = z.discriminatedUnion('kind', [
-  z.object({ ...ParamBase, kind: z.literal('number'), default: z.number(), min: z.number().optional(), max: z.number().optional(),
-    step: z.number().optional(), integer: z.boolean().optional(), widget: z.enum(['slider', 'number', 'seed']).optional() }),
-  z.object({ ...ParamBase, kind: z.literal('string'), default: z.string(), multiline: z.boolean().optional() }),
-  z.object({ ...ParamBase, kind: z.literal('enum'), default: z.string(), options: z.array(z.string()) }),
-  z.object({ ...ParamBase, kind: z.literal('boolean'), default: z.boolean() }),
-  z.object({ ...ParamBase, kind: z.literal('file'), default: z.string(), modelKind: ModelKindSchema, optional: z.boolean().optional() }),
-  z.object({ ...ParamBase, kind: z.literal('image'), default: z.string(), optional: z.boolean().optional() }),
-]);
-export const NodeSpecSchema = z.object({
-  type: z.string(), title: z.string(), category: z.string(), description: z.string(),
-  inputs: z.array(PortSpecSchema), outputs: z.array(PortSpecSchema), params: z.array(ParamSpecSchema),
-  output: z.boolean().optional(),
 });
 
 export const ImageRefSchema = z.object({

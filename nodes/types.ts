@@ -3,41 +3,10 @@
  * the editor's cards, validation and the executor all read the same declaration. The
  * serialisable part (`NodeSpec`) goes to the renderer over the API; `execute` stays in the engine.
  */
-import type { PortType } from './ports.js';
+import type { NodeSpec, ParamValue } from './spec.js';
 
-export interface PortSpec {
-  name: string;
-  type: PortType;
-  label?: string;
-  /** Optional inputs may stay unconnected. */
-  optional?: boolean;
-}
-
-/** Model folders under <models> (ComfyUI names). */
-export type ModelKind = 'checkpoints' | 'ipadapter' | 'clip_vision' | 'controlnet' | 'vae' | 'tokenizers';
-
-export type ParamSpec =
-  | { name: string; label?: string; kind: 'number'; default: number; min?: number; max?: number; step?: number; integer?: boolean; widget?: 'slider' | 'number' | 'seed' }
-  | { name: string; label?: string; kind: 'string'; default: string; multiline?: boolean }
-  | { name: string; label?: string; kind: 'enum'; default: string; options: string[] }
-  | { name: string; label?: string; kind: 'boolean'; default: boolean }
-  | { name: string; label?: string; kind: 'file'; default: string; modelKind: ModelKind; /** May stay empty (''). */ optional?: boolean }
-  | { name: string; label?: string; kind: 'image'; default: string; /** May stay empty (''). */ optional?: boolean };
-
-export type ParamValue = number | string | boolean;
-
-/** What the renderer receives for each node type. */
-export interface NodeSpec {
-  type: string;
-  title: string;
-  category: string;
-  description: string;
-  inputs: PortSpec[];
-  outputs: PortSpec[];
-  params: ParamSpec[];
-  /** Output nodes (Save/Preview Image) are always executed and never cached. */
-  output?: boolean;
-}
+// The serialisable declarations live in nodes/spec.ts (a leaf the renderer and engine/api.ts import).
+export type { ModelKind, NodeSpec, ParamSpec, ParamValue, PortSpec } from './spec.js';
 
 // ---------------------------------------------------------------------------------------
 // Engine side. `NodeDef` = the serialisable NodeSpec + `execute`. Only type imports here, so

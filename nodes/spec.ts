@@ -1,0 +1,59 @@
+/**
+ * The serialisable part of a node declaration, as the renderer receives it over the API: ports,
+ * params, node specs, and the model folders a file param picks from. Each shape is written once,
+ * as a zod schema (the hosts validate with it), and its TypeScript type is derived from it.
+ * A leaf module: zod and nodes/ports.ts only, so the engine's contract (engine/api.ts,
+ * engine/protocol.ts), the node definitions (nodes/types.ts) and the renderer all import it.
+ */
+import { z } from 'zod';
+import { PORT_TYPES } from './ports.js';
+
+/** Model folders under <models> (ComfyUI names), in the order they are listed. */
+export const MODEL_KINDS = ['checkpoints', 'ipadapter', 'clip_vision', 'controlnet', 'vae', 'tokenizers'] as const;
+export type ModelKind = (typeof MODEL_KINDS)[number];
+
+export const ModelKindSchema = z.enum(MODEL_KINDS);
+export const PortTypeSchema = z.enum(PORT_TYPES);
+
+export const PortSpecSchema = z.object({
+  name: z.string(),
+  type: PortTypeSchema,
+  label: z.string().optional(),
+  /** Optional inputs may stay unconnected. */
+  optional: z.boolean().optional(),
+});
+
+const ParamBase = { name: z.string(), label: z.string().optional() };
+export const ParamSpecSchema = z.discriminatedUnion('kind', [
+  z.object({ ...ParamBase, kind: z.literal('number'), default: z.number(), min: z.number().optional(), max: z.number().optional(),
+    step: z.number().optional(), integer: z.boolean().optional(), widget: z.enum(['slider', 'number', 'seed']).optional() }),
+  z.object({ ...ParamBase, kind: z.literal('string'), default: z.string(), multiline: z.boolean().optional() }),
+  z.object({ ...ParamBase, kind: z.literal('enum'), default: z.string(), options: z.array(z.string()) }),
+  z.object({ ...ParamBase, kind: z.literal('boolean'), default: z.boolean() }),
+  z.object({ ...ParamBase, kind: z.literal('file'), default: z.string(), modelKind: ModelKindSchema,
+    /** May stay empty (''). */
+    optional: z.boolean().optional() }),
+  z.object({ ...ParamBase, kind: z.literal('image'), default: z.string(),
+    /** May stay empty (''). */
+    optional: z.boolean().optional() }),
+]);
+
+/** What the renderer receives for each node type. */
+export const NodeSpecSchema = z.object({
+  type: z.string(),
+  title: z.string(),
+  category: z.string(),
+  description: z.string(),
+  inputs: z.array(PortSpecSchema),
+  outputs: z.array(PortSpecSchema),
+  params: z.array(ParamSpecSchema),
+  /** Output nodes (Save/Preview Image) are always executed and never cached. */
+  output: z.boolean().optional(),
+});
+
+export type PortSpec = z.infer<typeof PortSpecSchema>;
+export type ParamSpec = z.infer<typeof ParamSpecSchema>;
+export type NodeSpec = z.infer<typeof NodeSpecSchema>;
+
+/** A param's value in a workflow. */
+export type ParamValue = number | string | boolean;
