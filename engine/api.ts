@@ -4,6 +4,7 @@
  * This file is pure types (no runtime imports) so the renderer may import it.
  */
 import type { ModelKind, NodeSpec } from '../nodes/spec.js';
+import type { Provider } from '../models/providers.js';
 import type { PortType } from '../nodes/ports.js';
 
 /** Workflow JSON (format "ipadapter-studio/workflow", versioned). */
@@ -59,7 +60,7 @@ export type RunEvent =
 export interface EngineSettings {
   modelsDir: string;
   outputDir: string;
-  provider: 'cpu' | 'webgpu' | 'cuda' | 'dml';
+  provider: Provider;
 }
 
 /** What every host calls. */

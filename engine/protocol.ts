@@ -5,6 +5,7 @@
  * Pure (zod only): the renderer bundle imports it too.
  */
 import { z } from 'zod';
+import { PROVIDERS } from '../models/providers.js';
 import { ModelKindSchema, NodeSpecSchema } from '../nodes/spec.js';
 
 // ---- building blocks ------------------------------------------------------------------------
@@ -14,7 +15,8 @@ const ShortText = z.string().max(4096);
 /** Prompts and paths may be long, but not unbounded. */
 const ParamValue = z.union([z.number().finite(), z.string().max(100_000), z.boolean()]);
 
-export const ProviderSchema = z.enum(['cpu', 'webgpu', 'cuda', 'dml']);
+export { PROVIDERS, type Provider } from '../models/providers.js';
+export const ProviderSchema = z.enum(PROVIDERS);
 // The node-spec schemas live with the node declarations (nodes/spec.ts, a leaf module).
 export { ModelKindSchema, NodeSpecSchema, ParamSpecSchema, PortTypeSchema } from '../nodes/spec.js';
 

@@ -13,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { EngineSettings } from '../api.js';
+import type { Provider } from '../../models/providers.js';
 import { writeFileAtomic } from '../../models/fs-atomic.js';
 import { EngineSettingsSchema } from '../protocol.js';
 
@@ -94,8 +95,8 @@ export function ortBinDir(): string | null {
  * Providers worth offering here (the engine still falls back to CPU with a notice): CPU and
  * WebGPU everywhere, CUDA where its provider library was installed, DirectML on Windows.
  */
-export function providersHere(binDir: string | null = ortBinDir(), platform = process.platform, arch = process.arch): EngineSettings['provider'][] {
-  const list: EngineSettings['provider'][] = ['cpu', 'webgpu'];
+export function providersHere(binDir: string | null = ortBinDir(), platform = process.platform, arch = process.arch): Provider[] {
+  const list: Provider[] = ['cpu', 'webgpu'];
   let files: string[] = [];
   try {
     if (binDir) files = fs.readdirSync(path.join(binDir, platform, arch));

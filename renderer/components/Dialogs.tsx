@@ -4,6 +4,8 @@
  */
 import { useEffect, useId, useRef, useState, type ReactNode } from 'react';
 import type { EngineSettings } from '../../engine/api.js';
+import { PROVIDERS } from '../../engine/protocol.js';
+import { MODEL_KINDS } from '../../nodes/spec.js';
 import { editor, host, useEditor } from '../editor.js';
 import type { FolderPurpose } from '../host.js';
 
@@ -66,12 +68,12 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
       }}>
         <h2>Settings</h2>
         <FolderField label="Models folder" purpose="models" value={draft.modelsDir} onChange={(v) => setDraft((d) => d && { ...d, modelsDir: v })}>
-          <small>Subfolders checkpoints, ipadapter, clip_vision, controlnet, vae, tokenizers — point it at a ComfyUI <code>models</code> folder.</small>
+          <small>Subfolders {MODEL_KINDS.join(', ')} — point it at a ComfyUI <code>models</code> folder.</small>
         </FolderField>
         <label>
           Execution provider
           <select value={draft.provider} onChange={(e) => setDraft({ ...draft, provider: e.target.value as EngineSettings['provider'] })}>
-            {(['cpu', 'webgpu', 'cuda', 'dml'] as const).map((p) => (
+            {PROVIDERS.map((p) => (
               <option key={p} value={p} disabled={!providers.includes(p)}>{p}{providers.includes(p) ? '' : ' (not on this machine)'}</option>
             ))}
           </select>

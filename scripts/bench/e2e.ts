@@ -19,6 +19,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SD15_SCHEDULER } from '../../models/ddim.js';
+import type { Provider } from '../../models/providers.js';
 import { unetParameterShapes } from '../../models/unet.js';
 import { parseVaeConfig, vaeParameterShapes } from '../../models/vae.js';
 import { crossAttnLayers, parseUNetConfig } from '../../models/unet-config.js';
@@ -68,7 +69,7 @@ export function writeSd15Models(dir: string): number {
   return bytes;
 }
 
-export interface E2eOptions { steps?: number; size?: number; provider?: Args['provider']; keep?: boolean; image: string }
+export interface E2eOptions { steps?: number; size?: number; provider?: Provider; keep?: boolean; image: string }
 
 export async function benchEndToEnd(o: E2eOptions): Promise<Record<string, unknown>> {
   const steps = o.steps ?? 2;
