@@ -75,7 +75,8 @@ describe('detectCheckpoint', () => {
     expect(() => detectCheckpoint(a)).toThrow(/random\.safetensors is not a Stable Diffusion 1\.5 checkpoint: no UNet found.*foo\.bar/);
     const b = write('adapter.safetensors', zeros([['image_proj.proj.weight', [2, 2]], ['ip_adapter.1.to_k_ip.weight', [2, 2]]]));
     expect(() => detectCheckpoint(b)).toThrow(/adapter\.safetensors is an IP-Adapter/);
-    expect(() => detectCheckpoint(path.join(dir, 'model.ckpt'))).toThrow(/pickle/);
+    // A torch.save pickle is read (models/pickle.ts); a VAE-only one is named as such.
+    expect(() => detectCheckpoint('/work/shared/fixtures/model-files/pickles/vae-ft-mse-tiny.ckpt')).toThrow(/vae-ft-mse-tiny\.ckpt holds only a VAE/);
   });
 
   it('refuses an explicit config that does not match the shapes', () => {

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { WeightMap } from './onnx/graph.js';
-import { refusePickle } from './pickle.js';
+import { openTensorFile, refusePickle } from './pickle.js';
 import { SafetensorsFile, type TensorRef } from './safetensors.js';
 import { type UNetConfig, parseUNetConfig, readUNetConfig } from './unet-config.js';
 import { LDM_UNET_PREFIX, LdmUNetWeights } from './keymaps/ldm-unet.js';
@@ -175,10 +175,9 @@ function refuseByStructure(file: string, u: DetectedCheckpoint['unet']): void {
   }
 }
 
-/** Detects an SD1.5-family checkpoint from a safetensors file's keys and shapes, or throws CheckpointError. */
+/** Detects an SD1.5-family checkpoint from a weight file's keys and shapes (safetensors or a torch.save pickle), or throws CheckpointError. */
 export function detectCheckpoint(file: string | SafetensorsFile): DetectedCheckpoint {
-  if (typeof file === 'string') refusePickle(file, 'the checkpoint');
-  const st = typeof file === 'string' ? SafetensorsFile.open(file) : file;
+  const st = typeof file === 'string' ? openTensorFile(file) : file;
   const keys = st.keys();
   refuseByKeys(st.file, keys);
   let unet: DetectedCheckpoint['unet'];
@@ -309,8 +308,7 @@ export function loadCheckpoint(pathOrDir: string, opts: LoadOptions = {}): Loade
   const p = path.resolve(pathOrDir);
   if (!fs.existsSync(p)) throw new CheckpointError(p, `${p} does not exist`);
   if (fs.statSync(p).isDirectory()) return loadDiffusersFolder(p);
-  refusePickle(p, 'the checkpoint');
-  const st = SafetensorsFile.open(p);
+  const st = openTensorFile(p); // safetensors or a .ckpt/.pt pickle, read without running it
   const det = detectCheckpoint(st);
   if (det.layout === 'diffusers-unet') {
     throw new CheckpointError(p, `${base(p)} holds only a diffusers UNet; open the diffusers folder that contains it (with vae/ and text_encoder/) instead`);

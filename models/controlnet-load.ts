@@ -1,14 +1,15 @@
 /**
  * ControlNet files: the typed config (diffusers controlnet/config.json), detection of the
  * architecture from keys and shapes, and loading of a diffusers folder or a single file
- * (original `control_model.*` layout or diffusers names). Refuses SDXL / SD2 ControlNets and
- * pickle files with a sentence naming the file. Split from models/controlnet.ts (the graph and
- * its runtime), which re-exports these names for existing importers.
+ * (original `control_model.*` layout or diffusers names; safetensors or an lllyasviel .pth pickle,
+ * read by models/pickle.ts without running it). Refuses SDXL / SD2 ControlNets with a sentence.
+ * Split from models/controlnet.ts (the graph and its runtime), which re-exports these names for
+ * existing importers.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { WeightMap } from './onnx/graph.js';
-import { refusePickle } from './pickle.js';
+import { openTensorFile } from './pickle.js';
 import { SafetensorsFile } from './safetensors.js';
 import { type UNetConfig, parseUNetConfig } from './unet-config.js';
 import { componentWeightsFile, configShapeDiffs, otherSdBase } from './checkpoint.js';
@@ -179,7 +180,7 @@ function checkConfig(file: string, cfgPath: string, cfg: ControlNetConfig, s: Co
 
 /**
  * Loads a ControlNet from a diffusers folder (config.json + diffusion_pytorch_model.safetensors)
- * or a single safetensors file (original `control_model.*` layout, or diffusers names), and
+ * or a single weight file (original `control_model.*` layout, or diffusers names), and
  * refuses ControlNets made for SDXL or SD2.
  */
 export function loadControlNet(pathOrDir: string, opts: LoadControlNetOptions = {}): LoadedControlNet {
@@ -194,8 +195,7 @@ export function loadControlNet(pathOrDir: string, opts: LoadControlNetOptions = 
     checkConfig(st.file, configPath, config, shapes);
     return { config, weights: st, source: { kind: 'diffusers', path: p, configPath }, shapes };
   }
-  refusePickle(p, 'the ControlNet');
-  const st = SafetensorsFile.open(p);
+  const st = openTensorFile(p); // safetensors or an lllyasviel .pth pickle, read without running it
   const keys = st.keys();
   const prefix = ldmControlNetPrefix(st);
   let weights: WeightMap;

@@ -30,9 +30,11 @@ function writeBase(file: string, D: number, N: number, C: number): void {
 const vision = parseClipVisionConfig({ hidden_size: 32, projection_dim: 12, num_attention_heads: 4, intermediate_size: 37, hidden_act: 'gelu' });
 
 describe('IpAdapterModel', () => {
-  it('refuses pickle files without reading them', () => {
-    expect(() => IpAdapterModel.load(path.join(root, 'ip-adapter_sd15.bin'))).toThrow(/ip-adapter_sd15\.bin: .*pickle.*convert it to \.safetensors/);
-    expect(() => IpAdapterModel.load(path.join(root, 'ip-adapter_sd15.pt'))).toThrow(/convert it to \.safetensors/);
+  it('reads an h94 .bin pickle (nested image_proj / ip_adapter dicts) like its safetensors twin', () => {
+    const bin = IpAdapterModel.load('/work/shared/fixtures/model-files/pickles/ip-adapter_sd15-tiny.bin');
+    const st = IpAdapterModel.load('/work/shared/fixtures/tiny-sd15/ip-adapter_sd15-tiny.safetensors');
+    expect([bin.kind, bin.numTokens, bin.embedDim, [...bin.layers.keys()]]).toEqual([st.kind, st.numTokens, st.embedDim, [...st.layers.keys()]]);
+    expect(() => IpAdapterModel.load(path.join(root, 'ip-adapter_sd15.bin'))).toThrow(/ip-adapter_sd15\.bin: cannot open/);
   });
 
   it('detects a base adapter and serves layer weights by processor index', () => {

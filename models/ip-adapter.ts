@@ -18,7 +18,7 @@ import { Graph, Module, DataType, attention, gelu, layerNorm, linear } from './o
 import { createSession, ort, type Provider } from './onnx/session.js';
 import { SafetensorsFile, type TensorRef } from './safetensors.js';
 import type { ClipVision, ClipVisionConfig } from './clip-vision.js';
-import { refusePickle } from './pickle.js';
+import { openTensorFile } from './pickle.js';
 import type { Tensor } from './image-preprocess.js';
 
 /** The per-layer image key/value projections of one attention processor. */
@@ -57,11 +57,10 @@ export class IpAdapterModel {
     readonly resampler: ResamplerConfig | null,
   ) {}
 
-  /** Opens and classifies an adapter file. `.bin`/`.pt` files are refused (never unpickled). */
+  /** Opens and classifies an adapter file: safetensors, or an h94 `.bin` pickle (read without running it; nested keys joined). */
   static load(file: string): IpAdapterModel {
     const abs = path.resolve(file);
-    refusePickle(abs, 'the IP-Adapter');
-    const w = SafetensorsFile.open(abs);
+    const w = openTensorFile(abs);
     const fail = (why: string): never => { throw new Error(`${abs}: not a supported IP-Adapter file: ${why}`); };
 
     // 1. image key/value projections: ip_adapter.<n>.to_{k,v}_ip.weight (hidden, C).

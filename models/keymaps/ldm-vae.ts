@@ -15,7 +15,7 @@
  */
 import * as path from 'node:path';
 import type { WeightMap } from '../onnx/graph.js';
-import { refusePickle } from '../pickle.js';
+import { openTensorFile } from '../pickle.js';
 import { SafetensorsFile, type TensorRef } from '../safetensors.js';
 
 /** A WeightMap over an explicit name -> tensor table; errors name the source file and layout. */
@@ -101,12 +101,11 @@ function diffusersVaeWeights(file: SafetensorsFile): MappedWeights {
 /**
  * The VAE of any file people have: a single-file checkpoint (`first_stage_model.*`), a VAE-only file
  * in LDM layout (ComfyUI `<models>/vae`), or a diffusers `vae/diffusion_pytorch_model.safetensors`.
- * Given a path, a pickle (.ckpt/.pt/.bin/.pth, e.g. `vae-ft-mse-840000-ema-pruned.ckpt`) is refused
- * before anything is opened.
+ * Given a path, a pickle (.ckpt/.pt/.bin/.pth, e.g. `vae-ft-mse-840000-ema-pruned.ckpt`) is read by
+ * models/pickle.ts without running it (`state_dict` unwrapped).
  */
 export function vaeWeightsFromFile(source: string | SafetensorsFile): MappedWeights {
-  if (typeof source === 'string') refusePickle(source, 'the VAE');
-  const file = typeof source === 'string' ? SafetensorsFile.open(source) : source;
+  const file = typeof source === 'string' ? openTensorFile(source) : source;
   if (file.has('first_stage_model.decoder.conv_in.weight') || file.has('first_stage_model.encoder.conv_in.weight')) {
     return ldmVaeWeights(file, 'first_stage_model.');
   }
