@@ -20,39 +20,55 @@ export const ProviderSchema = z.enum(PROVIDERS);
 // The node-spec schemas live with the node declarations (nodes/spec.ts, a leaf module).
 export { ModelKindSchema, NodeSpecSchema, ParamSpecSchema, PortTypeSchema } from '../nodes/spec.js';
 
+/** The workflow file's format tag (engine/workflow.ts reads, migrates and writes the files). */
+export const WORKFLOW_FORMAT = 'ipadapter-studio/workflow';
+
+export const WorkflowNodeSchema = z.object({
+  id: Id,
+  type: z.string().min(1).max(128),
+  params: z.record(z.string().max(128), ParamValue),
+  /** Editor layout; the engine never reads it. */
+  ui: z.looseObject({ x: z.number().finite(), y: z.number().finite() }).optional(),
+});
+export const WorkflowEdgeSchema = z.object({
+  from: z.object({ node: Id, port: z.string().min(1).max(128) }),
+  to: z.object({ node: Id, port: z.string().min(1).max(128) }),
+});
+/** Workflow JSON (format "ipadapter-studio/workflow", versioned). */
 export const WorkflowSchema = z.object({
-  format: z.literal('ipadapter-studio/workflow'),
+  format: z.literal(WORKFLOW_FORMAT),
   version: z.number().int().min(0).max(1000),
-  nodes: z.array(z.object({
-    id: Id,
-    type: z.string().min(1).max(128),
-    params: z.record(z.string().max(128), ParamValue),
-    ui: z.looseObject({ x: z.number().finite(), y: z.number().finite() }).optional(),
-  })).max(2000),
-  edges: z.array(z.object({
-    from: z.object({ node: Id, port: z.string().min(1).max(128) }),
-    to: z.object({ node: Id, port: z.string().min(1).max(128) }),
-  })).max(10_000),
+  nodes: z.array(WorkflowNodeSchema).max(2000),
+  edges: z.array(WorkflowEdgeSchema).max(10_000),
   meta: z.record(z.string(), z.unknown()).optional(),
 });
 
+/** One validation error, tied to a node (and port/param where relevant). */
 export const ValidationErrorSchema = z.object({
   node: z.string().optional(), port: z.string().optional(), param: z.string().optional(), message: z.string(),
 });
 
 export const ImageRefSchema = z.object({
-  path: z.string(), url: z.string().optional(), width: z.number(), height: z.number(),
+  /** Absolute path of the written PNG (inside the output folder) or a temp preview. */
+  path: z.string(),
+  /** A URL the renderer can load (server route or data URL). */
+  url: z.string().optional(),
+  width: z.number(),
+  height: z.number(),
 });
 
+/** What a run reports, in order; hosts forward every event to the renderer. */
 export const RunEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('queued'), runId: z.string(), position: z.number() }),
   z.object({ type: z.literal('run-start'), runId: z.string() }),
   z.object({ type: z.literal('node-start'), runId: z.string(), node: z.string() }),
   z.object({ type: z.literal('node-done'), runId: z.string(), node: z.string(), ms: z.number(), cached: z.boolean() }),
   z.object({ type: z.literal('progress'), runId: z.string(), node: z.string(), step: z.number(), total: z.number(),
+    /** A small RGB PNG (base64) of the predicted clean latent. */
     preview: z.object({ width: z.number(), height: z.number(), png: z.string() }).optional() }),
   z.object({ type: z.literal('node-error'), runId: z.string(), node: z.string(), message: z.string() }),
   z.object({ type: z.literal('output'), runId: z.string(), node: z.string(), images: z.array(ImageRefSchema) }),
+  /** A node's own preview (e.g. a preprocessor's result): drawn on its card, not in the outputs panel. */
   z.object({ type: z.literal('node-preview'), runId: z.string(), node: z.string(), images: z.array(ImageRefSchema) }),
   z.object({ type: z.literal('log'), runId: z.string().optional(), level: z.enum(['info', 'warn']), message: z.string() }),
   z.object({ type: z.literal('run-done'), runId: z.string(), ok: z.boolean(), cancelled: z.boolean().optional(),
@@ -62,6 +78,15 @@ export const RunEventSchema = z.discriminatedUnion('type', [
 export const EngineSettingsSchema = z.object({
   modelsDir: z.string(), outputDir: z.string(), provider: ProviderSchema,
 });
+
+// The shapes' types, derived from the schemas above (engine/api.ts re-exports them for the hosts).
+export type Workflow = z.infer<typeof WorkflowSchema>;
+export type WorkflowNode = z.infer<typeof WorkflowNodeSchema>;
+export type WorkflowEdge = z.infer<typeof WorkflowEdgeSchema>;
+export type ValidationError = z.infer<typeof ValidationErrorSchema>;
+export type ImageRef = z.infer<typeof ImageRefSchema>;
+export type RunEvent = z.infer<typeof RunEventSchema>;
+export type EngineSettings = z.infer<typeof EngineSettingsSchema>;
 
 export const HostInfoSchema = z.object({
   /** 'web' or 'electron': the renderer picks file dialogs / downloads accordingly. */
@@ -137,7 +162,7 @@ export const RequestEnvelopeSchema = z.object({
 export type ServerMessage =
   | { kind: 'reply'; id: number; ok: true; result: unknown }
   | { kind: 'reply'; id: number | null; ok: false; error: string }
-  | { kind: 'event'; event: z.infer<typeof RunEventSchema> };
+  | { kind: 'event'; event: RunEvent };
 
 export const ServerMessageSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('reply'), id: z.number().nullable(), ok: z.boolean(), result: z.unknown().optional(), error: z.string().optional() }),

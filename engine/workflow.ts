@@ -9,9 +9,9 @@
  * - 1: `edges: [{from: {node, port}, to: {node, port}}]`, layout in `ui: {x, y}` (the engine
  *      never reads it), free `meta`.
  */
-import type { ValidationError, Workflow, WorkflowEdge, WorkflowNode } from './api.js';
+import { WORKFLOW_FORMAT, type ValidationError, type Workflow, type WorkflowEdge, type WorkflowNode } from './protocol.js';
 
-export const WORKFLOW_FORMAT = 'ipadapter-studio/workflow';
+export { WORKFLOW_FORMAT };
 export const WORKFLOW_VERSION = 1;
 
 export interface ParsedWorkflow {
