@@ -84,7 +84,7 @@ export function writeSafetensorsAtomic(table: SafetensorsFile, target: string, m
   } catch (e) {
     if (out !== undefined) fs.closeSync(out);
     fs.rmSync(tmp, { force: true });
-    throw new Error(`could not write ${target}: ${(e as Error).message}`);
+    throw new Error(`could not write ${target}: ${(e as Error).message}`, { cause: e });
   } finally {
     for (const fd of fds.values()) fs.closeSync(fd);
   }
