@@ -3,60 +3,18 @@
  * history, the clipboard, and the file state (name, saved revision: dirty).
  */
 import type { StateCreator } from 'zustand/vanilla';
-import { applyEdgeChanges, applyNodeChanges, type EdgeChange, type NodeChange } from '@xyflow/react';
-import type { Workflow } from '../../engine/api.js';
-import type { NodeSpec, ParamValue } from '../../nodes/types.js';
+import { applyEdgeChanges, applyNodeChanges } from '@xyflow/react';
+import type { ParamValue } from '../../nodes/types.js';
 import {
   checkConnection, extractSelection, freshId, fromWorkflow, makeEdge, makeNode, pasteFragment, toWorkflow,
-  type Connection, type Doc, type FlowEdge, type FlowNode, type SpecMap,
+  type Doc,
 } from '../graph.js';
-import type { EditorState } from './index.js';
 import { previewsOf } from './run.js';
-
-export interface LoadOptions {
-  /** Load as unsaved work (a recovered autosave). */
-  dirty?: boolean;
-  /** Keep the undo history (the caller committed first, so opening a file can be undone). */
-  keepHistory?: boolean;
-}
+import type { DocumentSlice, EditorState } from './state.js';
 
 const HISTORY_LIMIT = 200;
 /** Edits of the same param within this window form one undo step (a slider drag). */
 const COALESCE_MS = 1200;
-
-export interface DocumentSlice extends Doc {
-  specs: SpecMap;
-  specList: NodeSpec[];
-  past: Doc[];
-  future: Doc[];
-  coalesce: { key: string; at: number } | null;
-  dragging: boolean;
-  /** Bumped by every document change; equal to savedRevision when nothing is unsaved. */
-  revision: number;
-  savedRevision: number;
-  fileName: string | null;
-  clipboard: Doc | null;
-
-  setSpecs(list: NodeSpec[]): void;
-  /** Records the current document as an undo step (call before changing it). */
-  commit(coalesceKey?: string): void;
-  /** Replaces the document without history (loading). */
-  loadDoc(doc: Doc, fileName: string | null, opts?: LoadOptions): void;
-  loadWorkflow(wf: Workflow, fileName: string | null, opts?: LoadOptions): string[];
-  workflow(): Workflow;
-  onNodesChange(changes: NodeChange<FlowNode>[]): void;
-  onEdgesChange(changes: EdgeChange<FlowEdge>[]): void;
-  connect(c: Connection): string | null;
-  addNode(type: string, x: number, y: number, params?: Record<string, ParamValue>): string | null;
-  setParam(node: string, name: string, value: ParamValue): void;
-  deleteSelected(): void;
-  selectAll(): void;
-  copy(): number;
-  paste(): void;
-  undo(): void;
-  redo(): void;
-  markSaved(fileName: string): void;
-}
 
 const docOf = (s: Doc): Doc => ({ nodes: s.nodes, edges: s.edges });
 

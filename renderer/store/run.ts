@@ -3,55 +3,8 @@
  * previews and the output gallery (with its selection for export). No undo history.
  */
 import type { StateCreator } from 'zustand/vanilla';
-import type { RunEvent, ValidationError, Workflow } from '../../engine/api.js';
 import type { FlowNode } from '../graph.js';
-import type { EditorState } from './index.js';
-
-export interface NodeRun {
-  status: 'queued' | 'running' | 'done' | 'cached' | 'error';
-  ms?: number;
-  startedAt?: number;
-  message?: string;
-}
-export interface RunInfo {
-  runId: string;
-  status: 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
-  position?: number;
-  workflow?: Workflow;
-}
-export interface OutputImage {
-  id: string;
-  runId: string;
-  node: string;
-  url: string;
-  path: string;
-  width: number;
-  height: number;
-  workflow?: Workflow;
-}
-export interface Progress {
-  runId: string;
-  node: string;
-  step: number;
-  total: number;
-  preview?: string;
-}
-
-export interface RunSlice {
-  runs: Record<string, RunInfo>;
-  activeRun: string | null;
-  nodeRuns: Record<string, NodeRun>;
-  /** Latest on-card preview image URL per node (preprocessor results). */
-  nodePreviews: Record<string, string>;
-  progress: Progress | null;
-  outputs: OutputImage[];
-  selectedOutputs: string[];
-
-  handleEvent(e: RunEvent): void;
-  showErrors(errors: ValidationError[]): void;
-  clearRunState(): void;
-  toggleOutput(id: string): void;
-}
+import type { EditorState, NodeRun, OutputImage, RunInfo, RunSlice } from './state.js';
 
 /**
  * The previews of nodes still in the document. Ids are reused (n1, n2, ...), so a deleted node's

@@ -3,28 +3,7 @@
  * connection, examples) and the notices shown over the editor. No undo history.
  */
 import type { StateCreator } from 'zustand/vanilla';
-import type { EngineSettings } from '../../engine/api.js';
-import type { HostInfo } from '../../engine/protocol.js';
-import type { ModelKind } from '../../nodes/types.js';
-import type { EditorState } from './index.js';
-
-export interface Notice {
-  id: number;
-  level: 'info' | 'warn' | 'error';
-  text: string;
-}
-
-export interface UiSlice {
-  models: Partial<Record<ModelKind, string[]>>;
-  notices: Notice[];
-  settings: EngineSettings | null;
-  hostInfo: HostInfo | null;
-  connected: boolean;
-  examples: { name: string; title: string }[];
-
-  notify(level: Notice['level'], text: string): void;
-  dismiss(id: number): void;
-}
+import type { EditorState, UiSlice } from './state.js';
 
 const MAX_NOTICES = 4;
 let noticeId = 1;

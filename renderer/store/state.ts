@@ -1,0 +1,127 @@
+/**
+ * The editor state's shape: each slice's fields and actions (document.ts, run.ts, ui.ts implement
+ * them) and their union, `EditorState`. Types only; the slices import it rather than index.ts,
+ * so the store's files import each other without a cycle.
+ */
+import type { EdgeChange, NodeChange } from '@xyflow/react';
+import type { EngineSettings, RunEvent, ValidationError, Workflow } from '../../engine/api.js';
+import type { HostInfo } from '../../engine/protocol.js';
+import type { ModelKind, NodeSpec, ParamValue } from '../../nodes/types.js';
+import type { Connection, Doc, FlowEdge, FlowNode, SpecMap } from '../graph.js';
+
+// ---- document (document.ts) ----------------------------------------------------------------------
+
+export interface LoadOptions {
+  /** Load as unsaved work (a recovered autosave). */
+  dirty?: boolean;
+  /** Keep the undo history (the caller committed first, so opening a file can be undone). */
+  keepHistory?: boolean;
+}
+
+export interface DocumentSlice extends Doc {
+  specs: SpecMap;
+  specList: NodeSpec[];
+  past: Doc[];
+  future: Doc[];
+  coalesce: { key: string; at: number } | null;
+  dragging: boolean;
+  /** Bumped by every document change; equal to savedRevision when nothing is unsaved. */
+  revision: number;
+  savedRevision: number;
+  fileName: string | null;
+  clipboard: Doc | null;
+
+  setSpecs(list: NodeSpec[]): void;
+  /** Records the current document as an undo step (call before changing it). */
+  commit(coalesceKey?: string): void;
+  /** Replaces the document without history (loading). */
+  loadDoc(doc: Doc, fileName: string | null, opts?: LoadOptions): void;
+  loadWorkflow(wf: Workflow, fileName: string | null, opts?: LoadOptions): string[];
+  workflow(): Workflow;
+  onNodesChange(changes: NodeChange<FlowNode>[]): void;
+  onEdgesChange(changes: EdgeChange<FlowEdge>[]): void;
+  connect(c: Connection): string | null;
+  addNode(type: string, x: number, y: number, params?: Record<string, ParamValue>): string | null;
+  setParam(node: string, name: string, value: ParamValue): void;
+  deleteSelected(): void;
+  selectAll(): void;
+  copy(): number;
+  paste(): void;
+  undo(): void;
+  redo(): void;
+  markSaved(fileName: string): void;
+}
+
+// ---- run (run.ts) -------------------------------------------------------------------------------
+
+export interface NodeRun {
+  status: 'queued' | 'running' | 'done' | 'cached' | 'error';
+  ms?: number;
+  startedAt?: number;
+  message?: string;
+}
+export interface RunInfo {
+  runId: string;
+  status: 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+  position?: number;
+  workflow?: Workflow;
+}
+export interface OutputImage {
+  id: string;
+  runId: string;
+  node: string;
+  url: string;
+  path: string;
+  width: number;
+  height: number;
+  workflow?: Workflow;
+}
+export interface Progress {
+  runId: string;
+  node: string;
+  step: number;
+  total: number;
+  preview?: string;
+}
+
+export interface RunSlice {
+  runs: Record<string, RunInfo>;
+  activeRun: string | null;
+  nodeRuns: Record<string, NodeRun>;
+  /** Latest on-card preview image URL per node (preprocessor results). */
+  nodePreviews: Record<string, string>;
+  progress: Progress | null;
+  outputs: OutputImage[];
+  selectedOutputs: string[];
+
+  handleEvent(e: RunEvent): void;
+  showErrors(errors: ValidationError[]): void;
+  clearRunState(): void;
+  toggleOutput(id: string): void;
+}
+
+// ---- ui/settings (ui.ts) ------------------------------------------------------------------------
+
+export interface Notice {
+  id: number;
+  level: 'info' | 'warn' | 'error';
+  text: string;
+}
+
+export interface UiSlice {
+  models: Partial<Record<ModelKind, string[]>>;
+  notices: Notice[];
+  settings: EngineSettings | null;
+  hostInfo: HostInfo | null;
+  connected: boolean;
+  examples: { name: string; title: string }[];
+
+  notify(level: Notice['level'], text: string): void;
+  dismiss(id: number): void;
+}
+
+/**
+ * The whole editor state; components read it through narrow selectors. The document (nodes +
+ * edges) has undo/redo history; run state, outputs and notices do not.
+ */
+export type EditorState = DocumentSlice & RunSlice & UiSlice;
