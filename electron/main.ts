@@ -1,3 +1,4 @@
+/** electron/: the desktop host — main process, preload bridge, IPC, menus, security, packaging build. */
 /**
  * The Electron main process: a thin host. It owns the engine (engine/engine.ts), serves the built
  * renderer from app://studio/, opens one sandboxed window, registers the IPC handlers of ipc.ts

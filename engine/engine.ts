@@ -1,3 +1,4 @@
+/** engine/: the contract (api, protocol, workflow, validate) and the run core (engine, executor, context, model store, paths, png, rng); hosts/ and demo/ below. */
 /**
  * The engine as hosts see it (EngineApi): node specs, model listing, validation, and a queue
  * that runs one workflow at a time through the executor, with events to subscribers.

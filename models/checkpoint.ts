@@ -1,3 +1,4 @@
+/** models/: the networks as ONNX graph builders and their files — checkpoints, safetensors, tokenizer, DDIM, providers; onnx/, keymaps/, preprocessors/, pickle/ below. */
 /**
  * Stable Diffusion checkpoints: architecture detection from keys and shapes, and loading of a
  * diffusers folder or an original (LDM) single-file checkpoint into a UNet config + a

@@ -1,3 +1,4 @@
+/** nodes/: one file per node type (declaration + execute), the specs they share (spec, ports, values, types); runtime/ below. */
 /**
  * Every node type, listed explicitly (palette order). The palette, validation and executor
  * read these definitions; `nodeSpecs()` strips `execute` for the renderer.

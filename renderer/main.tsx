@@ -1,4 +1,4 @@
-/** Renderer entry: mounts the workspace. The host (web socket or Electron bridge) is picked in host.ts. */
+/** renderer/: the editor (React, React Flow, a zustand store) — components/, store/, graph and layout; this entry mounts it, host.ts picks the host (web socket or Electron bridge). */
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import '@xyflow/react/dist/style.css';

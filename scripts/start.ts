@@ -1,3 +1,4 @@
+/** scripts/: developer commands — npm start, the benchmark (bench.ts, bench/), examples relayout. */
 /**
  * `npm start`: opens the desktop app (Electron), first building its main process when missing and
  * the renderer when missing or stale. Where the Electron binary is not installed (offline

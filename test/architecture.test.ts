@@ -1,3 +1,4 @@
+/** test/: repository-wide checks (layering, import cycles); conformance/, e2e/ and helpers/ below. */
 /**
  * Layering rules from the design (style.md: "engine/, nodes/ and models/ never import Electron or
  * React"), checked over the sources: the networks and the engine stay host-neutral, the renderer

@@ -1,3 +1,4 @@
+/** engine/demo: the built-in demo model set — tiny random-weight models in the real file layouts, their parameter lists and tokenizer. */
 /**
  * The demo model set: tiny random-weight models in the real file layouts (ComfyUI models
  * folder), generated deterministically, so every example runs end to end in seconds on a CPU

@@ -1,3 +1,4 @@
+/** engine/hosts: the programs that host the engine — CLI, web server (HTTP + WebSocket), what every host answers (host-api), start-up config. */
 /**
  * What both hosts (the web server and the Electron main process) answer, written once: the
  * handler of every channel of `protocol.ts`, the URLs given to output images, the folder

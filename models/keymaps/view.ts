@@ -1,3 +1,4 @@
+/** models/keymaps: checkpoint key maps — canonical (diffusers / transformers) names over LDM and other files' keys, as renamed views. */
 /**
  * The one "renamed view" behind every key map: canonical (diffusers / transformers) names are
  * looked up in a file through a name -> key function, nothing is copied. A missing key fails

@@ -1,3 +1,4 @@
+/** models/preprocessors: ControlNet preprocessors and image resizing over raw pixels — Canny, lineart, scribble, resize. */
 /**
  * Canny edge detector over raw 8-bit pixels, written to give the same edges as OpenCV's
  * `cv2.Canny(image, low, high, apertureSize=3, L2gradient)` (imgproc/src/canny.cpp, 4.x):

@@ -1,3 +1,4 @@
+/** scripts/bench: the benchmark's sections (unet, text/vision encoders, VAE decode, ControlNet, e2e) and their shared pieces. */
 /**
  * Shared pieces of the benchmark (scripts/bench.ts): arguments, random-weight safetensors
  * written in chunks, sessions with the product's options or the command line's overrides, timing.

@@ -1,3 +1,4 @@
+/** test/conformance: the reference-fixture conformance suite — runner, case groups, pipeline runner. */
 /**
  * Conformance runner: every case of cases.json in the fixtures folder ($IPA_FIXTURES,
  * default ../shared/fixtures/tiny-sd15), run through the product's real loaders in fp32,

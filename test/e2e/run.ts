@@ -1,3 +1,4 @@
+/** test/e2e: the editor end to end in Chromium against web mode — runner, harness, tests. */
 /**
  * `npm run e2e [-- --only substring]`: starts web mode (`--demo`, a free port, a temporary user
  * data folder), then runs every test/e2e/*.e2e.ts in Chromium, one fresh profile per test.

@@ -1,3 +1,4 @@
+/** test/helpers: code shared by tests and benches — workflows built in code. */
 /**
  * A standard IP-Adapter workflow builder for tests, benches and hosts that need one in code
  * (the examples/ folder holds the same graphs as files). Names default to the demo model set.
