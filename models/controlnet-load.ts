@@ -179,6 +179,21 @@ function checkConfig(file: string, cfgPath: string, cfg: ControlNetConfig, s: Co
 }
 
 /**
+ * True for T2I-Adapter weights (TencentARC `t2iadapter_*.pth` / diffusers `T2IAdapter`, optionally
+ * under `adapter.`): a `body.N.*` stack or a bare `conv_in` without any ControlNet or UNet keys
+ * (`input_hint_block`, `zero_convs`, `controlnet_*`, `down_blocks`), or a style adapter's `style_embedding`.
+ */
+export function looksLikeT2IAdapter(keys: string[]): boolean {
+  const ks = keys.map((k) => (k.startsWith('adapter.') ? k.slice('adapter.'.length) : k));
+  const has = (re: RegExp) => ks.some((k) => re.test(k));
+  if (has(/(^|\.)(input_hint_block|zero_convs|controlnet_cond_embedding|controlnet_down_blocks)\./)) return false;
+  if (has(/^(down_blocks|input_blocks|mid_block|model\.diffusion_model)\./)) return false;
+  return has(/^body\.\d+\.(block1|block2|in_conv|out_conv|resnets|body|down_opt)\./) || ks.includes('conv_in.weight') || ks.includes('style_embedding');
+}
+
+const T2I_REFUSAL = 'T2I-Adapters are not supported (only ControlNets are); use a ControlNet of the same kind instead, e.g. control_v11p_sd15_canny for a canny adapter.';
+
+/**
  * Loads a ControlNet from a diffusers folder (config.json + diffusion_pytorch_model.safetensors)
  * or a single weight file (original `control_model.*` layout, or diffusers names), and
  * refuses ControlNets made for SDXL or SD2.
@@ -189,6 +204,8 @@ export function loadControlNet(pathOrDir: string, opts: LoadControlNetOptions = 
   if (fs.statSync(p).isDirectory()) {
     const configPath = path.join(p, 'config.json');
     if (!fs.existsSync(configPath)) throw new ControlNetError(p, `${p} is not a diffusers ControlNet folder: config.json is missing`);
+    const cls = (() => { try { return (JSON.parse(fs.readFileSync(configPath, 'utf8')) as { _class_name?: unknown })._class_name; } catch { return undefined; } })();
+    if (cls === 'T2IAdapter' || cls === 'MultiAdapter') throw new ControlNetError(p, `${base(p)} is a T2I-Adapter (config.json: _class_name ${cls}), not a ControlNet: ${T2I_REFUSAL}`);
     const config = readControlNetConfig(configPath);
     const st = SafetensorsFile.open(componentWeightsFile(p, 'diffusion_pytorch_model'));
     const shapes = shapesOf(st.file, st, config.blockOutChannels.length, config.layersPerBlock);
@@ -228,6 +245,9 @@ export function loadControlNet(pathOrDir: string, opts: LoadControlNetOptions = 
     if (opts.configPath) checkConfig(p, opts.configPath, config, shapes);
     weights = st;
     return { config, weights, source: { kind: 'single-file', path: p, configPath: opts.configPath }, shapes };
+  }
+  if (looksLikeT2IAdapter(keys)) {
+    throw new ControlNetError(p, `${base(p)} is a T2I-Adapter (${keys.some((k) => /^(adapter\.)?body\./.test(k)) ? 'body.* blocks' : 'conv_in'} without input_hint_block), not a ControlNet: ${T2I_REFUSAL}`);
   }
   const hint = keys.some((k) => k.startsWith('model.diffusion_model.')) ? ' It looks like a Stable Diffusion checkpoint; put it in the checkpoints folder.'
     : keys.some((k) => k.startsWith('image_proj.') || k.startsWith('ip_adapter.')) ? ' It looks like an IP-Adapter; put it in the ipadapter folder.' : '';

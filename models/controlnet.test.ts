@@ -6,7 +6,7 @@ import { SafetensorsFile, encodeSafetensors, type TensorToWrite } from './safete
 import { UNetModel, unetParameterShapes } from './unet.js';
 import { numDownResiduals, parseUNetConfig } from './unet-config.js';
 import { ControlNet, type ControlResiduals, controlNetParameterShapes, sumResiduals, zeroResiduals } from './controlnet.js';
-import { type ControlNetConfig, checkControlNetFitsUNet, loadControlNet, parseControlNetConfig } from './controlnet-load.js';
+import { type ControlNetConfig, checkControlNetFitsUNet, loadControlNet, looksLikeT2IAdapter, parseControlNetConfig } from './controlnet-load.js';
 import { ldmControlNetName } from './keymaps/ldm-controlnet.js';
 
 /** A tiny SD1.5-shaped ControlNet config (as diffusers config.json): 2 levels, 1 layer, context 8. */
@@ -161,5 +161,50 @@ describe('ControlNet on a tiny random model', () => {
     const s = sumResiduals(sumResiduals(null, one(1)), one(2));
     expect(Array.from(s.down[0].data)).toEqual([3, 3]);
     expect(Array.from(s.mid.data)).toEqual([3]);
+  });
+});
+
+describe('T2I-Adapter files given to the ControlNet loader', () => {
+  const t = (shape: number[]): TensorToWrite => ({ dtype: 'F32', shape, data: new Float32Array(shape.reduce((a, d) => a * d, 1)) });
+  let dir: string;
+  beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 't2i-test-')); });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('are refused as T2I-Adapters, not with a list of keys (TencentARC, diffusers and light layouts)', () => {
+    const files: Record<string, Record<string, TensorToWrite>> = {
+      // TencentARC t2iadapter_canny_sd15v2: conv_in + body.N.block1/2 (+ in_conv at the down steps).
+      't2iadapter_canny_sd15v2.safetensors': { 'conv_in.weight': t([8, 64, 3, 3]), 'conv_in.bias': t([8]), 'body.0.block1.weight': t([8, 8, 3, 3]), 'body.2.in_conv.weight': t([16, 8, 1, 1]) },
+      // diffusers T2IAdapter (full_adapter) weights.
+      'diffusion_pytorch_model.safetensors': { 'adapter.conv_in.weight': t([8, 64, 3, 3]), 'adapter.body.0.resnets.0.block1.weight': t([8, 8, 3, 3]) },
+      // light adapter: body.N.in_conv / body.N.body.M.
+      't2iadapter_light.safetensors': { 'body.0.in_conv.weight': t([8, 64, 1, 1]), 'body.0.body.0.block1.weight': t([8, 8, 3, 3]) },
+    };
+    for (const [name, tensors] of Object.entries(files)) {
+      const f = path.join(dir, name);
+      fs.writeFileSync(f, encodeSafetensors(tensors));
+      expect(looksLikeT2IAdapter(Object.keys(tensors)), name).toBe(true);
+      let msg = '';
+      try { loadControlNet(f); } catch (e) { msg = (e as Error).message; }
+      expect(msg, name).toMatch(/T2I-Adapters are not supported/);
+      expect(msg, name).toContain(name);
+      expect(msg, name).not.toMatch(/expected control_model/);
+    }
+  });
+
+  it('a diffusers T2IAdapter folder is refused by its config', () => {
+    const d = path.join(dir, 't2i-adapter-canny-sd15');
+    fs.mkdirSync(d);
+    fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify({ _class_name: 'T2IAdapter', adapter_type: 'full_adapter', channels: [320, 640, 1280, 1280] }));
+    expect(() => loadControlNet(d)).toThrow(/t2i-adapter-canny-sd15 is a T2I-Adapter .*T2I-Adapters are not supported/);
+  });
+
+  it('ControlNets, UNets and other files are not taken for T2I-Adapters', () => {
+    expect(looksLikeT2IAdapter(['control_model.input_hint_block.0.weight', 'control_model.input_blocks.0.0.weight'])).toBe(false);
+    expect(looksLikeT2IAdapter(['conv_in.weight', 'controlnet_cond_embedding.conv_in.weight', 'controlnet_down_blocks.0.weight'])).toBe(false);
+    expect(looksLikeT2IAdapter(['conv_in.weight', 'down_blocks.0.resnets.0.conv1.weight'])).toBe(false);
+    expect(looksLikeT2IAdapter(['image_proj.proj.weight', 'ip_adapter.1.to_k_ip.weight'])).toBe(false);
+    const f = path.join(dir, 'other.safetensors');
+    fs.writeFileSync(f, encodeSafetensors({ 'foo.weight': t([2]) }));
+    expect(() => loadControlNet(f)).toThrow(/is not a ControlNet: expected control_model/);
   });
 });

@@ -58,6 +58,21 @@ describe('IpAdapterModel', () => {
     expect(msg).toMatch(/\/models\/clip_vision\/vit\.safetensors/);
     expect(msg).toMatch(/width 16/);
     expect(msg).toMatch(/width 12/);
+    expect(msg).toMatch(/one whose image embeddings \(projection_dim\) have width 16/);
+  });
+
+  it('a vit-G adapter (1280-wide image embeddings) given ViT-H asks for ViT-bigG, not ViT-H', () => {
+    const f = path.join(root, 'ip-adapter_sd15_vit-G.safetensors');
+    writeBase(f, 1280, 4, 8);
+    const a = IpAdapterModel.load(f);
+    let msg = '';
+    try { checkAdapterMatchesVision(a, { ...vision, projectionDim: 1024, hiddenSize: 1280 }, 'CLIP-ViT-H-14.safetensors'); } catch (e) { msg = (e as Error).message; }
+    expect(msg).toMatch(/width 1280 .*CLIP-ViT-H-14\.safetensors gives width 1024/);
+    expect(msg).toMatch(/choose the image encoder this adapter was trained with: OpenCLIP ViT-bigG\/14/);
+    expect(msg).not.toMatch(/ViT-H\/14/);
+    const h = path.join(root, 'ip-adapter_sd15.safetensors');
+    writeBase(h, 1024, 4, 8);
+    expect(() => checkAdapterMatchesVision(IpAdapterModel.load(h), { ...vision, projectionDim: 1280 }, 'bigG.safetensors')).toThrow(/trained with: OpenCLIP ViT-H\/14/);
   });
 
   it('detects a Plus adapter (heads = to_q rows / 64, depth from layers)', () => {

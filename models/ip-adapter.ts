@@ -126,9 +126,16 @@ export function ipAdapterWeightsFor(adapter: IpAdapterModel, n: number): IpLayer
   return adapter.layerWeights(n);
 }
 
+/** The CLIP image encoders IP-Adapters are trained with, by what they feed (base: projection_dim, plus: hidden_size). */
+const ENCODERS: Record<'base' | 'plus', Record<number, string>> = {
+  base: { 1024: 'OpenCLIP ViT-H/14 (CLIP-ViT-H-14-laion2B-s32B-b79K), as the SD1.5 adapters are', 1280: 'OpenCLIP ViT-bigG/14 (CLIP-ViT-bigG-14-laion2B-39B-b160k), as the vit-G adapters are', 768: 'OpenAI CLIP ViT-L/14' },
+  plus: { 1280: 'OpenCLIP ViT-H/14 (CLIP-ViT-H-14-laion2B-s32B-b79K), as the SD1.5 adapters are', 1664: 'OpenCLIP ViT-bigG/14 (CLIP-ViT-bigG-14-laion2B-39B-b160k), as the vit-G adapters are', 1024: 'OpenAI CLIP ViT-L/14' },
+};
+
 /**
  * Refuses an adapter whose input width does not match the CLIP vision model: base adapters
- * take image_embeds (projection_dim), plus adapters take hidden states (hidden_size).
+ * take image_embeds (projection_dim), plus adapters take hidden states (hidden_size). The sentence
+ * names the encoder the adapter's width points to (ViT-H/14 for 1024, ViT-bigG/14 for vit-G's 1280, ...).
  */
 export function checkAdapterMatchesVision(adapter: IpAdapterModel, vision: ClipVisionConfig, visionFile: string): void {
   const [what, width] = adapter.kind === 'base'
@@ -139,7 +146,7 @@ export function checkAdapterMatchesVision(adapter: IpAdapterModel, vision: ClipV
   throw new Error(
     `The IP-Adapter ${adapter.file} expects CLIP ${what} of width ${adapter.embedDim} (${src} in-features), ` +
     `but the CLIP vision model ${visionFile} gives width ${width ?? 'none (it has no visual_projection)'}; ` +
-    'choose the image encoder this adapter was trained with (OpenCLIP ViT-H/14, width 1024 / hidden 1280, for the SD1.5 adapters).',
+    `choose the image encoder this adapter was trained with: ${ENCODERS[adapter.kind === 'base' ? 'base' : 'plus'][adapter.embedDim] ?? `one whose ${what} have width ${adapter.embedDim}`}.`,
   );
 }
 
