@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isInsideReal, outputPath, realPathOf } from './paths.js';
+import { isInsideReal, listModels, modelsFolderEmpty, outputPath, realPathOf } from './paths.js';
 
 let dir: string;
 let out: string;
@@ -47,5 +47,30 @@ describe('output paths', () => {
     expect(isInsideReal(out, out)).toBe(true);
     expect(isInsideReal(out, out, false)).toBe(false);
     expect(isInsideReal(out, path.join(dir, 'out2'))).toBe(false); // a sibling sharing the prefix
+  });
+});
+
+describe('model lists', () => {
+  it('list safetensors and, where the loader reads them, .ckpt/.pt/.pth/.bin pickles; CLIP vision only safetensors', () => {
+    const models = path.join(dir, 'models');
+    const put = (rel: string) => { fs.mkdirSync(path.dirname(path.join(models, rel)), { recursive: true }); fs.writeFileSync(path.join(models, rel), ''); };
+    expect(modelsFolderEmpty(models)).toBe(true);
+    for (const f of ['checkpoints/a.safetensors', 'checkpoints/b.ckpt', 'checkpoints/notes.txt', 'vae/vae-ft-mse.pt', 'vae/sub/v.pth',
+      'ipadapter/ip-adapter_sd15_light_v11.bin', 'controlnet/control_v11p_sd15_canny.pth', 'clip_vision/model.safetensors', 'clip_vision/pytorch_model.bin',
+      'vae/sd-vae-ft-mse/config.json', 'vae/sd-vae-ft-mse/diffusion_pytorch_model.bin']) put(f);
+    const m = listModels(models);
+    expect(m.checkpoints).toEqual(['a.safetensors', 'b.ckpt']);
+    expect(m.vae).toEqual(['sd-vae-ft-mse', 'sub/v.pth', 'vae-ft-mse.pt']);
+    expect(m.ipadapter).toEqual(['ip-adapter_sd15_light_v11.bin']);
+    expect(m.controlnet).toEqual(['control_v11p_sd15_canny.pth']);
+    expect(m.clip_vision).toEqual(['model.safetensors']);
+    expect(modelsFolderEmpty(models)).toBe(false);
+  });
+
+  it('a folder holding only pickles is not empty (no demo set over the user\'s models)', () => {
+    const models = path.join(dir, 'models-pickles');
+    fs.mkdirSync(path.join(models, 'checkpoints'), { recursive: true });
+    fs.writeFileSync(path.join(models, 'checkpoints', 'v1-5-pruned-emaonly.ckpt'), '');
+    expect(modelsFolderEmpty(models)).toBe(false);
   });
 });

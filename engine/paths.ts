@@ -128,7 +128,21 @@ export function isInsideReal(root: string, p: string, allowRoot = true): boolean
   return real.startsWith(realRoot.endsWith(path.sep) ? realRoot : realRoot + path.sep);
 }
 
-/** Lists the models of each kind: `.safetensors` files and model folders, up to two levels deep. */
+/** Weight files a model list shows: safetensors, and the torch pickles models/pickle.ts reads safely. */
+const WEIGHT_FILE = /\.(safetensors|ckpt|pt|pth|bin)$/i;
+/** Kinds whose loader reads safetensors only (CLIP vision refuses pickles with the convert command). */
+const SAFETENSORS_ONLY: readonly ModelKind[] = ['clip_vision'];
+
+/** True when a file of this name is listed under `kind` (never for tokenizers, which are folders). */
+export function isListedModelFile(kind: ModelKind, name: string): boolean {
+  if (kind === 'tokenizers') return false;
+  return SAFETENSORS_ONLY.includes(kind) ? name.endsWith('.safetensors') : WEIGHT_FILE.test(name);
+}
+
+/**
+ * Lists the models of each kind, up to two levels deep: model folders, `.safetensors` files and,
+ * where the loader reads them, `.ckpt` / `.pt` / `.pth` / `.bin` pickles.
+ */
 export function listModels(modelsDir: string): Record<ModelKind, string[]> {
   const out = {} as Record<ModelKind, string[]>;
   for (const kind of MODEL_KINDS) {
@@ -148,7 +162,7 @@ export function listModels(modelsDir: string): Record<ModelKind, string[]> {
         if (isDir) {
           if (isModelFolder(kind, p)) found.push(r);
           else if (depth < 2) walk(p, r, depth + 1);
-        } else if (e.name.endsWith('.safetensors') && kind !== 'tokenizers') {
+        } else if (isListedModelFile(kind, e.name)) {
           found.push(r);
         }
       }
