@@ -6,9 +6,9 @@
  *
  * λ per block: `blocks` picks which cross-attention layers get λ ("style only" / "composition
  * only" presets, or a custom list of per-layer factors); the sampler turns it into the UNet's
- * ip_scale vector (models/ip-adapter-blocks.ts), so this never rebuilds the UNet either.
+ * ip_scale vector (models/ip-adapter-layer-scales.ts), so this never rebuilds the UNet either.
  */
-import { BLOCK_PRESETS, type BlockPreset, parseLayerWeights } from '../models/ip-adapter-blocks.js';
+import { BLOCK_PRESETS, type BlockPreset, parseLayerWeights } from '../models/ip-adapter-layer-scales.js';
 import type { NodeDef } from './types.js';
 import { expectValue, type IpAdapterValue, type IpTokensValue, type ModelValue } from './values.js';
 

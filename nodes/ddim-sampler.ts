@@ -9,7 +9,7 @@
  *   each step: UNet on the batch [uncond, cond] (text: negative, positive; image tokens: the
  *       projection of a zero image or the negative image tokens, the image tokens), with
  *       ip_scale = λ times each cross-attention layer's factor (Apply IP-Adapter's blocks:
- *       models/ip-adapter-blocks.ts) while i / steps is in [start_at, end_at], else 0;
+ *       models/ip-adapter-layer-scales.ts) while i / steps is in [start_at, end_at], else 0;
  *       guidance uncond + cfg * (cond - uncond) (only when cfg > 1); DDIM step with eta.
  *   inpainting (a latent with a noise mask, models/inpaint.ts): a 4-channel UNet blends the
  *       latents with the noised init latents outside the mask after each step (diffusers'
@@ -23,7 +23,7 @@
 import sharp from 'sharp';
 import { ort } from '../models/onnx/session.js';
 import { classifierFreeGuidance } from '../models/ddim.js';
-import { blockFactors, ipScales } from '../models/ip-adapter-blocks.js';
+import { blockFactors, ipScales } from '../models/ip-adapter-layer-scales.js';
 import { blendByMask, inpaintUNetInput } from '../models/inpaint.js';
 import { latentPreview } from '../models/latent-preview.js';
 import { checkAborted } from '../engine/context.js';

@@ -4,7 +4,7 @@
  * model store under keys derived from these references, so a value can be cached, copied and
  * compared cheaply, and Apply IP-Adapter costs nothing.
  */
-import type { BlockPreset } from '../models/ip-adapter-blocks.js';
+import type { BlockPreset } from '../models/ip-adapter-layer-scales.js';
 
 /** A checkpoint: a diffusers folder or a single file, with an optional diffusers config folder. */
 export interface CheckpointRef {
@@ -24,7 +24,7 @@ export interface AppliedAdapter {
   /** Active while the step's fraction of the schedule, i / steps, is in [start, end]. */
   start: number;
   end: number;
-  /** Which cross-attention layers get λ (models/ip-adapter-blocks.ts); absent = all. */
+  /** Which cross-attention layers get λ (models/ip-adapter-layer-scales.ts); absent = all. */
   blocks?: BlockPreset;
   /** The custom per-layer factors when blocks = 'custom'. */
   layerWeights?: string;

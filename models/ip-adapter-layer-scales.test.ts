@@ -1,7 +1,7 @@
 /** λ per block: presets land on ComfyUI_IPAdapter_plus' SD1.5 layers; custom lists by index or name. */
 import { describe, expect, it } from 'vitest';
 import { DEMO_UNET_CONFIG } from '../engine/demo/demo.js';
-import { blockFactors, ipScales, parseLayerWeights, transformerOf, transformerOrder } from './ip-adapter-blocks.js';
+import { blockFactors, ipScales, parseLayerWeights, transformerOf, transformerOrder } from './ip-adapter-layer-scales.js';
 import { crossAttnLayers, parseUNetConfig } from './unet-config.js';
 
 // runwayml/stable-diffusion-v1-5 unet/config.json (the fields that shape the attention layers).
