@@ -70,7 +70,7 @@ describe('CLIP text encoder', () => {
     expect(clipTextConfigFromJson({ text_config: { ...SD15_TEXT_CONFIG } })).toEqual(SD15_TEXT_CONFIG);
     expect(() => clipTextConfigFromJson({ ...SD15_TEXT_CONFIG, hidden_act: 'relu' })).toThrow(/hidden_act "relu"/);
     const w = clipTextWeights(SafetensorsFile.open(plain));
-    expect(buildClipTextEncoder(cfg, w).nodes.some((n) => n.name.includes('layers.1.'))).toBe(true);
-    expect(buildClipTextEncoder(cfg, w, { skipLastLayers: 1 }).nodes.some((n) => n.name.includes('layers.1.'))).toBe(false);
+    expect(buildClipTextEncoder(cfg, w).initializers.some((t) => t.name.includes('layers.1.'))).toBe(true);
+    expect(buildClipTextEncoder(cfg, w, { skipLastLayers: 1 }).initializers.some((t) => t.name.includes('layers.1.'))).toBe(false);
   });
 });

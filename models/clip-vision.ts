@@ -193,7 +193,7 @@ export function buildClipVision(cfg: ClipVisionConfig, w: WeightMap): Graph {
   if (w.has('visual_projection.weight')) {
     const pooled = g.op('Gather', [h, g.constI([0], [])], { axis: 1 }); // (B, C)
     const normed = layerNorm(vm.child('post_layernorm'), pooled, cfg.layerNormEps);
-    const embeds = linear(new Module(g, w, 'visual_projection'), normed, false);
+    const embeds = linear(new Module(g, w, 'visual_projection'), normed, { bias: false });
     g.output('image_embeds', embeds, DataType.FLOAT, ['B', cfg.projectionDim ?? 'D']);
   }
   return g;

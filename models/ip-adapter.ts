@@ -182,15 +182,15 @@ export function buildImageProj(adapter: IpAdapterModel): Graph {
     const a = m.child('layers').child(d).child(0);
     const xn = layerNorm(a.child('norm1'), x, 1e-5);
     const ln = layerNorm(a.child('norm2'), latents, 1e-5);
-    const q = linear(a.child('to_q'), ln, false); // (B, Nq, inner)
-    const kv = linear(a.child('to_kv'), g.op('Concat', [xn, ln], { axis: 1 }), false); // (B, T+Nq, 2*inner)
+    const q = linear(a.child('to_q'), ln, { bias: false }); // (B, Nq, inner)
+    const kv = linear(a.child('to_kv'), g.op('Concat', [xn, ln], { axis: 1 }), { bias: false }); // (B, T+Nq, 2*inner)
     const [k, v] = g.opN('Split', [kv, g.constI([inner, inner])], 2, { axis: -1 });
     const o = attention(g, q, k, v, r.heads, r.dimHead); // (B, Nq, inner)
-    latents = g.op('Add', [linear(a.child('to_out'), o, false), latents]);
+    latents = g.op('Add', [linear(a.child('to_out'), o, { bias: false }), latents]);
     // FeedForward: LayerNorm, Linear, GELU, Linear (no biases), residual.
     const ff = m.child('layers').child(d).child(1);
     let h = layerNorm(ff.child(0), latents, 1e-5);
-    h = linear(ff.child(3), gelu(g, linear(ff.child(1), h, false)), false);
+    h = linear(ff.child(3), gelu(g, linear(ff.child(1), h, { bias: false })), { bias: false });
     latents = g.op('Add', [h, latents]);
   }
   const out = layerNorm(m.child('norm_out'), linear(m.child('proj_out'), latents), 1e-5);

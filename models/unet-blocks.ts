@@ -11,7 +11,7 @@
  * All tensors are float32; shapes in comments use B batch, C channels, H/W spatial, T tokens.
  */
 import type { TensorRef } from './safetensors.js';
-import { type Graph, Module, attention, conv2d, f, gelu, groupNorm, layerNorm, silu } from './onnx/graph.js';
+import { type Graph, Module, attention, conv2d, f, gelu, groupNorm, layerNorm, linear, silu } from './onnx/graph.js';
 
 /** How scaled-dot-product attention is expressed in the graph. */
 export type AttentionImpl =
@@ -74,7 +74,7 @@ export function timestepProjection(g: Graph, t: string, dim: number, flipSinToCo
 
 /** TimestepEmbedding (module time_embedding): linear_1 -> SiLU -> linear_2, (B, C0) -> (B, 4*C0). */
 export function timestepEmbedding(m: Module, tEmb: string): string {
-  return linearNT(m.child('linear_2'), silu(m.g, linearNT(m.child('linear_1'), tEmb)));
+  return linear(m.child('linear_2'), silu(m.g, linear(m.child('linear_1'), tEmb)));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ export function resnetBlock2D(m: Module, x: string, embAct: string | null, o: Bl
   let h = silu(g, groupNorm(m.child('norm1'), x, o.groups, o.eps));
   h = conv2d(m.child('conv1'), h); // (B, Cout, H, W)
   if (embAct && m.has('time_emb_proj.weight')) {
-    const t = linearNT(m.child('time_emb_proj'), embAct); // (B, Cout)
+    const t = linear(m.child('time_emb_proj'), embAct); // (B, Cout)
     h = g.op('Add', [h, g.op('Unsqueeze', [t, g.constI([2, 3])])]);
   }
   h = silu(g, groupNorm(m.child('norm2'), h, o.groups, o.eps));
@@ -127,23 +127,6 @@ export function upsample2D(m: Module, x: string, sizeLike?: string): string {
 // Attention
 // ---------------------------------------------------------------------------------------
 
-/**
- * nn.Linear on (..., in) -> (..., out) as Gemm(transB=1) on the weight exactly as stored (out, in).
- * Unlike MatMul(x, Transpose(W)), ONNX Runtime need not fold a transposed copy of every weight at
- * session creation (1.3 GB for SD1.5), and with prepacking disabled the external-data weight is
- * used in place.
- */
-export function linearNT(m: Module, x: string, ref?: { name: string; weight: TensorRef }): string {
-  const g = m.g;
-  const w = ref ? g.weight(ref.name, ref.weight) : m.param('weight');
-  const [outF, inF] = ref ? ref.weight.shape : m.shape('weight');
-  const lead = g.op('Slice', [g.op('Shape', [x]), g.constI([0]), g.constI([-1])]); // (..., )
-  const inputs = [g.op('Reshape', [x, g.constI([-1, inF])]), w]; // (N, in)
-  if (!ref && m.has('bias')) inputs.push(m.param('bias'));
-  const y = g.op('Gemm', inputs, { transB: 1 }); // (N, out)
-  return g.op('Reshape', [y, g.op('Concat', [lead, g.constI([outF])], { axis: 0 })]);
-}
-
 /** softmax(Q K^T / sqrt(d)) V on (B, T, C) / (B, S, C) with `heads` heads -> (B, T, C). */
 export function sdpa(g: Graph, q: string, k: string, v: string, heads: number, channels: number, impl: AttentionImpl): string {
   const headDim = channels / heads;
@@ -162,26 +145,26 @@ export function attentionModule(m: Module, x: string, context: string | null, he
   const g = m.g;
   const channels = m.shape('to_q.weight')[0];
   const ctx = context ?? x;
-  const q = linearNT(m.child('to_q'), x); // (B, T, C)
-  const k = linearNT(m.child('to_k'), ctx); // (B, S, C)
-  const v = linearNT(m.child('to_v'), ctx);
+  const q = linear(m.child('to_q'), x); // (B, T, C)
+  const k = linear(m.child('to_k'), ctx); // (B, S, C)
+  const v = linear(m.child('to_v'), ctx);
   let h = sdpa(g, q, k, v, heads, channels, impl);
   if (ip) {
     // (B, N, Cctx) -> (B, N, C) with the adapter's (C, Cctx) weights, no bias.
-    const proj = (ref: TensorRef, name: string) => linearNT(m, ip.tokens, { name: `ip_adapter.${ip.index}.${name}.weight`, weight: ref });
+    const proj = (ref: TensorRef, name: string) => linear(m, ip.tokens, { weight: { name: `ip_adapter.${ip.index}.${name}.weight`, ref } });
     const hIp = sdpa(g, q, proj(ip.toK, 'to_k_ip'), proj(ip.toV, 'to_v_ip'), heads, channels, impl);
     h = g.op('Add', [h, g.op('Mul', [hIp, ip.scale])]);
   }
-  return linearNT(m.child('to_out').child(0), h); // to_out.1 is dropout
+  return linear(m.child('to_out').child(0), h); // to_out.1 is dropout
 }
 
 /** FeedForward with GEGLU: proj (C -> 2I), hidden * gelu(gate), Linear (I -> C). */
 export function feedForwardGEGLU(m: Module, x: string): string {
   const g = m.g;
   const inner = m.shape('net.0.proj.weight')[0] / 2;
-  const p = linearNT(m.child('net').child(0).child('proj'), x); // (B, T, 2I)
+  const p = linear(m.child('net').child(0).child('proj'), x); // (B, T, 2I)
   const [hidden, gate] = g.opN('Split', [p, g.constI([inner, inner])], 2, { axis: -1 });
-  return linearNT(m.child('net').child(2), g.op('Mul', [hidden, gelu(g, gate)]));
+  return linear(m.child('net').child(2), g.op('Mul', [hidden, gelu(g, gate)]));
 }
 
 /** BasicTransformerBlock: self-attention, cross-attention, GEGLU feed-forward, each pre-LayerNorm + residual. */
@@ -205,7 +188,7 @@ export function transformer2D(m: Module, x: string, context: string, heads: numb
   const shape = g.op('Shape', [x]); // [B, C, H, W]
   const toTokens = (t: string) => g.op('Transpose', [g.op('Reshape', [t, g.constI([0, 0, -1])])], { perm: [0, 2, 1] }); // (B, HW, C)
   const n = groupNorm(m.child('norm'), x, o.groups, 1e-6);
-  let h = linearProjection ? linearNT(m.child('proj_in'), toTokens(n)) : toTokens(conv2d(m.child('proj_in'), n, { padding: 0 }));
+  let h = linearProjection ? linear(m.child('proj_in'), toTokens(n)) : toTokens(conv2d(m.child('proj_in'), n, { padding: 0 }));
   let i = 0;
   while (m.has(`transformer_blocks.${i}.norm1.weight`)) {
     h = basicTransformerBlock(m.child('transformer_blocks').child(i), h, context, heads, o);
@@ -213,7 +196,7 @@ export function transformer2D(m: Module, x: string, context: string, heads: numb
   }
   if (i === 0) throw new Error(`${m.prefix}: no transformer_blocks found`);
   const toImage = (t: string) => g.op('Reshape', [g.op('Transpose', [t], { perm: [0, 2, 1] }), shape]); // (B, C, H, W)
-  const out = linearProjection ? toImage(linearNT(m.child('proj_out'), h)) : conv2d(m.child('proj_out'), toImage(h), { padding: 0 });
+  const out = linearProjection ? toImage(linear(m.child('proj_out'), h)) : conv2d(m.child('proj_out'), toImage(h), { padding: 0 });
   return g.op('Add', [out, x]);
 }
 
