@@ -15,7 +15,7 @@ const specs = new Map<string, NodeSpec>([
     { name: 'flag', kind: 'boolean', default: false },
   ] }],
   ['mid', { type: 'mid', title: 'Middle', category: 't', description: '', inputs: [{ name: 'latent', type: 'LATENT' }, { name: 'extra', type: 'LATENT', optional: true }], outputs: [{ name: 'latent', type: 'LATENT' }], params: [] }],
-  ['sink', { type: 'sink', title: 'Sink', category: 't', description: '', inputs: [{ name: 'image', type: 'IMAGE' }], outputs: [], params: [{ name: 'filename_prefix', kind: 'string', default: 'x' }], output: true }],
+  ['sink', { type: 'sink', title: 'Sink', category: 't', description: '', inputs: [{ name: 'image', type: 'IMAGE' }], outputs: [], params: [{ name: 'filename_prefix', kind: 'string', default: 'x', outputPrefix: true }], output: true }],
   ['ckpt', { type: 'ckpt', title: 'Loader', category: 't', description: '', inputs: [], outputs: [{ name: 'image', type: 'IMAGE' }], params: [{ name: 'file', kind: 'file', modelKind: 'checkpoints', default: 'a.safetensors' }, { name: 'img', kind: 'image', default: '' }] }],
 ]);
 

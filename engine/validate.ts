@@ -115,7 +115,7 @@ export function validateWorkflow(wf: Workflow, specs: Map<string, NodeSpec>, opt
       if (p.kind === 'image' && opts.paths && !(p.optional && v === '') && !opts.paths.resolveImage(v)) {
         errors.push({ node: n.id, param: p.name, message: `${title(n)}: ${opts.paths.missingImage(v)}` });
       }
-      if (p.name === 'filename_prefix' && spec.output) {
+      if (p.kind === 'string' && p.outputPrefix) {
         const bad = checkOutputPrefix(v);
         if (bad) errors.push({ node: n.id, param: p.name, message: `${title(n)}: ${bad}` });
       }

@@ -40,7 +40,7 @@ export const loadImage: NodeDef = {
   ],
   params: [
     { name: 'image', kind: 'image', default: '' },
-    { name: 'mask', kind: 'image', default: '', optional: true },
+    { name: 'mask', kind: 'image', default: '', optional: true, mask: true },
   ],
   async execute(_inputs, params) {
     const rgba = await loadImageRGBA(params.image as string);

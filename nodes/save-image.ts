@@ -10,7 +10,7 @@ export const saveImage: NodeDef = {
   description: 'Saves the images as PNG in the output folder as <prefix>_00001_.png (a prefix may name a subfolder, never one outside the output folder). Each PNG carries this workflow and Automatic1111-style parameters.',
   inputs: [{ name: 'images', type: 'IMAGE' }],
   outputs: [],
-  params: [{ name: 'filename_prefix', kind: 'string', default: 'ipadapter' }],
+  params: [{ name: 'filename_prefix', kind: 'string', default: 'ipadapter', outputPrefix: true }],
   output: true,
   async execute(inputs, params, ctx) {
     const img = expectValue<ImageValue>(inputs.images, 'IMAGE', 'images');

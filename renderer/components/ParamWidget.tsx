@@ -102,13 +102,14 @@ function ImageFileInput({ inputRef, label, onFile }: { inputRef: Ref<HTMLInputEl
   );
 }
 
-/** The node's optional image param named `mask` (Load Image's painted mask), if it has one. */
-const MASK_PARAM = 'mask';
-function useMaskParam(node: string, spec: ParamSpec): boolean {
+const isMaskParam = (p: ParamSpec) => p.kind === 'image' && !!p.mask;
+
+/** The name of the node's mask param (Load Image's painted mask) an image param paints into, if it has one. */
+function useMaskParam(node: string, spec: ParamSpec): string | undefined {
   return useEditor((s) => {
-    if (spec.name === MASK_PARAM) return false;
+    if (isMaskParam(spec)) return undefined;
     const type = s.nodes.find((n) => n.id === node)?.data.type;
-    return !!type && !!s.specs[type]?.params.some((p) => p.kind === 'image' && p.name === MASK_PARAM && p.optional);
+    return type ? s.specs[type]?.params.find(isMaskParam)?.name : undefined;
   });
 }
 
@@ -119,23 +120,23 @@ function ImageParam({ node, nodeTitle, spec, value }: Props) {
   const { busy, upload } = useUpload(node, spec.name);
   const { over, handlers } = useImageDrop((f) => void upload(f.name, fileBytes(f)));
   const [painting, setPainting] = useState(false);
-  const paintable = useMaskParam(node, spec);
+  const maskParam = useMaskParam(node, spec);
   const v = typeof value === 'string' ? value : '';
   const url = v ? host().imageUrl(v) : null;
   const label = spec.label ?? spec.name;
 
   const openPainter = () => setPainting(true);
-  const saveMask = async (png: Uint8Array | null) => {
+  const saveMask = async (mask: string, png: Uint8Array | null) => {
     const n = editor.getState().nodes.find((x) => x.id === node);
-    const had = String(n?.data.params[MASK_PARAM] ?? '');
+    const had = String(n?.data.params[mask] ?? '');
     if (!png) {
       // Nothing painted: the node goes back to the image's transparency.
-      if (had) set(node, MASK_PARAM, '');
+      if (had) set(node, mask, '');
       return;
     }
     const stem = baseName(v).replace(/\.[^.]*$/, '').replace(/-[0-9a-f]{12}$/, '') || 'image';
     const res = await host().call('uploadImage', { name: `${stem}-mask.png`, dataBase64: toBase64(png) });
-    set(node, MASK_PARAM, res.value);
+    set(node, mask, res.value);
   };
   return (
     <div className={`image-param nodrag ${over ? 'drop-over' : ''}`} {...handlers}>
@@ -143,7 +144,7 @@ function ImageParam({ node, nodeTitle, spec, value }: Props) {
       <div className="image-row">
         <span className="file-name" title={v}>{v ? baseName(v) : 'no image'}</span>
         <button type="button" onClick={() => input.current?.click()} title="Choose an image file">Choose…</button>
-        {paintable && (
+        {maskParam && (
           <button
             type="button" className="paint-mask" onClick={openPainter} disabled={!url}
             title={url ? 'Paint the area to repaint (inpainting)' : 'Choose or drop an image first'}
@@ -153,11 +154,11 @@ function ImageParam({ node, nodeTitle, spec, value }: Props) {
         )}
       </div>
       <ImageFileInput inputRef={input} label={`${label} file for ${nodeTitle}`} onFile={(f) => void upload(f.name, fileBytes(f))} />
-      {painting && url && (
+      {painting && url && maskParam && (
         <MaskPainter
-          nodeTitle={nodeTitle} imageUrl={url} onSave={saveMask} onClose={() => setPainting(false)}
+          nodeTitle={nodeTitle} imageUrl={url} onSave={(png) => saveMask(maskParam, png)} onClose={() => setPainting(false)}
           maskUrl={(() => {
-            const m = editor.getState().nodes.find((x) => x.id === node)?.data.params[MASK_PARAM];
+            const m = editor.getState().nodes.find((x) => x.id === node)?.data.params[maskParam];
             return typeof m === 'string' && m ? host().imageUrl(m) : null;
           })()}
         />
@@ -177,7 +178,7 @@ function OptionalImageParam({ node, nodeTitle, spec, value }: Props) {
   const v = typeof value === 'string' ? value : '';
   const url = v ? host().imageUrl(v) : null;
   const label = spec.label ?? spec.name;
-  const isMask = spec.name === MASK_PARAM;
+  const isMask = isMaskParam(spec);
   return (
     <div className={`mask-param nodrag ${over ? 'drop-over' : ''}`} {...handlers}>
       {v ? (
