@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ClipTextEncoder, SD15_TEXT_CONFIG, buildClipTextEncoder, clipTextConfigFromJson, type ClipTextConfig } from './clip-text.js';
 import { clipTextWeights, prefixedWeights } from './keymaps/clip-text.js';
 import { SafetensorsFile, encodeSafetensors, type TensorToWrite } from './safetensors.js';
+import { seededUniform } from '../test/helpers/random.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'clip-text-test-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -16,11 +17,8 @@ const cfg: ClipTextConfig = clipTextConfigFromJson({
 
 /** Random weights of `cfg` under `prefix` + transformers names, written to a temp safetensors. */
 function writeWeights(file: string, prefix: string): void {
-  let seed = 1;
-  const rnd = (n: number, scale = 0.3, base = 0) => Float32Array.from({ length: n }, () => {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
-    return base + scale * (seed / 2 ** 31 - 0.5);
-  });
+  const u = seededUniform(1);
+  const rnd = (n: number, scale = 0.3, base = 0) => Float32Array.from({ length: n }, () => base + scale * u());
   const t: Record<string, TensorToWrite> = {};
   const add = (k: string, shape: number[], base = 0) => { t[prefix + k] = { dtype: 'F32', shape, data: rnd(shape.reduce((a, d) => a * d, 1), 0.3, base) }; };
   const C = cfg.hidden_size;

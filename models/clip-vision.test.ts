@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ClipVision, inferClipVisionConfig, resolveClipVision } from './clip-vision.js';
 import { SafetensorsFile, encodeSafetensors, type TensorToWrite } from './safetensors.js';
+import { seededUniform } from '../test/helpers/random.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'clip-vision-test-'));
 const cacheDir = path.join(root, 'cache');
@@ -16,11 +17,8 @@ const CONFIG = {
 
 /** Random CLIPVisionModelWithProjection weights for CONFIG (transformers names). */
 function weights(): Buffer {
-  let seed = 7;
-  const rnd = (n: number, base = 0) => Float32Array.from({ length: n }, () => {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
-    return base + 0.4 * (seed / 2 ** 31 - 0.5);
-  });
+  const u = seededUniform(7);
+  const rnd = (n: number, base = 0) => Float32Array.from({ length: n }, () => base + 0.4 * u());
   const t: Record<string, TensorToWrite> = {};
   const add = (k: string, shape: number[], base = 0) => { t[k] = { dtype: 'F32', shape, data: rnd(shape.reduce((a, d) => a * d, 1), base) }; };
   const C = CONFIG.hidden_size;

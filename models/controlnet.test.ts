@@ -8,6 +8,7 @@ import { numDownResiduals, parseUNetConfig } from './unet-config.js';
 import { ControlNet, type ControlResiduals, controlNetParameterShapes, sumResiduals, zeroResiduals } from './controlnet.js';
 import { type ControlNetConfig, checkControlNetFitsUNet, loadControlNet, looksLikeT2IAdapter, parseControlNetConfig } from './controlnet-load.js';
 import { ldmControlNetName } from './keymaps/ldm-controlnet.js';
+import { seededUniform } from '../test/helpers/random.js';
 
 /** A tiny SD1.5-shaped ControlNet config (as diffusers config.json): 2 levels, 1 layer, context 8. */
 const TINY_JSON = {
@@ -21,16 +22,8 @@ const SD15_JSON = {
   down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
 };
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32 - 0.5;
-  };
-}
-
 function randomTensors(shapes: Map<string, number[]>, seed: number, rename: (k: string) => string = (k) => k): Record<string, TensorToWrite> {
-  const r = rng(seed);
+  const r = seededUniform(seed);
   const out: Record<string, TensorToWrite> = {};
   for (const [k, shape] of shapes) {
     const n = shape.reduce((a, d) => a * d, 1);
@@ -80,7 +73,7 @@ describe('ControlNet on a tiny random model', () => {
   let cfg: ControlNetConfig;
   const cache = () => path.join(dir, 'cache');
   const B = 2;
-  const r = rng(5);
+  const r = seededUniform(5);
   const inputs = {
     sample: { data: new Float32Array(B * 4 * 8 * 8).map(() => 2 * r()), dims: [B, 4, 8, 8] },
     timestep: Float32Array.from([901, 901]),

@@ -5,16 +5,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ImageProjector, IpAdapterModel, checkAdapterMatchesVision, ipAdapterWeightsFor } from './ip-adapter.js';
 import { parseClipVisionConfig } from './clip-vision.js';
 import { encodeSafetensors, type TensorToWrite } from './safetensors.js';
+import { seededUniform } from '../test/helpers/random.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ip-adapter-test-'));
 const cacheDir = path.join(root, 'cache');
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-let seed = 3;
-const rnd = (n: number, base = 0) => Float32Array.from({ length: n }, () => {
-  seed = (seed * 1103515245 + 12345) % 2 ** 31;
-  return base + 0.5 * (seed / 2 ** 31 - 0.5);
-});
+const u = seededUniform(3);
+const rnd = (n: number, base = 0) => Float32Array.from({ length: n }, () => base + 0.5 * u());
 const T = (shape: number[], base = 0): TensorToWrite => ({ dtype: 'F32', shape, data: rnd(shape.reduce((a, d) => a * d, 1), base) });
 
 /** A base adapter: embed width D, N tokens of width C, processors 1 and 3. */

@@ -6,6 +6,7 @@ import { SafetensorsFile, encodeSafetensors, type TensorToWrite } from './safete
 import { UNetModel, unetParameterShapes } from './unet.js';
 import { attnProcessors, crossAttnLayers, numDownResiduals, parseUNetConfig, type UNetConfig } from './unet-config.js';
 import { ldmUnetName } from './keymaps/ldm-unet.js';
+import { seededUniform } from '../test/helpers/random.js';
 
 const SD15 = parseUNetConfig({
   block_out_channels: [320, 640, 1280, 1280], layers_per_block: 2, attention_head_dim: 8, cross_attention_dim: 768,
@@ -19,16 +20,8 @@ const TINY = parseUNetConfig({
   cross_attention_dim: 8, down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'], up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D'],
 });
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32 - 0.5;
-  };
-}
-
 function randomTensors(shapes: Map<string, number[]>, seed: number): Record<string, TensorToWrite> {
-  const r = rng(seed);
+  const r = seededUniform(seed);
   const out: Record<string, TensorToWrite> = {};
   for (const [k, shape] of shapes) {
     const n = shape.reduce((a, d) => a * d, 1);
@@ -113,7 +106,7 @@ describe('decoupled cross-attention on a tiny random UNet', () => {
     const plain = await UNetModel.create(cfg, weights, { cacheDir: cache });
     const withIp = await UNetModel.create(cfg, weights, { cacheDir: cache, ipAdapter });
     const withCn = await UNetModel.create(cfg, weights, { cacheDir: cache, controlnet: true, attention: 'onnx' });
-    const r = rng(3);
+    const r = seededUniform(3);
     const B = 2;
     const inp = {
       sample: { data: new Float32Array(B * 4 * 8 * 8).map(() => 2 * r()), dims: [B, 4, 8, 8] },

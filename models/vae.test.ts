@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ldmVaeKeyToDiffusers, ldmVaeWeights, vaeWeightsFromFile } from './keymaps/ldm-vae.js';
 import { SafetensorsFile, type TensorToWrite, encodeSafetensors } from './safetensors.js';
 import { Vae, type VaeConfig, parseVaeConfig, vaeConfigFromWeights, vaeParameterShapes } from './vae.js';
+import { seededUniform } from '../test/helpers/random.js';
 
 const cfg: VaeConfig = parseVaeConfig({
   block_out_channels: [4, 8], layers_per_block: 1, latent_channels: 4, norm_num_groups: 2,
@@ -29,9 +30,10 @@ function toLdm(name: string, upBlocks: number): string {
     .replace(/^(encoder|decoder)\.conv_norm_out\./, '$1.norm_out.');
 }
 
+/** Seeded uniform numbers in [-1, 1). */
 function rand(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+  const u = seededUniform(seed);
+  return () => 2 * u();
 }
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vae-test-'));
