@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import type { BuiltModel } from '../../models/onnx/graph.js';
 import { createSession, ort, type Provider } from '../../models/onnx/session.js';
+import { seededUniform } from '../../test/helpers/random.js';
 
 /** Random-weight safetensors (scripts/bench/random-weights.ts; the e2e section imports it directly). */
 export { writeRandomSafetensors } from './random-weights.js';
@@ -104,10 +105,14 @@ export function rssNowMb(): { anon_mb: number; file_mb: number } | null {
     return null;
   }
 }
-/** Deterministic values in [-1, 1) (LCG), for network inputs. */
-export const randn = (n: number, seed: number) => {
-  let s = seed;
-  return new Float32Array(n).map(() => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return (s / 2 ** 32 - 0.5) * 2; });
+/**
+ * Deterministic network inputs, uniform in [-1, 1) (seededUniform, test/helpers/random.ts). Uniform
+ * rather than normal: the sections time dense float work, which does not depend on the values'
+ * distribution, and the inputs stay the ones earlier bench figures were measured with.
+ */
+export const uniform = (n: number, seed: number) => {
+  const u = seededUniform(seed);
+  return new Float32Array(n).map(() => 2 * u());
 };
 export const seconds = (t0: number) => (performance.now() - t0) / 1000;
 

@@ -22,7 +22,7 @@ import { UNET_SESSION_OPTIONS, buildUNet } from '../../models/unet.js';
 import { numDownResiduals } from '../../models/unet-config.js';
 import { MID_RESIDUAL, buildControlNet, controlNetParameterShapes, downResidualName, zeroResiduals } from '../../models/controlnet.js';
 import { type ControlNetConfig, parseControlNetConfig } from '../../models/controlnet-load.js';
-import { type Args, type Timing, checkFinite, describeOptions, median, openSession, randn, rssMb, seconds, timed, writeRandomSafetensors } from './common.js';
+import { type Args, type Timing, checkFinite, describeOptions, median, openSession, uniform, rssMb, seconds, timed, writeRandomSafetensors } from './common.js';
 import { SD15_UNET, SD15_UNET_JSON, SD15_WORKLOAD, type UNetWorkload, unetFeeds, unetGflop, writeUNetFiles } from './unet.js';
 
 /** GFLOP of one ControlNet evaluation: the UNet-encoder copy, the conditioning encoder and the zero convs. */
@@ -79,7 +79,7 @@ export async function benchControlNet(dir: string, a: Args): Promise<Record<stri
   const imgH = wl.height * 8, imgW = wl.width * 8;
   const cnFeeds = {
     sample: feeds.sample, timestep: feeds.timestep, encoder_hidden_states: feeds.encoder_hidden_states, // text only
-    controlnet_cond: new ort.Tensor('float32', randn(wl.batch * 3 * imgH * imgW, 6).map((v) => 0.5 + 0.5 * v), [wl.batch, 3, imgH, imgW]),
+    controlnet_cond: new ort.Tensor('float32', uniform(wl.batch * 3 * imgH * imgW, 6).map((v) => 0.5 + 0.5 * v), [wl.batch, 3, imgH, imgW]),
     conditioning_scale: new ort.Tensor('float32', Float32Array.of(1), []),
   };
   const nRes = numDownResiduals(ucfg);

@@ -12,7 +12,7 @@ import { SafetensorsFile } from '../../models/safetensors.js';
 import { IpAdapterModel } from '../../models/ip-adapter.js';
 import { UNET_SESSION_OPTIONS, buildUNet, unetParameterShapes } from '../../models/unet.js';
 import { type UNetConfig, crossAttnLayers, parseUNetConfig } from '../../models/unet-config.js';
-import { type Args, checkFinite, describeOptions, median, openSession, randn, readOnce, rssMb, seconds, timeRuns, writeRandomSafetensors } from './common.js';
+import { type Args, checkFinite, describeOptions, median, openSession, uniform, readOnce, rssMb, seconds, timeRuns, writeRandomSafetensors } from './common.js';
 
 /** SD1.5's unet/config.json (the fields the parser reads); the ControlNet section parses it too. */
 export const SD15_UNET_JSON: Record<string, unknown> = {
@@ -98,10 +98,10 @@ export function unetFeeds(cfg: UNetConfig, wl: UNetWorkload): Record<string, ort
   const { batch: B, height: H, width: W } = wl;
   const C = cfg.crossAttentionDim;
   return {
-    sample: new ort.Tensor('float32', randn(B * cfg.inChannels * H * W, 3), [B, cfg.inChannels, H, W]),
+    sample: new ort.Tensor('float32', uniform(B * cfg.inChannels * H * W, 3), [B, cfg.inChannels, H, W]),
     timestep: new ort.Tensor('float32', new Float32Array(B).fill(981), [B]),
-    encoder_hidden_states: new ort.Tensor('float32', randn(B * wl.textTokens * C, 4), [B, wl.textTokens, C]),
-    ip_tokens: new ort.Tensor('float32', randn(B * wl.ipTokens * C, 5), [B, wl.ipTokens, C]),
+    encoder_hidden_states: new ort.Tensor('float32', uniform(B * wl.textTokens * C, 4), [B, wl.textTokens, C]),
+    ip_tokens: new ort.Tensor('float32', uniform(B * wl.ipTokens * C, 5), [B, wl.ipTokens, C]),
     ip_scale: new ort.Tensor('float32', new Float32Array(crossAttnLayers(cfg).length).fill(1), [crossAttnLayers(cfg).length]),
   };
 }

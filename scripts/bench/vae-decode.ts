@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { ort } from '../../models/onnx/session.js';
 import { SafetensorsFile } from '../../models/safetensors.js';
 import { buildVaeDecoder, parseVaeConfig, vaeParameterShapes } from '../../models/vae.js';
-import { type Args, describeOptions, median, openSession, randn, rssMb, timeRuns, writeRandomSafetensors } from './common.js';
+import { type Args, describeOptions, median, openSession, uniform, rssMb, timeRuns, writeRandomSafetensors } from './common.js';
 
 export async function benchVaeDecode(dir: string, a: Args): Promise<Record<string, unknown>> {
   const cfg = parseVaeConfig({
@@ -22,7 +22,7 @@ export async function benchVaeDecode(dir: string, a: Args): Promise<Record<strin
   t0 = performance.now();
   const session = await openSession(built, path.join(dir, 'cache'), a);
   const sessionS = (performance.now() - t0) / 1000;
-  const latents = new ort.Tensor('float32', randn(4 * 64 * 64, 9), [1, 4, 64, 64]);
+  const latents = new ort.Tensor('float32', uniform(4 * 64 * 64, 9), [1, 4, 64, 64]);
   const { warmup_ms, ms, cpu_ms } = await timeRuns(a.steps, () => session.run({ latents }));
   await session.release();
   return { ms_median: median(ms), ms, warmup_ms, cpu_ms, build_s: +buildS.toFixed(2), session_create_s: +sessionS.toFixed(2), weight_bytes: bytes, output: '1x3x512x512', peak_rss_mb: Math.round(rssMb()), session_options: describeOptions({}, a) };

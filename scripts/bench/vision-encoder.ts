@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { ort } from '../../models/onnx/session.js';
 import { SafetensorsFile } from '../../models/safetensors.js';
 import { type ClipVisionConfig, buildClipVision } from '../../models/clip-vision.js';
-import { type Args, checkFinite, describeOptions, median, openSession, randn, rssMb, rssNowMb, timeRuns, writeRandomSafetensors } from './common.js';
+import { type Args, checkFinite, describeOptions, median, openSession, uniform, rssMb, rssNowMb, timeRuns, writeRandomSafetensors } from './common.js';
 
 /** OpenCLIP ViT-H/14 (h94/IP-Adapter models/image_encoder/config.json). */
 export const VIT_H_14: Readonly<ClipVisionConfig> = Object.freeze({
@@ -55,7 +55,7 @@ export async function benchVisionEncoder(dir: string, a: Args): Promise<Record<s
   const rssSessionMb = rssMb();
   const rssSession = rssNowMb();
   const S = cfg.imageSize;
-  const pixel_values = new ort.Tensor('float32', randn(3 * S * S, 5), [1, 3, S, S]);
+  const pixel_values = new ort.Tensor('float32', uniform(3 * S * S, 5), [1, 3, S, S]);
   const { warmup_ms, ms, cpu_ms } = await timeRuns(a.steps, async () => {
     const out = await session.run({ pixel_values });
     checkFinite('vision encoder', out.image_embeds.data);
