@@ -1,5 +1,6 @@
 /**
- * Group name -> case handler. Each group of cases.json has its own file in this folder.
+ * Group name -> case handler. Each group of cases.json has its own file in this folder, except the
+ * pipeline groups run through the engine as they are (their handlers are ../pipeline-runner.ts's).
  * A group missing here is reported as a failure by the runner.
  */
 import type { CaseHandler } from '../context.js';
@@ -11,10 +12,8 @@ import { imageProj } from './image_proj.js';
 import { unetStep } from './unet_step.js';
 import { ddim } from './ddim.js';
 import { vae } from './vae.js';
-import { pipelineIpAdapter } from './pipeline_ip_adapter.js';
-import { pipelineTextOnly } from './pipeline_text_only.js';
+import { pipelineImg2imgCase, pipelineIpAdapterCase, pipelineTextOnlyCase } from '../pipeline-runner.js';
 import { pipelineControlnetIpAdapter } from './pipeline_controlnet_ip_adapter.js';
-import { pipelineImg2imgIpAdapter } from './pipeline_img2img_ip_adapter.js';
 import { multipleImagePrompts } from './multiple_image_prompts.js';
 
 export const handlers: Record<string, CaseHandler> = {
@@ -26,9 +25,9 @@ export const handlers: Record<string, CaseHandler> = {
   unet_step: unetStep,
   ddim: ddim,
   vae: vae,
-  pipeline_ip_adapter: pipelineIpAdapter,
-  pipeline_text_only: pipelineTextOnly,
+  pipeline_ip_adapter: pipelineIpAdapterCase,
+  pipeline_text_only: pipelineTextOnlyCase,
   pipeline_controlnet_ip_adapter: pipelineControlnetIpAdapter,
-  pipeline_img2img_ip_adapter: pipelineImg2imgIpAdapter,
+  pipeline_img2img_ip_adapter: pipelineImg2imgCase,
   multiple_image_prompts: multipleImagePrompts,
 };
