@@ -15,7 +15,8 @@ import {
   type AttentionImpl, type BlockOptions, type IpLayer,
   downBlock, midBlockCrossAttn, timestepEmbedding, timestepProjection, upBlock,
 } from './unet-blocks.js';
-import { type AttnProcessorInfo, type UNetConfig, crossAttnLayers, downBlockSpecs, numDownResiduals, upBlockSpecs } from './unet-config.js';
+import { type AttnProcessorInfo, type UNetConfig, crossAttnLayers, downBlockSpecs, upBlockSpecs } from './unet-config.js';
+import { type F32Tensor, type UNetInputs, callUNet } from './unet-call.js';
 
 /**
  * IP-Adapter image-branch weights, by attention-processor index (the h94 `ip_adapter.<index>`
@@ -115,23 +116,6 @@ export function buildUNet(cfg: UNetConfig, w: WeightMap, opts: BuildUNetOptions 
 // Running the graph: one session per (weights, adapter, controlnet) variant.
 // ---------------------------------------------------------------------------------------
 
-/** A float32 tensor with its dims. */
-export interface F32Tensor { data: Float32Array; dims: number[] }
-
-export interface UNetInputs {
-  sample: F32Tensor; // (B, Cin, H, W)
-  /** One timestep for the whole batch, or one per sample. */
-  timestep: number | Float32Array;
-  encoderHiddenStates: F32Tensor; // (B, T, Cctx)
-  /** Image tokens (B, N, Cctx); a (B, images, tokens, Cctx) tensor is flattened to N = images * tokens. */
-  ipTokens?: F32Tensor;
-  /** λ for every cross-attention layer, or one per layer (crossAttnLayers order). Default 1. */
-  ipScale?: number | ArrayLike<number>;
-  /** ControlNet residuals (already scaled by the conditioning scale). */
-  downResiduals?: F32Tensor[];
-  midResidual?: F32Tensor;
-}
-
 export interface UNetSessionOptions extends SessionConfig, BuildUNetOptions {}
 
 /**
@@ -161,37 +145,9 @@ export class UNetModel {
     return new UNetModel(config, session, !!opts.ipAdapter, !!opts.controlnet);
   }
 
-  /** One UNet evaluation: noise prediction (B, Cout, H, W). */
-  async run(inp: UNetInputs): Promise<F32Tensor> {
-    const [B] = inp.sample.dims;
-    const t = typeof inp.timestep === 'number' ? new Float32Array(B).fill(inp.timestep) : inp.timestep;
-    if (t.length !== B) throw new Error(`UNet: ${t.length} timesteps for a batch of ${B}`);
-    const T = (x: F32Tensor) => new ort.Tensor('float32', x.data, x.dims);
-    const feeds: Record<string, ort.Tensor> = {
-      sample: T(inp.sample), timestep: new ort.Tensor('float32', t, [B]), encoder_hidden_states: T(inp.encoderHiddenStates),
-    };
-    if (this.hasAdapter) {
-      if (!inp.ipTokens) throw new Error('UNet: this graph has an IP-Adapter; ipTokens are required');
-      const d = inp.ipTokens.dims;
-      const dims = d.length === 4 ? [d[0], d[1] * d[2], d[3]] : d; // images concatenated along the sequence
-      feeds.ip_tokens = new ort.Tensor('float32', inp.ipTokens.data, dims);
-      const n = this.crossLayers.length;
-      const sc = inp.ipScale ?? 1;
-      const scales = typeof sc === 'number' ? new Float32Array(n).fill(sc) : Float32Array.from(sc);
-      if (scales.length !== n) throw new Error(`UNet: ${scales.length} IP-Adapter scales for ${n} cross-attention layers`);
-      feeds.ip_scale = new ort.Tensor('float32', scales, [n]);
-    }
-    if (this.hasControlnet) {
-      const want = numDownResiduals(this.config);
-      if (!inp.downResiduals || inp.downResiduals.length !== want || !inp.midResidual) {
-        throw new Error(`UNet: this graph takes ControlNet residuals (${want} down + 1 mid), got ${inp.downResiduals?.length ?? 0} down${inp.midResidual ? ' + mid' : ''}`);
-      }
-      inp.downResiduals.forEach((r, i) => { feeds[`down_block_additional_residual_${i}`] = T(r); });
-      feeds.mid_block_additional_residual = T(inp.midResidual);
-    }
-    const out = await this.session.run(feeds);
-    const y = out.noise_pred;
-    return { data: y.data as Float32Array, dims: [...y.dims] };
+  /** One UNet evaluation: noise prediction (B, Cout, H, W) (models/unet-call.ts, as the sampler calls it). */
+  run(inp: UNetInputs): Promise<F32Tensor> {
+    return callUNet(this, inp);
   }
 
   async release(): Promise<void> {

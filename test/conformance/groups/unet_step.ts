@@ -6,7 +6,9 @@
  * counts cannot be read from shapes). ip_tokens are fed as the graph input; the cases' image_embeds /
  * penultimate states are checked to project to those tokens in the `inputs` case (helper B's
  * projector), and encoder_hidden_states to come from input_ids through each source's text encoder.
- * One graph/session per (source, adapter file), reused across cases.
+ * One graph/session per (source, adapter file), reused across cases. Each evaluation goes through
+ * models/unet-call.ts `callUNet`, the function the sampler's model call uses, so these cases check
+ * the feeds (timestep, tokens, per-layer scales) a user's run builds.
  */
 import * as path from 'node:path';
 import { type LoadedCheckpoint, loadCheckpoint } from '../../../models/checkpoint.js';
@@ -18,6 +20,7 @@ import { prefixedWeights } from '../../../models/keymaps/clip-text.js';
 import { SafetensorsFile } from '../../../models/safetensors.js';
 import { ClipTokenizer } from '../../../models/tokenizer.js';
 import { UNetModel } from '../../../models/unet.js';
+import { callUNet } from '../../../models/unet-call.js';
 import { type CaseHandler, type CaseSpec, type Ctx, type Row, compare, toleranceFor } from '../context.js';
 import { fixtureProjector } from './image_proj.js';
 import { fixtureVision } from './vision_encoder.js';
@@ -87,7 +90,7 @@ export async function runUNetCase(ctx: Ctx, group: string, c: CaseSpec, label = 
   }
   for (const source of SOURCES) {
     const unet = await fixtureUNet(ctx, source, adapter);
-    const out = await unet.run({
+    const out = await callUNet(unet, {
       sample: tensor(inputs.latents),
       timestep: inputs.timestep,
       encoderHiddenStates: tensor(inputs.encoder_hidden_states),
