@@ -3,8 +3,7 @@
  * architecture from keys and shapes, and loading of a diffusers folder or a single file
  * (original `control_model.*` layout or diffusers names; safetensors or an lllyasviel .pth pickle,
  * read by models/pickle.ts without running it). Refuses SDXL / SD2 ControlNets with a sentence.
- * Split from models/controlnet.ts (the graph and its runtime), which re-exports these names for
- * existing importers.
+ * The graph and its runtime are models/controlnet.ts.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';

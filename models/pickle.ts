@@ -105,7 +105,7 @@ export function openTensorFile(file: string): SafetensorsFile {
 
 /**
  * Throws PickleFileError when `file` is a PyTorch pickle (by extension or by its first bytes), for
- * the loaders that still read safetensors only (CLIP vision, diffusers component folders).
+ * the loaders that read safetensors only (CLIP vision, diffusers component folders).
  * `what` names the expected model for the sentence, e.g. "the CLIP vision model".
  */
 export function refusePickle(file: string, what: string): void {

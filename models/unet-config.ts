@@ -1,8 +1,7 @@
 /**
  * The UNet's configuration side: the typed config parsed from a diffusers unet/config.json, the
  * block specs the builders walk, and the attention-processor numbering (diffusers registration
- * order = the h94 `ip_adapter.<index>` numbers). Split from models/unet.ts (the graph builder),
- * which re-exports these names for existing importers.
+ * order = the h94 `ip_adapter.<index>` numbers). The graph builder is models/unet.ts.
  */
 import * as fs from 'node:fs';
 import type { BlockSpec } from './unet-blocks.js';

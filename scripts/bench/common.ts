@@ -108,7 +108,7 @@ export function rssNowMb(): { anon_mb: number; file_mb: number } | null {
 /**
  * Deterministic network inputs, uniform in [-1, 1) (seededUniform, test/helpers/random.ts). Uniform
  * rather than normal: the sections time dense float work, which does not depend on the values'
- * distribution, and the inputs stay the ones earlier bench figures were measured with.
+ * distribution, and fixed inputs keep figures comparable between versions.
  */
 export const uniform = (n: number, seed: number) => {
   const u = seededUniform(seed);
