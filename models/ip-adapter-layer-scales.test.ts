@@ -1,4 +1,4 @@
-/** λ per block: presets land on ComfyUI_IPAdapter_plus' SD1.5 layers; custom lists by index or name. */
+/** λ per layer: presets land on ComfyUI_IPAdapter_plus' SD1.5 layers; custom lists by index or name. */
 import { describe, expect, it } from 'vitest';
 import { DEMO_UNET_CONFIG } from '../engine/demo/demo.js';
 import { blockFactors, ipScales, parseLayerWeights, transformerOf, transformerOrder } from './ip-adapter-layer-scales.js';

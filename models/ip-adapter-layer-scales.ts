@@ -1,5 +1,5 @@
 /**
- * λ per block: one IP-Adapter scale per cross-attention layer, from a preset or a custom list.
+ * λ per layer: one IP-Adapter scale per cross-attention layer, from a preset or a custom list.
  * The UNet graph takes ip_scale (L,) as an input (one λ per attn2 layer, crossAttnLayers order),
  * so none of this rebuilds the UNet.
  *
