@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DataType, Graph, Module, attention, gelu, layerNorm, linear, quickGelu, type WeightMap } from './onnx/graph.js';
-import { createSession, ort, type SessionConfig } from './onnx/session.js';
+import { IN_PLACE_SESSION_OPTIONS, createSession, ort, type SessionConfig } from './onnx/session.js';
 
 /** transformers CLIPTextConfig fields the graph needs (snake_case, as in config.json). */
 export interface ClipTextConfig {
@@ -167,6 +167,9 @@ export function buildClipTextEncoder(cfg: ClipTextConfig, w: WeightMap, opts: Cl
   return g;
 }
 
+/** ONNX Runtime options of the text encoder session: the weights are used in place (onnx/session.ts). */
+export const CLIP_TEXT_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = IN_PLACE_SESSION_OPTIONS;
+
 /** A text encoder session: token ids in, hidden states out. */
 export class ClipTextEncoder {
   private constructor(readonly session: ort.InferenceSession, readonly config: ClipTextConfig) {}
@@ -174,7 +177,7 @@ export class ClipTextEncoder {
   /** Builds (or reuses from `cacheDir`) the graph for these weights and opens a session. */
   static async load(weights: WeightMap, cfg: ClipTextConfig, opts: SessionConfig & ClipTextBuildOptions): Promise<ClipTextEncoder> {
     const built = buildClipTextEncoder(cfg, weights, opts).build();
-    return new ClipTextEncoder(await createSession(built, opts), cfg);
+    return new ClipTextEncoder(await createSession(built, { ...opts, sessionOptions: { ...CLIP_TEXT_SESSION_OPTIONS, ...opts.sessionOptions } }), cfg);
   }
 
   /** ids: B rows of T = max_position_embeddings token ids -> (B, T, C) float32, row-major. */

@@ -15,7 +15,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Graph, Module, DataType, type WeightMap, attention, conv2d, gelu, layerNorm, linear, quickGelu } from './onnx/graph.js';
-import { createSession, ort, type Provider } from './onnx/session.js';
+import { IN_PLACE_SESSION_OPTIONS, createSession, ort, type Provider } from './onnx/session.js';
 import { refusePickle } from './pickle.js';
 import { SafetensorsFile } from './safetensors.js';
 import { CLIP_DEFAULTS, readPreprocessorConfig, type ClipPreprocessConfig, type Tensor } from './image-preprocess.js';
@@ -250,6 +250,9 @@ export interface LoadOptions { cacheDir: string; provider?: Provider; log?: (msg
 /** Output of ClipVision.encode. */
 export interface VisionOutput { imageEmbeds: Tensor | null; penultimate: Tensor }
 
+/** ONNX Runtime options of the vision encoder session: the weights are used in place (onnx/session.ts). */
+export const CLIP_VISION_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = IN_PLACE_SESSION_OPTIONS;
+
 /** A CLIP vision encoder ready to run. */
 export class ClipVision {
   private constructor(
@@ -262,7 +265,7 @@ export class ClipVision {
   /** Loads a transformers folder or a single .safetensors file and creates its session. */
   static async load(src: string, opts: LoadOptions): Promise<ClipVision> {
     const r = resolveClipVision(src, opts);
-    const session = await createSession(buildClipVision(r.config, r.file).build(), opts);
+    const session = await createSession(buildClipVision(r.config, r.file).build(), { ...opts, sessionOptions: CLIP_VISION_SESSION_OPTIONS });
     return new ClipVision(r.weights, r.config, r.preprocess, session);
   }
 

@@ -15,7 +15,7 @@
  */
 import * as path from 'node:path';
 import { Graph, Module, DataType, attention, gelu, layerNorm, linear } from './onnx/graph.js';
-import { createSession, ort, type Provider } from './onnx/session.js';
+import { IN_PLACE_SESSION_OPTIONS, createSession, ort, type Provider } from './onnx/session.js';
 import { SafetensorsFile, type TensorRef } from './safetensors.js';
 import type { ClipVision, ClipVisionConfig } from './clip-vision.js';
 import { openTensorFile } from './pickle.js';
@@ -207,7 +207,7 @@ export class ImageProjector {
   /** Loads an adapter file (or an already opened adapter) and creates the projection session. */
   static async load(src: string | IpAdapterModel, opts: ProjectorOptions): Promise<ImageProjector> {
     const adapter = typeof src === 'string' ? IpAdapterModel.load(src) : src;
-    return new ImageProjector(adapter, await createSession(buildImageProj(adapter).build(), opts));
+    return new ImageProjector(adapter, await createSession(buildImageProj(adapter).build(), { ...opts, sessionOptions: IN_PLACE_SESSION_OPTIONS }));
   }
 
   /** The graph input this adapter takes: image_embeds (base) or penultimate_hidden_states (plus). */

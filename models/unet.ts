@@ -10,7 +10,7 @@
  */
 import type { TensorRef } from './safetensors.js';
 import { DataType, Graph, Module, type WeightMap, conv2d, groupNorm, silu } from './onnx/graph.js';
-import { type SessionConfig, createSession, ort } from './onnx/session.js';
+import { IN_PLACE_SESSION_OPTIONS, type SessionConfig, createSession, ort } from './onnx/session.js';
 import {
   type AttentionImpl, type BlockOptions, type IpLayer,
   downBlock, midBlockCrossAttn, timestepEmbedding, timestepProjection, upBlock,
@@ -122,12 +122,13 @@ export interface UNetSessionOptions extends SessionConfig, BuildUNetOptions {}
  * ONNX Runtime options for the UNet, measured with scripts/bench.ts on SD1.5 (fp32, CPU):
  * fusions up to "extended" but not the NCHWc layout pass of "all" (it reorders a copy of every
  * conv weight: +13 s session creation and +2.4 GB for SD1.5), and no prepacking, so the
- * external-data weights (memory-mapped from the user's file) are used in place. With
- * Gemm(transB) linears (unet-blocks linearNT) nothing is copied at session creation.
+ * external-data weights (memory-mapped from the user's file) are used in place
+ * (onnx/session.ts IN_PLACE_SESSION_OPTIONS). With Gemm(transB) linears (onnx/graph.ts
+ * `linear`) nothing is copied at session creation.
  */
 export const UNET_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
   graphOptimizationLevel: 'extended',
-  extra: { session: { disable_prepacking: '1' } },
+  ...IN_PLACE_SESSION_OPTIONS,
 };
 
 /** A UNet graph variant with its ONNX Runtime session. */

@@ -22,7 +22,8 @@
  * <section>), so each section's peak RSS is its own and memory is returned between them.
  *
  * Each network runs with the product's session options (UNET_SESSION_OPTIONS for the UNet,
- * createSession's defaults for the others); --opt / --prepack / --no-prepack override them.
+ * CLIP_TEXT_ / CLIP_VISION_SESSION_OPTIONS for the encoders, createSession's defaults for the
+ * VAE); --opt / --prepack / --no-prepack override them.
  * Peak RSS is the process's (process.resourceUsage().maxRSS). Timings carry the process's CPU
  * time too (cpu_ms): other processes on the cores stretch wall time, not CPU time.
  */

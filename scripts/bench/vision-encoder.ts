@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import { ort } from '../../models/onnx/session.js';
 import { SafetensorsFile } from '../../models/safetensors.js';
-import { type ClipVisionConfig, buildClipVision } from '../../models/clip-vision.js';
+import { CLIP_VISION_SESSION_OPTIONS, type ClipVisionConfig, buildClipVision } from '../../models/clip-vision.js';
 import { type Args, checkFinite, describeOptions, median, openSession, uniform, rssMb, rssNowMb, timeRuns, writeRandomSafetensors } from './common.js';
 
 /** OpenCLIP ViT-H/14 (h94/IP-Adapter models/image_encoder/config.json). */
@@ -38,9 +38,6 @@ function clipVisionShapes(c: ClipVisionConfig): Map<string, number[]> {
   return p;
 }
 
-/** The product's session options for this network (models/clip-vision.ts ClipVision.load). */
-const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {};
-
 export async function benchVisionEncoder(dir: string, a: Args): Promise<Record<string, unknown>> {
   const cfg = { ...VIT_H_14 };
   const file = path.join(dir, 'vision-encoder-random.safetensors');
@@ -50,7 +47,7 @@ export async function benchVisionEncoder(dir: string, a: Args): Promise<Record<s
   const built = buildClipVision(cfg, SafetensorsFile.open(file)).build();
   const buildS = (performance.now() - t0) / 1000;
   t0 = performance.now();
-  const session = await openSession(built, path.join(dir, 'cache'), a, SESSION_OPTIONS);
+  const session = await openSession(built, path.join(dir, 'cache'), a, CLIP_VISION_SESSION_OPTIONS);
   const sessionS = (performance.now() - t0) / 1000;
   const rssSessionMb = rssMb();
   const rssSession = rssNowMb();
@@ -60,10 +57,11 @@ export async function benchVisionEncoder(dir: string, a: Args): Promise<Record<s
     const out = await session.run({ pixel_values });
     checkFinite('vision encoder', out.image_embeds.data);
   });
+  const rssRuns = rssNowMb();
   await session.release();
   return {
     ms_median: median(ms), ms, warmup_ms, cpu_ms, build_s: +buildS.toFixed(2), session_create_s: +sessionS.toFixed(2), weight_bytes: bytes,
     input: `1x3x${S}x${S}`, peak_rss_before_session_mb: Math.round(rssBeforeMb), peak_rss_after_session_mb: Math.round(rssSessionMb),
-    rss_after_session: rssSession, peak_rss_mb: Math.round(rssMb()), session_options: describeOptions(SESSION_OPTIONS, a),
+    rss_after_session: rssSession, rss_after_runs: rssRuns, peak_rss_mb: Math.round(rssMb()), session_options: describeOptions(CLIP_VISION_SESSION_OPTIONS, a),
   };
 }
