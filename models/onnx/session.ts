@@ -104,8 +104,10 @@ export function executionProviders(p: Provider | undefined): ort.InferenceSessio
  * them in place (graph.ts `linear` is Gemm(transB=1) on the stored weight, so no transposed copy
  * is folded either). Resident weight memory is then file-backed page cache shared with the file,
  * not an anonymous copy, and session creation does not read the weights at all (the first run
- * faults them in). Measured with `npm run bench` (CLIP text and a ViT-H/14 vision encoder, CPU):
- * same run time within noise, session creation 0.5 -> 0.1 s and 7-10 -> 0.3 s.
+ * faults them in). Measured with `npm run bench` (CLIP text and a ViT-H/14 vision encoder, CPU,
+ * 2 cores): session creation 0.5 -> 0.1 s and 7-10 -> 0.3 s, anonymous RSS 0.43 -> 0.1 GB and
+ * 2.5 -> 0.1 GB; vision run time the same within 3%, text within noise (up to ~15% slower on
+ * loaded cores: MLAS packs each weight per call instead of once).
  * Used by the linear-heavy networks: CLIP text, CLIP vision, the image projection, and (with
  * graph level "extended") the UNet.
  */
