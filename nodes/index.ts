@@ -5,6 +5,7 @@
  */
 import type { NodeDef, NodeSpec } from './types.js';
 import { loadCheckpoint } from './load-checkpoint.js';
+import { loadVae } from './load-vae.js';
 import { loadImage } from './load-image.js';
 import { loadClipVision } from './load-clip-vision.js';
 import { clipVisionEncode } from './clip-vision-encode.js';
@@ -29,6 +30,7 @@ import { imageResize } from './image-resize.js';
 
 export const NODE_DEFS: NodeDef[] = [
   loadCheckpoint,
+  loadVae,
   loadImage,
   loadClipVision,
   clipVisionEncode,

@@ -27,7 +27,8 @@ export const loadCheckpoint: NodeDef = {
     const tokenizerDir = await tokenizerDirFor(ctx.models, ref, params.tokenizer as string, path.join(ctx.paths.modelsDir, 'tokenizers'));
     const model: ModelValue = { kind: 'MODEL', checkpoint: ref, adapters: [] };
     const clip: ClipValue = { kind: 'CLIP', checkpoint: ref, tokenizerDir };
-    const vae: VaeValue = { kind: 'VAE', checkpoint: ref };
+    // A checkpoint without a VAE still loads; VAE Decode / Encode fed by this output say so (add a Load VAE node).
+    const vae: VaeValue = { kind: 'VAE', checkpoint: ref, from: { node: ctx.nodeId, title: loadCheckpoint.title } };
     return { model, clip, vae };
   },
 };

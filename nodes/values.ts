@@ -47,9 +47,13 @@ export interface ClipValue {
 /** VAE: where its weights are (a checkpoint's, or a separate VAE file). */
 export interface VaeValue {
   kind: 'VAE';
-  /** A checkpoint (its VAE) or a standalone VAE file from <models>/vae. */
+  /** A checkpoint (its VAE) or a standalone VAE file or diffusers folder from <models>/vae (Load VAE). */
   checkpoint?: CheckpointRef;
   file?: string;
+  /** The config.json describing a standalone file ('' or absent = read from shapes, SD1.5 group count and scale). */
+  configPath?: string;
+  /** Id of the node that made the value, so a missing VAE names it ("Load Checkpoint (ckpt)"). */
+  from?: { node: string; title: string };
 }
 
 /** IMAGE: a batch of RGB images, float32 (B, H, W, 3) in [0, 1] (ComfyUI's layout). */

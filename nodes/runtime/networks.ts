@@ -4,7 +4,8 @@
  * they are, so each graph is built and each session created once per engine until unloaded.
  *
  * Keys: `ckpt|<path>|<configDir>`, `unet|<path>|<configDir>|ip=<adapter or ->|cn=<0/1>`,
- * `clip-text|<path>|<configDir>`, `tokenizer|<dir>`, `vae|<path>|<configDir>`,
+ * `clip-text|<path>|<configDir>`, `tokenizer|<dir>`, `vae|<path>|<configDir>`, `vae|file=<path>|<config>`
+ * (Load VAE; its headers under `vae-parts|<path>|<config>`),
  * `clip-vision|<path>`, `clip-vision-zeros|<path>`, `image-proj|<path>`.
  * `unload(prefix)` on the store releases them (e.g. `unload('unet|')`).
  */
@@ -17,11 +18,12 @@ import { DDIMScheduler, loadSchedulerConfig, parseSchedulerConfig, SD15_SCHEDULE
 import { ImageProjector, IpAdapterModel } from '../../models/ip-adapter.js';
 import { clipTextWeights } from '../../models/keymaps/clip-text.js';
 import { vaeWeightsFromFile } from '../../models/keymaps/ldm-vae.js';
-import { SafetensorsFile } from '../../models/safetensors.js';
+import { openTensorFile } from '../../models/pickle.js';
 import { ClipTokenizer, type TextCleaning } from '../../models/tokenizer.js';
 import { buildUNet, UNET_SESSION_OPTIONS } from '../../models/unet.js';
 import { crossAttnLayers, type UNetConfig } from '../../models/unet-config.js';
 import { loadVaeConfig, Vae, vaeConfigFromWeights } from '../../models/vae.js';
+import { type LoadedVae, loadVaeFile } from '../../models/vae-load.js';
 import type { ort } from '../../models/onnx/session.js';
 import type { CheckpointRef, ClipValue, ModelValue, VaeValue } from '../values.js';
 import type { ModelStore } from '../../engine/model-store.js';
@@ -82,12 +84,24 @@ export async function textRuntime(store: ModelStore, clip: ClipValue, cleaning: 
   const te = ck.textEncoder;
   if (!te) throw new Error(`${clip.checkpoint.path} has no text encoder (no text_encoder/ folder or cond_stage_model.* weights)`);
   const encoder = await store.get(`clip-text|${ckptKey(clip.checkpoint)}`, () => {
-    const weights = clipTextWeights(SafetensorsFile.open(te.weightsFile));
+    const weights = clipTextWeights(openTensorFile(te.weightsFile)); // safetensors, or a .ckpt checkpoint's pickle
     const cfg = te.configPath ? loadClipTextConfig(te.configPath) : { ...SD15_TEXT_CONFIG };
     return ClipTextEncoder.load(weights, cfg, store.sessionConfig());
   }, (e) => e.release());
   const tokenizer = await store.get(`tokenizer|${clip.tokenizerDir}|${cleaning}`, () => ClipTokenizer.fromDir(clip.tokenizerDir, { cleaning }));
   return { encoder, tokenizer };
+}
+
+/** A standalone VAE's weights and config (Load VAE; headers only, opened once). */
+export function vaeFileParts(store: ModelStore, file: string, configPath = ''): Promise<LoadedVae> {
+  return store.get(`vae-parts|${file}|${configPath}`, () => loadVaeFile(file, configPath ? { configPath } : {}));
+}
+
+/** The sentence for a VAE input fed by a checkpoint that has none. */
+export function missingVaeMessage(v: VaeValue): string {
+  const by = v.from ? ` (loaded by ${v.from.title} "${v.from.node}")` : '';
+  return `the checkpoint ${path.basename(v.checkpoint!.path)}${by} has no VAE (no vae/ folder or first_stage_model.* weights): ` +
+    'add a Load VAE node with a VAE from <models>/vae (e.g. vae-ft-mse-840000-ema-pruned.safetensors) and connect its VAE output here instead of the checkpoint\'s';
 }
 
 /** The VAE of a checkpoint, or a standalone VAE file/folder. Sessions are created on first use. */
@@ -96,21 +110,18 @@ export async function vaeRuntime(store: ModelStore, v: VaeValue): Promise<Vae> {
     const ref = v.checkpoint;
     const ck = await checkpointParts(store, ref);
     const loc = ck.vae;
-    if (!loc) throw new Error(`${ref.path} has no VAE (no vae/ folder or first_stage_model.* weights)`);
+    if (!loc) throw new Error(missingVaeMessage(v));
     return store.get(`vae|${ckptKey(ref)}`, () => {
       const w = vaeWeightsFromFile(loc.weightsFile);
       const cfg = loc.configPath ? loadVaeConfig(loc.configPath) : vaeConfigFromWeights(w, {}, loc.weightsFile);
       return Vae.load(w, cfg, { ...store.sessionConfig(), parts: [] });
     }, (x) => x.release());
   }
-  const file = v.file!;
-  return store.get(`vae|${file}|`, () => {
-    const dir = fs.statSync(file).isDirectory() ? file : null;
-    const weightsFile = dir ? path.join(dir, 'diffusion_pytorch_model.safetensors') : file;
-    const w = vaeWeightsFromFile(weightsFile);
-    const cfg = dir && fs.existsSync(path.join(dir, 'config.json')) ? loadVaeConfig(path.join(dir, 'config.json')) : vaeConfigFromWeights(w, {}, weightsFile);
-    return Vae.load(w, cfg, { ...store.sessionConfig(), parts: [] });
-  }, (x) => x.release());
+  if (!v.file) throw new Error('internal: a VAE value names neither a checkpoint nor a file');
+  const file = v.file;
+  const configPath = v.configPath ?? '';
+  const parts = await vaeFileParts(store, file, configPath);
+  return store.get(`vae|file=${file}|${configPath}`, () => Vae.load(parts.weights, parts.config, { ...store.sessionConfig(), parts: [] }), (x) => x.release());
 }
 
 export function clipVisionRuntime(store: ModelStore, p: string): Promise<ClipVision> {

@@ -17,6 +17,10 @@ export interface IpWorkflowOptions {
   width?: number;
   height?: number;
   checkpoint?: string;
+  /** The checkpoint's `config` param (a diffusers folder describing a single file). */
+  checkpointConfig?: string;
+  /** A Load VAE node (file or folder, optional config) feeding VAE Decode instead of the checkpoint's VAE. */
+  vae?: { file: string; config?: string };
   clipVision?: string;
   ipAdapter?: string;
   /** 'save' writes into the output folder, 'preview' into the temp folder. */
@@ -24,13 +28,14 @@ export interface IpWorkflowOptions {
   prefix?: string;
 }
 
-/** image -> CLIP Vision Encode -> Projection -> Apply IP-Adapter (λ) -> DDIM -> VAE Decode -> output. */
+/** image -> CLIP Vision Encode -> Projection -> Apply IP-Adapter (λ) -> DDIM -> VAE Decode (checkpoint's VAE or Load VAE) -> output. */
 export function ipAdapterWorkflow(o: IpWorkflowOptions): Workflow {
   const nodes: WorkflowNode[] = [];
   const edges: WorkflowEdge[] = [];
   const node = (id: string, type: string, params: WorkflowNode['params'] = {}) => { nodes.push({ id, type, params, ui: { x: 0, y: 0 } }); };
   const link = (a: string, ap: string, b: string, bp: string) => edges.push({ from: { node: a, port: ap }, to: { node: b, port: bp } });
-  node('checkpoint', 'load-checkpoint', { ckpt_name: o.checkpoint ?? DEMO_NAMES.checkpoint });
+  node('checkpoint', 'load-checkpoint', { ckpt_name: o.checkpoint ?? DEMO_NAMES.checkpoint, ...(o.checkpointConfig ? { config: o.checkpointConfig } : {}) });
+  if (o.vae) node('vae', 'load-vae', { vae_name: o.vae.file, config: o.vae.config ?? '' });
   node('image', 'load-image', { image: o.image });
   node('clip_vision', 'load-clip-vision', { clip_name: o.clipVision ?? DEMO_NAMES.clipVision });
   node('vision_encode', 'clip-vision-encode', { crop: 'center' });
@@ -58,7 +63,7 @@ export function ipAdapterWorkflow(o: IpWorkflowOptions): Workflow {
   link('negative', 'conditioning', 'sampler', 'negative');
   link('latent', 'latent', 'sampler', 'latent');
   link('sampler', 'latent', 'decode', 'samples');
-  link('checkpoint', 'vae', 'decode', 'vae');
+  link(o.vae ? 'vae' : 'checkpoint', 'vae', 'decode', 'vae');
   link('decode', 'image', 'out', 'images');
   return { format: 'ipadapter-studio/workflow', version: 1, nodes, edges };
 }
