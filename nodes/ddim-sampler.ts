@@ -29,7 +29,7 @@ import { latentPreview } from '../models/latent-preview.js';
 import { checkAborted } from '../engine/context.js';
 import { checkpointParts, schedulerFor, unetRuntime } from './runtime/networks.js';
 import type { NodeDef } from './types.js';
-import { SamplerControl, checkControlsFit, hasControls } from './apply-controlnet.js';
+import { SamplerControl, checkControlsFit, hasControls } from './runtime/controlnet.js';
 import { expectValue, type AppliedAdapter, type ConditioningValue, type LatentValue, type ModelValue } from './values.js';
 
 /** Repeats a row `times` times: (L,) -> (times * L,). */
@@ -162,7 +162,7 @@ export const ddimSampler: NodeDef = {
     const feeds: Record<string, ort.Tensor> = {
       encoder_hidden_states: new ort.Tensor('float32', text, [branches * B, pos.tokens, pos.dim]),
     };
-    // ControlNets (nodes/apply-controlnet.ts): residuals for the UNet's residual inputs, per step.
+    // ControlNets (nodes/runtime/controlnet.ts): residuals for the UNet's residual inputs, per step.
     const control = controlled
       ? await SamplerControl.prepare(ctx, { unet: unet.config, checkpointPath: model.checkpoint.path, branches: doCfg ? [neg, pos] : [pos], batch: B, height: h, width: w })
       : null;

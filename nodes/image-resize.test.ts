@@ -3,7 +3,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ExecContext } from '../engine/context.js';
-import { imageResize, imageToPixels, pixelsToImage } from './image-resize.js';
+import { imageResize } from './image-resize.js';
+import { imageToPixels, pixelsToImage } from './runtime/pixels.js';
 import { canny } from './canny.js';
 import type { ImageValue, LatentValue } from './values.js';
 

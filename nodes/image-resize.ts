@@ -1,39 +1,15 @@
 /**
  * Image Resize: brings an image to a target size (or to the size a latent decodes to, latent x 8)
- * by cropping, padding or stretching. Also the IMAGE <-> 8-bit pixel conversions and the
- * on-node preview shared by the preprocessor nodes (Canny, Lineart, Scribble).
+ * by cropping, padding or stretching. Also the per-image 8-bit mapping and the on-node preview
+ * shared by the preprocessor nodes (Canny, Lineart, Scribble); the IMAGE <-> 8-bit pixel
+ * conversions themselves are in runtime/pixels.ts.
  */
 import { saveImages } from './runtime/images.js';
+import { imageToPixels, pixelsToImage } from './runtime/pixels.js';
 import type { ExecContext } from '../engine/context.js';
 import { type Pixels, type ResampleFilter, type ResizeMode, resizeTo } from '../models/preprocessors/resize.js';
 import type { NodeDef } from './types.js';
 import { expectValue, type ImageValue, type LatentValue } from './values.js';
-
-/** Image `index` of an IMAGE batch as 8-bit RGB (round(clamp(x) * 255), exact for Load Image's u / 255). */
-export function imageToPixels(img: ImageValue, index = 0): Pixels {
-  const n = img.width * img.height * 3;
-  const data = new Uint8Array(n);
-  const off = index * n;
-  for (let i = 0; i < n; i++) data[i] = Math.round(Math.min(1, Math.max(0, img.data[off + i])) * 255);
-  return { width: img.width, height: img.height, channels: 3, data };
-}
-
-/** 8-bit images (all the same size; gray replicated) -> an IMAGE batch in [0, 1]. */
-export function pixelsToImage(list: Pixels[]): ImageValue {
-  const { width, height } = list[0];
-  const n = width * height;
-  const data = new Float32Array(list.length * n * 3);
-  list.forEach((p, b) => {
-    if (p.width !== width || p.height !== height) throw new Error(`images of one batch differ in size: ${p.width}x${p.height} vs ${width}x${height}`);
-    for (let i = 0; i < n; i++) {
-      for (let c = 0; c < 3; c++) {
-        const v = p.channels === 1 ? p.data[i] : p.data[i * p.channels + c];
-        data[(b * n + i) * 3 + c] = v / 255;
-      }
-    }
-  });
-  return { kind: 'IMAGE', batch: list.length, width, height, data };
-}
 
 /** Applies an 8-bit operation to every image of a batch. */
 export function mapImages(img: ImageValue, f: (p: Pixels) => Pixels): ImageValue {

@@ -1,18 +1,9 @@
 /** Load ControlNet: a ControlNet from <models>/controlnet (diffusers folder or single .safetensors file). */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type LoadedControlNet, loadControlNet as loadControlNetFile } from '../models/controlnet-load.js';
-import type { ModelStore } from '../engine/model-store.js';
 import type { NodeDef } from './types.js';
-
-/** CONTROL_NET: a reference to a ControlNet's files; the session lives in the model store. */
-export interface ControlNetValue {
-  kind: 'CONTROL_NET';
-  /** A diffusers folder or a single file. */
-  path: string;
-  /** controlnet/config.json describing a single file ('' = SD1.5 standard values from shapes). */
-  configPath: string;
-}
+import type { ControlNetValue } from './values.js';
+import { controlNetParts } from './runtime/controlnet.js';
 
 /** The config.json for a single file: the param may name the file itself or a folder holding it. */
 function configFile(p: string): string {
@@ -22,11 +13,6 @@ function configFile(p: string): string {
     throw new Error(`${p}: no config.json (or controlnet/config.json) in this folder`);
   }
   return p;
-}
-
-/** Parsed headers and config of a ControlNet (cheap; cached in the store). */
-export function controlNetParts(store: ModelStore, v: ControlNetValue): Promise<LoadedControlNet> {
-  return store.get(`controlnet-parts|${v.path}|${v.configPath}`, () => loadControlNetFile(v.path, v.configPath ? { configPath: v.configPath } : {}));
 }
 
 export const loadControlNet: NodeDef = {

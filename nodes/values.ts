@@ -114,6 +114,28 @@ export interface IpTokensValue {
   uncond: Float32Array;
 }
 
+/** CONTROL_NET: a reference to a ControlNet's files; the session lives in the model store. */
+export interface ControlNetValue {
+  kind: 'CONTROL_NET';
+  /** A diffusers folder or a single file. */
+  path: string;
+  /** controlnet/config.json describing a single file ('' = SD1.5 standard values from shapes). */
+  configPath: string;
+}
+
+/** One structural control carried by a CONDITIONING value (its `controls` list). */
+export interface AppliedControl {
+  kind: 'CONTROL';
+  controlnet: ControlNetValue;
+  /** The control image (already preprocessed: edges, lines, ...), RGB in [0, 1]. */
+  image: ImageValue;
+  /** Residuals are multiplied by it (diffusers' controlnet_conditioning_scale). */
+  strength: number;
+  /** Fractions of the sampling schedule: active at step i of n iff i/n >= start and (i+1)/n <= end. */
+  start: number;
+  end: number;
+}
+
 /** CONDITIONING: the text encoder's hidden states for one prompt, (T, C). */
 export interface ConditioningValue {
   kind: 'CONDITIONING';
