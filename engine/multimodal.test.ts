@@ -18,11 +18,12 @@ import { DEMO_NAMES, DEMO_UNET_CONFIG } from './demo/demo.js';
 import { randomSafetensors } from './demo/weights.js';
 import { createEngine, type Engine } from './engine.js';
 import { ipAdapterWorkflow } from '../test/helpers/workflows.js';
+import { fixtureFolder } from '../test/helpers/fixtures.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const IMAGE = path.join(root, 'examples', 'images', 'image-prompt.png');
 const INIT = path.join(root, 'examples', 'images', 'init.png');
-const fixtures = path.resolve(process.env.IPA_FIXTURES ?? path.join(root, '..', 'shared', 'fixtures', 'tiny-sd15'));
+const fixtures = fixtureFolder('tiny-sd15');
 const haveFixtures = fs.existsSync(path.join(fixtures, 'cases', 'cases.json'));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-multimodal-'));
 let engine: Engine;

@@ -7,6 +7,7 @@ import { ldmUnetName } from './keymaps/ldm-unet.js';
 import { SafetensorsFile, encodeSafetensors, type TensorToWrite } from './safetensors.js';
 import { unetParameterShapes } from './unet.js';
 import { parseUNetConfig, type UNetConfig } from './unet-config.js';
+import { fixtureFolder } from '../test/helpers/fixtures.js';
 
 const tinyConfig = (cross: number, linearProj = false): UNetConfig => parseUNetConfig({
   block_out_channels: [32, 64], layers_per_block: 1, attention_head_dim: 8, norm_num_groups: 32, cross_attention_dim: cross,
@@ -91,7 +92,7 @@ describe('detectCheckpoint', () => {
   });
 });
 
-const fixtures = path.resolve(process.env.IPA_FIXTURES ?? path.join(__dirname, '..', '..', 'shared', 'fixtures', 'tiny-sd15'));
+const fixtures = fixtureFolder('tiny-sd15');
 describe.skipIf(!fs.existsSync(path.join(fixtures, 'checkpoint-ldm.safetensors')))('fixture checkpoint', () => {
   it('maps every diffusers UNet key one-to-one onto the LDM file, same shapes', () => {
     const ldm = loadCheckpoint(path.join(fixtures, 'checkpoint-ldm.safetensors'), { configDir: path.join(fixtures, 'diffusers') });

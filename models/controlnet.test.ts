@@ -9,6 +9,7 @@ import { ControlNet, type ControlResiduals, controlNetParameterShapes, sumResidu
 import { type ControlNetConfig, checkControlNetFitsUNet, loadControlNet, looksLikeT2IAdapter, parseControlNetConfig } from './controlnet-load.js';
 import { ldmControlNetName } from './keymaps/ldm-controlnet.js';
 import { seededUniform } from '../test/helpers/random.js';
+import { fixtureFolder } from '../test/helpers/fixtures.js';
 
 /** A tiny SD1.5-shaped ControlNet config (as diffusers config.json): 2 levels, 1 layer, context 8. */
 const TINY_JSON = {
@@ -52,7 +53,7 @@ describe('ControlNet config and key names', () => {
     expect(names.filter((n) => n.startsWith('controlnet_down_blocks.') && n.endsWith('.weight'))).toHaveLength(12);
   });
 
-  const fixture = path.resolve(process.env.IPA_FIXTURES ?? path.join(__dirname, '..', '..', 'shared', 'fixtures', 'tiny-sd15'));
+  const fixture = fixtureFolder('tiny-sd15');
   it.skipIf(!fs.existsSync(path.join(fixture, 'controlnet')))('parameter list equals the fixture ControlNet state dict', () => {
     const loaded = loadControlNet(path.join(fixture, 'controlnet'));
     const st = loaded.weights as SafetensorsFile;

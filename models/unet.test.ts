@@ -7,6 +7,7 @@ import { UNetModel, unetParameterShapes } from './unet.js';
 import { attnProcessors, crossAttnLayers, numDownResiduals, parseUNetConfig, type UNetConfig } from './unet-config.js';
 import { ldmUnetName } from './keymaps/ldm-unet.js';
 import { seededUniform } from '../test/helpers/random.js';
+import { fixtureFolder } from '../test/helpers/fixtures.js';
 
 const SD15 = parseUNetConfig({
   block_out_channels: [320, 640, 1280, 1280], layers_per_block: 2, attention_head_dim: 8, cross_attention_dim: 768,
@@ -46,7 +47,7 @@ describe('attention processor numbering', () => {
     expect(numDownResiduals(SD15)).toBe(12);
   });
 
-  const cases = path.resolve(process.env.IPA_FIXTURES ?? path.join(__dirname, '..', '..', 'shared', 'fixtures', 'tiny-sd15'), 'cases', 'cases.json');
+  const cases = path.join(fixtureFolder('tiny-sd15'), 'cases', 'cases.json');
   it.skipIf(!fs.existsSync(cases))('agrees with the fixture cases.json ip_adapter_layers', () => {
     const json = JSON.parse(fs.readFileSync(cases, 'utf8'));
     const dir = path.resolve(path.dirname(cases), json.model_dir ?? '..');

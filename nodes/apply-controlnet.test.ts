@@ -12,6 +12,7 @@ import { controlActive, controlCondTensor, controlsOf } from './runtime/controln
 import { NODE_DEFS } from './index.js';
 import type { ExecContext } from '../engine/context.js';
 import type { ConditioningValue, ImageValue } from './values.js';
+import { fixtureFolder } from '../test/helpers/fixtures.js';
 
 describe('control window', () => {
   it('follows diffusers controlnet_keep: i/n >= start and (i+1)/n <= end', () => {
@@ -53,7 +54,7 @@ describe('Apply ControlNet node', () => {
   });
 });
 
-const fixtures = path.resolve(process.env.IPA_FIXTURES ?? path.join(__dirname, '..', '..', 'shared', 'fixtures', 'tiny-sd15'));
+const fixtures = fixtureFolder('tiny-sd15');
 describe.skipIf(!fs.existsSync(path.join(fixtures, 'controlnet')))('ControlNet in the sampler (tiny fixture, executor)', () => {
   it('strength 0 equals no ControlNet exactly; a start/end window changes only the steps it covers', async () => {
     const ctx = new Ctx(fixtures);

@@ -15,9 +15,10 @@ import { DEMO_NAMES, ensureDemoModels } from './demo.js';
 import { createEngine } from '../engine.js';
 import { parseWorkflow } from '../workflow.js';
 import { crossAttnLayers, readUNetConfig } from '../../models/unet-config.js';
+import { fixtureFolder } from '../../test/helpers/fixtures.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const fixtures = path.resolve(process.env.IPA_FIXTURES ?? path.join(root, '..', 'shared', 'fixtures', 'tiny-sd15'));
+const fixtures = fixtureFolder('tiny-sd15');
 const haveFixtures = fs.existsSync(path.join(fixtures, 'cases', 'cases.json'));
 
 function fileShapes(file: string): Shapes {

@@ -18,9 +18,14 @@ export interface CaseSpec {
   [k: string]: unknown;
 }
 export interface GroupSpec { file: string; description?: string; cases: CaseSpec[] }
+/** A model file of cases.json: `path` relative to `model_dir` or `base_model_dir` (the folder's `relative_to`). */
+export interface ModelEntry { path: string; relative_to?: string; role?: string; [k: string]: unknown }
 export interface CasesJson {
+  /** The folder's own model files, relative to cases/. */
   model_dir: string;
-  models: Record<string, { path: string; config?: Record<string, unknown>; [k: string]: unknown }>;
+  /** Another set's folder whose models these cases use (model-files: ../../tiny-sd15), relative to cases/. */
+  base_model_dir?: string;
+  models: Record<string, ModelEntry & { config?: Record<string, unknown> }>;
   ip_adapter_layers: { ip_adapter_index: number; diffusers: string; ldm: string; hidden_size: number; heads: number }[];
   groups: Record<string, GroupSpec>;
 }
@@ -37,14 +42,42 @@ export interface Row {
 
 export class Ctx {
   readonly cases: CasesJson;
+  /** The set's name (its folder name): rows are labelled `<set>/<group>`. */
+  readonly set: string;
   readonly modelDir: string;
+  /** `base_model_dir` resolved, when cases.json has one. */
+  readonly baseModelDir: string | null;
   readonly cacheDir: string;
   private files = new Map<string, SafetensorsFile>();
 
   constructor(readonly fixtures: string) {
     this.cases = JSON.parse(fs.readFileSync(path.join(fixtures, 'cases', 'cases.json'), 'utf8')) as CasesJson;
+    this.set = path.basename(fixtures);
     this.modelDir = path.resolve(fixtures, 'cases', this.cases.model_dir ?? '..');
+    this.baseModelDir = typeof this.cases.base_model_dir === 'string' ? path.resolve(fixtures, 'cases', this.cases.base_model_dir) : null;
     this.cacheDir = process.env.IPA_CACHE ?? path.join(os.tmpdir(), 'ipa-conformance-cache');
+  }
+
+  /**
+   * The absolute path of a model entry (`{path, relative_to}` or a bare path): `relative_to` is `model_dir` or
+   * `base_model_dir`; without it the path is relative to model_dir, except in a folder that has a
+   * base_model_dir, where every entry must say which (its README's rule). Anything else throws.
+   */
+  resolve(entry: unknown, where = 'a models entry'): string {
+    // tiny-sd15 also names some models by a bare path string.
+    const e = (typeof entry === 'string' ? { path: entry } : entry) as Partial<ModelEntry> | undefined;
+    if (!e || typeof e !== 'object' || typeof e.path !== 'string') throw new Error(`${where}: expected {path, relative_to}, found ${JSON.stringify(entry)}`);
+    if (e.relative_to === 'base_model_dir') {
+      if (!this.baseModelDir) throw new Error(`${where}: relative_to base_model_dir, but cases.json has no base_model_dir`);
+      return path.join(this.baseModelDir, e.path);
+    }
+    if (e.relative_to === 'model_dir' || (e.relative_to === undefined && !this.baseModelDir)) return path.join(this.modelDir, e.path);
+    throw new Error(`${where}: relative_to ${JSON.stringify(e.relative_to)} is not understood (expected model_dir or base_model_dir)`);
+  }
+
+  /** The absolute path of a top-level cases.json `models.<key>` entry. */
+  topModel(key: string): string {
+    return this.resolve(this.cases.models?.[key], `cases.json models.${key}`);
   }
 
   /** Path of a file in the cases folder (png inputs, tensor files). */

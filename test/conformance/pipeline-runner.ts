@@ -2,8 +2,13 @@
  * Pipeline cases run through the engine: each case becomes a workflow JSON built the way a user
  * builds it in the editor (Load Checkpoint, Load Image, CLIP Vision Encode, IP-Adapter
  * Projection, Apply IP-Adapter, Text Encode x2, Empty Latent / VAE Encode, DDIM Sampler, VAE
- * Decode, Preview Image), run by the engine's executor, once with the diffusers folder and once
- * with the single-file checkpoint (the fixture's diffusers/ folder as its explicit config).
+ * Decode, Preview Image; Load VAE, Load ControlNet + Apply ControlNet where the case has them),
+ * run by the engine's executor once per model variant:
+ * - a case without its own `models` list (tiny-sd15): once with the diffusers folder and once
+ *   with the single-file checkpoint (the fixture's diffusers/ folder as its explicit config);
+ * - a case with one (model-files: `{role, path, relative_to}`, case-models.ts): the models it
+ *   names, once per standalone VAE it lists (an LDM file with the pipeline folder as its config,
+ *   and a diffusers folder), through Load VAE.
  *
  * The explicit tensors of a case replace the engine's seeded noise through the NoiseSource
  * hook (engine/context.ts): `latents` for text-to-image, `posterior_noise` and
@@ -11,8 +16,8 @@
  * tensors are compared step by step so a divergence names its step.
  *
  * Every field of a case is used or reported: params set the workflow (steps, cfg, eta, λ, size,
- * strength), `timesteps` / `latent_timestep` are compared with the schedule the sampler used
- * (scheduleRows), and a key this runner does not know is a failing row naming it.
+ * strength, ControlNet scale), `timesteps` / `latent_timestep` are compared with the schedule the
+ * sampler used (scheduleRows), and a key this runner does not know is a failing row naming it.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -23,10 +28,8 @@ import { createEngine, type Engine } from '../../engine/engine.js';
 import { schedulerFor } from '../../nodes/runtime/networks.js';
 import type { ModelStore } from '../../engine/model-store.js';
 import type { CheckpointRef, ConditioningValue, ImageEmbedsValue, ImageValue, IpTokensValue, LatentValue, ModelValue } from '../../nodes/values.js';
+import { type CaseModels, caseModels } from './case-models.js';
 import { compare, toleranceFor, type CaseHandler, type CaseSpec, type Ctx, type Row } from './context.js';
-
-type Variant = 'diffusers' | 'ldm';
-const VARIANTS: Variant[] = ['diffusers', 'ldm'];
 
 let engine: Engine | null = null;
 function getEngine(ctx: Ctx): Engine {
@@ -55,31 +58,62 @@ interface PipelineSpec {
   height: number;
   /** img2img: the init image and the strength. */
   init?: { png: string; strength: number };
+  /** A ControlNet on both prompts (diffusers' StableDiffusionControlNetPipeline with CFG): the control image and scale. */
+  control?: { png: string; strength: number };
 }
 
-/** A model's path in cases.json -> models (an object with `path`, or a bare string). */
-function modelRel(ctx: Ctx, key: string): string {
-  const m = ctx.cases.models[key] as unknown;
-  if (typeof m === 'string') return m;
-  if (m && typeof m === 'object' && typeof (m as { path?: unknown }).path === 'string') return (m as { path: string }).path;
-  throw new Error(`cases.json has no models.${key}`);
+/** The model files of one run of a case (absolute paths), and the label its rows carry. */
+export interface ModelChoice {
+  label: string;
+  checkpoint: { ckpt_name: string; config?: string };
+  clipVision?: string;
+  ipAdapter?: string;
+  /** A standalone VAE (Load VAE) replacing the checkpoint's for VAE Encode and VAE Decode. */
+  vae?: { vae_name: string; config?: string };
+  controlnet?: { control_net_name: string; config?: string };
+}
+
+/** tiny-sd15: the diffusers folder and the single-file checkpoint (with that folder as its config). */
+export function checkpointVariants(ctx: Ctx): ModelChoice[] {
+  const has = (k: string) => ctx.cases.models?.[k] !== undefined;
+  const diffusers = path.dirname(ctx.topModel('unet')); // the diffusers folder holding unet/
+  const common = { clipVision: has('image_encoder') ? ctx.topModel('image_encoder') : undefined, ipAdapter: has('ip_adapter') ? ctx.topModel('ip_adapter') : undefined };
+  const cn = has('controlnet') ? ctx.topModel('controlnet') : undefined;
+  return [
+    { label: 'diffusers', checkpoint: { ckpt_name: diffusers }, ...common, controlnet: cn ? { control_net_name: cn } : undefined },
+    {
+      label: 'ldm', checkpoint: { ckpt_name: ctx.topModel('checkpoint_ldm'), config: diffusers }, ...common,
+      controlnet: cn && has('controlnet_ldm') ? { control_net_name: ctx.topModel('controlnet_ldm'), config: cn } : undefined,
+    },
+  ];
+}
+
+/** model-files: the case's own models; one run per standalone VAE it lists. */
+export function caseVariants(m: CaseModels): ModelChoice[] {
+  if (!m.pipeline) throw new Error('the case lists no pipeline folder among its models');
+  const base: Omit<ModelChoice, 'label'> = {
+    checkpoint: { ckpt_name: m.pipeline }, clipVision: m.imageEncoder, ipAdapter: m.ipAdapter,
+    controlnet: m.controlnet ? { control_net_name: m.controlnet, config: m.controlnetConfig ?? '' } : undefined,
+  };
+  if (!m.vaes.length) return [{ ...base, label: path.basename(m.controlnet ?? m.ipAdapter ?? m.pipeline) }];
+  // A single file is described by the pipeline's vae/config.json (diffusers from_single_file(config=<pipeline>, subfolder='vae')).
+  return m.vaes.map((v) => ({ ...base, label: `vae ${path.basename(v)}`, vae: { vae_name: v, config: fs.statSync(v).isDirectory() ? '' : m.pipeline } }));
 }
 
 /** Builds the workflow JSON for a case, as a person would wire it. */
-export function buildWorkflow(ctx: Ctx, s: PipelineSpec, variant: Variant): Workflow {
+export function buildWorkflow(ctx: Ctx, s: PipelineSpec, m: ModelChoice): Workflow {
   const nodes: WorkflowNode[] = [];
   const edges: WorkflowEdge[] = [];
   const node = (id: string, type: string, params: WorkflowNode['params'] = {}) => { nodes.push({ id, type, params, ui: { x: nodes.length * 220, y: 0 } }); return id; };
   const link = (from: string, fromPort: string, to: string, toPort: string) => edges.push({ from: { node: from, port: fromPort }, to: { node: to, port: toPort } });
-  const diffusers = path.dirname(ctx.modelPath(modelRel(ctx, 'unet'))); // the diffusers folder holding unet/
-  const ckpt = variant === 'diffusers'
-    ? node('ckpt', 'load-checkpoint', { ckpt_name: diffusers })
-    : node('ckpt', 'load-checkpoint', { ckpt_name: ctx.modelPath(modelRel(ctx, 'checkpoint_ldm')), config: diffusers });
+  const ckpt = node('ckpt', 'load-checkpoint', { ckpt_name: m.checkpoint.ckpt_name, ...(m.checkpoint.config ? { config: m.checkpoint.config } : {}) });
+  const [vae, vaePort] = m.vae ? [node('vae', 'load-vae', { vae_name: m.vae.vae_name, config: m.vae.config ?? '' }), 'vae'] : [ckpt, 'vae'];
   let model = ckpt;
   let modelPort = 'model';
   if (s.ipImages.length) {
-    const cv = node('clip_vision', 'load-clip-vision', { clip_name: ctx.modelPath(modelRel(ctx, 'image_encoder')) });
-    const ipa = node('ip_adapter', 'load-ip-adapter', { ipadapter_file: ctx.modelPath(modelRel(ctx, 'ip_adapter')) });
+    if (!m.clipVision || !m.ipAdapter) throw new Error('the case has image prompts but names no image encoder or IP-Adapter');
+    const cv = node('clip_vision', 'load-clip-vision', { clip_name: m.clipVision });
+    const ipa = node('ip_adapter', 'load-ip-adapter', { ipadapter_file: m.ipAdapter });
     const proj = node('projection', 'ip-adapter-projection', { combine: 'concat' });
     link(ipa, 'ip_adapter', proj, 'ip_adapter');
     s.ipImages.forEach((png, i) => {
@@ -100,23 +134,36 @@ export function buildWorkflow(ctx: Ctx, s: PipelineSpec, variant: Variant): Work
   const neg = node('negative', 'text-encode', { text: s.negative });
   link(ckpt, 'clip', pos, 'clip');
   link(ckpt, 'clip', neg, 'clip');
+  let [posOut, negOut] = [pos, neg];
+  if (s.control) {
+    if (!m.controlnet) throw new Error('the case has a control image but names no ControlNet');
+    const cn = node('controlnet', 'load-controlnet', { control_net_name: m.controlnet.control_net_name, config: m.controlnet.config ?? '' });
+    const img = node('control_image', 'load-image', { image: ctx.casePath(s.control.png) });
+    [posOut, negOut] = [pos, neg].map((cond) => {
+      const apply = node(`apply_cn_${cond}`, 'apply-controlnet', { strength: s.control!.strength, start: 0, end: 1 });
+      link(cond, 'conditioning', apply, 'conditioning');
+      link(cn, 'control_net', apply, 'control_net');
+      link(img, 'image', apply, 'image');
+      return apply;
+    });
+  }
   let latent: string;
   if (s.init) {
     const img = node('init_image', 'load-image', { image: ctx.casePath(s.init.png) });
     latent = node('vae_encode', 'vae-encode', { mode: 'sample', seed: 0 });
     link(img, 'image', latent, 'pixels');
-    link(ckpt, 'vae', latent, 'vae');
+    link(vae, vaePort, latent, 'vae');
   } else {
     latent = node('empty_latent', 'empty-latent-image', { width: s.width, height: s.height, batch_size: 1 });
   }
   const sampler = node('sampler', 'ddim-sampler', { seed: 0, steps: s.steps, cfg: s.cfg, eta: s.eta, denoise: s.init?.strength ?? 1 });
   link(model, modelPort, sampler, 'model');
-  link(pos, 'conditioning', sampler, 'positive');
-  link(neg, 'conditioning', sampler, 'negative');
+  link(posOut, 'conditioning', sampler, 'positive');
+  link(negOut, 'conditioning', sampler, 'negative');
   link(latent, 'latent', sampler, 'latent');
   const dec = node('vae_decode', 'vae-decode');
   link(sampler, 'latent', dec, 'samples');
-  link(ckpt, 'vae', dec, 'vae');
+  link(vae, vaePort, dec, 'vae');
   const out = node('preview', 'preview-image');
   link(dec, 'image', out, 'images');
   return { format: 'ipadapter-studio/workflow', version: 1, nodes, edges, meta: { source: 'conformance' } };
@@ -139,6 +186,9 @@ async function runCase(ctx: Ctx, wf: Workflow, noise: Partial<Record<NoiseReques
     if (!t) throw new Error(`the case gives no tensor for the ${req.purpose} noise draw`);
     return t.slice();
   };
+  // Each variant is a run of its own: with only the VAE changed, the output cache would otherwise
+  // serve the sampler, which then reports no per-step traces. (Model sessions stay loaded.)
+  getEngine(ctx).executor.clearCache();
   const res = await getEngine(ctx).run(wf, {
     noise: source,
     trace: (e) => {
@@ -191,10 +241,13 @@ const cat = (...xs: (Float32Array | undefined)[]) => {
 
 /** Case fields this runner understands; any other key is a failing row naming it. */
 const KNOWN: Record<'inputs' | 'params' | 'outputs' | 'intermediates', Set<string>> = {
-  inputs: new Set(['prompt', 'negative_prompt', 'ip_adapter_image', 'ip_adapter_images', 'latents', 'image', 'posterior_noise', 'add_noise_noise']),
-  params: new Set(['ip_adapter_scale', 'num_inference_steps', 'guidance_scale', 'height', 'width', 'eta', 'timesteps', 'strength', 'latent_timestep']),
+  inputs: new Set(['prompt', 'negative_prompt', 'ip_adapter_image', 'ip_adapter_images', 'latents', 'image', 'posterior_noise', 'add_noise_noise', 'control_image']),
+  params: new Set(['ip_adapter_scale', 'num_inference_steps', 'guidance_scale', 'height', 'width', 'eta', 'timesteps', 'strength', 'latent_timestep',
+    'controlnet_conditioning_scale', 'guess_mode']),
   outputs: new Set(['latents', 'image']),
-  intermediates: new Set(['latents_after_step', 'unet_noise_pred_per_step', 'prompt_embeds', 'image_embeds', 'ip_tokens', 'image_tensor', 'init_latents', 'noisy_latents']),
+  // image_embeds_0 / ip_tokens_0: model-files' per-adapter names (adapter 0, the only one this runner wires).
+  intermediates: new Set(['latents_after_step', 'unet_noise_pred_per_step', 'prompt_embeds', 'image_embeds', 'ip_tokens', 'image_embeds_0', 'ip_tokens_0',
+    'image_tensor', 'init_latents', 'noisy_latents']),
 };
 
 /** One failing row per key of the case that `known` does not list. */
@@ -220,11 +273,16 @@ function specOf(c: CaseSpec, override: Partial<PipelineSpec> = {}): PipelineSpec
   const one = inp.ip_adapter_image as { png?: string } | undefined;
   if (one?.png) imgs.push(one.png);
   for (const x of (inp.ip_adapter_images as { png: string }[] | undefined) ?? []) imgs.push(x.png);
+  const control = inp.control_image as { png?: string } | undefined;
+  if (control && !control.png) throw new Error(`case ${c.name}: inputs.control_image must be {png}`);
+  // Guess mode (the ControlNet sees only the conditional half, residuals scaled per block) is not built.
+  if (p.guess_mode !== undefined && p.guess_mode !== false) throw new Error(`case ${c.name}: params.guess_mode ${JSON.stringify(p.guess_mode)} is not supported by Apply ControlNet`);
   return {
     prompt: String(inp.prompt ?? ''), negative: String(inp.negative_prompt ?? ''), ipImages: imgs,
     ipScale: p.ip_adapter_scale === undefined ? undefined : num('ip_adapter_scale'),
     steps: num('num_inference_steps'), cfg: num('guidance_scale'), eta: num('eta', 0),
-    width: num('width', 128), height: num('height', 128), ...override,
+    width: num('width', 128), height: num('height', 128),
+    control: control?.png ? { png: control.png, strength: num('controlnet_conditioning_scale', 1) } : undefined, ...override,
   };
 }
 
@@ -265,18 +323,27 @@ export async function scheduleRows(
 }
 
 /**
- * Runs one pipeline case in both checkpoint variants and compares the outputs and intermediates.
- * `noiseRefs` maps noise purposes to the case's tensor references.
+ * Runs one pipeline case in each model variant (checkpointVariants, or caseVariants for a case with
+ * its own models list) and compares the outputs and intermediates. `noiseRefs` maps noise purposes
+ * to the case's tensor references.
  */
-async function pipelineRows(ctx: Ctx, group: string, c: CaseSpec, spec: PipelineSpec, noiseRefs: Partial<Record<NoiseRequest['purpose'], unknown>>): Promise<Row[]> {
+export async function pipelineRows(ctx: Ctx, group: string, c: CaseSpec, spec: PipelineSpec, noiseRefs: Partial<Record<NoiseRequest['purpose'], unknown>>): Promise<Row[]> {
   const rows: Row[] = unknownFieldRows(group, c, KNOWN);
+  let variants: ModelChoice[];
+  if (c.models === undefined) {
+    variants = checkpointVariants(ctx);
+  } else {
+    const listed = caseModels(ctx, group, c);
+    rows.push(...listed.rows);
+    variants = caseVariants(listed.models);
+  }
   const noise: Partial<Record<NoiseRequest['purpose'], Float32Array>> = {};
   for (const [k, ref] of Object.entries(noiseRefs)) noise[k as NoiseRequest['purpose']] = ctx.f32(group, ref);
   const outs = (c.outputs ?? {}) as Record<string, unknown>;
   const inter = (c.intermediates ?? {}) as Record<string, unknown>;
   const tolL = toleranceFor(c, 'latents');
-  for (const variant of VARIANTS) {
-    const label = (what: string) => `${c.name} [${variant}] ${what}`;
+  for (const variant of variants) {
+    const label = (what: string) => `${c.name} [${variant.label}] ${what}`;
     let cap: Captured;
     try {
       cap = await runCase(ctx, buildWorkflow(ctx, spec, variant), noise);
@@ -290,11 +357,14 @@ async function pipelineRows(ctx: Ctx, group: string, c: CaseSpec, spec: Pipeline
     if (inter.unet_noise_pred_per_step) rows.push(compareSteps(group, label('unet_noise_pred_per_step'), cap.steps.get('noise_pred'), ctx.f32(group, inter.unet_noise_pred_per_step), tolL));
     const named = (k: string) => cap.named.get(k)?.[0];
     if (inter.prompt_embeds) rows.push(compare(group, label('prompt_embeds'), cat(named('negative.prompt_embeds'), named('positive.prompt_embeds')) ?? [], ctx.f32(group, inter.prompt_embeds), tolL));
-    if (inter.image_embeds) {
-      const D = ctx.shape(group, inter.image_embeds).at(-1)!;
-      rows.push(compare(group, label('image_embeds'), cat(new Float32Array(D), named('vision_encode_1.image_embeds')) ?? [], ctx.f32(group, inter.image_embeds), tolL));
+    for (const k of ['image_embeds', 'image_embeds_0'] as const) {
+      if (!inter[k]) continue;
+      const D = ctx.shape(group, inter[k]).at(-1)!;
+      rows.push(compare(group, label(k), cat(new Float32Array(D), named('vision_encode_1.image_embeds')) ?? [], ctx.f32(group, inter[k]), tolL));
     }
-    if (inter.ip_tokens) rows.push(compare(group, label('ip_tokens'), cat(named('projection.ip_tokens_uncond'), named('projection.ip_tokens')) ?? [], ctx.f32(group, inter.ip_tokens), tolL));
+    for (const k of ['ip_tokens', 'ip_tokens_0'] as const) {
+      if (inter[k]) rows.push(compare(group, label(k), cat(named('projection.ip_tokens_uncond'), named('projection.ip_tokens')) ?? [], ctx.f32(group, inter[k]), tolL));
+    }
     if (inter.image_tensor) rows.push(compare(group, label('image_tensor'), named('vae_encode.image_tensor') ?? [], ctx.f32(group, inter.image_tensor), tolL));
     if (inter.init_latents) rows.push(compare(group, label('init_latents'), named('vae_encode.init_latents') ?? [], ctx.f32(group, inter.init_latents), tolL));
     if (inter.noisy_latents) rows.push(compare(group, label('noisy_latents'), named('sampler.start_latents') ?? [], ctx.f32(group, inter.noisy_latents), tolL));

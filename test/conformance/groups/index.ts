@@ -15,6 +15,9 @@ import { vae } from './vae.js';
 import { pipelineImg2imgCase, pipelineIpAdapterCase, pipelineTextOnlyCase } from '../pipeline-runner.js';
 import { pipelineControlnetIpAdapter } from './pipeline_controlnet_ip_adapter.js';
 import { multipleImagePrompts } from './multiple_image_prompts.js';
+import { standaloneVaeGroup } from './standalone_vae.js';
+import { pickleFiles } from './pickle_files.js';
+import { maliciousPickles } from './malicious_pickles.js';
 
 export const handlers: Record<string, CaseHandler> = {
   tokenizer: tokenizer,
@@ -30,4 +33,8 @@ export const handlers: Record<string, CaseHandler> = {
   pipeline_controlnet_ip_adapter: pipelineControlnetIpAdapter,
   pipeline_img2img_ip_adapter: pipelineImg2imgCase,
   multiple_image_prompts: multipleImagePrompts,
+  // model-files
+  standalone_vae: standaloneVaeGroup,
+  pickle_files: pickleFiles,
+  malicious_pickles: maliciousPickles,
 };

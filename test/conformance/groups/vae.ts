@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import { vaeWeightsFromFile } from '../../../models/keymaps/ldm-vae.js';
 import { SafetensorsFile } from '../../../models/safetensors.js';
 import { Vae, diffusersVaeFiles, loadVaeConfig, vaeConfigFromWeights } from '../../../models/vae.js';
-import { type CaseHandler, type Ctx, type Row, compare, toleranceFor } from '../context.js';
+import { type CaseHandler, type CaseSpec, type Ctx, type Row, compare, toleranceFor } from '../context.js';
 
 const vaes = new Map<string, Promise<Vae>>();
 
@@ -57,43 +57,56 @@ function nchwToNhwc(x: Float32Array, [B, C, H, W]: number[]): Float32Array {
   return out;
 }
 
-export const vae: CaseHandler = async (ctx, group, c) => {
+/** One way of loading the VAE a case runs on, and the label its rows carry. */
+export interface VaeVariant { label: string; load: () => Promise<Vae> }
+
+/**
+ * The rows of a `decode` or `encode` case for each variant. Tensors are read from `refGroup`'s file
+ * (the case's own group, or the group whose cases a twin file must reproduce); rows carry `group`
+ * and `prefix` before the case name.
+ */
+export async function vaeCaseRows(ctx: Ctx, group: string, c: CaseSpec, variants: VaeVariant[], opts: { refGroup?: string; prefix?: string } = {}): Promise<Row[]> {
+  const ref = opts.refGroup ?? group;
+  const name = `${opts.prefix ?? ''}${c.name}`;
   const rows: Row[] = [];
   const inputs = (c.inputs ?? {}) as Record<string, unknown>;
   const outputs = (c.outputs ?? {}) as Record<string, unknown>;
   const png = (inputs.image as { png?: string } | undefined)?.png;
   const fromPng = c.name === 'encode' && png ? await pngToTensor(ctx.casePath(png)) : null;
   if (fromPng && inputs.image_tensor) {
-    rows.push(compare(group, `${c.name} png -> image_tensor`, fromPng.data, ctx.f32(group, inputs.image_tensor), { atol: 0, rtol: 0, exact: true }));
+    rows.push(compare(group, `${name} png -> image_tensor`, fromPng.data, ctx.f32(ref, inputs.image_tensor), { atol: 0, rtol: 0, exact: true }));
   }
-  for (const variant of ['diffusers', 'ldm'] as const) {
-    const model = await vaeFor(ctx, variant);
+  for (const { label: variant, load } of variants) {
+    const model = await load();
     if (c.name === 'decode') {
       const latents = inputs.latents;
       const scaling = (c.params as Record<string, unknown> | undefined)?.scaling_factor;
       if (typeof scaling === 'number' && scaling !== model.config.scaling_factor) {
-        rows.push({ group, case: `${c.name} [${variant}] scaling_factor`, status: 'fail', detail: `config has ${model.config.scaling_factor}, case expects ${scaling}` });
+        rows.push({ group, case: `${name} [${variant}] scaling_factor`, status: 'fail', detail: `config has ${model.config.scaling_factor}, case expects ${scaling}` });
       }
-      const { image, image01, dims } = await model.decode(ctx.f32(group, latents), ctx.shape(group, latents));
-      for (const [name, ref] of Object.entries(outputs)) {
-        const got = name === 'image' ? image : name === 'image_postprocessed_nhwc' ? nchwToNhwc(image01, dims) : null;
-        if (!got) { rows.push({ group, case: `${c.name} [${variant}] ${name}`, status: 'fail', detail: `unknown output ${name}` }); continue; }
-        rows.push(compare(group, `${c.name} [${variant}] ${name}`, got, ctx.f32(group, ref), toleranceFor(c, name)));
+      const { image, image01, dims } = await model.decode(ctx.f32(ref, latents), ctx.shape(ref, latents));
+      for (const [out, t] of Object.entries(outputs)) {
+        const got = out === 'image' ? image : out === 'image_postprocessed_nhwc' ? nchwToNhwc(image01, dims) : null;
+        if (!got) { rows.push({ group, case: `${name} [${variant}] ${out}`, status: 'fail', detail: `unknown output ${out}` }); continue; }
+        rows.push(compare(group, `${name} [${variant}] ${out}`, got, ctx.f32(ref, t), toleranceFor(c, out)));
       }
     } else if (c.name === 'encode') {
-      const sources: [string, Float32Array, number[]][] = [['image_tensor', ctx.f32(group, inputs.image_tensor), ctx.shape(group, inputs.image_tensor)]];
+      const sources: [string, Float32Array, number[]][] = [['image_tensor', ctx.f32(ref, inputs.image_tensor), ctx.shape(ref, inputs.image_tensor)]];
       if (fromPng) sources.push(['png', fromPng.data, fromPng.dims]);
       for (const [src, data, dims] of sources) {
         const { mean, std } = await model.encode(data, dims);
-        for (const [name, ref] of Object.entries(outputs)) {
-          const got = name === 'latent_mean' ? mean : name === 'latent_std' ? std : null;
-          if (!got) { rows.push({ group, case: `${c.name} [${variant}] ${name}`, status: 'fail', detail: `unknown output ${name}` }); continue; }
-          rows.push(compare(group, `${c.name} [${variant}] ${name} (${src})`, got, ctx.f32(group, ref), toleranceFor(c, name)));
+        for (const [out, t] of Object.entries(outputs)) {
+          const got = out === 'latent_mean' ? mean : out === 'latent_std' ? std : null;
+          if (!got) { rows.push({ group, case: `${name} [${variant}] ${out}`, status: 'fail', detail: `unknown output ${out}` }); continue; }
+          rows.push(compare(group, `${name} [${variant}] ${out} (${src})`, got, ctx.f32(ref, t), toleranceFor(c, out)));
         }
       }
     } else {
-      throw new Error(`vae/${c.name}: unknown case`);
+      throw new Error(`${group}/${c.name}: unknown VAE case (expected decode or encode)`);
     }
   }
   return rows;
-};
+}
+
+export const vae: CaseHandler = (ctx, group, c) =>
+  vaeCaseRows(ctx, group, c, (['diffusers', 'ldm'] as const).map((v) => ({ label: v, load: () => vaeFor(ctx, v) })));
