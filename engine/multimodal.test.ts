@@ -11,7 +11,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unetParameterShapes } from '../models/unet.js';
 import { parseUNetConfig } from '../models/unet-config.js';
-import { imageTokens } from '../nodes/ddim-sampler.js';
+import { imageTokens } from '../nodes/runtime/sampler-unet.js';
 import type { IpTokensValue, LatentValue } from '../nodes/values.js';
 import type { Workflow } from './api.js';
 import { DEMO_NAMES, DEMO_UNET_CONFIG } from './demo/demo.js';

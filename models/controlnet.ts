@@ -168,14 +168,6 @@ export function sumResiduals(a: ControlResiduals | null, b: ControlResiduals): C
   return { down: a.down.map((x, i) => add(x, b.down[i])), mid: add(a.mid, b.mid) };
 }
 
-/** Feeds for the UNet graph built with `controlnet: true` (zeros when no ControlNet is active). */
-export function unetResidualFeeds(r: ControlResiduals): Record<string, ort.Tensor> {
-  const feeds: Record<string, ort.Tensor> = {};
-  r.down.forEach((x, i) => { feeds[`down_block_additional_residual_${i}`] = new ort.Tensor('float32', x.data, x.dims); });
-  feeds.mid_block_additional_residual = new ort.Tensor('float32', r.mid.data, r.mid.dims);
-  return feeds;
-}
-
 /** All-zero residuals for a UNet built with ControlNet inputs when no ControlNet is active at a step. */
 export function zeroResiduals(cfg: UNetConfig, batch: number, h: number, w: number): ControlResiduals {
   const down: F32[] = [];

@@ -6,11 +6,10 @@
  *       timesteps = the full schedule of `steps`;
  *   image-to-image (any other latent, or denoise < 1): timesteps = the last int(steps * denoise)
  *       of the schedule (diffusers' strength), x = add_noise(latent, noise, timesteps[0]);
- *   each step: UNet on the batch [uncond, cond] (text: negative, positive; image tokens: the
- *       projection of a zero image or the negative image tokens, the image tokens), with
- *       ip_scale = λ times each cross-attention layer's factor (Apply IP-Adapter's blocks:
- *       models/ip-adapter-layer-scales.ts) while i / steps is in [start_at, end_at], else 0;
- *       guidance uncond + cfg * (cond - uncond) (only when cfg > 1); DDIM step with eta.
+ *   each step: the model call (nodes/runtime/sampler-unet.ts: the UNet on the batch [uncond,
+ *       cond] with the image tokens, per-layer IP-Adapter scales and ControlNet residuals),
+ *       guidance uncond + cfg * (cond - uncond) (only when cfg > 1), DDIM step with eta: the
+ *       loop is models/sampling/denoise.ts with models/sampling/ddim-method.ts;
  *   inpainting (a latent with a noise mask, models/inpaint.ts): a 4-channel UNet blends the
  *       latents with the noised init latents outside the mask after each step (diffusers'
  *       StableDiffusionInpaintPipeline); a 9-channel inpainting UNet gets cat([x, mask,
@@ -21,57 +20,16 @@
  * clean latent (throttled: PreviewThrottle); cancellation is checked before each step.
  */
 import sharp from 'sharp';
-import { ort } from '../models/onnx/session.js';
-import { classifierFreeGuidance } from '../models/ddim.js';
-import { blockFactors, ipScales } from '../models/ip-adapter-layer-scales.js';
-import { blendByMask, inpaintUNetInput } from '../models/inpaint.js';
 import { latentPreview } from '../models/latent-preview.js';
-import { checkAborted } from '../engine/context.js';
+import { cfgGuidance, denoise, maskBlend } from '../models/sampling/denoise.js';
+import { ddimMethod } from '../models/sampling/ddim-method.js';
+import type { UNetConfig } from '../models/unet-config.js';
+import { checkAborted, type ExecContext } from '../engine/context.js';
 import { checkpointParts, schedulerFor, unetRuntime } from './runtime/networks.js';
-import type { NodeDef } from './types.js';
-import { SamplerControl, checkControlsFit, hasControls } from './runtime/controlnet.js';
-import { expectValue, type AppliedAdapter, type ConditioningValue, type LatentValue, type ModelValue } from './values.js';
-
-/** Repeats a row `times` times: (L,) -> (times * L,). */
-function repeat(row: Float32Array, times: number): Float32Array {
-  const out = new Float32Array(row.length * times);
-  for (let i = 0; i < times; i++) out.set(row, i * row.length);
-  return out;
-}
-
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) { out.set(p, o); o += p.length; }
-  return out;
-}
-
-/** Whether an adapter acts at step i of n: its window [start, end] holds i / n. */
-export function adapterActive(a: Pick<AppliedAdapter, 'start' | 'end'>, i: number, n: number): boolean {
-  const f = i / n;
-  return f >= a.start && f <= a.end;
-}
-
-/**
- * The image tokens of the model's adapters (one file; several applications concatenate): cond
- * for the conditional branch; for the unconditional one the negative image prompt's tokens
- * when one is connected, else the projection of a zero image.
- */
-export function imageTokens(adapters: AppliedAdapter[]): { cond: Float32Array; uncond: Float32Array; n: number; dim: number } | null {
-  if (!adapters.length) return null;
-  const w0 = adapters[0];
-  for (const a of adapters) {
-    if (a.weight !== w0.weight || a.start !== w0.start || a.end !== w0.end || (a.blocks ?? 'all') !== (w0.blocks ?? 'all') || (a.layerWeights ?? '') !== (w0.layerWeights ?? '')) {
-      throw new Error('several Apply IP-Adapter nodes on one model must share weight, start_at, end_at and blocks (the UNet takes one λ per layer); feed the images through one IP-Adapter Projection instead');
-    }
-  }
-  return {
-    cond: concat(adapters.map((a) => a.tokens.cond)),
-    uncond: concat(adapters.map((a) => (a.negative ? a.negative.cond : a.tokens.uncond))),
-    n: adapters.reduce((s, a) => s + a.tokens.tokens, 0),
-    dim: w0.tokens.dim,
-  };
-}
+import { checkControlsFit, hasControls } from './runtime/controlnet.js';
+import { samplerUNet } from './runtime/sampler-unet.js';
+import type { NodeDef, PortValues } from './types.js';
+import { expectValue, type ConditioningValue, type LatentValue, type ModelValue } from './values.js';
 
 /**
  * Latent previews are throttled: the PNG goes through events (and IPC to the window) as base64,
@@ -98,6 +56,42 @@ async function previewPng(x0: Float32Array, dims: number[]): Promise<{ width: nu
   return { width: p.width, height: p.height, png };
 }
 
+function samplerInputs(inputs: PortValues): { model: ModelValue; positive: ConditioningValue; negative: ConditioningValue; latent: LatentValue } {
+  return {
+    model: expectValue<ModelValue>(inputs.model, 'MODEL', 'model'),
+    positive: expectValue<ConditioningValue>(inputs.positive, 'CONDITIONING', 'positive'),
+    negative: expectValue<ConditioningValue>(inputs.negative, 'CONDITIONING', 'negative'),
+    latent: expectValue<LatentValue>(inputs.latent, 'LATENT', 'latent'),
+  };
+}
+
+/**
+ * Refuses inputs the UNet cannot take, with a sentence: latent channels (a 9-channel inpainting
+ * UNet takes the 4 latent channels + mask + masked-image latents, and needs a masked latent), the
+ * noise mask's size, the conditioning width and the prompts' lengths.
+ */
+export function checkSamplerInputs(unet: UNetConfig, checkpointPath: string, pos: ConditioningValue, neg: ConditioningValue, latent: LatentValue): { inpaintUNet: boolean } {
+  const [B, C, h, w] = latent.dims;
+  const inpaintUNet = unet.inChannels === 2 * C + 1;
+  if (!inpaintUNet && C !== unet.inChannels) throw new Error(`the latent has ${C} channels but the UNet takes ${unet.inChannels}`);
+  const nm = latent.noiseMask;
+  if (nm && ((nm.batch !== 1 && nm.batch !== B) || nm.data.length !== nm.batch * h * w)) throw new Error(`the latent's noise mask is ${nm.data.length} values for ${nm.batch} mask(s) at ${w}x${h}; it must be 1 or ${B} planes of the latent's size`);
+  if (inpaintUNet && !latent.noiseMask) throw new Error(`${checkpointPath} is an inpainting model (its UNet takes ${unet.inChannels} channels): give the sampler a masked latent (VAE Encode with a mask, or Set Latent Noise Mask)`);
+  for (const [what, c] of [['positive', pos], ['negative', neg]] as const) {
+    if (c.dim !== unet.crossAttentionDim) throw new Error(`the ${what} conditioning has width ${c.dim}, the UNet expects ${unet.crossAttentionDim} (text encoder and UNet from different models?)`);
+  }
+  if (pos.tokens !== neg.tokens) throw new Error(`positive (${pos.tokens} tokens) and negative (${neg.tokens} tokens) conditioning differ in length`);
+  return { inpaintUNet };
+}
+
+/** One draw of the run's noise source, checked against the latent's size. */
+function drawNoise(ctx: ExecContext, purpose: 'latents' | 'add_noise', seed: number, shape: number[]): Float32Array {
+  const noise = ctx.noise({ node: ctx.nodeId, purpose, seed, shape });
+  const n = shape.reduce((a, d) => a * d, 1);
+  if (noise.length !== n) throw new Error(`noise source gave ${noise.length} values for shape [${shape}]`);
+  return noise;
+}
+
 export const ddimSampler: NodeDef = {
   type: 'ddim-sampler',
   title: 'DDIM Sampler',
@@ -118,110 +112,44 @@ export const ddimSampler: NodeDef = {
     { name: 'denoise', kind: 'number', default: 1, min: 0, max: 1, step: 0.01 },
   ],
   async execute(inputs, params, ctx) {
-    const model = expectValue<ModelValue>(inputs.model, 'MODEL', 'model');
-    const pos = expectValue<ConditioningValue>(inputs.positive, 'CONDITIONING', 'positive');
-    const neg = expectValue<ConditioningValue>(inputs.negative, 'CONDITIONING', 'negative');
-    const latent = expectValue<LatentValue>(inputs.latent, 'LATENT', 'latent');
+    const { model, positive, negative, latent } = samplerInputs(inputs);
     const seed = params.seed as number;
     const steps = params.steps as number;
     const cfg = params.cfg as number;
     const eta = params.eta as number;
-    const denoise = params.denoise as number;
-    const controlled = hasControls([pos, neg]); // Apply ControlNet on either prompt
-    if (controlled) await checkControlsFit(ctx, [pos, neg], (await checkpointParts(ctx.models, model.checkpoint)).unet.config, model.checkpoint.path);
+    const strength = params.denoise as number;
+    const controlled = hasControls([positive, negative]); // Apply ControlNet on either prompt
+    if (controlled) await checkControlsFit(ctx, [positive, negative], (await checkpointParts(ctx.models, model.checkpoint)).unet.config, model.checkpoint.path);
     const unet = await unetRuntime(ctx.models, model, controlled);
     const sched = await schedulerFor(ctx.models, model.checkpoint);
-    const [B, C, h, w] = latent.dims;
-    // A 9-channel inpainting UNet takes the 4 latent channels + mask + masked-image latents.
-    const inpaintUNet = unet.config.inChannels === 2 * C + 1;
-    if (!inpaintUNet && C !== unet.config.inChannels) throw new Error(`the latent has ${C} channels but the UNet takes ${unet.config.inChannels}`);
-    const nm = latent.noiseMask;
-    if (nm && ((nm.batch !== 1 && nm.batch !== B) || nm.data.length !== nm.batch * h * w)) throw new Error(`the latent's noise mask is ${nm.data.length} values for ${nm.batch} mask(s) at ${w}x${h}; it must be 1 or ${B} planes of the latent's size`);
-    if (inpaintUNet && !latent.noiseMask) throw new Error(`${model.checkpoint.path} is an inpainting model (its UNet takes ${unet.config.inChannels} channels): give the sampler a masked latent (VAE Encode with a mask, or Set Latent Noise Mask)`);
-    for (const [what, c] of [['positive', pos], ['negative', neg]] as const) {
-      if (c.dim !== unet.config.crossAttentionDim) throw new Error(`the ${what} conditioning has width ${c.dim}, the UNet expects ${unet.config.crossAttentionDim} (text encoder and UNet from different models?)`);
-    }
-    if (pos.tokens !== neg.tokens) throw new Error(`positive (${pos.tokens} tokens) and negative (${neg.tokens} tokens) conditioning differ in length`);
+    const { inpaintUNet } = checkSamplerInputs(unet.config, model.checkpoint.path, positive, negative, latent);
 
-    const full = latent.empty && denoise >= 1;
-    const timesteps = full ? sched.setTimesteps(steps) : sched.timestepsForStrength(steps, denoise);
-    if (!timesteps.length) return { latent };
-    const shape = [B, C, h, w];
-    const n = B * C * h * w;
-    let x: Float32Array;
+    const shape = [...latent.dims];
+    const full = !!latent.empty && strength >= 1;
+    const method = ddimMethod(sched, { steps, strength, full, eta, noise: (step) => ctx.noise({ node: ctx.nodeId, purpose: 'eta', seed, shape, step }) });
+    if (!method.timesteps.length) return { latent };
     // The starting draw; inpainting also noises the init latents with it at every step.
-    const noise0 = ctx.noise({ node: ctx.nodeId, purpose: full ? 'latents' : 'add_noise', seed, shape });
-    if (noise0.length !== n) throw new Error(`noise source gave ${noise0.length} values for shape [${shape}]`);
-    x = full ? noise0 : sched.addNoise(latent.samples, noise0, timesteps[0]); // text-to-image: * init_noise_sigma = 1
-    ctx.trace?.({ node: ctx.nodeId, name: 'start_latents', data: x, shape });
+    const noise0 = drawNoise(ctx, full ? 'latents' : 'add_noise', seed, shape);
+    const x0 = method.startLatents(noise0, full ? undefined : latent.samples);
+    ctx.trace?.({ node: ctx.nodeId, name: 'start_latents', data: x0, shape });
 
-    // Fixed per-run inputs: text (B, T, C) per branch and image tokens.
-    const doCfg = cfg > 1;
-    const branches = doCfg ? 2 : 1;
-    const text = doCfg ? concat([repeat(neg.embeds, B), repeat(pos.embeds, B)]) : repeat(pos.embeds, B);
-    const feeds: Record<string, ort.Tensor> = {
-      encoder_hidden_states: new ort.Tensor('float32', text, [branches * B, pos.tokens, pos.dim]),
-    };
-    // ControlNets (nodes/runtime/controlnet.ts): residuals for the UNet's residual inputs, per step.
-    const control = controlled
-      ? await SamplerControl.prepare(ctx, { unet: unet.config, checkpointPath: model.checkpoint.path, branches: doCfg ? [neg, pos] : [pos], batch: B, height: h, width: w })
-      : null;
-    const ip = imageTokens(model.adapters);
-    const a0 = model.adapters[0];
-    const factors = unet.ipLayers ? blockFactors(unet.config, a0.blocks ?? 'all', a0.layerWeights ?? '') : [];
-    if (unet.ipLayers) {
-      const t = ip!;
-      const tok = doCfg ? concat([repeat(t.uncond, B), repeat(t.cond, B)]) : repeat(t.cond, B);
-      feeds.ip_tokens = new ort.Tensor('float32', tok, [branches * B, t.n, t.dim]);
-    }
-
-    // ip_scale takes one of two values per run (the adapter's window on or off): built once.
-    const ipScale = unet.ipLayers
-      ? [false, true].map((on) => new ort.Tensor('float32', ipScales(factors, a0.weight, on), [unet.ipLayers]))
-      : null;
-    // Per-step inputs reuse buffers made once per run: the UNet reads them during `run` only, and
-    // nothing keeps them across steps (the ControlNets read `xs` within stepFeeds).
-    const M = branches * B;
-    const xs = doCfg ? new Float32Array(2 * n) : null; // [x, x]: (2B, C, h, w)
-    const timestep = new Float32Array(M);
-    feeds.timestep = new ort.Tensor('float32', timestep, [M]);
-    const unetIn = inpaintUNet ? new Float32Array(M * unet.config.inChannels * h * w) : xs;
-    if (unetIn) feeds.sample = new ort.Tensor('float32', unetIn, [M, unet.config.inChannels, h, w]);
-    const preview = new PreviewThrottle(PREVIEW_INTERVAL_MS);
-
+    const guidance = cfgGuidance(cfg);
+    const unetCall = await samplerUNet(ctx, { unet, model, positive, negative, latent, guidance, inpaintUNet, controlled, steps: method.timesteps.length });
     const mask = latent.noiseMask?.data;
-    for (let i = 0; i < timesteps.length; i++) {
-      checkAborted(ctx.signal);
-      const t = timesteps[i];
-      if (xs) { xs.set(x, 0); xs.set(x, n); }
-      const latents = xs ?? x; // (branches*B, C, h, w)
-      if (inpaintUNet) {
-        const one = inpaintUNetInput(x, mask!, latent.maskedImage ?? latent.samples, shape);
-        for (let b = 0; b < branches; b++) unetIn!.set(one, b * one.length);
-      } else if (!xs) {
-        feeds.sample = new ort.Tensor('float32', x, [B, C, h, w]); // x is a new array each step
-      }
-      timestep.fill(t);
-      // ControlNets see the 4 latent channels (diffusers' inpainting ControlNet pipeline too).
-      if (control) Object.assign(feeds, await control.stepFeeds(i, timesteps.length, t, latents, text, [M, pos.tokens, pos.dim]));
-      if (ipScale) feeds.ip_scale = ipScale[adapterActive(a0, i, timesteps.length) ? 1 : 0];
-      const out = await unet.session.run(feeds);
-      const pred = out.noise_pred.data as Float32Array; // (branches*B, C, h, w)
-      ctx.trace?.({ node: ctx.nodeId, name: 'noise_pred', step: i, data: pred, shape: [M, C, h, w] });
-      const guided = doCfg ? classifierFreeGuidance(pred.subarray(0, n), pred.subarray(n), cfg) : pred;
-      const noise = eta > 0 ? ctx.noise({ node: ctx.nodeId, purpose: 'eta', seed, shape, step: i }) : undefined;
-      const r = sched.step(guided, t, x, { eta, noise });
-      x = r.prevSample;
-      if (mask && !inpaintUNet) {
-        const init = i < timesteps.length - 1 ? sched.addNoise(latent.samples, noise0, timesteps[i + 1]) : latent.samples;
-        blendByMask(x, init, mask, shape);
-      }
-      ctx.trace?.({ node: ctx.nodeId, name: 'latents_after_step', step: i, data: x, shape });
-      const last = i === timesteps.length - 1;
-      ctx.progress(i + 1, timesteps.length, preview.due(last) ? await previewPng(r.predOriginal, shape) : undefined);
-    }
+    const preview = new PreviewThrottle(PREVIEW_INTERVAL_MS);
+    const x = await denoise(x0, {
+      model: unetCall, guidance, method,
+      hooks: {
+        beforeStep: () => checkAborted(ctx.signal),
+        blend: mask && !inpaintUNet ? maskBlend(method, latent.samples, noise0, mask, shape) : undefined,
+        async afterStep(i, total, r) {
+          ctx.trace?.({ node: ctx.nodeId, name: 'latents_after_step', step: i, data: r.x, shape });
+          ctx.progress(i + 1, total, preview.due(i === total - 1) ? await previewPng(r.denoised, shape) : undefined);
+        },
+      },
+    });
     // The mask stays on the latent (as in ComfyUI), so a second sampler pass inpaints the same area.
-    const v: LatentValue = { kind: 'LATENT', dims: [B, C, h, w], samples: x, ...(latent.noiseMask ? { noiseMask: latent.noiseMask, maskedImage: latent.maskedImage } : {}) };
+    const v: LatentValue = { kind: 'LATENT', dims: [...latent.dims], samples: x, ...(latent.noiseMask ? { noiseMask: latent.noiseMask, maskedImage: latent.maskedImage } : {}) };
     return { latent: v };
   },
 };

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import type { ExecContext } from '../engine/context.js';
 import { applyIpAdapter } from './apply-ip-adapter.js';
-import { adapterActive } from './ddim-sampler.js';
+import { adapterActive } from './runtime/sampler-unet.js';
 import { emptyLatentImage } from './empty-latent-image.js';
 import { imageToMask } from './image-to-mask.js';
 import { setLatentNoiseMask } from './set-latent-noise-mask.js';

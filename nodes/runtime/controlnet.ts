@@ -6,11 +6,10 @@
  * For each control active at step i (diffusers' rule: i/n >= start and (i+1)/n <= end) it runs
  * the ControlNet on the latents, the timestep and the TEXT embeddings of the CFG branches carrying
  * it (never the image tokens), scales the 12 down + 1 mid residuals by the strength, sums them
- * over controls (MultiControlNetModel), and feeds them in batch order to the UNet's residual
+ * over controls (MultiControlNetModel), and returns them in batch order for the UNet's residual
  * inputs (zeros for branches or steps without control).
  */
-import { ControlNet, type ControlResiduals, buildControlNet, sumResiduals, unetResidualFeeds, zeroResiduals } from '../../models/controlnet.js';
-import type { ort } from '../../models/onnx/session.js';
+import { ControlNet, type ControlResiduals, buildControlNet, sumResiduals, zeroResiduals } from '../../models/controlnet.js';
 import { type LoadedControlNet, checkControlNetFitsUNet, loadControlNet as loadControlNetFile } from '../../models/controlnet-load.js';
 import { resizeTo } from '../../models/preprocessors/resize.js';
 import { UNET_SESSION_OPTIONS } from '../../models/unet.js';
@@ -142,11 +141,11 @@ export class SamplerControl {
   }
 
   /**
-   * The UNet's residual feeds for step i of n at timestep t. `sample` is the latent batch the
+   * The UNet's ControlNet residuals for step i of n at timestep t. `sample` is the latent batch the
    * UNet sees, (branches * batch, 4, h, w) in branch order (for a 9-channel inpainting UNet, the 4
    * latent channels only); `text` the TEXT embeddings in the same order, (branches * batch, T, C).
    */
-  async stepFeeds(i: number, n: number, t: number, sample: Float32Array, text: Float32Array, textDims: number[]): Promise<Record<string, ort.Tensor>> {
+  async stepResiduals(i: number, n: number, t: number, sample: Float32Array, text: Float32Array, textDims: number[]): Promise<ControlResiduals> {
     const { batch: B, height: h, width: w } = this.o;
     const nb = this.o.branches.length;
     const C = sample.length / (nb * B * h * w);
@@ -172,7 +171,7 @@ export class SamplerControl {
       });
       acc = sumResiduals(acc, all ? r : this.scatter(r, g.branches));
     }
-    return unetResidualFeeds(acc ?? this.zeroFeeds());
+    return acc ?? this.zeroResiduals();
   }
 
   /** Residuals of some branches placed into the full batch (zeros elsewhere). */
@@ -187,7 +186,7 @@ export class SamplerControl {
     return { down: r.down.map(place), mid: place(r.mid) };
   }
 
-  private zeroFeeds(): ControlResiduals {
+  private zeroResiduals(): ControlResiduals {
     this.zeros ??= zeroResiduals(this.o.unet, this.o.branches.length * this.o.batch, this.o.height, this.o.width);
     return this.zeros;
   }
