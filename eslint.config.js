@@ -1,5 +1,5 @@
 // ESLint (flat config): the recommended JS + TypeScript rules, React's hook rules for the editor, and the layering
-// rules of the design (../shared/design.md) as import restrictions (test/architecture.test.ts checks that they fire).
+// rules of docs/design.md as import restrictions (test/architecture.test.ts checks that they fire).
 import js from '@eslint/js';
 import prettier from 'eslint-config-prettier';
 import reactHooks from 'eslint-plugin-react-hooks';
