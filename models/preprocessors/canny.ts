@@ -59,7 +59,7 @@ export function canny(img: Pixels, opts: CannyOptions = {}): Pixels {
   if ((opts.channels ?? 'gray') === 'max' && img.channels !== 1) {
     planes = [0, 1, 2].map((c) => {
       const p = new Uint8Array(W * H);
-      for (let i = 0; i < W * H; i++) p[i] = img.data[i * img.channels + c];
+      for (let i = 0; i < W * H; i++) p[i] = img.data[i * img.channels + c]!;
       return p;
     });
   } else {
@@ -74,21 +74,21 @@ export function canny(img: Pixels, opts: CannyOptions = {}): Pixels {
   const mag = new Int32Array((W + 2) * (H + 2)); // zero border of 1 pixel for NMS
   const M = W + 2;
   for (let pi = 0; pi < planes.length; pi++) {
-    const p = planes[pi];
+    const p = planes[pi]!;
     for (let y = 0; y < H; y++) {
       const ym = y > 0 ? y - 1 : 0;
       const yp = y < H - 1 ? y + 1 : H - 1;
       for (let x = 0; x < W; x++) {
         const xm = x > 0 ? x - 1 : 0;
         const xp = x < W - 1 ? x + 1 : W - 1;
-        const a = p[ym * W + xm], b = p[ym * W + x], c = p[ym * W + xp];
-        const d = p[y * W + xm], e = p[y * W + xp];
-        const f = p[yp * W + xm], g = p[yp * W + x], h = p[yp * W + xp];
+        const a = p[ym * W + xm]!, b = p[ym * W + x]!, c = p[ym * W + xp]!;
+        const d = p[y * W + xm]!, e = p[y * W + xp]!;
+        const f = p[yp * W + xm]!, g = p[yp * W + x]!, h = p[yp * W + xp]!;
         const gx = c + 2 * e + h - a - 2 * d - f;
         const gy = f + 2 * g + h - a - 2 * b - c;
         const m = l2 ? gx * gx + gy * gy : Math.abs(gx) + Math.abs(gy);
         const mi = (y + 1) * M + x + 1;
-        if (pi === 0 || m > mag[mi]) {
+        if (pi === 0 || m > mag[mi]!) {
           mag[mi] = m;
           dx[y * W + x] = gx;
           dy[y * W + x] = gy;
@@ -103,21 +103,21 @@ export function canny(img: Pixels, opts: CannyOptions = {}): Pixels {
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < W; x++) {
       const mi = (y + 1) * M + x + 1;
-      const m = mag[mi];
+      const m = mag[mi]!;
       if (m <= low) continue;
-      const xs = dx[y * W + x];
-      const ys = dy[y * W + x];
+      const xs = dx[y * W + x]!;
+      const ys = dy[y * W + x]!;
       const ax = Math.abs(xs);
       const ay = Math.abs(ys) * 32768; // << 15
       const tg22x = ax * TG22;
       let keep: boolean;
       if (ay < tg22x) {
-        keep = m > mag[mi - 1] && m >= mag[mi + 1]; // gradient ~horizontal: left / right
+        keep = m > mag[mi - 1]! && m >= mag[mi + 1]!; // gradient ~horizontal: left / right
       } else if (ay > tg22x + ax * 65536) {
-        keep = m > mag[mi - M] && m >= mag[mi + M]; // ~vertical: above / below
+        keep = m > mag[mi - M]! && m >= mag[mi + M]!; // ~vertical: above / below
       } else {
         const s = (xs < 0) !== (ys < 0) ? -1 : 1; // diagonal: (x-s, y-1) and (x+s, y+1)
-        keep = m > mag[mi - M - s] && m > mag[mi + M + s];
+        keep = m > mag[mi - M - s]! && m > mag[mi + M + s]!;
       }
       if (!keep) continue;
       if (m > high) {
@@ -158,7 +158,7 @@ export function gaussianKernel5(sigma: number): Int32Array {
   let err = 0;
   let total = 0;
   for (let i = 0; i < 2; i++) {
-    const adj = (k[i] / sum) * 256 + err;
+    const adj = (k[i]! / sum) * 256 + err;
     const v = roundHalfEven(adj);
     err = adj - v;
     out[i] = out[4 - i] = v;
@@ -190,7 +190,7 @@ export function gaussianBlur5(p: Uint8Array, W: number, H: number, sigma: number
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < W; x++) {
       let s = 0;
-      for (let i = -2; i <= 2; i++) s += k[i + 2] * p[y * W + reflect101(x + i, W)];
+      for (let i = -2; i <= 2; i++) s += k[i + 2]! * p[y * W + reflect101(x + i, W)]!;
       tmp[y * W + x] = s;
     }
   }
@@ -198,7 +198,7 @@ export function gaussianBlur5(p: Uint8Array, W: number, H: number, sigma: number
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < W; x++) {
       let s = 0; // Q16, at most 255 * 2^16
-      for (let i = -2; i <= 2; i++) s += k[i + 2] * tmp[reflect101(y + i, H) * W + x];
+      for (let i = -2; i <= 2; i++) s += k[i + 2]! * tmp[reflect101(y + i, H) * W + x]!;
       out[y * W + x] = (s + 32768) >> 16;
     }
   }

@@ -37,7 +37,7 @@ export function lineart(img: Pixels, opts: LineartOptions = {}): Pixels {
   const mean = gaussianBlur5(gray, W, H, sigma);
   const out = new Uint8Array(W * H);
   for (let i = 0; i < out.length; i++) {
-    const d = mean[i] - gray[i] - threshold;
+    const d = mean[i]! - gray[i]! - threshold;
     const v = d <= 0 ? 0 : Math.min(255, Math.round(d * gain));
     out[i] = opts.blackOnWhite ? 255 - v : v;
   }

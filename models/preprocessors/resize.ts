@@ -59,7 +59,7 @@ export function toGray(img: Pixels): Uint8Array {
   const n = width * height;
   const out = new Uint8Array(n);
   for (let i = 0, p = 0; i < n; i++, p += channels) {
-    out[i] = (data[p] * 4899 + data[p + 1] * 9617 + data[p + 2] * 1868 + 8192) >> 14;
+    out[i] = (data[p]! * 4899 + data[p + 1]! * 9617 + data[p + 2]! * 1868 + 8192) >> 14;
   }
   return out;
 }
@@ -72,8 +72,8 @@ export function toRGB(img: Pixels): Pixels {
   const n = width * height;
   const out = new Uint8Array(n * 3);
   for (let i = 0; i < n; i++) {
-    if (channels === 1) out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = data[i];
-    else for (let c = 0; c < 3; c++) out[3 * i + c] = data[4 * i + c];
+    if (channels === 1) out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = data[i]!;
+    else for (let c = 0; c < 3; c++) out[3 * i + c] = data[4 * i + c]!;
   }
   return { width, height, channels: 3, data: out };
 }
@@ -92,7 +92,7 @@ export function controlTensor(img: Pixels): { data: Float32Array; dims: [1, 3, n
   const { width: w, height: h, data } = rgb;
   const plane = w * h;
   const out = new Float32Array(3 * plane);
-  for (let i = 0; i < plane; i++) for (let c = 0; c < 3; c++) out[c * plane + i] = data[3 * i + c] / 255;
+  for (let i = 0; i < plane; i++) for (let c = 0; c < 3; c++) out[c * plane + i] = data[3 * i + c]! / 255;
   return { data: out, dims: [1, 3, h, w] };
 }
 
@@ -134,12 +134,14 @@ function coeffs(inSize: number, inStart: number, inEnd: number, outSize: number,
     const k = new Float64Array(Math.max(0, xmax - xmin));
     let total = 0;
     for (let x = 0; x < k.length; x++) {
-      k[x] = fn((x + xmin - center + 0.5) / fscale);
-      total += k[x];
+      const v = fn((x + xmin - center + 0.5) / fscale);
+      k[x] = v;
+      total += v;
     }
     const q = new Int32Array(k.length);
     for (let x = 0; x < k.length; x++) {
-      const w = total !== 0 ? k[x] / total : k[x];
+      const kx = k[x]!;
+      const w = total !== 0 ? kx / total : kx;
       q[x] = Math.trunc(w * (1 << PRECISION_BITS) + (w < 0 ? -0.5 : 0.5));
     }
     bounds.push(xmin);
@@ -172,7 +174,7 @@ export function resample(img: Pixels, w: number, h: number, filter: ResampleFilt
       const sy = Math.min(H - 1, Math.floor(by0 + ((y + 0.5) * (by1 - by0)) / h));
       for (let x = 0; x < w; x++) {
         const sx = Math.min(W - 1, Math.floor(bx0 + ((x + 0.5) * (bx1 - bx0)) / w));
-        for (let c = 0; c < C; c++) out[(y * w + x) * C + c] = data[(sy * W + sx) * C + c];
+        for (let c = 0; c < C; c++) out[(y * w + x) * C + c] = data[(sy * W + sx) * C + c]!;
       }
     }
     return { width: w, height: h, channels: C, data: out };
@@ -183,11 +185,11 @@ export function resample(img: Pixels, w: number, h: number, filter: ResampleFilt
   const tmp = new Uint8Array(H * w * C);
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < w; x++) {
-      const x0 = hx.bounds[x];
-      const k = hx.weights[x];
+      const x0 = hx.bounds[x]!;
+      const k = hx.weights[x]!;
       for (let c = 0; c < C; c++) {
         let s = half;
-        for (let i = 0; i < k.length; i++) s += k[i] * data[(y * W + x0 + i) * C + c];
+        for (let i = 0; i < k.length; i++) s += k[i]! * data[(y * W + x0 + i) * C + c]!;
         tmp[(y * w + x) * C + c] = fromQ(s);
       }
     }
@@ -196,12 +198,12 @@ export function resample(img: Pixels, w: number, h: number, filter: ResampleFilt
   const vy = coeffs(H, by0, by1, h, filter);
   const out = new Uint8Array(h * w * C);
   for (let y = 0; y < h; y++) {
-    const y0 = vy.bounds[y];
-    const k = vy.weights[y];
+    const y0 = vy.bounds[y]!;
+    const k = vy.weights[y]!;
     for (let x = 0; x < w; x++) {
       for (let c = 0; c < C; c++) {
         let s = half;
-        for (let i = 0; i < k.length; i++) s += k[i] * tmp[((y0 + i) * w + x) * C + c];
+        for (let i = 0; i < k.length; i++) s += k[i]! * tmp[((y0 + i) * w + x) * C + c]!;
         out[(y * w + x) * C + c] = fromQ(s);
       }
     }

@@ -29,11 +29,11 @@ export function scribble(img: Pixels, opts: ScribbleOptions = {}): Pixels {
   let strokes = opts.strokes ?? 'auto';
   if (strokes === 'auto') {
     let sum = 0;
-    for (let i = 0; i < gray.length; i++) sum += gray[i];
+    for (let i = 0; i < gray.length; i++) sum += gray[i]!;
     strokes = sum / gray.length >= 128 ? 'dark' : 'light';
   }
   let out: Uint8Array = new Uint8Array(W * H);
-  for (let i = 0; i < out.length; i++) out[i] = (strokes === 'dark' ? gray[i] < threshold : gray[i] >= threshold) ? 255 : 0;
+  for (let i = 0; i < out.length; i++) out[i] = (strokes === 'dark' ? gray[i]! < threshold : gray[i]! >= threshold) ? 255 : 0;
   if (r > 0) out = dilate(out, W, H, r);
   return grayImage(W, H, out);
 }
