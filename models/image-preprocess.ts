@@ -50,11 +50,11 @@ export async function loadImageRGBA(input: string | Uint8Array): Promise<RgbaIma
     const o = i * 4;
     const s = i * channels;
     if (channels >= 3) {
-      data[o] = src[s]; data[o + 1] = src[s + 1]; data[o + 2] = src[s + 2];
-      data[o + 3] = channels === 4 ? src[s + 3] : 255;
+      data[o] = src[s]!; data[o + 1] = src[s + 1]!; data[o + 2] = src[s + 2]!;
+      data[o + 3] = channels === 4 ? src[s + 3]! : 255;
     } else {
-      data[o] = data[o + 1] = data[o + 2] = src[s];
-      data[o + 3] = channels === 2 ? src[s + 1] : 255;
+      data[o] = data[o + 1] = data[o + 2] = src[s]!;
+      data[o + 3] = channels === 2 ? src[s + 1]! : 255;
     }
   }
   return { width, height, data };
@@ -65,9 +65,9 @@ export function rgbaToRgb(img: RgbaImage): RgbImage {
   const n = img.width * img.height;
   const data = new Uint8Array(n * 3);
   for (let i = 0; i < n; i++) {
-    data[i * 3] = img.data[i * 4];
-    data[i * 3 + 1] = img.data[i * 4 + 1];
-    data[i * 3 + 2] = img.data[i * 4 + 2];
+    data[i * 3] = img.data[i * 4]!;
+    data[i * 3 + 1] = img.data[i * 4 + 1]!;
+    data[i * 3 + 2] = img.data[i * 4 + 2]!;
   }
   return { width: img.width, height: img.height, data };
 }
@@ -113,8 +113,10 @@ export function parsePreprocessorConfig(j: Record<string, unknown>): ClipPreproc
   const d = CLIP_DEFAULTS;
   const num = (v: unknown, dflt: number) => (typeof v === 'number' ? v : dflt);
   const bool = (v: unknown, dflt: boolean) => (typeof v === 'boolean' ? v : dflt);
+  const isTriple = (v: unknown): v is [number, number, number] =>
+    Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number');
   const triple = (v: unknown, dflt: [number, number, number]): [number, number, number] =>
-    Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number') ? [v[0], v[1], v[2]] : typeof v === 'number' ? [v, v, v] : dflt;
+    isTriple(v) ? [v[0], v[1], v[2]] : typeof v === 'number' ? [v, v, v] : dflt;
   let size = d.size;
   const s = j.size as Record<string, number> | number | undefined;
   if (typeof s === 'number') size = { shortestEdge: s };
@@ -193,11 +195,13 @@ function precomputeCoeffs(inSize: number, in0: number, in1: number, outSize: num
     const xmax = Math.min(Math.trunc(center + support + 0.5), inSize) - xmin;
     let ww = 0;
     for (let x = 0; x < xmax; x++) {
-      w[x] = filter.fn((x + xmin - center + 0.5) * ss);
-      ww += w[x];
+      const f = filter.fn((x + xmin - center + 0.5) * ss);
+      w[x] = f;
+      ww += f;
     }
     for (let x = 0; x < xmax; x++) {
-      const v = ww !== 0 ? w[x] / ww : w[x];
+      const wx = w[x]!;
+      const v = ww !== 0 ? wx / ww : wx;
       // C's (int) truncation of v * 2^22 +- 0.5.
       k[xx * ksize + x] = Math.trunc(v < 0 ? -0.5 + v * (1 << PRECISION_BITS) : 0.5 + v * (1 << PRECISION_BITS));
     }
@@ -229,21 +233,21 @@ export function pillowResize(img: RgbImage, width: number, height: number, resam
   let rowOffset = 0;
   if (needH) {
     // Only rows [yFirst, yLast) are needed by the vertical pass.
-    const yFirst = needV ? cv.bounds[0] : 0;
-    const yLast = needV ? cv.bounds[height * 2 - 2] + cv.bounds[height * 2 - 1] : img.height;
+    const yFirst = needV ? cv.bounds[0]! : 0;
+    const yLast = needV ? cv.bounds[height * 2 - 2]! + cv.bounds[height * 2 - 1]! : img.height;
     const rows = yLast - yFirst;
     const out = new Uint8Array(width * rows * 3);
     for (let y = 0; y < rows; y++) {
       const srcRow = (y + yFirst) * img.width * 3;
       for (let xx = 0; xx < width; xx++) {
-        const xmin = ch.bounds[xx * 2];
-        const xmax = ch.bounds[xx * 2 + 1];
+        const xmin = ch.bounds[xx * 2]!;
+        const xmax = ch.bounds[xx * 2 + 1]!;
         const kb = xx * ch.ksize;
         let s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
         for (let x = 0; x < xmax; x++) {
-          const kv = ch.k[kb + x];
+          const kv = ch.k[kb + x]!;
           const p = srcRow + (x + xmin) * 3;
-          s0 += img.data[p] * kv; s1 += img.data[p + 1] * kv; s2 += img.data[p + 2] * kv;
+          s0 += img.data[p]! * kv; s1 += img.data[p + 1]! * kv; s2 += img.data[p + 2]! * kv;
         }
         const o = (y * width + xx) * 3;
         out[o] = clip8(s0); out[o + 1] = clip8(s1); out[o + 2] = clip8(s2);
@@ -256,12 +260,12 @@ export function pillowResize(img: RgbImage, width: number, height: number, resam
   const out = new Uint8Array(width * height * 3);
   const rowLen = width * 3;
   for (let yy = 0; yy < height; yy++) {
-    const ymin = cv.bounds[yy * 2] - rowOffset;
-    const ymax = cv.bounds[yy * 2 + 1];
+    const ymin = cv.bounds[yy * 2]! - rowOffset;
+    const ymax = cv.bounds[yy * 2 + 1]!;
     const kb = yy * cv.ksize;
     for (let i = 0; i < rowLen; i++) {
       let s = 1 << (PRECISION_BITS - 1);
-      for (let y = 0; y < ymax; y++) s += cur.data[(y + ymin) * rowLen + i] * cv.k[kb + y];
+      for (let y = 0; y < ymax; y++) s += cur.data[(y + ymin) * rowLen + i]! * cv.k[kb + y]!;
       out[yy * rowLen + i] = clip8(s);
     }
   }
@@ -302,7 +306,7 @@ export function centerCrop(img: RgbImage, height: number, width: number): RgbIma
       if (sx < 0 || sx >= img.width) continue;
       const s = (sy * img.width + sx) * 3;
       const o = (y * width + x) * 3;
-      out[o] = img.data[s]; out[o + 1] = img.data[s + 1]; out[o + 2] = img.data[s + 2];
+      out[o] = img.data[s]!; out[o + 1] = img.data[s + 1]!; out[o + 2] = img.data[s + 2]!;
     }
   }
   return { width, height, data: out };
@@ -356,10 +360,10 @@ export function rgbToPixelValues(rgb: RgbImage, cfg: ClipPreprocessConfig = CLIP
   const data = new Float32Array(3 * plane);
   const fr = Math.fround;
   for (let c = 0; c < 3; c++) {
-    const mean = fr(cfg.mean[c]);
-    const std = fr(cfg.std[c]);
+    const mean = fr(cfg.mean[c]!);
+    const std = fr(cfg.std[c]!);
     for (let i = 0; i < plane; i++) {
-      let v = rgb.data[i * 3 + c];
+      let v = rgb.data[i * 3 + c]!;
       if (cfg.doRescale) v = fr(v * cfg.rescaleFactor);
       if (cfg.doNormalize) v = fr(fr(v - mean) / std);
       data[c * plane + i] = v;

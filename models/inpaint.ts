@@ -14,6 +14,12 @@
 
 const fr = Math.fround;
 
+/** dims as (B, C, h, w); anything but 4 dims is an error naming `what`. */
+function latentDims(dims: readonly number[], what: string): readonly [number, number, number, number] {
+  if (dims.length !== 4) throw new Error(`${what}: expected latents shaped [B, C, h, w], got [${dims}]`);
+  return dims as readonly [number, number, number, number];
+}
+
 /** A mask plane stack, as MASK values carry it. */
 export interface MaskPlanes {
   batch: number;
@@ -32,7 +38,7 @@ export function resampleMask(m: MaskPlanes, w: number, h: number, binary: boolea
   const sx = fr(m.width / w);
   const sy = fr(m.height / h);
   const src = (b: number, y: number, x: number) => {
-    const v = m.data[(b * m.height + y) * m.width + x];
+    const v = m.data[(b * m.height + y) * m.width + x]!;
     return binary ? (v >= 0.5 ? 1 : 0) : v;
   };
   for (let b = 0; b < m.batch; b++) {
@@ -64,7 +70,7 @@ export function resampleMask(m: MaskPlanes, w: number, h: number, binary: boolea
  * rounding each operation to float32 as PyTorch does. A mask of 1 leaves x bit-identical.
  */
 export function blendByMask(x: Float32Array, init: Float32Array, mask: Float32Array, dims: readonly number[]): void {
-  const [B, C, h, w] = dims;
+  const [B, C, h, w] = latentDims(dims, 'blend by mask');
   const plane = h * w;
   const mb = mask.length / plane;
   if (mb !== 1 && mb !== B) throw new Error(`the noise mask has ${mb} planes for ${B} latents; give 1 mask or one per latent`);
@@ -73,8 +79,8 @@ export function blendByMask(x: Float32Array, init: Float32Array, mask: Float32Ar
     for (let c = 0; c < C; c++) {
       const o = (b * C + c) * plane;
       for (let i = 0; i < plane; i++) {
-        const m = mask[mo + i];
-        x[o + i] = fr(fr(fr(1 - m) * init[o + i]) + fr(m * x[o + i]));
+        const m = mask[mo + i]!;
+        x[o + i] = fr(fr(fr(1 - m) * init[o + i]!) + fr(m * x[o + i]!));
       }
     }
   }
@@ -82,7 +88,7 @@ export function blendByMask(x: Float32Array, init: Float32Array, mask: Float32Ar
 
 /** The 9-channel inpainting UNet's input for one branch: cat([x, mask, masked], dim = 1) -> (B, 9, h, w). */
 export function inpaintUNetInput(x: Float32Array, mask: Float32Array, masked: Float32Array, dims: readonly number[]): Float32Array {
-  const [B, C, h, w] = dims;
+  const [B, C, h, w] = latentDims(dims, 'inpainting UNet input');
   const plane = h * w;
   const mb = mask.length / plane;
   const cin = 2 * C + 1;
@@ -106,7 +112,7 @@ export function greyMasked(rgb: Float32Array, maskAtImage: Float32Array, batch: 
   for (let b = 0; b < batch; b++) {
     const mo = (mb === 1 ? 0 : b) * plane;
     for (let i = 0; i < plane; i++) {
-      if (maskAtImage[mo + i] >= 0.5) for (let c = 0; c < 3; c++) out[(b * plane + i) * 3 + c] = 0.5;
+      if (maskAtImage[mo + i]! >= 0.5) for (let c = 0; c < 3; c++) out[(b * plane + i) * 3 + c] = 0.5;
     }
   }
   return out;

@@ -26,7 +26,7 @@ export interface LatentPreview {
  */
 export function latentPreview(latents: Float32Array, dims: readonly number[], index = 0, factors = SD15_LATENT_RGB_FACTORS): LatentPreview {
   if (dims.length !== 4) throw new Error(`latent preview: expected latents shaped [B, C, h, w], got [${dims}]`);
-  const [B, C, h, w] = dims;
+  const [B, C, h, w] = dims as readonly [number, number, number, number];
   if (C !== factors.length) throw new Error(`latent preview: latents have ${C} channels but the factors have ${factors.length} rows`);
   if (latents.length !== B * C * h * w) throw new Error(`latent preview: shape [${dims}] needs ${B * C * h * w} values, got ${latents.length}`);
   if (!(index >= 0 && index < B)) throw new Error(`latent preview: batch index ${index} is outside 0..${B - 1}`);
@@ -36,7 +36,7 @@ export function latentPreview(latents: Float32Array, dims: readonly number[], in
   for (let p = 0; p < hw; p++) {
     for (let j = 0; j < 3; j++) {
       let v = 0;
-      for (let c = 0; c < C; c++) v += latents[base + c * hw + p] * factors[c][j];
+      for (let c = 0; c < C; c++) v += latents[base + c * hw + p]! * factors[c]![j]!;
       const clamped = Math.min(1, Math.max(-1, v));
       rgb[p * 3 + j] = Math.round(((clamped + 1) / 2) * 255);
     }
