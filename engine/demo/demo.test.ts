@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SafetensorsFile } from '../../models/safetensors.js';
-import { clipTextShapes, clipVisionShapes, ipAdapterShapes, type Shapes } from './weights.js';
+import { clipTextShapes, clipVisionShapes, ipAdapterShapes, ldmVaeShapes, type Shapes } from './weights.js';
 import { parseVaeConfig, vaeParameterShapes } from '../../models/vae.js';
 import { DEMO_NAMES, ensureDemoModels } from './demo.js';
 import { createEngine } from '../engine.js';
@@ -44,6 +44,11 @@ describe.skipIf(!haveFixtures)('demo parameter lists equal the reference files',
     const mine = vaeParameterShapes(parseVaeConfig(c));
     expect(sorted(mine)).toEqual(sorted(fileShapes(path.join(fixtures, 'diffusers/vae/diffusion_pytorch_model.safetensors'))));
   });
+  const modelFiles = fixtureFolder('model-files');
+  it.skipIf(!fs.existsSync(path.join(modelFiles, 'vae', 'vae-ft-mse-tiny.safetensors')))('standalone VAE in the original layout (model-files vae-ft-mse-tiny: no prefix, [C,C,1,1] attention)', () => {
+    const mine = ldmVaeShapes(vaeParameterShapes(parseVaeConfig(cfg('diffusers/vae/config.json'))));
+    expect(sorted(mine)).toEqual(sorted(fileShapes(path.join(modelFiles, 'vae', 'vae-ft-mse-tiny.safetensors'))));
+  });
   it('IP-Adapter (h94 layout)', () => {
     const unet = readUNetConfig(path.join(fixtures, 'diffusers/unet/config.json'));
     const mine = ipAdapterShapes({ embedDim: 32, crossDim: unet.crossAttentionDim, tokens: 4, layers: crossAttnLayers(unet).map((l) => ({ index: l.index, hidden: l.hiddenSize })) });
@@ -59,8 +64,9 @@ describe('demo model set', () => {
   it('is generated deterministically', () => {
     const a = ensureDemoModels(path.join(tmp, 'a'));
     const b = ensureDemoModels(path.join(tmp, 'b'));
-    const rel = `ipadapter/${DEMO_NAMES.ipAdapter}`;
-    expect(fs.readFileSync(path.join(a, rel)).equals(fs.readFileSync(path.join(b, rel)))).toBe(true);
+    for (const rel of [`ipadapter/${DEMO_NAMES.ipAdapter}`, `vae/${DEMO_NAMES.vae}`]) {
+      expect(fs.readFileSync(path.join(a, rel)).equals(fs.readFileSync(path.join(b, rel))), rel).toBe(true);
+    }
     expect(fs.readFileSync(path.join(a, 'README.txt'), 'utf8')).toMatch(/draw noise/);
   });
 
@@ -71,7 +77,7 @@ describe('demo model set', () => {
 
   it('has the examples', () => {
     expect(examples.sort()).toEqual(expect.arrayContaining(['image-and-text.json', 'image-prompt.json', 'img2img-image-prompt.json', 'lambda-sweep.json',
-      'ip-canny-controlnet.json', 'ip-two-controlnets.json', 'inpaint-image-prompt.json', 'style-transfer.json']));
+      'ip-canny-controlnet.json', 'ip-two-controlnets.json', 'inpaint-image-prompt.json', 'style-transfer.json', 'custom-vae.json']));
   });
 
   // Each example end to end (with 2 sampler steps, to keep the test short; the CLI runs them in full).

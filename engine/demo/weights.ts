@@ -65,6 +65,32 @@ export function ipAdapterShapes(c: { embedDim: number; crossDim: number; tokens:
   return p;
 }
 
+/**
+ * A VAE parameter list (diffusers names, models/vae.ts vaeParameterShapes) in the original LDM layout
+ * of a standalone VAE file without prefix (vae-ft-mse-840000-ema-pruned.safetensors): encoder.down.N.block.M,
+ * decoder.up numbered in reverse, mid.block_1/attn_1/block_2, nin_shortcut, norm_out, and the mid
+ * attention's q/k/v/proj_out as [C, C, 1, 1] conv weights. models/keymaps/ldm-vae.ts reads it back.
+ */
+export function ldmVaeShapes(diffusers: Shapes): Shapes {
+  let ups = 0;
+  for (const k of diffusers.keys()) { const m = /^decoder\.up_blocks\.(\d+)\./.exec(k); if (m) ups = Math.max(ups, Number(m[1]) + 1); }
+  const attn: Record<string, string> = { group_norm: 'norm', to_q: 'q', to_k: 'k', to_v: 'v', 'to_out.0': 'proj_out' };
+  const out: Shapes = new Map();
+  for (const [k, shape] of diffusers) {
+    const name = k
+      .replace(/^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\./, 'encoder.down.$1.block.$2.')
+      .replace(/^encoder\.down_blocks\.(\d+)\.downsamplers\.0\./, 'encoder.down.$1.downsample.')
+      .replace(/^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\./, (_, i: string, j: string) => `decoder.up.${ups - 1 - Number(i)}.block.${j}.`)
+      .replace(/^decoder\.up_blocks\.(\d+)\.upsamplers\.0\./, (_, i: string) => `decoder.up.${ups - 1 - Number(i)}.upsample.`)
+      .replace(/\.mid_block\.resnets\.(\d)\./, (_, r: string) => `.mid.block_${Number(r) + 1}.`)
+      .replace(/\.mid_block\.attentions\.0\.(group_norm|to_q|to_k|to_v|to_out\.0)\./, (_, l: string) => `.mid.attn_1.${attn[l]}.`)
+      .replace('.conv_shortcut.', '.nin_shortcut.')
+      .replace(/^(encoder|decoder)\.conv_norm_out\./, '$1.norm_out.');
+    out.set(name, /\.attn_1\.(q|k|v|proj_out)\.weight$/.test(name) ? [...shape, 1, 1] : shape);
+  }
+  return out;
+}
+
 /** A stable 32-bit hash of a string (FNV-1a), so each tensor has its own noise stream. */
 function fnv1a(s: string): number {
   let h = 0x811c9dc5;
