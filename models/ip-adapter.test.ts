@@ -2,10 +2,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ImageProjector, IpAdapterModel, checkAdapterMatchesVision, ipAdapterWeightsFor } from './ip-adapter.js';
+import { ImageProjector, IpAdapterModel, checkAdapterMatchesVision, imageProjInputName, ipAdapterWeightsFor } from './ip-adapter.js';
 import { parseClipVisionConfig } from './clip-vision.js';
 import { encodeSafetensors, type TensorToWrite } from './safetensors.js';
 import { seededUniform } from '../test/helpers/random.js';
+import { fixtureFolder } from '../test/helpers/fixtures.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ip-adapter-test-'));
 const cacheDir = path.join(root, 'cache');
@@ -106,6 +107,94 @@ describe('IpAdapterModel', () => {
       one.data.forEach((v, i) => expect(Math.abs(v - both.data[b * 128 + i])).toBeLessThan(1e-5));
     }
     await expect(p.unconditional(null)).rejects.toThrow(/need the CLIP vision model/);
+    await p.release();
+  });
+});
+
+/** A full-face adapter (MLPProjModel): vision hidden width D, MLP width H, tokens of width C. */
+function writeFullFace(file: string, D: number, H: number, C: number, extra: Record<string, TensorToWrite> = {}): void {
+  fs.writeFileSync(file, encodeSafetensors({
+    'image_proj.proj.0.weight': T([H, D]), 'image_proj.proj.0.bias': T([H]),
+    'image_proj.proj.2.weight': T([C, H]), 'image_proj.proj.2.bias': T([C]),
+    'image_proj.proj.3.weight': T([C], 1), 'image_proj.proj.3.bias': T([C]),
+    'ip_adapter.1.to_k_ip.weight': T([6, C]), 'ip_adapter.1.to_v_ip.weight': T([6, C]),
+    ...extra,
+  }));
+}
+
+describe('full-face IpAdapterModel', () => {
+  it('is told apart by its keys (image_proj.proj.3 = the MLP\'s LayerNorm), not by its name', () => {
+    const f = path.join(root, 'some-adapter.safetensors');
+    writeFullFace(f, 32, 24, 8);
+    const a = IpAdapterModel.load(f);
+    expect([a.kind, a.numTokens, a.embedDim, a.crossAttentionDim, [...a.layers.keys()]]).toEqual(['full-face', 257, 32, 8, [1]]);
+    expect(imageProjInputName(a.kind)).toBe('penultimate_hidden_states');
+    // Its input is the vision model's hidden states (hidden_size 32), not image_embeds (projection_dim 12).
+    expect(() => checkAdapterMatchesVision(a, vision, 'vit.safetensors')).not.toThrow();
+    // Named like a full-face file but holding a base projection: a base adapter.
+    const named = path.join(root, 'ip-adapter-full-face_sd15.safetensors');
+    writeBase(named, 12, 4, 8);
+    expect(IpAdapterModel.load(named).kind).toBe('base');
+    // The fixture's tiny replica of h94's file.
+    expect(IpAdapterModel.load(path.join(fixtureFolder('model-files'), 'ip-adapter-full-face_sd15-tiny.safetensors')).kind).toBe('full-face');
+  });
+
+  it('an MLP without its LayerNorm (FaceID) and mismatched MLP widths are refused with the reason', () => {
+    const faceId = path.join(root, 'faceid.safetensors');
+    fs.writeFileSync(faceId, encodeSafetensors({
+      'image_proj.proj.0.weight': T([16, 12]), 'image_proj.proj.0.bias': T([16]), 'image_proj.proj.2.weight': T([32, 16]), 'image_proj.proj.2.bias': T([32]),
+      'image_proj.norm.weight': T([8], 1), 'image_proj.norm.bias': T([8]), 'ip_adapter.1.to_k_ip.weight': T([6, 8]), 'ip_adapter.1.to_v_ip.weight': T([6, 8]),
+    }));
+    expect(() => IpAdapterModel.load(faceId)).toThrow(/faceid\.safetensors: not a supported IP-Adapter file: .*FaceID/);
+    const bad = path.join(root, 'full-face-bad.safetensors');
+    writeFullFace(bad, 32, 24, 8, { 'image_proj.proj.2.weight': T([8, 20]) });
+    expect(() => IpAdapterModel.load(bad)).toThrow(/image_proj\.proj\.2\.weight takes width 20, but image_proj\.proj\.0 gives 24/);
+    const wrongC = path.join(root, 'full-face-c.safetensors');
+    writeFullFace(wrongC, 32, 24, 8, { 'image_proj.proj.2.weight': T([10, 24]), 'image_proj.proj.2.bias': T([10]) });
+    expect(() => IpAdapterModel.load(wrongC)).toThrow(/proj\.2 output width 10 differs from the to_k_ip width 8/);
+  });
+
+  it('a full-face adapter of another encoder width is refused, naming both files and both widths', () => {
+    const f = path.join(root, 'ip-adapter-full-face_sd15.safetensors');
+    writeFullFace(f, 1280, 1280, 8);
+    const a = IpAdapterModel.load(f);
+    let msg = '';
+    try { checkAdapterMatchesVision(a, { ...vision, hiddenSize: 1024, projectionDim: 768 }, '/models/clip_vision/clip-vit-large-patch14.safetensors'); } catch (e) { msg = (e as Error).message; }
+    expect(msg).toContain(f);
+    expect(msg).toContain('/models/clip_vision/clip-vit-large-patch14.safetensors');
+    expect(msg).toMatch(/hidden states \(hidden_size\) of width 1280 \(image_proj\.proj\.0 in-features\)/);
+    expect(msg).toMatch(/gives width 1024/);
+    expect(msg).toMatch(/trained with: OpenCLIP ViT-H\/14/);
+  });
+
+  it('projects every token: LayerNorm(Linear2(GELU_erf(Linear1(h)))), zero-pixel states for unconditional', async () => {
+    const f = path.join(root, 'full-face-proj.safetensors');
+    const D = 32; const H = 24; const C = 8;
+    writeFullFace(f, D, H, C);
+    const p = await ImageProjector.load(f, { cacheDir });
+    expect(p.inputName).toBe('penultimate_hidden_states');
+    const { readTensorF32 } = await import('./safetensors.js');
+    const w = (k: string) => readTensorF32(p.adapter.weights.get(`image_proj.proj.${k}`));
+    const [W0, b0, W2, b2, g, beta] = [w('0.weight'), w('0.bias'), w('2.weight'), w('2.bias'), w('3.weight'), w('3.bias')];
+    const erf = (x: number) => { // Abramowitz-Stegun 7.1.26 is too coarse; integrate instead
+      let s = 0; const n = 2000;
+      for (let i = 0; i < n; i++) { const t = (i + 0.5) * x / n; s += Math.exp(-t * t); }
+      return (2 / Math.sqrt(Math.PI)) * s * x / n;
+    };
+    const token = (h: Float32Array) => {
+      const a = Array.from({ length: H }, (_, o) => { const v = b0[o] + h.reduce((s, x, i) => s + x * W0[o * D + i], 0); return 0.5 * v * (1 + erf(v / Math.SQRT2)); });
+      const y = Array.from({ length: C }, (_, o) => b2[o] + a.reduce((s, x, i) => s + x * W2[o * H + i], 0));
+      const mu = y.reduce((s, v) => s + v, 0) / C;
+      const vr = y.reduce((s, v) => s + (v - mu) ** 2, 0) / C;
+      return y.map((v, c) => ((v - mu) / Math.sqrt(vr + 1e-5)) * g[c] + beta[c]);
+    };
+    const T3 = 5;
+    const x = Float32Array.from({ length: 2 * T3 * D }, (_, i) => Math.sin(i * 0.37));
+    const got = await p.project({ data: x, dims: [2, T3, D] });
+    expect(got.dims).toEqual([2, T3, C]);
+    for (let t = 0; t < 2 * T3; t++) token(x.slice(t * D, (t + 1) * D)).forEach((v, c) => expect(Math.abs(got.data[t * C + c] - v)).toBeLessThan(1e-5));
+    await expect(p.project({ data: x, dims: [2, 5 * D] })).rejects.toThrow(/penultimate_hidden_states must be \(B, T, 32\)/);
+    await expect(p.unconditional(null)).rejects.toThrow(/IP-Adapter full-face need the CLIP vision model/);
     await p.release();
   });
 });

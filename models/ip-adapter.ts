@@ -6,12 +6,15 @@
  *   plus ("ip-adapter-plus"):  image_proj.latents [1, Nq, W], proj_in, proj_out, norm_out,
  *                              layers.<d>.0.{norm1, norm2, to_q, to_kv, to_out}  (PerceiverAttention)
  *                              layers.<d>.1.{0: LayerNorm, 1: Linear, 3: Linear}   (FeedForward, GELU)
+ *   full-face ("ip-adapter-full-face"): image_proj.proj.{0: Linear [D', D], 2: Linear [C, D'], 3: LayerNorm [C]}
+ *                              (MLPProjModel: Linear -> GELU -> Linear -> LayerNorm on every vision token)
  *   both:                      ip_adapter.<n>.to_k_ip.weight / to_v_ip.weight [hidden, C], n = 1, 3, ..., 31
  *
- * The projection math mirrors diffusers' ImageProjection / IPAdapterPlusImageProjection
- * (diffusers/models/embeddings.py), which equal h94's ImageProjModel / Resampler.
- * Unconditional (CFG) tokens: base = projection of an all-zero image_embeds; plus = resampler
- * of the vision model's penultimate states for all-zero pixel_values (not of zeros).
+ * The projection math mirrors diffusers' ImageProjection / IPAdapterPlusImageProjection /
+ * IPAdapterFullImageProjection (diffusers/models/embeddings.py), which equal h94's ImageProjModel /
+ * Resampler / MLPProjModel. The kind is read from the keys (never from the file name).
+ * Unconditional (CFG) tokens: base = projection of an all-zero image_embeds; plus and full-face =
+ * projection of the vision model's penultimate states for all-zero pixel_values (not of zeros).
  */
 import * as path from 'node:path';
 import { Graph, Module, DataType, attention, gelu, layerNorm, linear } from './onnx/graph.js';
@@ -40,14 +43,23 @@ export interface ResamplerConfig {
 /** dim_head of the h94 Resampler; diffusers infers heads = to_q rows // 64 from it. */
 const RESAMPLER_DIM_HEAD = 64;
 
+/** The image projections: ImageProjModel, Resampler, MLPProjModel over all vision tokens. */
+export type IpAdapterKind = 'base' | 'plus' | 'full-face';
+
+/** Image tokens per image of a full-face adapter: the vision tokens of a 224 / 14 encoder (1 + 16 x 16). */
+export const FULL_FACE_TOKENS = 257;
+
 /** A loaded IP-Adapter file: its kind, widths and layer weights (by reference). */
 export class IpAdapterModel {
   private constructor(
     readonly file: string,
-    readonly kind: 'base' | 'plus',
-    /** Image tokens produced per image (4 for base, 16 for plus). */
+    readonly kind: IpAdapterKind,
+    /**
+     * Image tokens produced per image: 4 for base, 16 for plus; full-face keeps every vision token,
+     * 257 for the 224 / 14 encoders it is trained with (diffusers hard-codes that count too).
+     */
     readonly numTokens: number,
-    /** Width of the CLIP input it expects: image_embeds (base) or hidden states (plus). */
+    /** Width of the CLIP input it expects: image_embeds (base) or hidden states (plus, full-face). */
     readonly embedDim: number,
     /** Width of the tokens = the UNet's cross_attention_dim. */
     readonly crossAttentionDim: number,
@@ -103,7 +115,20 @@ export class IpAdapterModel {
       };
       return new IpAdapterModel(abs, 'plus', numQueries, embedDim, crossDim, sorted, w, resampler);
     }
-    if (w.has('image_proj.proj.0.weight')) fail('an MLP image projection (full-face / FaceID adapter), which is not supported');
+    if (w.has('image_proj.proj.3.weight')) {
+      // MLPProjModel: proj.0 Linear (D -> D'), proj.1 GELU, proj.2 Linear (D' -> C), proj.3 LayerNorm (C).
+      for (const k of ['proj.0.weight', 'proj.0.bias', 'proj.2.weight', 'proj.2.bias', 'proj.3.bias']) {
+        if (!w.has(`image_proj.${k}`)) fail(`image_proj.proj.3.weight present (full-face MLP projection) but no "image_proj.${k}"`);
+      }
+      const [hidden, D] = w.get('image_proj.proj.0.weight').shape;
+      const [out, in2] = w.get('image_proj.proj.2.weight').shape;
+      if (in2 !== hidden) fail(`image_proj.proj.2.weight takes width ${in2}, but image_proj.proj.0 gives ${hidden}`);
+      if (out !== crossDim) fail(`image_proj.proj.2 output width ${out} differs from the to_k_ip width ${crossDim}`);
+      const normW = w.get('image_proj.proj.3.weight').shape[0];
+      if (normW !== crossDim) fail(`image_proj.proj.3.weight (LayerNorm) has width ${normW}, expected ${crossDim}`);
+      return new IpAdapterModel(abs, 'full-face', FULL_FACE_TOKENS, D, crossDim, sorted, w, null);
+    }
+    if (w.has('image_proj.proj.0.weight')) fail('an MLP image projection without its LayerNorm (a FaceID adapter, fed by InsightFace face embeddings), which is not supported');
     if (w.keys().some((k) => k.startsWith('image_proj.perceiver_resampler'))) fail('a FaceID-Plus projection, which is not supported');
     return fail('no "image_proj.proj.weight" (base) or "image_proj.latents" (plus) tensor');
   }
@@ -126,7 +151,7 @@ export function ipAdapterWeightsFor(adapter: IpAdapterModel, n: number): IpLayer
   return adapter.layerWeights(n);
 }
 
-/** The CLIP image encoders IP-Adapters are trained with, by what they feed (base: projection_dim, plus: hidden_size). */
+/** The CLIP image encoders IP-Adapters are trained with, by what they feed (base: projection_dim, plus / full-face: hidden_size). */
 const ENCODERS: Record<'base' | 'plus', Record<number, string>> = {
   base: { 1024: 'OpenCLIP ViT-H/14 (CLIP-ViT-H-14-laion2B-s32B-b79K), as the SD1.5 adapters are', 1280: 'OpenCLIP ViT-bigG/14 (CLIP-ViT-bigG-14-laion2B-39B-b160k), as the vit-G adapters are', 768: 'OpenAI CLIP ViT-L/14' },
   plus: { 1280: 'OpenCLIP ViT-H/14 (CLIP-ViT-H-14-laion2B-s32B-b79K), as the SD1.5 adapters are', 1664: 'OpenCLIP ViT-bigG/14 (CLIP-ViT-bigG-14-laion2B-39B-b160k), as the vit-G adapters are', 1024: 'OpenAI CLIP ViT-L/14' },
@@ -134,7 +159,7 @@ const ENCODERS: Record<'base' | 'plus', Record<number, string>> = {
 
 /**
  * Refuses an adapter whose input width does not match the CLIP vision model: base adapters
- * take image_embeds (projection_dim), plus adapters take hidden states (hidden_size). The sentence
+ * take image_embeds (projection_dim), plus and full-face adapters take hidden states (hidden_size). The sentence
  * names the encoder the adapter's width points to (ViT-H/14 for 1024, ViT-bigG/14 for vit-G's 1280, ...).
  */
 export function checkAdapterMatchesVision(adapter: IpAdapterModel, vision: ClipVisionConfig, visionFile: string): void {
@@ -142,7 +167,7 @@ export function checkAdapterMatchesVision(adapter: IpAdapterModel, vision: ClipV
     ? ['image embeddings (projection_dim)', vision.projectionDim]
     : ['hidden states (hidden_size)', vision.hiddenSize];
   if (width === adapter.embedDim) return;
-  const src = adapter.kind === 'base' ? 'image_proj.proj' : 'image_proj.proj_in';
+  const src = { base: 'image_proj.proj', plus: 'image_proj.proj_in', 'full-face': 'image_proj.proj.0' }[adapter.kind];
   throw new Error(
     `The IP-Adapter ${adapter.file} expects CLIP ${what} of width ${adapter.embedDim} (${src} in-features), ` +
     `but the CLIP vision model ${visionFile} gives width ${width ?? 'none (it has no visual_projection)'}; ` +
@@ -151,13 +176,14 @@ export function checkAdapterMatchesVision(adapter: IpAdapterModel, vision: ClipV
 }
 
 /** Name of the projection graph's input for an adapter kind. */
-export function imageProjInputName(kind: IpAdapterModel['kind']): 'image_embeds' | 'penultimate_hidden_states' {
+export function imageProjInputName(kind: IpAdapterKind): 'image_embeds' | 'penultimate_hidden_states' {
   return kind === 'base' ? 'image_embeds' : 'penultimate_hidden_states';
 }
 
 /**
  * The image projection graph: base `image_embeds` (B, D) -> `ip_tokens` (B, N, C);
- * plus `penultimate_hidden_states` (B, T, D) -> `ip_tokens` (B, Nq, C).
+ * plus `penultimate_hidden_states` (B, T, D) -> `ip_tokens` (B, Nq, C);
+ * full-face `penultimate_hidden_states` (B, T, D) -> `ip_tokens` (B, T, C).
  */
 export function buildImageProj(adapter: IpAdapterModel): Graph {
   const g = new Graph(`image_proj_${adapter.kind}`);
@@ -169,6 +195,14 @@ export function buildImageProj(adapter: IpAdapterModel): Graph {
     const x = g.input('image_embeds', DataType.FLOAT, ['B', adapter.embedDim]);
     const y = g.op('Reshape', [linear(m.child('proj'), x), g.constI([-1, N, C])]); // (B, N, C)
     g.output('ip_tokens', layerNorm(m.child('norm'), y, 1e-5), DataType.FLOAT, ['B', N, C]);
+    return g;
+  }
+  if (adapter.kind === 'full-face') {
+    // MLPProjModel on every token: LayerNorm(Linear2(GELU(Linear1(h)))), GELU exact (erf).
+    const x = g.input('penultimate_hidden_states', DataType.FLOAT, ['B', 'T', adapter.embedDim]);
+    const p = m.child('proj');
+    const h = linear(p.child(2), gelu(g, linear(p.child(0), x)));
+    g.output('ip_tokens', layerNorm(p.child(3), h, 1e-5), DataType.FLOAT, ['B', 'T', C]);
     return g;
   }
   const r = adapter.resampler!;
@@ -210,7 +244,7 @@ export class ImageProjector {
     return new ImageProjector(adapter, await createSession(buildImageProj(adapter).build(), { ...opts, sessionOptions: IN_PLACE_SESSION_OPTIONS }));
   }
 
-  /** The graph input this adapter takes: image_embeds (base) or penultimate_hidden_states (plus). */
+  /** The graph input this adapter takes: image_embeds (base) or penultimate_hidden_states (plus, full-face). */
   get inputName(): 'image_embeds' | 'penultimate_hidden_states' {
     return imageProjInputName(this.adapter.kind);
   }
@@ -238,14 +272,14 @@ export class ImageProjector {
 
   /**
    * Unconditional tokens for CFG (the reference's rule): base = projection of an all-zero
-   * image_embeds; plus = projection of vision(all-zero pixel_values).penultimate.
+   * image_embeds; plus and full-face = projection of vision(all-zero pixel_values).penultimate.
    */
   async unconditional(vision: ClipVision | null, batch = 1): Promise<Tensor> {
     if (this.adapter.kind === 'base') {
       const D = this.adapter.embedDim;
       return this.project({ data: new Float32Array(batch * D), dims: [batch, D] });
     }
-    if (!vision) throw new Error(`${this.adapter.file}: the unconditional tokens of an IP-Adapter Plus need the CLIP vision model`);
+    if (!vision) throw new Error(`${this.adapter.file}: the unconditional tokens of an IP-Adapter ${this.adapter.kind === 'plus' ? 'Plus' : 'full-face'} need the CLIP vision model`);
     return this.project((await vision.encode(vision.zeroPixels(batch))).penultimate);
   }
 

@@ -1,12 +1,13 @@
 /**
  * IP-Adapter Projection: IMAGE_EMBEDS -> IP_TOKENS, the adapter's trainable projection
- * (base: Linear -> 4 tokens -> LayerNorm; Plus: Perceiver resampler -> 16 tokens).
+ * (base: Linear -> 4 tokens -> LayerNorm; Plus: Perceiver resampler -> 16 tokens; full-face:
+ * Linear -> GELU -> Linear -> LayerNorm on each of the encoder's 257 penultimate tokens).
  *
  * Several images (a batch, or the extra `embeds_2..4` inputs): "concat" puts each image's
  * tokens one after the other (N tokens per image, as diffusers does for a list of images);
  * "average" averages the encoder outputs first and projects once (N tokens).
  * Unconditional tokens for guidance follow the reference: base = projection of an all-zero
- * image_embeds; Plus = projection of the encoder's states for all-zero pixels; one copy per image.
+ * image_embeds; Plus and full-face = projection of the encoder's states for all-zero pixels; one copy per image.
  */
 import { checkAdapterMatchesVision } from '../models/ip-adapter.js';
 import { clipVisionRuntime, projectorRuntime } from './runtime/networks.js';

@@ -1,4 +1,4 @@
-/** Load IP-Adapter: an adapter file in the h94 layout (base or Plus). */
+/** Load IP-Adapter: an adapter file in the h94 layout (base, Plus or full-face, told apart by its keys). */
 import { IpAdapterModel } from '../models/ip-adapter.js';
 import type { NodeDef } from './types.js';
 import type { IpAdapterValue } from './values.js';
@@ -7,7 +7,7 @@ export const loadIpAdapter: NodeDef = {
   type: 'load-ip-adapter',
   title: 'Load IP-Adapter',
   category: 'Loaders',
-  description: 'Opens an IP-Adapter .safetensors file from <models>/ipadapter (ip-adapter_sd15, ip-adapter-plus_sd15, ...).',
+  description: 'Opens an IP-Adapter .safetensors file from <models>/ipadapter (ip-adapter_sd15, ip-adapter-plus_sd15, ip-adapter-full-face_sd15, ...).',
   inputs: [],
   outputs: [{ name: 'ip_adapter', type: 'IP_ADAPTER' }],
   params: [{ name: 'ipadapter_file', label: 'adapter', kind: 'file', modelKind: 'ipadapter', default: 'ip-adapter_sd15.safetensors' }],

@@ -5,6 +5,7 @@
  * compared cheaply, and Apply IP-Adapter costs nothing.
  */
 import type { BlockPreset } from '../models/ip-adapter-layer-scales.js';
+import type { IpAdapterKind } from '../models/ip-adapter.js';
 
 /** A checkpoint: a diffusers folder or a single file, with an optional diffusers config folder. */
 export interface CheckpointRef {
@@ -99,7 +100,7 @@ export interface ImageEmbedsValue {
 export interface IpAdapterValue {
   kind: 'IP_ADAPTER';
   path: string;
-  adapterKind: 'base' | 'plus';
+  adapterKind: IpAdapterKind;
   tokensPerImage: number;
   crossDim: number;
 }
