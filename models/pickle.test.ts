@@ -10,9 +10,10 @@ import { vaeWeightsFromFile } from './keymaps/ldm-vae.js';
 import { PickleFileError, isPickleFile, looksLikePickle, openPickleFile, openTensorFile, refusePickle } from './pickle.js';
 import { type StorageSpec, TensorSpec, f32, pickleObject, torchZip, zipStored } from './pickle/testing.js';
 import { SafetensorsError, SafetensorsFile, encodeSafetensors, readTensorBytes, readTensorF32 } from './safetensors.js';
+import { fixtureFolder } from '../test/helpers/fixtures.js';
 
-const MODEL_FILES = '/work/shared/fixtures/model-files';
-const BASE = '/work/shared/fixtures/tiny-sd15';
+const MODEL_FILES = fixtureFolder('model-files');
+const BASE = fixtureFolder('tiny-sd15');
 const pk = (f: string) => path.join(MODEL_FILES, 'pickles', f);
 const bad = (f: string) => path.join(MODEL_FILES, 'malicious', f);
 const VAE_TWIN = path.join(MODEL_FILES, 'vae', 'vae-ft-mse-tiny.safetensors');

@@ -3,13 +3,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SafetensorsFile, readTensorBytes } from '../../models/safetensors.js';
+import { fixtureFolder } from '../../test/helpers/fixtures.js';
 import { main, parseConvertArgs } from './convert-model.js';
 
-const MODEL_FILES = '/work/shared/fixtures/model-files';
+const MODEL_FILES = fixtureFolder('model-files');
+const BASE = fixtureFolder('tiny-sd15');
 const TWINS: [string, string][] = [
-  [path.join(MODEL_FILES, 'pickles', 'ip-adapter_sd15-tiny.bin'), '/work/shared/fixtures/tiny-sd15/ip-adapter_sd15-tiny.safetensors'],
+  [path.join(MODEL_FILES, 'pickles', 'ip-adapter_sd15-tiny.bin'), path.join(BASE, 'ip-adapter_sd15-tiny.safetensors')],
   [path.join(MODEL_FILES, 'pickles', 'vae-ft-mse-tiny-legacy.ckpt'), path.join(MODEL_FILES, 'vae', 'vae-ft-mse-tiny.safetensors')],
-  [path.join(MODEL_FILES, 'pickles', 'control_v11p_sd15_tiny.pth'), '/work/shared/fixtures/tiny-sd15/controlnet-ldm.safetensors'],
+  [path.join(MODEL_FILES, 'pickles', 'control_v11p_sd15_tiny.pth'), path.join(BASE, 'controlnet-ldm.safetensors')],
 ];
 
 describe('convert-model', () => {
