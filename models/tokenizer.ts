@@ -113,7 +113,7 @@ const ENTITIES: Record<string, string> = {
 const CP1252 = '€\x81‚ƒ„…†‡ˆ‰Š‹Œ\x8dŽ\x8f\x90‘’“”•–—˜™š›œ\x9džŸ';
 
 function charRef(cp: number): string {
-  if (cp >= 0x80 && cp <= 0x9f) return CP1252[cp - 0x80];
+  if (cp >= 0x80 && cp <= 0x9f) return CP1252[cp - 0x80]!;
   if (cp === 0 || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) return '\ufffd';
   return String.fromCodePoint(cp);
 }
@@ -147,7 +147,7 @@ export function ftfyFixText(text: string): string {
   for (let round = 0; round < 8; round++) {
     const before = s;
     if (!s.includes('<')) s = htmlUnescape(s); // unescape_html="auto": not in text that looks like HTML
-    s = s.replace(/[\x80-\x9f]/g, (c) => CP1252[c.charCodeAt(0) - 0x80]);
+    s = s.replace(/[\x80-\x9f]/g, (c) => CP1252[c.charCodeAt(0) - 0x80]!);
     s = s.replace(/[\u0132\u0133\u0149\u01c4-\u01cc\ufb00-\ufb06]/g, (c) => LIGATURES[c] ?? c);
     s = fixWidth(s);
     s = s.replace(/[\u02bc\u2018-\u201b]/g, "'").replace(/[\u201c-\u201f]/g, '"');
@@ -276,8 +276,8 @@ export class ClipTokenizer {
         if (r !== undefined && r < bestRank) { bestRank = r; best = i; }
       }
       if (best < 0) break;
-      const first = word[best];
-      const second = word[best + 1];
+      const first = word[best]!;
+      const second = word[best + 1]!;
       // Merge every non-overlapping occurrence, left to right (as the reference loop does).
       const merged: string[] = [];
       for (let i = 0; i < word.length;) {
@@ -285,7 +285,7 @@ export class ClipTokenizer {
           merged.push(first + second);
           i += 2;
         } else {
-          merged.push(word[i++]);
+          merged.push(word[i++]!);
         }
       }
       word = merged;

@@ -53,7 +53,7 @@ export function ldmUnetName(cfg: UNetConfig, name: string): string {
   const up = upBlockSpecs(cfg);
   let m = /^down_blocks\.(\d+)\.(resnets|attentions|downsamplers)\.(\d+)\.(.+)$/.exec(name);
   if (m) {
-    const [b, kind, l, rest] = [Number(m[1]), m[2], Number(m[3]), m[4]];
+    const [b, kind, l, rest] = [Number(m[1]), m[2], Number(m[3]), m[4]!];
     const spec = down[b];
     if (!spec) throw new Error(`no LDM name for ${name}: the config has ${down.length} down blocks`);
     const base = 1 + b * (cfg.layersPerBlock + 1); // input_blocks index of this block's first layer
@@ -64,7 +64,7 @@ export function ldmUnetName(cfg: UNetConfig, name: string): string {
   }
   m = /^up_blocks\.(\d+)\.(resnets|attentions|upsamplers)\.(\d+)\.(.+)$/.exec(name);
   if (m) {
-    const [b, kind, l, rest] = [Number(m[1]), m[2], Number(m[3]), m[4]];
+    const [b, kind, l, rest] = [Number(m[1]), m[2], Number(m[3]), m[4]!];
     const spec = up[b];
     if (!spec) throw new Error(`no LDM name for ${name}: the config has ${up.length} up blocks`);
     const base = b * spec.layers; // output_blocks index of this block's first layer
@@ -75,7 +75,7 @@ export function ldmUnetName(cfg: UNetConfig, name: string): string {
   }
   m = /^mid_block\.(resnets|attentions)\.(\d+)\.(.+)$/.exec(name);
   if (m) {
-    const [kind, i, rest] = [m[1], Number(m[2]), m[3]];
+    const [kind, i, rest] = [m[1], Number(m[2]), m[3]!];
     return kind === 'resnets' ? `middle_block.${2 * i}.${resnetRest(rest, name)}` : `middle_block.${2 * i + 1}.${rest}`;
   }
   throw new Error(`no LDM name for UNet parameter ${name}`);

@@ -46,12 +46,12 @@ const resnetParam = (p: string) => p.replace(/^nin_shortcut\./, 'conv_shortcut.'
 /** One LDM VAE key (without prefix) -> its diffusers name, or null when it is not a VAE parameter. */
 export function ldmVaeKeyToDiffusers(key: string, upBlocks: number): string | null {
   let m: RegExpMatchArray | null;
-  if ((m = key.match(/^encoder\.down\.(\d+)\.block\.(\d+)\.(.+)$/))) return `encoder.down_blocks.${m[1]}.resnets.${m[2]}.${resnetParam(m[3])}`;
+  if ((m = key.match(/^encoder\.down\.(\d+)\.block\.(\d+)\.(.+)$/))) return `encoder.down_blocks.${m[1]}.resnets.${m[2]}.${resnetParam(m[3]!)}`;
   if ((m = key.match(/^encoder\.down\.(\d+)\.downsample\.conv\.(.+)$/))) return `encoder.down_blocks.${m[1]}.downsamplers.0.conv.${m[2]}`;
-  if ((m = key.match(/^decoder\.up\.(\d+)\.block\.(\d+)\.(.+)$/))) return `decoder.up_blocks.${upBlocks - 1 - Number(m[1])}.resnets.${m[2]}.${resnetParam(m[3])}`;
+  if ((m = key.match(/^decoder\.up\.(\d+)\.block\.(\d+)\.(.+)$/))) return `decoder.up_blocks.${upBlocks - 1 - Number(m[1])}.resnets.${m[2]}.${resnetParam(m[3]!)}`;
   if ((m = key.match(/^decoder\.up\.(\d+)\.upsample\.conv\.(.+)$/))) return `decoder.up_blocks.${upBlocks - 1 - Number(m[1])}.upsamplers.0.conv.${m[2]}`;
-  if ((m = key.match(/^(encoder|decoder)\.mid\.block_([12])\.(.+)$/))) return `${m[1]}.mid_block.resnets.${Number(m[2]) - 1}.${resnetParam(m[3])}`;
-  if ((m = key.match(/^(encoder|decoder)\.mid\.attn_1\.(norm|q|k|v|proj_out)\.(weight|bias)$/))) return `${m[1]}.mid_block.attentions.0.${ATTN[m[2]]}.${m[3]}`;
+  if ((m = key.match(/^(encoder|decoder)\.mid\.block_([12])\.(.+)$/))) return `${m[1]}.mid_block.resnets.${Number(m[2]) - 1}.${resnetParam(m[3]!)}`;
+  if ((m = key.match(/^(encoder|decoder)\.mid\.attn_1\.(norm|q|k|v|proj_out)\.(weight|bias)$/))) return `${m[1]}.mid_block.attentions.0.${ATTN[m[2]!]}.${m[3]}`;
   if ((m = key.match(/^(encoder|decoder)\.norm_out\.(weight|bias)$/))) return `${m[1]}.conv_norm_out.${m[2]}`;
   if (/^(encoder|decoder)\.(conv_in|conv_out)\.(weight|bias)$/.test(key)) return key;
   if (/^(quant_conv|post_quant_conv)\.(weight|bias)$/.test(key)) return key;
