@@ -100,10 +100,10 @@ describe('negative image prompt', () => {
   it('its tokens replace the unconditional image tokens', () => {
     const tok = (v: number): IpTokensValue => ({ kind: 'IP_TOKENS', adapterPath: 'a', tokens: 4, dim: 2, cond: new Float32Array(8).fill(v), uncond: new Float32Array(8) });
     const adapter = { kind: 'IP_ADAPTER' as const, path: 'a', adapterKind: 'base' as const, tokensPerImage: 4, crossDim: 2 };
-    const t = imageTokens([{ adapter, tokens: tok(1), negative: tok(-3), weight: 1, start: 0, end: 1 }])!;
+    const t = imageTokens([{ adapter, tokens: tok(1), negative: tok(-3), scale: 1, start: 0, end: 1 }])!;
     expect(Array.from(t.cond)).toEqual(Array(8).fill(1));
     expect(Array.from(t.uncond)).toEqual(Array(8).fill(-3));
-    expect(Array.from(imageTokens([{ adapter, tokens: tok(1), weight: 1, start: 0, end: 1 }])!.uncond)).toEqual(Array(8).fill(0));
+    expect(Array.from(imageTokens([{ adapter, tokens: tok(1), scale: 1, start: 0, end: 1 }])!.uncond)).toEqual(Array(8).fill(0));
   });
 
   it('changes the guided result, and nothing without guidance (cfg 1 has no unconditional branch)', async () => {

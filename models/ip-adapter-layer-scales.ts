@@ -1,7 +1,9 @@
 /**
  * λ per layer: one IP-Adapter scale per cross-attention layer, from a preset or a custom list.
- * The UNet graph takes ip_scale (L,) as an input (one λ per attn2 layer, crossAttnLayers order),
- * so none of this rebuilds the UNet.
+ * The UNet graph takes ip_adapter_scale (L,) as an input (one scale per attn2 layer,
+ * crossAttnLayers order), so none of this rebuilds the UNet. `unitLayerScales` gives each
+ * layer's scale for an adapter scale of 1 (the preset's pattern), `layerScales` the input for a
+ * step: the adapter's scale (Apply IP-Adapter's weight λ) times that pattern.
  *
  * Layers are found by their diffusers module names, never by a fixed count: SD1.5 has 16
  * cross-attention transformers, the demo UNet 11, the tiny reference UNet 16.
@@ -27,7 +29,7 @@ import { crossAttnLayers, type UNetConfig } from './unet-config.js';
 export const BLOCK_PRESETS = ['all', 'style only', 'composition only', 'custom'] as const;
 export type BlockPreset = (typeof BLOCK_PRESETS)[number];
 
-/** A preset as (Transformer2DModel name -> factor of λ); layers not listed get 0. */
+/** A preset as (Transformer2DModel name -> its unit scale); layers not listed get 0. */
 const PRESETS: Record<'style only' | 'composition only', [string, number][]> = {
   'style only': [
     ['down_blocks.0.attentions.0', 1], ['down_blocks.0.attentions.1', 1],
@@ -53,16 +55,16 @@ export function transformerOrder(cfg: UNetConfig): string[] {
   return [0, 1, 2].flatMap((r) => names.filter((n) => rank(n) === r));
 }
 
-/** A parsed custom list: one factor per transformer, or some of them by index or by name. */
+/** A parsed custom list: one unit scale per transformer, or some of them by index or by name. */
 export type LayerWeights =
   | { kind: 'list'; values: number[] }
   | { kind: 'pairs'; pairs: { key: number | string; value: number }[] };
 
 /**
  * Parses a custom layer-weight string. Three forms, comma or space separated:
- *   "1, 1, 0, 0.5, ..."                     one factor per transformer, execution order;
- *   "3:2.5, 6:1"                            index:factor pairs (ComfyUI's layer_weights form), others 0;
- *   "down_blocks.2:1, up_blocks.1.attentions.1:0.5"  diffusers name (prefix):factor pairs, others 0.
+ *   "1, 1, 0, 0.5, ..."                     one weight per transformer, execution order;
+ *   "3:2.5, 6:1"                            index:weight pairs (ComfyUI's layer_weights form), others 0;
+ *   "down_blocks.2:1, up_blocks.1.attentions.1:0.5"  diffusers name (prefix):weight pairs, others 0.
  * Throws a sentence for anything else.
  */
 export function parseLayerWeights(text: string): LayerWeights {
@@ -93,10 +95,10 @@ export function parseLayerWeights(text: string): LayerWeights {
 const under = (name: string, prefix: string) => name === prefix || name.startsWith(`${prefix}.`);
 
 /**
- * The factor of λ for every cross-attention layer of the UNet, in ip_scale order
- * (crossAttnLayers). 'all' gives 1 everywhere, so λ · 1 is exactly the scalar λ.
+ * Every cross-attention layer's scale for an adapter scale of 1, in ip_adapter_scale order
+ * (crossAttnLayers). 'all' gives 1 everywhere, so scale · 1 is exactly the scalar scale.
  */
-export function blockFactors(cfg: UNetConfig, preset: BlockPreset, custom = ''): number[] {
+export function unitLayerScales(cfg: UNetConfig, preset: BlockPreset, custom = ''): number[] {
   const layers = crossAttnLayers(cfg);
   if (preset === 'all') return layers.map(() => 1);
   const order = transformerOrder(cfg);
@@ -126,7 +128,7 @@ export function blockFactors(cfg: UNetConfig, preset: BlockPreset, custom = ''):
   return layers.map((l) => byName.get(transformerOf(l.name)) ?? 0);
 }
 
-/** ip_scale for one step: λ times each layer's factor (0 everywhere outside the adapter's window). */
-export function ipScales(factors: number[], lambda: number, active: boolean): Float32Array {
-  return Float32Array.from(factors, (f) => (active ? lambda * f : 0));
+/** ip_adapter_scale for one step: `scale` times each layer's unit scale (0 everywhere outside the adapter's window). */
+export function layerScales(unit: number[], scale: number, active: boolean): Float32Array {
+  return Float32Array.from(unit, (u) => (active ? scale * u : 0));
 }

@@ -20,10 +20,13 @@ export interface UNetInputs {
   /** One timestep for the whole batch, or one per sample. */
   timestep: number | Float32Array;
   encoderHiddenStates: F32Tensor; // (B, T, Cctx)
-  /** Image tokens (B, N, Cctx); a (B, images, tokens, Cctx) tensor is flattened to N = images * tokens. */
-  ipTokens?: F32Tensor;
-  /** λ for every cross-attention layer, or one per layer (crossAttnLayers order). Default 1. */
-  ipScale?: number | ArrayLike<number>;
+  /** The IP-Adapter's inputs, for a graph built with an adapter. */
+  ipAdapter?: {
+    /** Image tokens (B, N, Cctx); a (B, images, tokens, Cctx) tensor is flattened to N = images * tokens. */
+    tokens: F32Tensor;
+    /** The adapter's scale (λ) for every cross-attention layer, or one per layer (crossAttnLayers order). Default 1. */
+    scale?: number | ArrayLike<number>;
+  };
   /** ControlNet residuals (already scaled by the conditioning scale). */
   downResiduals?: F32Tensor[];
   midResidual?: F32Tensor;
@@ -46,15 +49,15 @@ export function unetFeeds(unet: UNetSession, inp: UNetInputs): Record<string, or
     sample: T(inp.sample), timestep: new ort.Tensor('float32', t, [B]), encoder_hidden_states: T(inp.encoderHiddenStates),
   };
   if (names.includes('ip_tokens')) {
-    if (!inp.ipTokens) throw new Error('UNet: this graph has an IP-Adapter; ipTokens are required');
-    const d = inp.ipTokens.dims;
+    if (!inp.ipAdapter) throw new Error('UNet: this graph has an IP-Adapter; its image tokens are required');
+    const d = inp.ipAdapter.tokens.dims;
     const dims = d.length === 4 ? [d[0], d[1] * d[2], d[3]] : d; // images concatenated along the sequence
-    feeds.ip_tokens = new ort.Tensor('float32', inp.ipTokens.data, dims);
+    feeds.ip_tokens = new ort.Tensor('float32', inp.ipAdapter.tokens.data, dims);
     const n = crossAttnLayers(unet.config).length;
-    const sc = inp.ipScale ?? 1;
-    const scales = typeof sc === 'number' ? new Float32Array(n).fill(sc) : Float32Array.from(sc);
+    const scale = inp.ipAdapter.scale ?? 1;
+    const scales = typeof scale === 'number' ? new Float32Array(n).fill(scale) : Float32Array.from(scale);
     if (scales.length !== n) throw new Error(`UNet: ${scales.length} IP-Adapter scales for ${n} cross-attention layers`);
-    feeds.ip_scale = new ort.Tensor('float32', scales, [n]);
+    feeds.ip_adapter_scale = new ort.Tensor('float32', scales, [n]);
   }
   if (names.includes('mid_block_additional_residual')) {
     const want = numDownResiduals(unet.config);

@@ -183,7 +183,7 @@ export function attnProcessors(cfg: UNetConfig): AttnProcessorInfo[] {
   return out;
 }
 
-/** The cross-attention (attn2) processors, ordered by ip_adapter index; ip_scale[i] belongs to the i-th. */
+/** The cross-attention (attn2) processors, ordered by ip_adapter index; ip_adapter_scale[i] belongs to the i-th. */
 export function crossAttnLayers(cfg: UNetConfig): AttnProcessorInfo[] {
   return attnProcessors(cfg).filter((p) => p.cross);
 }

@@ -116,8 +116,8 @@ describe('decoupled cross-attention on a tiny random UNet', () => {
     };
     const ipTokens = { data: new Float32Array(B * 4 * 8).map(() => 2 * r()), dims: [B, 4, 8] };
     const base = await plain.run(inp);
-    const zero = await withIp.run({ ...inp, ipTokens, ipScale: 0 });
-    const one = await withIp.run({ ...inp, ipTokens, ipScale: 1 });
+    const zero = await withIp.run({ ...inp, ipAdapter: { tokens: ipTokens, scale: 0 } });
+    const one = await withIp.run({ ...inp, ipAdapter: { tokens: ipTokens, scale: 1 } });
     const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
     expect(base.dims).toEqual([B, 4, 8, 8]);
     expect(maxDiff(zero.data, base.data)).toBeLessThan(1e-6);

@@ -4,7 +4,8 @@
  * Mirrors diffusers 0.30 `UNet2DConditionModel.forward` (diffusers/models/unets/unet_2d_condition.py).
  *
  * Graph inputs:  sample (B, Cin, H, W), timestep (B,) float32, encoder_hidden_states (B, T, Cctx);
- *                with an adapter: ip_tokens (B, N, Cctx) and ip_scale (L,) one λ per attn2 layer;
+ *                with an adapter: ip_tokens (B, N, Cctx) and ip_adapter_scale (L,) the adapter's scale
+ *                (λ) per attn2 layer;
  *                with controlnet: down_block_additional_residual_<i>, mid_block_additional_residual.
  * Graph output:  noise_pred (B, Cout, H, W).
  */
@@ -46,7 +47,7 @@ export function buildUNet(cfg: UNetConfig, w: WeightMap, opts: BuildUNetOptions 
   const timestep = g.input('timestep', DataType.FLOAT, ['batch']);
   const context = g.input('encoder_hidden_states', DataType.FLOAT, ['batch', 'text_tokens', cfg.crossAttentionDim]);
 
-  // Decoupled cross-attention: one image branch per attn2 layer, λ from ip_scale[n].
+  // Decoupled cross-attention: one image branch per attn2 layer, its scale from ip_adapter_scale[n].
   const cross = crossAttnLayers(cfg);
   const ipByName = new Map<string, IpLayer>();
   if (opts.ipAdapter) {
@@ -56,7 +57,11 @@ export function buildUNet(cfg: UNetConfig, w: WeightMap, opts: BuildUNetOptions 
       throw new Error(`IP-Adapter ${ip.file ?? ''} has image layers ${[...ip.layers.keys()].join(', ')}, but this UNet's cross-attention processors are ${want.join(', ')}; the adapter was made for another UNet`);
     }
     const tokens = g.input('ip_tokens', DataType.FLOAT, ['batch', 'ip_token_count', cfg.crossAttentionDim]);
-    const scales = g.input('ip_scale', DataType.FLOAT, [cross.length]);
+    // λ is `scale` everywhere inside (diffusers' IPAdapterAttnProcessor.scale, per layer `scales`);
+    // the graph input says whose scale it is, ip_adapter_scale, because a graph's inputs share one
+    // flat namespace (the ControlNet graph has conditioning_scale) and diffusers spells it so too
+    // (set_ip_adapter_scale; the reference cases' param ip_adapter_scale).
+    const scales = g.input('ip_adapter_scale', DataType.FLOAT, [cross.length]);
     cross.forEach((p, n) => {
       const { toK, toV } = ip.layerWeights(p.index);
       for (const [what, ref] of [['to_k_ip', toK], ['to_v_ip', toV]] as const) {
@@ -64,7 +69,7 @@ export function buildUNet(cfg: UNetConfig, w: WeightMap, opts: BuildUNetOptions 
           throw new Error(`IP-Adapter ${ref.key} in ${ref.file} has shape [${ref.shape}], but ${p.name} needs [${p.hiddenSize}, ${cfg.crossAttentionDim}] (${what})`);
         }
       }
-      const scale = g.op('Gather', [scales, g.constI([n], [])], { axis: 0 }, `ip_scale_${n}`);
+      const scale = g.op('Gather', [scales, g.constI([n], [])], { axis: 0 }, `ip_adapter_scale_${n}`);
       ipByName.set(p.name, { index: p.index, toK, toV, tokens, scale });
     });
   }

@@ -5,8 +5,10 @@
  * inputs, so changing λ re-runs only the sampler.
  *
  * λ per block: `blocks` picks which cross-attention layers get λ ("style only" / "composition
- * only" presets, or a custom list of per-layer factors); the sampler turns it into the UNet's
- * ip_scale vector (models/ip-adapter-layer-scales.ts), so this never rebuilds the UNet either.
+ * only" presets, or a custom list of per-layer weights); the sampler turns it into the UNet's
+ * ip_adapter_scale vector (models/ip-adapter-layer-scales.ts), so this never rebuilds the UNet
+ * either. Inside, λ is the adapter's `scale` (diffusers' name); the param stays `weight`, so
+ * saved workflows load unchanged.
  */
 import { BLOCK_PRESETS, type BlockPreset, parseLayerWeights } from '../models/ip-adapter-layer-scales.js';
 import type { NodeDef } from './types.js';
@@ -64,7 +66,7 @@ export const applyIpAdapter: NodeDef = {
       ...model,
       adapters: [...model.adapters, {
         adapter, tokens, ...(negative ? { negative } : {}),
-        weight: params.weight as number, start: params.start_at as number, end: params.end_at as number,
+        scale: params.weight as number, start: params.start_at as number, end: params.end_at as number,
         blocks: (params.blocks ?? 'all') as BlockPreset, layerWeights: String(params.layer_weights ?? ''),
       }],
     };

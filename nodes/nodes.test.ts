@@ -52,7 +52,7 @@ describe('Apply IP-Adapter', () => {
   it('records the adapter, its tokens, λ and window on a new model value (the input is untouched)', async () => {
     const out = (await applyIpAdapter.execute({ model, ip_adapter: adapter, tokens: tokens(adapter.path) }, { weight: 0.6, start_at: 0.1, end_at: 0.9 }, ctx)).model as ModelValue;
     expect(out.adapters).toHaveLength(1);
-    expect(out.adapters[0]).toMatchObject({ weight: 0.6, start: 0.1, end: 0.9 });
+    expect(out.adapters[0]).toMatchObject({ scale: 0.6, start: 0.1, end: 0.9 });
     expect(model.adapters).toHaveLength(0);
   });
 
@@ -60,7 +60,7 @@ describe('Apply IP-Adapter', () => {
     const p = { weight: 1, start_at: 0, end_at: 1 };
     await expect(applyIpAdapter.execute({ model, ip_adapter: adapter, tokens: tokens('/m/other.safetensors') }, p, ctx)).rejects.toThrow(/projected by \/m\/other/);
     await expect(applyIpAdapter.execute({ model, ip_adapter: adapter, tokens: tokens(adapter.path), negative: tokens(adapter.path, 8) }, p, ctx)).rejects.toThrow(/8 tokens but the image prompt has 4/);
-    const withOther: ModelValue = { ...model, adapters: [{ adapter: { ...adapter, path: '/m/b.safetensors' }, tokens: tokens('/m/b.safetensors'), weight: 1, start: 0, end: 1 }] };
+    const withOther: ModelValue = { ...model, adapters: [{ adapter: { ...adapter, path: '/m/b.safetensors' }, tokens: tokens('/m/b.safetensors'), scale: 1, start: 0, end: 1 }] };
     await expect(applyIpAdapter.execute({ model: withOther, ip_adapter: adapter, tokens: tokens(adapter.path) }, p, ctx)).rejects.toThrow(/already has another IP-Adapter/);
     expect(applyIpAdapter.check!({ weight: 1, start_at: 0.8, end_at: 0.2 })[0].message).toMatch(/before start_at/);
   });

@@ -20,14 +20,17 @@ export interface AppliedAdapter {
   tokens: IpTokensValue;
   /** Tokens for the unconditional branch instead of the projection of a zero image (negative image prompt). */
   negative?: IpTokensValue;
-  /** λ of the decoupled cross-attention. */
-  weight: number;
+  /**
+   * The adapter's scale: λ of the decoupled cross-attention (Apply IP-Adapter's param `weight`;
+   * diffusers' `scale`, the one name it has from here to the UNet's ip_adapter_scale input).
+   */
+  scale: number;
   /** Active while the step's fraction of the schedule, i / steps, is in [start, end]. */
   start: number;
   end: number;
-  /** Which cross-attention layers get λ (models/ip-adapter-layer-scales.ts); absent = all. */
+  /** Which cross-attention layers get the scale (models/ip-adapter-layer-scales.ts); absent = all. */
   blocks?: BlockPreset;
-  /** The custom per-layer factors when blocks = 'custom'. */
+  /** The custom layer weights (param layer_weights: each layer's unit scale) when blocks = 'custom'. */
   layerWeights?: string;
 }
 

@@ -38,7 +38,7 @@ export function checkpointParts(store: ModelStore, ref: CheckpointRef): Promise<
 export interface UNetRuntime {
   session: ort.InferenceSession;
   config: UNetConfig;
-  /** Number of cross-attention layers = length of the ip_scale input (0 without an adapter). */
+  /** Number of cross-attention layers = length of the ip_adapter_scale input (0 without an adapter). */
   ipLayers: number;
 }
 

@@ -5,15 +5,15 @@
  *   rows: [uncond, cond] per latent with guidance (text: negative, positive; image tokens: the
  *       projection of a zero image or the negative image tokens, the image tokens), else cond;
  *   IP-Adapter: the per-layer scales (the adapter's scale times each cross-attention layer's
- *       factor from Apply IP-Adapter's blocks, models/ip-adapter-layer-scales.ts) while i / steps
- *       is in [start_at, end_at], else 0;
+ *       unit scale from Apply IP-Adapter's blocks, models/ip-adapter-layer-scales.ts) while
+ *       i / steps is in [start_at, end_at], else 0;
  *   ControlNets (nodes/runtime/controlnet.ts): residuals per step from the 4 latent channels;
  *   9-channel inpainting UNet: cat([x, mask, masked-image latents]) as its sample.
  * The per-run inputs (text, tokens, the two scale vectors) are built once; the per-step sample
  * buffers are made once per run and reused (the UNet and the ControlNets read them during the
  * step's calls only).
  */
-import { blockFactors, ipScales } from '../../models/ip-adapter-layer-scales.js';
+import { layerScales, unitLayerScales } from '../../models/ip-adapter-layer-scales.js';
 import { inpaintUNetInput } from '../../models/inpaint.js';
 import type { Guidance, ModelCall } from '../../models/sampling/denoise.js';
 import { callUNet } from '../../models/unet-call.js';
@@ -51,7 +51,7 @@ export function imageTokens(adapters: AppliedAdapter[]): { cond: Float32Array; u
   if (!adapters.length) return null;
   const w0 = adapters[0];
   for (const a of adapters) {
-    if (a.weight !== w0.weight || a.start !== w0.start || a.end !== w0.end || (a.blocks ?? 'all') !== (w0.blocks ?? 'all') || (a.layerWeights ?? '') !== (w0.layerWeights ?? '')) {
+    if (a.scale !== w0.scale || a.start !== w0.start || a.end !== w0.end || (a.blocks ?? 'all') !== (w0.blocks ?? 'all') || (a.layerWeights ?? '') !== (w0.layerWeights ?? '')) {
       throw new Error('several Apply IP-Adapter nodes on one model must share weight, start_at, end_at and blocks (the UNet takes one λ per layer); feed the images through one IP-Adapter Projection instead');
     }
   }
@@ -93,14 +93,14 @@ export async function samplerUNet(ctx: ExecContext, o: SamplerUNetOptions): Prom
     : null;
   const ip = imageTokens(model.adapters);
   const a0 = model.adapters[0];
-  const factors = unet.ipLayers ? blockFactors(unet.config, a0.blocks ?? 'all', a0.layerWeights ?? '') : [];
-  let ipTokens: { data: Float32Array; dims: number[] } | undefined;
+  const unit = unet.ipLayers ? unitLayerScales(unet.config, a0.blocks ?? 'all', a0.layerWeights ?? '') : [];
+  let tokens: { data: Float32Array; dims: number[] } | undefined;
   if (unet.ipLayers) {
     const t = ip!;
-    ipTokens = { data: doCfg ? concat([repeat(t.uncond, B), repeat(t.cond, B)]) : repeat(t.cond, B), dims: [M, t.n, t.dim] };
+    tokens = { data: doCfg ? concat([repeat(t.uncond, B), repeat(t.cond, B)]) : repeat(t.cond, B), dims: [M, t.n, t.dim] };
   }
-  // ip_scale takes one of two values per run (the adapter's window on or off): built once.
-  const ipScale = unet.ipLayers ? [false, true].map((on) => ipScales(factors, a0.weight, on)) : null;
+  // The per-layer scales take one of two values per run (the adapter's window on or off): built once.
+  const scales = unet.ipLayers ? [false, true].map((on) => layerScales(unit, a0.scale, on)) : null;
 
   const xs = doCfg ? new Float32Array(2 * n) : null; // [x, x]: (2B, C, h, w)
   const inC = unet.config.inChannels;
@@ -119,8 +119,7 @@ export async function samplerUNet(ctx: ExecContext, o: SamplerUNetOptions): Prom
       sample: { data: unetIn ?? x, dims: [M, inC, h, w] },
       timestep: t,
       encoderHiddenStates: { data: text, dims: textDims },
-      ipTokens,
-      ipScale: ipScale ? ipScale[adapterActive(a0, i, o.steps) ? 1 : 0] : undefined,
+      ipAdapter: tokens && scales ? { tokens, scale: scales[adapterActive(a0, i, o.steps) ? 1 : 0] } : undefined,
       downResiduals: residuals?.down,
       midResidual: residuals?.mid,
     });

@@ -93,7 +93,7 @@ export function writeUNetFiles(dir: string, cfg: UNetConfig = SD15_UNET): UNetFi
   return { weightsFile, ipFile, weightBytes, ipBytes, writeS: seconds(t0) };
 }
 
-/** UNet feeds for the workload: latents, timestep 981, text context, image tokens, λ = 1 in all 16 layers. */
+/** UNet feeds for the workload: latents, timestep 981, text context, image tokens, scale (λ) 1 in all 16 layers. */
 export function unetFeeds(cfg: UNetConfig, wl: UNetWorkload): Record<string, ort.Tensor> {
   const { batch: B, height: H, width: W } = wl;
   const C = cfg.crossAttentionDim;
@@ -102,7 +102,7 @@ export function unetFeeds(cfg: UNetConfig, wl: UNetWorkload): Record<string, ort
     timestep: new ort.Tensor('float32', new Float32Array(B).fill(981), [B]),
     encoder_hidden_states: new ort.Tensor('float32', uniform(B * wl.textTokens * C, 4), [B, wl.textTokens, C]),
     ip_tokens: new ort.Tensor('float32', uniform(B * wl.ipTokens * C, 5), [B, wl.ipTokens, C]),
-    ip_scale: new ort.Tensor('float32', new Float32Array(crossAttnLayers(cfg).length).fill(1), [crossAttnLayers(cfg).length]),
+    ip_adapter_scale: new ort.Tensor('float32', new Float32Array(crossAttnLayers(cfg).length).fill(1), [crossAttnLayers(cfg).length]),
   };
 }
 

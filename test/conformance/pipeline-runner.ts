@@ -49,7 +49,8 @@ interface PipelineSpec {
   negative: string;
   /** Image prompt files (none: no adapter nodes at all). */
   ipImages: string[];
-  ipScale?: number;
+  /** The IP-Adapter's scale λ (the case's ip_adapter_scale; Apply IP-Adapter's weight param). */
+  scale?: number;
   steps: number;
   cfg: number;
   /** DDIM eta (0: deterministic; > 0 draws per-step noise the case must supply). */
@@ -123,7 +124,7 @@ export function buildWorkflow(ctx: Ctx, s: PipelineSpec, m: ModelChoice): Workfl
       link(img, 'image', enc, 'image');
       link(enc, 'embeds', proj, i === 0 ? 'embeds' : `embeds_${i + 1}`);
     });
-    const apply = node('apply', 'apply-ip-adapter', { weight: s.ipScale ?? 1, start_at: 0, end_at: 1 });
+    const apply = node('apply', 'apply-ip-adapter', { weight: s.scale ?? 1, start_at: 0, end_at: 1 });
     link(ckpt, 'model', apply, 'model');
     link(ipa, 'ip_adapter', apply, 'ip_adapter');
     link(proj, 'tokens', apply, 'tokens');
@@ -279,7 +280,7 @@ function specOf(c: CaseSpec, override: Partial<PipelineSpec> = {}): PipelineSpec
   if (p.guess_mode !== undefined && p.guess_mode !== false) throw new Error(`case ${c.name}: params.guess_mode ${JSON.stringify(p.guess_mode)} is not supported by Apply ControlNet`);
   return {
     prompt: String(inp.prompt ?? ''), negative: String(inp.negative_prompt ?? ''), ipImages: imgs,
-    ipScale: p.ip_adapter_scale === undefined ? undefined : num('ip_adapter_scale'),
+    scale: p.ip_adapter_scale === undefined ? undefined : num('ip_adapter_scale'),
     steps: num('num_inference_steps'), cfg: num('guidance_scale'), eta: num('eta', 0),
     width: num('width', 128), height: num('height', 128),
     control: control?.png ? { png: control.png, strength: num('controlnet_conditioning_scale', 1) } : undefined, ...override,

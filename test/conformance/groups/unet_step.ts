@@ -94,8 +94,7 @@ export async function runUNetCase(ctx: Ctx, group: string, c: CaseSpec, label = 
       sample: tensor(inputs.latents),
       timestep: inputs.timestep,
       encoderHiddenStates: tensor(inputs.encoder_hidden_states),
-      ipTokens: adapter ? tensor(inputs.ip_tokens) : undefined,
-      ipScale: scale,
+      ipAdapter: adapter ? { tokens: tensor(inputs.ip_tokens), scale } : undefined,
     });
     for (const [name, ref] of Object.entries(c.outputs ?? {})) {
       const rowName = `${label} [${source}]${name === 'noise_pred' ? '' : ` ${name}`}`;
