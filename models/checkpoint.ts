@@ -51,6 +51,13 @@ const LDM_TEXT_PREFIX = 'cond_stage_model.transformer.';
 
 const base = (f: string) => path.basename(f);
 
+/** Dimension `i` of tensor `key`; a tensor of lower rank than the layout needs is a malformed checkpoint. */
+function dimOf(file: string, key: string, t: TensorRef, i: number): number {
+  const d = t.shape[i];
+  if (d === undefined) throw new CheckpointError(file, `${base(file)}: tensor ${key} has shape [${t.shape}], expected at least ${i + 1} dimensions`);
+  return d;
+}
+
 /** Refusals that need only the key names: other model types and other architectures. */
 function refuseByKeys(file: string, keys: string[]): void {
   const any = (p: string) => keys.some((k) => k.startsWith(p));
@@ -72,6 +79,7 @@ function refuseByKeys(file: string, keys: string[]): void {
 /** Reads the SD UNet structure from shapes; `get(k)` answers names relative to the UNet root in LDM naming. */
 function ldmStructure(file: string, has: (k: string) => boolean, get: (k: string) => TensorRef, keys: string[]): DetectedCheckpoint['unet'] {
   const name = base(file);
+  const dim = (k: string, i: number) => dimOf(file, k, get(k), i);
   const inputIdx = new Set<number>();
   for (const k of keys) {
     const m = /^input_blocks\.(\d+)\./.exec(k);
@@ -84,7 +92,7 @@ function ldmStructure(file: string, has: (k: string) => boolean, get: (k: string
   if (!Number.isInteger(layers) || layers < 1 || downsamplers.some((d, j) => d !== (j + 1) * (layers + 1))) {
     throw new CheckpointError(file, `${name}: the UNet's input_blocks (${n} entries, downsamplers at ${downsamplers.join(', ')}) do not form the SD1.5 layout of equal blocks`);
   }
-  const conv = get('input_blocks.0.0.weight').shape; // (C0, Cin, 3, 3)
+  const inChannels = dim('input_blocks.0.0.weight', 1); // (C0, Cin, 3, 3)
   const blockOut: number[] = [];
   const downTypes: string[] = [];
   const depths: number[] = [];
@@ -92,12 +100,12 @@ function ldmStructure(file: string, has: (k: string) => boolean, get: (k: string
   let linearProj = false;
   for (let b = 0; b < levels; b++) {
     const first = 1 + b * (layers + 1);
-    blockOut.push(get(`input_blocks.${first}.0.out_layers.3.weight`).shape[0]);
+    blockOut.push(dim(`input_blocks.${first}.0.out_layers.3.weight`, 0));
     const attn = has(`input_blocks.${first}.1.proj_in.weight`);
     downTypes.push(attn ? 'CrossAttnDownBlock2D' : 'DownBlock2D');
     let d = 0;
     while (has(`input_blocks.${first}.1.transformer_blocks.${d}.attn2.to_k.weight`)) {
-      cross = get(`input_blocks.${first}.1.transformer_blocks.${d}.attn2.to_k.weight`).shape[1];
+      cross = dim(`input_blocks.${first}.1.transformer_blocks.${d}.attn2.to_k.weight`, 1);
       d++;
     }
     depths.push(Math.max(d, 1));
@@ -107,7 +115,7 @@ function ldmStructure(file: string, has: (k: string) => boolean, get: (k: string
   for (let b = 0; b < levels; b++) upTypes.push(has(`output_blocks.${b * (layers + 1)}.1.proj_in.weight`) ? 'CrossAttnUpBlock2D' : 'UpBlock2D');
   if (!cross) throw new CheckpointError(file, `${name}: the UNet has no cross-attention layers (attn2.to_k); it is not a text-conditioned Stable Diffusion UNet`);
   return {
-    inChannels: conv[1], outChannels: get('out.2.weight').shape[0], blockOutChannels: blockOut, layersPerBlock: layers,
+    inChannels, outChannels: dim('out.2.weight', 0), blockOutChannels: blockOut, layersPerBlock: layers,
     crossAttentionDim: cross, downBlockTypes: downTypes, upBlockTypes: upTypes, transformerLayersPerBlock: depths,
     useLinearProjection: linearProj, hasMidBlock: has('middle_block.1.proj_in.weight'),
   };
@@ -116,6 +124,7 @@ function ldmStructure(file: string, has: (k: string) => boolean, get: (k: string
 /** The same from a diffusers UNet weights file. */
 function diffusersStructure(file: string, st: SafetensorsFile): DetectedCheckpoint['unet'] {
   const keys = st.keys();
+  const dim = (k: string, i: number) => dimOf(file, k, st.get(k), i);
   const count = (re: RegExp) => new Set(keys.map((k) => re.exec(k)?.[1]).filter((x) => x !== undefined)).size;
   const levels = count(/^down_blocks\.(\d+)\./);
   const layers = count(/^down_blocks\.0\.resnets\.(\d+)\./);
@@ -126,19 +135,19 @@ function diffusersStructure(file: string, st: SafetensorsFile): DetectedCheckpoi
   let cross = 0;
   let linearProj = false;
   for (let b = 0; b < levels; b++) {
-    blockOut.push(st.get(`down_blocks.${b}.resnets.0.conv2.weight`).shape[0]);
+    blockOut.push(dim(`down_blocks.${b}.resnets.0.conv2.weight`, 0));
     const attn = st.has(`down_blocks.${b}.attentions.0.proj_in.weight`);
     downTypes.push(attn ? 'CrossAttnDownBlock2D' : 'DownBlock2D');
     upTypes.push(st.has(`up_blocks.${b}.attentions.0.proj_in.weight`) ? 'CrossAttnUpBlock2D' : 'UpBlock2D');
     depths.push(Math.max(1, count(new RegExp(`^down_blocks\\.${b}\\.attentions\\.0\\.transformer_blocks\\.(\\d+)\\.`))));
     if (attn) {
-      cross = st.get(`down_blocks.${b}.attentions.0.transformer_blocks.0.attn2.to_k.weight`).shape[1];
+      cross = dim(`down_blocks.${b}.attentions.0.transformer_blocks.0.attn2.to_k.weight`, 1);
       linearProj = st.get(`down_blocks.${b}.attentions.0.proj_in.weight`).shape.length === 2;
     }
   }
   if (!cross) throw new CheckpointError(file, `${base(file)}: the UNet has no cross-attention layers; it is not a text-conditioned Stable Diffusion UNet`);
   return {
-    inChannels: st.get('conv_in.weight').shape[1], outChannels: st.get('conv_out.weight').shape[0], blockOutChannels: blockOut,
+    inChannels: dim('conv_in.weight', 1), outChannels: dim('conv_out.weight', 0), blockOutChannels: blockOut,
     layersPerBlock: layers, crossAttentionDim: cross, downBlockTypes: downTypes, upBlockTypes: upTypes,
     transformerLayersPerBlock: depths, useLinearProjection: linearProj, hasMidBlock: st.has('mid_block.attentions.0.proj_in.weight'),
   };
@@ -270,7 +279,9 @@ export function componentWeightsFile(dir: string, stem: string): string {
 function openWeights(file: string): { weights: WeightMap; st: SafetensorsFile } {
   if (file.endsWith('.index.json')) {
     const w = ShardedWeights.open(file);
-    return { weights: w, st: [...w.files.values()][0] };
+    const [st] = w.files.values();
+    if (!st) throw new CheckpointError(file, `${file}: the shard index lists no weight files`);
+    return { weights: w, st };
   }
   const st = SafetensorsFile.open(file);
   return { weights: st, st };
