@@ -1,4 +1,4 @@
-/** nodes/runtime: what node implementations share at run time — networks loaded through the model store, image files, A1111 parameters text. */
+/** nodes/runtime: what node implementations share at run time — networks loaded through the model store, the sampler's UNet call and ControlNets, image files and pixels, A1111 parameters text. */
 /**
  * The heavy side of model values: loading networks through the model store, keyed by what
  * they are, so each graph is built and each session created once per engine until unloaded.
