@@ -36,7 +36,7 @@ const isZip = (h: Uint8Array) => h.length >= 4 && h[0] === 0x50 && h[1] === 0x4b
  */
 export function looksLikePickle(head: Uint8Array): boolean {
   if (isZip(head)) return true;
-  if (head.length >= 8 && head[0] === 0x80 && head[1] >= 2 && head[1] <= 5) return head.subarray(3, 8).some((b) => b !== 0);
+  if (head.length >= 8 && head[0] === 0x80 && head[1]! >= 2 && head[1]! <= 5) return head.subarray(3, 8).some((b) => b !== 0);
   return false;
 }
 

@@ -137,7 +137,7 @@ function resolveTensor(file: string, name: string, t: TensorValue, bytesOf: Stor
   const rec = bytesOf(s);
   const rootNumel = rec.length / item;
   const numel = t.shape.reduce((a, d) => a * d, 1);
-  const extent = numel === 0 ? 0 : 1 + t.shape.reduce((a, d, i) => a + (d - 1) * t.stride[i], 0);
+  const extent = numel === 0 ? 0 : 1 + t.shape.reduce((a, d, i) => a + (d - 1) * t.stride[i]!, 0);
   if (t.offset + extent > s.numel) {
     throw new PickleError(`tensor "${name}": storage offset ${t.offset} + extent ${extent} elements (size [${t.shape}], stride [${t.stride}]) reaches past its storage of ${s.numel} elements (${rec.where}); the file is corrupt or malicious`);
   }
@@ -146,7 +146,7 @@ function resolveTensor(file: string, name: string, t: TensorValue, bytesOf: Stor
   let expect = 1, contiguous = true;
   for (let i = t.shape.length - 1; i >= 0; i--) {
     if (t.shape[i] !== 1 && t.stride[i] !== expect) contiguous = false;
-    expect *= t.shape[i];
+    expect *= t.shape[i]!;
   }
   if (contiguous) return { file, key: name, dtype: s.dtype, shape: t.shape, offset: first, length: numel * item };
   return gatherCopy(file, name, t, first, extent, item);
@@ -166,9 +166,9 @@ function gatherCopy(file: string, name: string, t: TensorValue, first: number, e
     const idx = new Array<number>(t.shape.length).fill(0);
     for (let n = 0; n < numel; n++) {
       let e = 0;
-      for (let d = 0; d < idx.length; d++) e += idx[d] * t.stride[d];
+      for (let d = 0; d < idx.length; d++) e += idx[d]! * t.stride[d]!;
       src.copy(dst, n * item, e * item, e * item + item);
-      for (let d = idx.length - 1; d >= 0 && ++idx[d] === t.shape[d]; d--) idx[d] = 0;
+      for (let d = idx.length - 1; d >= 0 && ++idx[d]! === t.shape[d]; d--) idx[d] = 0;
     }
     writeFileAtomicSync(out, dst);
   }
@@ -186,11 +186,12 @@ export interface TorchObject {
 export function readTorchZip(fd: number, size: number): TorchObject {
   const entries = readZipEntries(fd, size);
   const pkls = entries.filter((e) => /^[^/]+\/data\.pkl$/.test(e.name));
-  if (pkls.length !== 1) {
+  const [pkl] = pkls;
+  if (pkls.length !== 1 || !pkl) {
     throw new PickleError(pkls.length ? `the archive has ${pkls.length} */data.pkl records; a torch.save file has one`
       : `a zip archive without a <folder>/data.pkl record, so not a torch.save file (records: ${entries.slice(0, 5).map((e) => e.name).join(', ') || 'none'})`);
   }
-  const folder = pkls[0].name.slice(0, -'/data.pkl'.length);
+  const folder = pkl.name.slice(0, -'/data.pkl'.length);
   const byName = new Map(entries.map((e) => [e.name, e] as [string, ZipEntry]));
   const order = byName.get(`${folder}/byteorder`);
   if (order) {
@@ -198,7 +199,7 @@ export function readTorchZip(fd: number, size: number): TorchObject {
     if (v !== 'little') throw new PickleError(`the tensors are stored ${v}-endian; only little-endian files are read`);
   }
   const seen = new Map<string, StorageRef>();
-  const root = unpickle(new BufferSource(readEntry(fd, size, pkls[0], MAX_PICKLE_BYTES)), {
+  const root = unpickle(new BufferSource(readEntry(fd, size, pkl, MAX_PICKLE_BYTES)), {
     globals: GLOBALS, refuse: refuseGlobal, persistentLoad: (pid) => storageFromPid(pid, false, seen),
   });
   const bytesOf: StorageBytes = (s) => {

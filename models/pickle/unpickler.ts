@@ -65,8 +65,8 @@ const latin1 = new TextDecoder('latin1');
 function decodeLong(b: Uint8Array): number | bigint {
   if (b.length > MAX_LONG_BYTES) throw new PickleError(`a ${b.length}-byte integer, larger than any tensor file holds`);
   let v = 0n;
-  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
-  if (b.length && b[b.length - 1] & 0x80) v -= 1n << BigInt(8 * b.length);
+  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
+  if (b.length && b[b.length - 1]! & 0x80) v -= 1n << BigInt(8 * b.length);
   return toNumber(v);
 }
 
@@ -107,8 +107,8 @@ export function unpickle(src: ByteSource, opts: UnpickleOptions): unknown {
     stack = metastack.pop() ?? fail('no MARK to pop: the pickle is corrupt');
     return items;
   };
-  const u16 = () => { const b = src.take(2); return b[0] | (b[1] << 8); };
-  const u32 = () => { const b = src.take(4); return (b[0] | (b[1] << 8) | (b[2] << 16)) + b[3] * 0x1000000; };
+  const u16 = () => { const b = src.take(2); return b[0]! | (b[1]! << 8); };
+  const u32 = () => { const b = src.take(4); return (b[0]! | (b[1]! << 8) | (b[2]! << 16)) + b[3]! * 0x1000000; };
   const u64 = () => { const lo = u32(), hi = u32(); return hi * 0x100000000 + lo; };
   const blob = (n: number) => (n > MAX_BLOB ? fail(`a ${n}-byte string, longer than any tensor file holds`) : src.take(n));
   const line = (): string => {
@@ -264,7 +264,7 @@ export class BufferSource implements ByteSource {
   constructor(private readonly buf: Uint8Array) {}
   u8(): number {
     if (this.pos >= this.buf.length) throw new PickleError(`the pickle ends early at byte ${this.pos}: the file is truncated`);
-    return this.buf[this.pos++];
+    return this.buf[this.pos++]!;
   }
   take(n: number): Uint8Array {
     if (this.pos + n > this.buf.length) throw new PickleError(`the pickle ends early at byte ${this.pos} (wanted ${n} more bytes): the file is truncated`);
@@ -280,7 +280,7 @@ export class FdSource implements ByteSource {
   private bufStart = 0;
   constructor(private readonly fd: number, private readonly size: number, public pos = 0) {}
   u8(): number {
-    return this.take(1)[0];
+    return this.take(1)[0]!;
   }
   take(n: number): Uint8Array {
     if (this.pos + n > this.size) throw new PickleError(`the file ends early at byte ${this.size} (a pickle wants ${n} bytes at ${this.pos}): the file is truncated`);
