@@ -74,13 +74,19 @@ export const ipAdapterProjection: NodeDef = {
     }
     const dims = base ? [n, first.embedDim] : [n, first.hiddenTokens, first.hiddenDim];
     const cond = await proj.project({ data: x, dims }); // (n, N, C)
-    const uncondOne = base
-      ? await proj.project({ data: new Float32Array(first.embedDim), dims: [1, first.embedDim] })
-      : await proj.project(await zeroImageStates(ctx.models, first.vision)); // (1, N, C)
+    const uncondInput = base ? { data: new Float32Array(first.embedDim), dims: [1, first.embedDim] } : await zeroImageStates(ctx.models, first.vision);
+    const uncondOne = await proj.project(uncondInput); // (1, N, C)
     const N = cond.dims[1];
     const C = cond.dims[2];
     const uncond = new Float32Array(n * N * C);
     for (let i = 0; i < n; i++) uncond.set(uncondOne.data, i * N * C);
+    if (ctx.trace) {
+      // What the projection was given, per image: image_embeds or penultimate states, and the unconditional input.
+      const uncondIn = new Float32Array(n * uncondInput.data.length);
+      for (let i = 0; i < n; i++) uncondIn.set(uncondInput.data, i * uncondInput.data.length);
+      ctx.trace({ node: ctx.nodeId, name: 'input', data: x, shape: dims });
+      ctx.trace({ node: ctx.nodeId, name: 'input_uncond', data: uncondIn, shape: dims });
+    }
     ctx.trace?.({ node: ctx.nodeId, name: 'ip_tokens', data: cond.data, shape: [n, N, C] });
     ctx.trace?.({ node: ctx.nodeId, name: 'ip_tokens_uncond', data: uncond, shape: [n, N, C] });
     const v: IpTokensValue = { kind: 'IP_TOKENS', adapterPath: ad.path, tokens: n * N, dim: C, cond: cond.data, uncond };

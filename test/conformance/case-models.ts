@@ -26,6 +26,7 @@ const ROLES: Record<string, Put> = {
   'pipeline (unet, text_encoder, tokenizer, scheduler)': (m, p) => { m.pipeline = p; },
   'image_encoder': (m, p) => { m.imageEncoder = p; },
   'ip_adapter': (m, p) => { m.ipAdapter = p; },
+  'ip_adapter (full face)': (m, p) => { m.ipAdapter = p; },
   'ip_adapter twin (same tensors)': (m, p) => { m.ipAdapterTwin = p; },
   'vae': (m, p) => { m.vaes.push(p); },
   'vae (same weights)': (m, p) => { m.vaes.push(p); },

@@ -360,8 +360,10 @@ export async function pipelineRows(ctx: Ctx, group: string, c: CaseSpec, spec: P
     if (inter.prompt_embeds) rows.push(compare(group, label('prompt_embeds'), cat(named('negative.prompt_embeds'), named('positive.prompt_embeds')) ?? [], ctx.f32(group, inter.prompt_embeds), tolL));
     for (const k of ['image_embeds', 'image_embeds_0'] as const) {
       if (!inter[k]) continue;
-      const D = ctx.shape(group, inter[k]).at(-1)!;
-      rows.push(compare(group, label(k), cat(new Float32Array(D), named('vision_encode_1.image_embeds')) ?? [], ctx.f32(group, inter[k]), tolL));
+      const dims = ctx.shape(group, inter[k]);
+      // [uncond, cond]: zeros and image_embeds (B, D); for Plus / full-face the penultimate states the projection took (B, I, T, D).
+      const got = dims.length > 2 ? cat(named('projection.input_uncond'), named('projection.input')) : cat(new Float32Array(dims.at(-1)!), named('vision_encode_1.image_embeds'));
+      rows.push(compare(group, label(k), got ?? [], ctx.f32(group, inter[k]), tolL));
     }
     for (const k of ['ip_tokens', 'ip_tokens_0'] as const) {
       if (inter[k]) rows.push(compare(group, label(k), cat(named('projection.ip_tokens_uncond'), named('projection.ip_tokens')) ?? [], ctx.f32(group, inter[k]), tolL));
