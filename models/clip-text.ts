@@ -9,7 +9,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DataType, Graph, Module, attention, gelu, layerNorm, linear, quickGelu, type WeightMap } from './onnx/graph.js';
+import { DataType, Graph, Module, type ModuleHook, attention, gelu, layerNorm, linear, quickGelu, type WeightMap } from './onnx/graph.js';
 import { IN_PLACE_SESSION_OPTIONS, createSession, ort, type SessionConfig } from './onnx/session.js';
 
 /** transformers CLIPTextConfig fields the graph needs (snake_case, as in config.json). */
@@ -110,6 +110,8 @@ export interface ClipTextBuildOptions {
    * last kept one (ComfyUI's CLIPSetLastLayer -1 - n, A1111's "clip skip" n + 1). Default 0.
    */
   skipLastLayers?: number;
+  /** Changes modules by name, declaring its own graph inputs (LoRA: models/lora-graph.ts, input lora_scale). */
+  moduleHook?: (g: Graph) => ModuleHook;
 }
 
 /** transformers' float32 causal mask value: torch.finfo(torch.float32).min. */
@@ -131,10 +133,9 @@ export function buildClipTextEncoder(cfg: ClipTextConfig, w: WeightMap, opts: Cl
   const heads = cfg.num_attention_heads;
   const headDim = C / heads;
   const eps = cfg.layer_norm_eps;
-  const tm = new Module(g, w, 'text_model');
-
   // 1. embeddings: token (Gather) + position (positions 0..T-1, a constant).
   const ids = g.input('input_ids', DataType.INT64, ['batch', T]); // (B, T)
+  const tm = new Module(g, w, 'text_model', opts.moduleHook?.(g));
   const emb = tm.child('embeddings');
   const tok = g.op('Gather', [emb.child('token_embedding').param('weight'), ids], { axis: 0 }); // (B, T, C)
   const pos = g.op('Gather', [emb.child('position_embedding').param('weight'), g.constI(Array.from({ length: T }, (_, i) => i))], { axis: 0 }); // (T, C)
@@ -180,8 +181,11 @@ export class ClipTextEncoder {
     return new ClipTextEncoder(await createSession(built, { ...opts, sessionOptions: { ...CLIP_TEXT_SESSION_OPTIONS, ...opts.sessionOptions } }), cfg);
   }
 
-  /** ids: B rows of T = max_position_embeddings token ids -> (B, T, C) float32, row-major. */
-  async encode(ids: number[][]): Promise<{ data: Float32Array; dims: [number, number, number] }> {
+  /**
+   * ids: B rows of T = max_position_embeddings token ids -> (B, T, C) float32, row-major.
+   * `loraScale`: one strength per LoRA of a graph built with them (its lora_scale input).
+   */
+  async encode(ids: number[][], opts: { loraScale?: ArrayLike<number> } = {}): Promise<{ data: Float32Array; dims: [number, number, number] }> {
     const T = this.config.max_position_embeddings;
     const B = ids.length;
     if (B === 0) throw new Error('text encoder: no token rows to encode');
@@ -193,7 +197,12 @@ export class ClipTextEncoder {
         flat[b * T + t] = BigInt(id);
       });
     });
-    const res = await this.session.run({ input_ids: new ort.Tensor('int64', flat, [B, T]) });
+    const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor('int64', flat, [B, T]) };
+    if (this.session.inputNames.includes('lora_scale')) {
+      if (!opts.loraScale) throw new Error('text encoder: this graph has LoRAs; their strengths (loraScale) are required');
+      feeds.lora_scale = new ort.Tensor('float32', Float32Array.from(opts.loraScale), [opts.loraScale.length]);
+    }
+    const res = await this.session.run(feeds);
     const out = res.last_hidden_state;
     return { data: out.data as Float32Array, dims: [B, T, this.config.hidden_size] };
   }

@@ -209,9 +209,10 @@ export function halfToFloat(h: number): number {
 
 /** A tensor to write: dtype F32 (Float32Array), I64 (BigInt64Array) or U8 (Uint8Array). */
 export interface TensorToWrite {
-  dtype: 'F32' | 'I64' | 'U8';
+  dtype: 'F32' | 'I64' | 'U8' | 'F16' | 'BF16';
   shape: number[];
-  data: Float32Array | BigInt64Array | Uint8Array;
+  /** The raw little-endian values (F16 / BF16 as their 16-bit patterns). */
+  data: Float32Array | BigInt64Array | Uint8Array | Uint16Array;
 }
 
 /** Serialises tensors to safetensors bytes (8-byte aligned data, as the reference writer does). */

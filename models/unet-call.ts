@@ -1,6 +1,6 @@
 /**
  * The one place a UNet is called: named inputs (latents, timestep, text embeddings, the
- * IP-Adapter's image tokens and scale, ControlNet residuals) -> the feeds of a models/unet.ts
+ * IP-Adapter's image tokens and scale, ControlNet residuals, LoRA strengths) -> the feeds of a models/unet.ts
  * graph -> its noise prediction. The sampler's model call (nodes/ddim-sampler.ts) and the
  * `unet_step` conformance group both go through `callUNet`, so the reference cases check the
  * inputs a user's run feeds; UNetModel.run is the same call.
@@ -30,6 +30,8 @@ export interface UNetInputs {
   /** ControlNet residuals (already scaled by the conditioning scale). */
   downResiduals?: F32Tensor[];
   midResidual?: F32Tensor;
+  /** One strength per LoRA of a graph built with LoRAs (models/lora-graph.ts lora_scale, in the graph's order). */
+  loraScale?: ArrayLike<number>;
 }
 
 /** A UNet to call: an ONNX Runtime session of a buildUNet graph and the config it was built from. */
@@ -66,6 +68,10 @@ export function unetFeeds(unet: UNetSession, inp: UNetInputs): Record<string, or
     }
     inp.downResiduals.forEach((r, i) => { feeds[`down_block_additional_residual_${i}`] = T(r); });
     feeds.mid_block_additional_residual = T(inp.midResidual);
+  }
+  if (names.includes('lora_scale')) {
+    if (!inp.loraScale) throw new Error('UNet: this graph has LoRAs; their strengths (loraScale) are required');
+    feeds.lora_scale = new ort.Tensor('float32', Float32Array.from(inp.loraScale), [inp.loraScale.length]);
   }
   return feeds;
 }

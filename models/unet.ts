@@ -10,7 +10,7 @@
  * Graph output:  noise_pred (B, Cout, H, W).
  */
 import type { TensorRef } from './safetensors.js';
-import { DataType, Graph, Module, type WeightMap, conv2d, groupNorm, silu } from './onnx/graph.js';
+import { DataType, Graph, Module, type ModuleHook, type WeightMap, conv2d, groupNorm, silu } from './onnx/graph.js';
 import { IN_PLACE_SESSION_OPTIONS, type SessionConfig, createSession, ort } from './onnx/session.js';
 import {
   type AttentionImpl, type BlockOptions, type IpLayer,
@@ -37,15 +37,17 @@ export interface BuildUNetOptions {
   attention?: AttentionImpl;
   /** Model name in the cache (default "unet"). */
   name?: string;
+  /** Changes modules by name, declaring its own graph inputs (LoRA: models/lora-graph.ts, input lora_scale). */
+  moduleHook?: (g: Graph) => ModuleHook;
 }
 
 /** Builds the UNet graph from a config and a diffusers-named weight map. */
 export function buildUNet(cfg: UNetConfig, w: WeightMap, opts: BuildUNetOptions = {}): Graph {
   const g = new Graph(opts.name ?? 'unet');
-  const m = new Module(g, w);
   const sample = g.input('sample', DataType.FLOAT, ['batch', cfg.inChannels, 'height', 'width']);
   const timestep = g.input('timestep', DataType.FLOAT, ['batch']);
   const context = g.input('encoder_hidden_states', DataType.FLOAT, ['batch', 'text_tokens', cfg.crossAttentionDim]);
+  const m = new Module(g, w, '', opts.moduleHook?.(g));
 
   // Decoupled cross-attention: one image branch per attn2 layer, its scale from ip_adapter_scale[n].
   const cross = crossAttnLayers(cfg);

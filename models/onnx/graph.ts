@@ -177,12 +177,35 @@ export interface WeightMap {
   has(name: string): boolean;
 }
 
+/** What a ModuleHook returns for one linear / conv: the weight to use (W or W + ΔW) and a term added to its output. */
+export interface HookedWeight {
+  weight: string;
+  /** Added to the module's output ((N, out) for a linear, (N, Cout, H', W') for a conv). */
+  add?: string;
+}
+
+/** The attributes of a conv2d call, for a hook that adds a conv of its own beside it. */
+export interface ConvAttrs { kernel: [number, number]; stride: number; padding: number }
+
+/**
+ * Changes the linears and convs of a network by module name without touching its builder:
+ * `linear` and `conv2d` ask it for each module's weight (and an optional term added to the
+ * output). LoRA (models/lora-graph.ts) adds low-rank side branches or merges ΔW this way.
+ * Not asked for a linear given an explicit weight (an IP-Adapter's to_k_ip / to_v_ip).
+ */
+export interface ModuleHook {
+  /** w: the module's (out, in) weight value; x: its input as (N, in). */
+  linear?(m: Module, w: string, x: string): HookedWeight;
+  /** w: the (Cout, Cin, kh, kw) weight value; x: the (N, Cin, H, W) input. */
+  conv?(m: Module, w: string, x: string, attrs: ConvAttrs): HookedWeight;
+}
+
 /** Builds one network from a weight map under a prefix (e.g. "down_blocks.0.resnets.1"). */
 export class Module {
-  constructor(readonly g: Graph, readonly w: WeightMap, readonly prefix = '') {}
+  constructor(readonly g: Graph, readonly w: WeightMap, readonly prefix = '', readonly hook?: ModuleHook) {}
 
   child(name: string | number): Module {
-    return new Module(this.g, this.w, this.prefix ? `${this.prefix}.${name}` : String(name));
+    return new Module(this.g, this.w, this.prefix ? `${this.prefix}.${name}` : String(name), this.hook);
   }
 
   key(name: string): string {
@@ -228,9 +251,12 @@ export function linear(m: Module, x: string, opts: LinearOptions = {}): string {
   const w = ref ? g.weight(ref.name, ref.ref) : m.param('weight');
   const [outF, inF] = ref ? ref.ref.shape : m.shape('weight');
   const lead = g.op('Slice', [g.op('Shape', [x]), g.constI([0]), g.constI([-1])]); // (..., )
-  const inputs = [g.op('Reshape', [x, g.constI([-1, inF])]), w]; // (N, in)
+  const x2 = g.op('Reshape', [x, g.constI([-1, inF])]); // (N, in)
+  const hooked = ref ? undefined : m.hook?.linear?.(m, w, x2);
+  const inputs = [x2, hooked?.weight ?? w];
   if (!ref && (opts.bias ?? true) && m.has('bias')) inputs.push(m.param('bias'));
-  const y = g.op('Gemm', inputs, { transB: 1 }); // (N, out)
+  let y = g.op('Gemm', inputs, { transB: 1 }); // (N, out)
+  if (hooked?.add) y = g.op('Add', [y, hooked.add]);
   return g.op('Reshape', [y, g.op('Concat', [lead, g.constI([outF])], { axis: 0 })]);
 }
 
@@ -242,9 +268,12 @@ export function conv2d(m: Module, x: string, opts: { stride?: number; padding?: 
   const k = dims[2];
   const p = opts.padding ?? (k - 1) / 2;
   const st = opts.stride ?? 1;
-  const inputs = [x, m.param('weight', dims)];
+  const w = m.param('weight', dims);
+  const hooked = m.hook?.conv?.(m, w, x, { kernel: [dims[2], dims[3]], stride: st, padding: p });
+  const inputs = [x, hooked?.weight ?? w];
   if (m.has('bias')) inputs.push(m.param('bias'));
-  return g.op('Conv', inputs, { kernel_shape: [dims[2], dims[3]], pads: [p, p, p, p], strides: [st, st] });
+  const y = g.op('Conv', inputs, { kernel_shape: [dims[2], dims[3]], pads: [p, p, p, p], strides: [st, st] });
+  return hooked?.add ? g.op('Add', [y, hooked.add]) : y;
 }
 
 /** nn.LayerNorm over the last axis. */
