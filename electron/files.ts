@@ -24,6 +24,7 @@ const WINDOWS_RESERVED = /^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$/i;
  */
 export function safeFileName(suggested: string, fallback = 'untitled'): string {
   let name = suggested.split(/[\\/]/).pop() ?? '';
+  // eslint-disable-next-line no-control-regex -- control characters are not allowed in file names
   name = name.replace(/[\u0000-\u001f<>:"|?*]/g, '_').replace(/^[\s.]+|[\s.]+$/g, '').slice(0, 200);
   if (!name) return fallback;
   return WINDOWS_RESERVED.test(name) ? `_${name}` : name;

@@ -96,6 +96,7 @@ export function encodeChunk(type: string, data: Uint8Array): Uint8Array {
   return out;
 }
 
+// eslint-disable-next-line no-control-regex -- the range starts at U+0000 because every Latin-1 code point is allowed
 const isLatin1 = (s: string) => /^[\u0000-\u00ff]*$/.test(s);
 
 function checkKey(key: string): void {

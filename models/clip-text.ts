@@ -7,10 +7,10 @@
  * CLIPEncoderLayer, CLIPAttention (eager: q scaled before the matmul, additive causal mask of
  * finfo(float32).min above the diagonal), CLIPMLP, CLIPTextTransformer.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DataType, Graph, Module, type ModuleHook, attention, gelu, layerNorm, linear, quickGelu, type WeightMap } from './onnx/graph.js';
 import { IN_PLACE_SESSION_OPTIONS, createSession, ort, type SessionConfig } from './onnx/session.js';
+import { readJsonFile } from './json-file.js';
 
 /** transformers CLIPTextConfig fields the graph needs (snake_case, as in config.json). */
 export interface ClipTextConfig {
@@ -73,12 +73,7 @@ export function clipTextConfigFromJson(json: unknown, source = 'config.json'): C
 /** Reads `config.json` of a transformers text encoder folder (e.g. a diffusers `text_encoder/`). */
 export function loadClipTextConfig(dirOrFile: string): ClipTextConfig {
   const file = dirOrFile.endsWith('.json') ? dirOrFile : path.join(dirOrFile, 'config.json');
-  let json: unknown;
-  try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`${file}: cannot read the text encoder config (${(e as Error).message})`);
-  }
+  const json = readJsonFile(file, 'text encoder config');
   return clipTextConfigFromJson(json, file);
 }
 

@@ -19,6 +19,7 @@ import { IN_PLACE_SESSION_OPTIONS, createSession, ort, type Provider } from './o
 import { refusePickle } from './pickle.js';
 import { SafetensorsFile } from './safetensors.js';
 import { CLIP_DEFAULTS, readPreprocessorConfig, type ClipPreprocessConfig, type Tensor } from './image-preprocess.js';
+import { readJsonFile } from './json-file.js';
 
 /** transformers CLIPVisionConfig (+ projection_dim of the model with projection). */
 export interface ClipVisionConfig {
@@ -68,12 +69,7 @@ export function parseClipVisionConfig(j: Record<string, unknown>, file = 'config
 
 /** Reads config.json of a transformers CLIP vision folder. */
 export function readClipVisionConfig(file: string): ClipVisionConfig {
-  let j: unknown;
-  try {
-    j = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`${file}: cannot read the CLIP vision config (${(e as Error).message})`);
-  }
+  const j = readJsonFile(file, 'CLIP vision config');
   if (!j || typeof j !== 'object') throw new Error(`${file}: expected a JSON object (transformers CLIPVisionConfig)`);
   return parseClipVisionConfig(j as Record<string, unknown>, file);
 }

@@ -12,7 +12,7 @@
  * Reference: diffusers/schedulers/scheduling_ddim.py (set_timesteps, step, add_noise, _get_variance)
  * and pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.py (get_timesteps).
  */
-import * as fs from 'node:fs';
+import { readJsonFile } from './json-file.js';
 
 /** diffusers scheduler_config.json fields this scheduler understands (snake_case, as in the file). */
 export interface SchedulerConfig {
@@ -62,12 +62,7 @@ export function parseSchedulerConfig(json: unknown, source = 'scheduler_config.j
 
 /** Reads `scheduler/scheduler_config.json` of a diffusers folder. */
 export function loadSchedulerConfig(file: string): SchedulerConfig {
-  let json: unknown;
-  try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`${file}: cannot read the scheduler config (${(e as Error).message})`);
-  }
+  const json = readJsonFile(file, 'scheduler config');
   return parseSchedulerConfig(json, file);
 }
 

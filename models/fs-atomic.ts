@@ -40,7 +40,7 @@ export function writeFileAtomicSync(target: string, data: Uint8Array | string, o
     } catch {
       /* the folder itself is unusable: nothing was created */
     }
-    throw new Error(`could not write ${target}: ${(e as Error).message}`);
+    throw new Error(`could not write ${target}: ${(e as Error).message}`, { cause: e });
   }
 }
 
@@ -59,6 +59,30 @@ export async function writeFileAtomic(target: string, data: Uint8Array | string,
     await fs.promises.rename(tmp, target);
   } catch (e) {
     await fs.promises.rm(tmp, { force: true }).catch(() => {});
-    throw new Error(`could not write ${target}: ${(e as Error).message}`);
+    throw new Error(`could not write ${target}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
+ * Asynchronous atomic write of a file too large to hold in memory (the fp32 weight caches of
+ * onnx/fp32-weights.ts): `write` gets the temporary file's handle and writes it in pieces; the
+ * file is flushed and renamed over `target` only when `write` resolves. If `write` throws (or
+ * the disk fills), the temporary file is removed and `target` is untouched.
+ */
+export async function writeFileAtomicStreamed(target: string, write: (fh: fs.promises.FileHandle) => Promise<void>, opts: AtomicWriteOptions = {}): Promise<void> {
+  const tmp = tempPath(target);
+  try {
+    if (opts.mkdir !== false) await fs.promises.mkdir(path.dirname(target), { recursive: true });
+    const fh = await fs.promises.open(tmp, 'wx', 0o644);
+    try {
+      await write(fh);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fs.promises.rename(tmp, target);
+  } catch (e) {
+    await fs.promises.rm(tmp, { force: true }).catch(() => {});
+    throw new Error(`could not write ${target}: ${(e as Error).message}`, { cause: e });
   }
 }

@@ -13,6 +13,7 @@
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import sharp from 'sharp';
+import { readJsonFile } from './json-file.js';
 
 /** An 8-bit RGBA image, row-major, 4 bytes per pixel. */
 export interface RgbaImage { width: number; height: number; data: Uint8Array }
@@ -40,7 +41,7 @@ export async function loadImageRGBA(input: string | Uint8Array): Promise<RgbaIma
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
   } catch (e) {
-    throw new Error(`${name}: not a readable image (${(e as Error).message})`);
+    throw new Error(`${name}: not a readable image (${(e as Error).message})`, { cause: e });
   }
   const { width, height, channels } = raw.info;
   const src = raw.data;
@@ -142,12 +143,7 @@ export function parsePreprocessorConfig(j: Record<string, unknown>): ClipPreproc
 /** Reads `preprocessor_config.json` (a file, or a folder holding it). */
 export function readPreprocessorConfig(fileOrDir: string): ClipPreprocessConfig {
   const file = fs.existsSync(fileOrDir) && fs.statSync(fileOrDir).isDirectory() ? path.join(fileOrDir, 'preprocessor_config.json') : fileOrDir;
-  let j: unknown;
-  try {
-    j = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`${file}: cannot read the image preprocessor config (${(e as Error).message})`);
-  }
+  const j = readJsonFile(file, 'image preprocessor config');
   if (!j || typeof j !== 'object') throw new Error(`${file}: expected a JSON object (CLIPImageProcessor config)`);
   return parsePreprocessorConfig(j as Record<string, unknown>);
 }

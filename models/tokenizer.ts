@@ -152,7 +152,9 @@ export function ftfyFixText(text: string): string {
     s = fixWidth(s);
     s = s.replace(/[\u02bc\u2018-\u201b]/g, "'").replace(/[\u201c-\u201f]/g, '"');
     s = s.replace(/\r\n|[\r\u2028\u2029\u0085]/g, '\n');
+    // eslint-disable-next-line no-control-regex -- the cleaning rules remove terminal escapes and C0 controls on purpose
     s = s.replace(/\x1b\[[\d;]*[a-zA-Z]/g, '');
+    // eslint-disable-next-line no-control-regex -- as above: control characters are what this rule removes
     s = s.replace(/[\x00-\x08\x0b\x0e-\x1f\x7f\u206a-\u206f\ufeff\ufff9-\ufffc]/g, '');
     s = s.normalize('NFC');
     if (s === before) break;
@@ -174,7 +176,7 @@ function readJson(file: string): Record<string, unknown> | null {
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
   } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`, { cause: e });
   }
 }
 

@@ -3,8 +3,8 @@
  * block specs the builders walk, and the attention-processor numbering (diffusers registration
  * order = the h94 `ip_adapter.<index>` numbers). The graph builder is models/unet.ts.
  */
-import * as fs from 'node:fs';
 import type { BlockSpec } from './unet-blocks.js';
+import { readJsonFile } from './json-file.js';
 
 /** The UNet's architecture, parsed from a diffusers unet/config.json. */
 export interface UNetConfig {
@@ -116,12 +116,7 @@ export function parseUNetConfig(json: Record<string, unknown>, source = 'unet/co
 
 /** Reads and parses `<dir>/config.json` of a diffusers UNet folder. */
 export function readUNetConfig(file: string): UNetConfig {
-  let json: unknown;
-  try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`${file}: cannot read the UNet config (${(e as Error).message})`);
-  }
+  const json = readJsonFile(file, 'UNet config');
   return parseUNetConfig(json as Record<string, unknown>, file);
 }
 

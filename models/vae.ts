@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DataType, Graph, Module, type WeightMap, attention, conv2d, groupNorm, linear, silu } from './onnx/graph.js';
 import { type SessionConfig, createSession, ort } from './onnx/session.js';
+import { readJsonFile } from './json-file.js';
 
 /** diffusers vae/config.json (snake_case as in the file). */
 export interface VaeConfig {
@@ -61,12 +62,7 @@ export function parseVaeConfig(json: unknown, source = 'vae/config.json'): VaeCo
 
 /** Reads a diffusers `vae/config.json`. */
 export function loadVaeConfig(file: string): VaeConfig {
-  let json: unknown;
-  try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`${file}: cannot read the VAE config (${(e as Error).message})`);
-  }
+  const json = readJsonFile(file, 'VAE config');
   return parseVaeConfig(json, file);
 }
 

@@ -32,7 +32,7 @@ export interface CannyOptions {
 }
 
 /** tan(22.5 deg) in Q15, as OpenCV's TG22. */
-const TG22 = Math.floor(0.4142135623730950488016887242097 * (1 << 15) + 0.5);
+const TG22 = Math.floor(0.41421356237309503 * (1 << 15) + 0.5);
 
 /** Edge map of `img` (any of 1/3/4 channels; alpha ignored). */
 export function canny(img: Pixels, opts: CannyOptions = {}): Pixels {

@@ -43,7 +43,8 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
   const info = useEditor((s) => s.hostInfo);
   const [draft, setDraft] = useState<EngineSettings | null>(current);
   const [busy, setBusy] = useState(false);
-  useEffect(() => setDraft((d) => d ?? current), [current]);
+  // The settings may arrive after the dialog opened: adopt them once (React's "adjust state on a prop change").
+  if (draft === null && current !== null) setDraft(current);
   if (!draft) return null;
   const providers = info?.providers ?? ['cpu'];
   const apply = async () => {

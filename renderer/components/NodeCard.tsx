@@ -18,7 +18,7 @@ const CATEGORY_COLORS: Record<string, string> = {
 const categoryColor = (c: string) => CATEGORY_COLORS[c.toLowerCase().split('/')[0]] ?? '#616161';
 
 function Elapsed({ since }: { since: number }) {
-  const [now, setNow] = useState(Date.now());
+  const [now, setNow] = useState(() => Date.now());
   useEffect(() => {
     const t = setInterval(() => setNow(Date.now()), 100);
     return () => clearInterval(t);

@@ -4,7 +4,7 @@
  * and drag-and-drop upload (Load Image also paints a mask: MaskPainter), optional images as a small
  * badge with a remove button. `nodrag`/`nowheel` keep React Flow from panning while editing.
  */
-import { memo, useEffect, useRef, useState, type DragEvent, type Ref } from 'react';
+import { memo, useRef, useState, type DragEvent, type Ref } from 'react';
 import type { ParamSpec, ParamValue } from '../../nodes/types.js';
 import { editor, host, useEditor } from '../editor.js';
 import { fileBytes, toBase64 } from '../files.js';
@@ -22,7 +22,12 @@ const set = (node: string, name: string, v: ParamValue) => editor.getState().set
 /** A number field that accepts partial input ("0.", "-") and commits valid numbers. */
 function NumberField(props: { value: number; min?: number; max?: number; step?: number; integer?: boolean; label: string; onChange(v: number): void; className?: string }) {
   const [text, setText] = useState(String(props.value));
-  useEffect(() => setText((t) => (Number(t) === props.value ? t : String(props.value))), [props.value]);
+  // A new value from outside (undo, another widget) replaces the text unless the text already means it.
+  const [shown, setShown] = useState(props.value);
+  if (shown !== props.value) {
+    setShown(props.value);
+    if (Number(text) !== props.value) setText(String(props.value));
+  }
   const commit = (t: string) => {
     const v = Number(t);
     if (t.trim() === '' || !Number.isFinite(v)) return;

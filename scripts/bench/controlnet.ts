@@ -52,7 +52,7 @@ export async function benchControlNet(dir: string, a: Args): Promise<Record<stri
   const wl = SD15_WORKLOAD;
   const ccfg = parseControlNetConfig({ ...SD15_UNET_JSON, conditioning_embedding_out_channels: [16, 32, 96, 256] }, 'bench SD1.5 ControlNet config');
   const files = writeUNetFiles(dir, ucfg);
-  let t0 = performance.now();
+  const t0 = performance.now();
   const cnFile = path.join(dir, 'controlnet-sd15-random.safetensors');
   const cnBytes = writeRandomSafetensors(cnFile, controlNetParameterShapes(ccfg), 21);
   const cnWriteS = seconds(t0);
