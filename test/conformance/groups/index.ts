@@ -20,6 +20,7 @@ import { pickleFiles } from './pickle_files.js';
 import { maliciousPickles } from './malicious_pickles.js';
 import { ipFullFaceUnetStep } from './ip_full_face_unet_step.js';
 import { pipelineIpFullFace } from './pipeline_ip_full_face.js';
+import { torchRandnCpu } from './torch_randn_cpu.js';
 
 export const handlers: Record<string, CaseHandler> = {
   tokenizer: tokenizer,
@@ -41,4 +42,6 @@ export const handlers: Record<string, CaseHandler> = {
   malicious_pickles: maliciousPickles,
   ip_full_face_unet_step: ipFullFaceUnetStep,
   pipeline_ip_full_face: pipelineIpFullFace,
+  // samplers
+  torch_randn_cpu: torchRandnCpu,
 };
