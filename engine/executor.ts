@@ -212,21 +212,35 @@ export class Executor {
   }
 }
 
-/** size + mtime of a file, or of every file in a folder (one level of subfolders). */
+/**
+ * size + mtime of a file, or of every file in a folder (one level of subfolders). An entry that
+ * cannot be read (a dangling symlink, a loop, no permission) counts by its error code and never
+ * throws: the loader that needs it then fails on its node, naming the file.
+ */
 function fileIdentity(p: string): string {
-  const st = fs.statSync(p);
-  if (!st.isDirectory()) return `${st.size}:${st.mtimeMs}`;
+  const id = (q: string) => {
+    try {
+      const s = fs.statSync(q);
+      return `${s.size}:${s.mtimeMs}`;
+    } catch (e) {
+      return `unreadable(${(e as NodeJS.ErrnoException).code ?? 'error'})`;
+    }
+  };
+  const list = (dir: string): fs.Dirent[] => {
+    try {
+      return fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name));
+    } catch {
+      return [];
+    }
+  };
+  if (!fs.statSync(p, { throwIfNoEntry: false })?.isDirectory()) return id(p);
   const parts: string[] = [];
-  for (const e of fs.readdirSync(p, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+  for (const e of list(p)) {
     const q = path.join(p, e.name);
     if (e.isDirectory()) {
-      for (const f of fs.readdirSync(q).sort()) {
-        const s = fs.statSync(path.join(q, f));
-        parts.push(`${e.name}/${f}:${s.size}:${s.mtimeMs}`);
-      }
+      for (const f of list(q)) parts.push(`${e.name}/${f.name}:${id(path.join(q, f.name))}`);
     } else {
-      const s = fs.statSync(q);
-      parts.push(`${e.name}:${s.size}:${s.mtimeMs}`);
+      parts.push(`${e.name}:${id(q)}`);
     }
   }
   return parts.join(',');

@@ -44,9 +44,17 @@ export class PathResolver {
     return out;
   }
 
+  /** The first candidate that exists and is not a folder (validation refuses one that is not a regular file). */
   resolveImage(name: string): string | null {
     if (!name) return null;
-    return this.imageCandidates(name).find((p) => fs.existsSync(p) && fs.statSync(p).isFile()) ?? null;
+    return this.imageCandidates(name).find((p) => {
+      try {
+        const st = fs.statSync(p, { throwIfNoEntry: false });
+        return st !== undefined && !st.isDirectory();
+      } catch {
+        return false;
+      }
+    }) ?? null;
   }
 
   /** A sentence for a model param that resolves nowhere. */
@@ -139,6 +147,17 @@ export function isListedModelFile(kind: ModelKind, name: string): boolean {
   return SAFETENSORS_ONLY.includes(kind) ? name.endsWith('.safetensors') : WEIGHT_FILE.test(name);
 }
 
+/** stat of `p` through symlinks when it can be read, else null (dangling link, loop, no permission). */
+function readableStat(p: string): fs.Stats | null {
+  try {
+    const st = fs.statSync(p);
+    fs.accessSync(p, fs.constants.R_OK);
+    return st;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Lists the models of each kind, up to two levels deep: model folders, `.safetensors` files and,
  * where the loader reads them, `.ckpt` / `.pt` / `.pth` / `.bin` pickles.
@@ -158,11 +177,13 @@ export function listModels(modelsDir: string): Record<ModelKind, string[]> {
         if (e.name.startsWith('.')) continue;
         const p = path.join(dir, e.name);
         const r = rel ? `${rel}/${e.name}` : e.name;
-        const isDir = e.isDirectory() || (e.isSymbolicLink() && fs.statSync(p, { throwIfNoEntry: false })?.isDirectory());
-        if (isDir) {
+        // Through symlinks; a dangling link, a loop, an unreadable entry or a FIFO is left out.
+        const st = readableStat(p);
+        if (!st) continue;
+        if (st.isDirectory()) {
           if (isModelFolder(kind, p)) found.push(r);
           else if (depth < 2) walk(p, r, depth + 1);
-        } else if (isListedModelFile(kind, e.name)) {
+        } else if (st.isFile() && isListedModelFile(kind, e.name)) {
           found.push(r);
         }
       }

@@ -6,6 +6,7 @@
 import { canConnect } from '../nodes/ports.js';
 import type { NodeSpec, ParamSpec, ParamValue } from '../nodes/types.js';
 import type { ValidationError, Workflow, WorkflowNode } from './api.js';
+import { notRegularFile } from '../models/regular-file.js';
 import { checkOutputPrefix, type PathResolver } from './paths.js';
 
 export interface ValidateOptions {
@@ -109,11 +110,11 @@ export function validateWorkflow(wf: Workflow, specs: Map<string, NodeSpec>, opt
         continue;
       }
       const v = params[p.name] as string;
-      if (p.kind === 'file' && opts.paths && !(p.optional && v === '') && !opts.paths.resolveModel(p.modelKind, v)) {
-        errors.push({ node: n.id, param: p.name, message: `${title(n)}: ${opts.paths.missingModel(p.modelKind, v)}` });
-      }
-      if (p.kind === 'image' && opts.paths && !(p.optional && v === '') && !opts.paths.resolveImage(v)) {
-        errors.push({ node: n.id, param: p.name, message: `${title(n)}: ${opts.paths.missingImage(v)}` });
+      if ((p.kind === 'file' || p.kind === 'image') && opts.paths && !(p.optional && v === '')) {
+        // A model is a file or a folder, an image a file; a FIFO or device would block the loader's open.
+        const found = p.kind === 'file' ? opts.paths.resolveModel(p.modelKind, v) : opts.paths.resolveImage(v);
+        const bad = found ? notRegularFile(found, p.kind === 'file') : p.kind === 'file' ? opts.paths.missingModel(p.modelKind, v) : opts.paths.missingImage(v);
+        if (bad) errors.push({ node: n.id, param: p.name, message: `${title(n)}: ${bad}` });
       }
       if (p.kind === 'string' && p.outputPrefix) {
         const bad = checkOutputPrefix(v);

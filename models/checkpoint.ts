@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { WeightMap } from './onnx/graph.js';
 import { openTensorFile, refusePickle } from './pickle.js';
+import { readRegularFileSync } from './regular-file.js';
 import { SafetensorsFile, type TensorRef } from './safetensors.js';
 import { type UNetConfig, parseUNetConfig, readUNetConfig } from './unet-config.js';
 import { LDM_UNET_PREFIX, LdmUNetWeights } from './keymaps/ldm-unet.js';
@@ -247,7 +248,7 @@ export class ShardedWeights implements WeightMap {
 
   static open(indexFile: string): ShardedWeights {
     const dir = path.dirname(indexFile);
-    const idx = JSON.parse(fs.readFileSync(indexFile, 'utf8')) as { weight_map?: Record<string, string> };
+    const idx = JSON.parse(readRegularFileSync(indexFile, 'utf8')) as { weight_map?: Record<string, string> };
     if (!idx.weight_map) throw new CheckpointError(indexFile, `${indexFile}: no weight_map in the shard index`);
     const files = new Map<string, SafetensorsFile>();
     for (const shard of new Set(Object.values(idx.weight_map))) files.set(shard, SafetensorsFile.open(path.join(dir, shard)));
@@ -350,7 +351,7 @@ function loadDiffusersFolder(dir: string): LoadedCheckpoint {
   if (!fs.existsSync(configPath)) {
     throw new CheckpointError(dir, `${dir} is not a diffusers Stable Diffusion folder: unet/config.json is missing`);
   }
-  const raw = JSON.parse(fs.readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+  const raw = JSON.parse(readRegularFileSync(configPath, 'utf8')) as Record<string, unknown>;
   const cross = raw.cross_attention_dim;
   if (raw.addition_embed_type === 'text_time' || cross === 2048) {
     throw new CheckpointError(dir, `${dir} is an SDXL diffusers folder (unet/config.json: cross_attention_dim ${JSON.stringify(cross)}, addition_embed_type ${JSON.stringify(raw.addition_embed_type)}); this loader handles Stable Diffusion 1.5-family models only.`);

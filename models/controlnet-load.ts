@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { WeightMap } from './onnx/graph.js';
 import { openTensorFile } from './pickle.js';
+import { readRegularFileSync } from './regular-file.js';
 import { SafetensorsFile } from './safetensors.js';
 import { type UNetConfig, parseUNetConfig } from './unet-config.js';
 import { componentWeightsFile, configShapeDiffs, otherSdBase } from './checkpoint.js';
@@ -80,7 +81,7 @@ export function parseControlNetConfig(json: Record<string, unknown>, source = 'c
 export function readControlNetConfig(file: string): ControlNetConfig {
   let json: unknown;
   try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+    json = JSON.parse(readRegularFileSync(file, 'utf8'));
   } catch (e) {
     throw new ControlNetError(file, `${file}: cannot read the ControlNet config (${(e as Error).message})`);
   }
@@ -203,7 +204,7 @@ export function loadControlNet(pathOrDir: string, opts: LoadControlNetOptions = 
   if (fs.statSync(p).isDirectory()) {
     const configPath = path.join(p, 'config.json');
     if (!fs.existsSync(configPath)) throw new ControlNetError(p, `${p} is not a diffusers ControlNet folder: config.json is missing`);
-    const cls = (() => { try { return (JSON.parse(fs.readFileSync(configPath, 'utf8')) as { _class_name?: unknown })._class_name; } catch { return undefined; } })();
+    const cls = (() => { try { return (JSON.parse(readRegularFileSync(configPath, 'utf8')) as { _class_name?: unknown })._class_name; } catch { return undefined; } })();
     if (cls === 'T2IAdapter' || cls === 'MultiAdapter') throw new ControlNetError(p, `${base(p)} is a T2I-Adapter (config.json: _class_name ${cls}), not a ControlNet: ${T2I_REFUSAL}`);
     const config = readControlNetConfig(configPath);
     const st = SafetensorsFile.open(componentWeightsFile(p, 'diffusion_pytorch_model'));

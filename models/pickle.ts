@@ -11,6 +11,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { openRegularFileSync } from './regular-file.js';
 import { SafetensorsFile } from './safetensors.js';
 import { type TorchObject, readTorchLegacy, readTorchZip, stateDictTensors } from './pickle/torch-file.js';
 import { PickleError } from './pickle/unpickler.js';
@@ -70,7 +71,7 @@ export function openPickleFile(file: string): SafetensorsFile {
   const abs = path.resolve(file);
   let fd: number;
   try {
-    fd = fs.openSync(abs, 'r');
+    fd = openRegularFileSync(abs);
   } catch (e) {
     throw new PickleFileError(abs, `${path.basename(abs)}: cannot open: ${(e as Error).message} (file: ${abs})`);
   }

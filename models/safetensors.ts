@@ -8,6 +8,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { NotRegularFileError, openRegularFileSync } from './regular-file.js';
 
 /** dtypes of the safetensors format and their element sizes in bytes. */
 export const DTYPE_BYTES = {
@@ -55,8 +56,9 @@ export class SafetensorsFile {
     const abs = path.resolve(file);
     let fd: number;
     try {
-      fd = fs.openSync(abs, 'r');
+      fd = openRegularFileSync(abs);
     } catch (e) {
+      if (e instanceof NotRegularFileError) throw new SafetensorsError(abs, `not a regular file (${e.kind})`);
       throw new SafetensorsError(abs, `cannot open: ${(e as Error).message}`);
     }
     try {
@@ -183,7 +185,7 @@ export function readTensorI64(ref: TensorRef): BigInt64Array {
 }
 
 export function readTensorBytes(ref: TensorRef): Buffer {
-  const fd = fs.openSync(ref.file, 'r');
+  const fd = openRegularFileSync(ref.file);
   try {
     const buf = Buffer.alloc(ref.length);
     let got = 0;

@@ -26,6 +26,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { readRegularFileSync } from './regular-file.js';
 
 export type TextCleaning = 'transformers' | 'ftfy';
 
@@ -174,7 +175,7 @@ export function cleanFtfy(text: string): string {
 function readJson(file: string): Record<string, unknown> | null {
   if (!fs.existsSync(file)) return null;
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    return JSON.parse(readRegularFileSync(file, 'utf8')) as Record<string, unknown>;
   } catch (e) {
     throw new Error(`${file}: not valid JSON (${(e as Error).message})`, { cause: e });
   }
@@ -241,7 +242,7 @@ export class ClipTokenizer {
       vocab.set(k, v);
     }
     // Line 0 is "#version: 0.2"; transformers and openai/CLIP keep the next MAX_MERGES lines.
-    const lines = fs.readFileSync(mergesPath, 'utf8').trim().split('\n');
+    const lines = readRegularFileSync(mergesPath, 'utf8').trim().split('\n');
     const start = lines[0]?.startsWith('#version') ? 1 : 0;
     const ranks = new Map<string, number>();
     lines.slice(start, start + MAX_MERGES).forEach((line, rank) => {

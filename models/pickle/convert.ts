@@ -12,6 +12,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isPickleFile, openPickleFile } from '../pickle.js';
+import { openRegularFileSync } from '../regular-file.js';
 import type { SafetensorsFile, TensorRef } from '../safetensors.js';
 
 export interface ConvertResult {
@@ -72,7 +73,7 @@ export function writeSafetensorsAtomic(table: SafetensorsFile, target: string, m
     let total = header.length;
     for (const r of refs) {
       let fd = fds.get(r.file);
-      if (fd === undefined) fds.set(r.file, (fd = fs.openSync(r.file, 'r')));
+      if (fd === undefined) fds.set(r.file, (fd = openRegularFileSync(r.file)));
       copyRange(fd, out, r.offset, r.length, buf);
       total += r.length;
     }

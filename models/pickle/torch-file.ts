@@ -21,6 +21,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeFileAtomicSync } from '../fs-atomic.js';
+import { openRegularFileSync } from '../regular-file.js';
 import { DTYPE_BYTES, type SafeDType, type TensorRef } from '../safetensors.js';
 import { ALLOW_BUILD, type AllowedGlobal, BufferSource, FdSource, GlobalRef, PickleError, describe, unpickle } from './unpickler.js';
 import { type ZipEntry, entryDataOffset, readAt, readEntry, readZipEntries } from './zip.js';
@@ -159,7 +160,7 @@ function gatherCopy(file: string, name: string, t: TensorValue, first: number, e
   const out = path.join(os.tmpdir(), 'ipas-tensor-copies', `${id}.bin`);
   const numel = t.shape.reduce((a, d) => a * d, 1);
   if (!fs.existsSync(out) || fs.statSync(out).size !== numel * item) {
-    const fd = fs.openSync(file, 'r');
+    const fd = openRegularFileSync(file);
     let src: Buffer;
     try { src = readAt(fd, first, extent * item, `tensor "${name}"`); } finally { fs.closeSync(fd); }
     const dst = Buffer.alloc(numel * item);

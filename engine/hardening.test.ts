@@ -1,0 +1,149 @@
+/**
+ * Hardening (issue 13) through the real engine on a models folder of our own making: a FIFO as a
+ * model or image file (refused at validation; inside a model folder refused by the loader, while
+ * the web server keeps answering), a dangling symlink or a symlink loop in the models folder
+ * (skipped by the listing, a run that needs it fails on its node), deeply nested free-form
+ * fields, and stale temporaries of atomic writes cleaned at start-up.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import type { RunEvent, Workflow } from './api.js';
+import { ensureDemoModels } from './demo/demo.js';
+import { createEngine, type Engine } from './engine.js';
+import { startServer, type WebServer } from './hosts/server.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const IMAGE = path.join(root, 'examples', 'images', 'image-prompt.png');
+const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-hardening-')));
+const models = path.join(tmp, 'models');
+const vaeDir = path.join(models, 'vae');
+const haveMkfifo = spawnSync('mkfifo', ['--help']).status === 0;
+const mkfifo = (p: string) => {
+  const r = spawnSync('mkfifo', [p]);
+  if (r.status !== 0) throw new Error(`mkfifo ${p}: ${r.stderr}`);
+};
+
+let engine: Engine;
+const events: RunEvent[] = [];
+const writers: ChildProcess[] = [];
+
+/** Load Image -> VAE Encode -> VAE Decode -> Preview Image, the VAE from Load VAE `vae_name`. */
+function vaeWorkflow(vae: string, image = IMAGE): Workflow {
+  const e = (a: string, ap: string, b: string, bp: string) => ({ from: { node: a, port: ap }, to: { node: b, port: bp } });
+  return {
+    format: 'ipadapter-studio/workflow', version: 1,
+    nodes: [
+      { id: 'image', type: 'load-image', params: { image } },
+      { id: 'vae', type: 'load-vae', params: { vae_name: vae } },
+      { id: 'encode', type: 'vae-encode', params: {} },
+      { id: 'decode', type: 'vae-decode', params: {} },
+      { id: 'out', type: 'preview-image', params: {} },
+    ],
+    edges: [e('image', 'image', 'encode', 'pixels'), e('vae', 'vae', 'encode', 'vae'), e('encode', 'latent', 'decode', 'samples'), e('vae', 'vae', 'decode', 'vae'), e('decode', 'image', 'out', 'images')],
+  };
+}
+
+/** A diffusers VAE folder with the demo VAE's config and `weights` as its weight file (created by `make`). */
+function vaeFolder(name: string, make: (weights: string) => void): void {
+  const demo = ensureDemoModels(path.join(tmp, 'demo'));
+  const dir = path.join(vaeDir, name);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.copyFileSync(path.join(demo, 'checkpoints', 'stable-diffusion-v1-5', 'vae', 'config.json'), path.join(dir, 'config.json'));
+  make(path.join(dir, 'diffusion_pytorch_model.safetensors'));
+}
+
+beforeAll(() => {
+  const demo = ensureDemoModels(path.join(tmp, 'demo'));
+  fs.mkdirSync(vaeDir, { recursive: true });
+  fs.copyFileSync(path.join(demo, 'vae', 'vae-ft-mse-840000-ema-pruned.safetensors'), path.join(vaeDir, 'good.safetensors'));
+  fs.symlinkSync(path.join(tmp, 'not-there.safetensors'), path.join(vaeDir, 'dangling.safetensors'));
+  fs.symlinkSync(path.join(vaeDir, 'loop-b.safetensors'), path.join(vaeDir, 'loop-a.safetensors'));
+  fs.symlinkSync(path.join(vaeDir, 'loop-a.safetensors'), path.join(vaeDir, 'loop-b.safetensors'));
+  vaeFolder('folder-dangling', (w) => fs.symlinkSync(path.join(tmp, 'gone.safetensors'), w));
+  if (haveMkfifo) {
+    mkfifo(path.join(vaeDir, 'fifo.safetensors'));
+    mkfifo(path.join(tmp, 'fifo.png'));
+    vaeFolder('folder-fifo', mkfifo);
+  }
+  engine = createEngine({ modelsDir: models, outputDir: path.join(tmp, 'out'), provider: 'cpu', userDataDir: path.join(tmp, 'user') });
+  engine.subscribe((e) => events.push(e));
+});
+afterAll(async () => {
+  for (const w of writers) w.kill('SIGKILL');
+  await engine.close();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+describe.skipIf(!haveMkfifo)('a FIFO as a model or image file', () => {
+  it('is refused at validation, naming the node', () => {
+    expect(engine.isDemo()).toBe(false);
+    const errs = engine.validate(vaeWorkflow('fifo.safetensors', path.join(tmp, 'fifo.png')));
+    expect(errs).toEqual(expect.arrayContaining([
+      expect.objectContaining({ node: 'vae', param: 'vae_name', message: expect.stringMatching(/Load VAE \(vae\): .*fifo\.safetensors is not a regular file \(a FIFO\)/) }),
+      expect.objectContaining({ node: 'image', param: 'image', message: expect.stringMatching(/Load Image \(image\): .*fifo\.png is not a regular file \(a FIFO\)/) }),
+    ]));
+  });
+
+  it('inside a model folder fails the run on its node, and the web server keeps answering meanwhile', async () => {
+    const weights = path.join(vaeDir, 'folder-fifo', 'diffusion_pytorch_model.safetensors');
+    // Were the loader to block on the FIFO, this writer would release it after 5 s (so a regression fails, not hangs).
+    writers.push(spawn('sh', ['-c', 'sleep 5; : > "$0"', weights], { stdio: 'ignore' }));
+    const staticDir = path.join(tmp, 'static');
+    fs.mkdirSync(staticDir, { recursive: true });
+    fs.writeFileSync(path.join(staticDir, 'index.html'), '<!doctype html><title>t</title>');
+    const server: WebServer = await startServer({
+      engine, port: 0, staticDir, userDataDir: path.join(tmp, 'user'), examplesDir: path.join(root, 'examples'),
+      info: () => ({ version: 't', providers: ['cpu'], demo: false, notices: [] }),
+    });
+    try {
+      const ws = new WebSocket(`ws://127.0.0.1:${server.port}/ws?t=${server.token}`);
+      const got: any[] = [];
+      ws.on('message', (d) => got.push(JSON.parse(d.toString())));
+      await new Promise<void>((r, j) => { ws.once('open', () => r()); ws.once('error', j); });
+      ws.send(JSON.stringify({ id: 1, method: 'enqueue', params: { workflow: vaeWorkflow('folder-fifo') } }));
+      const t0 = Date.now();
+      const page = await new Promise<number>((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port: server.port, path: `/?t=${server.token}` }, (res) => { res.resume(); resolve(res.statusCode!); }).on('error', reject);
+      });
+      expect(page).toBe(303);
+      expect(Date.now() - t0).toBeLessThan(2000);
+      for (let i = 0; i < 400 && !got.some((m) => m.event?.type === 'run-done'); i++) await new Promise((r) => setTimeout(r, 25));
+      const nodeError = got.find((m) => m.event?.type === 'node-error')?.event;
+      expect(nodeError).toMatchObject({ node: 'vae', message: expect.stringMatching(/diffusion_pytorch_model\.safetensors: not a regular file \(a FIFO\)/) });
+      expect(Date.now() - t0).toBeLessThan(4000);
+      ws.close();
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('a dangling symlink or a symlink loop in the models folder', () => {
+  it('is left out of the model list', async () => {
+    const list = await engine.listModels();
+    expect(list.vae).toContain('good.safetensors');
+    expect(list.vae).not.toContain('dangling.safetensors');
+    expect(list.vae).not.toContain('loop-a.safetensors');
+    expect(list.vae).not.toContain('loop-b.safetensors');
+  });
+
+  it('inside a model folder fails the run on its node (node-error naming the file)', async () => {
+    events.length = 0;
+    const r = await engine.run(vaeWorkflow('folder-dangling'));
+    expect(r.ok).toBe(false);
+    expect(r.error).toMatch(/^Load VAE \(vae\): /);
+    const ne = events.find((e) => e.type === 'node-error');
+    expect(ne).toMatchObject({ node: 'vae', message: expect.stringMatching(/models.vae.folder-dangling/) });
+  });
+
+  it('a loop named directly is refused at validation, naming the node', () => {
+    const errs = engine.validate(vaeWorkflow('loop-a.safetensors'));
+    expect(errs).toEqual([expect.objectContaining({ node: 'vae', param: 'vae_name' })]);
+  });
+});
