@@ -13,7 +13,9 @@
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import sharp from 'sharp';
+import { imageSizeProblem, maxImagePixels } from './image-limits.js';
 import { readJsonFile } from './json-file.js';
+import { openRegularFileSync } from './regular-file.js';
 
 /** An 8-bit RGBA image, row-major, 4 bytes per pixel. */
 export interface RgbaImage { width: number; height: number; data: Uint8Array }
@@ -29,14 +31,27 @@ export interface Tensor { data: Float32Array; dims: number[] }
  * RGB; an image without alpha gets alpha 255. Throws an Error naming the file when the
  * input is not a readable image.
  */
-export async function loadImageRGBA(input: string | Uint8Array): Promise<RgbaImage> {
+export async function loadImageRGBA(input: string | Uint8Array, opts: { maxPixels?: number } = {}): Promise<RgbaImage> {
   const name = typeof input === 'string' ? input : `image buffer (${input.byteLength} bytes)`;
   if (typeof input === 'string' && !fs.existsSync(input)) {
     throw new Error(`${name}: not a readable image (the file does not exist)`);
   }
+  // A FIFO would block the decoder's open for good: refused here, without blocking.
+  if (typeof input === 'string') fs.closeSync(openRegularFileSync(input));
+  const source = typeof input === 'string' ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+  // The pixel count from the header, before anything is decoded (sharp's own limit stays as a backstop).
+  const limit = opts.maxPixels ?? maxImagePixels();
+  let meta: { width?: number; height?: number };
+  try {
+    meta = await sharp(source, { limitInputPixels: false }).metadata();
+  } catch (e) {
+    throw new Error(`${name}: not a readable image (${(e as Error).message})`, { cause: e });
+  }
+  const tooLarge = imageSizeProblem(meta.width ?? 0, meta.height ?? 0, limit);
+  if (tooLarge) throw new Error(`${name}: ${tooLarge}`);
   let raw: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {
-    raw = await sharp(typeof input === 'string' ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength))
+    raw = await sharp(source, { limitInputPixels: limit })
       .autoOrient()
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
