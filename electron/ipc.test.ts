@@ -13,7 +13,7 @@ function fakeEngine(outputDir: string) {
   const calls: unknown[][] = [];
   const api: EngineApi = {
     nodeSpecs: () => [],
-    listModels: async () => ({ checkpoints: ['a.safetensors'], ipadapter: [], clip_vision: [], controlnet: [], vae: [], tokenizers: [] }),
+    listModels: async () => ({ checkpoints: ['a.safetensors'], ipadapter: [], clip_vision: [], controlnet: [], vae: [], loras: [], tokenizers: [] }),
     validate: (wf) => (calls.push(['validate', wf]), []),
     enqueue: (wf) => (calls.push(['enqueue', wf]), { runId: 'r1' }),
     cancel: (id) => void calls.push(['cancel', id]),

@@ -33,6 +33,11 @@ const defs: NodeDef[] = [
     execute: async () => { throw new Error('boom'); } },
   { type: 'out', title: 'Out', category: 't', description: '', inputs: [{ name: 'a', type: 'LATENT' }], outputs: [], params: [], output: true,
     execute: async (i) => { seen.push(i.a as number); return {}; } },
+  // Two outputs with their own dependencies (as Load LoRA's MODEL / CLIP): p only reads a and pa, q only b and pb.
+  { type: 'split', title: 'Split', category: 't', description: '', inputs: [{ name: 'a', type: 'LATENT' }, { name: 'b', type: 'LATENT' }],
+    outputs: [{ name: 'p', type: 'LATENT' }, { name: 'q', type: 'LATENT' }], params: [{ name: 'pa', kind: 'number', default: 0 }, { name: 'pb', kind: 'number', default: 0 }],
+    outputDeps: { p: { params: ['pa'], inputs: ['a'] }, q: { params: ['pb'], inputs: ['b'] } },
+    execute: async (i, p) => ({ p: (i.a as number) + (p.pa as number), q: (i.b as number) + (p.pb as number) }) },
 ];
 
 function workflow(x: number, y: number, tail: 'steps' | 'fail' | 'pre' = 'steps'): Workflow {
@@ -83,6 +88,31 @@ describe('Executor', () => {
     expect(Object.fromEntries(ex.executions)).toEqual({ x: 1, y: 2, sum: 2, k: 2, o: 3 });
     const cached = events.filter((e) => e.type === 'node-done' && e.cached).map((e) => (e as { node: string }).node);
     expect(cached).toEqual(['x', 'y', 'sum', 'k', 'x']);
+  });
+
+  it('an output with declared dependencies (outputDeps) keeps its signature when only the others change', async () => {
+    const { ex, req } = setup();
+    const wf = (pa: number, pb: number, y: number): Workflow => ({
+      format: 'ipadapter-studio/workflow', version: 1,
+      nodes: [
+        { id: 'x', type: 'num', params: { v: 1 } }, { id: 'y', type: 'num', params: { v: y } }, { id: 's', type: 'split', params: { pa, pb } },
+        { id: 'kp', type: 'pre', params: {} }, { id: 'kq', type: 'pre', params: {} }, { id: 'op', type: 'out', params: {} }, { id: 'oq', type: 'out', params: {} },
+      ],
+      edges: [
+        { from: { node: 'x', port: 'latent' }, to: { node: 's', port: 'a' } }, { from: { node: 'y', port: 'latent' }, to: { node: 's', port: 'b' } },
+        { from: { node: 's', port: 'p' }, to: { node: 'kp', port: 'a' } }, { from: { node: 's', port: 'q' }, to: { node: 'kq', port: 'a' } },
+        { from: { node: 'kp', port: 'latent' }, to: { node: 'op', port: 'a' } }, { from: { node: 'kq', port: 'latent' }, to: { node: 'oq', port: 'a' } },
+      ],
+    });
+    seen.length = 0;
+    await ex.run(req(wf(1, 2, 3)));
+    await ex.run(req(wf(1, 7, 3))); // pb: only q's branch
+    expect(Object.fromEntries(ex.executions)).toMatchObject({ s: 2, kp: 1, kq: 2 });
+    await ex.run(req(wf(4, 7, 3))); // pa: only p's branch
+    expect(Object.fromEntries(ex.executions)).toMatchObject({ s: 3, kp: 2, kq: 2 });
+    await ex.run(req(wf(4, 7, 5))); // input b: only q's branch
+    expect(Object.fromEntries(ex.executions)).toMatchObject({ s: 4, kp: 2, kq: 3 });
+    expect(seen.slice(-2).sort((a, b) => a - b)).toEqual([5, 12]);
   });
 
   it('keeps only the entries the last completed run used; a failed run evicts nothing', async () => {

@@ -89,10 +89,11 @@ function kohyaNames(targets: LoraTargets[]): Map<string, { part: LoraPart; modul
 
 /**
  * Reads the LoRA pairs of `lora` for the modules of `targets` (the UNet's and/or the text
- * encoder's). Throws when a pair does not fit its module's shape (another model family) or when
- * no key names a module of the model; keys that fit nothing are returned in `unmatched`.
+ * encoder's). Throws when a pair does not fit its module's shape (another model family) or, unless
+ * `allowEmpty` (one model part of a LoRA that may change only the other), when no key names a
+ * module of the model; keys that fit nothing are returned in `unmatched`.
  */
-export function matchLora(lora: SafetensorsFile, targets: LoraTargets[]): LoraMatch {
+export function matchLora(lora: SafetensorsFile, targets: LoraTargets[], opts: { allowEmpty?: boolean } = {}): LoraMatch {
   const kohya = kohyaNames(targets);
   const byPart = new Map(targets.map((t) => [t.part, t]));
   const slots = new Map<string, Slot>();
@@ -145,7 +146,7 @@ export function matchLora(lora: SafetensorsFile, targets: LoraTargets[]): LoraMa
     }
     modules.push({ part: s.part, module: s.module, down: s.down, up: s.up, rank, alpha });
   }
-  if (!modules.length) {
+  if (!modules.length && !opts.allowEmpty) {
     const sdxl = unmatched.some((k) => /^lora_te[12]_|^lora_unet_(input|output)_blocks_\d+_\d+_transformer_blocks_[1-9]/.test(k));
     throw new Error(`${path.basename(lora.file)}: none of its ${lora.keys().length} keys names a module of ${targets.map((t) => path.basename(t.file)).join(' / ')}`
       + `${sdxl ? ' (lora_te1_ / lora_te2_ keys: this is an SDXL LoRA; only SD1.x LoRAs are supported)' : ''}; first keys: ${unmatched.slice(0, 5).join(', ')} (file: ${lora.file})`);
@@ -186,15 +187,21 @@ function checkFits(loraFile: string, base: LoraTargets, module: string, shape: n
 // The modules of the base models, from their own names (diffusers UNet, transformers CLIP text)
 // ---------------------------------------------------------------------------------------
 
+/** Where module weights' shapes come from: a checkpoint's weight map, or a parameter list (generated files). */
+export type ShapeSource = WeightMap | ReadonlyMap<string, number[]>;
+const shapeIn = (w: ShapeSource, name: string): number[] | undefined =>
+  (w instanceof Map ? w.get(name) : (w as WeightMap).has(name) ? (w as WeightMap).get(name).shape : undefined);
+
 /** Every linear / conv of a UNet (diffusers names) with its weight's shape, as the weight map has it. */
-export function unetLoraTargets(cfg: UNetConfig, w: WeightMap, file: string): LoraTargets {
+export function unetLoraTargets(cfg: UNetConfig, w: ShapeSource, file: string): LoraTargets {
   const modules = new Map<string, number[]>();
   const aliases = new Map<string, string>();
   for (const [name, shape] of unetParameterShapes(cfg)) {
     if (!name.endsWith('.weight') || (shape.length !== 2 && shape.length !== 4)) continue;
-    if (!w.has(name)) continue;
+    const actual = shapeIn(w, name);
+    if (!actual) continue;
     const module = name.slice(0, -'.weight'.length);
-    modules.set(module, w.get(name).shape);
+    modules.set(module, actual);
     try {
       aliases.set(underscore(ldmUnetName(cfg, name).slice(0, -'.weight'.length)), module);
     } catch {
@@ -205,12 +212,13 @@ export function unetLoraTargets(cfg: UNetConfig, w: WeightMap, file: string): Lo
 }
 
 /** The linears of a CLIP text encoder (transformers names) with their shapes. */
-export function clipTextLoraTargets(layers: number, w: WeightMap, file: string): LoraTargets {
+export function clipTextLoraTargets(layers: number, w: ShapeSource, file: string): LoraTargets {
   const modules = new Map<string, number[]>();
   for (let i = 0; i < layers; i++) {
     const l = `text_model.encoder.layers.${i}`;
     for (const m of ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.out_proj', 'mlp.fc1', 'mlp.fc2']) {
-      if (w.has(`${l}.${m}.weight`)) modules.set(`${l}.${m}`, w.get(`${l}.${m}.weight`).shape);
+      const shape = shapeIn(w, `${l}.${m}.weight`);
+      if (shape) modules.set(`${l}.${m}`, shape);
     }
   }
   return { part: 'text_encoder', file, modules };

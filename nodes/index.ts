@@ -6,6 +6,7 @@
 import type { NodeDef, NodeSpec } from './types.js';
 import { loadCheckpoint } from './load-checkpoint.js';
 import { loadVae } from './load-vae.js';
+import { loadLora } from './load-lora.js';
 import { loadImage } from './load-image.js';
 import { loadClipVision } from './load-clip-vision.js';
 import { clipVisionEncode } from './clip-vision-encode.js';
@@ -31,6 +32,7 @@ import { imageResize } from './image-resize.js';
 export const NODE_DEFS: NodeDef[] = [
   loadCheckpoint,
   loadVae,
+  loadLora,
   loadImage,
   loadClipVision,
   clipVisionEncode,
@@ -56,7 +58,7 @@ export const NODE_DEFS: NodeDef[] = [
 
 /** The serialisable part of a definition (what the renderer receives). */
 export function toSpec(d: NodeDef): NodeSpec {
-  const { execute: _e, check: _c, ...spec } = d;
+  const { execute: _e, check: _c, outputDeps: _o, ...spec } = d;
   return JSON.parse(JSON.stringify(spec)) as NodeSpec;
 }
 

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { PORT_TYPES } from './ports.js';
 
 /** Model folders under <models> (ComfyUI names), in the order they are listed. */
-export const MODEL_KINDS = ['checkpoints', 'ipadapter', 'clip_vision', 'controlnet', 'vae', 'tokenizers'] as const;
+export const MODEL_KINDS = ['checkpoints', 'ipadapter', 'clip_vision', 'controlnet', 'vae', 'loras', 'tokenizers'] as const;
 export type ModelKind = (typeof MODEL_KINDS)[number];
 
 export const ModelKindSchema = z.enum(MODEL_KINDS);

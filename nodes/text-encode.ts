@@ -18,13 +18,13 @@ export const textEncode: NodeDef = {
   ],
   async execute(inputs, params, ctx) {
     const clip = expectValue<ClipValue>(inputs.clip, 'CLIP', 'clip');
-    const { encoder, tokenizer } = await textRuntime(ctx.models, clip, params.cleaning as TextCleaning);
+    const { encoder, tokenizer, loraScale } = await textRuntime(ctx.models, clip, params.cleaning as TextCleaning);
     const text = params.text as string;
     const ids = tokenizer.encode(text);
     if (tokenizer.tokenize(text).length > tokenizer.maxLength - 2) {
       ctx.log('warn', `Text Encode (${ctx.nodeId}): the prompt is longer than ${tokenizer.maxLength - 2} tokens; the rest is ignored`);
     }
-    const out = await encoder.encode([ids]);
+    const out = await encoder.encode([ids], { loraScale }); // Load LoRA's strength_clip per LoRA file
     const [, T, C] = out.dims;
     ctx.trace?.({ node: ctx.nodeId, name: 'prompt_embeds', data: out.data, shape: [1, T, C] });
     const v: ConditioningValue = { kind: 'CONDITIONING', text, tokens: T, dim: C, embeds: out.data };

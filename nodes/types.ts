@@ -26,4 +26,10 @@ export interface NodeDef extends NodeSpec {
   execute(inputs: PortValues, params: Record<string, ParamValue>, ctx: ExecContext): Promise<PortValues>;
   /** Checks across params beyond ranges (e.g. multiples of 8); each problem as a sentence. */
   check?(params: Record<string, ParamValue>): { param?: string; message: string }[];
+  /**
+   * What each listed output depends on, when not on every param and input: the executor gives that
+   * output a signature of its own from these only, so a change elsewhere does not re-run the nodes
+   * it feeds (Load LoRA: strength_clip does not touch the MODEL output). Unlisted outputs depend on all.
+   */
+  outputDeps?: Record<string, { params: string[]; inputs: string[] }>;
 }

@@ -34,18 +34,33 @@ export interface AppliedAdapter {
   layerWeights?: string;
 }
 
-/** MODEL: the UNet of a checkpoint plus the adapters applied to it. */
+/**
+ * One Load LoRA on a MODEL or CLIP: the file and its strength for that model part. The network's
+ * graph depends on the files only (models/lora-graph.ts); the strengths are fed at run time.
+ */
+export interface AppliedLora {
+  /** A LoRA file from <models>/loras (absolute path). */
+  path: string;
+  /** strength_model on a MODEL, strength_clip on a CLIP; may be negative. */
+  strength: number;
+}
+
+/** MODEL: the UNet of a checkpoint plus the adapters and LoRAs applied to it. */
 export interface ModelValue {
   kind: 'MODEL';
   checkpoint: CheckpointRef;
   adapters: AppliedAdapter[];
+  /** Load LoRA nodes in chain order (absent = none). */
+  loras?: AppliedLora[];
 }
 
-/** CLIP: the checkpoint's text encoder and the tokenizer folder. */
+/** CLIP: the checkpoint's text encoder and the tokenizer folder, plus the LoRAs applied to it. */
 export interface ClipValue {
   kind: 'CLIP';
   checkpoint: CheckpointRef;
   tokenizerDir: string;
+  /** Load LoRA nodes in chain order (absent = none). */
+  loras?: AppliedLora[];
 }
 
 /** VAE: where its weights are (a checkpoint's, or a separate VAE file). */

@@ -16,7 +16,7 @@ function fakeEngine(outputDir: string) {
   const calls: string[] = [];
   const api: EngineApi = {
     nodeSpecs: () => [],
-    listModels: async () => ({ checkpoints: ['a.safetensors'], ipadapter: [], clip_vision: [], controlnet: [], vae: [], tokenizers: [] }),
+    listModels: async () => ({ checkpoints: ['a.safetensors'], ipadapter: [], clip_vision: [], controlnet: [], vae: [], loras: [], tokenizers: [] }),
     validate: (wf) => (wf.nodes.length ? [] : [{ message: 'empty workflow' }]),
     enqueue: () => {
       calls.push('enqueue');

@@ -7,6 +7,9 @@
  * `clip-text|<path>|<configDir>`, `tokenizer|<dir>`, `vae|<path>|<configDir>`, `vae|file=<path>|<config>`
  * (Load VAE; its headers under `vae-parts|<path>|<config>`),
  * `clip-vision|<path>`, `clip-vision-zeros|<path>`, `image-proj|<path>`.
+ * With LoRAs the UNet and text encoder keys end in `|lora=<file>,<file>...` (the distinct files in
+ * chain order: the graph depends on the files, the strengths are its lora_scale input); a LoRA
+ * file's match against a checkpoint (headers only) is under `lora-match|<file>|<unet ckpt>|<clip ckpt>`.
  * `unload(prefix)` on the store releases them (e.g. `unload('unet|')`).
  */
 import * as fs from 'node:fs';
@@ -25,7 +28,9 @@ import { crossAttnLayers, type UNetConfig } from '../../models/unet-config.js';
 import { loadVaeConfig, Vae, vaeConfigFromWeights } from '../../models/vae.js';
 import { type LoadedVae, loadVaeFile } from '../../models/vae-load.js';
 import type { ort } from '../../models/onnx/session.js';
-import type { CheckpointRef, ClipValue, ModelValue, VaeValue } from '../values.js';
+import { type LoraMatch, type LoraTargets, clipTextLoraTargets, loraStrengths, matchLora, unetLoraTargets } from '../../models/lora.js';
+import { loraModuleHook, unetReferenceRows } from '../../models/lora-graph.js';
+import type { AppliedLora, CheckpointRef, ClipValue, ModelValue, VaeValue } from '../values.js';
 import type { ModelStore } from '../../engine/model-store.js';
 
 const ckptKey = (r: CheckpointRef) => `${r.path}|${r.configDir}`;
@@ -40,6 +45,58 @@ export interface UNetRuntime {
   config: UNetConfig;
   /** Number of cross-attention layers = length of the ip_adapter_scale input (0 without an adapter). */
   ipLayers: number;
+  /** The model's LoRA strengths in the graph's order (its lora_scale input); absent without LoRAs. */
+  loraScale?: number[];
+}
+
+// ---------------------------------------------------------------------------------------
+// LoRA: a file matched against the modules of a checkpoint's UNet and text encoder
+// ---------------------------------------------------------------------------------------
+
+/** The modules a LoRA may change in a checkpoint's UNet (diffusers names and shapes). */
+async function unetTargets(store: ModelStore, ref: CheckpointRef): Promise<LoraTargets> {
+  const ck = await checkpointParts(store, ref);
+  return store.get(`lora-targets|unet|${ckptKey(ref)}`, () => unetLoraTargets(ck.unet.config, ck.unet.weights, ref.path));
+}
+
+/** The modules a LoRA may change in a checkpoint's text encoder (transformers names), or null without one. */
+async function textTargets(store: ModelStore, ref: CheckpointRef): Promise<LoraTargets | null> {
+  const ck = await checkpointParts(store, ref);
+  const te = ck.textEncoder;
+  if (!te) return null;
+  return store.get(`lora-targets|text|${ckptKey(ref)}`, () => {
+    const cfg = te.configPath ? loadClipTextConfig(te.configPath) : { ...SD15_TEXT_CONFIG };
+    return clipTextLoraTargets(cfg.num_hidden_layers, clipTextWeights(openTensorFile(te.weightsFile)), ref.path);
+  });
+}
+
+/**
+ * A LoRA file matched against the UNet of `unet` and the text encoder of `text` (either may be
+ * null): its pairs per module, and the keys that name no module of either (models/lora.ts).
+ * Refused (with both files named) when a pair does not fit, or when no key names a module.
+ */
+export async function loraMatch(store: ModelStore, file: string, unet: CheckpointRef | null, text: CheckpointRef | null): Promise<LoraMatch> {
+  const targets: LoraTargets[] = [];
+  if (unet) targets.push(await unetTargets(store, unet));
+  const t = text ? await textTargets(store, text) : null;
+  if (t) targets.push(t);
+  // Matched against one part only (a network's graph), a LoRA may have nothing for it: not an error there.
+  const onePart = !unet || !text;
+  return store.get(`lora-match|${file}|${unet ? ckptKey(unet) : '-'}|${text ? ckptKey(text) : '-'}`, () => matchLora(openTensorFile(file), targets, { allowEmpty: onePart }));
+}
+
+/**
+ * The LoRAs of one network (the UNet of `unet` or the text encoder of `text`): the distinct files
+ * that change some module of it, their matches, their summed strengths and the graph-key suffix.
+ */
+async function loraSet(store: ModelStore, loras: AppliedLora[] | undefined, unet: CheckpointRef | null, text: CheckpointRef | null) {
+  const { files, strengths } = loraStrengths(loras ?? []);
+  const all = await Promise.all(files.map((f) => loraMatch(store, f, unet, text)));
+  const used = all.map((m, i) => ({ m, i })).filter((x) => x.m.modules.length > 0);
+  return {
+    matches: used.map((x) => x.m), strengths: used.map((x) => strengths[x.i]),
+    key: used.length ? `|lora=${used.map((x) => files[x.i]).join(',')}` : '',
+  };
 }
 
 /**
@@ -52,7 +109,8 @@ export async function unetRuntime(store: ModelStore, model: ModelValue, controln
   }
   const ck = await checkpointParts(store, model.checkpoint);
   const adapterPath = model.adapters[0]?.adapter.path ?? '';
-  const key = `unet|${ckptKey(model.checkpoint)}|ip=${adapterPath || '-'}|cn=${controlnet ? 1 : 0}`;
+  const lora = await loraSet(store, model.loras, model.checkpoint, null);
+  const key = `unet|${ckptKey(model.checkpoint)}|ip=${adapterPath || '-'}|cn=${controlnet ? 1 : 0}${lora.key}`;
   const cross = crossAttnLayers(ck.unet.config);
   const session = await store.session(key, () => {
     let ipAdapter;
@@ -63,9 +121,12 @@ export async function unetRuntime(store: ModelStore, model: ModelValue, controln
       }
       ipAdapter = ad; // layerWeights(processor index), as buildUNet asks
     }
-    return buildUNet(ck.unet.config, ck.unet.weights, { ipAdapter, controlnet, name: adapterPath ? 'unet_ip' : 'unet' }).build();
+    // LoRAs: ΔW merged in the graph for the high-resolution layers, side branches elsewhere (models/lora-graph.ts).
+    const moduleHook = loraModuleHook(lora.matches, { part: 'unet', rowsFor: unetReferenceRows(ck.unet.config.blockOutChannels.length) });
+    const name = `${adapterPath ? 'unet_ip' : 'unet'}${lora.matches.length ? '_lora' : ''}`;
+    return buildUNet(ck.unet.config, ck.unet.weights, { ipAdapter, controlnet, name, moduleHook }).build();
   }, UNET_SESSION_OPTIONS);
-  return { session, config: ck.unet.config, ipLayers: adapterPath ? cross.length : 0 };
+  return { session, config: ck.unet.config, ipLayers: adapterPath ? cross.length : 0, ...(lora.matches.length ? { loraScale: lora.strengths } : {}) };
 }
 
 /** DDIM with the checkpoint's scheduler config (diffusers folder), else SD1.5's standard one. */
@@ -79,17 +140,18 @@ export async function schedulerFor(store: ModelStore, ref: CheckpointRef): Promi
 }
 
 /** The checkpoint's text encoder and the tokenizer. */
-export async function textRuntime(store: ModelStore, clip: ClipValue, cleaning: TextCleaning = 'transformers'): Promise<{ encoder: ClipTextEncoder; tokenizer: ClipTokenizer }> {
+export async function textRuntime(store: ModelStore, clip: ClipValue, cleaning: TextCleaning = 'transformers'): Promise<{ encoder: ClipTextEncoder; tokenizer: ClipTokenizer; loraScale?: number[] }> {
   const ck = await checkpointParts(store, clip.checkpoint);
   const te = ck.textEncoder;
   if (!te) throw new Error(`${clip.checkpoint.path} has no text encoder (no text_encoder/ folder or cond_stage_model.* weights)`);
-  const encoder = await store.get(`clip-text|${ckptKey(clip.checkpoint)}`, () => {
+  const lora = await loraSet(store, clip.loras, null, clip.checkpoint);
+  const encoder = await store.get(`clip-text|${ckptKey(clip.checkpoint)}${lora.key}`, () => {
     const weights = clipTextWeights(openTensorFile(te.weightsFile)); // safetensors, or a .ckpt checkpoint's pickle
     const cfg = te.configPath ? loadClipTextConfig(te.configPath) : { ...SD15_TEXT_CONFIG };
-    return ClipTextEncoder.load(weights, cfg, store.sessionConfig());
+    return ClipTextEncoder.load(weights, cfg, { ...store.sessionConfig(), moduleHook: loraModuleHook(lora.matches, { part: 'text_encoder' }) });
   }, (e) => e.release());
   const tokenizer = await store.get(`tokenizer|${clip.tokenizerDir}|${cleaning}`, () => ClipTokenizer.fromDir(clip.tokenizerDir, { cleaning }));
-  return { encoder, tokenizer };
+  return { encoder, tokenizer, ...(lora.matches.length ? { loraScale: lora.strengths } : {}) };
 }
 
 /** A standalone VAE's weights and config (Load VAE; headers only, opened once). */

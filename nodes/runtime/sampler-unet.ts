@@ -122,6 +122,7 @@ export async function samplerUNet(ctx: ExecContext, o: SamplerUNetOptions): Prom
       ipAdapter: tokens && scales ? { tokens, scale: scales[adapterActive(a0, i, o.steps) ? 1 : 0] } : undefined,
       downResiduals: residuals?.down,
       midResidual: residuals?.mid,
+      loraScale: unet.loraScale, // Load LoRA's strength_model per LoRA file: an input, so no rebuild
     });
     ctx.trace?.({ node: ctx.nodeId, name: 'noise_pred', step: i, data: out.data, shape: [M, C, h, w] });
     return out.data;

@@ -23,12 +23,14 @@ export interface IpWorkflowOptions {
   vae?: { file: string; config?: string };
   clipVision?: string;
   ipAdapter?: string;
+  /** Load LoRA nodes (lora_1, lora_2, ...) chained between the checkpoint and its MODEL / CLIP users. */
+  loras?: { file: string; strengthModel?: number; strengthClip?: number }[];
   /** 'save' writes into the output folder, 'preview' into the temp folder. */
   output?: 'save' | 'preview';
   prefix?: string;
 }
 
-/** image -> CLIP Vision Encode -> Projection -> Apply IP-Adapter (λ) -> DDIM -> VAE Decode (checkpoint's VAE or Load VAE) -> output. */
+/** image -> CLIP Vision Encode -> Projection -> Apply IP-Adapter (λ) -> DDIM -> VAE Decode (checkpoint's VAE or Load VAE) -> output; optional Load LoRA chain on MODEL and CLIP. */
 export function ipAdapterWorkflow(o: IpWorkflowOptions): Workflow {
   const nodes: WorkflowNode[] = [];
   const edges: WorkflowEdge[] = [];
@@ -53,11 +55,19 @@ export function ipAdapterWorkflow(o: IpWorkflowOptions): Workflow {
   link('image', 'image', 'vision_encode', 'image');
   link('ip_adapter', 'ip_adapter', 'projection', 'ip_adapter');
   link('vision_encode', 'embeds', 'projection', 'embeds');
-  link('checkpoint', 'model', 'apply', 'model');
+  let modelFrom = 'checkpoint';
+  (o.loras ?? []).forEach((l, i) => {
+    const id = `lora_${i + 1}`;
+    node(id, 'load-lora', { lora_name: l.file, strength_model: l.strengthModel ?? 1, strength_clip: l.strengthClip ?? 1 });
+    link(modelFrom, 'model', id, 'model');
+    link(modelFrom, 'clip', id, 'clip');
+    modelFrom = id;
+  });
+  link(modelFrom, 'model', 'apply', 'model');
   link('ip_adapter', 'ip_adapter', 'apply', 'ip_adapter');
   link('projection', 'tokens', 'apply', 'tokens');
-  link('checkpoint', 'clip', 'positive', 'clip');
-  link('checkpoint', 'clip', 'negative', 'clip');
+  link(modelFrom, 'clip', 'positive', 'clip');
+  link(modelFrom, 'clip', 'negative', 'clip');
   link('apply', 'model', 'sampler', 'model');
   link('positive', 'conditioning', 'sampler', 'positive');
   link('negative', 'conditioning', 'sampler', 'negative');
