@@ -15,6 +15,19 @@ export const PNG_SIGNATURE = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a,
 export const WORKFLOW_CHUNK_KEY = 'ipadapter-studio-workflow';
 /** Automatic1111's key for its generation-parameters text. */
 export const PARAMETERS_CHUNK_KEY = 'parameters';
+/**
+ * The only text keys whose compressed bodies are ever inflated: ours, A1111's parameters and
+ * ComfyUI's workflow / prompt. Any other compressed chunk is skipped unread, so a zip bomb under
+ * some other key costs nothing.
+ */
+export const READ_TEXT_KEYS: readonly string[] = [WORKFLOW_CHUNK_KEY, PARAMETERS_CHUNK_KEY, 'workflow', 'prompt'];
+/** The most a compressed text chunk may inflate to (16 MB: a large workflow is well under 1 MB). */
+export const MAX_TEXT_CHUNK_BYTES = 16 * 2 ** 20;
+
+/** The sentence for a text chunk that inflates past MAX_TEXT_CHUNK_BYTES. */
+export function textChunkTooLarge(key: string): string {
+  return `PNG text chunk "${key}" inflates to more than ${MAX_TEXT_CHUNK_BYTES / 2 ** 20} MB; refused (a workflow or parameters text is far smaller, so this is a damaged or hostile file)`;
+}
 
 const CRC_TABLE = (() => {
   const t = new Uint32Array(256);

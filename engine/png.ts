@@ -5,11 +5,11 @@
  */
 import * as zlib from 'node:zlib';
 import {
-  addTextChunks as addChunks, decodeTextBody, readChunks as chunksOf, textChunkParts, WORKFLOW_CHUNK_KEY,
-  type PngChunk as RawChunk,
+  addTextChunks as addChunks, decodeTextBody, MAX_TEXT_CHUNK_BYTES, READ_TEXT_KEYS, readChunks as chunksOf, textChunkParts,
+  textChunkTooLarge, WORKFLOW_CHUNK_KEY, type PngChunk as RawChunk,
 } from './png-chunks.js';
 
-export { crc32, PARAMETERS_CHUNK_KEY, PNG_SIGNATURE, WORKFLOW_CHUNK_KEY } from './png-chunks.js';
+export { crc32, MAX_TEXT_CHUNK_BYTES, PARAMETERS_CHUNK_KEY, PNG_SIGNATURE, READ_TEXT_KEYS, WORKFLOW_CHUNK_KEY } from './png-chunks.js';
 
 export interface PngChunk {
   type: string;
@@ -31,13 +31,30 @@ export function addTextChunks(png: Uint8Array, entries: Record<string, string>):
   return asBuffer(addChunks(png, entries));
 }
 
+/** Inflates a compressed text body, at most MAX_TEXT_CHUNK_BYTES. */
+function inflateText(key: string, body: Uint8Array): Buffer {
+  try {
+    return zlib.inflateSync(body, { maxOutputLength: MAX_TEXT_CHUNK_BYTES });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) throw new Error(textChunkTooLarge(key), { cause: e });
+    throw new Error(`PNG text chunk "${key}" is not valid compressed text (${(e as Error).message})`, { cause: e });
+  }
+}
+
+/** A text chunk's key and text; compressed chunks of keys we do not read (READ_TEXT_KEYS) are skipped. */
 function decodeText(c: RawChunk): { key: string; text: string } | null {
   const t = textChunkParts(c);
   if (!t) return null;
-  return { key: t.key, text: decodeTextBody(t.compressed ? zlib.inflateSync(t.body) : t.body, t.encoding) };
+  if (!t.compressed) return { key: t.key, text: decodeTextBody(t.body, t.encoding) };
+  if (!READ_TEXT_KEYS.includes(t.key)) return null;
+  return { key: t.key, text: decodeTextBody(inflateText(t.key, t.body), t.encoding) };
 }
 
-/** Every text chunk of a PNG, by key (the last one wins when a key repeats). */
+/**
+ * The text chunks of a PNG, by key (the last one wins when a key repeats): every uncompressed one,
+ * and the compressed ones of READ_TEXT_KEYS, each inflated to at most MAX_TEXT_CHUNK_BYTES (more
+ * throws a sentence naming the key).
+ */
 export function readTextChunks(png: Uint8Array): Record<string, string> {
   const out: Record<string, string> = {};
   for (const c of chunksOf(png)) {

@@ -50,4 +50,19 @@ describe('PNG workflow chunk (browser side)', () => {
     expect(await readTextChunk(tinyPng())).toBeNull();
     await expect(readTextChunk(new Uint8Array([1, 2, 3]))).rejects.toThrow(/not a PNG/);
   });
+
+  it('refuses a compressed workflow chunk that inflates past the cap (a zip bomb), with a sentence', async () => {
+    const png = tinyPng();
+    const bomb = zlib.deflateSync(Buffer.alloc(20 * 2 ** 20, 0x20), { level: 9 });
+    const key = Buffer.from(WORKFLOW_CHUNK_KEY, 'latin1');
+    const body = Buffer.concat([key, Buffer.from([0, 1, 0, 0, 0]), bomb]); // iTXt, compressed
+    const type = Buffer.from('iTXt', 'latin1');
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(body.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(Buffer.concat([type, body])));
+    const iend = png.length - 12;
+    const withBomb = Buffer.concat([png.subarray(0, iend), len, type, body, crc, png.subarray(iend)]);
+    await expect(readTextChunk(withBomb)).rejects.toThrow(/PNG text chunk "ipadapter-studio-workflow" inflates to more than 16 MB/);
+  });
 });

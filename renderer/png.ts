@@ -4,13 +4,27 @@
  * module inflates compressed text with the browser's DecompressionStream.
  * Key `ipadapter-studio-workflow` (not ComfyUI's keys, whose formats differ).
  */
-import { addTextChunks, decodeTextBody, readChunks, textChunkParts, WORKFLOW_CHUNK_KEY } from '../engine/png-chunks.js';
+import {
+  addTextChunks, concatBytes, decodeTextBody, MAX_TEXT_CHUNK_BYTES, readChunks, textChunkParts, textChunkTooLarge, WORKFLOW_CHUNK_KEY,
+} from '../engine/png-chunks.js';
 
 export { isPng, WORKFLOW_CHUNK_KEY } from '../engine/png-chunks.js';
 
-async function inflate(data: Uint8Array): Promise<Uint8Array> {
-  const stream = new Blob([data as BlobPart]).stream().pipeThrough(new DecompressionStream('deflate'));
-  return new Uint8Array(await new Response(stream).arrayBuffer());
+/** Inflates a compressed text body, stopping (and refusing) past MAX_TEXT_CHUNK_BYTES, as the engine does. */
+async function inflate(key: string, data: Uint8Array): Promise<Uint8Array> {
+  const reader = new Blob([data as BlobPart]).stream().pipeThrough(new DecompressionStream('deflate')).getReader();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return concatBytes(parts);
+    total += value.length;
+    if (total > MAX_TEXT_CHUNK_BYTES) {
+      await reader.cancel();
+      throw new Error(textChunkTooLarge(key));
+    }
+    parts.push(value);
+  }
 }
 
 /** The text of the chunk `key` (tEXt, zTXt or iTXt), or null when the PNG has none. */
@@ -20,7 +34,7 @@ export async function readTextChunk(bytes: Uint8Array, key = WORKFLOW_CHUNK_KEY)
     const t = textChunkParts(c);
     if (!t || t.key !== key) continue;
     // The last chunk of a key wins, as on the engine side.
-    found = decodeTextBody(t.compressed ? await inflate(t.body) : t.body, t.encoding);
+    found = decodeTextBody(t.compressed ? await inflate(key, t.body) : t.body, t.encoding);
   }
   return found;
 }
