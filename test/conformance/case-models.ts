@@ -18,6 +18,8 @@ export interface CaseModels {
   /** The diffusers ControlNet folder whose config.json describes a single-file ControlNet. */
   controlnetConfig?: string;
   controlnetTwin?: string;
+  /** LoRA files (role 'lora'), in the order they are applied (groups/lora.ts gives their strengths). */
+  loras: string[];
 }
 
 type Put = (m: CaseModels, p: string) => void;
@@ -33,11 +35,12 @@ const ROLES: Record<string, Put> = {
   'controlnet': (m, p) => { m.controlnet = p; },
   'controlnet config (+ same weights)': (m, p) => { m.controlnetConfig = p; },
   'controlnet twin (same tensors)': (m, p) => { m.controlnetTwin = p; },
+  'lora': (m, p) => { m.loras.push(p); },
 };
 
 /** The case's models by role; `rows` has a failing row per entry this table does not understand. */
 export function caseModels(ctx: Ctx, group: string, c: CaseSpec): { models: CaseModels; rows: Row[] } {
-  const models: CaseModels = { vaes: [] };
+  const models: CaseModels = { vaes: [], loras: [] };
   const rows: Row[] = [];
   const list = c.models;
   if (!Array.isArray(list)) return { models, rows: [{ group, case: `${c.name} models`, status: 'fail', detail: 'the case has no models list' }] };

@@ -61,6 +61,8 @@ interface PipelineSpec {
   init?: { png: string; strength: number };
   /** A ControlNet on both prompts (diffusers' StableDiffusionControlNetPipeline with CFG): the control image and scale. */
   control?: { png: string; strength: number };
+  /** Load LoRA nodes chained after the checkpoint (absolute files; strength_model / strength_clip). */
+  loras?: { file: string; strengthModel: number; strengthClip: number }[];
 }
 
 /** The model files of one run of a case (absolute paths), and the label its rows carry. */
@@ -109,7 +111,15 @@ export function buildWorkflow(ctx: Ctx, s: PipelineSpec, m: ModelChoice): Workfl
   const link = (from: string, fromPort: string, to: string, toPort: string) => edges.push({ from: { node: from, port: fromPort }, to: { node: to, port: toPort } });
   const ckpt = node('ckpt', 'load-checkpoint', { ckpt_name: m.checkpoint.ckpt_name, ...(m.checkpoint.config ? { config: m.checkpoint.config } : {}) });
   const [vae, vaePort] = m.vae ? [node('vae', 'load-vae', { vae_name: m.vae.vae_name, config: m.vae.config ?? '' }), 'vae'] : [ckpt, 'vae'];
-  let model = ckpt;
+  // MODEL and CLIP come from the last Load LoRA of the chain (the checkpoint without LoRAs).
+  let base = ckpt;
+  (s.loras ?? []).forEach((l, i) => {
+    const id = node(`lora_${i + 1}`, 'load-lora', { lora_name: l.file, strength_model: l.strengthModel, strength_clip: l.strengthClip });
+    link(base, 'model', id, 'model');
+    link(base, 'clip', id, 'clip');
+    base = id;
+  });
+  let model = base;
   let modelPort = 'model';
   if (s.ipImages.length) {
     if (!m.clipVision || !m.ipAdapter) throw new Error('the case has image prompts but names no image encoder or IP-Adapter');
@@ -125,7 +135,7 @@ export function buildWorkflow(ctx: Ctx, s: PipelineSpec, m: ModelChoice): Workfl
       link(enc, 'embeds', proj, i === 0 ? 'embeds' : `embeds_${i + 1}`);
     });
     const apply = node('apply', 'apply-ip-adapter', { weight: s.scale ?? 1, start_at: 0, end_at: 1 });
-    link(ckpt, 'model', apply, 'model');
+    link(base, 'model', apply, 'model');
     link(ipa, 'ip_adapter', apply, 'ip_adapter');
     link(proj, 'tokens', apply, 'tokens');
     model = apply;
@@ -133,8 +143,8 @@ export function buildWorkflow(ctx: Ctx, s: PipelineSpec, m: ModelChoice): Workfl
   }
   const pos = node('positive', 'text-encode', { text: s.prompt });
   const neg = node('negative', 'text-encode', { text: s.negative });
-  link(ckpt, 'clip', pos, 'clip');
-  link(ckpt, 'clip', neg, 'clip');
+  link(base, 'clip', pos, 'clip');
+  link(base, 'clip', neg, 'clip');
   let [posOut, negOut] = [pos, neg];
   if (s.control) {
     if (!m.controlnet) throw new Error('the case has a control image but names no ControlNet');
@@ -262,7 +272,7 @@ export function unknownFieldRows(group: string, c: CaseSpec, known: Partial<Reco
   return rows;
 }
 
-function specOf(c: CaseSpec, override: Partial<PipelineSpec> = {}): PipelineSpec {
+export function specOf(c: CaseSpec, override: Partial<PipelineSpec> = {}): PipelineSpec {
   const inp = (c.inputs ?? {}) as Record<string, unknown>;
   const p = (c.params ?? {}) as Record<string, unknown>;
   const num = (k: string, d?: number): number => {

@@ -18,6 +18,7 @@ import { multipleImagePrompts } from './multiple_image_prompts.js';
 import { standaloneVaeGroup } from './standalone_vae.js';
 import { pickleFiles } from './pickle_files.js';
 import { maliciousPickles } from './malicious_pickles.js';
+import { loraGroup } from './lora.js';
 import { ipFullFaceUnetStep } from './ip_full_face_unet_step.js';
 import { pipelineIpFullFace } from './pipeline_ip_full_face.js';
 import { torchRandnCpu } from './torch_randn_cpu.js';
@@ -40,6 +41,7 @@ export const handlers: Record<string, CaseHandler> = {
   standalone_vae: standaloneVaeGroup,
   pickle_files: pickleFiles,
   malicious_pickles: maliciousPickles,
+  lora: loraGroup,
   ip_full_face_unet_step: ipFullFaceUnetStep,
   pipeline_ip_full_face: pipelineIpFullFace,
   // samplers
