@@ -16,7 +16,9 @@ import WebSocket from 'ws';
 import type { RunEvent, Workflow } from './api.js';
 import { ensureDemoModels } from './demo/demo.js';
 import { createEngine, type Engine } from './engine.js';
+import { readWorkflowFile } from './hosts/cli.js';
 import { startServer, type WebServer } from './hosts/server.js';
+import { parseWorkflow } from './workflow.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const IMAGE = path.join(root, 'examples', 'images', 'image-prompt.png');
@@ -145,5 +147,46 @@ describe('a dangling symlink or a symlink loop in the models folder', () => {
   it('a loop named directly is refused at validation, naming the node', () => {
     const errs = engine.validate(vaeWorkflow('loop-a.safetensors'));
     expect(errs).toEqual([expect.objectContaining({ node: 'vae', param: 'vae_name' })]);
+  });
+});
+
+describe('free-form fields (meta, node ui)', () => {
+  const deep = (levels: number) => {
+    let o: Record<string, unknown> = { leaf: 1 };
+    for (let i = 0; i < levels; i++) o = { a: o };
+    return o;
+  };
+
+  it('are bounded in nesting depth and size at parse time, before anything runs', async () => {
+    const wf = { ...vaeWorkflow('good.safetensors'), meta: deep(100_000) };
+    const parsed = parseWorkflow(wf);
+    expect(parsed.workflow).toBeNull();
+    expect(parsed.errors).toEqual([{ message: expect.stringMatching(/"meta" is nested deeper than 32 levels/) }]);
+    expect(engine.validate(wf)).toEqual(parsed.errors);
+    // A run is refused with the same error (it used to overflow the stack in Save Image).
+    const r = await engine.run(wf);
+    expect(r.ok).toBe(false);
+    expect(r.errors).toEqual(parsed.errors);
+
+    const ui = vaeWorkflow('good.safetensors');
+    ui.nodes[0]!.ui = { x: 0, y: 0, extra: deep(40) } as never;
+    expect(parseWorkflow(ui).errors).toEqual([{ node: 'image', message: expect.stringMatching(/node image: "ui" is nested deeper than 32 levels/) }]);
+    const big = { ...vaeWorkflow('good.safetensors'), meta: { notes: 'x'.repeat(2 * 2 ** 20) } };
+    expect(parseWorkflow(big).errors).toEqual([{ message: expect.stringMatching(/"meta" is larger than 1 MB/) }]);
+    const wide = { ...vaeWorkflow('good.safetensors'), meta: { list: Array.from({ length: 300_000 }, () => 0) } };
+    expect(parseWorkflow(wide).errors).toEqual([{ message: expect.stringMatching(/"meta" is larger than 1 MB/) }]);
+    // Ordinary metadata passes.
+    expect(parseWorkflow({ ...vaeWorkflow('good.safetensors'), meta: { title: 't', tags: ['a', { b: [1, 2] }], nested: deep(30) } }).errors).toEqual([]);
+  });
+});
+
+describe('a workflow file with a UTF-8 byte order mark', () => {
+  it('is read like one without (the editor, the CLI and parseWorkflow)', () => {
+    const text = JSON.stringify(vaeWorkflow('good.safetensors'));
+    const file = path.join(tmp, 'bom.json');
+    fs.writeFileSync(file, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(text)]));
+    expect(parseWorkflow(readWorkflowFile(file)).errors).toEqual([]);
+    expect(parseWorkflow(`\uFEFF${text}`).errors).toEqual([]);
+    expect(parseWorkflow(fs.readFileSync(file, 'utf8')).workflow?.nodes).toHaveLength(5);
   });
 });

@@ -24,6 +24,35 @@ export interface ParsedWorkflow {
 type Json = Record<string, unknown>;
 const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** Free-form fields (`meta`, a node's `ui`): at most this deep and about this large (JSON bytes). */
+export const MAX_FREE_FORM_DEPTH = 32;
+export const MAX_FREE_FORM_BYTES = 2 ** 20;
+
+/**
+ * Why the free-form value `v` is refused (too deep or too large), or null. Walks iteratively and
+ * stops at the first excess, so neither a deep nor a huge value can overflow the stack here or
+ * later, when the workflow is written into a PNG (JSON.stringify recurses).
+ */
+export function freeFormProblem(name: string, v: unknown): string | null {
+  const stack: [unknown, number][] = [[v, 1]];
+  let bytes = 0;
+  while (stack.length) {
+    const [x, depth] = stack.pop()!;
+    if (typeof x === 'string') bytes += x.length + 2;
+    else if (x === null || typeof x !== 'object') bytes += 8;
+    else {
+      if (depth > MAX_FREE_FORM_DEPTH) return `"${name}" is nested deeper than ${MAX_FREE_FORM_DEPTH} levels`;
+      bytes += 2;
+      for (const [k, c] of Object.entries(x)) {
+        bytes += Array.isArray(x) ? 1 : k.length + 4;
+        stack.push([c, depth + 1]);
+      }
+    }
+    if (bytes > MAX_FREE_FORM_BYTES) return `"${name}" is larger than ${MAX_FREE_FORM_BYTES / 2 ** 20} MB`;
+  }
+  return null;
+}
+
 /** Migrations: `MIGRATIONS[v]` turns a version-v document into version v+1. */
 const MIGRATIONS: Record<number, (doc: Json) => Json> = {
   0: (doc) => {
@@ -53,7 +82,8 @@ export function parseWorkflow(input: unknown): ParsedWorkflow {
   let doc: unknown = input;
   if (typeof doc === 'string') {
     try {
-      doc = JSON.parse(doc);
+      // A UTF-8 byte order mark (Windows editors write one) is not part of the JSON.
+      doc = JSON.parse(doc.replace(/^\uFEFF/, ''));
     } catch (e) {
       return { workflow: null, errors: [{ message: `the workflow is not valid JSON: ${(e as Error).message}` }] };
     }
@@ -78,6 +108,8 @@ export function parseWorkflow(input: unknown): ParsedWorkflow {
   if (!Array.isArray(cur.nodes)) errors.push({ message: '"nodes" must be a list' });
   if (!Array.isArray(cur.edges)) errors.push({ message: '"edges" must be a list' });
   if (cur.meta !== undefined && !isObj(cur.meta)) errors.push({ message: '"meta" must be an object when present' });
+  const metaProblem = isObj(cur.meta) ? freeFormProblem('meta', cur.meta) : null;
+  if (metaProblem) errors.push({ message: `${metaProblem}; the workflow's metadata is refused` });
   if (errors.length) return { workflow: null, errors };
 
   const nodes: WorkflowNode[] = [];
@@ -92,6 +124,8 @@ export function parseWorkflow(input: unknown): ParsedWorkflow {
         errors.push({ node: n.id, param: k, message: `node ${n.id}: param "${k}" must be a number, string or boolean, found ${JSON.stringify(v)}` });
       }
     }
+    const uiProblem = n.ui !== undefined ? freeFormProblem('ui', n.ui) : null;
+    if (uiProblem) return errors.push({ node: n.id, message: `node ${n.id}: ${uiProblem}` });
     const node: WorkflowNode = { id: n.id, type: n.type, params: params as WorkflowNode['params'] };
     if (isObj(n.ui)) node.ui = n.ui as WorkflowNode['ui'];
     nodes.push(node);

@@ -93,7 +93,8 @@ export function readWorkflowFile(file: string): unknown {
     if (!wf) throw new Error(`${file} is a PNG without an embedded IP-Adapter Studio workflow`);
     return wf;
   }
-  return JSON.parse(buf.toString('utf8'));
+  // A UTF-8 byte order mark (Windows editors write one) is not part of the JSON.
+  return JSON.parse(buf.toString('utf8').replace(/^\uFEFF/, ''));
 }
 
 /** Applies `--set` overrides, typed by the param's declaration (a number param gets a number). */
