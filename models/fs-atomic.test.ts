@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { writeFileAtomic, writeFileAtomicSync } from './fs-atomic.js';
+import { writeFileAtomic, writeFileAtomicStreamed, writeFileAtomicSync } from './fs-atomic.js';
 
 let dir: string;
 beforeEach(() => void (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-atomic-'))));
@@ -36,5 +36,22 @@ describe('atomic writes', () => {
     await expect(writeFileAtomic(f, 42 as unknown as string)).rejects.toThrow(/could not write/);
     expect(fs.readFileSync(f, 'utf8')).toBe('old');
     expect(fs.readdirSync(dir)).toEqual(['keep.txt']);
+  });
+
+  it('streamed: the target appears only complete; a writer that fails midway leaves the old file and no temporary', async () => {
+    const f = path.join(dir, 'big.bin');
+    fs.writeFileSync(f, 'old');
+    await writeFileAtomicStreamed(f, async (fh) => {
+      await fh.write(Buffer.from('ab'));
+      expect(fs.readFileSync(f, 'utf8')).toBe('old'); // not yet renamed
+      await fh.write(Buffer.from('cd'));
+    });
+    expect(fs.readFileSync(f, 'utf8')).toBe('abcd');
+    await expect(writeFileAtomicStreamed(f, async (fh) => {
+      await fh.write(Buffer.from('partial'));
+      throw new Error('disk full');
+    })).rejects.toThrow(/could not write .*big\.bin: disk full/);
+    expect(fs.readFileSync(f, 'utf8')).toBe('abcd');
+    expect(fs.readdirSync(dir)).toEqual(['big.bin']);
   });
 });

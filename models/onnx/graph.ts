@@ -3,7 +3,8 @@
  *
  * Values are strings (ONNX value names). Weights come from safetensors files by reference
  * (`weight()`), become external-data initializers, and are cast to float32 in the graph
- * when the file stores F16/BF16. Network builders (unet.ts, clip-text.ts, ...) use the
+ * when the file stores F16/BF16 (BuiltModel.withFloat32Weights swaps such a weight for a float32
+ * copy in another file, onnx/fp32-weights.ts, and drops its Cast). Network builders (unet.ts, clip-text.ts, ...) use the
  * module helpers at the bottom (`linear`, `conv2d`, `groupNorm`, ...) with diffusers key names.
  */
 import { createHash } from 'node:crypto';
@@ -33,6 +34,12 @@ const SAFE_TO_ONNX: Record<string, DataTypeId> = {
   BOOL: DataType.BOOL,
 };
 
+/** An F16 / BF16 weight of a model: its bytes in the source file, cast to float32 in the graph. */
+export interface HalfWeight { file: string; offset: number; length: number; dtype: 'F16' | 'BF16' }
+
+/** Where the float32 copy of a half weight is: a file and the byte offset of its first element. */
+export interface Float32Copy { file: string; offset: number }
+
 /** A built model: protobuf bytes plus the weight files its external data points to. */
 export interface BuiltModel {
   name: string;
@@ -45,7 +52,18 @@ export interface BuiltModel {
   outputNames: string[];
   /** Re-encodes the model with other external-data location names (old -> new). */
   relocate(locations: Record<string, string>): Uint8Array;
+  /** The F16 / BF16 weights, each cast to float32 in the graph (empty for an all-float32 model). */
+  halfWeights: HalfWeight[];
+  /**
+   * The same model reading its half weights as float32 from other files: `find` gives each half
+   * weight's float32 copy (null: that weight keeps its Cast). The initializer becomes a FLOAT one
+   * in the copy's file under its Cast's output name, and the Cast goes, so the graph computes the
+   * same values (F16 / BF16 -> F32 is exact) with no cast for ONNX Runtime to fold into memory.
+   */
+  withFloat32Weights(find: (w: HalfWeight) => Float32Copy | null): BuiltModel;
 }
+
+interface HalfCast { init: string; cast: string; source: HalfWeight }
 
 export class Graph {
   readonly nodes: NodeSpec[] = [];
@@ -56,6 +74,7 @@ export class Graph {
   private files = new Map<string, string>(); // file -> location
   private weightCache = new Map<string, string>();
   private constCache = new Map<string, string>();
+  private halfCasts: HalfCast[] = [];
   private usesMs = false;
 
   constructor(readonly name: string) {}
@@ -116,6 +135,7 @@ export class Graph {
     this.initializers.push({ name: initName, dataType, dims: shape, external: { location, offset: ref.offset, length: ref.length } });
     let out = initName;
     if (dataType !== DataType.FLOAT) out = this.op('Cast', [initName], { to: DataType.FLOAT }, `${initName}/cast`);
+    if (ref.dtype === 'F16' || ref.dtype === 'BF16') this.halfCasts.push({ init: initName, cast: out, source: { file: ref.file, offset: ref.offset, length: ref.length, dtype: ref.dtype } });
     this.weightCache.set(cacheKey, out);
     return out;
   }
@@ -148,21 +168,46 @@ export class Graph {
   }
 
   build(): BuiltModel {
+    return this.assemble(this.nodes, this.initializers, this.files, this.halfCasts);
+  }
+
+  private assemble(nodes: NodeSpec[], initializers: TensorSpec[], files: Map<string, string>, halfCasts: HalfCast[]): BuiltModel {
     const opsets: Record<string, number> = { '': 18 };
     if (this.usesMs) opsets['com.microsoft'] = 1;
     const encode = (inits: TensorSpec[]) => encodeModel(
-      { name: this.name, nodes: this.nodes, initializers: inits, inputs: this.inputs, outputs: this.outputs },
+      { name: this.name, nodes, initializers: inits, inputs: this.inputs, outputs: this.outputs },
       opsets,
     );
-    const bytes = encode(this.initializers);
-    const relocate = (locations: Record<string, string>) => encode(this.initializers.map((t) =>
+    const bytes = encode(initializers);
+    const relocate = (locations: Record<string, string>) => encode(initializers.map((t) =>
       t.external && locations[t.external.location] ? { ...t, external: { ...t.external, location: locations[t.external.location] } } : t));
     const externalFiles: Record<string, string> = {};
-    for (const [file, loc] of this.files) externalFiles[loc] = file;
+    for (const [file, loc] of files) externalFiles[loc] = file;
     const key = createHash('sha256').update(bytes).update(JSON.stringify(externalFiles)).digest('hex').slice(0, 24);
+    const withFloat32Weights = (find: (w: HalfWeight) => Float32Copy | null): BuiltModel => {
+      const moved = new Map<string, TensorSpec>(); // half initializer name -> its float32 replacement
+      const dropped = new Set<string>(); // Cast node names
+      const files2 = new Map(files);
+      const kept: HalfCast[] = [];
+      for (const h of halfCasts) {
+        const copy = find(h.source);
+        if (!copy) { kept.push(h); continue; }
+        let location = files2.get(copy.file);
+        if (!location) files2.set(copy.file, (location = `w${files2.size}.safetensors`));
+        const init = initializers.find((t) => t.name === h.init)!;
+        moved.set(h.init, { name: h.cast, dataType: DataType.FLOAT, dims: init.dims, external: { location, offset: copy.offset, length: (h.source.length / 2) * 4 } });
+        dropped.add(h.cast);
+      }
+      const inits = initializers.map((t) => moved.get(t.name) ?? t);
+      // A source file none of the remaining initializers reads is not linked into the model's folder.
+      const used = new Set(inits.flatMap((t) => (t.external ? [t.external.location] : [])));
+      for (const [file, loc] of files2) if (!used.has(loc)) files2.delete(file);
+      return this.assemble(nodes.filter((n) => !dropped.has(n.name)), inits, files2, kept);
+    };
     return {
       name: this.name, bytes, externalFiles, key,
       inputNames: this.inputs.map((i) => i.name), outputNames: this.outputs.map((o) => o.name), relocate,
+      halfWeights: halfCasts.map((h) => h.source), withFloat32Weights,
     };
   }
 }

@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { writeFileAtomicSync } from '../fs-atomic.js';
 import type { BuiltModel } from './graph.js';
+import { withFloat32Copies } from './fp32-weights.js';
 
 export type Provider = 'cpu' | 'webgpu' | 'cuda' | 'dml';
 
@@ -25,11 +26,25 @@ export interface SessionConfig {
   /** Per-network overrides (e.g. the UNet's optimization level and disabled prepacking). */
   sessionOptions?: ort.InferenceSession.SessionOptions;
   /**
+   * What F16 / BF16 weights cost (figures: `npm run bench -- --only unet_fp16 --half-weights MODE`).
+   * 'fp32-file' (default): converted once to a float32 copy on disk (onnx/fp32-weights.ts), read in
+   * place like float32 weights: an fp16 file costs what its fp32 twin costs, in file-backed pages.
+   * 'folded': ONNX Runtime folds the in-graph Casts into float32 copies at every session creation
+   * (12 s for the SD1.5 UNet), as anonymous memory of the fp32 size. 'per-run': the Casts stay
+   * (constant folding limited to small outputs) and run at every evaluation: less memory, more CPU.
+   */
+  halfWeights?: HalfWeightsMode;
+  /**
    * Called (instead of logging) when `provider` failed to start and the session fell back to CPU:
    * the model store remembers it, so later sessions go to CPU at once and the warning shows once.
    */
   onProviderFailed?: (provider: Provider, error: Error) => void;
 }
+
+export type HalfWeightsMode = 'fp32-file' | 'per-run' | 'folded';
+
+/** 'per-run': constant folding still folds outputs up to this size (shape arithmetic, biases), not weights. */
+const PER_RUN_FOLD_LIMIT = 1 << 16;
 
 export interface MaterializedModel {
   modelPath: string;
@@ -117,13 +132,18 @@ export const IN_PLACE_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
 
 /** Creates an ONNX Runtime session for a built model (materializing it first). */
 export async function createSession(model: BuiltModel, cfg: SessionConfig): Promise<ort.InferenceSession> {
-  const { modelPath } = materialize(model, cfg);
+  const half = model.halfWeights.length ? cfg.halfWeights ?? 'fp32-file' : 'folded';
+  const { modelPath } = materialize(half === 'fp32-file' ? await withFloat32Copies(model, cfg.cacheDir, cfg.log) : model, cfg);
   const opts: ort.InferenceSession.SessionOptions = {
     executionProviders: executionProviders(cfg.provider),
     graphOptimizationLevel: 'all',
     enableCpuMemArena: true,
     ...cfg.sessionOptions,
   };
+  if (half === 'per-run') {
+    const extra = (opts.extra ?? {}) as Record<string, Record<string, string>>;
+    opts.extra = { ...extra, optimization: { ...extra.optimization, constant_folding_max_output_size_in_bytes: String(PER_RUN_FOLD_LIMIT) } };
+  }
   if (cfg.threads) opts.intraOpNumThreads = cfg.threads;
   try {
     return await ort.InferenceSession.create(modelPath, opts);
