@@ -209,6 +209,61 @@ export function halfToFloat(h: number): number {
   return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
+const scratchF32 = new Float32Array(1);
+const scratchU32 = new Uint32Array(scratchF32.buffer);
+
+/** F16 bits of the float32 with bit pattern `u`, rounding to nearest even (as torch's .half()); overflow gives +-Infinity. */
+function halfBitsOf(u: number): number {
+  const sign = (u >>> 16) & 0x8000;
+  const exp = (u >>> 23) & 0xff;
+  let man = u & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (man ? 0x200 : 0); // Inf / NaN
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign; // underflows to zero
+    man |= 0x800000; // subnormal: the implicit bit shifted in
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    let r = man >>> shift;
+    const rest = man & ((1 << shift) - 1);
+    if (rest > half || (rest === half && r & 1)) r++;
+    return sign | r;
+  }
+  let r = man >>> 13;
+  const rest = man & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && r & 1)) {
+    r++;
+    if (r === 0x400) { r = 0; e++; if (e >= 0x1f) return sign | 0x7c00; }
+  }
+  return sign | (e << 10) | r;
+}
+
+/** BF16 bits of the float32 with bit pattern `u`, rounding to nearest even (as torch's .bfloat16()). */
+function bf16BitsOf(u: number): number {
+  if ((u & 0x7f800000) === 0x7f800000 && u & 0x7fffff) return ((u >>> 16) | 0x40) & 0xffff; // NaN stays NaN
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** float32 -> F16 bits, rounding to nearest even (as torch's .half()). */
+export function floatToHalf(x: number): number {
+  scratchF32[0] = x;
+  return halfBitsOf(scratchU32[0]);
+}
+
+/** float32 -> BF16 bits, rounding to nearest even (as torch's .bfloat16()). */
+export function floatToBf16(x: number): number {
+  scratchF32[0] = x;
+  return bf16BitsOf(scratchU32[0]);
+}
+
+/** Rounds float32 values to F16 or BF16 bits (`dst[i]` from `src[i]`), as floatToHalf / floatToBf16. */
+export function roundToHalf(src: Float32Array, dtype: 'F16' | 'BF16', dst: Uint16Array): void {
+  const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  if (dtype === 'F16') for (let i = 0; i < u.length; i++) dst[i] = halfBitsOf(u[i]);
+  else for (let i = 0; i < u.length; i++) dst[i] = bf16BitsOf(u[i]);
+}
+
 /** A tensor to write: dtype F32 (Float32Array), I64 (BigInt64Array) or U8 (Uint8Array). */
 export interface TensorToWrite {
   dtype: 'F32' | 'I64' | 'U8' | 'F16' | 'BF16';

@@ -13,6 +13,9 @@
  *   vae_decode    VAE decoder, 1 x 4 x 64 x 64 -> 512 x 512.
  *   controlnet    ControlNet + UNet with residuals vs the plain UNet step, same process and options (issue 5).
  *   e2e           the engine running the image-prompt workflow, 512x512, 2 DDIM steps (issue 3).
+ *   unet_fp16     the unet section's UNet from an F16 file (--dtype bf16: BF16): session creation (first: writes the
+ *                 float32 copy; second: reuses it), ms per step, peak RSS vs the file and its fp32 twin; --half-weights
+ *                 fp32-file|per-run|folded compares the treatments (SessionConfig.halfWeights); only with --only unet_fp16.
  * The default runs all six: 6.3 minutes on this 2-core machine with little else running (unet
  * 0.8, text_encoder 0.05, vision_encoder 0.75, vae_decode 0.9, controlnet 1.7, e2e 2 min), about 10 when other
  * processes share the cores; ~14.5 GB of random weights are written to the temp folder and
@@ -39,10 +42,11 @@ import { benchVisionEncoder } from './bench/vision-encoder.js';
 import { benchVaeDecode } from './bench/vae-decode.js';
 import { benchControlNet } from './bench/controlnet.js';
 import { benchE2e } from './bench/e2e.js';
+import { benchUNetFp16 } from './bench/unet-fp16.js';
 
 /** In the order they run. */
 const SECTIONS: [string, Section][] = [
-  ['unet', benchUNet], ['text_encoder', benchTextEncoder], ['vision_encoder', benchVisionEncoder], ['vae_decode', benchVaeDecode], ['controlnet', benchControlNet], ['e2e', benchE2e],
+  ['unet', benchUNet], ['unet_fp16', benchUNetFp16], ['text_encoder', benchTextEncoder], ['vision_encoder', benchVisionEncoder], ['vae_decode', benchVaeDecode], ['controlnet', benchControlNet], ['e2e', benchE2e],
 ];
 
 /** Runs one section in a child process (same node flags, so tsx's loader too) and returns its JSON. */

@@ -5,26 +5,31 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { roundToHalf } from '../../models/safetensors.js';
 
 export interface RandomInit {
   /** Amplitude of 1-D tensors that are not norm weights (biases); default sqrt(3), i.e. fan_in 1. */
   vectorAmp?: number;
+  /** Stored dtype (default F32): F16 / BF16 store the same random values rounded to nearest even, as torch's .half() / .bfloat16(). */
+  dtype?: 'F32' | 'F16' | 'BF16';
 }
 
 /**
- * Writes a safetensors file of random F32 tensors (xorshift32 from `seed`), creating its folder;
+ * Writes a safetensors file of random F32 (or F16 / BF16) tensors (xorshift32 from `seed`), creating its folder;
  * returns its size. Norm weights are uniform around 1 (+-0.1), everything else uniform with
  * std ~ 1/sqrt(fan_in): activations stay O(1) through the network, so no denormals or infinities
  * distort the timing.
  */
 export function writeRandomSafetensors(file: string, shapes: Map<string, number[]>, seed: number, init: RandomInit = {}): number {
   const vectorAmp = init.vectorAmp ?? Math.sqrt(3);
+  const dtype = init.dtype ?? 'F32';
+  const size = dtype === 'F32' ? 4 : 2;
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const header: Record<string, unknown> = {};
   let off = 0;
   for (const [k, s] of shapes) {
-    const bytes = s.reduce((a, d) => a * d, 1) * 4;
-    header[k] = { dtype: 'F32', shape: s, data_offsets: [off, off + bytes] };
+    const bytes = s.reduce((a, d) => a * d, 1) * size;
+    header[k] = { dtype, shape: s, data_offsets: [off, off + bytes] };
     off += bytes;
   }
   let json = Buffer.from(JSON.stringify(header), 'utf8');
@@ -36,6 +41,7 @@ export function writeRandomSafetensors(file: string, shapes: Map<string, number[
     fs.writeSync(fd, len);
     fs.writeSync(fd, json);
     const chunk = new Float32Array(1 << 22);
+    const half = new Uint16Array(chunk.length);
     let s = seed >>> 0 || 1;
     for (const [k, shape] of shapes) {
       const n = shape.reduce((a, d) => a * d, 1);
@@ -49,7 +55,12 @@ export function writeRandomSafetensors(file: string, shapes: Map<string, number[
           s ^= s << 13; s ^= s >>> 17; s ^= s << 5; // xorshift32
           chunk[i] = center + amp * ((s >>> 0) / 2147483648 - 1);
         }
-        fs.writeSync(fd, new Uint8Array(chunk.buffer, 0, m * 4));
+        if (dtype === 'F32') {
+          fs.writeSync(fd, new Uint8Array(chunk.buffer, 0, m * 4));
+        } else {
+          roundToHalf(chunk.subarray(0, m), dtype, half);
+          fs.writeSync(fd, new Uint8Array(half.buffer, 0, m * 2));
+        }
         done += m;
       }
     }
