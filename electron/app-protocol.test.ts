@@ -39,6 +39,15 @@ describe('app://studio routes', () => {
     expect(get('app://studio/', 'HEAD').status).toBe(200);
   });
 
+  it('serves the index with its CSP however the path is spelled (trailing or encoded slash, case, dot segments)', () => {
+    for (const p of ['/index.html/', '/index.html%2f', '/index.html%5c', '/INDEX.HTML', '/./index.html', '/.%2findex.html', '/index.html//']) {
+      const a = get(`app://studio${p}`);
+      expect(a.status, p).toBe(200);
+      expect(a.status === 200 && a.file, p).toBe(path.join(dir, 'renderer', 'index.html'));
+      expect(a.headers['Content-Security-Policy'], p).toBe(CSP);
+    }
+  });
+
   it('refuses escapes, non-images from data folders, other hosts and methods', () => {
     const cases: [string, number][] = [
       ['app://studio/outputs/..%2F..%2Fsecret.png', 403],
@@ -61,10 +70,13 @@ describe('app://studio routes', () => {
 });
 
 describe('request filter', () => {
-  it('lets through only the app origin and inline data', () => {
-    for (const u of ['app://studio/', 'app://studio/assets/x.js', 'data:image/png;base64,AA', 'blob:app://studio/123', 'devtools://devtools/bundled/x']) {
+  it('lets through only the app origin and inline data (and DevTools in development builds only)', () => {
+    for (const u of ['app://studio/', 'app://studio/assets/x.js', 'data:image/png;base64,AA', 'blob:app://studio/123']) {
       expect(isAllowedRequest(u), u).toBe(true);
     }
+    expect(isAllowedRequest('devtools://devtools/bundled/x')).toBe(false);
+    expect(isAllowedRequest('devtools://devtools/bundled/x', { devtools: false })).toBe(false);
+    expect(isAllowedRequest('devtools://devtools/bundled/x', { devtools: true })).toBe(true);
     for (const u of ['https://example.com/x.js', 'http://127.0.0.1:8765/', 'ws://127.0.0.1/ws', 'file:///etc/passwd', 'app://other/', 'ftp://x/', 'not a url']) {
       expect(isAllowedRequest(u), u).toBe(false);
     }

@@ -8,7 +8,7 @@
  * Pure path logic here; main.ts turns the answer into a Response.
  */
 import * as path from 'node:path';
-import { confinedPath, contentSecurityPolicy } from '../engine/hosts/host-api.js';
+import { confinedPath, contentSecurityPolicy, routeOf } from '../engine/hosts/host-api.js';
 import { APP_HOST, APP_SCHEME } from './channels.js';
 
 /** The renderer's CSP: the one web mode sends too (no 'unsafe-inline' anywhere), without WebSocket origins. */
@@ -41,19 +41,22 @@ const refuse = (status: 400 | 403 | 404 | 405, body: string): AppAnswer => ({
 export function resolveAppRequest(url: string, method: string, roots: AppRoots): AppAnswer {
   if (method !== 'GET' && method !== 'HEAD') return refuse(405, 'method not allowed');
   let u: URL;
-  let pathname: string;
+  let route: string | null;
   try {
     u = new URL(url);
-    pathname = decodeURIComponent(u.pathname);
+    // One spelling per route (as web mode): /index.html/ and /index.html%2f are the page, with its CSP.
+    route = routeOf(decodeURIComponent(u.pathname));
   } catch {
     return refuse(400, 'bad url');
   }
   if (u.protocol !== `${APP_SCHEME}:` || u.host !== APP_HOST) return refuse(404, 'not found');
+  if (route === null) return refuse(403, 'forbidden');
+  const pathname = route;
 
   let root: string;
   let rel: string;
   let imagesOnly = false;
-  if (pathname === '/' || pathname === '/index.html') {
+  if (pathname === '/' || pathname.toLowerCase() === '/index.html') {
     root = roots.renderer;
     rel = 'index.html';
   } else if (pathname.startsWith('/outputs/')) {
@@ -77,10 +80,11 @@ export function resolveAppRequest(url: string, method: string, roots: AppRoots):
 
 /**
  * Requests the renderer's session may make: our own protocol, inline data/blob URLs and, in
- * development, DevTools. Everything else (http, https, ws, file, ftp, another app:// host) is
- * cancelled, so no remote content ever loads even if a URL slips into the page.
+ * development only (`devtools`, false in packaged builds), DevTools. Everything else (http,
+ * https, ws, file, ftp, another app:// host) is cancelled, so no remote content ever loads even
+ * if a URL slips into the page.
  */
-export function isAllowedRequest(url: string): boolean {
+export function isAllowedRequest(url: string, opts: { devtools: boolean } = { devtools: false }): boolean {
   let u: URL;
   try {
     u = new URL(url);
@@ -89,7 +93,8 @@ export function isAllowedRequest(url: string): boolean {
   }
   switch (u.protocol) {
     case `${APP_SCHEME}:`: return u.host === APP_HOST;
-    case 'data:': case 'blob:': case 'devtools:': return true;
+    case 'data:': case 'blob:': return true;
+    case 'devtools:': return opts.devtools;
     default: return false;
   }
 }

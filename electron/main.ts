@@ -106,7 +106,7 @@ async function start(): Promise<void> {
   });
   const providers = providersHere();
 
-  hardenSession(session.defaultSession, log);
+  hardenSession(session.defaultSession, log, { packaged: app.isPackaged });
   protocol.handle(APP_SCHEME, async (req) => {
     const answer = resolveAppRequest(req.url, req.method, { renderer: rendererDir, outputs: () => eng.settings().outputDir, inputs: inputsDir });
     if (answer.status !== 200) return new Response(answer.body, { status: answer.status, headers: answer.headers });

@@ -64,3 +64,21 @@ describe('session', () => {
     expect(cancel('app://studio/assets/x.js')).toBe(false);
   });
 });
+
+describe('DevTools requests', () => {
+  it('are cancelled in packaged builds, allowed in development', () => {
+    const cancelled = (opts?: { packaged: boolean }) => {
+      let before: ((d: { url: string }, cb: (r: { cancel: boolean }) => void) => void) | null = null;
+      hardenSession({
+        setPermissionRequestHandler: () => {}, setPermissionCheckHandler: () => {},
+        webRequest: { onBeforeRequest: (h: unknown) => void (before = h as typeof before) },
+      } as never, () => {}, opts as never);
+      let r: boolean | null = null;
+      before!({ url: 'devtools://devtools/bundled/inspector.html' }, (x) => void (r = x.cancel));
+      return r;
+    };
+    expect(cancelled({ packaged: true })).toBe(true);
+    expect(cancelled()).toBe(true); // packaged unless told otherwise
+    expect(cancelled({ packaged: false })).toBe(false);
+  });
+});

@@ -71,8 +71,11 @@ type SessionLike = Pick<Session, 'setPermissionRequestHandler' | 'setPermissionC
   webRequest: Pick<Session['webRequest'], 'onBeforeRequest'>;
 };
 
-/** Permission requests and checks denied (but the one above); non-app requests cancelled. */
-export function hardenSession(ses: SessionLike, log: (msg: string) => void = () => {}): void {
+/**
+ * Permission requests and checks denied (but the one above); non-app requests cancelled, and
+ * devtools: URLs too unless this is a development build (`packaged` false).
+ */
+export function hardenSession(ses: SessionLike, log: (msg: string) => void = () => {}, opts: { packaged: boolean } = { packaged: true }): void {
   ses.setPermissionRequestHandler((_wc, permission, callback, details) => {
     const ok = permissionAllowed(permission, details.requestingUrl ?? '');
     if (!ok) log(`denied permission ${permission} to ${details.requestingUrl}`);
@@ -80,7 +83,7 @@ export function hardenSession(ses: SessionLike, log: (msg: string) => void = () 
   });
   ses.setPermissionCheckHandler((_wc, permission, requestingOrigin) => permissionAllowed(permission, requestingOrigin));
   ses.webRequest.onBeforeRequest((details, callback) => {
-    const ok = isAllowedRequest(details.url);
+    const ok = isAllowedRequest(details.url, { devtools: !opts.packaged });
     if (!ok) log(`cancelled request to ${details.url}`);
     callback({ cancel: !ok });
   });

@@ -135,6 +135,18 @@ export function contentSecurityPolicy(opts: { connect?: string[] } = {}): string
 
 // ---- file routes -------------------------------------------------------------------------------
 
+/**
+ * The route of a decoded request path, spelled one way: backslashes as slashes, doubled slashes
+ * and `.` segments dropped, no trailing slash, so `/index.html/`, `/index.html%2f`, `//index.html`
+ * and `/./index.html` all are `/index.html` and the access check sees what the file lookup will
+ * serve. Null (refused) when a `..` segment is left after decoding: browsers never send one.
+ */
+export function routeOf(decoded: string): string | null {
+  const segments = decoded.replace(/\\/g, '/').split('/').filter((s) => s !== '' && s !== '.');
+  if (segments.includes('..')) return null;
+  return '/' + segments.join('/');
+}
+
 /** Resolves `rel` under `root`, or null when it would escape it (`..`, absolute, NUL, symlink out). */
 export function confinedPath(root: string, rel: string): string | null {
   if (rel.includes('\0')) return null;

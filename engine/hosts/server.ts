@@ -16,7 +16,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { EngineApi, EngineSettings, RunEvent } from '../api.js';
-import { confinedPath, contentSecurityPolicy, createApiHandlers, eventWithUrls, invokeApi } from './host-api.js';
+import { confinedPath, contentSecurityPolicy, createApiHandlers, eventWithUrls, invokeApi, routeOf } from './host-api.js';
 import { parseRequest, type HostInfo, type ServerMessage } from '../protocol.js';
 
 export interface ServerOptions {
@@ -52,6 +52,9 @@ const MIME: Record<string, string> = {
   '.svg': 'image/svg+xml', '.ico': 'image/x-icon', '.woff2': 'font/woff2',
 };
 const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.webp']);
+/** What the renderer's build serves without the key (scripts, styles, fonts, icons: nothing that holds a key or an image of the user's). */
+const PUBLIC_EXT = new Set(['.js', '.css', '.map', '.svg', '.ico', '.woff', '.woff2']);
+
 const MAX_MESSAGE_BYTES = 48 * 1024 * 1024;
 
 /** Starts the server; resolves once it listens. */
@@ -76,16 +79,21 @@ export async function startServer(opts: ServerOptions): Promise<WebServer> {
     if (!allowedHosts().has(req.headers.host ?? '')) return send(res, 403, 'text/plain', 'forbidden host');
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed');
     let url: URL;
-    let pathname: string;
+    let route: string | null;
     try {
       url = new URL(req.url ?? '/', 'http://x');
-      pathname = decodeURIComponent(url.pathname);
+      route = routeOf(decodeURIComponent(url.pathname));
     } catch {
       return send(res, 400, 'text/plain', 'bad url');
     }
-    const isIndex = pathname === '/' || pathname === '/index.html';
-    // The renderer's scripts and styles are public; the page itself and the images are not.
-    if ((isIndex || pathname.startsWith('/outputs/') || pathname.startsWith('/inputs/')) && !authorised(req, url)) {
+    if (route === null) return send(res, 403, 'text/plain', 'forbidden');
+    const pathname = route;
+    // Compared in lower case: on a case-insensitive file system /INDEX.HTML is the page too.
+    const isIndex = pathname === '/' || pathname.toLowerCase() === '/index.html';
+    const isImages = pathname.startsWith('/outputs/') || pathname.startsWith('/inputs/');
+    // The renderer's scripts and styles are public; everything else (the page, the images) needs the key.
+    const isPublic = !isIndex && !isImages && PUBLIC_EXT.has(path.extname(pathname).toLowerCase());
+    if (!isPublic && !authorised(req, url)) {
       return send(res, 403, 'text/plain; charset=utf-8', 'This page needs the access key of this launch: open the address that `npm run web` printed (http://127.0.0.1:N/?t=...).');
     }
     if (isIndex && url.searchParams.has('t')) {
