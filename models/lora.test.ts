@@ -123,6 +123,9 @@ describe('LoRA key mapping', () => {
   it('refuses an SDXL LoRA by shape, naming both files', () => {
     // SDXL's attn2 to_k reads 2048-wide text features: [640, 2048] where this UNet has [8, 8].
     const t: Record<string, TensorToWrite> = {
+      // A feed-forward pair that does not fit either (read first): the message names attn2's, which tells the family.
+      'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_ff_net_2.lora_down.weight': { dtype: 'F16', shape: [4, 2560], data: new Uint16Array(4 * 2560) },
+      'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_ff_net_2.lora_up.weight': { dtype: 'F16', shape: [640, 4], data: new Uint16Array(640 * 4) },
       'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight': { dtype: 'F16', shape: [4, 2048], data: new Uint16Array(4 * 2048) },
       'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight': { dtype: 'F16', shape: [640, 4], data: new Uint16Array(640 * 4) },
       'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.alpha': { dtype: 'F16', shape: [], data: Uint16Array.of(0x4400) },
@@ -130,7 +133,7 @@ describe('LoRA key mapping', () => {
     };
     const f = write('sdxl-lora.safetensors', t);
     expect(() => matchLora(SafetensorsFile.open(f), [unetTargets])).toThrow(
-      /the LoRA sdxl-lora\.safetensors does not fit unet\.safetensors: down_blocks\.0\.attentions\.0\.transformer_blocks\.0\.attn2\.to_k is \[8,8\].*\[4,2048\].*SDXL/);
+      /the LoRA sdxl-lora\.safetensors does not fit unet\.safetensors: down_blocks\.0\.attentions\.0\.transformer_blocks\.0\.attn2\.to_k is \[8,8\].*\[4,2048\].*SDXL.*model: .*unet\.safetensors\) \(2 modules of the LoRA do not fit\)/);
     // Only SGM / text-encoder-2 names: nothing matches, and the message says SDXL.
     const only = write('sdxl-te.safetensors', { 'lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight': t['lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight'] });
     expect(() => matchLora(SafetensorsFile.open(only), [unetTargets])).toThrow(/none of its 1 keys names a module of unet\.safetensors.*SDXL/);

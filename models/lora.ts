@@ -132,12 +132,14 @@ export function matchLora(lora: SafetensorsFile, targets: LoraTargets[], opts: {
   }
 
   const modules: LoraModule[] = [];
+  const misfits: { module: string; message: string }[] = [];
   for (const s of slots.values()) {
     if (!s.down || !s.up) { unmatched.push(...s.keys); continue; } // half a pair changes nothing: reported
     const base = byPart.get(s.part)!;
     const shape = base.modules.get(s.module)!;
     const rank = s.down.shape[0];
-    checkFits(lora.file, base, s.module, shape, s.down, s.up);
+    const misfit = checkFits(lora.file, base, s.module, shape, s.down, s.up);
+    if (misfit) { misfits.push({ module: s.module, message: misfit }); continue; }
     let alpha = rank;
     if (s.alpha) {
       const a = readTensorF32(s.alpha);
@@ -145,6 +147,11 @@ export function matchLora(lora: SafetensorsFile, targets: LoraTargets[], opts: {
       alpha = a[0];
     }
     modules.push({ part: s.part, module: s.module, down: s.down, up: s.up, rank, alpha });
+  }
+  if (misfits.length) {
+    // The cross-attention width tells the model family best: name that module when one does not fit.
+    const first = misfits.find((x) => /attn2\.to_[kv]$/.test(x.module)) ?? misfits[0];
+    throw new Error(`${first.message}${misfits.length > 1 ? ` (${misfits.length} modules of the LoRA do not fit)` : ''}`);
   }
   if (!modules.length && !opts.allowEmpty) {
     const sdxl = unmatched.some((k) => /^lora_te[12]_|^lora_unet_(input|output)_blocks_\d+_\d+_transformer_blocks_[1-9]/.test(k));
@@ -166,8 +173,8 @@ function familyHint(up: TensorRef, down: TensorRef, module: string): string {
   return ' (made for another model: SDXL or SD2.x?)';
 }
 
-/** Refuses a pair that does not fit its module: up @ down must have the weight's (out, in[, kh, kw]). */
-function checkFits(loraFile: string, base: LoraTargets, module: string, shape: number[], down: TensorRef, up: TensorRef): void {
+/** Why a pair does not fit its module (up @ down must have the weight's (out, in[, kh, kw])), or null when it fits. */
+function checkFits(loraFile: string, base: LoraTargets, module: string, shape: number[], down: TensorRef, up: TensorRef): string | null {
   const d = down.shape;
   const u = up.shape;
   const conv = shape.length === 4;
@@ -177,10 +184,10 @@ function checkFits(loraFile: string, base: LoraTargets, module: string, shape: n
   const ok = (d.length === 2 || d.length === 4) && (u.length === 2 || u.length === 4)
     && u[0] === shape[0] && d[1] === shape[1] && u[1] === d[0]
     && downKernel.join() === kernel.join() && upKernel.join() === '1,1';
-  if (ok) return;
-  throw new Error(`the LoRA ${path.basename(loraFile)} does not fit ${path.basename(base.file)}: ${module} is [${shape}] in the model, `
+  if (ok) return null;
+  return `the LoRA ${path.basename(loraFile)} does not fit ${path.basename(base.file)}: ${module} is [${shape}] in the model, `
     + `but the LoRA's ${down.key} is [${d}] and ${up.key} is [${u}]${familyHint(up, down, module)}; `
-    + `choose a LoRA made for Stable Diffusion 1.x (LoRA: ${loraFile}; model: ${base.file})`);
+    + `choose a LoRA made for Stable Diffusion 1.x (LoRA: ${loraFile}; model: ${base.file})`;
 }
 
 // ---------------------------------------------------------------------------------------
