@@ -57,6 +57,8 @@ export interface StepResult {
   x: Float32Array;
   /** The method's estimate of the clean latents (previews). */
   denoised: Float32Array;
+  /** Latents after each model evaluation of the step but the last (Heun's predictor), for traces. */
+  substeps?: Float32Array[];
 }
 
 /** A sampling method on its schedule, for one run (it may keep state between steps). */
