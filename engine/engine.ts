@@ -20,6 +20,7 @@ import type { ModelKind } from '../nodes/types.js';
 import { NODE_DEFS, nodeSpecs } from '../nodes/index.js';
 import type { EngineApi, EngineSettings, ImageRef, RunEvent, ValidationError, Workflow } from './api.js';
 import type { NoiseSource, TraceFn } from './context.js';
+import { cleanStaleTemporaries } from '../models/fs-atomic.js';
 import { DEMO_NOTICE, ensureDemoModels } from './demo/demo.js';
 import { Executor, type RunResult } from './executor.js';
 import { ModelStore } from './model-store.js';
@@ -68,6 +69,11 @@ export interface Engine extends EngineApi {
   readonly store: ModelStore;
   /** Cancels everything and releases all sessions. */
   close(): Promise<void>;
+  /**
+   * The start-up sweep of stale temporaries (models/fs-atomic.ts cleanStaleTemporaries): what a
+   * killed atomic write left in the output, inputs, settings, cache and models folders.
+   */
+  readonly startupCleanup: Promise<{ file: string; bytes: number }[]>;
 }
 
 interface Job {
@@ -98,6 +104,21 @@ export function createEngine(options: EngineOptions): Engine {
     if (demo) log(`${DEMO_NOTICE} (folder: ${active})`);
   };
   chooseModels();
+
+  // Temporaries of atomic writes a crash or kill left behind (only our naming, only stale ones),
+  // swept in the background; the model cache is wholly ours, so any *.tmp there goes too.
+  const startupCleanup = cleanStaleTemporaries([
+    { dir: settings.outputDir, depth: 4 },
+    { dir: settings.modelsDir, depth: 3 },
+    { dir: userDataDir, depth: 1 },
+    { dir: path.join(userDataDir, 'demo-models'), depth: 4 },
+    { dir: cacheDir, depth: 4, anyTmp: true },
+    { dir: path.join(os.tmpdir(), 'ipas-tensor-copies'), depth: 0 },
+  ]).then((removed) => {
+    const mb = removed.reduce((n, r) => n + r.bytes, 0) / 2 ** 20;
+    if (removed.length) log(`removed ${removed.length} stale temporary file(s) (${mb.toFixed(1)} MB) left by interrupted writes`);
+    return removed;
+  });
 
   const queue: Job[] = [];
   let running: Job | null = null;
@@ -147,6 +168,7 @@ export function createEngine(options: EngineOptions): Engine {
   const engine: Engine = {
     executor,
     store,
+    startupCleanup,
     nodeSpecs: (): NodeSpec[] => specs,
     listModels: async (): Promise<Record<ModelKind, string[]>> => listModels(active),
     validate(wf: Workflow): ValidationError[] {
@@ -197,6 +219,7 @@ export function createEngine(options: EngineOptions): Engine {
       running?.controller.abort();
       while (running) await new Promise((r) => setTimeout(r, 10));
       await store.unload();
+      await startupCleanup;
     },
   };
   /** Parses, queues and starts a run; the promise resolves when it ends. */

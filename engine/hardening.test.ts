@@ -73,6 +73,19 @@ beforeAll(() => {
     mkfifo(path.join(tmp, 'fifo.png'));
     vaeFolder('folder-fifo', mkfifo);
   }
+  // What killed atomic writes leave behind (an exited child's pid, modified ten minutes ago), and what must stay.
+  const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+  const put = (rel: string, ageMs: number) => {
+    const p = path.join(tmp, rel);
+    fs.mkdirSync(path.dirname(p), { recursive: true });
+    fs.writeFileSync(p, 'partial');
+    const t = (Date.now() - ageMs) / 1000;
+    fs.utimesSync(p, t, t);
+  };
+  for (const rel of [`out/.test_00001_.png.${dead}.0a1b2c3d.tmp`, `out/sweeps/a/.x_00001_.png.${dead}.0a1b2c3d.tmp`, `user/.settings.json.${dead}.12345678.tmp`,
+    `user/inputs/.cat-0123456789ab.png.${dead}.abcdef01.tmp`, 'user/cache/onnx/unet-x/weights.safetensors.tmp', `user/cache/onnx/unet-x/.model.onnx.${dead}.00000000.tmp`,
+    `models/vae/.converted.safetensors.${dead}.deadbeef.tmp`]) put(rel, 10 * 60_000);
+  for (const rel of [`out/.fresh.png.${dead}.0a1b2c3d.tmp`, 'out/notes.tmp', 'models/vae/readme.tmp']) put(rel, rel.includes('fresh') ? 0 : 10 * 60_000);
   engine = createEngine({ modelsDir: models, outputDir: path.join(tmp, 'out'), provider: 'cpu', userDataDir: path.join(tmp, 'user') });
   engine.subscribe((e) => events.push(e));
 });
@@ -188,5 +201,22 @@ describe('a workflow file with a UTF-8 byte order mark', () => {
     expect(parseWorkflow(readWorkflowFile(file)).errors).toEqual([]);
     expect(parseWorkflow(`\uFEFF${text}`).errors).toEqual([]);
     expect(parseWorkflow(fs.readFileSync(file, 'utf8')).workflow?.nodes).toHaveLength(5);
+  });
+});
+
+describe('stale temporaries of interrupted atomic writes', () => {
+  it('are removed at engine start (output, inputs, settings, model cache, models folder); fresh and foreign files stay', async () => {
+    const removed = (await engine.startupCleanup).map((r) => path.relative(tmp, r.file)).sort();
+    expect(removed).toEqual([
+      expect.stringMatching(/^models\/vae\/\.converted\.safetensors\.\d+\.deadbeef\.tmp$/),
+      expect.stringMatching(/^out\/\.test_00001_\.png\./),
+      expect.stringMatching(/^out\/sweeps\/a\/\.x_00001_\.png\./),
+      expect.stringMatching(/^user\/\.settings\.json\./),
+      expect.stringMatching(/^user\/cache\/onnx\/unet-x\/\.model\.onnx\./),
+      'user/cache/onnx/unet-x/weights.safetensors.tmp',
+      expect.stringMatching(/^user\/inputs\/\.cat-/),
+    ]);
+    for (const rel of ['out/notes.tmp', 'models/vae/readme.tmp']) expect(fs.existsSync(path.join(tmp, rel)), rel).toBe(true);
+    expect(fs.readdirSync(path.join(tmp, 'out')).filter((f) => f.startsWith('.fresh'))).toHaveLength(1);
   });
 });

@@ -8,10 +8,10 @@
  * the target's folder, flushed and renamed over the target, the same scheme as models/fs-atomic.ts,
  * so a failed or interrupted conversion never leaves a partial .safetensors under the target name.
  */
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isPickleFile, openPickleFile } from '../pickle.js';
+import { atomicTempPath } from '../fs-atomic.js';
 import { openRegularFileSync } from '../regular-file.js';
 import type { SafetensorsFile, TensorRef } from '../safetensors.js';
 
@@ -62,7 +62,7 @@ function copyRange(fromFd: number, toFd: number, offset: number, length: number,
 /** Writes the tensors of `table` to `target` as safetensors, atomically. */
 export function writeSafetensorsAtomic(table: SafetensorsFile, target: string, metadata: Record<string, string>): number {
   const refs = table.keys().map((k) => table.get(k));
-  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
+  const tmp = atomicTempPath(target); // the naming the start-up cleaner knows (models/fs-atomic.ts)
   const fds = new Map<string, number>();
   let out: number | undefined;
   try {
