@@ -15,6 +15,9 @@ export const RENDERER_SHARED = [
   'engine/workflow',
   'engine/protocol',
   'engine/png-chunks',
+  'engine/image-refs',
+  'engine/bundle-format',
+  'engine/seed',
   'nodes/ports',
   'nodes/spec',
 ];

@@ -11,20 +11,38 @@ import type { PathResolver } from './paths.js';
  * - `latents`: the initial latents of text-to-image (diffusers: randn * init_noise_sigma),
  * - `add_noise`: the noise of scheduler.add_noise for image-to-image,
  * - `posterior`: the sample of the VAE's latent distribution (mean + std * noise),
- * - `eta`: DDIM's per-step variance noise when eta > 0 (`step` says which step).
+ * - `eta`: DDIM's per-step variance noise when eta > 0 (`step` says which step),
+ * - `sampler`: the per-step noise of ancestral / SDE / DDPM / LCM samplers, as ComfyUI's
+ *   k-diffusion samplers draw it from their noise_sampler (`step` = how many draws came before).
+ * `generator` is the node's `noise` param (engine/seed.ts); absent means `philox`.
+ *
+ * With `torch` the default source (engine/rng.ts seededNoise) draws what ComfyUI / diffusers draw
+ * on the CPU, each request a position in one torch generator's stream:
+ * - latents, add_noise, posterior: the first randn(shape) of manual_seed(seed) (ComfyUI's
+ *   prepare_noise for the whole batch, the same noise for text- and image-to-image; diffusers'
+ *   randn_tensor / latent_dist.sample with a CPU generator seeded with seed);
+ * - eta, step k: randn number k + 1 of that same generator (diffusers: the scheduler's
+ *   variance noise continues the pipeline's generator after the initial latents);
+ * - sampler, step k: randn number k of manual_seed(seed + 1) (ComfyUI's default_noise_sampler
+ *   for a latent on the CPU: a torch.Generator seeded with seed + 1, one randn of the whole
+ *   batch per call). Every draw of one stream must have the same shape.
+ * With `philox` each (seed, purpose, step) is an independent counter-based draw.
  */
 export interface NoiseRequest {
   node: string;
-  purpose: 'latents' | 'add_noise' | 'posterior' | 'eta';
-  seed: number;
+  purpose: 'latents' | 'add_noise' | 'posterior' | 'eta' | 'sampler';
+  /** An integer in [0, 2^64) (engine/seed.ts parseSeed). */
+  seed: number | bigint;
   shape: number[];
   step?: number;
+  generator?: 'torch' | 'philox';
 }
 
 /**
  * Where every random draw of a run comes from. The default is `seededNoise` (engine/rng.ts):
- * a counter-based generator keyed by (seed, purpose, step). A host or test may pass another
- * source (e.g. explicit tensors from a reference run); nodes never know which one they got.
+ * torch's CPU generator or a counter-based generator keyed by (seed, purpose, step), as the
+ * request says. A host or test may pass another source (e.g. explicit tensors from a reference
+ * run); nodes never know which one they got.
  */
 export type NoiseSource = (req: NoiseRequest) => Float32Array;
 

@@ -1,10 +1,18 @@
 /**
- * Deterministic noise: Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as
+ * The engine's default noise source, `seededNoise`: torch's CPU generator or Philox, as the
+ * request's `generator` says (engine/context.ts NoiseRequest says which draw each request is).
+ *
+ * torch: models/sampling/torch-randn.ts, bit for bit what ComfyUI and diffusers draw on the CPU.
+ * A request names a position in a generator's stream; the last few streams are kept, so a
+ * sampler asking for step k after step k - 1 costs one draw (asked out of order, the stream is
+ * drawn again from its seed: the values never depend on the order of requests).
+ *
+ * Philox (workflows saved before version 2): Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as
  * 1, 2, 3", SC'11; the counter-based generator of Random123, cuRAND and JAX) turned into
  * standard normals with the Box-Muller transform.
  *
  * Layout, so anyone can reproduce a seed's noise in another language:
- * - key = (seed mod 2^32, floor(seed / 2^32)), seed an integer in [0, 2^53).
+ * - key = (seed mod 2^32, floor(seed / 2^32)), seed an integer in [0, 2^64).
  * - counter for block j = (j, stream, 0, 0), stream = PURPOSE_ID[purpose] * 65536 + step;
  *   each block yields four uint32 a, b, c, d.
  * - (a, b) and (c, d) each give two normals: u1 = (a + 0.5) / 2^32, u2 = (b + 0.5) / 2^32,
@@ -13,6 +21,7 @@
  * The values do not depend on anything but (seed, purpose, step, element index).
  */
 import type { NoiseRequest } from './context.js';
+import { TorchGenerator } from '../models/sampling/torch-randn.js';
 
 const M0 = 0xd2511f53;
 const M1 = 0xcd9e8d57;
@@ -51,13 +60,22 @@ export function philox4x32(ctr: [number, number, number, number], key: [number, 
   return [c0, c1, c2, c3];
 }
 
-const PURPOSE_ID: Record<NoiseRequest['purpose'], number> = { latents: 0, add_noise: 1, posterior: 2, eta: 3 };
+const PURPOSE_ID: Record<NoiseRequest['purpose'], number> = { latents: 0, add_noise: 1, posterior: 2, eta: 3, sampler: 4 };
 const TWO32 = 4294967296;
 
+const TWO64 = 1n << 64n;
+
+function seedBig(seed: number | bigint): bigint {
+  if (typeof seed === 'number' && !Number.isSafeInteger(seed)) throw new Error(`seed must be an integer in [0, 2^64) (a number below 2^53), got ${seed}`);
+  const s = BigInt(seed);
+  if (s < 0n || s >= TWO64) throw new Error(`seed must be an integer in [0, 2^64), got ${s}`);
+  return s;
+}
+
 /** `n` standard normals for (seed, stream), as float32. */
-export function philoxNormal(seed: number, stream: number, n: number): Float32Array {
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`seed must be an integer in [0, 2^53), got ${seed}`);
-  const key: [number, number] = [seed % TWO32, Math.floor(seed / TWO32)];
+export function philoxNormal(seed: number | bigint, stream: number, n: number): Float32Array {
+  const s = seedBig(seed);
+  const key: [number, number] = [Number(s & 0xffffffffn), Number(s >> 32n)];
   const out = new Float32Array(n);
   for (let j = 0; j * 4 < n; j++) {
     const r = philox4x32([j, stream, 0, 0], key);
@@ -73,8 +91,48 @@ export function philoxNormal(seed: number, stream: number, n: number): Float32Ar
   return out;
 }
 
-/** The engine's default noise source: Philox normals keyed by the request's seed, purpose and step. */
-export function seededNoise(req: NoiseRequest): Float32Array {
+/** Philox normals keyed by the request's seed, purpose and step. */
+export function philoxNoise(req: NoiseRequest): Float32Array {
   const n = req.shape.reduce((a, d) => a * d, 1);
   return philoxNormal(req.seed, PURPOSE_ID[req.purpose] * 65536 + (req.step ?? 0), n);
+}
+
+interface Stream { gen: TorchGenerator; drawn: number }
+const STREAMS_KEPT = 8;
+const streams = new Map<string, Stream>();
+
+/** Draw number `index` (0-based) of randn(shape) from manual_seed(seed). */
+export function torchStreamDraw(seed: bigint, shape: readonly number[], index: number): Float32Array {
+  if (!Number.isInteger(index) || index < 0) throw new Error(`noise draw index must be a whole number >= 0, got ${index}`);
+  const key = `${seed}|${shape.join(',')}`;
+  let s = streams.get(key);
+  if (!s || s.drawn > index) s = { gen: new TorchGenerator(seed), drawn: 0 };
+  for (; s.drawn < index; s.drawn++) s.gen.randn(shape);
+  const out = s.gen.randn(shape);
+  s.drawn++;
+  streams.delete(key);
+  streams.set(key, s);
+  if (streams.size > STREAMS_KEPT) streams.delete(streams.keys().next().value as string);
+  return out;
+}
+
+/** torch CPU noise: each request is a draw of a torch generator's stream (engine/context.ts NoiseRequest). */
+export function torchNoise(req: NoiseRequest): Float32Array {
+  const seed = seedBig(req.seed);
+  const step = req.step ?? 0;
+  switch (req.purpose) {
+    case 'latents':
+    case 'add_noise':
+    case 'posterior':
+      return torchStreamDraw(seed, req.shape, 0);
+    case 'eta':
+      return torchStreamDraw(seed, req.shape, step + 1);
+    case 'sampler':
+      return torchStreamDraw((seed + 1n) % TWO64, req.shape, step);
+  }
+}
+
+/** The engine's default noise source: the request's generator (Philox when it names none). */
+export function seededNoise(req: NoiseRequest): Float32Array {
+  return req.generator === 'torch' ? torchNoise(req) : philoxNoise(req);
 }

@@ -136,12 +136,12 @@ describe('validateWorkflow', () => {
 });
 
 describe('parseWorkflow', () => {
-  it('migrates version 0 (links, position) to version 1', () => {
+  it('migrates version 0 (links, position) to the current version', () => {
     const r = parseWorkflow({ version: 0, nodes: [{ id: 'a', type: 'src', params: {}, position: [10, 20] }, { id: 'b', type: 'sink' }], links: [['a', 'image', 'b', 'image']] });
     expect(r.errors).toEqual([]);
     expect(r.migratedFrom).toBe(0);
     expect(r.workflow).toEqual({
-      format: 'ipadapter-studio/workflow', version: 1,
+      format: 'ipadapter-studio/workflow', version: 2,
       nodes: [{ id: 'a', type: 'src', params: {}, ui: { x: 10, y: 20 } }, { id: 'b', type: 'sink', params: {} }],
       edges: [{ from: { node: 'a', port: 'image' }, to: { node: 'b', port: 'image' } }],
     });
@@ -150,7 +150,7 @@ describe('parseWorkflow', () => {
   it('refuses a newer version with a sentence', () => {
     const r = parseWorkflow({ format: 'ipadapter-studio/workflow', version: 7, nodes: [], edges: [] });
     expect(r.workflow).toBeNull();
-    expect(r.errors[0].message).toMatch(/version 7, saved by a newer .* up to 1/);
+    expect(r.errors[0].message).toMatch(/version 7, saved by a newer .* up to 2/);
   });
 
   it('refuses other formats, missing versions and malformed parts', () => {

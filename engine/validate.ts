@@ -8,6 +8,7 @@ import type { NodeSpec, ParamSpec, ParamValue } from '../nodes/types.js';
 import type { ValidationError, Workflow, WorkflowNode } from './api.js';
 import { notRegularFile } from '../models/regular-file.js';
 import { checkOutputPrefix, type PathResolver } from './paths.js';
+import { seedProblem } from './seed.js';
 
 export interface ValidateOptions {
   /** When given, file and image params must resolve to existing paths. */
@@ -26,6 +27,8 @@ export function paramsWithDefaults(spec: NodeSpec, params: Record<string, ParamV
 function checkParam(p: ParamSpec, v: ParamValue): string | null {
   switch (p.kind) {
     case 'number': {
+      // Seeds are integers in [0, 2^64): a number below 2^53 or a decimal string (engine/seed.ts).
+      if (p.widget === 'seed') return seedProblem(v);
       if (typeof v !== 'number' || !Number.isFinite(v)) return `must be a number, found ${JSON.stringify(v)}`;
       if (p.integer && !Number.isInteger(v)) return `must be a whole number, found ${v}`;
       if (p.min !== undefined && v < p.min) return `${v} is below the minimum ${p.min}`;

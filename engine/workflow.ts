@@ -1,5 +1,5 @@
 /**
- * Workflow JSON: format "ipadapter-studio/workflow", version 1. Reading goes through
+ * Workflow JSON: format "ipadapter-studio/workflow", version 2. Reading goes through
  * `parseWorkflow`, which checks the document's shape and migrates older versions step by step;
  * a newer version is refused with a sentence (we cannot guess what it means).
  *
@@ -8,11 +8,16 @@
  *      instead of `edges`, node positions as `position: [x, y]`, and no `format` field.
  * - 1: `edges: [{from: {node, port}, to: {node, port}}]`, layout in `ui: {x, y}` (the engine
  *      never reads it), free `meta`.
+ * - 2: nodes with a seed have a `noise` param (engine/seed.ts): `torch` (torch.randn on the CPU,
+ *      as ComfyUI and diffusers draw it) is the default of new nodes; a version-1 file meant the
+ *      Philox noise of engine/rng.ts, so the migration writes `noise: "philox"` on its seeded
+ *      nodes (DDIM Sampler, VAE Encode) and they draw exactly what they drew before. Seeds may be
+ *      decimal strings from 2^53 up to 2^64 - 1; version-1 seeds (numbers below 2^53) stay as they are.
  */
 import { WORKFLOW_FORMAT, type ValidationError, type Workflow, type WorkflowEdge, type WorkflowNode } from './protocol.js';
 
 export { WORKFLOW_FORMAT };
-export const WORKFLOW_VERSION = 1;
+export const WORKFLOW_VERSION = 2;
 
 export interface ParsedWorkflow {
   workflow: Workflow | null;
@@ -23,6 +28,9 @@ export interface ParsedWorkflow {
 
 type Json = Record<string, unknown>;
 const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The node types of version 1 that drew noise from their seed (all of it Philox). */
+const VERSION_1_SEEDED = new Set(['ddim-sampler', 'vae-encode']);
 
 /** Free-form fields (`meta`, a node's `ui`): at most this deep and about this large (JSON bytes). */
 export const MAX_FREE_FORM_DEPTH = 32;
@@ -71,7 +79,16 @@ const MIGRATIONS: Record<number, (doc: Json) => Json> = {
     const { links: _links, ...rest } = doc;
     return { ...rest, format: WORKFLOW_FORMAT, version: 1, nodes, edges };
   },
+  1: (doc) => {
+    const nodes = (Array.isArray(doc.nodes) ? doc.nodes : []).map((n) => {
+      if (!isObj(n) || !VERSION_1_SEEDED.has(n.type as string) || !isObj(n.params ?? {})) return n;
+      const params = (n.params ?? {}) as Json;
+      return { ...n, params: { ...params, noise: params.noise ?? 'philox' } };
+    });
+    return { ...doc, version: 2, nodes };
+  },
 };
+
 
 /**
  * Checks the document's shape and migrates it to the current version. Graph semantics (node

@@ -15,8 +15,11 @@
  *       StableDiffusionInpaintPipeline); a 9-channel inpainting UNet gets cat([x, mask,
  *       masked-image latents]) as its input instead.
  *
- * Noise comes from ctx.noise (seeded Philox normals unless a host injects tensors), so the
- * same seed gives the same image. Progress after each step carries a preview of the predicted
+ * Noise comes from ctx.noise through the node's seed params (nodes/runtime/seed.ts): with `noise` torch
+ * the starting noise is torch.randn on the CPU from manual_seed(seed), as ComfyUI and diffusers
+ * draw it, and eta's per-step noise continues that generator (diffusers' DDIMScheduler); with
+ * philox (workflows saved before version 2) the counter-based noise of engine/rng.ts. The same
+ * seed gives the same image. Progress after each step carries a preview of the predicted
  * clean latent (throttled: PreviewThrottle); cancellation is checked before each step.
  */
 import sharp from 'sharp';
@@ -24,10 +27,11 @@ import { latentPreview } from '../models/latent-preview.js';
 import { cfgGuidance, denoise, maskBlend } from '../models/sampling/denoise.js';
 import { ddimMethod } from '../models/sampling/ddim-method.js';
 import type { UNetConfig } from '../models/unet-config.js';
-import { checkAborted, type ExecContext } from '../engine/context.js';
+import { checkAborted } from '../engine/context.js';
 import { checkpointParts, schedulerFor, unetRuntime } from './runtime/networks.js';
 import { checkControlsFit, hasControls } from './runtime/controlnet.js';
 import { samplerUNet } from './runtime/sampler-unet.js';
+import { SEED_PARAMS, seededDraws } from './runtime/seed.js';
 import type { NodeDef, PortValues } from './types.js';
 import { expectValue, type ConditioningValue, type LatentValue, type ModelValue } from './values.js';
 
@@ -50,13 +54,13 @@ export class PreviewThrottle {
   }
 }
 
-async function previewPng(x0: Float32Array, dims: number[]): Promise<{ width: number; height: number; png: Uint8Array }> {
+export async function previewPng(x0: Float32Array, dims: number[]): Promise<{ width: number; height: number; png: Uint8Array }> {
   const p = latentPreview(x0, dims, 0);
   const png = await sharp(Buffer.from(p.rgb.buffer, p.rgb.byteOffset, p.rgb.byteLength), { raw: { width: p.width, height: p.height, channels: 3 } }).png().toBuffer();
   return { width: p.width, height: p.height, png };
 }
 
-function samplerInputs(inputs: PortValues): { model: ModelValue; positive: ConditioningValue; negative: ConditioningValue; latent: LatentValue } {
+export function samplerInputs(inputs: PortValues): { model: ModelValue; positive: ConditioningValue; negative: ConditioningValue; latent: LatentValue } {
   return {
     model: expectValue<ModelValue>(inputs.model, 'MODEL', 'model'),
     positive: expectValue<ConditioningValue>(inputs.positive, 'CONDITIONING', 'positive'),
@@ -84,14 +88,6 @@ export function checkSamplerInputs(unet: UNetConfig, checkpointPath: string, pos
   return { inpaintUNet };
 }
 
-/** One draw of the run's noise source, checked against the latent's size. */
-function drawNoise(ctx: ExecContext, purpose: 'latents' | 'add_noise', seed: number, shape: number[]): Float32Array {
-  const noise = ctx.noise({ node: ctx.nodeId, purpose, seed, shape });
-  const n = shape.reduce((a, d) => a * d, 1);
-  if (noise.length !== n) throw new Error(`noise source gave ${noise.length} values for shape [${shape}]`);
-  return noise;
-}
-
 export const ddimSampler: NodeDef = {
   type: 'ddim-sampler',
   title: 'DDIM Sampler',
@@ -105,7 +101,7 @@ export const ddimSampler: NodeDef = {
   ],
   outputs: [{ name: 'latent', type: 'LATENT' }],
   params: [
-    { name: 'seed', kind: 'number', default: 0, min: 0, max: Number.MAX_SAFE_INTEGER, step: 1, integer: true, widget: 'seed' },
+    ...SEED_PARAMS,
     { name: 'steps', kind: 'number', default: 30, min: 1, max: 1000, step: 1, integer: true },
     { name: 'cfg', label: 'CFG scale', kind: 'number', default: 7.5, min: 0, max: 30, step: 0.5 },
     { name: 'eta', kind: 'number', default: 0, min: 0, max: 1, step: 0.05 },
@@ -113,7 +109,7 @@ export const ddimSampler: NodeDef = {
   ],
   async execute(inputs, params, ctx) {
     const { model, positive, negative, latent } = samplerInputs(inputs);
-    const seed = params.seed as number;
+    const draws = seededDraws(ctx, params);
     const steps = params.steps as number;
     const cfg = params.cfg as number;
     const eta = params.eta as number;
@@ -126,10 +122,10 @@ export const ddimSampler: NodeDef = {
 
     const shape = [...latent.dims];
     const full = !!latent.empty && strength >= 1;
-    const method = ddimMethod(sched, { steps, strength, full, eta, noise: (step) => ctx.noise({ node: ctx.nodeId, purpose: 'eta', seed, shape, step }) });
+    const method = ddimMethod(sched, { steps, strength, full, eta, noise: (step) => draws.eta(shape, step) });
     if (!method.timesteps.length) return { latent };
     // The starting draw; inpainting also noises the init latents with it at every step.
-    const noise0 = drawNoise(ctx, full ? 'latents' : 'add_noise', seed, shape);
+    const noise0 = draws.initial(full ? 'latents' : 'add_noise', shape);
     const x0 = method.startLatents(noise0, full ? undefined : latent.samples);
     ctx.trace?.({ node: ctx.nodeId, name: 'start_latents', data: x0, shape });
 
