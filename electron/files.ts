@@ -38,3 +38,20 @@ export function uniquePath(dir: string, name: string): string {
   for (let i = 1; fs.existsSync(candidate); i++) candidate = path.join(dir, `${stem}-${i}${ext}`);
   return candidate;
 }
+
+/**
+ * Opens `dir` in the file manager (`openPath`: Electron's shell.openPath) only when it is a
+ * folder: a setting naming an executable or a document is never handed to the shell to run.
+ * Returns null when opened, else the sentence to show.
+ */
+export async function openFolderOnly(dir: string, openPath: (p: string) => Promise<string>): Promise<string | null> {
+  let st: fs.Stats;
+  try {
+    st = await fs.promises.stat(dir);
+  } catch {
+    return `${dir} does not exist`;
+  }
+  if (!st.isDirectory()) return `${dir} is not a folder; it is not opened`;
+  const err = await openPath(dir);
+  return err ? `could not open ${dir}: ${err}` : null;
+}

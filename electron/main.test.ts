@@ -13,7 +13,7 @@ import { APP_ORIGIN, IPC } from './channels.js';
 type Listener = (...args: any[]) => any;
 
 const fake = vi.hoisted(() => {
-  const calls: { schemes?: unknown; sandbox?: boolean; menu?: any[]; quit: number; errors: string[] } = { quit: 0, errors: [] };
+  const calls: { schemes?: unknown; sandbox?: boolean; menu?: any[]; quit: number; errors: string[]; opened: string[] } = { quit: 0, errors: [], opened: [] };
   const appListeners = new Map<string, Listener[]>();
   const handles = new Map<string, Listener>();
   const ons = new Map<string, Listener>();
@@ -69,7 +69,7 @@ const fake = vi.hoisted(() => {
       handle: (_scheme: string, h: Listener) => void (protocolHandler = h),
     },
     session: { defaultSession: { setPermissionRequestHandler: () => {}, setPermissionCheckHandler: () => {}, webRequest: { onBeforeRequest: () => {} } } },
-    shell: { openPath: async () => '' },
+    shell: { openPath: async (p: string) => (calls.opened.push(p), '') },
   };
   return { electron, calls, appListeners, handles, ons, windows, state, ready, protocol: () => protocolHandler };
 });
@@ -142,6 +142,25 @@ describe('main process (fake electron)', () => {
     const items = fake.calls.menu!.flatMap((m: any) => m.submenu ?? []);
     items.find((i: any) => i.id === 'save').click();
     expect(fake.windows[0].webContents.sent.at(-1)).toEqual([IPC.menu, 'save']);
+  });
+
+  it('settings name existing folders only, and Open Output / Models Folder open only folders', async () => {
+    const invoke = fake.handles.get(IPC.invoke)!;
+    const program = path.join(dir, 'program.exe');
+    fs.writeFileSync(program, 'MZ');
+    const before = (await invoke(event(), 'getSettings', {})).result;
+    for (const change of [{ outputDir: program }, { modelsDir: program }, { outputDir: path.join(dir, 'missing') }]) {
+      const r = await invoke(event(), 'updateSettings', change);
+      expect(r, JSON.stringify(change)).toMatchObject({ ok: false, error: expect.stringMatching(/is not a folder|does not exist/) });
+    }
+    expect((await invoke(event(), 'getSettings', {})).result).toEqual(before);
+    expect(fs.existsSync(path.join(dir, 'user', 'settings.json'))).toBe(false); // nothing saved
+    const help = fake.calls.menu!.flatMap((m: any) => m.submenu ?? []);
+    help.find((i: any) => i.label === 'Open Output Folder').click();
+    help.find((i: any) => i.label === 'Open Models Folder').click();
+    for (let i = 0; i < 100 && fake.calls.opened.length < 2; i++) await new Promise((res) => setTimeout(res, 10));
+    expect(fake.calls.opened.sort()).toEqual([before.outputDir, path.join(dir, 'models')].sort());
+    expect(fake.calls.opened).not.toContain(program);
   });
 
   it('closes the engine before quitting', async () => {

@@ -18,6 +18,7 @@ import { hostNotices, providersHere, resolveSettings, saveSettings, settingsFile
 import { resolveAppRequest } from './app-protocol.js';
 import { APP_ORIGIN, APP_SCHEME, IPC, type MenuAction } from './channels.js';
 import { parseDesktopArgs } from './config.js';
+import { openFolderOnly } from './files.js';
 import { createDesktopHost, type Dialogs, type Sender } from './ipc.js';
 import { menuTemplate } from './menu.js';
 import { hardenSession, hardenWebContents, windowOptions } from './security.js';
@@ -146,14 +147,16 @@ async function start(): Promise<void> {
   });
   h.forwardEvents((ev) => sendToWindows(IPC.event, ev));
 
+  const showOpenError = (err: string | null) => { if (err) { log(err); dialog.showErrorBox('IP-Adapter Studio', err); } };
   const send = (action: MenuAction) => {
     const win = BrowserWindow.getFocusedWindow() ?? mainWindow;
     if (win && !win.webContents.isDestroyed()) win.webContents.send(IPC.menu, action);
   };
   Menu.setApplicationMenu(Menu.buildFromTemplate(menuTemplate({
     platform: process.platform, dev: !app.isPackaged, appName: app.getName(), send,
-    openOutputFolder: () => void shell.openPath(eng.settings().outputDir),
-    openModelsFolder: () => void shell.openPath(eng.modelsDir()),
+    // Folders only: a setting naming a program or a document is never handed to the shell.
+    openOutputFolder: () => void openFolderOnly(eng.settings().outputDir, (p) => shell.openPath(p)).then(showOpenError),
+    openModelsFolder: () => void openFolderOnly(eng.modelsDir(), (p) => shell.openPath(p)).then(showOpenError),
   })));
 
   mainWindow = createWindow(rendererDir);

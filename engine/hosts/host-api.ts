@@ -13,6 +13,7 @@ import * as crypto from 'node:crypto';
 import type { EngineApi, EngineSettings, ImageRef, RunEvent, Workflow } from '../api.js';
 import type { NodeSpec } from '../../nodes/types.js';
 import { writeFileAtomicSync } from '../../models/fs-atomic.js';
+import { settingsFolderProblem } from './host-config.js';
 import { isInsideReal } from '../paths.js';
 import {
   channels, summarise, WorkflowSchema, type ChannelName, type ChannelRequest, type ChannelResponse, type HostInfo,
@@ -54,6 +55,9 @@ export function createApiHandlers(opts: ApiHandlerOptions): ApiHandlers {
     cancel: (r) => (engine.cancel(r.runId), {}),
     getSettings: () => engine.settings(),
     updateSettings: (r) => {
+      // Only existing folders: the hosts' Open Output / Models Folder then opens a folder, never a program.
+      const bad = settingsFolderProblem(r, engine.settings());
+      if (bad) throw new Error(bad);
       const s = engine.updateSettings(r);
       opts.onSettings?.(s);
       return s;

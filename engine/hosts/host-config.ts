@@ -64,6 +64,30 @@ export function saveSettings(file: string, s: EngineSettings): Promise<void> {
   return next;
 }
 
+/**
+ * Why a settings change may not be saved, or null: the models and output folders it names must
+ * be existing folders (through symlinks), not files, so "Open Output / Models Folder" can only
+ * ever open a folder, even when a compromised renderer sends the change. Checked by both hosts
+ * before the engine takes the change and before it is written to settings.json. A folder equal to
+ * the one in `current` is not checked again (the editor sends every field with each change).
+ */
+export function settingsFolderProblem(update: Partial<EngineSettings>, current?: EngineSettings): string | null {
+  const label = { modelsDir: 'models folder', outputDir: 'output folder' } as const;
+  for (const key of ['modelsDir', 'outputDir'] as const) {
+    const p = update[key];
+    if (p === undefined || p === current?.[key]) continue;
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(p, { throwIfNoEntry: false });
+    } catch (e) {
+      return `the ${label[key]} ${p} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`;
+    }
+    if (!st) return `the ${label[key]} ${p} does not exist; create it first or choose another folder`;
+    if (!st.isDirectory()) return `the ${label[key]} ${p} is not a folder`;
+  }
+  return null;
+}
+
 export interface SettingsFlags {
   models?: string;
   out?: string;
