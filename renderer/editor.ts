@@ -4,9 +4,12 @@
  */
 import { useStore } from 'zustand';
 import { createHost, type Host } from './host.js';
+import { followSeedControls } from './seed-control.js';
 import { createEditorStore, type EditorState } from './store/index.js';
 
 export const editor = createEditorStore();
+// Seeds change after each run the editor queues, as their control_after_generate says.
+followSeedControls(editor);
 
 let hostInstance: Host | null = null;
 export function host(): Host {
