@@ -155,7 +155,8 @@ export const CHANNEL_NAMES = Object.keys(channels) as ChannelName[];
 export const RequestEnvelopeSchema = z.object({
   id: z.number().int().nonnegative(),
   method: z.enum(CHANNEL_NAMES as [ChannelName, ...ChannelName[]]),
-  params: z.unknown(),
+  /** Optional: a request without params is checked as `{}` (parseRequest), as the channels without params expect. */
+  params: z.unknown().optional(),
 }).strict();
 
 /** Host -> client: a reply or an engine event. */

@@ -109,4 +109,17 @@ describe('web server routes with and without the access key', () => {
     expect(await open('/ws', true)).toBe(true);
     for (const p of ['/ws', '/ws/', '/ws%2f', '//ws']) expect(await open(p, false), p).toBe(false);
   });
+
+  it('a request without params is a request with empty params (the envelope does not require them)', async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${server.port}/ws?t=${server.token}`);
+    const replies: any[] = [];
+    ws.on('message', (d) => replies.push(JSON.parse(d.toString())));
+    await new Promise<void>((r, j) => { ws.once('open', () => r()); ws.once('error', j); });
+    ws.send(JSON.stringify({ id: 1, method: 'getSettings' }));
+    ws.send(JSON.stringify({ id: 2, method: 'cancel' })); // a channel that needs params still says which
+    for (let i = 0; i < 100 && replies.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(replies.find((r) => r.id === 1)).toMatchObject({ ok: true, result: { provider: 'cpu' } });
+    expect(replies.find((r) => r.id === 2)).toMatchObject({ ok: false, error: expect.stringMatching(/invalid params for cancel: runId/) });
+    ws.close();
+  });
 });
