@@ -16,6 +16,8 @@ import { applyIpAdapter } from './apply-ip-adapter.js';
 import { textEncode } from './text-encode.js';
 import { emptyLatentImage } from './empty-latent-image.js';
 import { ddimSampler } from './ddim-sampler.js';
+import { kSampler } from './ksampler.js';
+import { kSamplerAdvanced } from './ksampler-advanced.js';
 import { vaeDecode } from './vae-decode.js';
 import { vaeEncode } from './vae-encode.js';
 import { setLatentNoiseMask } from './set-latent-noise-mask.js';
@@ -42,6 +44,8 @@ export const NODE_DEFS: NodeDef[] = [
   textEncode,
   emptyLatentImage,
   ddimSampler,
+  kSampler,
+  kSamplerAdvanced,
   vaeDecode,
   vaeEncode,
   setLatentNoiseMask,

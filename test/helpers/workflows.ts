@@ -28,6 +28,8 @@ export interface IpWorkflowOptions {
   /** 'save' writes into the output folder, 'preview' into the temp folder. */
   output?: 'save' | 'preview';
   prefix?: string;
+  /** Another sampler node in place of the DDIM Sampler (e.g. `ksampler` with its params); same ports. */
+  sampler?: { type: string; params: WorkflowNode['params'] };
 }
 
 /** image -> CLIP Vision Encode -> Projection -> Apply IP-Adapter (λ) -> DDIM -> VAE Decode (checkpoint's VAE or Load VAE) -> output; optional Load LoRA chain on MODEL and CLIP. */
@@ -47,7 +49,8 @@ export function ipAdapterWorkflow(o: IpWorkflowOptions): Workflow {
   node('positive', 'text-encode', { text: o.prompt ?? 'best quality' });
   node('negative', 'text-encode', { text: o.negative ?? 'low quality' });
   node('latent', 'empty-latent-image', { width: o.width ?? 64, height: o.height ?? 64, batch_size: 1 });
-  node('sampler', 'ddim-sampler', { seed: o.seed ?? 1, steps: o.steps ?? 4, cfg: o.cfg ?? 7.5, eta: 0, denoise: 1 });
+  if (o.sampler) node('sampler', o.sampler.type, o.sampler.params);
+  else node('sampler', 'ddim-sampler', { seed: o.seed ?? 1, steps: o.steps ?? 4, cfg: o.cfg ?? 7.5, eta: 0, denoise: 1 });
   node('decode', 'vae-decode');
   if ((o.output ?? 'save') === 'save') node('out', 'save-image', { filename_prefix: o.prefix ?? 'test' });
   else node('out', 'preview-image');
