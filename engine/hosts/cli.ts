@@ -109,6 +109,8 @@ export function applySets(wf: Workflow, sets: CliArgs['sets'], paramKind: (type:
     if (kind === 'number') {
       v = Number(s.value);
       if (s.value.trim() === '' || !Number.isFinite(v)) { errors.push(`--set ${s.node}.${s.param}: "${s.value}" is not a number`); continue; }
+      // A whole number beyond 2^53 stays as written (a seed up to 2^64 - 1: engine/seed.ts); validation judges it.
+      if (/^\d+$/.test(s.value.trim()) && !Number.isSafeInteger(v)) v = s.value.trim();
     } else if (kind === 'boolean') {
       if (s.value !== 'true' && s.value !== 'false') { errors.push(`--set ${s.node}.${s.param}: expected true or false`); continue; }
       v = s.value === 'true';
