@@ -82,8 +82,15 @@ export function checkOutputPrefix(prefix: string): string | null {
     return `the filename prefix "${prefix}" contains "..", which would leave the output folder`;
   }
   if (/[\0<>:"|?*]/.test(prefix)) return `the filename prefix "${prefix}" contains a character not allowed in file names`;
+  const reserved = prefix.split(/[\\/]/).find((s) => WINDOWS_RESERVED.test(s.split('.')[0]!.trimEnd()));
+  if (reserved !== undefined) {
+    return `the filename prefix "${prefix}" uses "${reserved}", a device name on Windows (CON, PRN, AUX, NUL, COM1-9, LPT1-9), which is not a folder or file there`;
+  }
   return null;
 }
+
+/** Names Windows reserves for devices in every folder, with any extension (case-insensitive). */
+const WINDOWS_RESERVED = /^(con|prn|aux|nul|com[0-9\u00b9\u00b2\u00b3]|lpt[0-9\u00b9\u00b2\u00b3])$/i;
 
 /**
  * Joins a checked prefix under `outputDir`, and checks the result stays inside it, also after
