@@ -220,3 +220,16 @@ describe('stale temporaries of interrupted atomic writes', () => {
     expect(fs.readdirSync(path.join(tmp, 'out')).filter((f) => f.startsWith('.fresh'))).toHaveLength(1);
   });
 });
+
+describe('relative names that climb out of their folder', () => {
+  it('are refused at validation, naming the node (absolute paths stay readable on purpose)', () => {
+    fs.writeFileSync(path.join(tmp, 'outside.safetensors'), fs.readFileSync(path.join(vaeDir, 'good.safetensors')));
+    const errs = engine.validate(vaeWorkflow('../../outside.safetensors', '../secret.png'));
+    expect(errs).toEqual(expect.arrayContaining([
+      expect.objectContaining({ node: 'vae', param: 'vae_name', message: expect.stringMatching(/"\.\.\/\.\.\/outside\.safetensors" climbs out of the folder it is looked up in/) }),
+      expect.objectContaining({ node: 'image', param: 'image', message: expect.stringMatching(/"\.\.\/secret\.png" climbs out/) }),
+    ]));
+    expect(engine.validate(vaeWorkflow('sub\\..\\..\\..\\outside.safetensors'))).toEqual([expect.objectContaining({ node: 'vae', message: expect.stringMatching(/climbs out/) })]);
+    expect(engine.validate(vaeWorkflow(path.join(tmp, 'outside.safetensors')))).toEqual([]);
+  });
+});

@@ -93,6 +93,17 @@ export function checkOutputPrefix(prefix: string): string | null {
 const WINDOWS_RESERVED = /^(con|prn|aux|nul|com[0-9\u00b9\u00b2\u00b3]|lpt[0-9\u00b9\u00b2\u00b3])$/i;
 
 /**
+ * True when a relative model or image name climbs above the folder it is looked up in
+ * (`../x`, `a/../../x`, also with backslashes): a shared workflow reads files inside the models
+ * folder, its own folder or the inputs folder, or an absolute path it names outright.
+ */
+export function climbsOut(name: string): boolean {
+  if (path.isAbsolute(name) || path.win32.isAbsolute(name)) return false;
+  const n = path.posix.normalize(name.replace(/\\/g, '/'));
+  return n === '..' || n.startsWith('../');
+}
+
+/**
  * Joins a checked prefix under `outputDir`, and checks the result stays inside it, also after
  * symlinks: a subfolder of the output folder that is a symlink to elsewhere is refused.
  */

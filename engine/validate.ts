@@ -7,7 +7,7 @@ import { canConnect } from '../nodes/ports.js';
 import type { NodeSpec, ParamSpec, ParamValue } from '../nodes/types.js';
 import type { ValidationError, Workflow, WorkflowNode } from './api.js';
 import { notRegularFile } from '../models/regular-file.js';
-import { checkOutputPrefix, type PathResolver } from './paths.js';
+import { checkOutputPrefix, climbsOut, type PathResolver } from './paths.js';
 import { seedProblem } from './seed.js';
 
 export interface ValidateOptions {
@@ -115,8 +115,10 @@ export function validateWorkflow(wf: Workflow, specs: Map<string, NodeSpec>, opt
       const v = params[p.name] as string;
       if ((p.kind === 'file' || p.kind === 'image') && opts.paths && !(p.optional && v === '')) {
         // A model is a file or a folder, an image a file; a FIFO or device would block the loader's open.
-        const found = p.kind === 'file' ? opts.paths.resolveModel(p.modelKind, v) : opts.paths.resolveImage(v);
-        const bad = found ? notRegularFile(found, p.kind === 'file') : p.kind === 'file' ? opts.paths.missingModel(p.modelKind, v) : opts.paths.missingImage(v);
+        const found = climbsOut(v) ? null : p.kind === 'file' ? opts.paths.resolveModel(p.modelKind, v) : opts.paths.resolveImage(v);
+        const bad = climbsOut(v)
+          ? `"${v}" climbs out of the folder it is looked up in (..); name a file inside the ${p.kind === 'file' ? 'models folder' : 'workflow\'s folder or the inputs folder'}, or its absolute path`
+          : found ? notRegularFile(found, p.kind === 'file') : p.kind === 'file' ? opts.paths.missingModel(p.modelKind, v) : opts.paths.missingImage(v);
         if (bad) errors.push({ node: n.id, param: p.name, message: `${title(n)}: ${bad}` });
       }
       if (p.kind === 'string' && p.outputPrefix) {
