@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import type { NodeSpec } from '../nodes/types.js';
+import type { NodeSpec, ParamSpec } from '../nodes/types.js';
 import { followSeedControls, seedsAfterGenerate } from './seed-control.js';
 import { createEditorStore } from './store/index.js';
 
-const CONTROL = { name: 'control_after_generate', kind: 'enum', options: ['fixed', 'increment', 'decrement', 'randomize'], default: 'fixed' } as const;
+const CONTROL: ParamSpec = { name: 'control_after_generate', kind: 'enum', options: ['fixed', 'increment', 'decrement', 'randomize'], default: 'fixed' };
 const SPECS: NodeSpec[] = [
   { type: 'sampler', title: 'Sampler', category: 'Sampling', description: '', inputs: [], outputs: [],
     params: [{ name: 'seed', kind: 'number', default: 0, min: 0, integer: true, widget: 'seed' }, CONTROL, { name: 'steps', kind: 'number', default: 4 }] },
