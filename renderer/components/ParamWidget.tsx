@@ -6,6 +6,7 @@
  */
 import { memo, useRef, useState, type DragEvent, type Ref } from 'react';
 import type { ParamSpec, ParamValue } from '../../nodes/types.js';
+import { seedAfterGenerate, seedProblem, seedValue } from '../../engine/seed.js';
 import { editor, host, useEditor } from '../editor.js';
 import { fileBytes, toBase64 } from '../files.js';
 import { MaskPainter } from './MaskPainter.js';
@@ -44,6 +45,49 @@ function NumberField(props: { value: number; min?: number; max?: number; step?: 
       }}
       onBlur={() => setText(String(props.value))}
     />
+  );
+}
+
+/**
+ * A seed: an integer in [0, 2^64) (engine/seed.ts), typed as digits (a number below 2^53, a decimal
+ * string above), with a randomise button (below 2^50, as control_after_generate's randomize).
+ */
+function SeedField({ node, name, label, value }: { node: string; name: string; label: string; value: ParamValue }) {
+  const [text, setText] = useState(String(value));
+  const [shown, setShown] = useState(value);
+  if (shown !== value) {
+    setShown(value);
+    setText(String(value));
+  }
+  const bad = seedProblem(text.trim());
+  const commit = (t: string) => {
+    const d = t.trim();
+    if (!/^\d+$/.test(d) || seedProblem(d)) return;
+    set(node, name, seedValue(BigInt(d)));
+  };
+  return (
+    <div className="row">
+      <input
+        className={`nodrag seed${bad ? ' invalid' : ''}`} type="text" inputMode="numeric" aria-label={label} value={text}
+        aria-invalid={bad ? true : undefined} title={bad ? `seed ${bad}` : 'An integer from 0 to 18446744073709551615'}
+        onChange={(e) => {
+          setText(e.target.value);
+          commit(e.target.value);
+        }}
+        onBlur={() => setText(String(value))}
+      />
+      <button
+        type="button" className="icon nodrag" aria-label={`Randomise ${label}`} title="Randomise"
+        onClick={() => set(node, name, seedAfterGenerate(0, 'randomize'))}
+      >
+        <svg width="14" height="14" viewBox="0 0 16 16" aria-hidden="true">
+          <rect x="1.5" y="1.5" width="13" height="13" rx="3" fill="none" stroke="currentColor" strokeWidth="1.4" />
+          <circle cx="5" cy="5" r="1.3" fill="currentColor" /><circle cx="11" cy="11" r="1.3" fill="currentColor" />
+          <circle cx="8" cy="8" r="1.3" fill="currentColor" /><circle cx="11" cy="5" r="1.3" fill="currentColor" />
+          <circle cx="5" cy="11" r="1.3" fill="currentColor" />
+        </svg>
+      </button>
+    </div>
   );
 }
 
@@ -228,25 +272,8 @@ function Widget(props: Props) {
   const label = spec.label ?? spec.name;
   switch (spec.kind) {
     case 'number': {
+      if (spec.widget === 'seed') return <SeedField node={node} name={spec.name} label={label} value={value ?? spec.default} />;
       const n = typeof value === 'number' ? value : spec.default;
-      if (spec.widget === 'seed') {
-        return (
-          <div className="row">
-            <NumberField label={label} value={n} integer min={spec.min} max={spec.max} onChange={(v) => set(node, spec.name, v)} />
-            <button
-              type="button" className="icon nodrag" aria-label={`Randomise ${label}`} title="Randomise"
-              onClick={() => set(node, spec.name, Math.floor(Math.random() * Math.min(spec.max ?? 2 ** 32 - 1, 2 ** 32 - 1)))}
-            >
-              <svg width="14" height="14" viewBox="0 0 16 16" aria-hidden="true">
-                <rect x="1.5" y="1.5" width="13" height="13" rx="3" fill="none" stroke="currentColor" strokeWidth="1.4" />
-                <circle cx="5" cy="5" r="1.3" fill="currentColor" /><circle cx="11" cy="11" r="1.3" fill="currentColor" />
-                <circle cx="8" cy="8" r="1.3" fill="currentColor" /><circle cx="11" cy="5" r="1.3" fill="currentColor" />
-                <circle cx="5" cy="11" r="1.3" fill="currentColor" />
-              </svg>
-            </button>
-          </div>
-        );
-      }
       if (isSlider(spec)) {
         return (
           <div className="row">
