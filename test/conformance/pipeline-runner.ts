@@ -32,7 +32,8 @@ import { type CaseModels, caseModels } from './case-models.js';
 import { compare, toleranceFor, type CaseHandler, type CaseSpec, type Ctx, type Row } from './context.js';
 
 let engine: Engine | null = null;
-function getEngine(ctx: Ctx): Engine {
+/** The engine the pipeline cases run on (one per process). */
+export function getEngine(ctx: Ctx): Engine {
   if (!engine) {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-pipeline-'));
     engine = createEngine({
@@ -44,7 +45,7 @@ function getEngine(ctx: Ctx): Engine {
 }
 
 /** What a case's workflow contains. */
-interface PipelineSpec {
+export interface PipelineSpec {
   prompt: string;
   negative: string;
   /** Image prompt files (none: no adapter nodes at all). */
@@ -63,6 +64,8 @@ interface PipelineSpec {
   control?: { png: string; strength: number };
   /** Load LoRA nodes chained after the checkpoint (absolute files; strength_model / strength_clip). */
   loras?: { file: string; strengthModel: number; strengthClip: number }[];
+  /** Another sampler node in place of the DDIM Sampler (the samplers folder: KSampler), with its params. */
+  sampler?: { type: string; params: WorkflowNode['params'] };
 }
 
 /** The model files of one run of a case (absolute paths), and the label its rows carry. */
@@ -167,7 +170,9 @@ export function buildWorkflow(ctx: Ctx, s: PipelineSpec, m: ModelChoice): Workfl
   } else {
     latent = node('empty_latent', 'empty-latent-image', { width: s.width, height: s.height, batch_size: 1 });
   }
-  const sampler = node('sampler', 'ddim-sampler', { seed: 0, steps: s.steps, cfg: s.cfg, eta: s.eta, denoise: s.init?.strength ?? 1 });
+  const sampler = s.sampler
+    ? node('sampler', s.sampler.type, s.sampler.params)
+    : node('sampler', 'ddim-sampler', { seed: 0, steps: s.steps, cfg: s.cfg, eta: s.eta, denoise: s.init?.strength ?? 1 });
   link(model, modelPort, sampler, 'model');
   link(posOut, 'conditioning', sampler, 'positive');
   link(negOut, 'conditioning', sampler, 'negative');
@@ -180,7 +185,7 @@ export function buildWorkflow(ctx: Ctx, s: PipelineSpec, m: ModelChoice): Workfl
   return { format: 'ipadapter-studio/workflow', version: 1, nodes, edges, meta: { source: 'conformance' } };
 }
 
-interface Captured {
+export interface Captured {
   /** The checkpoint the Load Checkpoint node resolved (what the sampler's scheduler is read from). */
   checkpoint: CheckpointRef | null;
   latents: Float32Array | null;
@@ -190,9 +195,9 @@ interface Captured {
 }
 
 /** Runs a workflow with explicit noise tensors; returns the sampler's latent, the image and the traces. */
-async function runCase(ctx: Ctx, wf: Workflow, noise: Partial<Record<NoiseRequest['purpose'], Float32Array>>): Promise<Captured> {
+export async function runCase(ctx: Ctx, wf: Workflow, noise: Partial<Record<NoiseRequest['purpose'], Float32Array>> | NoiseSource): Promise<Captured> {
   const cap: Captured = { checkpoint: null, latents: null, image: null, steps: new Map(), named: new Map() };
-  const source: NoiseSource = (req) => {
+  const source: NoiseSource = typeof noise === 'function' ? noise : (req) => {
     const t = noise[req.purpose];
     if (!t) throw new Error(`the case gives no tensor for the ${req.purpose} noise draw`);
     return t.slice();

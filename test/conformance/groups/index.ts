@@ -21,6 +21,7 @@ import { maliciousPickles } from './malicious_pickles.js';
 import { loraGroup } from './lora.js';
 import { ipFullFaceUnetStep } from './ip_full_face_unet_step.js';
 import { pipelineIpFullFace } from './pipeline_ip_full_face.js';
+import { SAMPLER_CASES, samplerGroup } from './samplers.js';
 import { torchRandnCpu } from './torch_randn_cpu.js';
 
 export const handlers: Record<string, CaseHandler> = {
@@ -44,6 +45,7 @@ export const handlers: Record<string, CaseHandler> = {
   lora: loraGroup,
   ip_full_face_unet_step: ipFullFaceUnetStep,
   pipeline_ip_full_face: pipelineIpFullFace,
-  // samplers
+  // samplers: torch randn, and every sampler group through a KSampler workflow (groups/samplers.ts)
   torch_randn_cpu: torchRandnCpu,
+  ...Object.fromEntries(Object.keys(SAMPLER_CASES).map((g) => [g, samplerGroup])),
 };
