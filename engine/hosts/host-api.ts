@@ -14,6 +14,7 @@ import type { EngineApi, EngineSettings, ImageRef, RunEvent, Workflow } from '..
 import type { NodeSpec } from '../../nodes/types.js';
 import { writeFileAtomicSync } from '../../models/fs-atomic.js';
 import { settingsFolderProblem } from './host-config.js';
+import { imageSizeProblem } from '../../models/image-limits.js';
 import { isInsideReal } from '../paths.js';
 import {
   channels, summarise, WorkflowSchema, type ChannelName, type ChannelRequest, type ChannelResponse, type HostInfo,
@@ -211,7 +212,12 @@ export function imageSize(b: Buffer): { width: number; height: number; ext: stri
 
 /** Stores an uploaded image (base64) under a content-hashed name; the param value is its absolute path. */
 export function storeUpload(inputsDir: string, name: string, dataBase64: string): ChannelResponse<'uploadImage'> {
-  return storeImageBytes(inputsDir, name, Buffer.from(dataBase64, 'base64'));
+  const bytes = Buffer.from(dataBase64, 'base64');
+  // A header-only image (0x0) or one above the pixel limit is refused now, not at the first run.
+  const size = imageSize(bytes);
+  const bad = size ? imageSizeProblem(size.width, size.height) : null;
+  if (bad) throw new Error(`${name}: ${bad}`);
+  return storeImageBytes(inputsDir, name, bytes);
 }
 
 /**
