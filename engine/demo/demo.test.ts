@@ -77,7 +77,7 @@ describe('demo model set', () => {
 
   it('has the examples', () => {
     expect(examples.sort()).toEqual(expect.arrayContaining(['image-and-text.json', 'image-prompt.json', 'img2img-image-prompt.json', 'lambda-sweep.json',
-      'ip-canny-controlnet.json', 'ip-two-controlnets.json', 'inpaint-image-prompt.json', 'style-transfer.json', 'custom-vae.json']));
+      'ip-canny-controlnet.json', 'ip-two-controlnets.json', 'inpaint-image-prompt.json', 'style-transfer.json', 'custom-vae.json', 'image-prompt-dpmpp-2m-karras.json', 'image-prompt-euler-a.json']));
   });
 
   // Each example end to end (with 2 sampler steps, to keep the test short; the CLI runs them in full).
@@ -85,7 +85,7 @@ describe('demo model set', () => {
     it(`runs examples/${f} end to end`, async () => {
       const file = path.join(root, 'examples', f);
       const wf = parseWorkflow(JSON.parse(fs.readFileSync(file, 'utf8'))).workflow!;
-      for (const n of wf.nodes) if (n.type === 'ddim-sampler') n.params = { ...n.params, steps: 2 };
+      for (const n of wf.nodes) if (['ddim-sampler', 'ksampler', 'ksampler-advanced'].includes(n.type)) n.params = { ...n.params, steps: 2 };
       const r = await engine.run(wf, { workflowDir: path.dirname(file) });
       expect(r.errors ?? [], JSON.stringify(r.errors)).toEqual([]);
       expect(r.ok, r.error).toBe(true);
