@@ -35,9 +35,17 @@ const stem = (p: unknown) => path.basename(String(p ?? '')).replace(/\.safetenso
 const clean = (s: string) => s.replace(/\r?\n/g, ' ').trim();
 const num = (v: unknown, d: number) => (typeof v === 'number' ? v : d);
 
+const SAMPLER_NODES = new Set(['ddim-sampler', 'ksampler', 'ksampler-advanced']);
+/** KSampler's sampler_name as A1111 names it (its `Sampler` field; the scheduler goes to `Schedule type`). */
+const A1111_SAMPLERS: Record<string, string> = {
+  euler: 'Euler', euler_ancestral: 'Euler a', heun: 'Heun', lms: 'LMS', dpmpp_2m: 'DPM++ 2M', ddim: 'DDIM', ddpm: 'DDPM',
+  uni_pc: 'UniPC', uni_pc_bh2: 'UniPC', lcm: 'LCM',
+};
+const A1111_SCHEDULES: Record<string, string> = { karras: 'Karras', exponential: 'Exponential', sgm_uniform: 'SGM Uniform', simple: 'Simple', ddim_uniform: 'DDIM' };
+
 /** The parameters text for images written by output node `nodeId`, or null without a sampler upstream. */
 export function a1111Parameters(wf: Workflow, nodeId: string, width: number, height: number): string | null {
-  const sampler = upstream(wf, nodeId).find((n) => n.type === 'ddim-sampler');
+  const sampler = upstream(wf, nodeId).find((n) => SAMPLER_NODES.has(n.type));
   if (!sampler) return null;
   const prompt = (port: string) => upstream(wf, sampler.id, port).find((n) => n.type === 'text-encode')?.params.text;
   const pos = clean(String(prompt('positive') ?? ''));
@@ -47,11 +55,14 @@ export function a1111Parameters(wf: Workflow, nodeId: string, width: number, hei
   const apply = modelChain.find((n) => n.type === 'apply-ip-adapter');
   const adapter = apply ? upstream(wf, apply.id, 'ip_adapter').find((n) => n.type === 'load-ip-adapter') : undefined;
   const p = sampler.params;
+  const k = sampler.type !== 'ddim-sampler';
+  const seed = k && sampler.type === 'ksampler-advanced' ? p.noise_seed : p.seed;
   const fields: [string, string | number][] = [
-    ['Steps', num(p.steps, 30)],
-    ['Sampler', 'DDIM'],
-    ['CFG scale', num(p.cfg, 7.5)],
-    ['Seed', num(p.seed, 0)],
+    ['Steps', num(p.steps, k ? 20 : 30)],
+    ['Sampler', k ? A1111_SAMPLERS[String(p.sampler_name ?? 'euler')] ?? String(p.sampler_name) : 'DDIM'],
+    ...(k && A1111_SCHEDULES[String(p.scheduler)] ? [['Schedule type', A1111_SCHEDULES[String(p.scheduler)]!] as [string, string]] : []),
+    ['CFG scale', num(p.cfg, k ? 8 : 7.5)],
+    ['Seed', typeof seed === 'string' ? seed : num(seed, 0)],
     ['Size', `${width}x${height}`],
   ];
   if (ckpt) fields.push(['Model', stem(ckpt.params.ckpt_name)]);
