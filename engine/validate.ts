@@ -144,6 +144,11 @@ export function validateWorkflow(wf: Workflow, specs: Map<string, NodeSpec>, opt
     const sa = specs.get(a.type);
     const sb = specs.get(b.type);
     if (!sa || !sb) continue; // unknown type already reported
+    // A ComfyUI placeholder's ports are its own (nodes/comfyui-node.ts), and its node refuses the run by itself.
+    if (sa.dynamicPorts || sb.dynamicPorts) {
+      if (!sb.dynamicPorts) fed.set(`${b.id}\0${e.to.port}`, a.id);
+      continue;
+    }
     const out = sa.outputs.find((p) => p.name === e.from.port);
     const inp = sb.inputs.find((p) => p.name === e.to.port);
     if (!out) errors.push({ node: a.id, port: e.from.port, message: `${title(a)}: unknown output port "${e.from.port}" (outputs: ${sa.outputs.map((p) => p.name).join(', ') || 'none'})` });

@@ -30,6 +30,7 @@ import { canny } from './canny.js';
 import { lineart } from './lineart.js';
 import { scribble } from './scribble.js';
 import { imageResize } from './image-resize.js';
+import { comfyuiNode } from './comfyui-node.js';
 
 export const NODE_DEFS: NodeDef[] = [
   loadCheckpoint,
@@ -58,6 +59,7 @@ export const NODE_DEFS: NodeDef[] = [
   lineart,
   scribble,
   imageResize,
+  comfyuiNode,
 ];
 
 /** The serialisable part of a definition (what the renderer receives). */

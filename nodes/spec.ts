@@ -53,6 +53,11 @@ export const NodeSpecSchema = z.object({
   params: z.array(ParamSpecSchema),
   /** Output nodes (Save/Preview Image) are always executed and never cached. */
   output: z.boolean().optional(),
+  /**
+   * The node's ports come from its own params, not from the spec (the ComfyUI placeholder,
+   * nodes/comfyui-node.ts): validation does not check the ports of its edges.
+   */
+  dynamicPorts: z.boolean().optional(),
 });
 
 export type PortSpec = z.infer<typeof PortSpecSchema>;
