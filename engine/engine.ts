@@ -21,6 +21,7 @@ import { NODE_DEFS, nodeSpecs } from '../nodes/index.js';
 import type { EngineApi, EngineSettings, ImageRef, RunEvent, ValidationError, Workflow } from './api.js';
 import type { NoiseSource, TraceFn } from './context.js';
 import { cleanStaleTemporaries } from '../models/fs-atomic.js';
+import { removeStaleFloat32Copies } from '../models/onnx/fp32-weights.js';
 import { DEMO_NOTICE, ensureDemoModels } from './demo/demo.js';
 import { Executor, type RunResult } from './executor.js';
 import { ModelStore } from './model-store.js';
@@ -104,6 +105,10 @@ export function createEngine(options: EngineOptions): Engine {
     if (demo) log(`${DEMO_NOTICE} (folder: ${active})`);
   };
   chooseModels();
+
+  // Float32 copies of fp16 / bf16 weights (models/onnx/fp32-weights.ts) whose model file is gone or changed.
+  const staleCopies = removeStaleFloat32Copies(cacheDir);
+  if (staleCopies.length) log(`removed ${staleCopies.length} float32 weight copies (${(staleCopies.reduce((n, r) => n + r.bytes, 0) / 2 ** 30).toFixed(2)} GB) of model files deleted or changed since`);
 
   // Temporaries of atomic writes a crash or kill left behind (only our naming, only stale ones),
   // swept in the background; the model cache is wholly ours, so any *.tmp there goes too.

@@ -145,4 +145,18 @@ describe('float32 copies of F16 / BF16 weights', () => {
     expect(again.logs[0]).toMatch(/wrote the float32 copy/);
     expect(again.y).toEqual(first.y);
   });
+
+  it('copies whose source was deleted or changed, and damaged ones, are swept; current ones stay', async () => {
+    const cacheDir = path.join(root, 'cache-d');
+    const [kept, gone, changed] = ['kept', 'gone', 'changed'].map((n) => path.join(root, `${n}.safetensors`));
+    for (const [i, f] of [kept, gone, changed].entries()) { writeLinear(f, 10 + i); await run(f, cacheDir); }
+    fs.writeFileSync(path.join(cacheDir, 'fp32-weights', 'junk.x.y.z.safetensors'), 'not a copy');
+    fs.rmSync(gone);
+    writeLinear(changed, 20, 8);
+    const { removeStaleFloat32Copies } = await import('./fp32-weights.js');
+    const removed = removeStaleFloat32Copies(cacheDir).map((r) => path.basename(r.file).split('.')[0]).sort();
+    expect(removed).toEqual(['changed', 'gone', 'junk']);
+    expect(copies(cacheDir).map((n) => n.split('.')[0])).toEqual(['kept']);
+    expect((await run(kept, cacheDir)).logs[0]).toMatch(/reading 2 weights/);
+  });
 });

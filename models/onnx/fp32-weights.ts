@@ -156,6 +156,42 @@ function removeCopy(file: string): void {
   fs.rmSync(file, { force: true });
 }
 
+/**
+ * Deletes the copies under `<cacheDir>/fp32-weights` whose source file is gone or has changed
+ * since (another identity), and damaged ones; returns what went. The engine runs it at start-up:
+ * a model deleted from the models folder must not keep its float32 copy's gigabytes.
+ */
+export function removeStaleFloat32Copies(cacheDir: string): { file: string; bytes: number }[] {
+  const dir = path.join(cacheDir, 'fp32-weights');
+  const removed: { file: string; bytes: number }[] = [];
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return removed; // no copies yet (or an unreadable cache: nothing to sweep)
+  }
+  for (const name of names) {
+    if (!name.endsWith('.safetensors') || name.startsWith('.')) continue;
+    const file = path.join(dir, name);
+    let stale = true;
+    try {
+      const meta = SafetensorsFile.open(file).metadata;
+      stale = meta.format !== FORMAT || !fs.existsSync(meta.source) || fileIdentity(meta.source).id !== meta.identity;
+    } catch {
+      /* unreadable: stale */
+    }
+    if (!stale) continue;
+    try {
+      const bytes = fs.statSync(file).size;
+      removeCopy(file);
+      removed.push({ file, bytes });
+    } catch {
+      /* in use (Windows) or gone meanwhile: left for the next start */
+    }
+  }
+  return removed;
+}
+
 const pending = new Map<string, Promise<void>>();
 
 /**

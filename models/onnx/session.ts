@@ -143,6 +143,7 @@ export async function createSession(model: BuiltModel, cfg: SessionConfig): Prom
   if (half === 'per-run') {
     const extra = (opts.extra ?? {}) as Record<string, Record<string, string>>;
     opts.extra = { ...extra, optimization: { ...extra.optimization, constant_folding_max_output_size_in_bytes: String(PER_RUN_FOLD_LIMIT) } };
+    opts.logSeverityLevel ??= 3; // one warning per unfolded Cast otherwise (hundreds, by design here)
   }
   if (cfg.threads) opts.intraOpNumThreads = cfg.threads;
   try {

@@ -1,9 +1,12 @@
 /**
  * unet_fp16 section: the unet section's SD1.5 UNet + 4-token IP-Adapter (batch 2, 64x64 latent),
- * its random weights stored as F16 (or BF16 with --dtype bf16), the way most downloads are. What
+ * its random weights stored as F16 (or BF16 with --dtype bf16; --dtype f32: the fp32 twin, for comparison), the way most downloads are. What
  * the file costs: session creation (the first one writes the float32 copy,
  * onnx/fp32-weights.ts; a second one reuses it), ms per step, peak RSS against the half-size
- * file and against the fp32 twin's bytes, anonymous vs file-backed RSS after the runs.
+ * file and against the fp32 twin's bytes, anonymous vs file-backed RSS after the runs; then a
+ * second network from the same file alive beside the first (the UNet without the adapter, as a
+ * workflow without an image prompt builds it), run once: what the weights cost when two sessions
+ * read them.
  * --half-weights fp32-file|per-run|folded picks the product's treatment (SessionConfig.halfWeights;
  * default the product's, fp32-file) so the three can be compared, each in its own process.
  */
@@ -22,8 +25,8 @@ const argValue = (k: string) => { const i = process.argv.indexOf(k); return i >=
 
 export async function benchUNetFp16(dir: string, a: Args): Promise<Record<string, unknown>> {
   const cfg = SD15_UNET;
-  const dtype = (argValue('--dtype') ?? 'f16').toUpperCase() as 'F16' | 'BF16';
-  if (dtype !== 'F16' && dtype !== 'BF16') throw new Error(`unet_fp16: --dtype ${dtype} (expected f16 or bf16)`);
+  const dtype = (argValue('--dtype') ?? 'f16').toUpperCase() as 'F16' | 'BF16' | 'F32';
+  if (!['F16', 'BF16', 'F32'].includes(dtype)) throw new Error(`unet_fp16: --dtype ${dtype} (expected f16, bf16 or f32, the same steps on the fp32 twin)`);
   const mode = (argValue('--half-weights') ?? 'fp32-file') as HalfWeightsMode;
   if (!['fp32-file', 'per-run', 'folded'].includes(mode)) throw new Error(`unet_fp16: --half-weights ${mode} (expected fp32-file, per-run or folded)`);
 
@@ -43,7 +46,7 @@ export async function benchUNetFp16(dir: string, a: Args): Promise<Record<string
   const built = buildUNet(cfg, weights, { ipAdapter: IpAdapterModel.load(ipFile) }).build();
   const cacheDir = path.join(dir, 'cache');
   const logs: string[] = [];
-  const open = () => createSession(built, {
+  const open = (model = built) => createSession(model, {
     cacheDir, provider: a.provider, threads: a.threads, halfWeights: mode, log: (m) => logs.push(m),
     sessionOptions: a.opt ? { ...UNET_SESSION_OPTIONS, graphOptimizationLevel: a.opt } : UNET_SESSION_OPTIONS,
   });
@@ -56,8 +59,17 @@ export async function benchUNetFp16(dir: string, a: Args): Promise<Record<string
   const { warmup_ms, ms, cpu_ms } = await timeRuns(a.steps, async () => checkFinite('UNet', (await session.run(feeds)).noise_pred.data));
   const now = rssNowMb();
   const peak = rssMb();
+  // The same weights in a second network, alive beside the first.
+  t0 = performance.now();
+  const plain = await open(buildUNet(cfg, weights, { name: 'unet-plain' }).build());
+  const plainSessionS = seconds(t0);
+  const { sample, timestep, encoder_hidden_states } = feeds;
+  checkFinite('UNet', (await plain.run({ sample, timestep, encoder_hidden_states })).noise_pred.data);
+  const two = rssNowMb();
+  const peakTwo = rssMb();
+  await plain.release();
   await session.release();
-  // A second load of the same file (a new process would do the same): reuses the float32 copy.
+  // A second load of the same network (a new process would do the same): reuses the float32 copy.
   t0 = performance.now();
   session = await open();
   const secondSessionS = seconds(t0);
@@ -72,6 +84,7 @@ export async function benchUNetFp16(dir: string, a: Args): Promise<Record<string
     peak_rss_mb: Math.round(peak), rss_after_session_mb: Math.round(rssAfterSession), rss_after_runs: now,
     weight_bytes: weightBytes, fp32_equivalent_bytes: fp32Bytes,
     peak_rss_vs_file: +((peak * 2 ** 20) / weightBytes).toFixed(2), peak_rss_vs_fp32_bytes: +((peak * 2 ** 20) / fp32Bytes).toFixed(2),
+    two_networks: { second_session_create_s: +plainSessionS.toFixed(2), peak_rss_mb: Math.round(peakTwo), rss_after_run: two, peak_rss_vs_fp32_bytes: +((peakTwo * 2 ** 20) / fp32Bytes).toFixed(2) },
     float32_copy_bytes_on_disk: copyBytes, write_weights_s: +writeS.toFixed(1), log: logs,
   };
 }
