@@ -8,6 +8,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import type { Page } from 'playwright-core';
 import { readTextChunks } from '../../engine/png.js';
+import { WORKFLOW_VERSION } from '../../engine/workflow.js';
 import { addNode, card, connect, currentWorkflow, e2e, expect, recordAppearance, waitFor } from './harness.js';
 
 type Wf = Awaited<ReturnType<typeof currentWorkflow>>;
@@ -166,7 +167,7 @@ e2e('save, reload, open again: the same graph', async ({ page, tmp }) => {
   await download.saveAs(file);
   expect(download.suggestedFilename() === 'ipa-test.json', `saved as ipa-test.json (${download.suggestedFilename()})`);
   const saved = JSON.parse(fs.readFileSync(file, 'utf8'));
-  expect(saved.format === 'ipadapter-studio/workflow' && saved.version === 1, 'a versioned workflow file');
+  expect(saved.format === 'ipadapter-studio/workflow' && saved.version === WORKFLOW_VERSION, `a workflow file of the current version (${saved.version})`);
   await waitFor(async () => (await page.getByText('●').count()) === 0, 'unsaved mark cleared after save');
 
   await page.reload();
