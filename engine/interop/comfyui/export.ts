@@ -124,6 +124,15 @@ class Exporter {
       const t = n.ui && typeof n.ui.title === 'string' ? n.ui.title : undefined;
       if (t) (studio.title ??= {})[role] = t;
     }
+    // Links into these nodes that the ComfyUI node has no input for (Image Resize's latent): kept for the way back.
+    const group = new Set(Object.values(claims).map((n) => n.id));
+    const used = new Set(Object.values(inputs).filter((x): x is Src => !!x).map((x) => `${x.node}\0${x.port}`));
+    for (const [role, n] of Object.entries(claims)) {
+      for (const e of this.wf.edges) {
+        if (e.to.node !== n.id || group.has(e.from.node) || used.has(`${e.from.node}\0${e.from.port}`)) continue;
+        (studio.links ??= []).push([role, e.to.port, e.from.node, e.from.port]);
+      }
+    }
     const def = COMFY_DEFS.get(classType);
     if (def) studio.widgets = widgetSignature(def, (name) => (name in widgets ? widgets[name] : def.inputs.find((i) => i.name === name)?.default));
     const title = main.ui && typeof main.ui.title === 'string' ? main.ui.title : undefined;
@@ -197,9 +206,10 @@ class Exporter {
     }
     // Embeds path: IPAdapterEncoder per encode (single()), IPAdapterCombineEmbeds per combined projection, IPAdapterEmbeds here.
     const claims: Record<string, WorkflowNode> = { '': a };
-    const proj = this.ofType(this.src(a.id, 'tokens'), 'ip-adapter-projection');
+    const projOf = (src: Src | null) => { const n = src ? this.byId.get(src.node) : undefined; return n?.type === 'ip-adapter-projection' ? n : null; };
+    const proj = projOf(this.src(a.id, 'tokens'));
     const posEmbed = proj ? this.embedsSource(proj, a, 'proj', claims) : this.src(a.id, 'tokens');
-    const nproj = negSrc ? this.ofType(negSrc, 'ip-adapter-projection') : null;
+    const nproj = negSrc ? projOf(negSrc) : null;
     const negEmbed = nproj ? this.embedsSource(nproj, a, 'neg_proj', claims) : negSrc;
     const firstEncode = proj ? this.ofType(this.src(proj.id, 'embeds'), 'clip-vision-encode') ?? this.byId.get(this.src(proj.id, 'embeds')?.node ?? '') : undefined;
     this.emit('IPAdapterEmbeds', claims, {
@@ -213,8 +223,9 @@ class Exporter {
 
   /** The EMBEDS source for a projection read by apply `a`: its one encode, or an IPAdapterCombineEmbeds of several. */
   private embedsSource(proj: WorkflowNode, a: WorkflowNode, role: string, claims: Record<string, WorkflowNode>): Src | null {
-    if (this.readersOf(proj.id).length === 1) claims[role] = proj;
-    else this.approx(proj.id, 'a projection read by several Apply IP-Adapter nodes: each IPAdapter Embeds in ComfyUI projects again, and an import makes one projection each');
+    // A projection read by several applies is claimed by the first (its id and params go back with it); the others project again in ComfyUI.
+    if (!this.claimed.has(proj.id)) claims[role] = proj;
+    if (this.readersOf(proj.id).length > 1) this.approx(proj.id, 'read by several Apply IP-Adapter nodes: each IPAdapter Embeds projects again in ComfyUI (the same tokens)');
     const ports = ['embeds', 'embeds_2', 'embeds_3', 'embeds_4'].map((p) => this.src(proj.id, p)).filter((s): s is Src => !!s);
     const combine = String(this.params(proj).combine ?? 'concat');
     if (ports.length <= 1) return ports[0] ?? null;

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DEMO_NAMES } from '../../demo/demo.js';
+import { COMFY_FIXTURES, comfyFixture, DEMO_LIST } from '../../../test/helpers/comfyui.js';
 import { NODE_DEFS, nodeSpecs } from '../../../nodes/index.js';
 import type { NodeSpec } from '../../../nodes/spec.js';
 import type { Workflow } from '../../protocol.js';
@@ -19,17 +20,11 @@ import { countStatuses, formatReport, hasUnsupported } from './report.js';
 import { blocksForWeightType, weightTypeForBlocks } from './layers.js';
 import { matchModel } from './models.js';
 
-export const FIXTURES = path.resolve(__dirname, '../../../test/fixtures-comfyui');
-export const DEMO_LIST = {
-  checkpoints: [DEMO_NAMES.checkpoint], ipadapter: [DEMO_NAMES.ipAdapter], clip_vision: [DEMO_NAMES.clipVision],
-  controlnet: [DEMO_NAMES.controlnetCanny, DEMO_NAMES.controlnetLineart], vae: [DEMO_NAMES.vae], loras: [DEMO_NAMES.lora], tokenizers: [DEMO_NAMES.tokenizer],
-};
+const FIXTURES = COMFY_FIXTURES;
+const fixture = comfyFixture;
 const specs = nodeSpecs();
 const specMap = new Map(specs.map((s) => [s.type, s]));
 
-export function fixture(name: string): unknown {
-  return parseJsonExact(fs.readFileSync(path.join(FIXTURES, name), 'utf8'));
-}
 function load(name: string, s: readonly NodeSpec[] = specs): ImportResult {
   return importComfyUI(fixture(name), { specs: s, models: DEMO_LIST });
 }

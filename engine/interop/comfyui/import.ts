@@ -72,6 +72,8 @@ export interface StudioProps {
   title?: Record<string, string>;
   /** widgetSignature of the node's ComfyUI widgets when it was exported. */
   widgets?: string;
+  /** Our links into these nodes that the ComfyUI node has no input for: [role, port, from node, from port]. */
+  links?: [string, string, string, string][];
 }
 /** The class an export from here gives a node ComfyUI has no counterpart for: ComfyUI keeps it (a missing node), and an import restores it. */
 export const STUDIO_CLASS_PREFIX = 'IPAdapterStudio:';
@@ -97,6 +99,8 @@ class Importer {
   private readonly outputs = new Map<string, Value[]>();
   private readonly active = new Set<string>();
   private readonly taken = new Set<string>();
+  /** Ids an export from here stored and this import gave back. */
+  private readonly restored = new Set<string>();
   private readonly widgetCache = new Map<string, Map<string, unknown>>();
   private consumerIndex: Map<string, { node: CNode; input: string }[]> | null = null;
   /** Nodes that do not run in ComfyUI either, kept as they were. */
@@ -337,7 +341,9 @@ class Importer {
   private allocId(n: CNode, role: string): string {
     const stored = studioOf(n).ids?.[role];
     const safe = (s: string) => s.replace(/[^\w.-]/g, '_').slice(0, 120);
-    let id = stored && /^[\w.-]{1,128}$/.test(stored) && !this.taken.has(stored) ? stored : `c${safe(n.id)}${role ? `_${role}` : ''}`;
+    const restore = !!stored && /^[\w.-]{1,128}$/.test(stored) && !this.taken.has(stored);
+    if (restore) this.restored.add(stored);
+    let id = restore ? stored : `c${safe(n.id)}${role ? `_${role}` : ''}`;
     for (let k = 2; this.taken.has(id); k++) id = `c${safe(n.id)}${role ? `_${role}` : ''}_${k}`;
     this.taken.add(id);
     return id;
@@ -651,7 +657,60 @@ class Importer {
       }
       this.translate(n);
     }
+    this.restoreLinks();
+    this.mergeProjections();
     this.checkAdapterChains();
+  }
+
+  /**
+   * IP-Adapter Projections with the same params and the same inputs are one: ComfyUI's IPAdapter
+   * Embeds nodes fed by one Combine Embeds each make one here, and a projection shared by several
+   * Apply IP-Adapter (exported as one IPAdapter Embeds each) comes back as the one it was.
+   */
+  private mergeProjections(): void {
+    const groups = new Map<string, WorkflowNode[]>();
+    for (const n of this.nodes) {
+      if (n.type !== 'ip-adapter-projection') continue;
+      const ins = this.edges.filter((e) => e.to.node === n.id).map((e) => `${e.to.port}<${e.from.node}.${e.from.port}`).sort();
+      const key = JSON.stringify([n.params, ins]);
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key)!.push(n);
+    }
+    for (const list of groups.values()) {
+      if (list.length < 2) continue;
+      const keep = list.find((n) => this.restored.has(n.id)) ?? list[0]!;
+      const gone = new Set(list.filter((n) => n !== keep).map((n) => n.id));
+      for (let i = this.edges.length - 1; i >= 0; i--) {
+        const e = this.edges[i]!;
+        if (gone.has(e.to.node)) this.edges.splice(i, 1);
+        else if (gone.has(e.from.node)) this.edges[i] = { from: { node: keep.id, port: e.from.port }, to: e.to };
+      }
+      for (let i = this.nodes.length - 1; i >= 0; i--) if (gone.has(this.nodes[i]!.id)) this.nodes.splice(i, 1);
+      for (const r of this.reports.values()) {
+        if (!r.nodes.some((id) => gone.has(id))) continue;
+        r.nodes = r.nodes.map((id) => (gone.has(id) ? keep.id : id));
+        const note = `its projection is the same as ${keep.id}'s: one node here`;
+        if (!r.notes.includes(note)) r.notes.push(note);
+      }
+    }
+  }
+
+  /** The links an export from here kept beside ComfyUI's (see StudioProps.links), where both ends came back. */
+  private restoreLinks(): void {
+    const have = new Set(this.nodes.map((n) => n.id));
+    for (const n of this.g.nodes) {
+      const st = studioOf(n);
+      if (!Array.isArray(st.links)) continue;
+      for (const l of st.links) {
+        if (!Array.isArray(l) || l.length !== 4 || !l.every((x) => typeof x === 'string')) continue;
+        const [role, port, from, fromPort] = l;
+        const to = st.ids?.[role];
+        if (!to || !have.has(to) || !have.has(from) || this.edges.some((e) => e.to.node === to && e.to.port === port)) continue;
+        const spec = this.specs.get(this.nodes.find((x) => x.id === to)!.type);
+        if (!spec?.inputs.some((p) => p.name === port)) continue;
+        this.edges.push({ from: { node: from, port: fromPort }, to: { node: to, port } });
+      }
+    }
   }
 }
 
