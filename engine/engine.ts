@@ -33,6 +33,8 @@ export interface EngineOptions extends EngineSettings {
   cacheDir?: string;
   /** Per-user data: the demo model set lives here (default $IPA_STUDIO_USER_DATA or ~/.ipadapter-studio). */
   userDataDir?: string;
+  /** Uploaded and imported images, for `inputs/<file>` refs (default <userDataDir>/inputs). */
+  inputsDir?: string;
   /** Use the demo model set even when the models folder has models. */
   demo?: boolean;
   /** ONNX Runtime intra-op threads (0 = its default). */
@@ -89,6 +91,7 @@ interface Job {
 export function createEngine(options: EngineOptions): Engine {
   const userDataDir = options.userDataDir ?? (process.env.IPA_STUDIO_USER_DATA || path.join(os.homedir(), '.ipadapter-studio'));
   const cacheDir = options.cacheDir ?? path.join(userDataDir, 'cache');
+  const inputsDir = options.inputsDir ?? path.join(userDataDir, 'inputs');
   let settings: EngineSettings = { modelsDir: options.modelsDir, outputDir: options.outputDir, provider: options.provider };
   const listeners = new Set<(e: RunEvent) => void>();
   const emit = (e: RunEvent) => { for (const l of [...listeners]) { try { l(e); } catch { /* a listener's bug is not the run's */ } } };
@@ -155,7 +158,7 @@ export function createEngine(options: EngineOptions): Engine {
       await releaseStale();
       if (store.provider !== settings.provider) await store.setProvider(settings.provider);
       result = await executor.run({
-        runId: job.runId, workflow: job.wf, workflowDir: job.opts.workflowDir ?? null,
+        runId: job.runId, workflow: job.wf, workflowDir: job.opts.workflowDir ?? null, inputsDir,
         modelsDir: active, outputDir: settings.outputDir, tempDir: path.join(cacheDir, 'temp'),
         signal: job.controller.signal,
         emit: (e) => { if (e.type === 'output') job.images.push(...e.images); emit(e); },
@@ -179,7 +182,7 @@ export function createEngine(options: EngineOptions): Engine {
     validate(wf: Workflow): ValidationError[] {
       const parsed = parseWorkflow(wf);
       if (!parsed.workflow) return parsed.errors;
-      return executor.validate(parsed.workflow, new PathResolver(active, null));
+      return executor.validate(parsed.workflow, new PathResolver(active, null, inputsDir));
     },
     enqueue(wf: Workflow, opts: RunOptions = {}) {
       return { runId: start(wf, opts).runId };

@@ -22,6 +22,8 @@ export interface RunRequest {
   workflow: Workflow;
   /** Folder of the workflow file, for relative paths (null for unsaved workflows). */
   workflowDir?: string | null;
+  /** The user-data inputs folder, for `inputs/<file>` image refs. */
+  inputsDir?: string | null;
   modelsDir: string;
   outputDir: string;
   tempDir: string;
@@ -101,7 +103,7 @@ export class Executor {
 
   async run(req: RunRequest): Promise<RunResult> {
     const { workflow: wf, runId, emit } = req;
-    const paths = new PathResolver(req.modelsDir, req.workflowDir ?? null);
+    const paths = new PathResolver(req.modelsDir, req.workflowDir ?? null, req.inputsDir ?? null);
     const errors = this.validate(wf, paths);
     if (errors.length) return { ok: false, error: `the workflow has ${errors.length} error(s)`, errors };
 

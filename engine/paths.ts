@@ -1,12 +1,14 @@
 /**
  * Paths in workflows. Model params name a file or folder under `<models>/<kind>/` (ComfyUI
  * layout), or a path relative to the workflow's own folder, or an absolute path. Image params
- * resolve against the workflow's folder, then the current directory. Saved images may only
- * land inside the output folder.
+ * (engine/image-refs.ts) resolve against the workflow's folder, and `inputs/<file>` refs against
+ * the user-data inputs folder; never against the current directory (a web host's working folder
+ * is the app's, not the workflow's). Saved images may only land inside the output folder.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MODEL_KINDS, type ModelKind } from '../nodes/spec.js';
+import { inputsFileOf } from './image-refs.js';
 
 /** Folder names that make a directory one model (not a folder of models). */
 function isModelFolder(kind: ModelKind, dir: string): boolean {
@@ -20,7 +22,11 @@ function isModelFolder(kind: ModelKind, dir: string): boolean {
 }
 
 export class PathResolver {
-  constructor(readonly modelsDir: string, readonly workflowDir: string | null = null) {}
+  /**
+   * @param workflowDir the folder of the workflow file (null: opened without one, e.g. in a browser)
+   * @param inputsDir the user-data inputs folder, for `inputs/<file>` refs
+   */
+  constructor(readonly modelsDir: string, readonly workflowDir: string | null = null, readonly inputsDir: string | null = null) {}
 
   /** Places a model param is looked up, in order. */
   modelCandidates(kind: ModelKind, name: string): string[] {
@@ -36,11 +42,13 @@ export class PathResolver {
     return this.modelCandidates(kind, name).find((p) => fs.existsSync(p)) ?? null;
   }
 
+  /** Places an image ref is looked up, in order: next to the workflow, then (`inputs/<file>`) the inputs folder. */
   imageCandidates(name: string): string[] {
     if (path.isAbsolute(name)) return [name];
     const out: string[] = [];
     if (this.workflowDir) out.push(path.join(this.workflowDir, name));
-    out.push(path.resolve(name));
+    const stored = inputsFileOf(name);
+    if (stored !== null && this.inputsDir) out.push(path.join(this.inputsDir, stored));
     return out;
   }
 
@@ -57,16 +65,56 @@ export class PathResolver {
     }) ?? null;
   }
 
-  /** A sentence for a model param that resolves nowhere. */
+  /** A sentence for a model param that resolves nowhere, with the near matches of the same kind in the models folder. */
   missingModel(kind: ModelKind, name: string): string {
     if (!name) return `no ${kind} file chosen`;
-    return `"${name}" not found (looked in ${this.modelCandidates(kind, name).join(', ')})`;
+    const base = `"${name}" not found (looked in ${this.modelCandidates(kind, name).join(', ')})`;
+    const have = listModels(this.modelsDir)[kind] ?? [];
+    if (!have.length) return `${base}; the models folder has no ${kind}`;
+    const near = nearMatches(name, have);
+    return near.length ? `${base}; near matches in ${kind}: ${near.join(', ')}` : `${base}; no near match among the ${have.length} ${kind} in the models folder`;
   }
 
+  /** "missing: <ref>" and where it was looked for (or why nowhere). */
   missingImage(name: string): string {
     if (!name) return 'no image chosen';
-    return `image "${name}" not found (looked in ${this.imageCandidates(name).join(', ')})`;
+    const where = this.imageCandidates(name);
+    if (where.length) return `missing: ${name} (looked in ${where.join(', ')})`;
+    return `missing: ${name} (a path relative to the workflow file, and this workflow was not opened from a folder: choose the image on the node)`;
   }
+}
+
+/** A name reduced to what tells models apart: lower case, no folder, no extension, letters and digits only. */
+function modelKey(name: string): string {
+  return (name.split(/[\\/]/).pop() ?? name).toLowerCase().replace(/\.(safetensors|ckpt|pt|pth|bin)$/, '').replace(/[^a-z0-9]+/g, '');
+}
+
+/** Levenshtein distance (two rows). */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/**
+ * Up to `n` names of `candidates` close to `name`: the same key (case, separators, extension,
+ * folder aside), one key containing the other, or an edit distance under 40% of the longer key.
+ * Closest first.
+ */
+export function nearMatches(name: string, candidates: readonly string[], n = 3): string[] {
+  const want = modelKey(name);
+  const scored = candidates.map((c) => {
+    const key = modelKey(c);
+    const longer = Math.max(want.length, key.length, 1);
+    let score = editDistance(want, key) / longer;
+    if (key && want && (key.includes(want) || want.includes(key))) score = Math.min(score, 0.2 * (1 - Math.min(key.length, want.length) / longer) + 0.05);
+    return { c, score };
+  });
+  return scored.filter((s) => s.score < 0.4).sort((a, b) => a.score - b.score || a.c.localeCompare(b.c)).slice(0, n).map((s) => s.c);
 }
 
 /**

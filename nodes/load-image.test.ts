@@ -78,6 +78,6 @@ describe('Load Image with a mask image', () => {
     // (The graph has no output node; only the node's own errors matter here.)
     const nodeErrors = (mask: string) => validateWorkflow(wf(mask), specs, { paths }).filter((e) => e.node === 'img');
     expect(nodeErrors('')).toEqual([]);
-    expect(nodeErrors('painted.png')).toEqual([{ node: 'img', param: 'mask', message: expect.stringMatching(/painted\.png" not found/) }]);
+    expect(nodeErrors('painted.png')).toEqual([{ node: 'img', param: 'mask', message: expect.stringMatching(/^Load Image \(img\): missing: painted\.png/) }]);
   });
 });
