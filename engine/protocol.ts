@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { PROVIDERS } from '../models/providers.js';
 import { ModelKindSchema, NodeSpecSchema } from '../nodes/spec.js';
+import { MAX_BUNDLE_BYTES } from './bundle-format.js';
 
 // ---- building blocks ------------------------------------------------------------------------
 
@@ -109,12 +110,35 @@ export const UploadImageRequestSchema = z.object({
   dataBase64: z.string().min(1).max(32 * 1024 * 1024),
 });
 export const UploadImageResponseSchema = z.object({
-  /** The value to put into an image param. */
+  /** The value to put into an image param: `inputs/<content-hashed file>` (engine/image-refs.ts). */
   value: z.string(),
   /** A URL the renderer may show as a thumbnail. */
   url: z.string(),
   width: z.number(),
   height: z.number(),
+});
+
+/** Whether an image ref of the open document will be found (engine/hosts/inputs-store.ts imageRefStatus). */
+export const ImageRefStatusSchema = z.object({
+  ref: z.string(),
+  found: z.boolean(),
+  /** The ref to keep (an older absolute path into the inputs folder comes back as `inputs/<file>`). */
+  value: z.string(),
+  url: z.string().optional(),
+});
+export type ImageRefStatus = z.infer<typeof ImageRefStatusSchema>;
+
+/** "Export workflow for sharing": the bundle's text (engine/bundle-format.ts) and the images it carries. */
+export const ExportBundleResponseSchema = z.object({
+  text: z.string(),
+  images: z.array(z.object({ file: z.string(), bytes: z.number(), uses: z.array(z.string()) })),
+});
+/** A bundle opened: its workflow (images stored in the inputs folder), how many images it had and how many were new. */
+export const ImportBundleResponseSchema = z.object({
+  workflow: WorkflowSchema,
+  images: z.number(),
+  written: z.number(),
+  migratedFrom: z.number().optional(),
 });
 
 // ---- the channel map --------------------------------------------------------------------------
@@ -137,6 +161,9 @@ export const channels = {
   listExamples: { request: Empty, response: z.array(ExampleSchema) },
   readExample: { request: z.object({ name: z.string().regex(/^[\w.-]+\.json$/) }).strict(), response: WorkflowSchema },
   uploadImage: { request: UploadImageRequestSchema.strict(), response: UploadImageResponseSchema },
+  resolveImages: { request: z.object({ refs: z.array(z.string().max(100_000)).max(2000) }).strict(), response: z.array(ImageRefStatusSchema) },
+  exportBundle: { request: z.object({ workflow: WorkflowSchema }).strict(), response: ExportBundleResponseSchema },
+  importBundle: { request: z.object({ text: z.string().min(1).max(MAX_BUNDLE_BYTES) }).strict(), response: ImportBundleResponseSchema },
 } as const;
 
 export type Channels = typeof channels;

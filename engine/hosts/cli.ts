@@ -17,7 +17,10 @@ import type { ParamValue } from '../../nodes/types.js';
 import type { EngineSettings, RunEvent, Workflow } from '../api.js';
 import { createEngine } from '../engine.js';
 import { defaultUserData, readSettings, settingsFileOf } from './host-config.js';
-import { readEmbeddedWorkflow } from '../png.js';
+import { readEmbeddedWorkflow, readTextChunks } from '../png.js';
+import { BUNDLE_CHUNK_KEY, isBundleDoc } from '../bundle-format.js';
+import { nodeSpecs } from '../../nodes/index.js';
+import { openBundle } from './bundle.js';
 import { ProviderSchema } from '../protocol.js';
 import { parseWorkflow } from '../workflow.js';
 
@@ -35,7 +38,8 @@ export interface CliArgs {
 
 const USAGE = `usage: npm run generate -- <workflow.json|image.png> [options]
 
-Runs a workflow (or the one embedded in a PNG saved by the app) and writes its images.
+Runs a workflow (or the one embedded in a PNG saved by the app, or a shared workflow from
+"Export workflow for sharing" / npm run share, whose images go to <user data>/inputs) and writes its images.
 
 options:
   --models DIR        models folder (default: $IPA_MODELS, else the app's setting, else <user data>/models)
@@ -85,10 +89,12 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
   return a;
 }
 
-/** Reads a workflow JSON file, or the workflow embedded in one of our PNGs. */
+/** Reads a workflow JSON file (or a shared-workflow bundle), or the workflow embedded in one of our PNGs (its bundle when it carries one). */
 export function readWorkflowFile(file: string): unknown {
   const buf = fs.readFileSync(file);
   if (buf.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) {
+    const bundle = readTextChunks(buf)[BUNDLE_CHUNK_KEY];
+    if (bundle !== undefined) return JSON.parse(bundle);
     const wf = readEmbeddedWorkflow(buf);
     if (!wf) throw new Error(`${file} is a PNG without an embedded IP-Adapter Studio workflow`);
     return wf;
@@ -174,6 +180,18 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   } catch (e) {
     io.stderr.write(`cannot read ${file}: ${(e as Error).message}\n`);
     return 2;
+  }
+  if (isBundleDoc(raw)) {
+    // A shared workflow: its images go to the inputs folder (once each, by content) and the graph points there.
+    const inputsDir = path.join(path.resolve(args.userData), 'inputs');
+    try {
+      const b = openBundle(raw, nodeSpecs(), inputsDir);
+      raw = b.workflow;
+      io.stdout.write(`shared workflow: ${b.images.length} image(s) in ${inputsDir} (${b.images.filter((i) => i.written).length} new)\n`);
+    } catch (e) {
+      io.stderr.write(`${file}: ${(e as Error).message}\n`);
+      return 2;
+    }
   }
   const parsed = parseWorkflow(raw);
   if (!parsed.workflow) {

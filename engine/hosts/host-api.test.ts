@@ -31,11 +31,12 @@ describe('host API helpers', () => {
 
   it('stores uploads under their content hash, rewriting a truncated leftover', () => {
     const up = storeUpload(dir, 'my photo.png', PNG.toString('base64'));
-    expect(path.basename(up.value)).toMatch(/^my_photo-[0-9a-f]{12}\.png$/);
+    expect(up.value).toMatch(/^inputs\/my_photo-[0-9a-f]{12}\.png$/); // relative to the inputs folder: no home path
+    const file = path.join(dir, path.basename(up.value));
     expect(up).toMatchObject({ width: 3, height: 2, url: '/inputs/' + encodeURIComponent(path.basename(up.value)) });
-    fs.writeFileSync(up.value, PNG.subarray(0, 10)); // a cut write from before writes were atomic
+    fs.writeFileSync(file, PNG.subarray(0, 10)); // a cut write from before writes were atomic
     storeUpload(dir, 'my photo.png', PNG.toString('base64'));
-    expect(fs.readFileSync(up.value).equals(PNG)).toBe(true);
+    expect(fs.readFileSync(file).equals(PNG)).toBe(true);
     expect(fs.readdirSync(dir)).toEqual([path.basename(up.value)]);
   });
 

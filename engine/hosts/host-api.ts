@@ -9,13 +9,13 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as crypto from 'node:crypto';
 import type { EngineApi, EngineSettings, ImageRef, RunEvent, Workflow } from '../api.js';
 import type { NodeSpec } from '../../nodes/types.js';
-import { writeFileAtomicSync } from '../../models/fs-atomic.js';
 import { settingsFolderProblem } from './host-config.js';
 import { imageSizeProblem } from '../../models/image-limits.js';
-import { isInsideReal } from '../paths.js';
+import { isInsideReal, PathResolver } from '../paths.js';
+import { createBundle, openBundle } from './bundle.js';
+import { imageRefStatus, imageSize, storeImageBytes } from './inputs-store.js';
 import {
   channels, summarise, WorkflowSchema, type ChannelName, type ChannelRequest, type ChannelResponse, type HostInfo,
 } from '../protocol.js';
@@ -32,6 +32,8 @@ export interface ApiHandlerOptions {
   inputsDir: string;
   /** Called after settings change (the host persists them). */
   onSettings?: (s: EngineSettings) => void;
+  /** The models folder in use (the demo folder in demo mode), for model names in bundles; default the setting. */
+  modelsDir?: () => string;
 }
 
 export type ApiHandler<K extends ChannelName> = (req: ChannelRequest<K>) => Promise<ChannelResponse<K>> | ChannelResponse<K>;
@@ -72,6 +74,16 @@ export function createApiHandlers(opts: ApiHandlerOptions): ApiHandlers {
       return importExampleImages(parsed.data, examplesDir, inputsDir, engine.nodeSpecs());
     },
     uploadImage: (r) => storeUpload(inputsDir, r.name, r.dataBase64),
+    resolveImages: (r) => r.refs.map((ref) => imageRefStatus(inputsDir, ref)),
+    // The editor's document has no folder: its images are inputs/<file> refs (or absolute paths).
+    exportBundle: (r) => {
+      const { text, images } = createBundle(r.workflow, engine.nodeSpecs(), new PathResolver(opts.modelsDir?.() ?? engine.settings().modelsDir, null, inputsDir));
+      return { text, images };
+    },
+    importBundle: (r) => {
+      const b = openBundle(r.text, engine.nodeSpecs(), inputsDir);
+      return { workflow: b.workflow, images: b.images.length, written: b.images.filter((i) => i.written).length, ...(b.migratedFrom !== undefined ? { migratedFrom: b.migratedFrom } : {}) };
+    },
   };
 }
 
@@ -179,45 +191,17 @@ export function listExamples(dir: string): ChannelResponse<'listExamples'> {
   });
 }
 
-/** Image dimensions from the header (PNG, JPEG, WebP), or null when the bytes are not one of those. */
-export function imageSize(b: Buffer): { width: number; height: number; ext: string } | null {
-  if (b.length > 24 && b.readUInt32BE(0) === 0x89504e47 && b.toString('latin1', 12, 16) === 'IHDR') {
-    return { width: b.readUInt32BE(16), height: b.readUInt32BE(20), ext: '.png' };
-  }
-  if (b.length > 4 && b[0] === 0xff && b[1] === 0xd8) {
-    let i = 2;
-    while (i + 9 < b.length) {
-      if (b[i] !== 0xff) return null;
-      const marker = b[i + 1];
-      const len = b.readUInt16BE(i + 2);
-      // SOF0..SOF15 except DHT (C4), JPG (C8), DAC (CC) carry the frame size.
-      if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
-        return { height: b.readUInt16BE(i + 5), width: b.readUInt16BE(i + 7), ext: '.jpg' };
-      }
-      i += 2 + len;
-    }
-    return null;
-  }
-  if (b.length > 30 && b.toString('latin1', 0, 4) === 'RIFF' && b.toString('latin1', 8, 12) === 'WEBP') {
-    const kind = b.toString('latin1', 12, 16);
-    if (kind === 'VP8X') return { width: 1 + b.readUIntLE(24, 3), height: 1 + b.readUIntLE(27, 3), ext: '.webp' };
-    if (kind === 'VP8 ') return { width: b.readUInt16LE(26) & 0x3fff, height: b.readUInt16LE(28) & 0x3fff, ext: '.webp' };
-    if (kind === 'VP8L') {
-      const bits = b.readUInt32LE(21);
-      return { width: 1 + (bits & 0x3fff), height: 1 + ((bits >> 14) & 0x3fff), ext: '.webp' };
-    }
-  }
-  return null;
-}
+export { imageSize } from './inputs-store.js';
 
-/** Stores an uploaded image (base64) under a content-hashed name; the param value is its absolute path. */
+/** Stores an uploaded image (base64) under a content-hashed name; the param value is `inputs/<file>`. */
 export function storeUpload(inputsDir: string, name: string, dataBase64: string): ChannelResponse<'uploadImage'> {
   const bytes = Buffer.from(dataBase64, 'base64');
   // A header-only image (0x0) or one above the pixel limit is refused now, not at the first run.
   const size = imageSize(bytes);
   const bad = size ? imageSizeProblem(size.width, size.height) : null;
   if (bad) throw new Error(`${name}: ${bad}`);
-  return storeImageBytes(inputsDir, name, bytes);
+  const { value, url, width, height } = storeImageBytes(inputsDir, name, bytes);
+  return { value, url, width, height };
 }
 
 /**
@@ -248,20 +232,4 @@ export function importSampleImage(examplesDir: string, inputsDir: string): { val
   } catch {
     return null;
   }
-}
-
-/**
- * Writes image bytes under `<stem>-<sha256 prefix><ext>`. The name promises the content, so the
- * write is atomic: a cut write never leaves a truncated file that later uploads would trust.
- */
-function storeImageBytes(inputsDir: string, name: string, bytes: Buffer): ChannelResponse<'uploadImage'> {
-  const size = imageSize(bytes);
-  if (!size) throw new Error(`${name} is not a PNG, JPEG or WebP image`);
-  const stem = path.basename(name).replace(/\.[^.]*$/, '').replace(/[^\w.-]+/g, '_').slice(0, 60) || 'image';
-  const hash = crypto.createHash('sha256').update(bytes).digest('hex').slice(0, 12);
-  const file = `${stem}-${hash}${size.ext}`;
-  const full = path.join(inputsDir, file);
-  // Same name, same content: written once (a file of another size is a leftover of an older, non-atomic write).
-  if (fs.statSync(full, { throwIfNoEntry: false })?.size !== bytes.length) writeFileAtomicSync(full, bytes);
-  return { value: full, url: '/inputs/' + encodeURIComponent(file), width: size.width, height: size.height };
 }

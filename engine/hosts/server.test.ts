@@ -170,7 +170,9 @@ describe('web server', () => {
     c.send({ id: 1, method: 'uploadImage', params: { name: '../../evil name.png', dataBase64: PNG_1x1.toString('base64') } });
     const r = await c.next();
     expect(r).toMatchObject({ ok: true, result: { width: 3, height: 2 } });
-    expect(path.dirname(r.result.value)).toBe(path.join(dir, 'user', 'inputs'));
+    // The param value names the file within the inputs folder, not the folder (no home path in saved workflows).
+    expect(r.result.value).toMatch(/^inputs\/evil_name-[0-9a-f]{12}\.png$/);
+    expect(fs.existsSync(path.join(dir, 'user', r.result.value))).toBe(true);
     expect((await get(r.result.url)).status).toBe(200);
     c.send({ id: 2, method: 'uploadImage', params: { name: 'x.png', dataBase64: Buffer.from('hello').toString('base64') } });
     expect(await c.next()).toMatchObject({ id: 2, ok: false, error: expect.stringMatching(/not a PNG, JPEG or WebP/) });
