@@ -5,7 +5,7 @@
  */
 import type { Host } from './host.js';
 import type { EditorState, EditorStore } from './store/index.js';
-import { cancelRun, exportOutputs, runWorkflow, saveWorkflow } from './files.js';
+import { cancelRun, exportForSharing, exportOutputs, runWorkflow, saveWorkflow } from './files.js';
 
 /** What actions may touch besides the store: view and dialogs owned by components. */
 export interface ActionContext {
@@ -53,6 +53,8 @@ export const ACTIONS: Action[] = [
     keyTest: (e) => mod(e) && e.shiftKey && key(e, 's'), perform: ({ store, host, ui }) => saveWorkflow(store, host, true, ui.askName) },
   { name: 'export', label: 'Export selected outputs', menu: 'file', shortcut: `${MOD}+E`, global: true,
     keyTest: (e) => mod(e) && key(e, 'e'), enabled: (s) => s.outputs.length > 0, perform: ({ store, host }) => exportOutputs(store, host) },
+  { name: 'exportShared', label: 'Export workflow for sharing…', menu: 'file', enabled: (s) => s.nodes.length > 0,
+    perform: ({ store, host }) => exportForSharing(store, host) },
   { name: 'settings', label: 'Settings…', menu: 'file', shortcut: `${MOD}+,`, global: true,
     keyTest: (e) => mod(e) && e.key === ',', perform: ({ ui }) => ui.openSettings() },
 

@@ -1,20 +1,50 @@
 /**
  * Opening, saving, exporting and running: the effects behind the registered actions.
- * Workflow files are JSON or PNGs carrying the workflow chunk; reading migrates old versions.
+ * Workflow files are JSON, shared-workflow bundles (engine/bundle-format.ts) or PNGs carrying the
+ * workflow chunk (and, when exported so, a bundle chunk); reading migrates old versions. Images a
+ * workflow names relative to its file are taken from the files opened with it (picked together in
+ * a browser, read from beside it by the desktop host), stored in the inputs folder, and written back
+ * relative on Save; any still missing show on their nodes, and the editor asks for them.
  */
+import type { Workflow } from '../engine/api.js';
+import { BUNDLE_CHUNK_KEY, BUNDLE_FORMAT, bundleFileName, isBundleDoc } from '../engine/bundle-format.js';
+import { imageUses, isAbsoluteRef, mapImageRefs, matchRefToFile, refBaseName, type ImageUse } from '../engine/image-refs.js';
 import { parseWorkflow, stringifyWorkflow } from '../engine/workflow.js';
 import type { Host } from './host.js';
 import { isPng, readTextChunk, writeTextChunk } from './png.js';
-import type { EditorStore, OutputImage } from './store/index.js';
+import type { EditorStore, ImageStatus, OutputImage } from './store/index.js';
 
 export const RECOVERY_KEY = 'ipa-studio:recovery';
+/** The MIME type shared-workflow bundles are saved with (not application/json: Save must not write back over one). */
+export const BUNDLE_MIME = 'application/vnd.ipadapter-studio.shared+json';
 
-/** Opens a workflow from a file's bytes (JSON or PNG with our chunk). Returns false when it holds none. */
-export async function openWorkflowBytes(store: EditorStore, name: string, bytes: Uint8Array): Promise<boolean> {
+/** An image opened together with a workflow: its path as known (a bare name from a file pick, a relative path from a folder pick). */
+export interface CompanionImage {
+  path: string;
+  bytes: Uint8Array;
+}
+
+export interface OpenOptions {
+  /** Restores a bundle's images, stores companion images, checks which images are missing. */
+  host?: Host;
+  /** Images picked or read together with the workflow file. */
+  images?: CompanionImage[];
+}
+
+/**
+ * Opens a workflow from a file's bytes (JSON, a bundle, or a PNG with our chunk). Returns false when it holds none.
+ * With a host, the workflow's images are linked: companion images matched to relative refs by
+ * path, a bundle's images restored into the inputs folder; missing ones are reported and asked for.
+ */
+export async function openWorkflowBytes(store: EditorStore, name: string, bytes: Uint8Array, opts: OpenOptions = {}): Promise<boolean> {
   const s = store.getState();
   let text: string | null;
+  let bundleText: string | null = null;
   try {
-    text = isPng(bytes) ? await readTextChunk(bytes) : new TextDecoder().decode(bytes);
+    if (isPng(bytes)) {
+      bundleText = await readTextChunk(bytes, BUNDLE_CHUNK_KEY);
+      text = bundleText ?? (await readTextChunk(bytes));
+    } else text = new TextDecoder().decode(bytes);
   } catch (e) {
     s.notify('error', `${name}: ${(e as Error).message}`);
     return false;
@@ -23,16 +53,207 @@ export async function openWorkflowBytes(store: EditorStore, name: string, bytes:
     s.notify('error', `${name} carries no workflow (no ipadapter-studio-workflow chunk).`);
     return false;
   }
-  const parsed = parseWorkflow(text);
-  if (!parsed.workflow) {
-    s.notify('error', `${name}: ${parsed.errors.map((e) => e.message).join('; ')}`);
-    return false;
+  let doc: unknown = text;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    /* parseWorkflow says what is wrong with it */
+  }
+  let wf: Workflow;
+  let migratedFrom: number | undefined;
+  let fileName = isPng(bytes) ? null : name;
+  if (bundleText !== null || isBundleDoc(doc)) {
+    if (!opts.host) {
+      s.notify('error', `${name} is a shared workflow (${BUNDLE_FORMAT}); it opens through the app's Open button.`);
+      return false;
+    }
+    try {
+      const r = await opts.host.call('importBundle', { text: bundleText ?? text });
+      wf = r.workflow;
+      migratedFrom = r.migratedFrom;
+      s.notify('info', `${name}: a shared workflow with ${r.images} image${r.images === 1 ? '' : 's'} (${r.written} new in the inputs folder).`);
+    } catch (e) {
+      s.notify('error', `${name}: ${(e as Error).message}`);
+      return false;
+    }
+    // Save keeps a plain workflow; exporting for sharing again makes a new bundle.
+    fileName = fileName && fileName.replace(/\.shared\.json$/i, '.json');
+  } else {
+    const parsed = parseWorkflow(doc);
+    if (!parsed.workflow) {
+      s.notify('error', `${name}: ${parsed.errors.map((e) => e.message).join('; ')}`);
+      return false;
+    }
+    wf = parsed.workflow;
+    migratedFrom = parsed.migratedFrom;
+  }
+  let linked: LinkedImages = { workflow: wf, origins: {}, missing: [] };
+  if (opts.host) {
+    try {
+      linked = await linkImages(store, opts.host, wf, opts.images ?? []);
+    } catch (e) {
+      s.notify('error', `${name}: ${(e as Error).message}`);
+    }
   }
   s.commit();
-  const problems = s.loadWorkflow(parsed.workflow, isPng(bytes) ? null : name, { keepHistory: true });
-  if (parsed.migratedFrom !== undefined) s.notify('info', `${name} was saved as version ${parsed.migratedFrom}; migrated.`);
+  const problems = s.loadWorkflow(linked.workflow, fileName, { keepHistory: true });
+  store.setState({ imageOrigins: linked.origins });
+  if (migratedFrom !== undefined) s.notify('info', `${name} was saved as version ${migratedFrom}; migrated.`);
   for (const p of problems) s.notify('warn', `${name}: ${p}`);
+  if (linked.missing.length) {
+    const refs = [...new Set(linked.missing.map((m) => m.ref))];
+    store.setState({ missingAsk: { fileName: name } });
+    s.notify('warn', `${name}: ${refs.length} image${refs.length === 1 ? '' : 's'} not found (${refs.join(', ')}); choose ${refs.length === 1 ? 'it' : 'them'} on the node${refs.length === 1 ? '' : 's'} (Relink…).`);
+  }
   return true;
+}
+
+/** A file picked or dropped: its name, the path a folder pick gives it, its bytes. */
+export interface PickedFile {
+  name: string;
+  path?: string;
+  bytes: Uint8Array;
+}
+
+/**
+ * Opens files picked or dropped together: the workflow (a .json, else the first PNG that carries
+ * a workflow) and the images beside it, which the workflow's relative refs are matched against.
+ * Returns false when none of them holds a workflow.
+ */
+export async function openPickedFiles(store: EditorStore, host: Host, files: PickedFile[]): Promise<boolean> {
+  let main = files.find((f) => /\.json$/i.test(f.name));
+  if (!main) {
+    for (const f of files) {
+      if (!isPng(f.bytes)) continue;
+      const carries = await Promise.all([readTextChunk(f.bytes).catch(() => null), readTextChunk(f.bytes, BUNDLE_CHUNK_KEY).catch(() => null)]);
+      if (carries.some((t) => t !== null)) {
+        main = f;
+        break;
+      }
+    }
+  }
+  if (!main) {
+    store.getState().notify('error', `${files.map((f) => f.name).join(', ')}: no workflow among the chosen files (a .json, or a PNG exported by the app).`);
+    return false;
+  }
+  const images = files.filter((f) => f !== main).map((f) => ({ path: f.path || f.name, bytes: f.bytes }));
+  return openWorkflowBytes(store, main.name, main.bytes, { host, images });
+}
+
+export interface LinkedImages {
+  workflow: Workflow;
+  /** stored ref -> the ref the workflow had (written back by Save). */
+  origins: Record<string, string>;
+  /** Uses whose image the engine will not find. */
+  missing: ImageUse[];
+}
+
+/**
+ * Links a workflow's images: each relative ref that one of `images` matches (by the longest tail
+ * of its path: engine/image-refs.ts matchRefToFile) is stored in the inputs folder and the ref
+ * replaced; the others are checked with the host (an older absolute path into the inputs folder
+ * comes back as `inputs/<file>`). Records each ref's status for the nodes' widgets.
+ */
+export async function linkImages(store: EditorStore, host: Host, wf: Workflow, images: CompanionImage[]): Promise<LinkedImages> {
+  const refs = [...new Set(imageUses(wf, store.getState().specs).map((u) => u.ref))];
+  const { byRef, origins } = await storeCompanions(store, host, refs.filter((r) => !isAbsoluteRef(r)), images);
+  const rest = refs.filter((r) => !byRef.has(r));
+  const statuses: Record<string, ImageStatus> = {};
+  if (rest.length) {
+    for (const st of await host.call('resolveImages', { refs: rest })) {
+      byRef.set(st.ref, st.value);
+      statuses[st.value] = { found: st.found, ...(st.url ? { url: st.url } : {}) };
+    }
+  }
+  store.setState({ imageStatus: { ...store.getState().imageStatus, ...statuses } });
+  const workflow = mapImageRefs(wf, store.getState().specs, (u) => byRef.get(u.ref) ?? u.ref);
+  const status = store.getState().imageStatus;
+  const missing = imageUses(workflow, store.getState().specs).filter((u) => status[u.ref]?.found === false);
+  return { workflow, origins, missing };
+}
+
+/** Stores the companion image each ref matches (each file once); ref -> stored ref, and stored -> original for relative refs. */
+async function storeCompanions(store: EditorStore, host: Host, refs: string[], images: CompanionImage[]) {
+  const byRef = new Map<string, string>();
+  const origins: Record<string, string> = {};
+  const stored = new Map<string, string>();
+  for (const ref of refs) {
+    const match = images.length ? matchRefToFile(ref, images.map((i) => i.path)) : null;
+    if (!match) continue;
+    let value = stored.get(match);
+    if (!value) {
+      try {
+        value = (await uploadImage(store, host, refBaseName(match), images.find((i) => i.path === match)!.bytes)).value;
+      } catch (e) {
+        store.getState().notify('warn', `${match}: ${(e as Error).message}`);
+        continue;
+      }
+      stored.set(match, value);
+    }
+    byRef.set(ref, value);
+    if (value !== ref && !isAbsoluteRef(ref)) origins[value] = ref;
+  }
+  return { byRef, origins };
+}
+
+/** The refs of the open document that are missing (known so from the host). */
+export function missingRefs(store: EditorStore): ImageUse[] {
+  const s = store.getState();
+  return imageUses(s.workflow(), s.specs).filter((u) => s.imageStatus[u.ref]?.found === false);
+}
+
+/**
+ * The images the user chose for the missing ones (the "missing images" question): matched to the
+ * missing refs by path like images opened with the workflow, stored, and the refs replaced in one
+ * undo step. Returns how many refs are still missing.
+ */
+export async function relinkMissing(store: EditorStore, host: Host, images: CompanionImage[]): Promise<number> {
+  const missing = [...new Set(missingRefs(store).map((u) => u.ref))];
+  const { byRef, origins } = await storeCompanions(store, host, missing, images);
+  if (byRef.size) {
+    store.getState().replaceImageRefs(Object.fromEntries(byRef));
+    store.setState({ imageOrigins: { ...store.getState().imageOrigins, ...origins } });
+  }
+  return new Set(missingRefs(store).map((u) => u.ref)).size;
+}
+
+/** Asks the host about the document's image refs it has no status for (all of them with `all`). */
+export async function refreshImageStatus(store: EditorStore, host: Host, all = false): Promise<void> {
+  const s = store.getState();
+  const refs = [...new Set(imageUses(s.workflow(), s.specs).map((u) => u.ref))].filter((r) => all || !(r in s.imageStatus));
+  if (!refs.length) return;
+  const res = await host.call('resolveImages', { refs });
+  const statuses: Record<string, ImageStatus> = {};
+  for (const st of res) statuses[st.ref] = { found: st.found, ...(st.url ? { url: st.url } : {}) };
+  store.setState({ imageStatus: { ...store.getState().imageStatus, ...statuses } });
+}
+
+/** Uploads an image into the inputs folder and records it as found; the response's value goes into the param. */
+export async function uploadImage(store: EditorStore, host: Host, name: string, bytes: Uint8Array) {
+  const res = await host.call('uploadImage', { name, dataBase64: toBase64(bytes) });
+  store.setState({ imageStatus: { ...store.getState().imageStatus, [res.value]: { found: true, url: res.url } } });
+  return res;
+}
+
+/** The document as Save writes it: images opened from beside the workflow go back to their relative refs. */
+export function workflowForSave(store: EditorStore): Workflow {
+  const s = store.getState();
+  return mapImageRefs(s.workflow(), s.specs, (u) => s.imageOrigins[u.ref] ?? u.ref);
+}
+
+/**
+ * "Export workflow for sharing": one file (engine/bundle-format.ts) with the graph and every image
+ * and mask it uses, which opens on another machine with the same models.
+ */
+export async function exportForSharing(store: EditorStore, host: Host): Promise<void> {
+  const s = store.getState();
+  try {
+    const r = await host.call('exportBundle', { workflow: s.workflow() });
+    const saved = await host.saveFile(bundleFileName(s.fileName), new TextEncoder().encode(r.text), BUNDLE_MIME, { saveAs: true });
+    if (saved) s.notify('info', `Exported for sharing with ${r.images.length} image${r.images.length === 1 ? '' : 's'}: ${saved.split(/[\\/]/).pop()}`);
+  } catch (e) {
+    s.notify('error', (e as Error).message);
+  }
 }
 
 /** Save (to the current name) or Save As (asks a name): a download in the browser, a dialog in Electron. */
@@ -44,7 +265,7 @@ export async function saveWorkflow(store: EditorStore, host: Host, saveAs: boole
     if (!chosen) return;
     name = /\.json$/i.test(chosen) ? chosen : `${chosen}.json`;
   }
-  const bytes = new TextEncoder().encode(stringifyWorkflow(s.workflow()));
+  const bytes = new TextEncoder().encode(stringifyWorkflow(workflowForSave(store)));
   const saved = await host.saveFile(name, bytes, 'application/json', { saveAs: saveAs || !s.fileName });
   if (saved) {
     store.getState().markSaved(saved.split(/[\\/]/).pop() ?? saved);
@@ -58,10 +279,18 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
   return new Uint8Array(await res.arrayBuffer());
 }
 
-/** The PNG of an output with its run's workflow embedded (so dropping it back restores the graph). */
-export async function outputPng(out: OutputImage): Promise<Uint8Array> {
+/**
+ * The PNG of an output with its run's workflow embedded (so dropping it back restores the graph);
+ * with `withImages` (a setting, off by default for size) also the run's input images, as a bundle
+ * chunk, so the PNG opens on another machine too.
+ */
+export async function outputPng(out: OutputImage, withImages?: Host): Promise<Uint8Array> {
   const bytes = await fetchBytes(out.url);
-  return out.workflow ? writeTextChunk(bytes, JSON.stringify(out.workflow)) : bytes;
+  if (!out.workflow) return bytes;
+  const png = writeTextChunk(bytes, JSON.stringify(out.workflow));
+  if (!withImages) return png;
+  const bundle = await withImages.call('exportBundle', { workflow: out.workflow });
+  return writeTextChunk(png, bundle.text, BUNDLE_CHUNK_KEY);
 }
 
 /** Exports the selected outputs (or the newest one) as PNGs with the workflow embedded. */
@@ -75,7 +304,12 @@ export async function exportOutputs(store: EditorStore, host: Host): Promise<voi
   }
   for (const out of list) {
     const base = out.path.split(/[\\/]/).pop() ?? 'output.png';
-    const saved = await host.saveFile(base, await outputPng(out), 'image/png', { saveAs: true, folder: list.length > 1 });
+    const png = await outputPng(out, s.pngCarriesImages ? host : undefined).catch((e: Error) => {
+      s.notify('error', e.message);
+      return null;
+    });
+    if (!png) return;
+    const saved = await host.saveFile(base, png, 'image/png', { saveAs: true, folder: list.length > 1 });
     if (!saved) return;
   }
   s.notify('info', `Exported ${list.length} image${list.length > 1 ? 's' : ''}.`);
@@ -100,6 +334,8 @@ export async function runWorkflow(store: EditorStore, host: Host): Promise<void>
   try {
     const errors = await host.call('validate', { workflow: wf });
     if (errors.length) {
+      // A missing image shows as such on its node (with Relink…), not only in the error text.
+      if (errors.some((e) => e.param && /^[^:]*: missing: /.test(e.message))) await refreshImageStatus(store, host, true).catch(() => {});
       store.getState().showErrors(errors);
       store.getState().notify('error', `The workflow has ${errors.length} error${errors.length > 1 ? 's' : ''}; see the marked nodes.`);
       return;
@@ -124,13 +360,13 @@ export async function cancelRun(store: EditorStore, host: Host): Promise<void> {
 export function writeRecovery(store: EditorStore): void {
   const s = store.getState();
   try {
-    localStorage.setItem(RECOVERY_KEY, JSON.stringify({ workflow: s.workflow(), fileName: s.fileName, dirty: s.revision !== s.savedRevision, at: Date.now() }));
+    localStorage.setItem(RECOVERY_KEY, JSON.stringify({ workflow: s.workflow(), fileName: s.fileName, dirty: s.revision !== s.savedRevision, imageOrigins: s.imageOrigins, at: Date.now() }));
   } catch {
     /* storage full or disabled: nothing to recover then */
   }
 }
 
-export function readRecovery(): { workflow: unknown; fileName: string | null; dirty: boolean } | null {
+export function readRecovery(): { workflow: unknown; fileName: string | null; dirty: boolean; imageOrigins?: Record<string, string> } | null {
   try {
     const raw = localStorage.getItem(RECOVERY_KEY);
     return raw ? JSON.parse(raw) : null;

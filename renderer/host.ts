@@ -3,11 +3,14 @@
  * (web mode) and an Electron preload bridge exposing the same channel map (`window.ipaStudio`).
  */
 import type { RunEvent } from '../engine/api.js';
+import { inputsImageUrl } from '../engine/image-refs.js';
 import { RunEventSchema, type ChannelName, type ChannelRequest, type ChannelResponse } from '../engine/protocol.js';
 
 export interface OpenedFile {
   name: string;
   bytes: Uint8Array;
+  /** The images a workflow names relative to its file, read from beside it (the desktop host: it knows the file's folder). */
+  images?: { ref: string; bytes: Uint8Array }[];
 }
 
 export interface Host {
@@ -47,8 +50,6 @@ declare global {
     ipaStudio?: BridgeApi;
   }
 }
-
-const basename = (p: string) => p.split(/[\\/]/).pop() ?? p;
 
 /** Browser download of bytes under a file name. */
 export function download(name: string, bytes: Uint8Array, mime: string): void {
@@ -146,8 +147,8 @@ export class WebSocketHost implements Host {
   }
 
   imageUrl(value: string): string | null {
-    // Uploads live in the server's inputs folder, served (and confined) under /inputs/.
-    return /[\\/]inputs[\\/][^\\/]+\.(png|jpe?g|webp)$/i.test(value) ? '/inputs/' + encodeURIComponent(basename(value)) : null;
+    // Uploads live in the server's inputs folder (`inputs/<file>`), served (and confined) under /inputs/.
+    return inputsImageUrl(value);
   }
 }
 

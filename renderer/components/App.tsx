@@ -7,12 +7,12 @@ import { ReactFlowProvider, useNodesInitialized, useReactFlow } from '@xyflow/re
 import { ACTIONS, handleKey, type ActionContext } from '../actions.js';
 import { defaultWorkflow } from '../defaults.js';
 import { editor, host } from '../editor.js';
-import { fileBytes, openWorkflowBytes, readRecovery, toBase64, writeRecovery } from '../files.js';
+import { fileBytes, openPickedFiles, openWorkflowBytes, readRecovery, refreshImageStatus, uploadImage, writeRecovery, type PickedFile } from '../files.js';
 import { layout, restack } from '../graph.js';
 import { isPng, readTextChunk } from '../png.js';
 import { parseWorkflow } from '../../engine/workflow.js';
 import { Canvas, FIT_VIEW } from './Canvas.js';
-import { NameDialog, Notices, SettingsDialog } from './Dialogs.js';
+import { loadRendererPrefs, MissingImagesDialog, NameDialog, Notices, SettingsDialog } from './Dialogs.js';
 import { OutputPanel } from './OutputPanel.js';
 import { Palette } from './Palette.js';
 import { Toolbar } from './Toolbar.js';
@@ -28,12 +28,14 @@ async function boot(): Promise<void> {
   const s = editor.getState();
   s.setSpecs(specs);
   editor.setState({ hostInfo: info, models, settings, examples });
+  loadRendererPrefs();
   for (const n of info.notices) s.notify('warn', n);
   if (editor.getState().nodes.length) return; // a reconnect: keep the open document
   const rec = readRecovery();
   const parsed = rec ? parseWorkflow(rec.workflow) : null;
   if (rec && parsed?.workflow) {
     s.loadWorkflow(parsed.workflow, rec.fileName, { dirty: rec.dirty });
+    if (rec.imageOrigins && typeof rec.imageOrigins === 'object') editor.setState({ imageOrigins: rec.imageOrigins });
     if (rec.dirty) s.notify('info', 'Restored your unsaved work from the recovery slot.');
   } else {
     restackPending = true;
@@ -64,7 +66,8 @@ function Workspace() {
         const h = host();
         if (h.openFile) {
           const f = await h.openFile('workflow');
-          if (f && (await openWorkflowBytes(editor, f.name, f.bytes))) setTimeout(() => void flow.fitView(FIT_VIEW), 50);
+          const images = f?.images?.map((i) => ({ path: i.ref, bytes: i.bytes }));
+          if (f && (await openWorkflowBytes(editor, f.name, f.bytes, { host: h, images }))) setTimeout(() => void flow.fitView(FIT_VIEW), 50);
         } else fileInput.current?.click();
       },
       openSettings: () => setSettingsOpen(true),
@@ -85,7 +88,7 @@ function Workspace() {
     openExample: async (name: string) => {
       try {
         const wf = await host().call('readExample', { name });
-        await openWorkflowBytes(editor, name, new TextEncoder().encode(JSON.stringify(wf)));
+        await openWorkflowBytes(editor, name, new TextEncoder().encode(JSON.stringify(wf)), { host: host() });
         setTimeout(() => void flow.fitView(FIT_VIEW), 50);
       } catch (e) {
         editor.getState().notify('error', (e as Error).message);
@@ -118,13 +121,17 @@ function Workspace() {
     setTimeout(() => void flow.fitView(FIT_VIEW), 50);
   }, [measured, flow]);
 
-  // Autosave to the recovery slot, debounced.
+  // Autosave to the recovery slot, debounced; and the status of image refs the editor has not asked about yet.
   useEffect(() => {
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let check: ReturnType<typeof setTimeout> | undefined;
     return editor.subscribe((s, prev) => {
       if (s.revision === prev.revision && s.savedRevision === prev.savedRevision) return;
       clearTimeout(timer);
       timer = setTimeout(() => writeRecovery(editor), 300);
+      if (s.revision === prev.revision) return;
+      clearTimeout(check);
+      check = setTimeout(() => void refreshImageStatus(editor, host()).catch(() => {}), 150);
     });
   }, []);
 
@@ -153,12 +160,18 @@ function Workspace() {
       const file = e.dataTransfer?.files[0];
       if (!file) return;
       e.preventDefault();
+      if ((e.dataTransfer?.files.length ?? 0) > 1) {
+        // A workflow dropped with its images: opened together, its relative refs matched to them.
+        const files = await pickedFiles(e.dataTransfer!.files);
+        if (await openPickedFiles(editor, host(), files)) setTimeout(() => void flow.fitView(FIT_VIEW), 50);
+        return;
+      }
       const bytes = await fileBytes(file);
       const isImage = file.type.startsWith('image/');
       if (!isImage || file.type === 'image/png') {
         const hasWorkflow = !isPng(bytes) || (await readTextChunk(bytes).catch(() => null)) !== null;
         if (hasWorkflow) {
-          if (await openWorkflowBytes(editor, file.name, bytes)) setTimeout(() => void flow.fitView(FIT_VIEW), 50);
+          if (await openWorkflowBytes(editor, file.name, bytes, { host: host() })) setTimeout(() => void flow.fitView(FIT_VIEW), 50);
           return;
         }
       }
@@ -180,12 +193,14 @@ function Workspace() {
         <OutputPanel />
       </main>
       <Notices />
+      {/* Several files may be chosen at once: a workflow and the images it names (matched by path). */}
       <input
-        ref={fileInput} type="file" hidden accept=".json,application/json,image/png" aria-label="Open workflow file"
+        ref={fileInput} type="file" hidden multiple accept=".json,application/json,image/png,image/jpeg,image/webp" aria-label="Open workflow file"
         onChange={async (e) => {
-          const f = e.target.files?.[0];
+          const list = e.target.files;
+          const files = list && list.length ? await pickedFiles(list) : [];
           e.target.value = '';
-          if (f && (await openWorkflowBytes(editor, f.name, await fileBytes(f)))) setTimeout(() => void flow.fitView(FIT_VIEW), 50);
+          if (files.length && (await openPickedFiles(editor, host(), files))) setTimeout(() => void flow.fitView(FIT_VIEW), 50);
         }}
       />
       {palette && (
@@ -198,6 +213,7 @@ function Workspace() {
         />
       )}
       {settingsOpen && <SettingsDialog onClose={() => setSettingsOpen(false)} />}
+      <MissingImagesDialog />
       {nameAsk && <NameDialog suggested={nameAsk.suggested} onDone={(v) => {
         nameAsk.resolve(v);
         setNameAsk(null);
@@ -206,13 +222,18 @@ function Workspace() {
   );
 }
 
+/** A FileList as picked files (a folder pick gives each its path within the folder). */
+async function pickedFiles(list: FileList): Promise<PickedFile[]> {
+  return Promise.all([...list].map(async (f) => ({ name: f.name, path: f.webkitRelativePath || f.name, bytes: await fileBytes(f) })));
+}
+
 /** An image without a workflow dropped on the canvas: upload it and add a Load Image node there. */
 async function dropImageAsNode(file: File, bytes: Uint8Array, at: { x: number; y: number }): Promise<void> {
   const s = editor.getState();
   const spec = s.specList.find((x) => x.params.some((p) => p.kind === 'image'));
   if (!spec) return;
   try {
-    const res = await host().call('uploadImage', { name: file.name, dataBase64: toBase64(bytes) });
+    const res = await uploadImage(editor, host(), file.name, bytes);
     const param = spec.params.find((p) => p.kind === 'image')!;
     s.addNode(spec.type, at.x, at.y, { [param.name]: res.value });
   } catch (e) {

@@ -1,13 +1,27 @@
 /**
- * Small dialogs: Settings (models folder, provider, output folder), the file-name prompt of
- * Save As in the browser, and the notices bar.
+ * Small dialogs: Settings (models folder, provider, output folder, whether exported PNGs carry
+ * their input images), the file-name prompt of Save As in the browser, the missing-images
+ * question, and the notices bar.
  */
 import { useEffect, useId, useRef, useState, type ReactNode } from 'react';
 import type { EngineSettings } from '../../engine/api.js';
 import { PROVIDERS } from '../../engine/protocol.js';
 import { MODEL_KINDS } from '../../nodes/spec.js';
 import { editor, host, useEditor } from '../editor.js';
+import { fileBytes, missingRefs, relinkMissing } from '../files.js';
 import type { FolderPurpose } from '../host.js';
+
+/** localStorage key of the "exported PNGs carry their input images" setting (a renderer preference). */
+export const PNG_IMAGES_KEY = 'ipa-studio:png-carries-images';
+
+/** Reads the renderer's own preferences into the store (on start). */
+export function loadRendererPrefs(): void {
+  try {
+    editor.setState({ pngCarriesImages: localStorage.getItem(PNG_IMAGES_KEY) === '1' });
+  } catch {
+    /* storage disabled: the default (off) */
+  }
+}
 
 /**
  * A folder setting: its text field, and in the desktop app a Browse… button (the native folder
@@ -42,6 +56,7 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
   const current = useEditor((s) => s.settings);
   const info = useEditor((s) => s.hostInfo);
   const [draft, setDraft] = useState<EngineSettings | null>(current);
+  const [pngImages, setPngImages] = useState(() => editor.getState().pngCarriesImages);
   const [busy, setBusy] = useState(false);
   // The settings may arrive after the dialog opened: adopt them once (React's "adjust state on a prop change").
   if (draft === null && current !== null) setDraft(current);
@@ -52,7 +67,12 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
     try {
       const s = await host().call('updateSettings', draft);
       const models = await host().call('listModels', {});
-      editor.setState({ settings: s, models });
+      editor.setState({ settings: s, models, pngCarriesImages: pngImages });
+      try {
+        localStorage.setItem(PNG_IMAGES_KEY, pngImages ? '1' : '0');
+      } catch {
+        /* storage disabled: kept for this session */
+      }
       editor.getState().notify('info', 'Settings saved.');
       onClose();
     } catch (e) {
@@ -81,6 +101,11 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
           <small>If the chosen provider fails to start, runs fall back to the CPU and a notice says so.</small>
         </label>
         <FolderField label="Output folder" purpose="output" value={draft.outputDir} onChange={(v) => setDraft((d) => d && { ...d, outputDir: v })} />
+        <label className="check">
+          <input type="checkbox" checked={pngImages} onChange={(e) => setPngImages(e.target.checked)} />
+          Exported PNGs carry their input images
+          <small>Off by default (bigger files). When on, Export puts the run's input images into the PNG too, so it opens with them on another machine.</small>
+        </label>
         <div className="modal-buttons">
           <button type="button" onClick={onClose}>Close</button>
           <button type="submit" className="primary" disabled={busy}>Apply</button>
@@ -110,6 +135,67 @@ export function NameDialog({ suggested, onDone }: { suggested: string; onDone(na
           <button type="submit" className="primary">Download</button>
         </div>
       </form>
+    </div>
+  );
+}
+
+/**
+ * The question a workflow opened without some of its images asks (a browser cannot read the
+ * folder a file came from): choose the images, or the folder they are in; they are matched to the
+ * missing refs by path. "Later" leaves them marked "missing" on their nodes, each with Relink….
+ */
+export function MissingImagesDialog() {
+  const ask = useEditor((s) => s.missingAsk);
+  // Re-render when the document or what is known about its images changes.
+  useEditor((s) => s.nodes);
+  useEditor((s) => s.imageStatus);
+  const filesInput = useRef<HTMLInputElement>(null);
+  const folderInput = useRef<HTMLInputElement>(null);
+  const [busy, setBusy] = useState(false);
+  if (!ask) return null;
+  const uses = missingRefs(editor);
+  const refs = [...new Set(uses.map((u) => u.ref))];
+  const close = () => editor.setState({ missingAsk: null });
+  const chosen = async (list: FileList | null) => {
+    if (!list?.length) return;
+    setBusy(true);
+    try {
+      const images = await Promise.all([...list].map(async (f) => ({ path: f.webkitRelativePath || f.name, bytes: await fileBytes(f) })));
+      const left = await relinkMissing(editor, host(), images);
+      if (left === 0) {
+        editor.getState().notify('info', 'All images of the workflow found.');
+        close();
+      } else editor.getState().notify('warn', `${left} image${left === 1 ? '' : 's'} still missing: none of the chosen files has ${left === 1 ? 'its' : 'their'} name.`);
+    } catch (e) {
+      editor.getState().notify('error', (e as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  if (!refs.length) return null;
+  return (
+    <div className="modal-backdrop">
+      <div className="modal" role="dialog" aria-label="Missing images" onKeyDown={(e) => e.key === 'Escape' && close()}>
+        <h2>Images this workflow needs</h2>
+        <p>
+          {ask.fileName} names {refs.length === 1 ? 'an image' : `${refs.length} images`} that did not come with it. Choose
+          {refs.length === 1 ? ' it' : ' them'}, or the folder the workflow is in; files are matched by name.
+        </p>
+        <ul className="missing-list">
+          {refs.map((r) => (
+            <li key={r}><code>{r}</code> — {[...new Set(uses.filter((u) => u.ref === r).map((u) => `${u.title} (${u.node})`))].join(', ')}</li>
+          ))}
+        </ul>
+        <div className="modal-buttons">
+          <button type="button" onClick={close}>Later</button>
+          <button type="button" onClick={() => folderInput.current?.click()} disabled={busy}>Choose folder…</button>
+          <button type="button" className="primary" onClick={() => filesInput.current?.click()} disabled={busy}>Choose images…</button>
+        </div>
+        <input ref={filesInput} type="file" hidden multiple accept="image/png,image/jpeg,image/webp" aria-label="Images for the workflow"
+          onChange={(e) => { void chosen(e.target.files).finally(() => { if (filesInput.current) filesInput.current.value = ''; }); }} />
+        <input ref={folderInput} type="file" hidden {...{ webkitdirectory: '' }} aria-label="Folder of the workflow"
+          onChange={(e) => { void chosen(e.target.files).finally(() => { if (folderInput.current) folderInput.current.value = ''; }); }} />
+      </div>
     </div>
   );
 }

@@ -8,7 +8,7 @@ import { memo, useRef, useState, type DragEvent, type Ref } from 'react';
 import type { ParamSpec, ParamValue } from '../../nodes/types.js';
 import { seedAfterGenerate, seedProblem, seedValue } from '../../engine/seed.js';
 import { editor, host, useEditor } from '../editor.js';
-import { fileBytes, toBase64 } from '../files.js';
+import { fileBytes, uploadImage } from '../files.js';
 import { MaskPainter } from './MaskPainter.js';
 
 interface Props {
@@ -96,14 +96,18 @@ function isSlider(p: Extract<ParamSpec, { kind: 'number' }>): boolean {
   return p.min !== undefined && p.max !== undefined && !p.integer && p.max - p.min <= 10;
 }
 
-/** Uploads an image file or bytes into a param (one undoable change); errors become notices. */
-function useUpload(node: string, name: string) {
+/**
+ * Uploads an image file or bytes into a param (one undoable change); errors become notices. A
+ * missing image being relinked is replaced on every node that named it (one undo step too).
+ */
+function useUpload(node: string, name: string, relinking?: string) {
   const [busy, setBusy] = useState(false);
   const upload = async (fileName: string, bytes: Promise<Uint8Array> | Uint8Array) => {
     setBusy(true);
     try {
-      const res = await host().call('uploadImage', { name: fileName, dataBase64: toBase64(await bytes) });
-      set(node, name, res.value);
+      const res = await uploadImage(editor, host(), fileName, await bytes);
+      if (relinking) editor.getState().replaceImageRefs({ [relinking]: res.value });
+      else set(node, name, res.value);
     } catch (e) {
       editor.getState().notify('error', `${fileName}: ${(e as Error).message}`);
     } finally {
@@ -164,14 +168,25 @@ function useMaskParam(node: string, spec: ParamSpec): string | undefined {
 
 const baseName = (v: string) => v.split(/[\\/]/).pop() ?? v;
 
+/** True when the host said this image ref will not be found (then the widget offers Relink…). */
+function useMissing(v: string): boolean {
+  return useEditor((s) => v !== '' && s.imageStatus[v]?.found === false);
+}
+
+/** "missing: <ref>" on the node, for an image the engine will not find. */
+function MissingNote({ value }: { value: string }) {
+  return <div className="image-missing" role="alert" title="Not next to the workflow file nor in the inputs folder: choose it again (Relink…)">missing: {value}</div>;
+}
+
 function ImageParam({ node, nodeTitle, spec, value }: Props) {
   const input = useRef<HTMLInputElement>(null);
-  const { busy, upload } = useUpload(node, spec.name);
+  const v = typeof value === 'string' ? value : '';
+  const missing = useMissing(v);
+  const { busy, upload } = useUpload(node, spec.name, missing ? v : undefined);
   const { over, handlers } = useImageDrop((f) => void upload(f.name, fileBytes(f)));
   const [painting, setPainting] = useState(false);
   const maskParam = useMaskParam(node, spec);
-  const v = typeof value === 'string' ? value : '';
-  const url = v ? host().imageUrl(v) : null;
+  const url = v && !missing ? host().imageUrl(v) : null;
   const label = spec.label ?? spec.name;
 
   const openPainter = () => setPainting(true);
@@ -184,15 +199,18 @@ function ImageParam({ node, nodeTitle, spec, value }: Props) {
       return;
     }
     const stem = baseName(v).replace(/\.[^.]*$/, '').replace(/-[0-9a-f]{12}$/, '') || 'image';
-    const res = await host().call('uploadImage', { name: `${stem}-mask.png`, dataBase64: toBase64(png) });
+    const res = await uploadImage(editor, host(), `${stem}-mask.png`, png);
     set(node, mask, res.value);
   };
   return (
     <div className={`image-param nodrag ${over ? 'drop-over' : ''}`} {...handlers}>
       {url ? <img className="thumb" src={url} alt={`${label} of ${nodeTitle}`} /> : <div className="thumb empty">{busy ? 'Uploading…' : 'Drop an image here'}</div>}
+      {missing && <MissingNote value={v} />}
       <div className="image-row">
         <span className="file-name" title={v}>{v ? baseName(v) : 'no image'}</span>
-        <button type="button" onClick={() => input.current?.click()} title="Choose an image file">Choose…</button>
+        {missing
+          ? <button type="button" className="relink" onClick={() => input.current?.click()} title={`Choose the image this workflow calls ${v}`}>Relink…</button>
+          : <button type="button" onClick={() => input.current?.click()} title="Choose an image file">Choose…</button>}
         {maskParam && (
           <button
             type="button" className="paint-mask" onClick={openPainter} disabled={!url}
@@ -222,10 +240,11 @@ function ImageParam({ node, nodeTitle, spec, value }: Props) {
  */
 function OptionalImageParam({ node, nodeTitle, spec, value }: Props) {
   const input = useRef<HTMLInputElement>(null);
-  const { busy, upload } = useUpload(node, spec.name);
-  const { over, handlers } = useImageDrop((f) => void upload(f.name, fileBytes(f)));
   const v = typeof value === 'string' ? value : '';
-  const url = v ? host().imageUrl(v) : null;
+  const missing = useMissing(v);
+  const { busy, upload } = useUpload(node, spec.name, missing ? v : undefined);
+  const { over, handlers } = useImageDrop((f) => void upload(f.name, fileBytes(f)));
+  const url = v && !missing ? host().imageUrl(v) : null;
   const label = spec.label ?? spec.name;
   const isMask = isMaskParam(spec);
   return (
@@ -233,8 +252,9 @@ function OptionalImageParam({ node, nodeTitle, spec, value }: Props) {
       {v ? (
         <>
           {url && <img className="mask-thumb" src={url} alt={`${isMask ? 'Painted mask' : label} of ${nodeTitle}`} />}
-          {isMask && <span className="mask-badge">mask set</span>}
-          <span className="file-name" title={v}>{baseName(v)}</span>
+          {isMask && !missing && <span className="mask-badge">mask set</span>}
+          {missing ? <MissingNote value={v} /> : <span className="file-name" title={v}>{baseName(v)}</span>}
+          {missing && <button type="button" className="relink" onClick={() => input.current?.click()} title={`Choose the ${label} this workflow calls ${v}`}>Relink…</button>}
           <button type="button" className="icon" aria-label={`Remove ${label}`} title={`Remove ${label}`} onClick={() => set(node, spec.name, '')}>×</button>
         </>
       ) : (

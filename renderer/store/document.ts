@@ -48,7 +48,7 @@ export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlic
     const rev = get().revision + 1;
     const history = opts?.keepHistory ? {} : { past: [], future: [] };
     // A new document (New, Open, an example) starts without the old one's run marks and previews.
-    set({ ...doc, ...history, coalesce: null, fileName, revision: rev, savedRevision: opts?.dirty ? -1 : rev, nodeRuns: {}, nodePreviews: {} });
+    set({ ...doc, ...history, coalesce: null, fileName, revision: rev, savedRevision: opts?.dirty ? -1 : rev, nodeRuns: {}, nodePreviews: {}, imageOrigins: {}, missingAsk: null });
   },
 
   loadWorkflow: (wf, fileName, opts) => {
@@ -160,6 +160,20 @@ export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlic
   },
 
   markSaved: (fileName) => set({ fileName, savedRevision: get().revision }),
+
+  replaceImageRefs: (map) => {
+    const s = get();
+    const swap = (type: string, name: string, v: ParamValue) =>
+      typeof v === 'string' && Object.hasOwn(map, v) && s.specs[type]?.params.some((p) => p.name === name && p.kind === 'image') ? map[v] : v;
+    const hit = (n: (typeof s.nodes)[number]) => Object.entries(n.data.params).some(([k, v]) => swap(n.data.type, k, v) !== v);
+    if (!s.nodes.some(hit)) return;
+    get().commit();
+    set({
+      nodes: get().nodes.map((n) => (hit(n)
+        ? { ...n, data: { ...n.data, params: Object.fromEntries(Object.entries(n.data.params).map(([k, v]) => [k, swap(n.data.type, k, v)])) } }
+        : n)),
+    });
+  },
 });
 
 export const isDirty = (s: EditorState) => s.revision !== s.savedRevision;

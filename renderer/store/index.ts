@@ -8,7 +8,7 @@ import { createUiSlice } from './ui.js';
 export { isDirty } from './document.js';
 export { queueLength } from './run.js';
 export type {
-  DocumentSlice, EditorState, LoadOptions, NodeRun, Notice, OutputImage, Progress, RunInfo, RunSlice, UiSlice,
+  DocumentSlice, EditorState, ImageStatus, LoadOptions, NodeRun, Notice, OutputImage, Progress, RunInfo, RunSlice, UiSlice,
 } from './state.js';
 
 export function createEditorStore() {

@@ -50,6 +50,8 @@ export interface DocumentSlice extends Doc {
   undo(): void;
   redo(): void;
   markSaved(fileName: string): void;
+  /** Sets every image param holding a key of `map` to its value (Relink: one undo step for all the nodes that named it). */
+  replaceImageRefs(map: Record<string, string>): void;
 }
 
 // ---- run (run.ts) -------------------------------------------------------------------------------
@@ -108,6 +110,12 @@ export interface Notice {
   text: string;
 }
 
+/** What the host said about an image ref of the document (resolveImages, or an upload's answer). */
+export interface ImageStatus {
+  found: boolean;
+  url?: string;
+}
+
 export interface UiSlice {
   models: Partial<Record<ModelKind, string[]>>;
   notices: Notice[];
@@ -115,6 +123,18 @@ export interface UiSlice {
   hostInfo: HostInfo | null;
   connected: boolean;
   examples: { name: string; title: string }[];
+  /** By image ref: found or missing (shown on the node as "missing: <ref>" with Relink…), and a thumbnail URL. */
+  imageStatus: Record<string, ImageStatus>;
+  /**
+   * Images opened together with the document (picked with it, or next to it in the desktop app),
+   * stored in the inputs folder: stored ref -> the ref the file had (`images/a.png`). Save writes
+   * the original refs back, so a workflow kept next to its images stays relative to them. Reset by every load.
+   */
+  imageOrigins: Record<string, string>;
+  /** Set while the "missing images" question is open (a workflow opened without some of its images). */
+  missingAsk: { fileName: string } | null;
+  /** Exported PNGs carry the workflow's input images (a bundle chunk); off by default, kept in localStorage. */
+  pngCarriesImages: boolean;
 
   notify(level: Notice['level'], text: string): void;
   dismiss(id: number): void;

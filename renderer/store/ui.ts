@@ -15,6 +15,10 @@ export const createUiSlice: StateCreator<EditorState, [], [], UiSlice> = (set, g
   hostInfo: null,
   connected: false,
   examples: [],
+  imageStatus: {},
+  imageOrigins: {},
+  missingAsk: null,
+  pngCarriesImages: false,
 
   // The same text again (a warning every run repeats) moves to the newest place instead of
   // stacking a copy; at most four show at once.
