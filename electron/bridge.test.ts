@@ -84,5 +84,7 @@ describe('preload bridge', () => {
     expect(inputImageUrl('/home/u/.ipadapter-studio/inputs/cat-1a2b.png')).toBe('/inputs/cat-1a2b.png');
     expect(inputImageUrl('C:\\Users\\u\\inputs\\a b.jpg')).toBe('/inputs/a%20b.jpg');
     expect(inputImageUrl('/home/u/pictures/cat.png')).toBeNull();
+    expect(inputImageUrl('inputs/cat-1a2b.png')).toBe('/inputs/cat-1a2b.png');
+    expect(inputImageUrl('images/cat.png')).toBeNull();
   });
 });

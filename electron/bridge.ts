@@ -4,6 +4,7 @@
  * Only payloads cross into the page: never the IpcRendererEvent (its `sender` is ipcRenderer).
  */
 import type { BridgeApi, OpenedFile } from '../renderer/host.js';
+import { inputsImageUrl } from '../engine/image-refs.js';
 import { IPC, MENU_ACTIONS, TEXT_EDIT_OF, type MenuAction } from './channels.js';
 
 export interface IpcRendererLike {
@@ -29,11 +30,8 @@ export function isTextField(el: Element | null): boolean {
   return (el as HTMLElement).isContentEditable === true;
 }
 
-/** Same rule as web mode: an uploaded image (in the inputs folder) is served under /inputs/. */
-export function inputImageUrl(value: string): string | null {
-  const m = /[\\/]inputs[\\/]([^\\/]+\.(png|jpe?g|webp))$/i.exec(value);
-  return m ? '/inputs/' + encodeURIComponent(m[1]) : null;
-}
+/** Same rule as web mode: an uploaded image (`inputs/<file>`, in the inputs folder) is served under /inputs/. */
+export const inputImageUrl = inputsImageUrl;
 
 export function createBridge(ipc: IpcRendererLike, focused: () => Element | null): DesktopBridge {
   function subscribe<T>(channel: string, accept: (payload: unknown) => T | null, listener: (v: T) => void): () => void {

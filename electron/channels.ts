@@ -29,7 +29,7 @@ export type FolderPurpose = (typeof FOLDER_PURPOSES)[number];
 
 /** Menu items that name editor actions (renderer/actions.ts; a unit test keeps both lists in step). */
 export const MENU_ACTIONS = [
-  'new', 'open', 'save', 'saveAs', 'export', 'settings',
+  'new', 'open', 'save', 'saveAs', 'export', 'exportShared', 'settings',
   'undo', 'redo', 'copy', 'paste', 'duplicate', 'delete', 'selectAll', 'addNode',
   'fitView', 'tidy',
   'run', 'cancel',

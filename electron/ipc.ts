@@ -12,6 +12,7 @@ import { z } from 'zod';
 import type { EngineApi, EngineSettings, RunEvent } from '../engine/api.js';
 import { writeFileAtomic } from '../models/fs-atomic.js';
 import { createApiHandlers, eventWithUrls, invokeApi, type InvokeResult } from '../engine/hosts/host-api.js';
+import { imagesBeside } from '../engine/hosts/bundle.js';
 import { summarise, type HostInfo } from '../engine/protocol.js';
 import { APP_ORIGIN, FOLDER_PURPOSES, NATIVE_EDITS, type FolderPurpose, type NativeEdit } from './channels.js';
 import { readFileLimited, safeFileName, uniquePath } from './files.js';
@@ -57,6 +58,8 @@ export interface DesktopHostOptions {
 export interface OpenedFile {
   name: string;
   bytes: Uint8Array;
+  /** Images the workflow names relative to its file, read from beside it (engine/hosts/bundle.ts imagesBeside). */
+  images?: { ref: string; bytes: Uint8Array }[];
 }
 
 /** A workflow or an exported PNG can be opened; both stay well below this. */
@@ -83,6 +86,9 @@ export type PickFolderRequest = z.infer<typeof PickFolderRequestSchema>;
 
 const PICK_TITLES: Record<FolderPurpose, string> = { models: 'Choose the Models Folder', output: 'Choose the Output Folder' };
 
+/** renderer/files.ts BUNDLE_MIME: "Export workflow for sharing" (not application/json, so Save never writes back over it). */
+const BUNDLE_MIME = 'application/vnd.ipadapter-studio.shared+json';
+
 const OPEN_FILTERS: Record<OpenKind, FileFilter[]> = {
   workflow: [{ name: 'Workflow (JSON, or a PNG exported by the app)', extensions: ['json', 'png'] }],
   image: [{ name: 'Images', extensions: ['png', 'jpg', 'jpeg', 'webp'] }],
@@ -90,6 +96,7 @@ const OPEN_FILTERS: Record<OpenKind, FileFilter[]> = {
 function saveFilters(mime: string): FileFilter[] {
   if (mime === 'application/json') return [{ name: 'Workflow JSON', extensions: ['json'] }];
   if (mime === 'image/png') return [{ name: 'PNG image', extensions: ['png'] }];
+  if (mime === BUNDLE_MIME) return [{ name: 'Shared workflow (with its images)', extensions: ['json'] }];
   return [];
 }
 
@@ -163,7 +170,11 @@ export function createDesktopHost(opts: DesktopHostOptions): DesktopHost {
       st.lastDir = path.dirname(file);
       // Save writes back only to a JSON the user opened; a workflow taken from a PNG is saved anew.
       if (k === 'workflow' && /\.json$/i.test(file)) st.workflowPath = file;
-      return { name: path.basename(file), bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+      const opened: OpenedFile = { name: path.basename(file), bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+      // The images it names relative to itself, from beside it (the renderer stores them like picked ones).
+      const images = k === 'workflow' && /\.json$/i.test(file) ? imagesBeside(bytes.toString('utf8'), path.dirname(file), engine.nodeSpecs()) : [];
+      if (images.length) opened.images = images.map((i) => ({ ref: i.ref, bytes: new Uint8Array(i.bytes.buffer, i.bytes.byteOffset, i.bytes.byteLength) }));
+      return opened;
     },
 
     async saveFile(sender, request) {

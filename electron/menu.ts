@@ -29,6 +29,7 @@ const ACTION_ITEMS: Record<MenuAction, { label: string; accelerator?: string }> 
   save: { label: 'Save', accelerator: 'CmdOrCtrl+S' },
   saveAs: { label: 'Save As…', accelerator: 'CmdOrCtrl+Shift+S' },
   export: { label: 'Export Selected Outputs…', accelerator: 'CmdOrCtrl+E' },
+  exportShared: { label: 'Export Workflow for Sharing…' },
   settings: { label: 'Settings…', accelerator: 'CmdOrCtrl+,' },
   undo: { label: 'Undo', accelerator: 'CmdOrCtrl+Z' },
   redo: { label: 'Redo', accelerator: 'CmdOrCtrl+Shift+Z' },
@@ -68,7 +69,7 @@ export function menuTemplate(d: MenuDeps): MenuItemConstructorOptions[] {
   const file: MenuItemConstructorOptions = {
     label: '&File',
     submenu: [
-      action('new'), action('open'), sep, action('save'), action('saveAs'), sep, action('export'),
+      action('new'), action('open'), sep, action('save'), action('saveAs'), sep, action('export'), action('exportShared'),
       ...(mac ? [sep, { role: 'close' } as const] : [sep, action('settings'), sep, { role: 'quit' } as const]),
     ],
   };

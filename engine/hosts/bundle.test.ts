@@ -16,7 +16,7 @@ import { BUNDLE_FORMAT, bundleFileName } from '../bundle-format.js';
 import { imageUses } from '../image-refs.js';
 import { PathResolver } from '../paths.js';
 import { ipAdapterWorkflow } from '../../test/helpers/workflows.js';
-import { createBundle, openBundle, parseBundle } from './bundle.js';
+import { createBundle, imagesBeside, openBundle, parseBundle } from './bundle.js';
 import { main as generate } from './cli.js';
 import { storeImageBytes } from './inputs-store.js';
 import { main as share } from './share.js';
@@ -113,6 +113,18 @@ describe('bundles', () => {
     expect((made.bundle.workflow as unknown as Workflow).nodes.find((n) => n.id === 'checkpoint')!.params.ckpt_name).toBe('sub/my-model.safetensors');
     wf.nodes.find((n) => n.id === 'checkpoint')!.params.ckpt_name = path.join(s.base, 'elsewhere.safetensors');
     expect(() => createBundle(wf, specs, s.resolver)).toThrow(/Load Checkpoint \(checkpoint\): .* outside the models folder's checkpoints\//);
+  });
+
+  it('the desktop host reads the images a workflow names relative to itself, inside its folder only, images only', () => {
+    const s = setup('beside');
+    fs.writeFileSync(path.join(s.base, 'secret.png'), IMAGE);
+    fs.writeFileSync(path.join(s.wfDir, 'notes.png'), 'not an image');
+    const wf = structuredClone(s.wf);
+    wf.nodes.push({ id: 'up', type: 'load-image', params: { image: '../secret.png' } }, { id: 'txt', type: 'load-image', params: { image: 'notes.png' } });
+    const got = imagesBeside(JSON.stringify(wf), s.wfDir, specs);
+    expect(got.map((g) => g.ref)).toEqual(['images/prompt.png']);
+    expect(got[0].bytes.equals(IMAGE)).toBe(true);
+    expect(imagesBeside('not json', s.wfDir, specs)).toEqual([]);
   });
 
   it('npm run share, then npm run generate with another user-data folder: the same image bytes as the original', async () => {
