@@ -6,7 +6,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 export interface E2E {
   page: Page;
@@ -30,6 +34,34 @@ export function e2e(name: string, fn: TestFn): void {
 }
 
 export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+
+/**
+ * Starts web mode (`--demo`, a free port) on a user-data folder; resolves with the printed address
+ * (it carries the launch's access key). run.ts starts one for all tests; a test may start another
+ * (a second machine: its own user data, inputs and outputs).
+ */
+export async function startWeb(userData: string): Promise<{ url: string; stop(): void; log: string[] }> {
+  const log: string[] = [];
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'engine', 'hosts', 'web.ts'), '--port', '0', '--demo', '--user-data', userData], {
+    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, IPA_STUDIO_USER_DATA: userData },
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`web mode did not start in 300 s:\n${log.join('')}`)), 300_000);
+    const onData = (d: Buffer) => {
+      log.push(d.toString());
+      // The printed address carries the launch's access key (`/?t=...`); opening it sets the page's cookie.
+      const m = /Listening on (http:\/\/127\.0\.0\.1:\d+\/\S*)/.exec(log.join(''));
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`web mode exited with ${code}:\n${log.join('')}`)));
+  });
+  return { url, log, stop: () => child.kill('SIGTERM') };
+}
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
 /** Opens a fresh profile and page on the app; returns it with a cleanup function. */

@@ -7,36 +7,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { CHROMIUM, openApp, registry, setCurrentFile } from './harness.js';
+import { CHROMIUM, openApp, registry, setCurrentFile, startWeb } from './harness.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RESULTS = path.join(ROOT, 'test-results');
 const TEST_TIMEOUT_MS = 120_000;
-
-async function startWeb(userData: string): Promise<{ url: string; stop(): void; log: string[] }> {
-  const log: string[] = [];
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'engine', 'hosts', 'web.ts'), '--port', '0', '--demo', '--user-data', userData], {
-    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, IPA_STUDIO_USER_DATA: userData },
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`web mode did not start in 300 s:\n${log.join('')}`)), 300_000);
-    const onData = (d: Buffer) => {
-      log.push(d.toString());
-      // The printed address carries the launch's access key (`/?t=...`); opening it sets the page's cookie.
-      const m = /Listening on (http:\/\/127\.0\.0\.1:\d+\/\S*)/.exec(log.join(''));
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`web mode exited with ${code}:\n${log.join('')}`)));
-  });
-  return { url, log, stop: () => child.kill('SIGTERM') };
-}
 
 async function main(): Promise<void> {
   const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
