@@ -16,6 +16,9 @@
  *   unet_fp16     the unet section's UNet from an F16 file (--dtype bf16: BF16): session creation (first: writes the
  *                 float32 copy; second: reuses it), ms per step, peak RSS vs the file and its fp32 twin; --half-weights
  *                 fp32-file|per-run|folded compares the treatments (SessionConfig.halfWeights); only with --only unet_fp16.
+ *   samplers      UNet calls and seconds per image for DDIM 50, dpmpp_2m + karras 20, euler_ancestral 20, heun 10,
+ *                 lcm 6 (one UNet evaluation timed at batch 2 and 1, times each choice's call count, plus the
+ *                 sampler's arithmetic on the latent); only with --only samplers (about 3 minutes unshared).
  * The default runs all six: 6.3 minutes on this 2-core machine with little else running (unet
  * 0.8, text_encoder 0.05, vision_encoder 0.75, vae_decode 0.9, controlnet 1.7, e2e 2 min), about 10 when other
  * processes share the cores; ~14.5 GB of random weights are written to the temp folder and
@@ -43,10 +46,12 @@ import { benchVaeDecode } from './bench/vae-decode.js';
 import { benchControlNet } from './bench/controlnet.js';
 import { benchE2e } from './bench/e2e.js';
 import { benchUNetFp16 } from './bench/unet-fp16.js';
+import { benchSamplers } from './bench/samplers.js';
 
 /** In the order they run. */
 const SECTIONS: [string, Section][] = [
   ['unet', benchUNet], ['unet_fp16', benchUNetFp16], ['text_encoder', benchTextEncoder], ['vision_encoder', benchVisionEncoder], ['vae_decode', benchVaeDecode], ['controlnet', benchControlNet], ['e2e', benchE2e],
+  ['samplers', benchSamplers],
 ];
 
 /** Runs one section in a child process (same node flags, so tsx's loader too) and returns its JSON. */
