@@ -161,6 +161,16 @@ describe('KSampler runs', () => {
     expect(Array.from(chained)).toEqual(Array.from(one));
   });
 
+  it('a batch of 2: one noise draw for the whole batch, per-step noise too; the two latents differ', async () => {
+    const wf = ipAdapterWorkflow({ image: IMAGE, output: 'preview', sampler: ksampler('euler_ancestral', { steps: 3 }) });
+    wf.nodes.find((n) => n.id === 'latent')!.params.batch_size = 2;
+    const { out } = await run(wf);
+    expect(out.dims).toEqual([2, 4, 8, 8]);
+    const half = out.samples.length / 2;
+    expect(out.samples.every(Number.isFinite)).toBe(true);
+    expect(Array.from(out.samples.subarray(0, half))).not.toEqual(Array.from(out.samples.subarray(half)));
+  });
+
   it('start_at_step at or past the end returns the latent unchanged', async () => {
     const wf = fromImage(ipAdapterWorkflow({ image: IMAGE, output: 'preview', sampler: { type: 'ksampler-advanced', params: { steps: 4, start_at_step: 4, sampler_name: 'euler', scheduler: 'normal' } } }), INIT, false);
     const r = await run(wf);
