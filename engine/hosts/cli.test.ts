@@ -2,7 +2,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { main, parseArgs } from './cli.js';
+import type { Workflow } from '../api.js';
+import { applySets, main, parseArgs } from './cli.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-cli-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -39,5 +40,16 @@ describe('cli arguments', () => {
     expect(parseArgs(['w.json', '--user-data', user], {}).models).toBe('/comfy/models');
     expect(parseArgs(['w.json', '--user-data', user], { IPA_MODELS: '/env' }).models).toBe('/env');
     expect(parseArgs(['w.json', '--user-data', user, '--models', '/flag'], { IPA_MODELS: '/env' }).models).toBe('/flag');
+  });
+});
+
+describe('--set', () => {
+  it('types values by the param, and keeps a seed above 2^53 as its digits', () => {
+    const wf: Workflow = { format: 'ipadapter-studio/workflow', version: 2, edges: [], nodes: [{ id: 's', type: 'ddim-sampler', params: {} }] };
+    const kind = (_t: string, p: string) => ({ seed: 'number', steps: 'number' } as Record<string, string>)[p];
+    expect(applySets(wf, [{ node: 's', param: 'seed', value: '18446744073709551615' }, { node: 's', param: 'steps', value: '20' }], kind)).toEqual([]);
+    expect(wf.nodes[0].params).toEqual({ seed: '18446744073709551615', steps: 20 });
+    expect(applySets(wf, [{ node: 's', param: 'seed', value: '42' }], kind)).toEqual([]);
+    expect(wf.nodes[0].params.seed).toBe(42);
   });
 });
