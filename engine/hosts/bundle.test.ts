@@ -12,12 +12,13 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { nodeSpecs } from '../../nodes/index.js';
 import type { Workflow } from '../api.js';
-import { BUNDLE_FORMAT, bundleFileName } from '../bundle-format.js';
+import { BUNDLE_CHUNK_KEY, BUNDLE_FORMAT, bundleFileName } from '../bundle-format.js';
 import { imageUses } from '../image-refs.js';
 import { PathResolver } from '../paths.js';
 import { ipAdapterWorkflow } from '../../test/helpers/workflows.js';
 import { createBundle, imagesBeside, openBundle, parseBundle } from './bundle.js';
-import { main as generate } from './cli.js';
+import { main as generate, readWorkflowFile } from './cli.js';
+import { addTextChunks } from '../png.js';
 import { storeImageBytes } from './inputs-store.js';
 import { main as share } from './share.js';
 
@@ -125,6 +126,14 @@ describe('bundles', () => {
     expect(got.map((g) => g.ref)).toEqual(['images/prompt.png']);
     expect(got[0].bytes.equals(IMAGE)).toBe(true);
     expect(imagesBeside('not json', s.wfDir, specs)).toEqual([]);
+  });
+
+  it('a PNG carrying a bundle chunk reads as that bundle (the CLI runs it with its images)', () => {
+    const s = setup('png');
+    const { text } = createBundle(s.wf, specs, s.resolver);
+    const file = path.join(s.base, 'carrying.png');
+    fs.writeFileSync(file, addTextChunks(INIT, { [BUNDLE_CHUNK_KEY]: text, 'ipadapter-studio-workflow': JSON.stringify(s.wf) }));
+    expect(readWorkflowFile(file)).toEqual(JSON.parse(text));
   });
 
   it('npm run share, then npm run generate with another user-data folder: the same image bytes as the original', async () => {
