@@ -18,6 +18,8 @@ export const RENDERER_SHARED = [
   'engine/image-refs',
   'engine/bundle-format',
   'engine/seed',
+  // The ComfyUI importer / exporter (pure, engine/interop/comfyui/): the editor converts the files it opens.
+  'engine/comfyui',
   'nodes/ports',
   'nodes/spec',
 ];

@@ -7,24 +7,13 @@
  * refuses to run the workflow while the placeholder is in it, saying which ComfyUI node it is
  * and why it is not supported.
  */
-import type { NodeDef, ParamValue } from './types.js';
+import { dynamicPortsOf } from './spec.js';
+import type { NodeDef } from './types.js';
 
 export const COMFYUI_NODE_TYPE = 'comfyui-node';
 
 /** A placeholder's ports, from its `inputs` / `outputs` params (JSON lists of {name, type}). */
-export function placeholderPorts(params: Record<string, ParamValue | undefined>): { inputs: { name: string; type: string }[]; outputs: { name: string; type: string }[] } {
-  const list = (v: ParamValue | undefined) => {
-    try {
-      const a: unknown = JSON.parse(typeof v === 'string' && v ? v : '[]');
-      return Array.isArray(a)
-        ? a.filter((p): p is { name: string; type: string } => typeof p === 'object' && p !== null && typeof p.name === 'string' && typeof p.type === 'string')
-        : [];
-    } catch {
-      return [];
-    }
-  };
-  return { inputs: list(params.inputs), outputs: list(params.outputs) };
-}
+export const placeholderPorts = dynamicPortsOf;
 
 export const comfyuiNode: NodeDef = {
   type: COMFYUI_NODE_TYPE,

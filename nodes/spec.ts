@@ -66,3 +66,22 @@ export type NodeSpec = z.infer<typeof NodeSpecSchema>;
 
 /** A param's value in a workflow. */
 export type ParamValue = number | string | boolean;
+
+/**
+ * The ports of a node whose spec has `dynamicPorts` (the ComfyUI placeholder): its `inputs` and
+ * `outputs` params, JSON lists of {name, type}; the types are ComfyUI's where we have no port
+ * type of that name. Anything unreadable gives no ports.
+ */
+export function dynamicPortsOf(params: Record<string, ParamValue | undefined>): { inputs: { name: string; type: string }[]; outputs: { name: string; type: string }[] } {
+  const list = (v: ParamValue | undefined) => {
+    try {
+      const a: unknown = JSON.parse(typeof v === 'string' && v ? v : '[]');
+      return Array.isArray(a)
+        ? a.filter((p): p is { name: string; type: string } => typeof p === 'object' && p !== null && typeof p.name === 'string' && typeof p.type === 'string')
+        : [];
+    } catch {
+      return [];
+    }
+  };
+  return { inputs: list(params.inputs), outputs: list(params.outputs) };
+}

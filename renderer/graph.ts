@@ -4,7 +4,8 @@
  */
 import type { Edge, Node } from '@xyflow/react';
 import type { Workflow, WorkflowNode } from '../engine/api.js';
-import { canConnect, PORT_COLORS, type ConnectVerdict, type PortType } from '../nodes/ports.js';
+import { canConnect, PORT_COLORS, PORT_TYPES, type ConnectVerdict, type PortType } from '../nodes/ports.js';
+import { dynamicPortsOf } from '../nodes/spec.js';
 import type { NodeSpec, ParamValue } from '../nodes/types.js';
 
 import { WORKFLOW_VERSION } from '../engine/workflow.js';
@@ -12,6 +13,8 @@ import { WORKFLOW_VERSION } from '../engine/workflow.js';
 export interface NodeData extends Record<string, unknown> {
   type: string;
   params: Record<string, ParamValue>;
+  /** The workflow node's `ui` besides its position (an imported title), written back as it was. */
+  ui?: Record<string, unknown>;
 }
 export type FlowNode = Node<NodeData, 'card'>;
 export interface EdgeData extends Record<string, unknown> {
@@ -102,7 +105,7 @@ export function toWorkflow(doc: Doc, meta?: Record<string, unknown>): Workflow {
     version: WORKFLOW_VERSION,
     nodes: doc.nodes.map((n): WorkflowNode => ({
       id: n.id, type: n.data.type, params: { ...n.data.params },
-      ui: { x: Math.round(n.position.x), y: Math.round(n.position.y) },
+      ui: { ...n.data.ui, x: Math.round(n.position.x), y: Math.round(n.position.y) },
     })),
     edges: doc.edges.map((e) => ({ from: { node: e.source, port: e.sourceHandle ?? '' }, to: { node: e.target, port: e.targetHandle ?? '' } })),
     ...(meta ? { meta } : {}),
@@ -120,13 +123,20 @@ export function fromWorkflow(wf: Workflow, specs: SpecMap): Doc & { problems: st
     if (!spec) problems.push(`node ${n.id}: unknown node type ${n.type}`);
     const params = { ...(spec ? defaultParams(spec) : {}), ...n.params };
     const pos = n.ui ?? { x: (i % 5) * 300, y: Math.floor(i / 5) * 260 };
-    return { id: n.id, type: 'card', position: { x: pos.x, y: pos.y }, data: { type: n.type, params } };
+    const { x: _x, y: _y, ...uiRest } = n.ui ?? { x: 0, y: 0 };
+    return { id: n.id, type: 'card', position: { x: pos.x, y: pos.y }, data: { type: n.type, params, ...(Object.keys(uiRest).length ? { ui: uiRest } : {}) } };
   });
-  const types = new Map(wf.nodes.map((n) => [n.id, n.type]));
+  const byId = new Map(wf.nodes.map((n) => [n.id, n]));
   const edges = wf.edges.map((e) => {
-    const port = specs[types.get(e.from.node) ?? '']?.outputs.find((p) => p.name === e.from.port);
-    if (!port) problems.push(`edge ${e.from.node}.${e.from.port}: unknown output`);
-    return makeEdge(e.from.node, e.from.port, e.to.node, e.to.port, port?.type ?? 'MODEL');
+    const from = byId.get(e.from.node);
+    const spec = specs[from?.type ?? ''];
+    // A ComfyUI placeholder's ports are its own; the edge takes the type of the port it feeds when the placeholder's is not ours.
+    const dyn = spec?.dynamicPorts && from ? dynamicPortsOf(from.params).outputs.find((p) => p.name === e.from.port)?.type : undefined;
+    const port = spec?.outputs.find((p) => p.name === e.from.port);
+    const target = specs[byId.get(e.to.node)?.type ?? '']?.inputs.find((p) => p.name === e.to.port)?.type;
+    if (!port && !dyn) problems.push(`edge ${e.from.node}.${e.from.port}: unknown output`);
+    const type = port?.type ?? (dyn && (PORT_TYPES as readonly string[]).includes(dyn) ? (dyn as PortType) : target) ?? 'MODEL';
+    return makeEdge(e.from.node, e.from.port, e.to.node, e.to.port, type);
   });
   // A file without any positions (written by hand or by a script) gets the layered layout.
   if (nodes.length && wf.nodes.every((n) => !n.ui)) return { ...layout({ nodes, edges }, specs), problems };

@@ -4,7 +4,8 @@
  */
 import { memo, useEffect, useState } from 'react';
 import { Handle, Position, type NodeProps } from '@xyflow/react';
-import { PORT_COLORS } from '../../nodes/ports.js';
+import { PORT_COLORS, type PortType } from '../../nodes/ports.js';
+import { dynamicPortsOf } from '../../nodes/spec.js';
 import type { PortSpec } from '../../nodes/types.js';
 import { useEditor } from '../editor.js';
 import type { FlowNode } from '../graph.js';
@@ -41,7 +42,7 @@ function Badge({ run }: { run: NodeRun | undefined }) {
 }
 
 function PortRow({ port, side }: { port: PortSpec; side: 'in' | 'out' }) {
-  const color = PORT_COLORS[port.type];
+  const color = PORT_COLORS[port.type] ?? '#9e9e9e';
   return (
     <div className={`port port-${side}`} title={`${port.label ?? port.name}: ${port.type}${port.optional ? ' (optional)' : ''}`}>
       <Handle
@@ -69,14 +70,19 @@ export const NodeCard = memo(function NodeCard({ id, data, selected }: NodeProps
       </div>
     );
   }
-  const rows = Math.max(spec.inputs.length, spec.outputs.length);
+  // A ComfyUI placeholder draws the sockets of the node it stands for (its params say which).
+  const dyn = spec.dynamicPorts ? dynamicPortsOf(data.params) : null;
+  const inputs = (dyn ? dyn.inputs.map((p) => ({ ...p, type: p.type as PortType })) : spec.inputs);
+  const outputs = (dyn ? dyn.outputs.map((p) => ({ ...p, type: p.type as PortType })) : spec.outputs);
+  const rows = Math.max(inputs.length, outputs.length);
+  const title = typeof data.ui?.title === 'string' && data.ui.title ? data.ui.title : dyn && data.params.class_type ? `${data.params.class_type} (ComfyUI)` : spec.title;
   return (
     <div
       className={`card status-${run?.status ?? 'idle'} ${selected ? 'selected' : ''}`} role="group" aria-label={spec.title}
       data-node-id={id} data-node-type={spec.type}
     >
       <div className="card-header" style={{ borderTopColor: categoryColor(spec.category) }} title={spec.description}>
-        <span className="title">{spec.title}</span>
+        <span className="title">{title}</span>
         <Badge run={run} />
       </div>
       {progress && (
@@ -86,11 +92,12 @@ export const NodeCard = memo(function NodeCard({ id, data, selected }: NodeProps
         </div>
       )}
       {run?.status === 'error' && run.message && <div className="node-error" role="alert">{run.message}</div>}
+      {dyn && <div className="node-error" role="note">Not supported here: {String(data.params.reason || 'no equivalent node')}. Replace it to run the workflow.</div>}
       <div className="ports">
         {Array.from({ length: rows }, (_, i) => (
           <div className="port-line" key={i}>
-            <div className="port-cell">{spec.inputs[i] && <PortRow port={spec.inputs[i]} side="in" />}</div>
-            <div className="port-cell right">{spec.outputs[i] && <PortRow port={spec.outputs[i]} side="out" />}</div>
+            <div className="port-cell">{inputs[i] && <PortRow port={inputs[i]} side="in" />}</div>
+            <div className="port-cell right">{outputs[i] && <PortRow port={outputs[i]} side="out" />}</div>
           </div>
         ))}
       </div>

@@ -34,7 +34,8 @@ export function Palette({ at, onPick, onClose }: Props) {
   }, [onClose]);
 
   const found = useMemo(() => {
-    const list = specs.filter((s) => matches(s, q));
+    // The ComfyUI placeholder (dynamicPorts) is made by imports only.
+    const list = specs.filter((s) => !s.dynamicPorts && matches(s, q));
     // Title matches first when searching, then by category order of appearance.
     if (q) list.sort((a, b) => Number(!a.title.toLowerCase().startsWith(q.toLowerCase())) - Number(!b.title.toLowerCase().startsWith(q.toLowerCase())));
     return list;
