@@ -199,6 +199,7 @@ export class ClipTextEncoder {
     }
     const res = await this.session.run(feeds);
     const out = res.last_hidden_state;
+    if (!out) throw new Error('text encoder: the session returned no last_hidden_state output');
     return { data: out.data as Float32Array, dims: [B, T, this.config.hidden_size] };
   }
 

@@ -109,10 +109,10 @@ export function unitLayerScales(cfg: UNetConfig, preset: BlockPreset, custom = '
       if (w.values.length !== order.length) {
         throw new Error(`the custom layer weights list ${w.values.length} numbers, but this UNet has ${order.length} cross-attention layers (in order: ${order.join(', ')})`);
       }
-      order.forEach((n, i) => byName.set(n, w.values[i]));
+      w.values.forEach((v, i) => byName.set(order[i]!, v));
     } else {
       for (const { key, value } of w.pairs) {
-        const hit = typeof key === 'number' ? (key < order.length ? [order[key]] : []) : order.filter((n) => under(n, key));
+        const hit = typeof key === 'number' ? order.slice(key, key + 1) : order.filter((n) => under(n, key));
         if (!hit.length) {
           throw new Error(typeof key === 'number'
             ? `custom layer weight index ${key}: this UNet has ${order.length} cross-attention layers (0 to ${order.length - 1})`
