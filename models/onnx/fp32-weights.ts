@@ -57,10 +57,10 @@ function halfTable(): Float32Array {
 export function halfToFloat32(src: Uint16Array, dtype: HalfWeight['dtype'], out: Float32Array): void {
   if (dtype === 'BF16') {
     const u = new Uint32Array(out.buffer, out.byteOffset, src.length);
-    for (let i = 0; i < src.length; i++) u[i] = src[i] << 16;
+    for (let i = 0; i < src.length; i++) u[i] = src[i]! << 16;
   } else {
     const t = halfTable();
-    for (let i = 0; i < src.length; i++) out[i] = t[src[i]];
+    for (let i = 0; i < src.length; i++) out[i] = t[src[i]!]!;
   }
 }
 
@@ -176,7 +176,7 @@ export function removeStaleFloat32Copies(cacheDir: string): { file: string; byte
     let stale = true;
     try {
       const meta = SafetensorsFile.open(file).metadata;
-      stale = meta.format !== FORMAT || !fs.existsSync(meta.source) || fileIdentity(meta.source).id !== meta.identity;
+      stale = meta.format !== FORMAT || meta.source === undefined || !fs.existsSync(meta.source) || fileIdentity(meta.source).id !== meta.identity;
     } catch {
       /* unreadable: stale */
     }
