@@ -20,17 +20,22 @@ export interface DdimMethodOptions {
 
 export function ddimMethod(sched: DDIMScheduler, o: DdimMethodOptions): SamplingMethod {
   const timesteps = o.full ? sched.setTimesteps(o.steps) : sched.timestepsForStrength(o.steps, o.strength);
+  const timestep = (i: number): number => {
+    const t = timesteps[i];
+    if (t === undefined) throw new Error(`DDIM: step ${i} is outside the ${timesteps.length} timesteps`);
+    return t;
+  };
   return {
     timesteps,
     // Text-to-image: noise * init_noise_sigma, which is 1 for DDIM.
-    startLatents: (noise, init) => (init ? sched.addNoise(init, noise, timesteps[0]) : noise),
+    startLatents: (noise, init) => (init ? sched.addNoise(init, noise, timestep(0)) : noise),
     async step(i, x, model) {
-      const t = timesteps[i];
+      const t = timestep(i);
       const eps = await model(x, t);
       const noise = o.eta > 0 ? o.noise(i) : undefined;
       const r = sched.step(eps, t, x, { eta: o.eta, noise });
       return { x: r.prevSample, denoised: r.predOriginal };
     },
-    noisedAfterStep: (x0, noise, i) => (i < timesteps.length - 1 ? sched.addNoise(x0, noise, timesteps[i + 1]) : x0),
+    noisedAfterStep: (x0, noise, i) => (i < timesteps.length - 1 ? sched.addNoise(x0, noise, timestep(i + 1)) : x0),
   };
 }
