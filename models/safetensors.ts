@@ -119,8 +119,8 @@ export class SafetensorsFile {
       }
       ranges.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
       for (let i = 1; i < ranges.length; i++) {
-        const [pb, pe, pk] = ranges[i - 1];
-        const [b, , k] = ranges[i];
+        const [pb, pe, pk] = ranges[i - 1]!;
+        const [b, , k] = ranges[i]!;
         if (b < pe && pe > pb) {
           throw new SafetensorsError(abs, `tensors "${pk}" and "${k}" overlap in the data area (bytes ${b}..${pe})`);
         }
@@ -248,20 +248,20 @@ function bf16BitsOf(u: number): number {
 /** float32 -> F16 bits, rounding to nearest even (as torch's .half()). */
 export function floatToHalf(x: number): number {
   scratchF32[0] = x;
-  return halfBitsOf(scratchU32[0]);
+  return halfBitsOf(scratchU32[0]!);
 }
 
 /** float32 -> BF16 bits, rounding to nearest even (as torch's .bfloat16()). */
 export function floatToBf16(x: number): number {
   scratchF32[0] = x;
-  return bf16BitsOf(scratchU32[0]);
+  return bf16BitsOf(scratchU32[0]!);
 }
 
 /** Rounds float32 values to F16 or BF16 bits (`dst[i]` from `src[i]`), as floatToHalf / floatToBf16. */
 export function roundToHalf(src: Float32Array, dtype: 'F16' | 'BF16', dst: Uint16Array): void {
   const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  if (dtype === 'F16') for (let i = 0; i < u.length; i++) dst[i] = halfBitsOf(u[i]);
-  else for (let i = 0; i < u.length; i++) dst[i] = bf16BitsOf(u[i]);
+  if (dtype === 'F16') for (let i = 0; i < u.length; i++) dst[i] = halfBitsOf(u[i]!);
+  else for (let i = 0; i < u.length; i++) dst[i] = bf16BitsOf(u[i]!);
 }
 
 /** A tensor to write: dtype F32 (Float32Array), I64 (BigInt64Array) or U8 (Uint8Array). */
