@@ -112,25 +112,31 @@ function shapesOf(file: string, w: WeightMap, levels: number, layers: number): C
   const depths: number[] = [];
   let cross = 0;
   let linearProj = false;
+  const dim = (name: string, axis: number): number => {
+    const shape = w.get(name).shape;
+    const d = shape[axis];
+    if (d === undefined) throw new ControlNetError(file, `${base(file)}: tensor "${name}" has shape [${shape}], which has no axis ${axis}`);
+    return d;
+  };
   for (let b = 0; b < levels; b++) {
-    blockOut.push(w.get(`down_blocks.${b}.resnets.0.conv2.weight`).shape[0]);
+    blockOut.push(dim(`down_blocks.${b}.resnets.0.conv2.weight`, 0));
     const attn = w.has(`down_blocks.${b}.attentions.0.proj_in.weight`);
     types.push(attn ? 'CrossAttnDownBlock2D' : 'DownBlock2D');
     let d = 0;
     while (w.has(`down_blocks.${b}.attentions.0.transformer_blocks.${d}.attn2.to_k.weight`)) {
-      cross = w.get(`down_blocks.${b}.attentions.0.transformer_blocks.${d}.attn2.to_k.weight`).shape[1];
+      cross = dim(`down_blocks.${b}.attentions.0.transformer_blocks.${d}.attn2.to_k.weight`, 1);
       d++;
     }
     depths.push(Math.max(d, 1));
     if (attn) linearProj = w.get(`down_blocks.${b}.attentions.0.proj_in.weight`).shape.length === 2;
   }
   if (!cross) throw new ControlNetError(file, `${base(file)}: the ControlNet has no cross-attention layers (attn2.to_k); it is not a text-conditioned SD ControlNet`);
-  const embOut = [w.get('controlnet_cond_embedding.conv_in.weight').shape[0]];
-  for (let k = 1; w.has(`controlnet_cond_embedding.blocks.${k}.weight`); k += 2) embOut.push(w.get(`controlnet_cond_embedding.blocks.${k}.weight`).shape[0]);
+  const embOut = [dim('controlnet_cond_embedding.conv_in.weight', 0)];
+  for (let k = 1; w.has(`controlnet_cond_embedding.blocks.${k}.weight`); k += 2) embOut.push(dim(`controlnet_cond_embedding.blocks.${k}.weight`, 0));
   return {
-    inChannels: w.get('conv_in.weight').shape[1], blockOutChannels: blockOut, layersPerBlock: layers, crossAttentionDim: cross,
+    inChannels: dim('conv_in.weight', 1), blockOutChannels: blockOut, layersPerBlock: layers, crossAttentionDim: cross,
     downBlockTypes: types, transformerLayersPerBlock: depths, useLinearProjection: linearProj,
-    conditioningChannels: w.get('controlnet_cond_embedding.conv_in.weight').shape[1], conditioningEmbeddingOutChannels: embOut,
+    conditioningChannels: dim('controlnet_cond_embedding.conv_in.weight', 1), conditioningEmbeddingOutChannels: embOut,
   };
 }
 
