@@ -120,11 +120,11 @@ export function readUNetConfig(file: string): UNetConfig {
   return parseUNetConfig(json as Record<string, unknown>, file);
 }
 
-/** Down blocks as the builder walks them (diffusers order). */
+/** Down blocks as the builder walks them (diffusers order). The per-block arrays have one entry per block (parseUNetConfig checks). */
 export function downBlockSpecs(cfg: UNetConfig): BlockSpec[] {
   return cfg.downBlockTypes.map((type, i) => ({
     type, layers: cfg.layersPerBlock, hasAttention: type.startsWith('CrossAttn'),
-    heads: cfg.numAttentionHeads[i], resample: i < cfg.downBlockTypes.length - 1,
+    heads: cfg.numAttentionHeads[i]!, resample: i < cfg.downBlockTypes.length - 1,
   }));
 }
 
@@ -133,7 +133,7 @@ export function upBlockSpecs(cfg: UNetConfig): BlockSpec[] {
   const heads = [...cfg.numAttentionHeads].reverse();
   return cfg.upBlockTypes.map((type, i) => ({
     type, layers: cfg.layersPerBlock + 1, hasAttention: type.startsWith('CrossAttn'),
-    heads: heads[i], resample: i < cfg.upBlockTypes.length - 1,
+    heads: heads[i]!, resample: i < cfg.upBlockTypes.length - 1,
   }));
 }
 
@@ -166,15 +166,15 @@ export function attnProcessors(cfg: UNetConfig): AttnProcessorInfo[] {
     }
   };
   downBlockSpecs(cfg).forEach((s, i) => {
-    if (s.hasAttention) add(`down_blocks.${i}`, s.layers, cfg.transformerLayersPerBlock[i], cfg.blockOutChannels[i], s.heads);
+    if (s.hasAttention) add(`down_blocks.${i}`, s.layers, cfg.transformerLayersPerBlock[i]!, cfg.blockOutChannels[i]!, s.heads);
   });
   const revCh = [...cfg.blockOutChannels].reverse();
   const revDepth = [...cfg.transformerLayersPerBlock].reverse();
   upBlockSpecs(cfg).forEach((s, i) => {
-    if (s.hasAttention) add(`up_blocks.${i}`, s.layers, revDepth[i], revCh[i], s.heads);
+    if (s.hasAttention) add(`up_blocks.${i}`, s.layers, revDepth[i]!, revCh[i]!, s.heads);
   });
   const last = cfg.blockOutChannels.length - 1;
-  if (cfg.midBlockType) add('mid_block', 1, cfg.transformerLayersPerBlock[last], cfg.blockOutChannels[last], cfg.numAttentionHeads[last]);
+  if (cfg.midBlockType) add('mid_block', 1, cfg.transformerLayersPerBlock[last]!, cfg.blockOutChannels[last]!, cfg.numAttentionHeads[last]!);
   return out;
 }
 
