@@ -16,6 +16,9 @@
  *   unet_fp16     the unet section's UNet from an F16 file (--dtype bf16: BF16): session creation (first: writes the
  *                 float32 copy; second: reuses it), ms per step, peak RSS vs the file and its fp32 twin; --half-weights
  *                 fp32-file|per-run|folded compares the treatments (SessionConfig.halfWeights); only with --only unet_fp16.
+ *   lora          the unet section's UNet with a rank-64 fp16 LoRA on every attention and feed-forward linear:
+ *                 plain vs side branches vs the product's graph (auto) vs merging into fp32 weights once (issue 9);
+ *                 only with --only lora (about 10 minutes on 2 free cores; ~3.6 GB of random weights).
  *   samplers      UNet calls and seconds per image for DDIM 50, dpmpp_2m + karras 20, euler_ancestral 20, heun 10,
  *                 lcm 6 (one UNet evaluation timed at batch 2 and 1, times each choice's call count, plus the
  *                 sampler's arithmetic on the latent); only with --only samplers (about 3 minutes unshared).
@@ -46,11 +49,13 @@ import { benchVaeDecode } from './bench/vae-decode.js';
 import { benchControlNet } from './bench/controlnet.js';
 import { benchE2e } from './bench/e2e.js';
 import { benchUNetFp16 } from './bench/unet-fp16.js';
+import { benchLora } from './bench/lora.js';
 import { benchSamplers } from './bench/samplers.js';
 
 /** In the order they run. */
 const SECTIONS: [string, Section][] = [
   ['unet', benchUNet], ['unet_fp16', benchUNetFp16], ['text_encoder', benchTextEncoder], ['vision_encoder', benchVisionEncoder], ['vae_decode', benchVaeDecode], ['controlnet', benchControlNet], ['e2e', benchE2e],
+  ['lora', benchLora],
   ['samplers', benchSamplers],
 ];
 
