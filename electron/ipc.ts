@@ -90,7 +90,7 @@ const PICK_TITLES: Record<FolderPurpose, string> = { models: 'Choose the Models 
 const BUNDLE_MIME = 'application/vnd.ipadapter-studio.shared+json';
 
 const OPEN_FILTERS: Record<OpenKind, FileFilter[]> = {
-  workflow: [{ name: 'Workflow (JSON, or a PNG exported by the app)', extensions: ['json', 'png'] }],
+  workflow: [{ name: 'Workflow (JSON, a PNG exported by the app, or a ComfyUI workflow, PNG or WebP)', extensions: ['json', 'png', 'webp'] }],
   image: [{ name: 'Images', extensions: ['png', 'jpg', 'jpeg', 'webp'] }],
 };
 function saveFilters(mime: string): FileFilter[] {

@@ -5,6 +5,7 @@
  */
 import type { Host } from './host.js';
 import type { EditorState, EditorStore } from './store/index.js';
+import { exportForComfyUI } from './comfyui.js';
 import { cancelRun, exportForSharing, exportOutputs, runWorkflow, saveWorkflow } from './files.js';
 
 /** What actions may touch besides the store: view and dialogs owned by components. */
@@ -55,6 +56,8 @@ export const ACTIONS: Action[] = [
     keyTest: (e) => mod(e) && key(e, 'e'), enabled: (s) => s.outputs.length > 0, perform: ({ store, host }) => exportOutputs(store, host) },
   { name: 'exportShared', label: 'Export workflow for sharing…', menu: 'file', enabled: (s) => s.nodes.length > 0,
     perform: ({ store, host }) => exportForSharing(store, host) },
+  { name: 'exportComfyUI', label: 'Export for ComfyUI…', menu: 'file', enabled: (s) => s.nodes.length > 0,
+    perform: ({ store, host }) => exportForComfyUI(store, host) },
   { name: 'settings', label: 'Settings…', menu: 'file', shortcut: `${MOD}+,`, global: true,
     keyTest: (e) => mod(e) && e.key === ',', perform: ({ ui }) => ui.openSettings() },
 

@@ -7,6 +7,7 @@ import { nodeSpecs } from '../nodes/index.js';
 import { addTextChunks } from '../engine/png.js';
 import { COMFY_FIXTURES, DEMO_LIST } from '../test/helpers/comfyui.js';
 import { exportForComfyUI, openComfyBytes } from './comfyui.js';
+import { openWorkflowBytes } from './files.js';
 import type { Host } from './host.js';
 import { createEditorStore } from './store/index.js';
 
@@ -43,6 +44,16 @@ describe('ComfyUI files in the editor', () => {
     expect(store.getState().nodes.find((n) => n.id === 'c9')?.data.params).toMatchObject({ seed: 987654321, steps: 4 });
     expect(await openComfyBytes(store, 'plain.png', new Uint8Array(png))).toBeNull();
     expect(await openComfyBytes(store, 'ours.json', new Uint8Array(fs.readFileSync(path.join(COMFY_FIXTURES, '../../examples/image-prompt.json'))))).toBeNull();
+  });
+
+  it('Open and drop go through openWorkflowBytes: a ComfyUI API prompt opens as a new, unnamed graph', async () => {
+    const store = editor();
+    expect(await openWorkflowBytes(store, 'prompt.json', bytesOf('controlnet-lora-img2img.api.json'))).toBe(true);
+    const s = store.getState();
+    expect(s.nodes.map((n) => n.id)).toEqual(expect.arrayContaining(['c10', 'c10_neg', 'c13']));
+    expect(s.fileName).toBeNull(); // Save asks a name instead of writing over the ComfyUI file
+    expect(s.notices.map((n) => n.text).join('\n')).toMatch(/prompt\.json: ComfyUI API prompt: 16 nodes, 14 mapped, 2 approximated, 0 unsupported/);
+    expect(await openWorkflowBytes(store, 'bad.json', new TextEncoder().encode('{"1": {"class_type": "KSampler"}, "2": 5}'))).toBe(false);
   });
 
   it('Export for ComfyUI saves the UI workflow', async () => {

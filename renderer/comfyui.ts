@@ -9,6 +9,7 @@ import {
   comfyDocFromTexts, comfyFormatOf, countStatuses, exportComfyUI, importComfyUI, isWebp, MAX_COMFY_BYTES, parseJsonExact, summaryLine,
   webpExifStrings, type ImportReport,
 } from '../engine/comfyui.js';
+import type { Workflow } from '../engine/api.js';
 import type { Host } from './host.js';
 import { isPng, readTextChunk } from './png.js';
 import type { EditorStore } from './store/index.js';
@@ -48,29 +49,40 @@ export function reportNotices(name: string, r: ImportReport): { level: 'info' | 
 }
 
 /**
- * Opens a ComfyUI file's bytes when they are one: converts, loads the graph (one undo step) and
- * shows the report. Null when the bytes are not a ComfyUI file (the caller reads them as ours).
+ * Converts a ComfyUI file's bytes into our workflow, with the report as notices to show once it
+ * is loaded. Null when the bytes are not a ComfyUI file (they are read as ours); false when they
+ * are one that cannot be read (said in a notice).
  */
-export async function openComfyBytes(store: EditorStore, name: string, bytes: Uint8Array): Promise<boolean | null> {
+export async function convertComfyBytes(store: EditorStore, name: string, bytes: Uint8Array): Promise<{ workflow: Workflow; notices: ReturnType<typeof reportNotices> } | null | false> {
   const s = store.getState();
-  let doc: unknown;
   try {
-    doc = await comfyDocOf(bytes);
+    const doc = await comfyDocOf(bytes);
+    if (doc === null) return null;
+    const r = importComfyUI(doc, { specs: Object.values(s.specs), models: s.models });
+    return { workflow: r.workflow, notices: reportNotices(name, r.report) };
   } catch (e) {
     s.notify('error', `${name}: ${(e as Error).message}`);
     return false;
   }
-  if (doc === null) return null;
-  let result;
+}
+
+/** Whether an image carries a ComfyUI workflow or prompt (a PNG's text chunks, a WebP's EXIF), so that dropping it opens the graph. */
+export async function carriesComfyWorkflow(bytes: Uint8Array): Promise<boolean> {
   try {
-    result = importComfyUI(doc, { specs: Object.values(s.specs), models: s.models });
-  } catch (e) {
-    s.notify('error', `${name}: ${(e as Error).message}`);
-    return false;
+    return (isPng(bytes) || isWebp(bytes)) && (await comfyDocOf(bytes)) !== null;
+  } catch {
+    return true; // ComfyUI metadata that cannot be read: opening says why
   }
+}
+
+/** Opens a ComfyUI file's bytes by themselves (no companion images): converts, loads (one undo step), shows the report. Null when not a ComfyUI file. */
+export async function openComfyBytes(store: EditorStore, name: string, bytes: Uint8Array): Promise<boolean | null> {
+  const c = await convertComfyBytes(store, name, bytes);
+  if (c === null || c === false) return c === null ? null : false;
+  const s = store.getState();
   s.commit();
-  const problems = s.loadWorkflow(result.workflow, null, { keepHistory: true });
-  for (const n of reportNotices(name, result.report)) s.notify(n.level, n.text);
+  const problems = s.loadWorkflow(c.workflow, null, { keepHistory: true });
+  for (const n of c.notices) s.notify(n.level, n.text);
   for (const p of problems) s.notify('warn', `${name}: ${p}`);
   return true;
 }

@@ -10,6 +10,7 @@ import type { Workflow } from '../engine/api.js';
 import { BUNDLE_CHUNK_KEY, BUNDLE_FORMAT, bundleFileName, isBundleDoc } from '../engine/bundle-format.js';
 import { imageUses, isAbsoluteRef, mapImageRefs, matchRefToFile, refBaseName, type ImageUse } from '../engine/image-refs.js';
 import { parseWorkflow, stringifyWorkflow } from '../engine/workflow.js';
+import { carriesComfyWorkflow, convertComfyBytes } from './comfyui.js';
 import type { Host } from './host.js';
 import { isPng, readTextChunk, writeTextChunk } from './png.js';
 import type { EditorStore, ImageStatus, OutputImage } from './store/index.js';
@@ -38,6 +39,10 @@ export interface OpenOptions {
  */
 export async function openWorkflowBytes(store: EditorStore, name: string, bytes: Uint8Array, opts: OpenOptions = {}): Promise<boolean> {
   const s = store.getState();
+  // A ComfyUI file (its JSON, or a PNG / WebP saved by ComfyUI) is converted first, then opened like ours (renderer/comfyui.ts).
+  const comfy = await convertComfyBytes(store, name, bytes);
+  if (comfy === false) return false;
+  if (comfy) return loadOpened(store, name, comfy.workflow, null, undefined, opts, comfy.notices);
   let text: string | null;
   let bundleText: string | null = null;
   try {
@@ -87,6 +92,12 @@ export async function openWorkflowBytes(store: EditorStore, name: string, bytes:
     wf = parsed.workflow;
     migratedFrom = parsed.migratedFrom;
   }
+  return loadOpened(store, name, wf, fileName, migratedFrom, opts);
+}
+
+/** The opened workflow into the editor (one undo step): its images linked, what was found said. */
+async function loadOpened(store: EditorStore, name: string, wf: Workflow, fileName: string | null, migratedFrom: number | undefined, opts: OpenOptions, notices: { level: 'info' | 'warn' | 'error'; text: string }[] = []): Promise<boolean> {
+  const s = store.getState();
   let linked: LinkedImages = { workflow: wf, origins: {}, missing: [] };
   if (opts.host) {
     try {
@@ -99,6 +110,7 @@ export async function openWorkflowBytes(store: EditorStore, name: string, bytes:
   const problems = s.loadWorkflow(linked.workflow, fileName, { keepHistory: true });
   store.setState({ imageOrigins: linked.origins });
   if (migratedFrom !== undefined) s.notify('info', `${name} was saved as version ${migratedFrom}; migrated.`);
+  for (const n of notices) s.notify(n.level, n.text);
   for (const p of problems) s.notify('warn', `${name}: ${p}`);
   if (linked.missing.length) {
     const refs = [...new Set(linked.missing.map((m) => m.ref))];
@@ -124,6 +136,10 @@ export async function openPickedFiles(store: EditorStore, host: Host, files: Pic
   let main = files.find((f) => /\.json$/i.test(f.name));
   if (!main) {
     for (const f of files) {
+      if (await carriesComfyWorkflow(f.bytes)) {
+        main = f;
+        break;
+      }
       if (!isPng(f.bytes)) continue;
       const carries = await Promise.all([readTextChunk(f.bytes).catch(() => null), readTextChunk(f.bytes, BUNDLE_CHUNK_KEY).catch(() => null)]);
       if (carries.some((t) => t !== null)) {

@@ -21,6 +21,9 @@ import { readEmbeddedWorkflow, readTextChunks } from '../png.js';
 import { BUNDLE_CHUNK_KEY, isBundleDoc } from '../bundle-format.js';
 import { nodeSpecs } from '../../nodes/index.js';
 import { openBundle } from './bundle.js';
+import { convertComfy, modelsListing } from './convert.js';
+import { comfyDocFromBytes } from '../interop/comfyui/file.js';
+import { formatReport, hasUnsupported } from '../interop/comfyui/report.js';
 import { ProviderSchema } from '../protocol.js';
 import { parseWorkflow } from '../workflow.js';
 
@@ -40,6 +43,8 @@ const USAGE = `usage: npm run generate -- <workflow.json|image.png> [options]
 
 Runs a workflow (or the one embedded in a PNG saved by the app, or a shared workflow from
 "Export workflow for sharing" / npm run share, whose images go to <user data>/inputs) and writes its images.
+A ComfyUI workflow (UI or API JSON, or a PNG / WebP saved by ComfyUI) is converted first and its import
+report printed; it is refused, with the report, when one of its nodes is not supported.
 
 options:
   --models DIR        models folder (default: $IPA_MODELS, else the app's setting, else <user data>/models)
@@ -176,7 +181,18 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   const file = path.resolve(args.workflow);
   let raw: unknown;
   try {
-    raw = readWorkflowFile(file);
+    // A ComfyUI file (UI workflow, API prompt, or a PNG / WebP saved by ComfyUI) is converted first,
+    // and refused with the import report when a node has no counterpart here (engine/hosts/convert.ts).
+    const comfy = comfyDocFromBytes(fs.readFileSync(file), path.basename(file));
+    if (comfy !== null) {
+      const conv = convertComfy(comfy, file, modelsListing(path.resolve(args.models), path.resolve(args.userData), args.demo).models);
+      if (hasUnsupported(conv.report)) {
+        io.stderr.write(`${formatReport(conv.report)}\nnot run: ${file} has ComfyUI nodes that are not supported here (see above); npm run convert writes the workflow with placeholders to replace\n`);
+        return 2;
+      }
+      io.stdout.write(`${formatReport(conv.report)}\n`);
+      raw = conv.workflow;
+    } else raw = readWorkflowFile(file);
   } catch (e) {
     io.stderr.write(`cannot read ${file}: ${(e as Error).message}\n`);
     return 2;

@@ -7,6 +7,7 @@ import { ReactFlowProvider, useNodesInitialized, useReactFlow } from '@xyflow/re
 import { ACTIONS, handleKey, type ActionContext } from '../actions.js';
 import { defaultWorkflow } from '../defaults.js';
 import { editor, host } from '../editor.js';
+import { carriesComfyWorkflow } from '../comfyui.js';
 import { fileBytes, openPickedFiles, openWorkflowBytes, readRecovery, refreshImageStatus, uploadImage, writeRecovery, type PickedFile } from '../files.js';
 import { layout, restack } from '../graph.js';
 import { isPng, readTextChunk } from '../png.js';
@@ -168,8 +169,10 @@ function Workspace() {
       }
       const bytes = await fileBytes(file);
       const isImage = file.type.startsWith('image/');
-      if (!isImage || file.type === 'image/png') {
-        const hasWorkflow = !isPng(bytes) || (await readTextChunk(bytes).catch(() => null)) !== null;
+      // A PNG or WebP saved by ComfyUI opens its workflow (renderer/comfyui.ts).
+      const comfyImage = isImage && (await carriesComfyWorkflow(bytes));
+      if (!isImage || file.type === 'image/png' || comfyImage) {
+        const hasWorkflow = comfyImage || !isPng(bytes) || (await readTextChunk(bytes).catch(() => null)) !== null;
         if (hasWorkflow) {
           if (await openWorkflowBytes(editor, file.name, bytes, { host: host() })) setTimeout(() => void flow.fitView(FIT_VIEW), 50);
           return;

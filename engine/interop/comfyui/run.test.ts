@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEngine, type Engine } from '../../engine.js';
 import { COMFY_FIXTURES, comfyFixture } from '../../../test/helpers/comfyui.js';
 import { importComfyUI } from './import.js';
+import { main as generate } from '../../hosts/cli.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-comfy-run-'));
 let engine: Engine;
@@ -53,5 +54,29 @@ describe('converted ComfyUI workflows on the demo models', () => {
       expect.stringMatching(/^c5: .*ComfyUI node IPAdapterFaceID "FaceID portrait" is not supported here: IPAdapterFaceID needs InsightFace/),
       expect.stringMatching(/^c11: .*ComfyUI node WAS_Image_Blend "Blend with the face" is not supported here/),
     ]));
+  });
+});
+
+function io() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { out, err, io: { stdout: { write: (t: string) => out.push(t) }, stderr: { write: (t: string) => err.push(t) }, env: {} } };
+}
+
+describe('npm run generate with ComfyUI files', () => {
+  it('converts first, prints the report and runs', async () => {
+    const r = io();
+    const out = path.join(tmp, 'gen');
+    expect(await generate([path.join(COMFY_FIXTURES, 'controlnet-lora-img2img.api.json'), '--demo', '--out', out, '--user-data', path.join(tmp, 'user')], r.io)).toBe(0);
+    expect(r.out.join('')).toMatch(/^ComfyUI API prompt: 16 nodes, 14 mapped, 2 approximated, 0 unsupported/);
+    expect(fs.readdirSync(out).filter((f) => f.endsWith('.png'))).toHaveLength(1);
+  });
+
+  it('refuses a file with unsupported nodes, with the report', async () => {
+    const r = io();
+    expect(await generate([path.join(COMFY_FIXTURES, 'unsupported-faceid.v04.json'), '--demo', '--out', path.join(tmp, 'gen2'), '--user-data', path.join(tmp, 'user')], r.io)).toBe(2);
+    expect(r.err.join('')).toMatch(/unsupported:\n {2}3 IPAdapterUnifiedLoaderFaceID/);
+    expect(r.err.join('')).toMatch(/not run: .* has ComfyUI nodes that are not supported here/);
+    expect(fs.existsSync(path.join(tmp, 'gen2'))).toBe(false);
   });
 });
