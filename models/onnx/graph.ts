@@ -97,7 +97,7 @@ export class Graph {
 
   /** Appends a node and returns its single output. */
   op(opType: string, inputs: string[], attrs: Record<string, AttrIn> = {}, name?: string, domain?: string): string {
-    return this.opN(opType, inputs, 1, attrs, name, domain)[0];
+    return this.opN(opType, inputs, 1, attrs, name, domain)[0]!; // opN returns n outputs
   }
 
   /** Appends a node with `n` outputs. */
@@ -179,8 +179,10 @@ export class Graph {
       opsets,
     );
     const bytes = encode(initializers);
-    const relocate = (locations: Record<string, string>) => encode(initializers.map((t) =>
-      t.external && locations[t.external.location] ? { ...t, external: { ...t.external, location: locations[t.external.location] } } : t));
+    const relocate = (locations: Record<string, string>) => encode(initializers.map((t) => {
+      const location = t.external && locations[t.external.location];
+      return t.external && location ? { ...t, external: { ...t.external, location } } : t;
+    }));
     const externalFiles: Record<string, string> = {};
     for (const [file, loc] of files) externalFiles[loc] = file;
     const key = createHash('sha256').update(bytes).update(JSON.stringify(externalFiles)).digest('hex').slice(0, 24);
@@ -265,10 +267,22 @@ export class Module {
     return this.w.get(this.key(name)).shape;
   }
 
+  /** Axis `axis` of weight `name`'s shape; throws naming the tensor when it has fewer axes. */
+  dim(name: string, axis: number): number {
+    return dimOf(this.shape(name), axis, this.key(name));
+  }
+
   param(name: string, dims?: number[]): string {
     const k = this.key(name);
     return this.g.weight(k, this.w.get(k), dims);
   }
+}
+
+/** Axis `axis` of `shape` (the shape of tensor `name`); throws naming the tensor when it has fewer axes. */
+export function dimOf(shape: readonly number[], axis: number, name: string): number {
+  const d = shape[axis];
+  if (d === undefined) throw new Error(`tensor "${name}" has shape [${shape.join(', ')}], which has no axis ${axis}`);
+  return d;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -294,7 +308,10 @@ export function linear(m: Module, x: string, opts: LinearOptions = {}): string {
   const g = m.g;
   const ref = opts.weight;
   const w = ref ? g.weight(ref.name, ref.ref) : m.param('weight');
-  const [outF, inF] = ref ? ref.ref.shape : m.shape('weight');
+  const shape = ref ? ref.ref.shape : m.shape('weight');
+  const wName = ref ? ref.name : m.key('weight');
+  const outF = dimOf(shape, 0, wName);
+  const inF = dimOf(shape, 1, wName);
   const lead = g.op('Slice', [g.op('Shape', [x]), g.constI([0]), g.constI([-1])]); // (..., )
   const x2 = g.op('Reshape', [x, g.constI([-1, inF])]); // (N, in)
   const hooked = ref ? undefined : m.hook?.linear?.(m, w, x2);
@@ -309,15 +326,17 @@ export function linear(m: Module, x: string, opts: LinearOptions = {}): string {
 export function conv2d(m: Module, x: string, opts: { stride?: number; padding?: number } = {}): string {
   const g = m.g;
   const s = m.shape('weight');
-  const dims = s.length === 2 ? [s[0], s[1], 1, 1] : s;
-  const k = dims[2];
-  const p = opts.padding ?? (k - 1) / 2;
+  const wName = m.key('weight');
+  const dims = s.length === 2 ? [dimOf(s, 0, wName), dimOf(s, 1, wName), 1, 1] : s;
+  const kh = dimOf(dims, 2, wName);
+  const kw = dimOf(dims, 3, wName);
+  const p = opts.padding ?? (kh - 1) / 2;
   const st = opts.stride ?? 1;
   const w = m.param('weight', dims);
-  const hooked = m.hook?.conv?.(m, w, x, { kernel: [dims[2], dims[3]], stride: st, padding: p });
+  const hooked = m.hook?.conv?.(m, w, x, { kernel: [kh, kw], stride: st, padding: p });
   const inputs = [x, hooked?.weight ?? w];
   if (m.has('bias')) inputs.push(m.param('bias'));
-  const y = g.op('Conv', inputs, { kernel_shape: [dims[2], dims[3]], pads: [p, p, p, p], strides: [st, st] });
+  const y = g.op('Conv', inputs, { kernel_shape: [kh, kw], pads: [p, p, p, p], strides: [st, st] });
   return hooked?.add ? g.op('Add', [y, hooked.add]) : y;
 }
 
@@ -332,7 +351,7 @@ export function layerNorm(m: Module, x: string, eps: number): string {
  */
 export function groupNorm(m: Module, x: string, groups: number, eps: number): string {
   const g = m.g;
-  const C = m.shape('weight')[0];
+  const C = m.dim('weight', 0);
   const shape = g.op('Shape', [x]);
   const r = g.op('Reshape', [x, g.constI([0, groups, -1])]);
   const n = g.op('InstanceNormalization', [r, g.constF(new Float32Array(groups).fill(1), [groups]), g.constF(new Float32Array(groups), [groups])], { epsilon: f(eps) });
