@@ -44,6 +44,7 @@ export interface UNetSession {
 export function unetFeeds(unet: UNetSession, inp: UNetInputs): Record<string, ort.Tensor> {
   const names = unet.session.inputNames;
   const [B] = inp.sample.dims;
+  if (B === undefined) throw new Error('UNet: the sample has no batch axis (dims [])');
   const t = typeof inp.timestep === 'number' ? new Float32Array(B).fill(inp.timestep) : inp.timestep;
   if (t.length !== B) throw new Error(`UNet: ${t.length} timesteps for a batch of ${B}`);
   const T = (x: F32Tensor) => new ort.Tensor('float32', x.data, x.dims);
@@ -53,7 +54,7 @@ export function unetFeeds(unet: UNetSession, inp: UNetInputs): Record<string, or
   if (names.includes('ip_tokens')) {
     if (!inp.ipAdapter) throw new Error('UNet: this graph has an IP-Adapter; its image tokens are required');
     const d = inp.ipAdapter.tokens.dims;
-    const dims = d.length === 4 ? [d[0], d[1] * d[2], d[3]] : d; // images concatenated along the sequence
+    const dims = d.length === 4 ? [d[0]!, d[1]! * d[2]!, d[3]!] : d; // images concatenated along the sequence
     feeds.ip_tokens = new ort.Tensor('float32', inp.ipAdapter.tokens.data, dims);
     const n = crossAttnLayers(unet.config).length;
     const scale = inp.ipAdapter.scale ?? 1;
@@ -80,5 +81,6 @@ export function unetFeeds(unet: UNetSession, inp: UNetInputs): Record<string, or
 export async function callUNet(unet: UNetSession, inp: UNetInputs): Promise<F32Tensor> {
   const out = await unet.session.run(unetFeeds(unet, inp));
   const y = out.noise_pred;
+  if (!y) throw new Error('UNet: the session returned no noise_pred output');
   return { data: y.data as Float32Array, dims: [...y.dims] };
 }
