@@ -143,7 +143,7 @@ export function sdpa(g: Graph, q: string, k: string, v: string, heads: number, c
  */
 export function attentionModule(m: Module, x: string, context: string | null, heads: number, impl: AttentionImpl, ip?: IpLayer): string {
   const g = m.g;
-  const channels = m.shape('to_q.weight')[0];
+  const channels = m.dim('to_q.weight', 0);
   const ctx = context ?? x;
   const q = linear(m.child('to_q'), x); // (B, T, C)
   const k = linear(m.child('to_k'), ctx); // (B, S, C)
@@ -161,9 +161,9 @@ export function attentionModule(m: Module, x: string, context: string | null, he
 /** FeedForward with GEGLU: proj (C -> 2I), hidden * gelu(gate), Linear (I -> C). */
 export function feedForwardGEGLU(m: Module, x: string): string {
   const g = m.g;
-  const inner = m.shape('net.0.proj.weight')[0] / 2;
+  const inner = m.dim('net.0.proj.weight', 0) / 2;
   const p = linear(m.child('net').child(0).child('proj'), x); // (B, T, 2I)
-  const [hidden, gate] = g.opN('Split', [p, g.constI([inner, inner])], 2, { axis: -1 });
+  const [hidden, gate] = g.opN('Split', [p, g.constI([inner, inner])], 2, { axis: -1 }) as [string, string];
   return linear(m.child('net').child(2), g.op('Mul', [hidden, gelu(g, gate)]));
 }
 
@@ -254,7 +254,7 @@ export function upBlock(m: Module, x: string, skips: string[], embAct: string, c
   if (skips.length !== spec.layers) throw new Error(`${m.prefix}: expected ${spec.layers} skip tensors, got ${skips.length}`);
   let h = x;
   for (let l = 0; l < spec.layers; l++) {
-    const skip = skips[skips.length - 1 - l]; // res_hidden_states_tuple[-1] first
+    const skip = skips[skips.length - 1 - l]!; // res_hidden_states_tuple[-1] first (skips.length === spec.layers)
     h = g.op('Concat', [h, skip], { axis: 1 }); // (B, C + Cskip, H, W)
     h = resnetBlock2D(m.child('resnets').child(l), h, embAct, o);
     if (spec.hasAttention) h = transformer2D(m.child('attentions').child(l), h, context, spec.heads, o);
