@@ -14,7 +14,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Graph, Module, DataType, type WeightMap, attention, conv2d, gelu, layerNorm, linear, quickGelu } from './onnx/graph.js';
+import { Graph, Module, DataType, type WeightMap, attention, dimOf, conv2d, gelu, layerNorm, linear, quickGelu } from './onnx/graph.js';
 import { IN_PLACE_SESSION_OPTIONS, createSession, ort, type Provider } from './onnx/session.js';
 import { refusePickle } from './pickle.js';
 import { SafetensorsFile } from './safetensors.js';
@@ -86,9 +86,12 @@ export function inferClipVisionConfig(w: WeightMap, file: string): ClipVisionCon
   if (!w.has(`${P}.embeddings.class_embedding`)) {
     throw new Error(`${file}: not a CLIP vision model in the transformers layout (no "${P}.embeddings.class_embedding")`);
   }
-  const C = w.get(`${P}.embeddings.class_embedding`).shape[0];
-  const patch = w.get(`${P}.embeddings.patch_embedding.weight`).shape; // (C, 3, p, p)
-  const positions = w.get(`${P}.embeddings.position_embedding.weight`).shape[0];
+  const dim = (name: string, axis: number) => dimOf(w.get(name).shape, axis, name);
+  const C = dim(`${P}.embeddings.class_embedding`, 0);
+  const patchName = `${P}.embeddings.patch_embedding.weight`; // (C, 3, p, p)
+  const patchSize = dim(patchName, 2);
+  const numChannels = dim(patchName, 1);
+  const positions = dim(`${P}.embeddings.position_embedding.weight`, 0);
   let layers = 0;
   while (w.has(`${P}.encoder.layers.${layers}.layer_norm1.weight`)) layers++;
   const known: Record<number, [number, ClipVisionConfig['hiddenAct']]> = { 768: [12, 'quick_gelu'], 1024: [16, 'quick_gelu'], 1280: [16, 'gelu'], 1664: [16, 'gelu'] };
@@ -96,13 +99,13 @@ export function inferClipVisionConfig(w: WeightMap, file: string): ClipVisionCon
   const grid = Math.round(Math.sqrt(positions - 1));
   return {
     hiddenSize: C,
-    intermediateSize: w.get(`${P}.encoder.layers.0.mlp.fc1.weight`).shape[0],
+    intermediateSize: dim(`${P}.encoder.layers.0.mlp.fc1.weight`, 0),
     numHiddenLayers: layers,
     numAttentionHeads: heads,
-    imageSize: grid * patch[2],
-    patchSize: patch[2],
-    numChannels: patch[1],
-    projectionDim: w.has('visual_projection.weight') ? w.get('visual_projection.weight').shape[0] : null,
+    imageSize: grid * patchSize,
+    patchSize,
+    numChannels,
+    projectionDim: w.has('visual_projection.weight') ? dim('visual_projection.weight', 0) : null,
     hiddenAct: act,
     layerNormEps: 1e-5,
   };
@@ -217,7 +220,7 @@ export function resolveClipVision(src: string, opts: { config?: ClipVisionConfig
       // A transformers folder with only pytorch_model.bin: say it is a pickle and how to convert it.
       if (any.length === 0 && names.includes('pytorch_model.bin')) refusePickle(path.join(abs, 'pytorch_model.bin'), 'the CLIP vision model');
       if (any.length !== 1) throw new Error(`${abs}: expected model.safetensors (transformers CLIPVisionModelWithProjection) in this folder`);
-      weights = path.join(abs, any[0]);
+      weights = path.join(abs, any[0]!); // exactly one (checked above)
     }
   }
   refusePickle(weights, 'the CLIP vision model');
