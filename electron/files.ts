@@ -18,14 +18,16 @@ export async function readFileLimited(file: string, maxBytes: number): Promise<B
 
 const WINDOWS_RESERVED = /^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$/i;
 
+// eslint-disable-next-line no-control-regex -- control characters are not allowed in file names
+const NOT_IN_FILE_NAMES = /[\u0000-\u001f<>:"|?*]/g;
+
 /**
  * A plain file name from a name the renderer suggested: the last path segment only, without
  * characters that are invalid on any desktop file system. Never contains a separator or `..`.
  */
 export function safeFileName(suggested: string, fallback = 'untitled'): string {
   let name = suggested.split(/[\\/]/).pop() ?? '';
-  // eslint-disable-next-line no-control-regex -- control characters are not allowed in file names
-  name = name.replace(/[\u0000-\u001f<>:"|?*]/g, '_').replace(/^[\s.]+|[\s.]+$/g, '').slice(0, 200);
+  name = name.replace(NOT_IN_FILE_NAMES, '_').replace(/^[\s.]+|[\s.]+$/g, '').slice(0, 200);
   if (!name) return fallback;
   return WINDOWS_RESERVED.test(name) ? `_${name}` : name;
 }
