@@ -119,14 +119,15 @@ export function matchLora(lora: SafetensorsFile, targets: LoraTargets[], opts: {
       const role: Role = m[3] === 'alpha' ? 'alpha' : m[3] === 'lora_down.weight' ? 'down' : 'up';
       ok = !!hit && put(hit.part, hit.module, role, key, 'kohya');
     } else if ((m = PEFT.exec(key))) {
-      ok = put(m[1] as LoraPart, m[2], m[3] === 'lora_A' ? 'down' : 'up', key, 'peft');
+      ok = put(m[1] as LoraPart, m[2]!, m[3] === 'lora_A' ? 'down' : 'up', key, 'peft');
     } else if ((m = PROCESSOR.exec(key))) {
       ok = put('unet', `${m[2]}.${m[3] === 'to_out' ? 'to_out.0' : m[3]}`, m[4] as Role, key, 'diffusers');
     } else if ((m = OLD.exec(key))) {
-      const part = (m[1] ?? (byPart.get('unet')?.modules.has(m[2]) ? 'unet' : 'text_encoder')) as LoraPart;
-      ok = put(part, m[2], m[3].endsWith('down') ? 'down' : 'up', key, 'diffusers');
+      const module = m[2]!; // groups 2 and 3 are not optional in OLD
+      const part = (m[1] ?? (byPart.get('unet')?.modules.has(module) ? 'unet' : 'text_encoder')) as LoraPart;
+      ok = put(part, module, m[3]!.endsWith('down') ? 'down' : 'up', key, 'diffusers');
     } else if ((m = ALPHA.exec(key))) {
-      ok = put(m[1] as LoraPart, m[2], 'alpha', key, 'diffusers');
+      ok = put(m[1] as LoraPart, m[2]!, 'alpha', key, 'diffusers');
     }
     if (!ok) unmatched.push(key);
   }
@@ -137,20 +138,20 @@ export function matchLora(lora: SafetensorsFile, targets: LoraTargets[], opts: {
     if (!s.down || !s.up) { unmatched.push(...s.keys); continue; } // half a pair changes nothing: reported
     const base = byPart.get(s.part)!;
     const shape = base.modules.get(s.module)!;
-    const rank = s.down.shape[0];
     const misfit = checkFits(lora.file, base, s.module, shape, s.down, s.up);
     if (misfit) { misfits.push({ module: s.module, message: misfit }); continue; }
+    const rank = s.down.shape[0]!; // checkFits: down is (rank, in) or (rank, in, k, k)
     let alpha = rank;
     if (s.alpha) {
-      const a = readTensorF32(s.alpha);
-      if (a.length !== 1 || !Number.isFinite(a[0])) throw new Error(`${path.basename(lora.file)}: ${s.alpha.key} must be one finite number, found [${s.alpha.shape}]`);
-      alpha = a[0];
+      const [a0, ...rest] = readTensorF32(s.alpha);
+      if (a0 === undefined || rest.length || !Number.isFinite(a0)) throw new Error(`${path.basename(lora.file)}: ${s.alpha.key} must be one finite number, found [${s.alpha.shape}]`);
+      alpha = a0;
     }
     modules.push({ part: s.part, module: s.module, down: s.down, up: s.up, rank, alpha });
   }
   if (misfits.length) {
     // The cross-attention width tells the model family best: name that module when one does not fit.
-    const first = misfits.find((x) => /attn2\.to_[kv]$/.test(x.module)) ?? misfits[0];
+    const first = misfits.find((x) => /attn2\.to_[kv]$/.test(x.module)) ?? misfits[0]!;
     throw new Error(`${first.message}${misfits.length > 1 ? ` (${misfits.length} modules of the LoRA do not fit)` : ''}`);
   }
   if (!modules.length && !opts.allowEmpty) {
@@ -246,7 +247,7 @@ export function loraStrengths(loras: readonly { path: string; strength: number }
   const strengths: number[] = [];
   for (const l of loras) {
     const i = files.indexOf(l.path);
-    if (i >= 0) strengths[i] += l.strength;
+    if (i >= 0) strengths[i]! += l.strength;
     else { files.push(l.path); strengths.push(l.strength); }
   }
   return { files, strengths };
@@ -272,8 +273,9 @@ export function loraParameterShapes(targets: LoraTargets[], format: 'kohya' | 'p
   for (const t of targets) {
     for (const [module, shape] of t.modules) {
       if (!select(module)) continue;
-      const down = shape.length === 4 ? [rank, shape[1], shape[2], shape[3]] : [rank, shape[1]];
-      const up = shape.length === 4 ? [shape[0], rank, 1, 1] : [shape[0], rank];
+      const [outC, inC, kh, kw] = shape as [number, number, number?, number?]; // a linear (out, in) or a conv (out, in, k, k)
+      const down = shape.length === 4 ? [rank, inC, kh!, kw!] : [rank, inC];
+      const up = shape.length === 4 ? [outC, rank, 1, 1] : [outC, rank];
       if (format === 'kohya') {
         const base = `${t.part === 'unet' ? 'lora_unet_' : 'lora_te_'}${underscore(module)}`;
         out.set(`${base}.alpha`, []);
