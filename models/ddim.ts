@@ -75,7 +75,7 @@ function nextFloat(x: number, toward: number): number {
   if (x === toward) return x;
   if (x === 0) return toward > 0 ? 2 ** -149 : -(2 ** -149);
   f32bits[0] = x;
-  u32bits[0] += (toward > x) === (x > 0) ? 1 : -1;
+  u32bits[0]! += (toward > x) === (x > 0) ? 1 : -1;
   return f32bits[0];
 }
 
@@ -167,10 +167,10 @@ export class DDIMScheduler {
     this.alphasCumprod = new Float32Array(n);
     let acc = 1; // double accumulator, as torch's CPU cumprod
     for (let i = 0; i < n; i++) {
-      acc *= this.alphas[i];
+      acc *= this.alphas[i]!;
       this.alphasCumprod[i] = acc;
     }
-    this.finalAlphaCumprod = config.set_alpha_to_one ? 1 : this.alphasCumprod[0];
+    this.finalAlphaCumprod = config.set_alpha_to_one ? 1 : this.alphasCumprod[0]!;
   }
 
   /** Sets the inference schedule of `n` steps and returns its timesteps (descending). */
@@ -203,7 +203,7 @@ export class DDIMScheduler {
   }
 
   private alphaAt(t: number): number {
-    return t >= 0 ? this.alphasCumprod[t] : this.finalAlphaCumprod;
+    return t >= 0 ? this.alphasCumprod[t]! : this.finalAlphaCumprod; // step() checks t < num_train_timesteps; prevT < t
   }
 
   private requireSchedule(): void {
@@ -237,8 +237,8 @@ export class DDIMScheduler {
     const predOriginal = new Float32Array(n);
     const v = this.config.prediction_type === 'v_prediction';
     for (let i = 0; i < n; i++) {
-      const m = modelOutput[i];
-      const x = sample[i];
+      const m = modelOutput[i]!;
+      const x = sample[i]!;
       let x0: number;
       let eps: number;
       if (v) {
@@ -252,7 +252,7 @@ export class DDIMScheduler {
       if (this.config.clip_sample) x0 = Math.min(Math.max(x0, -range), range);
       predOriginal[i] = x0;
       let prev = fr(fr(sqrtAPrev * x0) + fr(dirCoef * eps));
-      if (eta > 0) prev = fr(prev + fr(std * opts.noise![i]));
+      if (eta > 0) prev = fr(prev + fr(std * opts.noise![i]!));
       prevSample[i] = prev;
     }
     return { prevSample, predOriginal };
@@ -265,7 +265,7 @@ export class DDIMScheduler {
     if (a === undefined) throw new Error(`DDIM addNoise: timestep ${t} is outside 0..${this.config.num_train_timesteps - 1}`);
     const sa = fr(Math.sqrt(a));
     const sb = fr(Math.sqrt(fr(1 - a)));
-    return x0.map((x, i) => fr(fr(sa * x) + fr(sb * noise[i])));
+    return x0.map((x, i) => fr(fr(sa * x) + fr(sb * noise[i]!)));
   }
 
   /**
@@ -284,5 +284,5 @@ export class DDIMScheduler {
 export function classifierFreeGuidance(uncond: Float32Array, cond: Float32Array, scale: number): Float32Array {
   if (uncond.length !== cond.length) throw new Error(`guidance: unconditional (${uncond.length}) and conditional (${cond.length}) predictions differ in size`);
   const s = fr(scale);
-  return uncond.map((u, i) => fr(u + fr(s * fr(cond[i] - u))));
+  return uncond.map((u, i) => fr(u + fr(s * fr(cond[i]! - u))));
 }
