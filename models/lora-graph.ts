@@ -15,7 +15,7 @@
  * 77 text tokens). Several LoRAs on one module add their terms. With s = 0 the term is exactly
  * ±0, and W + 0 = W, y + 0 = y: strength 0 gives the plain network's output bit for bit.
  */
-import { DataType, type Graph, type HookedWeight, type Module, type ModuleHook } from './onnx/graph.js';
+import { DataType, dimOf, type Graph, type HookedWeight, type Module, type ModuleHook } from './onnx/graph.js';
 import type { LoraMatch, LoraModule, LoraPart } from './lora.js';
 
 /** The graph input with one strength per LoRA file (float32 [L], in the order the graph was built with). */
@@ -81,11 +81,16 @@ export function loraModuleHook(loras: readonly LoraMatch[], o: LoraGraphOptions)
     const merge = (module: string, rows: number, inF: number, outF: number) =>
       mode === 'merge' || (mode === 'auto' && rows * (inF + outF) > inF * outF);
     const sum = (terms: string[]) => terms.reduce((a, t) => g.op('Add', [a, t]));
+    /** The module's (out, in) from the first branch's up (out, r) and down (r, in); a byModule list is never empty. */
+    const outIn = (list: Branch[]): [number, number] => {
+      const { up, down: d } = list[0]!.m;
+      return [dimOf(up.shape, 0, up.key), dimOf(d.shape, 1, d.key)];
+    };
     return {
       linear(m: Module, w: string, x: string): HookedWeight {
         const list = byModule.get(m.prefix);
         if (!list) return { weight: w };
-        const [outF, inF] = [list[0].m.up.shape[0], list[0].m.down.shape[1]];
+        const [outF, inF] = outIn(list);
         const rows = o.rowsFor?.(m.prefix) ?? 0;
         if (merge(m.prefix, rows, inF, outF)) {
           return { weight: list.reduce((acc, b) => g.op('Add', [acc, g.op('MatMul', [scaledUp(b, [outF, b.m.rank]), down(b, [b.m.rank, inF])])]), w) };
@@ -97,8 +102,7 @@ export function loraModuleHook(loras: readonly LoraMatch[], o: LoraGraphOptions)
         const list = byModule.get(m.prefix);
         if (!list) return { weight: w };
         const [kh, kw] = a.kernel;
-        const outF = list[0].m.up.shape[0];
-        const inF = list[0].m.down.shape[1];
+        const [outF, inF] = outIn(list);
         const rows = o.rowsFor?.(m.prefix) ?? 0;
         if (merge(m.prefix, rows, inF * kh * kw, outF)) {
           const shape = g.constI([outF, inF, kh, kw]);
