@@ -58,6 +58,7 @@ export async function convertComfyBytes(store: EditorStore, name: string, bytes:
   try {
     const doc = await comfyDocOf(bytes);
     if (doc === null) return null;
+    if (!Object.keys(s.specs).length) throw new Error('the editor has not got its node list from the engine yet; open the file again in a moment');
     const r = importComfyUI(doc, { specs: Object.values(s.specs), models: s.models });
     return { workflow: r.workflow, notices: reportNotices(name, r.report) };
   } catch (e) {
