@@ -17,7 +17,7 @@
  * projection of the vision model's penultimate states for all-zero pixel_values (not of zeros).
  */
 import * as path from 'node:path';
-import { Graph, Module, DataType, attention, gelu, layerNorm, linear } from './onnx/graph.js';
+import { Graph, Module, DataType, attention, dimOf, gelu, layerNorm, linear } from './onnx/graph.js';
 import { IN_PLACE_SESSION_OPTIONS, createSession, ort, type Provider } from './onnx/session.js';
 import { SafetensorsFile, type TensorRef } from './safetensors.js';
 import type { ClipVision, ClipVisionConfig } from './clip-vision.js';
@@ -74,6 +74,7 @@ export class IpAdapterModel {
     const abs = path.resolve(file);
     const w = openTensorFile(abs);
     const fail = (why: string): never => { throw new Error(`${abs}: not a supported IP-Adapter file: ${why}`); };
+    const axis = (key: string, i: number): number => dimOf(w.get(key).shape, i, key);
 
     // 1. image key/value projections: ip_adapter.<n>.to_{k,v}_ip.weight (hidden, C).
     const layers = new Map<number, { to_k_ip: TensorRef; to_v_ip: TensorRef }>();
@@ -87,31 +88,33 @@ export class IpAdapterModel {
     }
     if (layers.size === 0) fail('no "ip_adapter.<n>.to_k_ip.weight" tensors (expected the h94 layout)');
     const sorted = new Map([...layers].sort((a, b) => a[0] - b[0]));
-    const widths = new Set([...sorted.values()].flatMap((l) => [l.to_k_ip.shape[1], l.to_v_ip.shape[1]]));
+    const widths = new Set([...sorted.values()].flatMap((l) => [dimOf(l.to_k_ip.shape, 1, l.to_k_ip.key), dimOf(l.to_v_ip.shape, 1, l.to_v_ip.key)]));
     if (widths.size !== 1) fail(`to_k_ip/to_v_ip in-features differ between layers (${[...widths].join(', ')})`);
-    const crossDim = [...widths][0];
+    const crossDim = [...widths][0]!; // exactly one (checked above)
 
     // 2. projection kind.
     if (w.has('image_proj.proj.weight')) {
-      const [rows, D] = w.get('image_proj.proj.weight').shape; // (N*C, D)
+      const rows = axis('image_proj.proj.weight', 0); // (N*C, D)
+      const D = axis('image_proj.proj.weight', 1);
       if (rows % crossDim) fail(`image_proj.proj.weight has ${rows} rows, not a multiple of the cross-attention width ${crossDim}`);
       const normW = w.get('image_proj.norm.weight').shape[0];
       if (normW !== crossDim) fail(`image_proj.norm.weight has width ${normW}, expected ${crossDim}`);
       return new IpAdapterModel(abs, 'base', rows / crossDim, D, crossDim, sorted, w, null);
     }
     if (w.has('image_proj.latents')) {
-      const [, numQueries, dim] = w.get('image_proj.latents').shape; // (1, Nq, W)
+      const numQueries = axis('image_proj.latents', 1); // (1, Nq, W)
+      const dim = axis('image_proj.latents', 2);
       let depth = 0;
       while (w.has(`image_proj.layers.${depth}.0.to_q.weight`)) depth++;
       if (depth === 0) fail('image_proj.latents present but no "image_proj.layers.0.0.to_q.weight" (Resampler)');
-      const inner = w.get('image_proj.layers.0.0.to_q.weight').shape[0];
+      const inner = axis('image_proj.layers.0.0.to_q.weight', 0);
       if (inner % RESAMPLER_DIM_HEAD) fail(`Resampler to_q has ${inner} rows, not a multiple of dim_head ${RESAMPLER_DIM_HEAD}`);
-      const embedDim = w.get('image_proj.proj_in.weight').shape[1];
-      const outputDim = w.get('image_proj.proj_out.weight').shape[0];
+      const embedDim = axis('image_proj.proj_in.weight', 1);
+      const outputDim = axis('image_proj.proj_out.weight', 0);
       if (outputDim !== crossDim) fail(`Resampler output width ${outputDim} differs from the to_k_ip width ${crossDim}`);
       const resampler: ResamplerConfig = {
         dim, depth, heads: inner / RESAMPLER_DIM_HEAD, dimHead: RESAMPLER_DIM_HEAD, numQueries,
-        ffInner: w.get('image_proj.layers.0.1.1.weight').shape[0], outputDim,
+        ffInner: axis('image_proj.layers.0.1.1.weight', 0), outputDim,
       };
       return new IpAdapterModel(abs, 'plus', numQueries, embedDim, crossDim, sorted, w, resampler);
     }
@@ -120,7 +123,8 @@ export class IpAdapterModel {
       for (const k of ['proj.0.weight', 'proj.0.bias', 'proj.2.weight', 'proj.2.bias', 'proj.3.bias']) {
         if (!w.has(`image_proj.${k}`)) fail(`image_proj.proj.3.weight present (full-face MLP projection) but no "image_proj.${k}"`);
       }
-      const [hidden, D] = w.get('image_proj.proj.0.weight').shape;
+      const hidden = w.get('image_proj.proj.0.weight').shape[0];
+      const D = axis('image_proj.proj.0.weight', 1);
       const [out, in2] = w.get('image_proj.proj.2.weight').shape;
       if (in2 !== hidden) fail(`image_proj.proj.2.weight takes width ${in2}, but image_proj.proj.0 gives ${hidden}`);
       if (out !== crossDim) fail(`image_proj.proj.2 output width ${out} differs from the to_k_ip width ${crossDim}`);
@@ -218,7 +222,7 @@ export function buildImageProj(adapter: IpAdapterModel): Graph {
     const ln = layerNorm(a.child('norm2'), latents, 1e-5);
     const q = linear(a.child('to_q'), ln, { bias: false }); // (B, Nq, inner)
     const kv = linear(a.child('to_kv'), g.op('Concat', [xn, ln], { axis: 1 }), { bias: false }); // (B, T+Nq, 2*inner)
-    const [k, v] = g.opN('Split', [kv, g.constI([inner, inner])], 2, { axis: -1 });
+    const [k, v] = g.opN('Split', [kv, g.constI([inner, inner])], 2, { axis: -1 }) as [string, string];
     const o = attention(g, q, k, v, r.heads, r.dimHead); // (B, Nq, inner)
     latents = g.op('Add', [linear(a.child('to_out'), o, { bias: false }), latents]);
     // FeedForward: LayerNorm, Linear, GELU, Linear (no biases), residual.
@@ -258,6 +262,7 @@ export class ImageProjector {
     }
     const out = await this.session.run({ [this.inputName]: new ort.Tensor('float32', x.data, x.dims) });
     const t = out.ip_tokens;
+    if (!t) throw new Error(`${this.adapter.file}: the image projection session returned no ip_tokens output`);
     return { data: t.data as Float32Array, dims: [...t.dims] };
   }
 
