@@ -1,3 +1,4 @@
+/** engine/interop/comfyui/: ComfyUI workflows in and out (read, defs, import, node-map, models, layers, report, export); file.ts for the engine side. */
 /**
  * ComfyUI -> our workflow. `importComfyUI(doc, { specs, models })` takes a parsed ComfyUI
  * document (UI workflow 0.4 / 1.0 or API prompt; read.ts tells them apart) and gives our
