@@ -58,7 +58,7 @@ export function buildControlNet(cfg: ControlNetConfig, w: WeightMap, opts: Build
   const o: BlockOptions = { groups: cfg.normNumGroups, eps: cfg.normEps, attention: opts.attention ?? 'mha' };
 
   // 1. time
-  const tProj = timestepProjection(g, timestep, cfg.blockOutChannels[0], cfg.flipSinToCos, cfg.freqShift); // (B, C0)
+  const tProj = timestepProjection(g, timestep, cfg.blockOutChannels[0]!, cfg.flipSinToCos, cfg.freqShift); // (B, C0)
   const embAct = silu(g, timestepEmbedding(m.child('time_embedding'), tProj)); // (B, 4*C0)
 
   // 2. pre-process: the control image's embedding is added right after conv_in
@@ -75,7 +75,7 @@ export function buildControlNet(cfg: ControlNetConfig, w: WeightMap, opts: Build
 
   // 4. mid
   const last = cfg.blockOutChannels.length - 1;
-  h = midBlockCrossAttn(m.child('mid_block'), h, embAct, context, cfg.numAttentionHeads[last], o, cfg.midBlockScaleFactor);
+  h = midBlockCrossAttn(m.child('mid_block'), h, embAct, context, cfg.numAttentionHeads[last]!, o, cfg.midBlockScaleFactor);
 
   // 5. zero convs, 6. scaling (guess_mode off) and optional global pooling
   const finish = (x: string) => {
@@ -134,6 +134,7 @@ export class ControlNet {
     const [B, C, h, w] = x.sample.dims;
     const cfg = this.config;
     const name = base(this.loaded.source.path);
+    if (B === undefined || h === undefined || w === undefined) throw new ControlNetError(this.loaded.source.path, `ControlNet ${name}: latents tensor is [${x.sample.dims}], expected (B, ${cfg.inChannels}, h, w)`);
     if (C !== cfg.inChannels) throw new ControlNetError(this.loaded.source.path, `ControlNet ${name}: latents have ${C} channels, expected ${cfg.inChannels}`);
     const [cb, cc, ch, cw] = x.cond.dims;
     const f = 2 ** (cfg.conditioningEmbeddingOutChannels.length - 1);
@@ -148,7 +149,11 @@ export class ControlNet {
       controlnet_cond: new ort.Tensor('float32', x.cond.data, x.cond.dims),
       conditioning_scale: new ort.Tensor('float32', Float32Array.of(x.scale), []),
     });
-    const t = (k: string): F32 => ({ data: out[k].data as Float32Array, dims: [...out[k].dims] });
+    const t = (k: string): F32 => {
+      const y = out[k];
+      if (!y) throw new ControlNetError(this.loaded.source.path, `ControlNet ${name}: the session returned no ${k} output`);
+      return { data: y.data as Float32Array, dims: [...y.dims] };
+    };
     const down: F32[] = [];
     for (let i = 0; downResidualName(i) in out; i++) down.push(t(downResidualName(i)));
     return { down, mid: t(MID_RESIDUAL) };
@@ -162,28 +167,29 @@ export function sumResiduals(a: ControlResiduals | null, b: ControlResiduals): C
   const add = (x: F32, y: F32): F32 => {
     if (x.dims.join() !== y.dims.join()) throw new Error(`cannot sum ControlNet residuals of shapes [${x.dims}] and [${y.dims}]`);
     const d = new Float32Array(x.data.length);
-    for (let i = 0; i < d.length; i++) d[i] = x.data[i] + y.data[i];
+    for (let i = 0; i < d.length; i++) d[i] = x.data[i]! + y.data[i]!;
     return { data: d, dims: x.dims };
   };
-  return { down: a.down.map((x, i) => add(x, b.down[i])), mid: add(a.mid, b.mid) };
+  return { down: a.down.map((x, i) => add(x, b.down[i]!)), mid: add(a.mid, b.mid) };
 }
 
 /** All-zero residuals for a UNet built with ControlNet inputs when no ControlNet is active at a step. */
 export function zeroResiduals(cfg: UNetConfig, batch: number, h: number, w: number): ControlResiduals {
   const down: F32[] = [];
   const specs = downBlockSpecs(cfg);
+  const ch = (i: number) => cfg.blockOutChannels[i]!; // one per block (parseUNetConfig checks)
   const zero = (c: number, hh: number, ww: number): F32 => ({ data: new Float32Array(batch * c * hh * ww), dims: [batch, c, hh, ww] });
-  down.push(zero(cfg.blockOutChannels[0], h, w));
+  down.push(zero(ch(0), h, w));
   let hh = h, ww = w;
   specs.forEach((s, i) => {
-    for (let l = 0; l < s.layers; l++) down.push(zero(cfg.blockOutChannels[i], hh, ww));
+    for (let l = 0; l < s.layers; l++) down.push(zero(ch(i), hh, ww));
     if (s.resample) {
       hh = Math.floor((hh + 1) / 2); // conv 3x3, stride 2, padding 1
       ww = Math.floor((ww + 1) / 2);
-      down.push(zero(cfg.blockOutChannels[i], hh, ww));
+      down.push(zero(ch(i), hh, ww));
     }
   });
-  return { down, mid: zero(cfg.blockOutChannels[cfg.blockOutChannels.length - 1], hh, ww) };
+  return { down, mid: zero(ch(cfg.blockOutChannels.length - 1), hh, ww) };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -198,16 +204,17 @@ export function controlNetParameterShapes(cfg: ControlNetConfig): Map<string, nu
   for (const [k, shape] of unetParameterShapes(cfg)) {
     if (/^(conv_in|time_embedding|down_blocks|mid_block)\./.test(k)) p.set(k, shape);
   }
-  const e = cfg.conditioningEmbeddingOutChannels;
-  conv('controlnet_cond_embedding.conv_in', e[0], cfg.conditioningChannels, 3);
-  for (let i = 0; i < e.length - 1; i++) {
-    conv(`controlnet_cond_embedding.blocks.${2 * i}`, e[i], e[i], 3);
-    conv(`controlnet_cond_embedding.blocks.${2 * i + 1}`, e[i + 1], e[i], 3);
+  const e = (i: number) => cfg.conditioningEmbeddingOutChannels[i]!; // at least one (parseControlNetConfig checks)
+  const nE = cfg.conditioningEmbeddingOutChannels.length;
+  conv('controlnet_cond_embedding.conv_in', e(0), cfg.conditioningChannels, 3);
+  for (let i = 0; i < nE - 1; i++) {
+    conv(`controlnet_cond_embedding.blocks.${2 * i}`, e(i), e(i), 3);
+    conv(`controlnet_cond_embedding.blocks.${2 * i + 1}`, e(i + 1), e(i), 3);
   }
-  conv('controlnet_cond_embedding.conv_out', cfg.blockOutChannels[0], e[e.length - 1], 3);
+  conv('controlnet_cond_embedding.conv_out', cfg.blockOutChannels[0]!, e(nE - 1), 3);
   const z = zeroResiduals(cfg, 1, 8, 8);
-  z.down.forEach((d, i) => conv(`controlnet_down_blocks.${i}`, d.dims[1], d.dims[1], 1));
-  const cm = cfg.blockOutChannels[cfg.blockOutChannels.length - 1];
+  z.down.forEach((d, i) => conv(`controlnet_down_blocks.${i}`, d.dims[1]!, d.dims[1]!, 1)); // (1, C, h, w)
+  const cm = cfg.blockOutChannels[cfg.blockOutChannels.length - 1]!;
   conv('controlnet_mid_block', cm, cm, 1);
   return p;
 }
