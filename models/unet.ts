@@ -81,7 +81,7 @@ export function buildUNet(cfg: UNetConfig, w: WeightMap, opts: BuildUNetOptions 
   };
 
   // 1. time
-  const tProj = timestepProjection(g, timestep, cfg.blockOutChannels[0], cfg.flipSinToCos, cfg.freqShift); // (B, C0)
+  const tProj = timestepProjection(g, timestep, cfg.blockOutChannels[0]!, cfg.flipSinToCos, cfg.freqShift); // (B, C0)
   const emb = timestepEmbedding(m.child('time_embedding'), tProj); // (B, 4*C0)
   const embAct = silu(g, emb); // every resnet applies SiLU to temb first
 
@@ -102,7 +102,7 @@ export function buildUNet(cfg: UNetConfig, w: WeightMap, opts: BuildUNetOptions 
   // 4. mid
   if (cfg.midBlockType) {
     const last = cfg.blockOutChannels.length - 1;
-    h = midBlockCrossAttn(m.child('mid_block'), h, embAct, context, cfg.numAttentionHeads[last], o, cfg.midBlockScaleFactor);
+    h = midBlockCrossAttn(m.child('mid_block'), h, embAct, context, cfg.numAttentionHeads[last]!, o, cfg.midBlockScaleFactor);
   }
   if (opts.controlnet) h = g.op('Add', [h, g.input('mid_block_additional_residual', DataType.FLOAT, ['batch', 'mid_c', 'mid_h', 'mid_w'])]);
 
@@ -174,7 +174,8 @@ export function unetParameterShapes(cfg: UNetConfig): Map<string, number[]> {
   const norm = (n: string, c: number) => { add(`${n}.weight`, [c]); add(`${n}.bias`, [c]); };
   const lin = (n: string, o: number, i: number, bias = true) => { add(`${n}.weight`, [o, i]); if (bias) add(`${n}.bias`, [o]); };
   const conv = (n: string, o: number, i: number, k: number) => { add(`${n}.weight`, [o, i, k, k]); add(`${n}.bias`, [o]); };
-  const c0 = cfg.blockOutChannels[0];
+  // The per-block lists have one entry per block (parseUNetConfig checks), so the indexing below is in range.
+  const c0 = cfg.blockOutChannels[0]!;
   const tdim = 4 * c0;
   const resnet = (n: string, cin: number, cout: number) => {
     norm(`${n}.norm1`, cin); conv(`${n}.conv1`, cout, cin, 3); lin(`${n}.time_emb_proj`, cout, tdim);
@@ -201,32 +202,32 @@ export function unetParameterShapes(cfg: UNetConfig): Map<string, number[]> {
   lin('time_embedding.linear_2', tdim, tdim);
   let ch = c0;
   downBlockSpecs(cfg).forEach((s, i) => {
-    const out = cfg.blockOutChannels[i];
+    const out = cfg.blockOutChannels[i]!;
     for (let l = 0; l < s.layers; l++) {
       resnet(`down_blocks.${i}.resnets.${l}`, l === 0 ? ch : out, out);
-      if (s.hasAttention) transformer(`down_blocks.${i}.attentions.${l}`, out, cfg.transformerLayersPerBlock[i]);
+      if (s.hasAttention) transformer(`down_blocks.${i}.attentions.${l}`, out, cfg.transformerLayersPerBlock[i]!);
     }
     if (s.resample) conv(`down_blocks.${i}.downsamplers.0.conv`, out, out, 3);
     ch = out;
   });
   const last = cfg.blockOutChannels.length - 1;
-  const cm = cfg.blockOutChannels[last];
+  const cm = cfg.blockOutChannels[last]!;
   if (cfg.midBlockType) {
     resnet('mid_block.resnets.0', cm, cm);
-    transformer('mid_block.attentions.0', cm, cfg.transformerLayersPerBlock[last]);
+    transformer('mid_block.attentions.0', cm, cfg.transformerLayersPerBlock[last]!);
     resnet('mid_block.resnets.1', cm, cm);
   }
   const rev = [...cfg.blockOutChannels].reverse();
   const revDepth = [...cfg.transformerLayersPerBlock].reverse();
-  let prev = rev[0];
+  let prev = rev[0]!;
   upBlockSpecs(cfg).forEach((s, i) => {
-    const out = rev[i];
-    const inCh = rev[Math.min(i + 1, rev.length - 1)];
+    const out = rev[i]!;
+    const inCh = rev[Math.min(i + 1, rev.length - 1)]!;
     for (let l = 0; l < s.layers; l++) {
       const skip = l === s.layers - 1 ? inCh : out;
       const rin = l === 0 ? prev : out;
       resnet(`up_blocks.${i}.resnets.${l}`, rin + skip, out);
-      if (s.hasAttention) transformer(`up_blocks.${i}.attentions.${l}`, out, revDepth[i]);
+      if (s.hasAttention) transformer(`up_blocks.${i}.attentions.${l}`, out, revDepth[i]!);
     }
     if (s.resample) conv(`up_blocks.${i}.upsamplers.0.conv`, out, out, 3);
     prev = out;
