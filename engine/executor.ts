@@ -1,8 +1,10 @@
 /**
  * The executor: runs a validated workflow in topological order. Each node's outputs are cached
  * under its input signature = hash(node type, params, and for file/image params the file's
- * identity, plus the signatures of the nodes feeding it), so a node re-runs only when something
- * upstream of it changed (ComfyUI's rule; the node id is not part of it). Output nodes always
+ * identity, plus the signatures of the outputs feeding it), so a node re-runs only when something
+ * upstream of it changed (ComfyUI's rule; the node id is not part of it). An output carries its
+ * node's signature, unless the node declares what that output depends on (NodeDef.outputDeps:
+ * Load LoRA's MODEL ignores strength_clip), then a signature of those params and inputs only. Output nodes always
  * run. Only nodes that lead to an output node are executed. The cache keeps what the last
  * completed run used (OutputCache), not every run's tensors.
  */
@@ -129,6 +131,9 @@ export class Executor {
     }
 
     const sigs = new Map<string, string>();
+    /** Outputs with a signature of their own (NodeDef.outputDeps), by `node\0port`; the others carry their node's. */
+    const portSigs = new Map<string, string>();
+    const sigOf = (node: string, port: string) => portSigs.get(`${node}\0${port}`) ?? sigs.get(node);
     const values = new Map<string, PortValues>();
     this.cache.beginRun();
     for (const id of order) {
@@ -137,10 +142,14 @@ export class Executor {
       if (req.signal.aborted) return { ok: false, cancelled: true };
       const params = this.resolveParams(def, paramsWithDefaults(def, node.params), paths);
       const ins = [...(inputsOf.get(id) ?? [])].sort((a, b) => a.port.localeCompare(b.port));
-      const sig = createHash('sha256')
-        .update(JSON.stringify([node.type, params.sigParams, ins.map((i) => [i.port, sigs.get(i.from), i.fromPort])]))
-        .digest('hex');
+      const insSig = ins.map((i) => [i.port, sigOf(i.from, i.fromPort), i.fromPort]);
+      const sig = createHash('sha256').update(JSON.stringify([node.type, params.sigParams, insSig])).digest('hex');
       sigs.set(id, sig);
+      for (const [port, deps] of Object.entries(def.outputDeps ?? {})) {
+        const picked = Object.fromEntries(deps.params.map((p) => [p, params.sigParams[p]]));
+        const used = insSig.filter(([p]) => deps.inputs.includes(p as string));
+        portSigs.set(`${id}\0${port}`, createHash('sha256').update(JSON.stringify([node.type, port, picked, used])).digest('hex'));
+      }
       const inputs: PortValues = {};
       for (const i of ins) inputs[i.port] = values.get(i.from)![i.fromPort];
 
