@@ -10,7 +10,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DataType, Graph, Module, type WeightMap, attention, conv2d, groupNorm, linear, silu } from './onnx/graph.js';
+import { DataType, Graph, Module, type WeightMap, attention, conv2d, dimOf, groupNorm, linear, silu } from './onnx/graph.js';
 import { type SessionConfig, createSession, ort } from './onnx/session.js';
 import { readJsonFile } from './json-file.js';
 
@@ -73,13 +73,14 @@ export function loadVaeConfig(file: string): VaeConfig {
  */
 export function vaeConfigFromWeights(w: WeightMap, explicit: Partial<VaeConfig> = {}, source = 'VAE weights'): VaeConfig {
   const shape = (k: string) => w.get(k).shape;
+  const dim = (k: string, axis: number) => dimOf(shape(k), axis, k);
   const boc: number[] = [];
-  while (w.has(`encoder.down_blocks.${boc.length}.resnets.0.conv1.weight`)) boc.push(shape(`encoder.down_blocks.${boc.length}.resnets.0.conv1.weight`)[0]);
+  while (w.has(`encoder.down_blocks.${boc.length}.resnets.0.conv1.weight`)) boc.push(dim(`encoder.down_blocks.${boc.length}.resnets.0.conv1.weight`, 0));
   if (!boc.length) {
     // Decoder-only file: up block i has width boc[n-1-i].
     let n = 0;
     while (w.has(`decoder.up_blocks.${n}.resnets.0.conv1.weight`)) n++;
-    for (let i = n - 1; i >= 0; i--) boc.push(shape(`decoder.up_blocks.${i}.resnets.0.conv1.weight`)[0]);
+    for (let i = n - 1; i >= 0; i--) boc.push(dim(`decoder.up_blocks.${i}.resnets.0.conv1.weight`, 0));
   }
   if (!boc.length) throw new Error(`${source}: no encoder.down_blocks or decoder.up_blocks found; not an AutoencoderKL`);
   let layers = 0;
@@ -89,7 +90,7 @@ export function vaeConfigFromWeights(w: WeightMap, explicit: Partial<VaeConfig> 
   const derived: Partial<VaeConfig> = {
     block_out_channels: boc,
     layers_per_block: layers,
-    latent_channels: w.has('decoder.conv_in.weight') ? shape('decoder.conv_in.weight')[1] : shape('encoder.conv_out.weight')[0] / 2,
+    latent_channels: w.has('decoder.conv_in.weight') ? shape('decoder.conv_in.weight')[1] : dim('encoder.conv_out.weight', 0) / 2,
     in_channels: w.has('encoder.conv_in.weight') ? shape('encoder.conv_in.weight')[1] : undefined,
     out_channels: w.has('decoder.conv_out.weight') ? shape('decoder.conv_out.weight')[0] : undefined,
     mid_block_add_attention: w.has('decoder.mid_block.attentions.0.to_q.weight') || w.has('encoder.mid_block.attentions.0.to_q.weight'),
@@ -124,7 +125,7 @@ function resnet(m: Module, x: string, groups: number): string {
 /** Mid-block self-attention: one head over all C channels, on the HW tokens, plus the residual. */
 function attnBlock(m: Module, x: string, groups: number): string {
   const g = m.g;
-  const C = m.shape('to_q.weight')[0];
+  const C = m.dim('to_q.weight', 0);
   const shape = g.op('Shape', [x]);
   const n = groupNorm(m.child('group_norm'), x, groups, EPS);
   const tokens = g.op('Transpose', [g.op('Reshape', [n, g.constI([0, 0, -1])])], { perm: [0, 2, 1] }); // (B, HW, C)
@@ -211,7 +212,7 @@ export function buildVaeEncoder(cfg: VaeConfig, w: WeightMap): Graph {
   let moments = encoder(root.child('encoder'), image, cfg); // (B, 2*latent, h, w)
   if (cfg.use_quant_conv) moments = conv2d(root.child('quant_conv'), moments);
   const L = cfg.latent_channels;
-  const [mean, logvar] = g.opN('Split', [moments, g.constI([L, L])], 2, { axis: 1 });
+  const [mean, logvar] = g.opN('Split', [moments, g.constI([L, L])], 2, { axis: 1 }) as [string, string];
   const clamped = g.op('Clip', [logvar, g.scalar(-30), g.scalar(20)]);
   const std = g.op('Exp', [g.op('Mul', [clamped, g.scalar(0.5)])]);
   const dims = ['batch', L, 'latent_height', 'latent_width'];
@@ -266,17 +267,18 @@ export class Vae {
   async decode(latents: Float32Array, dims: number[]): Promise<DecodeResult> {
     checkDims('VAE decode latents', latents, dims, this.config.latent_channels);
     const s = await this.session('decoder');
-    const out = await s.run({ latents: new ort.Tensor('float32', latents, dims) });
-    const image = out.image.data as Float32Array;
-    return { image, image01: out.image_01.data as Float32Array, dims: [...out.image.dims] };
+    const { image, image_01: image01 } = await s.run({ latents: new ort.Tensor('float32', latents, dims) });
+    if (!image || !image01) throw new Error('VAE decode: the decoder session did not return image and image_01');
+    return { image: image.data as Float32Array, image01: image01.data as Float32Array, dims: [...image.dims] };
   }
 
   /** image (B, 3, H, W) in [-1, 1] -> unscaled latent mean and std (B, latent, H/8, W/8). */
   async encode(image: Float32Array, dims: number[]): Promise<EncodeResult> {
     checkDims('VAE encode image', image, dims, this.config.in_channels);
     const s = await this.session('encoder');
-    const out = await s.run({ image: new ort.Tensor('float32', image, dims) });
-    return { mean: out.latent_mean.data as Float32Array, std: out.latent_std.data as Float32Array, dims: [...out.latent_mean.dims] };
+    const { latent_mean: mean, latent_std: std } = await s.run({ image: new ort.Tensor('float32', image, dims) });
+    if (!mean || !std) throw new Error('VAE encode: the encoder session did not return latent_mean and latent_std');
+    return { mean: mean.data as Float32Array, std: std.data as Float32Array, dims: [...mean.dims] };
   }
 
   async release(): Promise<void> {
@@ -329,14 +331,14 @@ export function vaeParameterShapes(cfg: VaeConfig, part: 'all' | 'decoder' = 'al
     }
     resnet(`${k}.resnets.1`, ch, ch);
   };
-  const boc = cfg.block_out_channels;
+  const boc = cfg.block_out_channels; // not empty (parseVaeConfig checks)
   const n = boc.length;
-  const top = boc[n - 1];
+  const top = boc[n - 1]!;
   const L = cfg.latent_channels;
   if (part === 'all') {
-    conv('encoder.conv_in', boc[0], cfg.in_channels);
+    conv('encoder.conv_in', boc[0]!, cfg.in_channels);
     boc.forEach((o, i) => {
-      for (let j = 0; j < cfg.layers_per_block; j++) resnet(`encoder.down_blocks.${i}.resnets.${j}`, j === 0 ? boc[Math.max(i - 1, 0)] : o, o);
+      for (let j = 0; j < cfg.layers_per_block; j++) resnet(`encoder.down_blocks.${i}.resnets.${j}`, j === 0 ? boc[Math.max(i - 1, 0)]! : o, o);
       if (i < n - 1) conv(`encoder.down_blocks.${i}.downsamplers.0.conv`, o, o);
     });
     mid('encoder.mid_block', top);
@@ -349,10 +351,10 @@ export function vaeParameterShapes(cfg: VaeConfig, part: 'all' | 'decoder' = 'al
   mid('decoder.mid_block', top);
   const rev = [...boc].reverse();
   rev.forEach((o, i) => {
-    for (let j = 0; j <= cfg.layers_per_block; j++) resnet(`decoder.up_blocks.${i}.resnets.${j}`, j === 0 ? rev[Math.max(i - 1, 0)] : o, o);
+    for (let j = 0; j <= cfg.layers_per_block; j++) resnet(`decoder.up_blocks.${i}.resnets.${j}`, j === 0 ? rev[Math.max(i - 1, 0)]! : o, o);
     if (i < n - 1) conv(`decoder.up_blocks.${i}.upsamplers.0.conv`, o, o);
   });
-  norm('decoder.conv_norm_out', boc[0]);
-  conv('decoder.conv_out', cfg.out_channels, boc[0]);
+  norm('decoder.conv_norm_out', boc[0]!);
+  conv('decoder.conv_out', cfg.out_channels, boc[0]!);
   return p;
 }
