@@ -1,12 +1,13 @@
 /**
  * unet_fp16 section: the unet section's SD1.5 UNet + 4-token IP-Adapter (batch 2, 64x64 latent),
- * its random weights stored as F16 (or BF16 with --dtype bf16; --dtype f32: the fp32 twin, for comparison), the way most downloads are. What
- * the file costs: session creation (the first one writes the float32 copy,
- * onnx/fp32-weights.ts; a second one reuses it), ms per step, peak RSS against the half-size
- * file and against the fp32 twin's bytes, anonymous vs file-backed RSS after the runs; then a
- * second network from the same file alive beside the first (the UNet without the adapter, as a
- * workflow without an image prompt builds it), run once: what the weights cost when two sessions
- * read them.
+ * its random weights stored as F16 (or BF16 with --dtype bf16; --dtype f32: the fp32 twin, for
+ * comparison), the way most downloads are. What the file costs: session creation (the first one
+ * writes the float32 copy, onnx/fp32-weights.ts; a second one reuses it), ms per step, peak RSS
+ * against the half-size file and against the fp32 twin's bytes, anonymous vs file-backed RSS
+ * after the runs; then a second network from the same file alive beside the first (the UNet
+ * without the adapter, as a workflow without an image prompt builds it), run once: what the
+ * weights cost when two sessions read them (PSS too: a file page both sessions map counts twice
+ * in RSS, once in PSS).
  * --half-weights fp32-file|per-run|folded picks the product's treatment (SessionConfig.halfWeights;
  * default the product's, fp32-file) so the three can be compared, each in its own process.
  */
@@ -20,6 +21,20 @@ import { UNET_SESSION_OPTIONS, buildUNet, unetParameterShapes } from '../../mode
 import { crossAttnLayers } from '../../models/unet-config.js';
 import { type Args, checkFinite, median, rssMb, rssNowMb, seconds, timeRuns, writeRandomSafetensors } from './common.js';
 import { SD15_UNET, SD15_WORKLOAD, unetFeeds } from './unet.js';
+
+/**
+ * Proportional set size split as RssAnon / RssFile are, MB (Linux; null elsewhere): a file page
+ * mapped twice (two sessions of one weight file) counts twice in RSS but once here.
+ */
+function pssMb(): { pss_mb: number; pss_anon_mb: number; pss_file_mb: number } | null {
+  try {
+    const st = fs.readFileSync('/proc/self/smaps_rollup', 'utf8');
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(st)?.[1] ?? NaN) / 1024;
+    return { pss_mb: Math.round(kb('Pss')), pss_anon_mb: Math.round(kb('Pss_Anon')), pss_file_mb: Math.round(kb('Pss_File')) };
+  } catch {
+    return null;
+  }
+}
 
 const argValue = (k: string) => { const i = process.argv.indexOf(k); return i >= 0 ? process.argv[i + 1] : undefined; };
 
@@ -57,7 +72,7 @@ export async function benchUNetFp16(dir: string, a: Args): Promise<Record<string
 
   const feeds = unetFeeds(cfg, SD15_WORKLOAD);
   const { warmup_ms, ms, cpu_ms } = await timeRuns(a.steps, async () => checkFinite('UNet', (await session.run(feeds)).noise_pred.data));
-  const now = rssNowMb();
+  const now = { ...rssNowMb(), ...pssMb() };
   const peak = rssMb();
   // The same weights in a second network, alive beside the first.
   t0 = performance.now();
@@ -65,7 +80,7 @@ export async function benchUNetFp16(dir: string, a: Args): Promise<Record<string
   const plainSessionS = seconds(t0);
   const { sample, timestep, encoder_hidden_states } = feeds;
   checkFinite('UNet', (await plain.run({ sample, timestep, encoder_hidden_states })).noise_pred.data);
-  const two = rssNowMb();
+  const two = { ...rssNowMb(), ...pssMb() };
   const peakTwo = rssMb();
   await plain.release();
   await session.release();
