@@ -141,6 +141,19 @@ export const ImportBundleResponseSchema = z.object({
   migratedFrom: z.number().optional(),
 });
 
+/** A PyTorch pickle in the models folder converted to .safetensors beside it (models/pickle/convert.ts). */
+export const ConvertModelRequestSchema = z.object({
+  kind: ModelKindSchema,
+  /** The pickle's name within `<models>/<kind>/`, as listModels gives it. */
+  name: z.string().min(1).max(4096),
+}).strict();
+export const ConvertModelResponseSchema = z.object({
+  /** The .safetensors file's name within `<models>/<kind>/` (the value to select). */
+  written: z.string(),
+  tensors: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+});
+
 // ---- the channel map --------------------------------------------------------------------------
 
 const Empty = z.object({}).strict();
@@ -164,6 +177,7 @@ export const channels = {
   resolveImages: { request: z.object({ refs: z.array(z.string().max(100_000)).max(2000) }).strict(), response: z.array(ImageRefStatusSchema) },
   exportBundle: { request: z.object({ workflow: WorkflowSchema }).strict(), response: ExportBundleResponseSchema },
   importBundle: { request: z.object({ text: z.string().min(1).max(MAX_BUNDLE_BYTES) }).strict(), response: ImportBundleResponseSchema },
+  convertModel: { request: ConvertModelRequestSchema, response: ConvertModelResponseSchema },
 } as const;
 
 export type Channels = typeof channels;

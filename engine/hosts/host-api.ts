@@ -16,6 +16,9 @@ import { imageSizeProblem } from '../../models/image-limits.js';
 import { isInsideReal, PathResolver } from '../paths.js';
 import { createBundle, openBundle } from './bundle.js';
 import { imageRefStatus, imageSize, storeImageBytes } from './inputs-store.js';
+import { defaultOutput, isSameConversion, writeSafetensorsAtomic } from '../../models/pickle/convert.js';
+import { isPickleFile, openPickleFile } from '../../models/pickle.js';
+import type { ModelKind } from '../../nodes/spec.js';
 import {
   channels, summarise, WorkflowSchema, type ChannelName, type ChannelRequest, type ChannelResponse, type HostInfo,
 } from '../protocol.js';
@@ -84,6 +87,8 @@ export function createApiHandlers(opts: ApiHandlerOptions): ApiHandlers {
       const b = openBundle(r.text, engine.nodeSpecs(), inputsDir);
       return { workflow: b.workflow, images: b.images.length, written: b.images.filter((i) => i.written).length, ...(b.migratedFrom !== undefined ? { migratedFrom: b.migratedFrom } : {}) };
     },
+    // The editor refreshes its model lists (listModels reads the folder) after a conversion.
+    convertModel: (r) => convertModelFile(opts.modelsDir?.() ?? engine.settings().modelsDir, r.kind, r.name),
   };
 }
 
@@ -172,6 +177,45 @@ export function confinedPath(root: string, rel: string): string | null {
   if (full !== base && !full.startsWith(base + path.sep)) return null;
   // A symlink inside the folder must not lead outside it either.
   return isInsideReal(base, full) ? full : null;
+}
+
+// ---- converting a pickle in the models folder -------------------------------------------------
+
+const PICKLE_NAME = /\.(bin|pt|pth|ckpt)$/i;
+
+/**
+ * Converts `<models>/<kind>/<name>`, a PyTorch pickle, to `.safetensors` beside it, once and
+ * atomically (models/pickle/convert.ts; nothing from the file runs). Only names inside that folder
+ * (no `..`, no absolute path, no symlink out); an existing target is kept: when it is already this
+ * file's conversion the call answers with it, otherwise it is refused, never overwritten.
+ * Throws with a sentence for a person.
+ */
+export function convertModelFile(modelsDir: string, kind: ModelKind, name: string): ChannelResponse<'convertModel'> {
+  const where = `models/${kind}`;
+  if (kind === 'tokenizers') throw new Error('tokenizers are folders, not weight files: there is nothing to convert');
+  if (name.includes('\0') || path.isAbsolute(name) || path.win32.isAbsolute(name)) {
+    throw new Error(`"${name}" is not a file name inside ${where}: only models in that folder can be converted`);
+  }
+  if (name.split(/[\\/]/).includes('..')) throw new Error(`"${name}" contains "..": only models inside ${where} can be converted`);
+  if (!PICKLE_NAME.test(name)) throw new Error(`${name} is not a PyTorch pickle (.bin, .pt, .pth or .ckpt): nothing to convert`);
+  const root = path.join(modelsDir, kind);
+  const src = confinedPath(root, name);
+  if (!src) throw new Error(`"${name}" leads outside ${where} (a symbolic link): only models inside it can be converted`);
+  if (!fs.statSync(src, { throwIfNoEntry: false })?.isFile()) throw new Error(`no file ${name} in ${where}`);
+  if (!isPickleFile(src)) throw new Error(`${name} is not a PyTorch pickle by its content (torch.save zip or legacy file); if it is already safetensors, use it as it is`);
+  const written = path.relative(root, defaultOutput(src)).split(path.sep).join('/');
+  const target = confinedPath(root, written);
+  if (!target) throw new Error(`${written} would be written outside ${where} (a symbolic link)`);
+  // Read (and refused, for a pickle that would run code) before anything is written.
+  const table = openPickleFile(src);
+  const metadata = { format: 'pt', converted_from: path.basename(src) };
+  const tensors = table.keys().length;
+  if (fs.lstatSync(target, { throwIfNoEntry: false })) {
+    if (isSameConversion(table, target, metadata, src)) return { written, tensors, bytes: fs.statSync(target).size };
+    throw new Error(`${where}/${written} already exists and is not this file's conversion; it is left as it is (rename or remove it to convert ${name})`);
+  }
+  const bytes = writeSafetensorsAtomic(table, target, metadata, { replace: false });
+  return { written, tensors, bytes };
 }
 
 // ---- examples and uploads ------------------------------------------------------------------------

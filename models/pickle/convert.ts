@@ -59,8 +59,12 @@ function copyRange(fromFd: number, toFd: number, offset: number, length: number,
   }
 }
 
-/** Writes the tensors of `table` to `target` as safetensors, atomically. */
-export function writeSafetensorsAtomic(table: SafetensorsFile, target: string, metadata: Record<string, string>): number {
+/**
+ * Writes the tensors of `table` to `target` as safetensors, atomically. With `replace: false` an
+ * existing `target` (a file or a link, appeared meanwhile) is never replaced: the temporary is
+ * hard-linked to the target name, which fails when that name exists.
+ */
+export function writeSafetensorsAtomic(table: SafetensorsFile, target: string, metadata: Record<string, string>, opts: { replace?: boolean } = {}): number {
   const refs = table.keys().map((k) => table.get(k));
   const tmp = atomicTempPath(target); // the naming the start-up cleaner knows (models/fs-atomic.ts)
   const fds = new Map<string, number>();
@@ -80,7 +84,8 @@ export function writeSafetensorsAtomic(table: SafetensorsFile, target: string, m
     fs.fsyncSync(out);
     fs.closeSync(out);
     out = undefined;
-    fs.renameSync(tmp, target);
+    if (opts.replace === false) publishNoReplace(tmp, target);
+    else fs.renameSync(tmp, target);
     return total;
   } catch (e) {
     if (out !== undefined) fs.closeSync(out);
@@ -88,6 +93,43 @@ export function writeSafetensorsAtomic(table: SafetensorsFile, target: string, m
     throw new Error(`could not write ${target}: ${(e as Error).message}`, { cause: e });
   } finally {
     for (const fd of fds.values()) fs.closeSync(fd);
+  }
+}
+
+/** Moves `tmp` to `target` unless `target` exists (link + unlink; rename where links are not supported). */
+function publishNoReplace(tmp: string, target: string): void {
+  try {
+    fs.linkSync(tmp, target);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw new Error(`${target} already exists; it is left as it is`, { cause: e });
+    if (fs.lstatSync(target, { throwIfNoEntry: false })) throw new Error(`${target} already exists; it is left as it is`, { cause: e });
+    fs.renameSync(tmp, target); // a file system without hard links (FAT): the check above is the guard
+    return;
+  }
+  fs.rmSync(tmp, { force: true });
+}
+
+/**
+ * True when `target` already holds what converting `table` with `metadata` writes: the same
+ * header (keys, dtypes, shapes, offsets, metadata), the same size, and not older than the source.
+ * Reads only the header; a link to a non-file or an unreadable target is not the same conversion.
+ */
+export function isSameConversion(table: SafetensorsFile, target: string, metadata: Record<string, string>, source: string): boolean {
+  const refs = table.keys().map((k) => table.get(k));
+  const header = safetensorsHeader(refs, metadata);
+  const size = header.length + refs.reduce((n, r) => n + r.length, 0);
+  let fd: number | undefined;
+  try {
+    fd = openRegularFileSync(target);
+    const st = fs.fstatSync(fd);
+    if (st.size !== size || st.mtimeMs < fs.statSync(source).mtimeMs) return false;
+    const buf = Buffer.alloc(header.length);
+    return fs.readSync(fd, buf, 0, buf.length, 0) === buf.length && buf.equals(header);
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
   }
 }
 

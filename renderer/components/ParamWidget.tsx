@@ -268,14 +268,34 @@ function OptionalImageParam({ node, nodeTitle, spec, value }: Props) {
   );
 }
 
+/** Weight files a picker may show that are PyTorch pickles: the editor offers to convert them. */
+const PICKLE_FILE = /\.(bin|pt|pth|ckpt)$/i;
+
+const refreshModels = () => host().call('listModels', {}).then((m) => editor.setState({ models: m }));
+
 function FileParam({ node, spec, value }: Props) {
   const kind = spec.kind === 'file' ? spec.modelKind : 'checkpoints';
   const optional = spec.kind === 'file' && !!spec.optional;
   const list = useEditor((s) => s.models[kind]);
   const v = typeof value === 'string' ? value : '';
   const options = list ?? [];
-  const refresh = () => host().call('listModels', {}).then((m) => editor.setState({ models: m })).catch(() => {});
-  return (
+  const [converting, setConverting] = useState(false);
+  const refresh = () => refreshModels().catch(() => {});
+  // Written once, atomically, beside the pickle (engine/hosts/host-api.ts convertModelFile); then selected.
+  const convert = async () => {
+    setConverting(true);
+    try {
+      const r = await host().call('convertModel', { kind, name: v });
+      await refreshModels().catch(() => {});
+      set(node, spec.name, r.written);
+      editor.getState().notify('info', `${v} converted: ${r.written} (${r.tensors} tensors, ${(r.bytes / 1024 / 1024).toFixed(1)} MiB) is selected.`);
+    } catch (e) {
+      editor.getState().notify('error', `${v}: not converted: ${(e as Error).message}`);
+    } finally {
+      setConverting(false);
+    }
+  };
+  const select = (
     <select
       className="nodrag" aria-label={spec.label ?? spec.name} value={v} onFocus={refresh}
       onChange={(e) => set(node, spec.name, e.target.value)} title={`Files in <models>/${kind}`}
@@ -284,6 +304,18 @@ function FileParam({ node, spec, value }: Props) {
       {v && !options.includes(v) && <option value={v}>{v} (not in models folder)</option>}
       {options.map((o) => <option key={o} value={o}>{o}</option>)}
     </select>
+  );
+  if (!(PICKLE_FILE.test(v) && options.includes(v))) return select;
+  return (
+    <div className="row">
+      {select}
+      <button
+        type="button" className="convert-model nodrag" onClick={() => void convert()} disabled={converting} aria-busy={converting || undefined}
+        title={`Write ${v.replace(PICKLE_FILE, '.safetensors')} beside it once (nothing from the pickle runs), and use it`}
+      >
+        Convert to .safetensors
+      </button>
+    </div>
   );
 }
 
