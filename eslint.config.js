@@ -55,16 +55,17 @@ export default tseslint.config(
     files: ['renderer/**/*.{ts,tsx}'],
     ignores: ['renderer/**/*.test.{ts,tsx}'],
     rules: {
-      '@typescript-eslint/no-restricted-imports': restricted(
-        [
-          { group: ['node:*', 'onnxruntime-node', 'onnxruntime-*', 'sharp', 'ws', ...UI_AND_HOSTS.filter((p) => p.startsWith('electron'))], message: 'the renderer bundle runs in a sandboxed page: no Node or native modules' },
-          {
-            group: ['**/engine/**', '**/nodes/**', '**/models/**', '**/electron/**', ...RENDERER_SHARED.map((f) => `!**/${f}.js`)],
-            allowTypeImports: true,
-            message: 'the renderer imports only the pure shared files (eslint.config.js RENDERER_SHARED) at run time',
-          },
-        ],
-      ),
+      '@typescript-eslint/no-restricted-imports': restricted([
+        {
+          group: ['node:*', 'onnxruntime-node', 'onnxruntime-*', 'sharp', 'ws', ...UI_AND_HOSTS.filter((p) => p.startsWith('electron'))],
+          message: 'the renderer bundle runs in a sandboxed page: no Node or native modules',
+        },
+        {
+          group: ['**/engine/**', '**/nodes/**', '**/models/**', '**/electron/**', ...RENDERER_SHARED.map((f) => `!**/${f}.js`)],
+          allowTypeImports: true,
+          message: 'the renderer imports only the pure shared files (eslint.config.js RENDERER_SHARED) at run time',
+        },
+      ]),
     },
   },
   {

@@ -77,7 +77,15 @@ describe('request filter', () => {
     expect(isAllowedRequest('devtools://devtools/bundled/x')).toBe(false);
     expect(isAllowedRequest('devtools://devtools/bundled/x', { devtools: false })).toBe(false);
     expect(isAllowedRequest('devtools://devtools/bundled/x', { devtools: true })).toBe(true);
-    for (const u of ['https://example.com/x.js', 'http://127.0.0.1:8765/', 'ws://127.0.0.1/ws', 'file:///etc/passwd', 'app://other/', 'ftp://x/', 'not a url']) {
+    for (const u of [
+      'https://example.com/x.js',
+      'http://127.0.0.1:8765/',
+      'ws://127.0.0.1/ws',
+      'file:///etc/passwd',
+      'app://other/',
+      'ftp://x/',
+      'not a url',
+    ]) {
       expect(isAllowedRequest(u), u).toBe(false);
     }
   });

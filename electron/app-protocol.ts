@@ -15,9 +15,18 @@ import { APP_HOST, APP_SCHEME } from './channels.js';
 export const CSP = contentSecurityPolicy();
 
 const MIME: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',
-  '.json': 'application/json', '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.webp': 'image/webp',
-  '.svg': 'image/svg+xml', '.ico': 'image/x-icon', '.woff2': 'font/woff2', '.wasm': 'application/wasm',
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.webp': 'image/webp',
+  '.svg': 'image/svg+xml',
+  '.ico': 'image/x-icon',
+  '.woff2': 'font/woff2',
+  '.wasm': 'application/wasm',
 };
 const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.webp']);
 
@@ -30,11 +39,12 @@ export interface AppRoots {
 }
 
 export type AppAnswer =
-  | { status: 200; file: string; headers: Record<string, string> }
-  | { status: 400 | 403 | 404 | 405; body: string; headers: Record<string, string> };
+  { status: 200; file: string; headers: Record<string, string> } | { status: 400 | 403 | 404 | 405; body: string; headers: Record<string, string> };
 
 const refuse = (status: 400 | 403 | 404 | 405, body: string): AppAnswer => ({
-  status, body, headers: { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' },
+  status,
+  body,
+  headers: { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' },
 });
 
 /** Which file answers `url` (GET/HEAD only), or why none does. */
@@ -92,9 +102,14 @@ export function isAllowedRequest(url: string, opts: { devtools: boolean } = { de
     return false;
   }
   switch (u.protocol) {
-    case `${APP_SCHEME}:`: return u.host === APP_HOST;
-    case 'data:': case 'blob:': return true;
-    case 'devtools:': return opts.devtools;
-    default: return false;
+    case `${APP_SCHEME}:`:
+      return u.host === APP_HOST;
+    case 'data:':
+    case 'blob:':
+      return true;
+    case 'devtools:':
+      return opts.devtools;
+    default:
+      return false;
   }
 }

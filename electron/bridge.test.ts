@@ -30,9 +30,11 @@ describe('preload bridge', () => {
     await b.pickFolder('models', '/home/u/models');
     await b.pickFolder('output');
     expect(f.invoked).toEqual([
-      [IPC.invoke, 'nodeSpecs', {}], [IPC.openFile, 'workflow'],
+      [IPC.invoke, 'nodeSpecs', {}],
+      [IPC.openFile, 'workflow'],
       [IPC.saveFile, { name: 'a.json', bytes, mime: 'application/json', opts: { saveAs: true } }],
-      [IPC.pickFolder, { purpose: 'models', current: '/home/u/models' }], [IPC.pickFolder, { purpose: 'output' }],
+      [IPC.pickFolder, { purpose: 'models', current: '/home/u/models' }],
+      [IPC.pickFolder, { purpose: 'output' }],
     ]);
     // The renderer's folder purposes are the ones main validates.
     expectTypeOf<RendererFolderPurpose>().toEqualTypeOf<FolderPurpose>();

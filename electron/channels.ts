@@ -29,10 +29,25 @@ export type FolderPurpose = (typeof FOLDER_PURPOSES)[number];
 
 /** Menu items that name editor actions (renderer/actions.ts; a unit test keeps both lists in step). */
 export const MENU_ACTIONS = [
-  'new', 'open', 'save', 'saveAs', 'export', 'exportShared', 'settings',
-  'undo', 'redo', 'copy', 'paste', 'duplicate', 'delete', 'selectAll', 'addNode',
-  'fitView', 'tidy',
-  'run', 'cancel',
+  'new',
+  'open',
+  'save',
+  'saveAs',
+  'export',
+  'exportShared',
+  'settings',
+  'undo',
+  'redo',
+  'copy',
+  'paste',
+  'duplicate',
+  'delete',
+  'selectAll',
+  'addNode',
+  'fitView',
+  'tidy',
+  'run',
+  'cancel',
 ] as const;
 export type MenuAction = (typeof MENU_ACTIONS)[number];
 
@@ -45,7 +60,12 @@ export type NativeEdit = (typeof NATIVE_EDITS)[number];
  * a prompt undoes typing, not the last graph edit.
  */
 export const TEXT_EDIT_OF: Partial<Record<MenuAction, NativeEdit>> = {
-  undo: 'undo', redo: 'redo', copy: 'copy', paste: 'paste', delete: 'delete', selectAll: 'selectAll',
+  undo: 'undo',
+  redo: 'redo',
+  copy: 'copy',
+  paste: 'paste',
+  delete: 'delete',
+  selectAll: 'selectAll',
 };
 
 /** The custom scheme and host the renderer is loaded from (never file:// or http://). */

@@ -31,18 +31,29 @@ export function parseDesktopArgs(argv: string[], env: Record<string, string | un
       return v;
     };
     switch (flag) {
-      case '--models': args.models = path.resolve(value()); break;
-      case '--out': args.out = path.resolve(value()); break;
-      case '--user-data': args.userData = path.resolve(value()); break;
+      case '--models':
+        args.models = path.resolve(value());
+        break;
+      case '--out':
+        args.out = path.resolve(value());
+        break;
+      case '--user-data':
+        args.userData = path.resolve(value());
+        break;
       case '--provider': {
         const p = ProviderSchema.safeParse(value());
         if (!p.success) throw new Error(`--provider expects one of ${ProviderSchema.options.join(', ')}`);
         args.provider = p.data;
         break;
       }
-      case '--demo': args.demo = true; break;
-      case '--port': if (inline === undefined) i++; break;
-      default: break;
+      case '--demo':
+        args.demo = true;
+        break;
+      case '--port':
+        if (inline === undefined) i++;
+        break;
+      default:
+        break;
     }
   }
   return args;

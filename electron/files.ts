@@ -27,7 +27,10 @@ const NOT_IN_FILE_NAMES = /[\u0000-\u001f<>:"|?*]/g;
  */
 export function safeFileName(suggested: string, fallback = 'untitled'): string {
   let name = suggested.split(/[\\/]/).pop() ?? '';
-  name = name.replace(NOT_IN_FILE_NAMES, '_').replace(/^[\s.]+|[\s.]+$/g, '').slice(0, 200);
+  name = name
+    .replace(NOT_IN_FILE_NAMES, '_')
+    .replace(/^[\s.]+|[\s.]+$/g, '')
+    .slice(0, 200);
   if (!name) return fallback;
   return WINDOWS_RESERVED.test(name) ? `_${name}` : name;
 }

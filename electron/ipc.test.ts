@@ -40,8 +40,10 @@ function fakeDialogs() {
 }
 
 const WF: Workflow = {
-  format: 'ipadapter-studio/workflow', version: 1,
-  nodes: [{ id: 'a', type: 'EmptyLatentImage', params: { width: 512 }, ui: { x: 0, y: 0 } }], edges: [],
+  format: 'ipadapter-studio/workflow',
+  version: 1,
+  nodes: [{ id: 'a', type: 'EmptyLatentImage', params: { width: 512 }, ui: { x: 0, y: 0 } }],
+  edges: [],
 };
 const ours: Sender = { url: `${APP_ORIGIN}/index.html`, id: 1 };
 
@@ -62,16 +64,24 @@ beforeEach(() => {
   clock = 1_000_000;
   saved = [];
   host = createDesktopHost({
-    engine: engine.api, info: () => ({ version: '0.1.0', providers: ['cpu'], demo: true, notices: [] }),
-    examplesDir: path.join(dir, 'examples'), inputsDir: path.join(dir, 'inputs'), documentsDir: path.join(dir, 'docs'),
-    dialogs: dlg.dialogs, onSettings: (s) => saved.push(s), now: () => clock,
+    engine: engine.api,
+    info: () => ({ version: '0.1.0', providers: ['cpu'], demo: true, notices: [] }),
+    examplesDir: path.join(dir, 'examples'),
+    inputsDir: path.join(dir, 'inputs'),
+    documentsDir: path.join(dir, 'docs'),
+    dialogs: dlg.dialogs,
+    onSettings: (s) => saved.push(s),
+    now: () => clock,
   });
 });
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe('invoke: engine calls over the protocol channel map', () => {
   it('dispatches valid requests', async () => {
-    expect(await host.invoke(ours, 'hostInfo', {})).toEqual({ ok: true, result: { host: 'electron', version: '0.1.0', providers: ['cpu'], demo: true, notices: [] } });
+    expect(await host.invoke(ours, 'hostInfo', {})).toEqual({
+      ok: true,
+      result: { host: 'electron', version: '0.1.0', providers: ['cpu'], demo: true, notices: [] },
+    });
     expect(await host.invoke(ours, 'enqueue', { workflow: WF })).toEqual({ ok: true, result: { runId: 'r1' } });
     expect(await host.invoke(ours, 'cancel', { runId: 'r1' })).toEqual({ ok: true, result: {} });
     expect(engine.calls.map((c) => c[0])).toEqual(['enqueue', 'cancel']);
@@ -113,12 +123,28 @@ describe('invoke: engine calls over the protocol channel map', () => {
 
   it('imports example images and the sample image into the inputs folder, as web mode does', async () => {
     // A PNG header is all imageSize reads: 8-byte signature, IHDR with width 3, height 2.
-    const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]), Buffer.from('IHDR'),
-      Buffer.from([0, 0, 0, 3, 0, 0, 0, 2, 8, 2, 0, 0, 0, 0, 0, 0, 0])]);
+    const png = Buffer.concat([
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]),
+      Buffer.from('IHDR'),
+      Buffer.from([0, 0, 0, 3, 0, 0, 0, 2, 8, 2, 0, 0, 0, 0, 0, 0, 0]),
+    ]);
     fs.mkdirSync(path.join(dir, 'examples', 'images'));
     fs.writeFileSync(path.join(dir, 'examples', 'images', 'image-prompt.png'), png);
-    fs.writeFileSync(path.join(dir, 'examples', 'two.json'), JSON.stringify({ ...WF, nodes: [{ id: 'l', type: 'LoadImage', params: { image: 'images/image-prompt.png' } }] }));
-    engine.api.nodeSpecs = () => [{ type: 'LoadImage', title: 'Load Image', category: 'image', description: '', inputs: [], outputs: [], params: [{ name: 'image', kind: 'image', default: '' }] }];
+    fs.writeFileSync(
+      path.join(dir, 'examples', 'two.json'),
+      JSON.stringify({ ...WF, nodes: [{ id: 'l', type: 'LoadImage', params: { image: 'images/image-prompt.png' } }] }),
+    );
+    engine.api.nodeSpecs = () => [
+      {
+        type: 'LoadImage',
+        title: 'Load Image',
+        category: 'image',
+        description: '',
+        inputs: [],
+        outputs: [],
+        params: [{ name: 'image', kind: 'image', default: '' }],
+      },
+    ];
     const ex = await host.invoke(ours, 'readExample', { name: 'two.json' });
     const value = ex.ok && ((ex.result as Workflow).nodes[0].params.image as string);
     expect(value).toMatch(/^inputs\/image-prompt-[0-9a-f]{12}\.png$/);
@@ -132,8 +158,10 @@ describe('invoke: engine calls over the protocol channel map', () => {
       throw new Error('the model store is busy');
     };
     expect(await host.invoke(ours, 'enqueue', { workflow: WF })).toEqual({ ok: false, error: 'the model store is busy' });
-    expect(await host.invoke(ours, 'uploadImage', { name: 'x.png', dataBase64: Buffer.from('not an image').toString('base64') }))
-      .toEqual({ ok: false, error: 'x.png is not a PNG, JPEG or WebP image' });
+    expect(await host.invoke(ours, 'uploadImage', { name: 'x.png', dataBase64: Buffer.from('not an image').toString('base64') })).toEqual({
+      ok: false,
+      error: 'x.png is not a PNG, JPEG or WebP image',
+    });
   });
 
   it('refuses senders that are not pages of the app origin', async () => {
@@ -142,7 +170,9 @@ describe('invoke: engine calls over the protocol channel map', () => {
       expect(r.ok).toBe(false);
       expect(!r.ok && r.error).toMatch(/IPC refused/);
       await expect(host.openFile({ url, id: 1 }, 'workflow')).rejects.toThrow(/IPC refused/);
-      await expect(host.saveFile({ url, id: 1 }, { name: 'a.json', bytes: new Uint8Array(1), mime: 'application/json', opts: { saveAs: true } })).rejects.toThrow(/IPC refused/);
+      await expect(
+        host.saveFile({ url, id: 1 }, { name: 'a.json', bytes: new Uint8Array(1), mime: 'application/json', opts: { saveAs: true } }),
+      ).rejects.toThrow(/IPC refused/);
       expect(() => host.nativeEdit({ url, id: 1 }, 'copy')).toThrow(/IPC refused/);
     }
     expect(dlg.asked).toEqual([]);
@@ -156,10 +186,15 @@ describe('events', () => {
     const tmpPng = path.join(dir, 'preview.png');
     fs.writeFileSync(tmpPng, Buffer.from([1, 2, 3]));
     engine.emit({ type: 'run-start', runId: 'r1' });
-    engine.emit({ type: 'output', runId: 'r1', node: 's', images: [
-      { path: path.join(dir, 'out', 'sub dir', 'a#1.png'), width: 8, height: 8 },
-      { path: tmpPng, width: 1, height: 1 },
-    ] });
+    engine.emit({
+      type: 'output',
+      runId: 'r1',
+      node: 's',
+      images: [
+        { path: path.join(dir, 'out', 'sub dir', 'a#1.png'), width: 8, height: 8 },
+        { path: tmpPng, width: 1, height: 1 },
+      ],
+    });
     expect(got[0]).toEqual({ type: 'run-start', runId: 'r1' });
     const out = got[1] as Extract<RunEvent, { type: 'output' }>;
     expect(out.images.map((i) => i.url)).toEqual(['/outputs/sub%20dir/a%231.png', 'data:image/png;base64,AQID']);
@@ -239,7 +274,9 @@ describe('saveFile', () => {
 
   it('rejects malformed save requests', async () => {
     const bad: unknown[] = [
-      null, 'x', { name: 'a.json', bytes: 'not bytes', mime: 'application/json', opts: { saveAs: true } },
+      null,
+      'x',
+      { name: 'a.json', bytes: 'not bytes', mime: 'application/json', opts: { saveAs: true } },
       { name: 'a.json', bytes: [1, 2], mime: 'application/json', opts: { saveAs: true } },
       { name: '', bytes: new Uint8Array(1), mime: 'application/json', opts: { saveAs: true } },
       { name: 'a.json', bytes: new Uint8Array(1), mime: 'application/json', opts: { saveAs: 'yes' } },
@@ -268,8 +305,14 @@ describe('pickFolder (Settings: Browse…)', () => {
   });
 
   it('rejects malformed requests and foreign senders before any dialog', async () => {
-    const bad: unknown[] = [null, 'models', { purpose: 'system' }, { purpose: 'models', current: 7 },
-      { purpose: 'models', current: 'x'.repeat(5000) }, { purpose: 'models', defaultPath: '/etc' }];
+    const bad: unknown[] = [
+      null,
+      'models',
+      { purpose: 'system' },
+      { purpose: 'models', current: 7 },
+      { purpose: 'models', current: 'x'.repeat(5000) },
+      { purpose: 'models', defaultPath: '/etc' },
+    ];
     for (const req of bad) await expect(host.pickFolder(ours, req)).rejects.toThrow(/malformed pickFolder request/);
     await expect(host.pickFolder({ url: 'https://evil.example/', id: 1 }, { purpose: 'models' })).rejects.toThrow(/IPC refused/);
     expect(dlg.asked).toEqual([]);

@@ -69,19 +69,23 @@ export const MAX_SAVE_BYTES = 256 * 2 ** 20;
 export const EXPORT_BATCH_MS = 10_000;
 
 export const OpenKindSchema = z.enum(['workflow', 'image']);
-export const SaveFileRequestSchema = z.object({
-  name: z.string().min(1).max(1024),
-  bytes: z.instanceof(Uint8Array).refine((b) => b.byteLength <= MAX_SAVE_BYTES, `at most ${MAX_SAVE_BYTES / 2 ** 20} MiB`),
-  mime: z.string().max(128),
-  opts: z.object({ saveAs: z.boolean(), folder: z.boolean().optional() }).strict(),
-}).strict();
+export const SaveFileRequestSchema = z
+  .object({
+    name: z.string().min(1).max(1024),
+    bytes: z.instanceof(Uint8Array).refine((b) => b.byteLength <= MAX_SAVE_BYTES, `at most ${MAX_SAVE_BYTES / 2 ** 20} MiB`),
+    mime: z.string().max(128),
+    opts: z.object({ saveAs: z.boolean(), folder: z.boolean().optional() }).strict(),
+  })
+  .strict();
 export type SaveFileRequest = z.infer<typeof SaveFileRequestSchema>;
 export const NativeEditSchema = z.enum(NATIVE_EDITS);
 /** Settings' Browse…: which folder, and the field's current text (where the dialog starts). */
-export const PickFolderRequestSchema = z.object({
-  purpose: z.enum(FOLDER_PURPOSES),
-  current: z.string().max(4096).optional(),
-}).strict();
+export const PickFolderRequestSchema = z
+  .object({
+    purpose: z.enum(FOLDER_PURPOSES),
+    current: z.string().max(4096).optional(),
+  })
+  .strict();
 export type PickFolderRequest = z.infer<typeof PickFolderRequestSchema>;
 
 const PICK_TITLES: Record<FolderPurpose, string> = { models: 'Choose the Models Folder', output: 'Choose the Output Folder' };
@@ -147,7 +151,12 @@ export function createDesktopHost(opts: DesktopHostOptions): DesktopHost {
 
   const engine = opts.engine;
   const handlers = createApiHandlers({
-    engine, host: 'electron', info: opts.info, examplesDir: opts.examplesDir, inputsDir: opts.inputsDir, onSettings: opts.onSettings,
+    engine,
+    host: 'electron',
+    info: opts.info,
+    examplesDir: opts.examplesDir,
+    inputsDir: opts.inputsDir,
+    onSettings: opts.onSettings,
   });
 
   return {

@@ -28,16 +28,31 @@ const fake = vi.hoisted(() => {
     options: any;
     url = '';
     listeners = new Map<string, Listener>();
-    webContents = { id: 7, sent: [] as unknown[][], on: () => {}, isDestroyed: () => false, send: (c: string, p: unknown) => this.webContents.sent.push([c, p]) };
+    webContents = {
+      id: 7,
+      sent: [] as unknown[][],
+      on: () => {},
+      isDestroyed: () => false,
+      send: (c: string, p: unknown) => this.webContents.sent.push([c, p]),
+    };
     constructor(options: any) {
       this.options = options;
       windows.push(this);
     }
-    once(ev: string, l: Listener) { this.listeners.set(ev, l); }
-    on(ev: string, l: Listener) { this.listeners.set(ev, l); }
+    once(ev: string, l: Listener) {
+      this.listeners.set(ev, l);
+    }
+    on(ev: string, l: Listener) {
+      this.listeners.set(ev, l);
+    }
     show() {}
-    loadURL(url: string) { this.url = url; return Promise.resolve(); }
-    isMinimized() { return false; }
+    loadURL(url: string) {
+      this.url = url;
+      return Promise.resolve();
+    }
+    isMinimized() {
+      return false;
+    }
     focus() {}
     restore() {}
   }
@@ -122,7 +137,10 @@ describe('main process (fake electron)', () => {
     expect(info).toMatchObject({ ok: true, result: { host: 'electron', version: '9.9.9', demo: false } });
     const specs = await invoke(event(), 'nodeSpecs', {});
     expect(specs.ok && specs.result.length).toBeGreaterThan(5);
-    expect(await invoke(event(), 'enqueue', { workflow: { nodes: 'x' } })).toMatchObject({ ok: false, error: expect.stringMatching(/invalid params for enqueue/) });
+    expect(await invoke(event(), 'enqueue', { workflow: { nodes: 'x' } })).toMatchObject({
+      ok: false,
+      error: expect.stringMatching(/invalid params for enqueue/),
+    });
     expect(await invoke(event('https://evil.example/'), 'nodeSpecs', {})).toMatchObject({ ok: false, error: expect.stringMatching(/IPC refused/) });
     await expect(fake.handles.get(IPC.saveFile)!(event(), { name: 'a' })).rejects.toThrow(/malformed saveFile request/);
     expect(await fake.handles.get(IPC.openFile)!(event(), 'workflow')).toBeNull();

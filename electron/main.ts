@@ -9,8 +9,18 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  app, BrowserWindow, dialog, ipcMain, Menu, protocol, session, shell,
-  type IpcMainEvent, type IpcMainInvokeEvent, type OpenDialogOptions, type SaveDialogOptions,
+  app,
+  BrowserWindow,
+  dialog,
+  ipcMain,
+  Menu,
+  protocol,
+  session,
+  shell,
+  type IpcMainEvent,
+  type IpcMainInvokeEvent,
+  type OpenDialogOptions,
+  type SaveDialogOptions,
 } from 'electron';
 import type { RunEvent } from '../engine/api.js';
 import { createEngine, type Engine } from '../engine/engine.js';
@@ -53,7 +63,7 @@ const dialogs: Dialogs = {
     const opts: SaveDialogOptions = { title: 'Save', defaultPath, filters, properties: ['createDirectory', 'showOverwriteConfirmation'] };
     const win = windowOf(sender);
     const r = await (win ? dialog.showSaveDialog(win, opts) : dialog.showSaveDialog(opts));
-    return r.canceled ? null : (r.filePath || null);
+    return r.canceled ? null : r.filePath || null;
   },
   async pickFolder(sender, defaultPath, title) {
     const opts: OpenDialogOptions = { title: title ?? 'Export to Folder', defaultPath, properties: ['openDirectory', 'createDirectory'] };
@@ -147,17 +157,29 @@ async function start(): Promise<void> {
   });
   h.forwardEvents((ev) => sendToWindows(IPC.event, ev));
 
-  const showOpenError = (err: string | null) => { if (err) { log(err); dialog.showErrorBox('IP-Adapter Studio', err); } };
+  const showOpenError = (err: string | null) => {
+    if (err) {
+      log(err);
+      dialog.showErrorBox('IP-Adapter Studio', err);
+    }
+  };
   const send = (action: MenuAction) => {
     const win = BrowserWindow.getFocusedWindow() ?? mainWindow;
     if (win && !win.webContents.isDestroyed()) win.webContents.send(IPC.menu, action);
   };
-  Menu.setApplicationMenu(Menu.buildFromTemplate(menuTemplate({
-    platform: process.platform, dev: !app.isPackaged, appName: app.getName(), send,
-    // Folders only: a setting naming a program or a document is never handed to the shell.
-    openOutputFolder: () => void openFolderOnly(eng.settings().outputDir, (p) => shell.openPath(p)).then(showOpenError),
-    openModelsFolder: () => void openFolderOnly(eng.modelsDir(), (p) => shell.openPath(p)).then(showOpenError),
-  })));
+  Menu.setApplicationMenu(
+    Menu.buildFromTemplate(
+      menuTemplate({
+        platform: process.platform,
+        dev: !app.isPackaged,
+        appName: app.getName(),
+        send,
+        // Folders only: a setting naming a program or a document is never handed to the shell.
+        openOutputFolder: () => void openFolderOnly(eng.settings().outputDir, (p) => shell.openPath(p)).then(showOpenError),
+        openModelsFolder: () => void openFolderOnly(eng.modelsDir(), (p) => shell.openPath(p)).then(showOpenError),
+      }),
+    ),
+  );
 
   mainWindow = createWindow(rendererDir);
   app.on('activate', () => {
@@ -184,7 +206,10 @@ if (!app.requestSingleInstanceLock()) {
     if (!engine || closing) return;
     closing = true;
     e.preventDefault();
-    void engine.close().catch(() => {}).finally(() => app.quit());
+    void engine
+      .close()
+      .catch(() => {})
+      .finally(() => app.quit());
   });
   start().catch((e: Error) => {
     dialog.showErrorBox('IP-Adapter Studio could not start', e.stack ?? e.message);

@@ -7,7 +7,12 @@ import { menuTemplate } from './menu.js';
 function build(platform: NodeJS.Platform) {
   const sent: MenuAction[] = [];
   const template = menuTemplate({
-    platform, dev: false, appName: 'IP-Adapter Studio', send: (a) => void sent.push(a), openOutputFolder: () => {}, openModelsFolder: () => {},
+    platform,
+    dev: false,
+    appName: 'IP-Adapter Studio',
+    send: (a) => void sent.push(a),
+    openOutputFolder: () => {},
+    openModelsFolder: () => {},
   });
   const items: MenuItemConstructorOptions[] = [];
   const walk = (list: MenuItemConstructorOptions[]) => list.forEach((i) => (items.push(i), Array.isArray(i.submenu) && walk(i.submenu)));

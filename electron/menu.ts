@@ -57,36 +57,68 @@ export function menuTemplate(d: MenuDeps): MenuItemConstructorOptions[] {
   };
 
   const appMenu: MenuItemConstructorOptions[] = mac
-    ? [{
-      label: d.appName,
-      submenu: [
-        { role: 'about' }, sep, action('settings'), sep, { role: 'services' }, sep,
-        { role: 'hide' }, { role: 'hideOthers' }, { role: 'unhide' }, sep, { role: 'quit' },
-      ],
-    }]
+    ? [
+        {
+          label: d.appName,
+          submenu: [
+            { role: 'about' },
+            sep,
+            action('settings'),
+            sep,
+            { role: 'services' },
+            sep,
+            { role: 'hide' },
+            { role: 'hideOthers' },
+            { role: 'unhide' },
+            sep,
+            { role: 'quit' },
+          ],
+        },
+      ]
     : [];
 
   const file: MenuItemConstructorOptions = {
     label: '&File',
     submenu: [
-      action('new'), action('open'), sep, action('save'), action('saveAs'), sep, action('export'), action('exportShared'),
+      action('new'),
+      action('open'),
+      sep,
+      action('save'),
+      action('saveAs'),
+      sep,
+      action('export'),
+      action('exportShared'),
       ...(mac ? [sep, { role: 'close' } as const] : [sep, action('settings'), sep, { role: 'quit' } as const]),
     ],
   };
   const edit: MenuItemConstructorOptions = {
     label: '&Edit',
     submenu: [
-      action('undo'), action('redo'), sep,
+      action('undo'),
+      action('redo'),
+      sep,
       // Cut has no graph meaning: the native role cuts text in the focused field.
-      { role: 'cut' }, action('copy'), action('paste'), action('duplicate'), action('delete'), action('selectAll'), sep,
+      { role: 'cut' },
+      action('copy'),
+      action('paste'),
+      action('duplicate'),
+      action('delete'),
+      action('selectAll'),
+      sep,
       action('addNode'),
     ],
   };
   const view: MenuItemConstructorOptions = {
     label: '&View',
     submenu: [
-      action('fitView'), action('tidy'), sep,
-      { role: 'resetZoom' }, { role: 'zoomIn' }, { role: 'zoomOut' }, sep, { role: 'togglefullscreen' },
+      action('fitView'),
+      action('tidy'),
+      sep,
+      { role: 'resetZoom' },
+      { role: 'zoomIn' },
+      { role: 'zoomOut' },
+      sep,
+      { role: 'togglefullscreen' },
       ...(d.dev ? [sep, { role: 'reload' } as const, { role: 'toggleDevTools' } as const] : []),
     ],
   };

@@ -5,4 +5,7 @@
 import { contextBridge, ipcRenderer } from 'electron';
 import { createBridge } from './bridge.js';
 
-contextBridge.exposeInMainWorld('ipaStudio', createBridge(ipcRenderer, () => document.activeElement));
+contextBridge.exposeInMainWorld(
+  'ipaStudio',
+  createBridge(ipcRenderer, () => document.activeElement),
+);

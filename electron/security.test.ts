@@ -5,9 +5,16 @@ describe('window preferences', () => {
   it('isolate and sandbox the renderer', () => {
     const w = windowOptions('/app/dist-electron/preload.cjs').webPreferences!;
     expect(w).toMatchObject({
-      preload: '/app/dist-electron/preload.cjs', contextIsolation: true, sandbox: true, nodeIntegration: false,
-      nodeIntegrationInWorker: false, nodeIntegrationInSubFrames: false, webSecurity: true,
-      allowRunningInsecureContent: false, webviewTag: false, navigateOnDragDrop: false,
+      preload: '/app/dist-electron/preload.cjs',
+      contextIsolation: true,
+      sandbox: true,
+      nodeIntegration: false,
+      nodeIntegrationInWorker: false,
+      nodeIntegrationInSubFrames: false,
+      webSecurity: true,
+      allowRunningInsecureContent: false,
+      webviewTag: false,
+      navigateOnDragDrop: false,
     });
   });
 });
@@ -69,10 +76,15 @@ describe('DevTools requests', () => {
   it('are cancelled in packaged builds, allowed in development', () => {
     const cancelled = (opts?: { packaged: boolean }) => {
       let before: ((d: { url: string }, cb: (r: { cancel: boolean }) => void) => void) | null = null;
-      hardenSession({
-        setPermissionRequestHandler: () => {}, setPermissionCheckHandler: () => {},
-        webRequest: { onBeforeRequest: (h: unknown) => void (before = h as typeof before) },
-      } as never, () => {}, opts as never);
+      hardenSession(
+        {
+          setPermissionRequestHandler: () => {},
+          setPermissionCheckHandler: () => {},
+          webRequest: { onBeforeRequest: (h: unknown) => void (before = h as typeof before) },
+        } as never,
+        () => {},
+        opts as never,
+      );
       let r: boolean | null = null;
       before!({ url: 'devtools://devtools/bundled/inspector.html' }, (x) => void (r = x.cancel));
       return r;

@@ -28,7 +28,10 @@ afterAll(async () => {
 const unetKeys = () => engine.store.keys().filter((k) => k.startsWith('unet|'));
 const loadsOf = (key: string) => engine.store.loads.get(key) ?? 0;
 /** The loaded value under `key` (never loads: the store has it). */
-const loaded = <T>(key: string) => engine.store.get<T>(key, () => { throw new Error(`${key} is not loaded`); });
+const loaded = <T>(key: string) =>
+  engine.store.get<T>(key, () => {
+    throw new Error(`${key} is not loaded`);
+  });
 
 describe('releasing models', () => {
   it('unloadModels("unet|") releases the UNet session; the next run loads it again (+1)', async () => {

@@ -25,7 +25,9 @@ beforeAll(() => {
   engine = createEngine({ modelsDir: path.join(tmp, 'empty-models'), outputDir: path.join(tmp, 'out'), provider: 'cpu', userDataDir: path.join(tmp, 'user') });
   engine.subscribe((e) => events.push(e));
 });
-afterAll(async () => { await engine.close(); });
+afterAll(async () => {
+  await engine.close();
+});
 
 describe('engine on the demo models', () => {
   it('uses the demo set for an empty models folder and says so', async () => {
@@ -44,7 +46,9 @@ describe('engine on the demo models', () => {
     const r2 = await engine.run(ipAdapterWorkflow({ image: IMAGE, weight: 0.5 }));
     expect(r2.ok).toBe(true);
     const after = Object.fromEntries(engine.executor.executions);
-    const ran = Object.keys(after).filter((k) => after[k] !== before[k]).sort();
+    const ran = Object.keys(after)
+      .filter((k) => after[k] !== before[k])
+      .sort();
     expect(ran).toEqual(['apply', 'decode', 'out', 'sampler']);
     expect(after.vision_encode).toBe(1);
     expect(after.positive).toBe(1);
@@ -58,7 +62,9 @@ describe('engine on the demo models', () => {
   it('cancels at step 3 of 10, then serves a full run normally', async () => {
     const wf = ipAdapterWorkflow({ image: IMAGE, steps: 10, seed: 5 });
     const { runId, done } = engine.start(wf);
-    const off = engine.subscribe((e) => { if (e.type === 'progress' && e.runId === runId && e.step === 3) engine.cancel(runId); });
+    const off = engine.subscribe((e) => {
+      if (e.type === 'progress' && e.runId === runId && e.step === 3) engine.cancel(runId);
+    });
     const r = await done;
     off();
     expect(r).toMatchObject({ ok: false, cancelled: true });
@@ -78,7 +84,9 @@ describe('engine on the demo models', () => {
     const queued = events.filter((e) => e.type === 'queued' && (e.runId === a.runId || e.runId === b.runId));
     expect(queued.map((e) => (e as { position: number }).position)).toEqual([0, 1]);
     await Promise.all([a.done, b.done]);
-    const order = events.filter((e) => (e.type === 'run-start' || e.type === 'run-done') && (e.runId === a.runId || e.runId === b.runId)).map((e) => `${e.type}:${e.runId === a.runId ? 'a' : 'b'}`);
+    const order = events
+      .filter((e) => (e.type === 'run-start' || e.type === 'run-done') && (e.runId === a.runId || e.runId === b.runId))
+      .map((e) => `${e.type}:${e.runId === a.runId ? 'a' : 'b'}`);
     expect(order).toEqual(['run-start:a', 'run-done:a', 'run-start:b', 'run-done:b']);
   });
 
@@ -94,7 +102,11 @@ describe('engine on the demo models', () => {
       link('clip_vision', 'clip_vision', 'vision_encode2', 'clip_vision');
       link('vision_encode2', 'embeds', 'projection', 'embeds_2');
       link('projection', 'tokens', 'apply', 'negative'); // the same tokens as a negative prompt: legal, if odd
-      const r = await engine.run(wf, { onNodeOutputs: (node, out) => { if (node === 'projection') counts[combine] = (out.tokens as { tokens: number }).tokens; } });
+      const r = await engine.run(wf, {
+        onNodeOutputs: (node, out) => {
+          if (node === 'projection') counts[combine] = (out.tokens as { tokens: number }).tokens;
+        },
+      });
       expect(r.error ?? '').toBe('');
     }
     expect(counts).toEqual({ concat: 8, average: 4 });
@@ -134,17 +146,37 @@ describe('CLI', () => {
     fs.writeFileSync(wfFile, JSON.stringify(ipAdapterWorkflow({ image: 'prompt.png', steps: 2, prefix: 'cli/run' })));
     const out: string[] = [];
     const io = { stdout: { write: (s: string) => out.push(s) }, stderr: { write: (s: string) => out.push(s) }, env: {} };
-    const code = await main([wfFile, '--models', path.join(dir, 'models'), '--out', path.join(dir, 'out'), '--user-data', path.join(tmp, 'user'), '--set', 'apply.weight=0.7', '--set', 'positive.text=42'], io);
+    const code = await main(
+      [
+        wfFile,
+        '--models',
+        path.join(dir, 'models'),
+        '--out',
+        path.join(dir, 'out'),
+        '--user-data',
+        path.join(tmp, 'user'),
+        '--set',
+        'apply.weight=0.7',
+        '--set',
+        'positive.text=42',
+      ],
+      io,
+    );
     expect(code, out.join('')).toBe(0);
     expect(out.join('')).toMatch(/Demo mode: .*draw noise/);
     const png = fs.readFileSync(path.join(dir, 'out', 'cli', 'run_00001_.png'));
     const embedded = parseWorkflow(readEmbeddedWorkflow(png)).workflow!;
     expect(embedded.nodes.find((n) => n.id === 'apply')!.params.weight).toBe(0.7);
     expect(embedded.nodes.find((n) => n.id === 'positive')!.params.text).toBe('42'); // a string param stays a string
-    expect(readTextChunks(png).parameters).toMatch(/^42\nNegative prompt: low quality\nSteps: 2, Sampler: DDIM, CFG scale: 7.5, Seed: 1, Size: 64x64, Model: stable-diffusion-v1-5, IP-Adapter: ip-adapter_sd15, IP-Adapter weight: 0.7$/);
+    expect(readTextChunks(png).parameters).toMatch(
+      /^42\nNegative prompt: low quality\nSteps: 2, Sampler: DDIM, CFG scale: 7.5, Seed: 1, Size: 64x64, Model: stable-diffusion-v1-5, IP-Adapter: ip-adapter_sd15, IP-Adapter weight: 0.7$/,
+    );
     // The PNG itself reopens as a workflow (relative paths resolve next to the file given).
     fs.copyFileSync(path.join(dir, 'out', 'cli', 'run_00001_.png'), path.join(dir, 'reopen.png'));
-    const again = await main([path.join(dir, 'reopen.png'), '--models', path.join(dir, 'models'), '--out', path.join(dir, 'out'), '--user-data', path.join(tmp, 'user'), '--demo'], io);
+    const again = await main(
+      [path.join(dir, 'reopen.png'), '--models', path.join(dir, 'models'), '--out', path.join(dir, 'out'), '--user-data', path.join(tmp, 'user'), '--demo'],
+      io,
+    );
     expect(again).toBe(0);
     expect(fs.existsSync(path.join(dir, 'out', 'cli', 'run_00002_.png'))).toBe(true);
   });

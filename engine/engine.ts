@@ -94,7 +94,15 @@ export function createEngine(options: EngineOptions): Engine {
   const inputsDir = options.inputsDir ?? path.join(userDataDir, 'inputs');
   let settings: EngineSettings = { modelsDir: options.modelsDir, outputDir: options.outputDir, provider: options.provider };
   const listeners = new Set<(e: RunEvent) => void>();
-  const emit = (e: RunEvent) => { for (const l of [...listeners]) { try { l(e); } catch { /* a listener's bug is not the run's */ } } };
+  const emit = (e: RunEvent) => {
+    for (const l of [...listeners]) {
+      try {
+        l(e);
+      } catch {
+        /* a listener's bug is not the run's */
+      }
+    }
+  };
   const log = (msg: string) => emit({ type: 'log', level: /fall(ing)? back|failed/i.test(msg) ? 'warn' : 'info', message: msg });
   const store = new ModelStore({ cacheDir, provider: settings.provider, log, threads: options.threads });
   const executor = new Executor(NODE_DEFS, store);
@@ -111,7 +119,10 @@ export function createEngine(options: EngineOptions): Engine {
 
   // Float32 copies of fp16 / bf16 weights (models/onnx/fp32-weights.ts) whose model file is gone or changed.
   const staleCopies = removeStaleFloat32Copies(cacheDir);
-  if (staleCopies.length) log(`removed ${staleCopies.length} float32 weight copies (${(staleCopies.reduce((n, r) => n + r.bytes, 0) / 2 ** 30).toFixed(2)} GB) of model files deleted or changed since`);
+  if (staleCopies.length)
+    log(
+      `removed ${staleCopies.length} float32 weight copies (${(staleCopies.reduce((n, r) => n + r.bytes, 0) / 2 ** 30).toFixed(2)} GB) of model files deleted or changed since`,
+    );
 
   // Temporaries of atomic writes a crash or kill left behind (only our naming, only stale ones),
   // swept in the background; the model cache is wholly ours, so any *.tmp there goes too.
@@ -137,10 +148,12 @@ export function createEngine(options: EngineOptions): Engine {
   const releaseStale = (): Promise<void> => {
     if (stale) {
       stale = false;
-      releasing = releasing.then(async () => {
-        await store.setProvider(settings.provider);
-        await store.unload();
-      }).catch((e) => log(`releasing models failed: ${(e as Error).message}`));
+      releasing = releasing
+        .then(async () => {
+          await store.setProvider(settings.provider);
+          await store.unload();
+        })
+        .catch((e) => log(`releasing models failed: ${(e as Error).message}`));
     }
     return releasing;
   };
@@ -158,16 +171,33 @@ export function createEngine(options: EngineOptions): Engine {
       await releaseStale();
       if (store.provider !== settings.provider) await store.setProvider(settings.provider);
       result = await executor.run({
-        runId: job.runId, workflow: job.wf, workflowDir: job.opts.workflowDir ?? null, inputsDir,
-        modelsDir: active, outputDir: settings.outputDir, tempDir: path.join(cacheDir, 'temp'),
+        runId: job.runId,
+        workflow: job.wf,
+        workflowDir: job.opts.workflowDir ?? null,
+        inputsDir,
+        modelsDir: active,
+        outputDir: settings.outputDir,
+        tempDir: path.join(cacheDir, 'temp'),
         signal: job.controller.signal,
-        emit: (e) => { if (e.type === 'output') job.images.push(...e.images); emit(e); },
-        noise: job.opts.noise, trace: job.opts.trace, onNodeOutputs: job.opts.onNodeOutputs,
+        emit: (e) => {
+          if (e.type === 'output') job.images.push(...e.images);
+          emit(e);
+        },
+        noise: job.opts.noise,
+        trace: job.opts.trace,
+        onNodeOutputs: job.opts.onNodeOutputs,
       });
     } catch (e) {
       result = { ok: false, error: (e as Error).message };
     }
-    emit({ type: 'run-done', runId: job.runId, ok: result.ok, ...(result.cancelled ? { cancelled: true } : {}), ...(result.error ? { error: result.error } : {}), ...(result.errors ? { errors: result.errors } : {}) });
+    emit({
+      type: 'run-done',
+      runId: job.runId,
+      ok: result.ok,
+      ...(result.cancelled ? { cancelled: true } : {}),
+      ...(result.error ? { error: result.error } : {}),
+      ...(result.errors ? { errors: result.errors } : {}),
+    });
     running = null;
     job.done({ ...result, runId: job.runId, images: job.images });
     void pump();
@@ -192,7 +222,10 @@ export function createEngine(options: EngineOptions): Engine {
     },
     start: (wf: Workflow, opts: RunOptions = {}) => start(wf, opts),
     cancel(runId: string) {
-      if (running?.runId === runId) { running.controller.abort(); return; }
+      if (running?.runId === runId) {
+        running.controller.abort();
+        return;
+      }
       const i = queue.findIndex((j) => j.runId === runId);
       if (i < 0) return;
       const [job] = queue.splice(i, 1);
@@ -201,7 +234,9 @@ export function createEngine(options: EngineOptions): Engine {
     },
     subscribe(listener) {
       listeners.add(listener);
-      return () => { listeners.delete(listener); };
+      return () => {
+        listeners.delete(listener);
+      };
     },
     settings: () => ({ ...settings }),
     updateSettings(s: Partial<EngineSettings>) {
@@ -234,7 +269,9 @@ export function createEngine(options: EngineOptions): Engine {
   function start(wf: Workflow, opts: RunOptions): { runId: string; done: Promise<RunOutcome> } {
     const runId = randomUUID();
     let done!: (o: RunOutcome) => void;
-    const p = new Promise<RunOutcome>((r) => { done = r; });
+    const p = new Promise<RunOutcome>((r) => {
+      done = r;
+    });
     const parsed = parseWorkflow(wf);
     if (!parsed.workflow) {
       // Shape errors (or a newer version) are reported as a finished run with its errors.

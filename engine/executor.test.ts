@@ -11,11 +11,37 @@ import { ModelStore } from './model-store.js';
 // its card, and an output that records values.
 const seen: number[] = [];
 const defs: NodeDef[] = [
-  { type: 'num', title: 'Num', category: 't', description: '', inputs: [], outputs: [{ name: 'latent', type: 'LATENT' }], params: [{ name: 'v', kind: 'number', default: 0 }],
-    execute: async (_i, p) => ({ latent: p.v }) },
-  { type: 'add', title: 'Add', category: 't', description: '', inputs: [{ name: 'a', type: 'LATENT' }, { name: 'b', type: 'LATENT' }], outputs: [{ name: 'latent', type: 'LATENT' }], params: [],
-    execute: async (i) => ({ latent: (i.a as number) + (i.b as number) }) },
-  { type: 'steps', title: 'Steps', category: 't', description: '', inputs: [{ name: 'a', type: 'LATENT' }], outputs: [{ name: 'latent', type: 'LATENT' }], params: [{ name: 'n', kind: 'number', default: 5 }],
+  {
+    type: 'num',
+    title: 'Num',
+    category: 't',
+    description: '',
+    inputs: [],
+    outputs: [{ name: 'latent', type: 'LATENT' }],
+    params: [{ name: 'v', kind: 'number', default: 0 }],
+    execute: async (_i, p) => ({ latent: p.v }),
+  },
+  {
+    type: 'add',
+    title: 'Add',
+    category: 't',
+    description: '',
+    inputs: [
+      { name: 'a', type: 'LATENT' },
+      { name: 'b', type: 'LATENT' },
+    ],
+    outputs: [{ name: 'latent', type: 'LATENT' }],
+    params: [],
+    execute: async (i) => ({ latent: (i.a as number) + (i.b as number) }),
+  },
+  {
+    type: 'steps',
+    title: 'Steps',
+    category: 't',
+    description: '',
+    inputs: [{ name: 'a', type: 'LATENT' }],
+    outputs: [{ name: 'latent', type: 'LATENT' }],
+    params: [{ name: 'n', kind: 'number', default: 5 }],
     execute: async (i, p, ctx) => {
       for (let s = 1; s <= (p.n as number); s++) {
         if (ctx.signal.aborted) throw new Error('aborted');
@@ -23,29 +49,80 @@ const defs: NodeDef[] = [
         ctx.progress(s, p.n as number);
       }
       return { latent: i.a };
-    } },
-  { type: 'pre', title: 'Pre', category: 't', description: '', inputs: [{ name: 'a', type: 'LATENT' }], outputs: [{ name: 'latent', type: 'LATENT' }], params: [],
+    },
+  },
+  {
+    type: 'pre',
+    title: 'Pre',
+    category: 't',
+    description: '',
+    inputs: [{ name: 'a', type: 'LATENT' }],
+    outputs: [{ name: 'latent', type: 'LATENT' }],
+    params: [],
     execute: async (i, _p, ctx) => {
       ctx.previewOnNode([{ path: `/tmp/preview-of-${i.a}.png`, width: 8, height: 8 }]);
       return { latent: i.a };
-    } },
-  { type: 'fail', title: 'Fail', category: 't', description: '', inputs: [{ name: 'a', type: 'LATENT' }], outputs: [{ name: 'latent', type: 'LATENT' }], params: [],
-    execute: async () => { throw new Error('boom'); } },
-  { type: 'out', title: 'Out', category: 't', description: '', inputs: [{ name: 'a', type: 'LATENT' }], outputs: [], params: [], output: true,
-    execute: async (i) => { seen.push(i.a as number); return {}; } },
+    },
+  },
+  {
+    type: 'fail',
+    title: 'Fail',
+    category: 't',
+    description: '',
+    inputs: [{ name: 'a', type: 'LATENT' }],
+    outputs: [{ name: 'latent', type: 'LATENT' }],
+    params: [],
+    execute: async () => {
+      throw new Error('boom');
+    },
+  },
+  {
+    type: 'out',
+    title: 'Out',
+    category: 't',
+    description: '',
+    inputs: [{ name: 'a', type: 'LATENT' }],
+    outputs: [],
+    params: [],
+    output: true,
+    execute: async (i) => {
+      seen.push(i.a as number);
+      return {};
+    },
+  },
   // Two outputs with their own dependencies (as Load LoRA's MODEL / CLIP): p only reads a and pa, q only b and pb.
-  { type: 'split', title: 'Split', category: 't', description: '', inputs: [{ name: 'a', type: 'LATENT' }, { name: 'b', type: 'LATENT' }],
-    outputs: [{ name: 'p', type: 'LATENT' }, { name: 'q', type: 'LATENT' }], params: [{ name: 'pa', kind: 'number', default: 0 }, { name: 'pb', kind: 'number', default: 0 }],
+  {
+    type: 'split',
+    title: 'Split',
+    category: 't',
+    description: '',
+    inputs: [
+      { name: 'a', type: 'LATENT' },
+      { name: 'b', type: 'LATENT' },
+    ],
+    outputs: [
+      { name: 'p', type: 'LATENT' },
+      { name: 'q', type: 'LATENT' },
+    ],
+    params: [
+      { name: 'pa', kind: 'number', default: 0 },
+      { name: 'pb', kind: 'number', default: 0 },
+    ],
     outputDeps: { p: { params: ['pa'], inputs: ['a'] }, q: { params: ['pb'], inputs: ['b'] } },
-    execute: async (i, p) => ({ p: (i.a as number) + (p.pa as number), q: (i.b as number) + (p.pb as number) }) },
+    execute: async (i, p) => ({ p: (i.a as number) + (p.pa as number), q: (i.b as number) + (p.pb as number) }),
+  },
 ];
 
 function workflow(x: number, y: number, tail: 'steps' | 'fail' | 'pre' = 'steps'): Workflow {
   return {
-    format: 'ipadapter-studio/workflow', version: 1,
+    format: 'ipadapter-studio/workflow',
+    version: 1,
     nodes: [
-      { id: 'x', type: 'num', params: { v: x } }, { id: 'y', type: 'num', params: { v: y } },
-      { id: 'sum', type: 'add', params: {} }, { id: 'k', type: tail, params: {} }, { id: 'o', type: 'out', params: {} },
+      { id: 'x', type: 'num', params: { v: x } },
+      { id: 'y', type: 'num', params: { v: y } },
+      { id: 'sum', type: 'add', params: {} },
+      { id: 'k', type: tail, params: {} },
+      { id: 'o', type: 'out', params: {} },
       { id: 'unused', type: 'num', params: {} },
     ],
     edges: [
@@ -62,7 +139,13 @@ function setup() {
   const ex = new Executor(defs, new ModelStore({ cacheDir: path.join(tmp, 'cache'), provider: 'cpu' }));
   const events: RunEvent[] = [];
   const req = (wf: Workflow, signal = new AbortController().signal): RunRequest => ({
-    runId: 'r', workflow: wf, modelsDir: tmp, outputDir: tmp, tempDir: tmp, signal, emit: (e) => events.push(e),
+    runId: 'r',
+    workflow: wf,
+    modelsDir: tmp,
+    outputDir: tmp,
+    tempDir: tmp,
+    signal,
+    emit: (e) => events.push(e),
   });
   return { ex, events, req };
 }
@@ -93,15 +176,24 @@ describe('Executor', () => {
   it('an output with declared dependencies (outputDeps) keeps its signature when only the others change', async () => {
     const { ex, req } = setup();
     const wf = (pa: number, pb: number, y: number): Workflow => ({
-      format: 'ipadapter-studio/workflow', version: 1,
+      format: 'ipadapter-studio/workflow',
+      version: 1,
       nodes: [
-        { id: 'x', type: 'num', params: { v: 1 } }, { id: 'y', type: 'num', params: { v: y } }, { id: 's', type: 'split', params: { pa, pb } },
-        { id: 'kp', type: 'pre', params: {} }, { id: 'kq', type: 'pre', params: {} }, { id: 'op', type: 'out', params: {} }, { id: 'oq', type: 'out', params: {} },
+        { id: 'x', type: 'num', params: { v: 1 } },
+        { id: 'y', type: 'num', params: { v: y } },
+        { id: 's', type: 'split', params: { pa, pb } },
+        { id: 'kp', type: 'pre', params: {} },
+        { id: 'kq', type: 'pre', params: {} },
+        { id: 'op', type: 'out', params: {} },
+        { id: 'oq', type: 'out', params: {} },
       ],
       edges: [
-        { from: { node: 'x', port: 'latent' }, to: { node: 's', port: 'a' } }, { from: { node: 'y', port: 'latent' }, to: { node: 's', port: 'b' } },
-        { from: { node: 's', port: 'p' }, to: { node: 'kp', port: 'a' } }, { from: { node: 's', port: 'q' }, to: { node: 'kq', port: 'a' } },
-        { from: { node: 'kp', port: 'latent' }, to: { node: 'op', port: 'a' } }, { from: { node: 'kq', port: 'latent' }, to: { node: 'oq', port: 'a' } },
+        { from: { node: 'x', port: 'latent' }, to: { node: 's', port: 'a' } },
+        { from: { node: 'y', port: 'latent' }, to: { node: 's', port: 'b' } },
+        { from: { node: 's', port: 'p' }, to: { node: 'kp', port: 'a' } },
+        { from: { node: 's', port: 'q' }, to: { node: 'kq', port: 'a' } },
+        { from: { node: 'kp', port: 'latent' }, to: { node: 'op', port: 'a' } },
+        { from: { node: 'kq', port: 'latent' }, to: { node: 'oq', port: 'a' } },
       ],
     });
     seen.length = 0;
@@ -159,7 +251,13 @@ describe('Executor', () => {
     const { ex, events, req } = setup();
     const ac = new AbortController();
     const r0 = req(workflow(1, 1), ac.signal);
-    const r = await ex.run({ ...r0, emit: (e) => { events.push(e); if (e.type === 'progress' && e.step === 2) ac.abort(); } });
+    const r = await ex.run({
+      ...r0,
+      emit: (e) => {
+        events.push(e);
+        if (e.type === 'progress' && e.step === 2) ac.abort();
+      },
+    });
     expect(r).toEqual({ ok: false, cancelled: true });
     expect(ex.executions.get('o')).toBeUndefined();
   });

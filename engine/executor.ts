@@ -63,14 +63,20 @@ class OutputCache {
   private run = 0;
   constructor(private limit: number) {}
   /** Starts a run: entries touched from now on belong to it. */
-  beginRun(): void { this.run++; }
+  beginRun(): void {
+    this.run++;
+  }
   /** Ends a completed run: drops the entries it did not use. */
   keepOnlyCurrentRun(): void {
     for (const [k, v] of this.map) if (v.run !== this.run) this.map.delete(k);
   }
   get(sig: string): CacheEntry | undefined {
     const v = this.map.get(sig);
-    if (v) { this.map.delete(sig); v.run = this.run; this.map.set(sig, v); }
+    if (v) {
+      this.map.delete(sig);
+      v.run = this.run;
+      this.map.set(sig, v);
+    }
     return v;
   }
   set(sig: string, v: CacheEntry): void {
@@ -78,8 +84,12 @@ class OutputCache {
     this.map.set(sig, { ...v, run: this.run });
     while (this.map.size > this.limit) this.map.delete(this.map.keys().next().value as string);
   }
-  clear(): void { this.map.clear(); }
-  get size(): number { return this.map.size; }
+  clear(): void {
+    this.map.clear();
+  }
+  get size(): number {
+    return this.map.size;
+  }
 }
 
 export class Executor {
@@ -88,9 +98,15 @@ export class Executor {
   /** Times `execute` was called, by node id (tests count re-executions). */
   readonly executions = new Map<string, number>();
   /** Entries in the output cache (tests check the bound). */
-  get cachedEntries(): number { return this.cache.size; }
+  get cachedEntries(): number {
+    return this.cache.size;
+  }
 
-  constructor(defs: NodeDef[], private models: ModelStore, cacheEntries = 128) {
+  constructor(
+    defs: NodeDef[],
+    private models: ModelStore,
+    cacheEntries = 128,
+  ) {
     this.specs = new Map(defs.map((d) => [d.type, d]));
     this.cache = new OutputCache(cacheEntries);
   }
@@ -143,12 +159,19 @@ export class Executor {
       const params = this.resolveParams(def, paramsWithDefaults(def, node.params), paths);
       const ins = [...(inputsOf.get(id) ?? [])].sort((a, b) => a.port.localeCompare(b.port));
       const insSig = ins.map((i) => [i.port, sigOf(i.from, i.fromPort), i.fromPort]);
-      const sig = createHash('sha256').update(JSON.stringify([node.type, params.sigParams, insSig])).digest('hex');
+      const sig = createHash('sha256')
+        .update(JSON.stringify([node.type, params.sigParams, insSig]))
+        .digest('hex');
       sigs.set(id, sig);
       for (const [port, deps] of Object.entries(def.outputDeps ?? {})) {
         const picked = Object.fromEntries(deps.params.map((p) => [p, params.sigParams[p]]));
         const used = insSig.filter(([p]) => deps.inputs.includes(p as string));
-        portSigs.set(`${id}\0${port}`, createHash('sha256').update(JSON.stringify([node.type, port, picked, used])).digest('hex'));
+        portSigs.set(
+          `${id}\0${port}`,
+          createHash('sha256')
+            .update(JSON.stringify([node.type, port, picked, used]))
+            .digest('hex'),
+        );
       }
       const inputs: PortValues = {};
       for (const i of ins) inputs[i.port] = values.get(i.from)![i.fromPort];
@@ -206,13 +229,25 @@ export class Executor {
   private context(req: RunRequest, nodeId: string, paths: PathResolver, previews: ImageRef[]): ExecContext {
     const { runId, emit } = req;
     return {
-      nodeId, runId, signal: req.signal, models: this.models, paths,
-      outputDir: req.outputDir, tempDir: req.tempDir, workflow: req.workflow,
-      noise: req.noise ?? seededNoise, trace: req.trace,
-      progress: (step, total, preview) => emit({
-        type: 'progress', runId, node: nodeId, step, total,
-        ...(preview ? { preview: { width: preview.width, height: preview.height, png: Buffer.from(preview.png).toString('base64') } } : {}),
-      }),
+      nodeId,
+      runId,
+      signal: req.signal,
+      models: this.models,
+      paths,
+      outputDir: req.outputDir,
+      tempDir: req.tempDir,
+      workflow: req.workflow,
+      noise: req.noise ?? seededNoise,
+      trace: req.trace,
+      progress: (step, total, preview) =>
+        emit({
+          type: 'progress',
+          runId,
+          node: nodeId,
+          step,
+          total,
+          ...(preview ? { preview: { width: preview.width, height: preview.height, png: Buffer.from(preview.png).toString('base64') } } : {}),
+        }),
       log: (level, message) => emit({ type: 'log', runId, level, message }),
       emitImages: (images: ImageRef[]) => emit({ type: 'output', runId, node: nodeId, images }),
       previewOnNode: (images: ImageRef[]) => {

@@ -39,7 +39,8 @@ const writers: ChildProcess[] = [];
 function vaeWorkflow(vae: string, image = IMAGE): Workflow {
   const e = (a: string, ap: string, b: string, bp: string) => ({ from: { node: a, port: ap }, to: { node: b, port: bp } });
   return {
-    format: 'ipadapter-studio/workflow', version: 1,
+    format: 'ipadapter-studio/workflow',
+    version: 1,
     nodes: [
       { id: 'image', type: 'load-image', params: { image } },
       { id: 'vae', type: 'load-vae', params: { vae_name: vae } },
@@ -47,7 +48,13 @@ function vaeWorkflow(vae: string, image = IMAGE): Workflow {
       { id: 'decode', type: 'vae-decode', params: {} },
       { id: 'out', type: 'preview-image', params: {} },
     ],
-    edges: [e('image', 'image', 'encode', 'pixels'), e('vae', 'vae', 'encode', 'vae'), e('encode', 'latent', 'decode', 'samples'), e('vae', 'vae', 'decode', 'vae'), e('decode', 'image', 'out', 'images')],
+    edges: [
+      e('image', 'image', 'encode', 'pixels'),
+      e('vae', 'vae', 'encode', 'vae'),
+      e('encode', 'latent', 'decode', 'samples'),
+      e('vae', 'vae', 'decode', 'vae'),
+      e('decode', 'image', 'out', 'images'),
+    ],
   };
 }
 
@@ -82,9 +89,16 @@ beforeAll(() => {
     const t = (Date.now() - ageMs) / 1000;
     fs.utimesSync(p, t, t);
   };
-  for (const rel of [`out/.test_00001_.png.${dead}.0a1b2c3d.tmp`, `out/sweeps/a/.x_00001_.png.${dead}.0a1b2c3d.tmp`, `user/.settings.json.${dead}.12345678.tmp`,
-    `user/inputs/.cat-0123456789ab.png.${dead}.abcdef01.tmp`, 'user/cache/onnx/unet-x/weights.safetensors.tmp', `user/cache/onnx/unet-x/.model.onnx.${dead}.00000000.tmp`,
-    `models/vae/.converted.safetensors.${dead}.deadbeef.tmp`]) put(rel, 10 * 60_000);
+  for (const rel of [
+    `out/.test_00001_.png.${dead}.0a1b2c3d.tmp`,
+    `out/sweeps/a/.x_00001_.png.${dead}.0a1b2c3d.tmp`,
+    `user/.settings.json.${dead}.12345678.tmp`,
+    `user/inputs/.cat-0123456789ab.png.${dead}.abcdef01.tmp`,
+    'user/cache/onnx/unet-x/weights.safetensors.tmp',
+    `user/cache/onnx/unet-x/.model.onnx.${dead}.00000000.tmp`,
+    `models/vae/.converted.safetensors.${dead}.deadbeef.tmp`,
+  ])
+    put(rel, 10 * 60_000);
   for (const rel of [`out/.fresh.png.${dead}.0a1b2c3d.tmp`, 'out/notes.tmp', 'models/vae/readme.tmp']) put(rel, rel.includes('fresh') ? 0 : 10 * 60_000);
   engine = createEngine({ modelsDir: models, outputDir: path.join(tmp, 'out'), provider: 'cpu', userDataDir: path.join(tmp, 'user') });
   engine.subscribe((e) => events.push(e));
@@ -99,10 +113,20 @@ describe.skipIf(!haveMkfifo)('a FIFO as a model or image file', () => {
   it('is refused at validation, naming the node', () => {
     expect(engine.isDemo()).toBe(false);
     const errs = engine.validate(vaeWorkflow('fifo.safetensors', path.join(tmp, 'fifo.png')));
-    expect(errs).toEqual(expect.arrayContaining([
-      expect.objectContaining({ node: 'vae', param: 'vae_name', message: expect.stringMatching(/Load VAE \(vae\): .*fifo\.safetensors is not a regular file \(a FIFO\)/) }),
-      expect.objectContaining({ node: 'image', param: 'image', message: expect.stringMatching(/Load Image \(image\): .*fifo\.png is not a regular file \(a FIFO\)/) }),
-    ]));
+    expect(errs).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          node: 'vae',
+          param: 'vae_name',
+          message: expect.stringMatching(/Load VAE \(vae\): .*fifo\.safetensors is not a regular file \(a FIFO\)/),
+        }),
+        expect.objectContaining({
+          node: 'image',
+          param: 'image',
+          message: expect.stringMatching(/Load Image \(image\): .*fifo\.png is not a regular file \(a FIFO\)/),
+        }),
+      ]),
+    );
   });
 
   it('inside a model folder fails the run on its node, and the web server keeps answering meanwhile', async () => {
@@ -113,18 +137,30 @@ describe.skipIf(!haveMkfifo)('a FIFO as a model or image file', () => {
     fs.mkdirSync(staticDir, { recursive: true });
     fs.writeFileSync(path.join(staticDir, 'index.html'), '<!doctype html><title>t</title>');
     const server: WebServer = await startServer({
-      engine, port: 0, staticDir, userDataDir: path.join(tmp, 'user'), examplesDir: path.join(root, 'examples'),
+      engine,
+      port: 0,
+      staticDir,
+      userDataDir: path.join(tmp, 'user'),
+      examplesDir: path.join(root, 'examples'),
       info: () => ({ version: 't', providers: ['cpu'], demo: false, notices: [] }),
     });
     try {
       const ws = new WebSocket(`ws://127.0.0.1:${server.port}/ws?t=${server.token}`);
       const got: any[] = [];
       ws.on('message', (d) => got.push(JSON.parse(d.toString())));
-      await new Promise<void>((r, j) => { ws.once('open', () => r()); ws.once('error', j); });
+      await new Promise<void>((r, j) => {
+        ws.once('open', () => r());
+        ws.once('error', j);
+      });
       ws.send(JSON.stringify({ id: 1, method: 'enqueue', params: { workflow: vaeWorkflow('folder-fifo') } }));
       const t0 = Date.now();
       const page = await new Promise<number>((resolve, reject) => {
-        http.get({ host: '127.0.0.1', port: server.port, path: `/?t=${server.token}` }, (res) => { res.resume(); resolve(res.statusCode!); }).on('error', reject);
+        http
+          .get({ host: '127.0.0.1', port: server.port, path: `/?t=${server.token}` }, (res) => {
+            res.resume();
+            resolve(res.statusCode!);
+          })
+          .on('error', reject);
       });
       expect(page).toBe(303);
       expect(Date.now() - t0).toBeLessThan(2000);
@@ -225,11 +261,19 @@ describe('relative names that climb out of their folder', () => {
   it('are refused at validation, naming the node (absolute paths stay readable on purpose)', () => {
     fs.writeFileSync(path.join(tmp, 'outside.safetensors'), fs.readFileSync(path.join(vaeDir, 'good.safetensors')));
     const errs = engine.validate(vaeWorkflow('../../outside.safetensors', '../secret.png'));
-    expect(errs).toEqual(expect.arrayContaining([
-      expect.objectContaining({ node: 'vae', param: 'vae_name', message: expect.stringMatching(/"\.\.\/\.\.\/outside\.safetensors" climbs out of the folder it is looked up in/) }),
-      expect.objectContaining({ node: 'image', param: 'image', message: expect.stringMatching(/"\.\.\/secret\.png" climbs out/) }),
-    ]));
-    expect(engine.validate(vaeWorkflow('sub\\..\\..\\..\\outside.safetensors'))).toEqual([expect.objectContaining({ node: 'vae', message: expect.stringMatching(/climbs out/) })]);
+    expect(errs).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          node: 'vae',
+          param: 'vae_name',
+          message: expect.stringMatching(/"\.\.\/\.\.\/outside\.safetensors" climbs out of the folder it is looked up in/),
+        }),
+        expect.objectContaining({ node: 'image', param: 'image', message: expect.stringMatching(/"\.\.\/secret\.png" climbs out/) }),
+      ]),
+    );
+    expect(engine.validate(vaeWorkflow('sub\\..\\..\\..\\outside.safetensors'))).toEqual([
+      expect.objectContaining({ node: 'vae', message: expect.stringMatching(/climbs out/) }),
+    ]);
     expect(engine.validate(vaeWorkflow(path.join(tmp, 'outside.safetensors')))).toEqual([]);
   });
 });

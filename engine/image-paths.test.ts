@@ -15,8 +15,11 @@ import { imageRefStatus, storeImageBytes } from './hosts/inputs-store.js';
 
 const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-imgpaths-')));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
-const PNG = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]), Buffer.from('IHDR'),
-  Buffer.from([0, 0, 0, 3, 0, 0, 0, 2, 8, 2, 0, 0, 0, 0, 0, 0, 0])]);
+const PNG = Buffer.concat([
+  Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]),
+  Buffer.from('IHDR'),
+  Buffer.from([0, 0, 0, 3, 0, 0, 0, 2, 8, 2, 0, 0, 0, 0, 0, 0, 0]),
+]);
 const put = (rel: string, bytes: Buffer | string = PNG) => {
   const p = path.join(tmp, rel);
   fs.mkdirSync(path.dirname(p), { recursive: true });
@@ -49,7 +52,9 @@ describe('image refs', () => {
       process.chdir(path.join(tmp, 'project'));
       const noFolder = new PathResolver(path.join(tmp, 'models'), null, inputs);
       expect(noFolder.resolveImage('images/a.png')).toBeNull(); // the bug of issue 11: cwd is not the workflow's folder
-      expect(noFolder.missingImage('images/a.png')).toMatch(/^missing: images\/a\.png \(a path relative to the workflow file, and this workflow was not opened from a folder/);
+      expect(noFolder.missingImage('images/a.png')).toMatch(
+        /^missing: images\/a\.png \(a path relative to the workflow file, and this workflow was not opened from a folder/,
+      );
       expect(r.missingImage('images/zz.png')).toMatch(/^missing: images\/zz\.png \(looked in .*project.images.zz\.png\)$/);
     } finally {
       process.chdir(cwd);
@@ -64,8 +69,20 @@ describe('image refs', () => {
   });
 
   it('mapImageRefs rewrites image params only, and returns the same workflow when there is none', () => {
-    const specs = [{ type: 'li', title: 'Load Image', category: '', description: '', inputs: [], outputs: [],
-      params: [{ name: 'image', kind: 'image' as const, default: '' }, { name: 'text', kind: 'string' as const, default: '' }] }];
+    const specs = [
+      {
+        type: 'li',
+        title: 'Load Image',
+        category: '',
+        description: '',
+        inputs: [],
+        outputs: [],
+        params: [
+          { name: 'image', kind: 'image' as const, default: '' },
+          { name: 'text', kind: 'string' as const, default: '' },
+        ],
+      },
+    ];
     const wf = { nodes: [{ id: 'a', type: 'li', params: { image: 'x.png', text: 'x.png' } }] };
     expect(mapImageRefs(wf, specs, () => 'inputs/y.png').nodes[0].params).toEqual({ image: 'inputs/y.png', text: 'x.png' });
     const none = { nodes: [{ id: 'a', type: 'other', params: {} }] };
@@ -73,7 +90,7 @@ describe('image refs', () => {
   });
 });
 
-describe('the editor\'s view of a ref', () => {
+describe("the editor's view of a ref", () => {
   it('inputs/ refs found with a URL; an older absolute path into an inputs folder becomes inputs/<file>; other relative paths are missing', () => {
     const inputs = path.join(tmp, 'view', 'inputs');
     const up = storeImageBytes(inputs, 'photo.png', PNG);
@@ -106,12 +123,22 @@ describe('the editor\'s view of a ref', () => {
 describe('models', () => {
   it('a missing model lists near matches of the same kind', () => {
     const models = path.join(tmp, 'models');
-    for (const f of ['checkpoints/realisticVisionV51_v51VAE.safetensors', 'checkpoints/sd15/v1-5-pruned-emaonly.safetensors', 'checkpoints/dreamshaper_8.safetensors',
-      'ipadapter/ip-adapter_sd15.safetensors', 'ipadapter/ip-adapter-plus_sd15.safetensors']) put(`models/${f}`, '');
+    for (const f of [
+      'checkpoints/realisticVisionV51_v51VAE.safetensors',
+      'checkpoints/sd15/v1-5-pruned-emaonly.safetensors',
+      'checkpoints/dreamshaper_8.safetensors',
+      'ipadapter/ip-adapter_sd15.safetensors',
+      'ipadapter/ip-adapter-plus_sd15.safetensors',
+    ])
+      put(`models/${f}`, '');
     const r = new PathResolver(models, null, null);
-    expect(r.missingModel('checkpoints', 'realisticVisionV51_v51VAE.ckpt')).toMatch(/not found \(looked in .*\); near matches in checkpoints: realisticVisionV51_v51VAE\.safetensors$/);
+    expect(r.missingModel('checkpoints', 'realisticVisionV51_v51VAE.ckpt')).toMatch(
+      /not found \(looked in .*\); near matches in checkpoints: realisticVisionV51_v51VAE\.safetensors$/,
+    );
     expect(r.missingModel('checkpoints', 'v1-5-pruned-emaonly.safetensors')).toMatch(/near matches in checkpoints: sd15\/v1-5-pruned-emaonly\.safetensors/);
-    expect(r.missingModel('ipadapter', 'ip-adapter-plus_sd15.bin')).toMatch(/near matches in ipadapter: ip-adapter-plus_sd15\.safetensors, ip-adapter_sd15\.safetensors$/);
+    expect(r.missingModel('ipadapter', 'ip-adapter-plus_sd15.bin')).toMatch(
+      /near matches in ipadapter: ip-adapter-plus_sd15\.safetensors, ip-adapter_sd15\.safetensors$/,
+    );
     expect(r.missingModel('checkpoints', 'sdxl_base_1.0.safetensors')).toMatch(/no near match among the 3 checkpoints in the models folder$/);
     expect(r.missingModel('controlnet', 'control_v11p_sd15_canny.pth')).toMatch(/the models folder has no controlnet$/);
     expect(nearMatches('DreamShaper 8', ['dreamshaper_8.safetensors', 'x.safetensors'])).toEqual(['dreamshaper_8.safetensors']);

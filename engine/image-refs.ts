@@ -110,6 +110,6 @@ export function matchRefToFile(ref: string, files: readonly string[]): string | 
  * or an older absolute path ending in `inputs/<file>`. Null for any other ref (no thumbnail).
  */
 export function inputsImageUrl(ref: string): string | null {
-  const file = inputsFileOf(ref) ?? (isAbsoluteRef(ref) ? /[\\/]inputs[\\/]([^\\/]+)$/.exec(ref)?.[1] ?? null : null);
+  const file = inputsFileOf(ref) ?? (isAbsoluteRef(ref) ? (/[\\/]inputs[\\/]([^\\/]+)$/.exec(ref)?.[1] ?? null) : null);
   return file && /\.(png|jpe?g|webp)$/i.test(file) ? '/inputs/' + encodeURIComponent(file) : null;
 }

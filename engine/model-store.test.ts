@@ -48,14 +48,26 @@ describe('model store', () => {
   it('unload(prefix) releases matching entries only and a failed load is retried', async () => {
     const store = new ModelStore({ cacheDir: tmp, provider: 'cpu' });
     const released: string[] = [];
-    await store.get('unet|x', () => 'u', () => void released.push('unet|x'));
-    await store.get('vae|x', () => 'v', () => void released.push('vae|x'));
+    await store.get(
+      'unet|x',
+      () => 'u',
+      () => void released.push('unet|x'),
+    );
+    await store.get(
+      'vae|x',
+      () => 'v',
+      () => void released.push('vae|x'),
+    );
     await store.unload('unet|');
     expect(released).toEqual(['unet|x']);
     expect(store.keys()).toEqual(['vae|x']);
     await store.get('unet|x', () => 'u');
     expect(store.loads.get('unet|x')).toBe(2);
-    await expect(store.get('bad', () => { throw new Error('broken file'); })).rejects.toThrow(/broken file/);
+    await expect(
+      store.get('bad', () => {
+        throw new Error('broken file');
+      }),
+    ).rejects.toThrow(/broken file/);
     await expect(store.get('bad', () => 'fixed')).resolves.toBe('fixed');
   });
 });

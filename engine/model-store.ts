@@ -48,7 +48,10 @@ export class ModelStore {
   /** What model loaders take to create their sessions (models/onnx/session.ts SessionConfig). */
   sessionConfig(): SessionConfig {
     return {
-      cacheDir: this.opts.cacheDir, provider: this.activeProvider, log: this.opts.log, threads: this.opts.threads,
+      cacheDir: this.opts.cacheDir,
+      provider: this.activeProvider,
+      log: this.opts.log,
+      threads: this.opts.threads,
       onProviderFailed: this.providerFailed,
     };
   }
@@ -77,7 +80,9 @@ export class ModelStore {
       e = { value, dispose: dispose as Entry['dispose'], lastUsed: Date.now() };
       this.entries.set(key, e);
       // A failed load is forgotten, so the next run retries (after the user fixes the file).
-      value.catch(() => { if (this.entries.get(key) === e) this.entries.delete(key); });
+      value.catch(() => {
+        if (this.entries.get(key) === e) this.entries.delete(key);
+      });
     }
     e.lastUsed = Date.now();
     return e.value as Promise<T>;
@@ -85,13 +90,17 @@ export class ModelStore {
 
   /** An ONNX Runtime session for a graph built by `build`, cached under `key` (options: e.g. UNET_SESSION_OPTIONS). */
   session(key: string, build: () => BuiltModel | Promise<BuiltModel>, sessionOptions?: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
-    return this.get(key, async () => {
-      const t0 = Date.now();
-      const built = await build();
-      const s = await createSession(built, { ...this.sessionConfig(), sessionOptions });
-      this.opts.log?.(`loaded ${key} (${((Date.now() - t0) / 1000).toFixed(2)} s)`);
-      return s;
-    }, (s) => s.release());
+    return this.get(
+      key,
+      async () => {
+        const t0 = Date.now();
+        const built = await build();
+        const s = await createSession(built, { ...this.sessionConfig(), sessionOptions });
+        this.opts.log?.(`loaded ${key} (${((Date.now() - t0) / 1000).toFixed(2)} s)`);
+        return s;
+      },
+      (s) => s.release(),
+    );
   }
 
   has(key: string): boolean {

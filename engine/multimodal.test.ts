@@ -29,13 +29,31 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-multimodal-'));
 let engine: Engine;
 
 beforeAll(async () => {
-  engine = createEngine({ modelsDir: path.join(tmp, 'none'), outputDir: path.join(tmp, 'out'), provider: 'cpu', userDataDir: path.join(tmp, 'user'), demo: true });
+  engine = createEngine({
+    modelsDir: path.join(tmp, 'none'),
+    outputDir: path.join(tmp, 'out'),
+    provider: 'cpu',
+    userDataDir: path.join(tmp, 'user'),
+    demo: true,
+  });
   // Masks: all transparent (mask 1 everywhere) and left half transparent.
   const px = (f: (x: number) => number) => Buffer.from(Array.from({ length: 64 * 64 }, (_, i) => [128, 128, 128, f(i % 64)]).flat());
-  await sharp(px(() => 0), { raw: { width: 64, height: 64, channels: 4 } }).png().toFile(path.join(tmp, 'clear.png'));
-  await sharp(px((x) => (x < 32 ? 0 : 255)), { raw: { width: 64, height: 64, channels: 4 } }).png().toFile(path.join(tmp, 'half.png'));
+  await sharp(
+    px(() => 0),
+    { raw: { width: 64, height: 64, channels: 4 } },
+  )
+    .png()
+    .toFile(path.join(tmp, 'clear.png'));
+  await sharp(
+    px((x) => (x < 32 ? 0 : 255)),
+    { raw: { width: 64, height: 64, channels: 4 } },
+  )
+    .png()
+    .toFile(path.join(tmp, 'half.png'));
 });
-afterAll(async () => { await engine.close(); });
+afterAll(async () => {
+  await engine.close();
+});
 
 const link = (wf: Workflow, a: string, ap: string, b: string, bp: string) => wf.edges.push({ from: { node: a, port: ap }, to: { node: b, port: bp } });
 const params = (wf: Workflow, id: string) => wf.nodes.find((n) => n.id === id)!.params;
@@ -65,7 +83,11 @@ function toImg2img(wf: Workflow, denoise: number, maskPng?: string): Workflow {
 /** Runs a workflow and returns the sampler's latent. */
 async function sample(wf: Workflow): Promise<LatentValue> {
   let latent: LatentValue | undefined;
-  const r = await engine.run(wf, { onNodeOutputs: (node, out) => { if (node === 'sampler') latent = out.latent as LatentValue; } });
+  const r = await engine.run(wf, {
+    onNodeOutputs: (node, out) => {
+      if (node === 'sampler') latent = out.latent as LatentValue;
+    },
+  });
   expect(r.errors ?? [], JSON.stringify(r.errors)).toEqual([]);
   expect(r.error ?? '').toBe('');
   return latent!;
@@ -92,13 +114,22 @@ describe('λ per block', () => {
     expect(r.ok).toBe(false);
     expect(r.error).toMatch(/3 numbers, but this UNet has 11 cross-attention layers/);
     Object.assign(params(wf, 'apply'), { layer_weights: 'one' });
-    expect(engine.validate(wf)).toEqual([expect.objectContaining({ node: 'apply', param: 'layer_weights', message: expect.stringMatching(/"one" is not a number/) })]);
+    expect(engine.validate(wf)).toEqual([
+      expect.objectContaining({ node: 'apply', param: 'layer_weights', message: expect.stringMatching(/"one" is not a number/) }),
+    ]);
   });
 });
 
 describe('negative image prompt', () => {
   it('its tokens replace the unconditional image tokens', () => {
-    const tok = (v: number): IpTokensValue => ({ kind: 'IP_TOKENS', adapterPath: 'a', tokens: 4, dim: 2, cond: new Float32Array(8).fill(v), uncond: new Float32Array(8) });
+    const tok = (v: number): IpTokensValue => ({
+      kind: 'IP_TOKENS',
+      adapterPath: 'a',
+      tokens: 4,
+      dim: 2,
+      cond: new Float32Array(8).fill(v),
+      uncond: new Float32Array(8),
+    });
     const adapter = { kind: 'IP_ADAPTER' as const, path: 'a', adapterKind: 'base' as const, tokensPerImage: 4, crossDim: 2 };
     const t = imageTokens([{ adapter, tokens: tok(1), negative: tok(-3), scale: 1, start: 0, end: 1 }])!;
     expect(Array.from(t.cond)).toEqual(Array(8).fill(1));
@@ -120,7 +151,11 @@ describe('negative image prompt', () => {
       link(wf, 'neg_projection', 'tokens', 'apply', 'negative');
       return wf;
     };
-    const plain = (cfg: number) => { const wf = base(); params(wf, 'sampler').cfg = cfg; return wf; };
+    const plain = (cfg: number) => {
+      const wf = base();
+      params(wf, 'sampler').cfg = cfg;
+      return wf;
+    };
     expect((await sample(withNeg(7.5))).samples).not.toEqual((await sample(plain(7.5))).samples);
     expect((await sample(withNeg(1))).samples).toEqual((await sample(plain(1))).samples);
   });
@@ -138,7 +173,10 @@ describe('inpainting with the image prompt', () => {
     let init: LatentValue | undefined;
     let out: LatentValue | undefined;
     const r = await engine.run(toImg2img(base(), 0.6, path.join(tmp, 'half.png')), {
-      onNodeOutputs: (node, o) => { if (node === 'encode') init = o.latent as LatentValue; if (node === 'sampler') out = o.latent as LatentValue; },
+      onNodeOutputs: (node, o) => {
+        if (node === 'encode') init = o.latent as LatentValue;
+        if (node === 'sampler') out = o.latent as LatentValue;
+      },
     });
     expect(r.error ?? '').toBe('');
     const [, C, h, w] = out!.dims;
@@ -147,12 +185,13 @@ describe('inpainting with the image prompt', () => {
     for (let c = 0; c < C; c++) {
       for (let i = 0; i < h * w; i++) {
         const k = c * h * w + i;
-        if (i % w < w / 2) changed += out!.samples[k] !== init!.samples[k] ? 1 : 0; // transparent half: mask 1
+        if (i % w < w / 2)
+          changed += out!.samples[k] !== init!.samples[k] ? 1 : 0; // transparent half: mask 1
         else kept += out!.samples[k] === init!.samples[k] ? 1 : 0;
       }
     }
-    expect(kept).toBe(C * h * w / 2);
-    expect(changed).toBeGreaterThan(C * h * w / 2 * 0.99);
+    expect(kept).toBe((C * h * w) / 2);
+    expect(changed).toBeGreaterThan(((C * h * w) / 2) * 0.99);
   });
 
   it('a 9-channel inpainting UNet gets [latents, mask, masked image latents]; without a mask it is refused', async () => {
@@ -163,7 +202,10 @@ describe('inpainting with the image prompt', () => {
     for (const part of ['vae', 'text_encoder', 'tokenizer', 'scheduler', 'model_index.json']) fs.symlinkSync(path.join(demoCk, part), path.join(ck, part));
     const cfg = { ...DEMO_UNET_CONFIG, in_channels: 9 };
     fs.writeFileSync(path.join(ck, 'unet', 'config.json'), JSON.stringify(cfg));
-    fs.writeFileSync(path.join(ck, 'unet', 'diffusion_pytorch_model.safetensors'), randomSafetensors(unetParameterShapes(parseUNetConfig(cfg, 'inpainting')), 99));
+    fs.writeFileSync(
+      path.join(ck, 'unet', 'diffusion_pytorch_model.safetensors'),
+      randomSafetensors(unetParameterShapes(parseUNetConfig(cfg, 'inpainting')), 99),
+    );
     const half = await sample(toImg2img(base(2, { image: IMAGE, checkpoint: ck }), 1, path.join(tmp, 'half.png')));
     const clear = await sample(toImg2img(base(2, { image: IMAGE, checkpoint: ck }), 1, path.join(tmp, 'clear.png')));
     expect(half.samples).not.toEqual(clear.samples); // the mask channel reaches the UNet
@@ -186,15 +228,30 @@ describe('inpainting with the image prompt', () => {
 
 describe.skipIf(!haveFixtures)('IP-Adapter Plus through the engine (reference fixture)', () => {
   it('projects 16 tokens per image and samples with them', async () => {
-    const e = createEngine({ modelsDir: fixtures, outputDir: path.join(tmp, 'out-plus'), provider: 'cpu', userDataDir: path.join(tmp, 'user-plus'), demo: false });
+    const e = createEngine({
+      modelsDir: fixtures,
+      outputDir: path.join(tmp, 'out-plus'),
+      provider: 'cpu',
+      userDataDir: path.join(tmp, 'user-plus'),
+      demo: false,
+    });
     try {
       const wf = ipAdapterWorkflow({
-        image: IMAGE, steps: 2, output: 'preview', width: 64, height: 64,
-        checkpoint: path.join(fixtures, 'diffusers'), clipVision: path.join(fixtures, 'image_encoder'),
+        image: IMAGE,
+        steps: 2,
+        output: 'preview',
+        width: 64,
+        height: 64,
+        checkpoint: path.join(fixtures, 'diffusers'),
+        clipVision: path.join(fixtures, 'image_encoder'),
         ipAdapter: path.join(fixtures, 'ip-adapter-plus_sd15-tiny.safetensors'),
       });
       let tokens: IpTokensValue | undefined;
-      const r = await e.run(wf, { onNodeOutputs: (node, out) => { if (node === 'projection') tokens = out.tokens as IpTokensValue; } });
+      const r = await e.run(wf, {
+        onNodeOutputs: (node, out) => {
+          if (node === 'projection') tokens = out.tokens as IpTokensValue;
+        },
+      });
       expect(r.error ?? '').toBe('');
       expect(r.ok).toBe(true);
       expect(tokens!.tokens).toBe(16);

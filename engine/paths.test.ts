@@ -53,11 +53,25 @@ describe('output paths', () => {
 describe('model lists', () => {
   it('list safetensors and, where the loader reads them, .ckpt/.pt/.pth/.bin pickles; CLIP vision only safetensors', () => {
     const models = path.join(dir, 'models');
-    const put = (rel: string) => { fs.mkdirSync(path.dirname(path.join(models, rel)), { recursive: true }); fs.writeFileSync(path.join(models, rel), ''); };
+    const put = (rel: string) => {
+      fs.mkdirSync(path.dirname(path.join(models, rel)), { recursive: true });
+      fs.writeFileSync(path.join(models, rel), '');
+    };
     expect(modelsFolderEmpty(models)).toBe(true);
-    for (const f of ['checkpoints/a.safetensors', 'checkpoints/b.ckpt', 'checkpoints/notes.txt', 'vae/vae-ft-mse.pt', 'vae/sub/v.pth',
-      'ipadapter/ip-adapter_sd15_light_v11.bin', 'controlnet/control_v11p_sd15_canny.pth', 'clip_vision/model.safetensors', 'clip_vision/pytorch_model.bin',
-      'vae/sd-vae-ft-mse/config.json', 'vae/sd-vae-ft-mse/diffusion_pytorch_model.bin']) put(f);
+    for (const f of [
+      'checkpoints/a.safetensors',
+      'checkpoints/b.ckpt',
+      'checkpoints/notes.txt',
+      'vae/vae-ft-mse.pt',
+      'vae/sub/v.pth',
+      'ipadapter/ip-adapter_sd15_light_v11.bin',
+      'controlnet/control_v11p_sd15_canny.pth',
+      'clip_vision/model.safetensors',
+      'clip_vision/pytorch_model.bin',
+      'vae/sd-vae-ft-mse/config.json',
+      'vae/sd-vae-ft-mse/diffusion_pytorch_model.bin',
+    ])
+      put(f);
     const m = listModels(models);
     expect(m.checkpoints).toEqual(['a.safetensors', 'b.ckpt']);
     expect(m.vae).toEqual(['sd-vae-ft-mse', 'sub/v.pth', 'vae-ft-mse.pt']);
@@ -67,7 +81,7 @@ describe('model lists', () => {
     expect(modelsFolderEmpty(models)).toBe(false);
   });
 
-  it('a folder holding only pickles is not empty (no demo set over the user\'s models)', () => {
+  it("a folder holding only pickles is not empty (no demo set over the user's models)", () => {
     const models = path.join(dir, 'models-pickles');
     fs.mkdirSync(path.join(models, 'checkpoints'), { recursive: true });
     fs.writeFileSync(path.join(models, 'checkpoints', 'v1-5-pruned-emaonly.ckpt'), '');

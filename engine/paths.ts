@@ -14,10 +14,16 @@ import { inputsFileOf } from './image-refs.js';
 function isModelFolder(kind: ModelKind, dir: string): boolean {
   const has = (f: string) => fs.existsSync(path.join(dir, f));
   switch (kind) {
-    case 'checkpoints': return has('model_index.json') || has('unet');
-    case 'clip_vision': case 'controlnet': case 'vae': return has('config.json');
-    case 'tokenizers': return has('vocab.json');
-    default: return false;
+    case 'checkpoints':
+      return has('model_index.json') || has('unet');
+    case 'clip_vision':
+    case 'controlnet':
+    case 'vae':
+      return has('config.json');
+    case 'tokenizers':
+      return has('vocab.json');
+    default:
+      return false;
   }
 }
 
@@ -26,7 +32,11 @@ export class PathResolver {
    * @param workflowDir the folder of the workflow file (null: opened without one, e.g. in a browser)
    * @param inputsDir the user-data inputs folder, for `inputs/<file>` refs
    */
-  constructor(readonly modelsDir: string, readonly workflowDir: string | null = null, readonly inputsDir: string | null = null) {}
+  constructor(
+    readonly modelsDir: string,
+    readonly workflowDir: string | null = null,
+    readonly inputsDir: string | null = null,
+  ) {}
 
   /** Places a model param is looked up, in order. */
   modelCandidates(kind: ModelKind, name: string): string[] {
@@ -55,14 +65,16 @@ export class PathResolver {
   /** The first candidate that exists and is not a folder (validation refuses one that is not a regular file). */
   resolveImage(name: string): string | null {
     if (!name) return null;
-    return this.imageCandidates(name).find((p) => {
-      try {
-        const st = fs.statSync(p, { throwIfNoEntry: false });
-        return st !== undefined && !st.isDirectory();
-      } catch {
-        return false;
-      }
-    }) ?? null;
+    return (
+      this.imageCandidates(name).find((p) => {
+        try {
+          const st = fs.statSync(p, { throwIfNoEntry: false });
+          return st !== undefined && !st.isDirectory();
+        } catch {
+          return false;
+        }
+      }) ?? null
+    );
   }
 
   /** A sentence for a model param that resolves nowhere, with the near matches of the same kind in the models folder. */
@@ -72,7 +84,9 @@ export class PathResolver {
     const have = listModels(this.modelsDir)[kind] ?? [];
     if (!have.length) return `${base}; the models folder has no ${kind}`;
     const near = nearMatches(name, have);
-    return near.length ? `${base}; near matches in ${kind}: ${near.join(', ')}` : `${base}; no near match among the ${have.length} ${kind} in the models folder`;
+    return near.length
+      ? `${base}; near matches in ${kind}: ${near.join(', ')}`
+      : `${base}; no near match among the ${have.length} ${kind} in the models folder`;
   }
 
   /** "missing: <ref>" and where it was looked for (or why nowhere). */
@@ -86,7 +100,10 @@ export class PathResolver {
 
 /** A name reduced to what tells models apart: lower case, no folder, no extension, letters and digits only. */
 function modelKey(name: string): string {
-  return (name.split(/[\\/]/).pop() ?? name).toLowerCase().replace(/\.(safetensors|ckpt|pt|pth|bin)$/, '').replace(/[^a-z0-9]+/g, '');
+  return (name.split(/[\\/]/).pop() ?? name)
+    .toLowerCase()
+    .replace(/\.(safetensors|ckpt|pt|pth|bin)$/, '')
+    .replace(/[^a-z0-9]+/g, '');
 }
 
 /** Levenshtein distance (two rows). */
@@ -114,7 +131,11 @@ export function nearMatches(name: string, candidates: readonly string[], n = 3):
     if (key && want && (key.includes(want) || want.includes(key))) score = Math.min(score, 0.2 * (1 - Math.min(key.length, want.length) / longer) + 0.05);
     return { c, score };
   });
-  return scored.filter((s) => s.score < 0.4).sort((a, b) => a.score - b.score || a.c.localeCompare(b.c)).slice(0, n).map((s) => s.c);
+  return scored
+    .filter((s) => s.score < 0.4)
+    .sort((a, b) => a.score - b.score || a.c.localeCompare(b.c))
+    .slice(0, n)
+    .map((s) => s.c);
 }
 
 /**

@@ -5,7 +5,9 @@ import { addTextChunks, crc32, MAX_TEXT_CHUNK_BYTES, readChunks, readEmbeddedWor
 import { concatBytes, encodeChunk, PNG_SIGNATURE } from './png-chunks.js';
 
 async function tinyPng(): Promise<Buffer> {
-  return sharp(Buffer.alloc(4 * 4 * 3, 128), { raw: { width: 4, height: 4, channels: 3 } }).png().toBuffer();
+  return sharp(Buffer.alloc(4 * 4 * 3, 128), { raw: { width: 4, height: 4, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 describe('PNG text chunks', () => {
@@ -51,7 +53,9 @@ describe('PNG text chunks', () => {
       const head = type === 'zTXt' ? Buffer.from([0, 0]) : Buffer.from([0, 1, 0, 0, 0]);
       const chunks = readChunks(png);
       const body = chunks.slice(0, -1).map((c) => encodeChunk(c.type, c.data));
-      return Buffer.from(concatBytes([PNG_SIGNATURE, ...body, encodeChunk(type, concatBytes([Buffer.from(key, 'latin1'), head, bomb])), encodeChunk('IEND', new Uint8Array(0))]));
+      return Buffer.from(
+        concatBytes([PNG_SIGNATURE, ...body, encodeChunk(type, concatBytes([Buffer.from(key, 'latin1'), head, bomb])), encodeChunk('IEND', new Uint8Array(0))]),
+      );
     };
     // A key nobody reads is never inflated.
     const other = withChunk('zTXt', 'Comment');
@@ -60,12 +64,25 @@ describe('PNG text chunks', () => {
     expect(process.memoryUsage().rss - before).toBeLessThan(32 * 2 ** 20);
     expect(readEmbeddedWorkflow(other)).toBeNull();
     // The keys we read (ours, A1111's parameters, ComfyUI's workflow / prompt) stop at the cap, with a sentence.
-    for (const [type, key] of [['zTXt', WORKFLOW_CHUNK_KEY], ['iTXt', 'parameters'], ['zTXt', 'workflow'], ['iTXt', 'prompt']] as const) {
+    for (const [type, key] of [
+      ['zTXt', WORKFLOW_CHUNK_KEY],
+      ['iTXt', 'parameters'],
+      ['zTXt', 'workflow'],
+      ['iTXt', 'prompt'],
+    ] as const) {
       expect(() => readTextChunks(withChunk(type, key)), key).toThrow(new RegExp(`PNG text chunk "${key}" inflates to more than 16 MB`));
     }
     // Compressed text under the cap reads as before.
-    const small = Buffer.from(concatBytes([PNG_SIGNATURE, ...readChunks(png).slice(0, -1).map((c) => encodeChunk(c.type, c.data)),
-      encodeChunk('zTXt', concatBytes([Buffer.from('parameters', 'latin1'), Buffer.from([0, 0]), zlib.deflateSync(Buffer.from('a cat'))])), encodeChunk('IEND', new Uint8Array(0))]));
+    const small = Buffer.from(
+      concatBytes([
+        PNG_SIGNATURE,
+        ...readChunks(png)
+          .slice(0, -1)
+          .map((c) => encodeChunk(c.type, c.data)),
+        encodeChunk('zTXt', concatBytes([Buffer.from('parameters', 'latin1'), Buffer.from([0, 0]), zlib.deflateSync(Buffer.from('a cat'))])),
+        encodeChunk('IEND', new Uint8Array(0)),
+      ]),
+    );
     expect(readTextChunks(small)).toEqual({ parameters: 'a cat' });
   });
 });

@@ -5,8 +5,15 @@
  */
 import * as zlib from 'node:zlib';
 import {
-  addTextChunks as addChunks, decodeTextBody, MAX_TEXT_CHUNK_BYTES, READ_TEXT_KEYS, readChunks as chunksOf, textChunkParts,
-  textChunkTooLarge, WORKFLOW_CHUNK_KEY, type PngChunk as RawChunk,
+  addTextChunks as addChunks,
+  decodeTextBody,
+  MAX_TEXT_CHUNK_BYTES,
+  READ_TEXT_KEYS,
+  readChunks as chunksOf,
+  textChunkParts,
+  textChunkTooLarge,
+  WORKFLOW_CHUNK_KEY,
+  type PngChunk as RawChunk,
 } from './png-chunks.js';
 
 export { crc32, MAX_TEXT_CHUNK_BYTES, PARAMETERS_CHUNK_KEY, PNG_SIGNATURE, READ_TEXT_KEYS, WORKFLOW_CHUNK_KEY } from './png-chunks.js';

@@ -53,7 +53,10 @@ export function philox4x32(ctr: [number, number, number, number], key: [number, 
     const [hi1, lo1] = mulhilo(M1, c2);
     const n0 = (hi1 ^ c1 ^ k0) >>> 0;
     const n2 = (hi0 ^ c3 ^ k1) >>> 0;
-    c0 = n0; c1 = lo1; c2 = n2; c3 = lo0;
+    c0 = n0;
+    c1 = lo1;
+    c2 = n2;
+    c3 = lo0;
     k0 = (k0 + W0) >>> 0;
     k1 = (k1 + W1) >>> 0;
   }
@@ -97,7 +100,10 @@ export function philoxNoise(req: NoiseRequest): Float32Array {
   return philoxNormal(req.seed, PURPOSE_ID[req.purpose] * 65536 + (req.step ?? 0), n);
 }
 
-interface Stream { gen: TorchGenerator; drawn: number }
+interface Stream {
+  gen: TorchGenerator;
+  drawn: number;
+}
 const STREAMS_KEPT = 8;
 const streams = new Map<string, Stream>();
 

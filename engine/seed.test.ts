@@ -36,7 +36,8 @@ describe('seeds', () => {
 
 describe('workflow version 2', () => {
   const v1 = {
-    format: 'ipadapter-studio/workflow', version: 1,
+    format: 'ipadapter-studio/workflow',
+    version: 1,
     nodes: [
       { id: 's', type: 'ddim-sampler', params: { seed: 5, steps: 4 } },
       { id: 'e', type: 'vae-encode', params: { mode: 'sample' } },

@@ -28,7 +28,8 @@ export function seedProblem(v: unknown): string | null {
   if (typeof v === 'number') {
     if (!Number.isInteger(v)) return `must be a whole number, found ${v}`;
     if (v < 0) return `${v} is below 0 (seeds are integers in [0, 2^64))`;
-    if (!Number.isSafeInteger(v)) return `${v} is above 2^53 as a JSON number, which JavaScript has already rounded; write seeds from 2^53 up to 2^64 - 1 as a decimal string, e.g. "18446744073709551615"`;
+    if (!Number.isSafeInteger(v))
+      return `${v} is above 2^53 as a JSON number, which JavaScript has already rounded; write seeds from 2^53 up to 2^64 - 1 as a decimal string, e.g. "18446744073709551615"`;
     return null;
   }
   if (typeof v === 'string') {

@@ -9,22 +9,85 @@ import { validateWorkflow } from './validate.js';
 import { parseWorkflow } from './workflow.js';
 
 const specs = new Map<string, NodeSpec>([
-  ['src', { type: 'src', title: 'Source', category: 't', description: '', inputs: [], outputs: [{ name: 'latent', type: 'LATENT' }, { name: 'image', type: 'IMAGE' }], params: [
-    { name: 'n', kind: 'number', default: 1, min: 0, max: 10, integer: true },
-    { name: 'mode', kind: 'enum', default: 'a', options: ['a', 'b'] },
-    { name: 'flag', kind: 'boolean', default: false },
-  ] }],
-  ['mid', { type: 'mid', title: 'Middle', category: 't', description: '', inputs: [{ name: 'latent', type: 'LATENT' }, { name: 'extra', type: 'LATENT', optional: true }], outputs: [{ name: 'latent', type: 'LATENT' }], params: [] }],
-  ['sink', { type: 'sink', title: 'Sink', category: 't', description: '', inputs: [{ name: 'image', type: 'IMAGE' }], outputs: [], params: [{ name: 'filename_prefix', kind: 'string', default: 'x', outputPrefix: true }], output: true }],
-  ['ckpt', { type: 'ckpt', title: 'Loader', category: 't', description: '', inputs: [], outputs: [{ name: 'image', type: 'IMAGE' }], params: [{ name: 'file', kind: 'file', modelKind: 'checkpoints', default: 'a.safetensors' }, { name: 'img', kind: 'image', default: '' }] }],
+  [
+    'src',
+    {
+      type: 'src',
+      title: 'Source',
+      category: 't',
+      description: '',
+      inputs: [],
+      outputs: [
+        { name: 'latent', type: 'LATENT' },
+        { name: 'image', type: 'IMAGE' },
+      ],
+      params: [
+        { name: 'n', kind: 'number', default: 1, min: 0, max: 10, integer: true },
+        { name: 'mode', kind: 'enum', default: 'a', options: ['a', 'b'] },
+        { name: 'flag', kind: 'boolean', default: false },
+      ],
+    },
+  ],
+  [
+    'mid',
+    {
+      type: 'mid',
+      title: 'Middle',
+      category: 't',
+      description: '',
+      inputs: [
+        { name: 'latent', type: 'LATENT' },
+        { name: 'extra', type: 'LATENT', optional: true },
+      ],
+      outputs: [{ name: 'latent', type: 'LATENT' }],
+      params: [],
+    },
+  ],
+  [
+    'sink',
+    {
+      type: 'sink',
+      title: 'Sink',
+      category: 't',
+      description: '',
+      inputs: [{ name: 'image', type: 'IMAGE' }],
+      outputs: [],
+      params: [{ name: 'filename_prefix', kind: 'string', default: 'x', outputPrefix: true }],
+      output: true,
+    },
+  ],
+  [
+    'ckpt',
+    {
+      type: 'ckpt',
+      title: 'Loader',
+      category: 't',
+      description: '',
+      inputs: [],
+      outputs: [{ name: 'image', type: 'IMAGE' }],
+      params: [
+        { name: 'file', kind: 'file', modelKind: 'checkpoints', default: 'a.safetensors' },
+        { name: 'img', kind: 'image', default: '' },
+      ],
+    },
+  ],
 ]);
 
 const wf = (nodes: Workflow['nodes'], edges: [string, string, string, string][]): Workflow => ({
-  format: 'ipadapter-studio/workflow', version: 1, nodes,
+  format: 'ipadapter-studio/workflow',
+  version: 1,
+  nodes,
   edges: edges.map(([a, ap, b, bp]) => ({ from: { node: a, port: ap }, to: { node: b, port: bp } })),
 });
 const n = (id: string, type: string, params: Record<string, number | string | boolean> = {}) => ({ id, type, params });
-const ok = () => wf([n('s', 'src'), n('m', 'mid'), n('o', 'sink')], [['s', 'latent', 'm', 'latent'], ['s', 'image', 'o', 'image']]);
+const ok = () =>
+  wf(
+    [n('s', 'src'), n('m', 'mid'), n('o', 'sink')],
+    [
+      ['s', 'latent', 'm', 'latent'],
+      ['s', 'image', 'o', 'image'],
+    ],
+  );
 
 describe('validateWorkflow', () => {
   it('accepts a valid graph', () => {
@@ -41,27 +104,60 @@ describe('validateWorkflow', () => {
   });
 
   it('reports unknown output and input ports', () => {
-    const e = validateWorkflow(wf([n('s', 'src'), n('m', 'mid'), n('o', 'sink')], [['s', 'lat', 'm', 'latent'], ['s', 'image', 'o', 'img']]), specs);
+    const e = validateWorkflow(
+      wf(
+        [n('s', 'src'), n('m', 'mid'), n('o', 'sink')],
+        [
+          ['s', 'lat', 'm', 'latent'],
+          ['s', 'image', 'o', 'img'],
+        ],
+      ),
+      specs,
+    );
     expect(e.find((x) => x.node === 's' && x.port === 'lat')?.message).toMatch(/unknown output port "lat"/);
     expect(e.find((x) => x.node === 'o' && x.port === 'img')?.message).toMatch(/unknown input port "img"/);
   });
 
-  it('reports a port type mismatch with canConnect\'s reason', () => {
-    const e = validateWorkflow(wf([n('s', 'src'), n('m', 'mid'), n('o', 'sink')], [['s', 'image', 'm', 'latent'], ['s', 'image', 'o', 'image']]), specs);
+  it("reports a port type mismatch with canConnect's reason", () => {
+    const e = validateWorkflow(
+      wf(
+        [n('s', 'src'), n('m', 'mid'), n('o', 'sink')],
+        [
+          ['s', 'image', 'm', 'latent'],
+          ['s', 'image', 'o', 'image'],
+        ],
+      ),
+      specs,
+    );
     expect(e).toHaveLength(1);
     expect(e[0]).toMatchObject({ node: 'm', port: 'latent' });
     expect(e[0].message).toMatch(/IMAGE output cannot feed a LATENT input/);
   });
 
   it('reports a cycle, naming its nodes', () => {
-    const w = wf([n('s', 'src'), n('a', 'mid'), n('b', 'mid'), n('o', 'sink')], [['s', 'latent', 'a', 'latent'], ['a', 'latent', 'b', 'latent'], ['b', 'latent', 'a', 'extra'], ['s', 'image', 'o', 'image']]);
+    const w = wf(
+      [n('s', 'src'), n('a', 'mid'), n('b', 'mid'), n('o', 'sink')],
+      [
+        ['s', 'latent', 'a', 'latent'],
+        ['a', 'latent', 'b', 'latent'],
+        ['b', 'latent', 'a', 'extra'],
+        ['s', 'image', 'o', 'image'],
+      ],
+    );
     const e = validateWorkflow(w, specs);
     expect(e).toHaveLength(1);
     expect(e[0].message).toMatch(/a, b form a cycle/);
   });
 
   it('reports a self-link', () => {
-    const w = wf([n('s', 'src'), n('a', 'mid'), n('o', 'sink')], [['s', 'latent', 'a', 'latent'], ['a', 'latent', 'a', 'extra'], ['s', 'image', 'o', 'image']]);
+    const w = wf(
+      [n('s', 'src'), n('a', 'mid'), n('o', 'sink')],
+      [
+        ['s', 'latent', 'a', 'latent'],
+        ['a', 'latent', 'a', 'extra'],
+        ['s', 'image', 'o', 'image'],
+      ],
+    );
     expect(validateWorkflow(w, specs)[0].message).toMatch(/cannot feed itself/);
   });
 
@@ -137,12 +233,23 @@ describe('validateWorkflow', () => {
 
 describe('parseWorkflow', () => {
   it('migrates version 0 (links, position) to the current version', () => {
-    const r = parseWorkflow({ version: 0, nodes: [{ id: 'a', type: 'src', params: {}, position: [10, 20] }, { id: 'b', type: 'sink' }], links: [['a', 'image', 'b', 'image']] });
+    const r = parseWorkflow({
+      version: 0,
+      nodes: [
+        { id: 'a', type: 'src', params: {}, position: [10, 20] },
+        { id: 'b', type: 'sink' },
+      ],
+      links: [['a', 'image', 'b', 'image']],
+    });
     expect(r.errors).toEqual([]);
     expect(r.migratedFrom).toBe(0);
     expect(r.workflow).toEqual({
-      format: 'ipadapter-studio/workflow', version: 2,
-      nodes: [{ id: 'a', type: 'src', params: {}, ui: { x: 10, y: 20 } }, { id: 'b', type: 'sink', params: {} }],
+      format: 'ipadapter-studio/workflow',
+      version: 2,
+      nodes: [
+        { id: 'a', type: 'src', params: {}, ui: { x: 10, y: 20 } },
+        { id: 'b', type: 'sink', params: {} },
+      ],
       edges: [{ from: { node: 'a', port: 'image' }, to: { node: 'b', port: 'image' } }],
     });
   });

@@ -117,8 +117,12 @@ export function validateWorkflow(wf: Workflow, specs: Map<string, NodeSpec>, opt
         // A model is a file or a folder, an image a file; a FIFO or device would block the loader's open.
         const found = climbsOut(v) ? null : p.kind === 'file' ? opts.paths.resolveModel(p.modelKind, v) : opts.paths.resolveImage(v);
         const bad = climbsOut(v)
-          ? `"${v}" climbs out of the folder it is looked up in (..); name a file inside the ${p.kind === 'file' ? 'models folder' : 'workflow\'s folder or the inputs folder'}, or its absolute path`
-          : found ? notRegularFile(found, p.kind === 'file') : p.kind === 'file' ? opts.paths.missingModel(p.modelKind, v) : opts.paths.missingImage(v);
+          ? `"${v}" climbs out of the folder it is looked up in (..); name a file inside the ${p.kind === 'file' ? 'models folder' : "workflow's folder or the inputs folder"}, or its absolute path`
+          : found
+            ? notRegularFile(found, p.kind === 'file')
+            : p.kind === 'file'
+              ? opts.paths.missingModel(p.modelKind, v)
+              : opts.paths.missingImage(v);
         if (bad) errors.push({ node: n.id, param: p.name, message: `${title(n)}: ${bad}` });
       }
       if (p.kind === 'string' && p.outputPrefix) {
@@ -138,8 +142,14 @@ export function validateWorkflow(wf: Workflow, specs: Map<string, NodeSpec>, opt
     const a = byId.get(e.from.node);
     const b = byId.get(e.to.node);
     const where = `${e.from.node}.${e.from.port} -> ${e.to.node}.${e.to.port}`;
-    if (!a) { errors.push({ node: e.to.node, port: e.to.port, message: `edge ${where}: no node "${e.from.node}"` }); continue; }
-    if (!b) { errors.push({ node: e.from.node, port: e.from.port, message: `edge ${where}: no node "${e.to.node}"` }); continue; }
+    if (!a) {
+      errors.push({ node: e.to.node, port: e.to.port, message: `edge ${where}: no node "${e.from.node}"` });
+      continue;
+    }
+    if (!b) {
+      errors.push({ node: e.from.node, port: e.from.port, message: `edge ${where}: no node "${e.to.node}"` });
+      continue;
+    }
     succ.set(a.id, [...(succ.get(a.id) ?? []), b.id]);
     const sa = specs.get(a.type);
     const sb = specs.get(b.type);
@@ -151,18 +161,32 @@ export function validateWorkflow(wf: Workflow, specs: Map<string, NodeSpec>, opt
     }
     const out = sa.outputs.find((p) => p.name === e.from.port);
     const inp = sb.inputs.find((p) => p.name === e.to.port);
-    if (!out) errors.push({ node: a.id, port: e.from.port, message: `${title(a)}: unknown output port "${e.from.port}" (outputs: ${sa.outputs.map((p) => p.name).join(', ') || 'none'})` });
-    if (!inp) errors.push({ node: b.id, port: e.to.port, message: `${title(b)}: unknown input port "${e.to.port}" (inputs: ${sb.inputs.map((p) => p.name).join(', ') || 'none'})` });
+    if (!out)
+      errors.push({
+        node: a.id,
+        port: e.from.port,
+        message: `${title(a)}: unknown output port "${e.from.port}" (outputs: ${sa.outputs.map((p) => p.name).join(', ') || 'none'})`,
+      });
+    if (!inp)
+      errors.push({
+        node: b.id,
+        port: e.to.port,
+        message: `${title(b)}: unknown input port "${e.to.port}" (inputs: ${sb.inputs.map((p) => p.name).join(', ') || 'none'})`,
+      });
     if (!out || !inp) continue;
     const key = `${b.id}\0${inp.name}`;
-    if (fed.has(key)) errors.push({ node: b.id, port: inp.name, message: `${title(b)}: input "${inp.name}" has more than one incoming edge (${fed.get(key)} and ${a.id})` });
+    if (fed.has(key))
+      errors.push({ node: b.id, port: inp.name, message: `${title(b)}: input "${inp.name}" has more than one incoming edge (${fed.get(key)} and ${a.id})` });
     fed.set(key, a.id);
     // Cycles are reported once, below, for the whole graph; here self-link and type.
     const v = canConnect({ node: a.id, port: out.name, type: out.type }, { node: b.id, port: inp.name, type: inp.type }, () => false);
     if (!v.ok) errors.push({ node: b.id, port: inp.name, message: `${title(b)}: input "${inp.name}": ${v.reason}` });
   }
 
-  for (const cyc of findCycles(wf.nodes.map((n) => n.id), succ)) {
+  for (const cyc of findCycles(
+    wf.nodes.map((n) => n.id),
+    succ,
+  )) {
     if (cyc.length === 1) continue; // self-link, reported by canConnect
     const path = [...cyc, cyc[0]].join(' -> ');
     errors.push({ node: cyc[0], message: `nodes ${cyc.join(', ')} form a cycle (${path}); a workflow must flow one way` });

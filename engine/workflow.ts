@@ -89,7 +89,6 @@ const MIGRATIONS: Record<number, (doc: Json) => Json> = {
   },
 };
 
-
 /**
  * Checks the document's shape and migrates it to the current version. Graph semantics (node
  * types, ports, params, cycles) are checked by `validateWorkflow` afterwards.
@@ -107,14 +106,27 @@ export function parseWorkflow(input: unknown): ParsedWorkflow {
   }
   if (!isObj(doc)) return { workflow: null, errors: [{ message: 'the workflow must be a JSON object' }] };
   if (doc.format !== undefined && doc.format !== WORKFLOW_FORMAT) {
-    return { workflow: null, errors: [{ message: `this is not an IP-Adapter Studio workflow: format is ${JSON.stringify(doc.format)}, expected "${WORKFLOW_FORMAT}"` }] };
+    return {
+      workflow: null,
+      errors: [{ message: `this is not an IP-Adapter Studio workflow: format is ${JSON.stringify(doc.format)}, expected "${WORKFLOW_FORMAT}"` }],
+    };
   }
   const version = doc.version;
   if (typeof version !== 'number' || !Number.isInteger(version) || version < 0) {
-    return { workflow: null, errors: [{ message: `the workflow has no valid "version" (found ${JSON.stringify(version)}); expected an integer, currently ${WORKFLOW_VERSION}` }] };
+    return {
+      workflow: null,
+      errors: [{ message: `the workflow has no valid "version" (found ${JSON.stringify(version)}); expected an integer, currently ${WORKFLOW_VERSION}` }],
+    };
   }
   if (version > WORKFLOW_VERSION) {
-    return { workflow: null, errors: [{ message: `the workflow is version ${version}, saved by a newer IP-Adapter Studio; this build reads versions up to ${WORKFLOW_VERSION}. Update the app to open it.` }] };
+    return {
+      workflow: null,
+      errors: [
+        {
+          message: `the workflow is version ${version}, saved by a newer IP-Adapter Studio; this build reads versions up to ${WORKFLOW_VERSION}. Update the app to open it.`,
+        },
+      ],
+    };
   }
   if (version >= 1 && doc.format === undefined) {
     return { workflow: null, errors: [{ message: `the workflow has no "format" field (expected "${WORKFLOW_FORMAT}")` }] };

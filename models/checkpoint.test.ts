@@ -9,11 +9,17 @@ import { unetParameterShapes } from './unet.js';
 import { parseUNetConfig, type UNetConfig } from './unet-config.js';
 import { fixtureFolder } from '../test/helpers/fixtures.js';
 
-const tinyConfig = (cross: number, linearProj = false): UNetConfig => parseUNetConfig({
-  block_out_channels: [32, 64], layers_per_block: 1, attention_head_dim: 8, norm_num_groups: 32, cross_attention_dim: cross,
-  down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'], up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D'],
-  use_linear_projection: linearProj,
-});
+const tinyConfig = (cross: number, linearProj = false): UNetConfig =>
+  parseUNetConfig({
+    block_out_channels: [32, 64],
+    layers_per_block: 1,
+    attention_head_dim: 8,
+    norm_num_groups: 32,
+    cross_attention_dim: cross,
+    down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'],
+    up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D'],
+    use_linear_projection: linearProj,
+  });
 
 /** Zero-filled tensors (only keys and shapes matter to detection). */
 function zeros(shapes: Iterable<[string, number[]]>): Record<string, TensorToWrite> {
@@ -35,16 +41,30 @@ describe('detectCheckpoint', () => {
     fs.writeFileSync(p, encodeSafetensors(t));
     return p;
   };
-  beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-test-')); });
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-test-'));
+  });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('reads an SD1.5-family single file: widths and depths from shapes', () => {
-    const file = write('sd15.safetensors', ldmTensors(tinyConfig(768), [['first_stage_model.decoder.conv_in.weight', [4]], ['cond_stage_model.transformer.text_model.final_layer_norm.weight', [4]]]));
+    const file = write(
+      'sd15.safetensors',
+      ldmTensors(tinyConfig(768), [
+        ['first_stage_model.decoder.conv_in.weight', [4]],
+        ['cond_stage_model.transformer.text_model.final_layer_norm.weight', [4]],
+      ]),
+    );
     const d = detectCheckpoint(file);
     expect(d).toMatchObject({ family: 'sd15', layout: 'ldm', hasVae: true, hasTextEncoder: true });
     expect(d.unet).toMatchObject({
-      inChannels: 4, outChannels: 4, blockOutChannels: [32, 64], layersPerBlock: 1, crossAttentionDim: 768,
-      downBlockTypes: ['CrossAttnDownBlock2D', 'DownBlock2D'], upBlockTypes: ['UpBlock2D', 'CrossAttnUpBlock2D'], hasMidBlock: true,
+      inChannels: 4,
+      outChannels: 4,
+      blockOutChannels: [32, 64],
+      layersPerBlock: 1,
+      crossAttentionDim: 768,
+      downBlockTypes: ['CrossAttnDownBlock2D', 'DownBlock2D'],
+      upBlockTypes: ['UpBlock2D', 'CrossAttnUpBlock2D'],
+      hasMidBlock: true,
     });
     const loaded = loadCheckpoint(file);
     expect(loaded.unet.config.numAttentionHeads).toEqual([8, 8]); // SD1.5 standard values for what shapes cannot tell
@@ -68,13 +88,21 @@ describe('detectCheckpoint', () => {
     const a = write('sd2-a.safetensors', ldmTensors(tinyConfig(1024, true), [['cond_stage_model.model.ln_final.weight', [4]]]));
     expect(() => detectCheckpoint(a)).toThrow(/sd2-a\.safetensors is a Stable Diffusion 2\.x checkpoint.*OpenCLIP/);
     const b = write('sd2-b.safetensors', ldmTensors(tinyConfig(1024, true)));
-    expect(() => detectCheckpoint(b)).toThrow(/sd2-b\.safetensors has a 1024-wide cross-attention context and linear transformer projections, as Stable Diffusion 2\.x does/);
+    expect(() => detectCheckpoint(b)).toThrow(
+      /sd2-b\.safetensors has a 1024-wide cross-attention context and linear transformer projections, as Stable Diffusion 2\.x does/,
+    );
   });
 
   it('refuses unknown files, naming them and what was found', () => {
     const a = write('random.safetensors', zeros([['foo.bar', [2]]]));
     expect(() => detectCheckpoint(a)).toThrow(/random\.safetensors is not a Stable Diffusion 1\.5 checkpoint: no UNet found.*foo\.bar/);
-    const b = write('adapter.safetensors', zeros([['image_proj.proj.weight', [2, 2]], ['ip_adapter.1.to_k_ip.weight', [2, 2]]]));
+    const b = write(
+      'adapter.safetensors',
+      zeros([
+        ['image_proj.proj.weight', [2, 2]],
+        ['ip_adapter.1.to_k_ip.weight', [2, 2]],
+      ]),
+    );
     expect(() => detectCheckpoint(b)).toThrow(/adapter\.safetensors is an IP-Adapter/);
     // A torch.save pickle is read (models/pickle.ts); a VAE-only one is named as such.
     expect(() => detectCheckpoint('/work/shared/fixtures/model-files/pickles/vae-ft-mse-tiny.ckpt')).toThrow(/vae-ft-mse-tiny\.ckpt holds only a VAE/);
@@ -84,11 +112,19 @@ describe('detectCheckpoint', () => {
     const file = write('sd15-b.safetensors', ldmTensors(tinyConfig(768)));
     const cfgDir = path.join(dir, 'cfg');
     fs.mkdirSync(path.join(cfgDir, 'unet'), { recursive: true });
-    fs.writeFileSync(path.join(cfgDir, 'unet', 'config.json'), JSON.stringify({
-      block_out_channels: [32, 32], layers_per_block: 1, cross_attention_dim: 768,
-      down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'], up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D'],
-    }));
-    expect(() => loadCheckpoint(file, { configDir: cfgDir })).toThrow(/sd15-b\.safetensors does not match the config .*block_out_channels: \[32,64\] in the file, \[32,32\] in the config/);
+    fs.writeFileSync(
+      path.join(cfgDir, 'unet', 'config.json'),
+      JSON.stringify({
+        block_out_channels: [32, 32],
+        layers_per_block: 1,
+        cross_attention_dim: 768,
+        down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'],
+        up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D'],
+      }),
+    );
+    expect(() => loadCheckpoint(file, { configDir: cfgDir })).toThrow(
+      /sd15-b\.safetensors does not match the config .*block_out_channels: \[32,64\] in the file, \[32,32\] in the config/,
+    );
   });
 });
 
@@ -103,7 +139,9 @@ describe.skipIf(!fs.existsSync(path.join(fixtures, 'checkpoint-ldm.safetensors')
       expect(r.shape).toEqual(diff.get(k).shape);
       used.add(r.key);
     }
-    const ldmUnetKeys = SafetensorsFile.open(ldm.source.path).keys().filter((k) => k.startsWith('model.diffusion_model.'));
+    const ldmUnetKeys = SafetensorsFile.open(ldm.source.path)
+      .keys()
+      .filter((k) => k.startsWith('model.diffusion_model.'));
     expect(used.size).toBe(ldmUnetKeys.length);
   });
 });

@@ -18,7 +18,10 @@ import { LDM_UNET_PREFIX, LdmUNetWeights } from './keymaps/ldm-unet.js';
 
 /** A file or folder that is not an SD1.5-family checkpoint, explained for a person. */
 export class CheckpointError extends Error {
-  constructor(readonly file: string, message: string) {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'CheckpointError';
   }
@@ -64,17 +67,29 @@ function refuseByKeys(file: string, keys: string[]): void {
   const any = (p: string) => keys.some((k) => k.startsWith(p));
   const name = base(file);
   if (any('conditioner.embedders.')) {
-    throw new CheckpointError(file, `${name} is an SDXL checkpoint (it has conditioner.embedders.* text encoders); this loader handles Stable Diffusion 1.5-family checkpoints only.`);
+    throw new CheckpointError(
+      file,
+      `${name} is an SDXL checkpoint (it has conditioner.embedders.* text encoders); this loader handles Stable Diffusion 1.5-family checkpoints only.`,
+    );
   }
   if (any(`${LDM_UNET_PREFIX}label_emb.`) || any('add_embedding.')) {
-    throw new CheckpointError(file, `${name} looks like an SDXL UNet (it has ${any('add_embedding.') ? 'add_embedding.*' : 'model.diffusion_model.label_emb.*'} size/time conditioning); this loader handles Stable Diffusion 1.5-family checkpoints only.`);
+    throw new CheckpointError(
+      file,
+      `${name} looks like an SDXL UNet (it has ${any('add_embedding.') ? 'add_embedding.*' : 'model.diffusion_model.label_emb.*'} size/time conditioning); this loader handles Stable Diffusion 1.5-family checkpoints only.`,
+    );
   }
   if (any('cond_stage_model.model.')) {
-    throw new CheckpointError(file, `${name} is a Stable Diffusion 2.x checkpoint (its text encoder is OpenCLIP, cond_stage_model.model.*); this loader handles Stable Diffusion 1.5-family checkpoints only.`);
+    throw new CheckpointError(
+      file,
+      `${name} is a Stable Diffusion 2.x checkpoint (its text encoder is OpenCLIP, cond_stage_model.model.*); this loader handles Stable Diffusion 1.5-family checkpoints only.`,
+    );
   }
-  if (any('control_model.')) throw new CheckpointError(file, `${name} is a ControlNet (control_model.*), not a Stable Diffusion checkpoint; load it with the ControlNet loader.`);
-  if (any('image_proj.') || any('ip_adapter.')) throw new CheckpointError(file, `${name} is an IP-Adapter, not a Stable Diffusion checkpoint; load it with the IP-Adapter loader.`);
-  if (any('lora_unet_') || keys.some((k) => k.includes('.lora_'))) throw new CheckpointError(file, `${name} is a LoRA, not a full Stable Diffusion checkpoint.`);
+  if (any('control_model.'))
+    throw new CheckpointError(file, `${name} is a ControlNet (control_model.*), not a Stable Diffusion checkpoint; load it with the ControlNet loader.`);
+  if (any('image_proj.') || any('ip_adapter.'))
+    throw new CheckpointError(file, `${name} is an IP-Adapter, not a Stable Diffusion checkpoint; load it with the IP-Adapter loader.`);
+  if (any('lora_unet_') || keys.some((k) => k.includes('.lora_')))
+    throw new CheckpointError(file, `${name} is a LoRA, not a full Stable Diffusion checkpoint.`);
 }
 
 /** Reads the SD UNet structure from shapes; `get(k)` answers names relative to the UNet root in LDM naming. */
@@ -91,7 +106,10 @@ function ldmStructure(file: string, has: (k: string) => boolean, get: (k: string
   const levels = downsamplers.length + 1;
   const layers = n / levels - 1;
   if (!Number.isInteger(layers) || layers < 1 || downsamplers.some((d, j) => d !== (j + 1) * (layers + 1))) {
-    throw new CheckpointError(file, `${name}: the UNet's input_blocks (${n} entries, downsamplers at ${downsamplers.join(', ')}) do not form the SD1.5 layout of equal blocks`);
+    throw new CheckpointError(
+      file,
+      `${name}: the UNet's input_blocks (${n} entries, downsamplers at ${downsamplers.join(', ')}) do not form the SD1.5 layout of equal blocks`,
+    );
   }
   const inChannels = dim('input_blocks.0.0.weight', 1); // (C0, Cin, 3, 3)
   const blockOut: number[] = [];
@@ -114,11 +132,19 @@ function ldmStructure(file: string, has: (k: string) => boolean, get: (k: string
   }
   const upTypes: string[] = [];
   for (let b = 0; b < levels; b++) upTypes.push(has(`output_blocks.${b * (layers + 1)}.1.proj_in.weight`) ? 'CrossAttnUpBlock2D' : 'UpBlock2D');
-  if (!cross) throw new CheckpointError(file, `${name}: the UNet has no cross-attention layers (attn2.to_k); it is not a text-conditioned Stable Diffusion UNet`);
+  if (!cross)
+    throw new CheckpointError(file, `${name}: the UNet has no cross-attention layers (attn2.to_k); it is not a text-conditioned Stable Diffusion UNet`);
   return {
-    inChannels, outChannels: dim('out.2.weight', 0), blockOutChannels: blockOut, layersPerBlock: layers,
-    crossAttentionDim: cross, downBlockTypes: downTypes, upBlockTypes: upTypes, transformerLayersPerBlock: depths,
-    useLinearProjection: linearProj, hasMidBlock: has('middle_block.1.proj_in.weight'),
+    inChannels,
+    outChannels: dim('out.2.weight', 0),
+    blockOutChannels: blockOut,
+    layersPerBlock: layers,
+    crossAttentionDim: cross,
+    downBlockTypes: downTypes,
+    upBlockTypes: upTypes,
+    transformerLayersPerBlock: depths,
+    useLinearProjection: linearProj,
+    hasMidBlock: has('middle_block.1.proj_in.weight'),
   };
 }
 
@@ -148,9 +174,16 @@ function diffusersStructure(file: string, st: SafetensorsFile): DetectedCheckpoi
   }
   if (!cross) throw new CheckpointError(file, `${base(file)}: the UNet has no cross-attention layers; it is not a text-conditioned Stable Diffusion UNet`);
   return {
-    inChannels: dim('conv_in.weight', 1), outChannels: dim('conv_out.weight', 0), blockOutChannels: blockOut,
-    layersPerBlock: layers, crossAttentionDim: cross, downBlockTypes: downTypes, upBlockTypes: upTypes,
-    transformerLayersPerBlock: depths, useLinearProjection: linearProj, hasMidBlock: st.has('mid_block.attentions.0.proj_in.weight'),
+    inChannels: dim('conv_in.weight', 1),
+    outChannels: dim('conv_out.weight', 0),
+    blockOutChannels: blockOut,
+    layersPerBlock: layers,
+    crossAttentionDim: cross,
+    downBlockTypes: downTypes,
+    upBlockTypes: upTypes,
+    transformerLayersPerBlock: depths,
+    useLinearProjection: linearProj,
+    hasMidBlock: st.has('mid_block.attentions.0.proj_in.weight'),
   };
 }
 
@@ -176,10 +209,16 @@ function refuseByStructure(file: string, u: DetectedCheckpoint['unet']): void {
   const name = base(file);
   const other = otherSdBase(u.crossAttentionDim, u.useLinearProjection);
   if (other === 'SDXL') {
-    throw new CheckpointError(file, `${name} has a ${u.crossAttentionDim}-wide cross-attention context, as SDXL does; this loader handles Stable Diffusion 1.5-family checkpoints (768) only.`);
+    throw new CheckpointError(
+      file,
+      `${name} has a ${u.crossAttentionDim}-wide cross-attention context, as SDXL does; this loader handles Stable Diffusion 1.5-family checkpoints (768) only.`,
+    );
   }
   if (other === 'SD2') {
-    throw new CheckpointError(file, `${name} has a ${u.crossAttentionDim}-wide cross-attention context${u.useLinearProjection ? ' and linear transformer projections' : ''}, as Stable Diffusion 2.x does; this loader handles Stable Diffusion 1.5-family checkpoints (768) only.`);
+    throw new CheckpointError(
+      file,
+      `${name} has a ${u.crossAttentionDim}-wide cross-attention context${u.useLinearProjection ? ' and linear transformer projections' : ''}, as Stable Diffusion 2.x does; this loader handles Stable Diffusion 1.5-family checkpoints (768) only.`,
+    );
   }
   if (u.inChannels !== 4 && u.inChannels !== 9) {
     throw new CheckpointError(file, `${name}: the UNet takes ${u.inChannels} input channels; SD1.5-family checkpoints take 4 (or 9 for inpainting)`);
@@ -195,7 +234,12 @@ export function detectCheckpoint(file: string | SafetensorsFile): DetectedCheckp
   let layout: DetectedCheckpoint['layout'];
   if (st.has(`${LDM_UNET_PREFIX}input_blocks.0.0.weight`)) {
     const rel = keys.filter((k) => k.startsWith(LDM_UNET_PREFIX)).map((k) => k.slice(LDM_UNET_PREFIX.length));
-    unet = ldmStructure(st.file, (k) => st.has(LDM_UNET_PREFIX + k), (k) => st.get(LDM_UNET_PREFIX + k), rel);
+    unet = ldmStructure(
+      st.file,
+      (k) => st.has(LDM_UNET_PREFIX + k),
+      (k) => st.get(LDM_UNET_PREFIX + k),
+      rel,
+    );
     layout = 'ldm';
   } else if (st.has('conv_in.weight') && st.has('down_blocks.0.resnets.0.conv1.weight')) {
     unet = diffusersStructure(st.file, st);
@@ -203,13 +247,19 @@ export function detectCheckpoint(file: string | SafetensorsFile): DetectedCheckp
   } else {
     const sample = keys.slice(0, 3).join(', ');
     const vaeOnly = keys.some((k) => k.startsWith('encoder.down.') || k.startsWith('decoder.up_blocks.') || k.startsWith('decoder.up.'));
-    throw new CheckpointError(st.file, vaeOnly
-      ? `${base(st.file)} holds only a VAE, not a Stable Diffusion checkpoint; put it in the vae folder.`
-      : `${base(st.file)} is not a Stable Diffusion 1.5 checkpoint: no UNet found (expected model.diffusion_model.* or diffusers down_blocks.* keys; found e.g. ${sample || 'no tensors'}).`);
+    throw new CheckpointError(
+      st.file,
+      vaeOnly
+        ? `${base(st.file)} holds only a VAE, not a Stable Diffusion checkpoint; put it in the vae folder.`
+        : `${base(st.file)} is not a Stable Diffusion 1.5 checkpoint: no UNet found (expected model.diffusion_model.* or diffusers down_blocks.* keys; found e.g. ${sample || 'no tensors'}).`,
+    );
   }
   refuseByStructure(st.file, unet);
   return {
-    file: st.file, family: 'sd15', layout, unet,
+    file: st.file,
+    family: 'sd15',
+    layout,
+    unet,
     hasVae: keys.some((k) => k.startsWith(LDM_VAE_PREFIX)),
     hasTextEncoder: keys.some((k) => k.startsWith(LDM_TEXT_PREFIX)),
   };
@@ -217,15 +267,27 @@ export function detectCheckpoint(file: string | SafetensorsFile): DetectedCheckp
 
 /** Config of a single-file SD1.5-family UNet: widths/depths from shapes, the rest SD1.5 standard values. */
 export function sd15ConfigFromShapes(u: DetectedCheckpoint['unet']): UNetConfig {
-  return parseUNetConfig({
-    sample_size: 64, in_channels: u.inChannels, out_channels: u.outChannels,
-    down_block_types: u.downBlockTypes, up_block_types: u.upBlockTypes,
-    mid_block_type: u.hasMidBlock ? 'UNetMidBlock2DCrossAttn' : null,
-    block_out_channels: u.blockOutChannels, layers_per_block: u.layersPerBlock,
-    attention_head_dim: 8, norm_num_groups: 32, norm_eps: 1e-5, cross_attention_dim: u.crossAttentionDim,
-    flip_sin_to_cos: true, freq_shift: 0, transformer_layers_per_block: u.transformerLayersPerBlock,
-    use_linear_projection: u.useLinearProjection,
-  }, 'SD1.5 standard config');
+  return parseUNetConfig(
+    {
+      sample_size: 64,
+      in_channels: u.inChannels,
+      out_channels: u.outChannels,
+      down_block_types: u.downBlockTypes,
+      up_block_types: u.upBlockTypes,
+      mid_block_type: u.hasMidBlock ? 'UNetMidBlock2DCrossAttn' : null,
+      block_out_channels: u.blockOutChannels,
+      layers_per_block: u.layersPerBlock,
+      attention_head_dim: 8,
+      norm_num_groups: 32,
+      norm_eps: 1e-5,
+      cross_attention_dim: u.crossAttentionDim,
+      flip_sin_to_cos: true,
+      freq_shift: 0,
+      transformer_layers_per_block: u.transformerLayersPerBlock,
+      use_linear_projection: u.useLinearProjection,
+    },
+    'SD1.5 standard config',
+  );
 }
 
 /** Checks that a config file describes the same architecture as the shapes; throws naming both. */
@@ -244,7 +306,10 @@ function checkConfigMatches(file: string, cfgPath: string, cfg: UNetConfig, u: D
 
 /** Weights of a diffusers component folder: one safetensors file, or shards listed in an index. */
 export class ShardedWeights implements WeightMap {
-  private constructor(readonly files: Map<string, SafetensorsFile>, readonly index: Map<string, string>) {}
+  private constructor(
+    readonly files: Map<string, SafetensorsFile>,
+    readonly index: Map<string, string>,
+  ) {}
 
   static open(indexFile: string): ShardedWeights {
     const dir = path.dirname(indexFile);
@@ -273,7 +338,8 @@ export function componentWeightsFile(dir: string, stem: string): string {
     if (fs.existsSync(p)) return p;
   }
   // Only pickle weights (diffusers' .bin): say so, with how to convert them.
-  for (const f of [`${stem}.bin`, `${stem}.fp16.bin`]) if (fs.existsSync(path.join(dir, f))) refusePickle(path.join(dir, f), `the ${path.basename(dir)} weights file`);
+  for (const f of [`${stem}.bin`, `${stem}.fp16.bin`])
+    if (fs.existsSync(path.join(dir, f))) refusePickle(path.join(dir, f), `the ${path.basename(dir)} weights file`);
   throw new CheckpointError(dir, `${dir}: no ${stem}.safetensors found (pickle .bin weights are not read)`);
 }
 
@@ -354,10 +420,16 @@ function loadDiffusersFolder(dir: string): LoadedCheckpoint {
   const raw = JSON.parse(readRegularFileSync(configPath, 'utf8')) as Record<string, unknown>;
   const cross = raw.cross_attention_dim;
   if (raw.addition_embed_type === 'text_time' || cross === 2048) {
-    throw new CheckpointError(dir, `${dir} is an SDXL diffusers folder (unet/config.json: cross_attention_dim ${JSON.stringify(cross)}, addition_embed_type ${JSON.stringify(raw.addition_embed_type)}); this loader handles Stable Diffusion 1.5-family models only.`);
+    throw new CheckpointError(
+      dir,
+      `${dir} is an SDXL diffusers folder (unet/config.json: cross_attention_dim ${JSON.stringify(cross)}, addition_embed_type ${JSON.stringify(raw.addition_embed_type)}); this loader handles Stable Diffusion 1.5-family models only.`,
+    );
   }
   if (cross === 1024 || raw.use_linear_projection === true) {
-    throw new CheckpointError(dir, `${dir} is a Stable Diffusion 2.x diffusers folder (cross_attention_dim ${JSON.stringify(cross)}, use_linear_projection ${JSON.stringify(raw.use_linear_projection)}); this loader handles Stable Diffusion 1.5-family models only.`);
+    throw new CheckpointError(
+      dir,
+      `${dir} is a Stable Diffusion 2.x diffusers folder (cross_attention_dim ${JSON.stringify(cross)}, use_linear_projection ${JSON.stringify(raw.use_linear_projection)}); this loader handles Stable Diffusion 1.5-family models only.`,
+    );
   }
   const config = parseUNetConfig(raw, configPath);
   const { weights, st } = openWeights(componentWeightsFile(unetDir, 'diffusion_pytorch_model'));

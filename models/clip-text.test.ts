@@ -11,8 +11,14 @@ const root = fs.mkdtempSync(path.join(os.tmpdir(), 'clip-text-test-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 const cfg: ClipTextConfig = clipTextConfigFromJson({
-  hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2, num_attention_heads: 2,
-  max_position_embeddings: 77, hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, vocab_size: 50,
+  hidden_size: 8,
+  intermediate_size: 12,
+  num_hidden_layers: 2,
+  num_attention_heads: 2,
+  max_position_embeddings: 77,
+  hidden_act: 'quick_gelu',
+  layer_norm_eps: 1e-5,
+  vocab_size: 50,
 });
 
 /** Random weights of `cfg` under `prefix` + transformers names, written to a temp safetensors. */
@@ -20,18 +26,37 @@ function writeWeights(file: string, prefix: string): void {
   const u = seededUniform(1);
   const rnd = (n: number, scale = 0.3, base = 0) => Float32Array.from({ length: n }, () => base + scale * u());
   const t: Record<string, TensorToWrite> = {};
-  const add = (k: string, shape: number[], base = 0) => { t[prefix + k] = { dtype: 'F32', shape, data: rnd(shape.reduce((a, d) => a * d, 1), 0.3, base) }; };
+  const add = (k: string, shape: number[], base = 0) => {
+    t[prefix + k] = {
+      dtype: 'F32',
+      shape,
+      data: rnd(
+        shape.reduce((a, d) => a * d, 1),
+        0.3,
+        base,
+      ),
+    };
+  };
   const C = cfg.hidden_size;
   add('text_model.embeddings.token_embedding.weight', [cfg.vocab_size, C]);
   add('text_model.embeddings.position_embedding.weight', [cfg.max_position_embeddings, C]);
   for (let i = 0; i < cfg.num_hidden_layers; i++) {
     const l = `text_model.encoder.layers.${i}.`;
-    for (const n of ['layer_norm1', 'layer_norm2']) { add(`${l}${n}.weight`, [C], 1); add(`${l}${n}.bias`, [C]); }
-    for (const n of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) { add(`${l}self_attn.${n}.weight`, [C, C]); add(`${l}self_attn.${n}.bias`, [C]); }
-    add(`${l}mlp.fc1.weight`, [cfg.intermediate_size, C]); add(`${l}mlp.fc1.bias`, [cfg.intermediate_size]);
-    add(`${l}mlp.fc2.weight`, [C, cfg.intermediate_size]); add(`${l}mlp.fc2.bias`, [C]);
+    for (const n of ['layer_norm1', 'layer_norm2']) {
+      add(`${l}${n}.weight`, [C], 1);
+      add(`${l}${n}.bias`, [C]);
+    }
+    for (const n of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) {
+      add(`${l}self_attn.${n}.weight`, [C, C]);
+      add(`${l}self_attn.${n}.bias`, [C]);
+    }
+    add(`${l}mlp.fc1.weight`, [cfg.intermediate_size, C]);
+    add(`${l}mlp.fc1.bias`, [cfg.intermediate_size]);
+    add(`${l}mlp.fc2.weight`, [C, cfg.intermediate_size]);
+    add(`${l}mlp.fc2.bias`, [C]);
   }
-  add('text_model.final_layer_norm.weight', [C], 1); add('text_model.final_layer_norm.bias', [C]);
+  add('text_model.final_layer_norm.weight', [C], 1);
+  add('text_model.final_layer_norm.bias', [C]);
   fs.writeFileSync(file, encodeSafetensors(t));
 }
 
@@ -61,7 +86,9 @@ describe('CLIP text encoder', () => {
   it('refuses weights whose shapes do not match the config, naming the tensor and both shapes', () => {
     const w = prefixedWeights(SafetensorsFile.open(ldm), 'cond_stage_model.transformer.');
     expect(() => buildClipTextEncoder(SD15_TEXT_CONFIG, w)).toThrow(/token_embedding\.weight has shape \[50,8\].*expects \[49408,768\]/);
-    expect(() => prefixedWeights(SafetensorsFile.open(plain), 'x.').get('text_model.final_layer_norm.weight')).toThrow(/missing tensor "x\.text_model\.final_layer_norm\.weight"/);
+    expect(() => prefixedWeights(SafetensorsFile.open(plain), 'x.').get('text_model.final_layer_norm.weight')).toThrow(
+      /missing tensor "x\.text_model\.final_layer_norm\.weight"/,
+    );
   });
 
   it('parses configs and rejects unsupported activations', () => {

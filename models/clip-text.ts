@@ -86,8 +86,10 @@ export function checkClipTextWeights(cfg: ClipTextConfig, w: WeightMap): void {
   const expect = (name: string, shape: number[]) => {
     const ref = w.get(name);
     if (ref.shape.join(',') !== shape.join(',')) {
-      throw new Error(`${path.basename(ref.file)}: ${ref.key} has shape [${ref.shape}], but the text encoder config (hidden_size ${C}, `
-        + `intermediate_size ${cfg.intermediate_size}, vocab_size ${cfg.vocab_size}) expects [${shape}]`);
+      throw new Error(
+        `${path.basename(ref.file)}: ${ref.key} has shape [${ref.shape}], but the text encoder config (hidden_size ${C}, ` +
+          `intermediate_size ${cfg.intermediate_size}, vocab_size ${cfg.vocab_size}) expects [${shape}]`,
+      );
     }
   };
   expect('text_model.embeddings.token_embedding.weight', [cfg.vocab_size, C]);
@@ -168,7 +170,10 @@ export const CLIP_TEXT_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = IN
 
 /** A text encoder session: token ids in, hidden states out. */
 export class ClipTextEncoder {
-  private constructor(readonly session: ort.InferenceSession, readonly config: ClipTextConfig) {}
+  private constructor(
+    readonly session: ort.InferenceSession,
+    readonly config: ClipTextConfig,
+  ) {}
 
   /** Builds (or reuses from `cacheDir`) the graph for these weights and opens a session. */
   static async load(weights: WeightMap, cfg: ClipTextConfig, opts: SessionConfig & ClipTextBuildOptions): Promise<ClipTextEncoder> {
@@ -188,7 +193,8 @@ export class ClipTextEncoder {
     ids.forEach((row, b) => {
       if (row.length !== T) throw new Error(`text encoder: row ${b} has ${row.length} token ids, expected ${T}`);
       row.forEach((id, t) => {
-        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocab_size) throw new Error(`text encoder: token id ${id} is outside the vocabulary (0..${this.config.vocab_size - 1})`);
+        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocab_size)
+          throw new Error(`text encoder: token id ${id} is outside the vocabulary (0..${this.config.vocab_size - 1})`);
         flat[b * T + t] = BigInt(id);
       });
     });

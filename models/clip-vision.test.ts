@@ -11,8 +11,17 @@ const cacheDir = path.join(root, 'cache');
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 const CONFIG = {
-  model_type: 'clip_vision_model', hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2, num_attention_heads: 2,
-  image_size: 28, patch_size: 14, projection_dim: 4, hidden_act: 'gelu', layer_norm_eps: 1e-5, num_channels: 3,
+  model_type: 'clip_vision_model',
+  hidden_size: 8,
+  intermediate_size: 12,
+  num_hidden_layers: 2,
+  num_attention_heads: 2,
+  image_size: 28,
+  patch_size: 14,
+  projection_dim: 4,
+  hidden_act: 'gelu',
+  layer_norm_eps: 1e-5,
+  num_channels: 3,
 };
 
 /** Random CLIPVisionModelWithProjection weights for CONFIG (transformers names). */
@@ -20,19 +29,37 @@ function weights(): Buffer {
   const u = seededUniform(7);
   const rnd = (n: number, base = 0) => Float32Array.from({ length: n }, () => base + 0.4 * u());
   const t: Record<string, TensorToWrite> = {};
-  const add = (k: string, shape: number[], base = 0) => { t[k] = { dtype: 'F32', shape, data: rnd(shape.reduce((a, d) => a * d, 1), base) }; };
+  const add = (k: string, shape: number[], base = 0) => {
+    t[k] = {
+      dtype: 'F32',
+      shape,
+      data: rnd(
+        shape.reduce((a, d) => a * d, 1),
+        base,
+      ),
+    };
+  };
   const C = CONFIG.hidden_size;
-  const ln = (k: string) => { add(`${k}.weight`, [C], 1); add(`${k}.bias`, [C]); };
+  const ln = (k: string) => {
+    add(`${k}.weight`, [C], 1);
+    add(`${k}.bias`, [C]);
+  };
   add('vision_model.embeddings.class_embedding', [C]);
   add('vision_model.embeddings.patch_embedding.weight', [C, 3, 14, 14]);
   add('vision_model.embeddings.position_embedding.weight', [5, C]);
   ln('vision_model.pre_layrnorm');
   for (let i = 0; i < CONFIG.num_hidden_layers; i++) {
     const l = `vision_model.encoder.layers.${i}`;
-    ln(`${l}.layer_norm1`); ln(`${l}.layer_norm2`);
-    for (const p of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) { add(`${l}.self_attn.${p}.weight`, [C, C]); add(`${l}.self_attn.${p}.bias`, [C]); }
-    add(`${l}.mlp.fc1.weight`, [12, C]); add(`${l}.mlp.fc1.bias`, [12]);
-    add(`${l}.mlp.fc2.weight`, [C, 12]); add(`${l}.mlp.fc2.bias`, [C]);
+    ln(`${l}.layer_norm1`);
+    ln(`${l}.layer_norm2`);
+    for (const p of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) {
+      add(`${l}.self_attn.${p}.weight`, [C, C]);
+      add(`${l}.self_attn.${p}.bias`, [C]);
+    }
+    add(`${l}.mlp.fc1.weight`, [12, C]);
+    add(`${l}.mlp.fc1.bias`, [12]);
+    add(`${l}.mlp.fc2.weight`, [C, 12]);
+    add(`${l}.mlp.fc2.bias`, [C]);
   }
   ln('vision_model.post_layernorm');
   add('visual_projection.weight', [4, C]);
@@ -74,7 +101,9 @@ describe('ClipVision', () => {
     fs.mkdirSync(bad);
     fs.copyFileSync(path.join(dir, 'model.safetensors'), path.join(bad, 'model.safetensors'));
     fs.writeFileSync(path.join(bad, 'config.json'), JSON.stringify({ ...CONFIG, hidden_size: 16 }));
-    expect(() => resolveClipVision(bad)).toThrow(/model\.safetensors: tensor "vision_model\.embeddings\.class_embedding" has shape \[8\], the config expects \[16\]/);
+    expect(() => resolveClipVision(bad)).toThrow(
+      /model\.safetensors: tensor "vision_model\.embeddings\.class_embedding" has shape \[8\], the config expects \[16\]/,
+    );
     expect(() => resolveClipVision(path.join(root, 'x.bin'))).toThrow(/not found/);
   });
 });

@@ -94,7 +94,12 @@ export function inferClipVisionConfig(w: WeightMap, file: string): ClipVisionCon
   const positions = dim(`${P}.embeddings.position_embedding.weight`, 0);
   let layers = 0;
   while (w.has(`${P}.encoder.layers.${layers}.layer_norm1.weight`)) layers++;
-  const known: Record<number, [number, ClipVisionConfig['hiddenAct']]> = { 768: [12, 'quick_gelu'], 1024: [16, 'quick_gelu'], 1280: [16, 'gelu'], 1664: [16, 'gelu'] };
+  const known: Record<number, [number, ClipVisionConfig['hiddenAct']]> = {
+    768: [12, 'quick_gelu'],
+    1024: [16, 'quick_gelu'],
+    1280: [16, 'gelu'],
+    1664: [16, 'gelu'],
+  };
   const [heads, act] = known[C] ?? [Math.max(1, Math.round(C / 64)), 'gelu'];
   const grid = Math.round(Math.sqrt(positions - 1));
   return {
@@ -199,7 +204,11 @@ export function buildClipVision(cfg: ClipVisionConfig, w: WeightMap): Graph {
 }
 
 /** Where a CLIP vision model's weights, config and preprocessor config are. */
-export interface ClipVisionFiles { weights: string; config: ClipVisionConfig; preprocess: ClipPreprocessConfig }
+export interface ClipVisionFiles {
+  weights: string;
+  config: ClipVisionConfig;
+  preprocess: ClipPreprocessConfig;
+}
 
 /**
  * Resolves a transformers folder (config.json + model.safetensors [+ preprocessor_config.json])
@@ -240,14 +249,24 @@ export function resolveClipVision(src: string, opts: { config?: ClipVisionConfig
   config ??= inferClipVisionConfig(file, weights);
   checkClipVisionWeights(config, file, weights);
   const ppFile = path.join(dir, 'preprocessor_config.json');
-  const preprocess = fs.existsSync(ppFile) ? readPreprocessorConfig(ppFile) : { ...CLIP_DEFAULTS, size: { shortestEdge: config.imageSize }, crop: { height: config.imageSize, width: config.imageSize } };
+  const preprocess = fs.existsSync(ppFile)
+    ? readPreprocessorConfig(ppFile)
+    : { ...CLIP_DEFAULTS, size: { shortestEdge: config.imageSize }, crop: { height: config.imageSize, width: config.imageSize } };
   return { weights, config, preprocess, file };
 }
 
-export interface LoadOptions { cacheDir: string; provider?: Provider; log?: (msg: string) => void; config?: ClipVisionConfig }
+export interface LoadOptions {
+  cacheDir: string;
+  provider?: Provider;
+  log?: (msg: string) => void;
+  config?: ClipVisionConfig;
+}
 
 /** Output of ClipVision.encode. */
-export interface VisionOutput { imageEmbeds: Tensor | null; penultimate: Tensor }
+export interface VisionOutput {
+  imageEmbeds: Tensor | null;
+  penultimate: Tensor;
+}
 
 /** ONNX Runtime options of the vision encoder session: the weights are used in place (onnx/session.ts). */
 export const CLIP_VISION_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = IN_PLACE_SESSION_OPTIONS;

@@ -13,13 +13,21 @@ import { fixtureFolder } from '../test/helpers/fixtures.js';
 
 /** A tiny SD1.5-shaped ControlNet config (as diffusers config.json): 2 levels, 1 layer, context 8. */
 const TINY_JSON = {
-  block_out_channels: [8, 16], layers_per_block: 1, attention_head_dim: 2, norm_num_groups: 4, cross_attention_dim: 8,
-  down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'], conditioning_embedding_out_channels: [4, 8],
+  block_out_channels: [8, 16],
+  layers_per_block: 1,
+  attention_head_dim: 2,
+  norm_num_groups: 4,
+  cross_attention_dim: 8,
+  down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'],
+  conditioning_embedding_out_channels: [4, 8],
 };
 const TINY_UNET = parseUNetConfig({ ...TINY_JSON, sample_size: 8, up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D'] });
 
 const SD15_JSON = {
-  block_out_channels: [320, 640, 1280, 1280], layers_per_block: 2, attention_head_dim: 8, cross_attention_dim: 768,
+  block_out_channels: [320, 640, 1280, 1280],
+  layers_per_block: 2,
+  attention_head_dim: 8,
+  cross_attention_dim: 768,
   down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
 };
 
@@ -29,7 +37,7 @@ function randomTensors(shapes: Map<string, number[]>, seed: number, rename: (k: 
   for (const [k, shape] of shapes) {
     const n = shape.reduce((a, d) => a * d, 1);
     const fanIn = shape.length > 1 ? n / shape[0] : 1;
-    const data = new Float32Array(n).map(() => (/norm\d?\.weight$/.test(k) ? 1 + 0.1 * r() : 2 * r() / Math.sqrt(fanIn)));
+    const data = new Float32Array(n).map(() => (/norm\d?\.weight$/.test(k) ? 1 + 0.1 * r() : (2 * r()) / Math.sqrt(fanIn)));
     out[rename(k)] = { dtype: 'F32', shape, data };
   }
   return out;
@@ -62,10 +70,12 @@ describe('ControlNet config and key names', () => {
   });
 
   it('refuses SDXL and SD2 ControlNets by config, naming the file and width', () => {
-    expect(() => parseControlNetConfig({ ...SD15_JSON, cross_attention_dim: 2048, addition_embed_type: 'text_time' }, 'xl/config.json'))
-      .toThrow(/xl\/config.json is an SDXL ControlNet \(2048-wide/);
-    expect(() => parseControlNetConfig({ ...SD15_JSON, cross_attention_dim: 1024, use_linear_projection: true }, 'sd2/config.json'))
-      .toThrow(/sd2\/config.json is a Stable Diffusion 2.x ControlNet \(1024-wide/);
+    expect(() => parseControlNetConfig({ ...SD15_JSON, cross_attention_dim: 2048, addition_embed_type: 'text_time' }, 'xl/config.json')).toThrow(
+      /xl\/config.json is an SDXL ControlNet \(2048-wide/,
+    );
+    expect(() => parseControlNetConfig({ ...SD15_JSON, cross_attention_dim: 1024, use_linear_projection: true }, 'sd2/config.json')).toThrow(
+      /sd2\/config.json is a Stable Diffusion 2.x ControlNet \(1024-wide/,
+    );
   });
 });
 
@@ -101,7 +111,9 @@ describe('ControlNet on a tiny random model', () => {
 
   it('diffusers folder and original single file give identical residuals, of the UNet skip shapes', async () => {
     const a = await ControlNet.load(loadControlNet(path.join(dir, 'diffusers')), { cacheDir: cache() });
-    const b = await ControlNet.load(loadControlNet(path.join(dir, 'ldm.safetensors'), { configPath: path.join(dir, 'diffusers', 'config.json') }), { cacheDir: cache() });
+    const b = await ControlNet.load(loadControlNet(path.join(dir, 'ldm.safetensors'), { configPath: path.join(dir, 'diffusers', 'config.json') }), {
+      cacheDir: cache(),
+    });
     const ra = await a.run({ ...inputs, scale: 0.8 });
     const rb = await b.run({ ...inputs, scale: 0.8 });
     expect(ra.down).toHaveLength(numDownResiduals(cfg));
@@ -112,7 +124,12 @@ describe('ControlNet on a tiny random model', () => {
     expect(maxDiff(ra.mid.data, rb.mid.data)).toBe(0);
     // Residuals are linear in the scale.
     const half = await a.run({ ...inputs, scale: 0.4 });
-    expect(maxDiff(half.mid.data.map((v) => 2 * v), ra.mid.data)).toBeLessThan(1e-6);
+    expect(
+      maxDiff(
+        half.mid.data.map((v) => 2 * v),
+        ra.mid.data,
+      ),
+    ).toBeLessThan(1e-6);
     expect(maxDiff(ra.mid.data, new Float32Array(ra.mid.data.length))).toBeGreaterThan(1e-3);
   });
 
@@ -138,20 +155,27 @@ describe('ControlNet on a tiny random model', () => {
     expect(() => checkControlNetFitsUNet(loaded, TINY_UNET, 'tiny.safetensors')).not.toThrow();
     const sd15 = parseUNetConfig({ ...SD15_JSON, up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'] });
     expect(() => checkControlNetFitsUNet(loaded, sd15, '/m/v1-5.safetensors')).toThrow(
-      'ControlNet diffusers was made for a base model with a 8-wide text context, but checkpoint v1-5.safetensors uses a 768-wide context (SD1.5); choose a ControlNet made for the checkpoint\'s base model.');
-    expect(() => checkControlNetFitsUNet(loaded, { ...TINY_UNET, blockOutChannels: [8, 32] }, 'other.safetensors')).toThrow(/block widths \[8,16\].*other.safetensors has \[8,32\]/);
+      "ControlNet diffusers was made for a base model with a 8-wide text context, but checkpoint v1-5.safetensors uses a 768-wide context (SD1.5); choose a ControlNet made for the checkpoint's base model.",
+    );
+    expect(() => checkControlNetFitsUNet(loaded, { ...TINY_UNET, blockOutChannels: [8, 32] }, 'other.safetensors')).toThrow(
+      /block widths \[8,16\].*other.safetensors has \[8,32\]/,
+    );
     expect(() => loadControlNet(path.join(dir, 'xl.safetensors'))).toThrow(/xl.safetensors is an SDXL ControlNet/);
     expect(() => loadControlNet(path.join(dir, 'unet.safetensors'))).toThrow(/unet.safetensors is not a ControlNet/);
   });
 
   it('checks the control image size against the latent', async () => {
     const cn = await ControlNet.load(loadControlNet(path.join(dir, 'diffusers')), { cacheDir: cache() });
-    await expect(cn.run({ ...inputs, cond: { data: new Float32Array(B * 3 * 64), dims: [B, 3, 8, 8] }, scale: 1 }))
-      .rejects.toThrow(/expected \[2, 3, 16, 16\] \(2x the 8x8 latent\)/);
+    await expect(cn.run({ ...inputs, cond: { data: new Float32Array(B * 3 * 64), dims: [B, 3, 8, 8] }, scale: 1 })).rejects.toThrow(
+      /expected \[2, 3, 16, 16\] \(2x the 8x8 latent\)/,
+    );
   });
 
   it('several ControlNets: residuals are summed', () => {
-    const one = (v: number): ControlResiduals => ({ down: [{ data: Float32Array.of(v, v), dims: [1, 2, 1, 1] }], mid: { data: Float32Array.of(v), dims: [1, 1, 1, 1] } });
+    const one = (v: number): ControlResiduals => ({
+      down: [{ data: Float32Array.of(v, v), dims: [1, 2, 1, 1] }],
+      mid: { data: Float32Array.of(v), dims: [1, 1, 1, 1] },
+    });
     const s = sumResiduals(sumResiduals(null, one(1)), one(2));
     expect(Array.from(s.down[0].data)).toEqual([3, 3]);
     expect(Array.from(s.mid.data)).toEqual([3]);
@@ -161,13 +185,20 @@ describe('ControlNet on a tiny random model', () => {
 describe('T2I-Adapter files given to the ControlNet loader', () => {
   const t = (shape: number[]): TensorToWrite => ({ dtype: 'F32', shape, data: new Float32Array(shape.reduce((a, d) => a * d, 1)) });
   let dir: string;
-  beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 't2i-test-')); });
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 't2i-test-'));
+  });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('are refused as T2I-Adapters, not with a list of keys (TencentARC, diffusers and light layouts)', () => {
     const files: Record<string, Record<string, TensorToWrite>> = {
       // TencentARC t2iadapter_canny_sd15v2: conv_in + body.N.block1/2 (+ in_conv at the down steps).
-      't2iadapter_canny_sd15v2.safetensors': { 'conv_in.weight': t([8, 64, 3, 3]), 'conv_in.bias': t([8]), 'body.0.block1.weight': t([8, 8, 3, 3]), 'body.2.in_conv.weight': t([16, 8, 1, 1]) },
+      't2iadapter_canny_sd15v2.safetensors': {
+        'conv_in.weight': t([8, 64, 3, 3]),
+        'conv_in.bias': t([8]),
+        'body.0.block1.weight': t([8, 8, 3, 3]),
+        'body.2.in_conv.weight': t([16, 8, 1, 1]),
+      },
       // diffusers T2IAdapter (full_adapter) weights.
       'diffusion_pytorch_model.safetensors': { 'adapter.conv_in.weight': t([8, 64, 3, 3]), 'adapter.body.0.resnets.0.block1.weight': t([8, 8, 3, 3]) },
       // light adapter: body.N.in_conv / body.N.body.M.
@@ -178,7 +209,11 @@ describe('T2I-Adapter files given to the ControlNet loader', () => {
       fs.writeFileSync(f, encodeSafetensors(tensors));
       expect(looksLikeT2IAdapter(Object.keys(tensors)), name).toBe(true);
       let msg = '';
-      try { loadControlNet(f); } catch (e) { msg = (e as Error).message; }
+      try {
+        loadControlNet(f);
+      } catch (e) {
+        msg = (e as Error).message;
+      }
       expect(msg, name).toMatch(/T2I-Adapters are not supported/);
       expect(msg, name).toContain(name);
       expect(msg, name).not.toMatch(/expected control_model/);
@@ -188,7 +223,10 @@ describe('T2I-Adapter files given to the ControlNet loader', () => {
   it('a diffusers T2IAdapter folder is refused by its config', () => {
     const d = path.join(dir, 't2i-adapter-canny-sd15');
     fs.mkdirSync(d);
-    fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify({ _class_name: 'T2IAdapter', adapter_type: 'full_adapter', channels: [320, 640, 1280, 1280] }));
+    fs.writeFileSync(
+      path.join(d, 'config.json'),
+      JSON.stringify({ _class_name: 'T2IAdapter', adapter_type: 'full_adapter', channels: [320, 640, 1280, 1280] }),
+    );
     expect(() => loadControlNet(d)).toThrow(/t2i-adapter-canny-sd15 is a T2I-Adapter .*T2I-Adapters are not supported/);
   });
 

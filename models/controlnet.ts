@@ -95,10 +95,16 @@ export function buildControlNet(cfg: ControlNetConfig, w: WeightMap, opts: Build
 // ---------------------------------------------------------------------------------------
 
 /** A float32 tensor as plain data. */
-export interface F32 { data: Float32Array; dims: number[] }
+export interface F32 {
+  data: Float32Array;
+  dims: number[];
+}
 
 /** The residuals of one ControlNet evaluation, in the UNet's skip order. */
-export interface ControlResiduals { down: F32[]; mid: F32 }
+export interface ControlResiduals {
+  down: F32[];
+  mid: F32;
+}
 
 export interface ControlNetInputs {
   /** Latents as the UNet sees them (after scale_model_input), (B, 4, h, w). */
@@ -115,9 +121,14 @@ export interface ControlNetInputs {
 
 /** A ControlNet with its ONNX Runtime session. */
 export class ControlNet {
-  private constructor(readonly loaded: LoadedControlNet, readonly session: ort.InferenceSession) {}
+  private constructor(
+    readonly loaded: LoadedControlNet,
+    readonly session: ort.InferenceSession,
+  ) {}
 
-  get config(): ControlNetConfig { return this.loaded.config; }
+  get config(): ControlNetConfig {
+    return this.loaded.config;
+  }
 
   static async load(loaded: LoadedControlNet, opts: SessionConfig & BuildControlNetOptions): Promise<ControlNet> {
     const graph = buildControlNet(loaded.config, loaded.weights, opts);
@@ -134,12 +145,16 @@ export class ControlNet {
     const [B, C, h, w] = x.sample.dims;
     const cfg = this.config;
     const name = base(this.loaded.source.path);
-    if (B === undefined || h === undefined || w === undefined) throw new ControlNetError(this.loaded.source.path, `ControlNet ${name}: latents tensor is [${x.sample.dims}], expected (B, ${cfg.inChannels}, h, w)`);
+    if (B === undefined || h === undefined || w === undefined)
+      throw new ControlNetError(this.loaded.source.path, `ControlNet ${name}: latents tensor is [${x.sample.dims}], expected (B, ${cfg.inChannels}, h, w)`);
     if (C !== cfg.inChannels) throw new ControlNetError(this.loaded.source.path, `ControlNet ${name}: latents have ${C} channels, expected ${cfg.inChannels}`);
     const [cb, cc, ch, cw] = x.cond.dims;
     const f = 2 ** (cfg.conditioningEmbeddingOutChannels.length - 1);
     if (cb !== B || cc !== cfg.conditioningChannels || ch !== h * f || cw !== w * f) {
-      throw new ControlNetError(this.loaded.source.path, `ControlNet ${name}: control image tensor is [${x.cond.dims}], expected [${B}, ${cfg.conditioningChannels}, ${h * f}, ${w * f}] (${f}x the ${h}x${w} latent); resize the control image to the output size`);
+      throw new ControlNetError(
+        this.loaded.source.path,
+        `ControlNet ${name}: control image tensor is [${x.cond.dims}], expected [${B}, ${cfg.conditioningChannels}, ${h * f}, ${w * f}] (${f}x the ${h}x${w} latent); resize the control image to the output size`,
+      );
     }
     if (x.timestep.length !== B) throw new Error(`ControlNet ${name}: ${x.timestep.length} timesteps for a batch of ${B}`);
     const out = await this.session.run({
@@ -180,7 +195,8 @@ export function zeroResiduals(cfg: UNetConfig, batch: number, h: number, w: numb
   const ch = (i: number) => cfg.blockOutChannels[i]!; // one per block (parseUNetConfig checks)
   const zero = (c: number, hh: number, ww: number): F32 => ({ data: new Float32Array(batch * c * hh * ww), dims: [batch, c, hh, ww] });
   down.push(zero(ch(0), h, w));
-  let hh = h, ww = w;
+  let hh = h,
+    ww = w;
   specs.forEach((s, i) => {
     for (let l = 0; l < s.layers; l++) down.push(zero(ch(i), hh, ww));
     if (s.resample) {
@@ -199,7 +215,10 @@ export function zeroResiduals(cfg: UNetConfig, batch: number, h: number, w: numb
 /** Every ControlNet parameter (diffusers name -> shape) for `cfg`, in a stable order. */
 export function controlNetParameterShapes(cfg: ControlNetConfig): Map<string, number[]> {
   const p = new Map<string, number[]>();
-  const conv = (n: string, o: number, i: number, k: number) => { p.set(`${n}.weight`, [o, i, k, k]); p.set(`${n}.bias`, [o]); };
+  const conv = (n: string, o: number, i: number, k: number) => {
+    p.set(`${n}.weight`, [o, i, k, k]);
+    p.set(`${n}.bias`, [o]);
+  };
   // The UNet's encoder half: everything but the up blocks and the output head.
   for (const [k, shape] of unetParameterShapes(cfg)) {
     if (/^(conv_in|time_embedding|down_blocks|mid_block)\./.test(k)) p.set(k, shape);

@@ -3,8 +3,15 @@ import { DDIMScheduler, classifierFreeGuidance, fmaf, parseSchedulerConfig } fro
 
 // The SD1.5 scheduler config, as diffusers writes it (the conformance group reads the fixture's file).
 const sd15 = parseSchedulerConfig({
-  num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear',
-  clip_sample: false, set_alpha_to_one: false, steps_offset: 1, timestep_spacing: 'leading', prediction_type: 'epsilon',
+  num_train_timesteps: 1000,
+  beta_start: 0.00085,
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  clip_sample: false,
+  set_alpha_to_one: false,
+  steps_offset: 1,
+  timestep_spacing: 'leading',
+  prediction_type: 'epsilon',
 });
 
 describe('DDIMScheduler', () => {

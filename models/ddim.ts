@@ -29,15 +29,29 @@ export interface SchedulerConfig {
 }
 
 const DEFAULTS: SchedulerConfig = {
-  num_train_timesteps: 1000, beta_start: 0.0001, beta_end: 0.02, beta_schedule: 'linear',
-  set_alpha_to_one: true, steps_offset: 0, timestep_spacing: 'leading', prediction_type: 'epsilon',
-  clip_sample: true, clip_sample_range: 1.0,
+  num_train_timesteps: 1000,
+  beta_start: 0.0001,
+  beta_end: 0.02,
+  beta_schedule: 'linear',
+  set_alpha_to_one: true,
+  steps_offset: 0,
+  timestep_spacing: 'leading',
+  prediction_type: 'epsilon',
+  clip_sample: true,
+  clip_sample_range: 1.0,
 };
 
 /** Stable Diffusion 1.5's scheduler settings (runwayml/stable-diffusion-v1-5 scheduler_config.json). */
 export const SD15_SCHEDULER = {
-  num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear',
-  clip_sample: false, set_alpha_to_one: false, steps_offset: 1, timestep_spacing: 'leading', prediction_type: 'epsilon',
+  num_train_timesteps: 1000,
+  beta_start: 0.00085,
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  clip_sample: false,
+  set_alpha_to_one: false,
+  steps_offset: 1,
+  timestep_spacing: 'leading',
+  prediction_type: 'epsilon',
 };
 
 /** Parses a diffusers scheduler config object; missing fields take DDIMScheduler's defaults. */
@@ -75,7 +89,7 @@ function nextFloat(x: number, toward: number): number {
   if (x === toward) return x;
   if (x === 0) return toward > 0 ? 2 ** -149 : -(2 ** -149);
   f32bits[0] = x;
-  u32bits[0]! += (toward > x) === (x > 0) ? 1 : -1;
+  u32bits[0]! += toward > x === x > 0 ? 1 : -1;
   return f32bits[0];
 }
 
@@ -84,7 +98,7 @@ export function fmaf(a: number, b: number, c: number): number {
   const p = a * b;
   const s = p + c;
   const bb = s - p;
-  const err = (p - (s - bb)) + (c - bb); // exact: p + c = s + err (TwoSum)
+  const err = p - (s - bb) + (c - bb); // exact: p + c = s + err (TwoSum)
   const r = fr(s);
   if (err === 0 || r === s) return r;
   // Double rounding is wrong only when s sits exactly halfway between two floats.
@@ -96,7 +110,10 @@ export function fmaf(a: number, b: number, c: number): number {
 /** torch.linspace(start, end, n, dtype=float32) on CPU (AVX2 kernel; see the file comment). */
 export function torchLinspaceF32(start: number, end: number, n: number): Float32Array {
   const out = new Float32Array(n);
-  if (n === 1) { out[0] = fr(start); return out; }
+  if (n === 1) {
+    out[0] = fr(start);
+    return out;
+  }
   const s = fr(start);
   const e = fr(end);
   const step = fr(fr(e - s) / (n - 1));
@@ -123,7 +140,7 @@ function roundHalfEven(x: number): number {
 function npArange(start: number, stop: number, step: number): number[] {
   const len = Math.max(0, Math.ceil((stop - start) / step));
   if (len === 0) return [];
-  const delta = (start + step) - start; // numpy's fill recomputes delta from the first two values
+  const delta = start + step - start; // numpy's fill recomputes delta from the first two values
   return Array.from({ length: len }, (_, i) => (i === 0 ? start : i === 1 ? start + step : start + i * delta));
 }
 
@@ -160,7 +177,7 @@ export class DDIMScheduler {
       this.betas = torchLinspaceF32(config.beta_start, config.beta_end, n);
     } else {
       // betas_for_alpha_bar (cosine), computed in double then stored as float32.
-      const abar = (t: number) => Math.cos(((t + 0.008) / 1.008) * Math.PI / 2) ** 2;
+      const abar = (t: number) => Math.cos((((t + 0.008) / 1.008) * Math.PI) / 2) ** 2;
       this.betas = Float32Array.from({ length: n }, (_, i) => Math.min(1 - abar((i + 1) / n) / abar(i / n), 0.999));
     }
     this.alphas = this.betas.map((b) => fr(1 - b));
@@ -181,11 +198,15 @@ export class DDIMScheduler {
     let ts: number[];
     switch (this.config.timestep_spacing) {
       case 'linspace':
-        ts = npLinspace(0, T - 1, n).map(roundHalfEven).reverse();
+        ts = npLinspace(0, T - 1, n)
+          .map(roundHalfEven)
+          .reverse();
         break;
       case 'leading': {
         const ratio = Math.floor(T / n);
-        ts = Array.from({ length: n }, (_, i) => i * ratio).reverse().map((t) => t + this.config.steps_offset);
+        ts = Array.from({ length: n }, (_, i) => i * ratio)
+          .reverse()
+          .map((t) => t + this.config.steps_offset);
         break;
       }
       case 'trailing':
@@ -218,7 +239,8 @@ export class DDIMScheduler {
     this.requireSchedule();
     const n = sample.length;
     if (modelOutput.length !== n) throw new Error(`DDIM step: model output has ${modelOutput.length} values, sample has ${n}`);
-    if (!Number.isInteger(t) || t < 0 || t >= this.config.num_train_timesteps) throw new Error(`DDIM step: timestep ${t} is outside 0..${this.config.num_train_timesteps - 1}`);
+    if (!Number.isInteger(t) || t < 0 || t >= this.config.num_train_timesteps)
+      throw new Error(`DDIM step: timestep ${t} is outside 0..${this.config.num_train_timesteps - 1}`);
     const eta = fr(opts.eta ?? 0);
     if (eta > 0 && (!opts.noise || opts.noise.length !== n)) throw new Error(`DDIM step: eta ${eta} needs a noise tensor of ${n} values`);
     const prevT = this.prevTimestep(t);

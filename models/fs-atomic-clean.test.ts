@@ -28,7 +28,7 @@ describe('stale temporaries', () => {
     for (const n of ['settings.json.tmp', '.x.tmp', '.x.12.nothex00.tmp', '.x.12.0a1b2c3d.tmp.bak', 'notes.tmp']) expect(isAtomicTempName(n), n).toBe(false);
   });
 
-  it('are removed when older than a minute and their writer is gone; fresh, foreign and live writers\' files stay', async () => {
+  it("are removed when older than a minute and their writer is gone; fresh, foreign and live writers' files stay", async () => {
     const dead = deadPid();
     const old = put(`.a.png.${dead}.0a1b2c3d.tmp`, 5 * 60_000);
     const nested = put(`sweeps/b/.c.png.${dead}.deadbeef.tmp`, 5 * 60_000);
@@ -44,7 +44,10 @@ describe('stale temporaries', () => {
     fs.writeFileSync(outside, 'x');
     fs.utimesSync(outside, 1, 1);
     fs.symlinkSync(elsewhere, path.join(dir, 'link'));
-    const removed = await cleanStaleTemporaries([{ dir, depth: 2 }, { dir: path.join(dir, 'cache'), depth: 3, anyTmp: true }]);
+    const removed = await cleanStaleTemporaries([
+      { dir, depth: 2 },
+      { dir: path.join(dir, 'cache'), depth: 3, anyTmp: true },
+    ]);
     expect(removed.map((r) => r.file).sort()).toEqual([old, nested, cacheTmp].sort());
     expect(removed.every((r) => r.bytes === 10)).toBe(true);
     for (const p of [tooDeep, fresh, live, foreign, kept, outside]) expect(fs.existsSync(p), p).toBe(true);
@@ -54,7 +57,7 @@ describe('stale temporaries', () => {
     expect(await cleanStaleTemporaries([{ dir: path.join(dir, 'missing'), depth: 1 }])).toEqual([]);
   });
 
-  it('the atomic writers\' temporary names are the ones the cleaner recognises', () => {
+  it("the atomic writers' temporary names are the ones the cleaner recognises", () => {
     const t = atomicTempPath(path.join(dir, 'w.bin'));
     expect(path.dirname(t)).toBe(dir);
     expect(isAtomicTempName(path.basename(t))).toBe(true);

@@ -47,10 +47,12 @@ describe('atomic writes', () => {
       await fh.write(Buffer.from('cd'));
     });
     expect(fs.readFileSync(f, 'utf8')).toBe('abcd');
-    await expect(writeFileAtomicStreamed(f, async (fh) => {
-      await fh.write(Buffer.from('partial'));
-      throw new Error('disk full');
-    })).rejects.toThrow(/could not write .*big\.bin: disk full/);
+    await expect(
+      writeFileAtomicStreamed(f, async (fh) => {
+        await fh.write(Buffer.from('partial'));
+        throw new Error('disk full');
+      }),
+    ).rejects.toThrow(/could not write .*big\.bin: disk full/);
     expect(fs.readFileSync(f, 'utf8')).toBe('abcd');
     expect(fs.readdirSync(dir)).toEqual(['big.bin']);
   });

@@ -71,7 +71,11 @@ export async function writeFileAtomic(target: string, data: Uint8Array | string,
  * file is flushed and renamed over `target` only when `write` resolves. If `write` throws (or
  * the disk fills), the temporary file is removed and `target` is untouched.
  */
-export async function writeFileAtomicStreamed(target: string, write: (fh: fs.promises.FileHandle) => Promise<void>, opts: AtomicWriteOptions = {}): Promise<void> {
+export async function writeFileAtomicStreamed(
+  target: string,
+  write: (fh: fs.promises.FileHandle) => Promise<void>,
+  opts: AtomicWriteOptions = {},
+): Promise<void> {
   const tmp = atomicTempPath(target);
   try {
     if (opts.mkdir !== false) await fs.promises.mkdir(path.dirname(target), { recursive: true });
@@ -128,7 +132,10 @@ function alive(pid: number): boolean {
  * only regular files not modified for `olderThanMs`, and never one whose writer (the pid in its
  * name) is another process still running. Never throws; returns what it removed.
  */
-export async function cleanStaleTemporaries(folders: TempFolder[], opts: { olderThanMs?: number; now?: number } = {}): Promise<{ file: string; bytes: number }[]> {
+export async function cleanStaleTemporaries(
+  folders: TempFolder[],
+  opts: { olderThanMs?: number; now?: number } = {},
+): Promise<{ file: string; bytes: number }[]> {
   const cutoff = (opts.now ?? Date.now()) - (opts.olderThanMs ?? STALE_TEMP_MS);
   const removed: { file: string; bytes: number }[] = [];
   const visit = async (dir: string, depth: number, anyTmp: boolean): Promise<void> => {

@@ -5,7 +5,14 @@ import * as zlib from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  CLIP_DEFAULTS, PIL_RESAMPLE, clipPreprocess, loadImageRGBA, parsePreprocessorConfig, pillowResize, resizeAndCrop, shortestEdgeSize,
+  CLIP_DEFAULTS,
+  PIL_RESAMPLE,
+  clipPreprocess,
+  loadImageRGBA,
+  parsePreprocessorConfig,
+  pillowResize,
+  resizeAndCrop,
+  shortestEdgeSize,
 } from './image-preprocess.js';
 import { DEFAULT_MAX_IMAGE_PIXELS, maxImagePixels } from './image-limits.js';
 
@@ -16,7 +23,9 @@ afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 async function solidPng(file: string, w: number, h: number, rgba: [number, number, number, number]): Promise<void> {
   const data = Buffer.alloc(w * h * 4);
   for (let i = 0; i < w * h; i++) data.set(rgba, i * 4);
-  await sharp(data, { raw: { width: w, height: h, channels: 4 } }).png().toFile(file);
+  await sharp(data, { raw: { width: w, height: h, channels: 4 } })
+    .png()
+    .toFile(file);
 }
 
 /** A PNG that claims w x h in its IHDR and holds no pixels (a decoder would have to allocate them). */
@@ -33,7 +42,12 @@ function headerOnlyPng(w: number, h: number): Buffer {
   ihdr.writeUInt32BE(w, 0);
   ihdr.writeUInt32BE(h, 4);
   ihdr.set([8, 2, 0, 0, 0], 8);
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(Buffer.alloc(0))), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(Buffer.alloc(0))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 describe('loadImageRGBA', () => {
@@ -41,7 +55,9 @@ describe('loadImageRGBA', () => {
     expect(DEFAULT_MAX_IMAGE_PIXELS).toBe(50_000_000);
     const big = path.join(root, 'big.png');
     fs.writeFileSync(big, headerOnlyPng(8192, 8192));
-    await expect(loadImageRGBA(big)).rejects.toThrow(/big\.png: the image is 8192x8192 = 67,108,864 pixels, above the limit of 50,000,000 pixels \(set IPA_MAX_IMAGE_PIXELS/);
+    await expect(loadImageRGBA(big)).rejects.toThrow(
+      /big\.png: the image is 8192x8192 = 67,108,864 pixels, above the limit of 50,000,000 pixels \(set IPA_MAX_IMAGE_PIXELS/,
+    );
     // The limit is configurable: per call, and through IPA_MAX_IMAGE_PIXELS; a real small image over it is refused too.
     const small = path.join(root, 'small.png');
     await solidPng(small, 40, 30, [9, 9, 9, 255]);
@@ -72,7 +88,9 @@ describe('loadImageRGBA', () => {
 
   it('replicates a grey image to RGB', async () => {
     const f = path.join(root, 'grey.png');
-    await sharp(Buffer.from([7, 9]), { raw: { width: 2, height: 1, channels: 1 } }).png().toFile(f);
+    await sharp(Buffer.from([7, 9]), { raw: { width: 2, height: 1, channels: 1 } })
+      .png()
+      .toFile(f);
     const img = await loadImageRGBA(f);
     expect([...img.data]).toEqual([7, 7, 7, 255, 9, 9, 9, 255]);
   });

@@ -18,12 +18,23 @@ import { readJsonFile } from './json-file.js';
 import { openRegularFileSync } from './regular-file.js';
 
 /** An 8-bit RGBA image, row-major, 4 bytes per pixel. */
-export interface RgbaImage { width: number; height: number; data: Uint8Array }
+export interface RgbaImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
 /** An 8-bit RGB image, row-major, 3 bytes per pixel (HWC). */
-export interface RgbImage { width: number; height: number; data: Uint8Array }
+export interface RgbImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
 
 /** A float32 tensor with its dims. */
-export interface Tensor { data: Float32Array; dims: number[] }
+export interface Tensor {
+  data: Float32Array;
+  dims: number[];
+}
 
 /**
  * Decodes any image sharp reads (PNG, JPEG, WebP, AVIF, TIFF, GIF...) to 8-bit RGBA.
@@ -51,10 +62,7 @@ export async function loadImageRGBA(input: string | Uint8Array, opts: { maxPixel
   if (tooLarge) throw new Error(`${name}: ${tooLarge}`);
   let raw: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {
-    raw = await sharp(source, { limitInputPixels: limit })
-      .autoOrient()
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
+    raw = await sharp(source, { limitInputPixels: limit }).autoOrient().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (e) {
     throw new Error(`${name}: not a readable image (${(e as Error).message})`, { cause: e });
   }
@@ -66,7 +74,9 @@ export async function loadImageRGBA(input: string | Uint8Array, opts: { maxPixel
     const o = i * 4;
     const s = i * channels;
     if (channels >= 3) {
-      data[o] = src[s]!; data[o + 1] = src[s + 1]!; data[o + 2] = src[s + 2]!;
+      data[o] = src[s]!;
+      data[o + 1] = src[s + 1]!;
+      data[o + 2] = src[s + 2]!;
       data[o + 3] = channels === 4 ? src[s + 3]! : 255;
     } else {
       data[o] = data[o + 1] = data[o + 2] = src[s]!;
@@ -129,8 +139,7 @@ export function parsePreprocessorConfig(j: Record<string, unknown>): ClipPreproc
   const d = CLIP_DEFAULTS;
   const num = (v: unknown, dflt: number) => (typeof v === 'number' ? v : dflt);
   const bool = (v: unknown, dflt: boolean) => (typeof v === 'boolean' ? v : dflt);
-  const isTriple = (v: unknown): v is [number, number, number] =>
-    Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number');
+  const isTriple = (v: unknown): v is [number, number, number] => Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number');
   const triple = (v: unknown, dflt: [number, number, number]): [number, number, number] =>
     isTriple(v) ? [v[0], v[1], v[2]] : typeof v === 'number' ? [v, v, v] : dflt;
   let size = d.size;
@@ -143,7 +152,8 @@ export function parsePreprocessorConfig(j: Record<string, unknown>): ClipPreproc
   if (typeof c === 'number') crop = { height: c, width: c };
   else if (c && typeof c.height === 'number' && typeof c.width === 'number') crop = { height: c.height, width: c.width };
   return {
-    size, crop,
+    size,
+    crop,
     resample: num(j.resample, d.resample),
     rescaleFactor: num(j.rescale_factor, d.rescaleFactor),
     mean: triple(j.image_mean, d.mean),
@@ -167,28 +177,50 @@ export function readPreprocessorConfig(fileOrDir: string): ClipPreprocessConfig 
 // Pillow's convolution resampler (libImaging/Resample.c, 8 bits per channel)
 // ---------------------------------------------------------------------------------------
 
-interface Filter { support: number; fn: (x: number) => number }
+interface Filter {
+  support: number;
+  fn: (x: number) => number;
+}
 
 const sinc = (x: number) => (x === 0 ? 1 : Math.sin(Math.PI * x) / (Math.PI * x));
 const FILTERS: Record<number, Filter> = {
   [PIL_RESAMPLE.BOX]: { support: 0.5, fn: (x) => (x > -0.5 && x <= 0.5 ? 1 : 0) },
-  [PIL_RESAMPLE.BILINEAR]: { support: 1, fn: (x) => { x = Math.abs(x); return x < 1 ? 1 - x : 0; } },
-  [PIL_RESAMPLE.HAMMING]: { support: 1, fn: (x) => { x = Math.abs(x); return x === 0 ? 1 : x >= 1 ? 0 : Math.sin(Math.PI * x) / (Math.PI * x) * (0.54 + 0.46 * Math.cos(Math.PI * x)); } },
-  [PIL_RESAMPLE.BICUBIC]: { support: 2, fn: (x) => {
-    // Keys cubic with a = -0.5, as Pillow.
-    const a = -0.5;
-    x = Math.abs(x);
-    if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
-    if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
-    return 0;
-  } },
+  [PIL_RESAMPLE.BILINEAR]: {
+    support: 1,
+    fn: (x) => {
+      x = Math.abs(x);
+      return x < 1 ? 1 - x : 0;
+    },
+  },
+  [PIL_RESAMPLE.HAMMING]: {
+    support: 1,
+    fn: (x) => {
+      x = Math.abs(x);
+      return x === 0 ? 1 : x >= 1 ? 0 : (Math.sin(Math.PI * x) / (Math.PI * x)) * (0.54 + 0.46 * Math.cos(Math.PI * x));
+    },
+  },
+  [PIL_RESAMPLE.BICUBIC]: {
+    support: 2,
+    fn: (x) => {
+      // Keys cubic with a = -0.5, as Pillow.
+      const a = -0.5;
+      x = Math.abs(x);
+      if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+      if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+      return 0;
+    },
+  },
   [PIL_RESAMPLE.LANCZOS]: { support: 3, fn: (x) => (x > -3 && x < 3 ? sinc(x) * sinc(x / 3) : 0) },
 };
 
 const PRECISION_BITS = 32 - 8 - 2;
 
 /** Per output index: first input index, tap count, and 22-bit fixed-point weights (ksize per row). */
-interface Coeffs { ksize: number; bounds: Int32Array; k: Int32Array }
+interface Coeffs {
+  ksize: number;
+  bounds: Int32Array;
+  k: Int32Array;
+}
 
 /** precompute_coeffs + normalize_coeffs_8bpc for the box [in0, in1) of an axis of inSize. */
 function precomputeCoeffs(inSize: number, in0: number, in1: number, outSize: number, filter: Filter): Coeffs {
@@ -254,14 +286,20 @@ export function pillowResize(img: RgbImage, width: number, height: number, resam
         const xmin = ch.bounds[xx * 2]!;
         const xmax = ch.bounds[xx * 2 + 1]!;
         const kb = xx * ch.ksize;
-        let s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+        let s0 = 1 << (PRECISION_BITS - 1),
+          s1 = s0,
+          s2 = s0;
         for (let x = 0; x < xmax; x++) {
           const kv = ch.k[kb + x]!;
           const p = srcRow + (x + xmin) * 3;
-          s0 += img.data[p]! * kv; s1 += img.data[p + 1]! * kv; s2 += img.data[p + 2]! * kv;
+          s0 += img.data[p]! * kv;
+          s1 += img.data[p + 1]! * kv;
+          s2 += img.data[p + 2]! * kv;
         }
         const o = (y * width + xx) * 3;
-        out[o] = clip8(s0); out[o + 1] = clip8(s1); out[o + 2] = clip8(s2);
+        out[o] = clip8(s0);
+        out[o + 1] = clip8(s1);
+        out[o + 2] = clip8(s2);
       }
     }
     cur = { width, height: rows, data: out };
@@ -317,7 +355,9 @@ export function centerCrop(img: RgbImage, height: number, width: number): RgbIma
       if (sx < 0 || sx >= img.width) continue;
       const s = (sy * img.width + sx) * 3;
       const o = (y * width + x) * 3;
-      out[o] = img.data[s]!; out[o + 1] = img.data[s + 1]!; out[o + 2] = img.data[s + 2]!;
+      out[o] = img.data[s]!;
+      out[o + 1] = img.data[s + 1]!;
+      out[o + 2] = img.data[s + 2]!;
     }
   }
   return { width, height, data: out };
@@ -346,9 +386,7 @@ export function resizeAndCrop(img: RgbaImage | RgbImage, cfg: ClipPreprocessConf
     return pillowResize(rgb, cfg.crop.width, cfg.crop.height, cfg.resample);
   }
   if (cfg.doResize) {
-    const [h, w] = 'shortestEdge' in cfg.size
-      ? shortestEdgeSize(rgb.height, rgb.width, cfg.size.shortestEdge)
-      : [cfg.size.height, cfg.size.width];
+    const [h, w] = 'shortestEdge' in cfg.size ? shortestEdgeSize(rgb.height, rgb.width, cfg.size.shortestEdge) : [cfg.size.height, cfg.size.width];
     rgb = pillowResize(rgb, w, h, cfg.resample);
   }
   if (cfg.doCenterCrop) rgb = centerCrop(rgb, cfg.crop.height, cfg.crop.width);
@@ -384,6 +422,10 @@ export function rgbToPixelValues(rgb: RgbImage, cfg: ClipPreprocessConfig = CLIP
 }
 
 /** Loads and preprocesses an image file or buffer in one call. */
-export async function preprocessImageFile(input: string | Uint8Array, cfg: ClipPreprocessConfig = CLIP_DEFAULTS, opts: PreprocessOptions = {}): Promise<Tensor> {
+export async function preprocessImageFile(
+  input: string | Uint8Array,
+  cfg: ClipPreprocessConfig = CLIP_DEFAULTS,
+  opts: PreprocessOptions = {},
+): Promise<Tensor> {
   return clipPreprocess(await loadImageRGBA(input), cfg, opts);
 }

@@ -5,28 +5,41 @@ import { layerScales, parseLayerWeights, transformerOf, transformerOrder, unitLa
 import { crossAttnLayers, parseUNetConfig } from './unet-config.js';
 
 // runwayml/stable-diffusion-v1-5 unet/config.json (the fields that shape the attention layers).
-const SD15 = parseUNetConfig({
-  down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
-  up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
-  block_out_channels: [320, 640, 1280, 1280], layers_per_block: 2, attention_head_dim: 8, cross_attention_dim: 768,
-}, 'sd15');
+const SD15 = parseUNetConfig(
+  {
+    down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
+    up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
+    block_out_channels: [320, 640, 1280, 1280],
+    layers_per_block: 2,
+    attention_head_dim: 8,
+    cross_attention_dim: 768,
+  },
+  'sd15',
+);
 const DEMO = parseUNetConfig(DEMO_UNET_CONFIG, 'demo');
 
 /** Unit layer scales by ComfyUI transformer_index (execution order), for comparison with its maps. */
 function byIndex(cfg: typeof SD15, scales: number[]): Record<number, number> {
   const order = transformerOrder(cfg);
   const out: Record<number, number> = {};
-  crossAttnLayers(cfg).forEach((l, i) => { if (scales[i]) out[order.indexOf(transformerOf(l.name))] = scales[i]; });
+  crossAttnLayers(cfg).forEach((l, i) => {
+    if (scales[i]) out[order.indexOf(transformerOf(l.name))] = scales[i];
+  });
   return out;
 }
 
 describe('λ per block', () => {
-  it('numbers SD1.5\'s 16 cross-attention transformers in execution order (ComfyUI\'s transformer_index)', () => {
+  it("numbers SD1.5's 16 cross-attention transformers in execution order (ComfyUI's transformer_index)", () => {
     const order = transformerOrder(SD15);
     expect(order).toHaveLength(16);
     expect(order.slice(0, 7)).toEqual([
-      'down_blocks.0.attentions.0', 'down_blocks.0.attentions.1', 'down_blocks.1.attentions.0', 'down_blocks.1.attentions.1',
-      'down_blocks.2.attentions.0', 'down_blocks.2.attentions.1', 'mid_block.attentions.0',
+      'down_blocks.0.attentions.0',
+      'down_blocks.0.attentions.1',
+      'down_blocks.1.attentions.0',
+      'down_blocks.1.attentions.1',
+      'down_blocks.2.attentions.0',
+      'down_blocks.2.attentions.1',
+      'mid_block.attentions.0',
     ]);
     expect(order[7]).toBe('up_blocks.1.attentions.0');
     expect(order[15]).toBe('up_blocks.3.attentions.2');
@@ -43,11 +56,18 @@ describe('λ per block', () => {
   it('presets find their layers by name in a UNet with fewer layers (the demo UNet, 11)', () => {
     const names = crossAttnLayers(DEMO).map((l) => transformerOf(l.name));
     const on = (f: number[]) => names.filter((_, i) => f[i] !== 0);
-    expect(on(unitLayerScales(DEMO, 'style only'))).toEqual(['down_blocks.1.attentions.0', 'down_blocks.1.attentions.1', 'up_blocks.1.attentions.2', 'up_blocks.2.attentions.0', 'up_blocks.2.attentions.1', 'up_blocks.2.attentions.2']);
+    expect(on(unitLayerScales(DEMO, 'style only'))).toEqual([
+      'down_blocks.1.attentions.0',
+      'down_blocks.1.attentions.1',
+      'up_blocks.1.attentions.2',
+      'up_blocks.2.attentions.0',
+      'up_blocks.2.attentions.1',
+      'up_blocks.2.attentions.2',
+    ]);
     expect(on(unitLayerScales(DEMO, 'composition only'))).toEqual(['down_blocks.2.attentions.0', 'down_blocks.2.attentions.1']);
   });
 
-  it('custom: a list in execution order, index pairs, or name pairs; ip_adapter_scale order is the processors\'', () => {
+  it("custom: a list in execution order, index pairs, or name pairs; ip_adapter_scale order is the processors'", () => {
     const order = transformerOrder(DEMO);
     const list = order.map((_, i) => i / 10);
     const f = unitLayerScales(DEMO, 'custom', list.join(', '));

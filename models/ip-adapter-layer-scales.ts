@@ -32,13 +32,22 @@ export type BlockPreset = (typeof BLOCK_PRESETS)[number];
 /** A preset as (Transformer2DModel name -> its unit scale); layers not listed get 0. */
 const PRESETS: Record<'style only' | 'composition only', [string, number][]> = {
   'style only': [
-    ['down_blocks.0.attentions.0', 1], ['down_blocks.0.attentions.1', 1],
-    ['down_blocks.1.attentions.0', 1], ['down_blocks.1.attentions.1', 1],
+    ['down_blocks.0.attentions.0', 1],
+    ['down_blocks.0.attentions.1', 1],
+    ['down_blocks.1.attentions.0', 1],
+    ['down_blocks.1.attentions.1', 1],
     ['up_blocks.1.attentions.2', 1],
-    ['up_blocks.2.attentions.0', 1], ['up_blocks.2.attentions.1', 1], ['up_blocks.2.attentions.2', 1],
-    ['up_blocks.3.attentions.0', 1], ['up_blocks.3.attentions.1', 1], ['up_blocks.3.attentions.2', 1],
+    ['up_blocks.2.attentions.0', 1],
+    ['up_blocks.2.attentions.1', 1],
+    ['up_blocks.2.attentions.2', 1],
+    ['up_blocks.3.attentions.0', 1],
+    ['up_blocks.3.attentions.1', 1],
+    ['up_blocks.3.attentions.2', 1],
   ],
-  'composition only': [['down_blocks.2.attentions.0', 0.25], ['down_blocks.2.attentions.1', 1]],
+  'composition only': [
+    ['down_blocks.2.attentions.0', 0.25],
+    ['down_blocks.2.attentions.1', 1],
+  ],
 };
 
 /** The Transformer2DModel holding an attn2 processor: "down_blocks.1.attentions.0.transformer_blocks.0.attn2" -> "down_blocks.1.attentions.0". */
@@ -56,9 +65,7 @@ export function transformerOrder(cfg: UNetConfig): string[] {
 }
 
 /** A parsed custom list: one unit scale per transformer, or some of them by index or by name. */
-export type LayerWeights =
-  | { kind: 'list'; values: number[] }
-  | { kind: 'pairs'; pairs: { key: number | string; value: number }[] };
+export type LayerWeights = { kind: 'list'; values: number[] } | { kind: 'pairs'; pairs: { key: number | string; value: number }[] };
 
 /**
  * Parses a custom layer-weight string. Three forms, comma or space separated:
@@ -68,7 +75,10 @@ export type LayerWeights =
  * Throws a sentence for anything else.
  */
 export function parseLayerWeights(text: string): LayerWeights {
-  const items = text.split(/[,\s]+/).map((s) => s.trim()).filter(Boolean);
+  const items = text
+    .split(/[,\s]+/)
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (!items.length) throw new Error('the custom layer weights are empty: give one number per cross-attention layer, or index:weight pairs');
   const num = (s: string, item: string) => {
     const v = Number(s);
@@ -85,7 +95,10 @@ export function parseLayerWeights(text: string): LayerWeights {
       const k = item.slice(0, i);
       const value = num(item.slice(i + 1), item);
       if (/^\d+$/.test(k)) return { key: Number(k), value };
-      if (!/^(down_blocks|mid_block|up_blocks)(\.[a-z_0-9]+)*$/.test(k)) throw new Error(`"${item}" in the custom layer weights: "${k}" is neither a layer index nor a diffusers block name (down_blocks.N, mid_block, up_blocks.N.attentions.M)`);
+      if (!/^(down_blocks|mid_block|up_blocks)(\.[a-z_0-9]+)*$/.test(k))
+        throw new Error(
+          `"${item}" in the custom layer weights: "${k}" is neither a layer index nor a diffusers block name (down_blocks.N, mid_block, up_blocks.N.attentions.M)`,
+        );
       return { key: k, value };
     }),
   };
@@ -107,23 +120,30 @@ export function unitLayerScales(cfg: UNetConfig, preset: BlockPreset, custom = '
     const w = parseLayerWeights(custom);
     if (w.kind === 'list') {
       if (w.values.length !== order.length) {
-        throw new Error(`the custom layer weights list ${w.values.length} numbers, but this UNet has ${order.length} cross-attention layers (in order: ${order.join(', ')})`);
+        throw new Error(
+          `the custom layer weights list ${w.values.length} numbers, but this UNet has ${order.length} cross-attention layers (in order: ${order.join(', ')})`,
+        );
       }
       w.values.forEach((v, i) => byName.set(order[i]!, v));
     } else {
       for (const { key, value } of w.pairs) {
         const hit = typeof key === 'number' ? order.slice(key, key + 1) : order.filter((n) => under(n, key));
         if (!hit.length) {
-          throw new Error(typeof key === 'number'
-            ? `custom layer weight index ${key}: this UNet has ${order.length} cross-attention layers (0 to ${order.length - 1})`
-            : `custom layer weight "${key}": no cross-attention layer of this UNet is named so (it has ${order.join(', ')})`);
+          throw new Error(
+            typeof key === 'number'
+              ? `custom layer weight index ${key}: this UNet has ${order.length} cross-attention layers (0 to ${order.length - 1})`
+              : `custom layer weight "${key}": no cross-attention layer of this UNet is named so (it has ${order.join(', ')})`,
+          );
         }
         for (const n of hit) byName.set(n, value);
       }
     }
   } else {
     for (const [n, f] of PRESETS[preset]) if (order.includes(n)) byName.set(n, f);
-    if (!byName.size) throw new Error(`the "${preset}" preset targets ${PRESETS[preset].map(([n]) => n).join(', ')}, none of which is a cross-attention layer of this UNet (${order.join(', ')})`);
+    if (!byName.size)
+      throw new Error(
+        `the "${preset}" preset targets ${PRESETS[preset].map(([n]) => n).join(', ')}, none of which is a cross-attention layer of this UNet (${order.join(', ')})`,
+      );
   }
   return layers.map((l) => byName.get(transformerOf(l.name)) ?? 0);
 }

@@ -14,16 +14,30 @@ afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 const u = seededUniform(3);
 const rnd = (n: number, base = 0) => Float32Array.from({ length: n }, () => base + 0.5 * u());
-const T = (shape: number[], base = 0): TensorToWrite => ({ dtype: 'F32', shape, data: rnd(shape.reduce((a, d) => a * d, 1), base) });
+const T = (shape: number[], base = 0): TensorToWrite => ({
+  dtype: 'F32',
+  shape,
+  data: rnd(
+    shape.reduce((a, d) => a * d, 1),
+    base,
+  ),
+});
 
 /** A base adapter: embed width D, N tokens of width C, processors 1 and 3. */
 function writeBase(file: string, D: number, N: number, C: number): void {
-  fs.writeFileSync(file, encodeSafetensors({
-    'image_proj.proj.weight': T([N * C, D]), 'image_proj.proj.bias': T([N * C]),
-    'image_proj.norm.weight': T([C], 1), 'image_proj.norm.bias': T([C]),
-    'ip_adapter.1.to_k_ip.weight': T([6, C]), 'ip_adapter.1.to_v_ip.weight': T([6, C]),
-    'ip_adapter.3.to_k_ip.weight': T([10, C]), 'ip_adapter.3.to_v_ip.weight': T([10, C]),
-  }));
+  fs.writeFileSync(
+    file,
+    encodeSafetensors({
+      'image_proj.proj.weight': T([N * C, D]),
+      'image_proj.proj.bias': T([N * C]),
+      'image_proj.norm.weight': T([C], 1),
+      'image_proj.norm.bias': T([C]),
+      'ip_adapter.1.to_k_ip.weight': T([6, C]),
+      'ip_adapter.1.to_v_ip.weight': T([6, C]),
+      'ip_adapter.3.to_k_ip.weight': T([10, C]),
+      'ip_adapter.3.to_v_ip.weight': T([10, C]),
+    }),
+  );
 }
 
 const vision = parseClipVisionConfig({ hidden_size: 32, projection_dim: 12, num_attention_heads: 4, intermediate_size: 37, hidden_act: 'gelu' });
@@ -52,7 +66,11 @@ describe('IpAdapterModel', () => {
     writeBase(f, 16, 4, 8);
     const a = IpAdapterModel.load(f);
     let msg = '';
-    try { checkAdapterMatchesVision(a, vision, '/models/clip_vision/vit.safetensors'); } catch (e) { msg = (e as Error).message; }
+    try {
+      checkAdapterMatchesVision(a, vision, '/models/clip_vision/vit.safetensors');
+    } catch (e) {
+      msg = (e as Error).message;
+    }
     expect(msg).toMatch(/ip-adapter-wide\.safetensors/);
     expect(msg).toMatch(/\/models\/clip_vision\/vit\.safetensors/);
     expect(msg).toMatch(/width 16/);
@@ -65,35 +83,57 @@ describe('IpAdapterModel', () => {
     writeBase(f, 1280, 4, 8);
     const a = IpAdapterModel.load(f);
     let msg = '';
-    try { checkAdapterMatchesVision(a, { ...vision, projectionDim: 1024, hiddenSize: 1280 }, 'CLIP-ViT-H-14.safetensors'); } catch (e) { msg = (e as Error).message; }
+    try {
+      checkAdapterMatchesVision(a, { ...vision, projectionDim: 1024, hiddenSize: 1280 }, 'CLIP-ViT-H-14.safetensors');
+    } catch (e) {
+      msg = (e as Error).message;
+    }
     expect(msg).toMatch(/width 1280 .*CLIP-ViT-H-14\.safetensors gives width 1024/);
     expect(msg).toMatch(/choose the image encoder this adapter was trained with: OpenCLIP ViT-bigG\/14/);
     expect(msg).not.toMatch(/ViT-H\/14/);
     const h = path.join(root, 'ip-adapter_sd15.safetensors');
     writeBase(h, 1024, 4, 8);
-    expect(() => checkAdapterMatchesVision(IpAdapterModel.load(h), { ...vision, projectionDim: 1280 }, 'bigG.safetensors')).toThrow(/trained with: OpenCLIP ViT-H\/14/);
+    expect(() => checkAdapterMatchesVision(IpAdapterModel.load(h), { ...vision, projectionDim: 1280 }, 'bigG.safetensors')).toThrow(
+      /trained with: OpenCLIP ViT-H\/14/,
+    );
   });
 
   it('detects a Plus adapter (heads = to_q rows / 64, depth from layers)', () => {
     const f = path.join(root, 'plus.safetensors');
-    const W = 8; const inner = 128; const D = 32; const C = 8;
+    const W = 8;
+    const inner = 128;
+    const D = 32;
+    const C = 8;
     const t: Record<string, TensorToWrite> = {
-      'image_proj.latents': T([1, 16, W]), 'image_proj.proj_in.weight': T([W, D]), 'image_proj.proj_in.bias': T([W]),
-      'image_proj.proj_out.weight': T([C, W]), 'image_proj.proj_out.bias': T([C]),
-      'image_proj.norm_out.weight': T([C], 1), 'image_proj.norm_out.bias': T([C]),
-      'ip_adapter.1.to_k_ip.weight': T([6, C]), 'ip_adapter.1.to_v_ip.weight': T([6, C]),
+      'image_proj.latents': T([1, 16, W]),
+      'image_proj.proj_in.weight': T([W, D]),
+      'image_proj.proj_in.bias': T([W]),
+      'image_proj.proj_out.weight': T([C, W]),
+      'image_proj.proj_out.bias': T([C]),
+      'image_proj.norm_out.weight': T([C], 1),
+      'image_proj.norm_out.bias': T([C]),
+      'ip_adapter.1.to_k_ip.weight': T([6, C]),
+      'ip_adapter.1.to_v_ip.weight': T([6, C]),
     };
     for (let d = 0; d < 2; d++) {
       const p = `image_proj.layers.${d}`;
-      for (const n of ['0.norm1', '0.norm2', '1.0']) { t[`${p}.${n}.weight`] = T([W], 1); t[`${p}.${n}.bias`] = T([W]); }
-      t[`${p}.0.to_q.weight`] = T([inner, W]); t[`${p}.0.to_kv.weight`] = T([2 * inner, W]); t[`${p}.0.to_out.weight`] = T([W, inner]);
-      t[`${p}.1.1.weight`] = T([4 * W, W]); t[`${p}.1.3.weight`] = T([W, 4 * W]);
+      for (const n of ['0.norm1', '0.norm2', '1.0']) {
+        t[`${p}.${n}.weight`] = T([W], 1);
+        t[`${p}.${n}.bias`] = T([W]);
+      }
+      t[`${p}.0.to_q.weight`] = T([inner, W]);
+      t[`${p}.0.to_kv.weight`] = T([2 * inner, W]);
+      t[`${p}.0.to_out.weight`] = T([W, inner]);
+      t[`${p}.1.1.weight`] = T([4 * W, W]);
+      t[`${p}.1.3.weight`] = T([W, 4 * W]);
     }
     fs.writeFileSync(f, encodeSafetensors(t));
     const a = IpAdapterModel.load(f);
     expect([a.kind, a.numTokens, a.embedDim, a.crossAttentionDim, a.resampler?.heads, a.resampler?.depth]).toEqual(['plus', 16, 32, 8, 2, 2]);
     expect(() => checkAdapterMatchesVision(a, vision, 'vit.safetensors')).not.toThrow();
-    expect(() => checkAdapterMatchesVision(a, { ...vision, hiddenSize: 1280 }, 'vit-h.safetensors')).toThrow(/hidden states.*width 32.*vit-h\.safetensors gives width 1280/);
+    expect(() => checkAdapterMatchesVision(a, { ...vision, hiddenSize: 1280 }, 'vit-h.safetensors')).toThrow(
+      /hidden states.*width 32.*vit-h\.safetensors gives width 1280/,
+    );
   });
 
   it('Plus: a batch of two equals its images one by one', async () => {
@@ -113,17 +153,24 @@ describe('IpAdapterModel', () => {
 
 /** A full-face adapter (MLPProjModel): vision hidden width D, MLP width H, tokens of width C. */
 function writeFullFace(file: string, D: number, H: number, C: number, extra: Record<string, TensorToWrite> = {}): void {
-  fs.writeFileSync(file, encodeSafetensors({
-    'image_proj.proj.0.weight': T([H, D]), 'image_proj.proj.0.bias': T([H]),
-    'image_proj.proj.2.weight': T([C, H]), 'image_proj.proj.2.bias': T([C]),
-    'image_proj.proj.3.weight': T([C], 1), 'image_proj.proj.3.bias': T([C]),
-    'ip_adapter.1.to_k_ip.weight': T([6, C]), 'ip_adapter.1.to_v_ip.weight': T([6, C]),
-    ...extra,
-  }));
+  fs.writeFileSync(
+    file,
+    encodeSafetensors({
+      'image_proj.proj.0.weight': T([H, D]),
+      'image_proj.proj.0.bias': T([H]),
+      'image_proj.proj.2.weight': T([C, H]),
+      'image_proj.proj.2.bias': T([C]),
+      'image_proj.proj.3.weight': T([C], 1),
+      'image_proj.proj.3.bias': T([C]),
+      'ip_adapter.1.to_k_ip.weight': T([6, C]),
+      'ip_adapter.1.to_v_ip.weight': T([6, C]),
+      ...extra,
+    }),
+  );
 }
 
 describe('full-face IpAdapterModel', () => {
-  it('is told apart by its keys (image_proj.proj.3 = the MLP\'s LayerNorm), not by its name', () => {
+  it("is told apart by its keys (image_proj.proj.3 = the MLP's LayerNorm), not by its name", () => {
     const f = path.join(root, 'some-adapter.safetensors');
     writeFullFace(f, 32, 24, 8);
     const a = IpAdapterModel.load(f);
@@ -141,10 +188,19 @@ describe('full-face IpAdapterModel', () => {
 
   it('an MLP without its LayerNorm (FaceID) and mismatched MLP widths are refused with the reason', () => {
     const faceId = path.join(root, 'faceid.safetensors');
-    fs.writeFileSync(faceId, encodeSafetensors({
-      'image_proj.proj.0.weight': T([16, 12]), 'image_proj.proj.0.bias': T([16]), 'image_proj.proj.2.weight': T([32, 16]), 'image_proj.proj.2.bias': T([32]),
-      'image_proj.norm.weight': T([8], 1), 'image_proj.norm.bias': T([8]), 'ip_adapter.1.to_k_ip.weight': T([6, 8]), 'ip_adapter.1.to_v_ip.weight': T([6, 8]),
-    }));
+    fs.writeFileSync(
+      faceId,
+      encodeSafetensors({
+        'image_proj.proj.0.weight': T([16, 12]),
+        'image_proj.proj.0.bias': T([16]),
+        'image_proj.proj.2.weight': T([32, 16]),
+        'image_proj.proj.2.bias': T([32]),
+        'image_proj.norm.weight': T([8], 1),
+        'image_proj.norm.bias': T([8]),
+        'ip_adapter.1.to_k_ip.weight': T([6, 8]),
+        'ip_adapter.1.to_v_ip.weight': T([6, 8]),
+      }),
+    );
     expect(() => IpAdapterModel.load(faceId)).toThrow(/faceid\.safetensors: not a supported IP-Adapter file: .*FaceID/);
     const bad = path.join(root, 'full-face-bad.safetensors');
     writeFullFace(bad, 32, 24, 8, { 'image_proj.proj.2.weight': T([8, 20]) });
@@ -159,7 +215,11 @@ describe('full-face IpAdapterModel', () => {
     writeFullFace(f, 1280, 1280, 8);
     const a = IpAdapterModel.load(f);
     let msg = '';
-    try { checkAdapterMatchesVision(a, { ...vision, hiddenSize: 1024, projectionDim: 768 }, '/models/clip_vision/clip-vit-large-patch14.safetensors'); } catch (e) { msg = (e as Error).message; }
+    try {
+      checkAdapterMatchesVision(a, { ...vision, hiddenSize: 1024, projectionDim: 768 }, '/models/clip_vision/clip-vit-large-patch14.safetensors');
+    } catch (e) {
+      msg = (e as Error).message;
+    }
     expect(msg).toContain(f);
     expect(msg).toContain('/models/clip_vision/clip-vit-large-patch14.safetensors');
     expect(msg).toMatch(/hidden states \(hidden_size\) of width 1280 \(image_proj\.proj\.0 in-features\)/);
@@ -169,20 +229,30 @@ describe('full-face IpAdapterModel', () => {
 
   it('projects every token: LayerNorm(Linear2(GELU_erf(Linear1(h)))), zero-pixel states for unconditional', async () => {
     const f = path.join(root, 'full-face-proj.safetensors');
-    const D = 32; const H = 24; const C = 8;
+    const D = 32;
+    const H = 24;
+    const C = 8;
     writeFullFace(f, D, H, C);
     const p = await ImageProjector.load(f, { cacheDir });
     expect(p.inputName).toBe('penultimate_hidden_states');
     const { readTensorF32 } = await import('./safetensors.js');
     const w = (k: string) => readTensorF32(p.adapter.weights.get(`image_proj.proj.${k}`));
     const [W0, b0, W2, b2, g, beta] = [w('0.weight'), w('0.bias'), w('2.weight'), w('2.bias'), w('3.weight'), w('3.bias')];
-    const erf = (x: number) => { // Abramowitz-Stegun 7.1.26 is too coarse; integrate instead
-      let s = 0; const n = 2000;
-      for (let i = 0; i < n; i++) { const t = (i + 0.5) * x / n; s += Math.exp(-t * t); }
-      return (2 / Math.sqrt(Math.PI)) * s * x / n;
+    const erf = (x: number) => {
+      // Abramowitz-Stegun 7.1.26 is too coarse; integrate instead
+      let s = 0;
+      const n = 2000;
+      for (let i = 0; i < n; i++) {
+        const t = ((i + 0.5) * x) / n;
+        s += Math.exp(-t * t);
+      }
+      return ((2 / Math.sqrt(Math.PI)) * s * x) / n;
     };
     const token = (h: Float32Array) => {
-      const a = Array.from({ length: H }, (_, o) => { const v = b0[o] + h.reduce((s, x, i) => s + x * W0[o * D + i], 0); return 0.5 * v * (1 + erf(v / Math.SQRT2)); });
+      const a = Array.from({ length: H }, (_, o) => {
+        const v = b0[o] + h.reduce((s, x, i) => s + x * W0[o * D + i], 0);
+        return 0.5 * v * (1 + erf(v / Math.SQRT2));
+      });
       const y = Array.from({ length: C }, (_, o) => b2[o] + a.reduce((s, x, i) => s + x * W2[o * H + i], 0));
       const mu = y.reduce((s, v) => s + v, 0) / C;
       const vr = y.reduce((s, v) => s + (v - mu) ** 2, 0) / C;

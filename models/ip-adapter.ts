@@ -25,7 +25,10 @@ import { openTensorFile } from './pickle.js';
 import type { Tensor } from './image-preprocess.js';
 
 /** The per-layer image key/value projections of one attention processor. */
-export interface IpLayerWeights { toK: TensorRef; toV: TensorRef }
+export interface IpLayerWeights {
+  toK: TensorRef;
+  toV: TensorRef;
+}
 
 /** Resampler ("plus") hyper-parameters, all read from shapes. */
 export interface ResamplerConfig {
@@ -73,7 +76,9 @@ export class IpAdapterModel {
   static load(file: string): IpAdapterModel {
     const abs = path.resolve(file);
     const w = openTensorFile(abs);
-    const fail = (why: string): never => { throw new Error(`${abs}: not a supported IP-Adapter file: ${why}`); };
+    const fail = (why: string): never => {
+      throw new Error(`${abs}: not a supported IP-Adapter file: ${why}`);
+    };
     const axis = (key: string, i: number): number => dimOf(w.get(key).shape, i, key);
 
     // 1. image key/value projections: ip_adapter.<n>.to_{k,v}_ip.weight (hidden, C).
@@ -113,8 +118,13 @@ export class IpAdapterModel {
       const outputDim = axis('image_proj.proj_out.weight', 0);
       if (outputDim !== crossDim) fail(`Resampler output width ${outputDim} differs from the to_k_ip width ${crossDim}`);
       const resampler: ResamplerConfig = {
-        dim, depth, heads: inner / RESAMPLER_DIM_HEAD, dimHead: RESAMPLER_DIM_HEAD, numQueries,
-        ffInner: axis('image_proj.layers.0.1.1.weight', 0), outputDim,
+        dim,
+        depth,
+        heads: inner / RESAMPLER_DIM_HEAD,
+        dimHead: RESAMPLER_DIM_HEAD,
+        numQueries,
+        ffInner: axis('image_proj.layers.0.1.1.weight', 0),
+        outputDim,
       };
       return new IpAdapterModel(abs, 'plus', numQueries, embedDim, crossDim, sorted, w, resampler);
     }
@@ -132,7 +142,8 @@ export class IpAdapterModel {
       if (normW !== crossDim) fail(`image_proj.proj.3.weight (LayerNorm) has width ${normW}, expected ${crossDim}`);
       return new IpAdapterModel(abs, 'full-face', FULL_FACE_TOKENS, D, crossDim, sorted, w, null);
     }
-    if (w.has('image_proj.proj.0.weight')) fail('an MLP image projection without its LayerNorm (a FaceID adapter, fed by InsightFace face embeddings), which is not supported');
+    if (w.has('image_proj.proj.0.weight'))
+      fail('an MLP image projection without its LayerNorm (a FaceID adapter, fed by InsightFace face embeddings), which is not supported');
     if (w.keys().some((k) => k.startsWith('image_proj.perceiver_resampler'))) fail('a FaceID-Plus projection, which is not supported');
     return fail('no "image_proj.proj.weight" (base) or "image_proj.latents" (plus) tensor');
   }
@@ -157,8 +168,16 @@ export function ipAdapterWeightsFor(adapter: IpAdapterModel, n: number): IpLayer
 
 /** The CLIP image encoders IP-Adapters are trained with, by what they feed (base: projection_dim, plus / full-face: hidden_size). */
 const ENCODERS: Record<'base' | 'plus', Record<number, string>> = {
-  base: { 1024: 'OpenCLIP ViT-H/14 (CLIP-ViT-H-14-laion2B-s32B-b79K), as the SD1.5 adapters are', 1280: 'OpenCLIP ViT-bigG/14 (CLIP-ViT-bigG-14-laion2B-39B-b160k), as the vit-G adapters are', 768: 'OpenAI CLIP ViT-L/14' },
-  plus: { 1280: 'OpenCLIP ViT-H/14 (CLIP-ViT-H-14-laion2B-s32B-b79K), as the SD1.5 adapters are', 1664: 'OpenCLIP ViT-bigG/14 (CLIP-ViT-bigG-14-laion2B-39B-b160k), as the vit-G adapters are', 1024: 'OpenAI CLIP ViT-L/14' },
+  base: {
+    1024: 'OpenCLIP ViT-H/14 (CLIP-ViT-H-14-laion2B-s32B-b79K), as the SD1.5 adapters are',
+    1280: 'OpenCLIP ViT-bigG/14 (CLIP-ViT-bigG-14-laion2B-39B-b160k), as the vit-G adapters are',
+    768: 'OpenAI CLIP ViT-L/14',
+  },
+  plus: {
+    1280: 'OpenCLIP ViT-H/14 (CLIP-ViT-H-14-laion2B-s32B-b79K), as the SD1.5 adapters are',
+    1664: 'OpenCLIP ViT-bigG/14 (CLIP-ViT-bigG-14-laion2B-39B-b160k), as the vit-G adapters are',
+    1024: 'OpenAI CLIP ViT-L/14',
+  },
 };
 
 /**
@@ -167,15 +186,14 @@ const ENCODERS: Record<'base' | 'plus', Record<number, string>> = {
  * names the encoder the adapter's width points to (ViT-H/14 for 1024, ViT-bigG/14 for vit-G's 1280, ...).
  */
 export function checkAdapterMatchesVision(adapter: IpAdapterModel, vision: ClipVisionConfig, visionFile: string): void {
-  const [what, width] = adapter.kind === 'base'
-    ? ['image embeddings (projection_dim)', vision.projectionDim]
-    : ['hidden states (hidden_size)', vision.hiddenSize];
+  const [what, width] =
+    adapter.kind === 'base' ? ['image embeddings (projection_dim)', vision.projectionDim] : ['hidden states (hidden_size)', vision.hiddenSize];
   if (width === adapter.embedDim) return;
   const src = { base: 'image_proj.proj', plus: 'image_proj.proj_in', 'full-face': 'image_proj.proj.0' }[adapter.kind];
   throw new Error(
     `The IP-Adapter ${adapter.file} expects CLIP ${what} of width ${adapter.embedDim} (${src} in-features), ` +
-    `but the CLIP vision model ${visionFile} gives width ${width ?? 'none (it has no visual_projection)'}; ` +
-    `choose the image encoder this adapter was trained with: ${ENCODERS[adapter.kind === 'base' ? 'base' : 'plus'][adapter.embedDim] ?? `one whose ${what} have width ${adapter.embedDim}`}.`,
+      `but the CLIP vision model ${visionFile} gives width ${width ?? 'none (it has no visual_projection)'}; ` +
+      `choose the image encoder this adapter was trained with: ${ENCODERS[adapter.kind === 'base' ? 'base' : 'plus'][adapter.embedDim] ?? `one whose ${what} have width ${adapter.embedDim}`}.`,
   );
 }
 
@@ -236,11 +254,18 @@ export function buildImageProj(adapter: IpAdapterModel): Graph {
   return g;
 }
 
-export interface ProjectorOptions { cacheDir: string; provider?: Provider; log?: (msg: string) => void }
+export interface ProjectorOptions {
+  cacheDir: string;
+  provider?: Provider;
+  log?: (msg: string) => void;
+}
 
 /** An adapter's image projection, ready to run. */
 export class ImageProjector {
-  private constructor(readonly adapter: IpAdapterModel, private readonly session: ort.InferenceSession) {}
+  private constructor(
+    readonly adapter: IpAdapterModel,
+    private readonly session: ort.InferenceSession,
+  ) {}
 
   /** Loads an adapter file (or an already opened adapter) and creates the projection session. */
   static async load(src: string | IpAdapterModel, opts: ProjectorOptions): Promise<ImageProjector> {
@@ -284,7 +309,10 @@ export class ImageProjector {
       const D = this.adapter.embedDim;
       return this.project({ data: new Float32Array(batch * D), dims: [batch, D] });
     }
-    if (!vision) throw new Error(`${this.adapter.file}: the unconditional tokens of an IP-Adapter ${this.adapter.kind === 'plus' ? 'Plus' : 'full-face'} need the CLIP vision model`);
+    if (!vision)
+      throw new Error(
+        `${this.adapter.file}: the unconditional tokens of an IP-Adapter ${this.adapter.kind === 'plus' ? 'Plus' : 'full-face'} need the CLIP vision model`,
+      );
     return this.project((await vision.encode(vision.zeroPixels(batch))).penultimate);
   }
 

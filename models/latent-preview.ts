@@ -8,9 +8,9 @@ import sharp from 'sharp';
 /** SD1.5 latent -> RGB factors: rows are latent channels, columns R, G, B. */
 export const SD15_LATENT_RGB_FACTORS: readonly (readonly [number, number, number])[] = [
   [0.3512, 0.2297, 0.3227],
-  [0.3250, 0.4974, 0.2350],
+  [0.325, 0.4974, 0.235],
   [-0.2829, 0.1762, 0.2721],
-  [-0.2120, -0.2616, -0.7177],
+  [-0.212, -0.2616, -0.7177],
 ];
 
 export interface LatentPreview {

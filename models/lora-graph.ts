@@ -49,7 +49,10 @@ export function unetReferenceRows(levels: number): (module: string) => number {
   };
 }
 
-interface Branch { lora: number; m: LoraModule }
+interface Branch {
+  lora: number;
+  m: LoraModule;
+}
 
 /**
  * A hook factory for a builder (buildUNet / buildClipTextEncoder `moduleHook`): declares the
@@ -68,7 +71,10 @@ export function loraModuleHook(loras: readonly LoraMatch[], o: LoraGraphOptions)
     const strength = new Map<number, string>();
     const strengthOf = (i: number) => {
       let s = strength.get(i);
-      if (!s) { s = g.op('Gather', [scales, g.constI([i], [])], { axis: 0 }, `lora_scale_${i}`); strength.set(i, s); }
+      if (!s) {
+        s = g.op('Gather', [scales, g.constI([i], [])], { axis: 0 }, `lora_scale_${i}`);
+        strength.set(i, s);
+      }
       return s;
     };
     /** s · B as (out, rank) [or its 4-d view]: the factor alpha / rank folds into the strength. */
@@ -78,8 +84,7 @@ export function loraModuleHook(loras: readonly LoraMatch[], o: LoraGraphOptions)
       return g.op('Mul', [g.weight(`lora${b.lora}.${b.m.module}.up`, b.m.up, dims), s]);
     };
     const down = (b: Branch, dims: number[]) => g.weight(`lora${b.lora}.${b.m.module}.down`, b.m.down, dims);
-    const merge = (module: string, rows: number, inF: number, outF: number) =>
-      mode === 'merge' || (mode === 'auto' && rows * (inF + outF) > inF * outF);
+    const merge = (module: string, rows: number, inF: number, outF: number) => mode === 'merge' || (mode === 'auto' && rows * (inF + outF) > inF * outF);
     const sum = (terms: string[]) => terms.reduce((a, t) => g.op('Add', [a, t]));
     /** The module's (out, in) from the first branch's up (out, r) and down (r, in); a byModule list is never empty. */
     const outIn = (list: Branch[]): [number, number] => {
@@ -107,8 +112,10 @@ export function loraModuleHook(loras: readonly LoraMatch[], o: LoraGraphOptions)
         if (merge(m.prefix, rows, inF * kh * kw, outF)) {
           const shape = g.constI([outF, inF, kh, kw]);
           return {
-            weight: list.reduce((acc, b) => g.op('Add', [acc, g.op('Reshape', [
-              g.op('MatMul', [scaledUp(b, [outF, b.m.rank]), down(b, [b.m.rank, inF * kh * kw])]), shape])]), w),
+            weight: list.reduce(
+              (acc, b) => g.op('Add', [acc, g.op('Reshape', [g.op('MatMul', [scaledUp(b, [outF, b.m.rank]), down(b, [b.m.rank, inF * kh * kw])]), shape])]),
+              w,
+            ),
           };
         }
         const p = a.padding;

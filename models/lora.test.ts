@@ -17,7 +17,14 @@ import { UNET_SESSION_OPTIONS } from './unet.js';
 import { ClipTextEncoder, loadClipTextConfig } from './clip-text.js';
 import { clipTextWeights } from './keymaps/clip-text.js';
 import {
-  ATTENTION_FF_MODULES, type LoraTargets, clipTextLoraTargets, describeLoraMatch, loraParameterShapes, loraStrengths, matchLora, unetLoraTargets,
+  ATTENTION_FF_MODULES,
+  type LoraTargets,
+  clipTextLoraTargets,
+  describeLoraMatch,
+  loraParameterShapes,
+  loraStrengths,
+  matchLora,
+  unetLoraTargets,
 } from './lora.js';
 import { type LoraMode, loraModuleHook, unetReferenceRows } from './lora-graph.js';
 import { seededUniform } from '../test/helpers/random.js';
@@ -29,8 +36,14 @@ const cacheDir = path.join(root, 'cache');
 
 /** A tiny SD1.5-shaped UNet: 2 levels, attention in the first, a conv shortcut, a downsampler and an upsampler. */
 const TINY = parseUNetConfig({
-  sample_size: 8, block_out_channels: [8, 16], layers_per_block: 1, attention_head_dim: 2, norm_num_groups: 4,
-  cross_attention_dim: 8, down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'], up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D'],
+  sample_size: 8,
+  block_out_channels: [8, 16],
+  layers_per_block: 1,
+  attention_head_dim: 2,
+  norm_num_groups: 4,
+  cross_attention_dim: 8,
+  down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'],
+  up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D'],
 });
 
 function random(shapes: Map<string, number[]>, seed: number, scale = 0.5): Record<string, TensorToWrite> {
@@ -63,14 +76,18 @@ function loraFile(name: string, targets: LoraTargets[], format: 'kohya' | 'peft'
 }
 
 describe('LoRA key mapping', () => {
-  it('maps kohya names through the model\'s own module names: to_out_0, ff_net_0_proj, conv LoRA (3x3 down, 1x1 up), conv_shortcut, time_emb_proj', () => {
+  it("maps kohya names through the model's own module names: to_out_0, ff_net_0_proj, conv LoRA (3x3 down, 1x1 up), conv_shortcut, time_emb_proj", () => {
     const f = loraFile('kohya.safetensors', [unetTargets], 'kohya', 2);
     const m = matchLora(SafetensorsFile.open(f), [unetTargets]);
     expect(m.unmatched).toEqual([]);
     expect(m.formats).toEqual(['kohya']);
     const mods = new Map(m.modules.map((x) => [x.module, x]));
-    expect(mods.get('down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0')?.down.key).toBe('lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_out_0.lora_down.weight');
-    expect(mods.get('down_blocks.0.attentions.0.transformer_blocks.0.ff.net.0.proj')?.up.key).toBe('lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_ff_net_0_proj.lora_up.weight');
+    expect(mods.get('down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0')?.down.key).toBe(
+      'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_out_0.lora_down.weight',
+    );
+    expect(mods.get('down_blocks.0.attentions.0.transformer_blocks.0.ff.net.0.proj')?.up.key).toBe(
+      'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_ff_net_0_proj.lora_up.weight',
+    );
     const conv = mods.get('down_blocks.0.resnets.0.conv1')!;
     expect(conv.down.shape).toEqual([2, 8, 3, 3]);
     expect(conv.up.shape).toEqual([8, 2, 1, 1]);
@@ -124,23 +141,40 @@ describe('LoRA key mapping', () => {
     // SDXL's attn2 to_k reads 2048-wide text features: [640, 2048] where this UNet has [8, 8].
     const t: Record<string, TensorToWrite> = {
       // A feed-forward pair that does not fit either (read first): the message names attn2's, which tells the family.
-      'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_ff_net_2.lora_down.weight': { dtype: 'F16', shape: [4, 2560], data: new Uint16Array(4 * 2560) },
+      'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_ff_net_2.lora_down.weight': {
+        dtype: 'F16',
+        shape: [4, 2560],
+        data: new Uint16Array(4 * 2560),
+      },
       'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_ff_net_2.lora_up.weight': { dtype: 'F16', shape: [640, 4], data: new Uint16Array(640 * 4) },
-      'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight': { dtype: 'F16', shape: [4, 2048], data: new Uint16Array(4 * 2048) },
+      'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight': {
+        dtype: 'F16',
+        shape: [4, 2048],
+        data: new Uint16Array(4 * 2048),
+      },
       'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight': { dtype: 'F16', shape: [640, 4], data: new Uint16Array(640 * 4) },
       'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.alpha': { dtype: 'F16', shape: [], data: Uint16Array.of(0x4400) },
       'lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight': { dtype: 'F16', shape: [4, 768], data: new Uint16Array(4 * 768) },
     };
     const f = write('sdxl-lora.safetensors', t);
     expect(() => matchLora(SafetensorsFile.open(f), [unetTargets])).toThrow(
-      /the LoRA sdxl-lora\.safetensors does not fit unet\.safetensors: down_blocks\.0\.attentions\.0\.transformer_blocks\.0\.attn2\.to_k is \[8,8\].*\[4,2048\].*SDXL.*model: .*unet\.safetensors\) \(2 modules of the LoRA do not fit\)/);
+      /the LoRA sdxl-lora\.safetensors does not fit unet\.safetensors: down_blocks\.0\.attentions\.0\.transformer_blocks\.0\.attn2\.to_k is \[8,8\].*\[4,2048\].*SDXL.*model: .*unet\.safetensors\) \(2 modules of the LoRA do not fit\)/,
+    );
     // Only SGM / text-encoder-2 names: nothing matches, and the message says SDXL.
-    const only = write('sdxl-te.safetensors', { 'lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight': t['lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight'] });
+    const only = write('sdxl-te.safetensors', {
+      'lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight': t['lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight'],
+    });
     expect(() => matchLora(SafetensorsFile.open(only), [unetTargets])).toThrow(/none of its 1 keys names a module of unet\.safetensors.*SDXL/);
   });
 
   it('sums the strengths of one file chained twice', () => {
-    expect(loraStrengths([{ path: 'a', strength: 0.5 }, { path: 'b', strength: -1 }, { path: 'a', strength: 0.25 }])).toEqual({ files: ['a', 'b'], strengths: [0.75, -1] });
+    expect(
+      loraStrengths([
+        { path: 'a', strength: 0.5 },
+        { path: 'b', strength: -1 },
+        { path: 'a', strength: 0.25 },
+      ]),
+    ).toEqual({ files: ['a', 'b'], strengths: [0.75, -1] });
   });
 });
 
@@ -196,7 +230,10 @@ async function runUNet(weightsFile: string, loras: string[] = [], strengths: num
 function maxRel(a: Float32Array, b: Float32Array): number {
   let m = 0;
   let s = 0;
-  for (let i = 0; i < a.length; i++) { m = Math.max(m, Math.abs(a[i] - b[i])); s = Math.max(s, Math.abs(b[i])); }
+  for (let i = 0; i < a.length; i++) {
+    m = Math.max(m, Math.abs(a[i] - b[i]));
+    s = Math.max(s, Math.abs(b[i]));
+  }
   return m / s;
 }
 
@@ -228,7 +265,9 @@ describe('LoRA graphs (tiny UNet)', () => {
     for (const [k, shape] of loraParameterShapes([unetTargets], 'kohya', 2)) {
       const n = shape.reduce((a, d) => a * d, 1);
       // Half patterns with exponents 2^-6 .. 2^-2, random sign and mantissa (alpha: 1.0).
-      const bits = Uint16Array.from({ length: n }, () => (k.endsWith('.alpha') ? 0x3c00 : ((r() < 0 ? 0x8000 : 0) | ((9 + Math.floor((r() + 0.5) * 5)) << 10) | Math.floor((r() + 0.5) * 1024))));
+      const bits = Uint16Array.from({ length: n }, () =>
+        k.endsWith('.alpha') ? 0x3c00 : (r() < 0 ? 0x8000 : 0) | ((9 + Math.floor((r() + 0.5) * 5)) << 10) | Math.floor((r() + 0.5) * 1024),
+      );
       t16[k] = { dtype: 'F16', shape, data: bits };
       t32[k] = { dtype: 'F32', shape, data: Float32Array.from(bits, halfToFloat) };
     }
@@ -239,7 +278,12 @@ describe('LoRA graphs (tiny UNet)', () => {
   });
 
   it('stacked LoRAs add their deltas', async () => {
-    const want = await runUNet(mergedWeights('merged-both.safetensors', [{ file: kohya, strength: 0.8 }, { file: peft, strength: 0.6 }]));
+    const want = await runUNet(
+      mergedWeights('merged-both.safetensors', [
+        { file: kohya, strength: 0.8 },
+        { file: peft, strength: 0.6 },
+      ]),
+    );
     expect(maxRel(await runUNet(unetFile, [kohya, peft], [0.8, 0.6], 'auto'), want)).toBeLessThan(2e-5);
   });
 });
@@ -258,16 +302,21 @@ describe.skipIf(!haveFixtures)('the fixture LoRA files on set A', () => {
   const tFile = path.join(tiny, 'diffusers', 'text_encoder', 'model.safetensors');
   const targets = () => {
     const textCfg = loadClipTextConfig(path.join(tiny, 'diffusers', 'text_encoder'));
-    return [unetLoraTargets(cfg, SafetensorsFile.open(uFile), uFile), clipTextLoraTargets(textCfg.num_hidden_layers, clipTextWeights(SafetensorsFile.open(tFile)), tFile)];
+    return [
+      unetLoraTargets(cfg, SafetensorsFile.open(uFile), uFile),
+      clipTextLoraTargets(textCfg.num_hidden_layers, clipTextWeights(SafetensorsFile.open(tFile)), tFile),
+    ];
   };
 
-  it('kohya-lora-tiny: all 921 keys matched (307 modules); its keys are kohya\'s default modules of this model', () => {
+  it("kohya-lora-tiny: all 921 keys matched (307 modules); its keys are kohya's default modules of this model", () => {
     const file = SafetensorsFile.open(path.join(loras, 'kohya-lora-tiny.safetensors'));
     const m = matchLora(file, targets());
     expect(m.unmatched).toEqual([]);
     expect(m.modules).toHaveLength(307);
     expect(m.modules.filter((x) => x.part === 'text_encoder')).toHaveLength(30);
-    expect(new Set(m.modules.map((x) => `${x.rank}/${x.alpha}/${x.down.shape.length === 4 && x.down.shape[2] === 3 ? '3x3' : 'lin'}`))).toEqual(new Set(['4/2/lin', '4/1/3x3']));
+    expect(new Set(m.modules.map((x) => `${x.rank}/${x.alpha}/${x.down.shape.length === 4 && x.down.shape[2] === 3 ? '3x3' : 'lin'}`))).toEqual(
+      new Set(['4/2/lin', '4/1/3x3']),
+    );
     expect([...loraParameterShapes(targets(), 'kohya', 4).keys()].sort()).toEqual(file.keys().sort());
   });
 

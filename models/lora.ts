@@ -72,7 +72,14 @@ const PROCESSOR = /^(?:(unet)\.)?(.+)\.processor\.(to_q|to_k|to_v|to_out)_lora\.
 const ALPHA = /^(unet|text_encoder)\.(.+)\.alpha$/;
 
 type Role = 'down' | 'up' | 'alpha';
-interface Slot { part: LoraPart; module: string; keys: string[]; down?: TensorRef; up?: TensorRef; alpha?: TensorRef }
+interface Slot {
+  part: LoraPart;
+  module: string;
+  keys: string[];
+  down?: TensorRef;
+  up?: TensorRef;
+  alpha?: TensorRef;
+}
 
 const underscore = (name: string) => name.replace(/\./g, '_');
 
@@ -104,7 +111,10 @@ export function matchLora(lora: SafetensorsFile, targets: LoraTargets[], opts: {
     if (!t?.modules.has(module)) return false;
     const id = `${part}:${module}`;
     let s = slots.get(id);
-    if (!s) { s = { part, module, keys: [] }; slots.set(id, s); }
+    if (!s) {
+      s = { part, module, keys: [] };
+      slots.set(id, s);
+    }
     if (s[role]) throw new Error(`${path.basename(lora.file)}: ${key} repeats the ${role} of ${module} (also ${s.keys.join(', ')})`);
     s[role] = lora.get(key);
     s.keys.push(key);
@@ -135,16 +145,23 @@ export function matchLora(lora: SafetensorsFile, targets: LoraTargets[], opts: {
   const modules: LoraModule[] = [];
   const misfits: { module: string; message: string }[] = [];
   for (const s of slots.values()) {
-    if (!s.down || !s.up) { unmatched.push(...s.keys); continue; } // half a pair changes nothing: reported
+    if (!s.down || !s.up) {
+      unmatched.push(...s.keys);
+      continue;
+    } // half a pair changes nothing: reported
     const base = byPart.get(s.part)!;
     const shape = base.modules.get(s.module)!;
     const misfit = checkFits(lora.file, base, s.module, shape, s.down, s.up);
-    if (misfit) { misfits.push({ module: s.module, message: misfit }); continue; }
+    if (misfit) {
+      misfits.push({ module: s.module, message: misfit });
+      continue;
+    }
     const rank = s.down.shape[0]!; // checkFits: down is (rank, in) or (rank, in, k, k)
     let alpha = rank;
     if (s.alpha) {
       const [a0, ...rest] = readTensorF32(s.alpha);
-      if (a0 === undefined || rest.length || !Number.isFinite(a0)) throw new Error(`${path.basename(lora.file)}: ${s.alpha.key} must be one finite number, found [${s.alpha.shape}]`);
+      if (a0 === undefined || rest.length || !Number.isFinite(a0))
+        throw new Error(`${path.basename(lora.file)}: ${s.alpha.key} must be one finite number, found [${s.alpha.shape}]`);
       alpha = a0;
     }
     modules.push({ part: s.part, module: s.module, down: s.down, up: s.up, rank, alpha });
@@ -156,8 +173,10 @@ export function matchLora(lora: SafetensorsFile, targets: LoraTargets[], opts: {
   }
   if (!modules.length && !opts.allowEmpty) {
     const sdxl = unmatched.some((k) => /^lora_te[12]_|^lora_unet_(input|output)_blocks_\d+_\d+_transformer_blocks_[1-9]/.test(k));
-    throw new Error(`${path.basename(lora.file)}: none of its ${lora.keys().length} keys names a module of ${targets.map((t) => path.basename(t.file)).join(' / ')}`
-      + `${sdxl ? ' (lora_te1_ / lora_te2_ keys: this is an SDXL LoRA; only SD1.x LoRAs are supported)' : ''}; first keys: ${unmatched.slice(0, 5).join(', ')} (file: ${lora.file})`);
+    throw new Error(
+      `${path.basename(lora.file)}: none of its ${lora.keys().length} keys names a module of ${targets.map((t) => path.basename(t.file)).join(' / ')}` +
+        `${sdxl ? ' (lora_te1_ / lora_te2_ keys: this is an SDXL LoRA; only SD1.x LoRAs are supported)' : ''}; first keys: ${unmatched.slice(0, 5).join(', ')} (file: ${lora.file})`,
+    );
   }
   return { file: lora.file, formats: [...formats].sort(), modules, unmatched, keys: lora.keys().length };
 }
@@ -182,13 +201,20 @@ function checkFits(loraFile: string, base: LoraTargets, module: string, shape: n
   const kernel = conv ? shape.slice(2) : [1, 1];
   const downKernel = d.length === 4 ? d.slice(2) : [1, 1];
   const upKernel = u.length === 4 ? u.slice(2) : [1, 1];
-  const ok = (d.length === 2 || d.length === 4) && (u.length === 2 || u.length === 4)
-    && u[0] === shape[0] && d[1] === shape[1] && u[1] === d[0]
-    && downKernel.join() === kernel.join() && upKernel.join() === '1,1';
+  const ok =
+    (d.length === 2 || d.length === 4) &&
+    (u.length === 2 || u.length === 4) &&
+    u[0] === shape[0] &&
+    d[1] === shape[1] &&
+    u[1] === d[0] &&
+    downKernel.join() === kernel.join() &&
+    upKernel.join() === '1,1';
   if (ok) return null;
-  return `the LoRA ${path.basename(loraFile)} does not fit ${path.basename(base.file)}: ${module} is [${shape}] in the model, `
-    + `but the LoRA's ${down.key} is [${d}] and ${up.key} is [${u}]${familyHint(up, down, module)}; `
-    + `choose a LoRA made for Stable Diffusion 1.x (LoRA: ${loraFile}; model: ${base.file})`;
+  return (
+    `the LoRA ${path.basename(loraFile)} does not fit ${path.basename(base.file)}: ${module} is [${shape}] in the model, ` +
+    `but the LoRA's ${down.key} is [${d}] and ${up.key} is [${u}]${familyHint(up, down, module)}; ` +
+    `choose a LoRA made for Stable Diffusion 1.x (LoRA: ${loraFile}; model: ${base.file})`
+  );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -198,7 +224,7 @@ function checkFits(loraFile: string, base: LoraTargets, module: string, shape: n
 /** Where module weights' shapes come from: a checkpoint's weight map, or a parameter list (generated files). */
 export type ShapeSource = WeightMap | ReadonlyMap<string, number[]>;
 const shapeIn = (w: ShapeSource, name: string): number[] | undefined =>
-  (w instanceof Map ? w.get(name) : (w as WeightMap).has(name) ? (w as WeightMap).get(name).shape : undefined);
+  w instanceof Map ? w.get(name) : (w as WeightMap).has(name) ? (w as WeightMap).get(name).shape : undefined;
 
 /** Every linear / conv of a UNet (diffusers names) with its weight's shape, as the weight map has it. */
 export function unetLoraTargets(cfg: UNetConfig, w: ShapeSource, file: string): LoraTargets {
@@ -248,7 +274,10 @@ export function loraStrengths(loras: readonly { path: string; strength: number }
   for (const l of loras) {
     const i = files.indexOf(l.path);
     if (i >= 0) strengths[i]! += l.strength;
-    else { files.push(l.path); strengths.push(l.strength); }
+    else {
+      files.push(l.path);
+      strengths.push(l.strength);
+    }
   }
   return { files, strengths };
 }
@@ -260,7 +289,8 @@ export function loraStrengths(loras: readonly { path: string; strength: number }
 /** kohya-ss sd-scripts' default modules: every linear / conv of the attention, feed-forward and resnet blocks (conv_dim), not conv_in / conv_out / the time embedding. */
 export const KOHYA_DEFAULT_MODULES = (module: string): boolean => !/^(conv_in|conv_out|time_embedding)\b/.test(module);
 /** Attention (to_q/k/v/out) and feed-forward linears only: the usual diffusers training targets and the benchmark's. */
-export const ATTENTION_FF_MODULES = (module: string): boolean => /(attn[12]\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.(0\.proj|2)|self_attn\.(q|k|v|out)_proj|mlp\.fc[12])$/.test(module);
+export const ATTENTION_FF_MODULES = (module: string): boolean =>
+  /(attn[12]\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.(0\.proj|2)|self_attn\.(q|k|v|out)_proj|mlp\.fc[12])$/.test(module);
 
 /**
  * The tensors (key -> shape) of a LoRA of `rank` on the selected modules of `targets`, in the
@@ -268,7 +298,12 @@ export const ATTENTION_FF_MODULES = (module: string): boolean => /(attn[12]\.(to
  * modules get a down conv with the base kernel and a 1x1 up) or the PEFT one (unet. / text_encoder.
  * + name, .lora_A / .lora_B, no alpha).
  */
-export function loraParameterShapes(targets: LoraTargets[], format: 'kohya' | 'peft', rank: number, select: (module: string) => boolean = KOHYA_DEFAULT_MODULES): Map<string, number[]> {
+export function loraParameterShapes(
+  targets: LoraTargets[],
+  format: 'kohya' | 'peft',
+  rank: number,
+  select: (module: string) => boolean = KOHYA_DEFAULT_MODULES,
+): Map<string, number[]> {
   const out = new Map<string, number[]>();
   for (const t of targets) {
     for (const [module, shape] of t.modules) {

@@ -39,7 +39,8 @@ const CODE_EXEC: [string, string, string][] = [
 function expectSameTensors(a: SafetensorsFile, b: SafetensorsFile): void {
   expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
   for (const k of b.keys()) {
-    const x = a.get(k), y = b.get(k);
+    const x = a.get(k),
+      y = b.get(k);
     expect({ k, dtype: x.dtype, shape: x.shape }).toEqual({ k, dtype: y.dtype, shape: y.shape });
     expect(readTensorBytes(x).equals(readTensorBytes(y)), k).toBe(true);
   }
@@ -52,7 +53,9 @@ const write = (name: string, bytes: Uint8Array) => {
   fs.writeFileSync(p, bytes);
   return p;
 };
-beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pickle-test-')); });
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pickle-test-'));
+});
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe('openTensorFile on the fixture pickles', () => {
@@ -91,7 +94,11 @@ describe('malicious pickles are refused and nothing runs', () => {
     const m = `/tmp/ipas-pickle-marker-${marker}`;
     fs.rmSync(m, { force: true });
     let err: unknown;
-    try { openTensorFile(bad(file)); } catch (e) { err = e; }
+    try {
+      openTensorFile(bad(file));
+    } catch (e) {
+      err = e;
+    }
     expect(err).toBeInstanceOf(PickleFileError);
     expect((err as PickleFileError).message).toContain(`"${global}" is not a tensor-file global`);
     expect((err as PickleFileError).message.startsWith(`${file}: `)).toBe(true);
@@ -101,7 +108,9 @@ describe('malicious pickles are refused and nothing runs', () => {
   });
 
   it('refuses an out-of-bounds tensor, a complex dtype and a recursion bomb with their defect', () => {
-    expect(() => openTensorFile(bad('out_of_bounds_tensor.bin'))).toThrow(/"proj\.weight": storage offset 1000 \+ extent 4096 elements .* past its storage of 16 elements/);
+    expect(() => openTensorFile(bad('out_of_bounds_tensor.bin'))).toThrow(
+      /"proj\.weight": storage offset 1000 \+ extent 4096 elements .* past its storage of 16 elements/,
+    );
     expect(() => openTensorFile(bad('complex_dtype.bin'))).toThrow(/complex64 tensors \(torch\.ComplexFloatStorage\), a dtype no Stable Diffusion file uses/);
     expect(() => openTensorFile(bad('recursion_bomb.bin'))).toThrow(/recursion_bomb\.bin: nesting deeper than 256 levels/);
     expect(openTensorFile(pk('control_v11p_sd15_tiny.pth')).keys().length).toBe(338);
@@ -121,19 +130,29 @@ describe('crafted files', () => {
   it('a truncated zip or legacy file gives a clear error', () => {
     const zip = fs.readFileSync(pk('ip-adapter_sd15-tiny.bin'));
     for (const cut of [zip.length - 10, zip.length >> 1, 100]) {
-      expect(() => openTensorFile(write(`cut-${cut}.bin`, zip.subarray(0, cut)))).toThrow(/cut-\d+\.bin: the zip archive is truncated or damaged: its end-of-central-directory record is missing/);
+      expect(() => openTensorFile(write(`cut-${cut}.bin`, zip.subarray(0, cut)))).toThrow(
+        /cut-\d+\.bin: the zip archive is truncated or damaged: its end-of-central-directory record is missing/,
+      );
     }
     const legacy = fs.readFileSync(pk('vae-ft-mse-tiny-legacy.ckpt'));
-    expect(() => openTensorFile(write('cut-legacy.ckpt', legacy.subarray(0, legacy.length - 100)))).toThrow(/cut-legacy\.ckpt: the file is truncated: storage "\d+"/);
+    expect(() => openTensorFile(write('cut-legacy.ckpt', legacy.subarray(0, legacy.length - 100)))).toThrow(
+      /cut-legacy\.ckpt: the file is truncated: storage "\d+"/,
+    );
     expect(() => openTensorFile(write('cut-legacy-head.ckpt', legacy.subarray(0, 200)))).toThrow(/truncated/);
   });
 
   it('honours storage offsets (in place), shared storages and strides (gathered copy)', () => {
-    const f = write('views.pt', torchZip({
-      a: new TensorSpec('0', [2, 3], undefined, 4), // elements 4..9
-      b: new TensorSpec('0', [4]), // same storage, elements 0..3
-      t: new TensorSpec('0', [3, 2], [1, 3], 4), // transpose of a
-    }, one));
+    const f = write(
+      'views.pt',
+      torchZip(
+        {
+          a: new TensorSpec('0', [2, 3], undefined, 4), // elements 4..9
+          b: new TensorSpec('0', [4]), // same storage, elements 0..3
+          t: new TensorSpec('0', [3, 2], [1, 3], 4), // transpose of a
+        },
+        one,
+      ),
+    );
     const st = openTensorFile(f);
     const a = st.get('a');
     expect(a.file).toBe(f);
@@ -146,16 +165,24 @@ describe('crafted files', () => {
   });
 
   it('checks extents, record lengths and storage types', () => {
-    expect(() => openTensorFile(write('past.pt', torchZip({ w: new TensorSpec('0', [4], undefined, 13) }, one)))).toThrow(/"w": storage offset 13 \+ extent 4 elements .* past its storage of 16 elements/);
+    expect(() => openTensorFile(write('past.pt', torchZip({ w: new TensorSpec('0', [4], undefined, 13) }, one)))).toThrow(
+      /"w": storage offset 13 \+ extent 4 elements .* past its storage of 16 elements/,
+    );
     expect(() => openTensorFile(write('stride.pt', torchZip({ w: new TensorSpec('0', [2, 2], [15, 1]) }, one)))).toThrow(/extent 17 elements/);
     const short = { '0': { dtype: 'F32' as const, bytes: f32([1, 2, 3]), numel: 16 } };
-    expect(() => openTensorFile(write('short.pt', torchZip({ w: new TensorSpec('0', [2]) }, short)))).toThrow(/storage "0" holds 16 F32 elements = 64 bytes, but its record archive\/data\/0 has 12 bytes/);
+    expect(() => openTensorFile(write('short.pt', torchZip({ w: new TensorSpec('0', [2]) }, short)))).toThrow(
+      /storage "0" holds 16 F32 elements = 64 bytes, but its record archive\/data\/0 has 12 bytes/,
+    );
     const pkl = pickleObject({ w: new TensorSpec('1', [2]) }, { '1': one['0'] });
-    expect(() => openTensorFile(write('norecord.pt', zipStored([['archive/data.pkl', pkl]])))).toThrow(/storage "1" has no record archive\/data\/1 in the archive/);
+    expect(() => openTensorFile(write('norecord.pt', zipStored([['archive/data.pkl', pkl]])))).toThrow(
+      /storage "1" has no record archive\/data\/1 in the archive/,
+    );
   });
 
   it('unwraps state_dict repeatedly; a file without one is the state dict; no tensors is said plainly', () => {
-    const nested = openTensorFile(write('nested.ckpt', torchZip({ state_dict: { state_dict: { 'x.weight': new TensorSpec('0', [16]) } }, global_step: 840001 }, one)));
+    const nested = openTensorFile(
+      write('nested.ckpt', torchZip({ state_dict: { state_dict: { 'x.weight': new TensorSpec('0', [16]) } }, global_step: 840001 }, one)),
+    );
     expect(nested.keys()).toEqual(['x.weight']);
     const flat = openTensorFile(write('flat.pt', torchZip({ 'x.weight': new TensorSpec('0', [16]), epoch: 3, note: 'hi' }, one, 'some-stem')));
     expect(flat.keys()).toEqual(['x.weight']);
@@ -167,7 +194,7 @@ describe('crafted files', () => {
   it('refuses calls and builds on what is not allowed, deep dicts, and archives that are not torch.save', () => {
     const raw = (ops: string) => Buffer.concat([Buffer.from([0x80, 2]), Buffer.from(ops, 'latin1'), Buffer.from('.')]);
     const open = (name: string, ops: string) => () => openTensorFile(write(name, torchZip(raw(ops))));
-    expect(open('inst.pt', '(S\'x\'\nios\nsystem\n')).toThrow(/"os\.system" is not a tensor-file global/);
+    expect(open('inst.pt', "(S'x'\nios\nsystem\n")).toThrow(/"os\.system" is not a tensor-file global/);
     expect(open('reduce-storage.pt', 'ctorch\nFloatStorage\n)R')).toThrow(/REDUCE on "torch\.FloatStorage" is not allowed/);
     expect(open('reduce-str.pt', 'U\x01x)R')).toThrow(/REDUCE on a string is not allowed/);
     expect(open('build-list.pt', ']}b')).toThrow(/BUILD on a list is not allowed/);
@@ -180,35 +207,48 @@ describe('crafted files', () => {
     const cyclic = '}q\x00U\x01ah\x00s';
     expect(open('cycle.pt', cyclic)).toThrow(/nested deeper than 64 levels/);
     expect(() => openPickleFile(VAE_TWIN)).toThrow(/not a PyTorch file/);
-    expect(() => openTensorFile(write('plain.zip', zipStored([['readme.txt', Buffer.from('hi')]])))).toThrow(/without a <folder>\/data\.pkl record, so not a torch\.save file/);
+    expect(() => openTensorFile(write('plain.zip', zipStored([['readme.txt', Buffer.from('hi')]])))).toThrow(
+      /without a <folder>\/data\.pkl record, so not a torch\.save file/,
+    );
   });
 });
 
 describe('loaders open pickles through openTensorFile', () => {
   it('VAE, ControlNet and IP-Adapter pickles load like their twins', () => {
     for (const f of ['vae-ft-mse-tiny.ckpt', 'vae-ft-mse-tiny-legacy.ckpt', 'vae-ft-mse-tiny-statedict-only.pt', 'vae-ft-mse-tiny-statedict-only-legacy.pt']) {
-      const w = vaeWeightsFromFile(pk(f)), twin = vaeWeightsFromFile(VAE_TWIN);
+      const w = vaeWeightsFromFile(pk(f)),
+        twin = vaeWeightsFromFile(VAE_TWIN);
       for (const n of ['decoder.conv_in.weight', 'decoder.up_blocks.0.resnets.0.conv1.weight', 'encoder.mid_block.attentions.0.to_q.weight']) {
         expect(readTensorBytes(w.get(n)).equals(readTensorBytes(twin.get(n))), `${f} ${n}`).toBe(true);
       }
     }
-    const cn = loadControlNet(pk('control_v11p_sd15_tiny.pth')), cnTwin = loadControlNet(path.join(BASE, 'controlnet-ldm.safetensors'));
+    const cn = loadControlNet(pk('control_v11p_sd15_tiny.pth')),
+      cnTwin = loadControlNet(path.join(BASE, 'controlnet-ldm.safetensors'));
     expect(cn.config).toEqual(cnTwin.config);
     expect(cn.shapes).toEqual(cnTwin.shapes);
-    const ip = IpAdapterModel.load(pk('ip-adapter_sd15-tiny.bin')), ipTwin = IpAdapterModel.load(path.join(BASE, 'ip-adapter_sd15-tiny.safetensors'));
-    expect([ip.kind, ip.numTokens, ip.embedDim, ip.crossAttentionDim, ip.layers.size]).toEqual([ipTwin.kind, ipTwin.numTokens, ipTwin.embedDim, ipTwin.crossAttentionDim, ipTwin.layers.size]);
+    const ip = IpAdapterModel.load(pk('ip-adapter_sd15-tiny.bin')),
+      ipTwin = IpAdapterModel.load(path.join(BASE, 'ip-adapter_sd15-tiny.safetensors'));
+    expect([ip.kind, ip.numTokens, ip.embedDim, ip.crossAttentionDim, ip.layers.size]).toEqual([
+      ipTwin.kind,
+      ipTwin.numTokens,
+      ipTwin.embedDim,
+      ipTwin.crossAttentionDim,
+      ipTwin.layers.size,
+    ]);
   });
 
   it('a .ckpt checkpoint ({state_dict, global_step}) loads like the safetensors checkpoint', () => {
     const src = SafetensorsFile.open(path.join(BASE, 'checkpoint-ldm.safetensors'));
-    const storages: Record<string, StorageSpec> = {}, sd: Record<string, TensorSpec> = {};
+    const storages: Record<string, StorageSpec> = {},
+      sd: Record<string, TensorSpec> = {};
     src.keys().forEach((k, i) => {
       const r = src.get(k);
       storages[String(i)] = { dtype: r.dtype, bytes: readTensorBytes(r) };
       sd[k] = new TensorSpec(String(i), r.shape);
     });
     const ckpt = write('v1-5-tiny.ckpt', torchZip({ state_dict: sd, global_step: 840001 }, storages, 'v1-5-tiny'));
-    const a = loadCheckpoint(ckpt), b = loadCheckpoint(src.file);
+    const a = loadCheckpoint(ckpt),
+      b = loadCheckpoint(src.file);
     expect(a.unet.config).toEqual(b.unet.config);
     expect(a.vae).toMatchObject({ weightsFile: ckpt, prefix: 'first_stage_model.' });
     expect(detectCheckpoint(ckpt).layout).toBe('ldm');
@@ -224,10 +264,18 @@ describe('loaders open pickles through openTensorFile', () => {
     write('clip-folder/pytorch_model.bin', zip);
     expect(() => resolveClipVision(path.join(dir, 'clip-folder'))).toThrow(/pytorch_model\.bin: the CLIP vision model is a PyTorch pickle/);
     expect(() => refusePickle(write('renamed-clip.safetensors', zip), 'the CLIP vision model')).toThrow(/despite its \.safetensors name/);
-    write('sd-folder/unet/config.json', Buffer.from(JSON.stringify({
-      block_out_channels: [32, 64], layers_per_block: 1, cross_attention_dim: 768,
-      down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'], up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D'],
-    })));
+    write(
+      'sd-folder/unet/config.json',
+      Buffer.from(
+        JSON.stringify({
+          block_out_channels: [32, 64],
+          layers_per_block: 1,
+          cross_attention_dim: 768,
+          down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'],
+          up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D'],
+        }),
+      ),
+    );
     write('sd-folder/unet/diffusion_pytorch_model.bin', zip);
     expect(() => loadCheckpoint(path.join(dir, 'sd-folder'))).toThrow(/diffusion_pytorch_model\.bin: the unet weights file is a PyTorch pickle/);
     const st = write('fine.safetensors', encodeSafetensors({ x: { dtype: 'F32', shape: [1], data: new Float32Array(1) } }));

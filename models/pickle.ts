@@ -21,7 +21,11 @@ const PICKLE_EXT = /\.(ckpt|pt|pth|bin|pkl)$/i;
 
 /** A pickle file that cannot be used (refused or malformed); carries the file for the UI. */
 export class PickleFileError extends Error {
-  constructor(readonly file: string, message: string, readonly refusedGlobal?: string) {
+  constructor(
+    readonly file: string,
+    message: string,
+    readonly refusedGlobal?: string,
+  ) {
     super(message);
     this.name = 'PickleFileError';
   }
@@ -116,8 +120,10 @@ export function refusePickle(file: string, what: string): void {
   const ext = path.extname(abs) || '(no extension)';
   const kind = byName ? `a PyTorch pickle file (${ext})` : `a PyTorch pickle file despite its ${ext} name (its first bytes are torch.save / pickle data)`;
   const stem = path.basename(abs, path.extname(abs));
-  throw new PickleFileError(abs,
+  throw new PickleFileError(
+    abs,
     `${path.basename(abs)}: ${what} is ${kind}, which this loader does not read (pickle files are never unpickled here, for safety). ` +
-    `Please convert it to .safetensors and load that file instead: npm run convert-model -- "${abs}" writes ${stem}.safetensors beside it, ` +
-    `without running anything from the pickle (file: ${abs})`);
+      `Please convert it to .safetensors and load that file instead: npm run convert-model -- "${abs}" writes ${stem}.safetensors beside it, ` +
+      `without running anything from the pickle (file: ${abs})`,
+  );
 }

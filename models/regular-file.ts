@@ -22,7 +22,10 @@ function kindOf(st: fs.Stats): string {
 }
 
 export class NotRegularFileError extends Error {
-  constructor(readonly file: string, readonly kind: string) {
+  constructor(
+    readonly file: string,
+    readonly kind: string,
+  ) {
     super(`${file} is not a regular file (${kind})`);
   }
 }

@@ -2,9 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  SafetensorsError, SafetensorsFile, encodeSafetensors, halfToFloat, readTensorBytes, readTensorF32, readTensorI64,
-} from './safetensors.js';
+import { SafetensorsError, SafetensorsFile, encodeSafetensors, halfToFloat, readTensorBytes, readTensorF32, readTensorI64 } from './safetensors.js';
 
 /** A safetensors file written by hand: 8-byte length, header text, data; `len` overrides the length field. */
 function raw(header: unknown, data: Buffer = Buffer.alloc(0), len?: bigint): Buffer {
@@ -26,7 +24,9 @@ describe('SafetensorsFile.open on bad files', () => {
     fs.writeFileSync(p, bytes);
     return p;
   };
-  beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'st-test-')); });
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'st-test-'));
+  });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   /** The error of opening `file`: a SafetensorsError naming the file (name and full path) and matching `defect`. */
@@ -51,28 +51,52 @@ describe('SafetensorsFile.open on bad files', () => {
 
     // Truncated: shorter than the length field itself, and a good file cut inside its data area.
     expectDefect(write('tiny.safetensors', Buffer.from([1, 2, 3])), /truncated: 3 bytes, shorter than the 8-byte header length/);
-    expectDefect(write('cut.safetensors', good.subarray(0, good.length - 4)), /tensor "w": data_offsets \[0, 16\] reach past the end of the data area \(12 bytes\); the file is truncated/);
+    expectDefect(
+      write('cut.safetensors', good.subarray(0, good.length - 4)),
+      /tensor "w": data_offsets \[0, 16\] reach past the end of the data area \(12 bytes\); the file is truncated/,
+    );
 
     // Header length larger than the file (e.g. a pickle or any other file renamed).
-    expectDefect(write('long-header.safetensors', raw({}, Buffer.alloc(0), 1000n)), /header length 1000 is larger than the file allows \(2 bytes after the length field\)/);
+    expectDefect(
+      write('long-header.safetensors', raw({}, Buffer.alloc(0), 1000n)),
+      /header length 1000 is larger than the file allows \(2 bytes after the length field\)/,
+    );
 
     // Garbled JSON header.
     expectDefect(write('garbled.safetensors', raw('{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]', Buffer.alloc(4))), /header is not valid JSON/);
     expectDefect(write('array.safetensors', raw('[1, 2]')), /header is not a JSON object/);
 
     // Unknown dtype.
-    expectDefect(write('dtype.safetensors', raw({ w: entry('F12', [1], 0, 4) }, Buffer.alloc(4))), /tensor "w": unknown dtype "F12" \(known: F64, F32, F16, BF16/);
+    expectDefect(
+      write('dtype.safetensors', raw({ w: entry('F12', [1], 0, 4) }, Buffer.alloc(4))),
+      /tensor "w": unknown dtype "F12" \(known: F64, F32, F16, BF16/,
+    );
 
     // data_offsets past the end of the data area, and not an ordered pair.
-    expectDefect(write('past-end.safetensors', raw({ a: entry('F32', [1], 0, 4), b: entry('F32', [2], 4, 12) }, Buffer.alloc(8))), /tensor "b": data_offsets \[4, 12\] reach past the end of the data area \(8 bytes\)/);
-    expectDefect(write('reversed.safetensors', raw({ w: entry('F32', [1], 4, 0) }, Buffer.alloc(4))), /tensor "w": data_offsets \[4,0\] is not an ordered pair of byte offsets/);
+    expectDefect(
+      write('past-end.safetensors', raw({ a: entry('F32', [1], 0, 4), b: entry('F32', [2], 4, 12) }, Buffer.alloc(8))),
+      /tensor "b": data_offsets \[4, 12\] reach past the end of the data area \(8 bytes\)/,
+    );
+    expectDefect(
+      write('reversed.safetensors', raw({ w: entry('F32', [1], 4, 0) }, Buffer.alloc(4))),
+      /tensor "w": data_offsets \[4,0\] is not an ordered pair of byte offsets/,
+    );
 
     // Overlapping tensors.
-    expectDefect(write('overlap.safetensors', raw({ a: entry('F32', [2], 0, 8), b: entry('F32', [2], 4, 12) }, Buffer.alloc(12))), /tensors "a" and "b" overlap in the data area \(bytes 4\.\.8\)/);
+    expectDefect(
+      write('overlap.safetensors', raw({ a: entry('F32', [2], 0, 8), b: entry('F32', [2], 4, 12) }, Buffer.alloc(12))),
+      /tensors "a" and "b" overlap in the data area \(bytes 4\.\.8\)/,
+    );
 
     // A byte count that does not fit the shape and dtype.
-    expectDefect(write('count.safetensors', raw({ w: entry('F32', [2, 3], 0, 20) }, Buffer.alloc(20))), /tensor "w": 20 bytes for shape \[2,3\] of F32, expected 24/);
-    expectDefect(write('shape.safetensors', raw({ w: { dtype: 'F32', shape: [2, -1], data_offsets: [0, 8] } }, Buffer.alloc(8))), /tensor "w": shape \[2,-1\] is not a list of non-negative integers/);
+    expectDefect(
+      write('count.safetensors', raw({ w: entry('F32', [2, 3], 0, 20) }, Buffer.alloc(20))),
+      /tensor "w": 20 bytes for shape \[2,3\] of F32, expected 24/,
+    );
+    expectDefect(
+      write('shape.safetensors', raw({ w: { dtype: 'F32', shape: [2, -1], data_offsets: [0, 8] } }, Buffer.alloc(8))),
+      /tensor "w": shape \[2,-1\] is not a list of non-negative integers/,
+    );
 
     // Missing file.
     expectDefect(path.join(dir, 'absent.safetensors'), /cannot open: ENOENT/);
@@ -91,19 +115,24 @@ describe('SafetensorsFile.open on bad files', () => {
 
 describe('encodeSafetensors round trip', () => {
   let dir: string;
-  beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'st-rt-')); });
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'st-rt-'));
+  });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('writes F32 / I64 / U8 tensors and metadata that read back identically, 8-byte aligned', () => {
     const f32 = Float32Array.from([0.5, -1.25, 3e-8, 65504, -0, 1e30]);
     const i64 = BigInt64Array.from([0n, -1n, 49406n, 2n ** 62n]);
     const u8 = Uint8Array.from([0, 1, 254, 255, 9]);
-    const bytes = encodeSafetensors({
-      'a.weight': { dtype: 'F32', shape: [2, 3], data: f32 },
-      ids: { dtype: 'I64', shape: [4], data: i64 },
-      mask: { dtype: 'U8', shape: [5], data: u8 },
-      empty: { dtype: 'F32', shape: [0, 3], data: new Float32Array(0) },
-    }, { format: 'pt', note: 'round trip' });
+    const bytes = encodeSafetensors(
+      {
+        'a.weight': { dtype: 'F32', shape: [2, 3], data: f32 },
+        ids: { dtype: 'I64', shape: [4], data: i64 },
+        mask: { dtype: 'U8', shape: [5], data: u8 },
+        empty: { dtype: 'F32', shape: [0, 3], data: new Float32Array(0) },
+      },
+      { format: 'pt', note: 'round trip' },
+    );
     expect(Number(bytes.readBigUInt64LE(0)) % 8).toBe(0); // data area starts 8-byte aligned
     const file = path.join(dir, 'rt.safetensors');
     fs.writeFileSync(file, bytes);

@@ -12,9 +12,21 @@ import { NotRegularFileError, openRegularFileSync } from './regular-file.js';
 
 /** dtypes of the safetensors format and their element sizes in bytes. */
 export const DTYPE_BYTES = {
-  F64: 8, F32: 4, F16: 2, BF16: 2,
-  I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, U16: 2, U32: 4, U64: 8, BOOL: 1,
-  F8_E4M3: 1, F8_E5M2: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  U16: 2,
+  U32: 4,
+  U64: 8,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
 } as const;
 export type SafeDType = keyof typeof DTYPE_BYTES;
 
@@ -33,7 +45,10 @@ export interface TensorRef {
 }
 
 export class SafetensorsError extends Error {
-  constructor(readonly file: string, defect: string) {
+  constructor(
+    readonly file: string,
+    defect: string,
+  ) {
     super(`${path.basename(file)}: ${defect} (file: ${file})`);
     this.name = 'SafetensorsError';
   }
@@ -68,7 +83,10 @@ export class SafetensorsFile {
       fs.readSync(fd, lenBuf, 0, 8, 0);
       const headerLen = Number(lenBuf.readBigUInt64LE(0));
       if (headerLen > size - 8) {
-        throw new SafetensorsError(abs, `header length ${headerLen} is larger than the file allows (${size - 8} bytes after the length field); the file is truncated or not safetensors`);
+        throw new SafetensorsError(
+          abs,
+          `header length ${headerLen} is larger than the file allows (${size - 8} bytes after the length field); the file is truncated or not safetensors`,
+        );
       }
       if (headerLen > MAX_HEADER) throw new SafetensorsError(abs, `header length ${headerLen} exceeds ${MAX_HEADER} bytes`);
       const hbuf = Buffer.alloc(headerLen);
@@ -106,7 +124,10 @@ export class SafetensorsFile {
         }
         const [b, en] = off as [number, number];
         if (en > dataLen) {
-          throw new SafetensorsError(abs, `tensor "${key}": data_offsets [${b}, ${en}] reach past the end of the data area (${dataLen} bytes); the file is truncated`);
+          throw new SafetensorsError(
+            abs,
+            `tensor "${key}": data_offsets [${b}, ${en}] reach past the end of the data area (${dataLen} bytes); the file is truncated`,
+          );
         }
         const dtype = e.dtype as SafeDType;
         const shape = e.shape as number[];
@@ -161,18 +182,34 @@ export function readTensorF32(ref: TensorRef): Float32Array {
   const out = new Float32Array(n);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   switch (ref.dtype) {
-    case 'F32': for (let i = 0; i < n; i++) out[i] = dv.getFloat32(i * 4, true); break;
-    case 'F64': for (let i = 0; i < n; i++) out[i] = dv.getFloat64(i * 8, true); break;
-    case 'F16': for (let i = 0; i < n; i++) out[i] = halfToFloat(dv.getUint16(i * 2, true)); break;
+    case 'F32':
+      for (let i = 0; i < n; i++) out[i] = dv.getFloat32(i * 4, true);
+      break;
+    case 'F64':
+      for (let i = 0; i < n; i++) out[i] = dv.getFloat64(i * 8, true);
+      break;
+    case 'F16':
+      for (let i = 0; i < n; i++) out[i] = halfToFloat(dv.getUint16(i * 2, true));
+      break;
     case 'BF16': {
       const tmp = new DataView(new ArrayBuffer(4));
-      for (let i = 0; i < n; i++) { tmp.setUint32(0, dv.getUint16(i * 2, true) << 16); out[i] = tmp.getFloat32(0); }
+      for (let i = 0; i < n; i++) {
+        tmp.setUint32(0, dv.getUint16(i * 2, true) << 16);
+        out[i] = tmp.getFloat32(0);
+      }
       break;
     }
-    case 'I64': for (let i = 0; i < n; i++) out[i] = Number(dv.getBigInt64(i * 8, true)); break;
-    case 'I32': for (let i = 0; i < n; i++) out[i] = dv.getInt32(i * 4, true); break;
-    case 'U8': for (let i = 0; i < n; i++) out[i] = dv.getUint8(i); break;
-    default: throw new SafetensorsError(ref.file, `tensor "${ref.key}": cannot convert ${ref.dtype} to float32`);
+    case 'I64':
+      for (let i = 0; i < n; i++) out[i] = Number(dv.getBigInt64(i * 8, true));
+      break;
+    case 'I32':
+      for (let i = 0; i < n; i++) out[i] = dv.getInt32(i * 4, true);
+      break;
+    case 'U8':
+      for (let i = 0; i < n; i++) out[i] = dv.getUint8(i);
+      break;
+    default:
+      throw new SafetensorsError(ref.file, `tensor "${ref.key}": cannot convert ${ref.dtype} to float32`);
   }
   return out;
 }
@@ -234,7 +271,11 @@ function halfBitsOf(u: number): number {
   const rest = man & 0x1fff;
   if (rest > 0x1000 || (rest === 0x1000 && r & 1)) {
     r++;
-    if (r === 0x400) { r = 0; e++; if (e >= 0x1f) return sign | 0x7c00; }
+    if (r === 0x400) {
+      r = 0;
+      e++;
+      if (e >= 0x1f) return sign | 0x7c00;
+    }
   }
   return sign | (e << 10) | r;
 }

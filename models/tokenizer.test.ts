@@ -10,7 +10,12 @@ function writeTinyTokenizer(dir: string, opts: { pad?: string; noVocab?: boolean
   const bytes = bytesToUnicode();
   const vocab: Record<string, number> = {};
   for (const s of [...bytes, ...bytes.map((b) => `${b}</w>`)]) vocab[s] = Object.keys(vocab).length;
-  const merges = [['c', 'a'], ['ca', 't</w>'], ['d', 'o'], ['do', 'g</w>']];
+  const merges = [
+    ['c', 'a'],
+    ['ca', 't</w>'],
+    ['d', 'o'],
+    ['do', 'g</w>'],
+  ];
   for (const [a, b] of merges) vocab[a + b] = Object.keys(vocab).length;
   vocab['<|startoftext|>'] = Object.keys(vocab).length;
   vocab['<|endoftext|>'] = Object.keys(vocab).length;

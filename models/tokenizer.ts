@@ -65,7 +65,10 @@ const PY_SPACE = '\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u
 const PY_SPACE_RUN = new RegExp(`[${PY_SPACE}]+`, 'gu');
 const PY_SPACE_TRIM = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'gu');
 const pyStrip = (s: string) => s.replace(PY_SPACE_TRIM, '');
-const pySplit = (s: string) => pyStrip(s).split(PY_SPACE_RUN).filter((t) => t.length > 0);
+const pySplit = (s: string) =>
+  pyStrip(s)
+    .split(PY_SPACE_RUN)
+    .filter((t) => t.length > 0);
 
 // ---------------------------------------------------------------------------------------
 // Cleaning 'transformers': BasicTokenizer(do_lower_case=True, strip_accents=False,
@@ -74,9 +77,16 @@ const pySplit = (s: string) => pyStrip(s).split(PY_SPACE_RUN).filter((t) => t.le
 
 /** BERT's `_is_chinese_char` ranges (CJK Unified Ideographs and extensions, compatibility). */
 function isCjk(cp: number): boolean {
-  return (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0x3400 && cp <= 0x4dbf) || (cp >= 0x20000 && cp <= 0x2a6df)
-    || (cp >= 0x2a700 && cp <= 0x2b73f) || (cp >= 0x2b740 && cp <= 0x2b81f) || (cp >= 0x2b820 && cp <= 0x2ceaf)
-    || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0x2f800 && cp <= 0x2fa1f);
+  return (
+    (cp >= 0x4e00 && cp <= 0x9fff) ||
+    (cp >= 0x3400 && cp <= 0x4dbf) ||
+    (cp >= 0x20000 && cp <= 0x2a6df) ||
+    (cp >= 0x2a700 && cp <= 0x2b73f) ||
+    (cp >= 0x2b740 && cp <= 0x2b81f) ||
+    (cp >= 0x2b820 && cp <= 0x2ceaf) ||
+    (cp >= 0xf900 && cp <= 0xfaff) ||
+    (cp >= 0x2f800 && cp <= 0x2fa1f)
+  );
 }
 
 const IS_OTHER = /^\p{C}$/u; // Cc, Cf, Cs, Co, Cn: BERT's _is_control (except \t \n \r)
@@ -102,12 +112,51 @@ export function cleanTransformers(text: string): string {
 
 /** The named entities a prompt plausibly contains (Python's html module knows all 2231). */
 const ENTITIES: Record<string, string> = {
-  amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: '\u00a0', copy: '©', reg: '®', trade: '™',
-  hellip: '…', mdash: '—', ndash: '–', lsquo: '‘', rsquo: '’', ldquo: '“', rdquo: '”', laquo: '«',
-  raquo: '»', deg: '°', times: '×', divide: '÷', middot: '·', bull: '•', euro: '€', pound: '£',
-  yen: '¥', cent: '¢', sect: '§', para: '¶', plusmn: '±', micro: 'µ', eacute: 'é', egrave: 'è',
-  aacute: 'á', agrave: 'à', iacute: 'í', oacute: 'ó', uacute: 'ú', ntilde: 'ñ', ccedil: 'ç',
-  auml: 'ä', ouml: 'ö', uuml: 'ü', szlig: 'ß', iuml: 'ï',
+  amp: '&',
+  lt: '<',
+  gt: '>',
+  quot: '"',
+  apos: "'",
+  nbsp: '\u00a0',
+  copy: '©',
+  reg: '®',
+  trade: '™',
+  hellip: '…',
+  mdash: '—',
+  ndash: '–',
+  lsquo: '‘',
+  rsquo: '’',
+  ldquo: '“',
+  rdquo: '”',
+  laquo: '«',
+  raquo: '»',
+  deg: '°',
+  times: '×',
+  divide: '÷',
+  middot: '·',
+  bull: '•',
+  euro: '€',
+  pound: '£',
+  yen: '¥',
+  cent: '¢',
+  sect: '§',
+  para: '¶',
+  plusmn: '±',
+  micro: 'µ',
+  eacute: 'é',
+  egrave: 'è',
+  aacute: 'á',
+  agrave: 'à',
+  iacute: 'í',
+  oacute: 'ó',
+  uacute: 'ú',
+  ntilde: 'ñ',
+  ccedil: 'ç',
+  auml: 'ä',
+  ouml: 'ö',
+  uuml: 'ü',
+  szlig: 'ß',
+  iuml: 'ï',
 };
 
 /** Windows-1252 for bytes 0x80..0x9f (ftfy's fix_c1_controls, html's invalid charrefs). */
@@ -133,8 +182,25 @@ export function htmlUnescape(s: string): string {
 }
 
 const LIGATURES: Record<string, string> = {
-  'Ĳ': 'IJ', 'ĳ': 'ij', 'ŉ': 'ʼn', 'Ǆ': 'DŽ', 'ǅ': 'Dž', 'ǆ': 'dž', 'Ǉ': 'LJ', 'ǈ': 'Lj', 'ǉ': 'lj',
-  'Ǌ': 'NJ', 'ǋ': 'Nj', 'ǌ': 'nj', 'ﬀ': 'ff', 'ﬁ': 'fi', 'ﬂ': 'fl', 'ﬃ': 'ffi', 'ﬄ': 'ffl', 'ﬅ': 'ſt', 'ﬆ': 'st',
+  Ĳ: 'IJ',
+  ĳ: 'ij',
+  ŉ: 'ʼn',
+  Ǆ: 'DŽ',
+  ǅ: 'Dž',
+  ǆ: 'dž',
+  Ǉ: 'LJ',
+  ǈ: 'Lj',
+  ǉ: 'lj',
+  Ǌ: 'NJ',
+  ǋ: 'Nj',
+  ǌ: 'nj',
+  ﬀ: 'ff',
+  ﬁ: 'fi',
+  ﬂ: 'fl',
+  ﬃ: 'ffi',
+  ﬄ: 'ffl',
+  ﬅ: 'ſt',
+  ﬆ: 'st',
 };
 
 /** ftfy's width map: U+3000 and the full/half-width forms U+FF01..U+FFEF to their NFKC form. */
@@ -213,7 +279,10 @@ export class ClipTokenizer {
     this.eosId = id('EOS', special.eos);
     this.padId = id('pad', special.pad);
     this.unkId = id('unknown', special.unk);
-    this.specials = new Map([[special.bos, this.bosId], [special.eos, this.eosId]]);
+    this.specials = new Map([
+      [special.bos, this.bosId],
+      [special.eos, this.eosId],
+    ]);
     const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     this.specialRe = new RegExp(`(${[...this.specials.keys()].map(esc).join('|')})`);
   }
@@ -227,8 +296,10 @@ export class ClipTokenizer {
     const need = (name: string) => {
       const p = path.join(dir, name);
       if (!fs.existsSync(p)) {
-        throw new Error(`CLIP tokenizer: ${name} not found in ${path.resolve(dir)}. Put the tokenizer files (vocab.json and merges.txt) `
-          + 'in the tokenizer/ folder of a diffusers model, or in <models>/tokenizers/<name>/ (for SD1.5: the files of openai/clip-vit-large-patch14).');
+        throw new Error(
+          `CLIP tokenizer: ${name} not found in ${path.resolve(dir)}. Put the tokenizer files (vocab.json and merges.txt) ` +
+            'in the tokenizer/ folder of a diffusers model, or in <models>/tokenizers/<name>/ (for SD1.5: the files of openai/clip-vit-large-patch14).',
+        );
       }
       return p;
     };
@@ -276,7 +347,10 @@ export class ClipTokenizer {
       let bestRank = Infinity;
       for (let i = 0; i < word.length - 1; i++) {
         const r = this.ranks.get(`${word[i]} ${word[i + 1]}`);
-        if (r !== undefined && r < bestRank) { bestRank = r; best = i; }
+        if (r !== undefined && r < bestRank) {
+          bestRank = r;
+          best = i;
+        }
       }
       if (best < 0) break;
       const first = word[best]!;
@@ -303,7 +377,10 @@ export class ClipTokenizer {
     // Special-token strings are split out before cleaning (transformers' added-tokens trie).
     for (const piece of text.split(this.specialRe)) {
       const sp = this.specials.get(piece);
-      if (sp !== undefined) { ids.push(sp); continue; }
+      if (sp !== undefined) {
+        ids.push(sp);
+        continue;
+      }
       if (!piece) continue;
       for (const m of this.clean(piece).matchAll(PAT)) {
         const bytes = Buffer.from(m[0], 'utf8');

@@ -13,7 +13,10 @@ import { ort } from './onnx/session.js';
 import { type UNetConfig, crossAttnLayers, numDownResiduals } from './unet-config.js';
 
 /** A float32 tensor with its dims. */
-export interface F32Tensor { data: Float32Array; dims: number[] }
+export interface F32Tensor {
+  data: Float32Array;
+  dims: number[];
+}
 
 export interface UNetInputs {
   sample: F32Tensor; // (B, Cin, H, W)
@@ -49,7 +52,9 @@ export function unetFeeds(unet: UNetSession, inp: UNetInputs): Record<string, or
   if (t.length !== B) throw new Error(`UNet: ${t.length} timesteps for a batch of ${B}`);
   const T = (x: F32Tensor) => new ort.Tensor('float32', x.data, x.dims);
   const feeds: Record<string, ort.Tensor> = {
-    sample: T(inp.sample), timestep: new ort.Tensor('float32', t, [B]), encoder_hidden_states: T(inp.encoderHiddenStates),
+    sample: T(inp.sample),
+    timestep: new ort.Tensor('float32', t, [B]),
+    encoder_hidden_states: T(inp.encoderHiddenStates),
   };
   if (names.includes('ip_tokens')) {
     if (!inp.ipAdapter) throw new Error('UNet: this graph has an IP-Adapter; its image tokens are required');
@@ -65,9 +70,13 @@ export function unetFeeds(unet: UNetSession, inp: UNetInputs): Record<string, or
   if (names.includes('mid_block_additional_residual')) {
     const want = numDownResiduals(unet.config);
     if (!inp.downResiduals || inp.downResiduals.length !== want || !inp.midResidual) {
-      throw new Error(`UNet: this graph takes ControlNet residuals (${want} down + 1 mid), got ${inp.downResiduals?.length ?? 0} down${inp.midResidual ? ' + mid' : ''}`);
+      throw new Error(
+        `UNet: this graph takes ControlNet residuals (${want} down + 1 mid), got ${inp.downResiduals?.length ?? 0} down${inp.midResidual ? ' + mid' : ''}`,
+      );
     }
-    inp.downResiduals.forEach((r, i) => { feeds[`down_block_additional_residual_${i}`] = T(r); });
+    inp.downResiduals.forEach((r, i) => {
+      feeds[`down_block_additional_residual_${i}`] = T(r);
+    });
     feeds.mid_block_additional_residual = T(inp.midResidual);
   }
   if (names.includes('lora_scale')) {

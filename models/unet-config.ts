@@ -123,8 +123,11 @@ export function readUNetConfig(file: string): UNetConfig {
 /** Down blocks as the builder walks them (diffusers order). The per-block arrays have one entry per block (parseUNetConfig checks). */
 export function downBlockSpecs(cfg: UNetConfig): BlockSpec[] {
   return cfg.downBlockTypes.map((type, i) => ({
-    type, layers: cfg.layersPerBlock, hasAttention: type.startsWith('CrossAttn'),
-    heads: cfg.numAttentionHeads[i]!, resample: i < cfg.downBlockTypes.length - 1,
+    type,
+    layers: cfg.layersPerBlock,
+    hasAttention: type.startsWith('CrossAttn'),
+    heads: cfg.numAttentionHeads[i]!,
+    resample: i < cfg.downBlockTypes.length - 1,
   }));
 }
 
@@ -132,8 +135,11 @@ export function downBlockSpecs(cfg: UNetConfig): BlockSpec[] {
 export function upBlockSpecs(cfg: UNetConfig): BlockSpec[] {
   const heads = [...cfg.numAttentionHeads].reverse();
   return cfg.upBlockTypes.map((type, i) => ({
-    type, layers: cfg.layersPerBlock + 1, hasAttention: type.startsWith('CrossAttn'),
-    heads: heads[i]!, resample: i < cfg.upBlockTypes.length - 1,
+    type,
+    layers: cfg.layersPerBlock + 1,
+    hasAttention: type.startsWith('CrossAttn'),
+    heads: heads[i]!,
+    resample: i < cfg.upBlockTypes.length - 1,
   }));
 }
 

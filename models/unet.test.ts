@@ -10,15 +10,24 @@ import { seededUniform } from '../test/helpers/random.js';
 import { fixtureFolder } from '../test/helpers/fixtures.js';
 
 const SD15 = parseUNetConfig({
-  block_out_channels: [320, 640, 1280, 1280], layers_per_block: 2, attention_head_dim: 8, cross_attention_dim: 768,
+  block_out_channels: [320, 640, 1280, 1280],
+  layers_per_block: 2,
+  attention_head_dim: 8,
+  cross_attention_dim: 768,
   down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
   up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
 });
 
 /** A tiny random SD1.5-shaped UNet: 2 levels, 1 layer, 2 heads, 4 groups, context 8. */
 const TINY = parseUNetConfig({
-  sample_size: 8, block_out_channels: [8, 16], layers_per_block: 1, attention_head_dim: 2, norm_num_groups: 4,
-  cross_attention_dim: 8, down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'], up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D'],
+  sample_size: 8,
+  block_out_channels: [8, 16],
+  layers_per_block: 1,
+  attention_head_dim: 2,
+  norm_num_groups: 4,
+  cross_attention_dim: 8,
+  down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'],
+  up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D'],
 });
 
 function randomTensors(shapes: Map<string, number[]>, seed: number): Record<string, TensorToWrite> {
@@ -27,7 +36,7 @@ function randomTensors(shapes: Map<string, number[]>, seed: number): Record<stri
   for (const [k, shape] of shapes) {
     const n = shape.reduce((a, d) => a * d, 1);
     const fanIn = shape.length > 1 ? n / shape[0] : 1;
-    const data = new Float32Array(n).map(() => (k.endsWith('norm1.weight') || /norm\d?\.weight$/.test(k) ? 1 + 0.1 * r() : 2 * r() / Math.sqrt(fanIn)));
+    const data = new Float32Array(n).map(() => (k.endsWith('norm1.weight') || /norm\d?\.weight$/.test(k) ? 1 + 0.1 * r() : (2 * r()) / Math.sqrt(fanIn)));
     out[k] = { dtype: 'F32', shape, data };
   }
   return out;
@@ -52,9 +61,20 @@ describe('attention processor numbering', () => {
     const json = JSON.parse(fs.readFileSync(cases, 'utf8'));
     const dir = path.resolve(path.dirname(cases), json.model_dir ?? '..');
     const cfg = parseUNetConfig(JSON.parse(fs.readFileSync(path.join(dir, json.models.unet.path, 'config.json'), 'utf8')));
-    const want = json.ip_adapter_layers.map((l: { ip_adapter_index: number; diffusers: string; hidden_size: number; heads: number; ldm: string }) =>
-      ({ index: l.ip_adapter_index, name: l.diffusers, hiddenSize: l.hidden_size, heads: l.heads, ldm: l.ldm }));
-    const got = crossAttnLayers(cfg).map((p) => ({ index: p.index, name: p.name, hiddenSize: p.hiddenSize, heads: p.heads, ldm: `model.diffusion_model.${ldmUnetName(cfg, `${p.name}.to_k.weight`).replace(/\.to_k\.weight$/, '')}` }));
+    const want = json.ip_adapter_layers.map((l: { ip_adapter_index: number; diffusers: string; hidden_size: number; heads: number; ldm: string }) => ({
+      index: l.ip_adapter_index,
+      name: l.diffusers,
+      hiddenSize: l.hidden_size,
+      heads: l.heads,
+      ldm: l.ldm,
+    }));
+    const got = crossAttnLayers(cfg).map((p) => ({
+      index: p.index,
+      name: p.name,
+      hiddenSize: p.hiddenSize,
+      heads: p.heads,
+      ldm: `model.diffusion_model.${ldmUnetName(cfg, `${p.name}.to_k.weight`).replace(/\.to_k\.weight$/, '')}`,
+    }));
     expect(got).toEqual(want);
   });
 });
@@ -77,7 +97,9 @@ describe('LDM names', () => {
 describe('config parsing', () => {
   it('refuses features outside the SD1.5 family, naming the file', () => {
     expect(() => parseUNetConfig({ addition_embed_type: 'text_time' }, 'x/unet/config.json')).toThrow(/x\/unet\/config.json: addition_embed_type/);
-    expect(() => parseUNetConfig({ down_block_types: ['SimpleCrossAttnDownBlock2D'], up_block_types: ['UpBlock2D'] }, 'c.json')).toThrow(/SimpleCrossAttnDownBlock2D/);
+    expect(() => parseUNetConfig({ down_block_types: ['SimpleCrossAttnDownBlock2D'], up_block_types: ['UpBlock2D'] }, 'c.json')).toThrow(
+      /SimpleCrossAttnDownBlock2D/,
+    );
   });
 });
 
@@ -103,7 +125,9 @@ describe('decoupled cross-attention on a tiny random UNet', () => {
 
   it('λ = 0 equals the graph without an adapter; λ = 1 differs; zero ControlNet residuals change nothing', async () => {
     const cache = path.join(dir, 'cache');
-    const ipAdapter = { layerWeights: (i: number) => ({ toK: adapter.get(`ip_adapter.${i}.to_k_ip.weight`), toV: adapter.get(`ip_adapter.${i}.to_v_ip.weight`) }) };
+    const ipAdapter = {
+      layerWeights: (i: number) => ({ toK: adapter.get(`ip_adapter.${i}.to_k_ip.weight`), toV: adapter.get(`ip_adapter.${i}.to_v_ip.weight`) }),
+    };
     const plain = await UNetModel.create(cfg, weights, { cacheDir: cache });
     const withIp = await UNetModel.create(cfg, weights, { cacheDir: cache, ipAdapter });
     const withCn = await UNetModel.create(cfg, weights, { cacheDir: cache, controlnet: true, attention: 'onnx' });

@@ -13,8 +13,14 @@ import type { TensorRef } from './safetensors.js';
 import { DataType, Graph, Module, type ModuleHook, type WeightMap, conv2d, groupNorm, silu } from './onnx/graph.js';
 import { IN_PLACE_SESSION_OPTIONS, type SessionConfig, createSession, ort } from './onnx/session.js';
 import {
-  type AttentionImpl, type BlockOptions, type IpLayer,
-  downBlock, midBlockCrossAttn, timestepEmbedding, timestepProjection, upBlock,
+  type AttentionImpl,
+  type BlockOptions,
+  type IpLayer,
+  downBlock,
+  midBlockCrossAttn,
+  timestepEmbedding,
+  timestepProjection,
+  upBlock,
 } from './unet-blocks.js';
 import { type AttnProcessorInfo, type UNetConfig, crossAttnLayers, downBlockSpecs, upBlockSpecs } from './unet-config.js';
 import { type F32Tensor, type UNetInputs, callUNet } from './unet-call.js';
@@ -56,7 +62,9 @@ export function buildUNet(cfg: UNetConfig, w: WeightMap, opts: BuildUNetOptions 
     const ip = opts.ipAdapter;
     const want = cross.map((p) => p.index);
     if (ip.layers && (ip.layers.size !== want.length || !want.every((i) => ip.layers!.has(i)))) {
-      throw new Error(`IP-Adapter ${ip.file ?? ''} has image layers ${[...ip.layers.keys()].join(', ')}, but this UNet's cross-attention processors are ${want.join(', ')}; the adapter was made for another UNet`);
+      throw new Error(
+        `IP-Adapter ${ip.file ?? ''} has image layers ${[...ip.layers.keys()].join(', ')}, but this UNet's cross-attention processors are ${want.join(', ')}; the adapter was made for another UNet`,
+      );
     }
     const tokens = g.input('ip_tokens', DataType.FLOAT, ['batch', 'ip_token_count', cfg.crossAttentionDim]);
     // λ is `scale` everywhere inside (diffusers' IPAdapterAttnProcessor.scale, per layer `scales`);
@@ -66,9 +74,14 @@ export function buildUNet(cfg: UNetConfig, w: WeightMap, opts: BuildUNetOptions 
     const scales = g.input('ip_adapter_scale', DataType.FLOAT, [cross.length]);
     cross.forEach((p, n) => {
       const { toK, toV } = ip.layerWeights(p.index);
-      for (const [what, ref] of [['to_k_ip', toK], ['to_v_ip', toV]] as const) {
+      for (const [what, ref] of [
+        ['to_k_ip', toK],
+        ['to_v_ip', toV],
+      ] as const) {
         if (ref.shape.length !== 2 || ref.shape[0] !== p.hiddenSize || ref.shape[1] !== cfg.crossAttentionDim) {
-          throw new Error(`IP-Adapter ${ref.key} in ${ref.file} has shape [${ref.shape}], but ${p.name} needs [${p.hiddenSize}, ${cfg.crossAttentionDim}] (${what})`);
+          throw new Error(
+            `IP-Adapter ${ref.key} in ${ref.file} has shape [${ref.shape}], but ${p.name} needs [${p.hiddenSize}, ${cfg.crossAttentionDim}] (${what})`,
+          );
         }
       }
       const scale = g.op('Gather', [scales, g.constI([n], [])], { axis: 0 }, `ip_adapter_scale_${n}`);
@@ -76,7 +89,9 @@ export function buildUNet(cfg: UNetConfig, w: WeightMap, opts: BuildUNetOptions 
     });
   }
   const o: BlockOptions = {
-    groups: cfg.normNumGroups, eps: cfg.normEps, attention: opts.attention ?? 'mha',
+    groups: cfg.normNumGroups,
+    eps: cfg.normEps,
+    attention: opts.attention ?? 'mha',
     ipFor: opts.ipAdapter ? (name) => ipByName.get(name) : undefined,
   };
 
@@ -96,7 +111,9 @@ export function buildUNet(cfg: UNetConfig, w: WeightMap, opts: BuildUNetOptions 
     skips.push(...r.skips);
   });
   if (opts.controlnet) {
-    skips = skips.map((s, i) => g.op('Add', [s, g.input(`down_block_additional_residual_${i}`, DataType.FLOAT, ['batch', `res${i}_c`, `res${i}_h`, `res${i}_w`])]));
+    skips = skips.map((s, i) =>
+      g.op('Add', [s, g.input(`down_block_additional_residual_${i}`, DataType.FLOAT, ['batch', `res${i}_c`, `res${i}_h`, `res${i}_w`])]),
+    );
   }
 
   // 4. mid
@@ -142,7 +159,12 @@ export const UNET_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
 export class UNetModel {
   readonly crossLayers: AttnProcessorInfo[];
 
-  private constructor(readonly config: UNetConfig, readonly session: ort.InferenceSession, readonly hasAdapter: boolean, readonly hasControlnet: boolean) {
+  private constructor(
+    readonly config: UNetConfig,
+    readonly session: ort.InferenceSession,
+    readonly hasAdapter: boolean,
+    readonly hasControlnet: boolean,
+  ) {
     this.crossLayers = crossAttnLayers(config);
   }
 
@@ -171,31 +193,50 @@ export class UNetModel {
 export function unetParameterShapes(cfg: UNetConfig): Map<string, number[]> {
   const p = new Map<string, number[]>();
   const add = (name: string, shape: number[]) => p.set(name, shape);
-  const norm = (n: string, c: number) => { add(`${n}.weight`, [c]); add(`${n}.bias`, [c]); };
-  const lin = (n: string, o: number, i: number, bias = true) => { add(`${n}.weight`, [o, i]); if (bias) add(`${n}.bias`, [o]); };
-  const conv = (n: string, o: number, i: number, k: number) => { add(`${n}.weight`, [o, i, k, k]); add(`${n}.bias`, [o]); };
+  const norm = (n: string, c: number) => {
+    add(`${n}.weight`, [c]);
+    add(`${n}.bias`, [c]);
+  };
+  const lin = (n: string, o: number, i: number, bias = true) => {
+    add(`${n}.weight`, [o, i]);
+    if (bias) add(`${n}.bias`, [o]);
+  };
+  const conv = (n: string, o: number, i: number, k: number) => {
+    add(`${n}.weight`, [o, i, k, k]);
+    add(`${n}.bias`, [o]);
+  };
   // The per-block lists have one entry per block (parseUNetConfig checks), so the indexing below is in range.
   const c0 = cfg.blockOutChannels[0]!;
   const tdim = 4 * c0;
   const resnet = (n: string, cin: number, cout: number) => {
-    norm(`${n}.norm1`, cin); conv(`${n}.conv1`, cout, cin, 3); lin(`${n}.time_emb_proj`, cout, tdim);
-    norm(`${n}.norm2`, cout); conv(`${n}.conv2`, cout, cout, 3);
+    norm(`${n}.norm1`, cin);
+    conv(`${n}.conv1`, cout, cin, 3);
+    lin(`${n}.time_emb_proj`, cout, tdim);
+    norm(`${n}.norm2`, cout);
+    conv(`${n}.conv2`, cout, cout, 3);
     if (cin !== cout) conv(`${n}.conv_shortcut`, cout, cin, 1);
   };
   const transformer = (n: string, c: number, depth: number) => {
     norm(`${n}.norm`, c);
-    if (cfg.useLinearProjection) lin(`${n}.proj_in`, c, c); else conv(`${n}.proj_in`, c, c, 1);
+    if (cfg.useLinearProjection) lin(`${n}.proj_in`, c, c);
+    else conv(`${n}.proj_in`, c, c, 1);
     for (let t = 0; t < depth; t++) {
       const b = `${n}.transformer_blocks.${t}`;
       for (const a of ['attn1', 'attn2']) {
         const kv = a === 'attn1' ? c : cfg.crossAttentionDim;
-        lin(`${b}.${a}.to_q`, c, c, false); lin(`${b}.${a}.to_k`, c, kv, false); lin(`${b}.${a}.to_v`, c, kv, false);
+        lin(`${b}.${a}.to_q`, c, c, false);
+        lin(`${b}.${a}.to_k`, c, kv, false);
+        lin(`${b}.${a}.to_v`, c, kv, false);
         lin(`${b}.${a}.to_out.0`, c, c);
       }
-      norm(`${b}.norm1`, c); norm(`${b}.norm2`, c); norm(`${b}.norm3`, c);
-      lin(`${b}.ff.net.0.proj`, 8 * c, c); lin(`${b}.ff.net.2`, c, 4 * c);
+      norm(`${b}.norm1`, c);
+      norm(`${b}.norm2`, c);
+      norm(`${b}.norm3`, c);
+      lin(`${b}.ff.net.0.proj`, 8 * c, c);
+      lin(`${b}.ff.net.2`, c, 4 * c);
     }
-    if (cfg.useLinearProjection) lin(`${n}.proj_out`, c, c); else conv(`${n}.proj_out`, c, c, 1);
+    if (cfg.useLinearProjection) lin(`${n}.proj_out`, c, c);
+    else conv(`${n}.proj_out`, c, c, 1);
   };
   conv('conv_in', c0, cfg.inChannels, 3);
   lin('time_embedding.linear_1', tdim, c0);

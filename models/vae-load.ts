@@ -44,7 +44,8 @@ export function loadVaeFile(pathOrDir: string, opts: { configPath?: string } = {
   let configPath = opts.configPath ? resolveVaeConfigPath(opts.configPath) : undefined;
   if (fs.statSync(p).isDirectory()) {
     weightsFile = componentWeightsFile(p, 'diffusion_pytorch_model'); // refuses pickle-only folders with the convert command
-    if (weightsFile.endsWith('.index.json')) throw new Error(`${p}: a VAE split into shards (${path.basename(weightsFile)}) is not supported; save it as one diffusion_pytorch_model.safetensors`);
+    if (weightsFile.endsWith('.index.json'))
+      throw new Error(`${p}: a VAE split into shards (${path.basename(weightsFile)}) is not supported; save it as one diffusion_pytorch_model.safetensors`);
     if (!configPath && fs.existsSync(path.join(p, 'config.json'))) configPath = path.join(p, 'config.json');
   }
   const weights = vaeWeightsFromFile(weightsFile);
@@ -55,7 +56,9 @@ export function loadVaeFile(pathOrDir: string, opts: { configPath?: string } = {
     config = vaeConfigFromWeights(weights, {}, weightsFile);
     const odd = config.block_out_channels.filter((c) => c % config.norm_num_groups !== 0);
     if (odd.length) {
-      throw new Error(`${path.basename(p)}: its block widths [${config.block_out_channels}] are not multiples of SD1.5's ${config.norm_num_groups} norm groups, so this is not an SD1.5 VAE on its own; name its config.json (or the diffusers folder it belongs to) in the "config" param (file: ${p})`);
+      throw new Error(
+        `${path.basename(p)}: its block widths [${config.block_out_channels}] are not multiples of SD1.5's ${config.norm_num_groups} norm groups, so this is not an SD1.5 VAE on its own; name its config.json (or the diffusers folder it belongs to) in the "config" param (file: ${p})`,
+      );
     }
   }
   return { weights, config, weightsFile, configPath };

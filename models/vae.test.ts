@@ -8,9 +8,15 @@ import { Vae, type VaeConfig, parseVaeConfig, vaeConfigFromWeights, vaeParameter
 import { seededUniform } from '../test/helpers/random.js';
 
 const cfg: VaeConfig = parseVaeConfig({
-  block_out_channels: [4, 8], layers_per_block: 1, latent_channels: 4, norm_num_groups: 2,
-  in_channels: 3, out_channels: 3, scaling_factor: 0.18215,
-  down_block_types: ['DownEncoderBlock2D', 'DownEncoderBlock2D'], up_block_types: ['UpDecoderBlock2D', 'UpDecoderBlock2D'],
+  block_out_channels: [4, 8],
+  layers_per_block: 1,
+  latent_channels: 4,
+  norm_num_groups: 2,
+  in_channels: 3,
+  out_channels: 3,
+  scaling_factor: 0.18215,
+  down_block_types: ['DownEncoderBlock2D', 'DownEncoderBlock2D'],
+  up_block_types: ['UpDecoderBlock2D', 'UpDecoderBlock2D'],
 });
 
 /** diffusers AutoencoderKL parameter names and shapes for a config. */

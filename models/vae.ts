@@ -32,8 +32,15 @@ export interface VaeConfig {
 const EPS = 1e-6;
 
 const VAE_DEFAULTS = {
-  in_channels: 3, out_channels: 3, layers_per_block: 1, latent_channels: 4, norm_num_groups: 32,
-  scaling_factor: 0.18215, mid_block_add_attention: true, use_quant_conv: true, use_post_quant_conv: true,
+  in_channels: 3,
+  out_channels: 3,
+  layers_per_block: 1,
+  latent_channels: 4,
+  norm_num_groups: 32,
+  scaling_factor: 0.18215,
+  mid_block_add_attention: true,
+  use_quant_conv: true,
+  use_post_quant_conv: true,
 };
 
 /** Parses diffusers' AutoencoderKL config; refuses block types this builder does not implement. */
@@ -45,7 +52,10 @@ export function parseVaeConfig(json: unknown, source = 'vae/config.json'): VaeCo
   if (!Array.isArray(boc) || !boc.length || !boc.every((c) => Number.isInteger(c) && c > 0)) {
     throw new Error(`${source}: block_out_channels must be a list of positive integers`);
   }
-  for (const [k, want] of [['down_block_types', 'DownEncoderBlock2D'], ['up_block_types', 'UpDecoderBlock2D']] as const) {
+  for (const [k, want] of [
+    ['down_block_types', 'DownEncoderBlock2D'],
+    ['up_block_types', 'UpDecoderBlock2D'],
+  ] as const) {
     const types = j[k];
     if (types !== undefined && (!Array.isArray(types) || types.length !== boc.length || types.some((t) => t !== want))) {
       throw new Error(`${source}: ${k} must list ${boc.length} x ${want}, found ${JSON.stringify(types)}`);
@@ -53,10 +63,16 @@ export function parseVaeConfig(json: unknown, source = 'vae/config.json'): VaeCo
   }
   if (j.act_fn !== undefined && j.act_fn !== 'silu') throw new Error(`${source}: act_fn "${j.act_fn}" is not supported (expected silu)`);
   return {
-    in_channels: pick('in_channels'), out_channels: pick('out_channels'), block_out_channels: boc as number[],
-    layers_per_block: pick('layers_per_block'), latent_channels: pick('latent_channels'), norm_num_groups: pick('norm_num_groups'),
-    scaling_factor: pick('scaling_factor'), mid_block_add_attention: pick('mid_block_add_attention'),
-    use_quant_conv: pick('use_quant_conv'), use_post_quant_conv: pick('use_post_quant_conv'),
+    in_channels: pick('in_channels'),
+    out_channels: pick('out_channels'),
+    block_out_channels: boc as number[],
+    layers_per_block: pick('layers_per_block'),
+    latent_channels: pick('latent_channels'),
+    norm_num_groups: pick('norm_num_groups'),
+    scaling_factor: pick('scaling_factor'),
+    mid_block_add_attention: pick('mid_block_add_attention'),
+    use_quant_conv: pick('use_quant_conv'),
+    use_post_quant_conv: pick('use_post_quant_conv'),
   };
 }
 
@@ -86,7 +102,10 @@ export function vaeConfigFromWeights(w: WeightMap, explicit: Partial<VaeConfig> 
   let layers = 0;
   const countFrom = w.has('encoder.down_blocks.0.resnets.0.conv1.weight') ? 'encoder.down_blocks.0' : null;
   if (countFrom) while (w.has(`${countFrom}.resnets.${layers}.conv1.weight`)) layers++;
-  else { while (w.has(`decoder.up_blocks.0.resnets.${layers}.conv1.weight`)) layers++; layers -= 1; }
+  else {
+    while (w.has(`decoder.up_blocks.0.resnets.${layers}.conv1.weight`)) layers++;
+    layers -= 1;
+  }
   const derived: Partial<VaeConfig> = {
     block_out_channels: boc,
     layers_per_block: layers,
@@ -244,7 +263,11 @@ export interface EncodeResult {
 export class Vae {
   private sessions: Partial<Record<'decoder' | 'encoder', Promise<ort.InferenceSession>>> = {};
 
-  private constructor(readonly config: VaeConfig, private readonly weights: WeightMap, private readonly opts: VaeLoadOptions) {}
+  private constructor(
+    readonly config: VaeConfig,
+    private readonly weights: WeightMap,
+    private readonly opts: VaeLoadOptions,
+  ) {}
 
   static async load(weights: WeightMap, config: VaeConfig, opts: VaeLoadOptions): Promise<Vae> {
     const vae = new Vae(config, weights, opts);
@@ -258,7 +281,9 @@ export class Vae {
       const graph = part === 'decoder' ? buildVaeDecoder(this.config, this.weights) : buildVaeEncoder(this.config, this.weights);
       s = createSession(graph.build(), this.opts);
       this.sessions[part] = s;
-      s.catch(() => { if (this.sessions[part] === s) delete this.sessions[part]; });
+      s.catch(() => {
+        if (this.sessions[part] === s) delete this.sessions[part];
+      });
     }
     return s;
   }
@@ -298,7 +323,8 @@ function checkDims(what: string, data: Float32Array, dims: number[], channels: n
 export function diffusersVaeFiles(dir: string): { config: string; weights: string } {
   const config = path.join(dir, 'config.json');
   const weights = ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.fp16.safetensors']
-    .map((n) => path.join(dir, n)).find((p) => fs.existsSync(p));
+    .map((n) => path.join(dir, n))
+    .find((p) => fs.existsSync(p));
   if (!fs.existsSync(config) || !weights) {
     throw new Error(`${dir}: not a diffusers VAE folder (expected config.json and diffusion_pytorch_model.safetensors)`);
   }
@@ -316,10 +342,19 @@ export function diffusersVaeFiles(dir: string): { config: string; weights: strin
  */
 export function vaeParameterShapes(cfg: VaeConfig, part: 'all' | 'decoder' = 'all'): Map<string, number[]> {
   const p = new Map<string, number[]>();
-  const conv = (k: string, o: number, i: number, s = 3) => { p.set(`${k}.weight`, [o, i, s, s]); p.set(`${k}.bias`, [o]); };
-  const norm = (k: string, ch: number) => { p.set(`${k}.weight`, [ch]); p.set(`${k}.bias`, [ch]); };
+  const conv = (k: string, o: number, i: number, s = 3) => {
+    p.set(`${k}.weight`, [o, i, s, s]);
+    p.set(`${k}.bias`, [o]);
+  };
+  const norm = (k: string, ch: number) => {
+    p.set(`${k}.weight`, [ch]);
+    p.set(`${k}.bias`, [ch]);
+  };
   const resnet = (k: string, i: number, o: number) => {
-    norm(`${k}.norm1`, i); conv(`${k}.conv1`, o, i); norm(`${k}.norm2`, o); conv(`${k}.conv2`, o, o);
+    norm(`${k}.norm1`, i);
+    conv(`${k}.conv1`, o, i);
+    norm(`${k}.norm2`, o);
+    conv(`${k}.conv2`, o, o);
     if (i !== o) conv(`${k}.conv_shortcut`, o, i, 1);
   };
   // Forward order (resnet, attention, resnet): the demo set's file layout depends on it.
@@ -327,7 +362,10 @@ export function vaeParameterShapes(cfg: VaeConfig, part: 'all' | 'decoder' = 'al
     resnet(`${k}.resnets.0`, ch, ch);
     if (cfg.mid_block_add_attention) {
       norm(`${k}.attentions.0.group_norm`, ch);
-      for (const l of ['to_q', 'to_k', 'to_v', 'to_out.0']) { p.set(`${k}.attentions.0.${l}.weight`, [ch, ch]); p.set(`${k}.attentions.0.${l}.bias`, [ch]); }
+      for (const l of ['to_q', 'to_k', 'to_v', 'to_out.0']) {
+        p.set(`${k}.attentions.0.${l}.weight`, [ch, ch]);
+        p.set(`${k}.attentions.0.${l}.bias`, [ch]);
+      }
     }
     resnet(`${k}.resnets.1`, ch, ch);
   };

@@ -40,7 +40,8 @@ describe('Apply ControlNet node', () => {
   const cond: ConditioningValue = { kind: 'CONDITIONING', text: 'x', tokens: 1, dim: 1, embeds: Float32Array.of(0) };
   const cn = { kind: 'CONTROL_NET', path: '/m/cn.safetensors', configPath: '' };
   const image: ImageValue = { kind: 'IMAGE', batch: 1, width: 1, height: 1, data: new Float32Array(3) };
-  const run = (strength: number, c = cond) => applyControlNet.execute({ conditioning: c, control_net: cn, image }, { strength, start: 0, end: 1 }, {} as ExecContext);
+  const run = (strength: number, c = cond) =>
+    applyControlNet.execute({ conditioning: c, control_net: cn, image }, { strength, start: 0, end: 1 }, {} as ExecContext);
   it('strength 0 attaches nothing (the run is the one without it); chains stack', async () => {
     expect((await run(0)).conditioning).toBe(cond);
     const once = (await run(0.8)).conditioning as ConditioningValue;
@@ -68,14 +69,24 @@ describe.skipIf(!fs.existsSync(path.join(fixtures, 'controlnet')))('ControlNet i
       edit(wf);
       const steps: Float32Array[] = [];
       const r = await executor.run({
-        runId: 'w', workflow: wf, modelsDir: tmp, outputDir: tmp, tempDir: tmp, signal: new AbortController().signal, emit: () => {},
+        runId: 'w',
+        workflow: wf,
+        modelsDir: tmp,
+        outputDir: tmp,
+        tempDir: tmp,
+        signal: new AbortController().signal,
+        emit: () => {},
         noise: () => Float32Array.from(latents),
-        trace: (t) => { if (t.node === 'sampler' && t.name === 'latents_after_step') steps[t.step!] = Float32Array.from(t.data); },
+        trace: (t) => {
+          if (t.node === 'sampler' && t.name === 'latents_after_step') steps[t.step!] = Float32Array.from(t.data);
+        },
       });
       expect(r.error).toBeUndefined();
       return steps;
     };
-    const setCn = (p: Record<string, number>) => (wf: Workflow) => { for (const n of wf.nodes) if (n.type === 'apply-controlnet') Object.assign(n.params, p); };
+    const setCn = (p: Record<string, number>) => (wf: Workflow) => {
+      for (const n of wf.nodes) if (n.type === 'apply-controlnet') Object.assign(n.params, p);
+    };
     const bypass = (wf: Workflow) => {
       // Wire the prompts straight to the sampler: no ControlNet at all.
       wf.edges = wf.edges.filter((e) => !(e.to.node === 'sampler' && (e.to.port === 'positive' || e.to.port === 'negative')));

@@ -15,7 +15,8 @@ export const applyControlNet: NodeDef = {
   type: 'apply-controlnet',
   title: 'Apply ControlNet',
   category: 'Conditioning',
-  description: 'Attaches a ControlNet and its control image (e.g. Canny edges) to a prompt\'s conditioning. Apply it to both the positive and the negative conditioning, as usual. strength scales its effect (0 = none); start/end limit it to a part of the sampling schedule. Chains stack (residuals are summed).',
+  description:
+    "Attaches a ControlNet and its control image (e.g. Canny edges) to a prompt's conditioning. Apply it to both the positive and the negative conditioning, as usual. strength scales its effect (0 = none); start/end limit it to a part of the sampling schedule. Chains stack (residuals are summed).",
   inputs: [
     { name: 'conditioning', type: 'CONDITIONING' },
     { name: 'control_net', type: 'CONTROL_NET' },

@@ -18,7 +18,8 @@ export const applyIpAdapter: NodeDef = {
   type: 'apply-ip-adapter',
   title: 'Apply IP-Adapter',
   category: 'IP-Adapter',
-  description: 'Adds the image prompt to the model: Z = Attention(Q, K, V) + λ · Attention(Q, K\', V\'). λ = 0 is the text-only model. The optional negative tokens replace the unconditional image tokens (a negative image prompt). "blocks" limits λ to some layers: "style only" and "composition only" are the layer sets of ComfyUI_IPAdapter_plus\' style transfer and composition; "custom" takes "layer weights": one factor per cross-attention layer in execution order (down, mid, up: 16 for SD1.5), or pairs such as "4:0.25, 5:1" or "up_blocks.1:1".',
+  description:
+    'Adds the image prompt to the model: Z = Attention(Q, K, V) + λ · Attention(Q, K\', V\'). λ = 0 is the text-only model. The optional negative tokens replace the unconditional image tokens (a negative image prompt). "blocks" limits λ to some layers: "style only" and "composition only" are the layer sets of ComfyUI_IPAdapter_plus\' style transfer and composition; "custom" takes "layer weights": one factor per cross-attention layer in execution order (down, mid, up: 16 for SD1.5), or pairs such as "4:0.25, 5:1" or "up_blocks.1:1".',
   inputs: [
     { name: 'model', type: 'MODEL' },
     { name: 'ip_adapter', type: 'IP_ADAPTER' },
@@ -35,7 +36,8 @@ export const applyIpAdapter: NodeDef = {
   ],
   check(params) {
     const out: { param?: string; message: string }[] = [];
-    if ((params.start_at as number) > (params.end_at as number)) out.push({ param: 'end_at', message: `end_at ${params.end_at} is before start_at ${params.start_at}` });
+    if ((params.start_at as number) > (params.end_at as number))
+      out.push({ param: 'end_at', message: `end_at ${params.end_at} is before start_at ${params.start_at}` });
     if (params.blocks === 'custom') {
       try {
         parseLayerWeights(String(params.layer_weights ?? ''));
@@ -50,9 +52,14 @@ export const applyIpAdapter: NodeDef = {
     const adapter = expectValue<IpAdapterValue>(inputs.ip_adapter, 'IP_ADAPTER', 'ip_adapter');
     const tokens = expectValue<IpTokensValue>(inputs.tokens, 'IP_TOKENS', 'tokens');
     const negative = inputs.negative === undefined ? undefined : expectValue<IpTokensValue>(inputs.negative, 'IP_TOKENS', 'negative');
-    for (const [what, t] of [['tokens', tokens], ['negative tokens', negative]] as const) {
+    for (const [what, t] of [
+      ['tokens', tokens],
+      ['negative tokens', negative],
+    ] as const) {
       if (t && t.adapterPath !== adapter.path) {
-        throw new Error(`the ${what} were projected by ${t.adapterPath}, not by this adapter (${adapter.path}); connect the same Load IP-Adapter to both nodes`);
+        throw new Error(
+          `the ${what} were projected by ${t.adapterPath}, not by this adapter (${adapter.path}); connect the same Load IP-Adapter to both nodes`,
+        );
       }
     }
     if (negative && negative.tokens !== tokens.tokens) {
@@ -60,15 +67,25 @@ export const applyIpAdapter: NodeDef = {
     }
     const others = model.adapters.filter((a) => a.adapter.path !== adapter.path);
     if (others.length) {
-      throw new Error(`this model already has another IP-Adapter (${others[0].adapter.path}); one adapter file per model is supported (feed several images through one IP-Adapter Projection)`);
+      throw new Error(
+        `this model already has another IP-Adapter (${others[0].adapter.path}); one adapter file per model is supported (feed several images through one IP-Adapter Projection)`,
+      );
     }
     const out: ModelValue = {
       ...model,
-      adapters: [...model.adapters, {
-        adapter, tokens, ...(negative ? { negative } : {}),
-        scale: params.weight as number, start: params.start_at as number, end: params.end_at as number,
-        blocks: (params.blocks ?? 'all') as BlockPreset, layerWeights: String(params.layer_weights ?? ''),
-      }],
+      adapters: [
+        ...model.adapters,
+        {
+          adapter,
+          tokens,
+          ...(negative ? { negative } : {}),
+          scale: params.weight as number,
+          start: params.start_at as number,
+          end: params.end_at as number,
+          blocks: (params.blocks ?? 'all') as BlockPreset,
+          layerWeights: String(params.layer_weights ?? ''),
+        },
+      ],
     };
     return { model: out };
   },

@@ -8,7 +8,8 @@ export const canny: NodeDef = {
   type: 'canny',
   title: 'Canny',
   category: 'ControlNet preprocessors',
-  description: 'Canny edges (OpenCV\'s algorithm, pixel-identical to cv2.Canny): gradients above "high" start an edge, those above "low" continue it. Lower thresholds give more edges. Optional 5x5 Gaussian blur first; "max" channels detects on the strongest colour channel as the original ControlNet annotator did.',
+  description:
+    'Canny edges (OpenCV\'s algorithm, pixel-identical to cv2.Canny): gradients above "high" start an edge, those above "low" continue it. Lower thresholds give more edges. Optional 5x5 Gaussian blur first; "max" channels detects on the strongest colour channel as the original ControlNet annotator did.',
   inputs: [{ name: 'image', type: 'IMAGE' }],
   outputs: [{ name: 'image', type: 'IMAGE' }],
   params: [
@@ -25,10 +26,15 @@ export const canny: NodeDef = {
   },
   async execute(inputs, params, ctx) {
     const img = expectValue<ImageValue>(inputs.image, 'IMAGE', 'image');
-    const out = mapImages(img, (p) => cannyEdges(p, {
-      low: params.low_threshold as number, high: params.high_threshold as number, blurSigma: params.blur as number,
-      l2: params.l2_gradient as boolean, channels: params.channels as 'gray' | 'max',
-    }));
+    const out = mapImages(img, (p) =>
+      cannyEdges(p, {
+        low: params.low_threshold as number,
+        high: params.high_threshold as number,
+        blurSigma: params.blur as number,
+        l2: params.l2_gradient as boolean,
+        channels: params.channels as 'gray' | 'max',
+      }),
+    );
     await previewOnNode(out, ctx);
     return { image: out };
   },

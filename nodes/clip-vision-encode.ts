@@ -22,7 +22,8 @@ export const clipVisionEncode: NodeDef = {
   type: 'clip-vision-encode',
   title: 'CLIP Vision Encode',
   category: 'IP-Adapter',
-  description: 'Encodes the image prompt with the CLIP image encoder. crop: "center" = shortest side to the input size then centre crop (the reference preprocessing), "pad" = pad to a square first (keeps the whole image), "squash" = resize without keeping the aspect ratio.',
+  description:
+    'Encodes the image prompt with the CLIP image encoder. crop: "center" = shortest side to the input size then centre crop (the reference preprocessing), "pad" = pad to a square first (keeps the whole image), "squash" = resize without keeping the aspect ratio.',
   inputs: [
     { name: 'clip_vision', type: 'CLIP_VISION' },
     { name: 'image', type: 'IMAGE' },
@@ -44,9 +45,14 @@ export const clipVisionEncode: NodeDef = {
     const out = await vision.encode({ data: pixels, dims: [img.batch, C, S, S] });
     const p = out.penultimate.dims; // (n, T, Dh)
     const v: ImageEmbedsValue = {
-      kind: 'IMAGE_EMBEDS', count: img.batch,
-      imageEmbeds: out.imageEmbeds?.data ?? null, embedDim: out.imageEmbeds?.dims[1] ?? 0,
-      penultimate: out.penultimate.data, hiddenTokens: p[1], hiddenDim: p[2], vision: cv,
+      kind: 'IMAGE_EMBEDS',
+      count: img.batch,
+      imageEmbeds: out.imageEmbeds?.data ?? null,
+      embedDim: out.imageEmbeds?.dims[1] ?? 0,
+      penultimate: out.penultimate.data,
+      hiddenTokens: p[1],
+      hiddenDim: p[2],
+      vision: cv,
     };
     ctx.trace?.({ node: ctx.nodeId, name: 'pixel_values', data: pixels, shape: [img.batch, C, S, S] });
     if (out.imageEmbeds) ctx.trace?.({ node: ctx.nodeId, name: 'image_embeds', data: out.imageEmbeds.data, shape: out.imageEmbeds.dims });

@@ -19,7 +19,8 @@ export const comfyuiNode: NodeDef = {
   type: COMFYUI_NODE_TYPE,
   title: 'ComfyUI node (not supported)',
   category: 'ComfyUI',
-  description: 'A node of an imported ComfyUI workflow that has no counterpart here. It keeps the original node\'s values and links so nothing is lost; replace it with nodes of this app (or remove it) before running.',
+  description:
+    "A node of an imported ComfyUI workflow that has no counterpart here. It keeps the original node's values and links so nothing is lost; replace it with nodes of this app (or remove it) before running.",
   inputs: [],
   outputs: [],
   dynamicPorts: true,
@@ -34,7 +35,12 @@ export const comfyuiNode: NodeDef = {
   check(params) {
     const cls = String(params.class_type || 'unknown');
     const title = params.title && params.title !== cls ? ` "${params.title}"` : '';
-    return [{ param: 'class_type', message: `ComfyUI node ${cls}${title} is not supported here: ${params.reason || 'no equivalent node'}. Replace it with nodes of this app, or remove it, to run the workflow` }];
+    return [
+      {
+        param: 'class_type',
+        message: `ComfyUI node ${cls}${title} is not supported here: ${params.reason || 'no equivalent node'}. Replace it with nodes of this app, or remove it, to run the workflow`,
+      },
+    ];
   },
   async execute(_inputs, params) {
     throw new Error(`ComfyUI node ${String(params.class_type)} is not supported here: ${String(params.reason)}`);

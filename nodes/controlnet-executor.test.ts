@@ -31,17 +31,38 @@ const NARROW_WIDTHS = [8, 16, 16, 16];
 const NARROW = path.join(tmp, 'controlnet', 'control_narrow');
 
 beforeAll(() => {
-  engine = createEngine({ modelsDir: path.join(tmp, 'none'), outputDir: path.join(tmp, 'out'), provider: 'cpu', userDataDir: path.join(tmp, 'user'), demo: true });
+  engine = createEngine({
+    modelsDir: path.join(tmp, 'none'),
+    outputDir: path.join(tmp, 'out'),
+    provider: 'cpu',
+    userDataDir: path.join(tmp, 'user'),
+    demo: true,
+  });
   const cfg = {
-    _class_name: 'ControlNetModel', in_channels: 4, conditioning_channels: 3, flip_sin_to_cos: true, freq_shift: 0,
-    down_block_types: DEMO_UNET_CONFIG.down_block_types, block_out_channels: NARROW_WIDTHS, layers_per_block: 2,
-    downsample_padding: 1, mid_block_scale_factor: 1, act_fn: 'silu', norm_num_groups: 8, norm_eps: 1e-5,
-    cross_attention_dim: DEMO_UNET_CONFIG.cross_attention_dim, attention_head_dim: 1, use_linear_projection: false,
+    _class_name: 'ControlNetModel',
+    in_channels: 4,
+    conditioning_channels: 3,
+    flip_sin_to_cos: true,
+    freq_shift: 0,
+    down_block_types: DEMO_UNET_CONFIG.down_block_types,
+    block_out_channels: NARROW_WIDTHS,
+    layers_per_block: 2,
+    downsample_padding: 1,
+    mid_block_scale_factor: 1,
+    act_fn: 'silu',
+    norm_num_groups: 8,
+    norm_eps: 1e-5,
+    cross_attention_dim: DEMO_UNET_CONFIG.cross_attention_dim,
+    attention_head_dim: 1,
+    use_linear_projection: false,
     conditioning_embedding_out_channels: [8, 8, 16, 16],
   };
   fs.mkdirSync(NARROW, { recursive: true });
   fs.writeFileSync(path.join(NARROW, 'config.json'), JSON.stringify(cfg));
-  fs.writeFileSync(path.join(NARROW, 'diffusion_pytorch_model.safetensors'), randomSafetensors(controlNetParameterShapes(parseControlNetConfig(cfg, 'narrow')), 77));
+  fs.writeFileSync(
+    path.join(NARROW, 'diffusion_pytorch_model.safetensors'),
+    randomSafetensors(controlNetParameterShapes(parseControlNetConfig(cfg, 'narrow')), 77),
+  );
 });
 afterAll(async () => {
   await engine.close();
@@ -88,10 +109,16 @@ function withControls(chain: { net: string; strength: number }[]): Workflow {
 async function run(wf: Workflow): Promise<{ ok: boolean; error?: string; steps: Float32Array[]; nodeErrors: { node: string; message: string }[] }> {
   const steps: Float32Array[] = [];
   const nodeErrors: { node: string; message: string }[] = [];
-  const off = engine.subscribe((e: RunEvent) => { if (e.type === 'node-error') nodeErrors.push({ node: e.node, message: e.message }); });
+  const off = engine.subscribe((e: RunEvent) => {
+    if (e.type === 'node-error') nodeErrors.push({ node: e.node, message: e.message });
+  });
   engine.executor.clearCache();
   try {
-    const r = await engine.run(wf, { trace: (t) => { if (t.node === 'sampler' && t.name === 'latents_after_step') steps[t.step!] = Float32Array.from(t.data); } });
+    const r = await engine.run(wf, {
+      trace: (t) => {
+        if (t.node === 'sampler' && t.name === 'latents_after_step') steps[t.step!] = Float32Array.from(t.data);
+      },
+    });
     return { ok: r.ok, error: r.error, steps, nodeErrors };
   } finally {
     off();
@@ -101,7 +128,9 @@ async function run(wf: Workflow): Promise<{ ok: boolean; error?: string; steps: 
 const maxDiff = (a: Float32Array[], b: Float32Array[]) => {
   expect(a.length).toBe(b.length);
   let m = 0;
-  a.forEach((s, i) => { for (let j = 0; j < s.length; j++) m = Math.max(m, Math.abs(s[j] - b[i][j])); });
+  a.forEach((s, i) => {
+    for (let j = 0; j < s.length; j++) m = Math.max(m, Math.abs(s[j] - b[i][j]));
+  });
   return m;
 };
 
@@ -132,7 +161,12 @@ describe('ControlNet through the engine (demo models)', () => {
     const canny = DEMO_NAMES.controlnetCanny;
     const lineart = DEMO_NAMES.controlnetLineart;
     const one = await run(withControls([{ net: canny, strength: 1 }]));
-    const halves = await run(withControls([{ net: canny, strength: 0.5 }, { net: canny, strength: 0.5 }]));
+    const halves = await run(
+      withControls([
+        { net: canny, strength: 0.5 },
+        { net: canny, strength: 0.5 },
+      ]),
+    );
     const none = await run(withControls([]));
     for (const r of [one, halves, none]) expect(r.error ?? '').toBe('');
     // 0.5 r + 0.5 r is r exactly in float32 (scaling by a power of two, then an exact sum).
@@ -140,7 +174,12 @@ describe('ControlNet through the engine (demo models)', () => {
     expect(maxDiff(one.steps, none.steps)).toBeGreaterThan(1e-4); // the ControlNet acts at all
 
     const onlyLineart = await run(withControls([{ net: lineart, strength: 1 }]));
-    const both = await run(withControls([{ net: canny, strength: 1 }, { net: lineart, strength: 1 }]));
+    const both = await run(
+      withControls([
+        { net: canny, strength: 1 },
+        { net: lineart, strength: 1 },
+      ]),
+    );
     for (const r of [onlyLineart, both]) expect(r.error ?? '').toBe('');
     expect(maxDiff(both.steps, one.steps)).toBeGreaterThan(1e-4);
     expect(maxDiff(both.steps, onlyLineart.steps)).toBeGreaterThan(1e-4);

@@ -44,7 +44,10 @@ export const PREVIEW_INTERVAL_MS = 250;
 
 export class PreviewThrottle {
   private lastAt = -Infinity;
-  constructor(private intervalMs: number, private now: () => number = () => performance.now()) {}
+  constructor(
+    private intervalMs: number,
+    private now: () => number = () => performance.now(),
+  ) {}
   /** Whether this step should carry a preview (and if so, counts it as sent). */
   due(last: boolean): boolean {
     const t = this.now();
@@ -56,7 +59,9 @@ export class PreviewThrottle {
 
 export async function previewPng(x0: Float32Array, dims: number[]): Promise<{ width: number; height: number; png: Uint8Array }> {
   const p = latentPreview(x0, dims, 0);
-  const png = await sharp(Buffer.from(p.rgb.buffer, p.rgb.byteOffset, p.rgb.byteLength), { raw: { width: p.width, height: p.height, channels: 3 } }).png().toBuffer();
+  const png = await sharp(Buffer.from(p.rgb.buffer, p.rgb.byteOffset, p.rgb.byteLength), { raw: { width: p.width, height: p.height, channels: 3 } })
+    .png()
+    .toBuffer();
   return { width: p.width, height: p.height, png };
 }
 
@@ -74,15 +79,31 @@ export function samplerInputs(inputs: PortValues): { model: ModelValue; positive
  * UNet takes the 4 latent channels + mask + masked-image latents, and needs a masked latent), the
  * noise mask's size, the conditioning width and the prompts' lengths.
  */
-export function checkSamplerInputs(unet: UNetConfig, checkpointPath: string, pos: ConditioningValue, neg: ConditioningValue, latent: LatentValue): { inpaintUNet: boolean } {
+export function checkSamplerInputs(
+  unet: UNetConfig,
+  checkpointPath: string,
+  pos: ConditioningValue,
+  neg: ConditioningValue,
+  latent: LatentValue,
+): { inpaintUNet: boolean } {
   const [B, C, h, w] = latent.dims;
   const inpaintUNet = unet.inChannels === 2 * C + 1;
   if (!inpaintUNet && C !== unet.inChannels) throw new Error(`the latent has ${C} channels but the UNet takes ${unet.inChannels}`);
   const nm = latent.noiseMask;
-  if (nm && ((nm.batch !== 1 && nm.batch !== B) || nm.data.length !== nm.batch * h * w)) throw new Error(`the latent's noise mask is ${nm.data.length} values for ${nm.batch} mask(s) at ${w}x${h}; it must be 1 or ${B} planes of the latent's size`);
-  if (inpaintUNet && !latent.noiseMask) throw new Error(`${checkpointPath} is an inpainting model (its UNet takes ${unet.inChannels} channels): give the sampler a masked latent (VAE Encode with a mask, or Set Latent Noise Mask)`);
-  for (const [what, c] of [['positive', pos], ['negative', neg]] as const) {
-    if (c.dim !== unet.crossAttentionDim) throw new Error(`the ${what} conditioning has width ${c.dim}, the UNet expects ${unet.crossAttentionDim} (text encoder and UNet from different models?)`);
+  if (nm && ((nm.batch !== 1 && nm.batch !== B) || nm.data.length !== nm.batch * h * w))
+    throw new Error(
+      `the latent's noise mask is ${nm.data.length} values for ${nm.batch} mask(s) at ${w}x${h}; it must be 1 or ${B} planes of the latent's size`,
+    );
+  if (inpaintUNet && !latent.noiseMask)
+    throw new Error(
+      `${checkpointPath} is an inpainting model (its UNet takes ${unet.inChannels} channels): give the sampler a masked latent (VAE Encode with a mask, or Set Latent Noise Mask)`,
+    );
+  for (const [what, c] of [
+    ['positive', pos],
+    ['negative', neg],
+  ] as const) {
+    if (c.dim !== unet.crossAttentionDim)
+      throw new Error(`the ${what} conditioning has width ${c.dim}, the UNet expects ${unet.crossAttentionDim} (text encoder and UNet from different models?)`);
   }
   if (pos.tokens !== neg.tokens) throw new Error(`positive (${pos.tokens} tokens) and negative (${neg.tokens} tokens) conditioning differ in length`);
   return { inpaintUNet };
@@ -92,7 +113,8 @@ export const ddimSampler: NodeDef = {
   type: 'ddim-sampler',
   title: 'DDIM Sampler',
   category: 'Sampling',
-  description: 'Denoises the latent with DDIM and classifier-free guidance. denoise < 1 (or a latent from VAE Encode) is image-to-image: only the last steps × denoise steps run, starting from the noised input.',
+  description:
+    'Denoises the latent with DDIM and classifier-free guidance. denoise < 1 (or a latent from VAE Encode) is image-to-image: only the last steps × denoise steps run, starting from the noised input.',
   inputs: [
     { name: 'model', type: 'MODEL' },
     { name: 'positive', type: 'CONDITIONING' },
@@ -134,7 +156,9 @@ export const ddimSampler: NodeDef = {
     const mask = latent.noiseMask?.data;
     const preview = new PreviewThrottle(PREVIEW_INTERVAL_MS);
     const x = await denoise(x0, {
-      model: unetCall, guidance, method,
+      model: unetCall,
+      guidance,
+      method,
       hooks: {
         beforeStep: () => checkAborted(ctx.signal),
         blend: mask && !inpaintUNet ? maskBlend(method, latent.samples, noise0, mask, shape) : undefined,
@@ -145,7 +169,12 @@ export const ddimSampler: NodeDef = {
       },
     });
     // The mask stays on the latent (as in ComfyUI), so a second sampler pass inpaints the same area.
-    const v: LatentValue = { kind: 'LATENT', dims: [...latent.dims], samples: x, ...(latent.noiseMask ? { noiseMask: latent.noiseMask, maskedImage: latent.maskedImage } : {}) };
+    const v: LatentValue = {
+      kind: 'LATENT',
+      dims: [...latent.dims],
+      samples: x,
+      ...(latent.noiseMask ? { noiseMask: latent.noiseMask, maskedImage: latent.maskedImage } : {}),
+    };
     return { latent: v };
   },
 };

@@ -12,15 +12,23 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'image-resize-test-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const emitted: string[] = [];
 const ctx = {
-  emitImages: () => { throw new Error("a preprocessor preview is not a run output"); },
-  previewOnNode: (refs: { path: string }[]) => emitted.push(...refs.map((r) => r.path)), tempDir: tmp, runId: 'r', nodeId: 'n',
+  emitImages: () => {
+    throw new Error('a preprocessor preview is not a run output');
+  },
+  previewOnNode: (refs: { path: string }[]) => emitted.push(...refs.map((r) => r.path)),
+  tempDir: tmp,
+  runId: 'r',
+  nodeId: 'n',
   workflow: { format: 'ipadapter-studio/workflow', version: 1, nodes: [], edges: [] },
 } as unknown as ExecContext;
 
 describe('IMAGE <-> 8-bit pixels', () => {
   it('round-trips Load Image values (u / 255) exactly; gray is replicated', () => {
     const u = Uint8Array.from({ length: 2 * 3 * 3 }, (_, i) => (i * 29) % 256);
-    const img = pixelsToImage([{ width: 3, height: 1, channels: 3, data: u.subarray(0, 9) }, { width: 3, height: 1, channels: 3, data: u.subarray(9) }]);
+    const img = pixelsToImage([
+      { width: 3, height: 1, channels: 3, data: u.subarray(0, 9) },
+      { width: 3, height: 1, channels: 3, data: u.subarray(9) },
+    ]);
     expect(img.batch).toBe(2);
     expect(imageToPixels(img, 1).data).toEqual(u.subarray(9));
     const g = pixelsToImage([{ width: 1, height: 1, channels: 1, data: Uint8Array.of(51) }]);

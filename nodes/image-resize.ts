@@ -30,7 +30,8 @@ export const imageResize: NodeDef = {
   type: 'image-resize',
   title: 'Image Resize',
   category: 'Image',
-  description: 'Resizes an image to width x height, or to the size a connected latent decodes to (latent x 8), so a control image matches the output. crop: fill the target and cut the overflow (centred); pad: fit inside and fill the rest with black; stretch: change the aspect ratio. Resampling as Pillow does it.',
+  description:
+    'Resizes an image to width x height, or to the size a connected latent decodes to (latent x 8), so a control image matches the output. crop: fill the target and cut the overflow (centred); pad: fit inside and fill the rest with black; stretch: change the aspect ratio. Resampling as Pillow does it.',
   inputs: [
     { name: 'image', type: 'IMAGE' },
     { name: 'latent', type: 'LATENT', optional: true, label: 'size from latent' },

@@ -8,7 +8,8 @@ export const imageToMask: NodeDef = {
   type: 'image-to-mask',
   title: 'Image To Mask',
   category: 'Image',
-  description: 'Turns a mask drawn as an image into a MASK: one channel (or the luminance), 1 where it is white. Invert swaps what is kept and what is repainted.',
+  description:
+    'Turns a mask drawn as an image into a MASK: one channel (or the luminance), 1 where it is white. Invert swaps what is kept and what is repainted.',
   inputs: [{ name: 'image', type: 'IMAGE' }],
   outputs: [{ name: 'mask', type: 'MASK' }],
   params: [

@@ -16,8 +16,13 @@ describe('node definitions', () => {
     for (const f of files) {
       const id = f.replace(/\.ts$/, '');
       const mod = (await import(pathToFileURL(path.join(dir, f)).href)) as Record<string, unknown>;
-      const exported = Object.entries(mod).filter(([, v]) => v && typeof v === 'object' && (v as { type?: unknown }).type === id && typeof (v as { execute?: unknown }).execute === 'function');
-      expect(exported.map(([k]) => k.toLowerCase()), f).toEqual([camel(id).toLowerCase()]);
+      const exported = Object.entries(mod).filter(
+        ([, v]) => v && typeof v === 'object' && (v as { type?: unknown }).type === id && typeof (v as { execute?: unknown }).execute === 'function',
+      );
+      expect(
+        exported.map(([k]) => k.toLowerCase()),
+        f,
+      ).toEqual([camel(id).toLowerCase()]);
     }
   });
 
@@ -44,7 +49,7 @@ describe('node definitions', () => {
     }
   });
 
-  it('shows the paper\'s dataflow: image -> CLIP Vision Encode -> Projection -> Apply IP-Adapter (λ) -> sampler', () => {
+  it("shows the paper's dataflow: image -> CLIP Vision Encode -> Projection -> Apply IP-Adapter (λ) -> sampler", () => {
     const by = new Map(nodeSpecs().map((s) => [s.type, s]));
     expect(by.get('clip-vision-encode')!.outputs[0].type).toBe('IMAGE_EMBEDS');
     expect(by.get('ip-adapter-projection')!.inputs.map((p) => p.type)).toContain('IMAGE_EMBEDS');

@@ -37,7 +37,8 @@ export const ipAdapterProjection: NodeDef = {
   type: 'ip-adapter-projection',
   title: 'IP-Adapter Projection',
   category: 'IP-Adapter',
-  description: 'Projects image embeddings into image tokens for the decoupled cross-attention. Several images: "concat" keeps every image\'s tokens (diffusers\' behaviour), "average" averages the embeddings first.',
+  description:
+    'Projects image embeddings into image tokens for the decoupled cross-attention. Several images: "concat" keeps every image\'s tokens (diffusers\' behaviour), "average" averages the embeddings first.',
   inputs: [
     { name: 'ip_adapter', type: 'IP_ADAPTER' },
     { name: 'embeds', type: 'IMAGE_EMBEDS' },
@@ -47,8 +48,7 @@ export const ipAdapterProjection: NodeDef = {
   params: [{ name: 'combine', label: 'several images', kind: 'enum', options: ['concat', 'average'], default: 'concat' }],
   async execute(inputs, params, ctx) {
     const ad = expectValue<IpAdapterValue>(inputs.ip_adapter, 'IP_ADAPTER', 'ip_adapter');
-    const all = ['embeds', ...EXTRA].filter((k) => inputs[k] !== undefined)
-      .map((k) => expectValue<ImageEmbedsValue>(inputs[k], 'IMAGE_EMBEDS', k));
+    const all = ['embeds', ...EXTRA].filter((k) => inputs[k] !== undefined).map((k) => expectValue<ImageEmbedsValue>(inputs[k], 'IMAGE_EMBEDS', k));
     const first = all[0];
     for (const e of all) {
       if (e.vision.path !== first.vision.path) throw new Error('all image embeddings must come from the same CLIP vision model');

@@ -26,7 +26,13 @@ let engine: Engine;
 const events: RunEvent[] = [];
 
 beforeAll(() => {
-  engine = createEngine({ modelsDir: path.join(tmp, 'none'), outputDir: path.join(tmp, 'out'), provider: 'cpu', userDataDir: path.join(tmp, 'user'), demo: true });
+  engine = createEngine({
+    modelsDir: path.join(tmp, 'none'),
+    outputDir: path.join(tmp, 'out'),
+    provider: 'cpu',
+    userDataDir: path.join(tmp, 'user'),
+    demo: true,
+  });
   engine.subscribe((e) => events.push(e));
 });
 afterAll(async () => {
@@ -36,12 +42,21 @@ afterAll(async () => {
 
 /** The scheduler each sampler is usually run with (ComfyUI's common picks). */
 const SCHEDULER: Record<SamplerName, string> = {
-  euler: 'normal', euler_ancestral: 'normal', heun: 'normal', lms: 'karras', dpmpp_2m: 'karras', ddim: 'ddim_uniform',
-  ddpm: 'simple', uni_pc: 'normal', uni_pc_bh2: 'karras', lcm: 'sgm_uniform',
+  euler: 'normal',
+  euler_ancestral: 'normal',
+  heun: 'normal',
+  lms: 'karras',
+  dpmpp_2m: 'karras',
+  ddim: 'ddim_uniform',
+  ddpm: 'simple',
+  uni_pc: 'normal',
+  uni_pc_bh2: 'karras',
+  lcm: 'sgm_uniform',
 };
 
 const ksampler = (sampler_name: string, extra: WorkflowNode['params'] = {}) => ({
-  type: 'ksampler', params: { seed: 7, steps: 3, cfg: 6, sampler_name, scheduler: SCHEDULER[sampler_name as SamplerName] ?? 'normal', denoise: 1, ...extra },
+  type: 'ksampler',
+  params: { seed: 7, steps: 3, cfg: 6, sampler_name, scheduler: SCHEDULER[sampler_name as SamplerName] ?? 'normal', denoise: 1, ...extra },
 });
 
 const link = (wf: Workflow, a: string, ap: string, b: string, bp: string) => wf.edges.push({ from: { node: a, port: ap }, to: { node: b, port: bp } });
@@ -60,7 +75,10 @@ function fromImage(wf: Workflow, image: string, mask: boolean): Workflow {
 
 /** Apply ControlNet (demo canny net, `window`) on both prompts. */
 function withControl(wf: Workflow, window: { start: number; end: number }): Workflow {
-  wf.nodes.push({ id: 'cn', type: 'load-controlnet', params: { control_net_name: DEMO_NAMES.controlnetCanny } }, { id: 'cn_image', type: 'load-image', params: { image: INIT } });
+  wf.nodes.push(
+    { id: 'cn', type: 'load-controlnet', params: { control_net_name: DEMO_NAMES.controlnetCanny } },
+    { id: 'cn_image', type: 'load-image', params: { image: INIT } },
+  );
   for (const which of ['positive', 'negative']) {
     wf.edges = wf.edges.filter((e) => !(e.from.node === which && e.to.node === 'sampler'));
     wf.nodes.push({ id: `cn_${which}`, type: 'apply-controlnet', params: { strength: 0.8, ...window } });
@@ -109,7 +127,10 @@ describe('KSampler: every sampler through the executor', () => {
       let kept = 0;
       let changed = 0;
       inp.out.samples.forEach((v, k) => {
-        if (mask[k % plane] === 0) { expect(v).toBe(inp.encoded!.samples[k]); kept++; } else if (v !== inp.encoded!.samples[k]) changed++;
+        if (mask[k % plane] === 0) {
+          expect(v).toBe(inp.encoded!.samples[k]);
+          kept++;
+        } else if (v !== inp.encoded!.samples[k]) changed++;
       });
       expect(kept).toBeGreaterThan(0);
       expect(changed).toBeGreaterThan(0);
@@ -120,8 +141,11 @@ describe('KSampler: every sampler through the executor', () => {
       windowed.nodes.find((n) => n.id === 'apply')!.params = { weight: 1, start_at: 0, end_at: 0.5 };
       const w = await run(withControl(windowed, { start: 0.5, end: 1 }));
       expect(w.out.samples.every(Number.isFinite)).toBe(true);
-      if (sampler === 'euler' || sampler === 'dpmpp_2m') { // the windows act (once per kind of sampler: one-step and multistep)
-        const full = await run(withControl(ipAdapterWorkflow({ image: IMAGE, output: 'preview', sampler: ksampler(sampler, { steps: 4 }) }), { start: 0, end: 1 }));
+      if (sampler === 'euler' || sampler === 'dpmpp_2m') {
+        // the windows act (once per kind of sampler: one-step and multistep)
+        const full = await run(
+          withControl(ipAdapterWorkflow({ image: IMAGE, output: 'preview', sampler: ksampler(sampler, { steps: 4 }) }), { start: 0, end: 1 }),
+        );
         expect(Buffer.from(w.out.samples.buffer).equals(Buffer.from(full.out.samples.buffer))).toBe(false);
       }
     });
@@ -134,7 +158,9 @@ describe('KSampler runs', () => {
     const uncancelled = (await run(wf)).out.samples.slice();
     engine.executor.clearCache();
     const { runId, done } = engine.start(wf);
-    const off = engine.subscribe((e) => { if (e.type === 'progress' && e.runId === runId && e.step === 3) engine.cancel(runId); });
+    const off = engine.subscribe((e) => {
+      if (e.type === 'progress' && e.runId === runId && e.step === 3) engine.cancel(runId);
+    });
     expect(await done).toMatchObject({ ok: false, cancelled: true });
     off();
     const again = await run(wf);
@@ -145,7 +171,18 @@ describe('KSampler runs', () => {
   it('KSampler (Advanced): steps 0..2 with leftover noise, then 2..5 without adding noise, equal one 0..5 run', async () => {
     const adv = (extra: WorkflowNode['params']) => ({
       type: 'ksampler-advanced',
-      params: { add_noise: 'enable', noise_seed: 5, steps: 5, cfg: 6, sampler_name: 'euler', scheduler: 'karras', start_at_step: 0, end_at_step: 10000, return_with_leftover_noise: 'disable', ...extra },
+      params: {
+        add_noise: 'enable',
+        noise_seed: 5,
+        steps: 5,
+        cfg: 6,
+        sampler_name: 'euler',
+        scheduler: 'karras',
+        start_at_step: 0,
+        end_at_step: 10000,
+        return_with_leftover_noise: 'disable',
+        ...extra,
+      },
     });
     const one = (await run(ipAdapterWorkflow({ image: IMAGE, output: 'preview', sampler: adv({}) }))).out.samples;
     const wf = ipAdapterWorkflow({ image: IMAGE, output: 'preview', sampler: adv({ end_at_step: 2, return_with_leftover_noise: 'enable' }) });
@@ -172,7 +209,15 @@ describe('KSampler runs', () => {
   });
 
   it('start_at_step at or past the end returns the latent unchanged', async () => {
-    const wf = fromImage(ipAdapterWorkflow({ image: IMAGE, output: 'preview', sampler: { type: 'ksampler-advanced', params: { steps: 4, start_at_step: 4, sampler_name: 'euler', scheduler: 'normal' } } }), INIT, false);
+    const wf = fromImage(
+      ipAdapterWorkflow({
+        image: IMAGE,
+        output: 'preview',
+        sampler: { type: 'ksampler-advanced', params: { steps: 4, start_at_step: 4, sampler_name: 'euler', scheduler: 'normal' } },
+      }),
+      INIT,
+      false,
+    );
     const r = await run(wf);
     expect(Array.from(r.out.samples)).toEqual(Array.from(r.encoded!.samples));
   });
@@ -181,8 +226,12 @@ describe('KSampler runs', () => {
     const bad = (params: WorkflowNode['params']) => engine.validate(ipAdapterWorkflow({ image: IMAGE, sampler: ksampler('euler', params) }));
     const names = bad({ sampler_name: 'dpmpp_3m_sde', scheduler: 'beta' });
     expect(names.map((e) => e.param).sort()).toEqual(['sampler_name', 'scheduler']);
-    expect(names.find((e) => e.param === 'sampler_name')!.message).toMatch(/^KSampler \(sampler\): .*"dpmpp_3m_sde" is not one of euler, euler_ancestral, heun, lms, dpmpp_2m, ddim, ddpm, uni_pc, uni_pc_bh2, lcm/);
-    expect(names.find((e) => e.param === 'scheduler')!.message).toMatch(/"beta" is not one of normal, karras, exponential, sgm_uniform, simple, ddim_uniform, diffusers_leading/);
+    expect(names.find((e) => e.param === 'sampler_name')!.message).toMatch(
+      /^KSampler \(sampler\): .*"dpmpp_3m_sde" is not one of euler, euler_ancestral, heun, lms, dpmpp_2m, ddim, ddpm, uni_pc, uni_pc_bh2, lcm/,
+    );
+    expect(names.find((e) => e.param === 'scheduler')!.message).toMatch(
+      /"beta" is not one of normal, karras, exponential, sgm_uniform, simple, ddim_uniform, diffusers_leading/,
+    );
     expect(bad({ steps: 0 })[0]!.message).toMatch(/steps.*0 is below the minimum 1/);
     expect(bad({ cfg: -1 })[0]!.message).toMatch(/cfg.*-1 is below the minimum 0/);
     expect(bad({ denoise: 0 })[0]!.message).toMatch(/denoise 0 is outside \(0, 1\]/);

@@ -29,7 +29,6 @@ import { SEED_PARAMS, seededDraws } from './runtime/seed.js';
 import type { NodeDef, ParamSpec, ParamValue, PortValues } from './types.js';
 import type { LatentValue } from './values.js';
 
-
 export interface RunOptions {
   steps: number;
   cfg: number;
@@ -79,7 +78,9 @@ export async function runKSampler(inputs: PortValues, seedParams: Record<string,
   const mask = latent.noiseMask?.data;
   const preview = new PreviewThrottle(PREVIEW_INTERVAL_MS);
   const x = await denoise(x0, {
-    model: call, guidance, method,
+    model: call,
+    guidance,
+    method,
     hooks: {
       beforeStep: () => checkAborted(ctx.signal),
       blend: mask && !inpaintUNet ? maskBlend(method, latent.samples, noise0, mask, shape) : undefined,
@@ -89,7 +90,12 @@ export async function runKSampler(inputs: PortValues, seedParams: Record<string,
       },
     },
   });
-  const v: LatentValue = { kind: 'LATENT', dims: [...latent.dims], samples: x, ...(latent.noiseMask ? { noiseMask: latent.noiseMask, maskedImage: latent.maskedImage } : {}) };
+  const v: LatentValue = {
+    kind: 'LATENT',
+    dims: [...latent.dims],
+    samples: x,
+    ...(latent.noiseMask ? { noiseMask: latent.noiseMask, maskedImage: latent.maskedImage } : {}),
+  };
   return { latent: v };
 }
 
@@ -112,20 +118,30 @@ export const kSampler: NodeDef = {
   type: 'ksampler',
   title: 'KSampler',
   category: 'Sampling',
-  description: 'ComfyUI\'s KSampler: denoises the latent with the chosen sampler and scheduler and classifier-free guidance. '
-    + 'denoise < 1 is image-to-image: the schedule of steps / denoise steps, its last `steps` run from the noised latent. '
-    + 'The diffusers_* schedulers run the diffusers scheduler of that sampler with that timestep spacing.',
+  description:
+    "ComfyUI's KSampler: denoises the latent with the chosen sampler and scheduler and classifier-free guidance. " +
+    'denoise < 1 is image-to-image: the schedule of steps / denoise steps, its last `steps` run from the noised latent. ' +
+    'The diffusers_* schedulers run the diffusers scheduler of that sampler with that timestep spacing.',
   ...PORTS,
-  params: [
-    ...SEED_PARAMS, STEPS, CFG, SAMPLER, SCHEDULER,
-    { name: 'denoise', kind: 'number', default: 1, min: 0, max: 1, step: 0.01 },
-  ],
+  params: [...SEED_PARAMS, STEPS, CFG, SAMPLER, SCHEDULER, { name: 'denoise', kind: 'number', default: 1, min: 0, max: 1, step: 0.01 }],
   check(params) {
     const d = params.denoise as number;
-    return d > 0 && d <= 1 ? [] : [{ param: 'denoise', message: `denoise ${d} is outside (0, 1]: 1 denoises from pure noise, smaller values keep more of the input latent` }];
+    return d > 0 && d <= 1
+      ? []
+      : [{ param: 'denoise', message: `denoise ${d} is outside (0, 1]: 1 denoises from pure noise, smaller values keep more of the input latent` }];
   },
-  execute: (inputs, params, ctx) => runKSampler(inputs, params, {
-    steps: params.steps as number, cfg: params.cfg as number, sampler: params.sampler_name as SamplerName,
-    scheduler: params.scheduler as SchedulerName, denoise: params.denoise as number, addNoise: true,
-  }, ctx),
+  execute: (inputs, params, ctx) =>
+    runKSampler(
+      inputs,
+      params,
+      {
+        steps: params.steps as number,
+        cfg: params.cfg as number,
+        sampler: params.sampler_name as SamplerName,
+        scheduler: params.scheduler as SchedulerName,
+        denoise: params.denoise as number,
+        addNoise: true,
+      },
+      ctx,
+    ),
 };

@@ -8,7 +8,8 @@ export const lineart: NodeDef = {
   type: 'lineart',
   title: 'Lineart',
   category: 'ControlNet preprocessors',
-  description: 'Inverted line drawing: pixels darker than their surroundings (ink strokes, contours) become white lines on black, the form lineart ControlNets take. A lighter-weight stand-in for the model-based lineart annotators. "black on white" shows the drawing form instead.',
+  description:
+    'Inverted line drawing: pixels darker than their surroundings (ink strokes, contours) become white lines on black, the form lineart ControlNets take. A lighter-weight stand-in for the model-based lineart annotators. "black on white" shows the drawing form instead.',
   inputs: [{ name: 'image', type: 'IMAGE' }],
   outputs: [{ name: 'image', type: 'IMAGE' }],
   params: [
@@ -19,10 +20,14 @@ export const lineart: NodeDef = {
   ],
   async execute(inputs, params, ctx) {
     const img = expectValue<ImageValue>(inputs.image, 'IMAGE', 'image');
-    const out = mapImages(img, (p) => lineartMap(p, {
-      sigma: params.sigma as number, threshold: params.threshold as number, gain: params.gain as number,
-      blackOnWhite: params.black_on_white as boolean,
-    }));
+    const out = mapImages(img, (p) =>
+      lineartMap(p, {
+        sigma: params.sigma as number,
+        threshold: params.threshold as number,
+        gain: params.gain as number,
+        blackOnWhite: params.black_on_white as boolean,
+      }),
+    );
     await previewOnNode(out, ctx);
     return { image: out };
   },

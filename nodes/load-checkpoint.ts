@@ -8,7 +8,8 @@ export const loadCheckpoint: NodeDef = {
   type: 'load-checkpoint',
   title: 'Load Checkpoint',
   category: 'Loaders',
-  description: 'Opens a Stable Diffusion 1.5 checkpoint from <models>/checkpoints: a diffusers folder or a single .safetensors file. A single file has no configs or tokenizer; "config" may name a diffusers folder whose configs describe it, "tokenizer" a folder in <models>/tokenizers.',
+  description:
+    'Opens a Stable Diffusion 1.5 checkpoint from <models>/checkpoints: a diffusers folder or a single .safetensors file. A single file has no configs or tokenizer; "config" may name a diffusers folder whose configs describe it, "tokenizer" a folder in <models>/tokenizers.',
   inputs: [],
   outputs: [
     { name: 'model', type: 'MODEL' },

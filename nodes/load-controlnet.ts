@@ -19,7 +19,8 @@ export const loadControlNet: NodeDef = {
   type: 'load-controlnet',
   title: 'Load ControlNet',
   category: 'Loaders',
-  description: 'Opens a Stable Diffusion 1.5 ControlNet: a diffusers folder, or a single file in the original control_model.* layout (control_v11p_sd15_canny, ...). A single file is described by SD1.5 standard values unless "config" names its diffusers config.json. ControlNets for SDXL or SD2 are refused.',
+  description:
+    'Opens a Stable Diffusion 1.5 ControlNet: a diffusers folder, or a single file in the original control_model.* layout (control_v11p_sd15_canny, ...). A single file is described by SD1.5 standard values unless "config" names its diffusers config.json. ControlNets for SDXL or SD2 are refused.',
   inputs: [],
   outputs: [{ name: 'control_net', type: 'CONTROL_NET' }],
   params: [

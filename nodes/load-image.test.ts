@@ -17,7 +17,9 @@ const ctx = {} as ExecContext; // Load Image uses no context
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-mask-'));
 
 async function png(file: string, width: number, height: number, channels: 3 | 4, px: ArrayLike<number>): Promise<string> {
-  await sharp(Buffer.from(Uint8Array.from(px)), { raw: { width, height, channels } }).png().toFile(file);
+  await sharp(Buffer.from(Uint8Array.from(px)), { raw: { width, height, channels } })
+    .png()
+    .toFile(file);
   return file;
 }
 
@@ -71,8 +73,10 @@ describe('Load Image with a mask image', () => {
     const image = await halfTransparent(dir);
     const specs = new Map(nodeSpecs().map((s) => [s.type, s]));
     const wf = (mask: string) => ({
-      format: 'ipadapter-studio/workflow' as const, version: 1 as const,
-      nodes: [{ id: 'img', type: 'load-image', params: { image, mask } }], edges: [],
+      format: 'ipadapter-studio/workflow' as const,
+      version: 1 as const,
+      nodes: [{ id: 'img', type: 'load-image', params: { image, mask } }],
+      edges: [],
     });
     const paths = new PathResolver(dir, dir);
     // (The graph has no output node; only the node's own errors matter here.)

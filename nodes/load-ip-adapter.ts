@@ -14,7 +14,11 @@ export const loadIpAdapter: NodeDef = {
   async execute(_inputs, params) {
     const ad = IpAdapterModel.load(params.ipadapter_file as string);
     const v: IpAdapterValue = {
-      kind: 'IP_ADAPTER', path: ad.file, adapterKind: ad.kind, tokensPerImage: ad.numTokens, crossDim: ad.crossAttentionDim,
+      kind: 'IP_ADAPTER',
+      path: ad.file,
+      adapterKind: ad.kind,
+      tokensPerImage: ad.numTokens,
+      crossDim: ad.crossAttentionDim,
     };
     return { ip_adapter: v };
   },

@@ -41,10 +41,19 @@ const wf = (loras?: LoraOpt[]) => ipAdapterWorkflow({ image: IMAGE, steps: 2, ou
 async function run(loras?: LoraOpt[]): Promise<{ latents: Float32Array; ran: string[] }> {
   const before = Object.fromEntries(engine.executor.executions);
   let latents: Float32Array | null = null;
-  const r = await engine.run(wf(loras), { onNodeOutputs: (node, out) => { if (node === 'sampler') latents = (out.latent as LatentValue).samples; } });
+  const r = await engine.run(wf(loras), {
+    onNodeOutputs: (node, out) => {
+      if (node === 'sampler') latents = (out.latent as LatentValue).samples;
+    },
+  });
   expect(r.ok, r.error).toBe(true);
   const after = Object.fromEntries(engine.executor.executions);
-  return { latents: latents!, ran: Object.keys(after).filter((k) => after[k] !== before[k]).sort() };
+  return {
+    latents: latents!,
+    ran: Object.keys(after)
+      .filter((k) => after[k] !== before[k])
+      .sort(),
+  };
 }
 const same = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 const unetLoads = () => [...engine.store.loads].filter(([k]) => k.startsWith('unet|')).reduce((a, [, n]) => a + n, 0);
@@ -58,7 +67,9 @@ describe('Load LoRA on the demo set', () => {
     const zero = await run([{ file: LORA, strengthModel: 0, strengthClip: 0 }]);
     expect(same(zero.latents, plain)).toBe(true);
     const log = events.filter((e) => e.type === 'log').map((e) => (e as { message: string }).message);
-    expect(log.some((m) => /Load LoRA \(lora_1\): add_detail\.safetensors \(kohya\): \d+ of \d+ keys matched, \d+ UNet and 12 text encoder modules$/.test(m))).toBe(true);
+    expect(
+      log.some((m) => /Load LoRA \(lora_1\): add_detail\.safetensors \(kohya\): \d+ of \d+ keys matched, \d+ UNet and 12 text encoder modules$/.test(m)),
+    ).toBe(true);
   });
 
   it('changing strength_model re-runs only the sampler side and builds no new UNet session', async () => {
@@ -87,7 +98,10 @@ describe('Load LoRA on the demo set', () => {
 
   it('stacks: two Load LoRA nodes add their deltas (the same file twice = the summed strength)', async () => {
     const once = await run([{ file: LORA, strengthModel: 0.6, strengthClip: 0.4 }]);
-    const twice = await run([{ file: LORA, strengthModel: 0.2, strengthClip: 0.1 }, { file: LORA, strengthModel: 0.4, strengthClip: 0.3 }]);
+    const twice = await run([
+      { file: LORA, strengthModel: 0.2, strengthClip: 0.1 },
+      { file: LORA, strengthModel: 0.4, strengthClip: 0.3 },
+    ]);
     let maxErr = 0;
     for (let i = 0; i < once.latents.length; i++) maxErr = Math.max(maxErr, Math.abs(once.latents[i] - twice.latents[i]));
     expect(maxErr).toBeLessThan(1e-4);
@@ -105,17 +119,32 @@ describe('Load LoRA on the demo set', () => {
     const r = await engine.run(wf([{ file: extra, strengthModel: 1, strengthClip: 1 }]));
     expect(r.ok, r.error).toBe(true);
     const warn = events.slice(n).find((e) => e.type === 'log' && e.level === 'warn') as { message: string } | undefined;
-    expect(warn?.message).toMatch(/extra-keys\.safetensors \(kohya\): 6 of 8 keys matched.*2 key\(s\) match no module of the model and are not applied: .*lora_unet_down_blocks_9_resnets_0_conv1\.lora_down\.weight/);
+    expect(warn?.message).toMatch(
+      /extra-keys\.safetensors \(kohya\): 6 of 8 keys matched.*2 key\(s\) match no module of the model and are not applied: .*lora_unet_down_blocks_9_resnets_0_conv1\.lora_down\.weight/,
+    );
     expect(warn?.message).toMatch(/dora_scale/);
 
     const sdxl = path.join(tmp, 'sdxl-lora.safetensors');
-    fs.writeFileSync(sdxl, encodeSafetensors({
-      'lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight': { dtype: 'F16', shape: [4, 2048], data: new Uint16Array(4 * 2048) },
-      'lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight': { dtype: 'F16', shape: [640, 4], data: new Uint16Array(640 * 4) },
-    }));
+    fs.writeFileSync(
+      sdxl,
+      encodeSafetensors({
+        'lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight': {
+          dtype: 'F16',
+          shape: [4, 2048],
+          data: new Uint16Array(4 * 2048),
+        },
+        'lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight': {
+          dtype: 'F16',
+          shape: [640, 4],
+          data: new Uint16Array(640 * 4),
+        },
+      }),
+    );
     const bad = await engine.run(wf([{ file: sdxl }]));
     expect(bad.ok).toBe(false);
-    expect(bad.error).toMatch(/Load LoRA \(lora_1\): the LoRA sdxl-lora\.safetensors does not fit stable-diffusion-v1-5: .*attn2\.to_k is \[32,32\].*\[4,2048\].*SDXL/);
+    expect(bad.error).toMatch(
+      /Load LoRA \(lora_1\): the LoRA sdxl-lora\.safetensors does not fit stable-diffusion-v1-5: .*attn2\.to_k is \[32,32\].*\[4,2048\].*SDXL/,
+    );
     // The engine runs the next workflow normally.
     expect((await run()).latents).toEqual(plain);
   });

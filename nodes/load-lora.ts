@@ -16,7 +16,8 @@ export const loadLora: NodeDef = {
   type: 'load-lora',
   title: 'Load LoRA',
   category: 'Loaders',
-  description: 'Applies a LoRA from <models>/loras to the model (UNet, strength_model) and to CLIP (text encoder, strength_clip); chain several Load LoRA nodes to stack LoRAs. Reads kohya (lora_unet_ / lora_te_, LoCon conv layers), diffusers / PEFT (unet. / text_encoder. lora_A / lora_B) and older diffusers files; fp16 files are used in fp32. Strengths may be negative; 0 is the model without this LoRA. Keys that match no layer of the checkpoint are listed in the log; a LoRA for SDXL or SD2 is refused.',
+  description:
+    'Applies a LoRA from <models>/loras to the model (UNet, strength_model) and to CLIP (text encoder, strength_clip); chain several Load LoRA nodes to stack LoRAs. Reads kohya (lora_unet_ / lora_te_, LoCon conv layers), diffusers / PEFT (unet. / text_encoder. lora_A / lora_B) and older diffusers files; fp16 files are used in fp32. Strengths may be negative; 0 is the model without this LoRA. Keys that match no layer of the checkpoint are listed in the log; a LoRA for SDXL or SD2 is refused.',
   inputs: [
     { name: 'model', type: 'MODEL' },
     { name: 'clip', type: 'CLIP' },

@@ -59,22 +59,40 @@ describe.skipIf(!have)('Load VAE through the executor (reference fixtures)', () 
   });
 
   /** standalone_vae/txt2img as a user wires it: base models, IP-Adapter λ 0.6, 6 DDIM steps, 128x128. */
-  const txt2img = (checkpoint: string, vae?: { file: string; config?: string }): Workflow => ipAdapterWorkflow({
-    image: path.join(files, 'cases', 'ip_landscape_300x200.png'), prompt: 'a photo of a cat', negative: '', weight: 0.6, steps: 6, cfg: 7.5,
-    width: 128, height: 128, checkpoint, checkpointConfig: checkpoint === diffusers ? undefined : diffusers,
-    clipVision: path.join(base, 'image_encoder'), ipAdapter: path.join(base, 'ip-adapter_sd15-tiny.safetensors'), output: 'preview', vae,
-  });
+  const txt2img = (checkpoint: string, vae?: { file: string; config?: string }): Workflow =>
+    ipAdapterWorkflow({
+      image: path.join(files, 'cases', 'ip_landscape_300x200.png'),
+      prompt: 'a photo of a cat',
+      negative: '',
+      weight: 0.6,
+      steps: 6,
+      cfg: 7.5,
+      width: 128,
+      height: 128,
+      checkpoint,
+      checkpointConfig: checkpoint === diffusers ? undefined : diffusers,
+      clipVision: path.join(base, 'image_encoder'),
+      ipAdapter: path.join(base, 'ip-adapter_sd15-tiny.safetensors'),
+      output: 'preview',
+      vae,
+    });
 
   /** Runs with the case's initial latents; returns the result and VAE Decode's image. */
   async function run(wf: Workflow) {
     let image: Float32Array | undefined;
     const r = await engine.run(wf, {
-      noise: (req) => { if (req.purpose !== 'latents') throw new Error(`unexpected ${req.purpose} draw`); return ref.latents.slice(); },
-      onNodeOutputs: (node, out) => { if (node === 'decode') image = (out.image as ImageValue).data; },
+      noise: (req) => {
+        if (req.purpose !== 'latents') throw new Error(`unexpected ${req.purpose} draw`);
+        return ref.latents.slice();
+      },
+      onNodeOutputs: (node, out) => {
+        if (node === 'decode') image = (out.image as ImageValue).data;
+      },
     });
     return { r, image };
   }
-  const maxErr = (a: Float32Array | undefined, b: Float32Array) => (a && a.length === b.length ? a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0) : Infinity);
+  const maxErr = (a: Float32Array | undefined, b: Float32Array) =>
+    a && a.length === b.length ? a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0) : Infinity;
 
   it('VAE Decode with Load VAE on the standalone LDM file (config: the base pipeline) equals the standalone_vae reference', async () => {
     const { r, image } = await run(txt2img(diffusers, { file: ldmVae, config: diffusers }));
@@ -101,15 +119,23 @@ describe.skipIf(!have)('Load VAE through the executor (reference fixtures)', () 
       const bad = await run(txt2img(noVae[kind]));
       expect(bad.r.ok).toBe(false);
       const name = path.basename(noVae[kind]).replace(/\./g, '\\.');
-      expect(bad.r.error).toMatch(new RegExp(`^VAE Decode \\(decode\\): the checkpoint ${name} \\(loaded by Load Checkpoint "checkpoint"\\) has no VAE .*add a Load VAE node`));
+      expect(bad.r.error).toMatch(
+        new RegExp(`^VAE Decode \\(decode\\): the checkpoint ${name} \\(loaded by Load Checkpoint "checkpoint"\\) has no VAE .*add a Load VAE node`),
+      );
 
       // VAE Encode fed by the checkpoint's VAE says the same.
       const img2img = txt2img(noVae[kind]);
       img2img.nodes = img2img.nodes.filter((n) => n.id !== 'latent');
-      img2img.nodes.push({ id: 'init', type: 'load-image', params: { image: path.join(files, 'cases', 'init_128.png') } }, { id: 'encode', type: 'vae-encode', params: { mode: 'mean', seed: 0 } });
+      img2img.nodes.push(
+        { id: 'init', type: 'load-image', params: { image: path.join(files, 'cases', 'init_128.png') } },
+        { id: 'encode', type: 'vae-encode', params: { mode: 'mean', seed: 0 } },
+      );
       img2img.edges = img2img.edges.filter((e) => e.from.node !== 'latent');
-      img2img.edges.push({ from: { node: 'init', port: 'image' }, to: { node: 'encode', port: 'pixels' } }, { from: { node: 'checkpoint', port: 'vae' }, to: { node: 'encode', port: 'vae' } },
-        { from: { node: 'encode', port: 'latent' }, to: { node: 'sampler', port: 'latent' } });
+      img2img.edges.push(
+        { from: { node: 'init', port: 'image' }, to: { node: 'encode', port: 'pixels' } },
+        { from: { node: 'checkpoint', port: 'vae' }, to: { node: 'encode', port: 'vae' } },
+        { from: { node: 'encode', port: 'latent' }, to: { node: 'sampler', port: 'latent' } },
+      );
       const enc = await engine.run(img2img);
       expect(enc.error).toMatch(/^VAE Encode \(encode\): the checkpoint .* has no VAE .*add a Load VAE node/);
 
@@ -123,6 +149,8 @@ describe.skipIf(!have)('Load VAE through the executor (reference fixtures)', () 
     const lora = await engine.run(txt2img(diffusers, { file: path.join(files, 'loras', 'kohya-lora-tiny.safetensors') }));
     expect(lora.error).toMatch(/^Load VAE \(vae\): kohya-lora-tiny\.safetensors: not a VAE/);
     const noConfig = await engine.run(txt2img(diffusers, { file: ldmVae }));
-    expect(noConfig.error).toMatch(/^Load VAE \(vae\): vae-ft-mse-tiny\.safetensors: its block widths \[8,16,32,32\] are not multiples of SD1\.5's 32 norm groups.*"config" param/);
+    expect(noConfig.error).toMatch(
+      /^Load VAE \(vae\): vae-ft-mse-tiny\.safetensors: its block widths \[8,16,32,32\] are not multiples of SD1\.5's 32 norm groups.*"config" param/,
+    );
   });
 });

@@ -13,7 +13,8 @@ export const loadVae: NodeDef = {
   type: 'load-vae',
   title: 'Load VAE',
   category: 'Loaders',
-  description: 'Opens a VAE from <models>/vae to use instead of the checkpoint\'s (or for a checkpoint shipped without one): an original-layout file such as vae-ft-mse-840000-ema-pruned.safetensors (with or without first_stage_model.), its .ckpt / .pt pickle, a diffusers AutoencoderKL file, or a diffusers folder. A single file is described by its shapes and SD1.5\'s group count and scaling factor unless "config" names a config.json, a diffusers VAE folder, or a diffusers pipeline folder (its vae/config.json).',
+  description:
+    'Opens a VAE from <models>/vae to use instead of the checkpoint\'s (or for a checkpoint shipped without one): an original-layout file such as vae-ft-mse-840000-ema-pruned.safetensors (with or without first_stage_model.), its .ckpt / .pt pickle, a diffusers AutoencoderKL file, or a diffusers folder. A single file is described by its shapes and SD1.5\'s group count and scaling factor unless "config" names a config.json, a diffusers VAE folder, or a diffusers pipeline folder (its vae/config.json).',
   inputs: [],
   outputs: [{ name: 'vae', type: 'VAE' }],
   params: [

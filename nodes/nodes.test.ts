@@ -19,7 +19,9 @@ describe('Load Image', () => {
   it('gives RGB in [0, 1] (u8 / 255) and a mask of 1 - alpha', async () => {
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-img-')), 'a.png');
     const px = Buffer.from([255, 0, 0, 255, 0, 128, 0, 0, 0, 0, 255, 51]); // 3 pixels RGBA
-    await sharp(px, { raw: { width: 3, height: 1, channels: 4 } }).png().toFile(file);
+    await sharp(px, { raw: { width: 3, height: 1, channels: 4 } })
+      .png()
+      .toFile(file);
     const out = await loadImage.execute({}, { image: file }, ctx);
     const img = out.image as ImageValue;
     const mask = out.mask as MaskValue;
@@ -40,17 +42,27 @@ describe('Empty Latent Image', () => {
     const out = (await emptyLatentImage.execute({}, { width: 64, height: 128, batch_size: 2 }, ctx)).latent as LatentValue;
     expect(out.dims).toEqual([2, 4, 16, 8]);
     expect(out.empty).toBe(true);
-    expect(emptyLatentImage.check!({ width: 100, height: 64, batch_size: 1 })).toEqual([{ param: 'width', message: expect.stringMatching(/not a multiple of 8/) }]);
+    expect(emptyLatentImage.check!({ width: 100, height: 64, batch_size: 1 })).toEqual([
+      { param: 'width', message: expect.stringMatching(/not a multiple of 8/) },
+    ]);
   });
 });
 
 describe('Apply IP-Adapter', () => {
   const adapter: IpAdapterValue = { kind: 'IP_ADAPTER', path: '/m/a.safetensors', adapterKind: 'base', tokensPerImage: 4, crossDim: 8 };
-  const tokens = (p: string, n = 4): IpTokensValue => ({ kind: 'IP_TOKENS', adapterPath: p, tokens: n, dim: 8, cond: new Float32Array(n * 8), uncond: new Float32Array(n * 8) });
+  const tokens = (p: string, n = 4): IpTokensValue => ({
+    kind: 'IP_TOKENS',
+    adapterPath: p,
+    tokens: n,
+    dim: 8,
+    cond: new Float32Array(n * 8),
+    uncond: new Float32Array(n * 8),
+  });
   const model: ModelValue = { kind: 'MODEL', checkpoint: { path: '/m/ckpt', configDir: '' }, adapters: [] };
 
   it('records the adapter, its tokens, λ and window on a new model value (the input is untouched)', async () => {
-    const out = (await applyIpAdapter.execute({ model, ip_adapter: adapter, tokens: tokens(adapter.path) }, { weight: 0.6, start_at: 0.1, end_at: 0.9 }, ctx)).model as ModelValue;
+    const out = (await applyIpAdapter.execute({ model, ip_adapter: adapter, tokens: tokens(adapter.path) }, { weight: 0.6, start_at: 0.1, end_at: 0.9 }, ctx))
+      .model as ModelValue;
     expect(out.adapters).toHaveLength(1);
     expect(out.adapters[0]).toMatchObject({ scale: 0.6, start: 0.1, end: 0.9 });
     expect(model.adapters).toHaveLength(0);
@@ -58,10 +70,19 @@ describe('Apply IP-Adapter', () => {
 
   it('refuses tokens from another adapter, mismatched negative tokens, and a second adapter file', async () => {
     const p = { weight: 1, start_at: 0, end_at: 1 };
-    await expect(applyIpAdapter.execute({ model, ip_adapter: adapter, tokens: tokens('/m/other.safetensors') }, p, ctx)).rejects.toThrow(/projected by \/m\/other/);
-    await expect(applyIpAdapter.execute({ model, ip_adapter: adapter, tokens: tokens(adapter.path), negative: tokens(adapter.path, 8) }, p, ctx)).rejects.toThrow(/8 tokens but the image prompt has 4/);
-    const withOther: ModelValue = { ...model, adapters: [{ adapter: { ...adapter, path: '/m/b.safetensors' }, tokens: tokens('/m/b.safetensors'), scale: 1, start: 0, end: 1 }] };
-    await expect(applyIpAdapter.execute({ model: withOther, ip_adapter: adapter, tokens: tokens(adapter.path) }, p, ctx)).rejects.toThrow(/already has another IP-Adapter/);
+    await expect(applyIpAdapter.execute({ model, ip_adapter: adapter, tokens: tokens('/m/other.safetensors') }, p, ctx)).rejects.toThrow(
+      /projected by \/m\/other/,
+    );
+    await expect(
+      applyIpAdapter.execute({ model, ip_adapter: adapter, tokens: tokens(adapter.path), negative: tokens(adapter.path, 8) }, p, ctx),
+    ).rejects.toThrow(/8 tokens but the image prompt has 4/);
+    const withOther: ModelValue = {
+      ...model,
+      adapters: [{ adapter: { ...adapter, path: '/m/b.safetensors' }, tokens: tokens('/m/b.safetensors'), scale: 1, start: 0, end: 1 }],
+    };
+    await expect(applyIpAdapter.execute({ model: withOther, ip_adapter: adapter, tokens: tokens(adapter.path) }, p, ctx)).rejects.toThrow(
+      /already has another IP-Adapter/,
+    );
     expect(applyIpAdapter.check!({ weight: 1, start_at: 0.8, end_at: 0.2 })[0].message).toMatch(/before start_at/);
   });
 
@@ -89,6 +110,8 @@ describe('masks for inpainting', () => {
     expect(hard.samples).toBe(latent.samples);
     const soft = (await setLatentNoiseMask.execute({ samples: latent, mask }, { binarize: false }, ctx)).latent as LatentValue;
     expect(soft.noiseMask!.data).toEqual(new Float32Array(8 * 8).fill(0.6));
-    await expect(setLatentNoiseMask.execute({ samples: latent, mask: { ...mask, batch: 2 } }, { binarize: true }, ctx)).rejects.toThrow(/2 planes for 1 latents/);
+    await expect(setLatentNoiseMask.execute({ samples: latent, mask: { ...mask, batch: 2 } }, { binarize: true }, ctx)).rejects.toThrow(
+      /2 planes for 1 latents/,
+    );
   });
 });

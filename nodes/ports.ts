@@ -5,16 +5,35 @@
 
 /** The closed union of port types (upper case, as in ComfyUI). */
 export const PORT_TYPES = [
-  'MODEL', 'CLIP', 'VAE', 'IMAGE', 'MASK', 'CLIP_VISION', 'IMAGE_EMBEDS',
-  'IP_ADAPTER', 'IP_TOKENS', 'CONDITIONING', 'LATENT', 'CONTROL_NET',
+  'MODEL',
+  'CLIP',
+  'VAE',
+  'IMAGE',
+  'MASK',
+  'CLIP_VISION',
+  'IMAGE_EMBEDS',
+  'IP_ADAPTER',
+  'IP_TOKENS',
+  'CONDITIONING',
+  'LATENT',
+  'CONTROL_NET',
 ] as const;
 export type PortType = (typeof PORT_TYPES)[number];
 
 /** Colours of port handles and edges, by type. */
 export const PORT_COLORS: Record<PortType, string> = {
-  MODEL: '#b39ddb', CLIP: '#ffd54f', VAE: '#ef9a9a', IMAGE: '#64b5f6', MASK: '#81c784',
-  CLIP_VISION: '#a1887f', IMAGE_EMBEDS: '#4db6ac', IP_ADAPTER: '#f06292', IP_TOKENS: '#ff8a65',
-  CONDITIONING: '#ffb74d', LATENT: '#e57373', CONTROL_NET: '#90a4ae',
+  MODEL: '#b39ddb',
+  CLIP: '#ffd54f',
+  VAE: '#ef9a9a',
+  IMAGE: '#64b5f6',
+  MASK: '#81c784',
+  CLIP_VISION: '#a1887f',
+  IMAGE_EMBEDS: '#4db6ac',
+  IP_ADAPTER: '#f06292',
+  IP_TOKENS: '#ff8a65',
+  CONDITIONING: '#ffb74d',
+  LATENT: '#e57373',
+  CONTROL_NET: '#90a4ae',
 };
 
 export interface Endpoint {

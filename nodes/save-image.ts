@@ -7,7 +7,8 @@ export const saveImage: NodeDef = {
   type: 'save-image',
   title: 'Save Image',
   category: 'Output',
-  description: 'Saves the images as PNG in the output folder as <prefix>_00001_.png (a prefix may name a subfolder, never one outside the output folder). Each PNG carries this workflow and Automatic1111-style parameters.',
+  description:
+    'Saves the images as PNG in the output folder as <prefix>_00001_.png (a prefix may name a subfolder, never one outside the output folder). Each PNG carries this workflow and Automatic1111-style parameters.',
   inputs: [{ name: 'images', type: 'IMAGE' }],
   outputs: [],
   params: [{ name: 'filename_prefix', kind: 'string', default: 'ipadapter', outputPrefix: true }],

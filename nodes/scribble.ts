@@ -8,7 +8,8 @@ export const scribble: NodeDef = {
   type: 'scribble',
   title: 'Scribble',
   category: 'ControlNet preprocessors',
-  description: 'Thresholds a drawing into white strokes on black. "auto" takes the dark pixels as strokes on a light image (pen on paper) and the light ones on a dark image. "thickness" widens thin strokes.',
+  description:
+    'Thresholds a drawing into white strokes on black. "auto" takes the dark pixels as strokes on a light image (pen on paper) and the light ones on a dark image. "thickness" widens thin strokes.',
   inputs: [{ name: 'image', type: 'IMAGE' }],
   outputs: [{ name: 'image', type: 'IMAGE' }],
   params: [
@@ -18,9 +19,13 @@ export const scribble: NodeDef = {
   ],
   async execute(inputs, params, ctx) {
     const img = expectValue<ImageValue>(inputs.image, 'IMAGE', 'image');
-    const out = mapImages(img, (p) => scribbleMap(p, {
-      threshold: params.threshold as number, strokes: params.strokes as 'auto' | 'dark' | 'light', thickness: params.thickness as number,
-    }));
+    const out = mapImages(img, (p) =>
+      scribbleMap(p, {
+        threshold: params.threshold as number,
+        strokes: params.strokes as 'auto' | 'dark' | 'light',
+        thickness: params.thickness as number,
+      }),
+    );
     await previewOnNode(out, ctx);
     return { image: out };
   },

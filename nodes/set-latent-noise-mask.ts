@@ -15,7 +15,8 @@ export const setLatentNoiseMask: NodeDef = {
   type: 'set-latent-noise-mask',
   title: 'Set Latent Noise Mask',
   category: 'Latent',
-  description: 'Inpainting: the sampler repaints only where the mask is 1 (white, or transparent in Load Image) and keeps the rest of the latent. The mask is scaled to the latent size.',
+  description:
+    'Inpainting: the sampler repaints only where the mask is 1 (white, or transparent in Load Image) and keeps the rest of the latent. The mask is scaled to the latent size.',
   inputs: [
     { name: 'samples', type: 'LATENT' },
     { name: 'mask', type: 'MASK' },

@@ -25,21 +25,43 @@ export const PortSpecSchema = z.object({
 
 const ParamBase = { name: z.string(), label: z.string().optional() };
 export const ParamSpecSchema = z.discriminatedUnion('kind', [
-  z.object({ ...ParamBase, kind: z.literal('number'), default: z.number(), min: z.number().optional(), max: z.number().optional(),
-    step: z.number().optional(), integer: z.boolean().optional(), widget: z.enum(['slider', 'number', 'seed']).optional() }),
-  z.object({ ...ParamBase, kind: z.literal('string'), default: z.string(), multiline: z.boolean().optional(),
+  z.object({
+    ...ParamBase,
+    kind: z.literal('number'),
+    default: z.number(),
+    min: z.number().optional(),
+    max: z.number().optional(),
+    step: z.number().optional(),
+    integer: z.boolean().optional(),
+    widget: z.enum(['slider', 'number', 'seed']).optional(),
+  }),
+  z.object({
+    ...ParamBase,
+    kind: z.literal('string'),
+    default: z.string(),
+    multiline: z.boolean().optional(),
     /** A filename prefix under the output folder (Save Image's): validation refuses one that leaves it. */
-    outputPrefix: z.boolean().optional() }),
+    outputPrefix: z.boolean().optional(),
+  }),
   z.object({ ...ParamBase, kind: z.literal('enum'), default: z.string(), options: z.array(z.string()) }),
   z.object({ ...ParamBase, kind: z.literal('boolean'), default: z.boolean() }),
-  z.object({ ...ParamBase, kind: z.literal('file'), default: z.string(), modelKind: ModelKindSchema,
+  z.object({
+    ...ParamBase,
+    kind: z.literal('file'),
+    default: z.string(),
+    modelKind: ModelKindSchema,
     /** May stay empty (''). */
-    optional: z.boolean().optional() }),
-  z.object({ ...ParamBase, kind: z.literal('image'), default: z.string(),
+    optional: z.boolean().optional(),
+  }),
+  z.object({
+    ...ParamBase,
+    kind: z.literal('image'),
+    default: z.string(),
     /** May stay empty (''). */
     optional: z.boolean().optional(),
     /** A mask over the node's other image param (Load Image's): that image's widget paints into this one. */
-    mask: z.boolean().optional() }),
+    mask: z.boolean().optional(),
+  }),
 ]);
 
 /** What the renderer receives for each node type. */
@@ -72,7 +94,10 @@ export type ParamValue = number | string | boolean;
  * `outputs` params, JSON lists of {name, type}; the types are ComfyUI's where we have no port
  * type of that name. Anything unreadable gives no ports.
  */
-export function dynamicPortsOf(params: Record<string, ParamValue | undefined>): { inputs: { name: string; type: string }[]; outputs: { name: string; type: string }[] } {
+export function dynamicPortsOf(params: Record<string, ParamValue | undefined>): {
+  inputs: { name: string; type: string }[];
+  outputs: { name: string; type: string }[];
+} {
   const list = (v: ParamValue | undefined) => {
     try {
       const a: unknown = JSON.parse(typeof v === 'string' && v ? v : '[]');

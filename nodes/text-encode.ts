@@ -8,7 +8,8 @@ export const textEncode: NodeDef = {
   type: 'text-encode',
   title: 'Text Encode',
   category: 'Conditioning',
-  description: 'Encodes a text prompt with the checkpoint\'s CLIP text encoder (77 tokens; longer prompts are truncated). Use one for the positive and one for the negative prompt.',
+  description:
+    "Encodes a text prompt with the checkpoint's CLIP text encoder (77 tokens; longer prompts are truncated). Use one for the positive and one for the negative prompt.",
   inputs: [{ name: 'clip', type: 'CLIP' }],
   outputs: [{ name: 'conditioning', type: 'CONDITIONING' }],
   params: [

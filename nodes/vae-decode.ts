@@ -20,7 +20,7 @@ export const vaeDecode: NodeDef = {
   type: 'vae-decode',
   title: 'VAE Decode',
   category: 'Latent',
-  description: 'Turns the sampler\'s latent into an image with the VAE decoder.',
+  description: "Turns the sampler's latent into an image with the VAE decoder.",
   inputs: [
     { name: 'samples', type: 'LATENT' },
     { name: 'vae', type: 'VAE' },

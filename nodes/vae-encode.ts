@@ -19,7 +19,17 @@ import { expectValue, type ImageValue, type LatentValue, type MaskValue, type Va
 const fr = Math.fround;
 
 /** Encodes (B, H, W, 3) pixels in [0, 1] to scaled latents (B, 4, H/8, W/8). */
-async function encodePixels(rgb: Float32Array, B: number, H: number, W: number, v: VaeValue, mode: string, draws: SeededDraws, ctx: ExecContext, traceAs?: [string, string]): Promise<{ dims: LatentValue['dims']; samples: Float32Array }> {
+async function encodePixels(
+  rgb: Float32Array,
+  B: number,
+  H: number,
+  W: number,
+  v: VaeValue,
+  mode: string,
+  draws: SeededDraws,
+  ctx: ExecContext,
+  traceAs?: [string, string],
+): Promise<{ dims: LatentValue['dims']; samples: Float32Array }> {
   const vae = await vaeRuntime(ctx.models, v);
   // (B, H, W, 3) in [0, 1] -> (B, 3, H, W) in [-1, 1].
   const plane = H * W;
@@ -47,17 +57,15 @@ export const vaeEncode: NodeDef = {
   type: 'vae-encode',
   title: 'VAE Encode',
   category: 'Latent',
-  description: 'Turns an image into a latent for image-to-image (width and height must be multiples of 8). "sample" draws from the latent distribution with the seed, as diffusers does; "mean" takes its mean. With a mask (e.g. Load Image\'s alpha), the sampler inpaints: it repaints only where the mask is 1.',
+  description:
+    'Turns an image into a latent for image-to-image (width and height must be multiples of 8). "sample" draws from the latent distribution with the seed, as diffusers does; "mean" takes its mean. With a mask (e.g. Load Image\'s alpha), the sampler inpaints: it repaints only where the mask is 1.',
   inputs: [
     { name: 'pixels', type: 'IMAGE' },
     { name: 'vae', type: 'VAE' },
     { name: 'mask', type: 'MASK', optional: true },
   ],
   outputs: [{ name: 'latent', type: 'LATENT' }],
-  params: [
-    { name: 'mode', kind: 'enum', options: ['sample', 'mean'], default: 'sample' },
-    ...SEED_PARAMS,
-  ],
+  params: [{ name: 'mode', kind: 'enum', options: ['sample', 'mean'], default: 'sample' }, ...SEED_PARAMS],
   async execute(inputs, params, ctx) {
     const img = expectValue<ImageValue>(inputs.pixels, 'IMAGE', 'pixels');
     const v = expectValue<VaeValue>(inputs.vae, 'VAE', 'vae');

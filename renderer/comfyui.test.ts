@@ -30,15 +30,19 @@ describe('ComfyUI files in the editor', () => {
     expect(s.edges.find((e) => e.source === 'c5' && e.target === 'c9')?.data?.portType).toBe('MODEL');
     const texts = s.notices.map((n) => n.text);
     expect(texts[0]).toMatch(/^faceid\.json: ComfyUI workflow \(UI format 0\.4\): 15 nodes, .* 4 unsupported/);
-    expect(texts.join('\n')).toMatch(/Not supported, kept as placeholders to replace before running: IPAdapterUnifiedLoaderFaceID .*IPAdapterFaceID "FaceID portrait" \(IPAdapterFaceID needs InsightFace/);
+    expect(texts.join('\n')).toMatch(
+      /Not supported, kept as placeholders to replace before running: IPAdapterUnifiedLoaderFaceID .*IPAdapterFaceID "FaceID portrait" \(IPAdapterFaceID needs InsightFace/,
+    );
     // Saved again, the titles stay.
     expect(s.workflow().nodes.find((n) => n.id === 'c9')?.ui).toMatchObject({ x: 1400, y: 0 });
     expect(s.workflow().nodes.find((n) => n.id === 'c5')?.ui).toMatchObject({ title: 'FaceID portrait' });
   });
 
-  it('opens a PNG carrying ComfyUI\'s workflow and prompt, and says null for files that are not ComfyUI\'s', async () => {
+  it("opens a PNG carrying ComfyUI's workflow and prompt, and says null for files that are not ComfyUI's", async () => {
     const store = editor();
-    const png = await sharp({ create: { width: 4, height: 4, channels: 3, background: '#000' } }).png().toBuffer();
+    const png = await sharp({ create: { width: 4, height: 4, channels: 3, background: '#000' } })
+      .png()
+      .toBuffer();
     const withChunks = addTextChunks(png, { workflow: fs.readFileSync(path.join(COMFY_FIXTURES, 'ipadapter-advanced.v04.json'), 'utf8'), prompt: '{}' });
     expect(await openComfyBytes(store, 'comfy.png', new Uint8Array(withChunks))).toBe(true);
     expect(store.getState().nodes.find((n) => n.id === 'c9')?.data.params).toMatchObject({ seed: 987654321, steps: 4 });
@@ -60,12 +64,20 @@ describe('ComfyUI files in the editor', () => {
     const store = editor();
     await openComfyBytes(store, 'a.json', bytesOf('embeds-noise.v1.json'));
     const saved: { name: string; bytes: Uint8Array }[] = [];
-    const host = { kind: 'web', saveFile: async (name: string, bytes: Uint8Array) => { saved.push({ name, bytes }); return name; } } as unknown as Host;
+    const host = {
+      kind: 'web',
+      saveFile: async (name: string, bytes: Uint8Array) => {
+        saved.push({ name, bytes });
+        return name;
+      },
+    } as unknown as Host;
     await exportForComfyUI(store, host);
     expect(saved[0]!.name).toBe('workflow.comfyui.json');
     const ui = JSON.parse(new TextDecoder().decode(saved[0]!.bytes));
     expect(ui.version).toBe(0.4);
-    expect(ui.nodes.map((n: { type: string }) => n.type)).toEqual(expect.arrayContaining(['IPAdapterEmbeds', 'IPAdapterCombineEmbeds', 'IPAdapterEncoder', 'KSamplerAdvanced']));
+    expect(ui.nodes.map((n: { type: string }) => n.type)).toEqual(
+      expect.arrayContaining(['IPAdapterEmbeds', 'IPAdapterCombineEmbeds', 'IPAdapterEncoder', 'KSamplerAdvanced']),
+    );
     expect(store.getState().notices.at(-1)?.text).toMatch(/^Exported for ComfyUI: /);
   });
 });

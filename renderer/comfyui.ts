@@ -6,8 +6,17 @@
  * writes the graph as a ComfyUI UI workflow (or API prompt).
  */
 import {
-  comfyDocFromTexts, comfyFormatOf, countStatuses, exportComfyUI, importComfyUI, isWebp, MAX_COMFY_BYTES, parseJsonExact, summaryLine,
-  webpExifStrings, type ImportReport,
+  comfyDocFromTexts,
+  comfyFormatOf,
+  countStatuses,
+  exportComfyUI,
+  importComfyUI,
+  isWebp,
+  MAX_COMFY_BYTES,
+  parseJsonExact,
+  summaryLine,
+  webpExifStrings,
+  type ImportReport,
 } from '../engine/comfyui.js';
 import type { Workflow } from '../engine/api.js';
 import type { Host } from './host.js';
@@ -40,11 +49,22 @@ export function reportNotices(name: string, r: ImportReport): { level: 'info' | 
   const title = (n: ImportReport['nodes'][number]) => `${n.classType}${n.title ? ` "${n.title}"` : ''}`;
   const unsupported = r.nodes.filter((x) => x.status === 'unsupported');
   if (unsupported.length) {
-    out.push({ level: 'warn', text: `Not supported, kept as placeholders to replace before running: ${unsupported.map((n) => `${title(n)} (${n.notes[0] ?? 'no equivalent'})`).join('; ')}` });
+    out.push({
+      level: 'warn',
+      text: `Not supported, kept as placeholders to replace before running: ${unsupported.map((n) => `${title(n)} (${n.notes[0] ?? 'no equivalent'})`).join('; ')}`,
+    });
   }
   const approx = r.nodes.filter((x) => x.status === 'approximated');
-  if (approx.length) out.push({ level: 'info', text: `Approximated: ${approx.map((n) => `${title(n)}: ${n.notes[0] ?? ''}`).join('; ').slice(0, 600)} (npm run convert prints the whole report)` });
-  if (r.missingImages.length) out.push({ level: 'warn', text: `Images not found, choose them on their nodes: ${r.missingImages.map((m) => `${m.image} (${m.node})`).join(', ')}` });
+  if (approx.length)
+    out.push({
+      level: 'info',
+      text: `Approximated: ${approx
+        .map((n) => `${title(n)}: ${n.notes[0] ?? ''}`)
+        .join('; ')
+        .slice(0, 600)} (npm run convert prints the whole report)`,
+    });
+  if (r.missingImages.length)
+    out.push({ level: 'warn', text: `Images not found, choose them on their nodes: ${r.missingImages.map((m) => `${m.image} (${m.node})`).join(', ')}` });
   return out;
 }
 
@@ -53,7 +73,11 @@ export function reportNotices(name: string, r: ImportReport): { level: 'info' | 
  * is loaded. Null when the bytes are not a ComfyUI file (they are read as ours); false when they
  * are one that cannot be read (said in a notice).
  */
-export async function convertComfyBytes(store: EditorStore, name: string, bytes: Uint8Array): Promise<{ workflow: Workflow; notices: ReturnType<typeof reportNotices> } | null | false> {
+export async function convertComfyBytes(
+  store: EditorStore,
+  name: string,
+  bytes: Uint8Array,
+): Promise<{ workflow: Workflow; notices: ReturnType<typeof reportNotices> } | null | false> {
   const s = store.getState();
   try {
     const doc = await comfyDocOf(bytes);
@@ -98,5 +122,8 @@ export async function exportForComfyUI(store: EditorStore, host: Host, format: '
   if (!saved) return;
   const unsupported = ex.report.filter((r) => r.status === 'unsupported');
   const approx = ex.report.filter((r) => r.status === 'approximated');
-  s.notify(unsupported.length ? 'warn' : 'info', `Exported for ComfyUI: ${ex.report.length - unsupported.length - approx.length} nodes mapped, ${approx.length} approximated, ${unsupported.length} without a ComfyUI node${unsupported.length ? ` (${unsupported.map((r) => r.id).join(', ')})` : ''}.`);
+  s.notify(
+    unsupported.length ? 'warn' : 'info',
+    `Exported for ComfyUI: ${ex.report.length - unsupported.length - approx.length} nodes mapped, ${approx.length} approximated, ${unsupported.length} without a ComfyUI node${unsupported.length ? ` (${unsupported.map((r) => r.id).join(', ')})` : ''}.`,
+  );
 }

@@ -17,7 +17,13 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 describe('default workflow', () => {
   it('has a ControlNet slot on the demo models and runs as it opens', async () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-default-'));
-    const engine = createEngine({ modelsDir: path.join(tmp, 'none'), outputDir: path.join(tmp, 'out'), provider: 'cpu', userDataDir: path.join(tmp, 'user'), demo: true });
+    const engine = createEngine({
+      modelsDir: path.join(tmp, 'none'),
+      outputDir: path.join(tmp, 'out'),
+      provider: 'cpu',
+      userDataDir: path.join(tmp, 'user'),
+      demo: true,
+    });
     try {
       const specs: SpecMap = Object.fromEntries(nodeSpecs().map((s) => [s.type, s]));
       const sample = path.join(root, 'examples', 'images', 'image-prompt.png');
@@ -27,7 +33,11 @@ describe('default workflow', () => {
       expect(types).toContain('canny');
       // The control image is cropped to the latent's size before Canny, as the examples do.
       const idOf = (t: string) => wf.nodes.find((n) => n.type === t)!.id;
-      const into = (id: string) => wf.edges.filter((e) => e.to.node === id).map((e) => `${wf.nodes.find((n) => n.id === e.from.node)!.type}>${e.to.port}`).sort();
+      const into = (id: string) =>
+        wf.edges
+          .filter((e) => e.to.node === id)
+          .map((e) => `${wf.nodes.find((n) => n.id === e.from.node)!.type}>${e.to.port}`)
+          .sort();
       expect(into(idOf('image-resize'))).toEqual(['empty-latent-image>latent', 'load-image>image']);
       expect(into(idOf('canny'))).toEqual(['image-resize>image']);
       expect(wf.nodes.find((n) => n.type === 'image-resize')!.params.mode).toBe('crop');

@@ -85,11 +85,20 @@ export function defaultWorkflow(specMap: SpecMap, models: Partial<Record<ModelKi
   // A node this plan does not know (one added to the example later) gets the generic layout instead.
   if (flowNodes.some((n) => !planned.has(n.id))) return layout(doc, specMap);
   const present = new Set(flowNodes.map((n) => n.id));
-  return placeColumns(doc, specMap, plan.map((col) => col.filter((id) => present.has(id))));
+  return placeColumns(
+    doc,
+    specMap,
+    plan.map((col) => col.filter((id) => present.has(id))),
+  );
 }
 
 /** The example's params, with the sample picture in required image params and file params on models this host has. */
-function startParams(spec: NodeSpec, params: Record<string, ParamValue>, models: Partial<Record<ModelKind, string[]>>, sampleImage?: string): Record<string, ParamValue> {
+function startParams(
+  spec: NodeSpec,
+  params: Record<string, ParamValue>,
+  models: Partial<Record<ModelKind, string[]>>,
+  sampleImage?: string,
+): Record<string, ParamValue> {
   const out: Record<string, ParamValue> = { ...params };
   for (const p of spec.params) {
     if (p.kind === 'image' && !p.optional) {

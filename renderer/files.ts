@@ -96,7 +96,15 @@ export async function openWorkflowBytes(store: EditorStore, name: string, bytes:
 }
 
 /** The opened workflow into the editor (one undo step): its images linked, what was found said. */
-async function loadOpened(store: EditorStore, name: string, wf: Workflow, fileName: string | null, migratedFrom: number | undefined, opts: OpenOptions, notices: { level: 'info' | 'warn' | 'error'; text: string }[] = []): Promise<boolean> {
+async function loadOpened(
+  store: EditorStore,
+  name: string,
+  wf: Workflow,
+  fileName: string | null,
+  migratedFrom: number | undefined,
+  opts: OpenOptions,
+  notices: { level: 'info' | 'warn' | 'error'; text: string }[] = [],
+): Promise<boolean> {
   const s = store.getState();
   let linked: LinkedImages = { workflow: wf, origins: {}, missing: [] };
   if (opts.host) {
@@ -115,7 +123,10 @@ async function loadOpened(store: EditorStore, name: string, wf: Workflow, fileNa
   if (linked.missing.length) {
     const refs = [...new Set(linked.missing.map((m) => m.ref))];
     store.setState({ missingAsk: { fileName: name } });
-    s.notify('warn', `${name}: ${refs.length} image${refs.length === 1 ? '' : 's'} not found (${refs.join(', ')}); choose ${refs.length === 1 ? 'it' : 'them'} on the node${refs.length === 1 ? '' : 's'} (Relink…).`);
+    s.notify(
+      'warn',
+      `${name}: ${refs.length} image${refs.length === 1 ? '' : 's'} not found (${refs.join(', ')}); choose ${refs.length === 1 ? 'it' : 'them'} on the node${refs.length === 1 ? '' : 's'} (Relink…).`,
+    );
   }
   return true;
 }
@@ -172,7 +183,12 @@ export interface LinkedImages {
  */
 export async function linkImages(store: EditorStore, host: Host, wf: Workflow, images: CompanionImage[]): Promise<LinkedImages> {
   const refs = [...new Set(imageUses(wf, store.getState().specs).map((u) => u.ref))];
-  const { byRef, origins } = await storeCompanions(store, host, refs.filter((r) => !isAbsoluteRef(r)), images);
+  const { byRef, origins } = await storeCompanions(
+    store,
+    host,
+    refs.filter((r) => !isAbsoluteRef(r)),
+    images,
+  );
   const rest = refs.filter((r) => !byRef.has(r));
   const statuses: Record<string, ImageStatus> = {};
   if (rest.length) {
@@ -194,7 +210,12 @@ async function storeCompanions(store: EditorStore, host: Host, refs: string[], i
   const origins: Record<string, string> = {};
   const stored = new Map<string, string>();
   for (const ref of refs) {
-    const match = images.length ? matchRefToFile(ref, images.map((i) => i.path)) : null;
+    const match = images.length
+      ? matchRefToFile(
+          ref,
+          images.map((i) => i.path),
+        )
+      : null;
     if (!match) continue;
     let value = stored.get(match);
     if (!value) {
@@ -368,7 +389,11 @@ export async function runWorkflow(store: EditorStore, host: Host): Promise<void>
 /** Cancels the running run (or the newest queued one). */
 export async function cancelRun(store: EditorStore, host: Host): Promise<void> {
   const s = store.getState();
-  const target = s.activeRun ?? Object.values(s.runs).reverse().find((r) => r.status === 'queued')?.runId;
+  const target =
+    s.activeRun ??
+    Object.values(s.runs)
+      .reverse()
+      .find((r) => r.status === 'queued')?.runId;
   if (target) await host.call('cancel', { runId: target }).catch((e: Error) => s.notify('error', e.message));
 }
 
@@ -376,7 +401,10 @@ export async function cancelRun(store: EditorStore, host: Host): Promise<void> {
 export function writeRecovery(store: EditorStore): void {
   const s = store.getState();
   try {
-    localStorage.setItem(RECOVERY_KEY, JSON.stringify({ workflow: s.workflow(), fileName: s.fileName, dirty: s.revision !== s.savedRevision, imageOrigins: s.imageOrigins, at: Date.now() }));
+    localStorage.setItem(
+      RECOVERY_KEY,
+      JSON.stringify({ workflow: s.workflow(), fileName: s.fileName, dirty: s.revision !== s.savedRevision, imageOrigins: s.imageOrigins, at: Date.now() }),
+    );
   } catch {
     /* storage full or disabled: nothing to recover then */
   }

@@ -12,10 +12,21 @@ import { CARD_WIDTH, estimateHeight, fromWorkflow, layout, makeEdge, makeNode, r
 const specs: SpecMap = Object.fromEntries(nodeSpecs().map((s) => [s.type, s]));
 const models = { checkpoints: ['sd15'], ipadapter: ['ip'], clip_vision: ['vit'], controlnet: ['canny'] };
 
-interface Box { id: string; x: number; y: number; w: number; h: number }
-const boxes = (doc: Doc): Box[] => doc.nodes.map((n) => ({
-  id: n.id, x: n.position.x, y: n.position.y, w: CARD_WIDTH, h: n.measured?.height ?? estimateHeight(specs[n.data.type]),
-}));
+interface Box {
+  id: string;
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+const boxes = (doc: Doc): Box[] =>
+  doc.nodes.map((n) => ({
+    id: n.id,
+    x: n.position.x,
+    y: n.position.y,
+    w: CARD_WIDTH,
+    h: n.measured?.height ?? estimateHeight(specs[n.data.type]),
+  }));
 
 function expectTidy(doc: Doc): void {
   const b = boxes(doc);
@@ -43,8 +54,15 @@ function fitZoom(doc: Doc): number {
 
 /** A chain of `n` one-in one-out nodes. */
 function chain(n: number): Doc {
-  const spec: NodeSpec = { type: 'step', title: 'Step', category: 't', description: '', inputs: [{ name: 'a', type: 'LATENT' }],
-    outputs: [{ name: 'a', type: 'LATENT' }], params: [] };
+  const spec: NodeSpec = {
+    type: 'step',
+    title: 'Step',
+    category: 't',
+    description: '',
+    inputs: [{ name: 'a', type: 'LATENT' }],
+    outputs: [{ name: 'a', type: 'LATENT' }],
+    params: [],
+  };
   const nodes = Array.from({ length: n }, (_, i) => makeNode(`s${i}`, spec, 0, 0));
   const edges = nodes.slice(1).map((nd, i) => makeEdge(`s${i}`, 'a', nd.id, 'a', 'LATENT'));
   return { nodes, edges };

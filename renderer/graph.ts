@@ -55,8 +55,13 @@ export function makeNode(id: string, spec: NodeSpec, x: number, y: number, param
 
 export function makeEdge(from: string, fromPort: string, to: string, toPort: string, portType: PortType): FlowEdge {
   return {
-    id: edgeId(from, fromPort, to, toPort), source: from, sourceHandle: fromPort, target: to, targetHandle: toPort,
-    data: { portType }, style: { stroke: PORT_COLORS[portType], strokeWidth: 2 },
+    id: edgeId(from, fromPort, to, toPort),
+    source: from,
+    sourceHandle: fromPort,
+    target: to,
+    targetHandle: toPort,
+    data: { portType },
+    style: { stroke: PORT_COLORS[portType], strokeWidth: 2 },
   };
 }
 
@@ -104,7 +109,9 @@ export function toWorkflow(doc: Doc, meta?: Record<string, unknown>): Workflow {
     format: 'ipadapter-studio/workflow',
     version: WORKFLOW_VERSION,
     nodes: doc.nodes.map((n): WorkflowNode => ({
-      id: n.id, type: n.data.type, params: { ...n.data.params },
+      id: n.id,
+      type: n.data.type,
+      params: { ...n.data.params },
       ui: { ...n.data.ui, x: Math.round(n.position.x), y: Math.round(n.position.y) },
     })),
     edges: doc.edges.map((e) => ({ from: { node: e.source, port: e.sourceHandle ?? '' }, to: { node: e.target, port: e.targetHandle ?? '' } })),
@@ -248,7 +255,12 @@ export function layout(doc: Doc, specs: SpecMap, opts: LayoutOptions = {}): Doc 
     }
     columns = [...columns.slice(0, best), [...columns[best], ...columns[best + 1]], ...columns.slice(best + 2)];
   }
-  return placeColumns(doc, specs, columns.map((c) => c.map((n) => n.id)), opts);
+  return placeColumns(
+    doc,
+    specs,
+    columns.map((c) => c.map((n) => n.id)),
+    opts,
+  );
 }
 
 /** Copies the selected nodes and the edges between them (for copy/paste). */
@@ -263,7 +275,9 @@ export function pasteFragment(doc: Doc, frag: Doc, offset: { x: number; y: numbe
   const next = freshId(doc.nodes.map((n) => n.id));
   const map = new Map(frag.nodes.map((n) => [n.id, next()]));
   const nodes = frag.nodes.map((n): FlowNode => ({
-    id: map.get(n.id)!, type: 'card', selected: true,
+    id: map.get(n.id)!,
+    type: 'card',
+    selected: true,
     position: { x: n.position.x + offset.x, y: n.position.y + offset.y },
     data: { type: n.data.type, params: { ...n.data.params } },
   }));

@@ -54,7 +54,10 @@ export function overlayEmpty(overlay: Pixels): boolean {
 
 /** A pointer position (client pixels) -> canvas pixels, for a canvas drawn scaled into `rect`. */
 export function toCanvasPoint(
-  clientX: number, clientY: number, rect: { left: number; top: number; width: number; height: number }, canvas: { width: number; height: number },
+  clientX: number,
+  clientY: number,
+  rect: { left: number; top: number; width: number; height: number },
+  canvas: { width: number; height: number },
 ): { x: number; y: number } {
   return { x: ((clientX - rect.left) * canvas.width) / rect.width, y: ((clientY - rect.top) * canvas.height) / rect.height };
 }

@@ -5,7 +5,14 @@
  * Key `ipadapter-studio-workflow` (not ComfyUI's keys, whose formats differ).
  */
 import {
-  addTextChunks, concatBytes, decodeTextBody, MAX_TEXT_CHUNK_BYTES, readChunks, textChunkParts, textChunkTooLarge, WORKFLOW_CHUNK_KEY,
+  addTextChunks,
+  concatBytes,
+  decodeTextBody,
+  MAX_TEXT_CHUNK_BYTES,
+  readChunks,
+  textChunkParts,
+  textChunkTooLarge,
+  WORKFLOW_CHUNK_KEY,
 } from '../engine/png-chunks.js';
 
 export { isPng, WORKFLOW_CHUNK_KEY } from '../engine/png-chunks.js';

@@ -5,12 +5,33 @@ import { createEditorStore } from './store/index.js';
 
 const CONTROL: ParamSpec = { name: 'control_after_generate', kind: 'enum', options: ['fixed', 'increment', 'decrement', 'randomize'], default: 'fixed' };
 const SPECS: NodeSpec[] = [
-  { type: 'sampler', title: 'Sampler', category: 'Sampling', description: '', inputs: [], outputs: [],
-    params: [{ name: 'seed', kind: 'number', default: 0, min: 0, integer: true, widget: 'seed' }, CONTROL, { name: 'steps', kind: 'number', default: 4 }] },
-  { type: 'advanced', title: 'Advanced', category: 'Sampling', description: '', inputs: [], outputs: [],
-    params: [{ name: 'noise_seed', kind: 'number', default: 0, min: 0, integer: true, widget: 'seed' }, CONTROL] },
-  { type: 'encode', title: 'Encode', category: 'Latent', description: '', inputs: [], outputs: [],
-    params: [{ name: 'seed', kind: 'number', default: 0, min: 0, integer: true, widget: 'seed' }] },
+  {
+    type: 'sampler',
+    title: 'Sampler',
+    category: 'Sampling',
+    description: '',
+    inputs: [],
+    outputs: [],
+    params: [{ name: 'seed', kind: 'number', default: 0, min: 0, integer: true, widget: 'seed' }, CONTROL, { name: 'steps', kind: 'number', default: 4 }],
+  },
+  {
+    type: 'advanced',
+    title: 'Advanced',
+    category: 'Sampling',
+    description: '',
+    inputs: [],
+    outputs: [],
+    params: [{ name: 'noise_seed', kind: 'number', default: 0, min: 0, integer: true, widget: 'seed' }, CONTROL],
+  },
+  {
+    type: 'encode',
+    title: 'Encode',
+    category: 'Latent',
+    description: '',
+    inputs: [],
+    outputs: [],
+    params: [{ name: 'seed', kind: 'number', default: 0, min: 0, integer: true, widget: 'seed' }],
+  },
 ];
 
 function setup() {
@@ -50,7 +71,10 @@ describe('seed control after generate', () => {
     const { s, a, b } = setup();
     s().setParam(a, 'control_after_generate', 'randomize');
     s().setParam(b, 'control_after_generate', 'decrement');
-    expect(seedsAfterGenerate(s(), () => 0.5)).toEqual([[a, 'seed', 2 ** 49], [b, 'noise_seed', 0]]);
+    expect(seedsAfterGenerate(s(), () => 0.5)).toEqual([
+      [a, 'seed', 2 ** 49],
+      [b, 'noise_seed', 0],
+    ]);
     s().setParam(a, 'seed', '18446744073709551615');
     s().setParam(a, 'control_after_generate', 'increment');
     expect(seedsAfterGenerate(s())[0]).toEqual([a, 'seed', '18446744073709551615']);

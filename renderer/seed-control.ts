@@ -42,7 +42,11 @@ export function applySeedControls(store: EditorStore, random: () => number = Mat
 
 /** Applies the controls after each run this editor queues; returns the unsubscribe function. */
 export function followSeedControls(store: EditorStore, random: () => number = Math.random): () => void {
-  const seen = new Set(Object.entries(store.getState().runs).filter(([, r]) => r.workflow).map(([id]) => id));
+  const seen = new Set(
+    Object.entries(store.getState().runs)
+      .filter(([, r]) => r.workflow)
+      .map(([id]) => id),
+  );
   return store.subscribe((s) => {
     const queued = Object.entries(s.runs).filter(([id, r]) => r.workflow && !seen.has(id));
     if (!queued.length) return;

@@ -11,8 +11,18 @@ import { missingRefs, openWorkflowBytes, relinkMissing, workflowForSave } from '
 import { createEditorStore } from './store/index.js';
 
 const SPECS: NodeSpec[] = [
-  { type: 'load-image', title: 'Load Image', category: 'Image', description: '', inputs: [], outputs: [{ name: 'image', type: 'IMAGE' }],
-    params: [{ name: 'image', kind: 'image', default: '' }, { name: 'mask', kind: 'image', default: '', optional: true, mask: true }] },
+  {
+    type: 'load-image',
+    title: 'Load Image',
+    category: 'Image',
+    description: '',
+    inputs: [],
+    outputs: [{ name: 'image', type: 'IMAGE' }],
+    params: [
+      { name: 'image', kind: 'image', default: '' },
+      { name: 'mask', kind: 'image', default: '', optional: true, mask: true },
+    ],
+  },
 ];
 
 /** A host whose inputs folder is a Set of file names; uploads name files `<stem>-<n>.png` by content. */
@@ -48,10 +58,15 @@ function fakeHost(stored = new Set<string>()) {
   return { host: { kind: 'web', call } as unknown as Host, calls, stored };
 }
 
-const wf = (nodes: { id: string; image: string; mask?: string }[]) => new TextEncoder().encode(JSON.stringify({
-  format: 'ipadapter-studio/workflow', version: 1, edges: [],
-  nodes: nodes.map((n) => ({ id: n.id, type: 'load-image', params: { image: n.image, ...(n.mask ? { mask: n.mask } : {}) }, ui: { x: 0, y: 0 } })),
-}));
+const wf = (nodes: { id: string; image: string; mask?: string }[]) =>
+  new TextEncoder().encode(
+    JSON.stringify({
+      format: 'ipadapter-studio/workflow',
+      version: 1,
+      edges: [],
+      nodes: nodes.map((n) => ({ id: n.id, type: 'load-image', params: { image: n.image, ...(n.mask ? { mask: n.mask } : {}) }, ui: { x: 0, y: 0 } })),
+    }),
+  );
 const png = (tag: number) => new Uint8Array([0x89, 0x50, 0x4e, 0x47, tag]);
 const params = (store: ReturnType<typeof createEditorStore>) => Object.fromEntries(store.getState().nodes.map((n) => [n.id, n.data.params]));
 
@@ -65,8 +80,19 @@ describe('opening a workflow with its images', () => {
   it('matches relative refs to the files opened with it, stores each once, and Save writes the original refs back', async () => {
     const store = editor();
     const { host, stored } = fakeHost();
-    const bytes = wf([{ id: 'a', image: 'images/a.png' }, { id: 'b', image: './images/a.png', mask: 'masks/m.png' }]);
-    expect(await openWorkflowBytes(store, 'wf.json', bytes, { host, images: [{ path: 'a.png', bytes: png(1) }, { path: 'project/masks/m.png', bytes: png(2) }] })).toBe(true);
+    const bytes = wf([
+      { id: 'a', image: 'images/a.png' },
+      { id: 'b', image: './images/a.png', mask: 'masks/m.png' },
+    ]);
+    expect(
+      await openWorkflowBytes(store, 'wf.json', bytes, {
+        host,
+        images: [
+          { path: 'a.png', bytes: png(1) },
+          { path: 'project/masks/m.png', bytes: png(2) },
+        ],
+      }),
+    ).toBe(true);
     const p = params(store);
     expect(p.a.image).toBe('inputs/a-000000000000.png');
     expect(p.b.image).toBe(p.a.image);
@@ -84,7 +110,16 @@ describe('opening a workflow with its images', () => {
   it('marks the images it could not find, asks, and relinks every node that named one in one undo step', async () => {
     const store = editor();
     const { host } = fakeHost();
-    await openWorkflowBytes(store, 'wf.json', wf([{ id: 'a', image: 'images/a.png' }, { id: 'b', image: 'images/a.png' }, { id: 'c', image: 'images/c.png' }]), { host });
+    await openWorkflowBytes(
+      store,
+      'wf.json',
+      wf([
+        { id: 'a', image: 'images/a.png' },
+        { id: 'b', image: 'images/a.png' },
+        { id: 'c', image: 'images/c.png' },
+      ]),
+      { host },
+    );
     expect(missingRefs(store).map((u) => `${u.node}:${u.ref}`)).toEqual(['a:images/a.png', 'b:images/a.png', 'c:images/c.png']);
     expect(store.getState().missingAsk).toEqual({ fileName: 'wf.json' });
     expect(store.getState().notices.at(-1)?.text).toMatch(/2 images not found \(images\/a\.png, images\/c\.png\)/);
@@ -104,8 +139,17 @@ describe('opening a workflow with its images', () => {
     const store = editor();
     const { host, calls } = fakeHost(new Set(['old-000000000009.png']));
     const bundle = {
-      format: 'ipadapter-studio/shared-workflow', version: 1, images: { ['0'.repeat(64)]: { file: 'x-000000000005.png', type: 'image/png', data: 'AA==' } },
-      workflow: JSON.parse(new TextDecoder().decode(wf([{ id: 'a', image: 'inputs/x-000000000005.png' }, { id: 'b', image: '/old/home/inputs/old-000000000009.png' }]))),
+      format: 'ipadapter-studio/shared-workflow',
+      version: 1,
+      images: { ['0'.repeat(64)]: { file: 'x-000000000005.png', type: 'image/png', data: 'AA==' } },
+      workflow: JSON.parse(
+        new TextDecoder().decode(
+          wf([
+            { id: 'a', image: 'inputs/x-000000000005.png' },
+            { id: 'b', image: '/old/home/inputs/old-000000000009.png' },
+          ]),
+        ),
+      ),
     };
     expect(await openWorkflowBytes(store, 'mine.shared.json', new TextEncoder().encode(JSON.stringify(bundle)), { host })).toBe(true);
     expect(calls).toEqual(['importBundle', 'resolveImages']);

@@ -54,7 +54,13 @@ import { benchSamplers } from './bench/samplers.js';
 
 /** In the order they run. */
 const SECTIONS: [string, Section][] = [
-  ['unet', benchUNet], ['unet_fp16', benchUNetFp16], ['text_encoder', benchTextEncoder], ['vision_encoder', benchVisionEncoder], ['vae_decode', benchVaeDecode], ['controlnet', benchControlNet], ['e2e', benchE2e],
+  ['unet', benchUNet],
+  ['unet_fp16', benchUNetFp16],
+  ['text_encoder', benchTextEncoder],
+  ['vision_encoder', benchVisionEncoder],
+  ['vae_decode', benchVaeDecode],
+  ['controlnet', benchControlNet],
+  ['e2e', benchE2e],
   ['lora', benchLora],
   ['samplers', benchSamplers],
 ];
@@ -64,7 +70,10 @@ function runChild(name: string): Record<string, unknown> {
   const argv = process.argv.slice(2);
   const i = argv.indexOf('--only');
   if (i >= 0) argv.splice(i, 2);
-  const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1], ...argv, '--only', name], { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
+  const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1], ...argv, '--only', name], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 1 << 26,
+  });
   const out = r.stdout?.toString() ?? '';
   try {
     return (JSON.parse(out.slice(out.indexOf('{'))) as Record<string, Record<string, unknown>>)[name];
@@ -88,8 +97,12 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-bench-'));
   const result: Record<string, unknown> = {
     machine: {
-      cpus: os.cpus().length, cpu: os.cpus()[0]?.model, total_mem_gb: +(os.totalmem() / 2 ** 30).toFixed(1),
-      loadavg_at_start: os.loadavg().map((x) => +x.toFixed(2)), ort: ort.env.versions?.common ?? 'unknown', node: process.version,
+      cpus: os.cpus().length,
+      cpu: os.cpus()[0]?.model,
+      total_mem_gb: +(os.totalmem() / 2 ** 30).toFixed(1),
+      loadavg_at_start: os.loadavg().map((x) => +x.toFixed(2)),
+      ort: ort.env.versions?.common ?? 'unknown',
+      node: process.version,
     },
   };
   try {

@@ -38,7 +38,10 @@ function fit(doc: Doc): { text: string; zoom: number } {
   return { text: `${w} x ${h} (zoom ${zoom.toFixed(2)})`, zoom };
 }
 
-for (const name of fs.readdirSync(DIR).filter((f) => f.endsWith('.json')).sort()) {
+for (const name of fs
+  .readdirSync(DIR)
+  .filter((f) => f.endsWith('.json'))
+  .sort()) {
   const file = path.join(DIR, name);
   const text = fs.readFileSync(file, 'utf8');
   const wf = JSON.parse(text) as Workflow;

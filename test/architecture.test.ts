@@ -117,27 +117,38 @@ describe('architecture', () => {
   });
 
   it('the renderer imports no native or Node-only module, and only pure engine/nodes files at run time (lint rule)', async () => {
-    const bad = await lintProbe('renderer/components/Probe.tsx', [
-      "import * as fs from 'node:fs';",
-      "import * as ort from 'onnxruntime-node';",
-      "import { Engine } from '../../engine/engine.js';",
-      "import { NODES } from '../../nodes/index.js';",
-      'export { fs, ort, Engine, NODES };',
-    ].join('\n'));
+    const bad = await lintProbe(
+      'renderer/components/Probe.tsx',
+      [
+        "import * as fs from 'node:fs';",
+        "import * as ort from 'onnxruntime-node';",
+        "import { Engine } from '../../engine/engine.js';",
+        "import { NODES } from '../../nodes/index.js';",
+        'export { fs, ort, Engine, NODES };',
+      ].join('\n'),
+    );
     expect(bad).toHaveLength(4);
-    const good = await lintProbe('renderer/Probe.ts', [
-      "import { WorkflowSchema } from '../engine/protocol.js';",
-      "import { canConnect } from '../nodes/ports.js';",
-      "import { MODEL_KINDS } from '../nodes/spec.js';",
-      "import type { Engine } from '../engine/engine.js';",
-      'export { WorkflowSchema, canConnect, MODEL_KINDS };',
-      'export type { Engine };',
-    ].join('\n'));
+    const good = await lintProbe(
+      'renderer/Probe.ts',
+      [
+        "import { WorkflowSchema } from '../engine/protocol.js';",
+        "import { canConnect } from '../nodes/ports.js';",
+        "import { MODEL_KINDS } from '../nodes/spec.js';",
+        "import type { Engine } from '../engine/engine.js';",
+        'export { WorkflowSchema, canConnect, MODEL_KINDS };',
+        'export type { Engine };',
+      ].join('\n'),
+    );
     expect(good).toEqual([]);
   });
 
   it('models/ (the networks) does not depend on engine/ or nodes/ (lint rule)', async () => {
-    expect(await lintProbe('models/onnx/probe.ts', "import { Engine } from '../../engine/engine.js';\nimport { NODES } from '../../nodes/index.js';\nexport { Engine, NODES };\n")).toHaveLength(2);
+    expect(
+      await lintProbe(
+        'models/onnx/probe.ts',
+        "import { Engine } from '../../engine/engine.js';\nimport { NODES } from '../../nodes/index.js';\nexport { Engine, NODES };\n",
+      ),
+    ).toHaveLength(2);
   });
 
   it('no import cycles anywhere in the repository (type-only imports and re-exports count)', () => {

@@ -31,12 +31,25 @@ describe.skipIf(!haveFixtures)('demo parameter lists equal the reference files',
   const cfg = (p: string) => JSON.parse(fs.readFileSync(path.join(fixtures, p), 'utf8'));
   it('CLIP text encoder', () => {
     const c = cfg('diffusers/text_encoder/config.json');
-    const mine = clipTextShapes({ vocab: c.vocab_size, positions: c.max_position_embeddings, hidden: c.hidden_size, inner: c.intermediate_size, layers: c.num_hidden_layers });
+    const mine = clipTextShapes({
+      vocab: c.vocab_size,
+      positions: c.max_position_embeddings,
+      hidden: c.hidden_size,
+      inner: c.intermediate_size,
+      layers: c.num_hidden_layers,
+    });
     expect(sorted(mine)).toEqual(sorted(fileShapes(path.join(fixtures, 'diffusers/text_encoder/model.safetensors'))));
   });
   it('CLIP vision encoder with projection', () => {
     const c = cfg('image_encoder/config.json');
-    const mine = clipVisionShapes({ hidden: c.hidden_size, inner: c.intermediate_size, layers: c.num_hidden_layers, imageSize: c.image_size, patch: c.patch_size, projection: c.projection_dim });
+    const mine = clipVisionShapes({
+      hidden: c.hidden_size,
+      inner: c.intermediate_size,
+      layers: c.num_hidden_layers,
+      imageSize: c.image_size,
+      patch: c.patch_size,
+      projection: c.projection_dim,
+    });
     expect(sorted(mine)).toEqual(sorted(fileShapes(path.join(fixtures, 'image_encoder/model.safetensors'))));
   });
   it('VAE', () => {
@@ -45,20 +58,34 @@ describe.skipIf(!haveFixtures)('demo parameter lists equal the reference files',
     expect(sorted(mine)).toEqual(sorted(fileShapes(path.join(fixtures, 'diffusers/vae/diffusion_pytorch_model.safetensors'))));
   });
   const modelFiles = fixtureFolder('model-files');
-  it.skipIf(!fs.existsSync(path.join(modelFiles, 'vae', 'vae-ft-mse-tiny.safetensors')))('standalone VAE in the original layout (model-files vae-ft-mse-tiny: no prefix, [C,C,1,1] attention)', () => {
-    const mine = ldmVaeShapes(vaeParameterShapes(parseVaeConfig(cfg('diffusers/vae/config.json'))));
-    expect(sorted(mine)).toEqual(sorted(fileShapes(path.join(modelFiles, 'vae', 'vae-ft-mse-tiny.safetensors'))));
-  });
+  it.skipIf(!fs.existsSync(path.join(modelFiles, 'vae', 'vae-ft-mse-tiny.safetensors')))(
+    'standalone VAE in the original layout (model-files vae-ft-mse-tiny: no prefix, [C,C,1,1] attention)',
+    () => {
+      const mine = ldmVaeShapes(vaeParameterShapes(parseVaeConfig(cfg('diffusers/vae/config.json'))));
+      expect(sorted(mine)).toEqual(sorted(fileShapes(path.join(modelFiles, 'vae', 'vae-ft-mse-tiny.safetensors'))));
+    },
+  );
   it('IP-Adapter (h94 layout)', () => {
     const unet = readUNetConfig(path.join(fixtures, 'diffusers/unet/config.json'));
-    const mine = ipAdapterShapes({ embedDim: 32, crossDim: unet.crossAttentionDim, tokens: 4, layers: crossAttnLayers(unet).map((l) => ({ index: l.index, hidden: l.hiddenSize })) });
+    const mine = ipAdapterShapes({
+      embedDim: 32,
+      crossDim: unet.crossAttentionDim,
+      tokens: 4,
+      layers: crossAttnLayers(unet).map((l) => ({ index: l.index, hidden: l.hiddenSize })),
+    });
     expect(sorted(mine)).toEqual(sorted(fileShapes(path.join(fixtures, 'ip-adapter_sd15-tiny.safetensors'))));
   });
 });
 
 describe('demo model set', () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-demo-'));
-  const engine = createEngine({ modelsDir: path.join(tmp, 'none'), outputDir: path.join(tmp, 'out'), provider: 'cpu', userDataDir: path.join(tmp, 'user'), demo: true });
+  const engine = createEngine({
+    modelsDir: path.join(tmp, 'none'),
+    outputDir: path.join(tmp, 'out'),
+    provider: 'cpu',
+    userDataDir: path.join(tmp, 'user'),
+    demo: true,
+  });
   afterAll(() => engine.close());
 
   it('is generated deterministically', () => {
@@ -71,13 +98,26 @@ describe('demo model set', () => {
   });
 
   const examples = fs.readdirSync(path.join(root, 'examples')).filter((f) => f.endsWith('.json'));
-  it('has two ControlNets (diffusers folders), so the ControlNet examples and the editor\'s ControlNet slot run', async () => {
+  it("has two ControlNets (diffusers folders), so the ControlNet examples and the editor's ControlNet slot run", async () => {
     expect((await engine.listModels()).controlnet).toEqual([DEMO_NAMES.controlnetCanny, DEMO_NAMES.controlnetLineart]);
   });
 
   it('has the examples', () => {
-    expect(examples.sort()).toEqual(expect.arrayContaining(['image-and-text.json', 'image-prompt.json', 'img2img-image-prompt.json', 'lambda-sweep.json',
-      'ip-canny-controlnet.json', 'ip-two-controlnets.json', 'inpaint-image-prompt.json', 'style-transfer.json', 'custom-vae.json', 'image-prompt-dpmpp-2m-karras.json', 'image-prompt-euler-a.json']));
+    expect(examples.sort()).toEqual(
+      expect.arrayContaining([
+        'image-and-text.json',
+        'image-prompt.json',
+        'img2img-image-prompt.json',
+        'lambda-sweep.json',
+        'ip-canny-controlnet.json',
+        'ip-two-controlnets.json',
+        'inpaint-image-prompt.json',
+        'style-transfer.json',
+        'custom-vae.json',
+        'image-prompt-dpmpp-2m-karras.json',
+        'image-prompt-euler-a.json',
+      ]),
+    );
   });
 
   // Each example end to end (with 2 sampler steps, to keep the test short; the CLI runs them in full).

@@ -35,7 +35,8 @@ import type { UNetConfig } from '../../models/unet-config.js';
 import { SD15_SCHEDULER } from '../../models/ddim.js';
 import { demoTokenizer } from './tokenizer.js';
 
-export const DEMO_NOTICE = 'Demo mode: using the built-in demo models (tiny random weights). They draw noise, not pictures; point the models folder at real SD1.5 / IP-Adapter models for images.';
+export const DEMO_NOTICE =
+  'Demo mode: using the built-in demo models (tiny random weights). They draw noise, not pictures; point the models folder at real SD1.5 / IP-Adapter models for images.';
 
 /** Bump when the generated files change, so old demo folders are regenerated. */
 const DEMO_VERSION = 6;
@@ -55,17 +56,31 @@ export const DEMO_NAMES = {
 const CROSS = 32;
 
 export const DEMO_UNET_CONFIG = {
-  _class_name: 'UNet2DConditionModel', _diffusers_version: '0.30.3',
-  sample_size: 64, in_channels: 4, out_channels: 4, center_input_sample: false, flip_sin_to_cos: true, freq_shift: 0,
+  _class_name: 'UNet2DConditionModel',
+  _diffusers_version: '0.30.3',
+  sample_size: 64,
+  in_channels: 4,
+  out_channels: 4,
+  center_input_sample: false,
+  flip_sin_to_cos: true,
+  freq_shift: 0,
   // SD1.5's blocks, except that the full-resolution blocks have no attention: a 64x64 latent
   // (512x512 image) would otherwise spend 7x longer in 4096-token self-attention. So the demo
   // UNet has 11 cross-attention layers (SD1.5: 16); the adapter file matches it.
   down_block_types: ['DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
   mid_block_type: 'UNetMidBlock2DCrossAttn',
   up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'UpBlock2D'],
-  block_out_channels: [16, 32, 32, 32], layers_per_block: 2, downsample_padding: 1, mid_block_scale_factor: 1,
-  act_fn: 'silu', norm_num_groups: 8, norm_eps: 1e-5, cross_attention_dim: CROSS,
-  attention_head_dim: 1, use_linear_projection: false, upcast_attention: false,
+  block_out_channels: [16, 32, 32, 32],
+  layers_per_block: 2,
+  downsample_padding: 1,
+  mid_block_scale_factor: 1,
+  act_fn: 'silu',
+  norm_num_groups: 8,
+  norm_eps: 1e-5,
+  cross_attention_dim: CROSS,
+  attention_head_dim: 1,
+  use_linear_projection: false,
+  upcast_attention: false,
 };
 
 /**
@@ -74,20 +89,44 @@ export const DEMO_UNET_CONFIG = {
  * narrower (SD1.5: 16, 32, 96, 256).
  */
 const DEMO_CONTROLNET_CONFIG = {
-  _class_name: 'ControlNetModel', _diffusers_version: '0.30.3',
-  in_channels: 4, conditioning_channels: 3, flip_sin_to_cos: true, freq_shift: 0,
-  down_block_types: DEMO_UNET_CONFIG.down_block_types, only_cross_attention: false,
-  block_out_channels: DEMO_UNET_CONFIG.block_out_channels, layers_per_block: 2, downsample_padding: 1,
-  mid_block_scale_factor: 1, act_fn: 'silu', norm_num_groups: 8, norm_eps: 1e-5, cross_attention_dim: CROSS,
-  attention_head_dim: 1, use_linear_projection: false, upcast_attention: false,
-  controlnet_conditioning_channel_order: 'rgb', conditioning_embedding_out_channels: [8, 8, 16, 16], global_pool_conditions: false,
+  _class_name: 'ControlNetModel',
+  _diffusers_version: '0.30.3',
+  in_channels: 4,
+  conditioning_channels: 3,
+  flip_sin_to_cos: true,
+  freq_shift: 0,
+  down_block_types: DEMO_UNET_CONFIG.down_block_types,
+  only_cross_attention: false,
+  block_out_channels: DEMO_UNET_CONFIG.block_out_channels,
+  layers_per_block: 2,
+  downsample_padding: 1,
+  mid_block_scale_factor: 1,
+  act_fn: 'silu',
+  norm_num_groups: 8,
+  norm_eps: 1e-5,
+  cross_attention_dim: CROSS,
+  attention_head_dim: 1,
+  use_linear_projection: false,
+  upcast_attention: false,
+  controlnet_conditioning_channel_order: 'rgb',
+  conditioning_embedding_out_channels: [8, 8, 16, 16],
+  global_pool_conditions: false,
 };
 
 const DEMO_VAE_CONFIG = {
-  _class_name: 'AutoencoderKL', _diffusers_version: '0.30.3',
-  in_channels: 3, out_channels: 3, latent_channels: 4, sample_size: 512, scaling_factor: 0.18215,
-  down_block_types: Array(4).fill('DownEncoderBlock2D'), up_block_types: Array(4).fill('UpDecoderBlock2D'),
-  block_out_channels: [8, 8, 16, 16], layers_per_block: 1, norm_num_groups: 8, act_fn: 'silu',
+  _class_name: 'AutoencoderKL',
+  _diffusers_version: '0.30.3',
+  in_channels: 3,
+  out_channels: 3,
+  latent_channels: 4,
+  sample_size: 512,
+  scaling_factor: 0.18215,
+  down_block_types: Array(4).fill('DownEncoderBlock2D'),
+  up_block_types: Array(4).fill('UpDecoderBlock2D'),
+  block_out_channels: [8, 8, 16, 16],
+  layers_per_block: 1,
+  norm_num_groups: 8,
+  act_fn: 'silu',
 };
 
 /**
@@ -95,8 +134,13 @@ const DEMO_VAE_CONFIG = {
  * the values a single file without a config is read with (the checkpoint's own demo VAE is narrower).
  */
 export const DEMO_STANDALONE_VAE_CONFIG = {
-  in_channels: 3, out_channels: 3, latent_channels: 4, scaling_factor: 0.18215,
-  block_out_channels: [32, 32, 32, 32], layers_per_block: 1, norm_num_groups: 32,
+  in_channels: 3,
+  out_channels: 3,
+  latent_channels: 4,
+  scaling_factor: 0.18215,
+  block_out_channels: [32, 32, 32, 32],
+  layers_per_block: 1,
+  norm_num_groups: 32,
 };
 
 const TEXT = { hidden: CROSS, inner: 64, layers: 2, heads: 2, positions: 77 };
@@ -117,49 +161,110 @@ export function ensureDemoModels(dir: string): string {
   // Checkpoint (diffusers folder).
   const ck = `checkpoints/${DEMO_NAMES.checkpoint}`;
   const tok = demoTokenizer();
-  put(`${ck}/model_index.json`, json({
-    _class_name: 'StableDiffusionPipeline', _diffusers_version: '0.30.3',
-    scheduler: ['diffusers', 'DDIMScheduler'], text_encoder: ['transformers', 'CLIPTextModel'],
-    tokenizer: ['transformers', 'CLIPTokenizer'], unet: ['diffusers', 'UNet2DConditionModel'], vae: ['diffusers', 'AutoencoderKL'],
-    safety_checker: [null, null], feature_extractor: [null, null], requires_safety_checker: false,
-  }));
+  put(
+    `${ck}/model_index.json`,
+    json({
+      _class_name: 'StableDiffusionPipeline',
+      _diffusers_version: '0.30.3',
+      scheduler: ['diffusers', 'DDIMScheduler'],
+      text_encoder: ['transformers', 'CLIPTextModel'],
+      tokenizer: ['transformers', 'CLIPTokenizer'],
+      unet: ['diffusers', 'UNet2DConditionModel'],
+      vae: ['diffusers', 'AutoencoderKL'],
+      safety_checker: [null, null],
+      feature_extractor: [null, null],
+      requires_safety_checker: false,
+    }),
+  );
   const unetCfg = parseUNetConfig(DEMO_UNET_CONFIG, 'demo unet config');
   put(`${ck}/unet/config.json`, json(DEMO_UNET_CONFIG));
   put(`${ck}/unet/diffusion_pytorch_model.safetensors`, randomSafetensors(unetParameterShapes(unetCfg), SEED, meta));
   put(`${ck}/vae/config.json`, json(DEMO_VAE_CONFIG));
-  put(`${ck}/vae/diffusion_pytorch_model.safetensors`, randomSafetensors(vaeParameterShapes(parseVaeConfig(DEMO_VAE_CONFIG, 'demo VAE config')), SEED + 1, meta));
-  put(`${ck}/text_encoder/config.json`, json({
-    architectures: ['CLIPTextModel'], model_type: 'clip_text_model', hidden_act: 'quick_gelu', hidden_size: TEXT.hidden,
-    intermediate_size: TEXT.inner, num_hidden_layers: TEXT.layers, num_attention_heads: TEXT.heads,
-    max_position_embeddings: TEXT.positions, vocab_size: tok.vocabSize, layer_norm_eps: 1e-5,
-    bos_token_id: tok.bosId, eos_token_id: tok.eosId, pad_token_id: tok.eosId, projection_dim: TEXT.hidden,
-  }));
+  put(
+    `${ck}/vae/diffusion_pytorch_model.safetensors`,
+    randomSafetensors(vaeParameterShapes(parseVaeConfig(DEMO_VAE_CONFIG, 'demo VAE config')), SEED + 1, meta),
+  );
+  put(
+    `${ck}/text_encoder/config.json`,
+    json({
+      architectures: ['CLIPTextModel'],
+      model_type: 'clip_text_model',
+      hidden_act: 'quick_gelu',
+      hidden_size: TEXT.hidden,
+      intermediate_size: TEXT.inner,
+      num_hidden_layers: TEXT.layers,
+      num_attention_heads: TEXT.heads,
+      max_position_embeddings: TEXT.positions,
+      vocab_size: tok.vocabSize,
+      layer_norm_eps: 1e-5,
+      bos_token_id: tok.bosId,
+      eos_token_id: tok.eosId,
+      pad_token_id: tok.eosId,
+      projection_dim: TEXT.hidden,
+    }),
+  );
   put(`${ck}/text_encoder/model.safetensors`, randomSafetensors(clipTextShapes({ vocab: tok.vocabSize, ...TEXT }), SEED + 2, meta));
   put(`${ck}/scheduler/scheduler_config.json`, json({ _class_name: 'DDIMScheduler', _diffusers_version: '0.30.3', ...SD15_SCHEDULER }));
   for (const d of [`${ck}/tokenizer`, `tokenizers/${DEMO_NAMES.tokenizer}`]) {
     put(`${d}/vocab.json`, tok.vocabJson);
     put(`${d}/merges.txt`, tok.merges);
-    put(`${d}/tokenizer_config.json`, json({ bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', pad_token: '<|endoftext|>', unk_token: '<|endoftext|>', model_max_length: 77, tokenizer_class: 'CLIPTokenizer' }));
+    put(
+      `${d}/tokenizer_config.json`,
+      json({
+        bos_token: '<|startoftext|>',
+        eos_token: '<|endoftext|>',
+        pad_token: '<|endoftext|>',
+        unk_token: '<|endoftext|>',
+        model_max_length: 77,
+        tokenizer_class: 'CLIPTokenizer',
+      }),
+    );
   }
 
   // CLIP vision (transformers folder).
   const cv = `clip_vision/${DEMO_NAMES.clipVision}`;
-  put(`${cv}/config.json`, json({
-    architectures: ['CLIPVisionModelWithProjection'], model_type: 'clip_vision_model', hidden_act: 'gelu',
-    hidden_size: VISION.hidden, intermediate_size: VISION.inner, num_hidden_layers: VISION.layers,
-    num_attention_heads: VISION.heads, image_size: VISION.imageSize, patch_size: VISION.patch, num_channels: 3,
-    projection_dim: VISION.projection, layer_norm_eps: 1e-5,
-  }));
-  put(`${cv}/preprocessor_config.json`, json({
-    crop_size: { height: 224, width: 224 }, do_center_crop: true, do_convert_rgb: true, do_normalize: true, do_rescale: true,
-    do_resize: true, image_mean: [0.48145466, 0.4578275, 0.40821073], image_std: [0.26862954, 0.26130258, 0.27577711],
-    image_processor_type: 'CLIPImageProcessor', resample: 3, rescale_factor: 0.00392156862745098, size: { shortest_edge: 224 },
-  }));
+  put(
+    `${cv}/config.json`,
+    json({
+      architectures: ['CLIPVisionModelWithProjection'],
+      model_type: 'clip_vision_model',
+      hidden_act: 'gelu',
+      hidden_size: VISION.hidden,
+      intermediate_size: VISION.inner,
+      num_hidden_layers: VISION.layers,
+      num_attention_heads: VISION.heads,
+      image_size: VISION.imageSize,
+      patch_size: VISION.patch,
+      num_channels: 3,
+      projection_dim: VISION.projection,
+      layer_norm_eps: 1e-5,
+    }),
+  );
+  put(
+    `${cv}/preprocessor_config.json`,
+    json({
+      crop_size: { height: 224, width: 224 },
+      do_center_crop: true,
+      do_convert_rgb: true,
+      do_normalize: true,
+      do_rescale: true,
+      do_resize: true,
+      image_mean: [0.48145466, 0.4578275, 0.40821073],
+      image_std: [0.26862954, 0.26130258, 0.27577711],
+      image_processor_type: 'CLIPImageProcessor',
+      resample: 3,
+      rescale_factor: 0.00392156862745098,
+      size: { shortest_edge: 224 },
+    }),
+  );
   put(`${cv}/model.safetensors`, randomSafetensors(clipVisionShapes(VISION), SEED + 3, meta));
 
   // IP-Adapter (base, 4 tokens), one image branch per cross-attention layer of the UNet.
   const layers = crossAttnLayers(unetCfg).map((l) => ({ index: l.index, hidden: l.hiddenSize }));
-  put(`ipadapter/${DEMO_NAMES.ipAdapter}`, randomSafetensors(ipAdapterShapes({ embedDim: VISION.projection, crossDim: CROSS, tokens: 4, layers }), SEED + 4, meta));
+  put(
+    `ipadapter/${DEMO_NAMES.ipAdapter}`,
+    randomSafetensors(ipAdapterShapes({ embedDim: VISION.projection, crossDim: CROSS, tokens: 4, layers }), SEED + 4, meta),
+  );
 
   // ControlNets (diffusers folders), so the ControlNet examples and the editor's ControlNet slot run.
   const cnShapes = controlNetParameterShapes(parseControlNetConfig(DEMO_CONTROLNET_CONFIG, 'demo controlnet config'));
@@ -169,7 +274,10 @@ export function ensureDemoModels(dir: string): string {
   });
 
   // A standalone VAE file as people download it (original keys, no first_stage_model. prefix), for Load VAE.
-  put(`vae/${DEMO_NAMES.vae}`, randomSafetensors(ldmVaeShapes(vaeParameterShapes(parseVaeConfig(DEMO_STANDALONE_VAE_CONFIG, 'demo standalone VAE config'))), SEED + 7, meta));
+  put(
+    `vae/${DEMO_NAMES.vae}`,
+    randomSafetensors(ldmVaeShapes(vaeParameterShapes(parseVaeConfig(DEMO_STANDALONE_VAE_CONFIG, 'demo standalone VAE config'))), SEED + 7, meta),
+  );
   // A LoRA as civitai has them (kohya-ss sd-scripts with conv_dim), for Load LoRA.
   put(`loras/${DEMO_NAMES.lora}`, demoLora(unetCfg, tok.vocabSize, meta));
   put('README.txt', `${DEMO_NOTICE}\n\nGenerated by IP-Adapter Studio (demo set version ${DEMO_VERSION}); safe to delete, it is regenerated when needed.\n`);

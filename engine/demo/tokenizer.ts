@@ -12,7 +12,9 @@ trees forest mountain mountains river lake sea ocean beach sky sun moon star sta
 castle garden field night day morning evening sunset sunrise light dark bright colorful red green blue yellow orange purple pink
 black white gray golden silver man woman girl boy person people face eyes hair smile old young child beautiful detailed high
 quality best masterpiece sharp focus soft blurry lowres low worst ugly bad cinematic lighting realistic oil watercolor
-digital anime cartoon studio close up wide shot view background foreground`.split(/\s+/).filter(Boolean);
+digital anime cartoon studio close up wide shot view background foreground`
+  .split(/\s+/)
+  .filter(Boolean);
 
 export interface DemoTokenizer {
   vocabJson: string;
@@ -45,7 +47,9 @@ export function demoTokenizer(): DemoTokenizer {
   const bosId = vocab.length;
   vocab.push('<|startoftext|>', '<|endoftext|>');
   const obj: Record<string, number> = {};
-  vocab.forEach((t, i) => { obj[t] = i; });
+  vocab.forEach((t, i) => {
+    obj[t] = i;
+  });
   return {
     vocabJson: JSON.stringify(obj),
     merges: `#version: 0.2\n${merges.join('\n')}\n`,

@@ -18,10 +18,14 @@ function clipEncoder(p: Shapes, prefix: string, layers: number, C: number, inner
       p.set(`${l}.self_attn.${proj}.weight`, [C, C]);
       p.set(`${l}.self_attn.${proj}.bias`, [C]);
     }
-    p.set(`${l}.layer_norm1.weight`, [C]); p.set(`${l}.layer_norm1.bias`, [C]);
-    p.set(`${l}.mlp.fc1.weight`, [inner, C]); p.set(`${l}.mlp.fc1.bias`, [inner]);
-    p.set(`${l}.mlp.fc2.weight`, [C, inner]); p.set(`${l}.mlp.fc2.bias`, [C]);
-    p.set(`${l}.layer_norm2.weight`, [C]); p.set(`${l}.layer_norm2.bias`, [C]);
+    p.set(`${l}.layer_norm1.weight`, [C]);
+    p.set(`${l}.layer_norm1.bias`, [C]);
+    p.set(`${l}.mlp.fc1.weight`, [inner, C]);
+    p.set(`${l}.mlp.fc1.bias`, [inner]);
+    p.set(`${l}.mlp.fc2.weight`, [C, inner]);
+    p.set(`${l}.mlp.fc2.bias`, [C]);
+    p.set(`${l}.layer_norm2.weight`, [C]);
+    p.set(`${l}.layer_norm2.bias`, [C]);
   }
 }
 
@@ -44,9 +48,11 @@ export function clipVisionShapes(c: { hidden: number; inner: number; layers: num
   p.set('vision_model.embeddings.class_embedding', [C]);
   p.set('vision_model.embeddings.patch_embedding.weight', [C, 3, c.patch, c.patch]);
   p.set('vision_model.embeddings.position_embedding.weight', [grid * grid + 1, C]);
-  p.set('vision_model.pre_layrnorm.weight', [C]); p.set('vision_model.pre_layrnorm.bias', [C]);
+  p.set('vision_model.pre_layrnorm.weight', [C]);
+  p.set('vision_model.pre_layrnorm.bias', [C]);
   clipEncoder(p, 'vision_model', c.layers, C, c.inner);
-  p.set('vision_model.post_layernorm.weight', [C]); p.set('vision_model.post_layernorm.bias', [C]);
+  p.set('vision_model.post_layernorm.weight', [C]);
+  p.set('vision_model.post_layernorm.bias', [C]);
   p.set('visual_projection.weight', [c.projection, C]);
   return p;
 }
@@ -73,7 +79,10 @@ export function ipAdapterShapes(c: { embedDim: number; crossDim: number; tokens:
  */
 export function ldmVaeShapes(diffusers: Shapes): Shapes {
   let ups = 0;
-  for (const k of diffusers.keys()) { const m = /^decoder\.up_blocks\.(\d+)\./.exec(k); if (m) ups = Math.max(ups, Number(m[1]) + 1); }
+  for (const k of diffusers.keys()) {
+    const m = /^decoder\.up_blocks\.(\d+)\./.exec(k);
+    if (m) ups = Math.max(ups, Number(m[1]) + 1);
+  }
   const attn: Record<string, string> = { group_norm: 'norm', to_q: 'q', to_k: 'k', to_v: 'v', 'to_out.0': 'proj_out' };
   const out: Shapes = new Map();
   for (const [k, shape] of diffusers) {
@@ -111,8 +120,10 @@ export function randomTensors(shapes: Shapes, seed: number): Record<string, Tens
     const z = philoxNormal(seed, fnv1a(name), n); // one Philox stream per tensor name
     let scale: number;
     let offset = 0;
-    if (isNorm(name) && shape.length === 1) { scale = 0.1; offset = 1; }
-    else if (name.endsWith('.bias')) scale = 0.02;
+    if (isNorm(name) && shape.length === 1) {
+      scale = 0.1;
+      offset = 1;
+    } else if (name.endsWith('.bias')) scale = 0.02;
     else if (/embedding|class_embedding/.test(name)) scale = 0.5;
     else scale = 1 / Math.sqrt(shape.slice(1).reduce((a, d) => a * d, 1));
     const data = new Float32Array(n);

@@ -7,9 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { NodeSpec } from '../../nodes/spec.js';
 import type { Workflow } from '../api.js';
-import {
-  BUNDLE_FORMAT, BUNDLE_IMAGE_TYPES, BUNDLE_VERSION, BundleSchema, MAX_BUNDLE_BYTES, type Bundle, type BundleImage,
-} from '../bundle-format.js';
+import { BUNDLE_FORMAT, BUNDLE_IMAGE_TYPES, BUNDLE_VERSION, BundleSchema, MAX_BUNDLE_BYTES, type Bundle, type BundleImage } from '../bundle-format.js';
 import { imageUses, inputsFileOf, inputsRef, isAbsoluteRef, mapImageRefs, refBaseName } from '../image-refs.js';
 import { isInsideReal, type PathResolver } from '../paths.js';
 import { summarise } from '../protocol.js';
@@ -86,7 +84,9 @@ export function createBundle(input: Workflow, specs: readonly NodeSpec[], paths:
       if (path.isAbsolute(v)) {
         const rel = path.relative(path.join(paths.modelsDir, p.modelKind), v);
         if (!rel || rel.startsWith('..') || path.isAbsolute(rel)) {
-          problems.push(`${spec.title} (${n.id}): param "${p.name}" is the absolute path ${v}, outside the models folder's ${p.modelKind}/; a shared workflow names each model within the models folder (choose it from the list on the node)`);
+          problems.push(
+            `${spec.title} (${n.id}): param "${p.name}" is the absolute path ${v}, outside the models folder's ${p.modelKind}/; a shared workflow names each model within the models folder (choose it from the list on the node)`,
+          );
           continue;
         }
         name = rel.split(path.sep).join('/');
@@ -102,7 +102,9 @@ export function createBundle(input: Workflow, specs: readonly NodeSpec[], paths:
   const bundle: Bundle = { format: BUNDLE_FORMAT, version: BUNDLE_VERSION, workflow: shared as unknown as Bundle['workflow'], images, models };
   const text = `${JSON.stringify(bundle, null, 2)}\n`;
   if (text.length > MAX_BUNDLE_BYTES) {
-    throw new Error(`cannot export for sharing: the images come to ${mib(total)} (${mib(text.length)} as text), more than a bundle may hold (${mib(MAX_BUNDLE_BYTES)}); use smaller images`);
+    throw new Error(
+      `cannot export for sharing: the images come to ${mib(total)} (${mib(text.length)} as text), more than a bundle may hold (${mib(MAX_BUNDLE_BYTES)}); use smaller images`,
+    );
   }
   return { bundle, text, images: [...listed.values()] };
 }
@@ -129,7 +131,9 @@ export function parseBundle(input: unknown): Bundle {
   const r = BundleSchema.safeParse(doc);
   if (!r.success) throw new Error(`not a valid shared workflow: ${summarise(r.error)}`);
   if (r.data.version > BUNDLE_VERSION) {
-    throw new Error(`the shared workflow is version ${r.data.version}, made by a newer IP-Adapter Studio; this build opens version ${BUNDLE_VERSION}. Update the app to open it.`);
+    throw new Error(
+      `the shared workflow is version ${r.data.version}, made by a newer IP-Adapter Studio; this build opens version ${BUNDLE_VERSION}. Update the app to open it.`,
+    );
   }
   return r.data;
 }
@@ -144,7 +148,11 @@ export function openBundle(input: unknown, specs: readonly NodeSpec[], inputsDir
   const parsed = parseWorkflow(bundle.workflow);
   if (!parsed.workflow) throw new Error(`the shared workflow's graph: ${parsed.errors.map((e) => e.message).join('; ')}`);
   const byFile = new Map(Object.entries(bundle.images).map(([hash, img]) => [img.file, { hash, img }]));
-  const used = new Set(imageUses(parsed.workflow, specs).map((u) => inputsFileOf(u.ref)).filter((f): f is string => f !== null));
+  const used = new Set(
+    imageUses(parsed.workflow, specs)
+      .map((u) => inputsFileOf(u.ref))
+      .filter((f): f is string => f !== null),
+  );
   const stored = new Map<string, StoredImage>();
   for (const file of used) {
     const entry = byFile.get(file);

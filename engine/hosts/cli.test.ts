@@ -46,8 +46,17 @@ describe('cli arguments', () => {
 describe('--set', () => {
   it('types values by the param, and keeps a seed above 2^53 as its digits', () => {
     const wf: Workflow = { format: 'ipadapter-studio/workflow', version: 2, edges: [], nodes: [{ id: 's', type: 'ddim-sampler', params: {} }] };
-    const kind = (_t: string, p: string) => ({ seed: 'number', steps: 'number' } as Record<string, string>)[p];
-    expect(applySets(wf, [{ node: 's', param: 'seed', value: '18446744073709551615' }, { node: 's', param: 'steps', value: '20' }], kind)).toEqual([]);
+    const kind = (_t: string, p: string) => (({ seed: 'number', steps: 'number' }) as Record<string, string>)[p];
+    expect(
+      applySets(
+        wf,
+        [
+          { node: 's', param: 'seed', value: '18446744073709551615' },
+          { node: 's', param: 'steps', value: '20' },
+        ],
+        kind,
+      ),
+    ).toEqual([]);
     expect(wf.nodes[0].params).toEqual({ seed: '18446744073709551615', steps: 20 });
     expect(applySets(wf, [{ node: 's', param: 'seed', value: '42' }], kind)).toEqual([]);
     expect(wf.nodes[0].params.seed).toBe(42);

@@ -113,17 +113,29 @@ export function applySets(wf: Workflow, sets: CliArgs['sets'], paramKind: (type:
   const errors: string[] = [];
   for (const s of sets) {
     const n = wf.nodes.find((x) => x.id === s.node);
-    if (!n) { errors.push(`--set ${s.node}.${s.param}: no node "${s.node}" (nodes: ${wf.nodes.map((x) => x.id).join(', ')})`); continue; }
+    if (!n) {
+      errors.push(`--set ${s.node}.${s.param}: no node "${s.node}" (nodes: ${wf.nodes.map((x) => x.id).join(', ')})`);
+      continue;
+    }
     const kind = paramKind(n.type, s.param);
-    if (!kind) { errors.push(`--set ${s.node}.${s.param}: ${n.type} has no param "${s.param}"`); continue; }
+    if (!kind) {
+      errors.push(`--set ${s.node}.${s.param}: ${n.type} has no param "${s.param}"`);
+      continue;
+    }
     let v: ParamValue = s.value;
     if (kind === 'number') {
       v = Number(s.value);
-      if (s.value.trim() === '' || !Number.isFinite(v)) { errors.push(`--set ${s.node}.${s.param}: "${s.value}" is not a number`); continue; }
+      if (s.value.trim() === '' || !Number.isFinite(v)) {
+        errors.push(`--set ${s.node}.${s.param}: "${s.value}" is not a number`);
+        continue;
+      }
       // A whole number beyond 2^53 stays as written (a seed up to 2^64 - 1: engine/seed.ts); validation judges it.
       if (/^\d+$/.test(s.value.trim()) && !Number.isSafeInteger(v)) v = s.value.trim();
     } else if (kind === 'boolean') {
-      if (s.value !== 'true' && s.value !== 'false') { errors.push(`--set ${s.node}.${s.param}: expected true or false`); continue; }
+      if (s.value !== 'true' && s.value !== 'false') {
+        errors.push(`--set ${s.node}.${s.param}: expected true or false`);
+        continue;
+      }
       v = s.value === 'true';
     }
     n.params = { ...n.params, [s.param]: v };
@@ -136,12 +148,18 @@ function reporter(out: NodeJS.WriteStream | { write(s: string): unknown; isTTY?:
   const tty = !!(out as NodeJS.WriteStream).isTTY;
   let bar = false;
   const line = (s: string) => {
-    if (bar) { out.write('\n'); bar = false; }
+    if (bar) {
+      out.write('\n');
+      bar = false;
+    }
     out.write(`${s}\n`);
   };
   return (e: RunEvent) => {
     switch (e.type) {
-      case 'node-done': if (!e.cached) line(`${e.node}: done in ${e.ms} ms`); else line(`${e.node}: cached`); break;
+      case 'node-done':
+        if (!e.cached) line(`${e.node}: done in ${e.ms} ms`);
+        else line(`${e.node}: cached`);
+        break;
       case 'progress': {
         if (tty) {
           const w = 30;
@@ -151,10 +169,17 @@ function reporter(out: NodeJS.WriteStream | { write(s: string): unknown; isTTY?:
         } else line(`${e.node}: step ${e.step}/${e.total}`);
         break;
       }
-      case 'node-error': line(`${e.node}: error: ${e.message}`); break;
-      case 'output': for (const i of e.images) line(`wrote ${i.path} (${i.width}x${i.height})`); break;
-      case 'log': line(`${e.level === 'warn' ? 'warning: ' : ''}${e.message}`); break;
-      default: break;
+      case 'node-error':
+        line(`${e.node}: error: ${e.message}`);
+        break;
+      case 'output':
+        for (const i of e.images) line(`wrote ${i.path} (${i.width}x${i.height})`);
+        break;
+      case 'log':
+        line(`${e.level === 'warn' ? 'warning: ' : ''}${e.message}`);
+        break;
+      default:
+        break;
     }
   };
 }
@@ -187,7 +212,9 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     if (comfy !== null) {
       const conv = convertComfy(comfy, file, modelsListing(path.resolve(args.models), path.resolve(args.userData), args.demo).models);
       if (hasUnsupported(conv.report)) {
-        io.stderr.write(`${formatReport(conv.report)}\nnot run: ${file} has ComfyUI nodes that are not supported here (see above); npm run convert writes the workflow with placeholders to replace\n`);
+        io.stderr.write(
+          `${formatReport(conv.report)}\nnot run: ${file} has ComfyUI nodes that are not supported here (see above); npm run convert writes the workflow with placeholders to replace\n`,
+        );
         return 2;
       }
       io.stdout.write(`${formatReport(conv.report)}\n`);
@@ -216,8 +243,11 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   }
   const wf = parsed.workflow;
   const engine = createEngine({
-    modelsDir: path.resolve(args.models), outputDir: path.resolve(args.out), provider: args.provider,
-    demo: args.demo ? true : undefined, userDataDir: path.resolve(args.userData),
+    modelsDir: path.resolve(args.models),
+    outputDir: path.resolve(args.out),
+    provider: args.provider,
+    demo: args.demo ? true : undefined,
+    userDataDir: path.resolve(args.userData),
   });
   const specs = new Map(engine.nodeSpecs().map((s) => [s.type, s]));
   const setErrors = applySets(wf, args.sets, (t, p) => specs.get(t)?.params.find((x) => x.name === p)?.kind);
@@ -230,7 +260,10 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   if (engine.isDemo()) io.stdout.write(`models: ${engine.modelsDir()} (demo)\n`);
   let interrupted = false;
   const run = engine.start(wf, { workflowDir: path.dirname(file) });
-  const onSigint = () => { interrupted = true; engine.cancel(run.runId); };
+  const onSigint = () => {
+    interrupted = true;
+    engine.cancel(run.runId);
+  };
   process.once('SIGINT', onSigint);
   try {
     const res = await run.done;
@@ -239,8 +272,14 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
       for (const e of res.errors) io.stderr.write(`  ${e.node ? `[${e.node}] ` : ''}${e.message}\n`);
       return 2;
     }
-    if (res.cancelled) { io.stderr.write('cancelled\n'); return interrupted ? 130 : 1; }
-    if (!res.ok) { io.stderr.write(`failed: ${res.error}\n`); return 1; }
+    if (res.cancelled) {
+      io.stderr.write('cancelled\n');
+      return interrupted ? 130 : 1;
+    }
+    if (!res.ok) {
+      io.stderr.write(`failed: ${res.error}\n`);
+      return 1;
+    }
     io.stdout.write(`done: ${res.images.length} image(s) in ${path.resolve(args.out)}\n`);
     return 0;
   } finally {
@@ -251,5 +290,13 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e) => { console.error(e); process.exitCode = 1; });
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e) => {
+      console.error(e);
+      process.exitCode = 1;
+    },
+  );
 }

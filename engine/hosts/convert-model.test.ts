@@ -17,8 +17,15 @@ const TWINS: [string, string][] = [
 describe('convert-model', () => {
   let dir: string;
   const logs: string[] = [];
-  const run = (...argv: string[]) => main(argv, (s) => logs.push(s), (s) => logs.push(s));
-  beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'convert-model-')); });
+  const run = (...argv: string[]) =>
+    main(
+      argv,
+      (s) => logs.push(s),
+      (s) => logs.push(s),
+    );
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'convert-model-'));
+  });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it.each(TWINS)('converts %s into a safetensors file equal to its twin', (pickle, twin) => {
@@ -27,7 +34,8 @@ describe('convert-model', () => {
     expect(run(src)).toBe(0);
     const out = src.replace(/\.[^.]+$/, '.safetensors');
     expect(logs.at(-1)).toMatch(new RegExp(`^wrote ${out.replace(/[.\\/]/g, '\\$&')} \\(\\d+ tensors`));
-    const a = SafetensorsFile.open(out), b = SafetensorsFile.open(twin);
+    const a = SafetensorsFile.open(out),
+      b = SafetensorsFile.open(twin);
     expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
     for (const k of b.keys()) {
       expect([a.get(k).dtype, a.get(k).shape]).toEqual([b.get(k).dtype, b.get(k).shape]);

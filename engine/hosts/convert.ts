@@ -47,7 +47,15 @@ options:
 
 exit codes: 0 converted, 1 converted with unsupported nodes (kept as placeholders), 2 bad arguments or an unreadable file`;
 
-interface Args { file: string; out: string; models: string; demo: boolean; api: boolean; userData: string; help: boolean }
+interface Args {
+  file: string;
+  out: string;
+  models: string;
+  demo: boolean;
+  api: boolean;
+  userData: string;
+  help: boolean;
+}
 
 function parseArgs(argv: string[], env: NodeJS.ProcessEnv): Args {
   const a: Args = { file: '', out: '', models: '', demo: false, api: false, userData: defaultUserData(env), help: false };
@@ -135,7 +143,9 @@ export async function main(argv: string[], io: ConvertIo = { stdout: process.std
   // Ours -> ComfyUI.
   let raw: unknown;
   try {
-    raw = bytes.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) ? readEmbeddedWorkflow(bytes) : JSON.parse(bytes.toString('utf8').replace(/^\uFEFF/, ''));
+    raw = bytes.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))
+      ? readEmbeddedWorkflow(bytes)
+      : JSON.parse(bytes.toString('utf8').replace(/^\uFEFF/, ''));
   } catch (e) {
     io.stderr.write(`cannot read ${file}: ${(e as Error).message}\n`);
     return 2;
@@ -156,5 +166,13 @@ export async function main(argv: string[], io: ConvertIo = { stdout: process.std
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e) => { console.error(e); process.exitCode = 1; });
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e) => {
+      console.error(e);
+      process.exitCode = 1;
+    },
+  );
 }

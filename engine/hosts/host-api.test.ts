@@ -9,8 +9,11 @@ beforeEach(() => void (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-hostapi-
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** The header imageSize reads: signature, IHDR with width 3 and height 2. */
-const PNG = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]), Buffer.from('IHDR'),
-  Buffer.from([0, 0, 0, 3, 0, 0, 0, 2, 8, 2, 0, 0, 0, 0, 0, 0, 0])]);
+const PNG = Buffer.concat([
+  Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]),
+  Buffer.from('IHDR'),
+  Buffer.from([0, 0, 0, 3, 0, 0, 0, 2, 8, 2, 0, 0, 0, 0, 0, 0, 0]),
+]);
 
 describe('host API helpers', () => {
   it('confines paths to their folder, also through symlinks (file or folder, dangling too)', () => {

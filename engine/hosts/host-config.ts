@@ -60,7 +60,11 @@ export function saveSettings(file: string, s: EngineSettings): Promise<void> {
   const text = JSON.stringify(EngineSettingsSchema.parse(s), null, 2) + '\n';
   const next = (saving.get(file) ?? Promise.resolve()).catch(() => {}).then(() => writeFileAtomic(file, text));
   saving.set(file, next);
-  void next.finally(() => { if (saving.get(file) === next) saving.delete(file); }).catch(() => {});
+  void next
+    .finally(() => {
+      if (saving.get(file) === next) saving.delete(file);
+    })
+    .catch(() => {});
   return next;
 }
 
@@ -143,15 +147,19 @@ export function hostNotices(engine: { isDemo(): boolean }): string[] {
 export function ensureRendererBuilt(root = PROJECT_ROOT, log: (msg: string) => void = console.log): string {
   const out = path.join(root, 'dist-renderer');
   const index = path.join(out, 'index.html');
-  const newest = (dir: string): number => fs.readdirSync(dir, { withFileTypes: true }).reduce((m, e) => {
-    const p = path.join(dir, e.name);
-    return Math.max(m, e.isDirectory() ? newest(p) : fs.statSync(p).mtimeMs);
-  }, 0);
+  const newest = (dir: string): number =>
+    fs.readdirSync(dir, { withFileTypes: true }).reduce((m, e) => {
+      const p = path.join(dir, e.name);
+      return Math.max(m, e.isDirectory() ? newest(p) : fs.statSync(p).mtimeMs);
+    }, 0);
   const srcDir = path.join(root, 'renderer');
   const stale = !fs.existsSync(index) || (fs.existsSync(srcDir) && newest(srcDir) > fs.statSync(index).mtimeMs);
   if (stale) {
     log('Building the editor (vite)…');
-    const r = spawnSync(process.execPath, [path.join(root, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], { cwd: root, stdio: 'inherit' });
+    const r = spawnSync(process.execPath, [path.join(root, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], {
+      cwd: root,
+      stdio: 'inherit',
+    });
     if (r.status !== 0) throw new Error('building the renderer failed');
   }
   return out;

@@ -60,8 +60,13 @@ export interface StoredImage {
 
 /** The stored name of `bytes` given the name it came with: the stem (minus an earlier hash suffix) and its hash prefix. */
 export function storedNameOf(name: string, hash: string, ext: string): string {
-  const stem = path.basename(name.replace(/\\/g, '/')).replace(/\.[^.]*$/, '').replace(/-[0-9a-f]{12}$/i, '')
-    .replace(/[^\w.-]+/g, '_').slice(0, 60) || 'image';
+  const stem =
+    path
+      .basename(name.replace(/\\/g, '/'))
+      .replace(/\.[^.]*$/, '')
+      .replace(/-[0-9a-f]{12}$/i, '')
+      .replace(/[^\w.-]+/g, '_')
+      .slice(0, 60) || 'image';
   return `${stem}-${hash.slice(0, 12)}${ext}`;
 }
 
@@ -129,7 +134,9 @@ export function imageRefStatus(inputsDir: string, ref: string): ImageRefStatus {
   const stored = inputsFileOf(ref);
   if (stored !== null) {
     const full = path.join(inputsDir, stored);
-    return isRegularFile(full) && isInsideReal(inputsDir, full, false) ? { ref, found: true, value: ref, url: inputsUrl(stored) } : { ref, found: false, value: ref };
+    return isRegularFile(full) && isInsideReal(inputsDir, full, false)
+      ? { ref, found: true, value: ref, url: inputsUrl(stored) }
+      : { ref, found: false, value: ref };
   }
   if (isAbsoluteRef(ref)) {
     const parts = ref.split(/[\\/]/);

@@ -12,7 +12,10 @@ import WebSocket from 'ws';
 import type { EngineApi, EngineSettings } from '../api.js';
 import { startServer, type WebServer } from './server.js';
 
-const PNG = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415478da63f8cfc000000301010018dd8db00000000049454e44ae426082', 'hex');
+const PNG = Buffer.from(
+  '89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415478da63f8cfc000000301010018dd8db00000000049454e44ae426082',
+  'hex',
+);
 
 let dir: string;
 let server: WebServer;
@@ -27,11 +30,21 @@ beforeAll(async () => {
   fs.writeFileSync(path.join(dir, 'user', 'inputs', 'in.png'), PNG);
   let settings: EngineSettings = { modelsDir: path.join(dir, 'm'), outputDir: path.join(dir, 'out'), provider: 'cpu' };
   const engine: EngineApi = {
-    nodeSpecs: () => [], listModels: async () => ({}) as never, validate: () => [], enqueue: () => ({ runId: 'r' }), cancel: () => {},
-    subscribe: () => () => {}, settings: () => settings, updateSettings: (s) => (settings = { ...settings, ...s }),
+    nodeSpecs: () => [],
+    listModels: async () => ({}) as never,
+    validate: () => [],
+    enqueue: () => ({ runId: 'r' }),
+    cancel: () => {},
+    subscribe: () => () => {},
+    settings: () => settings,
+    updateSettings: (s) => (settings = { ...settings, ...s }),
   };
   server = await startServer({
-    engine, port: 0, staticDir: path.join(dir, 'static'), userDataDir: path.join(dir, 'user'), examplesDir: path.join(dir, 'examples'),
+    engine,
+    port: 0,
+    staticDir: path.join(dir, 'static'),
+    userDataDir: path.join(dir, 'user'),
+    examplesDir: path.join(dir, 'examples'),
     info: () => ({ version: 't', providers: ['cpu'], demo: false, notices: [] }),
   });
 });
@@ -43,20 +56,43 @@ afterAll(async () => {
 function get(p: string, withKey: boolean): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   const headers = withKey ? { Cookie: `ipa-studio-${server.port}=${server.token}` } : {};
   return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port: server.port, path: p, headers }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers }));
-    }).on('error', reject);
+    http
+      .get({ host: '127.0.0.1', port: server.port, path: p, headers }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers }));
+      })
+      .on('error', reject);
   });
 }
 
 /** The editor page, spelled every way that reaches dist-renderer/index.html. */
 const PAGE = [
-  '/', '/index.html', '/index.html/', '/index.html%2f', '/index.html%2F', '//index.html', '/./index.html', '/%2e/index.html',
-  '/.%2findex.html', '/assets/../index.html', '/index.html%5c', '/INDEX.HTML', '/Index.html/', '/index.html//',
+  '/',
+  '/index.html',
+  '/index.html/',
+  '/index.html%2f',
+  '/index.html%2F',
+  '//index.html',
+  '/./index.html',
+  '/%2e/index.html',
+  '/.%2findex.html',
+  '/assets/../index.html',
+  '/index.html%5c',
+  '/INDEX.HTML',
+  '/Index.html/',
+  '/index.html//',
 ];
-const IMAGES = ['/outputs/x.png', '/outputs/sub/y.png', '/outputs//x.png', '/outputs/sub%2fy.png', '/outputs/./x.png', '/inputs/in.png', '/inputs//in.png', '/inputs/in.png/'];
+const IMAGES = [
+  '/outputs/x.png',
+  '/outputs/sub/y.png',
+  '/outputs//x.png',
+  '/outputs/sub%2fy.png',
+  '/outputs/./x.png',
+  '/inputs/in.png',
+  '/inputs//in.png',
+  '/inputs/in.png/',
+];
 const PUBLIC = ['/assets/app.js', '/assets/app.css', '/assets//app.js'];
 
 describe('web server routes with and without the access key', () => {
@@ -101,11 +137,15 @@ describe('web server routes with and without the access key', () => {
   });
 
   it('the WebSocket: refused without the key, on /ws only', async () => {
-    const open = (p: string, key: boolean) => new Promise<boolean>((resolve) => {
-      const ws = new WebSocket(`ws://127.0.0.1:${server.port}${p}${key ? `?t=${server.token}` : ''}`);
-      ws.once('open', () => { ws.close(); resolve(true); });
-      ws.once('error', () => resolve(false));
-    });
+    const open = (p: string, key: boolean) =>
+      new Promise<boolean>((resolve) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${server.port}${p}${key ? `?t=${server.token}` : ''}`);
+        ws.once('open', () => {
+          ws.close();
+          resolve(true);
+        });
+        ws.once('error', () => resolve(false));
+      });
     expect(await open('/ws', true)).toBe(true);
     for (const p of ['/ws', '/ws/', '/ws%2f', '//ws']) expect(await open(p, false), p).toBe(false);
   });
@@ -114,7 +154,10 @@ describe('web server routes with and without the access key', () => {
     const ws = new WebSocket(`ws://127.0.0.1:${server.port}/ws?t=${server.token}`);
     const replies: any[] = [];
     ws.on('message', (d) => replies.push(JSON.parse(d.toString())));
-    await new Promise<void>((r, j) => { ws.once('open', () => r()); ws.once('error', j); });
+    await new Promise<void>((r, j) => {
+      ws.once('open', () => r());
+      ws.once('error', j);
+    });
     ws.send(JSON.stringify({ id: 1, method: 'getSettings' }));
     ws.send(JSON.stringify({ id: 2, method: 'cancel' })); // a channel that needs params still says which
     for (let i = 0; i < 100 && replies.length < 2; i++) await new Promise((r) => setTimeout(r, 10));

@@ -43,8 +43,12 @@ const PNG_1x1 = (() => {
     out.writeUInt32BE(crc(td), 8 + data.length);
     return out;
   };
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', Buffer.from([0, 0, 0, 3, 0, 0, 0, 2, 8, 2, 0, 0, 0])), chunk('IDAT', zlib.deflateSync(Buffer.alloc(20))), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', Buffer.from([0, 0, 0, 3, 0, 0, 0, 2, 8, 2, 0, 0, 0])),
+    chunk('IDAT', zlib.deflateSync(Buffer.alloc(20))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 })();
 
 let dir: string;
@@ -58,11 +62,18 @@ beforeAll(async () => {
   fs.writeFileSync(path.join(dir, 'static', 'app.js'), 'console.log(1)');
   fs.writeFileSync(path.join(dir, 'out', 'x.png'), PNG_1x1);
   fs.writeFileSync(path.join(dir, 'secret.txt'), 'secret');
-  fs.writeFileSync(path.join(dir, 'examples', 'one.json'), JSON.stringify({ format: 'ipadapter-studio/workflow', version: 1, nodes: [], edges: [], meta: { title: 'First' } }));
+  fs.writeFileSync(
+    path.join(dir, 'examples', 'one.json'),
+    JSON.stringify({ format: 'ipadapter-studio/workflow', version: 1, nodes: [], edges: [], meta: { title: 'First' } }),
+  );
   engine = fakeEngine(path.join(dir, 'out'));
   server = await startServer({
-    engine: engine.api, port: 0, staticDir: path.join(dir, 'static'), userDataDir: path.join(dir, 'user'),
-    examplesDir: path.join(dir, 'examples'), info: () => ({ version: 't', providers: ['cpu'], demo: true, notices: [] }),
+    engine: engine.api,
+    port: 0,
+    staticDir: path.join(dir, 'static'),
+    userDataDir: path.join(dir, 'user'),
+    examplesDir: path.join(dir, 'examples'),
+    info: () => ({ version: 't', providers: ['cpu'], demo: true, notices: [] }),
   });
 });
 afterAll(async () => {
@@ -75,16 +86,21 @@ const cookie = () => ({ Cookie: `ipa-studio-${server.port}=${server.token}` });
 
 function get(p: string, headers: Record<string, string> = cookie()): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port: server.port, path: p, headers }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
-    }).on('error', reject);
+    http
+      .get({ host: '127.0.0.1', port: server.port, path: p, headers }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+      })
+      .on('error', reject);
   });
 }
 
 /** A WebSocket client; by default our own page (Origin and cookie), or a script with `?t=` / without a key. */
-async function socket(origin: string | undefined = server.origin, key: 'cookie' | 'query' | 'none' = origin ? 'cookie' : 'query'): Promise<{ ws: WebSocket; next(): Promise<any>; send(x: unknown): void }> {
+async function socket(
+  origin: string | undefined = server.origin,
+  key: 'cookie' | 'query' | 'none' = origin ? 'cookie' : 'query',
+): Promise<{ ws: WebSocket; next(): Promise<any>; send(x: unknown): void }> {
   const query = key === 'query' ? `?t=${server.token}` : '';
   const ws = new WebSocket(`ws://127.0.0.1:${server.port}/ws${query}`, { ...(origin ? { origin } : {}), headers: key === 'cookie' ? cookie() : {} });
   const queue: any[] = [];

@@ -47,9 +47,17 @@ export interface WebServer {
 }
 
 const MIME: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',
-  '.json': 'application/json', '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.webp': 'image/webp',
-  '.svg': 'image/svg+xml', '.ico': 'image/x-icon', '.woff2': 'font/woff2',
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.webp': 'image/webp',
+  '.svg': 'image/svg+xml',
+  '.ico': 'image/x-icon',
+  '.woff2': 'font/woff2',
 };
 const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.webp']);
 /** What the renderer's build serves without the key (scripts, styles, fonts, icons: nothing that holds a key or an image of the user's). */
@@ -94,12 +102,19 @@ export async function startServer(opts: ServerOptions): Promise<WebServer> {
     // The renderer's scripts and styles are public; everything else (the page, the images) needs the key.
     const isPublic = !isIndex && !isImages && PUBLIC_EXT.has(path.extname(pathname).toLowerCase());
     if (!isPublic && !authorised(req, url)) {
-      return send(res, 403, 'text/plain; charset=utf-8', 'This page needs the access key of this launch: open the address that `npm run web` printed (http://127.0.0.1:N/?t=...).');
+      return send(
+        res,
+        403,
+        'text/plain; charset=utf-8',
+        'This page needs the access key of this launch: open the address that `npm run web` printed (http://127.0.0.1:N/?t=...).',
+      );
     }
     if (isIndex && url.searchParams.has('t')) {
       // Keep the key in an HttpOnly cookie and drop it from the address bar (and from history).
       res.writeHead(303, {
-        Location: '/', 'Cache-Control': 'no-store', 'Referrer-Policy': 'no-referrer',
+        Location: '/',
+        'Cache-Control': 'no-store',
+        'Referrer-Policy': 'no-referrer',
         'Set-Cookie': `${cookieName()}=${token}; Path=/; HttpOnly; SameSite=Strict`,
       });
       return res.end();
@@ -121,8 +136,12 @@ export async function startServer(opts: ServerOptions): Promise<WebServer> {
       return send(res, 500, 'text/plain', `renderer not built: ${file} is missing (run npm run build:renderer)`);
     }
     res.writeHead(200, {
-      'Content-Type': MIME['.html'], 'Content-Security-Policy': contentSecurityPolicy({ connect: [`ws://127.0.0.1:${port}`, `ws://localhost:${port}`] }), 'X-Content-Type-Options': 'nosniff',
-      'X-Frame-Options': 'DENY', 'Referrer-Policy': 'no-referrer', 'Cache-Control': 'no-store',
+      'Content-Type': MIME['.html'],
+      'Content-Security-Policy': contentSecurityPolicy({ connect: [`ws://127.0.0.1:${port}`, `ws://localhost:${port}`] }),
+      'X-Content-Type-Options': 'nosniff',
+      'X-Frame-Options': 'DENY',
+      'Referrer-Policy': 'no-referrer',
+      'Cache-Control': 'no-store',
     });
     res.end(fs.readFileSync(file));
   }
@@ -134,15 +153,22 @@ export async function startServer(opts: ServerOptions): Promise<WebServer> {
     fs.stat(full, (err, st) => {
       if (err || !st.isFile()) return send(res, 404, 'text/plain', 'not found');
       res.writeHead(200, {
-        'Content-Type': MIME[ext] ?? 'application/octet-stream', 'Content-Length': st.size,
-        'X-Content-Type-Options': 'nosniff', 'Cache-Control': imagesOnly ? 'no-store' : 'max-age=3600',
+        'Content-Type': MIME[ext] ?? 'application/octet-stream',
+        'Content-Length': st.size,
+        'X-Content-Type-Options': 'nosniff',
+        'Cache-Control': imagesOnly ? 'no-store' : 'max-age=3600',
       });
       fs.createReadStream(full).pipe(res);
     });
   }
 
   const handlers = createApiHandlers({
-    engine: opts.engine, host: 'web', info: opts.info, examplesDir: opts.examplesDir, inputsDir, onSettings: opts.onSettings,
+    engine: opts.engine,
+    host: 'web',
+    info: opts.info,
+    examplesDir: opts.examplesDir,
+    inputsDir,
+    onSettings: opts.onSettings,
   });
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
@@ -156,8 +182,12 @@ export async function startServer(opts: ServerOptions): Promise<WebServer> {
     }
     // Browsers always send Origin: only our own page may connect. Every client needs the launch's
     // key: our page has its cookie, a local script passes `?t=` (no Origin and no key: refused).
-    const ok = url !== null && url.pathname === '/ws' && allowedHosts().has(req.headers.host ?? '')
-      && (origin === undefined || allowedOrigins().has(origin)) && authorised(req, url);
+    const ok =
+      url !== null &&
+      url.pathname === '/ws' &&
+      allowedHosts().has(req.headers.host ?? '') &&
+      (origin === undefined || allowedOrigins().has(origin)) &&
+      authorised(req, url);
     if (!ok) {
       socket.write('HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n');
       socket.destroy();

@@ -19,8 +19,12 @@ describe('settings folders', () => {
     const saved: EngineSettings[] = [];
     const engine = { settings: () => settings, updateSettings: (s: Partial<EngineSettings>) => (settings = { ...settings, ...s }) } as unknown as EngineApi;
     const handlers = createApiHandlers({
-      engine, host: 'web', info: () => ({ version: 't', providers: ['cpu'], demo: false, notices: [] }),
-      examplesDir: dir, inputsDir: path.join(dir, 'inputs'), onSettings: (s) => saved.push(s),
+      engine,
+      host: 'web',
+      info: () => ({ version: 't', providers: ['cpu'], demo: false, notices: [] }),
+      examplesDir: dir,
+      inputsDir: path.join(dir, 'inputs'),
+      onSettings: (s) => saved.push(s),
     });
     for (const [change, msg] of [
       [{ outputDir: program }, /the output folder .*tool\.sh is not a folder/],

@@ -24,7 +24,12 @@ function png(w: number, h: number): Buffer {
   ihdr.writeUInt32BE(h, 4);
   ihdr.set([8, 2, 0, 0, 0], 8);
   const rows = Buffer.alloc(h * (1 + 3 * w));
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(rows)), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(rows)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 describe('uploads', () => {
@@ -32,7 +37,9 @@ describe('uploads', () => {
     const inputs = path.join(dir, 'inputs');
     expect(() => storeUpload(inputs, 'empty.png', png(0, 0).toString('base64'))).toThrow(/empty\.png: the image is 0x0: it has no pixels/);
     expect(() => storeUpload(inputs, 'thin.png', png(5, 0).toString('base64'))).toThrow(/thin\.png: the image is 5x0/);
-    expect(() => storeUpload(inputs, 'huge.png', png(10000, 10000).subarray(0, 33).toString('base64'))).toThrow(/huge\.png: the image is 10000x10000 = 100,000,000 pixels, above the limit/);
+    expect(() => storeUpload(inputs, 'huge.png', png(10000, 10000).subarray(0, 33).toString('base64'))).toThrow(
+      /huge\.png: the image is 10000x10000 = 100,000,000 pixels, above the limit/,
+    );
     expect(fs.existsSync(inputs) ? fs.readdirSync(inputs) : []).toEqual([]);
     expect(storeUpload(inputs, 'ok.png', png(3, 2).toString('base64'))).toMatchObject({ width: 3, height: 2 });
   });

@@ -10,7 +10,14 @@ import path from 'node:path';
 import type { EngineSettings } from '../api.js';
 import { createEngine } from '../engine.js';
 import {
-  defaultUserData, ensureRendererBuilt, hostNotices, PROJECT_ROOT, providersHere, resolveSettings, saveSettings, settingsFileOf,
+  defaultUserData,
+  ensureRendererBuilt,
+  hostNotices,
+  PROJECT_ROOT,
+  providersHere,
+  resolveSettings,
+  saveSettings,
+  settingsFileOf,
 } from './host-config.js';
 import { ProviderSchema } from '../protocol.js';
 import { startServer } from './server.js';
@@ -75,10 +82,16 @@ async function main(): Promise<void> {
     notices: hostNotices(engine),
   });
 
-  const listen = (port: number) => startServer({
-    engine, port, staticDir, userDataDir: args.userData, examplesDir: path.join(ROOT, 'examples'), info,
-    onSettings: (s) => void saveSettings(settingsFile, s).catch((e: Error) => console.error(`web: ${e.message}`)),
-  });
+  const listen = (port: number) =>
+    startServer({
+      engine,
+      port,
+      staticDir,
+      userDataDir: args.userData,
+      examplesDir: path.join(ROOT, 'examples'),
+      info,
+      onSettings: (s) => void saveSettings(settingsFile, s).catch((e: Error) => console.error(`web: ${e.message}`)),
+    });
   let server;
   try {
     server = await listen(args.port ?? DEFAULT_PORT);

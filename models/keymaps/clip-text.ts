@@ -36,10 +36,14 @@ export function detectClipTextLayout(file: SafetensorsFile): ClipTextLayout | nu
  */
 export function clipTextWeights(file: SafetensorsFile): WeightMap {
   switch (detectClipTextLayout(file)) {
-    case 'transformers': return prefixedWeights(file, '');
-    case 'ldm': return prefixedWeights(file, LDM);
-    case 'ldm-legacy': return mappedWeights(file, (n) => LDM + n.replace(/^text_model\./, ''), 'legacy LDM layout');
-    default: break;
+    case 'transformers':
+      return prefixedWeights(file, '');
+    case 'ldm':
+      return prefixedWeights(file, LDM);
+    case 'ldm-legacy':
+      return mappedWeights(file, (n) => LDM + n.replace(/^text_model\./, ''), 'legacy LDM layout');
+    default:
+      break;
   }
   const keys = file.keys();
   const name = path.basename(file.file);
@@ -47,7 +51,9 @@ export function clipTextWeights(file: SafetensorsFile): WeightMap {
     throw new Error(`${name}: this is an SDXL checkpoint (conditioner.embedders.*); only Stable Diffusion 1.x text encoders are supported`);
   }
   if (keys.some((k) => k.startsWith('cond_stage_model.model.'))) {
-    throw new Error(`${name}: this checkpoint has an OpenCLIP text encoder (cond_stage_model.model.*, Stable Diffusion 2.x); only Stable Diffusion 1.x (CLIP ViT-L/14) is supported`);
+    throw new Error(
+      `${name}: this checkpoint has an OpenCLIP text encoder (cond_stage_model.model.*, Stable Diffusion 2.x); only Stable Diffusion 1.x (CLIP ViT-L/14) is supported`,
+    );
   }
   throw new Error(`${name}: no CLIP text encoder found (expected "${PROBE}" or "${LDM}${PROBE}"); file: ${file.file}`);
 }

@@ -50,7 +50,12 @@ export class LdmControlNetWeights extends KeyMapView {
   /** `hintBlocks` defaults to the count found in the file (entries 2, 4, ... before the last). */
   readonly hintBlocks: number;
 
-  constructor(file: SafetensorsFile, readonly cfg: UNetConfig, readonly prefix: string, hintBlocks?: number) {
+  constructor(
+    file: SafetensorsFile,
+    readonly cfg: UNetConfig,
+    readonly prefix: string,
+    hintBlocks?: number,
+  ) {
     const blocks = hintBlocks ?? countHintBlocks(file, prefix);
     super(file, (name) => prefix + ldmControlNetName(cfg, name, blocks), 'original ControlNet layout');
     this.hintBlocks = blocks;

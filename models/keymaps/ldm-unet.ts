@@ -26,11 +26,11 @@ const RESNET: Record<string, string> = {
 };
 
 const TOP: Record<string, string> = {
-  'conv_in': 'input_blocks.0.0',
+  conv_in: 'input_blocks.0.0',
   'time_embedding.linear_1': 'time_embed.0',
   'time_embedding.linear_2': 'time_embed.2',
-  'conv_norm_out': 'out.0',
-  'conv_out': 'out.2',
+  conv_norm_out: 'out.0',
+  conv_out: 'out.2',
 };
 
 function resnetRest(rest: string, name: string): string {
@@ -83,7 +83,11 @@ export function ldmUnetName(cfg: UNetConfig, name: string): string {
 
 /** A diffusers-named view of the UNet inside an LDM single-file checkpoint. */
 export class LdmUNetWeights extends KeyMapView {
-  constructor(file: SafetensorsFile, readonly cfg: UNetConfig, readonly prefix = LDM_UNET_PREFIX) {
+  constructor(
+    file: SafetensorsFile,
+    readonly cfg: UNetConfig,
+    readonly prefix = LDM_UNET_PREFIX,
+  ) {
     super(file, (name) => prefix + ldmUnetName(cfg, name), 'original SD1.5 UNet layout');
   }
 }

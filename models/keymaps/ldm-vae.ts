@@ -20,7 +20,11 @@ import { SafetensorsFile, type TensorRef } from '../safetensors.js';
 
 /** A WeightMap over an explicit name -> tensor table; errors name the source file and layout. */
 export class MappedWeights implements WeightMap {
-  constructor(readonly table: ReadonlyMap<string, TensorRef>, readonly source: string, readonly layout: string) {}
+  constructor(
+    readonly table: ReadonlyMap<string, TensorRef>,
+    readonly source: string,
+    readonly layout: string,
+  ) {}
 
   get(name: string): TensorRef {
     const r = this.table.get(name);
@@ -48,7 +52,8 @@ export function ldmVaeKeyToDiffusers(key: string, upBlocks: number): string | nu
   let m: RegExpMatchArray | null;
   if ((m = key.match(/^encoder\.down\.(\d+)\.block\.(\d+)\.(.+)$/))) return `encoder.down_blocks.${m[1]}.resnets.${m[2]}.${resnetParam(m[3]!)}`;
   if ((m = key.match(/^encoder\.down\.(\d+)\.downsample\.conv\.(.+)$/))) return `encoder.down_blocks.${m[1]}.downsamplers.0.conv.${m[2]}`;
-  if ((m = key.match(/^decoder\.up\.(\d+)\.block\.(\d+)\.(.+)$/))) return `decoder.up_blocks.${upBlocks - 1 - Number(m[1])}.resnets.${m[2]}.${resnetParam(m[3]!)}`;
+  if ((m = key.match(/^decoder\.up\.(\d+)\.block\.(\d+)\.(.+)$/)))
+    return `decoder.up_blocks.${upBlocks - 1 - Number(m[1])}.resnets.${m[2]}.${resnetParam(m[3]!)}`;
   if ((m = key.match(/^decoder\.up\.(\d+)\.upsample\.conv\.(.+)$/))) return `decoder.up_blocks.${upBlocks - 1 - Number(m[1])}.upsamplers.0.conv.${m[2]}`;
   if ((m = key.match(/^(encoder|decoder)\.mid\.block_([12])\.(.+)$/))) return `${m[1]}.mid_block.resnets.${Number(m[2]) - 1}.${resnetParam(m[3]!)}`;
   if ((m = key.match(/^(encoder|decoder)\.mid\.attn_1\.(norm|q|k|v|proj_out)\.(weight|bias)$/))) return `${m[1]}.mid_block.attentions.0.${ATTN[m[2]!]}.${m[3]}`;
@@ -71,7 +76,10 @@ function asLinear(name: string, ref: TensorRef): TensorRef {
  * with prefix ''), as a diffusers-named WeightMap. The number of up blocks is read from the keys.
  */
 export function ldmVaeWeights(file: SafetensorsFile, prefix = 'first_stage_model.'): MappedWeights {
-  const keys = file.keys().filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
+  const keys = file
+    .keys()
+    .filter((k) => k.startsWith(prefix))
+    .map((k) => k.slice(prefix.length));
   const ups = new Set(keys.map((k) => k.match(/^decoder\.up\.(\d+)\./)?.[1]).filter((x): x is string => x !== undefined));
   const upBlocks = ups.size;
   for (let i = 0; i < upBlocks; i++) {
@@ -112,5 +120,7 @@ export function vaeWeightsFromFile(source: string | SafetensorsFile): MappedWeig
   const keys = file.keys();
   if (keys.some((k) => /^(decoder\.up\.\d+\.|decoder\.mid\.|encoder\.down\.\d+\.|encoder\.mid\.)/.test(k))) return ldmVaeWeights(file, '');
   if (keys.some((k) => /^(decoder\.up_blocks\.|decoder\.mid_block\.|encoder\.down_blocks\.)/.test(k))) return diffusersVaeWeights(file);
-  throw new Error(`${path.basename(file.file)}: not a VAE (expected first_stage_model.* of a checkpoint, or encoder.*/decoder.* in LDM or diffusers layout; file: ${file.file})`);
+  throw new Error(
+    `${path.basename(file.file)}: not a VAE (expected first_stage_model.* of a checkpoint, or encoder.*/decoder.* in LDM or diffusers layout; file: ${file.file})`,
+  );
 }

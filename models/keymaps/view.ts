@@ -10,7 +10,11 @@ import type { SafetensorsFile, TensorRef } from '../safetensors.js';
 
 export class KeyMapView implements WeightMap {
   /** `what` names the layout in errors, e.g. `prefix "cond_stage_model.transformer."`. */
-  constructor(readonly file: SafetensorsFile, private readonly toKey: (name: string) => string, readonly what: string) {}
+  constructor(
+    readonly file: SafetensorsFile,
+    private readonly toKey: (name: string) => string,
+    readonly what: string,
+  ) {}
 
   /** The file's key holding canonical parameter `name`. */
   keyOf(name: string): string {

@@ -18,11 +18,14 @@ const OUT = 40;
 function writeLinear(file: string, seed: number, extraRows = 0): void {
   const u = seededUniform(seed);
   const bits = (n: number, to: (x: number) => number) => Uint16Array.from({ length: n }, () => to(u()));
-  fs.writeFileSync(file, encodeSafetensors({
-    'fc.weight': { dtype: 'F16', shape: [OUT, IN], data: bits(OUT * IN, floatToHalf) },
-    'fc.bias': { dtype: 'BF16', shape: [OUT], data: bits(OUT, floatToBf16) },
-    ...(extraRows ? { pad: { dtype: 'F32', shape: [extraRows], data: new Float32Array(extraRows) } } : {}),
-  }));
+  fs.writeFileSync(
+    file,
+    encodeSafetensors({
+      'fc.weight': { dtype: 'F16', shape: [OUT, IN], data: bits(OUT * IN, floatToHalf) },
+      'fc.bias': { dtype: 'BF16', shape: [OUT], data: bits(OUT, floatToBf16) },
+      ...(extraRows ? { pad: { dtype: 'F32', shape: [extraRows], data: new Float32Array(extraRows) } } : {}),
+    }),
+  );
 }
 
 function build(file: string) {
@@ -50,7 +53,8 @@ describe('float32 copies of F16 / BF16 weights', () => {
     const out = new Float32Array(65536);
     halfToFloat32(all, 'F16', out);
     const wrong: number[] = [];
-    for (let h = 0; h < 65536; h++) if (!Object.is(out[h], Math.fround(halfToFloat(h))) && !(Number.isNaN(out[h]) && Number.isNaN(halfToFloat(h)))) wrong.push(h);
+    for (let h = 0; h < 65536; h++)
+      if (!Object.is(out[h], Math.fround(halfToFloat(h))) && !(Number.isNaN(out[h]) && Number.isNaN(halfToFloat(h)))) wrong.push(h);
     halfToFloat32(all, 'BF16', out);
     const u = new Uint32Array(out.buffer);
     for (let h = 0; h < 65536; h++) if (u[h] !== (h << 16) >>> 0) wrong.push(h);
@@ -115,7 +119,9 @@ describe('float32 copies of F16 / BF16 weights', () => {
     expect(after).toHaveLength(1);
     expect(after[0]).not.toBe(name);
     // Nothing links the stale copy any more (a materialized model's hard link would keep it on disk).
-    const linked = fs.readdirSync(path.join(cacheDir, 'onnx')).flatMap((d) => fs.readdirSync(path.join(cacheDir, 'onnx', d)).map((f) => fs.statSync(path.join(cacheDir, 'onnx', d, f)).ino));
+    const linked = fs
+      .readdirSync(path.join(cacheDir, 'onnx'))
+      .flatMap((d) => fs.readdirSync(path.join(cacheDir, 'onnx', d)).map((f) => fs.statSync(path.join(cacheDir, 'onnx', d, f)).ino));
     expect(linked).not.toContain(st.ino);
 
     // Edited in place (same inode, same size, new mtime): a new copy too.
@@ -149,12 +155,17 @@ describe('float32 copies of F16 / BF16 weights', () => {
   it('copies whose source was deleted or changed, and damaged ones, are swept; current ones stay', async () => {
     const cacheDir = path.join(root, 'cache-d');
     const [kept, gone, changed] = ['kept', 'gone', 'changed'].map((n) => path.join(root, `${n}.safetensors`));
-    for (const [i, f] of [kept, gone, changed].entries()) { writeLinear(f, 10 + i); await run(f, cacheDir); }
+    for (const [i, f] of [kept, gone, changed].entries()) {
+      writeLinear(f, 10 + i);
+      await run(f, cacheDir);
+    }
     fs.writeFileSync(path.join(cacheDir, 'fp32-weights', 'junk.x.y.z.safetensors'), 'not a copy');
     fs.rmSync(gone);
     writeLinear(changed, 20, 8);
     const { removeStaleFloat32Copies } = await import('./fp32-weights.js');
-    const removed = removeStaleFloat32Copies(cacheDir).map((r) => path.basename(r.file).split('.')[0]).sort();
+    const removed = removeStaleFloat32Copies(cacheDir)
+      .map((r) => path.basename(r.file).split('.')[0])
+      .sort();
     expect(removed).toEqual(['changed', 'gone', 'junk']);
     expect(copies(cacheDir).map((n) => n.split('.')[0])).toEqual(['kept']);
     expect((await run(kept, cacheDir)).logs[0]).toMatch(/reading 2 weights/);

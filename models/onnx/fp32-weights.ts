@@ -65,7 +65,10 @@ export function halfToFloat32(src: Uint16Array, dtype: HalfWeight['dtype'], out:
 }
 
 /** The float32 copies of one source file: source range -> offset of its float32 data in `file`. */
-interface CopyFile { file: string; offsets: Map<string, number> }
+interface CopyFile {
+  file: string;
+  offsets: Map<string, number>;
+}
 
 /** Reads a copy's header; null when it is not a complete copy of this source identity. */
 function openCopy(file: string, real: string, id: string): CopyFile | null {
@@ -146,7 +149,10 @@ function removeCopy(file: string): void {
     for (const model of fs.readdirSync(onnxDir)) {
       const d = path.join(onnxDir, model);
       try {
-        const links = fs.readdirSync(d).some((f) => { const s = fs.statSync(path.join(d, f)); return s.ino === st.ino && s.dev === st.dev; });
+        const links = fs.readdirSync(d).some((f) => {
+          const s = fs.statSync(path.join(d, f));
+          return s.ino === st.ino && s.dev === st.dev;
+        });
         if (links) fs.rmSync(d, { recursive: true, force: true });
       } catch {
         /* not a folder, or in use (Windows): left as it is */
@@ -217,7 +223,9 @@ export async function float32CopyOf(source: string, ranges: HalfWeight[], dir: s
   if (!job) {
     const bytes = unique.reduce((a, r) => a + r.length * 2, 0);
     if (freeBytes(dir) < bytes + DISK_MARGIN) {
-      log(`fp16/bf16 weights: no room for a ${(bytes / 2 ** 30).toFixed(2)} GB float32 copy of ${real} in ${dir}; ONNX Runtime converts them in memory instead (about twice the file's size)`);
+      log(
+        `fp16/bf16 weights: no room for a ${(bytes / 2 ** 30).toFixed(2)} GB float32 copy of ${real} in ${dir}; ONNX Runtime converts them in memory instead (about twice the file's size)`,
+      );
       return null;
     }
     // Copies of an older version of this path (replaced or edited since) are stale.
@@ -225,9 +233,13 @@ export async function float32CopyOf(source: string, ranges: HalfWeight[], dir: s
       if (name.startsWith(`${stem}.`) && !name.startsWith(prefix) && name.endsWith('.safetensors')) removeCopy(path.join(dir, name));
     }
     const t0 = performance.now();
-    job = writeCopy(target, real, id, unique).then(() => {
-      log(`fp16/bf16 weights: wrote the float32 copy of ${unique.length} weights of ${real} (${(bytes / 2 ** 30).toFixed(2)} GB) to ${target} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    }).finally(() => pending.delete(target));
+    job = writeCopy(target, real, id, unique)
+      .then(() => {
+        log(
+          `fp16/bf16 weights: wrote the float32 copy of ${unique.length} weights of ${real} (${(bytes / 2 ** 30).toFixed(2)} GB) to ${target} in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+        );
+      })
+      .finally(() => pending.delete(target));
     pending.set(target, job);
   }
   await job;

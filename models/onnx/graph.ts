@@ -9,10 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { TensorRef } from '../safetensors.js';
-import {
-  type AttrValue, type DataTypeId, type GraphSpec, type NodeSpec, type TensorSpec,
-  DataType, encodeModel,
-} from './proto.js';
+import { type AttrValue, type DataTypeId, type GraphSpec, type NodeSpec, type TensorSpec, DataType, encodeModel } from './proto.js';
 
 export { DataType };
 export type Dim = number | string;
@@ -29,16 +26,31 @@ function toAttr(v: AttrIn): AttrValue {
 }
 
 const SAFE_TO_ONNX: Record<string, DataTypeId> = {
-  F32: DataType.FLOAT, F16: DataType.FLOAT16, BF16: DataType.BFLOAT16, F64: DataType.DOUBLE,
-  I64: DataType.INT64, I32: DataType.INT32, I16: DataType.INT16, I8: DataType.INT8, U8: DataType.UINT8,
+  F32: DataType.FLOAT,
+  F16: DataType.FLOAT16,
+  BF16: DataType.BFLOAT16,
+  F64: DataType.DOUBLE,
+  I64: DataType.INT64,
+  I32: DataType.INT32,
+  I16: DataType.INT16,
+  I8: DataType.INT8,
+  U8: DataType.UINT8,
   BOOL: DataType.BOOL,
 };
 
 /** An F16 / BF16 weight of a model: its bytes in the source file, cast to float32 in the graph. */
-export interface HalfWeight { file: string; offset: number; length: number; dtype: 'F16' | 'BF16' }
+export interface HalfWeight {
+  file: string;
+  offset: number;
+  length: number;
+  dtype: 'F16' | 'BF16';
+}
 
 /** Where the float32 copy of a half weight is: a file and the byte offset of its first element. */
-export interface Float32Copy { file: string; offset: number }
+export interface Float32Copy {
+  file: string;
+  offset: number;
+}
 
 /** A built model: protobuf bytes plus the weight files its external data points to. */
 export interface BuiltModel {
@@ -63,7 +75,11 @@ export interface BuiltModel {
   withFloat32Weights(find: (w: HalfWeight) => Float32Copy | null): BuiltModel;
 }
 
-interface HalfCast { init: string; cast: string; source: HalfWeight }
+interface HalfCast {
+  init: string;
+  cast: string;
+  source: HalfWeight;
+}
 
 export class Graph {
   readonly nodes: NodeSpec[] = [];
@@ -135,7 +151,8 @@ export class Graph {
     this.initializers.push({ name: initName, dataType, dims: shape, external: { location, offset: ref.offset, length: ref.length } });
     let out = initName;
     if (dataType !== DataType.FLOAT) out = this.op('Cast', [initName], { to: DataType.FLOAT }, `${initName}/cast`);
-    if (ref.dtype === 'F16' || ref.dtype === 'BF16') this.halfCasts.push({ init: initName, cast: out, source: { file: ref.file, offset: ref.offset, length: ref.length, dtype: ref.dtype } });
+    if (ref.dtype === 'F16' || ref.dtype === 'BF16')
+      this.halfCasts.push({ init: initName, cast: out, source: { file: ref.file, offset: ref.offset, length: ref.length, dtype: ref.dtype } });
     this.weightCache.set(cacheKey, out);
     return out;
   }
@@ -174,15 +191,15 @@ export class Graph {
   private assemble(nodes: NodeSpec[], initializers: TensorSpec[], files: Map<string, string>, halfCasts: HalfCast[]): BuiltModel {
     const opsets: Record<string, number> = { '': 18 };
     if (this.usesMs) opsets['com.microsoft'] = 1;
-    const encode = (inits: TensorSpec[]) => encodeModel(
-      { name: this.name, nodes, initializers: inits, inputs: this.inputs, outputs: this.outputs },
-      opsets,
-    );
+    const encode = (inits: TensorSpec[]) => encodeModel({ name: this.name, nodes, initializers: inits, inputs: this.inputs, outputs: this.outputs }, opsets);
     const bytes = encode(initializers);
-    const relocate = (locations: Record<string, string>) => encode(initializers.map((t) => {
-      const location = t.external && locations[t.external.location];
-      return t.external && location ? { ...t, external: { ...t.external, location } } : t;
-    }));
+    const relocate = (locations: Record<string, string>) =>
+      encode(
+        initializers.map((t) => {
+          const location = t.external && locations[t.external.location];
+          return t.external && location ? { ...t, external: { ...t.external, location } } : t;
+        }),
+      );
     const externalFiles: Record<string, string> = {};
     for (const [file, loc] of files) externalFiles[loc] = file;
     const key = createHash('sha256').update(bytes).update(JSON.stringify(externalFiles)).digest('hex').slice(0, 24);
@@ -193,23 +210,42 @@ export class Graph {
       const kept: HalfCast[] = [];
       for (const h of halfCasts) {
         const copy = find(h.source);
-        if (!copy) { kept.push(h); continue; }
+        if (!copy) {
+          kept.push(h);
+          continue;
+        }
         let location = files2.get(copy.file);
         if (!location) files2.set(copy.file, (location = `w${files2.size}.safetensors`));
         const init = initializers.find((t) => t.name === h.init)!;
-        moved.set(h.init, { name: h.cast, dataType: DataType.FLOAT, dims: init.dims, external: { location, offset: copy.offset, length: (h.source.length / 2) * 4 } });
+        moved.set(h.init, {
+          name: h.cast,
+          dataType: DataType.FLOAT,
+          dims: init.dims,
+          external: { location, offset: copy.offset, length: (h.source.length / 2) * 4 },
+        });
         dropped.add(h.cast);
       }
       const inits = initializers.map((t) => moved.get(t.name) ?? t);
       // A source file none of the remaining initializers reads is not linked into the model's folder.
       const used = new Set(inits.flatMap((t) => (t.external ? [t.external.location] : [])));
       for (const [file, loc] of files2) if (!used.has(loc)) files2.delete(file);
-      return this.assemble(nodes.filter((n) => !dropped.has(n.name)), inits, files2, kept);
+      return this.assemble(
+        nodes.filter((n) => !dropped.has(n.name)),
+        inits,
+        files2,
+        kept,
+      );
     };
     return {
-      name: this.name, bytes, externalFiles, key,
-      inputNames: this.inputs.map((i) => i.name), outputNames: this.outputs.map((o) => o.name), relocate,
-      halfWeights: halfCasts.map((h) => h.source), withFloat32Weights,
+      name: this.name,
+      bytes,
+      externalFiles,
+      key,
+      inputNames: this.inputs.map((i) => i.name),
+      outputNames: this.outputs.map((o) => o.name),
+      relocate,
+      halfWeights: halfCasts.map((h) => h.source),
+      withFloat32Weights,
     };
   }
 }
@@ -232,7 +268,11 @@ export interface HookedWeight {
 }
 
 /** The attributes of a conv2d call, for a hook that adds a conv of its own beside it. */
-export interface ConvAttrs { kernel: [number, number]; stride: number; padding: number }
+export interface ConvAttrs {
+  kernel: [number, number];
+  stride: number;
+  padding: number;
+}
 
 /**
  * Changes the linears and convs of a network by module name without touching its builder:
@@ -249,7 +289,12 @@ export interface ModuleHook {
 
 /** Builds one network from a weight map under a prefix (e.g. "down_blocks.0.resnets.1"). */
 export class Module {
-  constructor(readonly g: Graph, readonly w: WeightMap, readonly prefix = '', readonly hook?: ModuleHook) {}
+  constructor(
+    readonly g: Graph,
+    readonly w: WeightMap,
+    readonly prefix = '',
+    readonly hook?: ModuleHook,
+  ) {}
 
   child(name: string | number): Module {
     return new Module(this.g, this.w, this.prefix ? `${this.prefix}.${name}` : String(name), this.hook);
@@ -354,7 +399,9 @@ export function groupNorm(m: Module, x: string, groups: number, eps: number): st
   const C = m.dim('weight', 0);
   const shape = g.op('Shape', [x]);
   const r = g.op('Reshape', [x, g.constI([0, groups, -1])]);
-  const n = g.op('InstanceNormalization', [r, g.constF(new Float32Array(groups).fill(1), [groups]), g.constF(new Float32Array(groups), [groups])], { epsilon: f(eps) });
+  const n = g.op('InstanceNormalization', [r, g.constF(new Float32Array(groups).fill(1), [groups]), g.constF(new Float32Array(groups), [groups])], {
+    epsilon: f(eps),
+  });
   const back = g.op('Reshape', [n, shape]);
   const scale = m.param('weight', [C, 1, 1]);
   const bias = m.param('bias', [C, 1, 1]);
@@ -382,8 +429,7 @@ export function quickGelu(g: Graph, x: string): string {
  * eager processors (scores in float32, softmax over keys).
  */
 export function attention(g: Graph, q: string, k: string, v: string, heads: number, headDim: number, mask?: string, scale = 1 / Math.sqrt(headDim)): string {
-  const split = (x: string, perm: number[]) =>
-    g.op('Transpose', [g.op('Reshape', [x, g.constI([0, 0, heads, headDim])])], { perm });
+  const split = (x: string, perm: number[]) => g.op('Transpose', [g.op('Reshape', [x, g.constI([0, 0, heads, headDim])])], { perm });
   const qh = split(q, [0, 2, 1, 3]); // (B, H, T, D)
   const kh = split(k, [0, 2, 3, 1]); // (B, H, D, S)
   const vh = split(v, [0, 2, 1, 3]); // (B, H, S, D)

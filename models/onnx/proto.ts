@@ -7,8 +7,20 @@
 
 /** ONNX TensorProto.DataType values. */
 export const DataType = {
-  FLOAT: 1, UINT8: 2, INT8: 3, UINT16: 4, INT16: 5, INT32: 6, INT64: 7, STRING: 8, BOOL: 9,
-  FLOAT16: 10, DOUBLE: 11, UINT32: 12, UINT64: 13, BFLOAT16: 16,
+  FLOAT: 1,
+  UINT8: 2,
+  INT8: 3,
+  UINT16: 4,
+  INT16: 5,
+  INT32: 6,
+  INT64: 7,
+  STRING: 8,
+  BOOL: 9,
+  FLOAT16: 10,
+  DOUBLE: 11,
+  UINT32: 12,
+  UINT64: 13,
+  BFLOAT16: 16,
 } as const;
 export type DataTypeId = (typeof DataType)[keyof typeof DataType];
 
@@ -143,12 +155,24 @@ export function encodeTensor(t: TensorSpec): Msg {
 export function encodeAttribute(name: string, a: AttrValue): Msg {
   const m = new Msg().str(1, name);
   switch (a.kind) {
-    case 'float': m.float(2, a.v).int(20, 1); break;
-    case 'int': m.int(3, a.v).int(20, 2); break;
-    case 'string': m.str(4, a.v).int(20, 3); break;
-    case 'tensor': m.msg(5, encodeTensor(a.v)).int(20, 4); break;
-    case 'floats': m.packedFloats(7, a.v).int(20, 6); break;
-    case 'ints': m.packedInts(8, a.v).int(20, 7); break;
+    case 'float':
+      m.float(2, a.v).int(20, 1);
+      break;
+    case 'int':
+      m.int(3, a.v).int(20, 2);
+      break;
+    case 'string':
+      m.str(4, a.v).int(20, 3);
+      break;
+    case 'tensor':
+      m.msg(5, encodeTensor(a.v)).int(20, 4);
+      break;
+    case 'floats':
+      m.packedFloats(7, a.v).int(20, 6);
+      break;
+    case 'ints':
+      m.packedInts(8, a.v).int(20, 7);
+      break;
   }
   return m;
 }

@@ -106,10 +106,14 @@ export function materialize(model: BuiltModel, cfg: SessionConfig): Materialized
 
 export function executionProviders(p: Provider | undefined): ort.InferenceSession.SessionOptions['executionProviders'] {
   switch (p ?? 'cpu') {
-    case 'webgpu': return ['webgpu', 'cpu'];
-    case 'cuda': return ['cuda', 'cpu'];
-    case 'dml': return ['dml', 'cpu'];
-    default: return ['cpu'];
+    case 'webgpu':
+      return ['webgpu', 'cpu'];
+    case 'cuda':
+      return ['cuda', 'cpu'];
+    case 'dml':
+      return ['dml', 'cpu'];
+    default:
+      return ['cpu'];
   }
 }
 
@@ -132,7 +136,7 @@ export const IN_PLACE_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
 
 /** Creates an ONNX Runtime session for a built model (materializing it first). */
 export async function createSession(model: BuiltModel, cfg: SessionConfig): Promise<ort.InferenceSession> {
-  const half = model.halfWeights.length ? cfg.halfWeights ?? 'fp32-file' : 'folded';
+  const half = model.halfWeights.length ? (cfg.halfWeights ?? 'fp32-file') : 'folded';
   const { modelPath } = materialize(half === 'fp32-file' ? await withFloat32Copies(model, cfg.cacheDir, cfg.log) : model, cfg);
   const opts: ort.InferenceSession.SessionOptions = {
     executionProviders: executionProviders(cfg.provider),

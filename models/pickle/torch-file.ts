@@ -28,14 +28,28 @@ import { type ZipEntry, entryDataOffset, readAt, readEntry, readZipEntries } fro
 
 /** torch storage classes and the safetensors dtype of their elements. */
 const STORAGE_DTYPES: Record<string, SafeDType> = {
-  FloatStorage: 'F32', HalfStorage: 'F16', BFloat16Storage: 'BF16', DoubleStorage: 'F64',
-  LongStorage: 'I64', IntStorage: 'I32', ShortStorage: 'I16', CharStorage: 'I8', ByteStorage: 'U8', BoolStorage: 'BOOL',
+  FloatStorage: 'F32',
+  HalfStorage: 'F16',
+  BFloat16Storage: 'BF16',
+  DoubleStorage: 'F64',
+  LongStorage: 'I64',
+  IntStorage: 'I32',
+  ShortStorage: 'I16',
+  CharStorage: 'I8',
+  ByteStorage: 'U8',
+  BoolStorage: 'BOOL',
 };
 /** Storage classes torch knows but no Stable Diffusion file uses: refused with their dtype rather than misread. */
 const UNSUPPORTED_STORAGES: Record<string, string> = {
-  ComplexFloatStorage: 'complex64', ComplexDoubleStorage: 'complex128', ComplexHalfStorage: 'complex32',
-  QInt8Storage: 'qint8 (quantized)', QUInt8Storage: 'quint8 (quantized)', QInt32Storage: 'qint32 (quantized)',
-  QUInt4x2Storage: 'quint4x2 (quantized)', QUInt2x4Storage: 'quint2x4 (quantized)', UntypedStorage: 'untyped bytes',
+  ComplexFloatStorage: 'complex64',
+  ComplexDoubleStorage: 'complex128',
+  ComplexHalfStorage: 'complex32',
+  QInt8Storage: 'qint8 (quantized)',
+  QUInt8Storage: 'quint8 (quantized)',
+  QInt32Storage: 'qint32 (quantized)',
+  QUInt4x2Storage: 'quint4x2 (quantized)',
+  QUInt2x4Storage: 'quint2x4 (quantized)',
+  UntypedStorage: 'untyped bytes',
 };
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_PROTOCOL = 1001;
@@ -45,13 +59,24 @@ const MAX_PICKLE_BYTES = 512 * 1024 * 1024;
 /** A storage as a pickle refers to it: its record key, element type and element count. */
 class StorageRef {
   readonly [ALLOW_BUILD] = true;
-  constructor(readonly key: string, readonly dtype: SafeDType, readonly numel: number, readonly rootKey = key, readonly elementOffset = 0) {}
+  constructor(
+    readonly key: string,
+    readonly dtype: SafeDType,
+    readonly numel: number,
+    readonly rootKey = key,
+    readonly elementOffset = 0,
+  ) {}
 }
 
 /** A tensor description (nothing is read until it is resolved against the file). */
 export class TensorValue {
   readonly [ALLOW_BUILD] = true;
-  constructor(readonly storage: StorageRef, readonly offset: number, readonly shape: number[], readonly stride: number[]) {}
+  constructor(
+    readonly storage: StorageRef,
+    readonly offset: number,
+    readonly shape: number[],
+    readonly stride: number[],
+  ) {}
 }
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
@@ -64,7 +89,8 @@ function rebuildTensor(args: readonly unknown[]): TensorValue {
   const [storage, offset, size, stride] = args;
   if (!(storage instanceof StorageRef)) throw new PickleError(`_rebuild_tensor_v2 on ${describe(storage)} instead of a storage`);
   if (!isCount(offset)) throw new PickleError(`tensor storage offset ${String(offset)} is not a non-negative integer`);
-  const shape = counts(size, 'size'), strides = counts(stride, 'stride');
+  const shape = counts(size, 'size'),
+    strides = counts(stride, 'stride');
   if (shape.length !== strides.length) throw new PickleError(`tensor size [${shape}] and stride [${strides}] differ in length`);
   return new TensorValue(storage, offset, shape, strides);
 }
@@ -84,19 +110,23 @@ function tensorFileGlobals(): Map<string, AllowedGlobal> {
     ['torch._utils._rebuild_parameter', { call: rebuildParameter }],
     ['torch._utils._rebuild_parameter_with_state', { call: rebuildParameter }],
     // Protocol-2 pickles of Python 3 bytes: _codecs.encode(str, "latin1").
-    ['_codecs.encode', {
-      call: ([s, enc]) => {
-        if (typeof s !== 'string' || (enc !== 'latin1' && enc !== 'latin-1')) throw new PickleError('_codecs.encode is only read for latin1 bytes');
-        return Uint8Array.from(s, (c) => c.charCodeAt(0) & 0xff);
+    [
+      '_codecs.encode',
+      {
+        call: ([s, enc]) => {
+          if (typeof s !== 'string' || (enc !== 'latin1' && enc !== 'latin-1')) throw new PickleError('_codecs.encode is only read for latin1 bytes');
+          return Uint8Array.from(s, (c) => c.charCodeAt(0) & 0xff);
+        },
       },
-    }],
+    ],
   ]);
   for (const [name, dtype] of Object.entries(STORAGE_DTYPES)) g.set(`torch.${name}`, { value: dtype });
   return g;
 }
 
 function pairs(v: unknown): [unknown, unknown][] {
-  if (!Array.isArray(v) || !v.every((p) => Array.isArray(p) && p.length === 2)) throw new PickleError('OrderedDict(...) with something other than (key, value) pairs');
+  if (!Array.isArray(v) || !v.every((p) => Array.isArray(p) && p.length === 2))
+    throw new PickleError('OrderedDict(...) with something other than (key, value) pairs');
   return v as [unknown, unknown][];
 }
 
@@ -121,11 +151,13 @@ function storageFromPid(pid: unknown, legacy: boolean, seen: Map<string, Storage
   if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) throw new PickleError(`storage type ${describe(type)} is not a torch storage class`);
   if (typeof key !== 'string' || !isCount(numel)) throw new PickleError(`malformed storage id (key ${describe(key)}, numel ${String(numel)})`);
   const root = seen.get(key) ?? new StorageRef(key, dtype as SafeDType, numel);
-  if (root.numel !== numel || root.dtype !== dtype) throw new PickleError(`storage "${key}" is referred to as ${root.numel} ${root.dtype} and as ${numel} ${dtype}`);
+  if (root.numel !== numel || root.dtype !== dtype)
+    throw new PickleError(`storage "${key}" is referred to as ${root.numel} ${root.dtype} and as ${numel} ${dtype}`);
   seen.set(key, root);
   if (!legacy || view === null || view === undefined) return root;
   const [viewKey, off, size] = Array.isArray(view) ? view : [];
-  if (typeof viewKey !== 'string' || !isCount(off) || !isCount(size) || off + size > numel) throw new PickleError(`storage view ${describe(view)} of "${key}" lies outside its ${numel} elements`);
+  if (typeof viewKey !== 'string' || !isCount(off) || !isCount(size) || off + size > numel)
+    throw new PickleError(`storage view ${describe(view)} of "${key}" lies outside its ${numel} elements`);
   return new StorageRef(viewKey, root.dtype, size, key, off);
 }
 
@@ -134,17 +166,21 @@ type StorageBytes = (root: StorageRef) => { offset: number; length: number; wher
 
 /** Turns a tensor description into a TensorRef: in place when contiguous, else a gathered copy. */
 function resolveTensor(file: string, name: string, t: TensorValue, bytesOf: StorageBytes): TensorRef {
-  const s = t.storage, item = DTYPE_BYTES[s.dtype];
+  const s = t.storage,
+    item = DTYPE_BYTES[s.dtype];
   const rec = bytesOf(s);
   const rootNumel = rec.length / item;
   const numel = t.shape.reduce((a, d) => a * d, 1);
   const extent = numel === 0 ? 0 : 1 + t.shape.reduce((a, d, i) => a + (d - 1) * t.stride[i]!, 0);
   if (t.offset + extent > s.numel) {
-    throw new PickleError(`tensor "${name}": storage offset ${t.offset} + extent ${extent} elements (size [${t.shape}], stride [${t.stride}]) reaches past its storage of ${s.numel} elements (${rec.where}); the file is corrupt or malicious`);
+    throw new PickleError(
+      `tensor "${name}": storage offset ${t.offset} + extent ${extent} elements (size [${t.shape}], stride [${t.stride}]) reaches past its storage of ${s.numel} elements (${rec.where}); the file is corrupt or malicious`,
+    );
   }
   if (s.elementOffset + s.numel > rootNumel) throw new PickleError(`tensor "${name}": storage view past its root storage (${rec.where})`);
   const first = rec.offset + (s.elementOffset + t.offset) * item;
-  let expect = 1, contiguous = true;
+  let expect = 1,
+    contiguous = true;
   for (let i = t.shape.length - 1; i >= 0; i--) {
     if (t.shape[i] !== 1 && t.stride[i] !== expect) contiguous = false;
     expect *= t.shape[i]!;
@@ -162,7 +198,11 @@ function gatherCopy(file: string, name: string, t: TensorValue, first: number, e
   if (!fs.existsSync(out) || fs.statSync(out).size !== numel * item) {
     const fd = openRegularFileSync(file);
     let src: Buffer;
-    try { src = readAt(fd, first, extent * item, `tensor "${name}"`); } finally { fs.closeSync(fd); }
+    try {
+      src = readAt(fd, first, extent * item, `tensor "${name}"`);
+    } finally {
+      fs.closeSync(fd);
+    }
     const dst = Buffer.alloc(numel * item);
     const idx = new Array<number>(t.shape.length).fill(0);
     for (let n = 0; n < numel; n++) {
@@ -189,8 +229,16 @@ export function readTorchZip(fd: number, size: number): TorchObject {
   const pkls = entries.filter((e) => /^[^/]+\/data\.pkl$/.test(e.name));
   const [pkl] = pkls;
   if (pkls.length !== 1 || !pkl) {
-    throw new PickleError(pkls.length ? `the archive has ${pkls.length} */data.pkl records; a torch.save file has one`
-      : `a zip archive without a <folder>/data.pkl record, so not a torch.save file (records: ${entries.slice(0, 5).map((e) => e.name).join(', ') || 'none'})`);
+    throw new PickleError(
+      pkls.length
+        ? `the archive has ${pkls.length} */data.pkl records; a torch.save file has one`
+        : `a zip archive without a <folder>/data.pkl record, so not a torch.save file (records: ${
+            entries
+              .slice(0, 5)
+              .map((e) => e.name)
+              .join(', ') || 'none'
+          })`,
+    );
   }
   const folder = pkl.name.slice(0, -'/data.pkl'.length);
   const byName = new Map(entries.map((e) => [e.name, e] as [string, ZipEntry]));
@@ -201,16 +249,22 @@ export function readTorchZip(fd: number, size: number): TorchObject {
   }
   const seen = new Map<string, StorageRef>();
   const root = unpickle(new BufferSource(readEntry(fd, size, pkl, MAX_PICKLE_BYTES)), {
-    globals: GLOBALS, refuse: refuseGlobal, persistentLoad: (pid) => storageFromPid(pid, false, seen),
+    globals: GLOBALS,
+    refuse: refuseGlobal,
+    persistentLoad: (pid) => storageFromPid(pid, false, seen),
   });
   const bytesOf: StorageBytes = (s) => {
     const where = `record ${folder}/data/${s.rootKey}`;
     const e = byName.get(`${folder}/data/${s.rootKey}`);
     if (!e) throw new PickleError(`storage "${s.rootKey}" has no ${where} in the archive`);
-    if (e.method !== 0) throw new PickleError(`${where} is compressed (method ${e.method}); torch.save stores tensors uncompressed, so the file was repacked: unzip and re-zip it with "zip -0", or re-save it`);
+    if (e.method !== 0)
+      throw new PickleError(
+        `${where} is compressed (method ${e.method}); torch.save stores tensors uncompressed, so the file was repacked: unzip and re-zip it with "zip -0", or re-save it`,
+      );
     const root = seen.get(s.rootKey)!;
     const need = root.numel * DTYPE_BYTES[root.dtype];
-    if (e.size !== need) throw new PickleError(`storage "${s.rootKey}" holds ${root.numel} ${root.dtype} elements = ${need} bytes, but its ${where} has ${e.size} bytes`);
+    if (e.size !== need)
+      throw new PickleError(`storage "${s.rootKey}" holds ${root.numel} ${root.dtype} elements = ${need} bytes, but its ${where} has ${e.size} bytes`);
     return { offset: entryDataOffset(fd, size, e), length: e.size, where };
   };
   return { root, bytesOf, format: 'zip' };
@@ -219,17 +273,26 @@ export function readTorchZip(fd: number, size: number): TorchObject {
 /** Reads a legacy (pre-1.6, non-zip) torch.save stream's object and locates its storages. */
 export function readTorchLegacy(fd: number, size: number): TorchObject {
   const src = new FdSource(fd, size);
-  const header = (what: string) => unpickle(src, { globals: GLOBALS, refuse: refuseGlobal, persistentLoad: () => { throw new PickleError(`a persistent id in the ${what} pickle`); } });
+  const header = (what: string) =>
+    unpickle(src, {
+      globals: GLOBALS,
+      refuse: refuseGlobal,
+      persistentLoad: () => {
+        throw new PickleError(`a persistent id in the ${what} pickle`);
+      },
+    });
   const magic = header('magic number');
   if (magic !== LEGACY_MAGIC) throw new PickleError(`a pickle that is not a torch.save file (first value ${describe(magic)}, expected torch's magic number)`);
   const protocol = header('protocol version');
   if (protocol !== LEGACY_PROTOCOL) throw new PickleError(`legacy torch.save protocol ${String(protocol)}; only ${LEGACY_PROTOCOL} is read`);
   const sysInfo = header('sys_info');
-  if (sysInfo instanceof Map && sysInfo.get('little_endian') === false) throw new PickleError('the tensors were saved on a big-endian machine; only little-endian files are read');
+  if (sysInfo instanceof Map && sysInfo.get('little_endian') === false)
+    throw new PickleError('the tensors were saved on a big-endian machine; only little-endian files are read');
   const seen = new Map<string, StorageRef>();
   const root = unpickle(src, { globals: GLOBALS, refuse: refuseGlobal, persistentLoad: (pid) => storageFromPid(pid, true, seen) });
   const keys = header('storage keys');
-  if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string')) throw new PickleError(`the storage key list is ${describe(keys)}, not a list of strings`);
+  if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string'))
+    throw new PickleError(`the storage key list is ${describe(keys)}, not a list of strings`);
   const located = new Map<string, { offset: number; length: number }>();
   let pos = src.pos;
   for (const key of keys as string[]) {
@@ -238,7 +301,8 @@ export function readTorchLegacy(fd: number, size: number): TorchObject {
     const n = Number(readAt(fd, pos, 8, `the element count of storage "${key}"`).readBigInt64LE(0));
     if (n !== s.numel) throw new PickleError(`storage "${key}" has ${n} elements in the data but ${s.numel} in the pickle`);
     const length = n * DTYPE_BYTES[s.dtype];
-    if (pos + 8 + length > size) throw new PickleError(`the file is truncated: storage "${key}" (${length} bytes at ${pos + 8}) reaches past its end (${size} bytes)`);
+    if (pos + 8 + length > size)
+      throw new PickleError(`the file is truncated: storage "${key}" (${length} bytes at ${pos + 8}) reaches past its end (${size} bytes)`);
     located.set(key, { offset: pos + 8, length });
     pos += 8 + length;
   }
@@ -280,7 +344,10 @@ export function stateDictTensors(file: string, obj: TorchObject): Map<string, Te
   };
   walk(sd, '', 0);
   if (out.size === 0) {
-    const keys = [...sd.keys()].slice(0, 8).map((k) => JSON.stringify(typeof k === 'bigint' ? String(k) : k)).join(', ');
+    const keys = [...sd.keys()]
+      .slice(0, 8)
+      .map((k) => JSON.stringify(typeof k === 'bigint' ? String(k) : k))
+      .join(', ');
     throw new PickleError(`no tensors found (top-level keys: ${keys || 'none'})`);
   }
   return out;

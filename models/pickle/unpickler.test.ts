@@ -19,8 +19,10 @@ const asSet = (args: readonly unknown[]) => new Set((args[0] as unknown[]) ?? []
 /** Protocols 0-2 spell bytes and sets as calls; this test's allow-list implements them. */
 const GLOBALS = new Map<string, AllowedGlobal>([
   ['_codecs.encode', { call: ([s]) => Uint8Array.from(s as string, (c) => c.charCodeAt(0)) }],
-  ['__builtin__.set', { call: asSet }], ['__builtin__.frozenset', { call: asSet }],
-  ['builtins.set', { call: asSet }], ['builtins.frozenset', { call: asSet }],
+  ['__builtin__.set', { call: asSet }],
+  ['__builtin__.frozenset', { call: asSet }],
+  ['builtins.set', { call: asSet }],
+  ['builtins.frozenset', { call: asSet }],
 ]);
 const load = (hex: string, globals = GLOBALS) => unpickle(new BufferSource(Buffer.from(hex, 'hex')), { globals });
 
@@ -36,7 +38,11 @@ describe('unpickle', () => {
 
   it('refuses a global that is not listed, naming it, and reports truncation', () => {
     let err: unknown;
-    try { load(DUMPS[2], new Map()); } catch (e) { err = e; }
+    try {
+      load(DUMPS[2], new Map());
+    } catch (e) {
+      err = e;
+    }
     expect(err).toBeInstanceOf(PickleError);
     expect((err as PickleError).refusedGlobal).toBe('_codecs.encode');
     expect(() => load(DUMPS[4].slice(0, 40))).toThrow(/ends early/);

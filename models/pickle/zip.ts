@@ -25,7 +25,11 @@ export interface ZipEntry {
   headerOffset: number;
 }
 
-const EOCD = 0x06054b50, ZIP64_LOCATOR = 0x07064b50, ZIP64_EOCD = 0x06064b50, CENTRAL = 0x02014b50, LOCAL = 0x04034b50;
+const EOCD = 0x06054b50,
+  ZIP64_LOCATOR = 0x07064b50,
+  ZIP64_EOCD = 0x06064b50,
+  CENTRAL = 0x02014b50,
+  LOCAL = 0x04034b50;
 const MAX_ENTRIES = 1_000_000;
 const TRUNCATED = 'the zip archive is truncated or damaged';
 
@@ -54,10 +58,15 @@ export function readZipEntries(fd: number, fileSize: number): ZipEntry[] {
   const tail = readAt(fd, fileSize - tailLen, tailLen, 'the archive tail');
   let eocd = -1;
   for (let i = tailLen - 22; i >= 0; i--) {
-    if (tail.readUInt32LE(i) === EOCD && i + 22 + tail.readUInt16LE(i + 20) <= tailLen) { eocd = i; break; }
+    if (tail.readUInt32LE(i) === EOCD && i + 22 + tail.readUInt16LE(i + 20) <= tailLen) {
+      eocd = i;
+      break;
+    }
   }
   if (eocd < 0) {
-    throw new ZipError(`${TRUNCATED}: its end-of-central-directory record is missing (a complete torch.save file ends with one; was the download or copy cut short?)`);
+    throw new ZipError(
+      `${TRUNCATED}: its end-of-central-directory record is missing (a complete torch.save file ends with one; was the download or copy cut short?)`,
+    );
   }
   const eocdPos = fileSize - tailLen + eocd;
   let count = tail.readUInt16LE(eocd + 10);
@@ -74,13 +83,16 @@ export function readZipEntries(fd: number, fileSize: number): ZipEntry[] {
     cdOffset = u64(z, 48, 'central directory offset');
   }
   if (count > MAX_ENTRIES) throw new ZipError(`the zip archive claims ${count} records, more than a tensor file has`);
-  if (cdOffset + cdSize > eocdPos) throw new ZipError(`${TRUNCATED}: its central directory (bytes ${cdOffset}..${cdOffset + cdSize}) reaches past the end record at ${eocdPos}`);
+  if (cdOffset + cdSize > eocdPos)
+    throw new ZipError(`${TRUNCATED}: its central directory (bytes ${cdOffset}..${cdOffset + cdSize}) reaches past the end record at ${eocdPos}`);
   const cd = readAt(fd, cdOffset, cdSize, 'the central directory');
   const entries: ZipEntry[] = [];
   let p = 0;
   for (let i = 0; i < count; i++) {
     if (p + 46 > cd.length || cd.readUInt32LE(p) !== CENTRAL) throw new ZipError(`${TRUNCATED}: central directory entry ${i} is malformed`);
-    const nameLen = cd.readUInt16LE(p + 28), extraLen = cd.readUInt16LE(p + 30), commentLen = cd.readUInt16LE(p + 32);
+    const nameLen = cd.readUInt16LE(p + 28),
+      extraLen = cd.readUInt16LE(p + 30),
+      commentLen = cd.readUInt16LE(p + 32);
     if (p + 46 + nameLen + extraLen + commentLen > cd.length) throw new ZipError(`${TRUNCATED}: central directory entry ${i} overruns the directory`);
     const e: ZipEntry = {
       name: cd.toString('utf8', p + 46, p + 46 + nameLen),
@@ -92,10 +104,16 @@ export function readZipEntries(fd: number, fileSize: number): ZipEntry[] {
     };
     // Zip64 extended information (header id 1): the 64-bit values of the fields set to 0xFFFFFFFF, in this order.
     for (let x = p + 46 + nameLen, end = x + extraLen; x + 4 <= end;) {
-      const id = cd.readUInt16LE(x), len = cd.readUInt16LE(x + 2);
+      const id = cd.readUInt16LE(x),
+        len = cd.readUInt16LE(x + 2);
       if (id === 1) {
         let f = x + 4;
-        const next = (what: string) => { if (f + 8 > x + 4 + len) throw new ZipError(`${TRUNCATED}: short zip64 field in "${e.name}"`); const v = u64(cd, f, what); f += 8; return v; };
+        const next = (what: string) => {
+          if (f + 8 > x + 4 + len) throw new ZipError(`${TRUNCATED}: short zip64 field in "${e.name}"`);
+          const v = u64(cd, f, what);
+          f += 8;
+          return v;
+        };
         if (e.size === 0xffffffff) e.size = next('size');
         if (e.compressedSize === 0xffffffff) e.compressedSize = next('compressed size');
         if (e.headerOffset === 0xffffffff) e.headerOffset = next('header offset');

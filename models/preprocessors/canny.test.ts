@@ -11,10 +11,17 @@ import type { Pixels } from './resize.js';
  * edge / non-edge label equals OpenCV's): 100%, with and without the 5x5 Gaussian blur (both
  * pipelines are integer and follow OpenCV's arithmetic, blur included).
  */
-interface RefCase extends Required<CannyOptions> { edges: string; edgeCount: number }
+interface RefCase extends Required<CannyOptions> {
+  edges: string;
+  edgeCount: number;
+}
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ref = JSON.parse(fs.readFileSync(path.join(here, 'fixtures', 'canny-reference.json'), 'utf8')) as {
-  reference: string; width: number; height: number; rgb: string; cases: RefCase[];
+  reference: string;
+  width: number;
+  height: number;
+  rgb: string;
+  cases: RefCase[];
 };
 const img: Pixels = { width: ref.width, height: ref.height, channels: 3, data: new Uint8Array(Buffer.from(ref.rgb, 'base64')) };
 
@@ -49,7 +56,13 @@ describe('canny thresholds and sizes', () => {
   const base = ref.cases[0];
   it('higher thresholds never add edges', () => {
     const n = (o: CannyOptions) => canny(img, o).data.reduce((s, v) => s + (v ? 1 : 0), 0);
-    const counts = [[20, 60], [50, 150], [100, 200], [300, 600], [2000, 4000]].map(([low, high]) => n({ low, high }));
+    const counts = [
+      [20, 60],
+      [50, 150],
+      [100, 200],
+      [300, 600],
+      [2000, 4000],
+    ].map(([low, high]) => n({ low, high }));
     for (let i = 1; i < counts.length; i++) expect(counts[i]).toBeLessThanOrEqual(counts[i - 1]);
     expect(counts[0]).toBeGreaterThan(counts[3]);
     expect(counts[4]).toBe(0);
@@ -68,7 +81,13 @@ describe('canny thresholds and sizes', () => {
     for (let y = 0; y < 7; y++) expect(e[y * 9 + 4] || e[y * 9 + 5]).toBe(255);
   });
   it('odd and tiny sizes, RGBA input', () => {
-    for (const [w, h] of [[1, 1], [1, 5], [5, 1], [3, 2], [13, 7]]) {
+    for (const [w, h] of [
+      [1, 1],
+      [1, 5],
+      [5, 1],
+      [3, 2],
+      [13, 7],
+    ]) {
       const data = new Uint8Array(w * h * 4).map((_, i) => (i * 37) & 255);
       const e = canny({ width: w, height: h, channels: 4, data });
       expect(e.width).toBe(w);

@@ -81,9 +81,14 @@ export function canny(img: Pixels, opts: CannyOptions = {}): Pixels {
       for (let x = 0; x < W; x++) {
         const xm = x > 0 ? x - 1 : 0;
         const xp = x < W - 1 ? x + 1 : W - 1;
-        const a = p[ym * W + xm]!, b = p[ym * W + x]!, c = p[ym * W + xp]!;
-        const d = p[y * W + xm]!, e = p[y * W + xp]!;
-        const f = p[yp * W + xm]!, g = p[yp * W + x]!, h = p[yp * W + xp]!;
+        const a = p[ym * W + xm]!,
+          b = p[ym * W + x]!,
+          c = p[ym * W + xp]!;
+        const d = p[y * W + xm]!,
+          e = p[y * W + xp]!;
+        const f = p[yp * W + xm]!,
+          g = p[yp * W + x]!,
+          h = p[yp * W + xp]!;
         const gx = c + 2 * e + h - a - 2 * d - f;
         const gy = f + 2 * g + h - a - 2 * b - c;
         const m = l2 ? gx * gx + gy * gy : Math.abs(gx) + Math.abs(gy);
@@ -116,7 +121,7 @@ export function canny(img: Pixels, opts: CannyOptions = {}): Pixels {
       } else if (ay > tg22x + ax * 65536) {
         keep = m > mag[mi - M]! && m >= mag[mi + M]!; // ~vertical: above / below
       } else {
-        const s = (xs < 0) !== (ys < 0) ? -1 : 1; // diagonal: (x-s, y-1) and (x+s, y+1)
+        const s = xs < 0 !== ys < 0 ? -1 : 1; // diagonal: (x-s, y-1) and (x+s, y+1)
         keep = m > mag[mi - M - s]! && m > mag[mi + M + s]!;
       }
       if (!keep) continue;

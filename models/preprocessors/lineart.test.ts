@@ -53,7 +53,9 @@ describe('scribble', () => {
   });
   it('thickness dilates by a disc and stays inside odd-sized images', () => {
     const out = scribble(drawing(), { thickness: 2 });
-    const row = Array.from(out.data.subarray(6 * 21, 7 * 21)).map((v) => (v ? 1 : 0)).join('');
+    const row = Array.from(out.data.subarray(6 * 21, 7 * 21))
+      .map((v) => (v ? 1 : 0))
+      .join('');
     expect(row).toBe('000000001111100000000');
     expect(() => scribble(drawing(), { thickness: 1.5 })).toThrow(/thickness/);
   });

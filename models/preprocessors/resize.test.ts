@@ -11,7 +11,9 @@ import { type Pixels, controlTensor, resample, resizeTo, toGray, toRGB } from '.
  */
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ref = JSON.parse(fs.readFileSync(path.join(here, 'fixtures', 'resize-reference.json'), 'utf8')) as {
-  width: number; height: number; rgb: string;
+  width: number;
+  height: number;
+  rgb: string;
   cases: { filter: 'lanczos' | 'bilinear'; width: number; height: number; box: [number, number, number, number] | null; rgb: string }[];
 };
 const src: Pixels = { width: ref.width, height: ref.height, channels: 3, data: new Uint8Array(Buffer.from(ref.rgb, 'base64')) };
@@ -22,7 +24,8 @@ describe('resample vs Pillow', () => {
       const got = resample(src, c.width, c.height, c.filter, c.box ?? undefined).data;
       const want = Buffer.from(c.rgb, 'base64');
       expect(got.length).toBe(want.length);
-      let maxDiff = 0, same = 0;
+      let maxDiff = 0,
+        same = 0;
       for (let i = 0; i < got.length; i++) {
         const d = Math.abs(got[i] - want[i]);
         maxDiff = Math.max(maxDiff, d);
@@ -41,7 +44,12 @@ describe('resizeTo modes', () => {
   });
   it('stretch, crop and pad all give the target size; a constant image stays constant', () => {
     for (const mode of ['stretch', 'crop', 'pad'] as const) {
-      for (const [w, h] of [[64, 48], [31, 57], [8, 8], [1, 1]]) {
+      for (const [w, h] of [
+        [64, 48],
+        [31, 57],
+        [8, 8],
+        [1, 1],
+      ]) {
         const out = resizeTo(solid(33, 21, 77), w, h, { mode, padValue: 77 });
         expect([out.width, out.height, out.channels]).toEqual([w, h, 3]);
         expect(out.data.every((v) => v === 77)).toBe(true);
@@ -57,7 +65,8 @@ describe('resizeTo modes', () => {
     expect(px(0, 10)).toBe(200); // full width kept
   });
   it('crop keeps the centre: a left/right split image keeps its split in the middle', () => {
-    const w = 60, h = 20;
+    const w = 60,
+      h = 20;
     const data = new Uint8Array(w * h);
     for (let y = 0; y < h; y++) for (let x = w / 2; x < w; x++) data[y * w + x] = 255;
     const out = resizeTo({ width: w, height: h, channels: 1, data }, 16, 16, { mode: 'crop', filter: 'nearest' });

@@ -162,8 +162,13 @@ const clamp8 = (v: number) => (v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v));
  * Two passes (horizontal then vertical), each in Pillow's Q22 integer arithmetic and rounded
  * to uint8, so results equal Pillow's Image.resize(size, filter, box) byte for byte.
  */
-export function resample(img: Pixels, w: number, h: number, filter: ResampleFilter = 'lanczos',
-  box: [number, number, number, number] = [0, 0, img.width, img.height]): Pixels {
+export function resample(
+  img: Pixels,
+  w: number,
+  h: number,
+  filter: ResampleFilter = 'lanczos',
+  box: [number, number, number, number] = [0, 0, img.width, img.height],
+): Pixels {
   checkPixels(img);
   if (!Number.isInteger(w) || !Number.isInteger(h) || w < 1 || h < 1) throw new Error(`resize: target size must be positive integers, got ${w}x${h}`);
   const { width: W, height: H, channels: C, data } = img;

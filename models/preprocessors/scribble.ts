@@ -47,7 +47,8 @@ function dilate(src: Uint8Array, W: number, H: number, r: number): Uint8Array {
     for (let x = 0; x < W; x++) {
       if (!src[y * W + x]) continue;
       for (const [dx, dy] of offs) {
-        const xx = x + dx, yy = y + dy;
+        const xx = x + dx,
+          yy = y + dy;
         if (xx >= 0 && xx < W && yy >= 0 && yy < H) out[yy * W + xx] = 255;
       }
     }

@@ -111,6 +111,12 @@ export async function denoise(x: Float32Array, o: DenoiseOptions): Promise<Float
  * after step i, outside the mask the latents are the init latents noised (with the draw that
  * started the loop) to the level after that step (models/inpaint.ts).
  */
-export function maskBlend(method: SamplingMethod, init: Float32Array, noise: Float32Array, mask: Float32Array, dims: readonly number[]): (x: Float32Array, i: number) => void {
+export function maskBlend(
+  method: SamplingMethod,
+  init: Float32Array,
+  noise: Float32Array,
+  mask: Float32Array,
+  dims: readonly number[],
+): (x: Float32Array, i: number) => void {
   return (x, i) => blendByMask(x, method.noisedAfterStep(init, noise, i), mask, dims);
 }

@@ -44,7 +44,10 @@ export function kMethod(o: KMethodOptions): KMethod {
       const D: Denoiser = async (xj, j) => {
         const s = sigmas[j]!;
         const c = fr(Math.sqrt(fr(fr(s * s) + 1)));
-        const eps = await model(xj.map((v) => v / c), timesteps[j]!);
+        const eps = await model(
+          xj.map((v) => v / c),
+          timesteps[j]!,
+        );
         return xj.map((v, k) => fr(v - fr(s * eps[k]!)));
       };
       return run.step(i, x, D);

@@ -40,7 +40,10 @@ function levels(sigmas: Float32Array, logSigmas: Float32Array): NoiseLevels {
   const T = sigmas.length;
   const last = T - 1;
   return {
-    sigmas, logSigmas, sigmaMin: sigmas[0]!, sigmaMax: sigmas[last]!,
+    sigmas,
+    logSigmas,
+    sigmaMin: sigmas[0]!,
+    sigmaMax: sigmas[last]!,
     sigma(t) {
       const c = Math.min(Math.max(t, 0), last);
       const lo = Math.floor(c);
@@ -54,7 +57,10 @@ function levels(sigmas: Float32Array, logSigmas: Float32Array): NoiseLevels {
       let bestD = Infinity;
       for (let i = 0; i < T; i++) {
         const d = Math.abs(l - logSigmas[i]!);
-        if (d < bestD) { bestD = d; best = i; } // first minimum, as torch's argmin
+        if (d < bestD) {
+          bestD = d;
+          best = i;
+        } // first minimum, as torch's argmin
       }
       return best;
     },
@@ -100,7 +106,7 @@ export function comfyNoiseLevels(c: BetaConfig): NoiseLevels {
     if (c.beta_schedule === 'scaled_linear') betas[i] = lin(Math.sqrt(c.beta_start), Math.sqrt(c.beta_end), i) ** 2;
     else if (c.beta_schedule === 'linear') betas[i] = lin(c.beta_start, c.beta_end, i);
     else {
-      const abar = (t: number) => Math.cos(((t + 0.008) / 1.008) * Math.PI / 2) ** 2;
+      const abar = (t: number) => Math.cos((((t + 0.008) / 1.008) * Math.PI) / 2) ** 2;
       betas[i] = Math.min(1 - abar((i + 1) / T) / abar(i / T), 0.999);
     }
   }
@@ -119,5 +125,8 @@ export function comfyNoiseLevels(c: BetaConfig): NoiseLevels {
 /** diffusers' table from a scheduler's float32 alphas_cumprod: ((1 - a) / a) ** 0.5 in float32, log in float32. */
 export function diffusersNoiseLevels(alphasCumprod: Float32Array): NoiseLevels {
   const sigmas = alphasCumprod.map((a) => fr(Math.sqrt(fr(fr(1 - a) / a))));
-  return levels(sigmas, sigmas.map((s) => Math.log(s)));
+  return levels(
+    sigmas,
+    sigmas.map((s) => Math.log(s)),
+  );
 }

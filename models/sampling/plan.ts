@@ -34,8 +34,14 @@ import { kMethod } from './k-method.js';
 import type { KSamplerFactory } from './k-sampler.js';
 import { comfyNoiseLevels, diffusersNoiseLevels, type NoiseLevels } from './noise-levels.js';
 import {
-  COMFY_SCHEDULERS, type ComfyScheduler, type DiffusersFamily, type DiffusersSpacing, type SigmaSchedule,
-  comfySchedule, diffusersInitNoiseScale, diffusersSchedule,
+  COMFY_SCHEDULERS,
+  type ComfyScheduler,
+  type DiffusersFamily,
+  type DiffusersSpacing,
+  type SigmaSchedule,
+  comfySchedule,
+  diffusersInitNoiseScale,
+  diffusersSchedule,
 } from './schedulers.js';
 
 export const SAMPLER_NAMES = ['euler', 'euler_ancestral', 'heun', 'lms', 'dpmpp_2m', 'ddim', 'ddpm', 'uni_pc', 'uni_pc_bh2', 'lcm'] as const;
@@ -84,17 +90,27 @@ const family = (s: SamplerName): DiffusersFamily =>
 
 function samplerFor(name: SamplerName, diffusers: boolean): KSamplerFactory {
   switch (name) {
-    case 'euler': case 'ddim': return euler; // ComfyUI's ddim is Euler (diffusers' DDIM: the VP path)
-    case 'euler_ancestral': return eulerAncestral;
-    case 'heun': return heun;
-    case 'lms': return lms;
-    case 'dpmpp_2m': return dpmpp2m;
-    case 'ddpm': return ddpm;
-    case 'lcm': return lcmSampler({ skipOnVp: diffusers });
-    case 'uni_pc': case 'uni_pc_bh2':
+    case 'euler':
+    case 'ddim':
+      return euler; // ComfyUI's ddim is Euler (diffusers' DDIM: the VP path)
+    case 'euler_ancestral':
+      return eulerAncestral;
+    case 'heun':
+      return heun;
+    case 'lms':
+      return lms;
+    case 'dpmpp_2m':
+      return dpmpp2m;
+    case 'ddpm':
+      return ddpm;
+    case 'lcm':
+      return lcmSampler({ skipOnVp: diffusers });
+    case 'uni_pc':
+    case 'uni_pc_bh2':
       if (diffusers) return uniPcSampler({ order: 2, variant: 'bh2' });
       // ComfyUI sample_unipc: order min(3, len(sigmas) - 2), final sigma 0.001.
-      return (s, ctx) => uniPcSampler({ order: Math.max(1, Math.min(3, s.sigmas.length - 2)), variant: name === 'uni_pc' ? 'bh1' : 'bh2', finalSigma: 0.001 })(s, ctx);
+      return (s, ctx) =>
+        uniPcSampler({ order: Math.max(1, Math.min(3, s.sigmas.length - 2)), variant: name === 'uni_pc' ? 'bh1' : 'bh2', finalSigma: 0.001 })(s, ctx);
   }
 }
 
@@ -123,7 +139,8 @@ function fullSteps(o: PlanOptions): number {
 /** Plans the run of one KSampler node. */
 export function planSampling(o: PlanOptions): SamplingPlan {
   if (!(SAMPLER_NAMES as readonly string[]).includes(o.sampler)) throw new Error(`unknown sampler "${o.sampler}" (known: ${SAMPLER_NAMES.join(', ')})`);
-  if (!(SCHEDULER_NAMES as readonly string[]).includes(o.scheduler)) throw new Error(`unknown scheduler "${o.scheduler}" (known: ${SCHEDULER_NAMES.join(', ')})`);
+  if (!(SCHEDULER_NAMES as readonly string[]).includes(o.scheduler))
+    throw new Error(`unknown scheduler "${o.scheduler}" (known: ${SCHEDULER_NAMES.join(', ')})`);
   if (!Number.isInteger(o.steps) || o.steps < 1) throw new Error(`steps ${o.steps} must be a whole number >= 1`);
   if (!(o.denoise > 0 && o.denoise <= 1)) throw new Error(`denoise ${o.denoise} must be in (0, 1]`);
   const diffusers = (DIFFUSERS_SCHEDULERS as readonly string[]).includes(o.scheduler);
@@ -150,7 +167,10 @@ export function planSampling(o: PlanOptions): SamplingPlan {
   if (c.empty) return { method: null, offset: c.from, total, sigmas: [], space: 'sigma', fromPureNoise: false };
   const sigmas = full.sigmas.slice(c.from, c.to + 1);
   const timesteps = full.timesteps.slice(c.from, c.to + 1);
-  if (c.zeroEnd) { sigmas[sigmas.length - 1] = 0; timesteps[timesteps.length - 1] = 0; }
+  if (c.zeroEnd) {
+    sigmas[sigmas.length - 1] = 0;
+    timesteps[timesteps.length - 1] = 0;
+  }
   const s0 = sigmas[0]!;
   const maxDenoise = Math.abs(lv.sigmaMax - s0) <= 1e-5 * Math.max(Math.abs(lv.sigmaMax), Math.abs(s0)) || s0 > lv.sigmaMax;
   let scale: number;

@@ -17,8 +17,15 @@ import { lcmBoundary } from './lcm.js';
 import { solveSmall } from './uni-pc.js';
 
 const sd15 = parseSchedulerConfig({
-  num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear',
-  clip_sample: false, set_alpha_to_one: false, steps_offset: 1, timestep_spacing: 'leading', prediction_type: 'epsilon',
+  num_train_timesteps: 1000,
+  beta_start: 0.00085,
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  clip_sample: false,
+  set_alpha_to_one: false,
+  steps_offset: 1,
+  timestep_spacing: 'leading',
+  prediction_type: 'epsilon',
 });
 const ddim = new DDIMScheduler(sd15);
 const comfy = comfyNoiseLevels(sd15);
@@ -34,7 +41,7 @@ function sigmaRef(t: number): number {
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-12);
 
 describe('noise levels', () => {
-  it('ComfyUI table: float64 formula stored as float32; diffusers\' float32 table within 1e-4 (its 1 - abar cancels at small t)', () => {
+  it("ComfyUI table: float64 formula stored as float32; diffusers' float32 table within 1e-4 (its 1 - abar cancels at small t)", () => {
     for (const t of [0, 1, 10, 500, 999]) {
       expect(rel(comfy.sigmas[t]!, sigmaRef(t))).toBeLessThan(1e-7);
       expect(rel(diff.sigmas[t]!, sigmaRef(t))).toBeLessThan(t < 20 ? 1e-4 : 1e-6);
@@ -119,7 +126,16 @@ describe('diffusers timesteps (set_timesteps of each class)', () => {
   });
 });
 
-const base = (o: Partial<PlanOptions>): PlanOptions => ({ sampler: 'euler', scheduler: 'normal', steps: 10, denoise: 1, addNoise: true, ddim, noise: () => new Float32Array(4), ...o });
+const base = (o: Partial<PlanOptions>): PlanOptions => ({
+  sampler: 'euler',
+  scheduler: 'normal',
+  steps: 10,
+  denoise: 1,
+  addNoise: true,
+  ddim,
+  noise: () => new Float32Array(4),
+  ...o,
+});
 
 describe('KSampler plan (ComfyUI KSampler.set_steps / sample)', () => {
   it('denoise d < 1: the schedule of trunc(steps / d) steps, its last steps + 1 sigmas; from sigma_0 the noise scale is sigma_0', () => {
@@ -136,7 +152,7 @@ describe('KSampler plan (ComfyUI KSampler.set_steps / sample)', () => {
     expect(part.fromPureNoise).toBe(false);
   });
 
-  it('from the model\'s sigma_max the noise is scaled by sqrt(1 + sigma^2) (max_denoise); ddim_uniform starts below it', () => {
+  it("from the model's sigma_max the noise is scaled by sqrt(1 + sigma^2) (max_denoise); ddim_uniform starts below it", () => {
     const k = planSampling(base({ scheduler: 'karras' }));
     expect(k.fromPureNoise).toBe(true);
     const s0 = k.sigmas[0]!;
@@ -205,7 +221,9 @@ describe('samplers on Gaussian data (closed-form denoiser)', () => {
       const byT = new Map<number, number>();
       const m = plan.method!;
       // The model sees the schedule's timestep; map it back to the sigma the step used.
-      plan.sigmas.forEach((sg, i) => { if (i < m.timesteps.length) byT.set(m.timesteps[i]!, sg); });
+      plan.sigmas.forEach((sg, i) => {
+        if (i < m.timesteps.length) byT.set(m.timesteps[i]!, sg);
+      });
       const sigmaOfT = (t: number) => byT.get(t) ?? comfy.sigmas[Math.round(t)]!;
       const x0 = m.startLatents(new Float32Array([1, -0.5, 0.25, 2]), new Float32Array(4));
       const out = await run(m, x0, gaussianModel(s, sigmaOfT));
@@ -233,8 +251,8 @@ describe('sampler steps, worked', () => {
     const sg = [3, 2, 1.5, 1];
     expect(lmsCoefficient(1, sg, 0, 0)).toBeCloseTo(-1, 12);
     // order 2 at i = 1 on [2, 1.5]: c0 = int (tau - 3)/(2 - 3), c1 = int (tau - 2)/(3 - 2)
-    const c0 = -((1.5 ** 2 / 2 - 3 * 1.5) - (2 ** 2 / 2 - 3 * 2));
-    const c1 = (1.5 ** 2 / 2 - 2 * 1.5) - (2 ** 2 / 2 - 2 * 2);
+    const c0 = -(1.5 ** 2 / 2 - 3 * 1.5 - (2 ** 2 / 2 - 3 * 2));
+    const c1 = 1.5 ** 2 / 2 - 2 * 1.5 - (2 ** 2 / 2 - 2 * 2);
     expect(lmsCoefficient(2, sg, 1, 0)).toBeCloseTo(c0, 12);
     expect(lmsCoefficient(2, sg, 1, 1)).toBeCloseTo(c1, 12);
     // the order-p coefficients integrate the interpolating polynomial: they sum to the step
@@ -242,7 +260,7 @@ describe('sampler steps, worked', () => {
     expect(c4.reduce((a, b) => a + b, 0)).toBeCloseTo(sg[3]! - sg[2]!, 12);
   });
 
-  it('DDPM step equals diffusers\' posterior mean written with x0 (fixed_small variance, z = 0)', async () => {
+  it("DDPM step equals diffusers' posterior mean written with x0 (fixed_small variance, z = 0)", async () => {
     const p = planSampling(base({ sampler: 'ddpm', scheduler: 'ddim_uniform', steps: 4 }));
     const m = p.method!;
     const x = new Float32Array([0.3, -1.2, 2, 0.7]);
@@ -256,7 +274,7 @@ describe('sampler steps, worked', () => {
     x.forEach((xv, k) => {
       const xvp = xv * Math.sqrt(a);
       const x0 = (xvp - Math.sqrt(1 - a) * eps[k]!) / Math.sqrt(a);
-      const mean = (Math.sqrt(ap) * beta) / (1 - a) * x0 + (Math.sqrt(1 - beta) * (1 - ap)) / (1 - a) * xvp;
+      const mean = ((Math.sqrt(ap) * beta) / (1 - a)) * x0 + ((Math.sqrt(1 - beta) * (1 - ap)) / (1 - a)) * xvp;
       expect(r.x[k]! / Math.sqrt(1 + sn * sn)).toBeCloseTo(mean, 5); // z was all zeros
     });
   });
@@ -273,9 +291,12 @@ describe('sampler steps, worked', () => {
     r.x.forEach((v, k) => expect(v).toBeCloseTo(x[k]! * (c.cOut + c.cSkip), 5));
   });
 
-  it('UniPC on data at one point (D = x*): diffusers\' order 2 lands on x*, ComfyUI\'s ends at sigma 0.001 around it', async () => {
+  it("UniPC on data at one point (D = x*): diffusers' order 2 lands on x*, ComfyUI's ends at sigma 0.001 around it", async () => {
     const star = [0.5, -0.25, 1, 2];
-    for (const [scheduler, tol] of [['diffusers_leading', 1e-5], ['karras', 0.01]] as const) {
+    for (const [scheduler, tol] of [
+      ['diffusers_leading', 1e-5],
+      ['karras', 0.01],
+    ] as const) {
       const p = planSampling(base({ sampler: 'uni_pc', scheduler, steps: 6 }));
       const m = p.method!;
       let i = 0;
@@ -287,17 +308,26 @@ describe('sampler steps, worked', () => {
       const z = new Float32Array([1, -1, 0.5, 0]);
       let x = m.startLatents(z, new Float32Array(star));
       for (let j = 0; j < m.timesteps.length; j++) x = (await m.step(j, x, eps)).x;
-      x.forEach((v, k) => expect(Math.abs(v - star[k]! - (scheduler === 'karras' ? 0.001 * z[k]! * Math.sqrt(1 + p.sigmas[0]! ** 2) / p.sigmas[0]! : 0))).toBeLessThan(tol));
+      x.forEach((v, k) =>
+        expect(Math.abs(v - star[k]! - (scheduler === 'karras' ? (0.001 * z[k]! * Math.sqrt(1 + p.sigmas[0]! ** 2)) / p.sigmas[0]! : 0))).toBeLessThan(tol),
+      );
     }
   });
 
   it('solveSmall solves a 3x3 system', () => {
-    const x = solveSmall([[2, 1, 0], [1, 3, 1], [0, 1, 4]], [3, 5, 5]);
+    const x = solveSmall(
+      [
+        [2, 1, 0],
+        [1, 3, 1],
+        [0, 1, 4],
+      ],
+      [3, 5, 5],
+    );
     [1, 1, 1].forEach((w, k) => expect(x[k]).toBeCloseTo(w, 12));
   });
 });
 
-describe('ddim with a diffusers_* scheduler is diffusers\' DDIM (the DDIM Sampler\'s method) bit for bit', () => {
+describe("ddim with a diffusers_* scheduler is diffusers' DDIM (the DDIM Sampler's method) bit for bit", () => {
   it('txt2img and img2img at denoise 0.6 (6 of 10 steps)', async () => {
     const eps: GuidedModel = async (x, t) => x.map((v, k) => Math.sin(v * 3 + t / 100 + k));
     const noise = new Float32Array([0.3, -1.1, 0.8, 2.1]);

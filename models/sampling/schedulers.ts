@@ -55,7 +55,10 @@ function normal(lv: NoiseLevels, n: number, sgm: boolean): number[] {
   if (sgm) {
     ts = torchLinspaceF32(start, end, n + 1).subarray(0, n);
   } else {
-    if (Math.abs(lv.sigma(end)) <= 1e-5) { n += 1; appendZero = false; }
+    if (Math.abs(lv.sigma(end)) <= 1e-5) {
+      n += 1;
+      appendZero = false;
+    }
     ts = torchLinspaceF32(start, end, n);
   }
   const sigs = Array.from(ts, (t) => lv.sigma(t));
@@ -97,21 +100,33 @@ function ddimUniform(lv: NoiseLevels, n: number): number[] {
   const T = lv.sigmas.length;
   let x = 1;
   let sigs: number[];
-  if (Math.abs(lv.sigmas[x]!) <= 1e-5) { n += 1; sigs = []; } else sigs = [0];
+  if (Math.abs(lv.sigmas[x]!) <= 1e-5) {
+    n += 1;
+    sigs = [];
+  } else sigs = [0];
   const ss = Math.max(Math.floor(T / n), 1);
-  while (x < T) { sigs.push(lv.sigmas[x]!); x += ss; }
+  while (x < T) {
+    sigs.push(lv.sigmas[x]!);
+    x += ss;
+  }
   return sigs.reverse();
 }
 
 /** ComfyUI's scheduler `name` for N steps (calculate_sigmas), with ComfyUI's UNet timesteps. */
 export function comfySchedule(lv: NoiseLevels, name: ComfyScheduler, n: number): SigmaSchedule {
   switch (name) {
-    case 'normal': return withTimesteps(lv, normal(lv, n, false));
-    case 'sgm_uniform': return withTimesteps(lv, normal(lv, n, true));
-    case 'karras': return withTimesteps(lv, karrasSigmas(n, lv.sigmaMin, lv.sigmaMax));
-    case 'exponential': return withTimesteps(lv, exponentialSigmas(n, lv.sigmaMin, lv.sigmaMax));
-    case 'simple': return withTimesteps(lv, simple(lv, n));
-    case 'ddim_uniform': return withTimesteps(lv, ddimUniform(lv, n));
+    case 'normal':
+      return withTimesteps(lv, normal(lv, n, false));
+    case 'sgm_uniform':
+      return withTimesteps(lv, normal(lv, n, true));
+    case 'karras':
+      return withTimesteps(lv, karrasSigmas(n, lv.sigmaMin, lv.sigmaMax));
+    case 'exponential':
+      return withTimesteps(lv, exponentialSigmas(n, lv.sigmaMin, lv.sigmaMax));
+    case 'simple':
+      return withTimesteps(lv, simple(lv, n));
+    case 'ddim_uniform':
+      return withTimesteps(lv, ddimUniform(lv, n));
   }
 }
 
@@ -154,14 +169,23 @@ export function diffusersTimesteps(family: DiffusersFamily, spacing: DiffusersSp
   if (family === 'dpm') {
     if (spacing === 'leading') {
       const ratio = Math.floor(T / (n + 1));
-      return Array.from({ length: n + 1 }, (_, i) => i * ratio).reverse().slice(0, n).map((t) => t + stepsOffset);
+      return Array.from({ length: n + 1 }, (_, i) => i * ratio)
+        .reverse()
+        .slice(0, n)
+        .map((t) => t + stepsOffset);
     }
-    if (spacing === 'linspace') return npLinspace(0, T - 1, n + 1).map(roundHalfEven).reverse().slice(0, n);
+    if (spacing === 'linspace')
+      return npLinspace(0, T - 1, n + 1)
+        .map(roundHalfEven)
+        .reverse()
+        .slice(0, n);
     return npArange(T, 0, -(T / n)).map((t) => roundHalfEven(t) - 1);
   }
   if (spacing === 'leading') {
     const ratio = Math.floor(T / n);
-    return Array.from({ length: n }, (_, i) => i * ratio).reverse().map((t) => t + stepsOffset);
+    return Array.from({ length: n }, (_, i) => i * ratio)
+      .reverse()
+      .map((t) => t + stepsOffset);
   }
   if (spacing === 'trailing') return npArange(T, 0, -(T / n)).map((t) => roundHalfEven(t) - 1);
   const ts = npLinspace(0, T - 1, n).reverse();

@@ -6,7 +6,10 @@ function exact(v: number): [bigint, number] {
   if (v === 0) return [0n, 0];
   let e = 0;
   let m = v;
-  while (!Number.isInteger(m)) { m *= 2; e--; }
+  while (!Number.isInteger(m)) {
+    m *= 2;
+    e--;
+  }
   return [BigInt(m), e];
 }
 
@@ -51,7 +54,10 @@ describe('fma32', () => {
     expect(f(down[0] * down[1] + down[2])).toBe(1 + 2 ** -22);
     const cases: [number, number, number][] = [up, down, [-up[0], up[1], -up[2]], [-down[0], down[1], -down[2]]];
     let s = 12345;
-    const rnd = () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s / 2 ** 32; };
+    const rnd = () => {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      return s / 2 ** 32;
+    };
     for (let i = 0; i < 20000; i++) {
       const a = f((rnd() - 0.5) * 4);
       const b = f((rnd() - 0.5) * 4);

@@ -46,10 +46,10 @@ export function fma32(a: number, b: number, c: number): number {
   // float32 keeps 23 of the 52 mantissa bits: s is a float32 midpoint when the other 29 are 100..0.
   if (((u32[LO] as number) & 0x1fffffff) !== 0x10000000) return r;
   const bb = s - p;
-  const err = (p - (s - bb)) + (c - bb); // TwoSum: p + c = s + err exactly
+  const err = p - (s - bb) + (c - bb); // TwoSum: p + c = s + err exactly
   if (err === 0) return r; // a true tie: fround's round-half-even is right
   const other = s + (s - r); // the float32 on the other side of s
-  return (err > 0) === (r > s) ? r : other;
+  return err > 0 === r > s ? r : other;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -61,16 +61,17 @@ const bitsBuf = new Float32Array(1);
 const bitsU32 = new Uint32Array(bitsBuf.buffer);
 
 const SQRTHF = fr(0.7071067811865476); // cephes_SQRTHF 0.707106781186547524
-const LOG_P = [7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
-  -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1].map(fr) as [number, number, number, number, number, number, number, number, number];
-const LOG_Q1 = fr(-2.12194440e-4);
+const LOG_P = [
+  7.0376836292e-2, -1.151461031e-1, 1.167699874e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1,
+].map(fr) as [number, number, number, number, number, number, number, number, number];
+const LOG_Q1 = fr(-2.1219444e-4);
 const LOG_Q2 = fr(0.693359375);
 
 /** log256_ps for one positive normal float32 (the only inputs normal_fill gives it: u1 in [2^-24, 1]). */
 export function logAvx(v: number): number {
   bitsBuf[0] = v;
   const bits = bitsU32[0] as number;
-  let e = fr(((bits >>> 23) - 127) + 1);
+  let e = fr((bits >>> 23) - 127 + 1);
   bitsU32[0] = (bits & ~0x7f800000) | 0x3f000000; // mantissa in [0.5, 1)
   const m = bitsBuf[0] as number;
   let x: number;
@@ -156,7 +157,8 @@ export function torchSeed(seed: bigint | number | string): bigint {
   let s: bigint;
   if (typeof seed === 'bigint') s = seed;
   else if (typeof seed === 'number') {
-    if (!Number.isSafeInteger(seed)) throw new Error(`a seed given as a number must be a safe integer (below 2^53; larger seeds as decimal strings), got ${seed}`);
+    if (!Number.isSafeInteger(seed))
+      throw new Error(`a seed given as a number must be a safe integer (below 2^53; larger seeds as decimal strings), got ${seed}`);
     s = BigInt(seed);
   } else {
     if (!/^-?\d+$/.test(seed.trim())) throw new Error(`a seed must be an integer, got ${JSON.stringify(seed)}`);

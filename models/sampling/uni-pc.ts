@@ -120,7 +120,15 @@ export function uniPcSampler(o: UniPcOptions): KSamplerFactory {
         const h = lambda(i + 1) - l0;
         const { rks, D1s } = diffTerms(p, h, l0, (k) => hist[hist.length - 1 - k]!, m);
         const { phi1, B, R, b } = coefficients(h, rks, p, o.variant);
-        const rhos = D1s.length === 0 ? [] : p === 2 ? [0.5] : solveSmall(R.slice(0, -1).map((r) => r.slice(0, -1)), b.slice(0, -1));
+        const rhos =
+          D1s.length === 0
+            ? []
+            : p === 2
+              ? [0.5]
+              : solveSmall(
+                  R.slice(0, -1).map((r) => r.slice(0, -1)),
+                  b.slice(0, -1),
+                );
         const ratio = std(i + 1) / std(i);
         const a = alpha(i + 1);
         const next = zipMap(xi, m, (xv, mv, k) => {

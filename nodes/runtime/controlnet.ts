@@ -42,8 +42,14 @@ function sameImage(a: ImageValue, b: ImageValue): boolean {
 }
 
 function sameControl(a: AppliedControl, b: AppliedControl): boolean {
-  return a.controlnet.path === b.controlnet.path && a.controlnet.configPath === b.controlnet.configPath
-    && a.strength === b.strength && a.start === b.start && a.end === b.end && sameImage(a.image, b.image);
+  return (
+    a.controlnet.path === b.controlnet.path &&
+    a.controlnet.configPath === b.controlnet.configPath &&
+    a.strength === b.strength &&
+    a.start === b.start &&
+    a.end === b.end &&
+    sameImage(a.image, b.image)
+  );
 }
 
 /**
@@ -52,7 +58,8 @@ function sameControl(a: AppliedControl, b: AppliedControl): boolean {
  * batch of 1 is repeated for every latent.
  */
 export function controlCondTensor(img: ImageValue, batch: number, H: number, W: number): Float32Array {
-  if (img.batch !== 1 && img.batch !== batch) throw new Error(`the control image batch has ${img.batch} images for ${batch} latents; use 1 image or one per latent`);
+  if (img.batch !== 1 && img.batch !== batch)
+    throw new Error(`the control image batch has ${img.batch} images for ${batch} latents; use 1 image or one per latent`);
   const plane = H * W;
   const out = new Float32Array(batch * 3 * plane);
   for (let b = 0; b < batch; b++) {
@@ -110,7 +117,10 @@ export async function checkControlsFit(ctx: ExecContext, branches: ConditioningV
 export class SamplerControl {
   private zeros: ControlResiduals | null = null;
 
-  private constructor(private readonly groups: ControlGroup[], private readonly o: SamplerControlOptions) {}
+  private constructor(
+    private readonly groups: ControlGroup[],
+    private readonly o: SamplerControlOptions,
+  ) {}
 
   /** Loads the ControlNets (sessions cached in the model store) and prepares the control images. */
   static async prepare(ctx: ExecContext, o: SamplerControlOptions): Promise<SamplerControl> {
@@ -128,7 +138,11 @@ export class SamplerControl {
       const loaded = await controlNetParts(ctx.models, v);
       checkControlNetFitsUNet(loaded, o.unet, o.checkpointPath);
       // Same options as the UNet (weights used in place, no prepacked copies): the bench's ControlNet figures.
-      const session = await ctx.models.session(`controlnet|${v.path}|${v.configPath}`, () => buildControlNet(loaded.config, loaded.weights).build(), UNET_SESSION_OPTIONS);
+      const session = await ctx.models.session(
+        `controlnet|${v.path}|${v.configPath}`,
+        () => buildControlNet(loaded.config, loaded.weights).build(),
+        UNET_SESSION_OPTIONS,
+      );
       const f = 2 ** (loaded.config.conditioningEmbeddingOutChannels.length - 1);
       const H = o.height * f;
       const W = o.width * f;
@@ -181,7 +195,7 @@ export class SamplerControl {
       const row = x.data.length / branches.length;
       const data = new Float32Array(row * nb);
       branches.forEach((k, j) => data.set(x.data.subarray(j * row, (j + 1) * row), k * row));
-      return { data, dims: [x.dims[0] / branches.length * nb, ...x.dims.slice(1)] };
+      return { data, dims: [(x.dims[0] / branches.length) * nb, ...x.dims.slice(1)] };
     };
     return { down: r.down.map(place), mid: place(r.mid) };
   }

@@ -21,17 +21,20 @@ export async function imageToPng(img: ImageValue, index: number): Promise<Buffer
   const px = Buffer.alloc(n);
   const off = index * n;
   for (let i = 0; i < n; i++) px[i] = Math.round(Math.min(1, Math.max(0, img.data[off + i])) * 255);
-  return sharp(px, { raw: { width: img.width, height: img.height, channels: 3 } }).png().toBuffer();
+  return sharp(px, { raw: { width: img.width, height: img.height, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 /** The next free `<base>_NNNNN_.png` in `dir`. */
 export function nextNumberedFile(dir: string, base: string): (i: number) => string {
   let max = 0;
   const re = new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}_(\\d{5,})_\\.png$`);
-  if (fs.existsSync(dir)) for (const f of fs.readdirSync(dir)) {
-    const m = re.exec(f);
-    if (m) max = Math.max(max, Number(m[1]));
-  }
+  if (fs.existsSync(dir))
+    for (const f of fs.readdirSync(dir)) {
+      const m = re.exec(f);
+      if (m) max = Math.max(max, Number(m[1]));
+    }
   return (i) => path.join(dir, `${base}_${String(max + 1 + i).padStart(5, '0')}_.png`);
 }
 

@@ -82,7 +82,9 @@ export async function loraMatch(store: ModelStore, file: string, unet: Checkpoin
   if (t) targets.push(t);
   // Matched against one part only (a network's graph), a LoRA may have nothing for it: not an error there.
   const onePart = !unet || !text;
-  return store.get(`lora-match|${file}|${unet ? ckptKey(unet) : '-'}|${text ? ckptKey(text) : '-'}`, () => matchLora(openTensorFile(file), targets, { allowEmpty: onePart }));
+  return store.get(`lora-match|${file}|${unet ? ckptKey(unet) : '-'}|${text ? ckptKey(text) : '-'}`, () =>
+    matchLora(openTensorFile(file), targets, { allowEmpty: onePart }),
+  );
 }
 
 /**
@@ -94,7 +96,8 @@ async function loraSet(store: ModelStore, loras: AppliedLora[] | undefined, unet
   const all = await Promise.all(files.map((f) => loraMatch(store, f, unet, text)));
   const used = all.map((m, i) => ({ m, i })).filter((x) => x.m.modules.length > 0);
   return {
-    matches: used.map((x) => x.m), strengths: used.map((x) => strengths[x.i]),
+    matches: used.map((x) => x.m),
+    strengths: used.map((x) => strengths[x.i]),
     key: used.length ? `|lora=${used.map((x) => files[x.i]).join(',')}` : '',
   };
 }
@@ -105,27 +108,35 @@ async function loraSet(store: ModelStore, loras: AppliedLora[] | undefined, unet
  */
 export async function unetRuntime(store: ModelStore, model: ModelValue, controlnet = false): Promise<UNetRuntime> {
   if (model.adapters.length > 1 && new Set(model.adapters.map((a) => a.adapter.path)).size > 1) {
-    throw new Error('several different IP-Adapter files on one model are not supported; use one adapter and feed several images through one IP-Adapter Projection');
+    throw new Error(
+      'several different IP-Adapter files on one model are not supported; use one adapter and feed several images through one IP-Adapter Projection',
+    );
   }
   const ck = await checkpointParts(store, model.checkpoint);
   const adapterPath = model.adapters[0]?.adapter.path ?? '';
   const lora = await loraSet(store, model.loras, model.checkpoint, null);
   const key = `unet|${ckptKey(model.checkpoint)}|ip=${adapterPath || '-'}|cn=${controlnet ? 1 : 0}${lora.key}`;
   const cross = crossAttnLayers(ck.unet.config);
-  const session = await store.session(key, () => {
-    let ipAdapter;
-    if (adapterPath) {
-      const ad = IpAdapterModel.load(adapterPath);
-      if (ad.crossAttentionDim !== ck.unet.config.crossAttentionDim) {
-        throw new Error(`the IP-Adapter ${adapterPath} makes tokens of width ${ad.crossAttentionDim}, but the checkpoint ${model.checkpoint.path} has cross-attention width ${ck.unet.config.crossAttentionDim}`);
+  const session = await store.session(
+    key,
+    () => {
+      let ipAdapter;
+      if (adapterPath) {
+        const ad = IpAdapterModel.load(adapterPath);
+        if (ad.crossAttentionDim !== ck.unet.config.crossAttentionDim) {
+          throw new Error(
+            `the IP-Adapter ${adapterPath} makes tokens of width ${ad.crossAttentionDim}, but the checkpoint ${model.checkpoint.path} has cross-attention width ${ck.unet.config.crossAttentionDim}`,
+          );
+        }
+        ipAdapter = ad; // layerWeights(processor index), as buildUNet asks
       }
-      ipAdapter = ad; // layerWeights(processor index), as buildUNet asks
-    }
-    // LoRAs: ΔW merged in the graph for the high-resolution layers, side branches elsewhere (models/lora-graph.ts).
-    const moduleHook = loraModuleHook(lora.matches, { part: 'unet', rowsFor: unetReferenceRows(ck.unet.config.blockOutChannels.length) });
-    const name = `${adapterPath ? 'unet_ip' : 'unet'}${lora.matches.length ? '_lora' : ''}`;
-    return buildUNet(ck.unet.config, ck.unet.weights, { ipAdapter, controlnet, name, moduleHook }).build();
-  }, UNET_SESSION_OPTIONS);
+      // LoRAs: ΔW merged in the graph for the high-resolution layers, side branches elsewhere (models/lora-graph.ts).
+      const moduleHook = loraModuleHook(lora.matches, { part: 'unet', rowsFor: unetReferenceRows(ck.unet.config.blockOutChannels.length) });
+      const name = `${adapterPath ? 'unet_ip' : 'unet'}${lora.matches.length ? '_lora' : ''}`;
+      return buildUNet(ck.unet.config, ck.unet.weights, { ipAdapter, controlnet, name, moduleHook }).build();
+    },
+    UNET_SESSION_OPTIONS,
+  );
   return { session, config: ck.unet.config, ipLayers: adapterPath ? cross.length : 0, ...(lora.matches.length ? { loraScale: lora.strengths } : {}) };
 }
 
@@ -140,16 +151,24 @@ export async function schedulerFor(store: ModelStore, ref: CheckpointRef): Promi
 }
 
 /** The checkpoint's text encoder and the tokenizer. */
-export async function textRuntime(store: ModelStore, clip: ClipValue, cleaning: TextCleaning = 'transformers'): Promise<{ encoder: ClipTextEncoder; tokenizer: ClipTokenizer; loraScale?: number[] }> {
+export async function textRuntime(
+  store: ModelStore,
+  clip: ClipValue,
+  cleaning: TextCleaning = 'transformers',
+): Promise<{ encoder: ClipTextEncoder; tokenizer: ClipTokenizer; loraScale?: number[] }> {
   const ck = await checkpointParts(store, clip.checkpoint);
   const te = ck.textEncoder;
   if (!te) throw new Error(`${clip.checkpoint.path} has no text encoder (no text_encoder/ folder or cond_stage_model.* weights)`);
   const lora = await loraSet(store, clip.loras, null, clip.checkpoint);
-  const encoder = await store.get(`clip-text|${ckptKey(clip.checkpoint)}${lora.key}`, () => {
-    const weights = clipTextWeights(openTensorFile(te.weightsFile)); // safetensors, or a .ckpt checkpoint's pickle
-    const cfg = te.configPath ? loadClipTextConfig(te.configPath) : { ...SD15_TEXT_CONFIG };
-    return ClipTextEncoder.load(weights, cfg, { ...store.sessionConfig(), moduleHook: loraModuleHook(lora.matches, { part: 'text_encoder' }) });
-  }, (e) => e.release());
+  const encoder = await store.get(
+    `clip-text|${ckptKey(clip.checkpoint)}${lora.key}`,
+    () => {
+      const weights = clipTextWeights(openTensorFile(te.weightsFile)); // safetensors, or a .ckpt checkpoint's pickle
+      const cfg = te.configPath ? loadClipTextConfig(te.configPath) : { ...SD15_TEXT_CONFIG };
+      return ClipTextEncoder.load(weights, cfg, { ...store.sessionConfig(), moduleHook: loraModuleHook(lora.matches, { part: 'text_encoder' }) });
+    },
+    (e) => e.release(),
+  );
   const tokenizer = await store.get(`tokenizer|${clip.tokenizerDir}|${cleaning}`, () => ClipTokenizer.fromDir(clip.tokenizerDir, { cleaning }));
   return { encoder, tokenizer, ...(lora.matches.length ? { loraScale: lora.strengths } : {}) };
 }
@@ -162,8 +181,10 @@ export function vaeFileParts(store: ModelStore, file: string, configPath = ''): 
 /** The sentence for a VAE input fed by a checkpoint that has none. */
 export function missingVaeMessage(v: VaeValue): string {
   const by = v.from ? ` (loaded by ${v.from.title} "${v.from.node}")` : '';
-  return `the checkpoint ${path.basename(v.checkpoint!.path)}${by} has no VAE (no vae/ folder or first_stage_model.* weights): ` +
-    'add a Load VAE node with a VAE from <models>/vae (e.g. vae-ft-mse-840000-ema-pruned.safetensors) and connect its VAE output here instead of the checkpoint\'s';
+  return (
+    `the checkpoint ${path.basename(v.checkpoint!.path)}${by} has no VAE (no vae/ folder or first_stage_model.* weights): ` +
+    "add a Load VAE node with a VAE from <models>/vae (e.g. vae-ft-mse-840000-ema-pruned.safetensors) and connect its VAE output here instead of the checkpoint's"
+  );
 }
 
 /** The VAE of a checkpoint, or a standalone VAE file/folder. Sessions are created on first use. */
@@ -173,25 +194,41 @@ export async function vaeRuntime(store: ModelStore, v: VaeValue): Promise<Vae> {
     const ck = await checkpointParts(store, ref);
     const loc = ck.vae;
     if (!loc) throw new Error(missingVaeMessage(v));
-    return store.get(`vae|${ckptKey(ref)}`, () => {
-      const w = vaeWeightsFromFile(loc.weightsFile);
-      const cfg = loc.configPath ? loadVaeConfig(loc.configPath) : vaeConfigFromWeights(w, {}, loc.weightsFile);
-      return Vae.load(w, cfg, { ...store.sessionConfig(), parts: [] });
-    }, (x) => x.release());
+    return store.get(
+      `vae|${ckptKey(ref)}`,
+      () => {
+        const w = vaeWeightsFromFile(loc.weightsFile);
+        const cfg = loc.configPath ? loadVaeConfig(loc.configPath) : vaeConfigFromWeights(w, {}, loc.weightsFile);
+        return Vae.load(w, cfg, { ...store.sessionConfig(), parts: [] });
+      },
+      (x) => x.release(),
+    );
   }
   if (!v.file) throw new Error('internal: a VAE value names neither a checkpoint nor a file');
   const file = v.file;
   const configPath = v.configPath ?? '';
   const parts = await vaeFileParts(store, file, configPath);
-  return store.get(`vae|file=${file}|${configPath}`, () => Vae.load(parts.weights, parts.config, { ...store.sessionConfig(), parts: [] }), (x) => x.release());
+  return store.get(
+    `vae|file=${file}|${configPath}`,
+    () => Vae.load(parts.weights, parts.config, { ...store.sessionConfig(), parts: [] }),
+    (x) => x.release(),
+  );
 }
 
 export function clipVisionRuntime(store: ModelStore, p: string): Promise<ClipVision> {
-  return store.get(`clip-vision|${p}`, () => ClipVision.load(p, store.sessionConfig()), (x) => x.release());
+  return store.get(
+    `clip-vision|${p}`,
+    () => ClipVision.load(p, store.sessionConfig()),
+    (x) => x.release(),
+  );
 }
 
 export function projectorRuntime(store: ModelStore, adapterPath: string): Promise<ImageProjector> {
-  return store.get(`image-proj|${adapterPath}`, () => ImageProjector.load(adapterPath, store.sessionConfig()), (x) => x.release());
+  return store.get(
+    `image-proj|${adapterPath}`,
+    () => ImageProjector.load(adapterPath, store.sessionConfig()),
+    (x) => x.release(),
+  );
 }
 
 /** The tokenizer folder for a checkpoint: its own tokenizer/, the config folder's, or the param. */
@@ -200,9 +237,9 @@ export async function tokenizerDirFor(store: ModelStore, ref: CheckpointRef, exp
   const ck = await checkpointParts(store, ref);
   if (ck.tokenizerDir) return ck.tokenizerDir;
   // A single-file checkpoint has no tokenizer: take the only one in <models>/tokenizers.
-  const found = fs.existsSync(tokenizersDir)
-    ? fs.readdirSync(tokenizersDir).filter((n) => fs.existsSync(path.join(tokenizersDir, n, 'vocab.json')))
-    : [];
+  const found = fs.existsSync(tokenizersDir) ? fs.readdirSync(tokenizersDir).filter((n) => fs.existsSync(path.join(tokenizersDir, n, 'vocab.json'))) : [];
   if (found.length >= 1) return path.join(tokenizersDir, found.sort()[0]);
-  throw new Error(`${path.basename(ref.path)} is a single-file checkpoint without a tokenizer: put the CLIP tokenizer (vocab.json and merges.txt of openai/clip-vit-large-patch14) in ${path.join(tokenizersDir, '<name>')}/ or choose one in the node's "tokenizer" param`);
+  throw new Error(
+    `${path.basename(ref.path)} is a single-file checkpoint without a tokenizer: put the CLIP tokenizer (vocab.json and merges.txt of openai/clip-vit-large-patch14) in ${path.join(tokenizersDir, '<name>')}/ or choose one in the node's "tokenizer" param`,
+  );
 }

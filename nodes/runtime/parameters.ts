@@ -38,10 +38,24 @@ const num = (v: unknown, d: number) => (typeof v === 'number' ? v : d);
 const SAMPLER_NODES = new Set(['ddim-sampler', 'ksampler', 'ksampler-advanced']);
 /** KSampler's sampler_name as A1111 names it (its `Sampler` field; the scheduler goes to `Schedule type`). */
 const A1111_SAMPLERS: Record<string, string> = {
-  euler: 'Euler', euler_ancestral: 'Euler a', heun: 'Heun', lms: 'LMS', dpmpp_2m: 'DPM++ 2M', ddim: 'DDIM', ddpm: 'DDPM',
-  uni_pc: 'UniPC', uni_pc_bh2: 'UniPC', lcm: 'LCM',
+  euler: 'Euler',
+  euler_ancestral: 'Euler a',
+  heun: 'Heun',
+  lms: 'LMS',
+  dpmpp_2m: 'DPM++ 2M',
+  ddim: 'DDIM',
+  ddpm: 'DDPM',
+  uni_pc: 'UniPC',
+  uni_pc_bh2: 'UniPC',
+  lcm: 'LCM',
 };
-const A1111_SCHEDULES: Record<string, string> = { karras: 'Karras', exponential: 'Exponential', sgm_uniform: 'SGM Uniform', simple: 'Simple', ddim_uniform: 'DDIM' };
+const A1111_SCHEDULES: Record<string, string> = {
+  karras: 'Karras',
+  exponential: 'Exponential',
+  sgm_uniform: 'SGM Uniform',
+  simple: 'Simple',
+  ddim_uniform: 'DDIM',
+};
 
 /** The parameters text for images written by output node `nodeId`, or null without a sampler upstream. */
 export function a1111Parameters(wf: Workflow, nodeId: string, width: number, height: number): string | null {
@@ -59,7 +73,7 @@ export function a1111Parameters(wf: Workflow, nodeId: string, width: number, hei
   const seed = k && sampler.type === 'ksampler-advanced' ? p.noise_seed : p.seed;
   const fields: [string, string | number][] = [
     ['Steps', num(p.steps, k ? 20 : 30)],
-    ['Sampler', k ? A1111_SAMPLERS[String(p.sampler_name ?? 'euler')] ?? String(p.sampler_name) : 'DDIM'],
+    ['Sampler', k ? (A1111_SAMPLERS[String(p.sampler_name ?? 'euler')] ?? String(p.sampler_name)) : 'DDIM'],
     ...(k && A1111_SCHEDULES[String(p.scheduler)] ? [['Schedule type', A1111_SCHEDULES[String(p.scheduler)]!] as [string, string]] : []),
     ['CFG scale', num(p.cfg, k ? 8 : 7.5)],
     ['Seed', typeof seed === 'string' ? seed : num(seed, 0)],

@@ -32,7 +32,10 @@ function repeat(row: Float32Array, times: number): Float32Array {
 function concat(parts: Float32Array[]): Float32Array {
   const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
   let o = 0;
-  for (const p of parts) { out.set(p, o); o += p.length; }
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
   return out;
 }
 
@@ -51,8 +54,16 @@ export function imageTokens(adapters: AppliedAdapter[]): { cond: Float32Array; u
   if (!adapters.length) return null;
   const w0 = adapters[0];
   for (const a of adapters) {
-    if (a.scale !== w0.scale || a.start !== w0.start || a.end !== w0.end || (a.blocks ?? 'all') !== (w0.blocks ?? 'all') || (a.layerWeights ?? '') !== (w0.layerWeights ?? '')) {
-      throw new Error('several Apply IP-Adapter nodes on one model must share weight, start_at, end_at and blocks (the UNet takes one λ per layer); feed the images through one IP-Adapter Projection instead');
+    if (
+      a.scale !== w0.scale ||
+      a.start !== w0.start ||
+      a.end !== w0.end ||
+      (a.blocks ?? 'all') !== (w0.blocks ?? 'all') ||
+      (a.layerWeights ?? '') !== (w0.layerWeights ?? '')
+    ) {
+      throw new Error(
+        'several Apply IP-Adapter nodes on one model must share weight, start_at, end_at and blocks (the UNet takes one λ per layer); feed the images through one IP-Adapter Projection instead',
+      );
     }
   }
   return {
@@ -89,7 +100,14 @@ export async function samplerUNet(ctx: ExecContext, o: SamplerUNetOptions): Prom
   const text = doCfg ? concat([repeat(neg.embeds, B), repeat(pos.embeds, B)]) : repeat(pos.embeds, B);
   const textDims = [M, pos.tokens, pos.dim];
   const control = o.controlled
-    ? await SamplerControl.prepare(ctx, { unet: unet.config, checkpointPath: model.checkpoint.path, branches: doCfg ? [neg, pos] : [pos], batch: B, height: h, width: w })
+    ? await SamplerControl.prepare(ctx, {
+        unet: unet.config,
+        checkpointPath: model.checkpoint.path,
+        branches: doCfg ? [neg, pos] : [pos],
+        batch: B,
+        height: h,
+        width: w,
+      })
     : null;
   const ip = imageTokens(model.adapters);
   const a0 = model.adapters[0];
@@ -107,7 +125,10 @@ export async function samplerUNet(ctx: ExecContext, o: SamplerUNetOptions): Prom
   const unetIn = o.inpaintUNet ? new Float32Array(M * inC * h * w) : xs;
   const mask = latent.noiseMask?.data;
   return async (x, t, i) => {
-    if (xs) { xs.set(x, 0); xs.set(x, n); }
+    if (xs) {
+      xs.set(x, 0);
+      xs.set(x, n);
+    }
     const latents = xs ?? x; // (branches*B, C, h, w)
     if (o.inpaintUNet) {
       const one = inpaintUNetInput(x, mask!, latent.maskedImage ?? latent.samples, [B, C, h, w]);

@@ -14,7 +14,13 @@ import type { ParamSpec, ParamValue } from '../types.js';
 
 export const SEED_PARAM: ParamSpec = { name: 'seed', kind: 'number', default: 0, min: 0, step: 1, integer: true, widget: 'seed' };
 /** ComfyUI's widget; the editor applies it after queueing a run (renderer/actions.ts). The engine never reads it. */
-export const CONTROL_AFTER_GENERATE_PARAM: ParamSpec = { name: 'control_after_generate', label: 'control after generate', kind: 'enum', options: [...SEED_CONTROLS], default: 'fixed' };
+export const CONTROL_AFTER_GENERATE_PARAM: ParamSpec = {
+  name: 'control_after_generate',
+  label: 'control after generate',
+  kind: 'enum',
+  options: [...SEED_CONTROLS],
+  default: 'fixed',
+};
 /** Which generator turns the seed into noise: torch (ComfyUI / diffusers on the CPU) for new nodes; workflows saved before version 2 migrate to philox. */
 export const NOISE_PARAM: ParamSpec = { name: 'noise', kind: 'enum', options: [...NOISE_GENERATORS], default: 'torch' };
 
@@ -44,7 +50,8 @@ export function seededDraws(ctx: ExecContext, params: Record<string, ParamValue>
   };
   let samplerDraws = 0;
   return {
-    seed, generator,
+    seed,
+    generator,
     initial: (purpose, shape) => draw(purpose, shape),
     sampler: (shape) => draw('sampler', shape, samplerDraws++),
     eta: (shape, step) => draw('eta', shape, step),

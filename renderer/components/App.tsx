@@ -24,7 +24,11 @@ let restackPending = false;
 async function boot(): Promise<void> {
   const h = host();
   const [info, specs, models, settings, examples] = await Promise.all([
-    h.call('hostInfo', {}), h.call('nodeSpecs', {}), h.call('listModels', {}), h.call('getSettings', {}), h.call('listExamples', {}),
+    h.call('hostInfo', {}),
+    h.call('nodeSpecs', {}),
+    h.call('listModels', {}),
+    h.call('getSettings', {}),
+    h.call('listExamples', {}),
   ]);
   const s = editor.getState();
   s.setSpecs(specs);
@@ -57,45 +61,48 @@ function Workspace() {
     setPalette({ at, flow: flow.screenToFlowPosition({ x: at.x + 150, y: at.y + 60 }) });
   }, [flow]);
 
-  const ctx: ActionContext & { openExample(name: string): void } = useMemo(() => ({
-    store: editor,
-    host: host(),
-    ui: {
-      fitView: () => void flow.fitView({ ...FIT_VIEW, duration: 200 }),
-      openPalette: openPaletteCentre,
-      openFilePicker: async () => {
-        const h = host();
-        if (h.openFile) {
-          const f = await h.openFile('workflow');
-          const images = f?.images?.map((i) => ({ path: i.ref, bytes: i.bytes }));
-          if (f && (await openWorkflowBytes(editor, f.name, f.bytes, { host: h, images }))) setTimeout(() => void flow.fitView(FIT_VIEW), 50);
-        } else fileInput.current?.click();
+  const ctx: ActionContext & { openExample(name: string): void } = useMemo(
+    () => ({
+      store: editor,
+      host: host(),
+      ui: {
+        fitView: () => void flow.fitView({ ...FIT_VIEW, duration: 200 }),
+        openPalette: openPaletteCentre,
+        openFilePicker: async () => {
+          const h = host();
+          if (h.openFile) {
+            const f = await h.openFile('workflow');
+            const images = f?.images?.map((i) => ({ path: i.ref, bytes: i.bytes }));
+            if (f && (await openWorkflowBytes(editor, f.name, f.bytes, { host: h, images }))) setTimeout(() => void flow.fitView(FIT_VIEW), 50);
+          } else fileInput.current?.click();
+        },
+        openSettings: () => setSettingsOpen(true),
+        askName: (suggested) => new Promise((resolve) => setNameAsk({ suggested, resolve })),
+        newWorkflow: () => {
+          editor.getState().commit();
+          editor.getState().loadDoc({ nodes: [], edges: [] }, null, { keepHistory: true });
+          // Nodes added next appear at full size, whatever zoom the previous workflow was fitted at.
+          void flow.setViewport({ x: 40, y: 40, zoom: 1 });
+        },
+        tidy: () => {
+          const s = editor.getState();
+          s.commit();
+          editor.setState(layout({ nodes: s.nodes, edges: s.edges }, s.specs));
+          setTimeout(() => void flow.fitView({ ...FIT_VIEW, duration: 200 }), 50);
+        },
       },
-      openSettings: () => setSettingsOpen(true),
-      askName: (suggested) => new Promise((resolve) => setNameAsk({ suggested, resolve })),
-      newWorkflow: () => {
-        editor.getState().commit();
-        editor.getState().loadDoc({ nodes: [], edges: [] }, null, { keepHistory: true });
-        // Nodes added next appear at full size, whatever zoom the previous workflow was fitted at.
-        void flow.setViewport({ x: 40, y: 40, zoom: 1 });
+      openExample: async (name: string) => {
+        try {
+          const wf = await host().call('readExample', { name });
+          await openWorkflowBytes(editor, name, new TextEncoder().encode(JSON.stringify(wf)), { host: host() });
+          setTimeout(() => void flow.fitView(FIT_VIEW), 50);
+        } catch (e) {
+          editor.getState().notify('error', (e as Error).message);
+        }
       },
-      tidy: () => {
-        const s = editor.getState();
-        s.commit();
-        editor.setState(layout({ nodes: s.nodes, edges: s.edges }, s.specs));
-        setTimeout(() => void flow.fitView({ ...FIT_VIEW, duration: 200 }), 50);
-      },
-    },
-    openExample: async (name: string) => {
-      try {
-        const wf = await host().call('readExample', { name });
-        await openWorkflowBytes(editor, name, new TextEncoder().encode(JSON.stringify(wf)), { host: host() });
-        setTimeout(() => void flow.fitView(FIT_VIEW), 50);
-      } catch (e) {
-        editor.getState().notify('error', (e as Error).message);
-      }
-    },
-  }), [flow, openPaletteCentre]);
+    }),
+    [flow, openPaletteCentre],
+  );
 
   // Boot, events, connection state.
   useEffect(() => {
@@ -103,7 +110,10 @@ function Workspace() {
     const offEvent = h.onEvent((e) => editor.getState().handleEvent(e));
     const offConn = h.onConnection((up) => {
       editor.setState({ connected: up });
-      if (up) boot().then(() => setTimeout(() => void flow.fitView(FIT_VIEW), 50)).catch((e) => editor.getState().notify('error', `Could not start: ${e.message}`));
+      if (up)
+        boot()
+          .then(() => setTimeout(() => void flow.fitView(FIT_VIEW), 50))
+          .catch((e) => editor.getState().notify('error', `Could not start: ${e.message}`));
     });
     return () => {
       offEvent();
@@ -147,10 +157,14 @@ function Workspace() {
   }, [ctx, palette, settingsOpen, nameAsk]);
 
   // Electron: the application menu performs the same registered actions (by name).
-  useEffect(() => host().onMenuAction?.((name) => {
-    const a = ACTIONS.find((x) => x.name === name);
-    if (a && (!a.enabled || a.enabled(editor.getState()))) void a.perform(ctx);
-  }), [ctx]);
+  useEffect(
+    () =>
+      host().onMenuAction?.((name) => {
+        const a = ACTIONS.find((x) => x.name === name);
+        if (a && (!a.enabled || a.enabled(editor.getState()))) void a.perform(ctx);
+      }),
+    [ctx],
+  );
 
   // Dropping a workflow JSON / exported PNG opens it; another image becomes a Load Image node.
   useEffect(() => {
@@ -198,7 +212,12 @@ function Workspace() {
       <Notices />
       {/* Several files may be chosen at once: a workflow and the images it names (matched by path). */}
       <input
-        ref={fileInput} type="file" hidden multiple accept=".json,application/json,image/png,image/jpeg,image/webp" aria-label="Open workflow file"
+        ref={fileInput}
+        type="file"
+        hidden
+        multiple
+        accept=".json,application/json,image/png,image/jpeg,image/webp"
+        aria-label="Open workflow file"
         onChange={async (e) => {
           const list = e.target.files;
           const files = list && list.length ? await pickedFiles(list) : [];
@@ -208,7 +227,8 @@ function Workspace() {
       />
       {palette && (
         <Palette
-          at={palette.at} onClose={() => setPalette(null)}
+          at={palette.at}
+          onClose={() => setPalette(null)}
           onPick={(type) => {
             editor.getState().addNode(type, palette.flow.x, palette.flow.y);
             setPalette(null);
@@ -217,10 +237,15 @@ function Workspace() {
       )}
       {settingsOpen && <SettingsDialog onClose={() => setSettingsOpen(false)} />}
       <MissingImagesDialog />
-      {nameAsk && <NameDialog suggested={nameAsk.suggested} onDone={(v) => {
-        nameAsk.resolve(v);
-        setNameAsk(null);
-      }} />}
+      {nameAsk && (
+        <NameDialog
+          suggested={nameAsk.suggested}
+          onDone={(v) => {
+            nameAsk.resolve(v);
+            setNameAsk(null);
+          }}
+        />
+      )}
     </div>
   );
 }

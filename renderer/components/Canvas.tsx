@@ -4,8 +4,15 @@
  */
 import { useCallback, useRef, type MouseEvent } from 'react';
 import {
-  Background, Controls, MiniMap, ReactFlow, useReactFlow,
-  type Connection, type Edge, type FinalConnectionState, type IsValidConnection,
+  Background,
+  Controls,
+  MiniMap,
+  ReactFlow,
+  useReactFlow,
+  type Connection,
+  type Edge,
+  type FinalConnectionState,
+  type IsValidConnection,
 } from '@xyflow/react';
 import { editor, useEditor } from '../editor.js';
 import { checkConnection, type FlowEdge, type FlowNode } from '../graph.js';
@@ -53,21 +60,37 @@ export function Canvas({ onOpenPalette }: { onOpenPalette(at: { x: number; y: nu
   const flow = useReactFlow();
   const wrapper = useRef<HTMLDivElement>(null);
 
-  const onDoubleClick = useCallback((e: MouseEvent) => {
-    if (!(e.target as Element).classList.contains('react-flow__pane')) return;
-    onOpenPalette({ x: e.clientX, y: e.clientY }, flow.screenToFlowPosition({ x: e.clientX, y: e.clientY }));
-  }, [flow, onOpenPalette]);
+  const onDoubleClick = useCallback(
+    (e: MouseEvent) => {
+      if (!(e.target as Element).classList.contains('react-flow__pane')) return;
+      onOpenPalette({ x: e.clientX, y: e.clientY }, flow.screenToFlowPosition({ x: e.clientX, y: e.clientY }));
+    },
+    [flow, onOpenPalette],
+  );
 
   return (
     <div className="canvas" ref={wrapper} onDoubleClick={onDoubleClick}>
       <ReactFlow<FlowNode, FlowEdge>
-        nodes={nodes} edges={edges} nodeTypes={nodeTypes}
-        onNodesChange={onNodesChange} onEdgesChange={onEdgesChange} onConnect={onConnect} onConnectEnd={onConnectEnd}
+        nodes={nodes}
+        edges={edges}
+        nodeTypes={nodeTypes}
+        onNodesChange={onNodesChange}
+        onEdgesChange={onEdgesChange}
+        onConnect={onConnect}
+        onConnectEnd={onConnectEnd}
         isValidConnection={isValidConnection}
-        deleteKeyCode={null} selectionKeyCode="Shift" multiSelectionKeyCode={['Meta', 'Control']} zoomOnDoubleClick={false}
-        minZoom={0.15} maxZoom={2} fitView fitViewOptions={FIT_VIEW}
-        connectionLineStyle={{ strokeWidth: 2 }} defaultEdgeOptions={{ type: 'default' }}
-        proOptions={{ hideAttribution: true }} aria-label="Workflow canvas"
+        deleteKeyCode={null}
+        selectionKeyCode="Shift"
+        multiSelectionKeyCode={['Meta', 'Control']}
+        zoomOnDoubleClick={false}
+        minZoom={0.15}
+        maxZoom={2}
+        fitView
+        fitViewOptions={FIT_VIEW}
+        connectionLineStyle={{ strokeWidth: 2 }}
+        defaultEdgeOptions={{ type: 'default' }}
+        proOptions={{ hideAttribution: true }}
+        aria-label="Workflow canvas"
       >
         <Background gap={24} size={1} color="#3a3f4b" />
         <Controls position="bottom-left" orientation="horizontal" showInteractive={false} fitViewOptions={FIT_VIEW} aria-label="Zoom controls" />

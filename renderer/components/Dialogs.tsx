@@ -27,8 +27,18 @@ export function loadRendererPrefs(): void {
  * A folder setting: its text field, and in the desktop app a Browse… button (the native folder
  * dialog fills the field; Apply sends it). A browser has no folder picker: the path is typed.
  */
-function FolderField({ label, purpose, value, onChange, children }: {
-  label: string; purpose: FolderPurpose; value: string; onChange(v: string): void; children?: ReactNode;
+function FolderField({
+  label,
+  purpose,
+  value,
+  onChange,
+  children,
+}: {
+  label: string;
+  purpose: FolderPurpose;
+  value: string;
+  onChange(v: string): void;
+  children?: ReactNode;
 }) {
   const id = useId();
   const h = host();
@@ -45,7 +55,11 @@ function FolderField({ label, purpose, value, onChange, children }: {
       <label htmlFor={id}>{label}</label>
       <div className="row">
         <input id={id} type="text" value={value} onChange={(e) => onChange(e.target.value)} />
-        {h.pickFolder && <button type="button" onClick={() => void browse()} aria-label={`Browse for the ${label.toLowerCase()}`}>Browse…</button>}
+        {h.pickFolder && (
+          <button type="button" onClick={() => void browse()} aria-label={`Browse for the ${label.toLowerCase()}`}>
+            Browse…
+          </button>
+        )}
       </div>
       {children}
     </div>
@@ -83,19 +97,29 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
   };
   return (
     <div className="modal-backdrop">
-      <form className="modal" role="dialog" aria-label="Settings" onSubmit={(e) => {
-        e.preventDefault();
-        void apply();
-      }}>
+      <form
+        className="modal"
+        role="dialog"
+        aria-label="Settings"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void apply();
+        }}
+      >
         <h2>Settings</h2>
         <FolderField label="Models folder" purpose="models" value={draft.modelsDir} onChange={(v) => setDraft((d) => d && { ...d, modelsDir: v })}>
-          <small>Subfolders {MODEL_KINDS.join(', ')} — point it at a ComfyUI <code>models</code> folder.</small>
+          <small>
+            Subfolders {MODEL_KINDS.join(', ')} — point it at a ComfyUI <code>models</code> folder.
+          </small>
         </FolderField>
         <label>
           Execution provider
           <select value={draft.provider} onChange={(e) => setDraft({ ...draft, provider: e.target.value as EngineSettings['provider'] })}>
             {PROVIDERS.map((p) => (
-              <option key={p} value={p} disabled={!providers.includes(p)}>{p}{providers.includes(p) ? '' : ' (not on this machine)'}</option>
+              <option key={p} value={p} disabled={!providers.includes(p)}>
+                {p}
+                {providers.includes(p) ? '' : ' (not on this machine)'}
+              </option>
             ))}
           </select>
           <small>If the chosen provider fails to start, runs fall back to the CPU and a notice says so.</small>
@@ -107,8 +131,12 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
           <small>Off by default (bigger files). When on, Export puts the run's input images into the PNG too, so it opens with them on another machine.</small>
         </label>
         <div className="modal-buttons">
-          <button type="button" onClick={onClose}>Close</button>
-          <button type="submit" className="primary" disabled={busy}>Apply</button>
+          <button type="button" onClick={onClose}>
+            Close
+          </button>
+          <button type="submit" className="primary" disabled={busy}>
+            Apply
+          </button>
         </div>
       </form>
     </div>
@@ -121,18 +149,28 @@ export function NameDialog({ suggested, onDone }: { suggested: string; onDone(na
   useEffect(() => input.current?.select(), []);
   return (
     <div className="modal-backdrop">
-      <form className="modal small" role="dialog" aria-label="Save workflow as" onSubmit={(e) => {
-        e.preventDefault();
-        onDone(name.trim() || null);
-      }} onKeyDown={(e) => e.key === 'Escape' && onDone(null)}>
+      <form
+        className="modal small"
+        role="dialog"
+        aria-label="Save workflow as"
+        onSubmit={(e) => {
+          e.preventDefault();
+          onDone(name.trim() || null);
+        }}
+        onKeyDown={(e) => e.key === 'Escape' && onDone(null)}
+      >
         <h2>Save workflow as</h2>
         <label>
           File name
           <input ref={input} type="text" value={name} onChange={(e) => setName(e.target.value)} />
         </label>
         <div className="modal-buttons">
-          <button type="button" onClick={() => onDone(null)}>Close</button>
-          <button type="submit" className="primary">Download</button>
+          <button type="button" onClick={() => onDone(null)}>
+            Close
+          </button>
+          <button type="submit" className="primary">
+            Download
+          </button>
         </div>
       </form>
     </div>
@@ -165,7 +203,10 @@ export function MissingImagesDialog() {
       if (left === 0) {
         editor.getState().notify('info', 'All images of the workflow found.');
         close();
-      } else editor.getState().notify('warn', `${left} image${left === 1 ? '' : 's'} still missing: none of the chosen files has ${left === 1 ? 'its' : 'their'} name.`);
+      } else
+        editor
+          .getState()
+          .notify('warn', `${left} image${left === 1 ? '' : 's'} still missing: none of the chosen files has ${left === 1 ? 'its' : 'their'} name.`);
     } catch (e) {
       editor.getState().notify('error', (e as Error).message);
     } finally {
@@ -183,18 +224,47 @@ export function MissingImagesDialog() {
         </p>
         <ul className="missing-list">
           {refs.map((r) => (
-            <li key={r}><code>{r}</code> — {[...new Set(uses.filter((u) => u.ref === r).map((u) => `${u.title} (${u.node})`))].join(', ')}</li>
+            <li key={r}>
+              <code>{r}</code> — {[...new Set(uses.filter((u) => u.ref === r).map((u) => `${u.title} (${u.node})`))].join(', ')}
+            </li>
           ))}
         </ul>
         <div className="modal-buttons">
-          <button type="button" onClick={close}>Later</button>
-          <button type="button" onClick={() => folderInput.current?.click()} disabled={busy}>Choose folder…</button>
-          <button type="button" className="primary" onClick={() => filesInput.current?.click()} disabled={busy}>Choose images…</button>
+          <button type="button" onClick={close}>
+            Later
+          </button>
+          <button type="button" onClick={() => folderInput.current?.click()} disabled={busy}>
+            Choose folder…
+          </button>
+          <button type="button" className="primary" onClick={() => filesInput.current?.click()} disabled={busy}>
+            Choose images…
+          </button>
         </div>
-        <input ref={filesInput} type="file" hidden multiple accept="image/png,image/jpeg,image/webp" aria-label="Images for the workflow"
-          onChange={(e) => { void chosen(e.target.files).finally(() => { if (filesInput.current) filesInput.current.value = ''; }); }} />
-        <input ref={folderInput} type="file" hidden {...{ webkitdirectory: '' }} aria-label="Folder of the workflow"
-          onChange={(e) => { void chosen(e.target.files).finally(() => { if (folderInput.current) folderInput.current.value = ''; }); }} />
+        <input
+          ref={filesInput}
+          type="file"
+          hidden
+          multiple
+          accept="image/png,image/jpeg,image/webp"
+          aria-label="Images for the workflow"
+          onChange={(e) => {
+            void chosen(e.target.files).finally(() => {
+              if (filesInput.current) filesInput.current.value = '';
+            });
+          }}
+        />
+        <input
+          ref={folderInput}
+          type="file"
+          hidden
+          {...{ webkitdirectory: '' }}
+          aria-label="Folder of the workflow"
+          onChange={(e) => {
+            void chosen(e.target.files).finally(() => {
+              if (folderInput.current) folderInput.current.value = '';
+            });
+          }}
+        />
       </div>
     </div>
   );
@@ -206,8 +276,9 @@ const NOTICE_MS = { info: 5000, warn: 12000 } as const;
 export function Notices() {
   const notices = useEditor((s) => s.notices);
   useEffect(() => {
-    const timers = notices.filter((n) => n.level !== 'error').map((n) =>
-      setTimeout(() => editor.getState().dismiss(n.id), NOTICE_MS[n.level as 'info' | 'warn']));
+    const timers = notices
+      .filter((n) => n.level !== 'error')
+      .map((n) => setTimeout(() => editor.getState().dismiss(n.id), NOTICE_MS[n.level as 'info' | 'warn']));
     return () => timers.forEach(clearTimeout);
   }, [notices]);
   return (
@@ -215,7 +286,9 @@ export function Notices() {
       {notices.map((n) => (
         <div key={n.id} className={`notice notice-${n.level}`} role={n.level === 'error' ? 'alert' : 'status'}>
           <span>{n.text}</span>
-          <button type="button" className="icon" aria-label="Dismiss notice" onClick={() => editor.getState().dismiss(n.id)}>×</button>
+          <button type="button" className="icon" aria-label="Dismiss notice" onClick={() => editor.getState().dismiss(n.id)}>
+            ×
+          </button>
         </div>
       ))}
     </div>

@@ -26,7 +26,10 @@ export interface MaskPainterProps {
 }
 
 type Tool = 'brush' | 'eraser';
-interface Point { x: number; y: number }
+interface Point {
+  x: number;
+  y: number;
+}
 const UNDO_LIMIT = 30;
 const PAINT = `rgb(${OVERLAY_RGB.join(', ')})`;
 
@@ -235,7 +238,7 @@ export function MaskPainter({ nodeTitle, imageUrl, maskUrl, onSave, onClose }: M
       // Keep focus inside the dialog.
       const items = Array.from(dialog.current?.querySelectorAll<HTMLElement>(FOCUSABLE) ?? []);
       const i = items.indexOf(document.activeElement as HTMLElement);
-      const next = e.shiftKey ? (i <= 0 ? items.length - 1 : i - 1) : (i === items.length - 1 ? 0 : i + 1);
+      const next = e.shiftKey ? (i <= 0 ? items.length - 1 : i - 1) : i === items.length - 1 ? 0 : i + 1;
       e.preventDefault();
       items[next]?.focus();
     } else if (!mod && (e.target as HTMLElement).tagName !== 'INPUT') {
@@ -248,27 +251,42 @@ export function MaskPainter({ nodeTitle, imageUrl, maskUrl, onSave, onClose }: M
 
   const box = size ? fitBox(size.w, size.h) : null;
   return createPortal(
-    <div className="modal-backdrop mask-backdrop" onPointerDown={stop} onMouseDown={stop} onClick={stop} onDoubleClick={stop} onContextMenu={stop} onWheel={stop}>
+    <div
+      className="modal-backdrop mask-backdrop"
+      onPointerDown={stop}
+      onMouseDown={stop}
+      onClick={stop}
+      onDoubleClick={stop}
+      onContextMenu={stop}
+      onWheel={stop}
+    >
       <div ref={dialog} className="mask-painter" role="dialog" aria-modal="true" aria-labelledby={titleId} tabIndex={-1} onKeyDown={onKeyDown}>
         <div className="mask-head">
           <h2 id={titleId}>Paint mask</h2>
           <span className="mask-hint">Paint the area to repaint on the image of {nodeTitle}. B brush, E eraser, [ ] size, Ctrl+Z undo.</span>
         </div>
         <div className="mask-tools" role="toolbar" aria-label="Mask tools">
-          <button type="button" aria-pressed={tool === 'brush'} onClick={() => setTool('brush')}>Brush</button>
-          <button type="button" aria-pressed={tool === 'eraser'} onClick={() => setTool('eraser')}>Eraser</button>
+          <button type="button" aria-pressed={tool === 'brush'} onClick={() => setTool('brush')}>
+            Brush
+          </button>
+          <button type="button" aria-pressed={tool === 'eraser'} onClick={() => setTool('eraser')}>
+            Eraser
+          </button>
           <label className="mask-size">
             Brush size
-            <input
-              type="range" min={1} max={size ? maxBrush(size.w, size.h) : 64} step={1} value={brush}
-              onChange={(e) => setBrush(Number(e.target.value))}
-            />
+            <input type="range" min={1} max={size ? maxBrush(size.w, size.h) : 64} step={1} value={brush} onChange={(e) => setBrush(Number(e.target.value))} />
             <output>{brush} px</output>
           </label>
           <span className="mask-spacer" />
-          <button type="button" onClick={undoStroke} disabled={!canUndo}>Undo</button>
-          <button type="button" onClick={clear} disabled={!size}>Clear</button>
-          <button type="button" onClick={invert} disabled={!size}>Invert</button>
+          <button type="button" onClick={undoStroke} disabled={!canUndo}>
+            Undo
+          </button>
+          <button type="button" onClick={clear} disabled={!size}>
+            Clear
+          </button>
+          <button type="button" onClick={invert} disabled={!size}>
+            Invert
+          </button>
         </div>
         <div className="mask-stage-wrap">
           {size && box ? (
@@ -276,8 +294,15 @@ export function MaskPainter({ nodeTitle, imageUrl, maskUrl, onSave, onClose }: M
             <div className={`mask-stage ${box.scale >= 2 ? 'pixelated' : ''}`} style={{ width: box.width, height: box.height }}>
               <img src={imageUrl} alt={`Image of ${nodeTitle} to paint a mask on`} draggable={false} />
               <canvas
-                ref={canvas} width={size.w} height={size.h} aria-label="Mask canvas" className={`mask-canvas tool-${tool}`}
-                onPointerDown={onPointerDown} onPointerMove={onPointerMove} onPointerUp={endStroke} onPointerCancel={endStroke}
+                ref={canvas}
+                width={size.w}
+                height={size.h}
+                aria-label="Mask canvas"
+                className={`mask-canvas tool-${tool}`}
+                onPointerDown={onPointerDown}
+                onPointerMove={onPointerMove}
+                onPointerUp={endStroke}
+                onPointerCancel={endStroke}
                 onPointerLeave={() => setCursor(null)}
               />
               {cursor && <div className="mask-cursor" style={{ left: cursor.x, top: cursor.y, width: cursor.d, height: cursor.d }} />}
@@ -286,11 +311,19 @@ export function MaskPainter({ nodeTitle, imageUrl, maskUrl, onSave, onClose }: M
             <div className="mask-loading">{error ? '' : 'Loading image…'}</div>
           )}
         </div>
-        {error && <div className="mask-error" role="alert">{error}</div>}
+        {error && (
+          <div className="mask-error" role="alert">
+            {error}
+          </div>
+        )}
         <div className="modal-buttons">
           <span className="mask-size-note">{size ? `${size.w}×${size.h} mask` : ''}</span>
-          <button type="button" onClick={onClose}>Cancel</button>
-          <button type="button" className="primary" onClick={() => void save()} disabled={!size || busy}>{busy ? 'Saving…' : 'Save'}</button>
+          <button type="button" onClick={onClose}>
+            Cancel
+          </button>
+          <button type="button" className="primary" onClick={() => void save()} disabled={!size || busy}>
+            {busy ? 'Saving…' : 'Save'}
+          </button>
         </div>
       </div>
     </div>,

@@ -14,11 +14,24 @@ function Live() {
   return (
     <section className="live" aria-label="Live preview">
       <h2>Running</h2>
-      {progress?.preview ? <img className="preview" src={progress.preview} alt="Live preview of the sampler" /> : <div className="preview empty">waiting for the sampler…</div>}
+      {progress?.preview ? (
+        <img className="preview" src={progress.preview} alt="Live preview of the sampler" />
+      ) : (
+        <div className="preview empty">waiting for the sampler…</div>
+      )}
       {progress && (
-        <div className="progress wide" role="progressbar" aria-label="Sampler steps" aria-valuemin={0} aria-valuemax={progress.total} aria-valuenow={progress.step}>
+        <div
+          className="progress wide"
+          role="progressbar"
+          aria-label="Sampler steps"
+          aria-valuemin={0}
+          aria-valuemax={progress.total}
+          aria-valuenow={progress.step}
+        >
           <div className="bar" style={{ width: `${(100 * progress.step) / Math.max(1, progress.total)}%` }} />
-          <span>step {progress.step}/{progress.total}</span>
+          <span>
+            step {progress.step}/{progress.total}
+          </span>
         </div>
       )}
     </section>
@@ -29,7 +42,9 @@ function Lightbox({ out, onClose }: { out: OutputImage; onClose(): void }) {
   return (
     <div className="lightbox" role="dialog" aria-label="Image" onClick={onClose}>
       <img src={out.url} alt={`Output ${out.path.split(/[\\/]/).pop()} (large)`} />
-      <div className="caption">{out.path} — {out.width}×{out.height}</div>
+      <div className="caption">
+        {out.path} — {out.width}×{out.height}
+      </div>
     </div>
   );
 }
@@ -56,7 +71,13 @@ export function OutputPanel() {
                     <input type="checkbox" checked={isSel} onChange={() => editor.getState().toggleOutput(o.id)} aria-label={`Select ${name} for export`} />
                     {name}
                   </label>
-                  <button type="button" className="icon" onClick={() => void copyOutput(editor, o)} aria-label={`Copy ${name} to clipboard`} title="Copy to clipboard">
+                  <button
+                    type="button"
+                    className="icon"
+                    onClick={() => void copyOutput(editor, o)}
+                    aria-label={`Copy ${name} to clipboard`}
+                    title="Copy to clipboard"
+                  >
                     <svg width="13" height="13" viewBox="0 0 16 16" aria-hidden="true">
                       <rect x="5" y="5" width="9" height="9" rx="1.5" fill="none" stroke="currentColor" strokeWidth="1.4" />
                       <path d="M3 11V3.5A1.5 1.5 0 0 1 4.5 2H11" fill="none" stroke="currentColor" strokeWidth="1.4" />

@@ -15,7 +15,10 @@ interface Props {
 function matches(spec: NodeSpec, q: string): boolean {
   if (!q) return true;
   const hay = `${spec.title} ${spec.type} ${spec.category} ${spec.description}`.toLowerCase();
-  return q.toLowerCase().split(/\s+/).every((w) => hay.includes(w));
+  return q
+    .toLowerCase()
+    .split(/\s+/)
+    .every((w) => hay.includes(w));
 }
 
 export function Palette({ at, onPick, onClose }: Props) {
@@ -54,7 +57,11 @@ export function Palette({ at, onPick, onClose }: Props) {
   return (
     <div className="palette" ref={root} style={style} role="dialog" aria-label="Add node">
       <input
-        ref={input} type="search" aria-label="Search nodes" placeholder="Search nodes…" value={q}
+        ref={input}
+        type="search"
+        aria-label="Search nodes"
+        placeholder="Search nodes…"
+        value={q}
         onChange={(e) => {
           setQ(e.target.value);
           setActive(0);
@@ -74,9 +81,14 @@ export function Palette({ at, onPick, onClose }: Props) {
             <div className="palette-cat">{cat}</div>
             {list.map((s) => (
               <button
-                key={s.type} type="button" role="option" aria-selected={flat[active] === s}
-                className={flat[active] === s ? 'active' : undefined} title={s.description}
-                onClick={() => onPick(s.type)} onMouseEnter={() => setActive(flat.indexOf(s))}
+                key={s.type}
+                type="button"
+                role="option"
+                aria-selected={flat[active] === s}
+                className={flat[active] === s ? 'active' : undefined}
+                title={s.description}
+                onClick={() => onPick(s.type)}
+                onMouseEnter={() => setActive(flat.indexOf(s))}
               >
                 {s.title}
               </button>

@@ -18,7 +18,10 @@ function MenuItems({ menu, label, ctx, close }: { menu: Menu; label: string; ctx
     <div className="menu-list" role="menu" aria-label={label}>
       {ACTIONS.filter((a) => a.menu === menu).map((a) => (
         <button
-          key={a.name} type="button" role="menuitem" disabled={a.enabled ? !a.enabled(state) : false}
+          key={a.name}
+          type="button"
+          role="menuitem"
+          disabled={a.enabled ? !a.enabled(state) : false}
           onClick={() => {
             close();
             void a.perform(ctx);
@@ -50,7 +53,9 @@ function MenuButton({ menu, label, ctx }: { menu: Menu; label: string; ctx: Acti
   return (
     <div className="menu" ref={root}>
       {/* Named "<label> menu": the Run menu and the Run button must not share a name. */}
-      <button type="button" className="menu-button" aria-haspopup="menu" aria-expanded={open} aria-label={`${label} menu`} onClick={() => setOpen(!open)}>{label}</button>
+      <button type="button" className="menu-button" aria-haspopup="menu" aria-expanded={open} aria-label={`${label} menu`} onClick={() => setOpen(!open)}>
+        {label}
+      </button>
       {open && <MenuItems menu={menu} label={label} ctx={ctx} close={() => setOpen(false)} />}
     </div>
   );
@@ -68,10 +73,15 @@ function Examples({ ctx }: { ctx: ActionContext & { openExample(name: string): v
         <div className="menu-list" role="menu" aria-label="Examples">
           {examples.length === 0 && <div className="menu-empty">No examples found</div>}
           {examples.map((ex) => (
-            <button key={ex.name} type="button" role="menuitem" onClick={() => {
-              setOpen(false);
-              ctx.openExample(ex.name);
-            }}>
+            <button
+              key={ex.name}
+              type="button"
+              role="menuitem"
+              onClick={() => {
+                setOpen(false);
+                ctx.openExample(ex.name);
+              }}
+            >
               {ex.title}
             </button>
           ))}
@@ -91,9 +101,18 @@ function RunStatus() {
         Queue: {queue}
       </span>
       {running && progress && (
-        <div className="progress" role="progressbar" aria-label="Sampler progress" aria-valuemin={0} aria-valuemax={progress.total} aria-valuenow={progress.step}>
+        <div
+          className="progress"
+          role="progressbar"
+          aria-label="Sampler progress"
+          aria-valuemin={0}
+          aria-valuemax={progress.total}
+          aria-valuenow={progress.step}
+        >
           <div className="bar" style={{ width: `${(100 * progress.step) / Math.max(1, progress.total)}%` }} />
-          <span>step {progress.step}/{progress.total}</span>
+          <span>
+            step {progress.step}/{progress.total}
+          </span>
         </div>
       )}
       {running && !progress && <span className="running-dot">running…</span>}
@@ -111,30 +130,61 @@ export function Toolbar({ ctx }: { ctx: ActionContext & { openExample(name: stri
   const act = (name: string) => () => void actionByName(name).perform(ctx);
   return (
     <header className="toolbar">
-      <div className="brand" title="IP-Adapter Studio">IP-Adapter Studio</div>
+      <div className="brand" title="IP-Adapter Studio">
+        IP-Adapter Studio
+      </div>
       <nav className="menus" aria-label="Menus">
-        {MENUS.map((m) => <MenuButton key={m.menu} {...m} ctx={ctx} />)}
+        {MENUS.map((m) => (
+          <MenuButton key={m.menu} {...m} ctx={ctx} />
+        ))}
         <Examples ctx={ctx} />
       </nav>
       <div className="group">
-        <button type="button" onClick={act('open')} title={tooltip('open')}>Open</button>
-        <button type="button" onClick={act('save')} title={tooltip('save')}>Save</button>
-        <button type="button" onClick={act('export')} title={tooltip('export')} disabled={!hasOutputs}>Export</button>
-        <button type="button" onClick={act('addNode')} title={tooltip('addNode')}>Add node</button>
+        <button type="button" onClick={act('open')} title={tooltip('open')}>
+          Open
+        </button>
+        <button type="button" onClick={act('save')} title={tooltip('save')}>
+          Save
+        </button>
+        <button type="button" onClick={act('export')} title={tooltip('export')} disabled={!hasOutputs}>
+          Export
+        </button>
+        <button type="button" onClick={act('addNode')} title={tooltip('addNode')}>
+          Add node
+        </button>
       </div>
       <div className="doc-name" title={dirty ? 'Unsaved changes (autosaved for recovery)' : 'Saved'}>
         {fileName ?? 'untitled'}
-        {dirty && <span className="dirty" aria-label="unsaved changes"> ●</span>}
+        {dirty && (
+          <span className="dirty" aria-label="unsaved changes">
+            {' '}
+            ●
+          </span>
+        )}
       </div>
       <div className="spacer" />
-      {!connected && <span className="offline" role="status">engine disconnected…</span>}
-      {demo && <span className="demo-badge" title="The demo models are tiny random weights: images are noise. Settings → Models folder points at real models.">demo models</span>}
+      {!connected && (
+        <span className="offline" role="status">
+          engine disconnected…
+        </span>
+      )}
+      {demo && (
+        <span className="demo-badge" title="The demo models are tiny random weights: images are noise. Settings → Models folder points at real models.">
+          demo models
+        </span>
+      )}
       <RunStatus />
       <div className="group">
-        <button type="button" className="primary" onClick={act('run')} title={tooltip('run')}>Run</button>
-        <button type="button" onClick={act('cancel')} title={tooltip('cancel')} disabled={!canCancel}>Cancel</button>
+        <button type="button" className="primary" onClick={act('run')} title={tooltip('run')}>
+          Run
+        </button>
+        <button type="button" onClick={act('cancel')} title={tooltip('cancel')} disabled={!canCancel}>
+          Cancel
+        </button>
       </div>
-      <button type="button" className="icon" onClick={act('settings')} title={tooltip('settings')} aria-label="Settings">⚙</button>
+      <button type="button" className="icon" onClick={act('settings')} title={tooltip('settings')} aria-label="Settings">
+        ⚙
+      </button>
     </header>
   );
 }

@@ -7,9 +7,7 @@ import { createUiSlice } from './ui.js';
 
 export { isDirty } from './document.js';
 export { queueLength } from './run.js';
-export type {
-  DocumentSlice, EditorState, ImageStatus, LoadOptions, NodeRun, Notice, OutputImage, Progress, RunInfo, RunSlice, UiSlice,
-} from './state.js';
+export type { DocumentSlice, EditorState, ImageStatus, LoadOptions, NodeRun, Notice, OutputImage, Progress, RunInfo, RunSlice, UiSlice } from './state.js';
 
 export function createEditorStore() {
   return createStore<EditorState>()((...a) => ({

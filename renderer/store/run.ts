@@ -34,8 +34,12 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
         return set(putRun({ position: e.position }));
       case 'run-start': {
         const ids = run?.workflow?.nodes.map((n) => n.id) ?? s.nodes.map((n) => n.id);
-        return set({ ...putRun({ status: 'running' }), activeRun: e.runId, progress: null,
-          nodeRuns: Object.fromEntries(ids.map((id) => [id, { status: 'queued' } as NodeRun])) });
+        return set({
+          ...putRun({ status: 'running' }),
+          activeRun: e.runId,
+          progress: null,
+          nodeRuns: Object.fromEntries(ids.map((id) => [id, { status: 'queued' } as NodeRun])),
+        });
       }
       case 'node-start':
         return set(setNode(e.node, { status: 'running', startedAt: Date.now() }));
@@ -44,18 +48,33 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
       case 'node-error':
         return set(setNode(e.node, { status: 'error', message: e.message }));
       case 'progress':
-        return set({ progress: { runId: e.runId, node: e.node, step: e.step, total: e.total,
-          preview: e.preview ? `data:image/png;base64,${e.preview.png}` : s.progress?.preview } });
+        return set({
+          progress: {
+            runId: e.runId,
+            node: e.node,
+            step: e.step,
+            total: e.total,
+            preview: e.preview ? `data:image/png;base64,${e.preview.png}` : s.progress?.preview,
+          },
+        });
       case 'node-preview': {
         const url = e.images.find((i) => i.url)?.url;
         const present = s.nodes.some((n) => n.id === e.node);
         return url && present ? set({ nodePreviews: { ...s.nodePreviews, [e.node]: url } }) : undefined;
       }
       case 'output': {
-        const images = e.images.filter((i) => i.url).map((img, k): OutputImage => ({
-          id: `${e.runId}:${e.node}:${k}`, runId: e.runId, node: e.node, url: img.url!, path: img.path,
-          width: img.width, height: img.height, workflow: run?.workflow,
-        }));
+        const images = e.images
+          .filter((i) => i.url)
+          .map((img, k): OutputImage => ({
+            id: `${e.runId}:${e.node}:${k}`,
+            runId: e.runId,
+            node: e.node,
+            url: img.url!,
+            path: img.path,
+            width: img.width,
+            height: img.height,
+            workflow: run?.workflow,
+          }));
         return set({ outputs: [...images, ...s.outputs].slice(0, 48) });
       }
       case 'log':

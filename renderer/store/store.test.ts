@@ -5,15 +5,36 @@ import { createEditorStore } from './index.js';
 
 /** Small specs in the shape the host sends (not the real nodes: the store must not care). */
 const SPECS: NodeSpec[] = [
-  { type: 'load-checkpoint', title: 'Load Checkpoint', category: 'Loaders', description: '', inputs: [],
-    outputs: [{ name: 'model', type: 'MODEL' }, { name: 'clip', type: 'CLIP' }],
-    params: [{ name: 'ckpt_name', kind: 'file', modelKind: 'checkpoints', default: 'a.safetensors' }] },
-  { type: 'text-encode', title: 'Text Encode', category: 'Conditioning', description: '',
-    inputs: [{ name: 'clip', type: 'CLIP' }], outputs: [{ name: 'conditioning', type: 'CONDITIONING' }],
-    params: [{ name: 'text', kind: 'string', default: '', multiline: true }] },
-  { type: 'apply-ip-adapter', title: 'Apply IP-Adapter', category: 'IP-Adapter', description: '',
-    inputs: [{ name: 'model', type: 'MODEL' }], outputs: [{ name: 'model', type: 'MODEL' }],
-    params: [{ name: 'weight', kind: 'number', default: 1, min: -1, max: 3, widget: 'slider' }] },
+  {
+    type: 'load-checkpoint',
+    title: 'Load Checkpoint',
+    category: 'Loaders',
+    description: '',
+    inputs: [],
+    outputs: [
+      { name: 'model', type: 'MODEL' },
+      { name: 'clip', type: 'CLIP' },
+    ],
+    params: [{ name: 'ckpt_name', kind: 'file', modelKind: 'checkpoints', default: 'a.safetensors' }],
+  },
+  {
+    type: 'text-encode',
+    title: 'Text Encode',
+    category: 'Conditioning',
+    description: '',
+    inputs: [{ name: 'clip', type: 'CLIP' }],
+    outputs: [{ name: 'conditioning', type: 'CONDITIONING' }],
+    params: [{ name: 'text', kind: 'string', default: '', multiline: true }],
+  },
+  {
+    type: 'apply-ip-adapter',
+    title: 'Apply IP-Adapter',
+    category: 'IP-Adapter',
+    description: '',
+    inputs: [{ name: 'model', type: 'MODEL' }],
+    outputs: [{ name: 'model', type: 'MODEL' }],
+    params: [{ name: 'weight', kind: 'number', default: 1, min: -1, max: 3, widget: 'slider' }],
+  },
 ];
 
 function setup() {
@@ -121,7 +142,10 @@ describe('editor store', () => {
     expect(s().nodeRuns[te]).toMatchObject({ status: 'error', message: 'text: empty prompt' });
     expect(s().notices.at(-1)?.text).toBe('no output node');
     s().clearRunState();
-    s().showErrors([{ node: ck, port: 'x', message: `Load Checkpoint (${ck}): "a.safetensors" not found` }, { node: ck, message: 'second' }]);
+    s().showErrors([
+      { node: ck, port: 'x', message: `Load Checkpoint (${ck}): "a.safetensors" not found` },
+      { node: ck, message: 'second' },
+    ]);
     expect(s().nodeRuns[ck].message).toBe('"a.safetensors" not found\nsecond');
   });
 
@@ -139,7 +163,8 @@ describe('editor store', () => {
 
   it('node previews go with their nodes: deleting drops one, undo of an add too, New/Open drop all', () => {
     const { s, ck, te, ap } = setup();
-    const preview = (node: string, url: string) => s().handleEvent({ type: 'node-preview', runId: 'r1', node, images: [{ path: `/t/${url}`, url, width: 8, height: 8 }] });
+    const preview = (node: string, url: string) =>
+      s().handleEvent({ type: 'node-preview', runId: 'r1', node, images: [{ path: `/t/${url}`, url, width: 8, height: 8 }] });
     preview(te, 'data:te');
     preview(ap, 'data:ap');
     expect(s().nodePreviews).toEqual({ [te]: 'data:te', [ap]: 'data:ap' });
@@ -190,10 +215,18 @@ describe('graph <-> workflow JSON', () => {
 
   it('keeps unknown types (reported) and fills missing params with defaults', () => {
     const specs = Object.fromEntries(SPECS.map((x) => [x.type, x]));
-    const back = fromWorkflow({
-      format: 'ipadapter-studio/workflow', version: 1,
-      nodes: [{ id: 'a', type: 'text-encode', params: {} }, { id: 'b', type: 'mystery', params: { q: 1 } }], edges: [],
-    }, specs);
+    const back = fromWorkflow(
+      {
+        format: 'ipadapter-studio/workflow',
+        version: 1,
+        nodes: [
+          { id: 'a', type: 'text-encode', params: {} },
+          { id: 'b', type: 'mystery', params: { q: 1 } },
+        ],
+        edges: [],
+      },
+      specs,
+    );
     expect(back.nodes[0].data.params).toEqual({ text: '' });
     expect(back.nodes[1].data.type).toBe('mystery');
     expect(back.problems).toEqual(['node b: unknown node type mystery']);

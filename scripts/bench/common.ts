@@ -15,9 +15,15 @@ export { writeRandomSafetensors } from './random-weights.js';
 export const DEFAULT_SECTIONS = 'unet,text_encoder,vision_encoder,vae_decode,controlnet,e2e';
 
 export interface Args {
-  only: Set<string>; steps: number; provider: Provider; attention: 'mha' | 'onnx';
+  only: Set<string>;
+  steps: number;
+  provider: Provider;
+  attention: 'mha' | 'onnx';
   /** Overrides of the product's session options (UNET_SESSION_OPTIONS / createSession defaults). */
-  opt?: 'all' | 'extended' | 'basic' | 'disabled'; prepack?: boolean; threads: number; keep: boolean;
+  opt?: 'all' | 'extended' | 'basic' | 'disabled';
+  prepack?: boolean;
+  threads: number;
+  keep: boolean;
   /** Explicit --steps (sections with their own default, e2e's 2 DDIM steps, use it only when given). */
   stepsGiven: boolean;
   /** e2e: the image prompt. */
@@ -25,9 +31,17 @@ export interface Args {
 }
 
 export function parseArgs(argv: string[]): Args {
-  const val = (k: string) => { const i = argv.indexOf(k); return i >= 0 ? argv[i + 1] : undefined; };
+  const val = (k: string) => {
+    const i = argv.indexOf(k);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
   return {
-    only: new Set((val('--only') ?? DEFAULT_SECTIONS).split(',').map((s) => s.trim()).filter(Boolean)),
+    only: new Set(
+      (val('--only') ?? DEFAULT_SECTIONS)
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
     steps: Math.max(1, Number(val('--steps') ?? 3)),
     stepsGiven: val('--steps') !== undefined,
     provider: (val('--provider') ?? 'cpu') as Provider,
@@ -49,7 +63,9 @@ export function readOnce(file: string): number {
   const fd = fs.openSync(file, 'r');
   const buf = Buffer.allocUnsafe(1 << 24);
   try {
-    while (fs.readSync(fd, buf, 0, buf.length, null) > 0) { /* read */ }
+    while (fs.readSync(fd, buf, 0, buf.length, null) > 0) {
+      /* read */
+    }
   } finally {
     fs.closeSync(fd);
   }
@@ -117,7 +133,10 @@ export const uniform = (n: number, seed: number) => {
 export const seconds = (t0: number) => (performance.now() - t0) / 1000;
 
 /** Wall and CPU time (all threads of this process, user + system) of one call, ms. */
-export interface Timing { wall: number; cpu: number }
+export interface Timing {
+  wall: number;
+  cpu: number;
+}
 
 export async function timed<T>(f: () => Promise<T>, into?: Timing[]): Promise<T> {
   const c0 = process.cpuUsage();

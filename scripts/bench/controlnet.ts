@@ -32,17 +32,21 @@ export function controlNetGflop(cfg: ControlNetConfig, wl: UNetWorkload): number
   const numel = (k: string) => shapes.get(k)!.reduce((a, d) => a * d, 1);
   // Conditioning encoder: conv_in at image resolution, then pairs (conv, strided conv) halving it.
   const f = 2 ** (cfg.conditioningEmbeddingOutChannels.length - 1);
-  let h = wl.height * f, w = wl.width * f;
+  let h = wl.height * f,
+    w = wl.width * f;
   macs += wl.batch * h * w * numel('controlnet_cond_embedding.conv_in.weight');
   for (let i = 0; i < cfg.conditioningEmbeddingOutChannels.length - 1; i++) {
     macs += wl.batch * h * w * numel(`controlnet_cond_embedding.blocks.${2 * i}.weight`);
-    h = Math.ceil(h / 2); w = Math.ceil(w / 2);
+    h = Math.ceil(h / 2);
+    w = Math.ceil(w / 2);
     macs += wl.batch * h * w * numel(`controlnet_cond_embedding.blocks.${2 * i + 1}.weight`);
   }
   macs += wl.batch * h * w * numel('controlnet_cond_embedding.conv_out.weight');
   // Zero convs (1x1), one per residual at that residual's resolution.
   const z = zeroResiduals(cfg, wl.batch, wl.height, wl.width);
-  z.down.forEach((d, i) => { macs += wl.batch * d.dims[2] * d.dims[3] * numel(`controlnet_down_blocks.${i}.weight`); });
+  z.down.forEach((d, i) => {
+    macs += wl.batch * d.dims[2] * d.dims[3] * numel(`controlnet_down_blocks.${i}.weight`);
+  });
   macs += wl.batch * z.mid.dims[2] * z.mid.dims[3] * numel('controlnet_mid_block.weight');
   return (2 * macs) / 1e9;
 }
@@ -72,19 +76,29 @@ export async function benchControlNet(dir: string, a: Args): Promise<Record<stri
     return s;
   };
   const plain = await open('unet', () => buildUNet(ucfg, weights, { ipAdapter, attention: a.attention, name: 'unet_ip' }).build());
-  const withRes = await open('unet_residuals', () => buildUNet(ucfg, weights, { ipAdapter, controlnet: true, attention: a.attention, name: 'unet_ip_cn' }).build());
+  const withRes = await open('unet_residuals', () =>
+    buildUNet(ucfg, weights, { ipAdapter, controlnet: true, attention: a.attention, name: 'unet_ip_cn' }).build(),
+  );
   const cn = await open('controlnet', () => buildControlNet(ccfg, SafetensorsFile.open(cnFile), { attention: a.attention }).build());
 
   const feeds = unetFeeds(ucfg, wl);
-  const imgH = wl.height * 8, imgW = wl.width * 8;
+  const imgH = wl.height * 8,
+    imgW = wl.width * 8;
   const cnFeeds = {
-    sample: feeds.sample, timestep: feeds.timestep, encoder_hidden_states: feeds.encoder_hidden_states, // text only
-    controlnet_cond: new ort.Tensor('float32', uniform(wl.batch * 3 * imgH * imgW, 6).map((v) => 0.5 + 0.5 * v), [wl.batch, 3, imgH, imgW]),
+    sample: feeds.sample,
+    timestep: feeds.timestep,
+    encoder_hidden_states: feeds.encoder_hidden_states, // text only
+    controlnet_cond: new ort.Tensor(
+      'float32',
+      uniform(wl.batch * 3 * imgH * imgW, 6).map((v) => 0.5 + 0.5 * v),
+      [wl.batch, 3, imgH, imgW],
+    ),
     conditioning_scale: new ort.Tensor('float32', Float32Array.of(1), []),
   };
   const nRes = numDownResiduals(ucfg);
   const t = { unet: [] as Timing[], controlnet: [] as Timing[], unet_residuals: [] as Timing[] };
-  for (let round = 0; round <= a.steps; round++) { // round 0 warms up
+  for (let round = 0; round <= a.steps; round++) {
+    // round 0 warms up
     checkFinite('UNet', (await timed(() => plain.run(feeds), t.unet)).noise_pred.data);
     const res = await timed(() => cn.run(cnFeeds), t.controlnet);
     const resFeeds: Record<string, ort.Tensor> = { ...feeds, mid_block_additional_residual: res[MID_RESIDUAL] };
@@ -97,10 +111,19 @@ export async function benchControlNet(dir: string, a: Args): Promise<Record<stri
   const rounds = (k: keyof typeof t, f: 'wall' | 'cpu') => t[k].slice(1).map((x) => x[f]);
   const step = (f: 'wall' | 'cpu') => rounds('controlnet', f).map((c, i) => c + rounds('unet_residuals', f)[i]);
   const figures = (f: 'wall' | 'cpu') => {
-    const m = { unet: median(rounds('unet', f)), controlnet: median(rounds('controlnet', f)), unet_residuals: median(rounds('unet_residuals', f)), step: median(step(f)) };
+    const m = {
+      unet: median(rounds('unet', f)),
+      controlnet: median(rounds('controlnet', f)),
+      unet_residuals: median(rounds('unet_residuals', f)),
+      step: median(step(f)),
+    };
     return {
-      controlnet: Math.round(m.controlnet), unet_with_residuals: Math.round(m.unet_residuals), controlnet_step: Math.round(m.step),
-      plain_unet: Math.round(m.unet), overhead: Math.round(m.step - m.unet), overhead_vs_plain: +((m.step - m.unet) / m.unet).toFixed(3),
+      controlnet: Math.round(m.controlnet),
+      unet_with_residuals: Math.round(m.unet_residuals),
+      controlnet_step: Math.round(m.step),
+      plain_unet: Math.round(m.unet),
+      overhead: Math.round(m.step - m.unet),
+      overhead_vs_plain: +((m.step - m.unet) / m.unet).toFixed(3),
       residual_inputs_overhead: Math.round(m.unet_residuals - m.unet),
     };
   };
@@ -109,15 +132,25 @@ export async function benchControlNet(dir: string, a: Args): Promise<Record<stri
   const cnGflop = controlNetGflop(ccfg, wl);
   const unetG = unetGflop(ucfg, wl);
   return {
-    controlnet_ms_per_step_median: wall.controlnet, unet_with_residuals_ms_per_step_median: wall.unet_with_residuals,
-    controlnet_step_ms_median: wall.controlnet_step, plain_unet_ms_per_step_median: wall.plain_unet,
-    overhead_ms: wall.overhead, overhead_vs_plain: wall.overhead_vs_plain,
+    controlnet_ms_per_step_median: wall.controlnet,
+    unet_with_residuals_ms_per_step_median: wall.unet_with_residuals,
+    controlnet_step_ms_median: wall.controlnet_step,
+    plain_unet_ms_per_step_median: wall.plain_unet,
+    overhead_ms: wall.overhead,
+    overhead_vs_plain: wall.overhead_vs_plain,
     // The same from CPU time (all threads): robust to other processes on the cores.
     cpu_ms_median: figures('cpu'),
-    ms_per_step: { unet: ms('unet', 'wall'), controlnet: ms('controlnet', 'wall'), unet_residuals: ms('unet_residuals', 'wall'), controlnet_step: step('wall').map(Math.round) },
+    ms_per_step: {
+      unet: ms('unet', 'wall'),
+      controlnet: ms('controlnet', 'wall'),
+      unet_residuals: ms('unet_residuals', 'wall'),
+      controlnet_step: step('wall').map(Math.round),
+    },
     cpu_ms_per_step: { unet: ms('unet', 'cpu'), controlnet: ms('controlnet', 'cpu'), unet_residuals: ms('unet_residuals', 'cpu') },
     warmup_ms: { unet: Math.round(t.unet[0].wall), controlnet: Math.round(t.controlnet[0].wall), unet_residuals: Math.round(t.unet_residuals[0].wall) },
-    session_create_s: created, rss_mb: rss, peak_rss_mb: Math.round(rssMb()),
+    session_create_s: created,
+    rss_mb: rss,
+    peak_rss_mb: Math.round(rssMb()),
     gflop_per_step: { unet: +unetG.toFixed(1), controlnet: +cnGflop.toFixed(1) },
     gflop_per_s: { unet: +(unetG / (wall.plain_unet / 1000)).toFixed(1), controlnet: +(cnGflop / (wall.controlnet / 1000)).toFixed(1) },
     weight_bytes: { unet: files.weightBytes, controlnet: cnBytes, adapter: files.ipBytes },

@@ -39,14 +39,26 @@ const json = (v: unknown) => `${JSON.stringify(v, null, 2)}\n`;
 /** Writes the SD1.5-sized random models folder; returns the total weight bytes. */
 export function writeSd15Models(dir: string): number {
   const unetJson = {
-    sample_size: 64, in_channels: 4, out_channels: 4, block_out_channels: [320, 640, 1280, 1280], layers_per_block: 2,
-    attention_head_dim: 8, norm_num_groups: 32, cross_attention_dim: 768, flip_sin_to_cos: true, freq_shift: 0,
+    sample_size: 64,
+    in_channels: 4,
+    out_channels: 4,
+    block_out_channels: [320, 640, 1280, 1280],
+    layers_per_block: 2,
+    attention_head_dim: 8,
+    norm_num_groups: 32,
+    cross_attention_dim: 768,
+    flip_sin_to_cos: true,
+    freq_shift: 0,
     down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
-    up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'], mid_block_type: 'UNetMidBlock2DCrossAttn',
+    up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
+    mid_block_type: 'UNetMidBlock2DCrossAttn',
   };
   const unet = parseUNetConfig(unetJson, 'bench SD1.5 config');
   const ck = path.join(dir, 'checkpoints', 'sd15-random');
-  const put = (rel: string, s: string) => { fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true }); fs.writeFileSync(path.join(dir, rel), s); };
+  const put = (rel: string, s: string) => {
+    fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
+    fs.writeFileSync(path.join(dir, rel), s);
+  };
   let bytes = 0;
   put('checkpoints/sd15-random/model_index.json', json({ _class_name: 'StableDiffusionPipeline' }));
   put('checkpoints/sd15-random/unet/config.json', json(unetJson));
@@ -56,20 +68,62 @@ export function writeSd15Models(dir: string): number {
   bytes += writeRandom(path.join(ck, 'vae', 'diffusion_pytorch_model.safetensors'), vaeParameterShapes(parseVaeConfig(vae, 'bench VAE config')), 2);
   // Text tower at SD1.5's size; the tokenizer is the small demo vocabulary (ids stay in range).
   const tok = demoTokenizer();
-  put('checkpoints/sd15-random/text_encoder/config.json', json({ hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, max_position_embeddings: 77, hidden_act: 'quick_gelu', vocab_size: 49408 }));
-  bytes += writeRandom(path.join(ck, 'text_encoder', 'model.safetensors'), clipTextShapes({ vocab: 49408, positions: 77, hidden: 768, inner: 3072, layers: 12 }), 3);
+  put(
+    'checkpoints/sd15-random/text_encoder/config.json',
+    json({
+      hidden_size: 768,
+      intermediate_size: 3072,
+      num_hidden_layers: 12,
+      num_attention_heads: 12,
+      max_position_embeddings: 77,
+      hidden_act: 'quick_gelu',
+      vocab_size: 49408,
+    }),
+  );
+  bytes += writeRandom(
+    path.join(ck, 'text_encoder', 'model.safetensors'),
+    clipTextShapes({ vocab: 49408, positions: 77, hidden: 768, inner: 3072, layers: 12 }),
+    3,
+  );
   put('checkpoints/sd15-random/tokenizer/vocab.json', tok.vocabJson);
   put('checkpoints/sd15-random/tokenizer/merges.txt', tok.merges);
   put('checkpoints/sd15-random/scheduler/scheduler_config.json', json(SD15_SCHEDULER));
   const cv = path.join(dir, 'clip_vision', 'vit-h-random');
-  put('clip_vision/vit-h-random/config.json', json({ hidden_size: 1280, intermediate_size: 5120, num_hidden_layers: 32, num_attention_heads: 16, image_size: 224, patch_size: 14, projection_dim: 1024, hidden_act: 'gelu', layer_norm_eps: 1e-5 }));
-  bytes += writeRandom(path.join(cv, 'model.safetensors'), clipVisionShapes({ hidden: 1280, inner: 5120, layers: 32, imageSize: 224, patch: 14, projection: 1024 }), 4);
+  put(
+    'clip_vision/vit-h-random/config.json',
+    json({
+      hidden_size: 1280,
+      intermediate_size: 5120,
+      num_hidden_layers: 32,
+      num_attention_heads: 16,
+      image_size: 224,
+      patch_size: 14,
+      projection_dim: 1024,
+      hidden_act: 'gelu',
+      layer_norm_eps: 1e-5,
+    }),
+  );
+  bytes += writeRandom(
+    path.join(cv, 'model.safetensors'),
+    clipVisionShapes({ hidden: 1280, inner: 5120, layers: 32, imageSize: 224, patch: 14, projection: 1024 }),
+    4,
+  );
   const layers = crossAttnLayers(unet).map((l) => ({ index: l.index, hidden: l.hiddenSize }));
-  bytes += writeRandom(path.join(dir, 'ipadapter', 'ip-adapter_sd15-random.safetensors'), ipAdapterShapes({ embedDim: 1024, crossDim: 768, tokens: 4, layers }), 5);
+  bytes += writeRandom(
+    path.join(dir, 'ipadapter', 'ip-adapter_sd15-random.safetensors'),
+    ipAdapterShapes({ embedDim: 1024, crossDim: 768, tokens: 4, layers }),
+    5,
+  );
   return bytes;
 }
 
-export interface E2eOptions { steps?: number; size?: number; provider?: Provider; keep?: boolean; image: string }
+export interface E2eOptions {
+  steps?: number;
+  size?: number;
+  provider?: Provider;
+  keep?: boolean;
+  image: string;
+}
 
 export async function benchEndToEnd(o: E2eOptions): Promise<Record<string, unknown>> {
   const steps = o.steps ?? 2;
@@ -79,22 +133,36 @@ export async function benchEndToEnd(o: E2eOptions): Promise<Record<string, unkno
     let t0 = performance.now();
     const weightBytes = writeSd15Models(path.join(dir, 'models'));
     const writeS = (performance.now() - t0) / 1000;
-    const engine = createEngine({ modelsDir: path.join(dir, 'models'), outputDir: path.join(dir, 'out'), provider: o.provider ?? 'cpu', userDataDir: path.join(dir, 'user'), demo: false });
+    const engine = createEngine({
+      modelsDir: path.join(dir, 'models'),
+      outputDir: path.join(dir, 'out'),
+      provider: o.provider ?? 'cpu',
+      userDataDir: path.join(dir, 'user'),
+      demo: false,
+    });
     const stepTimes: number[] = [];
     // CPU time of this process (all threads): under other processes' load wall time grows, CPU time barely.
-    const cpuS = () => { const c = process.cpuUsage(); return (c.user + c.system) / 1e6; };
+    const cpuS = () => {
+      const c = process.cpuUsage();
+      return (c.user + c.system) / 1e6;
+    };
     const stepCpu: number[] = [];
     const nodeMs: Record<string, number> = {};
     const sessionS: Record<string, number> = {};
     let last = 0;
     let lastCpu = 0;
     engine.subscribe((e: RunEvent) => {
-      if (e.type === 'node-start' && e.node === 'sampler') { last = performance.now(); lastCpu = cpuS(); }
+      if (e.type === 'node-start' && e.node === 'sampler') {
+        last = performance.now();
+        lastCpu = cpuS();
+      }
       if (e.type === 'progress') {
         const now = performance.now();
         const c = cpuS();
-        stepTimes.push((now - last) / 1000); stepCpu.push(c - lastCpu);
-        last = now; lastCpu = c;
+        stepTimes.push((now - last) / 1000);
+        stepCpu.push(c - lastCpu);
+        last = now;
+        lastCpu = c;
       }
       if (e.type === 'node-done' && !e.cached) nodeMs[e.node] = e.ms;
       if (e.type === 'log' && e.level === 'warn') process.stderr.write(`${e.message}\n`);
@@ -102,10 +170,19 @@ export async function benchEndToEnd(o: E2eOptions): Promise<Record<string, unkno
       const m = e.type === 'log' ? /^loaded (.+) \(([\d.]+) s\)$/.exec(e.message) : null;
       if (m) sessionS[m[1].split(dir).join('…')] = Number(m[2]);
     });
-    const wf = (seed: number) => ipAdapterWorkflow({
-      image: o.image, steps, seed, width: size, height: size, weight: 1, output: 'preview',
-      checkpoint: 'sd15-random', clipVision: 'vit-h-random', ipAdapter: 'ip-adapter_sd15-random.safetensors',
-    });
+    const wf = (seed: number) =>
+      ipAdapterWorkflow({
+        image: o.image,
+        steps,
+        seed,
+        width: size,
+        height: size,
+        weight: 1,
+        output: 'preview',
+        checkpoint: 'sd15-random',
+        clipVision: 'vit-h-random',
+        ipAdapter: 'ip-adapter_sd15-random.safetensors',
+      });
     t0 = performance.now();
     let c0 = cpuS();
     const r1 = await engine.run(wf(1));
@@ -129,15 +206,29 @@ export async function benchEndToEnd(o: E2eOptions): Promise<Record<string, unkno
       return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
     };
     return {
-      workload: { size: `${size}x${size}`, steps, cfg: 'batch 2 = [uncond, cond]', ip_tokens: 4, provider: o.provider ?? 'cpu', threads: os.availableParallelism() },
-      seconds_per_step: +med(stepTimes).toFixed(2), seconds_per_step_all: stepTimes.map((s) => +s.toFixed(2)),
+      workload: {
+        size: `${size}x${size}`,
+        steps,
+        cfg: 'batch 2 = [uncond, cond]',
+        ip_tokens: 4,
+        provider: o.provider ?? 'cpu',
+        threads: os.availableParallelism(),
+      },
+      seconds_per_step: +med(stepTimes).toFixed(2),
+      seconds_per_step_all: stepTimes.map((s) => +s.toFixed(2)),
       first_run_steps_s: firstSteps.map((s) => +s.toFixed(2)),
-      cpu_seconds_per_step: +med(stepCpu).toFixed(2), cpu_seconds_per_step_all: stepCpu.map((s) => +s.toFixed(2)),
-      model_load_s: +(first - second).toFixed(1), first_run_s: +first.toFixed(1), second_run_s: +second.toFixed(1),
+      cpu_seconds_per_step: +med(stepCpu).toFixed(2),
+      cpu_seconds_per_step_all: stepCpu.map((s) => +s.toFixed(2)),
+      model_load_s: +(first - second).toFixed(1),
+      first_run_s: +first.toFixed(1),
+      second_run_s: +second.toFixed(1),
       model_load_cpu_s: +(firstCpu - secondCpu).toFixed(1),
       store_session_load_s: sessionS,
-      first_run_node_ms: firstNodes, second_run_node_ms: nodeMs, // the second run lists only nodes that re-ran
-      peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), weight_bytes: weightBytes, write_weights_s: +writeS.toFixed(1),
+      first_run_node_ms: firstNodes,
+      second_run_node_ms: nodeMs, // the second run lists only nodes that re-ran
+      peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+      weight_bytes: weightBytes,
+      write_weights_s: +writeS.toFixed(1),
     };
   } finally {
     if (!o.keep) fs.rmSync(dir, { recursive: true, force: true });

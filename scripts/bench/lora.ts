@@ -108,7 +108,14 @@ function writeLora(file: string, base: WeightMap, baseFile: string): number {
  * base and LoRA files, written as an fp32 safetensors file of those modules; returns the seconds
  * spent merging and writing.
  */
-async function mergeOnce(match: LoraMatch, base: WeightMap, strength: number, out: string, a: Args, cacheDir: string): Promise<{ merge_s: number; write_s: number; bytes: number }> {
+async function mergeOnce(
+  match: LoraMatch,
+  base: WeightMap,
+  strength: number,
+  out: string,
+  a: Args,
+  cacheDir: string,
+): Promise<{ merge_s: number; write_s: number; bytes: number }> {
   const g = new Graph('lora_merge');
   const s = g.input('s', DataType.FLOAT, []);
   const names: string[] = [];
@@ -167,7 +174,14 @@ function inputs(): UNetInputs {
   };
 }
 
-interface Files { weightsFile: string; ipFile: string; loraFile: string; weightBytes: number; ipBytes: number; loraBytes: number }
+interface Files {
+  weightsFile: string;
+  ipFile: string;
+  loraFile: string;
+  weightBytes: number;
+  ipBytes: number;
+  loraBytes: number;
+}
 
 /**
  * interleaved: the plain, side and auto sessions in one process, one step of each in turn per
@@ -178,15 +192,28 @@ async function runInterleaved(f: Files, dir: string, a: Args): Promise<Record<st
   const match = matchLora(SafetensorsFile.open(f.loraFile), [unetLoraTargets(SD15_UNET, base, f.weightsFile)]);
   const inp = inputs();
   const kinds = ['plain', 'side', 'auto'] as const;
-  const sessions = await Promise.all(kinds.map(async (k) => {
-    const mode = k === 'plain' ? null : k;
-    const built = buildUNet(SD15_UNET, base, {
-      ipAdapter: IpAdapterModel.load(f.ipFile), attention: a.attention, name: mode ? `unet_lora_${mode}` : 'unet',
-      moduleHook: mode ? loraModuleHook([match], { part: 'unet', mode, rowsFor: unetReferenceRows(SD15_UNET.blockOutChannels.length) }) : undefined,
-    }).build();
-    const session = await createSession(built, { cacheDir: path.join(dir, `cache-i-${k}`), provider: a.provider, threads: a.threads, sessionOptions: UNET_SESSION_OPTIONS });
-    return { k, run: async () => checkFinite('UNet', (await callUNet({ session, config: SD15_UNET }, { ...inp, loraScale: mode ? [1] : undefined })).data), session };
-  }));
+  const sessions = await Promise.all(
+    kinds.map(async (k) => {
+      const mode = k === 'plain' ? null : k;
+      const built = buildUNet(SD15_UNET, base, {
+        ipAdapter: IpAdapterModel.load(f.ipFile),
+        attention: a.attention,
+        name: mode ? `unet_lora_${mode}` : 'unet',
+        moduleHook: mode ? loraModuleHook([match], { part: 'unet', mode, rowsFor: unetReferenceRows(SD15_UNET.blockOutChannels.length) }) : undefined,
+      }).build();
+      const session = await createSession(built, {
+        cacheDir: path.join(dir, `cache-i-${k}`),
+        provider: a.provider,
+        threads: a.threads,
+        sessionOptions: UNET_SESSION_OPTIONS,
+      });
+      return {
+        k,
+        run: async () => checkFinite('UNet', (await callUNet({ session, config: SD15_UNET }, { ...inp, loraScale: mode ? [1] : undefined })).data),
+        session,
+      };
+    }),
+  );
   const t: Record<string, { wall: number; cpu: number }[]> = { plain: [], side: [], auto: [] };
   for (const s of sessions) await s.run(); // warm-up
   const rounds = Math.max(3, a.steps + 1);
@@ -226,7 +253,9 @@ async function runVariant(v: Variant, f: Files, dir: string, a: Args): Promise<R
   const mode: LoraMode | null = v === 'side' || v === 'auto' ? v : null;
   let t0 = performance.now();
   const built = buildUNet(SD15_UNET, weights, {
-    ipAdapter: IpAdapterModel.load(f.ipFile), attention: a.attention, name: mode ? `unet_lora_${mode}` : 'unet',
+    ipAdapter: IpAdapterModel.load(f.ipFile),
+    attention: a.attention,
+    name: mode ? `unet_lora_${mode}` : 'unet',
     moduleHook: mode ? loraModuleHook([match], { part: 'unet', mode, rowsFor: unetReferenceRows(SD15_UNET.blockOutChannels.length) }) : undefined,
   }).build();
   const buildS = seconds(t0);
@@ -252,9 +281,18 @@ async function runVariant(v: Variant, f: Files, dir: string, a: Args): Promise<R
   const peak = rssMb();
   const weightsAll = f.weightBytes + f.ipBytes + (v === 'plain' ? 0 : f.loraBytes);
   return {
-    ...out, ms_per_step_median: med, ms_per_step: ms, warmup_ms, cpu_ms_per_step: cpu_ms, cpu_ms_median: median(cpu_ms),
-    build_s: +buildS.toFixed(2), session_create_s: +sessionS.toFixed(2), model_bytes: built.bytes.length,
-    peak_rss_mb: Math.round(peak), rss_after_session_mb: Math.round(rssAfterSession), rss_at_end: now,
+    ...out,
+    ms_per_step_median: med,
+    ms_per_step: ms,
+    warmup_ms,
+    cpu_ms_per_step: cpu_ms,
+    cpu_ms_median: median(cpu_ms),
+    build_s: +buildS.toFixed(2),
+    session_create_s: +sessionS.toFixed(2),
+    model_bytes: built.bytes.length,
+    peak_rss_mb: Math.round(peak),
+    rss_after_session_mb: Math.round(rssAfterSession),
+    rss_at_end: now,
     peak_rss_vs_weights_and_lora: +((peak * 2 ** 20) / weightsAll).toFixed(3),
   };
 }
@@ -274,18 +312,27 @@ export async function benchLora(dir: string, a: Args): Promise<Record<string, un
   fs.writeFileSync(path.join(dir, 'files.json'), JSON.stringify(files));
   const result: Record<string, unknown> = {
     lora: { rank: RANK, alpha: ALPHA, dtype: 'F16', modules: 'attention to_q/k/v/out + feed-forward (ATTENTION_FF_MODULES)', bytes: loraBytes },
-    weight_bytes: u.weightBytes, adapter_bytes: u.ipBytes, write_s: +seconds(t0).toFixed(1), workload: { ...SD15_WORKLOAD, cfg_passes: 'batch 2' },
+    weight_bytes: u.weightBytes,
+    adapter_bytes: u.ipBytes,
+    write_s: +seconds(t0).toFixed(1),
+    workload: { ...SD15_WORKLOAD, cfg_passes: 'batch 2' },
   };
   const match = matchLora(SafetensorsFile.open(loraFile), [unetLoraTargets(SD15_UNET, SafetensorsFile.open(u.weightsFile), u.weightsFile)]);
   result.unet_gflop_per_step = +unetGflop(SD15_UNET, SD15_WORKLOAD).toFixed(1);
-  result.added_gflop_per_step = { side: +loraGflop(match, 'side').toFixed(1), auto: +loraGflop(match, 'auto').toFixed(1), merge_in_graph: +loraGflop(match, 'merge').toFixed(1) };
+  result.added_gflop_per_step = {
+    side: +loraGflop(match, 'side').toFixed(1),
+    auto: +loraGflop(match, 'auto').toFixed(1),
+    merge_in_graph: +loraGflop(match, 'merge').toFixed(1),
+  };
   const want = (process.env.IPA_BENCH_LORA_VARIANTS?.split(',') ?? [...VARIANTS]) as Variant[];
   for (const v of want) {
     const argv = process.argv.slice(2);
     const i = argv.indexOf('--only');
     if (i >= 0) argv.splice(i, 2);
     const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1], ...argv, '--only', 'lora'], {
-      stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26, env: { ...process.env, IPA_BENCH_LORA_VARIANT: v, IPA_BENCH_LORA_DIR: dir },
+      stdio: ['ignore', 'pipe', 'inherit'],
+      maxBuffer: 1 << 26,
+      env: { ...process.env, IPA_BENCH_LORA_VARIANT: v, IPA_BENCH_LORA_DIR: dir },
     });
     const text = r.stdout?.toString() ?? '';
     try {
@@ -299,7 +346,10 @@ export async function benchLora(dir: string, a: Args): Promise<Record<string, un
   for (const v of ['side', 'auto', 'merge'] as const) {
     const r = result[v] as { ms_per_step_median?: number; cpu_ms_median?: number } | undefined;
     if (plain?.ms_per_step_median && r?.ms_per_step_median) {
-      cmp[v] = { step_vs_plain: +(r.ms_per_step_median / plain.ms_per_step_median).toFixed(3), cpu_vs_plain: +((r.cpu_ms_median ?? 0) / (plain.cpu_ms_median ?? 1)).toFixed(3) };
+      cmp[v] = {
+        step_vs_plain: +(r.ms_per_step_median / plain.ms_per_step_median).toFixed(3),
+        cpu_vs_plain: +((r.cpu_ms_median ?? 0) / (plain.cpu_ms_median ?? 1)).toFixed(3),
+      };
     }
   }
   result.vs_plain = cmp;

@@ -52,7 +52,9 @@ export function writeRandomSafetensors(file: string, shapes: Map<string, number[
       for (let done = 0; done < n;) {
         const m = Math.min(chunk.length, n - done);
         for (let i = 0; i < m; i++) {
-          s ^= s << 13; s ^= s >>> 17; s ^= s << 5; // xorshift32
+          s ^= s << 13;
+          s ^= s >>> 17;
+          s ^= s << 5; // xorshift32
           chunk[i] = center + amp * ((s >>> 0) / 2147483648 - 1);
         }
         if (dtype === 'F32') {

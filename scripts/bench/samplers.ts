@@ -58,12 +58,23 @@ export async function benchSamplers(dir: string, a: Args): Promise<Record<string
   const n = shape.reduce((x, d) => x * d, 1);
   const rows = [];
   for (const c of CHOICES) {
-    const plan = planSampling({ sampler: c.sampler, scheduler: c.scheduler, steps: c.steps, denoise: 1, addNoise: true, ddim, noise: () => new Float32Array(n).fill(0.01) });
+    const plan = planSampling({
+      sampler: c.sampler,
+      scheduler: c.scheduler,
+      steps: c.steps,
+      denoise: 1,
+      addNoise: true,
+      ddim,
+      noise: () => new Float32Array(n).fill(0.01),
+    });
     const m = plan.method!;
     const branches = cfgGuidance(c.cfg).branches;
     let calls = 0;
     // A stand-in for the UNet: a cheap prediction of the latent's size, so only the sampler's own work is timed.
-    const model = async (x: Float32Array) => { calls++; return x.map((v) => v * 0.1); };
+    const model = async (x: Float32Array) => {
+      calls++;
+      return x.map((v) => v * 0.1);
+    };
     t0 = performance.now();
     let x = m.startLatents(new Float32Array(n).fill(0.5), new Float32Array(n));
     for (let i = 0; i < m.timesteps.length; i++) x = (await m.step(i, x, model)).x;
@@ -71,18 +82,29 @@ export async function benchSamplers(dir: string, a: Args): Promise<Record<string
     checkFinite(c.label, x);
     const unetS = calls * stepS(branches);
     rows.push({
-      choice: c.label, sampler: c.sampler, scheduler: c.scheduler, steps: c.steps, cfg: c.cfg, unet_calls: calls, unet_batch: branches,
-      unet_s: +unetS.toFixed(1), sampler_math_s: +samplerS.toFixed(3), seconds_per_image: +(unetS + samplerS).toFixed(1),
+      choice: c.label,
+      sampler: c.sampler,
+      scheduler: c.scheduler,
+      steps: c.steps,
+      cfg: c.cfg,
+      unet_calls: calls,
+      unet_batch: branches,
+      unet_s: +unetS.toFixed(1),
+      sampler_math_s: +samplerS.toFixed(3),
+      seconds_per_image: +(unetS + samplerS).toFixed(1),
       seconds_per_image_unshared: +(calls * stepCpuS(branches) + samplerS).toFixed(1),
     });
   }
   return {
-    method: 'one UNet evaluation timed (median of --steps runs after a warm-up), times each choice\'s UNet calls, plus the sampler arithmetic measured on the latent; text encoder and VAE decode excluded',
-    unet_ms_batch2: perBatch[2], unet_ms_batch1: perBatch[1],
+    method:
+      "one UNet evaluation timed (median of --steps runs after a warm-up), times each choice's UNet calls, plus the sampler arithmetic measured on the latent; text encoder and VAE decode excluded",
+    unet_ms_batch2: perBatch[2],
+    unet_ms_batch1: perBatch[1],
     unet_s_per_call: { batch2: +stepS(2).toFixed(2), batch1: +stepS(1).toFixed(2) },
     unet_s_per_call_unshared: { batch2: +stepCpuS(2).toFixed(2), batch1: +stepCpuS(1).toFixed(2), threads },
     loadavg_at_end: os.loadavg().map((x) => +x.toFixed(2)),
-    session_create_s: +sessionS.toFixed(2), write_weights_s: +files.writeS.toFixed(1),
+    session_create_s: +sessionS.toFixed(2),
+    write_weights_s: +files.writeS.toFixed(1),
     choices: rows,
   };
 }

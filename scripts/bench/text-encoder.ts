@@ -18,12 +18,21 @@ function clipTextShapes(): Map<string, number[]> {
   ]);
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const b = `text_model.encoder.layers.${l}`;
-    for (const n of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) { p.set(`${b}.self_attn.${n}.weight`, [H, H]); p.set(`${b}.self_attn.${n}.bias`, [H]); }
-    for (const n of ['layer_norm1', 'layer_norm2']) { p.set(`${b}.${n}.weight`, [H]); p.set(`${b}.${n}.bias`, [H]); }
-    p.set(`${b}.mlp.fc1.weight`, [c.intermediate_size, H]); p.set(`${b}.mlp.fc1.bias`, [c.intermediate_size]);
-    p.set(`${b}.mlp.fc2.weight`, [H, c.intermediate_size]); p.set(`${b}.mlp.fc2.bias`, [H]);
+    for (const n of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) {
+      p.set(`${b}.self_attn.${n}.weight`, [H, H]);
+      p.set(`${b}.self_attn.${n}.bias`, [H]);
+    }
+    for (const n of ['layer_norm1', 'layer_norm2']) {
+      p.set(`${b}.${n}.weight`, [H]);
+      p.set(`${b}.${n}.bias`, [H]);
+    }
+    p.set(`${b}.mlp.fc1.weight`, [c.intermediate_size, H]);
+    p.set(`${b}.mlp.fc1.bias`, [c.intermediate_size]);
+    p.set(`${b}.mlp.fc2.weight`, [H, c.intermediate_size]);
+    p.set(`${b}.mlp.fc2.bias`, [H]);
   }
-  p.set('text_model.final_layer_norm.weight', [H]); p.set('text_model.final_layer_norm.bias', [H]);
+  p.set('text_model.final_layer_norm.weight', [H]);
+  p.set('text_model.final_layer_norm.bias', [H]);
   return p;
 }
 
@@ -42,5 +51,19 @@ export async function benchTextEncoder(dir: string, a: Args): Promise<Record<str
   const { warmup_ms, ms, cpu_ms } = await timeRuns(a.steps, () => session.run({ input_ids: new ort.Tensor('int64', ids, [2, 77]) }));
   const rssRuns = rssNowMb();
   await session.release();
-  return { ms_median: median(ms), ms, warmup_ms, cpu_ms, build_s: +buildS.toFixed(2), session_create_s: +sessionS.toFixed(2), weight_bytes: bytes, batch: 2, peak_rss_after_session_mb: Math.round(rssSessionMb), rss_after_session: rssSession, rss_after_runs: rssRuns, peak_rss_mb: Math.round(rssMb()), session_options: describeOptions(CLIP_TEXT_SESSION_OPTIONS, a) };
+  return {
+    ms_median: median(ms),
+    ms,
+    warmup_ms,
+    cpu_ms,
+    build_s: +buildS.toFixed(2),
+    session_create_s: +sessionS.toFixed(2),
+    weight_bytes: bytes,
+    batch: 2,
+    peak_rss_after_session_mb: Math.round(rssSessionMb),
+    rss_after_session: rssSession,
+    rss_after_runs: rssRuns,
+    peak_rss_mb: Math.round(rssMb()),
+    session_options: describeOptions(CLIP_TEXT_SESSION_OPTIONS, a),
+  };
 }

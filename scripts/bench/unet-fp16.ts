@@ -36,7 +36,10 @@ function pssMb(): { pss_mb: number; pss_anon_mb: number; pss_file_mb: number } |
   }
 }
 
-const argValue = (k: string) => { const i = process.argv.indexOf(k); return i >= 0 ? process.argv[i + 1] : undefined; };
+const argValue = (k: string) => {
+  const i = process.argv.indexOf(k);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+};
 
 export async function benchUNetFp16(dir: string, a: Args): Promise<Record<string, unknown>> {
   const cfg = SD15_UNET;
@@ -49,10 +52,13 @@ export async function benchUNetFp16(dir: string, a: Args): Promise<Record<string
   const weightsFile = path.join(dir, `unet-sd15-random-${dtype.toLowerCase()}.safetensors`);
   const weightBytes = writeRandomSafetensors(weightsFile, unetParameterShapes(cfg), 1, { dtype });
   const ipShapes = new Map<string, number[]>([
-    ['image_proj.proj.weight', [4 * cfg.crossAttentionDim, 1024]], ['image_proj.proj.bias', [4 * cfg.crossAttentionDim]],
-    ['image_proj.norm.weight', [cfg.crossAttentionDim]], ['image_proj.norm.bias', [cfg.crossAttentionDim]],
+    ['image_proj.proj.weight', [4 * cfg.crossAttentionDim, 1024]],
+    ['image_proj.proj.bias', [4 * cfg.crossAttentionDim]],
+    ['image_proj.norm.weight', [cfg.crossAttentionDim]],
+    ['image_proj.norm.bias', [cfg.crossAttentionDim]],
   ]);
-  for (const p of crossAttnLayers(cfg)) for (const kv of ['k', 'v']) ipShapes.set(`ip_adapter.${p.index}.to_${kv}_ip.weight`, [p.hiddenSize, cfg.crossAttentionDim]);
+  for (const p of crossAttnLayers(cfg))
+    for (const kv of ['k', 'v']) ipShapes.set(`ip_adapter.${p.index}.to_${kv}_ip.weight`, [p.hiddenSize, cfg.crossAttentionDim]);
   const ipFile = path.join(dir, `ip-adapter-sd15-random-${dtype.toLowerCase()}.safetensors`);
   writeRandomSafetensors(ipFile, ipShapes, 2, { dtype });
   const writeS = seconds(t0);
@@ -61,10 +67,15 @@ export async function benchUNetFp16(dir: string, a: Args): Promise<Record<string
   const built = buildUNet(cfg, weights, { ipAdapter: IpAdapterModel.load(ipFile) }).build();
   const cacheDir = path.join(dir, 'cache');
   const logs: string[] = [];
-  const open = (model = built) => createSession(model, {
-    cacheDir, provider: a.provider, threads: a.threads, halfWeights: mode, log: (m) => logs.push(m),
-    sessionOptions: a.opt ? { ...UNET_SESSION_OPTIONS, graphOptimizationLevel: a.opt } : UNET_SESSION_OPTIONS,
-  });
+  const open = (model = built) =>
+    createSession(model, {
+      cacheDir,
+      provider: a.provider,
+      threads: a.threads,
+      halfWeights: mode,
+      log: (m) => logs.push(m),
+      sessionOptions: a.opt ? { ...UNET_SESSION_OPTIONS, graphOptimizationLevel: a.opt } : UNET_SESSION_OPTIONS,
+    });
   t0 = performance.now();
   let session = await open();
   const firstSessionS = seconds(t0);
@@ -93,13 +104,29 @@ export async function benchUNetFp16(dir: string, a: Args): Promise<Record<string
   const copyBytes = fs.existsSync(copyDir) ? fs.readdirSync(copyDir).reduce((s, f) => s + fs.statSync(path.join(copyDir, f)).size, 0) : 0;
   const fp32Bytes = [...unetParameterShapes(cfg).values()].reduce((s, sh) => s + sh.reduce((x, d) => x * d, 4), 0); // the fp32 twin's weights
   return {
-    dtype, half_weights: mode,
-    ms_per_step_median: median(ms), ms_per_step: ms, warmup_ms, cpu_ms_per_step: cpu_ms,
-    first_session_create_s: +firstSessionS.toFixed(2), second_session_create_s: +secondSessionS.toFixed(2),
-    peak_rss_mb: Math.round(peak), rss_after_session_mb: Math.round(rssAfterSession), rss_after_runs: now,
-    weight_bytes: weightBytes, fp32_equivalent_bytes: fp32Bytes,
-    peak_rss_vs_file: +((peak * 2 ** 20) / weightBytes).toFixed(2), peak_rss_vs_fp32_bytes: +((peak * 2 ** 20) / fp32Bytes).toFixed(2),
-    two_networks: { second_session_create_s: +plainSessionS.toFixed(2), peak_rss_mb: Math.round(peakTwo), rss_after_run: two, peak_rss_vs_fp32_bytes: +((peakTwo * 2 ** 20) / fp32Bytes).toFixed(2) },
-    float32_copy_bytes_on_disk: copyBytes, write_weights_s: +writeS.toFixed(1), log: logs,
+    dtype,
+    half_weights: mode,
+    ms_per_step_median: median(ms),
+    ms_per_step: ms,
+    warmup_ms,
+    cpu_ms_per_step: cpu_ms,
+    first_session_create_s: +firstSessionS.toFixed(2),
+    second_session_create_s: +secondSessionS.toFixed(2),
+    peak_rss_mb: Math.round(peak),
+    rss_after_session_mb: Math.round(rssAfterSession),
+    rss_after_runs: now,
+    weight_bytes: weightBytes,
+    fp32_equivalent_bytes: fp32Bytes,
+    peak_rss_vs_file: +((peak * 2 ** 20) / weightBytes).toFixed(2),
+    peak_rss_vs_fp32_bytes: +((peak * 2 ** 20) / fp32Bytes).toFixed(2),
+    two_networks: {
+      second_session_create_s: +plainSessionS.toFixed(2),
+      peak_rss_mb: Math.round(peakTwo),
+      rss_after_run: two,
+      peak_rss_vs_fp32_bytes: +((peakTwo * 2 ** 20) / fp32Bytes).toFixed(2),
+    },
+    float32_copy_bytes_on_disk: copyBytes,
+    write_weights_s: +writeS.toFixed(1),
+    log: logs,
   };
 }

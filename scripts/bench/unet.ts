@@ -16,8 +16,14 @@ import { type Args, checkFinite, describeOptions, median, openSession, uniform, 
 
 /** SD1.5's unet/config.json (the fields the parser reads); the ControlNet section parses it too. */
 export const SD15_UNET_JSON: Record<string, unknown> = {
-  sample_size: 64, in_channels: 4, out_channels: 4, block_out_channels: [320, 640, 1280, 1280], layers_per_block: 2,
-  attention_head_dim: 8, norm_num_groups: 32, cross_attention_dim: 768,
+  sample_size: 64,
+  in_channels: 4,
+  out_channels: 4,
+  block_out_channels: [320, 640, 1280, 1280],
+  layers_per_block: 2,
+  attention_head_dim: 8,
+  norm_num_groups: 32,
+  cross_attention_dim: 768,
   down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
   up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
 };
@@ -28,7 +34,13 @@ export const SD15_UNET = parseUNetConfig(SD15_UNET_JSON, 'bench SD1.5 config');
 // plus the attention products (Q K^T and P V).
 // ---------------------------------------------------------------------------------------
 
-export interface UNetWorkload { batch: number; height: number; width: number; textTokens: number; ipTokens: number }
+export interface UNetWorkload {
+  batch: number;
+  height: number;
+  width: number;
+  textTokens: number;
+  ipTokens: number;
+}
 
 /** The benchmark's UNet workload: batch 2 = [uncond, cond], 64x64 latent (512x512), 77 text and 4 image tokens. */
 export const SD15_WORKLOAD: UNetWorkload = { batch: 2, height: 64, width: 64, textTokens: 77, ipTokens: 4 };
@@ -76,7 +88,13 @@ export function unetGflop(cfg: UNetConfig, wl: UNetWorkload, shapes: Map<string,
 // Weights and inputs (shared with the controlnet section)
 // ---------------------------------------------------------------------------------------
 
-export interface UNetFiles { weightsFile: string; ipFile: string; weightBytes: number; ipBytes: number; writeS: number }
+export interface UNetFiles {
+  weightsFile: string;
+  ipFile: string;
+  weightBytes: number;
+  ipBytes: number;
+  writeS: number;
+}
 
 /** Writes the SD1.5 UNet and a 4-token ip-adapter_sd15 with random weights under `dir`. */
 export function writeUNetFiles(dir: string, cfg: UNetConfig = SD15_UNET): UNetFiles {
@@ -84,10 +102,13 @@ export function writeUNetFiles(dir: string, cfg: UNetConfig = SD15_UNET): UNetFi
   const weightsFile = path.join(dir, 'unet-sd15-random.safetensors');
   const weightBytes = writeRandomSafetensors(weightsFile, unetParameterShapes(cfg), 1);
   const ipShapes = new Map<string, number[]>([
-    ['image_proj.proj.weight', [4 * cfg.crossAttentionDim, 1024]], ['image_proj.proj.bias', [4 * cfg.crossAttentionDim]],
-    ['image_proj.norm.weight', [cfg.crossAttentionDim]], ['image_proj.norm.bias', [cfg.crossAttentionDim]],
+    ['image_proj.proj.weight', [4 * cfg.crossAttentionDim, 1024]],
+    ['image_proj.proj.bias', [4 * cfg.crossAttentionDim]],
+    ['image_proj.norm.weight', [cfg.crossAttentionDim]],
+    ['image_proj.norm.bias', [cfg.crossAttentionDim]],
   ]);
-  for (const p of crossAttnLayers(cfg)) for (const kv of ['k', 'v']) ipShapes.set(`ip_adapter.${p.index}.to_${kv}_ip.weight`, [p.hiddenSize, cfg.crossAttentionDim]);
+  for (const p of crossAttnLayers(cfg))
+    for (const kv of ['k', 'v']) ipShapes.set(`ip_adapter.${p.index}.to_${kv}_ip.weight`, [p.hiddenSize, cfg.crossAttentionDim]);
   const ipFile = path.join(dir, 'ip-adapter-sd15-random.safetensors');
   const ipBytes = writeRandomSafetensors(ipFile, ipShapes, 2);
   return { weightsFile, ipFile, weightBytes, ipBytes, writeS: seconds(t0) };
@@ -132,13 +153,24 @@ export async function benchUNet(dir: string, a: Args): Promise<Record<string, un
   const gflop = unetGflop(cfg, wl);
   const med = median(ms);
   return {
-    ms_per_step_median: med, ms_per_step: ms, warmup_ms, cpu_ms_per_step: cpu_ms,
-    build_s: +buildS.toFixed(2), session_create_s: +sessionS.toFixed(2), read_weights_once_s: +readS.toFixed(2),
+    ms_per_step_median: med,
+    ms_per_step: ms,
+    warmup_ms,
+    cpu_ms_per_step: cpu_ms,
+    build_s: +buildS.toFixed(2),
+    session_create_s: +sessionS.toFixed(2),
+    read_weights_once_s: +readS.toFixed(2),
     session_vs_read: +(sessionS / readS).toFixed(2),
-    peak_rss_mb: Math.round(rssMb()), rss_before_session_mb: Math.round(rssBeforeSession), rss_after_session_mb: Math.round(rssAfterSession),
-    weight_bytes: files.weightBytes, adapter_weight_bytes: files.ipBytes, peak_rss_vs_weights: +((rssMb() * 2 ** 20) / files.weightBytes).toFixed(2),
-    gflop_per_step: +gflop.toFixed(1), gflop_per_s: +(gflop / (med / 1000)).toFixed(1),
-    write_weights_s: +files.writeS.toFixed(1), model_bytes: built.bytes.length,
+    peak_rss_mb: Math.round(rssMb()),
+    rss_before_session_mb: Math.round(rssBeforeSession),
+    rss_after_session_mb: Math.round(rssAfterSession),
+    weight_bytes: files.weightBytes,
+    adapter_weight_bytes: files.ipBytes,
+    peak_rss_vs_weights: +((rssMb() * 2 ** 20) / files.weightBytes).toFixed(2),
+    gflop_per_step: +gflop.toFixed(1),
+    gflop_per_s: +(gflop / (med / 1000)).toFixed(1),
+    write_weights_s: +files.writeS.toFixed(1),
+    model_bytes: built.bytes.length,
     workload: { ...wl, cfg_passes: 'batch 2 = [uncond, cond]', attention: a.attention },
     session_options: describeOptions(UNET_SESSION_OPTIONS, a),
   };

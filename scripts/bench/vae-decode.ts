@@ -9,11 +9,20 @@ import { buildVaeDecoder, parseVaeConfig, vaeParameterShapes } from '../../model
 import { type Args, describeOptions, median, openSession, uniform, rssMb, timeRuns, writeRandomSafetensors } from './common.js';
 
 export async function benchVaeDecode(dir: string, a: Args): Promise<Record<string, unknown>> {
-  const cfg = parseVaeConfig({
-    in_channels: 3, out_channels: 3, latent_channels: 4, block_out_channels: [128, 256, 512, 512], layers_per_block: 2,
-    norm_num_groups: 32, scaling_factor: 0.18215,
-    down_block_types: Array(4).fill('DownEncoderBlock2D'), up_block_types: Array(4).fill('UpDecoderBlock2D'),
-  }, 'bench SD1.5 VAE config');
+  const cfg = parseVaeConfig(
+    {
+      in_channels: 3,
+      out_channels: 3,
+      latent_channels: 4,
+      block_out_channels: [128, 256, 512, 512],
+      layers_per_block: 2,
+      norm_num_groups: 32,
+      scaling_factor: 0.18215,
+      down_block_types: Array(4).fill('DownEncoderBlock2D'),
+      up_block_types: Array(4).fill('UpDecoderBlock2D'),
+    },
+    'bench SD1.5 VAE config',
+  );
   const file = path.join(dir, 'vae-decoder-random.safetensors');
   const bytes = writeRandomSafetensors(file, vaeParameterShapes(cfg, 'decoder'), 11);
   let t0 = performance.now();
@@ -25,5 +34,16 @@ export async function benchVaeDecode(dir: string, a: Args): Promise<Record<strin
   const latents = new ort.Tensor('float32', uniform(4 * 64 * 64, 9), [1, 4, 64, 64]);
   const { warmup_ms, ms, cpu_ms } = await timeRuns(a.steps, () => session.run({ latents }));
   await session.release();
-  return { ms_median: median(ms), ms, warmup_ms, cpu_ms, build_s: +buildS.toFixed(2), session_create_s: +sessionS.toFixed(2), weight_bytes: bytes, output: '1x3x512x512', peak_rss_mb: Math.round(rssMb()), session_options: describeOptions({}, a) };
+  return {
+    ms_median: median(ms),
+    ms,
+    warmup_ms,
+    cpu_ms,
+    build_s: +buildS.toFixed(2),
+    session_create_s: +sessionS.toFixed(2),
+    weight_bytes: bytes,
+    output: '1x3x512x512',
+    peak_rss_mb: Math.round(rssMb()),
+    session_options: describeOptions({}, a),
+  };
 }

@@ -12,8 +12,16 @@ import { type Args, checkFinite, describeOptions, median, openSession, uniform, 
 
 /** OpenCLIP ViT-H/14 (h94/IP-Adapter models/image_encoder/config.json). */
 export const VIT_H_14: Readonly<ClipVisionConfig> = Object.freeze({
-  hiddenSize: 1280, intermediateSize: 5120, numHiddenLayers: 32, numAttentionHeads: 16,
-  imageSize: 224, patchSize: 14, numChannels: 3, projectionDim: 1024, hiddenAct: 'gelu', layerNormEps: 1e-5,
+  hiddenSize: 1280,
+  intermediateSize: 5120,
+  numHiddenLayers: 32,
+  numAttentionHeads: 16,
+  imageSize: 224,
+  patchSize: 14,
+  numChannels: 3,
+  projectionDim: 1024,
+  hiddenAct: 'gelu',
+  layerNormEps: 1e-5,
 });
 
 /** transformers CLIPVisionModelWithProjection parameter names/shapes (with its "pre_layrnorm" spelling). */
@@ -24,16 +32,26 @@ function clipVisionShapes(c: ClipVisionConfig): Map<string, number[]> {
     ['vision_model.embeddings.class_embedding', [C]],
     ['vision_model.embeddings.patch_embedding.weight', [C, c.numChannels, c.patchSize, c.patchSize]],
     ['vision_model.embeddings.position_embedding.weight', [grid * grid + 1, C]],
-    ['vision_model.pre_layrnorm.weight', [C]], ['vision_model.pre_layrnorm.bias', [C]],
+    ['vision_model.pre_layrnorm.weight', [C]],
+    ['vision_model.pre_layrnorm.bias', [C]],
   ]);
   for (let l = 0; l < c.numHiddenLayers; l++) {
     const b = `vision_model.encoder.layers.${l}`;
-    for (const n of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) { p.set(`${b}.self_attn.${n}.weight`, [C, C]); p.set(`${b}.self_attn.${n}.bias`, [C]); }
-    for (const n of ['layer_norm1', 'layer_norm2']) { p.set(`${b}.${n}.weight`, [C]); p.set(`${b}.${n}.bias`, [C]); }
-    p.set(`${b}.mlp.fc1.weight`, [c.intermediateSize, C]); p.set(`${b}.mlp.fc1.bias`, [c.intermediateSize]);
-    p.set(`${b}.mlp.fc2.weight`, [C, c.intermediateSize]); p.set(`${b}.mlp.fc2.bias`, [C]);
+    for (const n of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) {
+      p.set(`${b}.self_attn.${n}.weight`, [C, C]);
+      p.set(`${b}.self_attn.${n}.bias`, [C]);
+    }
+    for (const n of ['layer_norm1', 'layer_norm2']) {
+      p.set(`${b}.${n}.weight`, [C]);
+      p.set(`${b}.${n}.bias`, [C]);
+    }
+    p.set(`${b}.mlp.fc1.weight`, [c.intermediateSize, C]);
+    p.set(`${b}.mlp.fc1.bias`, [c.intermediateSize]);
+    p.set(`${b}.mlp.fc2.weight`, [C, c.intermediateSize]);
+    p.set(`${b}.mlp.fc2.bias`, [C]);
   }
-  p.set('vision_model.post_layernorm.weight', [C]); p.set('vision_model.post_layernorm.bias', [C]);
+  p.set('vision_model.post_layernorm.weight', [C]);
+  p.set('vision_model.post_layernorm.bias', [C]);
   p.set('visual_projection.weight', [c.projectionDim!, C]);
   return p;
 }
@@ -60,8 +78,19 @@ export async function benchVisionEncoder(dir: string, a: Args): Promise<Record<s
   const rssRuns = rssNowMb();
   await session.release();
   return {
-    ms_median: median(ms), ms, warmup_ms, cpu_ms, build_s: +buildS.toFixed(2), session_create_s: +sessionS.toFixed(2), weight_bytes: bytes,
-    input: `1x3x${S}x${S}`, peak_rss_before_session_mb: Math.round(rssBeforeMb), peak_rss_after_session_mb: Math.round(rssSessionMb),
-    rss_after_session: rssSession, rss_after_runs: rssRuns, peak_rss_mb: Math.round(rssMb()), session_options: describeOptions(CLIP_VISION_SESSION_OPTIONS, a),
+    ms_median: median(ms),
+    ms,
+    warmup_ms,
+    cpu_ms,
+    build_s: +buildS.toFixed(2),
+    session_create_s: +sessionS.toFixed(2),
+    weight_bytes: bytes,
+    input: `1x3x${S}x${S}`,
+    peak_rss_before_session_mb: Math.round(rssBeforeMb),
+    peak_rss_after_session_mb: Math.round(rssSessionMb),
+    rss_after_session: rssSession,
+    rss_after_runs: rssRuns,
+    peak_rss_mb: Math.round(rssMb()),
+    session_options: describeOptions(CLIP_VISION_SESSION_OPTIONS, a),
   };
 }

@@ -24,18 +24,42 @@ export interface CaseModels {
 
 type Put = (m: CaseModels, p: string) => void;
 const ROLES: Record<string, Put> = {
-  'pipeline': (m, p) => { m.pipeline = p; },
-  'pipeline (unet, text_encoder, tokenizer, scheduler)': (m, p) => { m.pipeline = p; },
-  'image_encoder': (m, p) => { m.imageEncoder = p; },
-  'ip_adapter': (m, p) => { m.ipAdapter = p; },
-  'ip_adapter (full face)': (m, p) => { m.ipAdapter = p; },
-  'ip_adapter twin (same tensors)': (m, p) => { m.ipAdapterTwin = p; },
-  'vae': (m, p) => { m.vaes.push(p); },
-  'vae (same weights)': (m, p) => { m.vaes.push(p); },
-  'controlnet': (m, p) => { m.controlnet = p; },
-  'controlnet config (+ same weights)': (m, p) => { m.controlnetConfig = p; },
-  'controlnet twin (same tensors)': (m, p) => { m.controlnetTwin = p; },
-  'lora': (m, p) => { m.loras.push(p); },
+  pipeline: (m, p) => {
+    m.pipeline = p;
+  },
+  'pipeline (unet, text_encoder, tokenizer, scheduler)': (m, p) => {
+    m.pipeline = p;
+  },
+  image_encoder: (m, p) => {
+    m.imageEncoder = p;
+  },
+  ip_adapter: (m, p) => {
+    m.ipAdapter = p;
+  },
+  'ip_adapter (full face)': (m, p) => {
+    m.ipAdapter = p;
+  },
+  'ip_adapter twin (same tensors)': (m, p) => {
+    m.ipAdapterTwin = p;
+  },
+  vae: (m, p) => {
+    m.vaes.push(p);
+  },
+  'vae (same weights)': (m, p) => {
+    m.vaes.push(p);
+  },
+  controlnet: (m, p) => {
+    m.controlnet = p;
+  },
+  'controlnet config (+ same weights)': (m, p) => {
+    m.controlnetConfig = p;
+  },
+  'controlnet twin (same tensors)': (m, p) => {
+    m.controlnetTwin = p;
+  },
+  lora: (m, p) => {
+    m.loras.push(p);
+  },
 };
 
 /** The case's models by role; `rows` has a failing row per entry this table does not understand. */
@@ -47,7 +71,10 @@ export function caseModels(ctx: Ctx, group: string, c: CaseSpec): { models: Case
   list.forEach((e: unknown, i: number) => {
     const role = (e as { role?: unknown } | null)?.role;
     const put = typeof role === 'string' ? ROLES[role] : undefined;
-    if (!put) { rows.push({ group, case: `${c.name} models[${i}]`, status: 'fail', detail: `role ${JSON.stringify(role)} is not understood by the runner` }); return; }
+    if (!put) {
+      rows.push({ group, case: `${c.name} models[${i}]`, status: 'fail', detail: `role ${JSON.stringify(role)} is not understood by the runner` });
+      return;
+    }
     try {
       put(models, ctx.resolve(e, `case ${c.name} models[${i}]`));
     } catch (err) {

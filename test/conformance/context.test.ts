@@ -3,8 +3,12 @@ import { type CaseSpec, trackCase } from './context.js';
 
 describe('trackCase', () => {
   const spec = (): CaseSpec => ({
-    name: 'c', inputs: { prompt: 'p', latents: 'latents' }, params: { eta: 0, timesteps: [1], extra: 3 },
-    outputs: { latents: { tensor: 'x' } }, intermediates: { step: { tensor: 'y' } }, notes: 'not checked',
+    name: 'c',
+    inputs: { prompt: 'p', latents: 'latents' },
+    params: { eta: 0, timesteps: [1], extra: 3 },
+    outputs: { latents: { tensor: 'x' } },
+    intermediates: { step: { tensor: 'y' } },
+    notes: 'not checked',
   });
 
   it('lists every key of inputs / params / outputs / intermediates the handler never read', () => {

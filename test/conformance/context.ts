@@ -7,7 +7,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { SafetensorsFile, readTensorF32, readTensorI64 } from '../../models/safetensors.js';
 
-export interface TensorDesc { tensor: string; shape: number[]; dtype: string }
+export interface TensorDesc {
+  tensor: string;
+  shape: number[];
+  dtype: string;
+}
 export interface CaseSpec {
   name: string;
   inputs?: Record<string, unknown>;
@@ -17,9 +21,18 @@ export interface CaseSpec {
   tolerance?: Record<string, unknown>;
   [k: string]: unknown;
 }
-export interface GroupSpec { file: string; description?: string; cases: CaseSpec[] }
+export interface GroupSpec {
+  file: string;
+  description?: string;
+  cases: CaseSpec[];
+}
 /** A model file of cases.json: `path` relative to `model_dir` or `base_model_dir` (the folder's `relative_to`). */
-export interface ModelEntry { path: string; relative_to?: string; role?: string; [k: string]: unknown }
+export interface ModelEntry {
+  path: string;
+  relative_to?: string;
+  role?: string;
+  [k: string]: unknown;
+}
 export interface CasesJson {
   /** The folder's own model files, relative to cases/. */
   model_dir: string;
@@ -142,7 +155,13 @@ export function toleranceFor(c: CaseSpec, output: string): { atol: number; rtol:
 }
 
 /** Compares `got` with `expected`; returns a row. */
-export function compare(group: string, name: string, got: ArrayLike<number | bigint>, expected: ArrayLike<number | bigint>, tol: { atol: number; rtol: number; exact?: boolean }): Row {
+export function compare(
+  group: string,
+  name: string,
+  got: ArrayLike<number | bigint>,
+  expected: ArrayLike<number | bigint>,
+  tol: { atol: number; rtol: number; exact?: boolean },
+): Row {
   const tolText = tol.exact ? 'exact' : `atol ${tol.atol}${tol.rtol ? ` rtol ${tol.rtol}` : ''}`;
   if (got.length !== expected.length) {
     return { group, case: name, status: 'fail', tolerance: tolText, detail: `length ${got.length} != expected ${expected.length}` };
@@ -189,10 +208,15 @@ export function trackCase(c: CaseSpec): { tracked: CaseSpec; unread(): string[] 
       return w;
     },
   });
-  const unread = () => CHECKED_FIELDS.flatMap((f) => {
-    const v = c[f];
-    return v && typeof v === 'object' && !Array.isArray(v) ? Object.keys(v).map((k) => `${f}.${k}`).filter((k) => !read.has(k)) : [];
-  });
+  const unread = () =>
+    CHECKED_FIELDS.flatMap((f) => {
+      const v = c[f];
+      return v && typeof v === 'object' && !Array.isArray(v)
+        ? Object.keys(v)
+            .map((k) => `${f}.${k}`)
+            .filter((k) => !read.has(k))
+        : [];
+    });
   return { tracked, unread };
 }
 

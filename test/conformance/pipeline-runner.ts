@@ -37,8 +37,12 @@ export function getEngine(ctx: Ctx): Engine {
   if (!engine) {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-pipeline-'));
     engine = createEngine({
-      modelsDir: ctx.modelDir, outputDir: path.join(tmp, 'out'), provider: 'cpu',
-      cacheDir: ctx.cacheDir, userDataDir: tmp, demo: false,
+      modelsDir: ctx.modelDir,
+      outputDir: path.join(tmp, 'out'),
+      provider: 'cpu',
+      cacheDir: ctx.cacheDir,
+      userDataDir: tmp,
+      demo: false,
     });
   }
   return engine;
@@ -83,12 +87,17 @@ export interface ModelChoice {
 export function checkpointVariants(ctx: Ctx): ModelChoice[] {
   const has = (k: string) => ctx.cases.models?.[k] !== undefined;
   const diffusers = path.dirname(ctx.topModel('unet')); // the diffusers folder holding unet/
-  const common = { clipVision: has('image_encoder') ? ctx.topModel('image_encoder') : undefined, ipAdapter: has('ip_adapter') ? ctx.topModel('ip_adapter') : undefined };
+  const common = {
+    clipVision: has('image_encoder') ? ctx.topModel('image_encoder') : undefined,
+    ipAdapter: has('ip_adapter') ? ctx.topModel('ip_adapter') : undefined,
+  };
   const cn = has('controlnet') ? ctx.topModel('controlnet') : undefined;
   return [
     { label: 'diffusers', checkpoint: { ckpt_name: diffusers }, ...common, controlnet: cn ? { control_net_name: cn } : undefined },
     {
-      label: 'ldm', checkpoint: { ckpt_name: ctx.topModel('checkpoint_ldm'), config: diffusers }, ...common,
+      label: 'ldm',
+      checkpoint: { ckpt_name: ctx.topModel('checkpoint_ldm'), config: diffusers },
+      ...common,
       controlnet: cn && has('controlnet_ldm') ? { control_net_name: ctx.topModel('controlnet_ldm'), config: cn } : undefined,
     },
   ];
@@ -98,7 +107,9 @@ export function checkpointVariants(ctx: Ctx): ModelChoice[] {
 export function caseVariants(m: CaseModels): ModelChoice[] {
   if (!m.pipeline) throw new Error('the case lists no pipeline folder among its models');
   const base: Omit<ModelChoice, 'label'> = {
-    checkpoint: { ckpt_name: m.pipeline }, clipVision: m.imageEncoder, ipAdapter: m.ipAdapter,
+    checkpoint: { ckpt_name: m.pipeline },
+    clipVision: m.imageEncoder,
+    ipAdapter: m.ipAdapter,
     controlnet: m.controlnet ? { control_net_name: m.controlnet, config: m.controlnetConfig ?? '' } : undefined,
   };
   if (!m.vaes.length) return [{ ...base, label: path.basename(m.controlnet ?? m.ipAdapter ?? m.pipeline) }];
@@ -110,8 +121,12 @@ export function caseVariants(m: CaseModels): ModelChoice[] {
 export function buildWorkflow(ctx: Ctx, s: PipelineSpec, m: ModelChoice): Workflow {
   const nodes: WorkflowNode[] = [];
   const edges: WorkflowEdge[] = [];
-  const node = (id: string, type: string, params: WorkflowNode['params'] = {}) => { nodes.push({ id, type, params, ui: { x: nodes.length * 220, y: 0 } }); return id; };
-  const link = (from: string, fromPort: string, to: string, toPort: string) => edges.push({ from: { node: from, port: fromPort }, to: { node: to, port: toPort } });
+  const node = (id: string, type: string, params: WorkflowNode['params'] = {}) => {
+    nodes.push({ id, type, params, ui: { x: nodes.length * 220, y: 0 } });
+    return id;
+  };
+  const link = (from: string, fromPort: string, to: string, toPort: string) =>
+    edges.push({ from: { node: from, port: fromPort }, to: { node: to, port: toPort } });
   const ckpt = node('ckpt', 'load-checkpoint', { ckpt_name: m.checkpoint.ckpt_name, ...(m.checkpoint.config ? { config: m.checkpoint.config } : {}) });
   const [vae, vaePort] = m.vae ? [node('vae', 'load-vae', { vae_name: m.vae.vae_name, config: m.vae.config ?? '' }), 'vae'] : [ckpt, 'vae'];
   // MODEL and CLIP come from the last Load LoRA of the chain (the checkpoint without LoRAs).
@@ -197,11 +212,14 @@ export interface Captured {
 /** Runs a workflow with explicit noise tensors; returns the sampler's latent, the image and the traces. */
 export async function runCase(ctx: Ctx, wf: Workflow, noise: Partial<Record<NoiseRequest['purpose'], Float32Array>> | NoiseSource): Promise<Captured> {
   const cap: Captured = { checkpoint: null, latents: null, image: null, steps: new Map(), named: new Map() };
-  const source: NoiseSource = typeof noise === 'function' ? noise : (req) => {
-    const t = noise[req.purpose];
-    if (!t) throw new Error(`the case gives no tensor for the ${req.purpose} noise draw`);
-    return t.slice();
-  };
+  const source: NoiseSource =
+    typeof noise === 'function'
+      ? noise
+      : (req) => {
+          const t = noise[req.purpose];
+          if (!t) throw new Error(`the case gives no tensor for the ${req.purpose} noise draw`);
+          return t.slice();
+        };
   // Each variant is a run of its own: with only the VAE changed, the output cache would otherwise
   // serve the sampler, which then reports no per-step traces. (Model sessions stay loaded.)
   getEngine(ctx).executor.clearCache();
@@ -214,7 +232,9 @@ export async function runCase(ctx: Ctx, wf: Workflow, noise: Partial<Record<Nois
     },
     // Node outputs (also for nodes served from the cache, which emit no traces).
     onNodeOutputs: (node, out) => {
-      const put = (k: string, v: Float32Array | null | undefined) => { if (v) cap.named.set(k, [v]); };
+      const put = (k: string, v: Float32Array | null | undefined) => {
+        if (v) cap.named.set(k, [v]);
+      };
       if (node === 'ckpt') cap.checkpoint = (out.model as ModelValue).checkpoint;
       if (node === 'sampler') cap.latents = (out.latent as LatentValue).samples;
       if (node === 'vae_decode') cap.image = (out.image as ImageValue).data;
@@ -240,7 +260,10 @@ function compareSteps(group: string, name: string, got: Float32Array[] | undefin
   if (row.status === 'fail' && per === got[0].length) {
     for (let i = 0; i < got.length; i++) {
       const r = compare(group, name, got[i], expected.subarray(i * per, (i + 1) * per), tol);
-      if (r.status === 'fail') { row.detail = `first divergence at step ${i} of ${got.length} (max err there ${r.maxAbsErr?.toExponential(3)})`; break; }
+      if (r.status === 'fail') {
+        row.detail = `first divergence at step ${i} of ${got.length} (max err there ${r.maxAbsErr?.toExponential(3)})`;
+        break;
+      }
     }
   }
   return row;
@@ -251,19 +274,53 @@ const cat = (...xs: (Float32Array | undefined)[]) => {
   if (xs.some((x) => !x)) return undefined;
   const out = new Float32Array(xs.reduce((a, x) => a + x!.length, 0));
   let o = 0;
-  for (const x of xs) { out.set(x!, o); o += x!.length; }
+  for (const x of xs) {
+    out.set(x!, o);
+    o += x!.length;
+  }
   return out;
 };
 
 /** Case fields this runner understands; any other key is a failing row naming it. */
 const KNOWN: Record<'inputs' | 'params' | 'outputs' | 'intermediates', Set<string>> = {
-  inputs: new Set(['prompt', 'negative_prompt', 'ip_adapter_image', 'ip_adapter_images', 'latents', 'image', 'posterior_noise', 'add_noise_noise', 'control_image']),
-  params: new Set(['ip_adapter_scale', 'num_inference_steps', 'guidance_scale', 'height', 'width', 'eta', 'timesteps', 'strength', 'latent_timestep',
-    'controlnet_conditioning_scale', 'guess_mode']),
+  inputs: new Set([
+    'prompt',
+    'negative_prompt',
+    'ip_adapter_image',
+    'ip_adapter_images',
+    'latents',
+    'image',
+    'posterior_noise',
+    'add_noise_noise',
+    'control_image',
+  ]),
+  params: new Set([
+    'ip_adapter_scale',
+    'num_inference_steps',
+    'guidance_scale',
+    'height',
+    'width',
+    'eta',
+    'timesteps',
+    'strength',
+    'latent_timestep',
+    'controlnet_conditioning_scale',
+    'guess_mode',
+  ]),
   outputs: new Set(['latents', 'image']),
   // image_embeds_0 / ip_tokens_0: model-files' per-adapter names (adapter 0, the only one this runner wires).
-  intermediates: new Set(['latents_after_step', 'unet_noise_pred_per_step', 'prompt_embeds', 'image_embeds', 'ip_tokens', 'image_embeds_0', 'ip_tokens_0',
-    'image_tensor', 'init_latents', 'noisy_latents']),
+  intermediates: new Set([
+    'latents_after_step',
+    'unet_noise_pred_per_step',
+    'prompt_embeds',
+    'image_embeds',
+    'ip_tokens',
+    'image_embeds_0',
+    'ip_tokens_0',
+    'image_tensor',
+    'init_latents',
+    'noisy_latents',
+  ]),
 };
 
 /** One failing row per key of the case that `known` does not list. */
@@ -271,7 +328,8 @@ export function unknownFieldRows(group: string, c: CaseSpec, known: Partial<Reco
   const rows: Row[] = [];
   for (const [field, names] of Object.entries(known) as [keyof typeof KNOWN, Set<string>][]) {
     for (const k of Object.keys((c[field] ?? {}) as object)) {
-      if (!names.has(k)) rows.push({ group, case: `${c.name} ${field}.${k}`, status: 'fail', detail: `${field}.${k} is not understood by the pipeline runner` });
+      if (!names.has(k))
+        rows.push({ group, case: `${c.name} ${field}.${k}`, status: 'fail', detail: `${field}.${k} is not understood by the pipeline runner` });
     }
   }
   return rows;
@@ -292,13 +350,20 @@ export function specOf(c: CaseSpec, override: Partial<PipelineSpec> = {}): Pipel
   const control = inp.control_image as { png?: string } | undefined;
   if (control && !control.png) throw new Error(`case ${c.name}: inputs.control_image must be {png}`);
   // Guess mode (the ControlNet sees only the conditional half, residuals scaled per block) is not built.
-  if (p.guess_mode !== undefined && p.guess_mode !== false) throw new Error(`case ${c.name}: params.guess_mode ${JSON.stringify(p.guess_mode)} is not supported by Apply ControlNet`);
+  if (p.guess_mode !== undefined && p.guess_mode !== false)
+    throw new Error(`case ${c.name}: params.guess_mode ${JSON.stringify(p.guess_mode)} is not supported by Apply ControlNet`);
   return {
-    prompt: String(inp.prompt ?? ''), negative: String(inp.negative_prompt ?? ''), ipImages: imgs,
+    prompt: String(inp.prompt ?? ''),
+    negative: String(inp.negative_prompt ?? ''),
+    ipImages: imgs,
     scale: p.ip_adapter_scale === undefined ? undefined : num('ip_adapter_scale'),
-    steps: num('num_inference_steps'), cfg: num('guidance_scale'), eta: num('eta', 0),
-    width: num('width', 128), height: num('height', 128),
-    control: control?.png ? { png: control.png, strength: num('controlnet_conditioning_scale', 1) } : undefined, ...override,
+    steps: num('num_inference_steps'),
+    cfg: num('guidance_scale'),
+    eta: num('eta', 0),
+    width: num('width', 128),
+    height: num('height', 128),
+    control: control?.png ? { png: control.png, strength: num('controlnet_conditioning_scale', 1) } : undefined,
+    ...override,
   };
 }
 
@@ -311,7 +376,11 @@ export function specOf(c: CaseSpec, override: Partial<PipelineSpec> = {}): Pipel
  * used instead. The count of steps the sampler actually ran (its per-step trace) must match too.
  */
 export async function scheduleRows(
-  group: string, c: CaseSpec, label: (what: string) => string, store: ModelStore, run: { checkpoint: CheckpointRef | null; steps: number; denoise: number; stepsRan: number; traced?: Float32Array },
+  group: string,
+  c: CaseSpec,
+  label: (what: string) => string,
+  store: ModelStore,
+  run: { checkpoint: CheckpointRef | null; steps: number; denoise: number; stepsRan: number; traced?: Float32Array },
 ): Promise<Row[]> {
   const p = (c.params ?? {}) as Record<string, unknown>;
   if (p.timesteps === undefined && p.latent_timestep === undefined) return [];
@@ -319,7 +388,7 @@ export async function scheduleRows(
   let source: string;
   if (run.traced) {
     used = Array.from(run.traced);
-    source = 'the sampler\'s timesteps trace';
+    source = "the sampler's timesteps trace";
   } else {
     if (!run.checkpoint) return [{ group, case: label('timesteps'), status: 'fail', detail: 'the run reported no checkpoint to read its scheduler from' }];
     used = (await schedulerFor(store, run.checkpoint)).timestepsForStrength(run.steps, run.denoise);
@@ -343,7 +412,13 @@ export async function scheduleRows(
  * its own models list) and compares the outputs and intermediates. `noiseRefs` maps noise purposes
  * to the case's tensor references.
  */
-export async function pipelineRows(ctx: Ctx, group: string, c: CaseSpec, spec: PipelineSpec, noiseRefs: Partial<Record<NoiseRequest['purpose'], unknown>>): Promise<Row[]> {
+export async function pipelineRows(
+  ctx: Ctx,
+  group: string,
+  c: CaseSpec,
+  spec: PipelineSpec,
+  noiseRefs: Partial<Record<NoiseRequest['purpose'], unknown>>,
+): Promise<Row[]> {
   const rows: Row[] = unknownFieldRows(group, c, KNOWN);
   let variants: ModelChoice[];
   if (c.models === undefined) {
@@ -369,27 +444,47 @@ export async function pipelineRows(ctx: Ctx, group: string, c: CaseSpec, spec: P
     }
     if (outs.latents) rows.push(compare(group, label('latents'), cap.latents ?? [], ctx.f32(group, outs.latents), tolL));
     if (outs.image) rows.push(compare(group, label('image'), cap.image ?? [], ctx.f32(group, outs.image), toleranceFor(c, 'image')));
-    if (inter.latents_after_step) rows.push(compareSteps(group, label('latents_after_step'), cap.steps.get('latents_after_step'), ctx.f32(group, inter.latents_after_step), tolL));
-    if (inter.unet_noise_pred_per_step) rows.push(compareSteps(group, label('unet_noise_pred_per_step'), cap.steps.get('noise_pred'), ctx.f32(group, inter.unet_noise_pred_per_step), tolL));
+    if (inter.latents_after_step)
+      rows.push(compareSteps(group, label('latents_after_step'), cap.steps.get('latents_after_step'), ctx.f32(group, inter.latents_after_step), tolL));
+    if (inter.unet_noise_pred_per_step)
+      rows.push(compareSteps(group, label('unet_noise_pred_per_step'), cap.steps.get('noise_pred'), ctx.f32(group, inter.unet_noise_pred_per_step), tolL));
     const named = (k: string) => cap.named.get(k)?.[0];
-    if (inter.prompt_embeds) rows.push(compare(group, label('prompt_embeds'), cat(named('negative.prompt_embeds'), named('positive.prompt_embeds')) ?? [], ctx.f32(group, inter.prompt_embeds), tolL));
+    if (inter.prompt_embeds)
+      rows.push(
+        compare(
+          group,
+          label('prompt_embeds'),
+          cat(named('negative.prompt_embeds'), named('positive.prompt_embeds')) ?? [],
+          ctx.f32(group, inter.prompt_embeds),
+          tolL,
+        ),
+      );
     for (const k of ['image_embeds', 'image_embeds_0'] as const) {
       if (!inter[k]) continue;
       const dims = ctx.shape(group, inter[k]);
       // [uncond, cond]: zeros and image_embeds (B, D); for Plus / full-face the penultimate states the projection took (B, I, T, D).
-      const got = dims.length > 2 ? cat(named('projection.input_uncond'), named('projection.input')) : cat(new Float32Array(dims.at(-1)!), named('vision_encode_1.image_embeds'));
+      const got =
+        dims.length > 2
+          ? cat(named('projection.input_uncond'), named('projection.input'))
+          : cat(new Float32Array(dims.at(-1)!), named('vision_encode_1.image_embeds'));
       rows.push(compare(group, label(k), got ?? [], ctx.f32(group, inter[k]), tolL));
     }
     for (const k of ['ip_tokens', 'ip_tokens_0'] as const) {
-      if (inter[k]) rows.push(compare(group, label(k), cat(named('projection.ip_tokens_uncond'), named('projection.ip_tokens')) ?? [], ctx.f32(group, inter[k]), tolL));
+      if (inter[k])
+        rows.push(compare(group, label(k), cat(named('projection.ip_tokens_uncond'), named('projection.ip_tokens')) ?? [], ctx.f32(group, inter[k]), tolL));
     }
     if (inter.image_tensor) rows.push(compare(group, label('image_tensor'), named('vae_encode.image_tensor') ?? [], ctx.f32(group, inter.image_tensor), tolL));
     if (inter.init_latents) rows.push(compare(group, label('init_latents'), named('vae_encode.init_latents') ?? [], ctx.f32(group, inter.init_latents), tolL));
     if (inter.noisy_latents) rows.push(compare(group, label('noisy_latents'), named('sampler.start_latents') ?? [], ctx.f32(group, inter.noisy_latents), tolL));
-    rows.push(...await scheduleRows(group, c, label, getEngine(ctx).store, {
-      checkpoint: cap.checkpoint, steps: spec.steps, denoise: spec.init?.strength ?? 1,
-      stepsRan: cap.steps.get('latents_after_step')?.length ?? 0, traced: named('sampler.timesteps'),
-    }));
+    rows.push(
+      ...(await scheduleRows(group, c, label, getEngine(ctx).store, {
+        checkpoint: cap.checkpoint,
+        steps: spec.steps,
+        denoise: spec.init?.strength ?? 1,
+        stepsRan: cap.steps.get('latents_after_step')?.length ?? 0,
+        traced: named('sampler.timesteps'),
+      })),
+    );
   }
   return rows;
 }

@@ -16,12 +16,20 @@ const picked = (m: Map<string, Set<string>>) => Object.fromEntries([...m].map(([
 describe('conformance runner options', () => {
   it('--only selects whole folders, FOLDER/GROUP, or a group in any folder; entries that select nothing are reported', () => {
     const { selected, unmatched } = selectGroups(sets, ['tiny-sd15', 'model-files/standalone_vae', 'pickle_files', 'model-files/nope', 'nofolder']);
-    expect(picked(selected)).toEqual({ 'tiny-sd15': ['pipeline_ip_adapter', 'tokenizer', 'vae'], 'model-files': ['pickle_files', 'standalone_vae'], samplers: [] });
+    expect(picked(selected)).toEqual({
+      'tiny-sd15': ['pipeline_ip_adapter', 'tokenizer', 'vae'],
+      'model-files': ['pickle_files', 'standalone_vae'],
+      samplers: [],
+    });
     expect(unmatched).toEqual(['model-files/nope', 'nofolder']);
   });
 
   it('without --only every group of every folder runs', () => {
-    expect(picked(selectGroups(sets, null).selected)).toEqual({ 'tiny-sd15': ['pipeline_ip_adapter', 'tokenizer', 'vae'], 'model-files': ['lora', 'pickle_files', 'standalone_vae'], samplers: ['sampler_euler'] });
+    expect(picked(selectGroups(sets, null).selected)).toEqual({
+      'tiny-sd15': ['pipeline_ip_adapter', 'tokenizer', 'vae'],
+      'model-files': ['lora', 'pickle_files', 'standalone_vae'],
+      samplers: ['sampler_euler'],
+    });
   });
 
   it('parses --fixtures and --only, and refuses unknown options or missing values', () => {
@@ -51,7 +59,15 @@ describe('fixture folders', () => {
   it('models entries resolve against model_dir or base_model_dir as their relative_to says; anything else is an error', () => {
     const dir = path.join(tmp, 'model-files');
     fs.mkdirSync(path.join(dir, 'cases'), { recursive: true });
-    fs.writeFileSync(path.join(dir, 'cases', 'cases.json'), JSON.stringify({ model_dir: '..', base_model_dir: '../../tiny-sd15', models: { v: { path: 'vae/x.safetensors', relative_to: 'model_dir' } }, groups: {} }));
+    fs.writeFileSync(
+      path.join(dir, 'cases', 'cases.json'),
+      JSON.stringify({
+        model_dir: '..',
+        base_model_dir: '../../tiny-sd15',
+        models: { v: { path: 'vae/x.safetensors', relative_to: 'model_dir' } },
+        groups: {},
+      }),
+    );
     const ctx = new Ctx(dir);
     expect(ctx.set).toBe('model-files');
     expect(ctx.topModel('v')).toBe(path.join(dir, 'vae', 'x.safetensors'));

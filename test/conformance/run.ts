@@ -38,11 +38,21 @@ export function parseArgs(argv: string[]): Args {
   };
   const known = new Set(['--fixtures', '--only']);
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i].startsWith('--') && !known.has(argv[i])) throw new Error(`conformance: unknown option ${argv[i]} (expected --fixtures DIR[${path.delimiter}DIR...] and/or --only FOLDER,FOLDER/GROUP,GROUP)`);
+    if (argv[i].startsWith('--') && !known.has(argv[i]))
+      throw new Error(`conformance: unknown option ${argv[i]} (expected --fixtures DIR[${path.delimiter}DIR...] and/or --only FOLDER,FOLDER/GROUP,GROUP)`);
     if (known.has(argv[i])) i++;
   }
   const only = value('--only');
-  return { fixtures: value('--fixtures'), only: only === null ? null : only.split(',').map((s) => s.trim()).filter(Boolean) };
+  return {
+    fixtures: value('--fixtures'),
+    only:
+      only === null
+        ? null
+        : only
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+  };
 }
 
 /** The fixture folders to run and whether they were named explicitly. */
@@ -60,7 +70,10 @@ export function selectGroups(sets: { set: string; groups: string[] }[], only: st
     let hit = false;
     const slash = entry.indexOf('/');
     for (const s of sets) {
-      const pick = (g: string) => { selected.get(s.set)!.add(g); hit = true; };
+      const pick = (g: string) => {
+        selected.get(s.set)!.add(g);
+        hit = true;
+      };
       if (slash >= 0) {
         if (entry.slice(0, slash) === s.set && s.groups.includes(entry.slice(slash + 1))) pick(entry.slice(slash + 1));
       } else if (entry === s.set) {
@@ -119,21 +132,31 @@ async function main(): Promise<void> {
     const err = r.maxAbsErr === undefined ? '-' : r.maxAbsErr.toExponential(3);
     console.log([r.group.padEnd(40), r.case.padEnd(52), err.padStart(10), (r.tolerance ?? '-').padEnd(22), r.status.toUpperCase(), r.detail ?? ''].join('  '));
   };
-  const add = (r: Row) => { rows.push(r); print(r); };
+  const add = (r: Row) => {
+    rows.push(r);
+    print(r);
+  };
 
   // A folder without cases.json is a failing row (a typo must not pass as "nothing to check").
   const ctxs: Ctx[] = [];
   for (const dir of folders) {
     const cases = path.join(dir, 'cases', 'cases.json');
-    if (!fs.existsSync(cases)) { add({ group: path.basename(dir), case: '*', status: 'fail', detail: `no cases/cases.json in ${dir} (from ${source})` }); continue; }
+    if (!fs.existsSync(cases)) {
+      add({ group: path.basename(dir), case: '*', status: 'fail', detail: `no cases/cases.json in ${dir} (from ${source})` });
+      continue;
+    }
     try {
       ctxs.push(new Ctx(dir));
     } catch (e) {
       add({ group: path.basename(dir), case: '*', status: 'fail', detail: `cannot read ${cases}: ${(e as Error).message}` });
     }
   }
-  const { selected, unmatched } = selectGroups(ctxs.map((c) => ({ set: c.set, groups: Object.keys(c.cases.groups) })), args.only);
-  for (const u of unmatched) add({ group: u, case: '*', status: 'fail', detail: `--only ${u}: no such folder or group among ${ctxs.map((c) => c.set).join(', ')}` });
+  const { selected, unmatched } = selectGroups(
+    ctxs.map((c) => ({ set: c.set, groups: Object.keys(c.cases.groups) })),
+    args.only,
+  );
+  for (const u of unmatched)
+    add({ group: u, case: '*', status: 'fail', detail: `--only ${u}: no such folder or group among ${ctxs.map((c) => c.set).join(', ')}` });
 
   for (const ctx of ctxs) {
     const pick = selected.get(ctx.set)!;

@@ -22,17 +22,30 @@ e2e('a ComfyUI workflow opens through Open with its image, shows the report and 
   await card(page, 'DDIM Sampler').waitFor(); // the editor has its node specs (the first-start workflow is drawn)
   await open(page, ['ipadapter-advanced.v04.json', 'example.png']);
   await waitFor(async () => (await page.locator('.react-flow__node').count()) === 13, '13 nodes on the canvas');
-  await waitFor(async () => /ipadapter-advanced\.v04\.json: ComfyUI workflow \(UI format 0\.4\): 13 nodes, 11 mapped, 1 approximated, 0 unsupported, 1 skipped/.test(await noticeText(page)), 'the import report');
+  await waitFor(
+    async () =>
+      /ipadapter-advanced\.v04\.json: ComfyUI workflow \(UI format 0\.4\): 13 nodes, 11 mapped, 1 approximated, 0 unsupported, 1 skipped/.test(
+        await noticeText(page),
+      ),
+    'the import report',
+  );
   expect((await page.locator('.card[data-node-id="c9"] .card-header .title').textContent()) === 'My sampler', 'the sampler keeps its ComfyUI title');
   const wf = await currentWorkflow(page);
   const sampler = wf.nodes.find((n) => n.id === 'c9')!;
-  expect(sampler.params.seed === 987654321 && sampler.params.steps === 4 && sampler.params.sampler_name === 'ddim', `the sampler has ComfyUI's values: ${JSON.stringify(sampler.params)}`);
+  expect(
+    sampler.params.seed === 987654321 && sampler.params.steps === 4 && sampler.params.sampler_name === 'ddim',
+    `the sampler has ComfyUI's values: ${JSON.stringify(sampler.params)}`,
+  );
   await page.getByRole('button', { name: 'Run', exact: true }).click();
-  await waitFor(async () => {
-    const errors = await page.locator('.card .node-error').allTextContents();
-    if (errors.length) throw new Error(`node errors: ${errors.join(' | ')}`);
-    return (await page.locator('.card[data-node-type="save-image"] [data-status="done"]').count()) === 1;
-  }, 'Save Image done', 100_000);
+  await waitFor(
+    async () => {
+      const errors = await page.locator('.card .node-error').allTextContents();
+      if (errors.length) throw new Error(`node errors: ${errors.join(' | ')}`);
+      return (await page.locator('.card[data-node-type="save-image"] [data-status="done"]').count()) === 1;
+    },
+    'Save Image done',
+    100_000,
+  );
 });
 
 e2e('unsupported ComfyUI nodes stay as placeholders that say why, and the run is refused naming them', async ({ page }) => {
@@ -46,9 +59,15 @@ e2e('unsupported ComfyUI nodes stay as placeholders that say why, and the run is
   await ask.waitFor({ state: 'detached' });
   const faceid = page.locator('.card[data-node-id="c5"]');
   expect((await faceid.locator('.card-header .title').textContent()) === 'FaceID portrait', 'the placeholder keeps its title');
-  expect(/Not supported here: IPAdapterFaceID needs InsightFace/.test((await faceid.locator('.node-error').first().textContent()) ?? ''), 'the placeholder says why');
+  expect(
+    /Not supported here: IPAdapterFaceID needs InsightFace/.test((await faceid.locator('.node-error').first().textContent()) ?? ''),
+    'the placeholder says why',
+  );
   expect((await faceid.locator('.port-in').count()) === 7 && (await faceid.locator('.port-out').count()) === 2, 'it keeps the sockets of IPAdapterFaceID');
   await waitFor(async () => /Not supported, kept as placeholders/.test(await noticeText(page)), 'the report names the unsupported nodes');
   await page.getByRole('button', { name: 'Run', exact: true }).click();
-  await waitFor(async () => /ComfyUI node IPAdapterFaceID "FaceID portrait" is not supported here/.test((await faceid.locator('.node-error').allTextContents()).join(' ')), 'the run is refused on the FaceID node');
+  await waitFor(
+    async () => /ComfyUI node IPAdapterFaceID "FaceID portrait" is not supported here/.test((await faceid.locator('.node-error').allTextContents()).join(' ')),
+    'the run is refused on the FaceID node',
+  );
 });

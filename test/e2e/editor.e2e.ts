@@ -19,7 +19,9 @@ async function promptImage(dir: string, name = 'prompt.png', tint = 0): Promise<
   const px = Buffer.alloc(w * w * 3);
   for (let y = 0; y < w; y++) for (let x = 0; x < w; x++) px.set([x * 2.6, (y * 2.6 + tint) % 256, 255 - x * 2.6], (y * w + x) * 3);
   const file = path.join(dir, name);
-  await sharp(px, { raw: { width: w, height: w, channels: 3 } }).png().toFile(file);
+  await sharp(px, { raw: { width: w, height: w, channels: 3 } })
+    .png()
+    .toFile(file);
   return file;
 }
 
@@ -32,17 +34,21 @@ async function newWorkflow(page: Page): Promise<void> {
 /** Drops a file as the OS would (dragenter, dragover, drop with a DataTransfer) on an element. */
 async function dropFile(page: Page, file: string, mime: string, selector = '.react-flow__pane'): Promise<void> {
   const b64 = fs.readFileSync(file).toString('base64');
-  await page.evaluate(({ b64, name, mime, selector }) => {
-    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-    const dt = new DataTransfer();
-    dt.items.add(new File([bytes], name, { type: mime }));
-    const target = document.querySelector(selector)!;
-    const r = target.getBoundingClientRect();
-    const at = selector === '.react-flow__pane' ? { clientX: r.left + 200, clientY: r.top + 200 } : { clientX: r.left + r.width / 2, clientY: r.top + r.height / 2 };
-    for (const type of ['dragenter', 'dragover', 'drop']) {
-      target.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt, ...at }));
-    }
-  }, { b64, name: path.basename(file), mime, selector });
+  await page.evaluate(
+    ({ b64, name, mime, selector }) => {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], name, { type: mime }));
+      const target = document.querySelector(selector)!;
+      const r = target.getBoundingClientRect();
+      const at =
+        selector === '.react-flow__pane' ? { clientX: r.left + 200, clientY: r.top + 200 } : { clientX: r.left + r.width / 2, clientY: r.top + r.height / 2 };
+      for (const type of ['dragenter', 'dragover', 'drop']) {
+        target.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt, ...at }));
+      }
+    },
+    { b64, name: path.basename(file), mime, selector },
+  );
 }
 
 const edgeKey = (e: any) => `${e.from.node}.${e.from.port}->${e.to.node}.${e.to.port}`;
@@ -58,7 +64,16 @@ async function setField(page: Page, title: string, label: string, value: string,
 }
 
 e2e('default workflow opens on first start, with the paper dataflow', async ({ page, results }) => {
-  for (const t of ['Load Checkpoint', 'Load Image', 'CLIP Vision Encode', 'IP-Adapter Projection', 'Apply IP-Adapter', 'DDIM Sampler', 'VAE Decode', 'Save Image']) {
+  for (const t of [
+    'Load Checkpoint',
+    'Load Image',
+    'CLIP Vision Encode',
+    'IP-Adapter Projection',
+    'Apply IP-Adapter',
+    'DDIM Sampler',
+    'VAE Decode',
+    'Save Image',
+  ]) {
     await card(page, t).waitFor();
   }
   expect((await page.getByRole('group', { name: 'Text Encode', exact: true }).count()) === 2, 'two Text Encode nodes');
@@ -79,31 +94,88 @@ e2e('build the IP-Adapter workflow from an empty canvas, run it, export the PNG 
   const pane = (await page.locator('.react-flow__pane').boundingBox())!;
   const at = (col: number, row: number) => ({ x: pane.x + 30 + col * 250, y: pane.y + 30 + row * 300 });
   const grid: [string, number, number][] = [
-    ['Load Image', 0, 0], ['Load CLIP Vision', 0, 1], ['Load IP-Adapter', 0, 2],
-    ['CLIP Vision Encode', 1, 0], ['IP-Adapter Projection', 1, 1], ['Load Checkpoint', 1, 2],
-    ['Apply IP-Adapter', 2, 0], ['Text Encode', 2, 1], ['Text Encode', 2, 2],
-    ['Empty Latent Image', 3, 0], ['DDIM Sampler', 3, 1], ['VAE Decode', 4, 0], ['Save Image', 4, 1],
+    ['Load Image', 0, 0],
+    ['Load CLIP Vision', 0, 1],
+    ['Load IP-Adapter', 0, 2],
+    ['CLIP Vision Encode', 1, 0],
+    ['IP-Adapter Projection', 1, 1],
+    ['Load Checkpoint', 1, 2],
+    ['Apply IP-Adapter', 2, 0],
+    ['Text Encode', 2, 1],
+    ['Text Encode', 2, 2],
+    ['Empty Latent Image', 3, 0],
+    ['DDIM Sampler', 3, 1],
+    ['VAE Decode', 4, 0],
+    ['Save Image', 4, 1],
   ];
   for (const [title, c, r] of grid) await addNode(page, title, at(c, r));
   expect((await page.locator('.react-flow__node').count()) === 13, '13 nodes added through the palette');
 
   const links: [[string, number, string], [string, number, string]][] = [
-    [['Load Image', 0, 'image'], ['CLIP Vision Encode', 0, 'image']],
-    [['Load CLIP Vision', 0, 'clip_vision'], ['CLIP Vision Encode', 0, 'clip_vision']],
-    [['Load IP-Adapter', 0, 'ip_adapter'], ['IP-Adapter Projection', 0, 'ip_adapter']],
-    [['CLIP Vision Encode', 0, 'embeds'], ['IP-Adapter Projection', 0, 'embeds']],
-    [['Load Checkpoint', 0, 'model'], ['Apply IP-Adapter', 0, 'model']],
-    [['Load IP-Adapter', 0, 'ip_adapter'], ['Apply IP-Adapter', 0, 'ip_adapter']],
-    [['IP-Adapter Projection', 0, 'tokens'], ['Apply IP-Adapter', 0, 'tokens']],
-    [['Load Checkpoint', 0, 'clip'], ['Text Encode', 0, 'clip']],
-    [['Load Checkpoint', 0, 'clip'], ['Text Encode', 1, 'clip']],
-    [['Apply IP-Adapter', 0, 'model'], ['DDIM Sampler', 0, 'model']],
-    [['Text Encode', 0, 'conditioning'], ['DDIM Sampler', 0, 'positive']],
-    [['Text Encode', 1, 'conditioning'], ['DDIM Sampler', 0, 'negative']],
-    [['Empty Latent Image', 0, 'latent'], ['DDIM Sampler', 0, 'latent']],
-    [['DDIM Sampler', 0, 'latent'], ['VAE Decode', 0, 'samples']],
-    [['Load Checkpoint', 0, 'vae'], ['VAE Decode', 0, 'vae']],
-    [['VAE Decode', 0, 'image'], ['Save Image', 0, 'images']],
+    [
+      ['Load Image', 0, 'image'],
+      ['CLIP Vision Encode', 0, 'image'],
+    ],
+    [
+      ['Load CLIP Vision', 0, 'clip_vision'],
+      ['CLIP Vision Encode', 0, 'clip_vision'],
+    ],
+    [
+      ['Load IP-Adapter', 0, 'ip_adapter'],
+      ['IP-Adapter Projection', 0, 'ip_adapter'],
+    ],
+    [
+      ['CLIP Vision Encode', 0, 'embeds'],
+      ['IP-Adapter Projection', 0, 'embeds'],
+    ],
+    [
+      ['Load Checkpoint', 0, 'model'],
+      ['Apply IP-Adapter', 0, 'model'],
+    ],
+    [
+      ['Load IP-Adapter', 0, 'ip_adapter'],
+      ['Apply IP-Adapter', 0, 'ip_adapter'],
+    ],
+    [
+      ['IP-Adapter Projection', 0, 'tokens'],
+      ['Apply IP-Adapter', 0, 'tokens'],
+    ],
+    [
+      ['Load Checkpoint', 0, 'clip'],
+      ['Text Encode', 0, 'clip'],
+    ],
+    [
+      ['Load Checkpoint', 0, 'clip'],
+      ['Text Encode', 1, 'clip'],
+    ],
+    [
+      ['Apply IP-Adapter', 0, 'model'],
+      ['DDIM Sampler', 0, 'model'],
+    ],
+    [
+      ['Text Encode', 0, 'conditioning'],
+      ['DDIM Sampler', 0, 'positive'],
+    ],
+    [
+      ['Text Encode', 1, 'conditioning'],
+      ['DDIM Sampler', 0, 'negative'],
+    ],
+    [
+      ['Empty Latent Image', 0, 'latent'],
+      ['DDIM Sampler', 0, 'latent'],
+    ],
+    [
+      ['DDIM Sampler', 0, 'latent'],
+      ['VAE Decode', 0, 'samples'],
+    ],
+    [
+      ['Load Checkpoint', 0, 'vae'],
+      ['VAE Decode', 0, 'vae'],
+    ],
+    [
+      ['VAE Decode', 0, 'image'],
+      ['Save Image', 0, 'images'],
+    ],
   ];
   for (const [from, to] of links) await connect(page, from, to);
   let wf = await currentWorkflow(page);
@@ -116,7 +188,9 @@ e2e('build the IP-Adapter workflow from an empty canvas, run it, export the PNG 
   expect(wf.edges.length === links.length, 'the refused connection added no edge');
 
   // Params: the image prompt (upload), λ, prompts, a small fast run.
-  await card(page, 'Load Image').getByLabel('image file for Load Image').setInputFiles(await promptImage(tmp));
+  await card(page, 'Load Image')
+    .getByLabel('image file for Load Image')
+    .setInputFiles(await promptImage(tmp));
   await card(page, 'Load Image').getByRole('img').waitFor();
   await setField(page, 'Apply IP-Adapter', 'weight λ', '0.7');
   await setField(page, 'Text Encode', 'text', 'a cat on a mat', 0);
@@ -130,7 +204,10 @@ e2e('build the IP-Adapter workflow from an empty canvas, run it, export the PNG 
   const sawProgress = await recordAppearance(page, '[role=progressbar][aria-label="Sampler steps"]');
   const sawNodeProgress = await recordAppearance(page, '[role=progressbar][aria-label="DDIM Sampler progress"]');
   await page.getByRole('button', { name: 'Run', exact: true }).click();
-  await page.getByRole('img', { name: /^Output/ }).first().waitFor({ timeout: 90_000 });
+  await page
+    .getByRole('img', { name: /^Output/ })
+    .first()
+    .waitFor({ timeout: 90_000 });
   expect(await sawProgress(), 'the sampler progress bar showed during the run');
   expect(await sawNodeProgress(), 'the sampler node showed its progress');
   await waitFor(async () => (await card(page, 'Save Image').locator('[data-status="done"]').count()) === 1, 'Save Image marked done');
@@ -194,7 +271,9 @@ e2e('save, reload, open again: the same graph', async ({ page, tmp }) => {
 
 e2e('cancel a run, then the next run completes', async ({ page, tmp }) => {
   await card(page, 'Load Image').waitFor();
-  await card(page, 'Load Image').getByLabel('image file for Load Image').setInputFiles(await promptImage(tmp));
+  await card(page, 'Load Image')
+    .getByLabel('image file for Load Image')
+    .setInputFiles(await promptImage(tmp));
   await card(page, 'Load Image').getByRole('img').waitFor();
   await setField(page, 'Empty Latent Image', 'width', '64');
   await setField(page, 'Empty Latent Image', 'height', '64');
@@ -208,9 +287,15 @@ e2e('cancel a run, then the next run completes', async ({ page, tmp }) => {
 
   await setField(page, 'DDIM Sampler', 'steps', '3');
   await page.getByRole('button', { name: 'Run', exact: true }).click();
-  await page.getByRole('img', { name: /^Output/ }).first().waitFor({ timeout: 90_000 });
+  await page
+    .getByRole('img', { name: /^Output/ })
+    .first()
+    .waitFor({ timeout: 90_000 });
   // Unchanged upstream nodes were cached.
-  await waitFor(async () => (await card(page, 'CLIP Vision Encode').locator('[data-status="cached"]').count()) === 1, 'CLIP Vision Encode cached on the second run');
+  await waitFor(
+    async () => (await card(page, 'CLIP Vision Encode').locator('[data-status="cached"]').count()) === 1,
+    'CLIP Vision Encode cached on the second run',
+  );
   // The default workflow's Canny preprocessor shows its edges on its own card, not among the outputs.
   if (await card(page, 'Canny').count()) await card(page, 'Canny').getByRole('img', { name: 'Preview of Canny' }).waitFor();
 });
@@ -247,14 +332,20 @@ e2e('an example opens in one click and runs, with a live preview of the sampler'
   await page.getByRole('button', { name: 'Examples', exact: true }).click();
   const items = page.getByRole('menu', { name: 'Examples' }).getByRole('menuitem');
   expect((await items.count()) >= 3, 'examples listed');
-  await page.getByRole('menuitem', { name: /image prompt/i }).first().click();
+  await page
+    .getByRole('menuitem', { name: /image prompt/i })
+    .first()
+    .click();
   await card(page, 'Load Image').getByRole('img').waitFor(); // the example's image, imported with a thumbnail
   await setField(page, 'Empty Latent Image', 'width', '64');
   await setField(page, 'Empty Latent Image', 'height', '64');
   await setField(page, 'DDIM Sampler', 'steps', '40');
   const sawPreview = await recordAppearance(page, 'img[alt="Live preview of the sampler"]');
   await page.getByRole('button', { name: 'Run', exact: true }).click();
-  await page.getByRole('img', { name: /^Output/ }).first().waitFor({ timeout: 90_000 });
+  await page
+    .getByRole('img', { name: /^Output/ })
+    .first()
+    .waitFor({ timeout: 90_000 });
   expect(await sawPreview(), 'the live latent preview showed during the run');
 });
 
@@ -263,7 +354,10 @@ e2e('drop an image, copy/paste, settings, and recovery of unsaved work', async (
   const before = await page.getByRole('group', { name: 'Load Image', exact: true }).count();
   // An image without a workflow dropped on the canvas becomes a Load Image node holding it.
   await dropFile(page, await promptImage(tmp), 'image/png');
-  await waitFor(async () => (await page.getByRole('group', { name: 'Load Image', exact: true }).count()) === before + 1, 'Load Image node from a dropped image');
+  await waitFor(
+    async () => (await page.getByRole('group', { name: 'Load Image', exact: true }).count()) === before + 1,
+    'Load Image node from a dropped image',
+  );
   // An image dropped on a node's image param replaces that image (and adds no node).
   const thumb = card(page, 'Load Image', 0).getByRole('img');
   const oldSrc = await thumb.getAttribute('src');

@@ -43,7 +43,9 @@ export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 export async function startWeb(userData: string): Promise<{ url: string; stop(): void; log: string[] }> {
   const log: string[] = [];
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'engine', 'hosts', 'web.ts'), '--port', '0', '--demo', '--user-data', userData], {
-    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, IPA_STUDIO_USER_DATA: userData },
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, IPA_STUDIO_USER_DATA: userData },
   });
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`web mode did not start in 300 s:\n${log.join('')}`)), 300_000);
@@ -68,8 +70,12 @@ const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking
 export async function openApp(url: string, userData: string, results: string, name: string): Promise<{ t: E2E; problems: string[]; close(): Promise<void> }> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-e2e-'));
   const context = await chromium.launchPersistentContext(path.join(tmp, 'profile'), {
-    executablePath: CHROMIUM, headless: true, args: FLAGS, acceptDownloads: true,
-    viewport: { width: 1600, height: 1000 }, permissions: ['clipboard-read', 'clipboard-write'],
+    executablePath: CHROMIUM,
+    headless: true,
+    args: FLAGS,
+    acceptDownloads: true,
+    viewport: { width: 1600, height: 1000 },
+    permissions: ['clipboard-read', 'clipboard-write'],
   });
   const page = context.pages()[0] ?? (await context.newPage());
   const problems: string[] = [];

@@ -16,7 +16,9 @@ async function initImage(dir: string): Promise<string> {
   const px = Buffer.alloc(w * w * 3);
   for (let y = 0; y < w; y++) for (let x = 0; x < w; x++) px.set([40 + x * 3, 200 - y * 2, 120], (y * w + x) * 3);
   const file = path.join(dir, 'init.png');
-  await sharp(px, { raw: { width: w, height: w, channels: 3 } }).png().toFile(file);
+  await sharp(px, { raw: { width: w, height: w, channels: 3 } })
+    .png()
+    .toFile(file);
   return file;
 }
 
@@ -25,12 +27,16 @@ const maskOf = async (page: Page, id: string) => String((await currentWorkflow(p
 e2e('paint an inpainting mask on Load Image, save it, and run the inpainting workflow', async ({ page, results, tmp, userData }) => {
   await card(page, 'DDIM Sampler').waitFor();
   await page.getByRole('button', { name: 'Examples', exact: true }).click();
-  await page.getByRole('menuitem', { name: /inpainting/i }).first().click();
+  await page
+    .getByRole('menuitem', { name: /inpainting/i })
+    .first()
+    .click();
   // The Load Image whose MASK feeds VAE Encode's mask input.
   await waitFor(async () => ((await currentWorkflow(page))?.nodes ?? []).some((n) => n.type === 'vae-encode'), 'inpainting example opened');
   const wf = await currentWorkflow(page);
-  const edge = (wf.edges as { from: { node: string; port: string }; to: { node: string; port: string } }[])
-    .find((e) => e.to.port === 'mask' && wf.nodes.find((n) => n.id === e.to.node)?.type === 'vae-encode');
+  const edge = (wf.edges as { from: { node: string; port: string }; to: { node: string; port: string } }[]).find(
+    (e) => e.to.port === 'mask' && wf.nodes.find((n) => n.id === e.to.node)?.type === 'vae-encode',
+  );
   expect(edge && edge.from.port === 'mask', 'the example feeds Load Image MASK into VAE Encode');
   const id = edge!.from.node;
   const node = page.locator(`.card[data-node-id="${id}"]`);
@@ -85,17 +91,24 @@ e2e('paint an inpainting mask on Load Image, save it, and run the inpainting wor
   // Reopened, the painter starts from the saved mask; Cancel changes nothing.
   await node.getByRole('button', { name: 'Paint mask' }).click();
   await dialog.waitFor();
-  await waitFor(() => page.evaluate(() => {
-    const c = document.querySelector<HTMLCanvasElement>('canvas[aria-label="Mask canvas"]');
-    return !!c && c.getContext('2d')!.getImageData(c.width >> 1, c.height >> 1, 1, 1).data[3] === 255;
-  }), 'the saved mask loaded into the painter');
+  await waitFor(
+    () =>
+      page.evaluate(() => {
+        const c = document.querySelector<HTMLCanvasElement>('canvas[aria-label="Mask canvas"]');
+        return !!c && c.getContext('2d')!.getImageData(c.width >> 1, c.height >> 1, 1, 1).data[3] === 255;
+      }),
+    'the saved mask loaded into the painter',
+  );
   await dialog.getByRole('button', { name: 'Cancel', exact: true }).click();
   await dialog.waitFor({ state: 'detached' });
   expect((await maskOf(page, id)) === ref, 'Cancel keeps the mask');
 
   // Run: Load Image's MASK -> VAE Encode -> the sampler inpaints.
   await page.getByRole('button', { name: 'Run', exact: true }).click();
-  await page.getByRole('img', { name: /^Output/ }).first().waitFor({ timeout: 90_000 });
+  await page
+    .getByRole('img', { name: /^Output/ })
+    .first()
+    .waitFor({ timeout: 90_000 });
   await waitFor(async () => (await card(page, 'Save Image').locator('[data-status="done"]').count()) === 1, 'Save Image marked done');
   expect((await page.locator('.card [role=alert]').count()) === 0, 'no node errors');
 

@@ -24,7 +24,10 @@ async function main(): Promise<void> {
   // Failure screenshots of an earlier run would read as failures of this one.
   for (const f of fs.readdirSync(RESULTS)) if (/^failed-.*\.png$/.test(f)) fs.rmSync(path.join(RESULTS, f), { force: true });
   const dir = path.join(ROOT, 'test', 'e2e');
-  for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.e2e.ts')).sort()) {
+  for (const f of fs
+    .readdirSync(dir)
+    .filter((x) => x.endsWith('.e2e.ts'))
+    .sort()) {
     setCurrentFile(f);
     await import(pathToFileURL(path.join(dir, f)).href);
   }
@@ -55,7 +58,12 @@ async function main(): Promise<void> {
       const secs = ((Date.now() - started) / 1000).toFixed(1);
       if (error) {
         failed++;
-        console.log(`✗ ${test.file} › ${test.name} (${secs} s)\n    ${String(error.stack ?? error).split('\n').slice(0, 6).join('\n    ')}`);
+        console.log(
+          `✗ ${test.file} › ${test.name} (${secs} s)\n    ${String(error.stack ?? error)
+            .split('\n')
+            .slice(0, 6)
+            .join('\n    ')}`,
+        );
       } else console.log(`✓ ${test.file} › ${test.name} (${secs} s)`);
     }
   } finally {

@@ -29,11 +29,22 @@ e2e('control after generate: increment adds one to the seed after each run', asy
   expect((await samplerParams()).control_after_generate === 'increment', 'control after generate saved as a param');
 
   const outputs = path.join(userData, 'outputs');
-  const saved = () => (fs.existsSync(outputs) ? fs.readdirSync(outputs).filter((f) => f.startsWith(prefix) && f.endsWith('.png')).sort() : []);
-  const seedOfPng = (f: string) => JSON.parse(readTextChunks(fs.readFileSync(path.join(outputs, f)))['ipadapter-studio-workflow'])
-    .nodes.find((n: { type: string }) => n.type === 'ddim-sampler').params.seed;
+  const saved = () =>
+    fs.existsSync(outputs)
+      ? fs
+          .readdirSync(outputs)
+          .filter((f) => f.startsWith(prefix) && f.endsWith('.png'))
+          .sort()
+      : [];
+  const seedOfPng = (f: string) =>
+    JSON.parse(readTextChunks(fs.readFileSync(path.join(outputs, f)))['ipadapter-studio-workflow']).nodes.find(
+      (n: { type: string }) => n.type === 'ddim-sampler',
+    ).params.seed;
 
-  for (const [k, expected] of [[1, 42], [2, 43]] as const) {
+  for (const [k, expected] of [
+    [1, 42],
+    [2, 43],
+  ] as const) {
     await page.getByRole('button', { name: 'Run', exact: true }).click();
     await waitFor(async () => (await seedField.inputValue()) === String(expected), `the seed widget shows ${expected} after run ${k}`, 30_000);
     await waitFor(() => saved().length === k, `run ${k} saved its image`, 90_000);

@@ -67,17 +67,24 @@ async function makeFast(page: Page): Promise<void> {
 async function runToEnd(page: Page): Promise<void> {
   await page.getByRole('button', { name: 'Run', exact: true }).click();
   const outputs = page.locator('.card[data-node-type="save-image"], .card[data-node-type="preview-image"]');
-  await waitFor(async () => {
-    const errors = await page.locator('.card .node-error').allTextContents();
-    if (errors.length) throw new Error(`node errors: ${errors.join(' | ')}`);
-    const n = await outputs.count();
-    return n > 0 && (await outputs.locator('[data-status="done"]').count()) === n;
-  }, 'every output node done', 100_000);
+  await waitFor(
+    async () => {
+      const errors = await page.locator('.card .node-error').allTextContents();
+      if (errors.length) throw new Error(`node errors: ${errors.join(' | ')}`);
+      const n = await outputs.count();
+      return n > 0 && (await outputs.locator('[data-status="done"]').count()) === n;
+    },
+    'every output node done',
+    100_000,
+  );
 }
 
 /** The file behind the newest output thumbnail (web mode serves <user data>/outputs under /outputs/). */
 async function newestOutput(page: Page, userData: string): Promise<string> {
-  const src = await page.getByRole('img', { name: /^Output/ }).first().getAttribute('src');
+  const src = await page
+    .getByRole('img', { name: /^Output/ })
+    .first()
+    .getAttribute('src');
   expect(src?.startsWith('/outputs/'), `an output image URL (${src})`);
   return path.join(userData, 'outputs', ...src!.slice('/outputs/'.length).split('/').map(decodeURIComponent));
 }
@@ -100,8 +107,15 @@ function assertNoLocalPaths(text: string, what: string, userData: string): void 
   }
 }
 /** A bundle's text without its base64 image data (random bytes may spell anything). */
-const bundleTextWithoutData = (text: string) => JSON.stringify({ ...JSON.parse(text), images: Object.fromEntries(Object.entries(JSON.parse(text).images).map(([k, v]: [string, any]) => [k, { ...v, data: '…' }])) });
-const pngTexts = (file: string) => Object.entries(readTextChunks(fs.readFileSync(file))).map(([k, v]) => (k === 'ipadapter-studio-bundle' ? bundleTextWithoutData(v) : v)).join('\n');
+const bundleTextWithoutData = (text: string) =>
+  JSON.stringify({
+    ...JSON.parse(text),
+    images: Object.fromEntries(Object.entries(JSON.parse(text).images).map(([k, v]: [string, any]) => [k, { ...v, data: '…' }])),
+  });
+const pngTexts = (file: string) =>
+  Object.entries(readTextChunks(fs.readFileSync(file)))
+    .map(([k, v]) => (k === 'ipadapter-studio-bundle' ? bundleTextWithoutData(v) : v))
+    .join('\n');
 
 /** A small colourful PNG no example uses (so a fresh server cannot have it already). */
 async function ownImage(dir: string): Promise<string> {
@@ -109,13 +123,18 @@ async function ownImage(dir: string): Promise<string> {
   const px = Buffer.alloc(w * w * 3);
   for (let y = 0; y < w; y++) for (let x = 0; x < w; x++) px.set([(x * 7) % 256, (y * 5 + 40) % 256, (x * y) % 256], (y * w + x) * 3);
   const file = path.join(dir, 'my prompt.png');
-  await sharp(px, { raw: { width: w, height: w, channels: 3 } }).png().toFile(file);
+  await sharp(px, { raw: { width: w, height: w, channels: 3 } })
+    .png()
+    .toFile(file);
   return file;
 }
 
 // ---- every example through Open -------------------------------------------------------------
 
-for (const name of fs.readdirSync(EXAMPLES).filter((f) => f.endsWith('.json')).sort()) {
+for (const name of fs
+  .readdirSync(EXAMPLES)
+  .filter((f) => f.endsWith('.json'))
+  .sort()) {
   e2e(`${name}: Open (file chooser, with its images) gives the Examples menu's graph, and it runs`, async ({ page }) => {
     const ex = example(name);
     await card(page, 'DDIM Sampler').waitFor();
@@ -129,7 +148,10 @@ for (const name of fs.readdirSync(EXAMPLES).filter((f) => f.endsWith('.json')).s
     await nodeCount(page, ex.doc.nodes.length, 'example opened through Open');
     const fromOpen = await currentWorkflow(page);
     const differ = fromMenu.nodes.filter((n) => JSON.stringify(n) !== JSON.stringify(fromOpen.nodes.find((m) => m.id === n.id)));
-    expect(sameGraph(fromMenu, fromOpen), `${name}: the same graph through Open as through the Examples menu (differ: ${JSON.stringify(differ)} vs ${JSON.stringify(differ.map((n) => fromOpen.nodes.find((m) => m.id === n.id)))})`);
+    expect(
+      sameGraph(fromMenu, fromOpen),
+      `${name}: the same graph through Open as through the Examples menu (differ: ${JSON.stringify(differ)} vs ${JSON.stringify(differ.map((n) => fromOpen.nodes.find((m) => m.id === n.id)))})`,
+    );
     expect((await page.locator('.image-missing').count()) === 0, 'no image missing');
     expect((await page.getByRole('dialog', { name: 'Missing images' }).count()) === 0, 'nothing asked');
     await makeFast(page);
@@ -139,36 +161,42 @@ for (const name of fs.readdirSync(EXAMPLES).filter((f) => f.endsWith('.json')).s
 
 // ---- missing images -------------------------------------------------------------------------
 
-e2e('a workflow opened without its images asks for them, marks them missing with Relink…, and the run is refused naming the node', async ({ page, results }) => {
-  const ex = example('img2img-image-prompt.json');
-  await card(page, 'DDIM Sampler').waitFor();
-  await openThroughChooser(page, [ex.file]);
-  await nodeCount(page, ex.doc.nodes.length, 'opened');
-  const ask = page.getByRole('dialog', { name: 'Missing images' });
-  await ask.waitFor();
-  for (const r of ex.refs) await ask.getByText(r, { exact: true }).waitFor();
-  await ask.getByRole('button', { name: 'Later' }).click();
-  await ask.waitFor({ state: 'detached' });
+e2e(
+  'a workflow opened without its images asks for them, marks them missing with Relink…, and the run is refused naming the node',
+  async ({ page, results }) => {
+    const ex = example('img2img-image-prompt.json');
+    await card(page, 'DDIM Sampler').waitFor();
+    await openThroughChooser(page, [ex.file]);
+    await nodeCount(page, ex.doc.nodes.length, 'opened');
+    const ask = page.getByRole('dialog', { name: 'Missing images' });
+    await ask.waitFor();
+    for (const r of ex.refs) await ask.getByText(r, { exact: true }).waitFor();
+    await ask.getByRole('button', { name: 'Later' }).click();
+    await ask.waitFor({ state: 'detached' });
 
-  const prompt = page.locator('.card', { has: page.getByText('missing: images/image-prompt.png', { exact: true }) });
-  await prompt.waitFor();
-  await prompt.getByRole('button', { name: 'Relink…' }).waitFor();
-  await page.screenshot({ path: path.join(results, 'missing-image.png') });
+    const prompt = page.locator('.card', { has: page.getByText('missing: images/image-prompt.png', { exact: true }) });
+    await prompt.waitFor();
+    await prompt.getByRole('button', { name: 'Relink…' }).waitFor();
+    await page.screenshot({ path: path.join(results, 'missing-image.png') });
 
-  // Run: refused before anything executes, on the node that lacks its image.
-  await page.getByRole('button', { name: 'Run', exact: true }).click();
-  await page.getByText(/The workflow has \d+ errors?; see the marked nodes/).waitFor();
-  await prompt.locator('.node-error').getByText(/missing: images\/image-prompt\.png/).waitFor();
-  expect((await page.locator('.card[data-node-type="save-image"] [data-status="done"]').count()) === 0, 'nothing ran');
+    // Run: refused before anything executes, on the node that lacks its image.
+    await page.getByRole('button', { name: 'Run', exact: true }).click();
+    await page.getByText(/The workflow has \d+ errors?; see the marked nodes/).waitFor();
+    await prompt
+      .locator('.node-error')
+      .getByText(/missing: images\/image-prompt\.png/)
+      .waitFor();
+    expect((await page.locator('.card[data-node-type="save-image"] [data-status="done"]').count()) === 0, 'nothing ran');
 
-  // Relink on the node: the file chooser, then the thumbnail, and the mark is gone.
-  const id = await prompt.getAttribute('data-node-id');
-  const node = page.locator(`.card[data-node-id="${id}"]`);
-  await node.getByLabel('image file for Load Image').setInputFiles(path.join(EXAMPLES, 'images', 'image-prompt.png'));
-  await node.getByRole('img', { name: 'image of Load Image' }).waitFor();
-  expect((await node.locator('.image-missing').count()) === 0, 'relinked');
-  expect((await page.locator('.image-missing').count()) === 1, 'the other image is still missing');
-});
+    // Relink on the node: the file chooser, then the thumbnail, and the mark is gone.
+    const id = await prompt.getAttribute('data-node-id');
+    const node = page.locator(`.card[data-node-id="${id}"]`);
+    await node.getByLabel('image file for Load Image').setInputFiles(path.join(EXAMPLES, 'images', 'image-prompt.png'));
+    await node.getByRole('img', { name: 'image of Load Image' }).waitFor();
+    expect((await node.locator('.image-missing').count()) === 0, 'relinked');
+    expect((await page.locator('.image-missing').count()) === 1, 'the other image is still missing');
+  },
+);
 
 e2e('the missing-images question takes the chosen images, and Save writes them relative to the workflow again', async ({ page, tmp, userData }) => {
   const ex = example('inpaint-image-prompt.json');
@@ -194,79 +222,85 @@ e2e('the missing-images question takes the chosen images, and Save writes them r
 
 // ---- sharing -------------------------------------------------------------------------------
 
-e2e('export for sharing, open on a fresh server with an empty inputs folder, run: the same output bytes; PNGs can carry their images; no saved file names a local folder', async ({ page, tmp, userData, results }) => {
-  await card(page, 'DDIM Sampler').waitFor();
-  const ex = example('image-prompt.json');
-  await openThroughChooser(page, [ex.file, ...ex.images]);
-  await nodeCount(page, ex.doc.nodes.length, 'opened');
-  // An image of our own (not the examples' one, which any fresh server imports as its sample).
-  const mine = await ownImage(tmp);
-  await card(page, 'Load Image').getByLabel('image file for Load Image').setInputFiles(mine);
-  await waitFor(async () => /^inputs\/my_prompt-[0-9a-f]{12}\.png$/.test(String((await currentWorkflow(page)).nodes.find((n) => n.type === 'load-image')?.params.image)), 'uploaded as inputs/<file>');
-  await makeFast(page);
-  await runToEnd(page);
-  const outA = await newestOutput(page, userData);
-  assertNoLocalPaths(pngTexts(outA), 'the PNG the engine wrote', userData);
+e2e(
+  'export for sharing, open on a fresh server with an empty inputs folder, run: the same output bytes; PNGs can carry their images; no saved file names a local folder',
+  async ({ page, tmp, userData, results }) => {
+    await card(page, 'DDIM Sampler').waitFor();
+    const ex = example('image-prompt.json');
+    await openThroughChooser(page, [ex.file, ...ex.images]);
+    await nodeCount(page, ex.doc.nodes.length, 'opened');
+    // An image of our own (not the examples' one, which any fresh server imports as its sample).
+    const mine = await ownImage(tmp);
+    await card(page, 'Load Image').getByLabel('image file for Load Image').setInputFiles(mine);
+    await waitFor(
+      async () => /^inputs\/my_prompt-[0-9a-f]{12}\.png$/.test(String((await currentWorkflow(page)).nodes.find((n) => n.type === 'load-image')?.params.image)),
+      'uploaded as inputs/<file>',
+    );
+    await makeFast(page);
+    await runToEnd(page);
+    const outA = await newestOutput(page, userData);
+    assertNoLocalPaths(pngTexts(outA), 'the PNG the engine wrote', userData);
 
-  // Save and Export write no local folder either.
-  assertNoLocalPaths(fs.readFileSync(await saveAs(page, tmp, 'mine'), 'utf8'), 'the saved workflow', userData);
-  const [pngDl] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export', exact: true }).click()]);
-  await pngDl.saveAs(path.join(tmp, 'exported.png'));
-  assertNoLocalPaths(pngTexts(path.join(tmp, 'exported.png')), 'the exported PNG', userData);
-  expect(!('ipadapter-studio-bundle' in readTextChunks(fs.readFileSync(path.join(tmp, 'exported.png')))), 'PNGs carry no images by default');
+    // Save and Export write no local folder either.
+    assertNoLocalPaths(fs.readFileSync(await saveAs(page, tmp, 'mine'), 'utf8'), 'the saved workflow', userData);
+    const [pngDl] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export', exact: true }).click()]);
+    await pngDl.saveAs(path.join(tmp, 'exported.png'));
+    assertNoLocalPaths(pngTexts(path.join(tmp, 'exported.png')), 'the exported PNG', userData);
+    expect(!('ipadapter-studio-bundle' in readTextChunks(fs.readFileSync(path.join(tmp, 'exported.png')))), 'PNGs carry no images by default');
 
-  // Export workflow for sharing (File menu): one file, the image inside, no local folder.
-  await page.getByRole('button', { name: 'File menu', exact: true }).click();
-  const [shareDl] = await Promise.all([page.waitForEvent('download'), page.getByRole('menuitem', { name: /Export workflow for sharing/ }).click()]);
-  expect(shareDl.suggestedFilename() === 'mine.shared.json', `named after the workflow (${shareDl.suggestedFilename()})`);
-  const bundleFile = path.join(tmp, 'mine.shared.json');
-  await shareDl.saveAs(bundleFile);
-  const bundleText = fs.readFileSync(bundleFile, 'utf8');
-  const bundle = JSON.parse(bundleText);
-  expect(bundle.format === 'ipadapter-studio/shared-workflow' && Object.keys(bundle.images).length === 1, 'a bundle with one image');
-  assertNoLocalPaths(bundleTextWithoutData(bundleText), 'the shared workflow', userData);
+    // Export workflow for sharing (File menu): one file, the image inside, no local folder.
+    await page.getByRole('button', { name: 'File menu', exact: true }).click();
+    const [shareDl] = await Promise.all([page.waitForEvent('download'), page.getByRole('menuitem', { name: /Export workflow for sharing/ }).click()]);
+    expect(shareDl.suggestedFilename() === 'mine.shared.json', `named after the workflow (${shareDl.suggestedFilename()})`);
+    const bundleFile = path.join(tmp, 'mine.shared.json');
+    await shareDl.saveAs(bundleFile);
+    const bundleText = fs.readFileSync(bundleFile, 'utf8');
+    const bundle = JSON.parse(bundleText);
+    expect(bundle.format === 'ipadapter-studio/shared-workflow' && Object.keys(bundle.images).length === 1, 'a bundle with one image');
+    assertNoLocalPaths(bundleTextWithoutData(bundleText), 'the shared workflow', userData);
 
-  // With the setting on, an exported PNG carries its input images as well.
-  await page.getByRole('button', { name: 'Settings' }).click();
-  const settings = page.getByRole('dialog', { name: 'Settings' });
-  await settings.getByLabel('Exported PNGs carry their input images').check();
-  await settings.getByRole('button', { name: 'Apply' }).click();
-  await settings.waitFor({ state: 'detached' });
-  const [pngDl2] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export', exact: true }).click()]);
-  const carrying = path.join(tmp, 'carrying.png');
-  await pngDl2.saveAs(carrying);
-  expect('ipadapter-studio-bundle' in readTextChunks(fs.readFileSync(carrying)), 'the PNG carries a bundle chunk');
-  assertNoLocalPaths(pngTexts(carrying), 'the PNG with its images', userData);
+    // With the setting on, an exported PNG carries its input images as well.
+    await page.getByRole('button', { name: 'Settings' }).click();
+    const settings = page.getByRole('dialog', { name: 'Settings' });
+    await settings.getByLabel('Exported PNGs carry their input images').check();
+    await settings.getByRole('button', { name: 'Apply' }).click();
+    await settings.waitFor({ state: 'detached' });
+    const [pngDl2] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export', exact: true }).click()]);
+    const carrying = path.join(tmp, 'carrying.png');
+    await pngDl2.saveAs(carrying);
+    expect('ipadapter-studio-bundle' in readTextChunks(fs.readFileSync(carrying)), 'the PNG carries a bundle chunk');
+    assertNoLocalPaths(pngTexts(carrying), 'the PNG with its images', userData);
 
-  // Another machine: its own user data; its inputs folder emptied after start-up.
-  const otherData = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-e2e-other-'));
-  const other = await startWeb(otherData);
-  const app = await openApp(other.url, otherData, results, 'other machine');
-  try {
-    const p2 = app.t.page;
-    await card(p2, 'DDIM Sampler').waitFor();
-    const inputs = path.join(otherData, 'inputs');
-    for (const f of fs.readdirSync(inputs)) fs.rmSync(path.join(inputs, f));
-    await openThroughChooser(p2, [bundleFile]);
-    await nodeCount(p2, ex.doc.nodes.length, 'bundle opened on the other server');
-    expect((await p2.locator('.image-missing').count()) === 0, 'no image missing there');
-    await card(p2, 'Load Image').getByRole('img', { name: 'image of Load Image' }).waitFor();
-    expect(fs.readdirSync(inputs).length === 1, `the bundle's image restored into the empty inputs folder (${fs.readdirSync(inputs).join(', ')})`);
-    await runToEnd(p2);
-    const outB = await newestOutput(p2, otherData);
-    expect(fs.readFileSync(outA).equals(fs.readFileSync(outB)), `the same output bytes on both servers (${outA} vs ${outB})`);
+    // Another machine: its own user data; its inputs folder emptied after start-up.
+    const otherData = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-e2e-other-'));
+    const other = await startWeb(otherData);
+    const app = await openApp(other.url, otherData, results, 'other machine');
+    try {
+      const p2 = app.t.page;
+      await card(p2, 'DDIM Sampler').waitFor();
+      const inputs = path.join(otherData, 'inputs');
+      for (const f of fs.readdirSync(inputs)) fs.rmSync(path.join(inputs, f));
+      await openThroughChooser(p2, [bundleFile]);
+      await nodeCount(p2, ex.doc.nodes.length, 'bundle opened on the other server');
+      expect((await p2.locator('.image-missing').count()) === 0, 'no image missing there');
+      await card(p2, 'Load Image').getByRole('img', { name: 'image of Load Image' }).waitFor();
+      expect(fs.readdirSync(inputs).length === 1, `the bundle's image restored into the empty inputs folder (${fs.readdirSync(inputs).join(', ')})`);
+      await runToEnd(p2);
+      const outB = await newestOutput(p2, otherData);
+      expect(fs.readFileSync(outA).equals(fs.readFileSync(outB)), `the same output bytes on both servers (${outA} vs ${outB})`);
 
-    // The PNG that carries its images opens there too, with its image (stored once: same content).
-    await newWorkflow(p2);
-    await openThroughChooser(p2, [carrying]);
-    await nodeCount(p2, ex.doc.nodes.length, 'PNG opened on the other server');
-    await card(p2, 'Load Image').getByRole('img', { name: 'image of Load Image' }).waitFor();
-    expect((await p2.locator('.image-missing').count()) === 0, 'its image came with it');
-    expect(fs.readdirSync(inputs).length === 1, 'deduplicated by content');
-    if (app.problems.length) throw new Error(app.problems.join('\n'));
-  } finally {
-    await app.close();
-    other.stop();
-    fs.rmSync(otherData, { recursive: true, force: true });
-  }
-});
+      // The PNG that carries its images opens there too, with its image (stored once: same content).
+      await newWorkflow(p2);
+      await openThroughChooser(p2, [carrying]);
+      await nodeCount(p2, ex.doc.nodes.length, 'PNG opened on the other server');
+      await card(p2, 'Load Image').getByRole('img', { name: 'image of Load Image' }).waitFor();
+      expect((await p2.locator('.image-missing').count()) === 0, 'its image came with it');
+      expect(fs.readdirSync(inputs).length === 1, 'deduplicated by content');
+      if (app.problems.length) throw new Error(app.problems.join('\n'));
+    } finally {
+      await app.close();
+      other.stop();
+      fs.rmSync(otherData, { recursive: true, force: true });
+    }
+  },
+);

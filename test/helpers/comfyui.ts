@@ -8,8 +8,13 @@ export const COMFY_FIXTURES = path.resolve(__dirname, '../fixtures-comfyui');
 
 /** What listModels gives for the demo model set. */
 export const DEMO_LIST = {
-  checkpoints: [DEMO_NAMES.checkpoint], ipadapter: [DEMO_NAMES.ipAdapter], clip_vision: [DEMO_NAMES.clipVision],
-  controlnet: [DEMO_NAMES.controlnetCanny, DEMO_NAMES.controlnetLineart], vae: [DEMO_NAMES.vae], loras: [DEMO_NAMES.lora], tokenizers: [DEMO_NAMES.tokenizer],
+  checkpoints: [DEMO_NAMES.checkpoint],
+  ipadapter: [DEMO_NAMES.ipAdapter],
+  clip_vision: [DEMO_NAMES.clipVision],
+  controlnet: [DEMO_NAMES.controlnetCanny, DEMO_NAMES.controlnetLineart],
+  vae: [DEMO_NAMES.vae],
+  loras: [DEMO_NAMES.lora],
+  tokenizers: [DEMO_NAMES.tokenizer],
 };
 
 export function comfyFixture(name: string): unknown {

@@ -17,15 +17,21 @@ export const DEFAULT_FIXTURES_ROOT = path.join(REPO_ROOT, '..', 'shared', 'fixtu
 /** The folders IPA_FIXTURES lists (resolved), or null when it is unset or empty. */
 export function listedFixtureFolders(env: string | undefined = process.env.IPA_FIXTURES): string[] | null {
   if (env === undefined || !env.trim()) return null;
-  return env.split(path.delimiter).map((s) => s.trim()).filter(Boolean).map((s) => path.resolve(s));
+  return env
+    .split(path.delimiter)
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => path.resolve(s));
 }
 
 /** Every folder under the default fixtures root, sorted (empty when the root is absent). */
 export function defaultFixtureFolders(root = DEFAULT_FIXTURES_ROOT): string[] {
   if (!fs.existsSync(root)) return [];
-  return fs.readdirSync(root, { withFileTypes: true })
+  return fs
+    .readdirSync(root, { withFileTypes: true })
     .filter((e) => (e.isDirectory() || e.isSymbolicLink()) && !e.name.startsWith('.') && fs.statSync(path.join(root, e.name)).isDirectory())
-    .map((e) => path.join(root, e.name)).sort();
+    .map((e) => path.join(root, e.name))
+    .sort();
 }
 
 /** The set name of a fixture folder: its folder name, or the first word of its cases.json `format`. */

@@ -36,7 +36,9 @@ export interface IpWorkflowOptions {
 export function ipAdapterWorkflow(o: IpWorkflowOptions): Workflow {
   const nodes: WorkflowNode[] = [];
   const edges: WorkflowEdge[] = [];
-  const node = (id: string, type: string, params: WorkflowNode['params'] = {}) => { nodes.push({ id, type, params, ui: { x: 0, y: 0 } }); };
+  const node = (id: string, type: string, params: WorkflowNode['params'] = {}) => {
+    nodes.push({ id, type, params, ui: { x: 0, y: 0 } });
+  };
   const link = (a: string, ap: string, b: string, bp: string) => edges.push({ from: { node: a, port: ap }, to: { node: b, port: bp } });
   node('checkpoint', 'load-checkpoint', { ckpt_name: o.checkpoint ?? DEMO_NAMES.checkpoint, ...(o.checkpointConfig ? { config: o.checkpointConfig } : {}) });
   if (o.vae) node('vae', 'load-vae', { vae_name: o.vae.file, config: o.vae.config ?? '' });

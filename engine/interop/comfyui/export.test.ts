@@ -33,26 +33,37 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 /** A graph as compared: nodes with all params (defaults filled in) and layout, edges as strings. */
 function canonical(wf: Workflow, layout = true) {
   return {
-    nodes: [...wf.nodes].sort((a, b) => a.id.localeCompare(b.id)).map((n) => {
-      const spec = specMap.get(n.type);
-      return { id: n.id, type: n.type, params: spec ? paramsWithDefaults(spec, n.params) : n.params, ...(layout && n.ui ? { ui: n.ui } : {}) };
-    }),
+    nodes: [...wf.nodes]
+      .sort((a, b) => a.id.localeCompare(b.id))
+      .map((n) => {
+        const spec = specMap.get(n.type);
+        return { id: n.id, type: n.type, params: spec ? paramsWithDefaults(spec, n.params) : n.params, ...(layout && n.ui ? { ui: n.ui } : {}) };
+      }),
     edges: wf.edges.map((e) => `${e.from.node}.${e.from.port} -> ${e.to.node}.${e.to.port}`).sort(),
   };
 }
 
 function examples(): [string, Workflow][] {
-  return fs.readdirSync(EXAMPLES).filter((f) => f.endsWith('.json')).map((f) => {
-    const p = parseWorkflow(JSON.parse(fs.readFileSync(path.join(EXAMPLES, f), 'utf8')));
-    if (!p.workflow) throw new Error(`${f}: ${JSON.stringify(p.errors)}`);
-    return [f, p.workflow];
-  });
+  return fs
+    .readdirSync(EXAMPLES)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => {
+      const p = parseWorkflow(JSON.parse(fs.readFileSync(path.join(EXAMPLES, f), 'utf8')));
+      if (!p.workflow) throw new Error(`${f}: ${JSON.stringify(p.errors)}`);
+      return [f, p.workflow];
+    });
 }
 const FIXTURE_FILES = fs.readdirSync(FIXTURES).filter((f) => f.endsWith('.json'));
 
 /** The UI file's links agree with its nodes' sockets, as litegraph keeps them. */
 function checkUiFile(ui: Record<string, unknown>) {
-  const nodes = ui.nodes as { id: number; type: string; inputs: { name: string; link: number | null }[]; outputs: { links: number[] }[]; widgets_values: unknown }[];
+  const nodes = ui.nodes as {
+    id: number;
+    type: string;
+    inputs: { name: string; link: number | null }[];
+    outputs: { links: number[] }[];
+    widgets_values: unknown;
+  }[];
   for (const l of ui.links as [number, number, number, number, number, string][]) {
     const [id, from, fromSlot, to, toSlot] = l;
     expect(nodes.find((n) => n.id === from)?.outputs[fromSlot]?.links, `link ${id}`).toContain(id);
@@ -99,10 +110,10 @@ describe('export to ComfyUI and back', () => {
     }
   });
 
-  it('the image-prompt example as ComfyUI sees it: IPAdapterAdvanced, KSampler ddim / ddim_uniform, ComfyUI\'s widget lists', () => {
+  it("the image-prompt example as ComfyUI sees it: IPAdapterAdvanced, KSampler ddim / ddim_uniform, ComfyUI's widget lists", () => {
     const wf = examples().find(([n]) => n === 'image-prompt.json')![1];
     const ex = exportComfyUI(wf, specs);
-    const nodes = (ex.ui.nodes as { type: string; widgets_values: unknown[] }[]);
+    const nodes = ex.ui.nodes as { type: string; widgets_values: unknown[] }[];
     const ipa = nodes.find((n) => n.type === 'IPAdapterAdvanced')!;
     const apply = wf.nodes.find((n) => n.type === 'apply-ip-adapter')!;
     expect(ipa.widgets_values).toEqual([apply.params.weight, 'linear', 'concat', apply.params.start_at ?? 0, apply.params.end_at ?? 1, 'V only']);
@@ -117,7 +128,11 @@ describe('export to ComfyUI and back', () => {
 });
 
 async function tinyPng(): Promise<Uint8Array> {
-  return new Uint8Array(await sharp({ create: { width: 8, height: 8, channels: 3, background: '#808080' } }).png().toBuffer());
+  return new Uint8Array(
+    await sharp({ create: { width: 8, height: 8, channels: 3, background: '#808080' } })
+      .png()
+      .toBuffer(),
+  );
 }
 
 describe('ComfyUI images', () => {
@@ -148,8 +163,12 @@ describe('ComfyUI images', () => {
   });
 
   it('a WebP carrying workflow / prompt in EXIF (as ComfyUI saves them) opens its workflow', async () => {
-    const webp = new Uint8Array(await sharp({ create: { width: 8, height: 8, channels: 3, background: '#404040' } })
-      .webp().withExif({ IFD0: { Make: `workflow:${ui}`, Model: `prompt:${api}` } }).toBuffer());
+    const webp = new Uint8Array(
+      await sharp({ create: { width: 8, height: 8, channels: 3, background: '#404040' } })
+        .webp()
+        .withExif({ IFD0: { Make: `workflow:${ui}`, Model: `prompt:${api}` } })
+        .toBuffer(),
+    );
     const strings = webpExifStrings(webp);
     expect(Object.keys(strings).sort()).toEqual(['prompt', 'workflow']);
     expect(comfyFormatOf(comfyDocFromBytes(webp))).toBe('ui-0.4');
@@ -172,7 +191,9 @@ describe('npm run convert', () => {
     expect(await convert([path.join(FIXTURES, 'ipadapter-advanced.v04.json'), '--out', out, ...base], r.io)).toBe(0);
     const text = r.out.join('');
     expect(text).toMatch(/ComfyUI workflow \(UI format 0\.4\): 13 nodes, 11 mapped, 1 approximated, 0 unsupported, 1 skipped/);
-    expect(text).toMatch(/c1\.ckpt_name: "sd15\/realisticVisionV51_v51VAE\.safetensors" is not in <models>\/checkpoints; "stable-diffusion-v1-5" is used instead/);
+    expect(text).toMatch(
+      /c1\.ckpt_name: "sd15\/realisticVisionV51_v51VAE\.safetensors" is not in <models>\/checkpoints; "stable-diffusion-v1-5" is used instead/,
+    );
     expect(parseWorkflow(JSON.parse(fs.readFileSync(out, 'utf8'))).workflow?.nodes.length).toBe(13);
   });
 

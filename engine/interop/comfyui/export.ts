@@ -44,7 +44,10 @@ export interface ExportResult {
   report: ExportNodeReport[];
 }
 
-interface Src { node: string; port: string }
+interface Src {
+  node: string;
+  port: string;
+}
 interface ENode {
   id: number;
   classType: string;
@@ -78,7 +81,10 @@ class Exporter {
   private readonly specs: Map<string, NodeSpec>;
   private next = 1;
 
-  constructor(private readonly wf: Workflow, specs: readonly NodeSpec[]) {
+  constructor(
+    private readonly wf: Workflow,
+    specs: readonly NodeSpec[],
+  ) {
     this.specs = new Map(specs.map((s) => [s.type, s]));
     this.byId = new Map(wf.nodes.map((n) => [n.id, n]));
     for (const e of wf.edges) {
@@ -113,7 +119,13 @@ class Exporter {
   }
 
   /** A ComfyUI node claiming our nodes by role ('' = the main one). */
-  private emit(classType: string, claims: Record<string, WorkflowNode>, widgets: Record<string, unknown>, inputs: Record<string, Src | null>, outputs: ENode['outputs']): ENode {
+  private emit(
+    classType: string,
+    claims: Record<string, WorkflowNode>,
+    widgets: Record<string, unknown>,
+    inputs: Record<string, Src | null>,
+    outputs: ENode['outputs'],
+  ): ENode {
     const main = claims[''] ?? Object.values(claims)[0]!;
     const studio: StudioProps = { ids: {}, pos: {}, params: {}, types: {} };
     for (const [role, n] of Object.entries(claims)) {
@@ -126,7 +138,11 @@ class Exporter {
     }
     // Links into these nodes that the ComfyUI node has no input for (Image Resize's latent): kept for the way back.
     const group = new Set(Object.values(claims).map((n) => n.id));
-    const used = new Set(Object.values(inputs).filter((x): x is Src => !!x).map((x) => `${x.node}\0${x.port}`));
+    const used = new Set(
+      Object.values(inputs)
+        .filter((x): x is Src => !!x)
+        .map((x) => `${x.node}\0${x.port}`),
+    );
     for (const [role, n] of Object.entries(claims)) {
       for (const e of this.wf.edges) {
         if (e.to.node !== n.id || group.has(e.from.node) || used.has(`${e.from.node}\0${e.from.port}`)) continue;
@@ -137,7 +153,14 @@ class Exporter {
     if (def) studio.widgets = widgetSignature(def, (name) => (name in widgets ? widgets[name] : def.inputs.find((i) => i.name === name)?.default));
     const title = main.ui && typeof main.ui.title === 'string' ? main.ui.title : undefined;
     const e: ENode = {
-      id: this.next++, classType, pos: main.ui ? [main.ui.x, main.ui.y] : [0, 0], widgets, inputs, outputs, studio, ...(title ? { title } : {}),
+      id: this.next++,
+      classType,
+      pos: main.ui ? [main.ui.x, main.ui.y] : [0, 0],
+      widgets,
+      inputs,
+      outputs,
+      studio,
+      ...(title ? { title } : {}),
     };
     this.enodes.push(e);
     for (const n of Object.values(claims)) {
@@ -182,7 +205,10 @@ class Exporter {
     const negSrc = this.src(a.id, 'negative');
     const neg = negSrc ? this.simpleProjection(negSrc, a.id, 'negative') : null;
     const adapter = this.src(a.id, 'ip_adapter');
-    const sameAdapter = (p: WorkflowNode) => { const s = this.src(p.id, 'ip_adapter'); return s && adapter && s.node === adapter.node && s.port === adapter.port; };
+    const sameAdapter = (p: WorkflowNode) => {
+      const s = this.src(p.id, 'ip_adapter');
+      return s && adapter && s.node === adapter.node && s.port === adapter.port;
+    };
     const sameVision = main && neg ? JSON.stringify(this.src(main.encode.id, 'clip_vision')) === JSON.stringify(this.src(neg.encode.id, 'clip_vision')) : true;
     const wt = weightTypeForBlocks(String(pa.blocks ?? 'all'), String(pa.layer_weights ?? ''));
     if (wt.approx) this.approx(a.id, wt.approx);
@@ -191,33 +217,65 @@ class Exporter {
       if (neg) Object.assign(claims, { neg_proj: neg.proj, neg_encode: neg.encode });
       const ms = wt.layerWeights !== null;
       const widgets: Record<string, unknown> = {
-        weight: pa.weight, weight_type: wt.weightType, combine_embeds: 'concat', start_at: pa.start_at, end_at: pa.end_at, embeds_scaling: 'V only',
+        weight: pa.weight,
+        weight_type: wt.weightType,
+        combine_embeds: 'concat',
+        start_at: pa.start_at,
+        end_at: pa.end_at,
+        embeds_scaling: 'V only',
         ...(ms ? { weight_faceidv2: 1, layer_weights: wt.layerWeights } : {}),
       };
       for (const e of [main.encode, ...(neg ? [neg.encode] : [])]) {
         if (this.params(e).crop !== 'center') this.approx(e.id, `crop "${this.params(e).crop}": ComfyUI's IPAdapter resizes and centre-crops the image`);
       }
-      if (Number(pa.weight) > 5 || Number(pa.weight) < -1) this.approx(a.id, 'ComfyUI\'s weight range is [-1, 5]');
-      this.emit(ms ? 'IPAdapterMS' : 'IPAdapterAdvanced', claims, widgets, {
-        model: this.src(a.id, 'model'), ipadapter: adapter, image: this.src(main.encode.id, 'image'),
-        image_negative: neg ? this.src(neg.encode.id, 'image') : null, clip_vision: this.src(main.encode.id, 'clip_vision'),
-      }, [{ node: a.id, port: 'model', slot: 0 }]);
+      if (Number(pa.weight) > 5 || Number(pa.weight) < -1) this.approx(a.id, "ComfyUI's weight range is [-1, 5]");
+      this.emit(
+        ms ? 'IPAdapterMS' : 'IPAdapterAdvanced',
+        claims,
+        widgets,
+        {
+          model: this.src(a.id, 'model'),
+          ipadapter: adapter,
+          image: this.src(main.encode.id, 'image'),
+          image_negative: neg ? this.src(neg.encode.id, 'image') : null,
+          clip_vision: this.src(main.encode.id, 'clip_vision'),
+        },
+        [{ node: a.id, port: 'model', slot: 0 }],
+      );
       return;
     }
     // Embeds path: IPAdapterEncoder per encode (single()), IPAdapterCombineEmbeds per combined projection, IPAdapterEmbeds here.
     const claims: Record<string, WorkflowNode> = { '': a };
-    const projOf = (src: Src | null) => { const n = src ? this.byId.get(src.node) : undefined; return n?.type === 'ip-adapter-projection' ? n : null; };
+    const projOf = (src: Src | null) => {
+      const n = src ? this.byId.get(src.node) : undefined;
+      return n?.type === 'ip-adapter-projection' ? n : null;
+    };
     const proj = projOf(this.src(a.id, 'tokens'));
     const posEmbed = proj ? this.embedsSource(proj, a, 'proj', claims) : this.src(a.id, 'tokens');
     const nproj = negSrc ? projOf(negSrc) : null;
     const negEmbed = nproj ? this.embedsSource(nproj, a, 'neg_proj', claims) : negSrc;
-    const firstEncode = proj ? this.ofType(this.src(proj.id, 'embeds'), 'clip-vision-encode') ?? this.byId.get(this.src(proj.id, 'embeds')?.node ?? '') : undefined;
-    this.emit('IPAdapterEmbeds', claims, {
-      weight: pa.weight, weight_type: wt.weightType, start_at: pa.start_at, end_at: pa.end_at, embeds_scaling: 'V only',
-    }, {
-      model: this.src(a.id, 'model'), ipadapter: adapter, pos_embed: posEmbed, neg_embed: negEmbed,
-      clip_vision: firstEncode?.type === 'clip-vision-encode' ? this.src(firstEncode.id, 'clip_vision') : null,
-    }, [{ node: a.id, port: 'model', slot: 0 }]);
+    const firstEncode = proj
+      ? (this.ofType(this.src(proj.id, 'embeds'), 'clip-vision-encode') ?? this.byId.get(this.src(proj.id, 'embeds')?.node ?? ''))
+      : undefined;
+    this.emit(
+      'IPAdapterEmbeds',
+      claims,
+      {
+        weight: pa.weight,
+        weight_type: wt.weightType,
+        start_at: pa.start_at,
+        end_at: pa.end_at,
+        embeds_scaling: 'V only',
+      },
+      {
+        model: this.src(a.id, 'model'),
+        ipadapter: adapter,
+        pos_embed: posEmbed,
+        neg_embed: negEmbed,
+        clip_vision: firstEncode?.type === 'clip-vision-encode' ? this.src(firstEncode.id, 'clip_vision') : null,
+      },
+      [{ node: a.id, port: 'model', slot: 0 }],
+    );
     if (wt.layerWeights !== null) this.approx(a.id, 'custom layer weights on embeds: IPAdapterEmbeds has no layer_weights; linear in ComfyUI');
   }
 
@@ -225,7 +283,8 @@ class Exporter {
   private embedsSource(proj: WorkflowNode, a: WorkflowNode, role: string, claims: Record<string, WorkflowNode>): Src | null {
     // A projection read by several applies is claimed by the first (its id and params go back with it); the others project again in ComfyUI.
     if (!this.claimed.has(proj.id)) claims[role] = proj;
-    if (this.readersOf(proj.id).length > 1) this.approx(proj.id, 'read by several Apply IP-Adapter nodes: each IPAdapter Embeds projects again in ComfyUI (the same tokens)');
+    if (this.readersOf(proj.id).length > 1)
+      this.approx(proj.id, 'read by several Apply IP-Adapter nodes: each IPAdapter Embeds projects again in ComfyUI (the same tokens)');
     const ports = ['embeds', 'embeds_2', 'embeds_3', 'embeds_4'].map((p) => this.src(proj.id, p)).filter((s): s is Src => !!s);
     const combine = String(this.params(proj).combine ?? 'concat');
     if (ports.length <= 1) return ports[0] ?? null;
@@ -233,8 +292,18 @@ class Exporter {
     const existing = this.enodes.find((e) => e.outputs.some((o) => o.node === synthetic));
     if (!existing) {
       const inputs: Record<string, Src | null> = {};
-      ports.forEach((s, i) => { inputs[`embed${i + 1}`] = s; });
-      const e: ENode = { id: this.next++, classType: 'IPAdapterCombineEmbeds', pos: proj.ui ? [proj.ui.x, proj.ui.y + 200] : [0, 0], widgets: { method: combine }, inputs, outputs: [{ node: synthetic, port: 'embeds', slot: 0 }], studio: {} };
+      ports.forEach((s, i) => {
+        inputs[`embed${i + 1}`] = s;
+      });
+      const e: ENode = {
+        id: this.next++,
+        classType: 'IPAdapterCombineEmbeds',
+        pos: proj.ui ? [proj.ui.x, proj.ui.y + 200] : [0, 0],
+        widgets: { method: combine },
+        inputs,
+        outputs: [{ node: synthetic, port: 'embeds', slot: 0 }],
+        studio: {},
+      };
       this.enodes.push(e);
     }
     void a;
@@ -270,16 +339,33 @@ class Exporter {
       const reach = this.samplerInputsOf(p.id);
       const pos = reach.filter((r) => r.endsWith('\0positive')).map((r) => r.slice(0, -'\0positive'.length));
       if (!pos.length) continue;
-      const candidates = cn.filter((q) => q !== p && !used.has(q.id) && key(q) === key(p)
-        && this.samplerInputsOf(q.id).some((r) => r.endsWith('\0negative') && pos.includes(r.slice(0, -'\0negative'.length))));
+      const candidates = cn.filter(
+        (q) =>
+          q !== p &&
+          !used.has(q.id) &&
+          key(q) === key(p) &&
+          this.samplerInputsOf(q.id).some((r) => r.endsWith('\0negative') && pos.includes(r.slice(0, -'\0negative'.length))),
+      );
       const q = candidates.find((c) => c.id === `${p.id}_neg`) ?? candidates[0];
       if (!q) continue;
       used.add(p.id);
       used.add(q.id);
       const pp = this.params(p);
-      this.emit('ControlNetApplyAdvanced', { '': p, neg: q }, { strength: pp.strength, start_percent: pp.start, end_percent: pp.end }, {
-        positive: this.src(p.id, 'conditioning'), negative: this.src(q.id, 'conditioning'), control_net: this.src(p.id, 'control_net'), image: this.src(p.id, 'image'),
-      }, [{ node: p.id, port: 'conditioning', slot: 0 }, { node: q.id, port: 'conditioning', slot: 1 }]);
+      this.emit(
+        'ControlNetApplyAdvanced',
+        { '': p, neg: q },
+        { strength: pp.strength, start_percent: pp.start, end_percent: pp.end },
+        {
+          positive: this.src(p.id, 'conditioning'),
+          negative: this.src(q.id, 'conditioning'),
+          control_net: this.src(p.id, 'control_net'),
+          image: this.src(p.id, 'image'),
+        },
+        [
+          { node: p.id, port: 'conditioning', slot: 0 },
+          { node: q.id, port: 'conditioning', slot: 1 },
+        ],
+      );
     }
   }
 
@@ -289,7 +375,8 @@ class Exporter {
     const p = this.params(n);
     const s = (port: string) => this.src(n.id, port);
     const outs = (...ports: string[]) => ports.map((port, slot) => ({ node: n.id, port, slot }));
-    const one = (cls: string, widgets: Record<string, unknown>, inputs: Record<string, Src | null>, outputs: ENode['outputs']) => this.emit(cls, { '': n }, widgets, inputs, outputs);
+    const one = (cls: string, widgets: Record<string, unknown>, inputs: Record<string, Src | null>, outputs: ENode['outputs']) =>
+      this.emit(cls, { '': n }, widgets, inputs, outputs);
     const note = (t: string) => this.approx(n.id, t);
     switch (n.type) {
       case 'load-checkpoint':
@@ -301,7 +388,12 @@ class Exporter {
         one('VAELoader', { vae_name: p.vae_name }, {}, outs('vae'));
         return;
       case 'load-lora':
-        one('LoraLoader', { lora_name: p.lora_name, strength_model: p.strength_model, strength_clip: p.strength_clip }, { model: s('model'), clip: s('clip') }, outs('model', 'clip'));
+        one(
+          'LoraLoader',
+          { lora_name: p.lora_name, strength_model: p.strength_model, strength_clip: p.strength_clip },
+          { model: s('model'), clip: s('clip') },
+          outs('model', 'clip'),
+        );
         return;
       case 'load-image': {
         let image = String(p.image ?? '');
@@ -309,7 +401,7 @@ class Exporter {
           note('ComfyUI loads images from its input folder by name: put the file there');
           image = image.split(/[\\/]/).pop() ?? image;
         }
-        if (p.mask) note('the painted mask (a second file) is not read by ComfyUI\'s Load Image: its mask output is the image\'s alpha');
+        if (p.mask) note("the painted mask (a second file) is not read by ComfyUI's Load Image: its mask output is the image's alpha");
         one('LoadImage', { image }, {}, outs('image', 'mask'));
         return;
       }
@@ -324,22 +416,57 @@ class Exporter {
         note('as KSampler ddim / ddim_uniform: the same timesteps; the last step ends at sigma 0 in ComfyUI');
         if (Number(p.eta) !== 0) note(`eta ${p.eta}: ComfyUI's ddim is deterministic (eta 0)`);
         if (p.noise === 'philox') note('noise philox: ComfyUI draws torch noise from the seed, so the image differs');
-        one('KSampler', {
-          seed: p.seed, control_after_generate: p.control_after_generate ?? 'fixed', steps: p.steps, cfg: p.cfg, sampler_name: 'ddim', scheduler: 'ddim_uniform', denoise: p.denoise,
-        }, { model: s('model'), positive: s('positive'), negative: s('negative'), latent_image: s('latent') }, outs('latent'));
+        one(
+          'KSampler',
+          {
+            seed: p.seed,
+            control_after_generate: p.control_after_generate ?? 'fixed',
+            steps: p.steps,
+            cfg: p.cfg,
+            sampler_name: 'ddim',
+            scheduler: 'ddim_uniform',
+            denoise: p.denoise,
+          },
+          { model: s('model'), positive: s('positive'), negative: s('negative'), latent_image: s('latent') },
+          outs('latent'),
+        );
         return;
       case 'ksampler':
         if (p.noise === 'philox') note('noise philox: ComfyUI draws torch noise from the seed, so the image differs');
-        one('KSampler', {
-          seed: p.seed, control_after_generate: p.control_after_generate ?? 'fixed', steps: p.steps, cfg: p.cfg, sampler_name: p.sampler_name, scheduler: p.scheduler, denoise: p.denoise,
-        }, { model: s('model'), positive: s('positive'), negative: s('negative'), latent_image: s('latent') }, outs('latent'));
+        one(
+          'KSampler',
+          {
+            seed: p.seed,
+            control_after_generate: p.control_after_generate ?? 'fixed',
+            steps: p.steps,
+            cfg: p.cfg,
+            sampler_name: p.sampler_name,
+            scheduler: p.scheduler,
+            denoise: p.denoise,
+          },
+          { model: s('model'), positive: s('positive'), negative: s('negative'), latent_image: s('latent') },
+          outs('latent'),
+        );
         return;
       case 'ksampler-advanced':
         if (p.noise === 'philox') note('noise philox: ComfyUI draws torch noise from the seed, so the image differs');
-        one('KSamplerAdvanced', {
-          add_noise: p.add_noise, noise_seed: p.noise_seed, control_after_generate: p.control_after_generate ?? 'fixed', steps: p.steps, cfg: p.cfg, sampler_name: p.sampler_name,
-          scheduler: p.scheduler, start_at_step: p.start_at_step, end_at_step: p.end_at_step, return_with_leftover_noise: p.return_with_leftover_noise,
-        }, { model: s('model'), positive: s('positive'), negative: s('negative'), latent_image: s('latent') }, outs('latent'));
+        one(
+          'KSamplerAdvanced',
+          {
+            add_noise: p.add_noise,
+            noise_seed: p.noise_seed,
+            control_after_generate: p.control_after_generate ?? 'fixed',
+            steps: p.steps,
+            cfg: p.cfg,
+            sampler_name: p.sampler_name,
+            scheduler: p.scheduler,
+            start_at_step: p.start_at_step,
+            end_at_step: p.end_at_step,
+            return_with_leftover_noise: p.return_with_leftover_noise,
+          },
+          { model: s('model'), positive: s('positive'), negative: s('negative'), latent_image: s('latent') },
+          outs('latent'),
+        );
         return;
       case 'vae-decode':
         one('VAEDecode', {}, { samples: s('samples'), vae: s('vae') }, outs('image'));
@@ -355,7 +482,7 @@ class Exporter {
         return;
       case 'image-to-mask':
         if (p.channel === 'luminance') note('channel luminance: ComfyUI takes one colour channel (red)');
-        if (p.invert) note('invert: ComfyUI\'s Convert Image to Mask does not invert (add an InvertMask node)');
+        if (p.invert) note("invert: ComfyUI's Convert Image to Mask does not invert (add an InvertMask node)");
         one('ImageToMask', { channel: p.channel === 'luminance' ? 'red' : p.channel }, { image: s('image') }, outs('mask'));
         return;
       case 'save-image':
@@ -369,21 +496,32 @@ class Exporter {
         one('ControlNetLoader', { control_net_name: p.control_net_name }, {}, outs('control_net'));
         return;
       case 'apply-controlnet':
-        if (Number(p.start) !== 0 || Number(p.end) !== 1) note('an Apply ControlNet without its negative twin becomes ComfyUI\'s old Apply ControlNet, which has no start/end');
-        note('ComfyUI\'s old Apply ControlNet also acts on the negative prompt');
-        one('ControlNetApply', { strength: p.strength }, { conditioning: s('conditioning'), control_net: s('control_net'), image: s('image') }, outs('conditioning'));
+        if (Number(p.start) !== 0 || Number(p.end) !== 1)
+          note("an Apply ControlNet without its negative twin becomes ComfyUI's old Apply ControlNet, which has no start/end");
+        note("ComfyUI's old Apply ControlNet also acts on the negative prompt");
+        one(
+          'ControlNetApply',
+          { strength: p.strength },
+          { conditioning: s('conditioning'), control_net: s('control_net'), image: s('image') },
+          outs('conditioning'),
+        );
         return;
       case 'canny': {
-        note('ComfyUI\'s Canny (kornia) takes thresholds on a 0..1 scale (here / 255) and always blurs (5x5, sigma 1) with L2 gradients');
+        note("ComfyUI's Canny (kornia) takes thresholds on a 0..1 scale (here / 255) and always blurs (5x5, sigma 1) with L2 gradients");
         const t = (v: unknown) => Math.min(0.99, Math.max(0.01, Math.round((Number(v) / 255) * 1000) / 1000));
         one('Canny', { low_threshold: t(p.low_threshold), high_threshold: t(p.high_threshold) }, { image: s('image') }, outs('image'));
         return;
       }
       case 'image-resize': {
         const filter = { lanczos: 'lanczos', bilinear: 'bilinear', nearest: 'nearest-exact' }[String(p.filter)] ?? 'lanczos';
-        if (p.mode === 'pad') note('mode pad: ComfyUI\'s Upscale Image stretches (no padding)');
+        if (p.mode === 'pad') note("mode pad: ComfyUI's Upscale Image stretches (no padding)");
         if (s('latent')) note('the size from the latent input: ComfyUI uses the width and height given');
-        one('ImageScale', { upscale_method: filter, width: p.width, height: p.height, crop: p.mode === 'crop' ? 'center' : 'disabled' }, { image: s('image') }, outs('image'));
+        one(
+          'ImageScale',
+          { upscale_method: filter, width: p.width, height: p.height, crop: p.mode === 'crop' ? 'center' : 'disabled' },
+          { image: s('image') },
+          outs('image'),
+        );
         return;
       }
       case 'load-clip-vision':
@@ -394,9 +532,16 @@ class Exporter {
         return;
       case 'clip-vision-encode': {
         // Read by a projection whose IPAdapter Embeds encodes through IPAdapter Encoder.
-        const reader = this.readers(n.id, 'embeds').map((r) => this.byId.get(r.to)).find((x) => x?.type === 'ip-adapter-projection');
+        const reader = this.readers(n.id, 'embeds')
+          .map((r) => this.byId.get(r.to))
+          .find((x) => x?.type === 'ip-adapter-projection');
         if (p.crop !== 'center') note(`crop "${p.crop}": ComfyUI's IPAdapter Encoder resizes and centre-crops the image`);
-        one('IPAdapterEncoder', { weight: 1 }, { ipadapter: reader ? this.src(reader.id, 'ip_adapter') : null, image: s('image'), clip_vision: s('clip_vision') }, outs('embeds'));
+        one(
+          'IPAdapterEncoder',
+          { weight: 1 },
+          { ipadapter: reader ? this.src(reader.id, 'ip_adapter') : null, image: s('image'), clip_vision: s('clip_vision') },
+          outs('embeds'),
+        );
         return;
       }
       case 'ip-adapter-projection':
@@ -422,15 +567,36 @@ class Exporter {
     let widgets: Json = {};
     let ins: { name: string; type: string }[] = [];
     let outs: { name: string; type: string }[] = [];
-    try { widgets = JSON.parse(String(p.widgets || '{}')); } catch { /* kept empty */ }
-    try { ins = JSON.parse(String(p.inputs || '[]')); } catch { /* kept empty */ }
-    try { outs = JSON.parse(String(p.outputs || '[]')); } catch { /* kept empty */ }
+    try {
+      widgets = JSON.parse(String(p.widgets || '{}'));
+    } catch {
+      /* kept empty */
+    }
+    try {
+      ins = JSON.parse(String(p.inputs || '[]'));
+    } catch {
+      /* kept empty */
+    }
+    try {
+      outs = JSON.parse(String(p.outputs || '[]'));
+    } catch {
+      /* kept empty */
+    }
     const def = COMFY_DEFS.get(cls);
     const inputs: Record<string, Src | null> = {};
     for (const i of ins) inputs[i.name] = this.src(n.id, i.name);
-    const e = this.emit(cls, { '': n }, isObj(widgets) ? { ...widgets } : {}, inputs, outs.map((o, slot) => ({ node: n.id, port: o.name, slot })));
+    const e = this.emit(
+      cls,
+      { '': n },
+      isObj(widgets) ? { ...widgets } : {},
+      inputs,
+      outs.map((o, slot) => ({ node: n.id, port: o.name, slot })),
+    );
     if (!def) {
-      e.sockets = { inputs: ins.map((i) => ({ name: i.name, type: OUR_TO_COMFY_TYPE[i.type] ?? i.type })), outputs: outs.map((o) => ({ name: o.name, type: OUR_TO_COMFY_TYPE[o.type] ?? o.type })) };
+      e.sockets = {
+        inputs: ins.map((i) => ({ name: i.name, type: OUR_TO_COMFY_TYPE[i.type] ?? i.type })),
+        outputs: outs.map((o) => ({ name: o.name, type: OUR_TO_COMFY_TYPE[o.type] ?? o.type })),
+      };
       if (isObj(widgets) && 'widgets_values' in widgets) e.rawWidgets = widgets.widgets_values;
     }
     if (typeof p.title === 'string' && p.title) e.title = p.title;
@@ -444,12 +610,23 @@ class Exporter {
     const spec = this.specs.get(n.type);
     const inputs: Record<string, Src | null> = {};
     for (const i of spec?.inputs ?? []) inputs[i.name] = this.src(n.id, i.name);
-    const e = this.emit(`${STUDIO_CLASS_PREFIX}${n.type}`, { '': n }, { ...this.params(n) }, inputs, (spec?.outputs ?? []).map((o, slot) => ({ node: n.id, port: o.name, slot })));
-    e.sockets = { inputs: (spec?.inputs ?? []).map((i) => ({ name: i.name, type: OUR_TO_COMFY_TYPE[i.type] ?? i.type })), outputs: (spec?.outputs ?? []).map((o) => ({ name: o.name, type: OUR_TO_COMFY_TYPE[o.type] ?? o.type })) };
+    const e = this.emit(
+      `${STUDIO_CLASS_PREFIX}${n.type}`,
+      { '': n },
+      { ...this.params(n) },
+      inputs,
+      (spec?.outputs ?? []).map((o, slot) => ({ node: n.id, port: o.name, slot })),
+    );
+    e.sockets = {
+      inputs: (spec?.inputs ?? []).map((i) => ({ name: i.name, type: OUR_TO_COMFY_TYPE[i.type] ?? i.type })),
+      outputs: (spec?.outputs ?? []).map((o) => ({ name: o.name, type: OUR_TO_COMFY_TYPE[o.type] ?? o.type })),
+    };
     e.uiOnly = true;
     const r = this.reports.get(n.id)!;
     r.status = 'unsupported';
-    r.notes.push(`ComfyUI has no ${spec?.title ?? n.type} node: kept in the UI workflow as a missing node (${STUDIO_CLASS_PREFIX}${n.type}), left out of the API prompt`);
+    r.notes.push(
+      `ComfyUI has no ${spec?.title ?? n.type} node: kept in the UI workflow as a missing node (${STUDIO_CLASS_PREFIX}${n.type}), left out of the API prompt`,
+    );
   }
 
   // ---- serialising ----
@@ -481,7 +658,7 @@ class Exporter {
     return widgetSlots(def).map((sl) => {
       if (sl.pseudo === 'control_after_generate') return e.widgets[sl.name] ?? 'fixed';
       if (sl.pseudo === 'upload') return 'image';
-      return sl.name in e.widgets ? e.widgets[sl.name] : sl.input?.default ?? null;
+      return sl.name in e.widgets ? e.widgets[sl.name] : (sl.input?.default ?? null);
     });
   }
 
@@ -527,9 +704,18 @@ class Exporter {
         return { name: i.name, type: i.type, link };
       });
       // Input slots are positions in this list.
-      inputs.forEach((inp, slot) => { if (inp.link !== null) links[inp.link - 1]![4] = slot; });
+      inputs.forEach((inp, slot) => {
+        if (inp.link !== null) links[inp.link - 1]![4] = slot;
+      });
       return {
-        id: e.id, type: e.classType, pos: e.pos, size: [320, 120], flags: {}, order, mode: 0, inputs,
+        id: e.id,
+        type: e.classType,
+        pos: e.pos,
+        size: [320, 120],
+        flags: {},
+        order,
+        mode: 0,
+        inputs,
         outputs: this.outputsOf(e).map((o, slot) => ({ name: o.name, type: o.type, links: [] as number[], slot_index: slot })),
         properties: { 'Node name for S&R': e.classType, [STUDIO_KEY]: e.studio },
         widgets_values: this.widgetsValues(e, def),
@@ -540,12 +726,25 @@ class Exporter {
       const from = nodes.find((n) => n.id === l[1]);
       from?.outputs[l[2] as number]?.links.push(l[0] as number);
     }
-    const groups = Array.isArray(this.wf.meta?.groups) ? (this.wf.meta!.groups as unknown[]).filter(isObj).filter((g) => Array.isArray(g.bounding)).map((g) => ({
-      title: typeof g.title === 'string' ? g.title : 'Group', bounding: g.bounding, ...(typeof g.color === 'string' ? { color: g.color } : {}),
-    })) : [];
+    const groups = Array.isArray(this.wf.meta?.groups)
+      ? (this.wf.meta!.groups as unknown[])
+          .filter(isObj)
+          .filter((g) => Array.isArray(g.bounding))
+          .map((g) => ({
+            title: typeof g.title === 'string' ? g.title : 'Group',
+            bounding: g.bounding,
+            ...(typeof g.color === 'string' ? { color: g.color } : {}),
+          }))
+      : [];
     return {
-      last_node_id: this.next - 1, last_link_id: links.length, nodes, links, groups, config: {},
-      extra: { 'ipadapter-studio': { exported: true } }, version: 0.4,
+      last_node_id: this.next - 1,
+      last_link_id: links.length,
+      nodes,
+      links,
+      groups,
+      config: {},
+      extra: { 'ipadapter-studio': { exported: true } },
+      version: 0.4,
     };
   }
 
@@ -557,7 +756,7 @@ class Exporter {
       const inputs: Json = {};
       if (def) {
         for (const i of def.inputs) {
-          if (i.widget) inputs[i.name] = i.name in e.widgets ? e.widgets[i.name] : i.default ?? null;
+          if (i.widget) inputs[i.name] = i.name in e.widgets ? e.widgets[i.name] : (i.default ?? null);
           else {
             const from = this.outSlot(e.inputs[i.name] ?? null);
             if (from && !this.enodes.find((x) => x.id === from.id)?.uiOnly) inputs[i.name] = [String(from.id), from.slot];

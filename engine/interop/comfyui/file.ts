@@ -14,10 +14,13 @@ const isPngBytes = (b: Uint8Array) => b.length >= 8 && PNG_SIGNATURE.every((x, i
  * workflow, a PNG of ours). Throws ComfyReadError for a ComfyUI file that cannot be read.
  */
 export function comfyDocFromBytes(bytes: Uint8Array, name = 'the file'): unknown | null {
-  if (bytes.length > MAX_COMFY_BYTES) throw new ComfyReadError(`${name} is ${(bytes.length / 2 ** 20).toFixed(1)} MB; ComfyUI files of at most ${MAX_COMFY_BYTES / 2 ** 20} MB are read`);
+  if (bytes.length > MAX_COMFY_BYTES)
+    throw new ComfyReadError(`${name} is ${(bytes.length / 2 ** 20).toFixed(1)} MB; ComfyUI files of at most ${MAX_COMFY_BYTES / 2 ** 20} MB are read`);
   if (isPngBytes(bytes)) {
     const t = readTextChunks(bytes);
-    return comfyDocFromTexts({ ...(t.workflow !== undefined ? { workflow: t.workflow } : {}), ...(t.prompt !== undefined ? { prompt: t.prompt } : {}) })?.doc ?? null;
+    return (
+      comfyDocFromTexts({ ...(t.workflow !== undefined ? { workflow: t.workflow } : {}), ...(t.prompt !== undefined ? { prompt: t.prompt } : {}) })?.doc ?? null
+    );
   }
   if (isWebp(bytes)) return comfyDocFromTexts(webpExifStrings(bytes))?.doc ?? null;
   let text = new TextDecoder().decode(bytes);

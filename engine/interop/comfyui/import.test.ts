@@ -48,8 +48,13 @@ describe('reading ComfyUI files', () => {
   });
 
   it('reads integers past 2^53 (seeds up to 2^64 - 1) exactly, and leaves strings and floats alone', () => {
-    expect(parseJsonExact('{"seed": 18446744073709551615, "s": "18446744073709551615", "f": 1.5e300, "n": -1234567890123456, "k": 9007199254740991}'))
-      .toEqual({ seed: '18446744073709551615', s: '18446744073709551615', f: 1.5e300, n: -1234567890123456, k: 9007199254740991 });
+    expect(parseJsonExact('{"seed": 18446744073709551615, "s": "18446744073709551615", "f": 1.5e300, "n": -1234567890123456, "k": 9007199254740991}')).toEqual({
+      seed: '18446744073709551615',
+      s: '18446744073709551615',
+      f: 1.5e300,
+      n: -1234567890123456,
+      k: 9007199254740991,
+    });
     expect(parseJsonExact('["a\\"123456789012345678901", 123456789012345678901]')).toEqual(['a"123456789012345678901', '123456789012345678901']);
   });
 });
@@ -66,7 +71,16 @@ describe('UI workflow 0.4: IPAdapter Advanced through a reroute, the seed from a
   it('takes the widgets positionally, control_after_generate and the upload value included, and the seed from the primitive', () => {
     expect(node(wf, 'c9')).toMatchObject({
       type: 'ksampler',
-      params: { seed: 987654321, control_after_generate: 'increment', steps: 4, cfg: 7.5, sampler_name: 'ddim', scheduler: 'ddim_uniform', denoise: 1, noise: 'torch' },
+      params: {
+        seed: 987654321,
+        control_after_generate: 'increment',
+        steps: 4,
+        cfg: 7.5,
+        sampler_name: 'ddim',
+        scheduler: 'ddim_uniform',
+        denoise: 1,
+        noise: 'torch',
+      },
       ui: { x: 1260, y: 200, title: 'My sampler' },
     });
     expect(node(wf, 'c4').params).toMatchObject({ image: 'example.png' });
@@ -75,16 +89,24 @@ describe('UI workflow 0.4: IPAdapter Advanced through a reroute, the seed from a
     expect(node(wf, 'c12').params).toEqual({ filename_prefix: 'ipadapter/advanced' });
   });
 
-  it('maps IPAdapterUnifiedLoader + IPAdapterAdvanced onto loaders, encode, projection and Apply IP-Adapter with ComfyUI\'s values', () => {
+  it("maps IPAdapterUnifiedLoader + IPAdapterAdvanced onto loaders, encode, projection and Apply IP-Adapter with ComfyUI's values", () => {
     expect(node(wf, 'c5').params).toEqual({ ipadapter_file: DEMO_NAMES.ipAdapter });
     expect(node(wf, 'c5_vision').params).toEqual({ clip_name: DEMO_NAMES.clipVision });
     expect(node(wf, 'c6').params).toEqual({ weight: 0.8, start_at: 0, end_at: 0.9, blocks: 'style only', layer_weights: '' });
-    expect(edges(wf)).toEqual(expect.arrayContaining([
-      'c5_vision.clip_vision -> c6_encode.clip_vision', 'c4.image -> c6_encode.image', 'c6_encode.embeds -> c6_proj.embeds',
-      'c5.ip_adapter -> c6_proj.ip_adapter', 'c6_proj.tokens -> c6.tokens', 'c5.ip_adapter -> c6.ip_adapter',
-      // The unified loader passes the checkpoint's model through; the reroute carries the adapter's model to the sampler.
-      'c1.model -> c6.model', 'c6.model -> c9.model', 'c1.vae -> c11.vae',
-    ]));
+    expect(edges(wf)).toEqual(
+      expect.arrayContaining([
+        'c5_vision.clip_vision -> c6_encode.clip_vision',
+        'c4.image -> c6_encode.image',
+        'c6_encode.embeds -> c6_proj.embeds',
+        'c5.ip_adapter -> c6_proj.ip_adapter',
+        'c6_proj.tokens -> c6.tokens',
+        'c5.ip_adapter -> c6.ip_adapter',
+        // The unified loader passes the checkpoint's model through; the reroute carries the adapter's model to the sampler.
+        'c1.model -> c6.model',
+        'c6.model -> c9.model',
+        'c1.vae -> c11.vae',
+      ]),
+    );
   });
 
   it('keeps positions, titles, groups and the note; lists every node in the report', () => {
@@ -96,12 +118,21 @@ describe('UI workflow 0.4: IPAdapter Advanced through a reroute, the seed from a
     expect(entry(r, '7').notes[0]).toMatch(/reroute/);
     expect(entry(r, '10').notes[0]).toMatch(/primitive/);
     expect(entry(r, '1')).toMatchObject({ status: 'approximated' });
-    expect(r.report.models.find((m) => m.node === 'c1')).toMatchObject({ wanted: 'sd15/realisticVisionV51_v51VAE.safetensors', used: DEMO_NAMES.checkpoint, how: 'substituted' });
-    expect(formatReport(r.report)).toMatch(/^ComfyUI workflow \(UI format 0\.4\): 13 nodes, 11 mapped, 1 approximated, 0 unsupported, 1 skipped; 1 model substitution/);
+    expect(r.report.models.find((m) => m.node === 'c1')).toMatchObject({
+      wanted: 'sd15/realisticVisionV51_v51VAE.safetensors',
+      used: DEMO_NAMES.checkpoint,
+      how: 'substituted',
+    });
+    expect(formatReport(r.report)).toMatch(
+      /^ComfyUI workflow \(UI format 0\.4\): 13 nodes, 11 mapped, 1 approximated, 0 unsupported, 1 skipped; 1 model substitution/,
+    );
   });
 
   it('without a KSampler node in the build, maps KSampler ddim / ddim_uniform onto the DDIM Sampler as approximated', () => {
-    const old = load('ipadapter-advanced.v04.json', specs.filter((s) => s.type !== 'ksampler' && s.type !== 'ksampler-advanced'));
+    const old = load(
+      'ipadapter-advanced.v04.json',
+      specs.filter((s) => s.type !== 'ksampler' && s.type !== 'ksampler-advanced'),
+    );
     expect(node(old.workflow, 'c9')).toMatchObject({ type: 'ddim-sampler', params: { seed: 987654321, steps: 4, cfg: 7.5, denoise: 1, eta: 0 } });
     expect(entry(old, '9')).toMatchObject({ status: 'approximated' });
     expect(entry(old, '9').notes.join(' ')).toMatch(/ddim \/ ddim_uniform as the DDIM Sampler/);
@@ -112,19 +143,32 @@ describe('UI workflow 1.0: encoders, combined embeds, IPAdapter Noise, KSampler 
   const r = load('embeds-noise.v1.json');
   const wf = r.workflow;
 
-  it('is valid and keeps ComfyUI\'s values', () => {
+  it("is valid and keeps ComfyUI's values", () => {
     expect(validateWorkflow(wf, specMap)).toEqual([]);
     expect(node(wf, 'c15')).toMatchObject({
       type: 'ksampler-advanced',
-      params: { add_noise: 'enable', noise_seed: 42, control_after_generate: 'randomize', steps: 3, cfg: 6, sampler_name: 'euler', scheduler: 'normal', start_at_step: 0, end_at_step: 10000, return_with_leftover_noise: 'disable' },
+      params: {
+        add_noise: 'enable',
+        noise_seed: 42,
+        control_after_generate: 'randomize',
+        steps: 3,
+        cfg: 6,
+        sampler_name: 'euler',
+        scheduler: 'normal',
+        start_at_step: 0,
+        end_at_step: 10000,
+        return_with_leftover_noise: 'disable',
+      },
     });
     expect(node(wf, 'c7')).toMatchObject({ type: 'image-resize', params: { width: 224, height: 224, mode: 'crop', filter: 'lanczos' } });
     expect(node(wf, 'c11').params).toEqual({ weight: 0.7, start_at: 0, end_at: 1, blocks: 'composition only', layer_weights: '' });
   });
 
-  it('combines the two encoders\' embeds in one projection (average), the encoder\'s neg_embed as the default negative', () => {
+  it("combines the two encoders' embeds in one projection (average), the encoder's neg_embed as the default negative", () => {
     expect(node(wf, 'c11_proj').params).toEqual({ combine: 'average' });
-    expect(edges(wf)).toEqual(expect.arrayContaining(['c8.embeds -> c11_proj.embeds', 'c9.embeds -> c11_proj.embeds_2', 'c7.image -> c8.image', 'c5.clip_vision -> c8.clip_vision']));
+    expect(edges(wf)).toEqual(
+      expect.arrayContaining(['c8.embeds -> c11_proj.embeds', 'c9.embeds -> c11_proj.embeds_2', 'c7.image -> c8.image', 'c5.clip_vision -> c8.clip_vision']),
+    );
     expect(edges(wf).filter((e) => e.endsWith('c11.negative'))).toEqual([]);
     expect(entry(r, '10')).toMatchObject({ status: 'mapped', nodes: [] });
   });
@@ -142,7 +186,14 @@ describe('API prompt: LoRA, VAE, ControlNet (Advanced) on Canny edges, img2img w
 
   it('is valid; a seed of 2^64 - 1 stays exact and cfg comes from a PrimitiveFloat', () => {
     expect(validateWorkflow(wf, specMap)).toEqual([]);
-    expect(node(wf, 'c13').params).toMatchObject({ seed: '18446744073709551615', cfg: 5.5, steps: 3, sampler_name: 'dpmpp_2m', scheduler: 'karras', denoise: 0.6 });
+    expect(node(wf, 'c13').params).toMatchObject({
+      seed: '18446744073709551615',
+      cfg: 5.5,
+      steps: 3,
+      sampler_name: 'dpmpp_2m',
+      scheduler: 'karras',
+      denoise: 0.6,
+    });
     expect(node(wf, 'c13').ui).toBeUndefined(); // API prompts have no layout: the editor lays them out
     const titles = (wf.meta?.comfyui as { titles: Record<string, string> }).titles;
     expect(titles.c3).toBe('Positive prompt');
@@ -151,10 +202,20 @@ describe('API prompt: LoRA, VAE, ControlNet (Advanced) on Canny edges, img2img w
 
   it('one ControlNetApplyAdvanced is an Apply ControlNet on each conditioning with the same values', () => {
     for (const id of ['c10', 'c10_neg']) expect(node(wf, id)).toMatchObject({ type: 'apply-controlnet', params: { strength: 0.9, start: 0, end: 0.8 } });
-    expect(edges(wf)).toEqual(expect.arrayContaining([
-      'c3.conditioning -> c10.conditioning', 'c4.conditioning -> c10_neg.conditioning', 'c10.conditioning -> c13.positive', 'c10_neg.conditioning -> c13.negative',
-      'c9.control_net -> c10.control_net', 'c8.image -> c10_neg.image', 'c12.latent -> c13.latent', 'c6.mask -> c12.mask', 'c2.model -> c13.model', 'c2.clip -> c3.clip',
-    ]));
+    expect(edges(wf)).toEqual(
+      expect.arrayContaining([
+        'c3.conditioning -> c10.conditioning',
+        'c4.conditioning -> c10_neg.conditioning',
+        'c10.conditioning -> c13.positive',
+        'c10_neg.conditioning -> c13.negative',
+        'c9.control_net -> c10.control_net',
+        'c8.image -> c10_neg.image',
+        'c12.latent -> c13.latent',
+        'c6.mask -> c12.mask',
+        'c2.model -> c13.model',
+        'c2.clip -> c3.clip',
+      ]),
+    );
   });
 
   it('LoRA, VAE, ImageScale and Canny params', () => {
@@ -180,9 +241,28 @@ describe('every mapped node type, its widgets read positionally', () => {
     expect(entry(r, '2')).toMatchObject({ status: 'approximated', nodes: [] }); // CLIP skip -2
     expect(p('c3')).toEqual({ text: '(masterpiece:1.2), a castle', cleaning: 'transformers' });
     expect(entry(r, '3').notes.join(' ')).toMatch(/emphasis/);
-    expect(p('c4')).toMatchObject({ seed: 12345, control_after_generate: 'randomize', steps: 20, cfg: 8, sampler_name: 'euler', scheduler: 'exponential', denoise: 1 });
+    expect(p('c4')).toMatchObject({
+      seed: 12345,
+      control_after_generate: 'randomize',
+      steps: 20,
+      cfg: 8,
+      sampler_name: 'euler',
+      scheduler: 'exponential',
+      denoise: 1,
+    });
     expect(entry(r, '4').notes.join(' ')).toMatch(/"dpmpp_3m_sde_gpu" is not available here/);
-    expect(p('c5')).toMatchObject({ add_noise: 'disable', noise_seed: 7, control_after_generate: 'fixed', steps: 30, cfg: 4.5, sampler_name: 'ddim', scheduler: 'ddim_uniform', start_at_step: 10, end_at_step: 25, return_with_leftover_noise: 'enable' });
+    expect(p('c5')).toMatchObject({
+      add_noise: 'disable',
+      noise_seed: 7,
+      control_after_generate: 'fixed',
+      steps: 30,
+      cfg: 4.5,
+      sampler_name: 'ddim',
+      scheduler: 'ddim_uniform',
+      start_at_step: 10,
+      end_at_step: 25,
+      return_with_leftover_noise: 'enable',
+    });
     expect(p('c6')).toEqual({ width: 768, height: 512, batch_size: 2 });
     expect(p('c7')).toMatchObject({ mode: 'mean' });
     expect(node(r.workflow, 'c8').type).toBe('vae-encode');
@@ -213,16 +293,29 @@ describe('every mapped node type, its widgets read positionally', () => {
     expect(p('c26')).toEqual({ ipadapter_file: DEMO_NAMES.ipAdapter });
     const ease = (f: (t: number) => number) => Array.from({ length: 16 }, (_, t) => `${t}:${Number(f(t).toPrecision(6))}`).join(', ');
     expect(p('c27')).toEqual({ weight: 0.9, start_at: 0.1, end_at: 0.95, blocks: 'custom', layer_weights: ease((t) => 0.05 + 0.95 * (t / 16)) });
-    expect(p('c28')).toEqual({ weight: 1.4, start_at: 0.05, end_at: 0.85, blocks: 'custom', layer_weights: ease((t) => 0.05 + 0.95 * (1 - Math.abs(t - 8) / 8)) });
+    expect(p('c28')).toEqual({
+      weight: 1.4,
+      start_at: 0.05,
+      end_at: 0.85,
+      blocks: 'custom',
+      layer_weights: ease((t) => 0.05 + 0.95 * (1 - Math.abs(t - 8) / 8)),
+    });
     expect(p('c28_proj')).toEqual({ combine: 'average' });
     expect(entry(r, '28').notes.join(' ')).toMatch(/embeds_scaling "K\+V" is not available/);
     expect(p('c29')).toMatchObject({ weight: 1.2, blocks: 'custom', layer_weights: ease((t) => 0.05 + 0.95 * (1 - t / 16)) });
-    expect(p('c30')).toMatchObject({ weight: 0.6, blocks: 'custom', layer_weights: '0:1, 1:1, 2:1, 3:1, 6:1, 7:1, 8:1, 9:1, 10:1, 11:1, 12:1, 13:1, 14:1, 15:1' });
+    expect(p('c30')).toMatchObject({
+      weight: 0.6,
+      blocks: 'custom',
+      layer_weights: '0:1, 1:1, 2:1, 3:1, 6:1, 7:1, 8:1, 9:1, 10:1, 11:1, 12:1, 13:1, 14:1, 15:1',
+    });
     expect(p('c31')).toMatchObject({ weight: 1, blocks: 'custom', layer_weights: '3:2.5, 6:1' });
     expect(p('c32')).toMatchObject({ blocks: 'style only' });
     expect(entry(r, '32').notes.join(' ')).toMatch(/style_boost 2 is not applied/);
     expect(p('c33')).toMatchObject({ blocks: 'composition only' });
-    expect(p('c34')).toMatchObject({ blocks: 'custom', layer_weights: '0:0.2, 1:0.2, 2:0.2, 3:0.2, 4:0.2, 5:0.2, 6:1, 7:1, 8:1, 9:1, 10:1, 11:1, 12:1, 13:1, 14:1, 15:1' });
+    expect(p('c34')).toMatchObject({
+      blocks: 'custom',
+      layer_weights: '0:0.2, 1:0.2, 2:0.2, 3:0.2, 4:0.2, 5:0.2, 6:1, 7:1, 8:1, 9:1, 10:1, 11:1, 12:1, 13:1, 14:1, 15:1',
+    });
     expect(node(r.workflow, 'c35').type).toBe('clip-vision-encode');
     expect(entry(r, '35').notes.join(' ')).toMatch(/weight 0.8 on the embeds is not applied/);
     expect(entry(r, '36')).toMatchObject({ status: 'approximated' }); // method subtract
@@ -251,21 +344,44 @@ describe('unsupported nodes and bad links', () => {
 
   it('keeps each unsupported node as a placeholder with its values, sockets and links', () => {
     expect(node(wf, 'c5')).toMatchObject({ type: 'comfyui-node', params: { class_type: 'IPAdapterFaceID', title: 'FaceID portrait' }, ui: { x: 1050, y: 0 } });
-    expect(JSON.parse(node(wf, 'c5').params.widgets as string)).toEqual({ weight: 0.85, weight_faceidv2: 1, weight_type: 'linear', combine_embeds: 'concat', start_at: 0, end_at: 1, embeds_scaling: 'V only' });
-    expect(JSON.parse(node(wf, 'c5').params.outputs as string)).toEqual([{ name: 'MODEL', type: 'MODEL' }, { name: 'face_image', type: 'IMAGE' }]);
+    expect(JSON.parse(node(wf, 'c5').params.widgets as string)).toEqual({
+      weight: 0.85,
+      weight_faceidv2: 1,
+      weight_type: 'linear',
+      combine_embeds: 'concat',
+      start_at: 0,
+      end_at: 1,
+      embeds_scaling: 'V only',
+    });
+    expect(JSON.parse(node(wf, 'c5').params.outputs as string)).toEqual([
+      { name: 'MODEL', type: 'MODEL' },
+      { name: 'face_image', type: 'IMAGE' },
+    ]);
     expect(JSON.parse(node(wf, 'c11').params.widgets as string)).toEqual({ widgets_values: [0.5] });
-    expect(edges(wf)).toEqual(expect.arrayContaining([
-      // The bypassed LoraLoader passes the checkpoint's MODEL and CLIP through, as ComfyUI does.
-      'c1.model -> c3.model', 'c3.MODEL -> c5.model', 'c3.ipadapter -> c5.ipadapter', 'c6.image -> c5.image', 'c4.INSIGHTFACE -> c5.insightface',
-      'c5.MODEL -> c9.model', 'c1.clip -> c7.clip', 'c10.image -> c11.image_a', 'c6.image -> c11.image_b', 'c11.IMAGE -> c13.images',
-    ]));
+    expect(edges(wf)).toEqual(
+      expect.arrayContaining([
+        // The bypassed LoraLoader passes the checkpoint's MODEL and CLIP through, as ComfyUI does.
+        'c1.model -> c3.model',
+        'c3.MODEL -> c5.model',
+        'c3.ipadapter -> c5.ipadapter',
+        'c6.image -> c5.image',
+        'c4.INSIGHTFACE -> c5.insightface',
+        'c5.MODEL -> c9.model',
+        'c1.clip -> c7.clip',
+        'c10.image -> c11.image_a',
+        'c6.image -> c11.image_b',
+        'c11.IMAGE -> c13.images',
+      ]),
+    );
   });
 
   it('validation refuses the run, naming each placeholder and why, and nothing else about them', () => {
     const defs = new Map(NODE_DEFS.map((d) => [d.type, d]));
     const errs = validateWorkflow(wf, specMap, { check: (t, p) => defs.get(t)?.check?.(p) ?? [] });
     const byNode = (id: string) => errs.filter((e) => e.node === id).map((e) => e.message);
-    expect(byNode('c5')).toEqual(['ComfyUI node (not supported) (c5): ComfyUI node IPAdapterFaceID "FaceID portrait" is not supported here: IPAdapterFaceID needs InsightFace (face detection and embedding), not supported. Replace it with nodes of this app, or remove it, to run the workflow']);
+    expect(byNode('c5')).toEqual([
+      'ComfyUI node (not supported) (c5): ComfyUI node IPAdapterFaceID "FaceID portrait" is not supported here: IPAdapterFaceID needs InsightFace (face detection and embedding), not supported. Replace it with nodes of this app, or remove it, to run the workflow',
+    ]);
     expect(byNode('c9')).toEqual([]); // its model comes from a placeholder: no port complaints
     expect(errs.filter((e) => /unknown (in|out)put port/.test(e.message))).toEqual([]);
   });
@@ -274,8 +390,16 @@ describe('unsupported nodes and bad links', () => {
     expect(entry(r, '14')).toMatchObject({ status: 'approximated' });
     expect(entry(r, '14').notes).toContain('input "samples" is linked to node 99, which is not in the file; it is left unconnected');
     expect(entry(r, '13').notes.join(' ')).toMatch(/input "extra" is not an input of PreviewImage/);
-    expect(entry(r, '9').notes).toContain('widgets_values has 3 values for 6 widgets; sampler_name, scheduler, denoise take ComfyUI\'s default');
-    expect(node(wf, 'c9').params).toMatchObject({ seed: 7, steps: 12, cfg: 6.5, sampler_name: 'euler', scheduler: 'normal', denoise: 1, control_after_generate: 'fixed' });
+    expect(entry(r, '9').notes).toContain("widgets_values has 3 values for 6 widgets; sampler_name, scheduler, denoise take ComfyUI's default");
+    expect(node(wf, 'c9').params).toMatchObject({
+      seed: 7,
+      steps: 12,
+      cfg: 6.5,
+      sampler_name: 'euler',
+      scheduler: 'normal',
+      denoise: 1,
+      control_after_generate: 'fixed',
+    });
     expect(entry(r, '15').notes.join(' ')).toMatch(/1 value more than EmptyLatentImage's 3 widgets/);
     expect(entry(r, '2')).toMatchObject({ status: 'skipped' });
     expect(entry(r, '12')).toMatchObject({ status: 'skipped' });
@@ -287,28 +411,61 @@ describe('unsupported nodes and bad links', () => {
 describe('bad files', () => {
   it('malformed entries, cycles and dangling link ids give warnings, not a crash', () => {
     const doc = {
-      last_node_id: 3, last_link_id: 3, version: 0.4,
+      last_node_id: 3,
+      last_link_id: 3,
+      version: 0.4,
       nodes: [
-        'not a node', { id: 1, type: 'VAEDecode', inputs: [{ name: 'samples', type: 'LATENT', link: 1 }, { name: 'vae', type: 'VAE', link: 42 }], outputs: [{ name: 'IMAGE', type: 'IMAGE', links: [2] }] },
-        { id: 2, type: 'SetLatentNoiseMask', inputs: [{ name: 'samples', type: 'LATENT', link: 3 }, { name: 'mask', type: 'MASK', link: null }], outputs: [{ name: 'LATENT', type: 'LATENT', links: [1] }] },
-        { id: 3, type: 'SetLatentNoiseMask', inputs: [{ name: 'samples', type: 'LATENT', link: 4 }], outputs: [{ name: 'LATENT', type: 'LATENT', links: [3] }] },
-        { id: 3, type: 'Duplicate' }, { type: 'NoId' },
+        'not a node',
+        {
+          id: 1,
+          type: 'VAEDecode',
+          inputs: [
+            { name: 'samples', type: 'LATENT', link: 1 },
+            { name: 'vae', type: 'VAE', link: 42 },
+          ],
+          outputs: [{ name: 'IMAGE', type: 'IMAGE', links: [2] }],
+        },
+        {
+          id: 2,
+          type: 'SetLatentNoiseMask',
+          inputs: [
+            { name: 'samples', type: 'LATENT', link: 3 },
+            { name: 'mask', type: 'MASK', link: null },
+          ],
+          outputs: [{ name: 'LATENT', type: 'LATENT', links: [1] }],
+        },
+        {
+          id: 3,
+          type: 'SetLatentNoiseMask',
+          inputs: [{ name: 'samples', type: 'LATENT', link: 4 }],
+          outputs: [{ name: 'LATENT', type: 'LATENT', links: [3] }],
+        },
+        { id: 3, type: 'Duplicate' },
+        { type: 'NoId' },
       ],
       links: [[1, 2, 0, 1, 0, 'LATENT'], [2, 1, 0, 9, 0, 'IMAGE'], [3, 3, 0, 2, 0, 'LATENT'], [4, 2, 0, 3, 0, 'LATENT'], 'junk', [5, 1]],
     };
     const r = importComfyUI(doc, { specs });
-    expect(r.report.warnings).toEqual(expect.arrayContaining([
-      'nodes[0] is not an object; skipped', 'node id 3 is used twice; the second (Duplicate) is skipped', 'nodes[5] has no id; skipped',
-      'links[4] is not a valid link; skipped', 'links[5] is not a valid link; skipped',
-      'node 1 (VAEDecode) input "vae" names link 42, which is not in the file; left unconnected',
-    ]));
+    expect(r.report.warnings).toEqual(
+      expect.arrayContaining([
+        'nodes[0] is not an object; skipped',
+        'node id 3 is used twice; the second (Duplicate) is skipped',
+        'nodes[5] has no id; skipped',
+        'links[4] is not a valid link; skipped',
+        'links[5] is not a valid link; skipped',
+        'node 1 (VAEDecode) input "vae" names link 42, which is not in the file; left unconnected',
+      ]),
+    );
     expect(r.report.warnings.some((w) => /part of a cycle/.test(w))).toBe(true);
     expect(r.workflow.nodes.map((n) => n.id).sort()).toEqual(['c1', 'c2', 'c3']);
   });
 
-  it('a 20 MB workflow: a giant prompt is cut to this app\'s limit and said; too many nodes is a clear error', () => {
+  it("a 20 MB workflow: a giant prompt is cut to this app's limit and said; too many nodes is a clear error", () => {
     const huge = 'a'.repeat(20 * 2 ** 20);
-    const doc = { '1': { class_type: 'CLIPTextEncode', inputs: { text: huge, clip: ['2', 1] } }, '2': { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: 'x.safetensors' } } };
+    const doc = {
+      '1': { class_type: 'CLIPTextEncode', inputs: { text: huge, clip: ['2', 1] } },
+      '2': { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: 'x.safetensors' } },
+    };
     const text = JSON.stringify(doc);
     expect(text.length).toBeGreaterThan(20 * 2 ** 20);
     const t0 = Date.now();
@@ -320,7 +477,12 @@ describe('bad files', () => {
     for (let i = 0; i < 60_000; i++) many[String(i)] = { class_type: 'EmptyLatentImage', inputs: { width: 512, height: 512, batch_size: 1 } };
     expect(JSON.stringify(many).length).toBeGreaterThan(4 * 2 ** 20);
     expect(() => importComfyUI(many, { specs })).toThrow(/has 60000 nodes; at most 5000 are read/);
-    const ui = { last_node_id: 3000, nodes: Array.from({ length: 3000 }, (_, i) => ({ id: i + 1, type: 'EmptyLatentImage', widgets_values: [512, 512, 1] })), links: [], version: 0.4 };
+    const ui = {
+      last_node_id: 3000,
+      nodes: Array.from({ length: 3000 }, (_, i) => ({ id: i + 1, type: 'EmptyLatentImage', widgets_values: [512, 512, 1] })),
+      links: [],
+      version: 0.4,
+    };
     expect(() => importComfyUI(ui, { specs })).toThrow(/becomes 3000 nodes here; a workflow holds at most 2000/);
   });
 });
@@ -331,7 +493,9 @@ describe('layers and model names', () => {
     expect(weightTypeForBlocks('style only', '')).toEqual({ weightType: 'style transfer', layerWeights: null });
     expect(weightTypeForBlocks('custom', '1, 0, 0.5')).toEqual({ weightType: 'linear', layerWeights: '0:1, 1:0, 2:0.5' });
     expect(weightTypeForBlocks('custom', 'down_blocks.2:1, 6:0.5')).toEqual({ weightType: 'linear', layerWeights: '4:1, 5:1, 6:0.5' });
-    expect(blocksForWeightType('style and composition', 2).params.layer_weights).toBe('0:1, 1:1, 2:1, 3:1, 4:0.125, 5:0.5, 9:1, 10:1, 11:1, 12:1, 13:1, 14:1, 15:1');
+    expect(blocksForWeightType('style and composition', 2).params.layer_weights).toBe(
+      '0:1, 1:1, 2:1, 3:1, 4:0.125, 5:0.5, 9:1, 10:1, 11:1, 12:1, 13:1, 14:1, 15:1',
+    );
   });
 
   it('matches by name, then by file name and stem, then by kind within the family, and says so', () => {

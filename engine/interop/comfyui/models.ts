@@ -12,7 +12,11 @@ import type { ModelKind } from '../../../nodes/spec.js';
 export type MatchHow = 'exact' | 'renamed' | 'substituted' | 'missing' | 'unchecked';
 
 /** A loader that picks its file by pattern (IPAdapterUnifiedLoader's presets): the pattern, what it stands for, and the usual file name. */
-export interface ModelPattern { re: RegExp; what: string; name: string }
+export interface ModelPattern {
+  re: RegExp;
+  what: string;
+  name: string;
+}
 
 export interface ModelMatch {
   /** The value for the param: the match, or the wanted name when nothing matched. */
@@ -26,7 +30,13 @@ export interface ModelMatch {
 export const normalizeModelName = (s: string) => s.replace(/\\/g, '/').replace(/^\/+/, '');
 const base = (s: string) => s.slice(s.lastIndexOf('/') + 1);
 const stem = (s: string) => base(s).replace(/\.(safetensors|ckpt|pt|pth|bin|sft)$/i, '');
-const tokens = (s: string) => new Set(stem(s).toLowerCase().split(/[^a-z0-9]+/).filter((t) => t.length > 0));
+const tokens = (s: string) =>
+  new Set(
+    stem(s)
+      .toLowerCase()
+      .split(/[^a-z0-9]+/)
+      .filter((t) => t.length > 0),
+  );
 
 /** A model family guessed from a name: what a substitution should stay within. */
 export function familyOf(name: string): 'sdxl' | 'sd2' | 'sd3' | 'flux' | 'sd15' | null {
@@ -47,7 +57,8 @@ function score(wanted: string, candidate: string): number {
   for (const t of a) if (b.has(t)) s += t.length >= 3 ? 3 : 1;
   const fw = familyOf(wanted);
   const fc = familyOf(candidate);
-  if (fc === 'sdxl' || fc === 'sd2' || fc === 'sd3' || fc === 'flux') s -= fw === fc ? 0 : 20; // a different family is a poor stand-in
+  if (fc === 'sdxl' || fc === 'sd2' || fc === 'sd3' || fc === 'flux')
+    s -= fw === fc ? 0 : 20; // a different family is a poor stand-in
   else if (fw && fw === fc) s += 5;
   // IP-Adapter variants: plus / face / full / light / vit-g must agree to behave alike.
   for (const v of ['plus', 'face', 'full', 'light', 'vit', 'faceid', 'canny', 'lineart', 'depth', 'openpose', 'scribble', 'inpaint', 'tile']) {

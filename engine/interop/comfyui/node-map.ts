@@ -27,17 +27,41 @@ const s = (v: unknown, d = '') => (typeof v === 'string' ? v : v === undefined |
 
 /** Our node types and ports a translator uses, in one place. */
 const T = {
-  checkpoint: 'load-checkpoint', text: 'text-encode', ddim: 'ddim-sampler', ksampler: 'ksampler', ksamplerAdvanced: 'ksampler-advanced',
-  latent: 'empty-latent-image', vaeEncode: 'vae-encode', vaeDecode: 'vae-decode', vae: 'load-vae', lora: 'load-lora',
-  image: 'load-image', save: 'save-image', preview: 'preview-image', resize: 'image-resize', noiseMask: 'set-latent-noise-mask',
-  controlnet: 'load-controlnet', applyControlnet: 'apply-controlnet', canny: 'canny', clipVision: 'load-clip-vision',
-  encode: 'clip-vision-encode', ipAdapter: 'load-ip-adapter', projection: 'ip-adapter-projection', apply: 'apply-ip-adapter',
+  checkpoint: 'load-checkpoint',
+  text: 'text-encode',
+  ddim: 'ddim-sampler',
+  ksampler: 'ksampler',
+  ksamplerAdvanced: 'ksampler-advanced',
+  latent: 'empty-latent-image',
+  vaeEncode: 'vae-encode',
+  vaeDecode: 'vae-decode',
+  vae: 'load-vae',
+  lora: 'load-lora',
+  image: 'load-image',
+  save: 'save-image',
+  preview: 'preview-image',
+  resize: 'image-resize',
+  noiseMask: 'set-latent-noise-mask',
+  controlnet: 'load-controlnet',
+  applyControlnet: 'apply-controlnet',
+  canny: 'canny',
+  clipVision: 'load-clip-vision',
+  encode: 'clip-vision-encode',
+  ipAdapter: 'load-ip-adapter',
+  projection: 'ip-adapter-projection',
+  apply: 'apply-ip-adapter',
 } as const;
 
 const portsOf = (c: TranslateContext, id: string, ...ports: string[]): Value[] => ports.map((p) => c.port(id, p));
 
 /** One ComfyUI node -> one of ours: params by name, link inputs to ports (renamed where ours differ). */
-function direct(type: string, widgets: string[], inputs: Record<string, string>, outputs: string[], derived?: Record<string, string | number | boolean>): Translator {
+function direct(
+  type: string,
+  widgets: string[],
+  inputs: Record<string, string>,
+  outputs: string[],
+  derived?: Record<string, string | number | boolean>,
+): Translator {
   return (c) => {
     const params: Record<string, unknown> = {};
     for (const w of widgets) params[w] = c.widget(w);
@@ -56,7 +80,7 @@ const clipTextEncode: Translator = (c) => {
   const text = s(c.widget('text'));
   const id = c.add('', T.text, { params: { text } });
   c.connect(c.input('clip'), id, 'clip');
-  if (WEIGHTING.test(text)) c.approx('the prompt uses ComfyUI\'s (word:weight) emphasis; it is encoded here as plain text, brackets included');
+  if (WEIGHTING.test(text)) c.approx("the prompt uses ComfyUI's (word:weight) emphasis; it is encoded here as plain text, brackets included");
   return [c.port(id, 'conditioning')];
 };
 
@@ -73,29 +97,71 @@ const SAMPLER_INPUTS = { model: 'model', positive: 'positive', negative: 'negati
 
 const kSampler: Translator = (c) => {
   if (c.hasType(T.ksampler) && c.storedType('') !== T.ddim) {
-    return direct(T.ksampler, ['seed', 'control_after_generate', 'steps', 'cfg', 'sampler_name', 'scheduler', 'denoise'], SAMPLER_INPUTS, ['latent'], { noise: 'torch' })(c);
+    return direct(T.ksampler, ['seed', 'control_after_generate', 'steps', 'cfg', 'sampler_name', 'scheduler', 'denoise'], SAMPLER_INPUTS, ['latent'], {
+      noise: 'torch',
+    })(c);
   }
   const sampler = s(c.widget('sampler_name'));
   const scheduler = s(c.widget('scheduler'));
-  const id = c.add('', T.ddim, { params: { seed: c.widget('seed'), control_after_generate: c.widget('control_after_generate'), steps: c.widget('steps'), cfg: c.widget('cfg'), denoise: c.widget('denoise') }, derived: { eta: 0, noise: 'torch' } });
+  const id = c.add('', T.ddim, {
+    params: {
+      seed: c.widget('seed'),
+      control_after_generate: c.widget('control_after_generate'),
+      steps: c.widget('steps'),
+      cfg: c.widget('cfg'),
+      denoise: c.widget('denoise'),
+    },
+    derived: { eta: 0, noise: 'torch' },
+  });
   for (const [from, to] of Object.entries(SAMPLER_INPUTS)) c.connect(c.input(from), id, to);
-  c.approx(sampler === 'ddim' && scheduler === 'ddim_uniform'
-    ? 'KSampler ddim / ddim_uniform as the DDIM Sampler: the same timesteps; the last step ends at t = 0 here, at sigma 0 in ComfyUI'
-    : `KSampler ${sampler} / ${scheduler} ${c.hasType(T.ksampler) ? 'was exported from a DDIM Sampler here' : 'is not available in this build'}: the DDIM Sampler is used with the same seed, steps, cfg and denoise`);
-  if (num(c.widget('denoise'), 1) < 1) c.approx('denoise < 1: DDIM here runs steps × denoise of its steps; ComfyUI runs all `steps` over the lower part of the schedule');
+  c.approx(
+    sampler === 'ddim' && scheduler === 'ddim_uniform'
+      ? 'KSampler ddim / ddim_uniform as the DDIM Sampler: the same timesteps; the last step ends at t = 0 here, at sigma 0 in ComfyUI'
+      : `KSampler ${sampler} / ${scheduler} ${c.hasType(T.ksampler) ? 'was exported from a DDIM Sampler here' : 'is not available in this build'}: the DDIM Sampler is used with the same seed, steps, cfg and denoise`,
+  );
+  if (num(c.widget('denoise'), 1) < 1)
+    c.approx('denoise < 1: DDIM here runs steps × denoise of its steps; ComfyUI runs all `steps` over the lower part of the schedule');
   return [c.port(id, 'latent')];
 };
 
 const kSamplerAdvanced: Translator = (c) => {
   if (c.hasType(T.ksamplerAdvanced)) {
-    return direct(T.ksamplerAdvanced, ['add_noise', 'noise_seed', 'control_after_generate', 'steps', 'cfg', 'sampler_name', 'scheduler', 'start_at_step', 'end_at_step', 'return_with_leftover_noise'], SAMPLER_INPUTS, ['latent'], { noise: 'torch' })(c);
+    return direct(
+      T.ksamplerAdvanced,
+      [
+        'add_noise',
+        'noise_seed',
+        'control_after_generate',
+        'steps',
+        'cfg',
+        'sampler_name',
+        'scheduler',
+        'start_at_step',
+        'end_at_step',
+        'return_with_leftover_noise',
+      ],
+      SAMPLER_INPUTS,
+      ['latent'],
+      { noise: 'torch' },
+    )(c);
   }
   const steps = num(c.widget('steps'), 20);
   const start = Math.max(0, Math.min(steps, num(c.widget('start_at_step'), 0)));
   const end = num(c.widget('end_at_step'), 10000);
-  const id = c.add('', T.ddim, { params: { seed: c.widget('noise_seed'), control_after_generate: c.widget('control_after_generate'), steps, cfg: c.widget('cfg'), denoise: steps > 0 ? (steps - start) / steps : 1 }, derived: { eta: 0, noise: 'torch' } });
+  const id = c.add('', T.ddim, {
+    params: {
+      seed: c.widget('noise_seed'),
+      control_after_generate: c.widget('control_after_generate'),
+      steps,
+      cfg: c.widget('cfg'),
+      denoise: steps > 0 ? (steps - start) / steps : 1,
+    },
+    derived: { eta: 0, noise: 'torch' },
+  });
   for (const [from, to] of Object.entries(SAMPLER_INPUTS)) c.connect(c.input(from), id, to);
-  c.approx(`KSampler (Advanced) ${s(c.widget('sampler_name'))} / ${s(c.widget('scheduler'))} is not available in this build: the DDIM Sampler runs steps ${start}..${steps} (denoise ${fmt((steps - start) / Math.max(1, steps))})`);
+  c.approx(
+    `KSampler (Advanced) ${s(c.widget('sampler_name'))} / ${s(c.widget('scheduler'))} is not available in this build: the DDIM Sampler runs steps ${start}..${steps} (denoise ${fmt((steps - start) / Math.max(1, steps))})`,
+  );
   if (end < steps) c.approx(`end_at_step ${end} (stopping early with leftover noise) is not available here: the sampler runs to the end`);
   if (c.widget('add_noise') === 'disable') c.approx('add_noise disable is not available here: noise is added');
   return [c.port(id, 'latent')];
@@ -149,8 +215,8 @@ const saveImage: Translator = (c) => {
 
 const UPSCALE_FILTERS: Record<string, { filter: string; note?: string }> = {
   lanczos: { filter: 'lanczos' },
-  bilinear: { filter: 'bilinear', note: 'bilinear: ComfyUI resamples with torch (no antialiasing), here with Pillow\'s filter' },
-  'nearest-exact': { filter: 'nearest', note: 'nearest-exact: torch\'s nearest there, Pillow\'s here' },
+  bilinear: { filter: 'bilinear', note: "bilinear: ComfyUI resamples with torch (no antialiasing), here with Pillow's filter" },
+  'nearest-exact': { filter: 'nearest', note: "nearest-exact: torch's nearest there, Pillow's here" },
   area: { filter: 'bilinear', note: 'area (box) resampling is not available: bilinear is used' },
   bicubic: { filter: 'lanczos', note: 'bicubic resampling is not available: lanczos is used' },
 };
@@ -183,7 +249,9 @@ const controlNetApply: Translator = (c) => {
   c.connect(c.input('conditioning'), id, 'conditioning');
   c.connect(c.input('control_net'), id, 'control_net');
   c.connect(c.input('image'), id, 'image');
-  c.approx('this (old) Apply ControlNet also acts on the negative prompt in ComfyUI; here it acts on the conditioning it is wired to (use the Advanced node\'s wiring for both)');
+  c.approx(
+    "this (old) Apply ControlNet also acts on the negative prompt in ComfyUI; here it acts on the conditioning it is wired to (use the Advanced node's wiring for both)",
+  );
   return [c.port(id, 'conditioning')];
 };
 
@@ -207,9 +275,14 @@ const comfyCanny: Translator = (c) => {
   // in [0, 1]; cv2's magnitudes on 8-bit pixels are 255 times as large.
   const low = num(c.widget('low_threshold'), 0.4);
   const high = num(c.widget('high_threshold'), 0.8);
-  const id = c.add('', T.canny, { params: { low_threshold: round3(low * 255), high_threshold: round3(high * 255) }, derived: { blur: 1, l2_gradient: true, channels: 'gray' } });
+  const id = c.add('', T.canny, {
+    params: { low_threshold: round3(low * 255), high_threshold: round3(high * 255) },
+    derived: { blur: 1, l2_gradient: true, channels: 'gray' },
+  });
   c.connect(c.input('image'), id, 'image');
-  c.approx(`ComfyUI's Canny (kornia, thresholds ${low} / ${high} on a 0..1 scale) as OpenCV's Canny: thresholds × 255, 5x5 blur sigma 1, L2 gradient; edges differ slightly`);
+  c.approx(
+    `ComfyUI's Canny (kornia, thresholds ${low} / ${high} on a 0..1 scale) as OpenCV's Canny: thresholds × 255, 5x5 blur sigma 1, L2 gradient; edges differ slightly`,
+  );
   return [c.port(id, 'image')];
 };
 const round3 = (v: number) => Math.round(v * 1000) / 1000;
@@ -218,8 +291,16 @@ const round3 = (v: number) => Math.round(v * 1000) / 1000;
 
 /** IPAdapterUnifiedLoader's presets: the adapter and CLIP vision files it looks for (after IPAdapterPlus' utils.py). */
 const pattern = (re: RegExp, name: string, what: string): ModelPattern => ({ re, name, what: `${name} (${what})` });
-const VIT_H = pattern(/(ViT.H.14.*s32B.b79K|ipadapter.*sd15|sd1.?5.*model)(\.(bin|safetensors))?$/i, 'CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors', 'the ViT-H CLIP vision model');
-const VIT_G = pattern(/(ViT.bigG.14.*39B.b160k|ipadapter.*sdxl|sdxl.*model)(\.(bin|safetensors))?$/i, 'CLIP-ViT-bigG-14-laion2B-39B-b160k.safetensors', 'the ViT-bigG CLIP vision model');
+const VIT_H = pattern(
+  /(ViT.H.14.*s32B.b79K|ipadapter.*sd15|sd1.?5.*model)(\.(bin|safetensors))?$/i,
+  'CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors',
+  'the ViT-H CLIP vision model',
+);
+const VIT_G = pattern(
+  /(ViT.bigG.14.*39B.b160k|ipadapter.*sdxl|sdxl.*model)(\.(bin|safetensors))?$/i,
+  'CLIP-ViT-bigG-14-laion2B-39B-b160k.safetensors',
+  'the ViT-bigG CLIP vision model',
+);
 const PRESETS: { prefix: string; adapter: ModelPattern; vision: ModelPattern }[] = [
   { prefix: 'light', adapter: pattern(/sd15.light(.v11)?\.(safetensors|bin)$/i, 'ip-adapter_sd15_light_v11.bin', 'LIGHT preset'), vision: VIT_H },
   { prefix: 'standard', adapter: pattern(/ip.adapter.sd15\.(safetensors|bin)$/i, 'ip-adapter_sd15.safetensors', 'STANDARD preset'), vision: VIT_H },
@@ -227,7 +308,11 @@ const PRESETS: { prefix: string; adapter: ModelPattern; vision: ModelPattern }[]
   { prefix: 'plus (', adapter: pattern(/ip.adapter.plus.sd15\.(safetensors|bin)$/i, 'ip-adapter-plus_sd15.safetensors', 'PLUS preset'), vision: VIT_H },
   { prefix: 'plus face', adapter: pattern(/plus.face.sd15\.(safetensors|bin)$/i, 'ip-adapter-plus-face_sd15.safetensors', 'PLUS FACE preset'), vision: VIT_H },
   { prefix: 'full', adapter: pattern(/full.face.sd15\.(safetensors|bin)$/i, 'ip-adapter-full-face_sd15.safetensors', 'FULL FACE preset'), vision: VIT_H },
-  { prefix: 'composition', adapter: pattern(/plus.composition.sd15\.(safetensors|bin)$/i, 'ip_plus_composition_sd15.safetensors', 'Composition preset'), vision: VIT_H },
+  {
+    prefix: 'composition',
+    adapter: pattern(/plus.composition.sd15\.(safetensors|bin)$/i, 'ip_plus_composition_sd15.safetensors', 'Composition preset'),
+    vision: VIT_H,
+  },
 ];
 
 function unifiedLoader(c: TranslateContext): Value[] {
@@ -338,16 +423,19 @@ const ipAdapterMS: Translator = (c) => {
   return [c.port(main, 'model')];
 };
 
-const ipAdapterPrecise = (type: 'style transfer precise' | 'composition precise', boost: string): Translator => (c) => {
-  const b = blocksForWeightType(type, num(c.widget('weight'), 1));
-  const main = applyWithImage(c, { blocks: b, combine: s(c.widget('combine_embeds'), 'concat') });
-  const v = num(c.widget(boost), type === 'style transfer precise' ? 1 : 0);
-  if (v !== (type === 'style transfer precise' ? 1 : 0)) c.approx(`${boost} ${v} is not applied`);
-  return [c.port(main, 'model')];
-};
+const ipAdapterPrecise =
+  (type: 'style transfer precise' | 'composition precise', boost: string): Translator =>
+  (c) => {
+    const b = blocksForWeightType(type, num(c.widget('weight'), 1));
+    const main = applyWithImage(c, { blocks: b, combine: s(c.widget('combine_embeds'), 'concat') });
+    const v = num(c.widget(boost), type === 'style transfer precise' ? 1 : 0);
+    if (v !== (type === 'style transfer precise' ? 1 : 0)) c.approx(`${boost} ${v} is not applied`);
+    return [c.port(main, 'model')];
+  };
 
 const ipAdapterTiled: Translator = (c) => {
-  if (c.consumers(1).length || c.consumers(2).length) c.unsupported('IPAdapterTiled\'s tiles and masks outputs have no counterpart here (the image is not tiled)');
+  if (c.consumers(1).length || c.consumers(2).length)
+    c.unsupported("IPAdapterTiled's tiles and masks outputs have no counterpart here (the image is not tiled)");
   const b = blocksForWeightType(s(c.widget('weight_type'), 'linear'), num(c.widget('weight'), 1));
   const main = applyWithImage(c, { blocks: b, combine: c.widgetDef('combine_embeds') ? s(c.widget('combine_embeds'), 'concat') : 'concat' });
   c.approx('the reference image is not cut into tiles: it is encoded once (resized and centre-cropped)');
@@ -377,10 +465,12 @@ const combineEmbeds: Translator = (c) => {
     if (!c.linked(name)) continue;
     const v = c.input(name);
     if (v.kind === 'embeds') {
-      if (v.list.length > 1 && v.method !== 'concat') c.approx(`${name} is itself a "${v.method}" combination; here its embeds are combined with the others by this node's method`);
+      if (v.list.length > 1 && v.method !== 'concat')
+        c.approx(`${name} is itself a "${v.method}" combination; here its embeds are combined with the others by this node's method`);
       list.push(...v.list);
     } else if (v.kind === 'port') list.push(v);
-    else if (v.kind === 'uncond') c.approx(`${name} is an IPAdapter Encoder's neg_embed (the unconditional embeds); it cannot be combined here and is left out`);
+    else if (v.kind === 'uncond')
+      c.approx(`${name} is an IPAdapter Encoder's neg_embed (the unconditional embeds); it cannot be combined here and is left out`);
   }
   const method = s(c.widget('method'), 'concat');
   if (!COMBINE[method]) c.approx(`method "${method}" is not available here: the projection it feeds averages (or concatenates) the embeds`);
@@ -410,7 +500,7 @@ const ipAdapterEmbeds: Translator = (c) => {
   c.connect(c.port(proj, 'tokens'), main, 'tokens');
   if (c.linked('neg_embed')) {
     const neg = c.input('neg_embed');
-    if (neg.kind === 'uncond') c.info('neg_embed is the encoder\'s unconditional embeds, which Apply IP-Adapter uses by itself');
+    if (neg.kind === 'uncond') c.info("neg_embed is the encoder's unconditional embeds, which Apply IP-Adapter uses by itself");
     else if (neg.kind === 'embeds' || neg.kind === 'port') c.connect(c.port(projectEmbeds(c, 'neg_proj', neg, pipe.adapter), 'tokens'), main, 'negative');
   }
   commonIpNotes(c, b);
@@ -499,13 +589,17 @@ export const NODE_MAP: Readonly<Record<string, Translator>> = {
   IPAdapterModelLoader: ipAdapterModelLoader,
   IPAdapter: ipAdapterSimple,
   IPAdapterAdvanced: ipAdapterAdvanced(),
-  IPAdapterBatch: ipAdapterAdvanced((c) => c.approx('batch mode (one image of the batch per latent of the batch) is not available here: every image prompt applies to every latent')),
+  IPAdapterBatch: ipAdapterAdvanced((c) =>
+    c.approx('batch mode (one image of the batch per latent of the batch) is not available here: every image prompt applies to every latent'),
+  ),
   IPAdapterTiled: ipAdapterTiled,
   IPAdapterTiledBatch: ipAdapterTiled,
   IPAdapterMS: ipAdapterMS,
   IPAdapterPreciseStyleTransfer: ipAdapterPrecise('style transfer precise', 'style_boost'),
   IPAdapterPreciseComposition: ipAdapterPrecise('composition precise', 'composition_boost'),
-  IPAdapterClipVisionEnhancer: ipAdapterAdvanced((c) => c.approx(`the ClipVision enhancer (${c.widget('enhance_tiles')} tiles) is not available here: the image is encoded once`)),
+  IPAdapterClipVisionEnhancer: ipAdapterAdvanced((c) =>
+    c.approx(`the ClipVision enhancer (${c.widget('enhance_tiles')} tiles) is not available here: the image is encoded once`),
+  ),
   IPAdapterEncoder: ipAdapterEncoder,
   IPAdapterCombineEmbeds: combineEmbeds,
   IPAdapterEmbeds: ipAdapterEmbeds,

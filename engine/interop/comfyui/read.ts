@@ -30,7 +30,10 @@ export interface CInput {
   /** The widget this input stands for (a widget converted to a socket). */
   widget?: string;
 }
-export interface COutput { name: string; type: string }
+export interface COutput {
+  name: string;
+  type: string;
+}
 export interface CNode {
   id: string;
   classType: string;
@@ -49,8 +52,19 @@ export interface CNode {
   /** The node's JSON as found (placeholders and skipped nodes keep it). */
   raw: Json;
 }
-export interface CLink { id: number; from: string; fromSlot: number; to: string; toSlot: number; type: string }
-export interface CGroup { title: string; bounding: [number, number, number, number]; color?: string }
+export interface CLink {
+  id: number;
+  from: string;
+  fromSlot: number;
+  to: string;
+  toSlot: number;
+  type: string;
+}
+export interface CGroup {
+  title: string;
+  bounding: [number, number, number, number];
+  color?: string;
+}
 
 export interface CGraph {
   format: ComfyFormat;
@@ -92,11 +106,15 @@ export function parseJsonExact(text: string): unknown {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inStr) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inStr = false;
       continue;
     }
-    if (c === 0x22) { inStr = true; continue; }
+    if (c === 0x22) {
+      inStr = true;
+      continue;
+    }
     if ((c >= 0x30 && c <= 0x39) || c === 0x2d) {
       let j = i + (c === 0x2d ? 1 : 0);
       while (j < text.length && text.charCodeAt(j) >= 0x30 && text.charCodeAt(j) <= 0x39) j++;
@@ -132,7 +150,8 @@ export function normalizeComfy(doc: unknown): CGraph {
 function normalizeUi(d: Json, format: ComfyFormat): CGraph {
   const problems: string[] = [];
   const rawNodes = d.nodes as unknown[];
-  if (rawNodes.length > MAX_COMFY_NODES) throw new ComfyReadError(`the ComfyUI workflow has ${rawNodes.length} nodes; at most ${MAX_COMFY_NODES} are read (this app's workflows hold at most 2000)`);
+  if (rawNodes.length > MAX_COMFY_NODES)
+    throw new ComfyReadError(`the ComfyUI workflow has ${rawNodes.length} nodes; at most ${MAX_COMFY_NODES} are read (this app's workflows hold at most 2000)`);
   const rawLinks = Array.isArray(d.links) ? d.links : [];
   if (rawLinks.length > MAX_COMFY_LINKS) throw new ComfyReadError(`the ComfyUI workflow has ${rawLinks.length} links; at most ${MAX_COMFY_LINKS} are read`);
   const nodes: CNode[] = [];
@@ -156,7 +175,12 @@ function normalizeUi(d: Json, format: ComfyFormat): CGraph {
     });
     const wv = n.widgets_values;
     nodes.push({
-      id, classType: n.type, mode: typeof n.mode === 'number' ? n.mode : 0, inputs, outputs, raw: n,
+      id,
+      classType: n.type,
+      mode: typeof n.mode === 'number' ? n.mode : 0,
+      inputs,
+      outputs,
+      raw: n,
       ...(typeof n.title === 'string' ? { title: n.title } : {}),
       ...(vec2(n.pos) ? { pos: vec2(n.pos) } : {}),
       ...(vec2(n.size) ? { size: vec2(n.size) } : {}),
@@ -169,11 +193,24 @@ function normalizeUi(d: Json, format: ComfyFormat): CGraph {
     let link: CLink | null = null;
     if (Array.isArray(l) && l.length >= 5) {
       const [id, from, fromSlot, to, toSlot, type] = l as unknown[];
-      if (typeof id === 'number' && str(from) !== undefined && str(to) !== undefined && Number.isInteger(Number(fromSlot)) && Number.isInteger(Number(toSlot))) {
+      if (
+        typeof id === 'number' &&
+        str(from) !== undefined &&
+        str(to) !== undefined &&
+        Number.isInteger(Number(fromSlot)) &&
+        Number.isInteger(Number(toSlot))
+      ) {
         link = { id, from: str(from)!, fromSlot: Number(fromSlot), to: str(to)!, toSlot: Number(toSlot), type: typeName(type) };
       }
     } else if (isObj(l) && typeof l.id === 'number' && str(l.origin_id) !== undefined && str(l.target_id) !== undefined) {
-      link = { id: l.id, from: str(l.origin_id)!, fromSlot: Number(l.origin_slot), to: str(l.target_id)!, toSlot: Number(l.target_slot), type: typeName(l.type) };
+      link = {
+        id: l.id,
+        from: str(l.origin_id)!,
+        fromSlot: Number(l.origin_slot),
+        to: str(l.target_id)!,
+        toSlot: Number(l.target_slot),
+        type: typeName(l.type),
+      };
       if (!Number.isInteger(link.fromSlot) || !Number.isInteger(link.toSlot)) link = null;
     }
     if (!link) return void problems.push(`links[${i}] is not a valid link; skipped`);
@@ -183,7 +220,11 @@ function normalizeUi(d: Json, format: ComfyFormat): CGraph {
   const groups: CGroup[] = [];
   for (const g of Array.isArray(d.groups) ? d.groups : []) {
     if (!isObj(g) || !Array.isArray(g.bounding) || g.bounding.length !== 4 || !g.bounding.every((x) => typeof x === 'number')) continue;
-    groups.push({ title: typeof g.title === 'string' ? g.title : 'Group', bounding: g.bounding as CGroup['bounding'], ...(typeof g.color === 'string' ? { color: g.color } : {}) });
+    groups.push({
+      title: typeof g.title === 'string' ? g.title : 'Group',
+      bounding: g.bounding as CGroup['bounding'],
+      ...(typeof g.color === 'string' ? { color: g.color } : {}),
+    });
   }
   const subgraphs = new Set<string>();
   const defs = isObj(d.definitions) && Array.isArray(d.definitions.subgraphs) ? d.definitions.subgraphs : [];
@@ -202,7 +243,8 @@ export function apiLink(v: unknown): { node: string; slot: number } | null {
 function normalizeApi(d: Json): CGraph {
   const problems: string[] = [];
   const entries = Object.entries(d);
-  if (entries.length > MAX_COMFY_NODES) throw new ComfyReadError(`the ComfyUI prompt has ${entries.length} nodes; at most ${MAX_COMFY_NODES} are read (this app's workflows hold at most 2000)`);
+  if (entries.length > MAX_COMFY_NODES)
+    throw new ComfyReadError(`the ComfyUI prompt has ${entries.length} nodes; at most ${MAX_COMFY_NODES} are read (this app's workflows hold at most 2000)`);
   const nodes: CNode[] = [];
   const links = new Map<number, CLink>();
   let nextLink = 1;
@@ -220,7 +262,13 @@ function normalizeApi(d: Json): CGraph {
     }
     const meta = isObj(o._meta) ? o._meta : {};
     nodes.push({
-      id, classType: o.class_type as string, mode: 0, inputs, outputs: [], apiValues: values, raw: o,
+      id,
+      classType: o.class_type as string,
+      mode: 0,
+      inputs,
+      outputs: [],
+      apiValues: values,
+      raw: o,
       ...(typeof meta.title === 'string' ? { title: meta.title } : {}),
       ...(isObj(meta.ipadapter_studio) ? { properties: { 'ipadapter-studio': meta.ipadapter_studio } } : {}),
     });
@@ -230,8 +278,8 @@ function normalizeApi(d: Json): CGraph {
 
 // ---- bytes: JSON text, PNG and WebP carriers ----------------------------------------------
 
-export const isWebp = (b: Uint8Array) => b.length >= 12 && b[0] === 0x52 && b[1] === 0x49 && b[2] === 0x46 && b[3] === 0x46
-  && b[8] === 0x57 && b[9] === 0x45 && b[10] === 0x42 && b[11] === 0x50;
+export const isWebp = (b: Uint8Array) =>
+  b.length >= 12 && b[0] === 0x52 && b[1] === 0x49 && b[2] === 0x46 && b[3] === 0x46 && b[8] === 0x57 && b[9] === 0x45 && b[10] === 0x42 && b[11] === 0x50;
 
 /**
  * The "key:value" strings of a WebP's EXIF chunk (ComfyUI's SaveAnimatedWEBP writes
@@ -309,6 +357,7 @@ export function comfyDocFromTexts(t: ComfyTexts): { doc: unknown; from: 'workflo
   if (wf) return { doc: wf, from: 'workflow' };
   const pr = tryParse(t.prompt);
   if (pr) return { doc: pr, from: 'prompt' };
-  if (t.workflow !== undefined || t.prompt !== undefined) throw new ComfyReadError('the image carries ComfyUI metadata, but neither its workflow nor its prompt is a readable ComfyUI document');
+  if (t.workflow !== undefined || t.prompt !== undefined)
+    throw new ComfyReadError('the image carries ComfyUI metadata, but neither its workflow nor its prompt is a readable ComfyUI document');
   return null;
 }

@@ -55,7 +55,11 @@ export function countStatuses(r: ImportReport): Record<NodeStatus, number> {
 
 export const hasUnsupported = (r: ImportReport) => r.nodes.some((n) => n.status === 'unsupported');
 
-const FORMAT_NAMES: Record<ComfyFormat, string> = { 'ui-0.4': 'ComfyUI workflow (UI format 0.4)', 'ui-1.0': 'ComfyUI workflow (UI format 1.0)', api: 'ComfyUI API prompt' };
+const FORMAT_NAMES: Record<ComfyFormat, string> = {
+  'ui-0.4': 'ComfyUI workflow (UI format 0.4)',
+  'ui-1.0': 'ComfyUI workflow (UI format 1.0)',
+  api: 'ComfyUI API prompt',
+};
 
 /** One line naming a node: `12 KSampler "My sampler"`. */
 const nodeName = (n: NodeReport) => `${n.id} ${n.classType}${n.title && n.title !== n.classType ? ` "${n.title}"` : ''}`;

@@ -11,7 +11,12 @@ import type { InputDef, NodeDefC } from './defs.js';
 import type { ModelPattern } from './models.js';
 
 /** An output port of one of our nodes (or of a placeholder, whose port types are ComfyUI's). */
-export interface PortVal { kind: 'port'; node: string; port: string; type: string }
+export interface PortVal {
+  kind: 'port';
+  node: string;
+  port: string;
+  type: string;
+}
 
 export type Value =
   | PortVal

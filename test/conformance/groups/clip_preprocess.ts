@@ -9,7 +9,12 @@ import * as path from 'node:path';
 import type { CaseHandler, Row } from '../context.js';
 import { compare, toleranceFor } from '../context.js';
 import {
-  PIL_RESAMPLE, loadImageRGBA, parsePreprocessorConfig, resizeAndCrop, rgbToPixelValues, type ClipPreprocessConfig,
+  PIL_RESAMPLE,
+  loadImageRGBA,
+  parsePreprocessorConfig,
+  resizeAndCrop,
+  rgbToPixelValues,
+  type ClipPreprocessConfig,
 } from '../../../models/image-preprocess.js';
 
 const KNOWN_PARAMS = new Set(['size', 'crop_size', 'resample', 'rescale_factor', 'image_mean', 'image_std']);
@@ -17,7 +22,11 @@ const KNOWN_PARAMS = new Set(['size', 'crop_size', 'resample', 'rescale_factor',
 /** "bicubic (PIL)" / 3 -> PIL filter id. */
 function resampleId(v: unknown): number {
   if (typeof v === 'number') return v;
-  const name = String(v).toLowerCase().replace(/\s*\(pil\)\s*/, '').trim().toUpperCase();
+  const name = String(v)
+    .toLowerCase()
+    .replace(/\s*\(pil\)\s*/, '')
+    .trim()
+    .toUpperCase();
   const id = (PIL_RESAMPLE as Record<string, number>)[name];
   if (id === undefined) throw new Error(`unknown resample ${JSON.stringify(v)}`);
   return id;

@@ -35,10 +35,15 @@ function once<T>(key: string, make: () => Promise<T>): Promise<T> {
   return p;
 }
 
-interface FullFaceModels { pipeline: string; imageEncoder: string; ipAdapter: string }
+interface FullFaceModels {
+  pipeline: string;
+  imageEncoder: string;
+  ipAdapter: string;
+}
 
 function need(m: CaseModels, c: CaseSpec): FullFaceModels {
-  if (!m.pipeline || !m.imageEncoder || !m.ipAdapter) throw new Error(`case ${c.name}: the case must list a pipeline, an image_encoder and the full-face ip_adapter`);
+  if (!m.pipeline || !m.imageEncoder || !m.ipAdapter)
+    throw new Error(`case ${c.name}: the case must list a pipeline, an image_encoder and the full-face ip_adapter`);
   return { pipeline: m.pipeline, imageEncoder: m.imageEncoder, ipAdapter: m.ipAdapter };
 }
 
@@ -46,18 +51,20 @@ const checkpoint = (dir: string) => once(`ckpt|${dir}`, async () => loadCheckpoi
 const vision = (ctx: Ctx, dir: string) => once(`vision|${dir}`, () => ClipVision.load(dir, { cacheDir: ctx.cacheDir }));
 
 /** The adapter's projection, checked against the image encoder first (as IP-Adapter Projection does). */
-const projector = (ctx: Ctx, m: FullFaceModels) => once(`proj|${m.ipAdapter}|${m.imageEncoder}`, async () => {
-  const adapter = IpAdapterModel.load(m.ipAdapter);
-  if (adapter.kind !== 'full-face') throw new Error(`${m.ipAdapter}: detected as a ${adapter.kind} adapter, expected full-face`);
-  const v = await vision(ctx, m.imageEncoder);
-  checkAdapterMatchesVision(adapter, v.config, v.weightsFile);
-  return ImageProjector.load(adapter, { cacheDir: ctx.cacheDir });
-});
+const projector = (ctx: Ctx, m: FullFaceModels) =>
+  once(`proj|${m.ipAdapter}|${m.imageEncoder}`, async () => {
+    const adapter = IpAdapterModel.load(m.ipAdapter);
+    if (adapter.kind !== 'full-face') throw new Error(`${m.ipAdapter}: detected as a ${adapter.kind} adapter, expected full-face`);
+    const v = await vision(ctx, m.imageEncoder);
+    checkAdapterMatchesVision(adapter, v.config, v.weightsFile);
+    return ImageProjector.load(adapter, { cacheDir: ctx.cacheDir });
+  });
 
-const unet = (ctx: Ctx, m: FullFaceModels) => once(`unet|${m.pipeline}|${m.ipAdapter}`, async () => {
-  const ck = await checkpoint(m.pipeline);
-  return UNetModel.create(ck.unet.config, ck.unet.weights, { cacheDir: ctx.cacheDir, ipAdapter: IpAdapterModel.load(m.ipAdapter), name: 'unet-full-face' });
-});
+const unet = (ctx: Ctx, m: FullFaceModels) =>
+  once(`unet|${m.pipeline}|${m.ipAdapter}`, async () => {
+    const ck = await checkpoint(m.pipeline);
+    return UNetModel.create(ck.unet.config, ck.unet.weights, { cacheDir: ctx.cacheDir, ipAdapter: IpAdapterModel.load(m.ipAdapter), name: 'unet-full-face' });
+  });
 
 /**
  * Tolerances of the stages this set has no group of its own for: tiny-sd15's (set A's) for the same
@@ -90,7 +97,15 @@ async function sharedInputs(ctx: Ctx, group: string, c: CaseSpec, m: FullFaceMod
   for (const [name, ref] of Object.entries(inputs)) {
     if (name === 'input_ids') {
       const tok = ClipTokenizer.fromDir(path.join(m.pipeline, 'tokenizer'));
-      rows.push(compare(group, 'inputs input_ids = tokenizer([negative_prompt, prompt])', prompts.flatMap((t) => tok.encode(t)), ctx.i64(group, ref), { atol: 0, rtol: 0, exact: true }));
+      rows.push(
+        compare(
+          group,
+          'inputs input_ids = tokenizer([negative_prompt, prompt])',
+          prompts.flatMap((t) => tok.encode(t)),
+          ctx.i64(group, ref),
+          { atol: 0, rtol: 0, exact: true },
+        ),
+      );
     } else if (name === 'pixel_values') {
       rows.push(compare(group, `inputs pixel_values = preprocess(${png})`, pixels.data, ctx.f32(group, ref), SET_A_TOL.clipPreprocess));
     } else if (!['prompt', 'negative_prompt', 'ip_adapter_image'].includes(name)) {
@@ -103,7 +118,9 @@ async function sharedInputs(ctx: Ctx, group: string, c: CaseSpec, m: FullFaceMod
       const [B, T] = ctx.shape(group, inputs.input_ids);
       const te = (await checkpoint(m.pipeline)).textEncoder;
       if (!te?.configPath) throw new Error(`${m.pipeline}: the checkpoint loader found no text encoder (or its config)`);
-      const enc = await ClipTextEncoder.load(prefixedWeights(SafetensorsFile.open(te.weightsFile), te.prefix), loadClipTextConfig(te.configPath), { cacheDir: ctx.cacheDir });
+      const enc = await ClipTextEncoder.load(prefixedWeights(SafetensorsFile.open(te.weightsFile), te.prefix), loadClipTextConfig(te.configPath), {
+        cacheDir: ctx.cacheDir,
+      });
       const got = await enc.encode(Array.from({ length: B }, (_, b) => Array.from(ids.subarray(b * T, (b + 1) * T), Number)));
       rows.push(compare(group, 'inputs encoder_hidden_states = text_encoder(input_ids)', got.data, ctx.f32(group, ref), SET_A_TOL.textEncoder));
       await enc.release();
@@ -113,9 +130,19 @@ async function sharedInputs(ctx: Ctx, group: string, c: CaseSpec, m: FullFaceMod
       const got = new Float32Array(zero.penultimate.data.length * 2);
       got.set(zero.penultimate.data);
       got.set(img.penultimate.data, zero.penultimate.data.length);
-      rows.push(compare(group, `inputs penultimate_hidden_states = [vision(zeros), vision(${png})].hidden_states[-2]`, got, ctx.f32(group, ref), SET_A_TOL.vision));
+      rows.push(
+        compare(group, `inputs penultimate_hidden_states = [vision(zeros), vision(${png})].hidden_states[-2]`, got, ctx.f32(group, ref), SET_A_TOL.vision),
+      );
     } else if (name === 'ip_tokens') {
-      rows.push(compare(group, 'inputs ip_tokens = full-face projection(penultimate_hidden_states)', await project(ctx, group, m, inputs.penultimate_hidden_states ?? 'penultimate_hidden_states'), ctx.f32(group, ref), projTol));
+      rows.push(
+        compare(
+          group,
+          'inputs ip_tokens = full-face projection(penultimate_hidden_states)',
+          await project(ctx, group, m, inputs.penultimate_hidden_states ?? 'penultimate_hidden_states'),
+          ctx.f32(group, ref),
+          projTol,
+        ),
+      );
     } else if (name === 'latents') {
       const want = ctx.tensorName(group, ref);
       const users = ctx.cases.groups[group].cases.filter((x) => {
@@ -134,10 +161,14 @@ async function imageProjCase(ctx: Ctx, group: string, c: CaseSpec, m: FullFaceMo
   const inputs = (c.inputs ?? {}) as Record<string, unknown>;
   const rows: Row[] = [];
   const proj = await projector(ctx, m);
-  for (const k of Object.keys(inputs)) if (k !== proj.inputName) rows.push({ group, case: `${c.name} ${k}`, status: 'fail', detail: `a full-face adapter takes ${proj.inputName}, not ${k}` });
+  for (const k of Object.keys(inputs))
+    if (k !== proj.inputName) rows.push({ group, case: `${c.name} ${k}`, status: 'fail', detail: `a full-face adapter takes ${proj.inputName}, not ${k}` });
   const ref = inputs[proj.inputName];
   for (const [output, r] of Object.entries(c.outputs ?? {})) {
-    if (output !== 'ip_tokens') { rows.push({ group, case: `${c.name} ${output}`, status: 'fail', detail: `unknown output ${output}` }); continue; }
+    if (output !== 'ip_tokens') {
+      rows.push({ group, case: `${c.name} ${output}`, status: 'fail', detail: `unknown output ${output}` });
+      continue;
+    }
     const expected = ctx.f32(group, r);
     const tol = toleranceFor(c, output);
     rows.push(compare(group, `${c.name} [${proj.adapter.kind}]`, await project(ctx, group, m, ref), expected, tol));
@@ -159,11 +190,21 @@ async function unetCase(ctx: Ctx, group: string, c: CaseSpec, m: FullFaceModels)
   if (typeof inputs.timestep !== 'number') throw new Error(`case ${c.name}: timestep must be a number`);
   if (typeof params.ip_adapter_scale !== 'number') throw new Error(`case ${c.name}: params.ip_adapter_scale must be a number`);
   if (inputs.penultimate_hidden_states !== undefined) {
-    rows.push(compare(group, `${c.name} ip_tokens = projection(penultimate_hidden_states)`, await project(ctx, group, m, inputs.penultimate_hidden_states), ctx.f32(group, inputs.ip_tokens), stageTolerance(ctx, group, 'ip_tokens')));
+    rows.push(
+      compare(
+        group,
+        `${c.name} ip_tokens = projection(penultimate_hidden_states)`,
+        await project(ctx, group, m, inputs.penultimate_hidden_states),
+        ctx.f32(group, inputs.ip_tokens),
+        stageTolerance(ctx, group, 'ip_tokens'),
+      ),
+    );
   }
   const tensor = (ref: unknown) => ({ data: ctx.f32(group, ref), dims: ctx.shape(group, ref) });
   const out = await callUNet(await unet(ctx, m), {
-    sample: tensor(inputs.latents), timestep: inputs.timestep, encoderHiddenStates: tensor(inputs.encoder_hidden_states),
+    sample: tensor(inputs.latents),
+    timestep: inputs.timestep,
+    encoderHiddenStates: tensor(inputs.encoder_hidden_states),
     ipAdapter: { tokens: tensor(inputs.ip_tokens), scale: params.ip_adapter_scale },
   });
   for (const [name, ref] of Object.entries(c.outputs ?? {})) {
@@ -176,8 +217,11 @@ async function unetCase(ctx: Ctx, group: string, c: CaseSpec, m: FullFaceModels)
 export const ipFullFaceUnetStep: CaseHandler = async (ctx, group, c) => {
   const listed = caseModels(ctx, group, c);
   const m = need(listed.models, c);
-  const rows = c.name === 'inputs' ? await sharedInputs(ctx, group, c, m)
-    : c.name === 'image_proj' ? await imageProjCase(ctx, group, c, m)
-      : await unetCase(ctx, group, c, m);
+  const rows =
+    c.name === 'inputs'
+      ? await sharedInputs(ctx, group, c, m)
+      : c.name === 'image_proj'
+        ? await imageProjCase(ctx, group, c, m)
+        : await unetCase(ctx, group, c, m);
   return [...listed.rows, ...rows];
 };

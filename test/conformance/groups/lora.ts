@@ -19,7 +19,11 @@ import { pipelineRows, specOf } from '../pipeline-runner.js';
 /** The params this group reads itself; the others go to the pipeline runner. */
 const LORA_PARAMS = ['lora_scale', 'lora_unet_multiplier', 'lora_te_multiplier', 'adapters', 'comfyui'];
 
-interface Strengths { file: string; strengthModel: number; strengthClip: number }
+interface Strengths {
+  file: string;
+  strengthModel: number;
+  strengthClip: number;
+}
 
 /** The case's LoRA models (role 'lora', in order) with their strengths, and rows for any disagreement. */
 function caseLoras(ctx: Ctx, group: string, c: CaseSpec): { loras: Strengths[]; rows: Row[] } {
@@ -33,10 +37,18 @@ function caseLoras(ctx: Ctx, group: string, c: CaseSpec): { loras: Strengths[]; 
   const loras = entries.map((e) => {
     const a = adapters?.find((x) => x.file === e.path);
     if (adapters && !a) fail('params.adapters', `no adapter weights for ${e.path}`);
-    return { file: ctx.resolve(e, `case ${c.name} lora ${e.path}`), entry: e.path!, strengthModel: m * (a?.unet ?? 1), strengthClip: m * (a?.text_encoder ?? 1) };
+    return {
+      file: ctx.resolve(e, `case ${c.name} lora ${e.path}`),
+      entry: e.path!,
+      strengthModel: m * (a?.unet ?? 1),
+      strengthClip: m * (a?.text_encoder ?? 1),
+    };
   });
   if (entries.length && p.lora_scale === undefined && !adapters) fail('params', 'a LoRA case without lora_scale or adapters');
-  for (const [k, part] of [['lora_unet_multiplier', 'strengthModel'], ['lora_te_multiplier', 'strengthClip']] as const) {
+  for (const [k, part] of [
+    ['lora_unet_multiplier', 'strengthModel'],
+    ['lora_te_multiplier', 'strengthClip'],
+  ] as const) {
     if (p[k] === undefined) continue;
     for (const l of loras) if (l[part] !== p[k]) fail(`params.${k}`, `${p[k]} but lora_scale x adapter weight gives ${l[part]} for ${l.entry}`);
   }
@@ -45,9 +57,15 @@ function caseLoras(ctx: Ctx, group: string, c: CaseSpec): { loras: Strengths[]; 
     if (list.length !== loras.length) fail('params.comfyui', `${list.length} LoraLoader entries for ${loras.length} LoRA models`);
     list.forEach((x, i) => {
       const l = x.lora ? loras.find((y) => y.entry === x.lora) : loras[i];
-      if (!l) { fail('params.comfyui', `${x.lora} is not among the case's LoRA models`); return; }
+      if (!l) {
+        fail('params.comfyui', `${x.lora} is not among the case's LoRA models`);
+        return;
+      }
       if (x.strength_model !== l.strengthModel || x.strength_clip !== l.strengthClip) {
-        fail('params.comfyui', `LoraLoader(${x.strength_model}, ${x.strength_clip}) for ${path.basename(l.file)}, but the diffusers scales give (${l.strengthModel}, ${l.strengthClip})`);
+        fail(
+          'params.comfyui',
+          `LoraLoader(${x.strength_model}, ${x.strength_clip}) for ${path.basename(l.file)}, but the diffusers scales give (${l.strengthModel}, ${l.strengthClip})`,
+        );
       }
     });
   }

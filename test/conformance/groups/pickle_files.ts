@@ -25,9 +25,20 @@ export function twinRow(group: string, name: string, pickle: string, twin: strin
   const b = openTensorFile(twin);
   const ka = a.keys().sort();
   const kb = b.keys().sort();
-  const row = (status: Row['status'], detail: string, maxAbsErr?: number): Row => ({ group, case: `${name} tensors == twin`, status, tolerance: 'exact', detail, maxAbsErr });
+  const row = (status: Row['status'], detail: string, maxAbsErr?: number): Row => ({
+    group,
+    case: `${name} tensors == twin`,
+    status,
+    tolerance: 'exact',
+    detail,
+    maxAbsErr,
+  });
   if (JSON.stringify(ka) !== JSON.stringify(kb)) {
-    const only = (x: string[], y: string[]) => x.filter((k) => !y.includes(k)).slice(0, 3).join(', ');
+    const only = (x: string[], y: string[]) =>
+      x
+        .filter((k) => !y.includes(k))
+        .slice(0, 3)
+        .join(', ');
     return row('fail', `keys differ: only in the pickle: ${only(ka, kb) || '-'}; only in the twin: ${only(kb, ka) || '-'}`);
   }
   let bytes = 0;
@@ -36,7 +47,10 @@ export function twinRow(group: string, name: string, pickle: string, twin: strin
   for (const k of kb) {
     const x = a.get(k);
     const y = b.get(k);
-    if (x.dtype !== y.dtype || JSON.stringify(x.shape) !== JSON.stringify(y.shape)) { bad.push(`${k} (${x.dtype}${JSON.stringify(x.shape)} vs ${y.dtype}${JSON.stringify(y.shape)})`); continue; }
+    if (x.dtype !== y.dtype || JSON.stringify(x.shape) !== JSON.stringify(y.shape)) {
+      bad.push(`${k} (${x.dtype}${JSON.stringify(x.shape)} vs ${y.dtype}${JSON.stringify(y.shape)})`);
+      continue;
+    }
     bytes += x.length;
     if (readTensorBytes(x).equals(readTensorBytes(y))) continue;
     bad.push(k);
@@ -60,7 +74,7 @@ export const pickleFiles: CaseHandler = async (ctx, group, c) => {
     const [pickle, twin] = c.name === 'ip_adapter_bin' ? [models.ipAdapter, models.ipAdapterTwin] : [models.controlnet, models.controlnetTwin];
     if (!pickle || !twin) return [...rows, { group, case: c.name, status: 'fail', detail: 'the case lists no pickle and twin for its kind' }];
     // The pipeline runner reads the case's models itself (and reports roles it does not know).
-    return [twinRow(group, c.name, pickle, twin), ...await pipelineIpAdapterCase(ctx, group, c)];
+    return [twinRow(group, c.name, pickle, twin), ...(await pipelineIpAdapterCase(ctx, group, c))];
   }
   // A VAE pickle: `twin` names the safetensors file; the standalone_vae cases apply unchanged.
   if (models.vaes.length !== 1 || typeof c.twin !== 'object' || c.expected === undefined) {
@@ -69,7 +83,7 @@ export const pickleFiles: CaseHandler = async (ctx, group, c) => {
   const [pickle] = models.vaes;
   const out: Row[] = [...rows, twinRow(group, c.name, pickle, ctx.resolve(c.twin, `case ${c.name} twin`))];
   for (const ref of vaeReferenceCases(ctx)) {
-    out.push(...await vaeCaseRows(ctx, group, ref, [productVae(ctx, pickle)], { refGroup: 'standalone_vae', prefix: `${c.name} ` }));
+    out.push(...(await vaeCaseRows(ctx, group, ref, [productVae(ctx, pickle)], { refGroup: 'standalone_vae', prefix: `${c.name} ` })));
   }
   return out;
 };

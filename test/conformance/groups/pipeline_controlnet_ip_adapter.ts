@@ -43,9 +43,10 @@ function controlNetFor(ctx: Ctx, variant: 'diffusers' | 'ldm'): Promise<ControlN
   let n = nets.get(variant);
   if (!n) {
     const dir = ctx.modelPath(modelRel(ctx, 'controlnet'));
-    const loaded = variant === 'diffusers'
-      ? loadControlNet(dir)
-      : loadControlNet(ctx.modelPath(modelRel(ctx, 'controlnet_ldm')), { configPath: path.join(dir, 'config.json') });
+    const loaded =
+      variant === 'diffusers'
+        ? loadControlNet(dir)
+        : loadControlNet(ctx.modelPath(modelRel(ctx, 'controlnet_ldm')), { configPath: path.join(dir, 'config.json') });
     n = ControlNet.load(loaded, { cacheDir: ctx.cacheDir });
     nets.set(variant, n);
   }
@@ -77,7 +78,10 @@ async function step0(ctx: Ctx, group: string, c: Parameters<CaseHandler>[2]): Pr
     const per: Row[] = [];
     for (const name of Object.keys(outputs)) {
       const g = got.get(name);
-      if (!g) { per.push({ group, case: `${c.name} [${variant}] ${name}`, status: 'fail', detail: 'output not produced' }); continue; }
+      if (!g) {
+        per.push({ group, case: `${c.name} [${variant}] ${name}`, status: 'fail', detail: 'output not produced' });
+        continue;
+      }
       per.push(compare(group, `${c.name} [${variant}] ${name}`, g, ctx.f32(group, outputs[name]), toleranceFor(c, name)));
     }
     if (got.size !== Object.keys(outputs).length) {
@@ -85,13 +89,17 @@ async function step0(ctx: Ctx, group: string, c: Parameters<CaseHandler>[2]): Pr
     }
     const failed = per.filter((x) => x.status !== 'pass');
     const worst = [...per].sort((a, b) => (b.maxAbsErr ?? 0) - (a.maxAbsErr ?? 0)).slice(0, 2);
-    rows.push({
-      group, case: `${c.name} [${variant}] ${per.length} residuals`,
-      status: failed.length ? 'fail' : 'pass',
-      maxAbsErr: Math.max(...per.map((x) => x.maxAbsErr ?? Infinity)),
-      tolerance: per[0]?.tolerance,
-      detail: `worst: ${worst.map((x) => `${x.case.split(' ').pop()} ${x.maxAbsErr?.toExponential(2)}`).join(', ')}`,
-    }, ...failed);
+    rows.push(
+      {
+        group,
+        case: `${c.name} [${variant}] ${per.length} residuals`,
+        status: failed.length ? 'fail' : 'pass',
+        maxAbsErr: Math.max(...per.map((x) => x.maxAbsErr ?? Infinity)),
+        tolerance: per[0]?.tolerance,
+        detail: `worst: ${worst.map((x) => `${x.case.split(' ').pop()} ${x.maxAbsErr?.toExponential(2)}`).join(', ')}`,
+      },
+      ...failed,
+    );
   }
   return rows;
 }
@@ -103,16 +111,19 @@ export function controlNetWorkflow(ctx: Ctx, c: Parameters<CaseHandler>[2], vari
   const png = (v: unknown) => ctx.casePath((v as { png: string }).png);
   const diffusersDir = ctx.modelPath(modelRel(ctx, 'unet')).replace(/[\\/]unet$/, '');
   const cnDir = ctx.modelPath(modelRel(ctx, 'controlnet'));
-  const ckpt = variant === 'diffusers'
-    ? { ckpt_name: diffusersDir, config: '', tokenizer: '' }
-    : { ckpt_name: ctx.modelPath(modelRel(ctx, 'checkpoint_ldm')), config: diffusersDir, tokenizer: path.join(diffusersDir, 'tokenizer') };
-  const cn = variant === 'diffusers'
-    ? { control_net_name: cnDir, config: '' }
-    : { control_net_name: ctx.modelPath(modelRel(ctx, 'controlnet_ldm')), config: path.join(cnDir, 'config.json') };
+  const ckpt =
+    variant === 'diffusers'
+      ? { ckpt_name: diffusersDir, config: '', tokenizer: '' }
+      : { ckpt_name: ctx.modelPath(modelRel(ctx, 'checkpoint_ldm')), config: diffusersDir, tokenizer: path.join(diffusersDir, 'tokenizer') };
+  const cn =
+    variant === 'diffusers'
+      ? { control_net_name: cnDir, config: '' }
+      : { control_net_name: ctx.modelPath(modelRel(ctx, 'controlnet_ldm')), config: path.join(cnDir, 'config.json') };
   const n = (id: string, type: string, p: Record<string, number | string | boolean> = {}) => ({ id, type, params: p });
   const e = (from: string, fp: string, to: string, tp: string) => ({ from: { node: from, port: fp }, to: { node: to, port: tp } });
   return {
-    format: 'ipadapter-studio/workflow', version: 1,
+    format: 'ipadapter-studio/workflow',
+    version: 1,
     nodes: [
       n('ckpt', 'load-checkpoint', ckpt),
       n('ip_image', 'load-image', { image: png(inputs.ip_adapter_image) }),
@@ -125,23 +136,43 @@ export function controlNetWorkflow(ctx: Ctx, c: Parameters<CaseHandler>[2], vari
       n('neg', 'text-encode', { text: String(inputs.negative_prompt ?? '') }),
       n('cn', 'load-controlnet', cn),
       n('control_image', 'load-image', { image: png(inputs.control_image) }),
-      n('apply_cn_pos', 'apply-controlnet', { strength: params.controlnet_conditioning_scale, start: params.control_guidance_start, end: params.control_guidance_end }),
-      n('apply_cn_neg', 'apply-controlnet', { strength: params.controlnet_conditioning_scale, start: params.control_guidance_start, end: params.control_guidance_end }),
+      n('apply_cn_pos', 'apply-controlnet', {
+        strength: params.controlnet_conditioning_scale,
+        start: params.control_guidance_start,
+        end: params.control_guidance_end,
+      }),
+      n('apply_cn_neg', 'apply-controlnet', {
+        strength: params.controlnet_conditioning_scale,
+        start: params.control_guidance_start,
+        end: params.control_guidance_end,
+      }),
       n('latent', 'empty-latent-image', { width: params.width, height: params.height, batch_size: 1 }),
       n('sampler', 'ddim-sampler', { seed: 0, steps: params.num_inference_steps, cfg: params.guidance_scale, eta: params.eta ?? 0, denoise: 1 }),
       n('decode', 'vae-decode', {}),
       n('preview', 'preview-image', {}),
     ],
     edges: [
-      e('vision', 'clip_vision', 'encode', 'clip_vision'), e('ip_image', 'image', 'encode', 'image'),
-      e('adapter', 'ip_adapter', 'proj', 'ip_adapter'), e('encode', 'embeds', 'proj', 'embeds'),
-      e('ckpt', 'model', 'apply_ip', 'model'), e('adapter', 'ip_adapter', 'apply_ip', 'ip_adapter'), e('proj', 'tokens', 'apply_ip', 'tokens'),
-      e('ckpt', 'clip', 'pos', 'clip'), e('ckpt', 'clip', 'neg', 'clip'),
-      e('pos', 'conditioning', 'apply_cn_pos', 'conditioning'), e('cn', 'control_net', 'apply_cn_pos', 'control_net'), e('control_image', 'image', 'apply_cn_pos', 'image'),
-      e('neg', 'conditioning', 'apply_cn_neg', 'conditioning'), e('cn', 'control_net', 'apply_cn_neg', 'control_net'), e('control_image', 'image', 'apply_cn_neg', 'image'),
-      e('apply_ip', 'model', 'sampler', 'model'), e('apply_cn_pos', 'conditioning', 'sampler', 'positive'), e('apply_cn_neg', 'conditioning', 'sampler', 'negative'),
+      e('vision', 'clip_vision', 'encode', 'clip_vision'),
+      e('ip_image', 'image', 'encode', 'image'),
+      e('adapter', 'ip_adapter', 'proj', 'ip_adapter'),
+      e('encode', 'embeds', 'proj', 'embeds'),
+      e('ckpt', 'model', 'apply_ip', 'model'),
+      e('adapter', 'ip_adapter', 'apply_ip', 'ip_adapter'),
+      e('proj', 'tokens', 'apply_ip', 'tokens'),
+      e('ckpt', 'clip', 'pos', 'clip'),
+      e('ckpt', 'clip', 'neg', 'clip'),
+      e('pos', 'conditioning', 'apply_cn_pos', 'conditioning'),
+      e('cn', 'control_net', 'apply_cn_pos', 'control_net'),
+      e('control_image', 'image', 'apply_cn_pos', 'image'),
+      e('neg', 'conditioning', 'apply_cn_neg', 'conditioning'),
+      e('cn', 'control_net', 'apply_cn_neg', 'control_net'),
+      e('control_image', 'image', 'apply_cn_neg', 'image'),
+      e('apply_ip', 'model', 'sampler', 'model'),
+      e('apply_cn_pos', 'conditioning', 'sampler', 'positive'),
+      e('apply_cn_neg', 'conditioning', 'sampler', 'negative'),
       e('latent', 'latent', 'sampler', 'latent'),
-      e('sampler', 'latent', 'decode', 'samples'), e('ckpt', 'vae', 'decode', 'vae'),
+      e('sampler', 'latent', 'decode', 'samples'),
+      e('ckpt', 'vae', 'decode', 'vae'),
       e('decode', 'image', 'preview', 'images'),
     ],
   };
@@ -150,8 +181,19 @@ export function controlNetWorkflow(ctx: Ctx, c: Parameters<CaseHandler>[2], vari
 /** Fields of txt2img_controlnet this handler understands; any other key is a failing row. */
 const TXT2IMG_KNOWN = {
   inputs: new Set(['prompt', 'negative_prompt', 'ip_adapter_image', 'control_image', 'latents']),
-  params: new Set(['ip_adapter_scale', 'num_inference_steps', 'guidance_scale', 'controlnet_conditioning_scale', 'height', 'width',
-    'guess_mode', 'control_guidance_start', 'control_guidance_end', 'timesteps', 'eta']),
+  params: new Set([
+    'ip_adapter_scale',
+    'num_inference_steps',
+    'guidance_scale',
+    'controlnet_conditioning_scale',
+    'height',
+    'width',
+    'guess_mode',
+    'control_guidance_start',
+    'control_guidance_end',
+    'timesteps',
+    'eta',
+  ]),
   outputs: new Set(['latents', 'image']),
   intermediates: new Set(['latents_after_step']),
 };
@@ -164,7 +206,13 @@ export async function txt2imgControlnet(ctx: Ctx, group: string, c: Parameters<C
   const params = (c.params ?? {}) as Record<string, unknown>;
   const rows: Row[] = unknownFieldRows(group, c, TXT2IMG_KNOWN);
   // Guess mode (the ControlNet sees only the conditional half, residuals scaled per block) is not built.
-  if (params.guess_mode !== undefined && params.guess_mode !== false) rows.push({ group, case: `${c.name} params.guess_mode`, status: 'fail', detail: `guess_mode ${JSON.stringify(params.guess_mode)} is not supported by Apply ControlNet` });
+  if (params.guess_mode !== undefined && params.guess_mode !== false)
+    rows.push({
+      group,
+      case: `${c.name} params.guess_mode`,
+      status: 'fail',
+      detail: `guess_mode ${JSON.stringify(params.guess_mode)} is not supported by Apply ControlNet`,
+    });
   const latents = ctx.f32(group, inputs.latents);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-cn-run-'));
   const store = new ModelStore({ cacheDir: ctx.cacheDir, provider: 'cpu' });
@@ -177,8 +225,13 @@ export async function txt2imgControlnet(ctx: Ctx, group: string, c: Parameters<C
       let checkpoint: CheckpointRef | null = null;
       let traced: Float32Array | undefined;
       const res = await executor.run({
-        runId: `cn-${variant}`, workflow: controlNetWorkflow(ctx, c, variant), modelsDir: tmp, outputDir: tmp, tempDir: tmp,
-        signal: new AbortController().signal, emit: () => {},
+        runId: `cn-${variant}`,
+        workflow: controlNetWorkflow(ctx, c, variant),
+        modelsDir: tmp,
+        outputDir: tmp,
+        tempDir: tmp,
+        signal: new AbortController().signal,
+        emit: () => {},
         noise: (req) => {
           if (req.purpose !== 'latents') throw new Error(`the case has no ${req.purpose} noise`);
           return Float32Array.from(latents);
@@ -194,21 +247,34 @@ export async function txt2imgControlnet(ctx: Ctx, group: string, c: Parameters<C
         },
       });
       if (!res.ok) {
-        rows.push({ group, case: `${c.name} [${variant}]`, status: 'fail', detail: res.error + (res.errors ? `: ${res.errors.map((x) => `${x.node}: ${x.message}`).join('; ')}` : '') });
+        rows.push({
+          group,
+          case: `${c.name} [${variant}]`,
+          status: 'fail',
+          detail: res.error + (res.errors ? `: ${res.errors.map((x) => `${x.node}: ${x.message}`).join('; ')}` : ''),
+        });
         continue;
       }
       if (inter.latents_after_step) {
         const want = ctx.f32(group, inter.latents_after_step);
         const per = want.length / Math.max(1, steps.length);
-        const stepRows = steps.map((s, i) => compare(group, `${c.name} [${variant}] latents step ${i}`, s, want.subarray(i * per, (i + 1) * per), toleranceFor(c, 'latents')));
+        const stepRows = steps.map((s, i) =>
+          compare(group, `${c.name} [${variant}] latents step ${i}`, s, want.subarray(i * per, (i + 1) * per), toleranceFor(c, 'latents')),
+        );
         const bad = stepRows.find((r) => r.status !== 'pass');
         rows.push(bad ?? { ...stepRows[stepRows.length - 1], case: `${c.name} [${variant}] latents after each of ${steps.length} steps` });
       }
       rows.push(compare(group, `${c.name} [${variant}] latents`, final ?? new Float32Array(), ctx.f32(group, outputs.latents), toleranceFor(c, 'latents')));
       rows.push(compare(group, `${c.name} [${variant}] image`, image ?? new Float32Array(), ctx.f32(group, outputs.image), toleranceFor(c, 'image')));
-      rows.push(...await scheduleRows(group, c, (what) => `${c.name} [${variant}] ${what}`, store, {
-        checkpoint, steps: params.num_inference_steps as number, denoise: 1, stepsRan: steps.length, traced,
-      }));
+      rows.push(
+        ...(await scheduleRows(group, c, (what) => `${c.name} [${variant}] ${what}`, store, {
+          checkpoint,
+          steps: params.num_inference_steps as number,
+          denoise: 1,
+          stepsRan: steps.length,
+          traced,
+        })),
+      );
     }
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -41,39 +41,153 @@ interface SamplerCase {
 }
 
 const NO_EXTRAS = { thresholding: false, rescale_betas_zero_snr: false, trained_betas: null, prediction_type: 'epsilon' };
-const DPM = { ...NO_EXTRAS, algorithm_type: 'dpmsolver++', solver_order: 2, solver_type: 'midpoint', lower_order_final: true, euler_at_final: false, use_lu_lambdas: false, final_sigmas_type: 'zero', variance_type: null };
-const EULER = { ...NO_EXTRAS, timestep_spacing: 'leading', use_karras_sigmas: false, interpolation_type: 'linear', final_sigmas_type: 'zero', timestep_type: 'discrete', sigma_min: null, sigma_max: null };
+const DPM = {
+  ...NO_EXTRAS,
+  algorithm_type: 'dpmsolver++',
+  solver_order: 2,
+  solver_type: 'midpoint',
+  lower_order_final: true,
+  euler_at_final: false,
+  use_lu_lambdas: false,
+  final_sigmas_type: 'zero',
+  variance_type: null,
+};
+const EULER = {
+  ...NO_EXTRAS,
+  timestep_spacing: 'leading',
+  use_karras_sigmas: false,
+  interpolation_type: 'linear',
+  final_sigmas_type: 'zero',
+  timestep_type: 'discrete',
+  sigma_min: null,
+  sigma_max: null,
+};
 
 /** Group -> the KSampler settings equal to its diffusers scheduler (README: Samplers and schedulers). */
 export const SAMPLER_CASES: Record<string, SamplerCase> = {
   sampler_euler: { sampler: 'euler', scheduler: 'diffusers_leading', cls: 'EulerDiscreteScheduler', config: EULER },
-  sampler_euler_ancestral: { sampler: 'euler_ancestral', scheduler: 'diffusers_leading', cls: 'EulerAncestralDiscreteScheduler', config: { ...NO_EXTRAS, timestep_spacing: 'leading' } },
-  sampler_dpmpp_2m: { sampler: 'dpmpp_2m', scheduler: 'diffusers_leading', cls: 'DPMSolverMultistepScheduler', config: { ...DPM, use_karras_sigmas: false, timestep_spacing: 'leading' } },
+  sampler_euler_ancestral: {
+    sampler: 'euler_ancestral',
+    scheduler: 'diffusers_leading',
+    cls: 'EulerAncestralDiscreteScheduler',
+    config: { ...NO_EXTRAS, timestep_spacing: 'leading' },
+  },
+  sampler_dpmpp_2m: {
+    sampler: 'dpmpp_2m',
+    scheduler: 'diffusers_leading',
+    cls: 'DPMSolverMultistepScheduler',
+    config: { ...DPM, use_karras_sigmas: false, timestep_spacing: 'leading' },
+  },
   // ComfyUI's karras (its own table, k-diffusion's ramp): the spacing is ignored with Karras sigmas.
   sampler_dpmpp_2m_karras: { sampler: 'dpmpp_2m', scheduler: 'karras', cls: 'DPMSolverMultistepScheduler', config: { ...DPM, use_karras_sigmas: true } },
-  sampler_ddim_trailing: { sampler: 'ddim', scheduler: 'diffusers_trailing', cls: 'DDIMScheduler', config: { ...NO_EXTRAS, timestep_spacing: 'trailing', clip_sample: false } },
-  sampler_ddim_linspace: { sampler: 'ddim', scheduler: 'diffusers_linspace', cls: 'DDIMScheduler', config: { ...NO_EXTRAS, timestep_spacing: 'linspace', clip_sample: false } },
-  sampler_heun: { sampler: 'heun', scheduler: 'diffusers_leading', cls: 'HeunDiscreteScheduler', config: { ...NO_EXTRAS, timestep_spacing: 'leading', use_karras_sigmas: false } },
+  sampler_ddim_trailing: {
+    sampler: 'ddim',
+    scheduler: 'diffusers_trailing',
+    cls: 'DDIMScheduler',
+    config: { ...NO_EXTRAS, timestep_spacing: 'trailing', clip_sample: false },
+  },
+  sampler_ddim_linspace: {
+    sampler: 'ddim',
+    scheduler: 'diffusers_linspace',
+    cls: 'DDIMScheduler',
+    config: { ...NO_EXTRAS, timestep_spacing: 'linspace', clip_sample: false },
+  },
+  sampler_heun: {
+    sampler: 'heun',
+    scheduler: 'diffusers_leading',
+    cls: 'HeunDiscreteScheduler',
+    config: { ...NO_EXTRAS, timestep_spacing: 'leading', use_karras_sigmas: false },
+  },
   // LCM's timesteps ignore the spacing: any diffusers_* scheduler gives them.
-  sampler_lcm: { sampler: 'lcm', scheduler: 'diffusers_leading', cls: 'LCMScheduler', config: { ...NO_EXTRAS, original_inference_steps: 50, timestep_scaling: 10, clip_sample: false } },
-  sampler_unipc: { sampler: 'uni_pc', scheduler: 'diffusers_leading', cls: 'UniPCMultistepScheduler', config: { ...NO_EXTRAS, solver_order: 2, predict_x0: true, solver_type: 'bh2', lower_order_final: true, disable_corrector: [], solver_p: null, use_karras_sigmas: false, final_sigmas_type: 'zero', timestep_spacing: 'leading' } },
-  sampler_lms: { sampler: 'lms', scheduler: 'diffusers_leading', cls: 'LMSDiscreteScheduler', config: { ...NO_EXTRAS, timestep_spacing: 'leading', use_karras_sigmas: false } },
-  sampler_ddpm: { sampler: 'ddpm', scheduler: 'diffusers_leading', cls: 'DDPMScheduler', config: { ...NO_EXTRAS, timestep_spacing: 'leading', variance_type: 'fixed_small', clip_sample: false } },
+  sampler_lcm: {
+    sampler: 'lcm',
+    scheduler: 'diffusers_leading',
+    cls: 'LCMScheduler',
+    config: { ...NO_EXTRAS, original_inference_steps: 50, timestep_scaling: 10, clip_sample: false },
+  },
+  sampler_unipc: {
+    sampler: 'uni_pc',
+    scheduler: 'diffusers_leading',
+    cls: 'UniPCMultistepScheduler',
+    config: {
+      ...NO_EXTRAS,
+      solver_order: 2,
+      predict_x0: true,
+      solver_type: 'bh2',
+      lower_order_final: true,
+      disable_corrector: [],
+      solver_p: null,
+      use_karras_sigmas: false,
+      final_sigmas_type: 'zero',
+      timestep_spacing: 'leading',
+    },
+  },
+  sampler_lms: {
+    sampler: 'lms',
+    scheduler: 'diffusers_leading',
+    cls: 'LMSDiscreteScheduler',
+    config: { ...NO_EXTRAS, timestep_spacing: 'leading', use_karras_sigmas: false },
+  },
+  sampler_ddpm: {
+    sampler: 'ddpm',
+    scheduler: 'diffusers_leading',
+    cls: 'DDPMScheduler',
+    config: { ...NO_EXTRAS, timestep_spacing: 'leading', variance_type: 'fixed_small', clip_sample: false },
+  },
   // ComfyUI's ddim_uniform at denoise 0.6: the leading schedule's sigmas; img2img starts at sigma_0 either way.
   sampler_img2img_euler: { sampler: 'euler', scheduler: 'ddim_uniform', cls: 'EulerDiscreteScheduler', config: EULER },
-  sampler_img2img_dpmpp_2m_karras: { sampler: 'dpmpp_2m', scheduler: 'karras', cls: 'DPMSolverMultistepScheduler', config: { ...DPM, use_karras_sigmas: true } },
+  sampler_img2img_dpmpp_2m_karras: {
+    sampler: 'dpmpp_2m',
+    scheduler: 'karras',
+    cls: 'DPMSolverMultistepScheduler',
+    config: { ...DPM, use_karras_sigmas: true },
+  },
 };
 
 const VP_CLASSES = new Set(['DPMSolverMultistepScheduler', 'UniPCMultistepScheduler', 'DDPMScheduler', 'LCMScheduler', 'DDIMScheduler']);
 
 const KNOWN = {
   inputs: new Set(['prompt', 'negative_prompt', 'ip_adapter_image', 'latents', 'noise', 'image']),
-  params: new Set(['scheduler_class', 'from_config_overrides', 'scheduler_config', 'num_inference_steps', 'guidance_scale', 'do_classifier_free_guidance',
-    'ip_adapter_scale', 'eta', 'scheduler_order', 'timesteps', 'timesteps_dtype', 'unet_timesteps_per_eval', 'num_unet_evaluations', 'init_noise_sigma',
-    'sigmas', 'height', 'width', 'strength', 'init_timestep', 't_start', 'begin_index', 'latent_timestep', 'note_timesteps', 'note_noisy_latents']),
+  params: new Set([
+    'scheduler_class',
+    'from_config_overrides',
+    'scheduler_config',
+    'num_inference_steps',
+    'guidance_scale',
+    'do_classifier_free_guidance',
+    'ip_adapter_scale',
+    'eta',
+    'scheduler_order',
+    'timesteps',
+    'timesteps_dtype',
+    'unet_timesteps_per_eval',
+    'num_unet_evaluations',
+    'init_noise_sigma',
+    'sigmas',
+    'height',
+    'width',
+    'strength',
+    'init_timestep',
+    't_start',
+    'begin_index',
+    'latent_timestep',
+    'note_timesteps',
+    'note_noisy_latents',
+  ]),
   outputs: new Set(['latents', 'image']),
-  intermediates: new Set(['prompt_embeds', 'image_embeds', 'ip_tokens', 'unet_model_input_per_eval', 'unet_noise_pred_per_eval', 'latents_after_step',
-    'sigmas', 'timesteps', 'image_tensor', 'init_latents', 'noisy_latents']),
+  intermediates: new Set([
+    'prompt_embeds',
+    'image_embeds',
+    'ip_tokens',
+    'unet_model_input_per_eval',
+    'unet_noise_pred_per_eval',
+    'latents_after_step',
+    'sigmas',
+    'timesteps',
+    'image_tensor',
+    'init_latents',
+    'noisy_latents',
+  ]),
 };
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
@@ -85,15 +199,18 @@ async function configRow(ctx: Ctx, group: string, c: CaseSpec, m: SamplerCase, c
   const bad: string[] = [];
   if (p.scheduler_class !== m.cls || cfg._class_name !== m.cls) bad.push(`class ${String(p.scheduler_class)} (the mapping equals ${m.cls})`);
   for (const [k, v] of Object.entries(m.config)) if (!same(cfg[k], v)) bad.push(`${k} ${JSON.stringify(cfg[k])} (needs ${JSON.stringify(v)})`);
-  for (const [k, v] of Object.entries((p.from_config_overrides ?? {}) as Record<string, unknown>)) if (!same(cfg[k], v)) bad.push(`override ${k} not in the config`);
+  for (const [k, v] of Object.entries((p.from_config_overrides ?? {}) as Record<string, unknown>))
+    if (!same(cfg[k], v)) bad.push(`override ${k} not in the config`);
   if (cap.checkpoint) {
     const own = (await schedulerFor(getEngine(ctx).store, cap.checkpoint)).config as unknown as Record<string, unknown>;
-    for (const k of ['num_train_timesteps', 'beta_start', 'beta_end', 'beta_schedule', 'steps_offset']) if (!same(cfg[k], own[k])) bad.push(`${k} ${JSON.stringify(cfg[k])} but the checkpoint's is ${JSON.stringify(own[k])}`);
-    if (m.cls === 'DDIMScheduler' && cfg.set_alpha_to_one !== own.set_alpha_to_one) bad.push('set_alpha_to_one differs from the checkpoint\'s');
+    for (const k of ['num_train_timesteps', 'beta_start', 'beta_end', 'beta_schedule', 'steps_offset'])
+      if (!same(cfg[k], own[k])) bad.push(`${k} ${JSON.stringify(cfg[k])} but the checkpoint's is ${JSON.stringify(own[k])}`);
+    if (m.cls === 'DDIMScheduler' && cfg.set_alpha_to_one !== own.set_alpha_to_one) bad.push("set_alpha_to_one differs from the checkpoint's");
   } else bad.push('the run reported no checkpoint');
   if (p.eta !== 0) bad.push(`eta ${String(p.eta)} (the KSampler has none)`);
   const cfgOn = (p.guidance_scale as number) > 1;
-  if (p.do_classifier_free_guidance !== cfgOn) bad.push(`do_classifier_free_guidance ${String(p.do_classifier_free_guidance)} but guidance ${String(p.guidance_scale)} ${cfgOn ? 'runs' : 'skips'} CFG`);
+  if (p.do_classifier_free_guidance !== cfgOn)
+    bad.push(`do_classifier_free_guidance ${String(p.do_classifier_free_guidance)} but guidance ${String(p.guidance_scale)} ${cfgOn ? 'runs' : 'skips'} CFG`);
   return { group, case: label, status: bad.length ? 'fail' : 'pass', detail: bad.length ? bad.join('; ') : `${m.sampler} + ${m.scheduler} = ${m.cls}` };
 }
 
@@ -101,7 +218,10 @@ function stack(xs: Float32Array[] | undefined): Float32Array {
   if (!xs?.length) return new Float32Array();
   const out = new Float32Array(xs.reduce((a, x) => a + x.length, 0));
   let o = 0;
-  for (const x of xs) { out.set(x, o); o += x.length; }
+  for (const x of xs) {
+    out.set(x, o);
+    o += x.length;
+  }
   return out;
 }
 
@@ -114,7 +234,10 @@ function stepRows(group: string, label: string, got: Float32Array[], expected: F
     const per = got[0]!.length;
     for (let i = 0; i < got.length; i++) {
       const r = compare(group, label, got[i]!, expected.subarray(i * per, (i + 1) * per), tol);
-      if (r.status === 'fail') { row.detail = `first divergence at eval ${i} of ${got.length} (max err there ${r.maxAbsErr?.toExponential(3)})`; break; }
+      if (r.status === 'fail') {
+        row.detail = `first divergence at eval ${i} of ${got.length} (max err there ${r.maxAbsErr?.toExponential(3)})`;
+        break;
+      }
     }
   }
   return row;
@@ -133,7 +256,10 @@ export const samplerGroup: CaseHandler = async (ctx, group, c) => {
   const strength = img2img ? (p.strength as number) : 1;
   const steps = img2img ? (p.init_timestep as number) : N;
   // One draw's size: a latent (B, 4, h, w) of the case's noise / latents tensors.
-  const n = ctx.shape(group, inp.noise ?? inp.latents).slice(inp.noise ? 1 : 0).reduce((x, d) => x * d, 1);
+  const n = ctx
+    .shape(group, inp.noise ?? inp.latents)
+    .slice(inp.noise ? 1 : 0)
+    .reduce((x, d) => x * d, 1);
   const label = (what: string) => `${c.name} [diffusers] ${what}`;
 
   // The explicit draws: latents (txt2img), then noise[] in order (noise_draws says who drew each).
@@ -153,14 +279,33 @@ export const samplerGroup: CaseHandler = async (ctx, group, c) => {
   };
 
   const root = ctx.modelDir;
-  const choice: ModelChoice = { label: 'diffusers', checkpoint: { ckpt_name: path.join(root, 'diffusers') }, clipVision: path.join(root, 'image_encoder'), ipAdapter: path.join(root, 'ip-adapter_sd15-tiny.safetensors') };
+  const choice: ModelChoice = {
+    label: 'diffusers',
+    checkpoint: { ckpt_name: path.join(root, 'diffusers') },
+    clipVision: path.join(root, 'image_encoder'),
+    ipAdapter: path.join(root, 'ip-adapter_sd15-tiny.safetensors'),
+  };
   const one = inp.ip_adapter_image as { png?: string } | undefined;
-  const wf = buildWorkflow(ctx, {
-    prompt: String(inp.prompt ?? ''), negative: String(inp.negative_prompt ?? ''), ipImages: one?.png ? [one.png] : [],
-    scale: p.ip_adapter_scale as number, steps, cfg: p.guidance_scale as number, eta: 0, width: (p.width ?? 128) as number, height: (p.height ?? 128) as number,
-    init: img2img ? { png: (inp.image as { png: string }).png, strength } : undefined,
-    sampler: { type: 'ksampler', params: { seed: 0, steps, cfg: p.guidance_scale as number, sampler_name: m.sampler, scheduler: m.scheduler, denoise: strength } },
-  }, choice);
+  const wf = buildWorkflow(
+    ctx,
+    {
+      prompt: String(inp.prompt ?? ''),
+      negative: String(inp.negative_prompt ?? ''),
+      ipImages: one?.png ? [one.png] : [],
+      scale: p.ip_adapter_scale as number,
+      steps,
+      cfg: p.guidance_scale as number,
+      eta: 0,
+      width: (p.width ?? 128) as number,
+      height: (p.height ?? 128) as number,
+      init: img2img ? { png: (inp.image as { png: string }).png, strength } : undefined,
+      sampler: {
+        type: 'ksampler',
+        params: { seed: 0, steps, cfg: p.guidance_scale as number, sampler_name: m.sampler, scheduler: m.scheduler, denoise: strength },
+      },
+    },
+    choice,
+  );
   let cap: Captured;
   try {
     cap = await runCase(ctx, wf, source);
@@ -179,17 +324,25 @@ export const samplerGroup: CaseHandler = async (ctx, group, c) => {
 
   // Schedule: the run's timesteps against the case's (the last `steps` of N in img2img; Heun lists its interior twice).
   const refTs = p.timesteps as number[];
-  const tensorTs = ctx.cases.groups[group]!.cases.length && inter.timesteps ? Array.from(p.timesteps_dtype === 'int64' ? ctx.i64(group, inter.timesteps) : ctx.f32(group, inter.timesteps), Number) : [];
+  const tensorTs =
+    ctx.cases.groups[group]!.cases.length && inter.timesteps
+      ? Array.from(p.timesteps_dtype === 'int64' ? ctx.i64(group, inter.timesteps) : ctx.f32(group, inter.timesteps), Number)
+      : [];
   const uniq = heun ? refTs.filter((t, i) => i === 0 || i % 2 === 1) : refTs;
   const begin = img2img ? (p.begin_index as number) : 0;
   const tsRow = compare(group, label('timesteps'), ourTs, uniq.slice(begin), exact);
   if (!same(tensorTs, refTs)) Object.assign(tsRow, { status: 'fail', detail: 'intermediates.timesteps differs from params.timesteps' });
-  if (p.timesteps_dtype === 'int64' && ourTs.some((t) => !Number.isInteger(t))) Object.assign(tsRow, { status: 'fail', detail: 'the case\'s timesteps are integers, ours are not' });
+  if (p.timesteps_dtype === 'int64' && ourTs.some((t) => !Number.isInteger(t)))
+    Object.assign(tsRow, { status: 'fail', detail: "the case's timesteps are integers, ours are not" });
   rows.push(tsRow);
   const evalTs = (cap.steps.get('unet_timestep') ?? []).map((t) => t[0]!);
   const evRow = compare(group, label('unet_timesteps_per_eval'), evalTs, p.unet_timesteps_per_eval as number[], exact);
   const wantEvals = heun ? 2 * steps - 1 : steps;
-  if (evalTs.length !== p.num_unet_evaluations || (p.num_unet_evaluations as number) !== wantEvals) Object.assign(evRow, { status: 'fail', detail: `${evalTs.length} evaluations, the case ${String(p.num_unet_evaluations)}, order ${String(p.scheduler_order)} needs ${wantEvals}` });
+  if (evalTs.length !== p.num_unet_evaluations || (p.num_unet_evaluations as number) !== wantEvals)
+    Object.assign(evRow, {
+      status: 'fail',
+      detail: `${evalTs.length} evaluations, the case ${String(p.num_unet_evaluations)}, order ${String(p.scheduler_order)} needs ${wantEvals}`,
+    });
   rows.push(evRow);
   if (p.sigmas) {
     // Heun: diffusers' list [s0, s1, s1, ..., s_{N-1}, s_{N-1}, 0]; img2img: from begin_index.
@@ -221,7 +374,9 @@ export const samplerGroup: CaseHandler = async (ctx, group, c) => {
     const fam = m.cls.startsWith('DPM') ? 'dpm' : 'euler';
     const sig = p.sigmas as number[];
     const scale = diffusersInitNoiseScale(fam, 'leading', sig[0]!); // sigma space: VP classes record it divided by sqrt(sigma_0^2 + 1), i.e. 1
-    rows.push(compare(group, label('init_noise_sigma'), [vp ? scale / Math.sqrt(sig[0]! ** 2 + 1) : scale], [p.init_noise_sigma as number], { atol: 0, rtol: 1e-6 }));
+    rows.push(
+      compare(group, label('init_noise_sigma'), [vp ? scale / Math.sqrt(sig[0]! ** 2 + 1) : scale], [p.init_noise_sigma as number], { atol: 0, rtol: 1e-6 }),
+    );
     const ok = typeof p.note_timesteps === 'string' && typeof p.note_noisy_latents === 'string';
     const first = evalTs[0];
     const bad = [
@@ -230,7 +385,12 @@ export const samplerGroup: CaseHandler = async (ctx, group, c) => {
       first !== p.latent_timestep && `first timestep ${first}, latent_timestep ${String(p.latent_timestep)}`,
       !ok && 'notes missing',
     ].filter(Boolean);
-    rows.push({ group, case: label('img2img start (steps = init_timestep, denoise = strength)'), status: bad.length ? 'fail' : 'pass', detail: bad.join('; ') || `steps ${steps}, denoise ${strength}: ${N} scheduled, the last ${steps} run` });
+    rows.push({
+      group,
+      case: label('img2img start (steps = init_timestep, denoise = strength)'),
+      status: bad.length ? 'fail' : 'pass',
+      detail: bad.join('; ') || `steps ${steps}, denoise ${strength}: ${N} scheduled, the last ${steps} run`,
+    });
     rows.push(compare(group, label('image_tensor'), named('vae_encode.image_tensor') ?? [], ctx.f32(group, inter.image_tensor), tolL));
     rows.push(compare(group, label('init_latents'), named('vae_encode.init_latents') ?? [], ctx.f32(group, inter.init_latents), tolL));
     rows.push(compare(group, label('noisy_latents'), start ? toRef(start, s0) : [], ctx.f32(group, inter.noisy_latents), tolL));
@@ -239,10 +399,16 @@ export const samplerGroup: CaseHandler = async (ctx, group, c) => {
   // Conditioning ([uncond, cond] with CFG, cond alone without).
   const cfgOn = p.do_classifier_free_guidance === true;
   const both = (u: Float32Array | undefined, k: Float32Array | undefined) => (cfgOn ? cat(u, k) : (k ?? new Float32Array()));
-  rows.push(compare(group, label('prompt_embeds'), both(named('negative.prompt_embeds'), named('positive.prompt_embeds')), ctx.f32(group, inter.prompt_embeds), tolL));
+  rows.push(
+    compare(group, label('prompt_embeds'), both(named('negative.prompt_embeds'), named('positive.prompt_embeds')), ctx.f32(group, inter.prompt_embeds), tolL),
+  );
   const imgDim = ctx.shape(group, inter.image_embeds).at(-1)!;
-  rows.push(compare(group, label('image_embeds'), both(new Float32Array(imgDim), named('vision_encode_1.image_embeds')), ctx.f32(group, inter.image_embeds), tolL));
-  rows.push(compare(group, label('ip_tokens'), both(named('projection.ip_tokens_uncond'), named('projection.ip_tokens')), ctx.f32(group, inter.ip_tokens), tolL));
+  rows.push(
+    compare(group, label('image_embeds'), both(new Float32Array(imgDim), named('vision_encode_1.image_embeds')), ctx.f32(group, inter.image_embeds), tolL),
+  );
+  rows.push(
+    compare(group, label('ip_tokens'), both(named('projection.ip_tokens_uncond'), named('projection.ip_tokens')), ctx.f32(group, inter.ip_tokens), tolL),
+  );
 
   // Per evaluation: what the UNet got (the batch repeats the sample per branch), its raw output, the latents after it.
   const branches = cfgOn ? 2 : 1;

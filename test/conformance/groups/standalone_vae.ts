@@ -41,5 +41,5 @@ export const standaloneVaeGroup: CaseHandler = async (ctx, group, c) => {
   const { models, rows } = caseModels(ctx, group, c);
   if (!models.vaes.length) return [...rows, { group, case: c.name, status: 'fail', detail: 'the case lists no vae model' }];
   const variants = [...new Set([...models.vaes, ctx.topModel('vae_diffusers')])].map((v) => productVae(ctx, v));
-  return [...rows, ...await vaeCaseRows(ctx, group, c, variants)];
+  return [...rows, ...(await vaeCaseRows(ctx, group, c, variants))];
 };

@@ -31,7 +31,8 @@ export const tokenizer: CaseHandler = async (ctx, group, c) => {
       continue;
     }
     const maxLength = typeof c.params?.max_length === 'number' ? c.params.max_length : undefined;
-    if (c.params?.padding !== undefined && c.params.padding !== 'max_length') throw new Error(`case ${c.name}: padding ${String(c.params.padding)} is not supported`);
+    if (c.params?.padding !== undefined && c.params.padding !== 'max_length')
+      throw new Error(`case ${c.name}: padding ${String(c.params.padding)} is not supported`);
     if (c.params?.truncation !== undefined && c.params.truncation !== true) throw new Error(`case ${c.name}: truncation=false is not supported`);
     const tok = tokenizerFor(dir, cleaning);
     const ids = maxLength && maxLength !== tok.maxLength ? ClipTokenizer.fromDir(dir, { cleaning, maxLength }).encode(prompt) : tok.encode(prompt);

@@ -26,7 +26,9 @@ export const torchRandnCpu: CaseHandler = async (ctx, group, c) => {
   };
   // The recorded facts about the seed and the kernel path, as one row per case.
   const facts: string[] = [];
-  const check = (_label: string, ok: boolean, detail: string) => { if (!ok) facts.push(detail); };
+  const check = (_label: string, ok: boolean, detail: string) => {
+    if (!ok) facts.push(detail);
+  };
   const got: Record<string, Float32Array> = {};
 
   if ('seed_decimal' in inputs || 'shape' in inputs) {
@@ -37,20 +39,38 @@ export const torchRandnCpu: CaseHandler = async (ctx, group, c) => {
     check('inputs.seed', Number(BigInt(decimal)) === inputs.seed, `seed ${String(inputs.seed)} is not ${decimal}`);
     const shape = shapeOf(inputs.shape, 'inputs.shape');
     const numel = shape.reduce((a, d) => a * d, 1);
-    if (params.dtype !== 'float32' || params.device !== 'cpu') throw new Error(`${c.name}: only float32 on the cpu is implemented (params say ${String(params.dtype)} on ${String(params.device)})`);
+    if (params.dtype !== 'float32' || params.device !== 'cpu')
+      throw new Error(`${c.name}: only float32 on the cpu is implemented (params say ${String(params.dtype)} on ${String(params.device)})`);
     check('params.numel', params.numel === numel, `numel ${String(params.numel)} != ${numel}`);
     const path = randnPath(numel);
     const kernel = String(params.kernel_path);
-    check('params.kernel_path', path === 'serial' ? kernel.startsWith('serial normal_distribution<double>') : kernel.startsWith('normal_fill'), `torch took "${kernel}", we take ${path}`);
-    check('params.low_32_bits_of_seed', params.low_32_bits_of_seed === Number(seed & 0xffffffffn), `low 32 bits ${String(params.low_32_bits_of_seed)} != ${seed & 0xffffffffn}`);
+    check(
+      'params.kernel_path',
+      path === 'serial' ? kernel.startsWith('serial normal_distribution<double>') : kernel.startsWith('normal_fill'),
+      `torch took "${kernel}", we take ${path}`,
+    );
+    check(
+      'params.low_32_bits_of_seed',
+      params.low_32_bits_of_seed === Number(seed & 0xffffffffn),
+      `low 32 bits ${String(params.low_32_bits_of_seed)} != ${seed & 0xffffffffn}`,
+    );
     check('params.seed_mod_2**64', params['seed_mod_2**64'] === seed.toString(), `seed mod 2^64 ${String(params['seed_mod_2**64'])} != ${seed}`);
-    rows.push({ group, case: `${c.name} seed and kernel path`, status: facts.length ? 'fail' : 'pass', tolerance: 'exact', ...(facts.length ? { detail: facts.join('; ') } : {}) });
+    rows.push({
+      group,
+      case: `${c.name} seed and kernel path`,
+      status: facts.length ? 'fail' : 'pass',
+      tolerance: 'exact',
+      ...(facts.length ? { detail: facts.join('; ') } : {}),
+    });
     got.noise = new TorchGenerator(seed).randn(shape);
   } else if ('shapes' in inputs) {
     // sequence<k>: one generator, randn called in order.
-    if (typeof params.note !== 'string' || !params.note.includes('one generator')) throw new Error(`${c.name}: params.note does not describe one generator drawn in order`);
+    if (typeof params.note !== 'string' || !params.note.includes('one generator'))
+      throw new Error(`${c.name}: params.note does not describe one generator drawn in order`);
     const gen = new TorchGenerator(inputs.seed as number);
-    (inputs.shapes as unknown[]).forEach((s, i) => { got[`draw${i}`] = gen.randn(shapeOf(s, `inputs.shapes[${i}]`)); });
+    (inputs.shapes as unknown[]).forEach((s, i) => {
+      got[`draw${i}`] = gen.randn(shapeOf(s, `inputs.shapes[${i}]`));
+    });
   } else if ('latent_shape' in inputs) {
     // comfy_batch_inds<k> / comfy_no_inds: prepare_noise(latent, seed, noise_inds).
     if (params.algorithm !== undefined && typeof params.algorithm !== 'string') throw new Error(`${c.name}: params.algorithm is not a description`);
@@ -68,9 +88,11 @@ export const torchRandnCpu: CaseHandler = async (ctx, group, c) => {
       continue;
     }
     const shape = ctx.shape(group, ref);
-    if (shape.reduce((a, d) => a * d, 1) !== mine.length) rows.push({ group, case: `${c.name} ${name}`, status: 'fail', detail: `stored shape [${shape}] for ${mine.length} values` });
+    if (shape.reduce((a, d) => a * d, 1) !== mine.length)
+      rows.push({ group, case: `${c.name} ${name}`, status: 'fail', detail: `stored shape [${shape}] for ${mine.length} values` });
     else rows.push(compare(group, `${c.name} ${name}`, mine, ctx.f32(group, ref), tol(name)));
   }
-  for (const name of Object.keys(got)) if (!(name in outputs)) rows.push({ group, case: `${c.name} ${name}`, status: 'fail', detail: `the case stores no ${name}` });
+  for (const name of Object.keys(got))
+    if (!(name in outputs)) rows.push({ group, case: `${c.name} ${name}`, status: 'fail', detail: `the case stores no ${name}` });
   return rows;
 };

@@ -42,9 +42,7 @@ export function fixtureCheckpoint(ctx: Ctx, source: Source): LoadedCheckpoint {
   let ck = checkpoints.get(source);
   if (!ck) {
     const diffusersDir = path.dirname(ctx.modelPath(modelRel(ctx, 'unet'))); // models.unet.path = <dir>/unet
-    ck = source === 'diffusers'
-      ? loadCheckpoint(diffusersDir)
-      : loadCheckpoint(ctx.modelPath(modelRel(ctx, 'checkpoint_ldm')), { configDir: diffusersDir });
+    ck = source === 'diffusers' ? loadCheckpoint(diffusersDir) : loadCheckpoint(ctx.modelPath(modelRel(ctx, 'checkpoint_ldm')), { configDir: diffusersDir });
     checkpoints.set(source, ck);
   }
   return ck;
@@ -73,7 +71,8 @@ export async function runUNetCase(ctx: Ctx, group: string, c: CaseSpec, label = 
   const inputs = (c.inputs ?? {}) as Record<string, unknown>;
   const params = (c.params ?? {}) as Record<string, unknown>;
   const rows: Row[] = [];
-  for (const k of Object.keys(inputs)) if (!KNOWN_INPUTS.has(k) && k !== 'ip_adapter_images') rows.push({ group, case: `${label} ${k}`, status: 'fail', detail: `unknown input ${k}` });
+  for (const k of Object.keys(inputs))
+    if (!KNOWN_INPUTS.has(k) && k !== 'ip_adapter_images') rows.push({ group, case: `${label} ${k}`, status: 'fail', detail: `unknown input ${k}` });
   for (const k of Object.keys(params)) if (!KNOWN_PARAMS.has(k)) rows.push({ group, case: `${label} ${k}`, status: 'fail', detail: `unknown param ${k}` });
   const adapter = typeof c.adapter === 'string' ? c.adapter : null;
   if (typeof inputs.timestep !== 'number') throw new Error(`case ${c.name}: timestep must be a number`);
@@ -82,11 +81,20 @@ export async function runUNetCase(ctx: Ctx, group: string, c: CaseSpec, label = 
   if (adapter && !inputs.ip_tokens) throw new Error(`case ${c.name}: an adapter case without ip_tokens`);
   // The adapter's image inputs of the case must project to the ip_tokens it feeds; images (PNGs) must encode to them.
   const imageInput = inputs.image_embeds !== undefined ? 'image_embeds' : inputs.penultimate_hidden_states !== undefined ? 'penultimate_hidden_states' : null;
-  if (imageInput && adapter) rows.push(await projectionRow(ctx, group, `${label} ip_tokens = projection(${imageInput})`, adapter, inputs[imageInput], inputs.ip_tokens));
+  if (imageInput && adapter)
+    rows.push(await projectionRow(ctx, group, `${label} ip_tokens = projection(${imageInput})`, adapter, inputs[imageInput], inputs.ip_tokens));
   if (Array.isArray(inputs.ip_adapter_images)) {
     const pngs = (inputs.ip_adapter_images as { png: string }[]).map((x) => x.png);
     if (imageInput !== 'image_embeds') throw new Error(`case ${c.name}: ip_adapter_images without image_embeds`);
-    rows.push(compare(group, `${label} image_embeds = [zeros, vision(${pngs.join(', ')})]`, (await embedsOfImages(ctx, pngs)).embeds, ctx.f32(group, inputs.image_embeds), stageTolerance(ctx, 'vision_encoder', 'image_embeds')));
+    rows.push(
+      compare(
+        group,
+        `${label} image_embeds = [zeros, vision(${pngs.join(', ')})]`,
+        (await embedsOfImages(ctx, pngs)).embeds,
+        ctx.f32(group, inputs.image_embeds),
+        stageTolerance(ctx, 'vision_encoder', 'image_embeds'),
+      ),
+    );
   }
   for (const source of SOURCES) {
     const unet = await fixtureUNet(ctx, source, adapter);
@@ -137,7 +145,10 @@ async function embedsOfImages(ctx: Ctx, pngs: string[]): Promise<{ embeds: Float
   const cat = (xs: Float32Array[]) => {
     const out = new Float32Array(xs.reduce((a, x) => a + x.length, 0));
     let o = 0;
-    for (const x of xs) { out.set(x, o); o += x.length; }
+    for (const x of xs) {
+      out.set(x, o);
+      o += x.length;
+    }
     return out;
   };
   const D = outs[0].imageEmbeds!.data.length;
@@ -161,7 +172,8 @@ async function sharedInputs(ctx: Ctx, group: string, c: CaseSpec): Promise<Row[]
   const inputs = (c.inputs ?? {}) as Record<string, unknown>;
   const outputs = (c.outputs ?? {}) as Record<string, unknown>;
   const spec = ctx.cases.groups[group].cases;
-  const adapterOf = (tokens: string) => spec.find((x) => typeof x.adapter === 'string' && (x.inputs as Record<string, unknown>)?.ip_tokens === tokens)?.adapter as string | undefined;
+  const adapterOf = (tokens: string) =>
+    spec.find((x) => typeof x.adapter === 'string' && (x.inputs as Record<string, unknown>)?.ip_tokens === tokens)?.adapter as string | undefined;
   for (const [name, ref] of Object.entries(inputs)) {
     if (name === 'input_ids') {
       const tok = ClipTokenizer.fromDir(ctx.modelPath(modelRel(ctx, 'tokenizer')));
@@ -171,7 +183,9 @@ async function sharedInputs(ctx: Ctx, group: string, c: CaseSpec): Promise<Row[]
       const png = (inputs.ip_adapter_image as { png?: string } | undefined)?.png;
       if (!png) throw new Error('unet_step/inputs: pixel_values without ip_adapter_image.png');
       const { pixels } = await embedsOfImages(ctx, [png]);
-      rows.push(compare(group, `inputs pixel_values = preprocess(${png})`, pixels[0], ctx.f32(group, ref), stageTolerance(ctx, 'clip_preprocess', 'pixel_values')));
+      rows.push(
+        compare(group, `inputs pixel_values = preprocess(${png})`, pixels[0], ctx.f32(group, ref), stageTolerance(ctx, 'clip_preprocess', 'pixel_values')),
+      );
     } else if (!['prompt', 'negative_prompt', 'ip_adapter_image'].includes(name)) {
       rows.push({ group, case: `inputs ${name}`, status: 'fail', detail: `unknown shared input ${name}` });
     }
@@ -184,8 +198,18 @@ async function sharedInputs(ctx: Ctx, group: string, c: CaseSpec): Promise<Row[]
       for (const source of SOURCES) {
         const te = fixtureCheckpoint(ctx, source).textEncoder;
         if (!te?.configPath) throw new Error(`${source}: the checkpoint loader found no text encoder (or its config)`);
-        const enc = await ClipTextEncoder.load(prefixedWeights(SafetensorsFile.open(te.weightsFile), te.prefix), loadClipTextConfig(te.configPath), { cacheDir: ctx.cacheDir });
-        rows.push(compare(group, `inputs [${source}] encoder_hidden_states`, (await enc.encode(rowsIds)).data, ctx.f32(group, ref), stageTolerance(ctx, 'text_encoder', 'last_hidden_state')));
+        const enc = await ClipTextEncoder.load(prefixedWeights(SafetensorsFile.open(te.weightsFile), te.prefix), loadClipTextConfig(te.configPath), {
+          cacheDir: ctx.cacheDir,
+        });
+        rows.push(
+          compare(
+            group,
+            `inputs [${source}] encoder_hidden_states`,
+            (await enc.encode(rowsIds)).data,
+            ctx.f32(group, ref),
+            stageTolerance(ctx, 'text_encoder', 'last_hidden_state'),
+          ),
+        );
         await enc.release();
       }
     } else if (name === 'image_embeds' || name === 'plus.penultimate_hidden_states') {
@@ -193,17 +217,38 @@ async function sharedInputs(ctx: Ctx, group: string, c: CaseSpec): Promise<Row[]
       if (!png) throw new Error(`unet_step/inputs: ${name} without ip_adapter_image.png`);
       const got = await embedsOfImages(ctx, [png]);
       const plus = name.startsWith('plus.');
-      rows.push(compare(group, `inputs ${name} = [${plus ? 'vision(zeros)' : 'zeros'}, vision(${png})]`, plus ? got.penultimate : got.embeds, ctx.f32(group, ref),
-        stageTolerance(ctx, 'vision_encoder', plus ? 'penultimate_hidden_states' : 'image_embeds')));
+      rows.push(
+        compare(
+          group,
+          `inputs ${name} = [${plus ? 'vision(zeros)' : 'zeros'}, vision(${png})]`,
+          plus ? got.penultimate : got.embeds,
+          ctx.f32(group, ref),
+          stageTolerance(ctx, 'vision_encoder', plus ? 'penultimate_hidden_states' : 'image_embeds'),
+        ),
+      );
     } else if (name === 'ip_tokens' || name === 'plus.ip_tokens') {
       const plus = name.startsWith('plus.');
       const rel = adapterOf(name);
       if (!rel) throw new Error(`no unet_step case uses ${name}`);
-      rows.push(await projectionRow(ctx, group, `inputs ${name} = projection(${plus ? 'penultimate' : 'image_embeds'})`, rel, plus ? 'plus.penultimate_hidden_states' : 'image_embeds', ref));
+      rows.push(
+        await projectionRow(
+          ctx,
+          group,
+          `inputs ${name} = projection(${plus ? 'penultimate' : 'image_embeds'})`,
+          rel,
+          plus ? 'plus.penultimate_hidden_states' : 'image_embeds',
+          ref,
+        ),
+      );
     } else if (name === 'latents') {
       const want = ctx.tensorName(group, ref);
-      const users = spec.filter((x) => x !== c && x.name !== c.name && (x.inputs as Record<string, unknown> | undefined)?.latents !== undefined
-        && ctx.tensorName(group, (x.inputs as Record<string, unknown>).latents) === want).length;
+      const users = spec.filter(
+        (x) =>
+          x !== c &&
+          x.name !== c.name &&
+          (x.inputs as Record<string, unknown> | undefined)?.latents !== undefined &&
+          ctx.tensorName(group, (x.inputs as Record<string, unknown>).latents) === want,
+      ).length;
       if (!users) rows.push({ group, case: 'inputs latents', status: 'fail', detail: 'no UNet case takes these latents' });
     } else {
       rows.push({ group, case: `inputs ${name}`, status: 'fail', detail: `unknown shared tensor ${name}` });

@@ -27,8 +27,8 @@ function vaeFor(ctx: Ctx, variant: 'diffusers' | 'ldm'): Promise<Vae> {
     const cfg = loadVaeConfig(files.config);
     const file = variant === 'diffusers' ? files.weights : ctx.modelPath(modelRel(ctx, 'checkpoint_ldm'));
     const weights = vaeWeightsFromFile(SafetensorsFile.open(file));
-    const config = variant === 'diffusers' ? cfg
-      : vaeConfigFromWeights(weights, { norm_num_groups: cfg.norm_num_groups, scaling_factor: cfg.scaling_factor }, file);
+    const config =
+      variant === 'diffusers' ? cfg : vaeConfigFromWeights(weights, { norm_num_groups: cfg.norm_num_groups, scaling_factor: cfg.scaling_factor }, file);
     v = Vae.load(weights, config, { cacheDir: ctx.cacheDir });
     vaes.set(variant, v);
   }
@@ -58,14 +58,23 @@ function nchwToNhwc(x: Float32Array, [B, C, H, W]: number[]): Float32Array {
 }
 
 /** One way of loading the VAE a case runs on, and the label its rows carry. */
-export interface VaeVariant { label: string; load: () => Promise<Vae> }
+export interface VaeVariant {
+  label: string;
+  load: () => Promise<Vae>;
+}
 
 /**
  * The rows of a `decode` or `encode` case for each variant. Tensors are read from `refGroup`'s file
  * (the case's own group, or the group whose cases a twin file must reproduce); rows carry `group`
  * and `prefix` before the case name.
  */
-export async function vaeCaseRows(ctx: Ctx, group: string, c: CaseSpec, variants: VaeVariant[], opts: { refGroup?: string; prefix?: string } = {}): Promise<Row[]> {
+export async function vaeCaseRows(
+  ctx: Ctx,
+  group: string,
+  c: CaseSpec,
+  variants: VaeVariant[],
+  opts: { refGroup?: string; prefix?: string } = {},
+): Promise<Row[]> {
   const ref = opts.refGroup ?? group;
   const name = `${opts.prefix ?? ''}${c.name}`;
   const rows: Row[] = [];
@@ -82,12 +91,20 @@ export async function vaeCaseRows(ctx: Ctx, group: string, c: CaseSpec, variants
       const latents = inputs.latents;
       const scaling = (c.params as Record<string, unknown> | undefined)?.scaling_factor;
       if (typeof scaling === 'number' && scaling !== model.config.scaling_factor) {
-        rows.push({ group, case: `${name} [${variant}] scaling_factor`, status: 'fail', detail: `config has ${model.config.scaling_factor}, case expects ${scaling}` });
+        rows.push({
+          group,
+          case: `${name} [${variant}] scaling_factor`,
+          status: 'fail',
+          detail: `config has ${model.config.scaling_factor}, case expects ${scaling}`,
+        });
       }
       const { image, image01, dims } = await model.decode(ctx.f32(ref, latents), ctx.shape(ref, latents));
       for (const [out, t] of Object.entries(outputs)) {
         const got = out === 'image' ? image : out === 'image_postprocessed_nhwc' ? nchwToNhwc(image01, dims) : null;
-        if (!got) { rows.push({ group, case: `${name} [${variant}] ${out}`, status: 'fail', detail: `unknown output ${out}` }); continue; }
+        if (!got) {
+          rows.push({ group, case: `${name} [${variant}] ${out}`, status: 'fail', detail: `unknown output ${out}` });
+          continue;
+        }
         rows.push(compare(group, `${name} [${variant}] ${out}`, got, ctx.f32(ref, t), toleranceFor(c, out)));
       }
     } else if (c.name === 'encode') {
@@ -97,7 +114,10 @@ export async function vaeCaseRows(ctx: Ctx, group: string, c: CaseSpec, variants
         const { mean, std } = await model.encode(data, dims);
         for (const [out, t] of Object.entries(outputs)) {
           const got = out === 'latent_mean' ? mean : out === 'latent_std' ? std : null;
-          if (!got) { rows.push({ group, case: `${name} [${variant}] ${out}`, status: 'fail', detail: `unknown output ${out}` }); continue; }
+          if (!got) {
+            rows.push({ group, case: `${name} [${variant}] ${out}`, status: 'fail', detail: `unknown output ${out}` });
+            continue;
+          }
           rows.push(compare(group, `${name} [${variant}] ${out} (${src})`, got, ctx.f32(ref, t), toleranceFor(c, out)));
         }
       }
@@ -109,4 +129,9 @@ export async function vaeCaseRows(ctx: Ctx, group: string, c: CaseSpec, variants
 }
 
 export const vae: CaseHandler = (ctx, group, c) =>
-  vaeCaseRows(ctx, group, c, (['diffusers', 'ldm'] as const).map((v) => ({ label: v, load: () => vaeFor(ctx, v) })));
+  vaeCaseRows(
+    ctx,
+    group,
+    c,
+    (['diffusers', 'ldm'] as const).map((v) => ({ label: v, load: () => vaeFor(ctx, v) })),
+  );

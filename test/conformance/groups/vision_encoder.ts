@@ -47,7 +47,9 @@ export const visionEncoder: CaseHandler = async (ctx, group, c) => {
   if (typeof source === 'string' && source.endsWith('.png') && c.outputs?.image_embeds) {
     const px = clipPreprocess(await loadImageRGBA(ctx.casePath(source)), vision.preprocess);
     const e = await vision.encode(px);
-    rows.push(compare(group, `${c.name} [from png, image_embeds]`, e.imageEmbeds!.data, ctx.f32(group, c.outputs.image_embeds), toleranceFor(c, 'image_embeds')));
+    rows.push(
+      compare(group, `${c.name} [from png, image_embeds]`, e.imageEmbeds!.data, ctx.f32(group, c.outputs.image_embeds), toleranceFor(c, 'image_embeds')),
+    );
   } else if (source !== undefined && source !== 'zeros' && !(typeof source === 'string' && source.endsWith('.png'))) {
     rows.push({ group, case: c.name, status: 'fail', detail: `unknown source ${JSON.stringify(source)}` });
   }
