@@ -46,7 +46,10 @@ export const WorkflowSchema = z.object({
 
 /** One validation error, tied to a node (and port/param where relevant). */
 export const ValidationErrorSchema = z.object({
-  node: z.string().optional(), port: z.string().optional(), param: z.string().optional(), message: z.string(),
+  node: z.string().optional(),
+  port: z.string().optional(),
+  param: z.string().optional(),
+  message: z.string(),
 });
 
 export const ImageRefSchema = z.object({
@@ -64,20 +67,34 @@ export const RunEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('run-start'), runId: z.string() }),
   z.object({ type: z.literal('node-start'), runId: z.string(), node: z.string() }),
   z.object({ type: z.literal('node-done'), runId: z.string(), node: z.string(), ms: z.number(), cached: z.boolean() }),
-  z.object({ type: z.literal('progress'), runId: z.string(), node: z.string(), step: z.number(), total: z.number(),
+  z.object({
+    type: z.literal('progress'),
+    runId: z.string(),
+    node: z.string(),
+    step: z.number(),
+    total: z.number(),
     /** A small RGB PNG (base64) of the predicted clean latent. */
-    preview: z.object({ width: z.number(), height: z.number(), png: z.string() }).optional() }),
+    preview: z.object({ width: z.number(), height: z.number(), png: z.string() }).optional(),
+  }),
   z.object({ type: z.literal('node-error'), runId: z.string(), node: z.string(), message: z.string() }),
   z.object({ type: z.literal('output'), runId: z.string(), node: z.string(), images: z.array(ImageRefSchema) }),
   /** A node's own preview (e.g. a preprocessor's result): drawn on its card, not in the outputs panel. */
   z.object({ type: z.literal('node-preview'), runId: z.string(), node: z.string(), images: z.array(ImageRefSchema) }),
   z.object({ type: z.literal('log'), runId: z.string().optional(), level: z.enum(['info', 'warn']), message: z.string() }),
-  z.object({ type: z.literal('run-done'), runId: z.string(), ok: z.boolean(), cancelled: z.boolean().optional(),
-    error: z.string().optional(), errors: z.array(ValidationErrorSchema).optional() }),
+  z.object({
+    type: z.literal('run-done'),
+    runId: z.string(),
+    ok: z.boolean(),
+    cancelled: z.boolean().optional(),
+    error: z.string().optional(),
+    errors: z.array(ValidationErrorSchema).optional(),
+  }),
 ]);
 
 export const EngineSettingsSchema = z.object({
-  modelsDir: z.string(), outputDir: z.string(), provider: ProviderSchema,
+  modelsDir: z.string(),
+  outputDir: z.string(),
+  provider: ProviderSchema,
 });
 
 // The shapes' types, derived from the schemas above (engine/api.ts re-exports them for the hosts).
@@ -107,7 +124,10 @@ export const ExampleSchema = z.object({ name: z.string(), title: z.string() });
 /** An uploaded image (Load Image): at most 32 MiB of base64. */
 export const UploadImageRequestSchema = z.object({
   name: z.string().min(1).max(255),
-  dataBase64: z.string().min(1).max(32 * 1024 * 1024),
+  dataBase64: z
+    .string()
+    .min(1)
+    .max(32 * 1024 * 1024),
 });
 export const UploadImageResponseSchema = z.object({
   /** The value to put into an image param: `inputs/<content-hashed file>` (engine/image-refs.ts). */
@@ -142,11 +162,13 @@ export const ImportBundleResponseSchema = z.object({
 });
 
 /** A PyTorch pickle in the models folder converted to .safetensors beside it (models/pickle/convert.ts). */
-export const ConvertModelRequestSchema = z.object({
-  kind: ModelKindSchema,
-  /** The pickle's name within `<models>/<kind>/`, as listModels gives it. */
-  name: z.string().min(1).max(4096),
-}).strict();
+export const ConvertModelRequestSchema = z
+  .object({
+    kind: ModelKindSchema,
+    /** The pickle's name within `<models>/<kind>/`, as listModels gives it. */
+    name: z.string().min(1).max(4096),
+  })
+  .strict();
 export const ConvertModelResponseSchema = z.object({
   /** The .safetensors file's name within `<models>/<kind>/` (the value to select). */
   written: z.string(),
@@ -193,12 +215,14 @@ export const CHANNEL_NAMES = Object.keys(channels) as ChannelName[];
 // ---- wire envelopes (WebSocket; Electron IPC carries the same request/response bodies) --------
 
 /** Client -> host: one request. `id` pairs the reply. */
-export const RequestEnvelopeSchema = z.object({
-  id: z.number().int().nonnegative(),
-  method: z.enum(CHANNEL_NAMES as [ChannelName, ...ChannelName[]]),
-  /** Optional: a request without params is checked as `{}` (parseRequest), as the channels without params expect. */
-  params: z.unknown().optional(),
-}).strict();
+export const RequestEnvelopeSchema = z
+  .object({
+    id: z.number().int().nonnegative(),
+    method: z.enum(CHANNEL_NAMES as [ChannelName, ...ChannelName[]]),
+    /** Optional: a request without params is checked as `{}` (parseRequest), as the channels without params expect. */
+    params: z.unknown().optional(),
+  })
+  .strict();
 
 /** Host -> client: a reply or an engine event. */
 export type ServerMessage =
@@ -212,9 +236,7 @@ export const ServerMessageSchema = z.discriminatedUnion('kind', [
 ]);
 
 /** Parses a raw client message: the envelope, then the channel's own request schema. */
-export function parseRequest(raw: unknown):
-  | { ok: true; id: number; method: ChannelName; params: unknown }
-  | { ok: false; id: number | null; error: string } {
+export function parseRequest(raw: unknown): { ok: true; id: number; method: ChannelName; params: unknown } | { ok: false; id: number | null; error: string } {
   const env = RequestEnvelopeSchema.safeParse(raw);
   if (!env.success) {
     const id = typeof (raw as { id?: unknown })?.id === 'number' ? (raw as { id: number }).id : null;
@@ -228,5 +250,8 @@ export function parseRequest(raw: unknown):
 
 /** One readable line from a zod error (first few issues, with their paths). */
 export function summarise(err: z.ZodError): string {
-  return err.issues.slice(0, 3).map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ');
+  return err.issues
+    .slice(0, 3)
+    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    .join('; ');
 }

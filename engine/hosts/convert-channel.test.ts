@@ -27,7 +27,10 @@ beforeEach(() => {
     nodeSpecs: () => [],
   } as unknown as EngineApi;
   handlers = createApiHandlers({
-    engine, host: 'web', examplesDir: path.join(dir, 'examples'), inputsDir: path.join(dir, 'inputs'),
+    engine,
+    host: 'web',
+    examplesDir: path.join(dir, 'examples'),
+    inputsDir: path.join(dir, 'inputs'),
     info: () => ({ version: 'test', providers: ['cpu'], demo: false, notices: [] }),
   });
 });
@@ -44,7 +47,8 @@ describe.skipIf(!fs.existsSync(CKPT))('convertModel channel', () => {
     const res = (r as { result: { written: string; tensors: number; bytes: number } }).result;
     const out = path.join(models, 'vae', 'vae-ft-mse-tiny.safetensors');
     expect(res).toEqual({ written: 'vae-ft-mse-tiny.safetensors', tensors: expect.any(Number), bytes: fs.statSync(out).size });
-    const a = SafetensorsFile.open(out), b = SafetensorsFile.open(TWIN);
+    const a = SafetensorsFile.open(out),
+      b = SafetensorsFile.open(TWIN);
     expect(res.tensors).toBe(b.keys().length);
     expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
     for (const k of b.keys()) {

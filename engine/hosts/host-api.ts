@@ -19,9 +19,7 @@ import { imageRefStatus, imageSize, storeImageBytes } from './inputs-store.js';
 import { defaultOutput, isSameConversion, writeSafetensorsAtomic } from '../../models/pickle/convert.js';
 import { isPickleFile, openPickleFile } from '../../models/pickle.js';
 import type { ModelKind } from '../../nodes/spec.js';
-import {
-  channels, summarise, WorkflowSchema, type ChannelName, type ChannelRequest, type ChannelResponse, type HostInfo,
-} from '../protocol.js';
+import { channels, summarise, WorkflowSchema, type ChannelName, type ChannelRequest, type ChannelResponse, type HostInfo } from '../protocol.js';
 
 // ---- the handlers ------------------------------------------------------------------------------
 
@@ -80,12 +78,21 @@ export function createApiHandlers(opts: ApiHandlerOptions): ApiHandlers {
     resolveImages: (r) => r.refs.map((ref) => imageRefStatus(inputsDir, ref)),
     // The editor's document has no folder: its images are inputs/<file> refs (or absolute paths).
     exportBundle: (r) => {
-      const { text, images } = createBundle(r.workflow, engine.nodeSpecs(), new PathResolver(opts.modelsDir?.() ?? engine.settings().modelsDir, null, inputsDir));
+      const { text, images } = createBundle(
+        r.workflow,
+        engine.nodeSpecs(),
+        new PathResolver(opts.modelsDir?.() ?? engine.settings().modelsDir, null, inputsDir),
+      );
       return { text, images };
     },
     importBundle: (r) => {
       const b = openBundle(r.text, engine.nodeSpecs(), inputsDir);
-      return { workflow: b.workflow, images: b.images.length, written: b.images.filter((i) => i.written).length, ...(b.migratedFrom !== undefined ? { migratedFrom: b.migratedFrom } : {}) };
+      return {
+        workflow: b.workflow,
+        images: b.images.length,
+        written: b.images.filter((i) => i.written).length,
+        ...(b.migratedFrom !== undefined ? { migratedFrom: b.migratedFrom } : {}),
+      };
     },
     // The editor refreshes its model lists (listModels reads the folder) after a conversion.
     convertModel: (r) => convertModelFile(opts.modelsDir?.() ?? engine.settings().modelsDir, r.kind, r.name),
@@ -149,9 +156,18 @@ export function eventWithUrls(outputDir: string, event: RunEvent): RunEvent {
  */
 export function contentSecurityPolicy(opts: { connect?: string[] } = {}): string {
   return [
-    "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data: blob:",
-    ["connect-src 'self'", ...(opts.connect ?? [])].join(' '), "font-src 'self'", "object-src 'none'",
-    "base-uri 'none'", "frame-ancestors 'none'", "form-action 'none'", "frame-src 'none'", "worker-src 'none'",
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data: blob:",
+    ["connect-src 'self'", ...(opts.connect ?? [])].join(' '),
+    "font-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "frame-ancestors 'none'",
+    "form-action 'none'",
+    "frame-src 'none'",
+    "worker-src 'none'",
   ].join('; ');
 }
 
@@ -164,7 +180,10 @@ export function contentSecurityPolicy(opts: { connect?: string[] } = {}): string
  * serve. Null (refused) when a `..` segment is left after decoding: browsers never send one.
  */
 export function routeOf(decoded: string): string | null {
-  const segments = decoded.replace(/\\/g, '/').split('/').filter((s) => s !== '' && s !== '.');
+  const segments = decoded
+    .replace(/\\/g, '/')
+    .split('/')
+    .filter((s) => s !== '' && s !== '.');
   if (segments.includes('..')) return null;
   return '/' + segments.join('/');
 }
@@ -202,7 +221,8 @@ export function convertModelFile(modelsDir: string, kind: ModelKind, name: strin
   const src = confinedPath(root, name);
   if (!src) throw new Error(`"${name}" leads outside ${where} (a symbolic link): only models inside it can be converted`);
   if (!fs.statSync(src, { throwIfNoEntry: false })?.isFile()) throw new Error(`no file ${name} in ${where}`);
-  if (!isPickleFile(src)) throw new Error(`${name} is not a PyTorch pickle by its content (torch.save zip or legacy file); if it is already safetensors, use it as it is`);
+  if (!isPickleFile(src))
+    throw new Error(`${name} is not a PyTorch pickle by its content (torch.save zip or legacy file); if it is already safetensors, use it as it is`);
   const written = path.relative(root, defaultOutput(src)).split(path.sep).join('/');
   const target = confinedPath(root, written);
   if (!target) throw new Error(`${written} would be written outside ${where} (a symbolic link)`);
@@ -223,16 +243,20 @@ export function convertModelFile(modelsDir: string, kind: ModelKind, name: strin
 /** Workflows in examples/, titled by meta.title when present. */
 export function listExamples(dir: string): ChannelResponse<'listExamples'> {
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((f) => /^[\w.-]+\.json$/.test(f)).sort().map((name) => {
-    let title = name.replace(/\.json$/, '').replace(/[-_]/g, ' ');
-    try {
-      const meta = JSON.parse(fs.readFileSync(path.join(dir, name), 'utf8'))?.meta;
-      if (typeof meta?.title === 'string') title = meta.title;
-    } catch {
-      /* listed by name; opening it reports the problem */
-    }
-    return { name, title };
-  });
+  return fs
+    .readdirSync(dir)
+    .filter((f) => /^[\w.-]+\.json$/.test(f))
+    .sort()
+    .map((name) => {
+      let title = name.replace(/\.json$/, '').replace(/[-_]/g, ' ');
+      try {
+        const meta = JSON.parse(fs.readFileSync(path.join(dir, name), 'utf8'))?.meta;
+        if (typeof meta?.title === 'string') title = meta.title;
+      } catch {
+        /* listed by name; opening it reports the problem */
+      }
+      return { name, title };
+    });
 }
 
 export { imageSize } from './inputs-store.js';

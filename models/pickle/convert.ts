@@ -137,7 +137,10 @@ export function isSameConversion(table: SafetensorsFile, target: string, metadat
 export function convertToSafetensors(file: string, opts: ConvertOptions = {}): ConvertResult {
   const abs = path.resolve(file);
   if (!fs.existsSync(abs) || !fs.statSync(abs).isFile()) throw new Error(`${abs}: no such file`);
-  if (!isPickleFile(abs)) throw new Error(`${path.basename(abs)} is not a PyTorch pickle (torch.save zip or legacy file); if it is already .safetensors, use it as it is (file: ${abs})`);
+  if (!isPickleFile(abs))
+    throw new Error(
+      `${path.basename(abs)} is not a PyTorch pickle (torch.save zip or legacy file); if it is already .safetensors, use it as it is (file: ${abs})`,
+    );
   const out = path.resolve(opts.out ?? defaultOutput(abs));
   if (out === abs) throw new Error(`${abs}: the output would replace the input; pass --out`);
   if (fs.existsSync(out) && !opts.force) throw new Error(`${out} already exists; pass --force to replace it`);

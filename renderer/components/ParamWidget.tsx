@@ -21,7 +21,16 @@ interface Props {
 const set = (node: string, name: string, v: ParamValue) => editor.getState().setParam(node, name, v);
 
 /** A number field that accepts partial input ("0.", "-") and commits valid numbers. */
-function NumberField(props: { value: number; min?: number; max?: number; step?: number; integer?: boolean; label: string; onChange(v: number): void; className?: string }) {
+function NumberField(props: {
+  value: number;
+  min?: number;
+  max?: number;
+  step?: number;
+  integer?: boolean;
+  label: string;
+  onChange(v: number): void;
+  className?: string;
+}) {
   const [text, setText] = useState(String(props.value));
   // A new value from outside (undo, another widget) replaces the text unless the text already means it.
   const [shown, setShown] = useState(props.value);
@@ -37,8 +46,13 @@ function NumberField(props: { value: number; min?: number; max?: number; step?: 
   };
   return (
     <input
-      className={`nodrag ${props.className ?? ''}`} type="number" aria-label={props.label} value={text}
-      min={props.min} max={props.max} step={props.step ?? (props.integer ? 1 : 'any')}
+      className={`nodrag ${props.className ?? ''}`}
+      type="number"
+      aria-label={props.label}
+      value={text}
+      min={props.min}
+      max={props.max}
+      step={props.step ?? (props.integer ? 1 : 'any')}
       onChange={(e) => {
         setText(e.target.value);
         commit(e.target.value);
@@ -68,8 +82,13 @@ function SeedField({ node, name, label, value }: { node: string; name: string; l
   return (
     <div className="row">
       <input
-        className={`nodrag seed${bad ? ' invalid' : ''}`} type="text" inputMode="numeric" aria-label={label} value={text}
-        aria-invalid={bad ? true : undefined} title={bad ? `seed ${bad}` : 'An integer from 0 to 18446744073709551615'}
+        className={`nodrag seed${bad ? ' invalid' : ''}`}
+        type="text"
+        inputMode="numeric"
+        aria-label={label}
+        value={text}
+        aria-invalid={bad ? true : undefined}
+        title={bad ? `seed ${bad}` : 'An integer from 0 to 18446744073709551615'}
         onChange={(e) => {
           setText(e.target.value);
           commit(e.target.value);
@@ -77,13 +96,18 @@ function SeedField({ node, name, label, value }: { node: string; name: string; l
         onBlur={() => setText(String(value))}
       />
       <button
-        type="button" className="icon nodrag" aria-label={`Randomise ${label}`} title="Randomise"
+        type="button"
+        className="icon nodrag"
+        aria-label={`Randomise ${label}`}
+        title="Randomise"
         onClick={() => set(node, name, seedAfterGenerate(0, 'randomize'))}
       >
         <svg width="14" height="14" viewBox="0 0 16 16" aria-hidden="true">
           <rect x="1.5" y="1.5" width="13" height="13" rx="3" fill="none" stroke="currentColor" strokeWidth="1.4" />
-          <circle cx="5" cy="5" r="1.3" fill="currentColor" /><circle cx="11" cy="11" r="1.3" fill="currentColor" />
-          <circle cx="8" cy="8" r="1.3" fill="currentColor" /><circle cx="11" cy="5" r="1.3" fill="currentColor" />
+          <circle cx="5" cy="5" r="1.3" fill="currentColor" />
+          <circle cx="11" cy="11" r="1.3" fill="currentColor" />
+          <circle cx="8" cy="8" r="1.3" fill="currentColor" />
+          <circle cx="11" cy="5" r="1.3" fill="currentColor" />
           <circle cx="5" cy="11" r="1.3" fill="currentColor" />
         </svg>
       </button>
@@ -145,7 +169,11 @@ function useImageDrop(onFile: (f: File) => void) {
 function ImageFileInput({ inputRef, label, onFile }: { inputRef: Ref<HTMLInputElement>; label: string; onFile(f: File): void }) {
   return (
     <input
-      ref={inputRef} type="file" accept="image/png,image/jpeg,image/webp" hidden aria-label={label}
+      ref={inputRef}
+      type="file"
+      accept="image/png,image/jpeg,image/webp"
+      hidden
+      aria-label={label}
       onChange={(e) => {
         const f = e.target.files?.[0];
         if (f) onFile(f);
@@ -175,7 +203,11 @@ function useMissing(v: string): boolean {
 
 /** "missing: <ref>" on the node, for an image the engine will not find. */
 function MissingNote({ value }: { value: string }) {
-  return <div className="image-missing" role="alert" title="Not next to the workflow file nor in the inputs folder: choose it again (Relink…)">missing: {value}</div>;
+  return (
+    <div className="image-missing" role="alert" title="Not next to the workflow file nor in the inputs folder: choose it again (Relink…)">
+      missing: {value}
+    </div>
+  );
 }
 
 function ImageParam({ node, nodeTitle, spec, value }: Props) {
@@ -198,22 +230,40 @@ function ImageParam({ node, nodeTitle, spec, value }: Props) {
       if (had) set(node, mask, '');
       return;
     }
-    const stem = baseName(v).replace(/\.[^.]*$/, '').replace(/-[0-9a-f]{12}$/, '') || 'image';
+    const stem =
+      baseName(v)
+        .replace(/\.[^.]*$/, '')
+        .replace(/-[0-9a-f]{12}$/, '') || 'image';
     const res = await uploadImage(editor, host(), `${stem}-mask.png`, png);
     set(node, mask, res.value);
   };
   return (
     <div className={`image-param nodrag ${over ? 'drop-over' : ''}`} {...handlers}>
-      {url ? <img className="thumb" src={url} alt={`${label} of ${nodeTitle}`} /> : <div className="thumb empty">{busy ? 'Uploading…' : 'Drop an image here'}</div>}
+      {url ? (
+        <img className="thumb" src={url} alt={`${label} of ${nodeTitle}`} />
+      ) : (
+        <div className="thumb empty">{busy ? 'Uploading…' : 'Drop an image here'}</div>
+      )}
       {missing && <MissingNote value={v} />}
       <div className="image-row">
-        <span className="file-name" title={v}>{v ? baseName(v) : 'no image'}</span>
-        {missing
-          ? <button type="button" className="relink" onClick={() => input.current?.click()} title={`Choose the image this workflow calls ${v}`}>Relink…</button>
-          : <button type="button" onClick={() => input.current?.click()} title="Choose an image file">Choose…</button>}
+        <span className="file-name" title={v}>
+          {v ? baseName(v) : 'no image'}
+        </span>
+        {missing ? (
+          <button type="button" className="relink" onClick={() => input.current?.click()} title={`Choose the image this workflow calls ${v}`}>
+            Relink…
+          </button>
+        ) : (
+          <button type="button" onClick={() => input.current?.click()} title="Choose an image file">
+            Choose…
+          </button>
+        )}
         {maskParam && (
           <button
-            type="button" className="paint-mask" onClick={openPainter} disabled={!url}
+            type="button"
+            className="paint-mask"
+            onClick={openPainter}
+            disabled={!url}
             title={url ? 'Paint the area to repaint (inpainting)' : 'Choose or drop an image first'}
           >
             Paint mask
@@ -223,7 +273,10 @@ function ImageParam({ node, nodeTitle, spec, value }: Props) {
       <ImageFileInput inputRef={input} label={`${label} file for ${nodeTitle}`} onFile={(f) => void upload(f.name, fileBytes(f))} />
       {painting && url && maskParam && (
         <MaskPainter
-          nodeTitle={nodeTitle} imageUrl={url} onSave={(png) => saveMask(maskParam, png)} onClose={() => setPainting(false)}
+          nodeTitle={nodeTitle}
+          imageUrl={url}
+          onSave={(png) => saveMask(maskParam, png)}
+          onClose={() => setPainting(false)}
           maskUrl={(() => {
             const m = editor.getState().nodes.find((x) => x.id === node)?.data.params[maskParam];
             return typeof m === 'string' && m ? host().imageUrl(m) : null;
@@ -253,14 +306,28 @@ function OptionalImageParam({ node, nodeTitle, spec, value }: Props) {
         <>
           {url && <img className="mask-thumb" src={url} alt={`${isMask ? 'Painted mask' : label} of ${nodeTitle}`} />}
           {isMask && !missing && <span className="mask-badge">mask set</span>}
-          {missing ? <MissingNote value={v} /> : <span className="file-name" title={v}>{baseName(v)}</span>}
-          {missing && <button type="button" className="relink" onClick={() => input.current?.click()} title={`Choose the ${label} this workflow calls ${v}`}>Relink…</button>}
-          <button type="button" className="icon" aria-label={`Remove ${label}`} title={`Remove ${label}`} onClick={() => set(node, spec.name, '')}>×</button>
+          {missing ? (
+            <MissingNote value={v} />
+          ) : (
+            <span className="file-name" title={v}>
+              {baseName(v)}
+            </span>
+          )}
+          {missing && (
+            <button type="button" className="relink" onClick={() => input.current?.click()} title={`Choose the ${label} this workflow calls ${v}`}>
+              Relink…
+            </button>
+          )}
+          <button type="button" className="icon" aria-label={`Remove ${label}`} title={`Remove ${label}`} onClick={() => set(node, spec.name, '')}>
+            ×
+          </button>
         </>
       ) : (
         <>
           <span className="file-name">{busy ? 'Uploading…' : isMask ? 'none: transparent pixels' : 'none'}</span>
-          <button type="button" onClick={() => input.current?.click()} title={`Choose a ${label} image (white = repaint)`}>Choose…</button>
+          <button type="button" onClick={() => input.current?.click()} title={`Choose a ${label} image (white = repaint)`}>
+            Choose…
+          </button>
         </>
       )}
       <ImageFileInput inputRef={input} label={`${label} file for ${nodeTitle}`} onFile={(f) => void upload(f.name, fileBytes(f))} />
@@ -271,7 +338,10 @@ function OptionalImageParam({ node, nodeTitle, spec, value }: Props) {
 /** Weight files a picker may show that are PyTorch pickles: the editor offers to convert them. */
 const PICKLE_FILE = /\.(bin|pt|pth|ckpt)$/i;
 
-const refreshModels = () => host().call('listModels', {}).then((m) => editor.setState({ models: m }));
+const refreshModels = () =>
+  host()
+    .call('listModels', {})
+    .then((m) => editor.setState({ models: m }));
 
 function FileParam({ node, spec, value }: Props) {
   const kind = spec.kind === 'file' ? spec.modelKind : 'checkpoints';
@@ -297,12 +367,20 @@ function FileParam({ node, spec, value }: Props) {
   };
   const select = (
     <select
-      className="nodrag" aria-label={spec.label ?? spec.name} value={v} onFocus={refresh}
-      onChange={(e) => set(node, spec.name, e.target.value)} title={`Files in <models>/${kind}`}
+      className="nodrag"
+      aria-label={spec.label ?? spec.name}
+      value={v}
+      onFocus={refresh}
+      onChange={(e) => set(node, spec.name, e.target.value)}
+      title={`Files in <models>/${kind}`}
     >
       {(!v || optional) && <option value="">{optional ? '(none)' : options.length ? 'choose…' : `no files in models/${kind}`}</option>}
       {v && !options.includes(v) && <option value={v}>{v} (not in models folder)</option>}
-      {options.map((o) => <option key={o} value={o}>{o}</option>)}
+      {options.map((o) => (
+        <option key={o} value={o}>
+          {o}
+        </option>
+      ))}
     </select>
   );
   if (!(PICKLE_FILE.test(v) && options.includes(v))) return select;
@@ -310,7 +388,11 @@ function FileParam({ node, spec, value }: Props) {
     <div className="row">
       {select}
       <button
-        type="button" className="convert-model nodrag" onClick={() => void convert()} disabled={converting} aria-busy={converting || undefined}
+        type="button"
+        className="convert-model nodrag"
+        onClick={() => void convert()}
+        disabled={converting}
+        aria-busy={converting || undefined}
         title={`Write ${v.replace(PICKLE_FILE, '.safetensors')} beside it once (nothing from the pickle runs), and use it`}
       >
         Convert to .safetensors
@@ -330,28 +412,45 @@ function Widget(props: Props) {
         return (
           <div className="row">
             <input
-              className="nodrag slider" type="range" aria-label={`${label} slider`} min={spec.min} max={spec.max} step={spec.step ?? 0.01}
-              value={n} onChange={(e) => set(node, spec.name, Number(e.target.value))}
+              className="nodrag slider"
+              type="range"
+              aria-label={`${label} slider`}
+              min={spec.min}
+              max={spec.max}
+              step={spec.step ?? 0.01}
+              value={n}
+              onChange={(e) => set(node, spec.name, Number(e.target.value))}
             />
-            <NumberField className="short" label={label} value={n} min={spec.min} max={spec.max} step={spec.step ?? 0.01} onChange={(v) => set(node, spec.name, v)} />
+            <NumberField
+              className="short"
+              label={label}
+              value={n}
+              min={spec.min}
+              max={spec.max}
+              step={spec.step ?? 0.01}
+              onChange={(v) => set(node, spec.name, v)}
+            />
           </div>
         );
       }
-      return <NumberField label={label} value={n} min={spec.min} max={spec.max} step={spec.step} integer={spec.integer} onChange={(v) => set(node, spec.name, v)} />;
+      return (
+        <NumberField label={label} value={n} min={spec.min} max={spec.max} step={spec.step} integer={spec.integer} onChange={(v) => set(node, spec.name, v)} />
+      );
     }
     case 'string':
       return spec.multiline ? (
-        <textarea
-          className="nodrag nowheel" aria-label={label} rows={3} value={String(value ?? '')}
-          onChange={(e) => set(node, spec.name, e.target.value)}
-        />
+        <textarea className="nodrag nowheel" aria-label={label} rows={3} value={String(value ?? '')} onChange={(e) => set(node, spec.name, e.target.value)} />
       ) : (
         <input className="nodrag" type="text" aria-label={label} value={String(value ?? '')} onChange={(e) => set(node, spec.name, e.target.value)} />
       );
     case 'enum':
       return (
         <select className="nodrag" aria-label={label} value={String(value ?? spec.default)} onChange={(e) => set(node, spec.name, e.target.value)}>
-          {spec.options.map((o) => <option key={o} value={o}>{o}</option>)}
+          {spec.options.map((o) => (
+            <option key={o} value={o}>
+              {o}
+            </option>
+          ))}
         </select>
       );
     case 'boolean':
