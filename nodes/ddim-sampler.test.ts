@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PreviewThrottle } from './ddim-sampler.js';
+import { PreviewThrottle } from './runtime/sampling.js';
 
 describe('PreviewThrottle', () => {
   it('sends the first preview, then at most one per interval, and always the last step', () => {

@@ -18,16 +18,15 @@
  * The output latent keeps the noise mask; with return_with_leftover_noise it is in sigma space at
  * the level where the run stopped (ComfyUI's), which a second sampler with add_noise off continues.
  */
-import { cfgGuidance, denoise, maskBlend, type ModelCall } from '../models/sampling/denoise.js';
+import { cfgGuidance, denoise, type ModelCall } from '../models/sampling/denoise.js';
 import { SAMPLER_NAMES, SCHEDULER_NAMES, planSampling, type SamplerName, type SchedulerName } from '../models/sampling/plan.js';
-import { checkAborted, type ExecContext } from '../engine/context.js';
+import type { ExecContext } from '../engine/context.js';
 import { checkpointParts, schedulerFor, unetRuntime } from './runtime/networks.js';
 import { checkControlsFit, hasControls } from './runtime/controlnet.js';
 import { samplerUNet } from './runtime/sampler-unet.js';
-import { PREVIEW_INTERVAL_MS, PreviewThrottle, checkSamplerInputs, previewPng, samplerInputs } from './ddim-sampler.js';
+import { checkSamplerInputs, sampledLatent, samplerInputs, samplerStepHooks } from './runtime/sampling.js';
 import { SEED_PARAMS, seededDraws } from './runtime/seed.js';
 import type { NodeDef, ParamSpec, ParamValue, PortValues } from './types.js';
-import type { LatentValue } from './values.js';
 
 export interface RunOptions {
   steps: number;
@@ -75,28 +74,8 @@ export async function runKSampler(inputs: PortValues, seedParams: Record<string,
     }
     return unetCall(x, t, plan.offset + i); // windows over the full schedule
   };
-  const mask = latent.noiseMask?.data;
-  const preview = new PreviewThrottle(PREVIEW_INTERVAL_MS);
-  const x = await denoise(x0, {
-    model: call,
-    guidance,
-    method,
-    hooks: {
-      beforeStep: () => checkAborted(ctx.signal),
-      blend: mask && !inpaintUNet ? maskBlend(method, latent.samples, noise0, mask, shape) : undefined,
-      async afterStep(i, total, r) {
-        if (trace) for (const s of [...(r.substeps ?? []), r.x]) trace({ node: ctx.nodeId, name: 'latents_after_step', step: i, data: s, shape });
-        ctx.progress(i + 1, total, preview.due(i === total - 1) ? await previewPng(r.denoised, shape) : undefined);
-      },
-    },
-  });
-  const v: LatentValue = {
-    kind: 'LATENT',
-    dims: [...latent.dims],
-    samples: x,
-    ...(latent.noiseMask ? { noiseMask: latent.noiseMask, maskedImage: latent.maskedImage } : {}),
-  };
-  return { latent: v };
+  const x = await denoise(x0, { model: call, guidance, method, hooks: samplerStepHooks(ctx, { method, latent, noise0, inpaintUNet, shape }) });
+  return { latent: sampledLatent(latent, x) };
 }
 
 export const PORTS = {
