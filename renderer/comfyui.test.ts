@@ -46,6 +46,8 @@ describe('ComfyUI files in the editor', () => {
     const withChunks = addTextChunks(png, { workflow: fs.readFileSync(path.join(COMFY_FIXTURES, 'ipadapter-advanced.v04.json'), 'utf8'), prompt: '{}' });
     expect(await openComfyBytes(store, 'comfy.png', new Uint8Array(withChunks))).toBe(true);
     expect(store.getState().nodes.find((n) => n.id === 'c9')?.data.params).toMatchObject({ seed: 987654321, steps: 4 });
+    // Its groups and note (meta) are saved back with the graph.
+    expect(store.getState().workflow().meta).toMatchObject({ groups: [{ title: 'Image prompt' }], comfyui: { format: 'ui-0.4' } });
     expect(await openComfyBytes(store, 'plain.png', new Uint8Array(png))).toBeNull();
     expect(await openComfyBytes(store, 'ours.json', new Uint8Array(fs.readFileSync(path.join(COMFY_FIXTURES, '../../examples/image-prompt.json'))))).toBeNull();
   });

@@ -48,16 +48,17 @@ export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlic
     const rev = get().revision + 1;
     const history = opts?.keepHistory ? {} : { past: [], future: [] };
     // A new document (New, Open, an example) starts without the old one's run marks and previews.
-    set({ ...doc, ...history, coalesce: null, fileName, revision: rev, savedRevision: opts?.dirty ? -1 : rev, nodeRuns: {}, nodePreviews: {}, imageOrigins: {}, missingAsk: null });
+    set({ ...doc, ...history, coalesce: null, fileName, revision: rev, savedRevision: opts?.dirty ? -1 : rev, nodeRuns: {}, nodePreviews: {}, imageOrigins: {}, missingAsk: null, meta: undefined });
   },
 
   loadWorkflow: (wf, fileName, opts) => {
     const { problems, ...doc } = fromWorkflow(wf, get().specs);
     get().loadDoc(doc, fileName, opts);
+    if (wf.meta) set({ meta: wf.meta });
     return problems;
   },
 
-  workflow: () => toWorkflow(docOf(get())),
+  workflow: () => toWorkflow(docOf(get()), get().meta),
 
   onNodesChange: (changes) => {
     const s = get();

@@ -30,6 +30,8 @@ export interface DocumentSlice extends Doc {
   savedRevision: number;
   fileName: string | null;
   clipboard: Doc | null;
+  /** The opened workflow's meta (title, an import's groups and notes), saved back with it. */
+  meta?: Record<string, unknown>;
 
   setSpecs(list: NodeSpec[]): void;
   /** Records the current document as an undo step (call before changing it). */

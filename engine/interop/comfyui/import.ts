@@ -749,7 +749,7 @@ export function importComfyUI(doc: unknown, opts: ImportOptions): ImportResult {
   if (im.notes.length) comfy.notes = im.notes;
   if (im.skipped.length) {
     const text = JSON.stringify(im.skipped);
-    comfy.skipped = text.length <= 500_000 ? im.skipped : { count: im.skipped.length, note: 'too large to keep' };
+    comfy.skipped = text.length <= 100_000 ? im.skipped : { count: im.skipped.length, note: 'too large to keep' };
   }
   const meta: Json = { comfyui: comfy };
   if (g.groups.length) meta.groups = groupsMeta(g, im.nodes);
