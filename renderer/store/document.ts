@@ -5,10 +5,7 @@
 import type { StateCreator } from 'zustand/vanilla';
 import { applyEdgeChanges, applyNodeChanges } from '@xyflow/react';
 import type { ParamValue } from '../../nodes/types.js';
-import {
-  checkConnection, extractSelection, freshId, fromWorkflow, makeEdge, makeNode, pasteFragment, toWorkflow,
-  type Doc,
-} from '../graph.js';
+import { checkConnection, extractSelection, freshId, fromWorkflow, makeEdge, makeNode, pasteFragment, toWorkflow, type Doc } from '../graph.js';
 import { previewsOf } from './run.js';
 import type { DocumentSlice, EditorState } from './state.js';
 
@@ -48,7 +45,19 @@ export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlic
     const rev = get().revision + 1;
     const history = opts?.keepHistory ? {} : { past: [], future: [] };
     // A new document (New, Open, an example) starts without the old one's run marks and previews.
-    set({ ...doc, ...history, coalesce: null, fileName, revision: rev, savedRevision: opts?.dirty ? -1 : rev, nodeRuns: {}, nodePreviews: {}, imageOrigins: {}, missingAsk: null, meta: undefined });
+    set({
+      ...doc,
+      ...history,
+      coalesce: null,
+      fileName,
+      revision: rev,
+      savedRevision: opts?.dirty ? -1 : rev,
+      nodeRuns: {},
+      nodePreviews: {},
+      imageOrigins: {},
+      missingAsk: null,
+      meta: undefined,
+    });
   },
 
   loadWorkflow: (wf, fileName, opts) => {
@@ -104,7 +113,7 @@ export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlic
     // A model picker whose default is not in the models folder starts on the first file there (as ComfyUI does).
     const picked: Record<string, ParamValue> = {};
     for (const p of spec.params) {
-      const have = p.kind === 'file' ? s.models[p.modelKind] ?? [] : [];
+      const have = p.kind === 'file' ? (s.models[p.modelKind] ?? []) : [];
       if (p.kind === 'file' && !p.optional && have.length && !have.includes(p.default)) picked[p.name] = have[0];
     }
     const node = { ...makeNode(id, spec, x, y, { ...picked, ...params }), selected: true };
@@ -148,16 +157,28 @@ export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlic
     const s = get();
     const prev = s.past[s.past.length - 1];
     if (!prev) return;
-    set({ ...prev, past: s.past.slice(0, -1), future: [docOf(s), ...s.future], coalesce: null, revision: s.revision + 1,
-      nodePreviews: previewsOf(s.nodePreviews, prev.nodes) });
+    set({
+      ...prev,
+      past: s.past.slice(0, -1),
+      future: [docOf(s), ...s.future],
+      coalesce: null,
+      revision: s.revision + 1,
+      nodePreviews: previewsOf(s.nodePreviews, prev.nodes),
+    });
   },
 
   redo: () => {
     const s = get();
     const next = s.future[0];
     if (!next) return;
-    set({ ...next, past: [...s.past, docOf(s)], future: s.future.slice(1), coalesce: null, revision: s.revision + 1,
-      nodePreviews: previewsOf(s.nodePreviews, next.nodes) });
+    set({
+      ...next,
+      past: [...s.past, docOf(s)],
+      future: s.future.slice(1),
+      coalesce: null,
+      revision: s.revision + 1,
+      nodePreviews: previewsOf(s.nodePreviews, next.nodes),
+    });
   },
 
   markSaved: (fileName) => set({ fileName, savedRevision: get().revision }),
@@ -170,9 +191,9 @@ export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlic
     if (!s.nodes.some(hit)) return;
     get().commit();
     set({
-      nodes: get().nodes.map((n) => (hit(n)
-        ? { ...n, data: { ...n.data, params: Object.fromEntries(Object.entries(n.data.params).map(([k, v]) => [k, swap(n.data.type, k, v)])) } }
-        : n)),
+      nodes: get().nodes.map((n) =>
+        hit(n) ? { ...n, data: { ...n.data, params: Object.fromEntries(Object.entries(n.data.params).map(([k, v]) => [k, swap(n.data.type, k, v)])) } } : n,
+      ),
     });
   },
 });

@@ -460,6 +460,25 @@ describe('bad files', () => {
     expect(r.workflow.nodes.map((n) => n.id).sort()).toEqual(['c1', 'c2', 'c3']);
   });
 
+  it('subgraphs, group nodes and widget values by name', () => {
+    const doc = {
+      version: 1,
+      state: {},
+      links: [],
+      nodes: [
+        { id: 1, type: '0b5a8a44-7f4e-4c2b-9a51-8d7c7b1e2f30', pos: [0, 0], mode: 0, widgets_values: [] },
+        { id: 2, type: 'workflow>My group', pos: [0, 200], mode: 0, widgets_values: [1, 2] },
+        { id: 3, type: 'EmptyLatentImage', pos: [0, 400], mode: 0, widgets_values: { width: 320, height: 256, batch_size: 2 } },
+      ],
+      definitions: { subgraphs: [{ id: '0b5a8a44-7f4e-4c2b-9a51-8d7c7b1e2f30', name: 'Upscale' }] },
+    };
+    const r = importComfyUI(doc, { specs });
+    expect(entry(r, '1')).toMatchObject({ status: 'unsupported' });
+    expect(entry(r, '1').notes[0]).toMatch(/a subgraph: unpack it in ComfyUI/);
+    expect(entry(r, '2').notes[0]).toMatch(/a group node: convert it back to nodes/);
+    expect(node(r.workflow, 'c3').params).toEqual({ width: 320, height: 256, batch_size: 2 });
+  });
+
   it("a 20 MB workflow: a giant prompt is cut to this app's limit and said; too many nodes is a clear error", () => {
     const huge = 'a'.repeat(20 * 2 ** 20);
     const doc = {

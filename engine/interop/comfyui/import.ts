@@ -84,7 +84,12 @@ const studioOf = (n: CNode): StudioProps => {
 };
 
 const ROLE_OFFSETS: Record<string, [number, number]> = {
-  encode: [-300, 0], proj: [-300, 170], neg_encode: [-600, 0], neg_proj: [-600, 170], vision: [-600, 340], neg: [0, 200],
+  encode: [-300, 0],
+  proj: [-300, 170],
+  neg_encode: [-600, 0],
+  neg_proj: [-600, 170],
+  vision: [-600, 340],
+  neg: [0, 200],
 };
 
 class Importer {
@@ -110,7 +115,10 @@ class Importer {
   /** API prompts have no positions: titles are kept by our node id. */
   readonly titles: Record<string, string> = {};
 
-  constructor(readonly g: CGraph, private readonly opts: ImportOptions) {
+  constructor(
+    readonly g: CGraph,
+    private readonly opts: ImportOptions,
+  ) {
     this.specs = new Map(opts.specs.map((s) => [s.type, s]));
     this.warnings = [...g.problems];
     for (const n of g.nodes) this.byId.set(n.id, n);
@@ -118,7 +126,10 @@ class Importer {
       const to = this.byId.get(l.to);
       if (!to) continue;
       const inp = to.inputs[l.toSlot];
-      if (!inp) { this.warnings.push(`link ${l.id} goes to input ${l.toSlot} of node ${l.to}, which has no such input; ignored`); continue; }
+      if (!inp) {
+        this.warnings.push(`link ${l.id} goes to input ${l.toSlot} of node ${l.to}, which has no such input; ignored`);
+        continue;
+      }
       if (inp.link !== l.id && g.format !== 'api') continue; // a stale link: the node names another
       const name = inp.widget ?? inp.name;
       if (!this.linkByTarget.has(l.to)) this.linkByTarget.set(l.to, new Map());
@@ -126,7 +137,10 @@ class Importer {
     }
     for (const n of g.nodes) {
       for (const inp of n.inputs) {
-        if (inp.link !== null && !g.links.has(inp.link)) this.warnings.push(`node ${n.id} (${n.classType}) input "${inp.widget ?? inp.name}" names link ${inp.link}, which is not in the file; left unconnected`);
+        if (inp.link !== null && !g.links.has(inp.link))
+          this.warnings.push(
+            `node ${n.id} (${n.classType}) input "${inp.widget ?? inp.name}" names link ${inp.link}, which is not in the file; left unconnected`,
+          );
       }
     }
   }
@@ -162,7 +176,12 @@ class Importer {
       this.markResolved(n, 'a primitive: its value goes into the widgets it feeds');
       const v = Array.isArray(n.widgetsValues) ? n.widgetsValues[0] : undefined;
       const control = Array.isArray(n.widgetsValues) ? n.widgetsValues[1] : undefined;
-      return { kind: 'const', value: v, from: n.id, ...(typeof control === 'string' && (SEED_CONTROLS as readonly string[]).includes(control) ? { control } : {}) };
+      return {
+        kind: 'const',
+        value: v,
+        from: n.id,
+        ...(typeof control === 'string' && (SEED_CONTROLS as readonly string[]).includes(control) ? { control } : {}),
+      };
     }
     if (n.mode === 4) {
       const out = n.outputs[slot] ?? this.defOf(n)?.outputs[slot];
@@ -237,9 +256,16 @@ class Importer {
       else missing.push(sl.name);
     }
     if (missing.length) {
-      this.approxOn(r, `widgets_values has ${vals.length} value${vals.length === 1 ? '' : 's'} for ${declared} widgets; ${missing.join(', ')} take${missing.length === 1 ? 's' : ''} ComfyUI's default`);
+      this.approxOn(
+        r,
+        `widgets_values has ${vals.length} value${vals.length === 1 ? '' : 's'} for ${declared} widgets; ${missing.join(', ')} take${missing.length === 1 ? 's' : ''} ComfyUI's default`,
+      );
     }
-    if (i < vals.length) this.approxOn(r, `widgets_values has ${vals.length - i} value${vals.length - i === 1 ? '' : 's'} more than ${def.classType}'s ${declared} widgets (a newer version of the node?); the extra ${vals.length - i === 1 ? 'one is' : 'ones are'} ignored: ${JSON.stringify(vals.slice(i)).slice(0, 200)}`);
+    if (i < vals.length)
+      this.approxOn(
+        r,
+        `widgets_values has ${vals.length - i} value${vals.length - i === 1 ? '' : 's'} more than ${def.classType}'s ${declared} widgets (a newer version of the node?); the extra ${vals.length - i === 1 ? 'one is' : 'ones are'} ignored: ${JSON.stringify(vals.slice(i)).slice(0, 200)}`,
+      );
     return out;
   }
 
@@ -293,7 +319,7 @@ class Importer {
       if ((FRONTEND_ONLY.notes as readonly string[]).includes(n.classType)) {
         const text = Array.isArray(n.widgetsValues) ? String(n.widgetsValues[0] ?? '') : '';
         this.notes.push({ ...(n.title ? { title: n.title } : {}), text });
-        this.skip(n, 'a note: its text is kept in the workflow\'s meta (comfyui.notes)');
+        this.skip(n, "a note: its text is kept in the workflow's meta (comfyui.notes)");
         out = [];
       } else if (n.mode === 2) {
         this.skip(n, 'muted in ComfyUI (never runs): left out');
@@ -310,7 +336,8 @@ class Importer {
           out = tr(ctx);
           const def = this.defOf(n);
           for (const name of this.linkByTarget.get(n.id)?.keys() ?? []) {
-            if (def && !def.inputs.some((i) => i.name === name)) this.approxOn(r, `input "${name}" is not an input of ${n.classType} as this app knows it; its link is ignored`);
+            if (def && !def.inputs.some((i) => i.name === name))
+              this.approxOn(r, `input "${name}" is not an input of ${n.classType} as this app knows it; its link is ignored`);
           }
         }
       }
@@ -377,7 +404,7 @@ class Importer {
     const id = this.allocId(n, role);
     made.push(id);
     const st = studioOf(n);
-    const stored = st.types?.[role] === undefined || st.types[role] === type ? st.params?.[role] ?? {} : {};
+    const stored = st.types?.[role] === undefined || st.types[role] === type ? (st.params?.[role] ?? {}) : {};
     const params: Record<string, ParamValue> = {};
     const fromComfy = o.params ?? {};
     // Widgets as exported from here: our params as they were (ComfyUI's view of them may be rounded or narrower).
@@ -386,11 +413,16 @@ class Importer {
       let v: unknown;
       let given = false;
       if (unchanged && p.name in stored) v = stored[p.name];
-      else if (p.name in fromComfy && fromComfy[p.name] !== undefined) { v = fromComfy[p.name]; given = true; }
-      else if (p.name in stored) v = stored[p.name];
+      else if (p.name in fromComfy && fromComfy[p.name] !== undefined) {
+        v = fromComfy[p.name];
+        given = true;
+      } else if (p.name in stored) v = stored[p.name];
       else if (o.derived && p.name in o.derived) v = o.derived[p.name];
       else if (p.kind === 'file' && o.patterns?.[p.name]) v = '';
-      else { params[p.name] = p.default; continue; } // written out, as the editor saves them
+      else {
+        params[p.name] = p.default;
+        continue;
+      } // written out, as the editor saves them
       const checked = this.checkParam(r, p, v, given, id, o.patterns?.[p.name]);
       if (checked !== undefined) params[p.name] = checked;
     }
@@ -431,10 +463,22 @@ class Importer {
           return v; // a seed past 2^53, kept exact as a decimal string
         }
         if (typeof v === 'boolean') x = v ? 1 : 0;
-        if (!Number.isFinite(x)) { say(`${JSON.stringify(v)} is not a number; ${p.default} is used`); return p.default; }
-        if (p.integer && !Number.isInteger(x)) { say(`${x} is not a whole number; ${Math.round(x)} is used`); x = Math.round(x); }
-        if (p.min !== undefined && x < p.min) { say(`${x} is below this app's minimum ${p.min}; ${p.min} is used`); x = p.min; }
-        if (p.max !== undefined && x > p.max) { say(`${x} is above this app's maximum ${p.max}; ${p.max} is used`); x = p.max; }
+        if (!Number.isFinite(x)) {
+          say(`${JSON.stringify(v)} is not a number; ${p.default} is used`);
+          return p.default;
+        }
+        if (p.integer && !Number.isInteger(x)) {
+          say(`${x} is not a whole number; ${Math.round(x)} is used`);
+          x = Math.round(x);
+        }
+        if (p.min !== undefined && x < p.min) {
+          say(`${x} is below this app's minimum ${p.min}; ${p.min} is used`);
+          x = p.min;
+        }
+        if (p.max !== undefined && x > p.max) {
+          say(`${x} is above this app's maximum ${p.max}; ${p.max} is used`);
+          x = p.max;
+        }
         return x;
       }
       case 'boolean':
@@ -451,7 +495,15 @@ class Importer {
         const wanted = typeof v === 'string' ? v : v === undefined || v === null ? '' : String(v);
         if (!wanted && !pattern) return p.optional ? '' : wanted;
         const m = matchModel(p.modelKind, wanted, this.opts.models?.[p.modelKind], pattern);
-        this.modelReports.push({ node: id, param: p.name, kind: p.modelKind, wanted: normalizeModelName(wanted) || (pattern?.what ?? ''), used: m.value, how: m.how, note: m.note });
+        this.modelReports.push({
+          node: id,
+          param: p.name,
+          kind: p.modelKind,
+          wanted: normalizeModelName(wanted) || (pattern?.what ?? ''),
+          used: m.value,
+          how: m.how,
+          note: m.note,
+        });
         if (m.how === 'substituted' || m.how === 'missing') this.approxOn(r, `${p.name}: ${m.note}`);
         else if (m.how === 'renamed') r.notes.push(`${p.name}: ${m.note}`);
         return m.value;
@@ -466,7 +518,10 @@ class Importer {
       }
       default: {
         let sv = typeof v === 'string' ? v : v === undefined || v === null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v);
-        if (sv.length > MAX_STRING) { say(`a text of ${sv.length} characters is cut to ${MAX_STRING} (this app's limit for one value)`); sv = sv.slice(0, MAX_STRING); }
+        if (sv.length > MAX_STRING) {
+          say(`a text of ${sv.length} characters is cut to ${MAX_STRING} (this app's limit for one value)`);
+          sv = sv.slice(0, MAX_STRING);
+        }
         return sv;
       }
     }
@@ -481,10 +536,14 @@ class Importer {
   /** The port a value gives to an input of `spec` type (a bundle gives the part the input takes). */
   private portOf(v: Value, want: string | undefined): PortVal | null {
     switch (v.kind) {
-      case 'port': return v;
-      case 'ipadapter': return want === 'CLIP_VISION' ? v.clipVision ?? null : v.adapter;
-      case 'embeds': return v.list[0] ?? null;
-      default: return null;
+      case 'port':
+        return v;
+      case 'ipadapter':
+        return want === 'CLIP_VISION' ? (v.clipVision ?? null) : v.adapter;
+      case 'embeds':
+        return v.list[0] ?? null;
+      default:
+        return null;
     }
   }
 
@@ -495,7 +554,8 @@ class Importer {
       return l ? this.source(l.from, l.fromSlot) : null;
     };
     return {
-      node: n, def,
+      node: n,
+      def,
       hasType: (t) => this.specs.has(t),
       storedType: (role) => studioOf(n).types?.[role],
       input: (name) => {
@@ -514,7 +574,11 @@ class Importer {
         const v = linkValue(name);
         if (v && v.kind === 'const') return v.value;
         const saved = this.widgets(n);
-        if (v && v.kind !== 'none') this.approxOn(r, `widget "${name}" is fed by a node${v.kind === 'port' ? ` (${v.node})` : ''} whose value is only known when ComfyUI runs; the value saved in the file is used`);
+        if (v && v.kind !== 'none')
+          this.approxOn(
+            r,
+            `widget "${name}" is fed by a node${v.kind === 'port' ? ` (${v.node})` : ''} whose value is only known when ComfyUI runs; the value saved in the file is used`,
+          );
         if (saved.has(name)) return saved.get(name);
         return def?.inputs.find((i) => i.name === name)?.default;
       },
@@ -522,7 +586,7 @@ class Importer {
       add: (role, type, o) => this.addNode(n, r, made, role, type, o),
       port: (id, port) => {
         const node = this.nodes.find((x) => x.id === id);
-        const type = node ? this.specs.get(node.type)?.outputs.find((p) => p.name === port)?.type ?? '*' : '*';
+        const type = node ? (this.specs.get(node.type)?.outputs.find((p) => p.name === port)?.type ?? '*') : '*';
         return { kind: 'port', node: id, port, type };
       },
       connect: (v, node, port) => {
@@ -530,11 +594,16 @@ class Importer {
         const want = target ? this.specs.get(target.type)?.inputs.find((p) => p.name === port)?.type : undefined;
         const p = this.portOf(v, want);
         if (p) this.edge(p, node, port);
-        else if (v.kind === 'const') this.approxOn(r, `input "${port}" gets a constant (${JSON.stringify(v.value)}) from primitive ${v.from}, which cannot feed a socket here`);
+        else if (v.kind === 'const')
+          this.approxOn(r, `input "${port}" gets a constant (${JSON.stringify(v.value)}) from primitive ${v.from}, which cannot feed a socket here`);
       },
       approx: (note) => this.approxOn(r, note),
-      info: (note) => { if (!r.notes.includes(note)) r.notes.push(note); },
-      unsupported: (reason) => { throw new Unsupported(reason); },
+      info: (note) => {
+        if (!r.notes.includes(note)) r.notes.push(note);
+      },
+      unsupported: (reason) => {
+        throw new Unsupported(reason);
+      },
       consumers: (slot) => this.consumers(n, slot),
       skip: (note) => this.skip(n, note),
     };
@@ -549,12 +618,17 @@ class Importer {
     const ins: { name: string; type: string }[] = [];
     const widgets: Json = {};
     const edges: WorkflowEdge[] = [];
-    const inputNames = def ? def.inputs : n.inputs.map((i): InputDef => ({ name: i.widget ?? i.name, type: i.type, ...(i.widget ? { widget: 'STRING' as const } : {}) }));
+    const inputNames = def
+      ? def.inputs
+      : n.inputs.map((i): InputDef => ({ name: i.widget ?? i.name, type: i.type, ...(i.widget ? { widget: 'STRING' as const } : {}) }));
     for (const inp of inputNames) {
       const l = this.linkOf(n, inp.name);
       if (!inp.widget || l) {
         const v = l ? this.source(l.from, l.fromSlot) : { kind: 'none' as const };
-        if (v.kind === 'const') { widgets[inp.name] = v.value; continue; }
+        if (v.kind === 'const') {
+          widgets[inp.name] = v.value;
+          continue;
+        }
         if (!inp.widget) ins.push({ name: inp.name, type: portTypeOf(inp.type) });
         const p = this.portOf(v, portTypeOf(inp.type));
         if (p) {
@@ -566,11 +640,14 @@ class Importer {
     // Link inputs the file has but the definition does not list (a newer node version, a custom node).
     for (const i of n.inputs) {
       const name = i.widget ?? i.name;
-      if (ins.some((x) => x.name === name) || name in widgets || (def?.inputs.some((d) => d.name === name && d.widget))) continue;
+      if (ins.some((x) => x.name === name) || name in widgets || def?.inputs.some((d) => d.name === name && d.widget)) continue;
       if (def?.inputs.some((d) => d.name === name)) continue;
       const l = this.linkOf(n, name);
       const v = l ? this.source(l.from, l.fromSlot) : null;
-      if (v?.kind === 'const') { widgets[name] = v.value; continue; }
+      if (v?.kind === 'const') {
+        widgets[name] = v.value;
+        continue;
+      }
       ins.push({ name, type: portTypeOf(i.type) });
       const p = v ? this.portOf(v, portTypeOf(i.type)) : null;
       if (p) edges.push({ from: { node: p.node, port: p.port }, to: { node: id, port: name } });
@@ -582,7 +659,7 @@ class Importer {
     } else if (n.widgetsValues !== undefined) {
       widgets.widgets_values = n.widgetsValues;
     }
-    const outs = (n.outputs.length ? n.outputs : def?.outputs ?? []).map((o) => ({ name: o.name, type: portTypeOf(o.type) }));
+    const outs = (n.outputs.length ? n.outputs : (def?.outputs ?? [])).map((o) => ({ name: o.name, type: portTypeOf(o.type) }));
     // API prompts do not list outputs: the slots its consumers read.
     if (!outs.length) {
       const max = Math.max(-1, ...[...this.g.links.values()].filter((l) => l.from === n.id).map((l) => l.fromSlot));
@@ -595,12 +672,22 @@ class Importer {
     if (this.specs.has(PLACEHOLDER_TYPE)) {
       const ui = this.uiFor(n, '', id);
       const named = n.title && n.title !== def?.display && n.title !== n.classType ? n.title : '';
-      let params: Record<string, ParamValue> = { class_type: n.classType.slice(0, 128), title: named.slice(0, 1000), reason, widgets: json(widgets), inputs: json(ins), outputs: json(outs) };
+      let params: Record<string, ParamValue> = {
+        class_type: n.classType.slice(0, 128),
+        title: named.slice(0, 1000),
+        reason,
+        widgets: json(widgets),
+        inputs: json(ins),
+        outputs: json(outs),
+      };
       // An API prompt exported from here has lost the sockets' types and a custom node's positional values: the stored ones are the original's.
       const st = studioOf(n);
       const stored = st.types?.[''] === PLACEHOLDER_TYPE ? st.params?.[''] : undefined;
       if (stored && stored.class_type === n.classType && this.g.format === 'api') {
-        params = { ...params, ...Object.fromEntries(['title', 'widgets', 'inputs', 'outputs'].filter((k) => typeof stored[k] === 'string').map((k) => [k, stored[k]!])) };
+        params = {
+          ...params,
+          ...Object.fromEntries(['title', 'widgets', 'inputs', 'outputs'].filter((k) => typeof stored[k] === 'string').map((k) => [k, stored[k]!])),
+        };
         const storedOuts = placeholderOutputs(params.outputs);
         if (storedOuts.length) outs.splice(0, outs.length, ...storedOuts);
       }
@@ -653,7 +740,10 @@ class Importer {
   run(): void {
     for (const n of this.g.nodes) {
       if (n.classType === FRONTEND_ONLY.reroute || n.classType === FRONTEND_ONLY.primitive) {
-        this.markResolved(n, n.classType === FRONTEND_ONLY.reroute ? 'a reroute: resolved into the links it carries' : 'a primitive: its value goes into the widgets it feeds');
+        this.markResolved(
+          n,
+          n.classType === FRONTEND_ONLY.reroute ? 'a reroute: resolved into the links it carries' : 'a primitive: its value goes into the widgets it feeds',
+        );
         continue;
       }
       this.translate(n);
@@ -672,7 +762,10 @@ class Importer {
     const groups = new Map<string, WorkflowNode[]>();
     for (const n of this.nodes) {
       if (n.type !== 'ip-adapter-projection') continue;
-      const ins = this.edges.filter((e) => e.to.node === n.id).map((e) => `${e.to.port}<${e.from.node}.${e.from.port}`).sort();
+      const ins = this.edges
+        .filter((e) => e.to.node === n.id)
+        .map((e) => `${e.to.port}<${e.from.node}.${e.from.port}`)
+        .sort();
       const key = JSON.stringify([n.params, ins]);
       if (!groups.has(key)) groups.set(key, []);
       groups.get(key)!.push(n);
@@ -742,8 +835,10 @@ export function importComfyUI(doc: unknown, opts: ImportOptions): ImportResult {
   const order = new Map(g.nodes.map((n, i) => [n.id, i]));
   const nodes = [...im.reports.values()].sort((a, b) => (order.get(a.id) ?? 0) - (order.get(b.id) ?? 0));
   const report: ImportReport = { format: g.format, nodes, models: im.modelReports, missingImages: im.missingImages, warnings: im.warnings };
-  if (im.nodes.length > MAX_NODES) throw new ComfyReadError(`the ComfyUI workflow becomes ${im.nodes.length} nodes here; a workflow holds at most ${MAX_NODES}`);
-  if (im.edges.length > MAX_EDGES) throw new ComfyReadError(`the ComfyUI workflow becomes ${im.edges.length} links here; a workflow holds at most ${MAX_EDGES}`);
+  if (im.nodes.length > MAX_NODES)
+    throw new ComfyReadError(`the ComfyUI workflow becomes ${im.nodes.length} nodes here; a workflow holds at most ${MAX_NODES}`);
+  if (im.edges.length > MAX_EDGES)
+    throw new ComfyReadError(`the ComfyUI workflow becomes ${im.edges.length} links here; a workflow holds at most ${MAX_EDGES}`);
   const comfy: Json = { format: g.format, ...(g.version !== undefined ? { version: g.version } : {}) };
   if (Object.keys(im.titles).length) comfy.titles = im.titles;
   if (im.notes.length) comfy.notes = im.notes;
