@@ -8,27 +8,11 @@
  * Pure path logic here; main.ts turns the answer into a Response.
  */
 import * as path from 'node:path';
-import { confinedPath, contentSecurityPolicy, routeOf } from '../engine/hosts/host-api.js';
+import { IMAGE_EXT, MIME, confinedPath, contentSecurityPolicy, routeOf } from '../engine/hosts/host-api.js';
 import { APP_HOST, APP_SCHEME } from './channels.js';
 
 /** The renderer's CSP: the one web mode sends too (no 'unsafe-inline' anywhere), without WebSocket origins. */
 export const CSP = contentSecurityPolicy();
-
-const MIME: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.json': 'application/json',
-  '.png': 'image/png',
-  '.jpg': 'image/jpeg',
-  '.jpeg': 'image/jpeg',
-  '.webp': 'image/webp',
-  '.svg': 'image/svg+xml',
-  '.ico': 'image/x-icon',
-  '.woff2': 'font/woff2',
-  '.wasm': 'application/wasm',
-};
-const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.webp']);
 
 export interface AppRoots {
   /** The built renderer (dist-renderer/). */

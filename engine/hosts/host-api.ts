@@ -173,6 +173,24 @@ export function contentSecurityPolicy(opts: { connect?: string[] } = {}): string
 
 // ---- file routes -------------------------------------------------------------------------------
 
+/** Content types of the files both hosts serve (web mode's routes and the desktop app's app:// protocol). */
+export const MIME: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.webp': 'image/webp',
+  '.svg': 'image/svg+xml',
+  '.ico': 'image/x-icon',
+  '.woff2': 'font/woff2',
+  '.wasm': 'application/wasm',
+};
+/** The image files a host serves from the output and inputs folders. */
+export const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.webp']);
+
 /**
  * The route of a decoded request path, spelled one way: backslashes as slashes, doubled slashes
  * and `.` segments dropped, no trailing slash, so `/index.html/`, `/index.html%2f`, `//index.html`

@@ -16,7 +16,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { EngineApi, EngineSettings, RunEvent } from '../api.js';
-import { confinedPath, contentSecurityPolicy, createApiHandlers, eventWithUrls, invokeApi, routeOf } from './host-api.js';
+import { IMAGE_EXT, MIME, confinedPath, contentSecurityPolicy, createApiHandlers, eventWithUrls, invokeApi, routeOf } from './host-api.js';
 import { parseRequest, type HostInfo, type ServerMessage } from '../protocol.js';
 
 export interface ServerOptions {
@@ -46,20 +46,6 @@ export interface WebServer {
   close(): Promise<void>;
 }
 
-const MIME: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.json': 'application/json',
-  '.png': 'image/png',
-  '.jpg': 'image/jpeg',
-  '.jpeg': 'image/jpeg',
-  '.webp': 'image/webp',
-  '.svg': 'image/svg+xml',
-  '.ico': 'image/x-icon',
-  '.woff2': 'font/woff2',
-};
-const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.webp']);
 /** What the renderer's build serves without the key (scripts, styles, fonts, icons: nothing that holds a key or an image of the user's). */
 const PUBLIC_EXT = new Set(['.js', '.css', '.map', '.svg', '.ico', '.woff', '.woff2']);
 
