@@ -28,6 +28,8 @@ export const WorkflowNodeSchema = z.object({
   id: Id,
   type: z.string().min(1).max(128),
   params: z.record(z.string().max(128), ParamValue),
+  /** Bypassed (passes its inputs through) or muted (does not run); engine/graph-modes.ts. Absent: runs. */
+  mode: z.enum(['bypass', 'mute']).optional(),
   /** Editor layout; the engine never reads it. */
   ui: z.looseObject({ x: z.number().finite(), y: z.number().finite() }).optional(),
 });

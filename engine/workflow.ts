@@ -1,5 +1,5 @@
 /**
- * Workflow JSON: format "ipadapter-studio/workflow", version 2. Reading goes through
+ * Workflow JSON: format "ipadapter-studio/workflow", version 3. Reading goes through
  * `parseWorkflow`, which checks the document's shape and migrates older versions step by step;
  * a newer version is refused with a sentence (we cannot guess what it means).
  *
@@ -13,11 +13,18 @@
  *      Philox noise of engine/rng.ts, so the migration writes `noise: "philox"` on its seeded
  *      nodes (DDIM Sampler, VAE Encode) and they draw exactly what they drew before. Seeds may be
  *      decimal strings from 2^53 up to 2^64 - 1; version-1 seeds (numbers below 2^53) stay as they are.
+ * - 3: canvas tools (engine/graph-modes.ts resolves them before validation): a node may have a
+ *      `mode`, "bypass" (its outputs pass through its first input of the same type, as ComfyUI's
+ *      mode 4) or "mute" (it and the nodes that need it do not run, ComfyUI's mode 2); the
+ *      node types `reroute`, `note` and `primitive`; an edge may end on a param's name (a param
+ *      turned into an input, fed by a primitive); `meta.groups` are the editor's groups. A
+ *      version-2 document had none of these: the migration drops a stray `mode` field, which
+ *      version 2 ignored, so every older file opens and runs as it did.
  */
 import { WORKFLOW_FORMAT, type ValidationError, type Workflow, type WorkflowEdge, type WorkflowNode } from './protocol.js';
 
 export { WORKFLOW_FORMAT };
-export const WORKFLOW_VERSION = 2;
+export const WORKFLOW_VERSION = 3;
 
 export interface ParsedWorkflow {
   workflow: Workflow | null;
@@ -87,7 +94,18 @@ const MIGRATIONS: Record<number, (doc: Json) => Json> = {
     });
     return { ...doc, version: 2, nodes };
   },
+  2: (doc) => {
+    const nodes = (Array.isArray(doc.nodes) ? doc.nodes : []).map((n) => {
+      if (!isObj(n) || !('mode' in n)) return n;
+      const { mode: _mode, ...rest } = n;
+      return rest;
+    });
+    return { ...doc, version: 3, nodes };
+  },
 };
+
+/** A node's mode (version 3): absent = runs normally. */
+export const NODE_MODES = ['bypass', 'mute'] as const;
 
 /**
  * Checks the document's shape and migrates it to the current version. Graph semantics (node
@@ -155,7 +173,14 @@ export function parseWorkflow(input: unknown): ParsedWorkflow {
     }
     const uiProblem = n.ui !== undefined ? freeFormProblem('ui', n.ui) : null;
     if (uiProblem) return errors.push({ node: n.id, message: `node ${n.id}: ${uiProblem}` });
+    if (n.mode !== undefined && !(NODE_MODES as readonly unknown[]).includes(n.mode)) {
+      return errors.push({
+        node: n.id,
+        message: `node ${n.id}: "mode" must be ${NODE_MODES.map((m) => `"${m}"`).join(' or ')} when present, found ${JSON.stringify(n.mode)}`,
+      });
+    }
     const node: WorkflowNode = { id: n.id, type: n.type, params: params as WorkflowNode['params'] };
+    if (n.mode !== undefined) node.mode = n.mode as WorkflowNode['mode'];
     if (isObj(n.ui)) node.ui = n.ui as WorkflowNode['ui'];
     nodes.push(node);
   });
