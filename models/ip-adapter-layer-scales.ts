@@ -1,5 +1,6 @@
 /**
- * λ per layer: one IP-Adapter scale per cross-attention layer, from a preset or a custom list.
+ * λ per layer: one IP-Adapter scale per cross-attention layer, from a weight type (ComfyUI_IPAdapter_plus'
+ * 15, `weightTypeLayers`, below), a preset of the older `blocks` param or a custom list.
  * The UNet graph takes ip_adapter_scale (L,) as an input (one scale per attn2 layer,
  * crossAttnLayers order), so none of this rebuilds the UNet. `unitLayerScales` gives each
  * layer's scale for an adapter scale of 1 (the preset's pattern), `layerScales` the input for a
@@ -151,4 +152,195 @@ export function unitLayerScales(cfg: UNetConfig, preset: BlockPreset, custom = '
 /** ip_adapter_scale for one step: `scale` times each layer's unit scale (0 everywhere outside the adapter's window). */
 export function layerScales(unit: number[], scale: number, active: boolean): Float32Array {
   return Float32Array.from(unit, (u) => (active ? scale * u : 0));
+}
+
+// ---------------------------------------------------------------------------------------
+// Weight types: ComfyUI_IPAdapter_plus' 15 (IPAdapterPlus.py WEIGHT_TYPES), for SD1.5.
+// ---------------------------------------------------------------------------------------
+
+/** ComfyUI_IPAdapter_plus' weight types, in its order (IPAdapterPlus.py WEIGHT_TYPES). */
+export const WEIGHT_TYPES = [
+  'linear',
+  'ease in',
+  'ease out',
+  'ease in-out',
+  'reverse in-out',
+  'weak input',
+  'weak output',
+  'weak middle',
+  'strong middle',
+  'style transfer',
+  'composition',
+  'strong style transfer',
+  'style and composition',
+  'style transfer precise',
+  'composition precise',
+] as const;
+export type WeightType = (typeof WEIGHT_TYPES)[number];
+
+/** SD1.5's cross-attention transformers by ComfyUI transformer_index (0-5 input blocks, 6 middle, 7-15 output blocks). */
+export const SD15_TRANSFORMERS = [
+  'down_blocks.0.attentions.0',
+  'down_blocks.0.attentions.1',
+  'down_blocks.1.attentions.0',
+  'down_blocks.1.attentions.1',
+  'down_blocks.2.attentions.0',
+  'down_blocks.2.attentions.1',
+  'mid_block.attentions.0',
+  'up_blocks.1.attentions.0',
+  'up_blocks.1.attentions.1',
+  'up_blocks.1.attentions.2',
+  'up_blocks.2.attentions.0',
+  'up_blocks.2.attentions.1',
+  'up_blocks.2.attentions.2',
+  'up_blocks.3.attentions.0',
+  'up_blocks.3.attentions.1',
+  'up_blocks.3.attentions.2',
+] as const;
+
+/** What one cross-attention layer does with an adapter under a weight type. */
+export interface LayerShare {
+  /** The layer's λ: ComfyUI's per-layer weight (0 = the adapter does nothing here). */
+  scale: number;
+  /** 'style and composition': this layer attends to the composition image's tokens, not the style image's. */
+  composition: boolean;
+  /**
+   * The "precise" types (CrossAttentionPatch.py: `uncond = cond; cond = cond * 0`): on this layer the
+   * unconditional branch gets the image tokens and the conditional branch zero tokens, so with
+   * guidance the image pushes away from itself there.
+   */
+  precise: boolean;
+}
+
+export interface WeightTypeOptions {
+  /** weight_composition of 'style and composition' (IPAdapterStyleComposition; IPAdapterAdvanced passes 1). */
+  weightComposition?: number;
+  /**
+   * IPAdapterMS' layer_weights (any form parseLayerWeights reads): per-layer factors of λ that replace the
+   * type's; as in IPAdapterPlus.py the precise types keep their routing, the others act as linear.
+   */
+  layerWeights?: string;
+}
+
+const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+/** transformer_index of SD1.5's style layers (ComfyUI "style transfer"): everything but 4-8. */
+const STYLE = [0, 1, 2, 3, ...range(9, 15)];
+
+/**
+ * ComfyUI's weight dict for SD1.5 (IPAdapterPlus.py ipadapter_execute, `is_sdxl` false), transformer_index ->
+ * weight, for the types that write one (indices absent = 0); null for the types that scale every layer.
+ * w = weight, wc = weight_composition. The precise types come from IPAdapterAdvanced (style_boost and
+ * composition_boost unset): "style transfer precise" sets weight_composition = w, "composition precise" too.
+ */
+function sd15WeightDict(type: WeightType, w: number, wc: number): Map<number, number> | null {
+  const m = new Map<number, number>();
+  const set = (idx: number[], v: number) => idx.forEach((i) => m.set(i, v));
+  switch (type) {
+    case 'style transfer':
+      set(STYLE, w);
+      return m;
+    case 'composition':
+      m.set(4, w * 0.25);
+      m.set(5, w);
+      return m;
+    case 'strong style transfer':
+      set([0, 1, 2, 3, ...range(6, 15)], w);
+      return m;
+    case 'style and composition':
+      set(STYLE, w);
+      m.set(4, wc * 0.25);
+      m.set(5, wc);
+      return m;
+    case 'style transfer precise':
+      set(STYLE, w);
+      m.set(4, w * 0.25);
+      m.set(5, w);
+      return m;
+    case 'composition precise':
+      set([0, 1, 2, 3], w);
+      m.set(4, w * 0.25);
+      m.set(5, w);
+      set([6, 7, 8], w * 0.1);
+      set(range(9, 15), w);
+      return m;
+    default:
+      return null;
+  }
+}
+
+/**
+ * ComfyUI's factor of the weight on transformer t of L for the types that scale every layer
+ * (CrossAttentionPatch.py ipadapter_attention; L = 16 for SD1.5), by the block the layer is in.
+ */
+export function weightTypeFactor(type: WeightType, t: number, L: number, block: 'input' | 'middle' | 'output'): number {
+  switch (type) {
+    case 'ease in':
+      return 0.05 + 0.95 * (1 - t / L);
+    case 'ease out':
+      return 0.05 + 0.95 * (t / L);
+    case 'ease in-out':
+      return 0.05 + 0.95 * (1 - Math.abs(t - L / 2) / (L / 2));
+    case 'reverse in-out':
+      return 0.05 + 0.95 * (Math.abs(t - L / 2) / (L / 2));
+    case 'weak input':
+      return block === 'input' ? 0.2 : 1;
+    case 'weak middle':
+      return block === 'middle' ? 0.2 : 1;
+    case 'weak output':
+      return block === 'output' ? 0.2 : 1;
+    case 'strong middle':
+      return block === 'middle' ? 1 : 0.2;
+    default:
+      return 1;
+  }
+}
+
+const blockOf = (name: string) => (name.startsWith('down_blocks.') ? 'input' : name.startsWith('mid_block') ? 'middle' : 'output');
+
+/**
+ * Every cross-attention layer's share of an adapter applied with weight `weight` and a weight type, in
+ * ip_adapter_scale order (crossAttnLayers). Layers are numbered by execution order (ComfyUI's
+ * transformer_index; L = their count, 16 for SD1.5, so the ease curves are ComfyUI's there); the types
+ * that write fixed layer sets name SD1.5's layers (SD15_TRANSFORMERS), so in a UNet of the family with
+ * fewer layers they land on the same modules. 'linear' (or any type whose factors are 1) gives exactly
+ * `weight` on every layer.
+ */
+export function weightTypeLayers(cfg: UNetConfig, type: WeightType, weight: number, opts: WeightTypeOptions = {}): LayerShare[] {
+  if (!(WEIGHT_TYPES as readonly string[]).includes(type)) throw new Error(`unknown weight type "${type}" (known: ${WEIGHT_TYPES.join(', ')})`);
+  const layers = crossAttnLayers(cfg);
+  const order = transformerOrder(cfg);
+  const L = order.length;
+  const sd15 = (name: string) => (SD15_TRANSFORMERS as readonly string[]).indexOf(name);
+  const precise = (i: number) =>
+    i >= 0 && ((type === 'style transfer precise' && (i === 4 || i === 5)) || (type === 'composition precise' && i !== 4 && i !== 5));
+  const composition = (i: number) => type === 'style and composition' && (i === 4 || i === 5);
+  if (opts.layerWeights?.trim()) {
+    const unit = unitLayerScales(cfg, 'custom', opts.layerWeights);
+    return layers.map((l, k) => {
+      const i = sd15(transformerOf(l.name));
+      return { scale: weight * unit[k]!, composition: composition(i), precise: precise(i) };
+    });
+  }
+  const dict = sd15WeightDict(type, weight, opts.weightComposition ?? 1);
+  if (dict && !order.some((n) => dict.has(sd15(n)))) {
+    throw new Error(
+      `weight type "${type}" acts on ${[...dict.keys()].map((i) => SD15_TRANSFORMERS[i]).join(', ')}, none of which is a cross-attention layer of this UNet (${order.join(', ')})`,
+    );
+  }
+  return layers.map((l) => {
+    const name = transformerOf(l.name);
+    const i = sd15(name);
+    if (dict) return { scale: dict.get(i) ?? 0, composition: composition(i), precise: precise(i) };
+    const f = weightTypeFactor(type, order.indexOf(name), L, blockOf(name));
+    return { scale: weight * f, composition: false, precise: false }; // f = 1: exactly `weight`
+  });
+}
+
+/**
+ * The weight type a workflow saved before weight types meant with its `blocks` param (Apply IP-Adapter's
+ * presets were ComfyUI's maps): all -> linear, style only -> style transfer, composition only ->
+ * composition; custom -> linear with its layer weights, which then replace the factors as before.
+ */
+export function weightTypeForBlockPreset(blocks: string): WeightType {
+  return blocks === 'style only' ? 'style transfer' : blocks === 'composition only' ? 'composition' : 'linear';
 }
