@@ -1,7 +1,7 @@
 /**
  * The executor: runs a validated workflow in topological order. Each node's outputs are cached
  * under its input signature = hash(node type, params, and for file/image params the file's
- * identity, plus the signatures of the outputs feeding it), so a node re-runs only when something
+ * identity (device, inode, size, mtime: model-store.ts pathIdentity), plus the signatures of the outputs feeding it), so a node re-runs only when something
  * upstream of it changed (ComfyUI's rule; the node id is not part of it). An output carries its
  * node's signature, unless the node declares what that output depends on (NodeDef.outputDeps:
  * Load LoRA's MODEL ignores strength_clip), then a signature of those params and inputs only. Output nodes always
@@ -9,14 +9,13 @@
  * completed run used (OutputCache), not every run's tensors.
  */
 import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { NodeDef, ParamValue, PortValues } from '../nodes/types.js';
 import type { ImageRef, RunEvent, ValidationError, Workflow } from './api.js';
 import { CancelledError, type ExecContext, type NoiseSource, type TraceFn } from './context.js';
-import type { ModelStore } from './model-store.js';
+import { pathIdentity, type ModelStore } from './model-store.js';
 import { PathResolver } from './paths.js';
 import { seededNoise } from './rng.js';
+import { resolveGraph } from './graph-modes.js';
 import { paramsWithDefaults, validateWorkflow } from './validate.js';
 
 export interface RunRequest {
@@ -120,10 +119,16 @@ export class Executor {
   }
 
   async run(req: RunRequest): Promise<RunResult> {
-    const { workflow: wf, runId, emit } = req;
+    const { runId, emit } = req;
     const paths = new PathResolver(req.modelsDir, req.workflowDir ?? null, req.inputsDir ?? null);
-    const errors = this.validate(wf, paths);
+    const errors = this.validate(req.workflow, paths);
     if (errors.length) return { ok: false, error: `the workflow has ${errors.length} error(s)`, errors };
+    // Bypassed and muted nodes, reroutes, notes and primitives (engine/graph-modes.ts): the graph that runs.
+    const resolved = resolveGraph(req.workflow, this.specs);
+    const wf = resolved.workflow;
+    const names = (ids: string[]) => ids.map((id) => `${this.specs.get(req.workflow.nodes.find((n) => n.id === id)!.type)?.title} (${id})`).join(', ');
+    if (resolved.bypassed.length) emit({ type: 'log', runId, level: 'info', message: `bypassed (their inputs pass through): ${names(resolved.bypassed)}` });
+    if (resolved.muted.length) emit({ type: 'log', runId, level: 'info', message: `muted (not run): ${names(resolved.muted)}` });
 
     const byId = new Map(wf.nodes.map((n) => [n.id, n]));
     const inputsOf = new Map<string, { port: string; from: string; fromPort: string }[]>();
@@ -220,7 +225,7 @@ export class Executor {
       const abs = p.kind === 'file' ? paths.resolveModel(p.modelKind, v) : paths.resolveImage(v);
       if (!abs) continue; // validation already refused this run
       values[p.name] = abs;
-      sigParams[p.name] = `${abs}|${fileIdentity(abs)}`;
+      sigParams[p.name] = `${abs}|${pathIdentity(abs)}`;
     }
     return { values, sigParams };
   }
@@ -256,38 +261,4 @@ export class Executor {
       },
     };
   }
-}
-
-/**
- * size + mtime of a file, or of every file in a folder (one level of subfolders). An entry that
- * cannot be read (a dangling symlink, a loop, no permission) counts by its error code and never
- * throws: the loader that needs it then fails on its node, naming the file.
- */
-function fileIdentity(p: string): string {
-  const id = (q: string) => {
-    try {
-      const s = fs.statSync(q);
-      return `${s.size}:${s.mtimeMs}`;
-    } catch (e) {
-      return `unreadable(${(e as NodeJS.ErrnoException).code ?? 'error'})`;
-    }
-  };
-  const list = (dir: string): fs.Dirent[] => {
-    try {
-      return fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name));
-    } catch {
-      return [];
-    }
-  };
-  if (!fs.statSync(p, { throwIfNoEntry: false })?.isDirectory()) return id(p);
-  const parts: string[] = [];
-  for (const e of list(p)) {
-    const q = path.join(p, e.name);
-    if (e.isDirectory()) {
-      for (const f of list(q)) parts.push(`${e.name}/${f.name}:${id(path.join(q, f.name))}`);
-    } else {
-      parts.push(`${e.name}:${id(q)}`);
-    }
-  }
-  return parts.join(',');
 }

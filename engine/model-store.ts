@@ -2,10 +2,50 @@
  * Loaded models and ONNX Runtime sessions, by key. A key names what was loaded (e.g.
  * `unet|<checkpoint>|ip=<adapter>|cn=0`), so a graph is built and a session created once and
  * reused by every run until `unload` releases it. Concurrent requests for one key share a load.
+ * The files in a key are written as `fileKey(path)` = `<path>@<identity>` (device, inode, size,
+ * mtime; of every file for a folder): a model file replaced or edited in place gets new keys, so
+ * it is loaded again, the entries made from the old file are released, and a log line says so.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { BuiltModel } from '../models/onnx/graph.js';
+import { fileIdentity } from '../models/onnx/fp32-weights.js';
 import { createSession, ort, type Provider, type SessionConfig } from '../models/onnx/session.js';
+
+/**
+ * The identity of a file (device, inode, size, mtime: models/onnx/fp32-weights.ts fileIdentity), or of
+ * every file in a folder (one level of subfolders). An entry that cannot be read (a dangling symlink, a
+ * loop, no permission) counts by its error code and never throws: the loader that needs it then fails
+ * on its node, naming the file.
+ */
+export function pathIdentity(p: string): string {
+  const id = (q: string) => {
+    try {
+      return fileIdentity(q).id;
+    } catch (e) {
+      return `unreadable(${(e as NodeJS.ErrnoException).code ?? 'error'})`;
+    }
+  };
+  const list = (dir: string): fs.Dirent[] => {
+    try {
+      return fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name));
+    } catch {
+      return [];
+    }
+  };
+  if (!fs.statSync(p, { throwIfNoEntry: false })?.isDirectory()) return id(p);
+  const parts: string[] = [];
+  for (const e of list(p)) {
+    const q = path.join(p, e.name);
+    if (e.isDirectory()) {
+      for (const f of list(q)) parts.push(`${e.name}/${f.name}:${id(path.join(q, f.name))}`);
+    } else {
+      parts.push(`${e.name}:${id(q)}`);
+    }
+  }
+  return `dir(${createHash('sha256').update(parts.join(',')).digest('hex').slice(0, 16)})`;
+}
 
 interface Entry {
   value: Promise<unknown>;
@@ -26,6 +66,8 @@ export class ModelStore {
   private failedProvider: Provider | null = null;
   /** How many times each key was actually loaded (tests read this). */
   readonly loads = new Map<string, number>();
+  /** The identity each file named in a key had when last seen (fileKey). */
+  private identities = new Map<string, string>();
 
   constructor(private opts: ModelStoreOptions) {
     fs.mkdirSync(opts.cacheDir, { recursive: true });
@@ -71,6 +113,26 @@ export class ModelStore {
     await this.unload();
   }
 
+  /**
+   * `<p>@<identity>` for a key naming the file or folder `p` ('' stays ''). When `p` changed on disk
+   * since it was last seen, the entries made from the old file are released and the log says so.
+   */
+  fileKey(p: string): string {
+    if (!p) return p;
+    const id = pathIdentity(p);
+    const was = this.identities.get(p);
+    this.identities.set(p, id);
+    if (was !== undefined && was !== id) {
+      const old = `${p}@${was}`;
+      const stale = [...this.entries.keys()].filter((k) => k.includes(old));
+      this.opts.log?.(
+        `${p} changed on disk since it was loaded (${was} -> ${id}): loading it again${stale.length ? `, releasing ${stale.length} model(s) made from the old file` : ''}`,
+      );
+      void this.release(stale);
+    }
+    return `${p}@${id}`;
+  }
+
   /** The value under `key`, loading it once with `load`. `dispose` runs on unload. */
   async get<T>(key: string, load: () => Promise<T> | T, dispose?: (v: T) => void | Promise<void>): Promise<T> {
     let e = this.entries.get(key);
@@ -112,8 +174,15 @@ export class ModelStore {
   }
 
   /** Releases every entry whose key starts with `prefix` (all when omitted). */
-  async unload(prefix = ''): Promise<void> {
-    const gone = [...this.entries].filter(([k]) => k.startsWith(prefix));
+  unload(prefix = ''): Promise<void> {
+    return this.release([...this.entries.keys()].filter((k) => k.startsWith(prefix)));
+  }
+
+  private async release(keys: string[]): Promise<void> {
+    const gone = keys.flatMap((k) => {
+      const e = this.entries.get(k);
+      return e ? [[k, e] as const] : [];
+    });
     for (const [k] of gone) this.entries.delete(k);
     for (const [, e] of gone) {
       try {

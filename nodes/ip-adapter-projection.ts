@@ -19,7 +19,7 @@ const EXTRA = ['embeds_2', 'embeds_3', 'embeds_4'];
 
 /** Vision penultimate states of all-zero pixels (1, T, Dh), cached per encoder. */
 async function zeroImageStates(store: ModelStore, cv: ClipVisionValue): Promise<{ data: Float32Array; dims: number[] }> {
-  return store.get(`clip-vision-zeros|${cv.path}`, async () => {
+  return store.get(`clip-vision-zeros|${store.fileKey(cv.path)}`, async () => {
     const vision = await clipVisionRuntime(store, cv.path);
     return (await vision.encode(vision.zeroPixels(1))).penultimate;
   });

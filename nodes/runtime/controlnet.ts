@@ -21,7 +21,9 @@ import { imageToPixels } from './pixels.js';
 
 /** Parsed headers and config of a ControlNet (cheap; cached in the store). */
 export function controlNetParts(store: ModelStore, v: ControlNetValue): Promise<LoadedControlNet> {
-  return store.get(`controlnet-parts|${v.path}|${v.configPath}`, () => loadControlNetFile(v.path, v.configPath ? { configPath: v.configPath } : {}));
+  return store.get(`controlnet-parts|${store.fileKey(v.path)}|${store.fileKey(v.configPath)}`, () =>
+    loadControlNetFile(v.path, v.configPath ? { configPath: v.configPath } : {}),
+  );
 }
 
 /** The controls attached to a conditioning. */
@@ -139,7 +141,7 @@ export class SamplerControl {
       checkControlNetFitsUNet(loaded, o.unet, o.checkpointPath);
       // Same options as the UNet (weights used in place, no prepacked copies): the bench's ControlNet figures.
       const session = await ctx.models.session(
-        `controlnet|${v.path}|${v.configPath}`,
+        `controlnet|${ctx.models.fileKey(v.path)}|${ctx.models.fileKey(v.configPath)}`,
         () => buildControlNet(loaded.config, loaded.weights).build(),
         UNET_SESSION_OPTIONS,
       );

@@ -10,7 +10,8 @@
  * With LoRAs the UNet and text encoder keys end in `|lora=<file>,<file>...` (the distinct files in
  * chain order: the graph depends on the files, the strengths are its lora_scale input); a LoRA
  * file's match against a checkpoint (headers only) is under `lora-match|<file>|<unet ckpt>|<clip ckpt>`.
- * `unload(prefix)` on the store releases them (e.g. `unload('unet|')`).
+ * Every file or folder in a key is written `<path>@<identity>` (store.fileKey: device, inode, size, mtime), so a
+ * file replaced in place is loaded again. `unload(prefix)` on the store releases them (e.g. `unload('unet|')`).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -33,11 +34,12 @@ import { loraModuleHook, unetReferenceRows } from '../../models/lora-graph.js';
 import type { AppliedLora, CheckpointRef, ClipValue, ModelValue, VaeValue } from '../values.js';
 import type { ModelStore } from '../../engine/model-store.js';
 
-const ckptKey = (r: CheckpointRef) => `${r.path}|${r.configDir}`;
+/** A checkpoint in a key: its files' identities (engine/model-store.ts fileKey), so a file replaced in place is loaded again. */
+const ckptKey = (store: ModelStore, r: CheckpointRef) => `${store.fileKey(r.path)}|${store.fileKey(r.configDir)}`;
 
 /** The checkpoint's parts (headers only: cheap, but opened once). */
 export function checkpointParts(store: ModelStore, ref: CheckpointRef): Promise<LoadedCheckpoint> {
-  return store.get(`ckpt|${ckptKey(ref)}`, () => loadCheckpoint(ref.path, ref.configDir ? { configDir: ref.configDir } : {}));
+  return store.get(`ckpt|${ckptKey(store, ref)}`, () => loadCheckpoint(ref.path, ref.configDir ? { configDir: ref.configDir } : {}));
 }
 
 export interface UNetRuntime {
@@ -56,7 +58,7 @@ export interface UNetRuntime {
 /** The modules a LoRA may change in a checkpoint's UNet (diffusers names and shapes). */
 async function unetTargets(store: ModelStore, ref: CheckpointRef): Promise<LoraTargets> {
   const ck = await checkpointParts(store, ref);
-  return store.get(`lora-targets|unet|${ckptKey(ref)}`, () => unetLoraTargets(ck.unet.config, ck.unet.weights, ref.path));
+  return store.get(`lora-targets|unet|${ckptKey(store, ref)}`, () => unetLoraTargets(ck.unet.config, ck.unet.weights, ref.path));
 }
 
 /** The modules a LoRA may change in a checkpoint's text encoder (transformers names), or null without one. */
@@ -64,7 +66,7 @@ async function textTargets(store: ModelStore, ref: CheckpointRef): Promise<LoraT
   const ck = await checkpointParts(store, ref);
   const te = ck.textEncoder;
   if (!te) return null;
-  return store.get(`lora-targets|text|${ckptKey(ref)}`, () => {
+  return store.get(`lora-targets|text|${ckptKey(store, ref)}`, () => {
     const cfg = te.configPath ? loadClipTextConfig(te.configPath) : { ...SD15_TEXT_CONFIG };
     return clipTextLoraTargets(cfg.num_hidden_layers, clipTextWeights(openTensorFile(te.weightsFile)), ref.path);
   });
@@ -82,7 +84,7 @@ export async function loraMatch(store: ModelStore, file: string, unet: Checkpoin
   if (t) targets.push(t);
   // Matched against one part only (a network's graph), a LoRA may have nothing for it: not an error there.
   const onePart = !unet || !text;
-  return store.get(`lora-match|${file}|${unet ? ckptKey(unet) : '-'}|${text ? ckptKey(text) : '-'}`, () =>
+  return store.get(`lora-match|${store.fileKey(file)}|${unet ? ckptKey(store, unet) : '-'}|${text ? ckptKey(store, text) : '-'}`, () =>
     matchLora(openTensorFile(file), targets, { allowEmpty: onePart }),
   );
 }
@@ -98,7 +100,7 @@ async function loraSet(store: ModelStore, loras: AppliedLora[] | undefined, unet
   return {
     matches: used.map((x) => x.m),
     strengths: used.map((x) => strengths[x.i]),
-    key: used.length ? `|lora=${used.map((x) => files[x.i]).join(',')}` : '',
+    key: used.length ? `|lora=${used.map((x) => store.fileKey(files[x.i]!)).join(',')}` : '',
   };
 }
 
@@ -115,7 +117,7 @@ export async function unetRuntime(store: ModelStore, model: ModelValue, controln
   const ck = await checkpointParts(store, model.checkpoint);
   const adapterPath = model.adapters[0]?.adapter.path ?? '';
   const lora = await loraSet(store, model.loras, model.checkpoint, null);
-  const key = `unet|${ckptKey(model.checkpoint)}|ip=${adapterPath || '-'}|cn=${controlnet ? 1 : 0}${lora.key}`;
+  const key = `unet|${ckptKey(store, model.checkpoint)}|ip=${store.fileKey(adapterPath) || '-'}|cn=${controlnet ? 1 : 0}${lora.key}`;
   const cross = crossAttnLayers(ck.unet.config);
   const session = await store.session(
     key,
@@ -161,7 +163,7 @@ export async function textRuntime(
   if (!te) throw new Error(`${clip.checkpoint.path} has no text encoder (no text_encoder/ folder or cond_stage_model.* weights)`);
   const lora = await loraSet(store, clip.loras, null, clip.checkpoint);
   const encoder = await store.get(
-    `clip-text|${ckptKey(clip.checkpoint)}${lora.key}`,
+    `clip-text|${ckptKey(store, clip.checkpoint)}${lora.key}`,
     () => {
       const weights = clipTextWeights(openTensorFile(te.weightsFile)); // safetensors, or a .ckpt checkpoint's pickle
       const cfg = te.configPath ? loadClipTextConfig(te.configPath) : { ...SD15_TEXT_CONFIG };
@@ -169,13 +171,13 @@ export async function textRuntime(
     },
     (e) => e.release(),
   );
-  const tokenizer = await store.get(`tokenizer|${clip.tokenizerDir}|${cleaning}`, () => ClipTokenizer.fromDir(clip.tokenizerDir, { cleaning }));
+  const tokenizer = await store.get(`tokenizer|${store.fileKey(clip.tokenizerDir)}|${cleaning}`, () => ClipTokenizer.fromDir(clip.tokenizerDir, { cleaning }));
   return { encoder, tokenizer, ...(lora.matches.length ? { loraScale: lora.strengths } : {}) };
 }
 
 /** A standalone VAE's weights and config (Load VAE; headers only, opened once). */
 export function vaeFileParts(store: ModelStore, file: string, configPath = ''): Promise<LoadedVae> {
-  return store.get(`vae-parts|${file}|${configPath}`, () => loadVaeFile(file, configPath ? { configPath } : {}));
+  return store.get(`vae-parts|${store.fileKey(file)}|${store.fileKey(configPath)}`, () => loadVaeFile(file, configPath ? { configPath } : {}));
 }
 
 /** The sentence for a VAE input fed by a checkpoint that has none. */
@@ -195,7 +197,7 @@ export async function vaeRuntime(store: ModelStore, v: VaeValue): Promise<Vae> {
     const loc = ck.vae;
     if (!loc) throw new Error(missingVaeMessage(v));
     return store.get(
-      `vae|${ckptKey(ref)}`,
+      `vae|${ckptKey(store, ref)}`,
       () => {
         const w = vaeWeightsFromFile(loc.weightsFile);
         const cfg = loc.configPath ? loadVaeConfig(loc.configPath) : vaeConfigFromWeights(w, {}, loc.weightsFile);
@@ -209,7 +211,7 @@ export async function vaeRuntime(store: ModelStore, v: VaeValue): Promise<Vae> {
   const configPath = v.configPath ?? '';
   const parts = await vaeFileParts(store, file, configPath);
   return store.get(
-    `vae|file=${file}|${configPath}`,
+    `vae|file=${store.fileKey(file)}|${store.fileKey(configPath)}`,
     () => Vae.load(parts.weights, parts.config, { ...store.sessionConfig(), parts: [] }),
     (x) => x.release(),
   );
@@ -217,7 +219,7 @@ export async function vaeRuntime(store: ModelStore, v: VaeValue): Promise<Vae> {
 
 export function clipVisionRuntime(store: ModelStore, p: string): Promise<ClipVision> {
   return store.get(
-    `clip-vision|${p}`,
+    `clip-vision|${store.fileKey(p)}`,
     () => ClipVision.load(p, store.sessionConfig()),
     (x) => x.release(),
   );
@@ -225,7 +227,7 @@ export function clipVisionRuntime(store: ModelStore, p: string): Promise<ClipVis
 
 export function projectorRuntime(store: ModelStore, adapterPath: string): Promise<ImageProjector> {
   return store.get(
-    `image-proj|${adapterPath}`,
+    `image-proj|${store.fileKey(adapterPath)}`,
     () => ImageProjector.load(adapterPath, store.sessionConfig()),
     (x) => x.release(),
   );
