@@ -18,6 +18,8 @@ export const RENDERER_SHARED = [
   'engine/image-refs',
   'engine/bundle-format',
   'engine/seed',
+  // Sweeps (pure): the editor counts a workflow's jobs before a run.
+  'engine/sweep',
   // The ComfyUI importer / exporter (pure, engine/interop/comfyui/): the editor converts the files it opens.
   'engine/comfyui',
   'nodes/ports',

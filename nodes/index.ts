@@ -31,6 +31,7 @@ import { lineart } from './lineart.js';
 import { scribble } from './scribble.js';
 import { imageResize } from './image-resize.js';
 import { comfyuiNode } from './comfyui-node.js';
+import { sweep } from './sweep.js';
 
 export const NODE_DEFS: NodeDef[] = [
   loadCheckpoint,
@@ -60,6 +61,7 @@ export const NODE_DEFS: NodeDef[] = [
   scribble,
   imageResize,
   comfyuiNode,
+  sweep,
 ];
 
 /** The serialisable part of a definition (what the renderer receives). */
