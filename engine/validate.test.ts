@@ -6,7 +6,7 @@ import type { NodeSpec } from '../nodes/types.js';
 import type { Workflow } from './api.js';
 import { PathResolver } from './paths.js';
 import { validateWorkflow } from './validate.js';
-import { parseWorkflow } from './workflow.js';
+import { parseWorkflow, WORKFLOW_VERSION } from './workflow.js';
 
 const specs = new Map<string, NodeSpec>([
   [
@@ -245,7 +245,7 @@ describe('parseWorkflow', () => {
     expect(r.migratedFrom).toBe(0);
     expect(r.workflow).toEqual({
       format: 'ipadapter-studio/workflow',
-      version: 2,
+      version: WORKFLOW_VERSION,
       nodes: [
         { id: 'a', type: 'src', params: {}, ui: { x: 10, y: 20 } },
         { id: 'b', type: 'sink', params: {} },
@@ -257,7 +257,7 @@ describe('parseWorkflow', () => {
   it('refuses a newer version with a sentence', () => {
     const r = parseWorkflow({ format: 'ipadapter-studio/workflow', version: 7, nodes: [], edges: [] });
     expect(r.workflow).toBeNull();
-    expect(r.errors[0].message).toMatch(/version 7, saved by a newer .* up to 2/);
+    expect(r.errors[0].message).toMatch(new RegExp(`version 7, saved by a newer .* up to ${WORKFLOW_VERSION}`));
   });
 
   it('refuses other formats, missing versions and malformed parts', () => {

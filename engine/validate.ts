@@ -7,6 +7,7 @@ import { canConnect } from '../nodes/ports.js';
 import type { NodeSpec, ParamSpec, ParamValue } from '../nodes/types.js';
 import type { ValidationError, Workflow, WorkflowNode } from './api.js';
 import { notRegularFile } from '../models/regular-file.js';
+import { resolveGraph } from './graph-modes.js';
 import { checkOutputPrefix, climbsOut, type PathResolver } from './paths.js';
 import { seedProblem } from './seed.js';
 
@@ -81,8 +82,22 @@ function findCycles(ids: string[], succ: Map<string, string[]>): string[][] {
   return out;
 }
 
-/** Validates `wf`; returns every error found (empty when the workflow may run). */
+/**
+ * Validates `wf`; returns every error found (empty when the workflow may run). Bypassed and muted
+ * nodes, reroutes, notes and primitives are resolved first (engine/graph-modes.ts): what is checked
+ * is the graph that runs, and an input left unconnected by a bypass or mute says so.
+ */
 export function validateWorkflow(wf: Workflow, specs: Map<string, NodeSpec>, opts: ValidateOptions = {}): ValidationError[] {
+  const r = resolveGraph(wf, specs);
+  const errors = validateGraph(r.workflow, specs, opts).filter((e) => !(r.errors.length && e.node === undefined && /no output node|no nodes/.test(e.message)));
+  for (const e of errors) {
+    const why = e.node && e.port ? r.why.get(`${e.node}\0${e.port}`) : undefined;
+    if (why && e.message.endsWith('is not connected')) e.message = `${e.message}: ${why}`;
+  }
+  return [...r.errors, ...errors];
+}
+
+function validateGraph(wf: Workflow, specs: Map<string, NodeSpec>, opts: ValidateOptions): ValidationError[] {
   const errors: ValidationError[] = [];
   const byId = new Map<string, WorkflowNode>();
   for (const n of wf.nodes) {

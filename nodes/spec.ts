@@ -80,6 +80,12 @@ export const NodeSpecSchema = z.object({
    * nodes/comfyui-node.ts): validation does not check the ports of its edges.
    */
   dynamicPorts: z.boolean().optional(),
+  /**
+   * A canvas-only node (engine/graph-modes.ts resolves it away before validation and running):
+   * a reroute passes one link on (its type is its source's), a note holds text, a primitive
+   * gives one value to every param it is wired to (params turned into inputs).
+   */
+  virtual: z.enum(['reroute', 'note', 'primitive']).optional(),
 });
 
 export type PortSpec = z.infer<typeof PortSpecSchema>;
