@@ -31,7 +31,9 @@ import { lineart } from './lineart.js';
 import { scribble } from './scribble.js';
 import { imageResize } from './image-resize.js';
 import { comfyuiNode } from './comfyui-node.js';
-import { sweep } from './sweep.js';
+import { reroute } from './reroute.js';
+import { note } from './note.js';
+import { primitive } from './primitive.js';
 
 export const NODE_DEFS: NodeDef[] = [
   loadCheckpoint,
@@ -61,7 +63,9 @@ export const NODE_DEFS: NodeDef[] = [
   scribble,
   imageResize,
   comfyuiNode,
-  sweep,
+  reroute,
+  note,
+  primitive,
 ];
 
 /** The serialisable part of a definition (what the renderer receives). */
