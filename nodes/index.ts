@@ -34,6 +34,7 @@ import { comfyuiNode } from './comfyui-node.js';
 import { reroute } from './reroute.js';
 import { note } from './note.js';
 import { primitive } from './primitive.js';
+import { sweep } from './sweep.js';
 
 export const NODE_DEFS: NodeDef[] = [
   loadCheckpoint,
@@ -66,6 +67,7 @@ export const NODE_DEFS: NodeDef[] = [
   reroute,
   note,
   primitive,
+  sweep,
 ];
 
 /** The serialisable part of a definition (what the renderer receives). */
