@@ -23,6 +23,7 @@ import { SafetensorsFile, type TensorRef } from './safetensors.js';
 import type { ClipVision, ClipVisionConfig } from './clip-vision.js';
 import { openTensorFile } from './pickle.js';
 import type { Tensor } from './image-preprocess.js';
+import { checkImageProj } from './shape-check.js';
 
 /** The per-layer image key/value projections of one attention processor. */
 export interface IpLayerWeights {
@@ -208,6 +209,7 @@ export function imageProjInputName(kind: IpAdapterKind): 'image_embeds' | 'penul
  * full-face `penultimate_hidden_states` (B, T, D) -> `ip_tokens` (B, T, C).
  */
 export function buildImageProj(adapter: IpAdapterModel): Graph {
+  checkImageProj(adapter); // models/shape-check.ts
   const g = new Graph(`image_proj_${adapter.kind}`);
   const m = new Module(g, adapter.weights, 'image_proj');
   const C = adapter.crossAttentionDim;
@@ -319,4 +321,40 @@ export class ImageProjector {
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+/**
+ * ComfyUI_IPAdapter_plus's embeds_scaling (CrossAttentionPatch.py ipadapter_attention), per layer
+ * with λ the layer's weight and C its width (320 / 640 / 1280 for SD1.5):
+ *   'V only'                   out = λ · attn(Q, K, V)                        (diffusers, the default)
+ *   'K+V'                      out = attn(Q, λK, λV)
+ *   'K+V w/ C penalty'         out = attn(Q, λ'K, λ'V),  λ' = λ · C / 1280
+ *   'K+mean(V) w/ C penalty'   out = attn(Q, λ'K, V - mean(V) + λ' mean(V)), mean over the tokens
+ */
+export const EMBEDS_SCALING = ['V only', 'K+V', 'K+V w/ C penalty', 'K+mean(V) w/ C penalty'] as const;
+export type EmbedsScaling = (typeof EMBEDS_SCALING)[number];
+
+/**
+ * The UNet's per-layer coefficients for a mode (models/unet-blocks.ts attentionModule):
+ * K' = a K, V' = b V + c mean(V), output × d; `kv` is (L, 3) [a, b, c] row per layer, `out` (L,) d.
+ * 'V only' is a = b = 1, c = 0, d = λ: exactly diffusers' λ · attn. A layer with λ = 0 gets all zeros
+ * in the K+V modes (ComfyUI skips it), so it adds exactly nothing.
+ */
+export function embedsScalingCoefficients(mode: EmbedsScaling, lambda: ArrayLike<number>, widths: ArrayLike<number>): { kv: Float32Array; out: Float32Array } {
+  if (!EMBEDS_SCALING.includes(mode)) throw new Error(`embeds_scaling "${mode}" is not one of ${EMBEDS_SCALING.join(', ')}`);
+  const n = lambda.length;
+  const kv = new Float32Array(n * 3);
+  const out = new Float32Array(n);
+  for (let l = 0; l < n; l++) {
+    const w = lambda[l]!;
+    const penalised = mode === 'K+V w/ C penalty' || mode === 'K+mean(V) w/ C penalty' ? w * (widths[l]! / 1280) : w;
+    let abc: [number, number, number];
+    if (mode === 'V only') abc = [1, 1, 0];
+    else if (w === 0) abc = [0, 0, 0];
+    else if (mode === 'K+mean(V) w/ C penalty') abc = [penalised, 1, penalised - 1];
+    else abc = [penalised, penalised, 0];
+    kv.set(abc, l * 3);
+    out[l] = mode === 'V only' ? w : w === 0 ? 0 : 1;
+  }
+  return { kv, out };
 }

@@ -20,16 +20,27 @@ export type AttentionImpl =
   /** com.microsoft MultiHeadAttention: fused (flash attention on CPU), far less memory at 64x64 latents. */
   | 'mha';
 
-/** The image branch of one decoupled cross-attention layer (IP-Adapter). */
+/**
+ * One adapter's image branch in one decoupled cross-attention layer (IP-Adapter). Every field but
+ * the weights is a graph value fed at run time, so λ, masks, routing and scaling never rebuild.
+ */
 export interface IpLayer {
   /** ip_adapter.<index> of the h94 layout, used to name the initializers. */
   index: number;
   toK: TensorRef; // (C_layer, C_cross)
   toV: TensorRef; // (C_layer, C_cross)
-  /** Graph value of the image tokens, (B, N, C_cross). */
+  /** Graph value of the image tokens, (B, S, N, C_cross): S attention groups of N tokens, each with its own softmax. */
   tokens: string;
-  /** Graph value of this layer's λ, a float32 scalar. */
+  /** Tokens this layer takes instead when `route` is true (precise weight types), same shape as `tokens`. */
+  routedTokens: string;
+  /** Graph value, a bool scalar: this layer attends to `routedTokens`. */
+  route: string;
+  /** Graph value (3,): K' = a · K, V' = b · V + c · mean over the group's tokens of V (embeds_scaling). */
+  kvScale: string;
+  /** Graph value of this layer's output scale, a float32 scalar (λ for 'V only', 1 for the K+V modes). */
   scale: string;
+  /** Graph value (Bm, S, T or 1): each group's attention mask on this layer's query grid (Bm = 1 or B). */
+  mask: string;
 }
 
 /** Options shared by the blocks of one network. */
@@ -39,8 +50,8 @@ export interface BlockOptions {
   /** GroupNorm eps of the resnets (config norm_eps). Transformer2DModel always uses 1e-6. */
   eps: number;
   attention: AttentionImpl;
-  /** Decoupled cross-attention for attn2 of the module named (diffusers name); undefined = text only. */
-  ipFor?: (attn2Name: string) => IpLayer | undefined;
+  /** Decoupled cross-attention for attn2 of the module named (diffusers name): one branch per adapter; undefined or [] = text only. */
+  ipFor?: (attn2Name: string) => IpLayer[] | undefined;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -137,11 +148,15 @@ export function sdpa(g: Graph, q: string, k: string, v: string, heads: number, c
 }
 
 /**
- * diffusers Attention with AttnProcessor, or IPAdapterAttnProcessor when `ip` is given:
- * out = to_out(softmax(Q K^T/√d) V + λ · softmax(Q K_ip^T/√d) V_ip), same heads and query.
- * x (B, T, C); context (B, S, Cctx) or null for self-attention.
+ * diffusers Attention with AttnProcessor, or IPAdapterAttnProcessor with one image branch per
+ * adapter k (`ip`), each over S_k token groups g with their own softmax:
+ *   out = to_out(softmax(Q K^T/√d) V + Σ_k Σ_g d_k · m_kg ⊙ softmax(Q K'_kg^T/√d) V'_kg),
+ *   K'_kg = a_k · tokens_kg W'_k,  V'_kg = b_k · tokens_kg W'_v + c_k · mean_tokens(tokens_kg W'_v),
+ * the same heads and query; tokens_kg are the routed tokens on a layer whose route flag is set.
+ * With a = b = 1, c = 0, d = λ, one group and a mask of ones this is diffusers' formula
+ * (h + λ · h_ip) bit for bit. x (B, T, C); context (B, S, Cctx) or null for self-attention.
  */
-export function attentionModule(m: Module, x: string, context: string | null, heads: number, impl: AttentionImpl, ip?: IpLayer): string {
+export function attentionModule(m: Module, x: string, context: string | null, heads: number, impl: AttentionImpl, ip: IpLayer[] = []): string {
   const g = m.g;
   const channels = m.dim('to_q.weight', 0);
   const ctx = context ?? x;
@@ -149,13 +164,35 @@ export function attentionModule(m: Module, x: string, context: string | null, he
   const k = linear(m.child('to_k'), ctx); // (B, S, C)
   const v = linear(m.child('to_v'), ctx);
   let h = sdpa(g, q, k, v, heads, channels, impl);
-  if (ip) {
-    // (B, N, Cctx) -> (B, N, C) with the adapter's (C, Cctx) weights, no bias.
-    const proj = (ref: TensorRef, name: string) => linear(m, ip.tokens, { weight: { name: `ip_adapter.${ip.index}.${name}.weight`, ref } });
-    const hIp = sdpa(g, q, proj(ip.toK, 'to_k_ip'), proj(ip.toV, 'to_v_ip'), heads, channels, impl);
-    h = g.op('Add', [h, g.op('Mul', [hIp, ip.scale])]);
-  }
+  for (const l of ip) h = g.op('Add', [h, imageBranch(m, q, heads, channels, impl, l)]);
   return linear(m.child('to_out').child(0), h); // to_out.1 is dropout
+}
+
+/** One adapter's term of attentionModule: Σ_g d · m_g ⊙ softmax(Q K'_g^T/√d) V'_g, (B, T, C). */
+function imageBranch(m: Module, q: string, heads: number, channels: number, impl: AttentionImpl, ip: IpLayer): string {
+  const g = m.g;
+  const tokens = g.op('Where', [ip.route, ip.routedTokens, ip.tokens]); // (B, S, N, Cctx)
+  // (B, S, N, Cctx) -> (B, S, N, C) with the adapter's (C, Cctx) weights, no bias.
+  const proj = (ref: TensorRef, name: string) => linear(m, tokens, { weight: { name: `ip_adapter.${ip.index}.${name}.weight`, ref } });
+  const coef = (i: number) => g.op('Gather', [ip.kvScale, g.constI([i], [])], { axis: 0 });
+  const kIp = g.op('Mul', [proj(ip.toK, 'to_k_ip'), coef(0)]);
+  const vRaw = proj(ip.toV, 'to_v_ip');
+  const vMean = g.op('ReduceMean', [vRaw, g.constI([2])], { keepdims: 1 }); // (B, S, 1, C)
+  const vIp = g.op('Add', [g.op('Mul', [vRaw, coef(1)]), g.op('Mul', [vMean, coef(2)])]);
+  // Groups into the batch: Q (B, T, C) -> (B*S, T, C); K', V' (B, S, N, C) -> (B*S, N, C).
+  const qShape = g.op('Shape', [q]); // [B, T, C]
+  const groups = g.op('Shape', [ip.tokens], { start: 1, end: 2 }); // [S]
+  const bstc = g.op('Concat', [g.op('Slice', [qShape, g.constI([0]), g.constI([1])]), groups, g.op('Slice', [qShape, g.constI([1]), g.constI([3])])], {
+    axis: 0,
+  }); // [B, S, T, C]
+  const flat = (t: string) => g.op('Reshape', [t, g.op('Concat', [g.constI([-1]), g.op('Shape', [t], { start: 2, end: 4 })], { axis: 0 })]);
+  const qs = g.op('Reshape', [
+    g.op('Expand', [g.op('Unsqueeze', [q, g.constI([1])]), bstc]),
+    g.op('Concat', [g.constI([-1]), g.op('Shape', [q], { start: 1, end: 3 })], { axis: 0 }),
+  ]);
+  const hIp = g.op('Reshape', [sdpa(g, qs, flat(kIp), flat(vIp), heads, channels, impl), bstc]); // (B, S, T, C)
+  const weight = g.op('Mul', [g.op('Unsqueeze', [ip.mask, g.constI([3])]), ip.scale]); // (Bm, S, T, 1)
+  return g.op('ReduceSum', [g.op('Mul', [hIp, weight]), g.constI([1])], { keepdims: 0 }); // (B, T, C)
 }
 
 /** FeedForward with GEGLU: proj (C -> 2I), hidden * gelu(gate), Linear (I -> C). */

@@ -193,3 +193,32 @@ export function crossAttnLayers(cfg: UNetConfig): AttnProcessorInfo[] {
 export function numDownResiduals(cfg: UNetConfig): number {
   return 1 + downBlockSpecs(cfg).reduce((a, s) => a + s.layers + (s.resample ? 1 : 0), 0);
 }
+
+/**
+ * The resolution level of a cross-attention layer: 0 at the latent's size, 1 after the first
+ * downsampler, ... (down_blocks.i at level i, up_blocks.i at level n - 1 - i, the mid block at n - 1).
+ * Layers of one level attend over the same query grid, so they share one downsampled attention mask.
+ */
+export function crossAttnLevel(cfg: UNetConfig, processorName: string): number {
+  const n = cfg.blockOutChannels.length;
+  const m = /^(down_blocks|up_blocks)\.(\d+)\./.exec(processorName);
+  if (m) return m[1] === 'down_blocks' ? Number(m[2]) : n - 1 - Number(m[2]);
+  if (processorName.startsWith('mid_block.')) return n - 1;
+  throw new Error(`internal: ${processorName} is not a UNet attention processor name`);
+}
+
+/** The levels that have cross-attention layers, ascending (SD1.5: 0, 1, 2, 3). */
+export function crossAttnLevels(cfg: UNetConfig): number[] {
+  return [...new Set(crossAttnLayers(cfg).map((p) => crossAttnLevel(cfg, p.name)))].sort((a, b) => a - b);
+}
+
+/** The latent grid (h, w) at each level for a (H, W) latent: a stride-2 conv with padding 1 gives ceil(H / 2) per level. */
+export function levelGrid(height: number, width: number, level: number): [number, number] {
+  let h = height;
+  let w = width;
+  for (let i = 0; i < level; i++) {
+    h = Math.floor((h - 1) / 2) + 1;
+    w = Math.floor((w - 1) / 2) + 1;
+  }
+  return [h, w];
+}

@@ -4,12 +4,19 @@
  * Mirrors diffusers 0.30 `UNet2DConditionModel.forward` (diffusers/models/unets/unet_2d_condition.py).
  *
  * Graph inputs:  sample (B, Cin, H, W), timestep (B,) float32, encoder_hidden_states (B, T, Cctx);
- *                with an adapter: ip_tokens (B, N, Cctx) and ip_adapter_scale (L,) the adapter's scale
- *                (λ) per attn2 layer;
+ *                per adapter k = 0 .. K-1 (K <= MAX_IP_ADAPTERS; L = attn2 layers):
+ *                  ip_tokens_<k> (B, S, N, Cctx)        S token groups (own softmax each) of N tokens
+ *                  ip_tokens_routed_<k> (B, S, N, Cctx) the tokens of layers whose route flag is set
+ *                  ip_route_<k> (L,) bool               precise routing per layer
+ *                  ip_adapter_scale_<k> (L,)            output scale per layer (λ for 'V only')
+ *                  ip_kv_scale_<k> (L, 3)               a, b, c per layer: K' = aK, V' = bV + c mean(V)
+ *                  ip_mask_<k>_<level> (Bm, S, Q or 1)  attention mask per group on that level's grid
+ *                (models/unet-call.ts builds all of them from λ, the mode, masks and flags);
  *                with controlnet: down_block_additional_residual_<i>, mid_block_additional_residual.
  * Graph output:  noise_pred (B, Cout, H, W).
  */
 import type { TensorRef } from './safetensors.js';
+import { checkShapes } from './shape-check.js';
 import { DataType, Graph, Module, type ModuleHook, type WeightMap, conv2d, groupNorm, silu } from './onnx/graph.js';
 import { IN_PLACE_SESSION_OPTIONS, type SessionConfig, createSession, ort } from './onnx/session.js';
 import {
@@ -22,7 +29,7 @@ import {
   timestepProjection,
   upBlock,
 } from './unet-blocks.js';
-import { type AttnProcessorInfo, type UNetConfig, crossAttnLayers, downBlockSpecs, upBlockSpecs } from './unet-config.js';
+import { type AttnProcessorInfo, type UNetConfig, crossAttnLayers, crossAttnLevel, crossAttnLevels, downBlockSpecs, upBlockSpecs } from './unet-config.js';
 import { type F32Tensor, type UNetInputs, callUNet } from './unet-call.js';
 
 /**
@@ -37,8 +44,17 @@ export interface IpAdapterWeights {
   layerWeights(index: number): { toK: TensorRef; toV: TensorRef };
 }
 
+/** The most adapters one UNet graph takes (Apply IP-Adapter refuses a fifth, naming the node). */
+export const MAX_IP_ADAPTERS = 4;
+
 export interface BuildUNetOptions {
+  /** One adapter: the same as ipAdapters: [ipAdapter]. */
   ipAdapter?: IpAdapterWeights;
+  /**
+   * The adapters, one image branch each, in input order (ip_tokens_0, ...); at most MAX_IP_ADAPTERS.
+   * The same file may appear twice (two image prompts with their own λ and mask): its weights are shared.
+   */
+  ipAdapters?: IpAdapterWeights[];
   controlnet?: boolean;
   attention?: AttentionImpl;
   /** Model name in the cache (default "unet"). */
@@ -49,29 +65,44 @@ export interface BuildUNetOptions {
 
 /** Builds the UNet graph from a config and a diffusers-named weight map. */
 export function buildUNet(cfg: UNetConfig, w: WeightMap, opts: BuildUNetOptions = {}): Graph {
+  checkShapes('UNet', w, unetParameterShapes(cfg)); // models/shape-check.ts
   const g = new Graph(opts.name ?? 'unet');
   const sample = g.input('sample', DataType.FLOAT, ['batch', cfg.inChannels, 'height', 'width']);
   const timestep = g.input('timestep', DataType.FLOAT, ['batch']);
   const context = g.input('encoder_hidden_states', DataType.FLOAT, ['batch', 'text_tokens', cfg.crossAttentionDim]);
   const m = new Module(g, w, '', opts.moduleHook?.(g));
 
-  // Decoupled cross-attention: one image branch per attn2 layer, its scale from ip_adapter_scale[n].
+  // Decoupled cross-attention: per adapter, one image branch in every attn2 layer; all its inputs are graph inputs.
   const cross = crossAttnLayers(cfg);
-  const ipByName = new Map<string, IpLayer>();
-  if (opts.ipAdapter) {
-    const ip = opts.ipAdapter;
+  const adapters = opts.ipAdapters ?? (opts.ipAdapter ? [opts.ipAdapter] : []);
+  if (adapters.length > MAX_IP_ADAPTERS) {
+    throw new Error(
+      `a UNet graph takes at most ${MAX_IP_ADAPTERS} IP-Adapters, ${adapters.length} were given (${adapters.map((a) => a.file ?? '?').join(', ')})`,
+    );
+  }
+  const ipByName = new Map<string, IpLayer[]>(cross.map((p) => [p.name, []]));
+  adapters.forEach((ip, k) => {
     const want = cross.map((p) => p.index);
     if (ip.layers && (ip.layers.size !== want.length || !want.every((i) => ip.layers!.has(i)))) {
       throw new Error(
         `IP-Adapter ${ip.file ?? ''} has image layers ${[...ip.layers.keys()].join(', ')}, but this UNet's cross-attention processors are ${want.join(', ')}; the adapter was made for another UNet`,
       );
     }
-    const tokens = g.input('ip_tokens', DataType.FLOAT, ['batch', 'ip_token_count', cfg.crossAttentionDim]);
     // λ is `scale` everywhere inside (diffusers' IPAdapterAttnProcessor.scale, per layer `scales`);
-    // the graph input says whose scale it is, ip_adapter_scale, because a graph's inputs share one
-    // flat namespace (the ControlNet graph has conditioning_scale) and diffusers spells it so too
-    // (set_ip_adapter_scale; the reference cases' param ip_adapter_scale).
-    const scales = g.input('ip_adapter_scale', DataType.FLOAT, [cross.length]);
+    // the graph input says whose scale it is, ip_adapter_scale_<k>, because a graph's inputs share one
+    // flat namespace (the ControlNet graph has conditioning_scale).
+    const tokenDims = ['batch', `ip_groups_${k}`, `ip_token_count_${k}`, cfg.crossAttentionDim];
+    const tokens = g.input(`ip_tokens_${k}`, DataType.FLOAT, tokenDims);
+    const routedTokens = g.input(`ip_tokens_routed_${k}`, DataType.FLOAT, tokenDims);
+    const routes = g.input(`ip_route_${k}`, DataType.BOOL, [cross.length]);
+    const scales = g.input(`ip_adapter_scale_${k}`, DataType.FLOAT, [cross.length]);
+    const kvScales = g.input(`ip_kv_scale_${k}`, DataType.FLOAT, [cross.length, 3]);
+    const masks = new Map(
+      crossAttnLevels(cfg).map((lv) => [
+        lv,
+        g.input(`ip_mask_${k}_${lv}`, DataType.FLOAT, [`ip_mask_batch_${k}_${lv}`, `ip_mask_groups_${k}_${lv}`, `ip_mask_q_${k}_${lv}`]),
+      ]),
+    );
     cross.forEach((p, n) => {
       const { toK, toV } = ip.layerWeights(p.index);
       for (const [what, ref] of [
@@ -84,15 +115,25 @@ export function buildUNet(cfg: UNetConfig, w: WeightMap, opts: BuildUNetOptions 
           );
         }
       }
-      const scale = g.op('Gather', [scales, g.constI([n], [])], { axis: 0 }, `ip_adapter_scale_${n}`);
-      ipByName.set(p.name, { index: p.index, toK, toV, tokens, scale });
+      const at = (vec: string, what: string) => g.op('Gather', [vec, g.constI([n], [])], { axis: 0 }, `${what}_${k}_${n}`);
+      ipByName.get(p.name)!.push({
+        index: p.index,
+        toK,
+        toV,
+        tokens,
+        routedTokens,
+        route: at(routes, 'ip_route'),
+        kvScale: at(kvScales, 'ip_kv_scale'),
+        scale: at(scales, 'ip_adapter_scale'),
+        mask: masks.get(crossAttnLevel(cfg, p.name))!,
+      });
     });
-  }
+  });
   const o: BlockOptions = {
     groups: cfg.normNumGroups,
     eps: cfg.normEps,
     attention: opts.attention ?? 'mha',
-    ipFor: opts.ipAdapter ? (name) => ipByName.get(name) : undefined,
+    ipFor: adapters.length ? (name) => ipByName.get(name) : undefined,
   };
 
   // 1. time
@@ -162,7 +203,8 @@ export class UNetModel {
   private constructor(
     readonly config: UNetConfig,
     readonly session: ort.InferenceSession,
-    readonly hasAdapter: boolean,
+    /** Number of adapters the graph takes (ip_tokens_0 ...). */
+    readonly adapterCount: number,
     readonly hasControlnet: boolean,
   ) {
     this.crossLayers = crossAttnLayers(config);
@@ -172,7 +214,7 @@ export class UNetModel {
   static async create(config: UNetConfig, weights: WeightMap, opts: UNetSessionOptions): Promise<UNetModel> {
     const built = buildUNet(config, weights, opts).build();
     const session = await createSession(built, { ...opts, sessionOptions: { ...UNET_SESSION_OPTIONS, ...opts.sessionOptions } });
-    return new UNetModel(config, session, !!opts.ipAdapter, !!opts.controlnet);
+    return new UNetModel(config, session, (opts.ipAdapters ?? (opts.ipAdapter ? [opts.ipAdapter] : [])).length, !!opts.controlnet);
   }
 
   /** One UNet evaluation: noise prediction (B, Cout, H, W) (models/unet-call.ts, as the sampler calls it). */
