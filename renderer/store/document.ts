@@ -5,7 +5,28 @@
 import type { StateCreator } from 'zustand/vanilla';
 import { applyEdgeChanges, applyNodeChanges } from '@xyflow/react';
 import type { ParamValue } from '../../nodes/types.js';
-import { checkConnection, extractSelection, freshId, fromWorkflow, makeEdge, makeNode, pasteFragment, toWorkflow, type Doc } from '../graph.js';
+import {
+  boxOf,
+  checkConnection,
+  CARD_WIDTH,
+  enclose,
+  estimateHeight,
+  extractSelection,
+  freeSpot,
+  freshId,
+  fromWorkflow,
+  makeEdge,
+  makeNode,
+  makeRoomBelow,
+  membersOf,
+  pasteFragment,
+  portsOf,
+  toWorkflow,
+  wireTypeOf,
+  type Doc,
+  type FlowNode,
+  type GroupBox,
+} from '../graph.js';
 import { previewsOf } from './run.js';
 import type { DocumentSlice, EditorState } from './state.js';
 
@@ -13,11 +34,15 @@ const HISTORY_LIMIT = 200;
 /** Edits of the same param within this window form one undo step (a slider drag). */
 const COALESCE_MS = 1200;
 
-const docOf = (s: Doc): Doc => ({ nodes: s.nodes, edges: s.edges });
+const docOf = (s: Doc): Doc => ({ nodes: s.nodes, edges: s.edges, groups: s.groups ?? [] });
+
+/** Group colours offered by the canvas menu (ComfyUI's palette, darkened for the dark canvas). */
+export const GROUP_COLORS = ['#3f789e', '#8a5a3c', '#4a7a4a', '#7a4a7a', '#7a6a3a', '#3a6a6a', '#6a3a3a', '#5a5a5a'];
 
 export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlice> = (set, get) => ({
   nodes: [],
   edges: [],
+  groups: [],
   specs: {},
   specList: [],
   past: [],
@@ -47,6 +72,7 @@ export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlic
     // A new document (New, Open, an example) starts without the old one's run marks and previews.
     set({
       ...doc,
+      groups: doc.groups ?? [],
       ...history,
       coalesce: null,
       fileName,
@@ -77,7 +103,14 @@ export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlic
     if (structural || dragStart) get().commit();
     // Removing a node removes its edges (React Flow sends those separately; keep the pair one undo step).
     const removed = new Set(changes.flatMap((c) => (c.type === 'remove' ? [c.id] : [])));
-    const nodes = applyNodeChanges(changes, get().nodes);
+    // A drawn card that grew (an error, a preview) pushes the cards it would cover down.
+    const before = new Map(s.nodes.map((n) => [n.id, n.measured?.height]));
+    const grown = changes.flatMap((c) => {
+      const was = c.type === 'dimensions' ? before.get(c.id) : undefined;
+      return c.type === 'dimensions' && c.dimensions && was !== undefined && c.dimensions.height > was + 1 ? [c.id] : [];
+    });
+    let nodes = applyNodeChanges(changes, get().nodes);
+    if (grown.length && !s.dragging) nodes = makeRoomBelow({ nodes, edges: s.edges }, s.specs, grown)?.nodes ?? nodes;
     set({
       nodes,
       nodePreviews: removed.size ? previewsOf(get().nodePreviews, nodes) : get().nodePreviews,
@@ -95,8 +128,7 @@ export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlic
     const s = get();
     const verdict = checkConnection(c, s.nodes, s.edges, s.specs);
     if (!verdict.ok) return verdict.reason;
-    const src = s.nodes.find((n) => n.id === c.source)!;
-    const type = s.specs[src.data.type].outputs.find((p) => p.name === c.sourceHandle)!.type;
+    const type = wireTypeOf(c, s.nodes, s.edges, s.specs);
     get().commit();
     // An input takes one edge: a new connection replaces the old one.
     const edges = s.edges.filter((e) => !(e.target === c.target && e.targetHandle === c.targetHandle));
@@ -116,9 +148,129 @@ export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlic
       const have = p.kind === 'file' ? (s.models[p.modelKind] ?? []) : [];
       if (p.kind === 'file' && !p.optional && have.length && !have.includes(p.default)) picked[p.name] = have[0];
     }
-    const node = { ...makeNode(id, spec, x, y, { ...picked, ...params }), selected: true };
+    // The nearest spot where the new card covers no other (and keeps a gap from its neighbours).
+    const at = freeSpot(docOf(s), s.specs, { x, y }, { w: CARD_WIDTH, h: estimateHeight(spec) });
+    const node = { ...makeNode(id, spec, at.x, at.y, { ...picked, ...params }), selected: true };
     set({ nodes: [...s.nodes.map((n) => (n.selected ? { ...n, selected: false } : n)), node] });
     return id;
+  },
+
+  addNodeWired: (type, x, y, from) => {
+    const s = get();
+    const spec = s.specs[type];
+    if (!spec) return null;
+    const end = s.nodes.find((n) => n.id === from.node);
+    const port = end && portsOf(end, s.specs, s.nodes, s.edges)[from.side === 'source' ? 'outputs' : 'inputs'].find((p) => p.name === from.port);
+    if (!end || !port) return null;
+    // A new card to the right of a wire from an output, to the left of one from an input.
+    const id = get().addNode(type, from.side === 'source' ? x : x - CARD_WIDTH, y);
+    if (!id) return null;
+    const cur = get();
+    const made = cur.nodes.find((n) => n.id === id)!;
+    const ports = portsOf(made, cur.specs, cur.nodes, cur.edges)[from.side === 'source' ? 'inputs' : 'outputs'];
+    const match = ports.find((p) => p.type === port.type || p.type === '*' || port.type === '*');
+    if (!match) return id;
+    const c =
+      from.side === 'source'
+        ? { source: from.node, sourceHandle: from.port, target: id, targetHandle: match.name }
+        : { source: id, sourceHandle: match.name, target: from.node, targetHandle: from.port };
+    // The node and its wire are one undo step.
+    const past = get().past;
+    const reason = get().connect(c);
+    if (!reason) set({ past: past });
+    return id;
+  },
+
+  setMode: (ids, mode) => {
+    if (!ids.length) return;
+    get().commit();
+    const set1 = new Set(ids);
+    set({
+      nodes: get().nodes.map((n) => {
+        if (!set1.has(n.id) || get().specs[n.data.type]?.virtual) return n;
+        const { mode: _m, ...data } = n.data;
+        return { ...n, data: mode ? { ...data, mode } : data };
+      }),
+    });
+  },
+
+  setUi: (ids, patch) => {
+    if (!ids.length) return;
+    get().commit();
+    const set1 = new Set(ids);
+    set({
+      nodes: get().nodes.map((n) => {
+        if (!set1.has(n.id)) return n;
+        const ui = { ...n.data.ui, ...patch };
+        for (const [k, v] of Object.entries(patch)) if (v === undefined || v === false) delete ui[k];
+        const { ui: _u, ...data } = n.data;
+        return { ...n, data: Object.keys(ui).length ? { ...data, ui } : data };
+      }),
+    });
+  },
+
+  convertParam: (node, name, toInput) => {
+    const s = get();
+    const n = s.nodes.find((x) => x.id === node);
+    if (!n || !s.specs[n.data.type]?.params.some((p) => p.name === name)) return;
+    const have = n.data.ui?.inputs ?? [];
+    if (toInput === have.includes(name)) return;
+    const inputs = toInput ? [...have, name] : have.filter((x) => x !== name);
+    get().setUi([node], { inputs: inputs.length ? inputs : undefined });
+    // Back to a widget: the wire into it goes.
+    if (!toInput) set({ edges: get().edges.filter((e) => !(e.target === node && e.targetHandle === name)) });
+  },
+
+  addReroute: (edgeId, x, y) => {
+    const s = get();
+    const e = s.edges.find((x1) => x1.id === edgeId);
+    const spec = s.specs.reroute;
+    if (!e || !spec) return null;
+    get().commit();
+    const id = freshId(s.nodes.map((n) => n.id))();
+    const node: FlowNode = makeNode(id, spec, x - 12, y - 12);
+    const t = e.data?.portType ?? 'LATENT';
+    const edges = [
+      ...s.edges.filter((x1) => x1.id !== edgeId),
+      makeEdge(e.source, e.sourceHandle!, id, 'in', t),
+      makeEdge(id, 'out', e.target, e.targetHandle!, t),
+    ];
+    set({ nodes: [...s.nodes, node], edges });
+    return id;
+  },
+
+  addGroup: (ids, title) => {
+    const s = get();
+    const boxes = s.nodes.filter((n) => ids.includes(n.id)).map((n) => boxOf(n, s.specs));
+    if (!boxes.length) return null;
+    get().commit();
+    const taken = new Set((s.groups ?? []).map((g) => g.id));
+    let k = 1;
+    while (taken.has(`g${k}`)) k++;
+    const g: GroupBox = { id: `g${k}`, title: title ?? 'Group', bounding: enclose(boxes), color: GROUP_COLORS[(k - 1) % GROUP_COLORS.length] };
+    set({ groups: [...(s.groups ?? []), g] });
+    return g.id;
+  },
+
+  updateGroup: (id, patch, coalesceKey) => {
+    get().commit(coalesceKey);
+    set({ groups: (get().groups ?? []).map((g) => (g.id === id ? { ...g, ...patch } : g)) });
+  },
+
+  removeGroup: (id) => {
+    get().commit();
+    set({ groups: (get().groups ?? []).filter((g) => g.id !== id) });
+  },
+
+  moveGroup: (id, dx, dy, members) => {
+    const s = get();
+    const g = (s.groups ?? []).find((x) => x.id === id);
+    if (!g || (!dx && !dy)) return;
+    const ids = new Set(members ?? membersOf(g, docOf(s), s.specs));
+    set({
+      groups: (s.groups ?? []).map((x) => (x.id === id ? { ...x, bounding: [x.bounding[0] + dx, x.bounding[1] + dy, x.bounding[2], x.bounding[3]] } : x)),
+      nodes: s.nodes.map((n) => (ids.has(n.id) ? { ...n, position: { x: n.position.x + dx, y: n.position.y + dy } } : n)),
+    });
   },
 
   setParam: (node, name, value) => {
@@ -144,11 +296,11 @@ export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlic
     return frag.nodes.length;
   },
 
-  paste: () => {
+  paste: (at) => {
     const clip = get().clipboard;
     if (!clip?.nodes.length) return;
     get().commit();
-    const doc = pasteFragment(docOf(get()), clip, { x: 40, y: 40 });
+    const doc = pasteFragment(docOf(get()), clip, { x: 40, y: 40 }, get().specs, at);
     // Pasting again offsets again (from the pasted copy).
     set({ ...doc, clipboard: extractSelection(doc) });
   },

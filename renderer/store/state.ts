@@ -7,7 +7,7 @@ import type { EdgeChange, NodeChange } from '@xyflow/react';
 import type { EngineSettings, RunEvent, ValidationError, Workflow } from '../../engine/api.js';
 import type { HostInfo } from '../../engine/protocol.js';
 import type { ModelKind, NodeSpec, ParamValue } from '../../nodes/types.js';
-import type { Connection, Doc, FlowEdge, FlowNode, SpecMap } from '../graph.js';
+import type { Connection, Doc, FlowEdge, FlowNode, GroupBox, NodeMode, NodeUi, SpecMap } from '../graph.js';
 
 // ---- document (document.ts) ----------------------------------------------------------------------
 
@@ -43,12 +43,29 @@ export interface DocumentSlice extends Doc {
   onNodesChange(changes: NodeChange<FlowNode>[]): void;
   onEdgesChange(changes: EdgeChange<FlowEdge>[]): void;
   connect(c: Connection): string | null;
+  /** Adds a node at the free spot nearest (x, y); returns its id. */
   addNode(type: string, x: number, y: number, params?: Record<string, ParamValue>): string | null;
+  /** A wire dropped on empty canvas: adds the node and wires its first compatible port to that end (one undo step). */
+  addNodeWired(type: string, x: number, y: number, from: { node: string; port: string; side: 'source' | 'target' }): string | null;
+  /** Bypass / mute the nodes, or run them again (null). */
+  setMode(ids: string[], mode: NodeMode | null): void;
+  /** Sets (or, with undefined / false, removes) keys of the nodes' `ui`: collapsed, color. */
+  setUi(ids: string[], patch: Partial<NodeUi>): void;
+  /** Turns a param into an input (a primitive may feed it) or back into a widget. */
+  convertParam(node: string, name: string, toInput: boolean): void;
+  /** Splits a wire with a reroute at (x, y). */
+  addReroute(edgeId: string, x: number, y: number): string | null;
+  addGroup(ids: string[], title?: string): string | null;
+  updateGroup(id: string, patch: Partial<Omit<GroupBox, 'id'>>, coalesceKey?: string): void;
+  removeGroup(id: string): void;
+  /** Moves a group and the cards inside it (no undo step: the drag start commits). */
+  moveGroup(id: string, dx: number, dy: number, members?: string[]): void;
   setParam(node: string, name: string, value: ParamValue): void;
   deleteSelected(): void;
   selectAll(): void;
   copy(): number;
-  paste(): void;
+  /** Pastes the clipboard at `at` (the pointer, flow coordinates) or beside the original, where it covers no card. */
+  paste(at?: { x: number; y: number }): void;
   undo(): void;
   redo(): void;
   markSaved(fileName: string): void;
