@@ -98,18 +98,18 @@ describe('λ per block', () => {
     const scalar = base();
     params(scalar, 'apply').weight = 0.7;
     const custom = base();
-    Object.assign(params(custom, 'apply'), { weight: 1, blocks: 'custom', layer_weights: Array(11).fill(0.7).join(', ') });
+    Object.assign(params(custom, 'apply'), { weight: 1, layer_weights: Array(11).fill(0.7).join(', ') });
     const a = await sample(scalar);
     const b = await sample(custom);
     expect(b.samples).toEqual(a.samples); // bit-identical
     const style = base();
-    Object.assign(params(style, 'apply'), { weight: 0.7, blocks: 'style only' });
+    Object.assign(params(style, 'apply'), { weight: 0.7, weight_type: 'style transfer' });
     expect((await sample(style)).samples).not.toEqual(a.samples);
   });
 
   it('a custom list of the wrong length fails on the sampler with the layer count', async () => {
     const wf = base(1);
-    Object.assign(params(wf, 'apply'), { blocks: 'custom', layer_weights: '1, 1, 1' });
+    Object.assign(params(wf, 'apply'), { layer_weights: '1, 1, 1' });
     const r = await engine.run(wf);
     expect(r.ok).toBe(false);
     expect(r.error).toMatch(/3 numbers, but this UNet has 11 cross-attention layers/);

@@ -20,11 +20,16 @@
  *      turned into an input, fed by a primitive); `meta.groups` are the editor's groups. A
  *      version-2 document had none of these: the migration drops a stray `mode` field, which
  *      version 2 ignored, so every older file opens and runs as it did.
+ * - 4: Apply IP-Adapter's `blocks` preset (all / style only / composition only / custom) became
+ *      `weight_type`, ComfyUI_IPAdapter_plus' weight types, of which the presets were the maps: the
+ *      migration writes linear / style transfer / composition, and custom as linear with its
+ *      `layer_weights`, which now replace the type's factors whenever they are given (a preset's
+ *      unused layer_weights are dropped), so every layer gets the λ it got before.
  */
 import { WORKFLOW_FORMAT, type ValidationError, type Workflow, type WorkflowEdge, type WorkflowNode } from './protocol.js';
 
 export { WORKFLOW_FORMAT };
-export const WORKFLOW_VERSION = 3;
+export const WORKFLOW_VERSION = 4;
 
 export interface ParsedWorkflow {
   workflow: Workflow | null;
@@ -101,6 +106,24 @@ const MIGRATIONS: Record<number, (doc: Json) => Json> = {
       return rest;
     });
     return { ...doc, version: 3, nodes };
+  },
+  3: (doc) => {
+    // Written out here, not read from the node, so the migration stays what version 3 meant.
+    const TYPE_OF_BLOCKS: Record<string, string> = { all: 'linear', 'style only': 'style transfer', 'composition only': 'composition', custom: 'linear' };
+    const nodes = (Array.isArray(doc.nodes) ? doc.nodes : []).map((n) => {
+      if (!isObj(n) || n.type !== 'apply-ip-adapter' || !isObj(n.params) || !('blocks' in n.params)) return n;
+      const { blocks, layer_weights, ...params } = n.params;
+      const custom = blocks === 'custom';
+      return {
+        ...n,
+        params: {
+          ...params,
+          weight_type: TYPE_OF_BLOCKS[String(blocks)] ?? String(blocks),
+          ...(custom && layer_weights !== undefined ? { layer_weights } : {}),
+        },
+      };
+    });
+    return { ...doc, version: 4, nodes };
   },
 };
 

@@ -4,13 +4,16 @@
  * Cheap: it records the adapter on the model value; the UNet graph takes λ and the tokens as
  * inputs, so changing λ re-runs only the sampler.
  *
- * λ per block: `blocks` picks which cross-attention layers get λ ("style only" / "composition
- * only" presets, or a custom list of per-layer weights); the sampler turns it into the UNet's
- * ip_adapter_scale vector (models/ip-adapter-layer-scales.ts), so this never rebuilds the UNet
- * either. Inside, λ is the adapter's `scale` (diffusers' name); the param stays `weight`, so
- * saved workflows load unchanged.
+ * λ per layer: `weight_type` is one of ComfyUI_IPAdapter_plus' 15 weight types (ease curves,
+ * weak/strong blocks, style transfer, composition, the precise types that route the image to the
+ * unconditional branch on some layers, style and composition with its own composition tokens and
+ * weight); `layer_weights` (IPAdapterMS' form, or a list / diffusers names) replaces the type's
+ * factors. The sampler turns them into the UNet's per-layer scales (models/ip-adapter-layer-scales.ts
+ * weightTypeLayers), so this never rebuilds the UNet either. Inside, λ is the adapter's `scale`
+ * (diffusers' name); the param stays `weight`. Workflows saved with the older `blocks` param are
+ * migrated to the equivalent type (engine/workflow.ts, version 4).
  */
-import { BLOCK_PRESETS, type BlockPreset, parseLayerWeights } from '../models/ip-adapter-layer-scales.js';
+import { parseLayerWeights, WEIGHT_TYPES, type WeightType } from '../models/ip-adapter-layer-scales.js';
 import type { NodeDef } from './types.js';
 import { expectValue, type IpAdapterValue, type IpTokensValue, type ModelValue } from './values.js';
 
@@ -19,26 +22,28 @@ export const applyIpAdapter: NodeDef = {
   title: 'Apply IP-Adapter',
   category: 'IP-Adapter',
   description:
-    'Adds the image prompt to the model: Z = Attention(Q, K, V) + λ · Attention(Q, K\', V\'). λ = 0 is the text-only model. The optional negative tokens replace the unconditional image tokens (a negative image prompt). "blocks" limits λ to some layers: "style only" and "composition only" are the layer sets of ComfyUI_IPAdapter_plus\' style transfer and composition; "custom" takes "layer weights": one factor per cross-attention layer in execution order (down, mid, up: 16 for SD1.5), or pairs such as "4:0.25, 5:1" or "up_blocks.1:1".',
+    'Adds the image prompt to the model: Z = Attention(Q, K, V) + λ · Attention(Q, K\', V\'). λ = 0 is the text-only model. The optional negative tokens replace the unconditional image tokens (a negative image prompt). "weight type" is ComfyUI_IPAdapter_plus\' (linear, ease in/out, weak/strong blocks, style transfer = λ on the style layers only, composition = λ on the composition layers only, the "precise" types, which also send the image to the unconditional branch on the other layers, and style and composition: the composition tokens input, or the same tokens, at weight_composition on the composition layers). "layer weights", when given, replace the type\'s factors: one factor per cross-attention layer in execution order (down, mid, up: 16 for SD1.5), or pairs such as "4:0.25, 5:1" (ComfyUI\'s transformer_index) or "up_blocks.1:1".',
   inputs: [
     { name: 'model', type: 'MODEL' },
     { name: 'ip_adapter', type: 'IP_ADAPTER' },
     { name: 'tokens', type: 'IP_TOKENS' },
     { name: 'negative', label: 'negative tokens', type: 'IP_TOKENS', optional: true },
+    { name: 'composition', label: 'composition tokens', type: 'IP_TOKENS', optional: true },
   ],
   outputs: [{ name: 'model', type: 'MODEL' }],
   params: [
     { name: 'weight', label: 'weight λ', kind: 'number', default: 1, min: -1, max: 3, step: 0.05, widget: 'slider' },
     { name: 'start_at', kind: 'number', default: 0, min: 0, max: 1, step: 0.01 },
     { name: 'end_at', kind: 'number', default: 1, min: 0, max: 1, step: 0.01 },
-    { name: 'blocks', kind: 'enum', options: [...BLOCK_PRESETS], default: 'all' },
-    { name: 'layer_weights', label: 'layer weights (custom)', kind: 'string', default: '' },
+    { name: 'weight_type', label: 'weight type', kind: 'enum', options: [...WEIGHT_TYPES], default: 'linear' },
+    { name: 'weight_composition', label: 'weight composition', kind: 'number', default: 1, min: -1, max: 5, step: 0.05 },
+    { name: 'layer_weights', label: 'layer weights (override)', kind: 'string', default: '' },
   ],
   check(params) {
     const out: { param?: string; message: string }[] = [];
     if ((params.start_at as number) > (params.end_at as number))
       out.push({ param: 'end_at', message: `end_at ${params.end_at} is before start_at ${params.start_at}` });
-    if (params.blocks === 'custom') {
+    if (String(params.layer_weights ?? '').trim()) {
       try {
         parseLayerWeights(String(params.layer_weights ?? ''));
       } catch (e) {
@@ -52,9 +57,11 @@ export const applyIpAdapter: NodeDef = {
     const adapter = expectValue<IpAdapterValue>(inputs.ip_adapter, 'IP_ADAPTER', 'ip_adapter');
     const tokens = expectValue<IpTokensValue>(inputs.tokens, 'IP_TOKENS', 'tokens');
     const negative = inputs.negative === undefined ? undefined : expectValue<IpTokensValue>(inputs.negative, 'IP_TOKENS', 'negative');
+    const composition = inputs.composition === undefined ? undefined : expectValue<IpTokensValue>(inputs.composition, 'IP_TOKENS', 'composition');
     for (const [what, t] of [
       ['tokens', tokens],
       ['negative tokens', negative],
+      ['composition tokens', composition],
     ] as const) {
       if (t && t.adapterPath !== adapter.path) {
         throw new Error(
@@ -82,7 +89,9 @@ export const applyIpAdapter: NodeDef = {
           scale: params.weight as number,
           start: params.start_at as number,
           end: params.end_at as number,
-          blocks: (params.blocks ?? 'all') as BlockPreset,
+          weightType: (params.weight_type ?? 'linear') as WeightType,
+          weightComposition: (params.weight_composition ?? 1) as number,
+          ...(composition ? { composition } : {}),
           layerWeights: String(params.layer_weights ?? ''),
         },
       ],

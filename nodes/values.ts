@@ -4,7 +4,7 @@
  * model store under keys derived from these references, so a value can be cached, copied and
  * compared cheaply, and Apply IP-Adapter costs nothing.
  */
-import type { BlockPreset } from '../models/ip-adapter-layer-scales.js';
+import type { WeightType } from '../models/ip-adapter-layer-scales.js';
 import type { IpAdapterKind } from '../models/ip-adapter.js';
 
 /** A checkpoint: a diffusers folder or a single file, with an optional diffusers config folder. */
@@ -28,9 +28,13 @@ export interface AppliedAdapter {
   /** Active while the step's fraction of the schedule, i / steps, is in [start, end]. */
   start: number;
   end: number;
-  /** Which cross-attention layers get the scale (models/ip-adapter-layer-scales.ts); absent = all. */
-  blocks?: BlockPreset;
-  /** The custom layer weights (param layer_weights: each layer's unit scale) when blocks = 'custom'. */
+  /** ComfyUI_IPAdapter_plus' weight type: λ per layer (models/ip-adapter-layer-scales.ts weightTypeLayers); absent = linear. */
+  weightType?: WeightType;
+  /** weight_composition of 'style and composition': λ of its composition layers. */
+  weightComposition?: number;
+  /** 'style and composition': the tokens its composition layers attend to (absent = `tokens`). */
+  composition?: IpTokensValue;
+  /** Per-layer factors of λ that replace the type's (param layer_weights; '' = the type's own). */
   layerWeights?: string;
 }
 

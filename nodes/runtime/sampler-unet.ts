@@ -4,8 +4,8 @@
  *
  *   rows: [uncond, cond] per latent with guidance (text: negative, positive; image tokens: the
  *       projection of a zero image or the negative image tokens, the image tokens), else cond;
- *   IP-Adapter: the per-layer scales (the adapter's scale times each cross-attention layer's
- *       unit scale from Apply IP-Adapter's blocks, models/ip-adapter-layer-scales.ts) while
+ *   IP-Adapter: the per-layer scales (Apply IP-Adapter's weight λ and weight type,
+ *       models/ip-adapter-layer-scales.ts weightTypeLayers) while
  *       i / steps is in [start_at, end_at], else 0;
  *   ControlNets (nodes/runtime/controlnet.ts): residuals per step from the 4 latent channels;
  *   9-channel inpainting UNet: cat([x, mask, masked-image latents]) as its sample.
@@ -13,7 +13,7 @@
  * buffers are made once per run and reused (the UNet and the ControlNets read them during the
  * step's calls only).
  */
-import { layerScales, unitLayerScales } from '../../models/ip-adapter-layer-scales.js';
+import { weightTypeLayers } from '../../models/ip-adapter-layer-scales.js';
 import { inpaintUNetInput } from '../../models/inpaint.js';
 import type { Guidance, ModelCall } from '../../models/sampling/denoise.js';
 import { callUNet } from '../../models/unet-call.js';
@@ -58,11 +58,12 @@ export function imageTokens(adapters: AppliedAdapter[]): { cond: Float32Array; u
       a.scale !== w0.scale ||
       a.start !== w0.start ||
       a.end !== w0.end ||
-      (a.blocks ?? 'all') !== (w0.blocks ?? 'all') ||
+      (a.weightType ?? 'linear') !== (w0.weightType ?? 'linear') ||
+      (a.weightComposition ?? 1) !== (w0.weightComposition ?? 1) ||
       (a.layerWeights ?? '') !== (w0.layerWeights ?? '')
     ) {
       throw new Error(
-        'several Apply IP-Adapter nodes on one model must share weight, start_at, end_at and blocks (the UNet takes one λ per layer); feed the images through one IP-Adapter Projection instead',
+        'several Apply IP-Adapter nodes on one model must share weight, start_at, end_at, weight type and layer weights (the UNet takes one λ per layer); feed the images through one IP-Adapter Projection instead',
       );
     }
   }
@@ -111,14 +112,22 @@ export async function samplerUNet(ctx: ExecContext, o: SamplerUNetOptions): Prom
     : null;
   const ip = imageTokens(model.adapters);
   const a0 = model.adapters[0];
-  const unit = unet.ipLayers ? unitLayerScales(unet.config, a0.blocks ?? 'all', a0.layerWeights ?? '') : [];
+  const shares = unet.ipLayers
+    ? weightTypeLayers(unet.config, a0.weightType ?? 'linear', a0.scale, { weightComposition: a0.weightComposition, layerWeights: a0.layerWeights })
+    : [];
+  const routed = shares.some((s) => s.scale !== 0 && (s.precise || s.composition));
+  if (routed || model.adapters.some((a) => a.composition)) {
+    throw new Error(
+      `weight type "${a0.weightType}" routes image tokens per layer (composition tokens or precise layers), which this UNet graph does not take yet; use another weight type`,
+    );
+  }
   let tokens: { data: Float32Array; dims: number[] } | undefined;
   if (unet.ipLayers) {
     const t = ip!;
     tokens = { data: doCfg ? concat([repeat(t.uncond, B), repeat(t.cond, B)]) : repeat(t.cond, B), dims: [M, t.n, t.dim] };
   }
   // The per-layer scales take one of two values per run (the adapter's window on or off): built once.
-  const scales = unet.ipLayers ? [false, true].map((on) => layerScales(unit, a0.scale, on)) : null;
+  const scales = unet.ipLayers ? [false, true].map((on) => Float32Array.from(shares, (s) => (on ? s.scale : 0))) : null;
 
   const xs = doCfg ? new Float32Array(2 * n) : null; // [x, x]: (2B, C, h, w)
   const inC = unet.config.inChannels;

@@ -21,7 +21,7 @@ import type { NodeSpec, ParamValue } from '../../../nodes/spec.js';
 import type { Workflow, WorkflowNode } from '../../protocol.js';
 import { COMFY_DEFS, widgetSignature, widgetSlots, type NodeDefC } from './defs.js';
 import { PLACEHOLDER_TYPE, STUDIO_CLASS_PREFIX, STUDIO_KEY, type StudioProps } from './import.js';
-import { weightTypeForBlocks } from './layers.js';
+import { comfyWeightType } from './layers.js';
 
 type Json = Record<string, unknown>;
 const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -210,8 +210,12 @@ class Exporter {
       return s && adapter && s.node === adapter.node && s.port === adapter.port;
     };
     const sameVision = main && neg ? JSON.stringify(this.src(main.encode.id, 'clip_vision')) === JSON.stringify(this.src(neg.encode.id, 'clip_vision')) : true;
-    const wt = weightTypeForBlocks(String(pa.blocks ?? 'all'), String(pa.layer_weights ?? ''));
+    const wt = comfyWeightType(String(pa.weight_type ?? 'linear'), String(pa.layer_weights ?? ''));
     if (wt.approx) this.approx(a.id, wt.approx);
+    if (wt.weightType === 'style and composition' && Number(pa.weight_composition ?? 1) !== 1)
+      this.approx(a.id, `weight_composition ${pa.weight_composition}: IPAdapterAdvanced's "style and composition" weighs its composition layers at 1`);
+    if (this.src(a.id, 'composition'))
+      this.approx(a.id, 'the composition tokens are not exported: IPAdapterAdvanced uses the image prompt on the composition layers too');
     if (main && sameAdapter(main.proj) && (!negSrc || (neg && sameAdapter(neg.proj) && sameVision))) {
       const claims: Record<string, WorkflowNode> = { '': a, proj: main.proj, encode: main.encode };
       if (neg) Object.assign(claims, { neg_proj: neg.proj, neg_encode: neg.encode });

@@ -17,7 +17,7 @@ import { parseWorkflow } from '../../workflow.js';
 import { importComfyUI, type ImportResult } from './import.js';
 import { ComfyReadError, comfyFormatOf, normalizeComfy, parseJsonExact } from './read.js';
 import { countStatuses, formatReport, hasUnsupported } from './report.js';
-import { blocksForWeightType, weightTypeForBlocks } from './layers.js';
+import { blocksForWeightType, comfyWeightType } from './layers.js';
 import { matchModel } from './models.js';
 
 const FIXTURES = COMFY_FIXTURES;
@@ -92,7 +92,7 @@ describe('UI workflow 0.4: IPAdapter Advanced through a reroute, the seed from a
   it("maps IPAdapterUnifiedLoader + IPAdapterAdvanced onto loaders, encode, projection and Apply IP-Adapter with ComfyUI's values", () => {
     expect(node(wf, 'c5').params).toEqual({ ipadapter_file: DEMO_NAMES.ipAdapter });
     expect(node(wf, 'c5_vision').params).toEqual({ clip_name: DEMO_NAMES.clipVision });
-    expect(node(wf, 'c6').params).toEqual({ weight: 0.8, start_at: 0, end_at: 0.9, blocks: 'style only', layer_weights: '' });
+    expect(node(wf, 'c6').params).toEqual({ weight: 0.8, start_at: 0, end_at: 0.9, weight_type: 'style transfer', layer_weights: '', weight_composition: 1 });
     expect(edges(wf)).toEqual(
       expect.arrayContaining([
         'c5_vision.clip_vision -> c6_encode.clip_vision',
@@ -161,7 +161,7 @@ describe('UI workflow 1.0: encoders, combined embeds, IPAdapter Noise, KSampler 
       },
     });
     expect(node(wf, 'c7')).toMatchObject({ type: 'image-resize', params: { width: 224, height: 224, mode: 'crop', filter: 'lanczos' } });
-    expect(node(wf, 'c11').params).toEqual({ weight: 0.7, start_at: 0, end_at: 1, blocks: 'composition only', layer_weights: '' });
+    expect(node(wf, 'c11').params).toEqual({ weight: 0.7, start_at: 0, end_at: 1, weight_type: 'composition', layer_weights: '', weight_composition: 1 });
   });
 
   it("combines the two encoders' embeds in one projection (average), the encoder's neg_embed as the default negative", () => {
@@ -291,39 +291,25 @@ describe('every mapped node type, its widgets read positionally', () => {
     expect(r.report.models.find((m) => m.node === 'c24')).toMatchObject({ how: 'substituted', used: DEMO_NAMES.ipAdapter });
     expect(node(r.workflow, 'c25_vision').type).toBe('load-clip-vision');
     expect(p('c26')).toEqual({ ipadapter_file: DEMO_NAMES.ipAdapter });
-    const ease = (f: (t: number) => number) => Array.from({ length: 16 }, (_, t) => `${t}:${Number(f(t).toPrecision(6))}`).join(', ');
-    expect(p('c27')).toEqual({ weight: 0.9, start_at: 0.1, end_at: 0.95, blocks: 'custom', layer_weights: ease((t) => 0.05 + 0.95 * (t / 16)) });
-    expect(p('c28')).toEqual({
-      weight: 1.4,
-      start_at: 0.05,
-      end_at: 0.85,
-      blocks: 'custom',
-      layer_weights: ease((t) => 0.05 + 0.95 * (1 - Math.abs(t - 8) / 8)),
-    });
+    expect(p('c27')).toEqual({ weight: 0.9, start_at: 0.1, end_at: 0.95, weight_type: 'ease out', layer_weights: '', weight_composition: 1 });
+    expect(p('c28')).toEqual({ weight: 1.4, start_at: 0.05, end_at: 0.85, weight_type: 'ease in-out', layer_weights: '', weight_composition: 1 });
     expect(p('c28_proj')).toEqual({ combine: 'average' });
     expect(entry(r, '28').notes.join(' ')).toMatch(/embeds_scaling "K\+V" is not available/);
-    expect(p('c29')).toMatchObject({ weight: 1.2, blocks: 'custom', layer_weights: ease((t) => 0.05 + 0.95 * (1 - t / 16)) });
-    expect(p('c30')).toMatchObject({
-      weight: 0.6,
-      blocks: 'custom',
-      layer_weights: '0:1, 1:1, 2:1, 3:1, 6:1, 7:1, 8:1, 9:1, 10:1, 11:1, 12:1, 13:1, 14:1, 15:1',
-    });
-    expect(p('c31')).toMatchObject({ weight: 1, blocks: 'custom', layer_weights: '3:2.5, 6:1' });
-    expect(p('c32')).toMatchObject({ blocks: 'style only' });
+    expect(p('c29')).toMatchObject({ weight: 1.2, weight_type: 'ease in', layer_weights: '', weight_composition: 1 });
+    expect(p('c30')).toMatchObject({ weight: 0.6, weight_type: 'strong style transfer', layer_weights: '', weight_composition: 1 });
+    expect(p('c31')).toMatchObject({ weight: 1, weight_type: 'linear', layer_weights: '3:2.5, 6:1' });
+    expect(p('c32')).toMatchObject({ weight_type: 'style transfer precise' });
     expect(entry(r, '32').notes.join(' ')).toMatch(/style_boost 2 is not applied/);
-    expect(p('c33')).toMatchObject({ blocks: 'composition only' });
-    expect(p('c34')).toMatchObject({
-      blocks: 'custom',
-      layer_weights: '0:0.2, 1:0.2, 2:0.2, 3:0.2, 4:0.2, 5:0.2, 6:1, 7:1, 8:1, 9:1, 10:1, 11:1, 12:1, 13:1, 14:1, 15:1',
-    });
+    expect(p('c33')).toMatchObject({ weight_type: 'composition precise' });
+    expect(p('c34')).toMatchObject({ weight_type: 'weak input', layer_weights: '', weight_composition: 1 });
     expect(node(r.workflow, 'c35').type).toBe('clip-vision-encode');
     expect(entry(r, '35').notes.join(' ')).toMatch(/weight 0.8 on the embeds is not applied/);
     expect(entry(r, '36')).toMatchObject({ status: 'approximated' }); // method subtract
-    expect(p('c37')).toEqual({ weight: 0.6, start_at: 0.2, end_at: 0.8, blocks: 'style only', layer_weights: '' });
+    expect(p('c37')).toEqual({ weight: 0.6, start_at: 0.2, end_at: 0.8, weight_type: 'style transfer', layer_weights: '', weight_composition: 1 });
     expect(node(r.workflow, 'c38').type).toBe('apply-ip-adapter');
     expect(p('c39')).toEqual({ width: 224, height: 224, mode: 'crop', filter: 'lanczos' });
     expect(entry(r, '39').notes.join(' ')).toMatch(/BICUBIC.*top.*sharpening/s);
-    expect(p('c40')).toMatchObject({ weight: 0.7, blocks: 'composition only' });
+    expect(p('c40')).toMatchObject({ weight: 0.7, weight_type: 'composition' });
     expect(hasUnsupported(r.report)).toBe(false);
   });
 });
@@ -507,14 +493,23 @@ describe('bad files', () => {
 });
 
 describe('layers and model names', () => {
-  it('weight types round-trip through blocks', () => {
-    expect(blocksForWeightType('linear', 1).params.blocks).toBe('all');
-    expect(weightTypeForBlocks('style only', '')).toEqual({ weightType: 'style transfer', layerWeights: null });
-    expect(weightTypeForBlocks('custom', '1, 0, 0.5')).toEqual({ weightType: 'linear', layerWeights: '0:1, 1:0, 2:0.5' });
-    expect(weightTypeForBlocks('custom', 'down_blocks.2:1, 6:0.5')).toEqual({ weightType: 'linear', layerWeights: '4:1, 5:1, 6:0.5' });
-    expect(blocksForWeightType('style and composition', 2).params.layer_weights).toBe(
-      '0:1, 1:1, 2:1, 3:1, 4:0.125, 5:0.5, 9:1, 10:1, 11:1, 12:1, 13:1, 14:1, 15:1',
+  it('weight types map to themselves; layer weights to IPAdapterMS index pairs and back', () => {
+    expect(blocksForWeightType('linear', 1).params.weight_type).toBe('linear');
+    expect(blocksForWeightType('standard', 1).params.weight_type).toBe('linear');
+    expect(blocksForWeightType('composition precise', 1).params).toEqual({ weight_type: 'composition precise', layer_weights: '' });
+    expect(blocksForWeightType('style and composition', 2, 0.5).params).toEqual({
+      weight_type: 'style and composition',
+      layer_weights: '',
+      weight_composition: 0.5,
+    });
+    expect(blocksForWeightType('strong style and composition', 2, 1).params.layer_weights).toBe(
+      '0:1, 1:1, 2:1, 3:1, 4:0.5, 5:0.5, 6:1, 7:1, 8:1, 9:1, 10:1, 11:1, 12:1, 13:1, 14:1, 15:1',
     );
+    expect(blocksForWeightType('sideways', 1)).toMatchObject({ params: { weight_type: 'linear' }, approx: expect.stringMatching(/not known/) });
+    expect(comfyWeightType('style transfer', '')).toEqual({ weightType: 'style transfer', layerWeights: null });
+    expect(comfyWeightType('ease in', '1, 0, 0.5')).toEqual({ weightType: 'linear', layerWeights: '0:1, 1:0, 2:0.5' });
+    expect(comfyWeightType('style transfer precise', '4:1')).toEqual({ weightType: 'style transfer precise', layerWeights: '4:1' });
+    expect(comfyWeightType('linear', 'down_blocks.2:1, 6:0.5')).toEqual({ weightType: 'linear', layerWeights: '4:1, 5:1, 6:0.5' });
   });
 
   it('matches by name, then by file name and stem, then by kind within the family, and says so', () => {

@@ -727,7 +727,8 @@ class Importer {
       if (!groups.has(root)) groups.set(root, []);
       groups.get(root)!.push(a);
     }
-    const key = (n: WorkflowNode) => JSON.stringify(['weight', 'start_at', 'end_at', 'blocks', 'layer_weights'].map((k) => n.params[k]));
+    const key = (n: WorkflowNode) =>
+      JSON.stringify(['weight', 'start_at', 'end_at', 'weight_type', 'weight_composition', 'layer_weights'].map((k) => n.params[k]));
     for (const list of groups.values()) {
       if (list.length < 2 || list.every((n) => key(n) === key(list[0]!))) continue;
       const ids = list.map((n) => n.id).join(', ');

@@ -1,15 +1,32 @@
 /**
- * ComfyUI_IPAdapter_plus' weight types as Apply IP-Adapter's `blocks` / `layer_weights`, and back.
- * IPAdapterPlus.py weights the cross-attention layers by transformer_index (the SD1.5 UNet's 16
- * SpatialTransformers in execution order: 0-5 input blocks, 6 middle, 7-15 output blocks), the
- * same numbering as our custom "index:weight" pairs (models/ip-adapter-layer-scales.ts). Our
- * layer weights are unit scales that Apply IP-Adapter multiplies by its weight λ, so ComfyUI's
- * per-layer weights are written here divided by λ.
- *   linear -> all, style transfer -> style only, composition -> composition only (the presets are
- *   those maps); the others -> custom pairs, exact for SD1.5's 16 layers; "precise" types also
- *   swap cond and uncond on some layers, which no weight can say (approximated).
- * Pure.
+ * ComfyUI_IPAdapter_plus' weight types as Apply IP-Adapter's `weight_type` / `layer_weights`, and back.
+ * Apply IP-Adapter has ComfyUI's 15 weight types under their own names (models/ip-adapter-layer-scales.ts
+ * defines them from IPAdapterPlus.py / CrossAttentionPatch.py), so a type maps to itself; IPAdapterMS'
+ * layer_weights ("index:weight" by transformer_index, factors of the weight) are our layer_weights as they
+ * are. IPAdapterPlus.py weights the cross-attention layers by transformer_index (the SD1.5 UNet's 16
+ * SpatialTransformers in execution order: 0-5 input blocks, 6 middle, 7-15 output blocks), the same
+ * numbering as our "index:weight" pairs. Only the SDXL-only "strong style and composition" (IPAdapterStyleComposition's
+ * expand_style) is written as layer weights relative to the weight. Pure.
  */
+
+/** Apply IP-Adapter's weight types: ComfyUI_IPAdapter_plus' WEIGHT_TYPES (kept here so the editor's import needs no models/). */
+export const WEIGHT_TYPE_NAMES = [
+  'linear',
+  'ease in',
+  'ease out',
+  'ease in-out',
+  'reverse in-out',
+  'weak input',
+  'weak output',
+  'weak middle',
+  'strong middle',
+  'style transfer',
+  'composition',
+  'strong style transfer',
+  'style and composition',
+  'style transfer precise',
+  'composition precise',
+] as const;
 
 export const SD15_LAYERS = 16;
 /** SD1.5's cross-attention transformers by transformer_index (diffusers names). */
@@ -33,8 +50,10 @@ export const SD15_TRANSFORMERS = [
 ] as const;
 
 export interface BlocksParams {
-  blocks: 'all' | 'style only' | 'composition only' | 'custom';
+  weight_type: string;
   layer_weights: string;
+  /** 'style and composition' only: λ of its composition layers. */
+  weight_composition?: number;
 }
 
 export interface BlocksMapping {
@@ -47,107 +66,34 @@ export interface BlocksMapping {
 
 const fmt = (v: number) => String(Number(v.toPrecision(6)));
 const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
-const STYLE = [0, 1, 2, 3, ...range(9, 15)];
-
-/** ComfyUI's absolute weight per transformer_index (absent = 0) for a weight type, SD1.5. */
-function absoluteWeights(type: string, w: number, wc: number): Map<number, number> | 'factor' | null {
-  const m = new Map<number, number>();
-  const set = (idx: number[], v: number) => idx.forEach((i) => m.set(i, v));
-  switch (type) {
-    case 'strong style transfer':
-      set([0, 1, 2, 3, ...range(6, 15)], w);
-      return m;
-    case 'style and composition':
-      set(STYLE, w);
-      m.set(4, wc * 0.25);
-      m.set(5, wc);
-      return m;
-    case 'strong style and composition':
-      set([0, 1, 2, 3, ...range(6, 15)], w);
-      m.set(4, wc);
-      m.set(5, wc);
-      return m;
-    default:
-      return null;
-  }
-}
-
-/** ComfyUI's factor (weight multiplier) of transformer t for the per-layer weight types, SD1.5. */
-function factor(type: string, t: number): number | null {
-  const L = SD15_LAYERS;
-  const block = t < 6 ? 'input' : t === 6 ? 'middle' : 'output';
-  switch (type) {
-    case 'ease in':
-      return 0.05 + 0.95 * (1 - t / L);
-    case 'ease out':
-      return 0.05 + 0.95 * (t / L);
-    case 'ease in-out':
-      return 0.05 + 0.95 * (1 - Math.abs(t - L / 2) / (L / 2));
-    case 'reverse in-out':
-      return 0.05 + 0.95 * (Math.abs(t - L / 2) / (L / 2));
-    case 'weak input':
-      return block === 'input' ? 0.2 : 1;
-    case 'weak middle':
-      return block === 'middle' ? 0.2 : 1;
-    case 'weak output':
-      return block === 'output' ? 0.2 : 1;
-    case 'strong middle':
-      return block === 'middle' ? 1 : 0.2;
-    default:
-      return null;
-  }
-}
-
 const pairs = (units: [number, number][]) => units.map(([i, v]) => `${i}:${fmt(v)}`).join(', ');
 
 /**
- * Apply IP-Adapter's blocks for a ComfyUI weight type at weight `w` (weight_composition `wc`
- * where the node has none: IPAdapterAdvanced passes 1.0).
+ * Apply IP-Adapter's params for a ComfyUI weight type at weight `w` (weight_composition `wc` where the
+ * node has one: IPAdapterStyleComposition; IPAdapterAdvanced passes 1.0).
  */
 export function blocksForWeightType(type: string, w: number, wc = 1): BlocksMapping {
-  const plain = (blocks: BlocksParams['blocks']): BlocksMapping => ({ params: { blocks, layer_weights: '' } });
-  if (type === 'linear' || type === 'standard') return plain('all');
-  if (type === 'style transfer') return plain('style only');
-  if (type === 'composition') return plain('composition only');
-  if (type === 'style transfer precise') {
-    return {
-      ...plain('style only'),
-      approx: 'weight type "style transfer precise" also inverts the composition layers (4, 5) against the image prompt; here they are left out (style only)',
-    };
-  }
-  if (type === 'composition precise') {
-    return {
-      ...plain('composition only'),
-      approx:
-        'weight type "composition precise" also inverts every other layer against the image prompt; here only the composition layers act (composition only)',
-    };
-  }
-  const f = range(0, SD15_LAYERS - 1).map((t) => factor(type, t));
-  if (f.every((x) => x !== null)) {
-    return {
-      params: { blocks: 'custom', layer_weights: pairs(f.map((x, i) => [i, x!])) },
-      info: `weight type "${type}" as custom layer weights (SD1.5's 16 layers)`,
-    };
-  }
-  const abs = absoluteWeights(type, w, wc);
-  if (abs && abs !== 'factor') {
+  const plain = (weight_type: string): BlocksMapping => ({ params: { weight_type, layer_weights: '' } });
+  if (type === 'standard') return plain('linear');
+  if (type === 'style and composition') return { params: { weight_type: type, layer_weights: '', weight_composition: wc } };
+  if ((WEIGHT_TYPE_NAMES as readonly string[]).includes(type)) return plain(type);
+  if (type === 'strong style and composition') {
+    // SD1.5: { 0-3, 6-15: w, 4, 5: wc } (IPAdapterPlus.py), as factors of w.
     if (w === 0)
-      return { ...plain('all'), approx: `weight type "${type}" at weight 0: the layers' own weights cannot be written relative to weight 0; all layers at 0` };
-    return {
-      params: { blocks: 'custom', layer_weights: pairs([...abs].sort((a, b) => a[0] - b[0]).map(([i, v]) => [i, v / w])) },
-      info: `weight type "${type}" as custom layer weights (SD1.5's 16 layers)`,
-    };
+      return { ...plain('linear'), approx: `weight type "${type}" at weight 0: its layers' weights cannot be written relative to weight 0; all layers at 0` };
+    const abs: [number, number][] = range(0, SD15_LAYERS - 1).map((t) => [t, t === 4 || t === 5 ? wc / w : 1]);
+    return { params: { weight_type: 'linear', layer_weights: pairs(abs) }, info: `weight type "${type}" as layer weights (SD1.5's 16 layers)` };
   }
-  return { ...plain('all'), approx: `weight type "${type}" is not known here; linear (all layers) is used` };
+  return { ...plain('linear'), approx: `weight type "${type}" is not known here; linear (all layers) is used` };
 }
 
 /** ComfyUI's layer_weights ("index:weight, ..."), which IPAdapterMS multiplies by its weight: our custom pairs as they are. */
 export function blocksForLayerWeights(text: string): BlocksMapping {
   const t = text.trim();
-  if (!t) return { params: { blocks: 'all', layer_weights: '' } };
+  if (!t) return { params: { weight_type: 'linear', layer_weights: '' } };
   return {
     params: {
-      blocks: 'custom',
+      weight_type: 'linear',
       layer_weights: t
         .split(',')
         .map((s) => s.trim())
@@ -158,21 +104,20 @@ export function blocksForLayerWeights(text: string): BlocksMapping {
 }
 
 /**
- * Our blocks as ComfyUI sees them: a weight type, or (custom) IPAdapterMS's layer_weights, whose
- * pairs are by transformer_index. A custom list or diffusers-name pairs are turned into index
- * pairs with SD1.5's layout. Null layer_weights when a weight type says it all.
+ * Our weight type and layer weights as ComfyUI sees them: the weight type, plus (layer weights given)
+ * IPAdapterMS' layer_weights by transformer_index, under which ComfyUI keeps a precise type and reads any
+ * other as linear, as ours does. A list or diffusers-name pairs are turned into index pairs with SD1.5's
+ * layout. Null layer_weights when the type says it all.
  */
-export function weightTypeForBlocks(blocks: string, layerWeights: string): { weightType: string; layerWeights: string | null; approx?: string } {
-  if (blocks === 'style only') return { weightType: 'style transfer', layerWeights: null };
-  if (blocks === 'composition only') return { weightType: 'composition', layerWeights: null };
-  if (blocks !== 'custom') return { weightType: 'linear', layerWeights: null };
+export function comfyWeightType(weightType: string, layerWeights: string): { weightType: string; layerWeights: string | null; approx?: string } {
   const items = layerWeights
     .split(/[,\s]+/)
     .map((s) => s.trim())
     .filter(Boolean);
-  if (!items.length) return { weightType: 'linear', layerWeights: null, approx: 'custom layer weights are empty; linear in ComfyUI' };
+  if (!items.length) return { weightType, layerWeights: null };
+  const type = weightType.endsWith(' precise') ? weightType : 'linear';
   if (items.every((s) => !s.includes(':'))) {
-    return { weightType: 'linear', layerWeights: items.map((v, i) => `${i}:${v}`).join(', ') };
+    return { weightType: type, layerWeights: items.map((v, i) => `${i}:${v}`).join(', ') };
   }
   const out: string[] = [];
   let approx: string | undefined;
@@ -190,5 +135,5 @@ export function weightTypeForBlocks(blocks: string, layerWeights: string): { wei
     }
     for (const [, i] of hits) out.push(`${i}:${v}`);
   }
-  return { weightType: 'linear', layerWeights: out.join(', '), ...(approx ? { approx } : {}) };
+  return { weightType: type, layerWeights: out.join(', '), ...(approx ? { approx } : {}) };
 }
