@@ -11,6 +11,8 @@ import { createHash } from 'node:crypto';
 import type { TensorRef } from '../safetensors.js';
 import { type AttrValue, type DataTypeId, type GraphSpec, type NodeSpec, type TensorSpec, DataType, encodeModel } from './proto.js';
 
+export type { NodeSpec, TensorSpec };
+
 export { DataType };
 export type Dim = number | string;
 
@@ -73,6 +75,24 @@ export interface BuiltModel {
    * same values (F16 / BF16 -> F32 is exact) with no cast for ONNX Runtime to fold into memory.
    */
   withFloat32Weights(find: (w: HalfWeight) => Float32Copy | null): BuiltModel;
+  /** The graph as built (read it; post-passes such as onnx/fp16.ts return a new model through `withSpec`). */
+  spec: ModelSpec;
+  /** Names of the nodes a builder asked to keep in float32 under a reduced-precision profile (`Graph.keepFloat32`). */
+  fp32Nodes: ReadonlySet<string>;
+  /**
+   * The same model with another graph over the same weight files (a graph post-pass's result): new bytes and key.
+   * `name` renames it (e.g. with the profile id); `salt` goes into the key. Half weights whose Cast to float32 the
+   * new graph no longer has (used as stored) are no longer listed in `halfWeights`.
+   */
+  withSpec(spec: ModelSpec, opts?: { name?: string; salt?: string; fp32Nodes?: ReadonlySet<string> }): BuiltModel;
+}
+
+/** What a graph post-pass reads and returns: nodes, initializers, inputs and outputs (onnx/proto.ts shapes). */
+export interface ModelSpec {
+  readonly nodes: readonly NodeSpec[];
+  readonly initializers: readonly TensorSpec[];
+  readonly inputs: GraphSpec['inputs'];
+  readonly outputs: GraphSpec['outputs'];
 }
 
 interface HalfCast {
@@ -92,8 +112,24 @@ export class Graph {
   private constCache = new Map<string, string>();
   private halfCasts: HalfCast[] = [];
   private usesMs = false;
+  private keep32 = new Set<string>();
+  private keepDepth = 0;
 
   constructor(readonly name: string) {}
+
+  /**
+   * Runs `build` and marks every node it appends to stay float32 under a reduced-precision profile
+   * (onnx/fp16.ts casts around them): the islands where fp16 is known to break (e.g. the VAE decoder's last up blocks).
+   * Under the fp32 profile the graph is the same as without it.
+   */
+  keepFloat32<T>(build: () => T): T {
+    this.keepDepth++;
+    try {
+      return build();
+    } finally {
+      this.keepDepth--;
+    }
+  }
 
   /** A unique value name with a readable prefix. */
   fresh(prefix: string): string {
@@ -123,6 +159,7 @@ export class Graph {
     const a: Record<string, AttrValue> = {};
     for (const [k, v] of Object.entries(attrs)) a[k] = toAttr(v);
     if (domain === 'com.microsoft') this.usesMs = true;
+    if (this.keepDepth) this.keep32.add(base);
     this.nodes.push({ opType, inputs, outputs, name: base, attrs: a, domain });
     return outputs;
   }
@@ -185,13 +222,20 @@ export class Graph {
   }
 
   build(): BuiltModel {
-    return this.assemble(this.nodes, this.initializers, this.files, this.halfCasts);
+    return this.assemble(this.nodes, this.initializers, this.files, this.halfCasts, { name: this.name, inputs: this.inputs, outputs: this.outputs, salt: '', keep32: this.keep32 });
   }
 
-  private assemble(nodes: NodeSpec[], initializers: TensorSpec[], files: Map<string, string>, halfCasts: HalfCast[]): BuiltModel {
+  private assemble(
+    nodes: readonly NodeSpec[],
+    initializers: readonly TensorSpec[],
+    files: Map<string, string>,
+    halfCasts: HalfCast[],
+    meta: { name: string; inputs: GraphSpec['inputs']; outputs: GraphSpec['outputs']; salt: string; keep32: ReadonlySet<string> },
+  ): BuiltModel {
     const opsets: Record<string, number> = { '': 18 };
-    if (this.usesMs) opsets['com.microsoft'] = 1;
-    const encode = (inits: TensorSpec[]) => encodeModel({ name: this.name, nodes, initializers: inits, inputs: this.inputs, outputs: this.outputs }, opsets);
+    if (this.usesMs || nodes.some((n) => n.domain === 'com.microsoft')) opsets['com.microsoft'] = 1;
+    const encode = (inits: readonly TensorSpec[]) =>
+      encodeModel({ name: meta.name, nodes: [...nodes], initializers: [...inits], inputs: meta.inputs, outputs: meta.outputs }, opsets);
     const bytes = encode(initializers);
     const relocate = (locations: Record<string, string>) =>
       encode(
@@ -202,7 +246,7 @@ export class Graph {
       );
     const externalFiles: Record<string, string> = {};
     for (const [file, loc] of files) externalFiles[loc] = file;
-    const key = createHash('sha256').update(bytes).update(JSON.stringify(externalFiles)).digest('hex').slice(0, 24);
+    const key = createHash('sha256').update(bytes).update(JSON.stringify(externalFiles)).update(meta.salt).digest('hex').slice(0, 24);
     const withFloat32Weights = (find: (w: HalfWeight) => Float32Copy | null): BuiltModel => {
       const moved = new Map<string, TensorSpec>(); // half initializer name -> its float32 replacement
       const dropped = new Set<string>(); // Cast node names
@@ -234,18 +278,36 @@ export class Graph {
         inits,
         files2,
         kept,
+        meta,
+      );
+    };
+    const withSpec = (spec: ModelSpec, opts: { name?: string; salt?: string; fp32Nodes?: ReadonlySet<string> } = {}): BuiltModel => {
+      // A half weight stays listed only while its Cast to float32 is still in the graph (withFloat32Weights drops that Cast).
+      const casts = new Set(spec.nodes.filter((n) => n.opType === 'Cast' && n.attrs.to?.kind === 'int' && n.attrs.to.v === DataType.FLOAT).map((n) => n.name));
+      const inits = new Set(spec.initializers.map((t) => t.name));
+      const used = new Set(spec.initializers.flatMap((t) => (t.external ? [t.external.location] : [])));
+      const files2 = new Map([...files].filter(([, loc]) => used.has(loc)));
+      return this.assemble(
+        spec.nodes,
+        spec.initializers,
+        files2,
+        halfCasts.filter((h) => casts.has(h.cast) && inits.has(h.init)),
+        { name: opts.name ?? meta.name, inputs: spec.inputs, outputs: spec.outputs, salt: meta.salt + (opts.salt ?? ''), keep32: opts.fp32Nodes ?? meta.keep32 },
       );
     };
     return {
-      name: this.name,
+      name: meta.name,
       bytes,
       externalFiles,
       key,
-      inputNames: this.inputs.map((i) => i.name),
-      outputNames: this.outputs.map((o) => o.name),
+      inputNames: meta.inputs.map((i) => i.name),
+      outputNames: meta.outputs.map((o) => o.name),
       relocate,
       halfWeights: halfCasts.map((h) => h.source),
       withFloat32Weights,
+      spec: { nodes, initializers, inputs: meta.inputs, outputs: meta.outputs },
+      fp32Nodes: meta.keep32,
+      withSpec,
     };
   }
 }

@@ -14,6 +14,8 @@ import * as ort from 'onnxruntime-node';
 import { writeFileAtomicSync } from '../fs-atomic.js';
 import type { BuiltModel } from './graph.js';
 import { withFloat32Copies } from './fp32-weights.js';
+import { applyProfile } from './apply-profile.js';
+import { type GraphProfile, defaultProfile, fallbackChain } from './profile.js';
 
 export type Provider = 'cpu' | 'webgpu' | 'cuda' | 'dml';
 
@@ -39,6 +41,13 @@ export interface SessionConfig {
    * the model store remembers it, so later sessions go to CPU at once and the warning shows once.
    */
   onProviderFailed?: (provider: Provider, error: Error) => void;
+  /**
+   * The graph profile (precision and fused ops, onnx/profile.ts); default: the provider's fp32 graph (today's).
+   * A profile whose session fails to build falls back along `fallbackChain`, with a notice naming the provider and the op.
+   */
+  profile?: GraphProfile;
+  /** Called (instead of logging) when a profile's session failed to build and a simpler one is used. */
+  onProfileFallback?: (notice: string) => void;
 }
 
 export type HalfWeightsMode = 'fp32-file' | 'per-run' | 'folded';
@@ -134,12 +143,31 @@ export const IN_PLACE_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
   extra: { session: { disable_prepacking: '1' } },
 };
 
-/** Creates an ONNX Runtime session for a built model (materializing it first). */
-export async function createSession(model: BuiltModel, cfg: SessionConfig): Promise<ort.InferenceSession> {
-  const half = model.halfWeights.length ? (cfg.halfWeights ?? 'fp32-file') : 'folded';
-  const { modelPath } = materialize(half === 'fp32-file' ? await withFloat32Copies(model, cfg.cacheDir, cfg.log) : model, cfg);
+/** The profile each session was built with (the NaN guard asks whether it is reduced precision). */
+const PROFILE_OF = new WeakMap<ort.InferenceSession, GraphProfile>();
+
+/** The graph profile `session` was built with (undefined for a session not made by createSession). */
+export function sessionProfile(session: ort.InferenceSession): GraphProfile | undefined {
+  return PROFILE_OF.get(session);
+}
+
+/** The op a session-creation error names (ORT's "Could not find an implementation for X", "kernel for com.microsoft.X", node 'name'). */
+export function failedOp(message: string): string {
+  const m =
+    /Could not find an implementation for (\S+?)\(/.exec(message) ??
+    /Failed to find kernel for ([\w.]+)/.exec(message) ??
+    /node (?:with name )?'?([^'\s]+)'?/.exec(message) ??
+    /\b([A-Z][A-Za-z]+)\(\d+\)/.exec(message);
+  return m?.[1] ?? 'unknown op';
+}
+
+/** Creates a session for one profile of the model (materializing it first). */
+async function createProfileSession(model: BuiltModel, cfg: SessionConfig, profile: GraphProfile, providers: Provider): Promise<ort.InferenceSession> {
+  const built = applyProfile(model, profile);
+  const half = built.halfWeights.length ? (cfg.halfWeights ?? 'fp32-file') : 'folded';
+  const { modelPath } = materialize(half === 'fp32-file' ? await withFloat32Copies(built, cfg.cacheDir, cfg.log) : built, cfg);
   const opts: ort.InferenceSession.SessionOptions = {
-    executionProviders: executionProviders(cfg.provider),
+    executionProviders: executionProviders(providers),
     graphOptimizationLevel: 'all',
     enableCpuMemArena: true,
     ...cfg.sessionOptions,
@@ -150,17 +178,42 @@ export async function createSession(model: BuiltModel, cfg: SessionConfig): Prom
     opts.logSeverityLevel ??= 3; // one warning per unfolded Cast otherwise (hundreds, by design here)
   }
   if (cfg.threads) opts.intraOpNumThreads = cfg.threads;
-  try {
-    return await ort.InferenceSession.create(modelPath, opts);
-  } catch (e) {
-    if (cfg.provider && cfg.provider !== 'cpu') {
-      const session = await ort.InferenceSession.create(modelPath, { ...opts, executionProviders: ['cpu'] });
-      if (cfg.onProviderFailed) cfg.onProviderFailed(cfg.provider, e as Error);
-      else cfg.log?.(`provider ${cfg.provider} failed to start (${(e as Error).message}); falling back to CPU`);
-      return session;
+  const session = await ort.InferenceSession.create(modelPath, opts);
+  PROFILE_OF.set(session, profile);
+  return session;
+}
+
+/**
+ * Creates an ONNX Runtime session for a built model under `cfg.profile` (default: the provider's fp32 graph).
+ * A profile that fails to build falls back to the next simpler one (onnx/profile.ts fallbackChain) with a notice
+ * naming the provider and the op; when every profile fails on a provider other than the CPU, the CPU's fp32 graph
+ * is used (the provider failed to start).
+ */
+export async function createSession(model: BuiltModel, cfg: SessionConfig): Promise<ort.InferenceSession> {
+  const provider = cfg.provider ?? 'cpu';
+  const chain = fallbackChain(cfg.profile ?? defaultProfile(provider));
+  let first: Error | null = null;
+  for (const [i, p] of chain.entries()) {
+    try {
+      return await createProfileSession(model, cfg, p, provider);
+    } catch (e) {
+      first ??= e as Error;
+      const next = chain[i + 1];
+      // An error naming no op is the provider failing to start (no device, missing libraries): no simpler graph helps.
+      if (!next || failedOp((e as Error).message) === 'unknown op') break;
+      const notice = `provider ${provider}: graph profile ${p.id} failed to build (op ${failedOp((e as Error).message)}: ${(e as Error).message.split('\n')[0]}); using ${next.id}`;
+      if (cfg.onProfileFallback) cfg.onProfileFallback(notice);
+      else cfg.log?.(notice);
     }
-    throw e;
   }
+  const e = first!;
+  if (provider !== 'cpu') {
+    const session = await createProfileSession(model, cfg, defaultProfile('cpu'), 'cpu');
+    if (cfg.onProviderFailed) cfg.onProviderFailed(provider, e);
+    else cfg.log?.(`provider ${provider} failed to start (${e.message}); falling back to CPU`);
+    return session;
+  }
+  throw e;
 }
 
 export { ort };
