@@ -24,7 +24,7 @@ import {
 } from 'electron';
 import type { RunEvent } from '../engine/api.js';
 import { createEngine, type Engine } from '../engine/engine.js';
-import { hostNotices, providersHere, resolveSettings, saveSettings, settingsFileOf } from '../engine/hosts/host-config.js';
+import { hostNotices, providersHere, readSettings, resolveSettings, saveSettings, settingsFileOf } from '../engine/hosts/host-config.js';
 import { resolveAppRequest } from './app-protocol.js';
 import { APP_ORIGIN, APP_SCHEME, IPC, type MenuAction } from './channels.js';
 import { parseDesktopArgs } from './config.js';
@@ -135,7 +135,7 @@ async function start(): Promise<void> {
       version: app.getVersion(),
       providers,
       demo: eng.isDemo(),
-      notices: hostNotices(eng),
+      notices: hostNotices(eng, { demoFlag: args.demo, modelsSet: args.models !== undefined || readSettings(settingsFile).modelsDir !== undefined }),
     }),
     examplesDir: path.join(appRoot, 'examples'),
     inputsDir,

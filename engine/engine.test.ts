@@ -159,6 +159,7 @@ describe('CLI', () => {
         'apply.weight=0.7',
         '--set',
         'positive.text=42',
+        '--demo',
       ],
       io,
     );

@@ -8,17 +8,26 @@
  *   const { runId } = engine.enqueue(workflow);   // or: await engine.run(workflow)
  *   engine.cancel(runId);
  *
- * With `demo: true`, or when the models folder holds no model, the engine uses the demo model
- * set (tiny random weights, generated once into <userDataDir>/demo-models) and says so.
+ * With `demo: true` (the hosts' `--demo`) or the `demoModels` setting (the editor's "Use demo
+ * models" choice), the engine uses the demo model set (tiny random weights, generated once into
+ * <userDataDir>/demo-models) and says so. The hosts pass `demo` explicitly, so an empty or mistyped
+ * models folder is never silently replaced by it; only a caller that leaves `demo` out (tests,
+ * scripts) gets the demo set for an empty models folder.
+ *
+ * The queue keeps a record of each job (`listQueue`: name, state, progress; the editor's queue
+ * panel), and with `dedupe` a job whose outputs would be identical to a finished run's (the same
+ * validated graph, the same model and input files, those images still on disk) ends at once as a
+ * duplicate of it instead of writing the same images again.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { NodeSpec, PortValues } from '../nodes/types.js';
 import type { ModelKind } from '../nodes/types.js';
 import { NODE_DEFS, nodeSpecs } from '../nodes/index.js';
 import type { EngineApi, EngineSettings, ImageRef, RunEvent, ValidationError, Workflow } from './api.js';
+import type { QueueJob } from './protocol.js';
 import type { NoiseSource, TraceFn } from './context.js';
 import { cleanStaleTemporaries } from '../models/fs-atomic.js';
 import { removeStaleFloat32Copies } from '../models/onnx/fp32-weights.js';
@@ -35,7 +44,10 @@ export interface EngineOptions extends EngineSettings {
   userDataDir?: string;
   /** Uploaded and imported images, for `inputs/<file>` refs (default <userDataDir>/inputs). */
   inputsDir?: string;
-  /** Use the demo model set even when the models folder has models. */
+  /**
+   * true: the demo model set (`--demo`); false: only the models folder (or the `demoModels`
+   * setting), an empty one lists no models; absent: the demo set when the models folder is empty.
+   */
   demo?: boolean;
   /** ONNX Runtime intra-op threads (0 = its default). */
   threads?: number;
@@ -50,6 +62,10 @@ export interface RunOptions {
   /** Observer of intermediate tensors. */
   trace?: TraceFn;
   onNodeOutputs?: (node: string, outputs: PortValues) => void;
+  /** The name the queue shows (default: the workflow's meta.title, else "untitled"). */
+  name?: string;
+  /** End the job at once as a duplicate when a finished run already wrote these very images. */
+  dedupe?: boolean;
 }
 
 export interface RunOutcome extends RunResult {
@@ -58,7 +74,7 @@ export interface RunOutcome extends RunResult {
 }
 
 export interface Engine extends EngineApi {
-  enqueue(wf: Workflow, opts?: RunOptions): { runId: string };
+  enqueue(wf: Workflow, opts?: RunOptions): { runId: string; duplicateOf?: string };
   /** Enqueues and resolves when the run ends (cancelled and failed runs resolve too). */
   run(wf: Workflow, opts?: RunOptions): Promise<RunOutcome>;
   /** Enqueues; gives the run id at once and a promise of the outcome. */
@@ -66,6 +82,8 @@ export interface Engine extends EngineApi {
   /** The models folder in use (the demo folder in demo mode). */
   modelsDir(): string;
   isDemo(): boolean;
+  /** Queued and running jobs and the last finished ones, oldest first. */
+  listQueue(): QueueJob[];
   /** Releases loaded models and sessions (all, or those whose key starts with `prefix`). */
   unloadModels(prefix?: string): Promise<void>;
   readonly executor: Executor;
@@ -86,13 +104,23 @@ interface Job {
   controller: AbortController;
   done: (o: RunOutcome) => void;
   images: ImageRef[];
+  /** Identity of what the run would produce (outputKey), when deduplicating. */
+  key?: string;
 }
+
+/** How many finished jobs listQueue keeps. */
+const FINISHED_KEPT = 20;
 
 export function createEngine(options: EngineOptions): Engine {
   const userDataDir = options.userDataDir ?? (process.env.IPA_STUDIO_USER_DATA || path.join(os.homedir(), '.ipadapter-studio'));
   const cacheDir = options.cacheDir ?? path.join(userDataDir, 'cache');
   const inputsDir = options.inputsDir ?? path.join(userDataDir, 'inputs');
-  let settings: EngineSettings = { modelsDir: options.modelsDir, outputDir: options.outputDir, provider: options.provider };
+  let settings: EngineSettings = {
+    modelsDir: options.modelsDir,
+    outputDir: options.outputDir,
+    provider: options.provider,
+    ...(options.demoModels !== undefined ? { demoModels: options.demoModels } : {}),
+  };
   const listeners = new Set<(e: RunEvent) => void>();
   const emit = (e: RunEvent) => {
     for (const l of [...listeners]) {
@@ -111,7 +139,10 @@ export function createEngine(options: EngineOptions): Engine {
   let demo = false;
   let active = settings.modelsDir;
   const chooseModels = () => {
-    demo = options.demo === true || modelsFolderEmpty(settings.modelsDir);
+    demo =
+      options.demo === true ||
+      settings.demoModels === true ||
+      (options.demo === undefined && settings.demoModels === undefined && modelsFolderEmpty(settings.modelsDir));
     active = demo ? ensureDemoModels(path.join(userDataDir, 'demo-models')) : settings.modelsDir;
     if (demo) log(`${DEMO_NOTICE} (folder: ${active})`);
   };
@@ -141,6 +172,19 @@ export function createEngine(options: EngineOptions): Engine {
 
   const queue: Job[] = [];
   let running: Job | null = null;
+  /** The queue panel's records, in submission order (finished ones trimmed to FINISHED_KEPT). */
+  const records = new Map<string, QueueJob>();
+  /** Finished runs' output keys -> their run id and images. */
+  const finished = new Map<string, { runId: string; images: string[] }>();
+  const record = (runId: string, patch: Partial<QueueJob>) => {
+    const r = records.get(runId);
+    if (r) records.set(runId, { ...r, ...patch });
+    const done = [...records.values()].filter((j) => j.state !== 'queued' && j.state !== 'running');
+    for (const j of done.slice(0, Math.max(0, done.length - FINISHED_KEPT))) records.delete(j.runId);
+  };
+  const positions = () => {
+    queue.forEach((j, i) => record(j.runId, { position: i + (running ? 1 : 0) }));
+  };
 
   /** Set when the models folder or provider changed: loaded sessions are for the old one. */
   let stale = false;
@@ -162,6 +206,8 @@ export function createEngine(options: EngineOptions): Engine {
     if (running || !queue.length) return;
     const job = queue.shift()!;
     running = job;
+    record(job.runId, { state: 'running', position: undefined });
+    positions();
     emit({ type: 'run-start', runId: job.runId });
     // 'info': both hosts show their demo notice on start and keep a demo badge, so the editor
     // does not pop the same warning up again on every run; the CLI prints it either way.
@@ -181,6 +227,7 @@ export function createEngine(options: EngineOptions): Engine {
         signal: job.controller.signal,
         emit: (e) => {
           if (e.type === 'output') job.images.push(...e.images);
+          if (e.type === 'progress') record(job.runId, { progress: { step: e.step, total: e.total, node: e.node } });
           emit(e);
         },
         noise: job.opts.noise,
@@ -199,6 +246,15 @@ export function createEngine(options: EngineOptions): Engine {
       ...(result.errors ? { errors: result.errors } : {}),
     });
     running = null;
+    const saved = job.images.map((i) => i.path).filter((p) => isInside(settings.outputDir, p));
+    record(job.runId, {
+      state: result.cancelled ? 'cancelled' : result.ok ? 'done' : 'failed',
+      progress: undefined,
+      finishedAt: Date.now(),
+      images: saved,
+      ...(result.error ? { error: result.error } : {}),
+    });
+    if (job.key && result.ok && saved.length) finished.set(job.key, { runId: job.runId, images: saved });
     job.done({ ...result, runId: job.runId, images: job.images });
     void pump();
   };
@@ -215,7 +271,8 @@ export function createEngine(options: EngineOptions): Engine {
       return executor.validate(parsed.workflow, new PathResolver(active, null, inputsDir));
     },
     enqueue(wf: Workflow, opts: RunOptions = {}) {
-      return { runId: start(wf, opts).runId };
+      const { runId, duplicateOf } = start(wf, opts);
+      return duplicateOf ? { runId, duplicateOf } : { runId };
     },
     run(wf: Workflow, opts: RunOptions = {}) {
       return start(wf, opts).done;
@@ -229,6 +286,8 @@ export function createEngine(options: EngineOptions): Engine {
       const i = queue.findIndex((j) => j.runId === runId);
       if (i < 0) return;
       const [job] = queue.splice(i, 1);
+      record(runId, { state: 'cancelled', position: undefined, finishedAt: Date.now() });
+      positions();
       emit({ type: 'run-done', runId, ok: false, cancelled: true });
       job.done({ ok: false, cancelled: true, runId, images: [] });
     },
@@ -242,6 +301,11 @@ export function createEngine(options: EngineOptions): Engine {
     updateSettings(s: Partial<EngineSettings>) {
       const before = settings;
       settings = { ...settings, ...Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined)) };
+      if (settings.demoModels !== before.demoModels && settings.modelsDir === before.modelsDir) {
+        chooseModels();
+        stale = true;
+        executor.clearCache();
+      }
       if (settings.modelsDir !== before.modelsDir) {
         chooseModels();
         // Models of the old folder are no longer reachable: release their sessions, and forget
@@ -256,6 +320,7 @@ export function createEngine(options: EngineOptions): Engine {
     },
     modelsDir: () => active,
     isDemo: () => demo,
+    listQueue: () => [...records.values()],
     unloadModels: (prefix?: string) => store.unload(prefix),
     async close() {
       for (const j of [...queue]) engine.cancel(j.runId);
@@ -266,7 +331,7 @@ export function createEngine(options: EngineOptions): Engine {
     },
   };
   /** Parses, queues and starts a run; the promise resolves when it ends. */
-  function start(wf: Workflow, opts: RunOptions): { runId: string; done: Promise<RunOutcome> } {
+  function start(wf: Workflow, opts: RunOptions): { runId: string; done: Promise<RunOutcome>; duplicateOf?: string } {
     const runId = randomUUID();
     let done!: (o: RunOutcome) => void;
     const p = new Promise<RunOutcome>((r) => {
@@ -282,13 +347,81 @@ export function createEngine(options: EngineOptions): Engine {
       return { runId, done: p };
     }
     if (parsed.migratedFrom !== undefined) emit({ type: 'log', runId, level: 'info', message: `workflow migrated from version ${parsed.migratedFrom}` });
+    const name = opts.name ?? (typeof parsed.workflow.meta?.title === 'string' && parsed.workflow.meta.title ? parsed.workflow.meta.title : 'untitled');
     const job: Job = { runId, wf: parsed.workflow, opts, controller: new AbortController(), done, images: [] };
+    if (opts.dedupe) {
+      job.key = outputKey(parsed.workflow, new PathResolver(active, opts.workflowDir ?? null, inputsDir), specs, settings, active);
+      const earlier = finished.get(job.key);
+      if (earlier && earlier.images.every((p) => fs.existsSync(p))) {
+        records.set(runId, {
+          runId,
+          name,
+          state: 'duplicate',
+          submittedAt: Date.now(),
+          finishedAt: Date.now(),
+          duplicateOf: earlier.runId,
+          images: earlier.images,
+        });
+        record(runId, {});
+        queueMicrotask(() => {
+          emit({ type: 'queued', runId, position: 0, name });
+          emit({ type: 'run-done', runId, ok: true, duplicateOf: earlier.runId });
+          done({ ok: true, runId, images: [] });
+        });
+        return { runId, done: p, duplicateOf: earlier.runId };
+      }
+      if (earlier) finished.delete(job.key);
+    }
     queue.push(job);
-    emit({ type: 'queued', runId, position: queue.length - 1 + (running ? 1 : 0) });
+    const position = queue.length - 1 + (running ? 1 : 0);
+    records.set(runId, { runId, name, state: 'queued', position, submittedAt: Date.now() });
+    emit({ type: 'queued', runId, position, name });
     void pump();
     return { runId, done: p };
   }
   return engine;
+}
+
+const isInside = (dir: string, file: string) => {
+  const rel = path.relative(path.resolve(dir), path.resolve(file));
+  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
+};
+
+/** JSON with sorted object keys (the same value always gives the same text). */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v && typeof v === 'object')
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(v);
+}
+
+/**
+ * The identity of what a run of `wf` writes: its graph as the engine runs it (types, params, modes
+ * and edges; not the layout or meta), the identity (device, inode, size, mtime) of every model and
+ * image file it names, and the models folder, output folder and provider. Two jobs with one key
+ * write the same images (seeds are params; the editor's "control after generate" changes them).
+ */
+export function outputKey(wf: Workflow, paths: PathResolver, specs: NodeSpec[], settings: EngineSettings, modelsDir: string): string {
+  const byType = new Map(specs.map((s) => [s.type, s]));
+  const files: string[] = [];
+  const nodes = [...wf.nodes]
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    .map((n) => {
+      for (const p of byType.get(n.type)?.params ?? []) {
+        const v = n.params[p.name];
+        if ((p.kind !== 'file' && p.kind !== 'image') || typeof v !== 'string' || !v) continue;
+        const found = p.kind === 'file' ? paths.resolveModel(p.modelKind, v) : paths.resolveImage(v);
+        const st = found ? fs.statSync(found, { throwIfNoEntry: false }) : undefined;
+        files.push(`${n.id}.${p.name}=${st ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}` : 'missing'}`);
+      }
+      return { id: n.id, type: n.type, params: n.params, mode: n.mode ?? null };
+    });
+  const edges = wf.edges.map((e) => canonical(e)).sort();
+  const text = canonical({ nodes, edges, files, modelsDir, outputDir: path.resolve(settings.outputDir), provider: settings.provider });
+  return createHash('sha256').update(text).digest('hex');
 }
 
 /** Makes sure a folder exists (hosts call this for the output folder). */

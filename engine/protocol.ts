@@ -65,7 +65,8 @@ export const ImageRefSchema = z.object({
 
 /** What a run reports, in order; hosts forward every event to the renderer. */
 export const RunEventSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('queued'), runId: z.string(), position: z.number() }),
+  /** `name`: the workflow's name for the queue panel; `where`: absent = this machine, else e.g. a farm's `redis://host:6379`. */
+  z.object({ type: z.literal('queued'), runId: z.string(), position: z.number(), name: z.string().optional(), where: z.string().optional() }),
   z.object({ type: z.literal('run-start'), runId: z.string() }),
   z.object({ type: z.literal('node-start'), runId: z.string(), node: z.string() }),
   z.object({ type: z.literal('node-done'), runId: z.string(), node: z.string(), ms: z.number(), cached: z.boolean() }),
@@ -90,6 +91,8 @@ export const RunEventSchema = z.discriminatedUnion('type', [
     cancelled: z.boolean().optional(),
     error: z.string().optional(),
     errors: z.array(ValidationErrorSchema).optional(),
+    /** Not run: its outputs would be identical to those of this finished run (still on disk); nothing was written. */
+    duplicateOf: z.string().optional(),
   }),
 ]);
 
@@ -97,6 +100,8 @@ export const EngineSettingsSchema = z.object({
   modelsDir: z.string(),
   outputDir: z.string(),
   provider: ProviderSchema,
+  /** The explicit "Use demo models" choice (tiny random weights); never implied by an empty models folder. */
+  demoModels: z.boolean().optional(),
 });
 
 // The shapes' types, derived from the schemas above (engine/api.ts re-exports them for the hosts).
@@ -178,6 +183,56 @@ export const ConvertModelResponseSchema = z.object({
   bytes: z.number().int().nonnegative(),
 });
 
+/** A job of the queue panel: this machine's, or a remote (farm) one; docs in /work/notes/s8/queue-api.md. */
+export const QueueJobSchema = z.object({
+  runId: z.string(),
+  /** The workflow's name (meta.title, the file name, or "untitled"). */
+  name: z.string(),
+  state: z.enum(['queued', 'running', 'done', 'failed', 'cancelled', 'duplicate']),
+  /** Absent: this machine; a remote queue names itself (e.g. `redis://host:6379`). */
+  where: z.string().optional(),
+  /** Queued jobs: 0 runs next. */
+  position: z.number().optional(),
+  progress: z.object({ step: z.number(), total: z.number(), node: z.string().optional() }).optional(),
+  submittedAt: z.number(),
+  finishedAt: z.number().optional(),
+  /** State `duplicate`: the finished run whose images this job would have written again. */
+  duplicateOf: z.string().optional(),
+  /** Output image paths (finished jobs; a duplicate's are its original's). */
+  images: z.array(z.string()).optional(),
+  error: z.string().optional(),
+});
+export type QueueJob = z.infer<typeof QueueJobSchema>;
+
+/** One image of the output folder, as the gallery lists it (engine/hosts/gallery.ts). */
+export const GalleryItemSchema = z.object({
+  /** Path within the output folder, with `/` separators. */
+  file: z.string(),
+  url: z.string(),
+  width: z.number(),
+  height: z.number(),
+  bytes: z.number(),
+  mtimeMs: z.number(),
+  /** The Automatic1111 parameters text of its PNG (prompt, negative prompt, steps, seed, ...), when it has one. */
+  parameters: z.string().optional(),
+  /** The PNG carries its workflow (Open this workflow restores it). */
+  hasWorkflow: z.boolean(),
+  /** The workflow's name (meta.title), when it has one. */
+  title: z.string().optional(),
+});
+export type GalleryItem = z.infer<typeof GalleryItemSchema>;
+
+/** What a models folder holds (Settings checks it as the path is typed). */
+export const ModelsFolderReportSchema = z.object({
+  dir: z.string(),
+  /** Null when the folder exists and is readable: else the sentence saying why not, naming the path. */
+  problem: z.string().nullable(),
+  counts: z.record(ModelKindSchema, z.number()),
+  /** The kinds a workflow needs at least one of (checkpoints, ...) that the folder has none of. */
+  missing: z.array(ModelKindSchema),
+});
+export type ModelsFolderReport = z.infer<typeof ModelsFolderReportSchema>;
+
 // ---- the channel map --------------------------------------------------------------------------
 
 const Empty = z.object({}).strict();
@@ -188,11 +243,24 @@ export const channels = {
   nodeSpecs: { request: Empty, response: z.array(NodeSpecSchema) },
   listModels: { request: Empty, response: z.record(ModelKindSchema, z.array(z.string())) },
   validate: { request: z.object({ workflow: WorkflowSchema }).strict(), response: z.array(ValidationErrorSchema) },
-  enqueue: { request: z.object({ workflow: WorkflowSchema }).strict(), response: z.object({ runId: z.string() }) },
+  /** `force`: run even when a finished run already wrote these very images (else the job ends as a duplicate). */
+  enqueue: {
+    request: z.object({ workflow: WorkflowSchema, name: z.string().max(256).optional(), force: z.boolean().optional() }).strict(),
+    response: z.object({ runId: z.string(), duplicateOf: z.string().optional() }),
+  },
+  /** Queued, running and recently finished jobs (the queue panel after a reload). */
+  listQueue: { request: Empty, response: z.array(QueueJobSchema) },
   cancel: { request: z.object({ runId: Id }).strict(), response: z.object({}) },
   getSettings: { request: Empty, response: EngineSettingsSchema },
   updateSettings: {
-    request: z.object({ modelsDir: ShortText.min(1).optional(), outputDir: ShortText.min(1).optional(), provider: ProviderSchema.optional() }).strict(),
+    request: z
+      .object({
+        modelsDir: ShortText.min(1).optional(),
+        outputDir: ShortText.min(1).optional(),
+        provider: ProviderSchema.optional(),
+        demoModels: z.boolean().optional(),
+      })
+      .strict(),
     response: EngineSettingsSchema,
   },
   listExamples: { request: Empty, response: z.array(ExampleSchema) },
@@ -202,6 +270,10 @@ export const channels = {
   exportBundle: { request: z.object({ workflow: WorkflowSchema }).strict(), response: ExportBundleResponseSchema },
   importBundle: { request: z.object({ text: z.string().min(1).max(MAX_BUNDLE_BYTES) }).strict(), response: ImportBundleResponseSchema },
   convertModel: { request: ConvertModelRequestSchema, response: ConvertModelResponseSchema },
+  /** The output folder's images, newest first (the gallery; confined to the folder, images only). */
+  listOutputs: { request: z.object({ limit: z.number().int().min(1).max(2000).optional() }).strict(), response: z.array(GalleryItemSchema) },
+  /** What a models folder holds, per kind (`dir` absent: the setting). */
+  checkModelsFolder: { request: z.object({ dir: ShortText.min(1).optional() }).strict(), response: ModelsFolderReportSchema },
 } as const;
 
 export type Channels = typeof channels;

@@ -11,7 +11,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { EngineApi, EngineSettings, ImageRef, RunEvent, Workflow } from '../api.js';
 import type { NodeSpec } from '../../nodes/types.js';
-import { settingsFolderProblem } from './host-config.js';
+import { modelsFolderReport, settingsFolderProblem } from './host-config.js';
+import { listGallery, type GalleryCache } from './gallery.js';
 import { imageSizeProblem } from '../../models/image-limits.js';
 import { isInsideReal, PathResolver } from '../paths.js';
 import { createBundle, openBundle } from './bundle.js';
@@ -47,6 +48,8 @@ export function createApiHandlers(opts: ApiHandlerOptions): ApiHandlers {
   // The examples' image prompt, imported into the inputs folder once: the default workflow starts with it.
   let sample: { value: string; url: string } | null | undefined;
   const sampleImage = () => (sample === undefined ? (sample = importSampleImage(examplesDir, inputsDir)) : sample);
+  // What the output folder's PNGs carry, read once per file version (the gallery lists again after every run).
+  const galleryCache: GalleryCache = new Map();
   return {
     hostInfo: () => {
       const s = sampleImage();
@@ -55,7 +58,9 @@ export function createApiHandlers(opts: ApiHandlerOptions): ApiHandlers {
     nodeSpecs: () => engine.nodeSpecs(),
     listModels: () => engine.listModels(),
     validate: (r) => engine.validate(r.workflow),
-    enqueue: (r) => engine.enqueue(r.workflow),
+    // The editor's Run: a job whose images a finished run already wrote ends as its duplicate (unless forced).
+    enqueue: (r) => engine.enqueue(r.workflow, { ...(r.name ? { name: r.name } : {}), dedupe: r.force !== true }),
+    listQueue: () => engine.listQueue?.() ?? [],
     cancel: (r) => (engine.cancel(r.runId), {}),
     getSettings: () => engine.settings(),
     updateSettings: (r) => {
@@ -96,6 +101,12 @@ export function createApiHandlers(opts: ApiHandlerOptions): ApiHandlers {
     },
     // The editor refreshes its model lists (listModels reads the folder) after a conversion.
     convertModel: (r) => convertModelFile(opts.modelsDir?.() ?? engine.settings().modelsDir, r.kind, r.name),
+    listOutputs: (r) => {
+      // Bounded: a folder rewritten many times over keeps at most a few thousand entries in memory.
+      if (galleryCache.size > 5000) galleryCache.clear();
+      return listGallery(engine.settings().outputDir, r.limit, galleryCache);
+    },
+    checkModelsFolder: (r) => modelsFolderReport(r.dir ?? engine.settings().modelsDir),
   };
 }
 

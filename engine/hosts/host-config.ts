@@ -13,9 +13,11 @@ import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { EngineSettings } from '../api.js';
+import { MODEL_KINDS, type ModelKind } from '../../nodes/spec.js';
+import { listModels } from '../paths.js';
 import type { Provider } from '../../models/providers.js';
 import { writeFileAtomic } from '../../models/fs-atomic.js';
-import { EngineSettingsSchema } from '../protocol.js';
+import { EngineSettingsSchema, type ModelsFolderReport } from '../protocol.js';
 
 /** The repository root: engine/hosts/../.. in development (web mode and the CLI run from the sources). */
 export const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -92,6 +94,46 @@ export function settingsFolderProblem(update: Partial<EngineSettings>, current?:
   return null;
 }
 
+/** The kinds an image-prompt workflow needs at least one of; the report names those the folder lacks. */
+export const NEEDED_KINDS: readonly ModelKind[] = ['checkpoints', 'ipadapter', 'clip_vision'];
+
+/**
+ * What a models folder holds, per kind, and why it cannot be used (it does not exist, is a file,
+ * cannot be read), naming its path. Settings shows it as the path is typed and hosts say it on start.
+ */
+export function modelsFolderReport(dir: string): ModelsFolderReport {
+  const zero = Object.fromEntries(MODEL_KINDS.map((k) => [k, 0])) as Record<ModelKind, number>;
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(dir, { throwIfNoEntry: false });
+  } catch (e) {
+    return {
+      dir,
+      problem: `the models folder ${dir} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      counts: zero,
+      missing: [...NEEDED_KINDS],
+    };
+  }
+  if (!st)
+    return { dir, problem: `the models folder ${dir} does not exist; create it first or choose another folder`, counts: zero, missing: [...NEEDED_KINDS] };
+  if (!st.isDirectory()) return { dir, problem: `the models folder ${dir} is not a folder`, counts: zero, missing: [...NEEDED_KINDS] };
+  const listed = listModels(dir);
+  const counts = Object.fromEntries(MODEL_KINDS.map((k) => [k, listed[k].length])) as Record<ModelKind, number>;
+  return { dir, problem: null, counts, missing: NEEDED_KINDS.filter((k) => counts[k] === 0) };
+}
+
+/** One sentence for a report's missing kinds ("no checkpoints, ipadapter or clip_vision models in <dir>/…"), or null. */
+export function missingModelsSentence(r: ModelsFolderReport): string | null {
+  if (r.problem) return r.problem;
+  if (!r.missing.length) return null;
+  const names = r.missing.map((k) => `${k}/`);
+  const list = names.length > 1 ? `${names.slice(0, -1).join(', ')} or ${names[names.length - 1]}` : names[0];
+  const none = r.missing.length === NEEDED_KINDS.length && Object.values(r.counts).every((n) => n === 0);
+  return none
+    ? `The models folder ${r.dir} has no models (looked in ${list} and the other kinds' folders); add SD1.5 files there, choose another folder, or use the demo models.`
+    : `The models folder ${r.dir} has nothing in ${list}; workflows that load those will not run until you add some.`;
+}
+
 export interface SettingsFlags {
   models?: string;
   out?: string;
@@ -106,6 +148,7 @@ export function resolveSettings(flags: SettingsFlags, settingsFile = settingsFil
     modelsDir: flags.models ?? saved.modelsDir ?? path.join(flags.userData, 'models'),
     outputDir: flags.out ?? saved.outputDir ?? path.join(flags.userData, 'outputs'),
     provider: flags.provider ?? saved.provider ?? 'cpu',
+    ...(saved.demoModels !== undefined ? { demoModels: saved.demoModels } : {}),
   };
 }
 
@@ -138,9 +181,20 @@ export function providersHere(binDir: string | null = ortBinDir(), platform = pr
 
 export const DEMO_HOST_NOTICE = 'Demo models: tiny random weights, so images are noise. Point Settings → Models folder at real SD1.5 models.';
 
-/** The notices a host shows on start. */
-export function hostNotices(engine: { isDemo(): boolean }): string[] {
-  return engine.isDemo() ? [DEMO_HOST_NOTICE] : [];
+/**
+ * The notices a host shows on start: the demo models in use; `--demo` given while a models folder
+ * is set (it is not used this session, and says so); a models folder that is missing or has no models.
+ * `demoFlag`: the host was started with --demo; `modelsSet`: the models folder came from --models or settings.json.
+ */
+export function hostNotices(engine: { isDemo(): boolean; settings(): EngineSettings }, opts: { demoFlag?: boolean; modelsSet?: boolean } = {}): string[] {
+  const s = engine.settings();
+  if (engine.isDemo()) {
+    const out = [DEMO_HOST_NOTICE];
+    if (opts.demoFlag && opts.modelsSet) out.push(`Started with --demo: the models folder ${s.modelsDir} is not used this session (the demo models are).`);
+    return out;
+  }
+  const bad = missingModelsSentence(modelsFolderReport(s.modelsDir));
+  return bad ? [bad] : [];
 }
 
 /** Builds the renderer (vite) when dist-renderer/ is missing or older than renderer/. Returns dist-renderer/. */

@@ -15,6 +15,7 @@ import {
   hostNotices,
   PROJECT_ROOT,
   providersHere,
+  readSettings,
   resolveSettings,
   saveSettings,
   settingsFileOf,
@@ -65,6 +66,8 @@ async function main(): Promise<void> {
   fs.mkdirSync(args.userData, { recursive: true });
   const settingsFile = settingsFileOf(args.userData);
   const settings = resolveSettings(args, settingsFile);
+  // --demo while a models folder is set (flag or settings.json): the notice says it is not used this session.
+  const modelsSet = args.models !== undefined || readSettings(settingsFile).modelsDir !== undefined;
   fs.mkdirSync(settings.outputDir, { recursive: true });
   fs.mkdirSync(settings.modelsDir, { recursive: true });
   const staticDir = ensureRendererBuilt();
@@ -79,7 +82,7 @@ async function main(): Promise<void> {
     version: JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version as string,
     providers,
     demo: engine.isDemo(),
-    notices: hostNotices(engine),
+    notices: hostNotices(engine, { demoFlag: args.demo, modelsSet }),
   });
 
   const listen = (port: number) =>
