@@ -5,7 +5,7 @@
  * compared cheaply, and Apply IP-Adapter costs nothing.
  */
 import type { WeightType } from '../models/ip-adapter-layer-scales.js';
-import type { IpAdapterKind } from '../models/ip-adapter.js';
+import type { EmbedsScaling, IpAdapterKind } from '../models/ip-adapter.js';
 
 /** A checkpoint: a diffusers folder or a single file, with an optional diffusers config folder. */
 export interface CheckpointRef {
@@ -36,6 +36,15 @@ export interface AppliedAdapter {
   composition?: IpTokensValue;
   /** Per-layer factors of λ that replace the type's (param layer_weights; '' = the type's own). */
   layerWeights?: string;
+  /** ComfyUI_IPAdapter_plus's embeds_scaling (models/ip-adapter.ts EMBEDS_SCALING); absent = 'V only'. */
+  embedsScaling?: EmbedsScaling;
+  /**
+   * Attention mask (1 = the image prompt acts there): batch 1 for the whole adapter, or one mask per
+   * image of `tokens` (each image then gets its own softmax). Resized to the latent's aspect by the sampler.
+   */
+  mask?: MaskValue;
+  /** The node that applied it, for messages ("Apply IP-Adapter (apply_2)"). */
+  from?: { node: string; title: string };
 }
 
 /**
@@ -135,6 +144,26 @@ export interface IpTokensValue {
   dim: number;
   cond: Float32Array;
   uncond: Float32Array;
+}
+
+/**
+ * IP_EMBEDS: what an adapter's projection takes, for n images (ComfyUI_IPAdapter_plus' EMBEDS): image_embeds
+ * (n, D) for a base adapter, the penultimate vision states (n, T, Dh) for Plus and full-face, already
+ * multiplied by the Encoder's weights. Tied to one adapter file (its projection reads them).
+ */
+export interface IpEmbedsValue {
+  kind: 'IP_EMBEDS';
+  /** The adapter whose projection they feed (absolute path). */
+  adapterPath: string;
+  adapterKind: IpAdapterKind;
+  /** The CLIP vision model that encoded them ('' when loaded from a file). */
+  visionPath: string;
+  /** Rows (images). */
+  count: number;
+  /** One row's shape: [D] or [T, Dh]. */
+  rowDims: number[];
+  /** (count, ...rowDims), float32. */
+  data: Float32Array;
 }
 
 /** CONTROL_NET: a reference to a ControlNet's files; the session lives in the model store. */

@@ -3,7 +3,7 @@
  * The heavy side of model values: loading networks through the model store, keyed by what
  * they are, so each graph is built and each session created once per engine until unloaded.
  *
- * Keys: `ckpt|<path>|<configDir>`, `unet|<path>|<configDir>|ip=<adapter or ->|cn=<0/1>`,
+ * Keys: `ckpt|<path>|<configDir>`, `unet|<path>|<configDir>|ip=<adapter files in order, or ->|cn=<0/1>`,
  * `clip-text|<path>|<configDir>`, `tokenizer|<dir>`, `vae|<path>|<configDir>`, `vae|file=<path>|<config>`
  * (Load VAE; its headers under `vae-parts|<path>|<config>`),
  * `clip-vision|<path>`, `clip-vision-zeros|<path>`, `image-proj|<path>`.
@@ -24,7 +24,7 @@ import { clipTextWeights } from '../../models/keymaps/clip-text.js';
 import { vaeWeightsFromFile } from '../../models/keymaps/ldm-vae.js';
 import { openTensorFile } from '../../models/pickle.js';
 import { ClipTokenizer, type TextCleaning } from '../../models/tokenizer.js';
-import { buildUNet, UNET_SESSION_OPTIONS } from '../../models/unet.js';
+import { buildUNet, MAX_IP_ADAPTERS, UNET_SESSION_OPTIONS } from '../../models/unet.js';
 import { crossAttnLayers, type UNetConfig } from '../../models/unet-config.js';
 import { loadVaeConfig, Vae, vaeConfigFromWeights } from '../../models/vae.js';
 import { type LoadedVae, loadVaeFile } from '../../models/vae-load.js';
@@ -45,8 +45,10 @@ export function checkpointParts(store: ModelStore, ref: CheckpointRef): Promise<
 export interface UNetRuntime {
   session: ort.InferenceSession;
   config: UNetConfig;
-  /** Number of cross-attention layers = length of the ip_adapter_scale input (0 without an adapter). */
+  /** Number of cross-attention layers = length of each ip_adapter_scale_<k> input (0 without an adapter). */
   ipLayers: number;
+  /** Number of IP-Adapters the graph takes (its ip_tokens_<k> inputs). */
+  ipAdapters: number;
   /** The model's LoRA strengths in the graph's order (its lora_scale input); absent without LoRAs. */
   loraScale?: number[];
 }
@@ -105,41 +107,50 @@ async function loraSet(store: ModelStore, loras: AppliedLora[] | undefined, unet
 }
 
 /**
- * The UNet session for a model: built once per (checkpoint, adapter file, ControlNet inputs).
- * λ, start/end and the image tokens are graph inputs, so applying an adapter never rebuilds it.
+ * The UNet session for a model: built once per (checkpoint, adapter files in order, ControlNet
+ * inputs, LoRA files). λ, windows, masks, embeds_scaling, routing and the image tokens are graph
+ * inputs, so applying or changing an adapter of the same files never rebuilds it.
  */
 export async function unetRuntime(store: ModelStore, model: ModelValue, controlnet = false): Promise<UNetRuntime> {
-  if (model.adapters.length > 1 && new Set(model.adapters.map((a) => a.adapter.path)).size > 1) {
-    throw new Error(
-      'several different IP-Adapter files on one model are not supported; use one adapter and feed several images through one IP-Adapter Projection',
-    );
+  if (model.adapters.length > MAX_IP_ADAPTERS) {
+    const who = model.adapters.map((a) => (a.from ? `${a.from.title} "${a.from.node}"` : a.adapter.path)).join(', ');
+    throw new Error(`the model has ${model.adapters.length} IP-Adapters (${who}); one UNet takes at most ${MAX_IP_ADAPTERS}`);
   }
   const ck = await checkpointParts(store, model.checkpoint);
-  const adapterPath = model.adapters[0]?.adapter.path ?? '';
+  const adapterPaths = model.adapters.map((a) => a.adapter.path);
   const lora = await loraSet(store, model.loras, model.checkpoint, null);
-  const key = `unet|${ckptKey(store, model.checkpoint)}|ip=${store.fileKey(adapterPath) || '-'}|cn=${controlnet ? 1 : 0}${lora.key}`;
+  const ipKey = adapterPaths.length ? adapterPaths.map((p) => store.fileKey(p)).join(',') : '-';
+  const key = `unet|${ckptKey(store, model.checkpoint)}|ip=${ipKey}|cn=${controlnet ? 1 : 0}${lora.key}`;
   const cross = crossAttnLayers(ck.unet.config);
   const session = await store.session(
     key,
     () => {
-      let ipAdapter;
-      if (adapterPath) {
+      // One loaded file per distinct path: two applications of one file share its weights in the graph.
+      const loaded = new Map<string, IpAdapterModel>();
+      for (const adapterPath of new Set(adapterPaths)) {
         const ad = IpAdapterModel.load(adapterPath);
         if (ad.crossAttentionDim !== ck.unet.config.crossAttentionDim) {
           throw new Error(
             `the IP-Adapter ${adapterPath} makes tokens of width ${ad.crossAttentionDim}, but the checkpoint ${model.checkpoint.path} has cross-attention width ${ck.unet.config.crossAttentionDim}`,
           );
         }
-        ipAdapter = ad; // layerWeights(processor index), as buildUNet asks
+        loaded.set(adapterPath, ad); // layerWeights(processor index), as buildUNet asks
       }
       // LoRAs: ΔW merged in the graph for the high-resolution layers, side branches elsewhere (models/lora-graph.ts).
       const moduleHook = loraModuleHook(lora.matches, { part: 'unet', rowsFor: unetReferenceRows(ck.unet.config.blockOutChannels.length) });
-      const name = `${adapterPath ? 'unet_ip' : 'unet'}${lora.matches.length ? '_lora' : ''}`;
-      return buildUNet(ck.unet.config, ck.unet.weights, { ipAdapter, controlnet, name, moduleHook }).build();
+      const name = `${adapterPaths.length ? `unet_ip${adapterPaths.length}` : 'unet'}${lora.matches.length ? '_lora' : ''}`;
+      const ipAdapters = adapterPaths.map((p) => loaded.get(p)!);
+      return buildUNet(ck.unet.config, ck.unet.weights, { ipAdapters, controlnet, name, moduleHook }).build();
     },
     UNET_SESSION_OPTIONS,
   );
-  return { session, config: ck.unet.config, ipLayers: adapterPath ? cross.length : 0, ...(lora.matches.length ? { loraScale: lora.strengths } : {}) };
+  return {
+    session,
+    config: ck.unet.config,
+    ipLayers: adapterPaths.length ? cross.length : 0,
+    ipAdapters: adapterPaths.length,
+    ...(lora.matches.length ? { loraScale: lora.strengths } : {}),
+  };
 }
 
 /** DDIM with the checkpoint's scheduler config (diffusers folder), else SD1.5's standard one. */

@@ -4,9 +4,10 @@
  *
  *   rows: [uncond, cond] per latent with guidance (text: negative, positive; image tokens: the
  *       projection of a zero image or the negative image tokens, the image tokens), else cond;
- *   IP-Adapter: the per-layer scales (Apply IP-Adapter's weight λ and weight type,
- *       models/ip-adapter-layer-scales.ts weightTypeLayers) while
- *       i / steps is in [start_at, end_at], else 0;
+ *   IP-Adapters, each its own image branch of the UNet (at most 4): its tokens, the per-layer scales
+ *       (Apply IP-Adapter's weight λ and weight type, models/ip-adapter-layer-scales.ts weightTypeLayers)
+ *       while i / steps is in its [start_at, end_at], else 0, its embeds_scaling, its mask, and the
+ *       routed tokens of the precise / composition layers;
  *   ControlNets (nodes/runtime/controlnet.ts): residuals per step from the 4 latent channels;
  *   9-channel inpainting UNet: cat([x, mask, masked-image latents]) as its sample.
  * The per-run inputs (text, tokens, the two scale vectors) are built once; the per-step sample
@@ -14,12 +15,15 @@
  * step's calls only).
  */
 import { weightTypeLayers } from '../../models/ip-adapter-layer-scales.js';
-import { inpaintUNetInput } from '../../models/inpaint.js';
+import { inpaintUNetInput, resampleMask } from '../../models/inpaint.js';
 import type { Guidance, ModelCall } from '../../models/sampling/denoise.js';
-import { callUNet } from '../../models/unet-call.js';
+import { downsampleIpMask, maskAspectDiffers } from '../../models/ip-adapter-mask.js';
+import { type F32Tensor, type IpAdapterInputs, callUNet } from '../../models/unet-call.js';
+import { type UNetConfig, crossAttnLevels, levelGrid } from '../../models/unet-config.js';
 import type { ExecContext } from '../../engine/context.js';
 import type { AppliedAdapter, ConditioningValue, LatentValue, ModelValue } from '../values.js';
 import { SamplerControl } from './controlnet.js';
+import { adapterLabel } from './ip-adapters.js';
 import type { UNetRuntime } from './networks.js';
 
 /** Repeats a row `times` times: (L,) -> (times * L,). */
@@ -46,32 +50,90 @@ export function adapterActive(a: Pick<AppliedAdapter, 'start' | 'end'>, i: numbe
 }
 
 /**
- * The image tokens of the model's adapters (one file; several applications concatenate): cond
- * for the conditional branch; for the unconditional one the negative image prompt's tokens
- * when one is connected, else the projection of a zero image.
+ * The image tokens of one application: cond for the conditional branch; for the unconditional one
+ * the negative image prompt's tokens when one is connected, else the projection of a zero image.
  */
+export function adapterTokens(a: AppliedAdapter): { cond: Float32Array; uncond: Float32Array; n: number; dim: number } {
+  return { cond: a.tokens.cond, uncond: a.negative ? a.negative.cond : a.tokens.uncond, n: a.tokens.tokens, dim: a.tokens.dim };
+}
+
+/** The tokens of the model's first adapter (null without one); each adapter's are adapterTokens(a). */
 export function imageTokens(adapters: AppliedAdapter[]): { cond: Float32Array; uncond: Float32Array; n: number; dim: number } | null {
-  if (!adapters.length) return null;
-  const w0 = adapters[0];
-  for (const a of adapters) {
-    if (
-      a.scale !== w0.scale ||
-      a.start !== w0.start ||
-      a.end !== w0.end ||
-      (a.weightType ?? 'linear') !== (w0.weightType ?? 'linear') ||
-      (a.weightComposition ?? 1) !== (w0.weightComposition ?? 1) ||
-      (a.layerWeights ?? '') !== (w0.layerWeights ?? '')
-    ) {
-      throw new Error(
-        'several Apply IP-Adapter nodes on one model must share weight, start_at, end_at, weight type and layer weights (the UNet takes one λ per layer); feed the images through one IP-Adapter Projection instead',
+  return adapters[0] ? adapterTokens(adapters[0]) : null;
+}
+
+/** One adapter's fixed inputs for a run: everything but the window, which picks one of its two scale vectors per step. */
+interface AdapterRun {
+  applied: AppliedAdapter;
+  inputs: Omit<IpAdapterInputs, 'scale'>;
+  /** λ per layer outside and inside the adapter's window. */
+  scales: [Float32Array, Float32Array];
+}
+
+/**
+ * The per-run inputs of adapter `k` (models/unet-call.ts IpAdapterInputs) on the guidance batch:
+ * rows [uncond x B, cond x B] (or cond x B); λ per layer from its weight type (models/ip-adapter-layer-scales.ts
+ * weightTypeLayers); precise layers attend to routed tokens [cond, zeros] (CrossAttentionPatch.py: `uncond = cond;
+ * cond = cond * 0`), composition layers to [uncond, composition tokens]; a mask of another aspect than
+ * the latent is stretched to it (with a notice) and given per image when it has one plane per image.
+ */
+function adapterRun(ctx: ExecContext, cfg: UNetConfig, a: AppliedAdapter, k: number, B: number, doCfg: boolean, h: number, w: number): AdapterRun {
+  const t = adapterTokens(a);
+  const rows = (uncond: Float32Array, cond: Float32Array) => (doCfg ? concat([repeat(uncond, B), repeat(cond, B)]) : repeat(cond, B));
+  const M = (doCfg ? 2 : 1) * B;
+  const label = adapterLabel(a);
+  const shares = weightTypeLayers(cfg, a.weightType ?? 'linear', a.scale, { weightComposition: a.weightComposition, layerWeights: a.layerWeights });
+  const precise = shares.map((s) => s.precise && s.scale !== 0);
+  const comp = shares.map((s) => !!a.composition && s.composition && s.scale !== 0);
+  if (precise.some(Boolean) && comp.some(Boolean)) {
+    throw new Error(
+      `${label}: weight type "${a.weightType}" would route both the precise layers and the composition tokens, which one adapter cannot; apply the composition image with a second Apply IP-Adapter`,
+    );
+  }
+  let routedTokens: Float32Array | undefined;
+  if (precise.some(Boolean)) routedTokens = rows(t.cond, new Float32Array(t.cond.length));
+  if (comp.some(Boolean)) {
+    const c = a.composition!;
+    if (c.tokens !== t.n || c.dim !== t.dim) throw new Error(`${label}: the composition tokens (${c.tokens}) must match the image prompt's (${t.n} tokens)`);
+    routedTokens = rows(t.uncond, c.cond);
+  }
+  const route = shares.map((_, l) => precise[l]! || comp[l]!);
+
+  // The mask: one plane for the adapter (its images share one softmax) or one per image (each its own).
+  let mask: F32Tensor | undefined;
+  let images = 1;
+  if (a.mask) {
+    let m = a.mask;
+    if (maskAspectDiffers(m.height, m.width, h, w)) {
+      const mw = Math.max(1, Math.round((m.height * w) / h));
+      ctx.log(
+        'info',
+        `${label}: the attention mask is ${m.width}x${m.height}, another aspect ratio than the ${w * 8}x${h * 8} image; it is stretched to ${mw}x${m.height}`,
       );
+      m = { ...m, width: mw, data: resampleMask(m, mw, m.height, false) };
+    }
+    images = m.batch;
+    mask = { data: m.data, dims: [1, m.batch, m.height, m.width] };
+    if (ctx.trace) {
+      for (const lv of crossAttnLevels(cfg)) {
+        const [lh, lw] = levelGrid(h, w, lv);
+        const q = downsampleIpMask({ data: m.data, dims: [1, m.batch, m.height, m.width] }, lh * lw);
+        ctx.trace({ node: ctx.nodeId, name: `ip_mask_${k}_q${lh * lw}`, data: q, shape: [m.batch, lh * lw] });
+      }
     }
   }
+  const N = t.n / images;
+  const dims = images > 1 ? [M, images, N, t.dim] : [M, t.n, t.dim];
   return {
-    cond: concat(adapters.map((a) => a.tokens.cond)),
-    uncond: concat(adapters.map((a) => (a.negative ? a.negative.cond : a.tokens.uncond))),
-    n: adapters.reduce((s, a) => s + a.tokens.tokens, 0),
-    dim: w0.tokens.dim,
+    applied: a,
+    inputs: {
+      tokens: { data: rows(t.uncond, t.cond), dims },
+      perImage: images > 1,
+      embedsScaling: a.embedsScaling ?? 'V only',
+      ...(routedTokens ? { route, routedTokens: { data: routedTokens, dims } } : {}),
+      ...(mask ? { mask } : {}),
+    },
+    scales: [new Float32Array(shares.length), Float32Array.from(shares, (s) => s.scale)],
   };
 }
 
@@ -110,24 +172,10 @@ export async function samplerUNet(ctx: ExecContext, o: SamplerUNetOptions): Prom
         width: w,
       })
     : null;
-  const ip = imageTokens(model.adapters);
-  const a0 = model.adapters[0];
-  const shares = unet.ipLayers
-    ? weightTypeLayers(unet.config, a0.weightType ?? 'linear', a0.scale, { weightComposition: a0.weightComposition, layerWeights: a0.layerWeights })
-    : [];
-  const routed = shares.some((s) => s.scale !== 0 && (s.precise || s.composition));
-  if (routed || model.adapters.some((a) => a.composition)) {
-    throw new Error(
-      `weight type "${a0.weightType}" routes image tokens per layer (composition tokens or precise layers), which this UNet graph does not take yet; use another weight type`,
-    );
+  if (unet.ipAdapters !== model.adapters.length) {
+    throw new Error(`internal: the UNet graph takes ${unet.ipAdapters} IP-Adapters but the model has ${model.adapters.length}`);
   }
-  let tokens: { data: Float32Array; dims: number[] } | undefined;
-  if (unet.ipLayers) {
-    const t = ip!;
-    tokens = { data: doCfg ? concat([repeat(t.uncond, B), repeat(t.cond, B)]) : repeat(t.cond, B), dims: [M, t.n, t.dim] };
-  }
-  // The per-layer scales take one of two values per run (the adapter's window on or off): built once.
-  const scales = unet.ipLayers ? [false, true].map((on) => Float32Array.from(shares, (s) => (on ? s.scale : 0))) : null;
+  const adapters = model.adapters.map((a, k) => adapterRun(ctx, unet.config, a, k, B, doCfg, h, w));
 
   const xs = doCfg ? new Float32Array(2 * n) : null; // [x, x]: (2B, C, h, w)
   const inC = unet.config.inChannels;
@@ -149,7 +197,7 @@ export async function samplerUNet(ctx: ExecContext, o: SamplerUNetOptions): Prom
       sample: { data: unetIn ?? x, dims: [M, inC, h, w] },
       timestep: t,
       encoderHiddenStates: { data: text, dims: textDims },
-      ipAdapter: tokens && scales ? { tokens, scale: scales[adapterActive(a0, i, o.steps) ? 1 : 0] } : undefined,
+      ipAdapters: adapters.map((r) => ({ ...r.inputs, scale: r.scales[adapterActive(r.applied, i, o.steps) ? 1 : 0] })),
       downResiduals: residuals?.down,
       midResidual: residuals?.mid,
       loraScale: unet.loraScale, // Load LoRA's strength_model per LoRA file: an input, so no rebuild
