@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import type { BuiltModel } from '../models/onnx/graph.js';
 import { fileIdentity } from '../models/onnx/fp32-weights.js';
 import { createSession, ort, type Provider, type SessionConfig } from '../models/onnx/session.js';
+import { type GraphProfile, type Precision, profileFor } from '../models/onnx/profile.js';
 
 /**
  * The identity of a file (device, inode, size, mtime: models/onnx/fp32-weights.ts fileIdentity), or of
@@ -58,6 +59,10 @@ export interface ModelStoreOptions {
   provider: Provider;
   log?: (msg: string) => void;
   threads?: number;
+  /** The graph precision sessions are built at (models/onnx/profile.ts; default fp32, today's graph). */
+  precision?: Precision;
+  /** Notices a host shows (a graph profile that failed to build and fell back); default: the log. */
+  notice?: (msg: string) => void;
 }
 
 export class ModelStore {
@@ -87,6 +92,11 @@ export class ModelStore {
     return this.failedProvider === this.opts.provider ? 'cpu' : this.opts.provider;
   }
 
+  /** The graph profile sessions are built with: the active provider's at the chosen precision. */
+  get profile(): GraphProfile {
+    return profileFor(this.activeProvider, this.opts.precision ?? 'fp32');
+  }
+
   /** What model loaders take to create their sessions (models/onnx/session.ts SessionConfig). */
   sessionConfig(): SessionConfig {
     return {
@@ -95,7 +105,16 @@ export class ModelStore {
       log: this.opts.log,
       threads: this.opts.threads,
       onProviderFailed: this.providerFailed,
+      profile: this.profile,
+      onProfileFallback: this.opts.notice ?? this.opts.log,
     };
+  }
+
+  /** Changes the graph precision; sessions built at the old one are released (a store never mixes profiles). */
+  async setPrecision(p: Precision): Promise<void> {
+    if (p === (this.opts.precision ?? 'fp32')) return;
+    this.opts.precision = p;
+    await this.unload();
   }
 
   /** Remembers a provider that failed to start and says so once (sessions loading in parallel may all report it). */

@@ -168,7 +168,13 @@ export function float16Spec(spec: ModelSpec, marked: ReadonlySet<string>, opts: 
     const t = type.get(v);
     if (t === o.type && v === o.name) continue;
     if (v !== o.name) {
-      nodes.push({ opType: t === o.type ? 'Identity' : 'Cast', inputs: [v], outputs: [o.name], name: `${o.name}/out32`, attrs: t === o.type ? {} : { to: { kind: 'int', v: o.type } } });
+      nodes.push({
+        opType: t === o.type ? 'Identity' : 'Cast',
+        inputs: [v],
+        outputs: [o.name],
+        name: `${o.name}/out32`,
+        attrs: t === o.type ? {} : { to: { kind: 'int', v: o.type } },
+      });
       continue;
     }
     const inner = `${o.name}/fp16`;

@@ -125,7 +125,11 @@ function skipLayerNorm(e: Editable): void {
     const others = e.uses(sum).filter((n) => n !== ln);
     const outs = others.length ? [ln.outputs[0]!, '', '', sum] : [ln.outputs[0]!];
     e.remove(add);
-    e.replace(ln, [ms('SkipLayerNormalization', [a, b, ln.inputs[1]!, ln.inputs[2]!], outs, `${ln.name}/skip`, { epsilon: { kind: 'float', v: floatAttr(ln, 'epsilon', 1e-5) } })]);
+    e.replace(ln, [
+      ms('SkipLayerNormalization', [a, b, ln.inputs[1]!, ln.inputs[2]!], outs, `${ln.name}/skip`, {
+        epsilon: { kind: 'float', v: floatAttr(ln, 'epsilon', 1e-5) },
+      }),
+    ]);
   }
 }
 
@@ -148,7 +152,8 @@ function biasSplitGelu(e: Editable): void {
     const plus = [m1, m2].find((n) => n?.opType === 'Add');
     const erf = plus && e.prod(plus.inputs[0]!);
     const div = erf?.opType === 'Erf' ? e.prod(erf.inputs[0]!) : undefined;
-    if (!half || !plus || !isConst(e, plus.inputs[1]!, 1) || div?.opType !== 'Div' || div.inputs[0] !== gate || !isConst(e, div.inputs[1]!, Math.SQRT2)) continue;
+    if (!half || !plus || !isConst(e, plus.inputs[1]!, 1) || div?.opType !== 'Div' || div.inputs[0] !== gate || !isConst(e, div.inputs[1]!, Math.SQRT2))
+      continue;
     if (e.uses(gate).length !== 2) continue;
     const gemmOut = lin.gemm.outputs[0]!;
     for (const n of [split, half, plus, erf!, div, g]) e.remove(n);

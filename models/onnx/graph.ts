@@ -222,7 +222,13 @@ export class Graph {
   }
 
   build(): BuiltModel {
-    return this.assemble(this.nodes, this.initializers, this.files, this.halfCasts, { name: this.name, inputs: this.inputs, outputs: this.outputs, salt: '', keep32: this.keep32 });
+    return this.assemble(this.nodes, this.initializers, this.files, this.halfCasts, {
+      name: this.name,
+      inputs: this.inputs,
+      outputs: this.outputs,
+      salt: '',
+      keep32: this.keep32,
+    });
   }
 
   private assemble(
@@ -292,7 +298,13 @@ export class Graph {
         spec.initializers,
         files2,
         halfCasts.filter((h) => casts.has(h.cast) && inits.has(h.init)),
-        { name: opts.name ?? meta.name, inputs: spec.inputs, outputs: spec.outputs, salt: meta.salt + (opts.salt ?? ''), keep32: opts.fp32Nodes ?? meta.keep32 },
+        {
+          name: opts.name ?? meta.name,
+          inputs: spec.inputs,
+          outputs: spec.outputs,
+          salt: meta.salt + (opts.salt ?? ''),
+          keep32: opts.fp32Nodes ?? meta.keep32,
+        },
       );
     };
     return {

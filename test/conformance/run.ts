@@ -3,7 +3,7 @@
  * real loaders in fp32, one row per compared output (labelled `<folder>/<group>`), then one line
  * summing all folders: `conformance: N passed, N failed, N skipped`.
  *
- *   npm run conformance [-- --fixtures DIR[:DIR...]] [-- --only SELECTION]
+ *   npm run conformance [-- --fixtures DIR[:DIR...]] [-- --only SELECTION] [-- --precision fp32|fp16|int8]
  *
  * Folders: `--fixtures`, else $IPA_FIXTURES (both `:`-separated, `;` on Windows), else every folder
  * under `<repo>/../shared/fixtures/`. `--only` is a comma-separated list of `FOLDER` (all its
@@ -15,17 +15,21 @@
  * its handler never reads becomes a failing row naming the key (context.ts trackCase).
  * A folder named explicitly (--fixtures, IPA_FIXTURES) without cases/cases.json is a failing row;
  * only a missing default root is a clean skip.
+ * `--precision` builds every network with the CPU's graph profile of that precision (models/onnx/profile.ts) and
+ * compares with that precision's tolerance column (tolerances.ts); the tolerance column of each row says which.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_FIXTURES_ROOT, defaultFixtureFolders, listedFixtureFolders } from '../helpers/fixtures.js';
-import { Ctx, type Row, trackCase } from './context.js';
+import { PRECISIONS, type Precision } from '../../models/onnx/profile.js';
+import { Ctx, type Row, runPrecision, trackCase } from './context.js';
 import { handlers } from './groups/index.js';
 
 export interface Args {
   fixtures: string | null;
   only: string[] | null;
+  precision: Precision;
 }
 
 export function parseArgs(argv: string[]): Args {
@@ -36,14 +40,19 @@ export function parseArgs(argv: string[]): Args {
     if (!v || v.startsWith('--')) throw new Error(`conformance: ${flag} needs a value`);
     return v;
   };
-  const known = new Set(['--fixtures', '--only']);
+  const known = new Set(['--fixtures', '--only', '--precision']);
   for (let i = 0; i < argv.length; i++) {
     if (argv[i].startsWith('--') && !known.has(argv[i]))
-      throw new Error(`conformance: unknown option ${argv[i]} (expected --fixtures DIR[${path.delimiter}DIR...] and/or --only FOLDER,FOLDER/GROUP,GROUP)`);
+      throw new Error(
+        `conformance: unknown option ${argv[i]} (expected --fixtures DIR[${path.delimiter}DIR...], --only FOLDER,FOLDER/GROUP,GROUP, --precision ${PRECISIONS.join('|')})`,
+      );
     if (known.has(argv[i])) i++;
   }
   const only = value('--only');
+  const precision = value('--precision') ?? 'fp32';
+  if (!(PRECISIONS as readonly string[]).includes(precision)) throw new Error(`conformance: --precision must be ${PRECISIONS.join(', ')} (got ${precision})`);
   return {
+    precision: precision as Precision,
     fixtures: value('--fixtures'),
     only:
       only === null
@@ -120,6 +129,9 @@ async function main(): Promise<void> {
     process.exitCode = 1;
     return;
   }
+  runPrecision.value = args.precision;
+  if (args.precision !== 'fp32')
+    console.log(`conformance: precision ${args.precision} (CPU graph profile cpu-${args.precision}; tolerance column: test/conformance/tolerances.ts)`);
   const { folders, explicit, source } = fixtureFolders(args);
   if (!explicit && !fs.existsSync(DEFAULT_FIXTURES_ROOT)) {
     console.log(`conformance: fixtures folder not found at ${DEFAULT_FIXTURES_ROOT} (the default; set IPA_FIXTURES or --fixtures); skipping all cases`);

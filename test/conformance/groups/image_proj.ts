@@ -15,7 +15,7 @@ const cache = new Map<string, Promise<ImageProjector>>();
 export function fixtureProjector(ctx: Ctx, rel: string): Promise<ImageProjector> {
   const file = ctx.modelPath(rel);
   let p = cache.get(file);
-  if (!p) cache.set(file, (p = ImageProjector.load(IpAdapterModel.load(file), { cacheDir: ctx.cacheDir })));
+  if (!p) cache.set(file, (p = ImageProjector.load(IpAdapterModel.load(file), ctx.session)));
   return p;
 }
 

@@ -48,7 +48,7 @@ function need(m: CaseModels, c: CaseSpec): FullFaceModels {
 }
 
 const checkpoint = (dir: string) => once(`ckpt|${dir}`, async () => loadCheckpoint(dir)) as Promise<LoadedCheckpoint>;
-const vision = (ctx: Ctx, dir: string) => once(`vision|${dir}`, () => ClipVision.load(dir, { cacheDir: ctx.cacheDir }));
+const vision = (ctx: Ctx, dir: string) => once(`vision|${dir}`, () => ClipVision.load(dir, ctx.session));
 
 /** The adapter's projection, checked against the image encoder first (as IP-Adapter Projection does). */
 const projector = (ctx: Ctx, m: FullFaceModels) =>
@@ -57,13 +57,13 @@ const projector = (ctx: Ctx, m: FullFaceModels) =>
     if (adapter.kind !== 'full-face') throw new Error(`${m.ipAdapter}: detected as a ${adapter.kind} adapter, expected full-face`);
     const v = await vision(ctx, m.imageEncoder);
     checkAdapterMatchesVision(adapter, v.config, v.weightsFile);
-    return ImageProjector.load(adapter, { cacheDir: ctx.cacheDir });
+    return ImageProjector.load(adapter, ctx.session);
   });
 
 const unet = (ctx: Ctx, m: FullFaceModels) =>
   once(`unet|${m.pipeline}|${m.ipAdapter}`, async () => {
     const ck = await checkpoint(m.pipeline);
-    return UNetModel.create(ck.unet.config, ck.unet.weights, { cacheDir: ctx.cacheDir, ipAdapter: IpAdapterModel.load(m.ipAdapter), name: 'unet-full-face' });
+    return UNetModel.create(ck.unet.config, ck.unet.weights, { ...ctx.session, ipAdapter: IpAdapterModel.load(m.ipAdapter), name: 'unet-full-face' });
   });
 
 /**
@@ -118,9 +118,7 @@ async function sharedInputs(ctx: Ctx, group: string, c: CaseSpec, m: FullFaceMod
       const [B, T] = ctx.shape(group, inputs.input_ids);
       const te = (await checkpoint(m.pipeline)).textEncoder;
       if (!te?.configPath) throw new Error(`${m.pipeline}: the checkpoint loader found no text encoder (or its config)`);
-      const enc = await ClipTextEncoder.load(prefixedWeights(SafetensorsFile.open(te.weightsFile), te.prefix), loadClipTextConfig(te.configPath), {
-        cacheDir: ctx.cacheDir,
-      });
+      const enc = await ClipTextEncoder.load(prefixedWeights(SafetensorsFile.open(te.weightsFile), te.prefix), loadClipTextConfig(te.configPath), ctx.session);
       const got = await enc.encode(Array.from({ length: B }, (_, b) => Array.from(ids.subarray(b * T, (b + 1) * T), Number)));
       rows.push(compare(group, 'inputs encoder_hidden_states = text_encoder(input_ids)', got.data, ctx.f32(group, ref), SET_A_TOL.textEncoder));
       await enc.release();

@@ -47,7 +47,7 @@ function controlNetFor(ctx: Ctx, variant: 'diffusers' | 'ldm'): Promise<ControlN
       variant === 'diffusers'
         ? loadControlNet(dir)
         : loadControlNet(ctx.modelPath(modelRel(ctx, 'controlnet_ldm')), { configPath: path.join(dir, 'config.json') });
-    n = ControlNet.load(loaded, { cacheDir: ctx.cacheDir });
+    n = ControlNet.load(loaded, ctx.session);
     nets.set(variant, n);
   }
   return n;
@@ -215,7 +215,7 @@ export async function txt2imgControlnet(ctx: Ctx, group: string, c: Parameters<C
     });
   const latents = ctx.f32(group, inputs.latents);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-cn-run-'));
-  const store = new ModelStore({ cacheDir: ctx.cacheDir, provider: 'cpu' });
+  const store = new ModelStore({ cacheDir: ctx.cacheDir, provider: 'cpu', precision: ctx.profile.precision });
   const executor = new Executor(defs, store);
   try {
     for (const variant of ['diffusers', 'ldm'] as const) {

@@ -31,7 +31,7 @@ function encoderFor(ctx: Ctx, dir: string, file: string): Promise<ClipTextEncode
   let enc = encoders.get(file);
   if (!enc) {
     const cfg: ClipTextConfig = loadClipTextConfig(dir);
-    encoders.set(file, (enc = ClipTextEncoder.load(clipTextWeights(SafetensorsFile.open(file)), cfg, { cacheDir: ctx.cacheDir })));
+    encoders.set(file, (enc = ClipTextEncoder.load(clipTextWeights(SafetensorsFile.open(file)), cfg, ctx.session)));
   }
   return enc;
 }

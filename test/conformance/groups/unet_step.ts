@@ -57,7 +57,7 @@ export function fixtureUNet(ctx: Ctx, source: Source, adapterRel: string | null)
   if (!u) {
     const ck = fixtureCheckpoint(ctx, source);
     const ipAdapter = adapterRel ? IpAdapterModel.load(ctx.modelPath(adapterRel)) : undefined;
-    u = UNetModel.create(ck.unet.config, ck.unet.weights, { cacheDir: ctx.cacheDir, ipAdapter, name: `unet-${source}` });
+    u = UNetModel.create(ck.unet.config, ck.unet.weights, { ...ctx.session, ipAdapter, name: `unet-${source}` });
     unets.set(key, u);
   }
   return u;
@@ -198,9 +198,11 @@ async function sharedInputs(ctx: Ctx, group: string, c: CaseSpec): Promise<Row[]
       for (const source of SOURCES) {
         const te = fixtureCheckpoint(ctx, source).textEncoder;
         if (!te?.configPath) throw new Error(`${source}: the checkpoint loader found no text encoder (or its config)`);
-        const enc = await ClipTextEncoder.load(prefixedWeights(SafetensorsFile.open(te.weightsFile), te.prefix), loadClipTextConfig(te.configPath), {
-          cacheDir: ctx.cacheDir,
-        });
+        const enc = await ClipTextEncoder.load(
+          prefixedWeights(SafetensorsFile.open(te.weightsFile), te.prefix),
+          loadClipTextConfig(te.configPath),
+          ctx.session,
+        );
         rows.push(
           compare(
             group,

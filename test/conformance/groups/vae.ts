@@ -29,7 +29,7 @@ function vaeFor(ctx: Ctx, variant: 'diffusers' | 'ldm'): Promise<Vae> {
     const weights = vaeWeightsFromFile(SafetensorsFile.open(file));
     const config =
       variant === 'diffusers' ? cfg : vaeConfigFromWeights(weights, { norm_num_groups: cfg.norm_num_groups, scaling_factor: cfg.scaling_factor }, file);
-    v = Vae.load(weights, config, { cacheDir: ctx.cacheDir });
+    v = Vae.load(weights, config, ctx.session);
     vaes.set(variant, v);
   }
   return v;

@@ -18,7 +18,7 @@ export function fixtureVision(ctx: Ctx): Promise<ClipVision> {
   if (!spec?.path) throw new Error('cases.json: models.image_encoder.path is missing');
   const dir = ctx.modelPath(spec.path);
   let v = cache.get(dir);
-  if (!v) cache.set(dir, (v = ClipVision.load(dir, { cacheDir: ctx.cacheDir })));
+  if (!v) cache.set(dir, (v = ClipVision.load(dir, ctx.session)));
   return v;
 }
 
