@@ -191,7 +191,7 @@ function decoder(m: Module, z: string, cfg: VaeConfig): string {
   let h = conv2d(m.child('conv_in'), z);
   h = midBlock(m.child('mid_block'), h, cfg);
   const n = cfg.block_out_channels.length;
-  for (let i = 0; i < n; i++) {
+  const upBlock = (i: number) => {
     const blk = m.child(`up_blocks.${i}`);
     for (let j = 0; j <= cfg.layers_per_block; j++) h = resnet(blk.child(`resnets.${j}`), h, cfg.norm_num_groups);
     if (i < n - 1) {
@@ -199,8 +199,14 @@ function decoder(m: Module, z: string, cfg: VaeConfig): string {
       h = g.op('Resize', [h, '', g.constF([1, 1, 2, 2], [4])], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' });
       h = conv2d(blk.child('upsamplers.0.conv'), h);
     }
-  }
-  return head(m, h, cfg.norm_num_groups);
+  };
+  for (let i = 0; i < n - 1; i++) upBlock(i);
+  // The last up block and the head stay float32 under an fp16 profile (onnx/fp16.ts island 'marked'): the
+  // full-resolution activations feed the image directly, where fp16's 1/1024 relative step shows as banding.
+  return g.keepFloat32(() => {
+    upBlock(n - 1);
+    return head(m, h, cfg.norm_num_groups);
+  });
 }
 
 /**
