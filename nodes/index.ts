@@ -13,6 +13,12 @@ import { clipVisionEncode } from './clip-vision-encode.js';
 import { loadIpAdapter } from './load-ip-adapter.js';
 import { ipAdapterProjection } from './ip-adapter-projection.js';
 import { applyIpAdapter } from './apply-ip-adapter.js';
+import { ipAdapterEncoder } from './ip-adapter-encoder.js';
+import { ipAdapterCombineEmbeds } from './ip-adapter-combine-embeds.js';
+import { applyIpAdapterEmbeds } from './apply-ip-adapter-embeds.js';
+import { saveEmbeds } from './save-embeds.js';
+import { loadEmbeds } from './load-embeds.js';
+import { ipAdapterNoise } from './ip-adapter-noise.js';
 import { textEncode } from './text-encode.js';
 import { emptyLatentImage } from './empty-latent-image.js';
 import { ddimSampler } from './ddim-sampler.js';
@@ -46,6 +52,12 @@ export const NODE_DEFS: NodeDef[] = [
   loadIpAdapter,
   ipAdapterProjection,
   applyIpAdapter,
+  ipAdapterEncoder,
+  ipAdapterCombineEmbeds,
+  applyIpAdapterEmbeds,
+  saveEmbeds,
+  loadEmbeds,
+  ipAdapterNoise,
   textEncode,
   emptyLatentImage,
   ddimSampler,
