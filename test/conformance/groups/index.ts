@@ -21,6 +21,8 @@ import { maliciousPickles } from './malicious_pickles.js';
 import { loraGroup } from './lora.js';
 import { ipFullFaceUnetStep } from './ip_full_face_unet_step.js';
 import { pipelineIpFullFace } from './pipeline_ip_full_face.js';
+import { pipelineIpMasks } from './pipeline_ip_masks.js';
+import { pipelineTwoIpAdapters } from './pipeline_two_ip_adapters.js';
 import { SAMPLER_CASES, samplerGroup } from './samplers.js';
 import { torchRandnCpu } from './torch_randn_cpu.js';
 
@@ -45,6 +47,8 @@ export const handlers: Record<string, CaseHandler> = {
   lora: loraGroup,
   ip_full_face_unet_step: ipFullFaceUnetStep,
   pipeline_ip_full_face: pipelineIpFullFace,
+  pipeline_ip_masks: pipelineIpMasks,
+  pipeline_two_ip_adapters: pipelineTwoIpAdapters,
   // samplers: torch randn, and every sampler group through a KSampler workflow (groups/samplers.ts)
   torch_randn_cpu: torchRandnCpu,
   ...Object.fromEntries(Object.keys(SAMPLER_CASES).map((g) => [g, samplerGroup])),
