@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { DataType, Graph, Module, type ModuleHook, attention, gelu, layerNorm, linear, quickGelu, type WeightMap } from './onnx/graph.js';
 import { IN_PLACE_SESSION_OPTIONS, createSession, ort, type SessionConfig } from './onnx/session.js';
 import { readJsonFile } from './json-file.js';
+import { checkShapes, clipTextShapes } from './shape-check.js';
 
 /** transformers CLIPTextConfig fields the graph needs (snake_case, as in config.json). */
 export interface ClipTextConfig {
@@ -95,6 +96,8 @@ export function checkClipTextWeights(cfg: ClipTextConfig, w: WeightMap): void {
   expect('text_model.embeddings.token_embedding.weight', [cfg.vocab_size, C]);
   expect('text_model.embeddings.position_embedding.weight', [cfg.max_position_embeddings, C]);
   expect(`text_model.encoder.layers.${cfg.num_hidden_layers - 1}.mlp.fc1.weight`, [cfg.intermediate_size, C]);
+  const shapes = { vocab: cfg.vocab_size, positions: cfg.max_position_embeddings, hidden: C, inner: cfg.intermediate_size, layers: cfg.num_hidden_layers };
+  checkShapes('CLIP text encoder', w, clipTextShapes(shapes)); // every other tensor (models/shape-check.ts)
   if (w.has(`text_model.encoder.layers.${cfg.num_hidden_layers}.mlp.fc1.weight`)) {
     const ref = w.get(`text_model.encoder.layers.${cfg.num_hidden_layers}.mlp.fc1.weight`);
     throw new Error(`${path.basename(ref.file)}: the text encoder has more than num_hidden_layers = ${cfg.num_hidden_layers} layers (found ${ref.key})`);

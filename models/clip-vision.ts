@@ -20,6 +20,7 @@ import { refusePickle } from './pickle.js';
 import { SafetensorsFile } from './safetensors.js';
 import { CLIP_DEFAULTS, readPreprocessorConfig, type ClipPreprocessConfig, type Tensor } from './image-preprocess.js';
 import { readJsonFile } from './json-file.js';
+import { checkShapes, clipVisionShapes } from './shape-check.js';
 
 /** transformers CLIPVisionConfig (+ projection_dim of the model with projection). */
 export interface ClipVisionConfig {
@@ -165,6 +166,19 @@ function encoderLayer(m: Module, h: string, cfg: ClipVisionConfig): string {
  * (B, projection_dim) when the weights have visual_projection, and `penultimate_hidden_states`.
  */
 export function buildClipVision(cfg: ClipVisionConfig, w: WeightMap): Graph {
+  checkShapes(
+    'CLIP vision encoder',
+    w,
+    clipVisionShapes({
+      hidden: cfg.hiddenSize,
+      inner: cfg.intermediateSize,
+      layers: cfg.numHiddenLayers,
+      imageSize: cfg.imageSize,
+      patch: cfg.patchSize,
+      projection: cfg.projectionDim ?? 0,
+      channels: cfg.numChannels,
+    }),
+  );
   const g = new Graph('clip_vision');
   const S = cfg.imageSize;
   const C = cfg.hiddenSize;

@@ -16,6 +16,7 @@ import { type SessionConfig, createSession, ort } from './onnx/session.js';
 import { type AttentionImpl, type BlockOptions, downBlock, midBlockCrossAttn, timestepEmbedding, timestepProjection } from './unet-blocks.js';
 import { type UNetConfig, downBlockSpecs, numDownResiduals } from './unet-config.js';
 import { unetParameterShapes } from './unet.js';
+import { checkShapes } from './shape-check.js';
 import { type ControlNetConfig, ControlNetError, type LoadedControlNet } from './controlnet-load.js';
 
 const base = (f: string) => path.basename(f);
@@ -47,6 +48,7 @@ function conditioningEmbedding(m: Module, cond: string): string {
 
 /** Builds the ControlNet graph from a config and a diffusers-named weight map. */
 export function buildControlNet(cfg: ControlNetConfig, w: WeightMap, opts: BuildControlNetOptions = {}): Graph {
+  checkShapes('ControlNet', w, controlNetParameterShapes(cfg)); // models/shape-check.ts
   const g = new Graph(opts.name ?? 'controlnet');
   const m = new Module(g, w);
   const sample = g.input('sample', DataType.FLOAT, ['batch', cfg.inChannels, 'height', 'width']);

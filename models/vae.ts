@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { DataType, Graph, Module, type WeightMap, attention, conv2d, dimOf, groupNorm, linear, silu } from './onnx/graph.js';
 import { type SessionConfig, createSession, ort } from './onnx/session.js';
 import { readJsonFile } from './json-file.js';
+import { checkShapes } from './shape-check.js';
 
 /** diffusers vae/config.json (snake_case as in the file). */
 export interface VaeConfig {
@@ -214,6 +215,7 @@ function decoder(m: Module, z: string, cfg: VaeConfig): string {
  * (B, 3, 8h, 8w), the raw decoder output in about [-1, 1], and `image_01` = clamp(image/2 + 0.5, 0, 1).
  */
 export function buildVaeDecoder(cfg: VaeConfig, w: WeightMap): Graph {
+  checkShapes('VAE', w, vaeParameterShapes(cfg)); // models/shape-check.ts
   const g = new Graph('vae_decoder');
   const root = new Module(g, w);
   const latents = g.input('latents', DataType.FLOAT, ['batch', cfg.latent_channels, 'height', 'width']);
@@ -231,6 +233,7 @@ export function buildVaeDecoder(cfg: VaeConfig, w: WeightMap): Graph {
  * (B, latent, H/8, W/8), unscaled; std = exp(0.5 * clamp(logvar, -30, 20)).
  */
 export function buildVaeEncoder(cfg: VaeConfig, w: WeightMap): Graph {
+  checkShapes('VAE', w, vaeParameterShapes(cfg));
   const g = new Graph('vae_encoder');
   const root = new Module(g, w);
   const image = g.input('image', DataType.FLOAT, ['batch', cfg.in_channels, 'height', 'width']);
@@ -276,6 +279,7 @@ export class Vae {
   ) {}
 
   static async load(weights: WeightMap, config: VaeConfig, opts: VaeLoadOptions): Promise<Vae> {
+    checkShapes('VAE', weights, vaeParameterShapes(config)); // at load: before decode checks its input against the config
     const vae = new Vae(config, weights, opts);
     await Promise.all((opts.parts ?? ['decoder', 'encoder']).map((p) => vae.session(p)));
     return vae;

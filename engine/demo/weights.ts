@@ -3,73 +3,15 @@
  * set needs, and a deterministic random initialisation. The lists are checked against the
  * reference fixtures' files in engine/demo/demo.test.ts, so the demo files have the real layouts.
  * The UNet's and the VAE's lists come from models/unet.ts (unetParameterShapes) and models/vae.ts
- * (vaeParameterShapes).
+ * (vaeParameterShapes), the CLIP towers' and the IP-Adapter's from models/shape-check.ts (which checks
+ * loaded files against them).
  */
 import { encodeSafetensors, type TensorToWrite } from '../../models/safetensors.js';
+import type { Shapes } from '../../models/shape-check.js';
 import { philoxNormal } from '../rng.js';
 
-export type Shapes = Map<string, number[]>;
-
-/** transformers CLIP encoder layers (shared by the text and vision towers). */
-function clipEncoder(p: Shapes, prefix: string, layers: number, C: number, inner: number): void {
-  for (let i = 0; i < layers; i++) {
-    const l = `${prefix}.encoder.layers.${i}`;
-    for (const proj of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) {
-      p.set(`${l}.self_attn.${proj}.weight`, [C, C]);
-      p.set(`${l}.self_attn.${proj}.bias`, [C]);
-    }
-    p.set(`${l}.layer_norm1.weight`, [C]);
-    p.set(`${l}.layer_norm1.bias`, [C]);
-    p.set(`${l}.mlp.fc1.weight`, [inner, C]);
-    p.set(`${l}.mlp.fc1.bias`, [inner]);
-    p.set(`${l}.mlp.fc2.weight`, [C, inner]);
-    p.set(`${l}.mlp.fc2.bias`, [C]);
-    p.set(`${l}.layer_norm2.weight`, [C]);
-    p.set(`${l}.layer_norm2.bias`, [C]);
-  }
-}
-
-/** CLIPTextModel (transformers names). */
-export function clipTextShapes(c: { vocab: number; positions: number; hidden: number; inner: number; layers: number }): Shapes {
-  const p: Shapes = new Map();
-  p.set('text_model.embeddings.token_embedding.weight', [c.vocab, c.hidden]);
-  p.set('text_model.embeddings.position_embedding.weight', [c.positions, c.hidden]);
-  clipEncoder(p, 'text_model', c.layers, c.hidden, c.inner);
-  p.set('text_model.final_layer_norm.weight', [c.hidden]);
-  p.set('text_model.final_layer_norm.bias', [c.hidden]);
-  return p;
-}
-
-/** CLIPVisionModelWithProjection (transformers names, including its "pre_layrnorm" spelling). */
-export function clipVisionShapes(c: { hidden: number; inner: number; layers: number; imageSize: number; patch: number; projection: number }): Shapes {
-  const p: Shapes = new Map();
-  const C = c.hidden;
-  const grid = c.imageSize / c.patch;
-  p.set('vision_model.embeddings.class_embedding', [C]);
-  p.set('vision_model.embeddings.patch_embedding.weight', [C, 3, c.patch, c.patch]);
-  p.set('vision_model.embeddings.position_embedding.weight', [grid * grid + 1, C]);
-  p.set('vision_model.pre_layrnorm.weight', [C]);
-  p.set('vision_model.pre_layrnorm.bias', [C]);
-  clipEncoder(p, 'vision_model', c.layers, C, c.inner);
-  p.set('vision_model.post_layernorm.weight', [C]);
-  p.set('vision_model.post_layernorm.bias', [C]);
-  p.set('visual_projection.weight', [c.projection, C]);
-  return p;
-}
-
-/** IP-Adapter (h94 layout, base "ImageProjModel"): layer hidden sizes by processor index. */
-export function ipAdapterShapes(c: { embedDim: number; crossDim: number; tokens: number; layers: { index: number; hidden: number }[] }): Shapes {
-  const p: Shapes = new Map();
-  p.set('image_proj.proj.weight', [c.tokens * c.crossDim, c.embedDim]);
-  p.set('image_proj.proj.bias', [c.tokens * c.crossDim]);
-  p.set('image_proj.norm.weight', [c.crossDim]);
-  p.set('image_proj.norm.bias', [c.crossDim]);
-  for (const l of c.layers) {
-    p.set(`ip_adapter.${l.index}.to_k_ip.weight`, [l.hidden, c.crossDim]);
-    p.set(`ip_adapter.${l.index}.to_v_ip.weight`, [l.hidden, c.crossDim]);
-  }
-  return p;
-}
+export type { Shapes } from '../../models/shape-check.js';
+export { clipTextShapes, clipVisionShapes, ipAdapterShapes } from '../../models/shape-check.js';
 
 /**
  * A VAE parameter list (diffusers names, models/vae.ts vaeParameterShapes) in the original LDM layout

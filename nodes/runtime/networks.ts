@@ -27,6 +27,7 @@ import { ClipTokenizer, type TextCleaning } from '../../models/tokenizer.js';
 import { buildUNet, MAX_IP_ADAPTERS, UNET_SESSION_OPTIONS } from '../../models/unet.js';
 import { crossAttnLayers, type UNetConfig } from '../../models/unet-config.js';
 import { loadVaeConfig, Vae, vaeConfigFromWeights } from '../../models/vae.js';
+import { checkIpAdapterLayers } from '../../models/shape-check.js';
 import { type LoadedVae, loadVaeFile } from '../../models/vae-load.js';
 import type { ort } from '../../models/onnx/session.js';
 import { type LoraMatch, type LoraTargets, clipTextLoraTargets, loraStrengths, matchLora, unetLoraTargets } from '../../models/lora.js';
@@ -134,6 +135,7 @@ export async function unetRuntime(store: ModelStore, model: ModelValue, controln
             `the IP-Adapter ${adapterPath} makes tokens of width ${ad.crossAttentionDim}, but the checkpoint ${model.checkpoint.path} has cross-attention width ${ck.unet.config.crossAttentionDim}`,
           );
         }
+        checkIpAdapterLayers(ad.layers, ad.crossAttentionDim, ck.unet.config, model.checkpoint.path); // models/shape-check.ts
         loaded.set(adapterPath, ad); // layerWeights(processor index), as buildUNet asks
       }
       // LoRAs: ΔW merged in the graph for the high-resolution layers, side branches elsewhere (models/lora-graph.ts).
