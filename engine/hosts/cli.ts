@@ -26,6 +26,8 @@ import { comfyDocFromBytes } from '../interop/comfyui/file.js';
 import { formatReport, hasUnsupported } from '../interop/comfyui/report.js';
 import { ProviderSchema } from '../protocol.js';
 import { parseWorkflow } from '../workflow.js';
+import { hasSweep } from '../sweep.js';
+import { resumeBatchCli, runBatchCli } from '../farm/cli-batch.js';
 
 export interface CliArgs {
   workflow: string;
@@ -37,6 +39,11 @@ export interface CliArgs {
   userData: string;
   /** -h / --help: print the usage and exit 0. */
   help: boolean;
+  /** --queue redis://HOST:PORT: run the jobs on the render farm (engine/farm/) instead of this machine. */
+  queue?: string;
+  /** --resume FILE: a farm batch file (<out>/<batch>.batch.json) to submit again. */
+  resume?: string;
+  priority?: number;
 }
 
 const USAGE = `usage: npm run generate -- <workflow.json|image.png> [options]
@@ -53,7 +60,13 @@ options:
   --set node.param=V  overrides a param (repeatable); V is typed by the param (number, true/false, text)
   --demo              use the demo models (tiny random weights, for trying the app without models)
   --user-data DIR     the app's per-user folder (default: $IPA_STUDIO_USER_DATA or ~/.ipadapter-studio)
+  --queue URL         run on the render farm at redis://HOST:PORT (workers: npm run worker) instead of here
+  --resume FILE       submit again what a farm batch (<out>/<batch>.batch.json) has no result for yet
+  --priority N        farm job priority, 1 (first) to 2097152; default: none (first come, first served)
   -h, --help          this help
+
+A workflow with a Sweep (XY Plot) node runs as a batch: one job per value (or combination), each
+PNG carrying its own workflow, and a labelled grid image (<prefix>-grid_00001_.png).
 
 exit codes: 0 done, 1 run failed, 2 bad arguments or an invalid workflow, 130 interrupted`;
 
@@ -76,7 +89,13 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
     else if (k === '--out') a.out = val();
     else if (k === '--user-data') a.userData = val();
     else if (k === '--demo') a.demo = true;
-    else if (k === '--provider') {
+    else if (k === '--queue') a.queue = val();
+    else if (k === '--resume') a.resume = val();
+    else if (k === '--priority') {
+      const n = Number(val());
+      if (!Number.isInteger(n) || n < 1 || n > 2 ** 21) throw new Error(`--priority must be a whole number from 1 to ${2 ** 21} (got "${argv[i]}")`);
+      a.priority = n;
+    } else if (k === '--provider') {
       const p = ProviderSchema.safeParse(val());
       if (!p.success) throw new Error(`--provider must be ${ProviderSchema.options.join(', ')} (got "${argv[i]}")`);
       a.provider = p.data;
@@ -89,7 +108,7 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
     else if (!a.workflow) a.workflow = k;
     else throw new Error(`unexpected argument "${k}" (one workflow per run)`);
   }
-  if (!a.workflow) throw new Error('no workflow file given');
+  if (!a.workflow && !a.resume) throw new Error('no workflow file given');
   a.models ||= env.IPA_MODELS || defaultModels(a.userData);
   return a;
 }
@@ -203,6 +222,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     io.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  if (args.resume) return resumeBatchCli(path.resolve(args.resume), { ...args, ...io }, nodeSpecs());
   const file = path.resolve(args.workflow);
   let raw: unknown;
   try {
@@ -255,6 +275,17 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     for (const e of setErrors) io.stderr.write(`${e}\n`);
     await engine.close();
     return 2;
+  }
+  if (args.queue || hasSweep(wf)) {
+    // A batch (a Sweep node), or a run on the render farm: engine/farm/cli-batch.ts.
+    const off = args.queue ? () => {} : engine.subscribe(reporter(io.stdout));
+    try {
+      const o = { file, out: args.out, models: args.models, inputsDir: path.join(path.resolve(args.userData), 'inputs'), ...io };
+      return await runBatchCli(engine, wf, { ...o, queue: args.queue, priority: args.priority });
+    } finally {
+      off();
+      await engine.close();
+    }
   }
   const off = engine.subscribe(reporter(io.stdout));
   if (engine.isDemo()) io.stdout.write(`models: ${engine.modelsDir()} (demo)\n`);
