@@ -41,6 +41,15 @@ function outputType(n: NodeSpec, inputType: (i: number) => DataTypeId | undefine
   switch (n.opType) {
     case 'Shape':
       return DataType.INT64;
+    case 'Where':
+      return inputType(1);
+    case 'Equal':
+    case 'Less':
+    case 'Greater':
+    case 'Not':
+    case 'And':
+    case 'Or':
+      return DataType.BOOL;
     case 'Cast': {
       const to = n.attrs.to;
       return to?.kind === 'int' ? (to.v as DataTypeId) : undefined;

@@ -51,6 +51,8 @@ const ONNX_OPS = [
   'Erf',
   'Sqrt',
   'Cast',
+  'Where',
+  'ReduceSum',
   'LayerNormalization',
   'InstanceNormalization',
 ] as const;
