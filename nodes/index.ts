@@ -19,6 +19,7 @@ import { applyIpAdapterEmbeds } from './apply-ip-adapter-embeds.js';
 import { saveEmbeds } from './save-embeds.js';
 import { loadEmbeds } from './load-embeds.js';
 import { ipAdapterNoise } from './ip-adapter-noise.js';
+import { ipAdapterUnifiedLoader } from './ip-adapter-unified-loader.js';
 import { textEncode } from './text-encode.js';
 import { emptyLatentImage } from './empty-latent-image.js';
 import { ddimSampler } from './ddim-sampler.js';
@@ -50,6 +51,7 @@ export const NODE_DEFS: NodeDef[] = [
   loadClipVision,
   clipVisionEncode,
   loadIpAdapter,
+  ipAdapterUnifiedLoader,
   ipAdapterProjection,
   applyIpAdapter,
   ipAdapterEncoder,
