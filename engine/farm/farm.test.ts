@@ -1,0 +1,308 @@
+/**
+ * The render farm end to end, on a real Redis (Debian's redis-server, started here on a free
+ * loopback port; .ci/run installs it): two worker processes (npm run worker's script) on the demo
+ * models, batches submitted through the CLI (engine/hosts/cli.ts --queue). Checked: a 24-job sweep
+ * arrives exactly once and byte for byte as the same jobs run locally; a worker SIGKILLed mid-job
+ * has its job retried by the other (stalled-job detection) and it still arrives once; cancelling a
+ * batch removes its waiting jobs; Redis stopped mid-batch gives a sentence, loses nothing, and
+ * --resume completes the batch; a job naming a model no worker has fails naming it.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Queue } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureDemoModels } from '../demo/demo.js';
+import { createEngine } from '../engine.js';
+import type { Workflow } from '../protocol.js';
+import { parseWorkflow, stringifyWorkflow } from '../workflow.js';
+import { planBatch, runBatchLocally } from './batch.js';
+import { FARM_PREFIX, FARM_QUEUE } from './job.js';
+import { readBatchFile, type BatchFile } from './submit.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-farm-'));
+const userData = path.join(tmp, 'user');
+const haveRedis = spawnSync('redis-server', ['--version']).status === 0;
+
+let port = 0;
+let url = '';
+let redis: ChildProcess | null = null;
+const workers = new Map<string, { proc: ChildProcess; log: string[] }>();
+const children = new Set<ChildProcess>();
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+async function startRedis(): Promise<void> {
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmp], { stdio: 'ignore' });
+  children.add(proc);
+  redis = proc;
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((r) => {
+      const c = net.connect(port, '127.0.0.1', () => {
+        c.write('PING\r\n');
+      });
+      c.once('data', (d) => {
+        c.destroy();
+        r(d.toString().startsWith('+PONG'));
+      });
+      c.once('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`redis-server did not start on port ${port}`);
+}
+
+async function stopRedis(): Promise<void> {
+  const proc = redis!;
+  redis = null;
+  if (proc.exitCode !== null) return;
+  await new Promise<void>((r) => {
+    proc.once('exit', () => r());
+    proc.kill('SIGTERM');
+  });
+}
+
+const node = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+  const p = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(p);
+  p.on('exit', () => children.delete(p));
+  return p;
+};
+
+async function startWorker(name: string): Promise<void> {
+  const proc = node(['scripts/worker.ts', '--redis', url, '--demo', '--user-data', userData, '--name', name, '--lock-ms', '3000']);
+  const log: string[] = [];
+  workers.set(name, { proc, log });
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`worker ${name} did not start: ${log.join('')}`)), 60_000);
+    const onData = (d: Buffer) => {
+      log.push(d.toString());
+      if (/ready/.test(log.join(''))) {
+        clearTimeout(t);
+        resolve();
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', (d: Buffer) => log.push(d.toString()));
+    proc.once('exit', (code) => reject(new Error(`worker ${name} exited (${code}): ${log.join('')}`)));
+  });
+}
+
+interface CliRun {
+  proc: ChildProcess;
+  out: string[];
+  done: Promise<number>;
+}
+function cli(args: string[], env: NodeJS.ProcessEnv = {}): CliRun {
+  const proc = node(['engine/hosts/cli.ts', ...args, '--user-data', userData, '--demo'], env);
+  const out: string[] = [];
+  proc.stdout!.on('data', (d: Buffer) => out.push(d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => out.push(d.toString()));
+  const done = new Promise<number>((r) => proc.once('exit', (code, sig) => r(code ?? (sig ? 128 : -1))));
+  return { proc, out, done };
+}
+
+/** The sweep: weight x seed (by default 4 x 6 = 24 jobs) of lambda-seed-grid.json at 64 x 64, `steps` steps. */
+function sweepFile(name: string, weights: string, seeds: string, steps = 2): string {
+  const wf = parseWorkflow(JSON.parse(fs.readFileSync(path.join(root, 'examples', 'lambda-seed-grid.json'), 'utf8'))).workflow!;
+  for (const n of wf.nodes) {
+    if (n.type === 'ddim-sampler') n.params = { ...n.params, steps };
+    if (n.type === 'empty-latent-image') n.params = { ...n.params, width: 64, height: 64 };
+    if (n.type === 'save-image') n.params = { ...n.params, filename_prefix: name };
+    if (n.type === 'sweep') n.params = { ...n.params, x_values: weights, y_values: seeds };
+  }
+  const file = path.join(tmp, `${name}.json`);
+  fs.writeFileSync(file, stringifyWorkflow(wf));
+  return file;
+}
+
+/** The same jobs run on the in-process engine (the reference for byte equality). */
+async function runLocally(file: string, out: string): Promise<void> {
+  const engine = createEngine({ modelsDir: path.join(tmp, 'none'), outputDir: out, provider: 'cpu', userDataDir: userData, demo: true });
+  try {
+    const wf = parseWorkflow(JSON.parse(fs.readFileSync(file, 'utf8'))).workflow as Workflow;
+    const plan = planBatch(wf, engine.nodeSpecs(), path.dirname(file), null);
+    if ('errors' in plan) throw new Error(JSON.stringify(plan.errors));
+    const res = await runBatchLocally(engine, wf, plan, { workflowDir: path.dirname(file) }).done;
+    expect(res.ok).toBe(true);
+  } finally {
+    await engine.close();
+  }
+}
+
+const pngs = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.png') && !f.includes('-grid_')) : []).sort();
+const batchOf = (dir: string): { file: string; batch: BatchFile } => {
+  const f = fs.readdirSync(dir).find((x) => x.endsWith('.batch.json'))!;
+  return { file: path.join(dir, f), batch: readBatchFile(path.join(dir, f)) };
+};
+const waitFor = async (what: string, cond: () => boolean | Promise<boolean>, ms = 60_000) => {
+  const t0 = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+const expectSameBytes = (a: string, b: string, names: string[]) => {
+  for (const n of names) expect(fs.readFileSync(path.join(a, n)).equals(fs.readFileSync(path.join(b, n))), n).toBe(true);
+};
+
+describe('render farm on a real Redis', () => {
+  beforeAll(async () => {
+    if (!haveRedis) throw new Error('redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)');
+    fs.mkdirSync(path.join(tmp, 'images'), { recursive: true });
+    fs.copyFileSync(path.join(root, 'examples', 'images', 'image-prompt.png'), path.join(tmp, 'images', 'image-prompt.png'));
+    ensureDemoModels(path.join(userData, 'demo-models'));
+    port = await freePort();
+    url = `redis://127.0.0.1:${port}`;
+    await startRedis();
+    await Promise.all([startWorker('wA'), startWorker('wB')]);
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('a 24-job sweep through the CLI: every result arrives exactly once, byte for byte as the same jobs run locally, from both workers', async () => {
+    const file = sweepFile('sweep24', '0, 0.25, 0.5, 1', '1, 2, 3, 4, 5, 6');
+    const farmOut = path.join(tmp, 'farm24');
+    const run = cli([file, '--queue', url, '--out', farmOut]);
+    const localOut = path.join(tmp, 'local24');
+    await runLocally(file, localOut);
+    expect(await run.done, run.out.join('')).toBe(0);
+    const names = pngs(farmOut);
+    expect(names).toHaveLength(24);
+    expect(names).toEqual(pngs(localOut));
+    expect(names.every((n) => /_00001_\.png$/.test(n))).toBe(true); // none written twice
+    expectSameBytes(farmOut, localOut, [...names, 'sweep24-grid_00001_.png']);
+    const { batch } = batchOf(farmOut);
+    expect(batch.jobs.map((j) => j.state)).toEqual(Array(24).fill('done'));
+    expect(batch.jobs.every((j) => j.images.length === 1)).toBe(true);
+    expect(new Set(batch.jobs.map((j) => j.worker))).toEqual(new Set(['wA', 'wB']));
+  });
+
+  it('a worker SIGKILLed mid-job: BullMQ sees the job stalled, the other worker runs it, and it arrives exactly once', async () => {
+    const file = sweepFile('killed', '0, 1', '1, 2', 40);
+    const out = path.join(tmp, 'killed');
+    const run = cli([file, '--queue', url, '--out', out]);
+    const queue = new Queue(FARM_QUEUE, { connection: { host: '127.0.0.1', port }, prefix: FARM_PREFIX });
+    let victim = '';
+    let jobId = '';
+    try {
+      await waitFor('a job part-way through its steps', async () => {
+        for (const j of await queue.getActive()) {
+          const p = j.progress as { step?: number; total?: number };
+          if (j.id?.startsWith('killed-') && j.processedBy && p?.step && p.step >= 2 && p.step < (p.total ?? 0) - 5) {
+            victim = j.processedBy;
+            jobId = j.id;
+            return true;
+          }
+        }
+        return false;
+      });
+      workers.get(victim)!.proc.kill('SIGKILL');
+      workers.delete(victim);
+      expect(await run.done, run.out.join('')).toBe(0);
+    } finally {
+      await queue.close();
+    }
+    const index = Number(jobId.split('-').pop());
+    const { batch } = batchOf(out);
+    expect(batch.jobs.map((j) => j.state)).toEqual(['done', 'done', 'done', 'done']);
+    const survivor = victim === 'wA' ? 'wB' : 'wA';
+    expect(batch.jobs[index].worker).toBe(survivor);
+    const names = pngs(out);
+    expect(names).toHaveLength(4);
+    const localOut = path.join(tmp, 'killed-local');
+    await runLocally(file, localOut);
+    expectSameBytes(out, localOut, names);
+    await startWorker(victim); // two workers again for the next tests
+  });
+
+  it('cancelling the batch (SIGINT to the CLI) removes its waiting jobs from the queue', async () => {
+    const file = sweepFile('cancel', '0, 0.5, 1', '1, 2, 3, 4', 10);
+    const out = path.join(tmp, 'cancel');
+    const run = cli([file, '--queue', url, '--out', out]);
+    await waitFor('a first result', () => pngs(out).length >= 1);
+    run.proc.kill('SIGINT');
+    expect(await run.done, run.out.join('')).toBe(130);
+    expect(run.out.join('')).toMatch(/cancelled: the batch's waiting jobs were removed/);
+    const queue = new Queue(FARM_QUEUE, { connection: { host: '127.0.0.1', port }, prefix: FARM_PREFIX });
+    try {
+      const counts = await queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active');
+      expect(counts.waiting + counts.prioritized + counts.delayed).toBe(0);
+      await waitFor('the running jobs to stop', async () => (await queue.getJobCounts('active')).active === 0, 20_000);
+    } finally {
+      await queue.close();
+    }
+    const { batch } = batchOf(out);
+    const done = batch.jobs.filter((j) => j.state === 'done').length;
+    expect(done).toBeLessThan(12);
+    expect(batch.jobs.filter((j) => j.state === 'cancelled').length).toBe(12 - done);
+    expect(pngs(out)).toHaveLength(done);
+  });
+
+  it('Redis stopped mid-batch: a clear sentence, nothing lost; --resume after Redis is back completes it exactly once', async () => {
+    const file = sweepFile('lost', '0, 0.5, 1', '1, 2, 3, 4', 10);
+    const out = path.join(tmp, 'lost');
+    const run = cli([file, '--queue', url, '--out', out], { IPA_FARM_LOST_MS: '2000' });
+    await waitFor('a first result', () => pngs(out).length >= 1);
+    await stopRedis();
+    const code = await run.done;
+    const text = run.out.join('');
+    expect(code, text).toBe(1);
+    const { file: batchFile, batch } = batchOf(out);
+    expect(text).toContain(`lost the connection to Redis at ${url}`);
+    expect(text).toMatch(
+      new RegExp(
+        `nothing was lost: \\d+ of 12 results are in ${out}; the batch is kept in ${batchFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: run npm run generate -- --resume`,
+      ),
+    );
+    const before = batch.jobs.filter((j) => j.state === 'done').length;
+    expect(before).toBeLessThan(12);
+    expect(pngs(out)).toHaveLength(before);
+
+    await startRedis(); // empty: the queue's jobs are gone, the batch file has them
+    const resumed = cli(['--resume', batchFile]);
+    expect(await resumed.done, resumed.out.join('')).toBe(0);
+    expect(resumed.out.join('')).toContain(`resuming batch ${batch.batch}: ${12 - before} of 12 job(s) without a result`);
+    const names = pngs(out);
+    expect(names).toHaveLength(12);
+    expect(names.every((n) => /_00001_\.png$/.test(n))).toBe(true);
+    const localOut = path.join(tmp, 'lost-local');
+    await runLocally(file, localOut);
+    expectSameBytes(out, localOut, [...names, 'lost-grid_00001_.png']);
+  });
+
+  it('a job naming a model no worker has fails with the missing file named, after every online worker refused it', async () => {
+    const file = sweepFile('missing', '0', '1');
+    const out = path.join(tmp, 'missing');
+    const run = cli([file, '--queue', url, '--out', out, '--set', 'checkpoint.ckpt_name=not-on-any-worker.safetensors']);
+    expect(await run.done).toBe(1);
+    expect(run.out.join('')).toMatch(/failed: no worker online has checkpoints\/not-on-any-worker\.safetensors \(refused by (wA, wB|wB, wA)\)/);
+  });
+
+  it('a Redis that is not there: the CLI says so and keeps the batch to resume', async () => {
+    const file = sweepFile('nowhere', '0', '1');
+    const out = path.join(tmp, 'nowhere');
+    const dead = await freePort();
+    const run = cli([file, '--queue', `redis://127.0.0.1:${dead}`, '--out', out]);
+    expect(await run.done).toBe(1);
+    expect(run.out.join('')).toMatch(new RegExp(`cannot reach Redis at redis://127\\.0\\.0\\.1:${dead}: .*ECONNREFUSED.*nothing was lost: 0 of 1 results`));
+    expect(batchOf(out).batch.jobs[0].state).toBe('pending');
+  });
+});
