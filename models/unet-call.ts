@@ -11,13 +11,18 @@
  */
 import { type EmbedsScaling, embedsScalingCoefficients } from './ip-adapter.js';
 import { downsampleIpMask } from './ip-adapter-mask.js';
-import { ort } from './onnx/session.js';
+import { ort, runWithNaNGuard } from './onnx/session.js';
 import { type UNetConfig, crossAttnLayers, crossAttnLevels, levelGrid, numDownResiduals } from './unet-config.js';
 
 /** A float32 tensor with its dims. */
 export interface F32Tensor {
   data: Float32Array;
   dims: number[];
+}
+
+/** A UNet evaluation's output: `notice` says when a reduced-precision step was re-run in fp32 (onnx/session.ts NaN guard). */
+export interface UNetOutput extends F32Tensor {
+  notice?: string;
 }
 
 export interface UNetInputs {
@@ -113,8 +118,8 @@ export function unetFeeds(unet: UNetSession, inp: UNetInputs): Record<string, or
 /** Masks downsampled for a (H, W) latent, per mask tensor: a sampler's mask is reused across its steps. */
 const maskCache = new WeakMap<Float32Array, Map<string, ort.Tensor[]>>();
 
-/** The graph inputs of adapter `k` (models/unet.ts): tokens, routed tokens, route flags, scales, kv scales, masks per level. */
-function ipAdapterFeeds(cfg: UNetConfig, k: number, a: IpAdapterInputs, H: number, W: number): Record<string, ort.Tensor> {
+/** The graph inputs of adapter `k` (models/unet.ts) for a (H, W) latent: tokens, routed tokens, route flags, scales, kv scales, masks per level. */
+export function ipAdapterFeeds(cfg: UNetConfig, k: number, a: IpAdapterInputs, H: number, W: number): Record<string, ort.Tensor> {
   const layers = crossAttnLayers(cfg);
   const n = layers.length;
   const d = a.tokens.dims;
@@ -171,10 +176,13 @@ function ipAdapterFeeds(cfg: UNetConfig, k: number, a: IpAdapterInputs, H: numbe
   return feeds;
 }
 
-/** One UNet evaluation: the noise prediction (B, Cout, H, W). */
-export async function callUNet(unet: UNetSession, inp: UNetInputs): Promise<F32Tensor> {
-  const out = await unet.session.run(unetFeeds(unet, inp));
+/**
+ * One UNet evaluation: the noise prediction (B, Cout, H, W). On a reduced-precision graph a non-finite prediction
+ * is computed again in fp32 on the same provider, and `notice` says so (the sampler node logs it).
+ */
+export async function callUNet(unet: UNetSession, inp: UNetInputs): Promise<UNetOutput> {
+  const { out, notice } = await runWithNaNGuard(unet.session, unetFeeds(unet, inp));
   const y = out.noise_pred;
   if (!y) throw new Error('UNet: the session returned no noise_pred output');
-  return { data: y.data as Float32Array, dims: [...y.dims] };
+  return { data: y.data as Float32Array, dims: [...y.dims], ...(notice ? { notice } : {}) };
 }

@@ -15,7 +15,7 @@ import { writeFileAtomicSync } from '../fs-atomic.js';
 import type { BuiltModel } from './graph.js';
 import { withFloat32Copies } from './fp32-weights.js';
 import { applyProfile } from './apply-profile.js';
-import { type GraphProfile, defaultProfile, fallbackChain } from './profile.js';
+import { type GraphProfile, defaultProfile, fallbackChain, float32Twin } from './profile.js';
 
 export type Provider = 'cpu' | 'webgpu' | 'cuda' | 'dml';
 
@@ -145,6 +145,39 @@ export const IN_PLACE_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
 
 /** The profile each session was built with (the NaN guard asks whether it is reduced precision). */
 const PROFILE_OF = new WeakMap<ort.InferenceSession, GraphProfile>();
+/** A reduced-precision session's float32 twin on the same provider, made on first need (the NaN guard). */
+const TWIN_OF = new WeakMap<ort.InferenceSession, () => Promise<ort.InferenceSession>>();
+
+/** Whether every value of every float output is finite. */
+function allFinite(out: ort.InferenceSession.ReturnType): boolean {
+  for (const t of Object.values(out)) {
+    if (t.type !== 'float32') continue;
+    const d = t.data as Float32Array;
+    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) return false;
+  }
+  return true;
+}
+
+/**
+ * Runs `session`; when an output is not finite and the session is reduced precision (fp16), runs the same feeds
+ * once on its float32 twin (the same model and provider, fp32 profile, created on first need and kept) and
+ * returns that result with a notice saying so. A float32 session's non-finite output is returned as it is.
+ */
+export async function runWithNaNGuard(
+  session: ort.InferenceSession,
+  feeds: Record<string, ort.Tensor>,
+): Promise<{ out: ort.InferenceSession.ReturnType; notice?: string }> {
+  const out = await session.run(feeds);
+  const twin = TWIN_OF.get(session);
+  if (!twin || allFinite(out)) return { out };
+  const p = PROFILE_OF.get(session);
+  const again = await (await twin()).run(feeds);
+  const ok = allFinite(again);
+  const notice = ok
+    ? `the ${p?.precision ?? 'reduced-precision'} graph (profile ${p?.id}) gave a non-finite output; this step was re-run in fp32 on ${p?.provider}`
+    : `the ${p?.precision} graph (profile ${p?.id}) gave a non-finite output, and so did its fp32 re-run on ${p?.provider}: the inputs themselves are not finite or overflow`;
+  return { out: again, notice };
+}
 
 /** The graph profile `session` was built with (undefined for a session not made by createSession). */
 export function sessionProfile(session: ort.InferenceSession): GraphProfile | undefined {
@@ -180,6 +213,15 @@ async function createProfileSession(model: BuiltModel, cfg: SessionConfig, profi
   if (cfg.threads) opts.intraOpNumThreads = cfg.threads;
   const session = await ort.InferenceSession.create(modelPath, opts);
   PROFILE_OF.set(session, profile);
+  if (profile.precision !== 'fp32') {
+    let twin: Promise<ort.InferenceSession> | null = null;
+    TWIN_OF.set(session, () => (twin ??= createProfileSession(model, cfg, float32Twin(profile), providers)));
+    const release = session.release.bind(session);
+    session.release = async () => {
+      await release();
+      if (twin) await (await twin).release();
+    };
+  }
   return session;
 }
 

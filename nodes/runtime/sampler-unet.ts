@@ -202,6 +202,7 @@ export async function samplerUNet(ctx: ExecContext, o: SamplerUNetOptions): Prom
       midResidual: residuals?.mid,
       loraScale: unet.loraScale, // Load LoRA's strength_model per LoRA file: an input, so no rebuild
     });
+    if (out.notice) ctx.log('warn', `Sampler (${ctx.nodeId}), step ${i + 1}: ${out.notice}`);
     ctx.trace?.({ node: ctx.nodeId, name: 'noise_pred', step: i, data: out.data, shape: [M, C, h, w] });
     return out.data;
   };
