@@ -14,6 +14,7 @@ import { checkAdapterMatchesVision } from '../models/ip-adapter.js';
 import { resizeTo, type ResizeMode } from '../models/preprocessors/resize.js';
 import { checkAborted } from '../engine/context.js';
 import { imageToRgb8 } from './clip-vision-encode.js';
+import { previewOnNode } from './image-resize.js';
 import { clipVisionRuntime, projectorRuntime } from './runtime/networks.js';
 import { unconditionalEmbeds } from './runtime/ip-embeds.js';
 import type { NodeDef } from './types.js';
@@ -44,12 +45,20 @@ function maskAtInput(mask: MaskValue, b: number, S: number, crop: CropMode): Flo
   return Float32Array.from(r.data, (v) => v / 255);
 }
 
+/** A MASK batch as grey RGB images. */
+function maskAsImage(m: MaskValue): ImageValue {
+  const n = m.width * m.height;
+  const data = new Float32Array(m.batch * n * 3);
+  for (let i = 0; i < m.batch * n; i++) data.fill(m.data[i]!, i * 3, i * 3 + 3);
+  return { kind: 'IMAGE', batch: m.batch, width: m.width, height: m.height, data };
+}
+
 export const ipAdapterEncoder: NodeDef = {
   type: 'ip-adapter-encoder',
   title: 'IP-Adapter Encoder',
   category: 'IP-Adapter',
   description:
-    'Encodes images into the embeds the adapter\'s projection takes (ComfyUI\'s IPAdapterEncoder), times "weight". One row per image of the batch; "image weights" gives each image its own factor ("1, 0.5" for a batch of two). The optional mask (1 = keep, one for all images or one per image) blanks the rest of the image before encoding. "negative" is the unconditional embeds, for Apply IP-Adapter (embeds). Several encoders meet in IP-Adapter Combine Embeds.',
+    'Encodes images into the embeds the adapter\'s projection takes (ComfyUI\'s IPAdapterEncoder), times "weight". One row per image of the batch; "image weights" gives each image its own factor ("1, 0.5" for a batch of two). The optional mask (1 = keep, one for all images or one per image) blanks the rest of the image before encoding; it is shown on the card. "negative" is the unconditional embeds, for Apply IP-Adapter (embeds). Several encoders meet in IP-Adapter Combine Embeds.',
   inputs: [
     { name: 'ip_adapter', type: 'IP_ADAPTER' },
     { name: 'clip_vision', type: 'CLIP_VISION' },
@@ -92,6 +101,8 @@ export const ipAdapterEncoder: NodeDef = {
         `the mask is ${mask.width}x${mask.height}, the image ${img.width}x${img.height}: the mask is fitted to the encoder's input on its own (${params.crop})`,
       );
     }
+    // The mask as a thumbnail on the card (grey: 1 = kept), so the node shows what it blanks.
+    if (mask) await previewOnNode(maskAsImage(mask), ctx);
     const vision = await clipVisionRuntime(ctx.models, cv.path);
     const proj = await projectorRuntime(ctx.models, ad.path);
     checkAdapterMatchesVision(proj.adapter, vision.config, vision.weightsFile);

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Workflow } from '../engine/api.js';
 import { createEngine, type Engine } from '../engine/engine.js';
@@ -122,7 +123,21 @@ describe('IP-Adapter Noise (make_noise on a 224x224 image, torch CPU streams see
 describe('embeds through the engine (demo models)', () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-embeds-'));
   let engine: Engine;
-  beforeAll(() => {
+  beforeAll(async () => {
+    // Load Image's MASK is 1 - alpha: all transparent = a mask of ones; the left half transparent = keep the left half.
+    const px = (f: (x: number) => number) => Buffer.from(Array.from({ length: 64 * 64 }, (_, i) => [90, 140, 200, f(i % 64)]).flat());
+    await sharp(
+      px(() => 0),
+      { raw: { width: 64, height: 64, channels: 4 } },
+    )
+      .png()
+      .toFile(path.join(tmp, 'ones.png'));
+    await sharp(
+      px((x) => (x < 32 ? 0 : 255)),
+      { raw: { width: 64, height: 64, channels: 4 } },
+    )
+      .png()
+      .toFile(path.join(tmp, 'left.png'));
     engine = createEngine({
       modelsDir: path.join(tmp, 'none'),
       outputDir: path.join(tmp, 'out'),
@@ -172,6 +187,31 @@ describe('embeds through the engine (demo models)', () => {
     const ref = await sample(ipAdapterWorkflow({ image: IMAGE, steps: 2, output: 'preview', weight: 0.8 }));
     const emb = await sample(viaEmbeds('encoder'));
     expect(emb.samples).toEqual(ref.samples);
+  });
+
+  /** The Encoder's embeds for the demo image with params `p` and optionally a mask from `maskPng`'s alpha. */
+  async function encoded(p: Record<string, string | number>, maskPng?: string): Promise<{ embeds: IpEmbedsValue }> {
+    const wf = viaEmbeds('encoder');
+    Object.assign(wf.nodes.find((n) => n.id === 'encoder')!.params, p);
+    if (maskPng) {
+      wf.nodes.push({ id: 'mask_image', type: 'load-image', params: { image: maskPng } });
+      link(wf, 'mask_image', 'mask', 'encoder', 'mask');
+    }
+    let embeds: IpEmbedsValue | undefined;
+    const r = await engine.run(wf, { onNodeOutputs: (node, out) => node === 'encoder' && (embeds = out.embeds as IpEmbedsValue) });
+    expect(r.error ?? '').toBe('');
+    return { embeds: embeds! };
+  }
+
+  it('Encoder: a mask of ones gives the embeds of no mask, a half mask others; image_weights multiply weight', async () => {
+    const plain = await encoded({});
+    const ones = await encoded({}, path.join(tmp, 'ones.png'));
+    expect(ones.embeds.data).toEqual(plain.embeds.data);
+    const left = await encoded({}, path.join(tmp, 'left.png'));
+    expect(left.embeds.data).not.toEqual(plain.embeds.data);
+    const half = await encoded({ weight: 0.5 });
+    expect((await encoded({ weight: 1, image_weights: '0.5' })).embeds.data).toEqual(half.embeds.data);
+    expect(Array.from(half.embeds.data.slice(0, 4))).toEqual(Array.from(plain.embeds.data.slice(0, 4), (v) => Math.fround(v * 0.5)));
   });
 
   it('embeds saved and loaded give the same latents bit for bit; the header names the adapter; another adapter is refused naming both files', async () => {
