@@ -37,6 +37,7 @@ import { canny } from './canny.js';
 import { lineart } from './lineart.js';
 import { scribble } from './scribble.js';
 import { imageResize } from './image-resize.js';
+import { imageBatch } from './image-batch.js';
 import { comfyuiNode } from './comfyui-node.js';
 import { reroute } from './reroute.js';
 import { note } from './note.js';
@@ -77,6 +78,7 @@ export const NODE_DEFS: NodeDef[] = [
   lineart,
   scribble,
   imageResize,
+  imageBatch,
   comfyuiNode,
   reroute,
   note,

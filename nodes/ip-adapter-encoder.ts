@@ -4,8 +4,8 @@
  * adapter, the penultimate vision states for Plus / full-face), times `weight`; the negative output is
  * the unconditional embeds (zeros for base, the states of all-zero pixels for Plus / full-face).
  *
- * Any number of images: an image batch gives one row per image (several batches or encoders meet in
- * Combine Embeds). Per-image weights: `image_weights`, one factor per image of the batch, multiplied
+ * Any number of images: an image batch (Image Batch, chainable) gives one row per image; several encoders
+ * meet in Combine Embeds (chained with concat, then any method, for more than five). Per-image weights: `image_weights`, one factor per image of the batch, multiplied
  * with `weight`. The mask (1 = keep) is brought to the encoder's input as the image is (centre crop,
  * pad or squash) and multiplies the normalised pixel values, as encode_image_masked does.
  */
@@ -58,7 +58,7 @@ export const ipAdapterEncoder: NodeDef = {
   title: 'IP-Adapter Encoder',
   category: 'IP-Adapter',
   description:
-    'Encodes images into the embeds the adapter\'s projection takes (ComfyUI\'s IPAdapterEncoder), times "weight". One row per image of the batch; "image weights" gives each image its own factor ("1, 0.5" for a batch of two). The optional mask (1 = keep, one for all images or one per image) blanks the rest of the image before encoding; it is shown on the card. "negative" is the unconditional embeds, for Apply IP-Adapter (embeds). Several encoders meet in IP-Adapter Combine Embeds.',
+    'Encodes images into the embeds the adapter\'s projection takes (ComfyUI\'s IPAdapterEncoder), times "weight". One row per image of the batch (make one with Image Batch); "image weights" gives each image its own factor ("1, 0.5" for a batch of two). The optional mask (1 = keep, one for all images or one per image) blanks the rest of the image before encoding; it is shown on the card. "negative" is the unconditional embeds, for Apply IP-Adapter (embeds). Several encoders meet in IP-Adapter Combine Embeds.',
   inputs: [
     { name: 'ip_adapter', type: 'IP_ADAPTER' },
     { name: 'clip_vision', type: 'CLIP_VISION' },

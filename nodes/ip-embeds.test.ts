@@ -214,6 +214,31 @@ describe('embeds through the engine (demo models)', () => {
     expect(Array.from(half.embeds.data.slice(0, 4))).toEqual(Array.from(plain.embeds.data.slice(0, 4), (v) => Math.fround(v * 0.5)));
   });
 
+  it('Image Batch -> Encoder: one row per image (the rows of single encodes), image_weights weigh each image', async () => {
+    const batched = async (weights: string) => {
+      const wf = viaEmbeds('encoder');
+      wf.nodes.push({ id: 'image_b', type: 'load-image', params: { image: path.join(root, 'examples', 'images', 'init.png') } });
+      wf.nodes.push({ id: 'batch', type: 'image-batch', params: {} });
+      wf.edges = wf.edges.filter((e) => !(e.to.node === 'encoder' && e.to.port === 'image'));
+      link(wf, 'image', 'image', 'batch', 'image_1');
+      link(wf, 'image_b', 'image', 'batch', 'image_2');
+      link(wf, 'batch', 'image', 'encoder', 'image');
+      Object.assign(wf.nodes.find((n) => n.id === 'encoder')!.params, { image_weights: weights });
+      let embeds: IpEmbedsValue | undefined;
+      const r = await engine.run(wf, { onNodeOutputs: (node, out) => node === 'encoder' && (embeds = out.embeds as IpEmbedsValue) });
+      expect(r.error ?? '').toBe('');
+      return embeds!;
+    };
+    const both = await batched('');
+    expect(both.count).toBe(2);
+    const len = both.data.length / 2;
+    const single = (await encoded({})).embeds.data;
+    both.data.slice(0, len).forEach((v, i) => expect(v).toBeCloseTo(single[i]!, 5));
+    const weighted = await batched('1, 0.5');
+    expect(weighted.data.slice(0, len)).toEqual(both.data.slice(0, len));
+    expect(Array.from(weighted.data.slice(len))).toEqual(Array.from(both.data.slice(len), (v) => Math.fround(v * 0.5)));
+  });
+
   it('embeds saved and loaded give the same latents bit for bit; the header names the adapter; another adapter is refused naming both files', async () => {
     const save = viaEmbeds('encoder');
     save.nodes.push({ id: 'save', type: 'save-embeds', params: { filename_prefix: 'emb/face' } });
