@@ -2,7 +2,7 @@
  * Benchmark (not part of the test suite): SD1.5-sized networks with random fp32 weights written
  * to temporary safetensors files, run on ONNX Runtime (CPU by default). Prints one JSON object.
  *
- *   npm run bench [-- --only unet,text_encoder,vision_encoder,vae_decode,controlnet,e2e] [--steps N] [--provider cpu]
+ *   npm run bench [-- --only unet,text_encoder,vision_encoder,vae_decode,controlnet,e2e,ip_adapters] [--steps N] [--provider cpu]
  *                 [--attention mha|onnx] [--opt all|extended|basic|disabled] [--prepack|--no-prepack]
  *                 [--threads N] [--image file.png] [--keep]
  *
@@ -22,6 +22,11 @@
  *   samplers      UNet calls and seconds per image for DDIM 50, dpmpp_2m + karras 20, euler_ancestral 20, heun 10,
  *                 lcm 6 (one UNet evaluation timed at batch 2 and 1, times each choice's call count, plus the
  *                 sampler's arithmetic on the latent); only with --only samplers (about 3 minutes unshared).
+ *   ip_adapters   the unet section's step with 0 (plain), 1, 2, 3 IP-Adapters of 4 or 16 tokens, with and without an
+ *                 attention mask each, interleaved in one process: ratios to the plain step and the overhead per
+ *                 adapter (issue 12); only with --only ip_adapters (about 10 minutes on 2 shared cores).
+ *   farm          the 24-job sweep (λ x seed, demo models) on the local queue, on a BullMQ farm of one worker and of two
+ *                 (redis-server on a loopback port): ms per job and the queue's overhead per job (issue 16); only with --only farm.
  * The default runs all six: 6.3 minutes on this 2-core machine with little else running (unet
  * 0.8, text_encoder 0.05, vision_encoder 0.75, vae_decode 0.9, controlnet 1.7, e2e 2 min), about 10 when other
  * processes share the cores; ~14.5 GB of random weights are written to the temp folder and
@@ -51,6 +56,8 @@ import { benchE2e } from './bench/e2e.js';
 import { benchUNetFp16 } from './bench/unet-fp16.js';
 import { benchLora } from './bench/lora.js';
 import { benchSamplers } from './bench/samplers.js';
+import { benchIpAdapters } from './bench/ip-adapters.js';
+import { benchFarm } from './bench/farm.js';
 
 /** In the order they run. */
 const SECTIONS: [string, Section][] = [
@@ -63,6 +70,8 @@ const SECTIONS: [string, Section][] = [
   ['e2e', benchE2e],
   ['lora', benchLora],
   ['samplers', benchSamplers],
+  ['ip_adapters', benchIpAdapters],
+  ['farm', benchFarm],
 ];
 
 /** Runs one section in a child process (same node flags, so tsx's loader too) and returns its JSON. */

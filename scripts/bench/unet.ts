@@ -8,6 +8,7 @@
 import * as path from 'node:path';
 import type { WeightMap } from '../../models/onnx/graph.js';
 import { ort } from '../../models/onnx/session.js';
+import { ipAdapterFeeds } from '../../models/unet-call.js';
 import { SafetensorsFile } from '../../models/safetensors.js';
 import { IpAdapterModel } from '../../models/ip-adapter.js';
 import { UNET_SESSION_OPTIONS, buildUNet, unetParameterShapes } from '../../models/unet.js';
@@ -114,7 +115,7 @@ export function writeUNetFiles(dir: string, cfg: UNetConfig = SD15_UNET): UNetFi
   return { weightsFile, ipFile, weightBytes, ipBytes, writeS: seconds(t0) };
 }
 
-/** UNet feeds for the workload: latents, timestep 981, text context, image tokens, scale (λ) 1 in all 16 layers. */
+/** UNet feeds for the workload: latents, timestep 981, text context, one adapter's image tokens at scale (λ) 1 in all 16 layers (models/unet-call.ts ipAdapterFeeds). */
 export function unetFeeds(cfg: UNetConfig, wl: UNetWorkload): Record<string, ort.Tensor> {
   const { batch: B, height: H, width: W } = wl;
   const C = cfg.crossAttentionDim;
@@ -122,8 +123,7 @@ export function unetFeeds(cfg: UNetConfig, wl: UNetWorkload): Record<string, ort
     sample: new ort.Tensor('float32', uniform(B * cfg.inChannels * H * W, 3), [B, cfg.inChannels, H, W]),
     timestep: new ort.Tensor('float32', new Float32Array(B).fill(981), [B]),
     encoder_hidden_states: new ort.Tensor('float32', uniform(B * wl.textTokens * C, 4), [B, wl.textTokens, C]),
-    ip_tokens: new ort.Tensor('float32', uniform(B * wl.ipTokens * C, 5), [B, wl.ipTokens, C]),
-    ip_adapter_scale: new ort.Tensor('float32', new Float32Array(crossAttnLayers(cfg).length).fill(1), [crossAttnLayers(cfg).length]),
+    ...ipAdapterFeeds(cfg, 0, { tokens: { data: uniform(B * wl.ipTokens * C, 5), dims: [B, wl.ipTokens, C] }, scale: 1 }, H, W),
   };
 }
 
