@@ -2,6 +2,7 @@
 import * as path from 'node:path';
 import { checkpointParts, tokenizerDirFor } from './runtime/networks.js';
 import type { NodeDef } from './types.js';
+import { warnOnWeightValues } from './runtime/weight-values.js';
 import type { CheckpointRef, ClipValue, ModelValue, VaeValue } from './values.js';
 
 export const loadCheckpoint: NodeDef = {
@@ -25,6 +26,7 @@ export const loadCheckpoint: NodeDef = {
     const ref: CheckpointRef = { path: params.ckpt_name as string, configDir: params.config as string };
     // Opening the headers here surfaces a wrong file (SDXL, a VAE, a pickle) on this node.
     await checkpointParts(ctx.models, ref);
+    await warnOnWeightValues(ctx, loadCheckpoint.title, ref.path); // NaN / Inf or mislabelled weights (models/weight-sanity.ts)
     const tokenizerDir = await tokenizerDirFor(ctx.models, ref, params.tokenizer as string, path.join(ctx.paths.modelsDir, 'tokenizers'));
     const model: ModelValue = { kind: 'MODEL', checkpoint: ref, adapters: [] };
     const clip: ClipValue = { kind: 'CLIP', checkpoint: ref, tokenizerDir };

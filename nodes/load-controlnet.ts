@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { NodeDef } from './types.js';
+import { warnOnWeightValues } from './runtime/weight-values.js';
 import type { ControlNetValue } from './values.js';
 import { controlNetParts } from './runtime/controlnet.js';
 
@@ -31,6 +32,7 @@ export const loadControlNet: NodeDef = {
     const v: ControlNetValue = { kind: 'CONTROL_NET', path: params.control_net_name as string, configPath: configFile(params.config as string) };
     // Reading the headers here surfaces a wrong file (SDXL, a checkpoint, a pickle) on this node.
     await controlNetParts(ctx.models, v);
+    await warnOnWeightValues(ctx, loadControlNet.title, v.path); // NaN / Inf or mislabelled weights (models/weight-sanity.ts)
     return { control_net: v };
   },
 };

@@ -1,6 +1,7 @@
 /** Load IP-Adapter: an adapter file in the h94 layout (base, Plus or full-face, told apart by its keys). */
 import { IpAdapterModel } from '../models/ip-adapter.js';
 import type { NodeDef } from './types.js';
+import { warnOnWeightValues } from './runtime/weight-values.js';
 import type { IpAdapterValue } from './values.js';
 
 export const loadIpAdapter: NodeDef = {
@@ -11,8 +12,9 @@ export const loadIpAdapter: NodeDef = {
   inputs: [],
   outputs: [{ name: 'ip_adapter', type: 'IP_ADAPTER' }],
   params: [{ name: 'ipadapter_file', label: 'adapter', kind: 'file', modelKind: 'ipadapter', default: 'ip-adapter_sd15.safetensors' }],
-  async execute(_inputs, params) {
+  async execute(_inputs, params, ctx) {
     const ad = IpAdapterModel.load(params.ipadapter_file as string);
+    await warnOnWeightValues(ctx, loadIpAdapter.title, ad.file); // NaN / Inf or mislabelled weights (models/weight-sanity.ts)
     const v: IpAdapterValue = {
       kind: 'IP_ADAPTER',
       path: ad.file,

@@ -10,6 +10,7 @@
 import { describeLoraMatch } from '../models/lora.js';
 import { loraMatch } from './runtime/networks.js';
 import type { NodeDef } from './types.js';
+import { warnOnWeightValues } from './runtime/weight-values.js';
 import { expectValue, type ClipValue, type ModelValue } from './values.js';
 
 export const loadLora: NodeDef = {
@@ -41,6 +42,7 @@ export const loadLora: NodeDef = {
     const file = params.lora_name as string;
     // Refuses here, on this node, a LoRA for another model family or one that names no layer.
     const m = await loraMatch(ctx.models, file, model.checkpoint, clip.checkpoint);
+    await warnOnWeightValues(ctx, loadLora.title, file); // NaN / Inf or mislabelled weights (models/weight-sanity.ts)
     ctx.log(m.unmatched.length ? 'warn' : 'info', `${loadLora.title} (${ctx.nodeId}): ${describeLoraMatch(m)}`);
     const outModel: ModelValue = { ...model, loras: [...(model.loras ?? []), { path: file, strength: params.strength_model as number }] };
     const outClip: ClipValue = { ...clip, loras: [...(clip.loras ?? []), { path: file, strength: params.strength_clip as number }] };

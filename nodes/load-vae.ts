@@ -2,6 +2,7 @@
 import { resolveVaeConfigPath } from '../models/vae-load.js';
 import { vaeFileParts } from './runtime/networks.js';
 import type { NodeDef } from './types.js';
+import { warnOnWeightValues } from './runtime/weight-values.js';
 import type { VaeValue } from './values.js';
 
 /** The VAE value Load VAE makes for a file or folder and its optional config choice (resolved to a config.json). */
@@ -25,6 +26,7 @@ export const loadVae: NodeDef = {
     const v = standaloneVae(params.vae_name as string, params.config as string);
     // Reading the headers here surfaces a wrong file (a checkpoint without a VAE, a LoRA, an SDXL VAE's config clash) on this node.
     await vaeFileParts(ctx.models, v.file!, v.configPath);
+    await warnOnWeightValues(ctx, loadVae.title, v.file!); // NaN / Inf or mislabelled weights (models/weight-sanity.ts)
     return { vae: v };
   },
 };

@@ -1,6 +1,7 @@
 /** VAE Decode: LATENT -> IMAGE, clamp(decode(latents / scaling_factor) / 2 + 0.5, 0, 1). */
 import { vaeRuntime } from './runtime/networks.js';
 import type { NodeDef } from './types.js';
+import { nonFiniteCount } from '../models/weight-sanity.js';
 import { expectValue, type ImageValue, type LatentValue, type VaeValue } from './values.js';
 
 /** (B, 3, H, W) planar -> (B, H, W, 3) interleaved. */
@@ -32,6 +33,14 @@ export const vaeDecode: NodeDef = {
     const vae = await vaeRuntime(ctx.models, expectValue<VaeValue>(inputs.vae, 'VAE', 'vae'));
     const out = await vae.decode(lat.samples, lat.dims);
     const [B, , H, W] = out.dims;
+    const bad = nonFiniteCount(out.image01);
+    if (bad) {
+      const all = bad === out.image01.length;
+      ctx.log(
+        'warn',
+        `${vaeDecode.title} (${ctx.nodeId}): ${all ? 'every value of the decoded image is' : `${bad} of ${out.image01.length} values of the decoded image are`} NaN or infinite (shown black): a model upstream (the VAE, the UNet, a LoRA or an adapter) has NaN / Inf weights or overflowed; see the loader nodes' warnings`,
+      );
+    }
     const image: ImageValue = { kind: 'IMAGE', batch: B, width: W, height: H, data: nchwToNhwc(out.image01, B, H, W) };
     return { image };
   },
