@@ -24,7 +24,7 @@
  *                 sampler's arithmetic on the latent); only with --only samplers (about 3 minutes unshared).
  *   ip_adapters   the unet section's step with 0 (plain), 1, 2, 3 IP-Adapters of 4 or 16 tokens, with and without an
  *                 attention mask each, interleaved in one process: ratios to the plain step and the overhead per
- *                 adapter (issue 12); only with --only ip_adapters (about 10 minutes on 2 shared cores).
+ *                 adapter (issue 12); only with --only ip_adapters (24 steps at --steps 2: about 15 minutes on 2 shared cores).
  *   farm          the 24-job sweep (λ x seed, demo models) on the local queue, on a BullMQ farm of one worker and of two
  *                 (redis-server on a loopback port): ms per job and the queue's overhead per job (issue 16); only with --only farm.
  * The default runs all six: 6.3 minutes on this 2-core machine with little else running (unet
