@@ -7,6 +7,19 @@ import type { Host } from './host.js';
 import type { EditorState, EditorStore } from './store/index.js';
 import { exportForComfyUI } from './comfyui.js';
 import { cancelRun, exportForSharing, exportOutputs, runWorkflow, saveWorkflow } from './files.js';
+import { pointer } from './editor.js';
+import type { NodeMode } from './graph.js';
+
+const selectedIds = (s: EditorState) => s.nodes.filter((n) => n.selected).map((n) => n.id);
+/** Ctrl+B / Ctrl+M: the selection takes the mode, or runs again when all of it already had it. */
+function toggleMode(store: EditorStore, mode: NodeMode): void {
+  const s = store.getState();
+  const sel = s.nodes.filter((n) => n.selected && !s.specs[n.data.type]?.virtual);
+  s.setMode(
+    sel.map((n) => n.id),
+    sel.every((n) => n.data.mode === mode) ? null : mode,
+  );
+}
 
 /** What actions may touch besides the store: view and dialogs owned by components. */
 export interface ActionContext {
@@ -140,7 +153,8 @@ export const ACTIONS: Action[] = [
     shortcut: `${MOD}+V`,
     enabled: (s) => !!s.clipboard,
     keyTest: (e) => mod(e) && key(e, 'v'),
-    perform: ({ store }) => store.getState().paste(),
+    // At the pointer when it is over the canvas, else beside the original; never on a card.
+    perform: ({ store }) => store.getState().paste(pointer.flow ?? undefined),
   },
   {
     name: 'duplicate',
@@ -167,6 +181,49 @@ export const ACTIONS: Action[] = [
     shortcut: `${MOD}+A`,
     keyTest: (e) => mod(e) && key(e, 'a'),
     perform: ({ store }) => store.getState().selectAll(),
+  },
+  {
+    name: 'bypass',
+    label: 'Bypass selected nodes',
+    menu: 'edit',
+    shortcut: `${MOD}+B`,
+    enabled: (s) => s.nodes.some((n) => n.selected),
+    keyTest: (e) => mod(e) && !e.shiftKey && key(e, 'b'),
+    perform: ({ store }) => toggleMode(store, 'bypass'),
+  },
+  {
+    name: 'mute',
+    label: 'Mute selected nodes',
+    menu: 'edit',
+    shortcut: `${MOD}+M`,
+    enabled: (s) => s.nodes.some((n) => n.selected),
+    keyTest: (e) => mod(e) && !e.shiftKey && key(e, 'm'),
+    perform: ({ store }) => toggleMode(store, 'mute'),
+  },
+  {
+    name: 'group',
+    label: 'Group selected nodes',
+    menu: 'edit',
+    shortcut: `${MOD}+G`,
+    enabled: (s) => s.nodes.some((n) => n.selected),
+    keyTest: (e) => mod(e) && !e.shiftKey && key(e, 'g'),
+    perform: ({ store }) => void store.getState().addGroup(selectedIds(store.getState())),
+  },
+  {
+    name: 'collapse',
+    label: 'Collapse / expand selected nodes',
+    menu: 'edit',
+    shortcut: 'Alt+C',
+    enabled: (s) => s.nodes.some((n) => n.selected),
+    keyTest: (e) => e.altKey && !e.ctrlKey && !e.metaKey && (key(e, 'c') || e.code === 'KeyC'),
+    perform: ({ store }) => {
+      const s = store.getState();
+      const sel = s.nodes.filter((n) => n.selected);
+      s.setUi(
+        sel.map((n) => n.id),
+        { collapsed: !sel.every((n) => n.data.ui?.collapsed) },
+      );
+    },
   },
   {
     name: 'addNode',

@@ -20,3 +20,6 @@ export function host(): Host {
 export function useEditor<T>(selector: (s: EditorState) => T): T {
   return useStore(editor, selector);
 }
+
+/** The pointer's last position on the canvas, in flow coordinates (paste lands there). */
+export const pointer: { flow: { x: number; y: number } | null } = { flow: null };

@@ -1,28 +1,45 @@
 /**
- * The node palette: a search box (`Search nodes`) over every node spec, grouped by category.
- * Opens at the pointer on a double-click on the canvas, or from the toolbar / Shift+A.
+ * The node palette: a search box (`Search nodes`) over every node spec, grouped by category, or,
+ * while searching, one list ranked by relevance (renderer/search.ts: titles, ComfyUI class names,
+ * aliases). Opens at the pointer on a double-click on the canvas, or from the toolbar / Shift+A;
+ * a wire dropped on empty canvas opens it listing only the nodes with a port that can take it.
  */
 import { useEffect, useMemo, useRef, useState } from 'react';
 import type { NodeSpec } from '../../nodes/types.js';
-import { useEditor } from '../editor.js';
+import { editor, useEditor } from '../editor.js';
+import { portsOf, wireColor, type WireType } from '../graph.js';
+import { searchNodes } from '../search.js';
+import type { WireDrop } from './Canvas.js';
 
 interface Props {
   at: { x: number; y: number };
+  /** A wire dropped on empty canvas: only nodes with a port of its type on the other side. */
+  wire?: WireDrop;
   onPick(type: string): void;
   onClose(): void;
 }
 
-function matches(spec: NodeSpec, q: string): boolean {
-  if (!q) return true;
-  const hay = `${spec.title} ${spec.type} ${spec.category} ${spec.description}`.toLowerCase();
-  return q
-    .toLowerCase()
-    .split(/\s+/)
-    .every((w) => hay.includes(w));
+/** The type of the wire being dropped (a reroute's may be any). */
+function wireType(wire: WireDrop): WireType | '*' | null {
+  const s = editor.getState();
+  const n = s.nodes.find((x) => x.id === wire.node);
+  if (!n) return null;
+  const ports = portsOf(n, s.specs, s.nodes, s.edges);
+  return (wire.side === 'source' ? ports.outputs : ports.inputs).find((p) => p.name === wire.port)?.type ?? null;
 }
 
-export function Palette({ at, onPick, onClose }: Props) {
-  const specs = useEditor((s) => s.specList);
+/** Whether a new node of `spec` can take the wire: a port of that type on the other side (a reroute takes any). */
+export function takesWire(spec: NodeSpec, side: WireDrop['side'], type: WireType | '*'): boolean {
+  if (type === 'VALUE') return false;
+  if (spec.virtual === 'reroute') return true;
+  const ports = side === 'source' ? spec.inputs : spec.outputs;
+  return ports.some((p) => type === '*' || p.type === type);
+}
+
+export function Palette({ at, wire, onPick, onClose }: Props) {
+  const all = useEditor((s) => s.specList);
+  const type = useMemo(() => (wire ? wireType(wire) : null), [wire]);
+  const specs = useMemo(() => (wire && type ? all.filter((s) => takesWire(s, wire.side, type)) : all), [all, wire, type]);
   const [q, setQ] = useState('');
   const [active, setActive] = useState(0);
   const input = useRef<HTMLInputElement>(null);
@@ -36,18 +53,22 @@ export function Palette({ at, onPick, onClose }: Props) {
     return () => window.removeEventListener('pointerdown', away, true);
   }, [onClose]);
 
-  const found = useMemo(() => {
-    // The ComfyUI placeholder (dynamicPorts) is made by imports only.
-    const list = specs.filter((s) => !s.dynamicPorts && matches(s, q));
-    // Title matches first when searching, then by category order of appearance.
-    if (q) list.sort((a, b) => Number(!a.title.toLowerCase().startsWith(q.toLowerCase())) - Number(!b.title.toLowerCase().startsWith(q.toLowerCase())));
-    return list;
-  }, [specs, q]);
+  // The ComfyUI placeholder (dynamicPorts) is made by imports only.
+  const found = useMemo(
+    () =>
+      searchNodes(
+        specs.filter((s) => !s.dynamicPorts),
+        q,
+      ),
+    [specs, q],
+  );
   const groups = useMemo(() => {
+    // Searching: one list, best match first; browsing: by category.
+    if (q.trim()) return [['Best matches', found] as [string, NodeSpec[]]];
     const m = new Map<string, NodeSpec[]>();
     for (const s of found) m.set(s.category, [...(m.get(s.category) ?? []), s]);
     return [...m];
-  }, [found]);
+  }, [found, q]);
   const flat = groups.flatMap(([, l]) => l);
 
   const style = {
@@ -55,7 +76,12 @@ export function Palette({ at, onPick, onClose }: Props) {
     top: Math.max(8, Math.min(at.y, window.innerHeight - 440)),
   };
   return (
-    <div className="palette" ref={root} style={style} role="dialog" aria-label="Add node">
+    <div className="palette" ref={root} style={style} role="dialog" aria-label={wire ? 'Add node for the wire' : 'Add node'}>
+      {wire && type && (
+        <div className="palette-wire">
+          Nodes with {wire.side === 'source' ? 'an input' : 'an output'} of type <b style={{ color: wireColor(type) }}>{type === '*' ? 'any' : type}</b>
+        </div>
+      )}
       <input
         ref={input}
         type="search"

@@ -83,6 +83,8 @@ export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlic
       imageOrigins: {},
       missingAsk: null,
       meta: undefined,
+      // The old document's run errors and notices are not about this one.
+      notices: get().notices.filter((n) => !n.cause),
     });
   },
 
@@ -132,7 +134,14 @@ export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlic
     get().commit();
     // An input takes one edge: a new connection replaces the old one.
     const edges = s.edges.filter((e) => !(e.target === c.target && e.targetHandle === c.targetHandle));
-    set({ edges: [...edges, makeEdge(c.source!, c.sourceHandle!, c.target!, c.targetHandle!, type)] });
+    // A primitive wired for the first time takes the value the param had.
+    const src = s.nodes.find((n) => n.id === c.source)!;
+    const dst = s.nodes.find((n) => n.id === c.target)!;
+    const nodes =
+      s.specs[src.data.type]?.virtual === 'primitive' && src.data.params.value === undefined && dst.data.params[c.targetHandle!] !== undefined
+        ? s.nodes.map((n) => (n.id === src.id ? { ...n, data: { ...n.data, params: { ...n.data.params, value: dst.data.params[c.targetHandle!] } } } : n))
+        : s.nodes;
+    set({ nodes, edges: [...edges, makeEdge(c.source!, c.sourceHandle!, c.target!, c.targetHandle!, type)] });
     return null;
   },
 

@@ -28,6 +28,10 @@ async function promptImage(dir: string, name = 'prompt.png', tint = 0): Promise<
 async function newWorkflow(page: Page): Promise<void> {
   await page.getByRole('button', { name: 'File menu', exact: true }).click();
   await page.getByRole('menuitem', { name: /New workflow/ }).click();
+  // A document with unsaved changes asks first (issue 14): discard them.
+  const ask = page.getByRole('alertdialog', { name: 'Replace unsaved work?' });
+  await waitFor(async () => (await ask.count()) > 0 || (await page.locator('.react-flow__node').count()) === 0, 'New asked or emptied the canvas');
+  if (await ask.count()) await ask.getByRole('button', { name: 'Discard changes' }).click();
   await waitFor(async () => (await page.locator('.react-flow__node').count()) === 0, 'canvas empty');
 }
 
@@ -91,6 +95,7 @@ e2e('build the IP-Adapter workflow from an empty canvas, run it, export the PNG 
   // Zoom out so that thirteen cards fit in a grid of free spots.
   await page.getByRole('button', { name: 'Zoom Out' }).click();
   await page.getByRole('button', { name: 'Zoom Out' }).click();
+  await page.getByRole('button', { name: 'Zoom Out' }).click(); // Apply IP-Adapter is taller than a grid row at 0.69
   const pane = (await page.locator('.react-flow__pane').boundingBox())!;
   const at = (col: number, row: number) => ({ x: pane.x + 30 + col * 250, y: pane.y + 30 + row * 300 });
   const grid: [string, number, number][] = [
