@@ -9,10 +9,10 @@ import { defaultWorkflow } from '../defaults.js';
 import { editor, host } from '../editor.js';
 import { carriesComfyWorkflow } from '../comfyui.js';
 import { fileBytes, openPickedFiles, openWorkflowBytes, readRecovery, refreshImageStatus, uploadImage, writeRecovery, type PickedFile } from '../files.js';
-import { layout, restack } from '../graph.js';
+import { layout, refitGroups, restack } from '../graph.js';
 import { isPng, readTextChunk } from '../png.js';
 import { parseWorkflow } from '../../engine/workflow.js';
-import { Canvas, FIT_VIEW } from './Canvas.js';
+import { Canvas, FIT_VIEW, type WireDrop } from './Canvas.js';
 import { loadRendererPrefs, MissingImagesDialog, NameDialog, Notices, SettingsDialog } from './Dialogs.js';
 import { OutputPanel } from './OutputPanel.js';
 import { Palette } from './Palette.js';
@@ -50,7 +50,7 @@ async function boot(): Promise<void> {
 
 function Workspace() {
   const flow = useReactFlow();
-  const [palette, setPalette] = useState<{ at: { x: number; y: number }; flow: { x: number; y: number } } | null>(null);
+  const [palette, setPalette] = useState<{ at: { x: number; y: number }; flow: { x: number; y: number }; wire?: WireDrop } | null>(null);
   const [settingsOpen, setSettingsOpen] = useState(false);
   const [nameAsk, setNameAsk] = useState<{ suggested: string; resolve(v: string | null): void } | null>(null);
   const fileInput = useRef<HTMLInputElement>(null);
@@ -87,7 +87,8 @@ function Workspace() {
         tidy: () => {
           const s = editor.getState();
           s.commit();
-          editor.setState(layout({ nodes: s.nodes, edges: s.edges }, s.specs));
+          const laid = layout({ nodes: s.nodes, edges: s.edges }, s.specs);
+          editor.setState({ ...laid, groups: refitGroups(s, laid, s.specs) });
           setTimeout(() => void flow.fitView({ ...FIT_VIEW, duration: 200 }), 50);
         },
       },
@@ -206,7 +207,7 @@ function Workspace() {
     <div className="app">
       <Toolbar ctx={ctx} />
       <main className="main">
-        <Canvas onOpenPalette={(at, f) => setPalette({ at, flow: f })} />
+        <Canvas onOpenPalette={(at, f, wire) => setPalette({ at, flow: f, wire })} onTidy={ctx.ui.tidy} />
         <OutputPanel />
       </main>
       <Notices />
@@ -228,9 +229,11 @@ function Workspace() {
       {palette && (
         <Palette
           at={palette.at}
+          wire={palette.wire}
           onClose={() => setPalette(null)}
           onPick={(type) => {
-            editor.getState().addNode(type, palette.flow.x, palette.flow.y);
+            if (palette.wire) editor.getState().addNodeWired(type, palette.flow.x, palette.flow.y, palette.wire);
+            else editor.getState().addNode(type, palette.flow.x, palette.flow.y);
             setPalette(null);
           }}
         />
