@@ -7,10 +7,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { SafetensorsFile, readTensorF32, readTensorI64 } from '../../models/safetensors.js';
 import { type GraphProfile, type Precision, profileFor } from '../../models/onnx/profile.js';
+import type { Provider } from '../../models/providers.js';
 import { PRECISION_INSENSITIVE, PRECISION_TOLERANCE } from './tolerances.js';
 
-/** The precision this process runs the cases at (`--precision`, default fp32): sessions get its CPU profile. */
+/** The precision this process runs the cases at (`--precision`, default fp32): sessions get its profile. */
 export const runPrecision: { value: Precision } = { value: 'fp32' };
+/** The provider the sessions are made on (`--provider`, default cpu; `npm run gpu-check` runs the others). */
+export const runProvider: { value: Provider; failures: string[] } = { value: 'cpu', failures: [] };
 
 export interface TensorDesc {
   tensor: string;
@@ -68,14 +71,22 @@ export class Ctx {
   readonly cacheDir: string;
   private files = new Map<string, SafetensorsFile>();
 
-  /** The CPU graph profile of the run's precision (`--precision`). */
+  /** The graph profile of the run's provider and precision (`--provider`, `--precision`). */
   get profile(): GraphProfile {
-    return profileFor('cpu', runPrecision.value);
+    return profileFor(runProvider.value, runPrecision.value);
   }
 
-  /** What the loaders take to create their sessions: the cache folder and the run's profile. */
-  get session(): { cacheDir: string; profile: GraphProfile } {
-    return { cacheDir: this.cacheDir, profile: this.profile };
+  /**
+   * What the loaders take to create their sessions: the cache folder, the run's provider and profile; a provider that
+   * fails to start is recorded (the runner reports it as a failing row instead of passing on the CPU's numbers).
+   */
+  get session(): { cacheDir: string; profile: GraphProfile; provider: Provider; onProviderFailed: (p: Provider, e: Error) => void } {
+    return {
+      cacheDir: this.cacheDir,
+      profile: this.profile,
+      provider: runProvider.value,
+      onProviderFailed: (p, e) => runProvider.failures.push(`provider ${p} failed to start: ${e.message.split('\n')[0]}`),
+    };
   }
 
   constructor(readonly fixtures: string) {

@@ -39,8 +39,9 @@ export function getEngine(ctx: Ctx): Engine {
     engine = createEngine({
       modelsDir: ctx.modelDir,
       outputDir: path.join(tmp, 'out'),
-      provider: 'cpu',
+      provider: ctx.session.provider,
       cacheDir: ctx.cacheDir,
+      precision: ctx.profile.precision,
       userDataDir: tmp,
       demo: false,
     });

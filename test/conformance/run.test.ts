@@ -33,9 +33,11 @@ describe('conformance runner options', () => {
   });
 
   it('parses --fixtures and --only, and refuses unknown options or missing values', () => {
-    expect(parseArgs(['--fixtures', 'a:b', '--only', 'x, y/z'])).toEqual({ fixtures: 'a:b', only: ['x', 'y/z'], precision: 'fp32' });
-    expect(parseArgs([])).toEqual({ fixtures: null, only: null, precision: 'fp32' });
-    expect(parseArgs(['--precision', 'fp16', '--only', 'tiny-sd15'])).toEqual({ fixtures: null, only: ['tiny-sd15'], precision: 'fp16' });
+    expect(parseArgs(['--fixtures', 'a:b', '--only', 'x, y/z'])).toEqual({ fixtures: 'a:b', only: ['x', 'y/z'], precision: 'fp32', provider: 'cpu' });
+    expect(parseArgs([])).toEqual({ fixtures: null, only: null, precision: 'fp32', provider: 'cpu' });
+    expect(parseArgs(['--precision', 'fp16', '--only', 'tiny-sd15'])).toEqual({ fixtures: null, only: ['tiny-sd15'], precision: 'fp16', provider: 'cpu' });
+    expect(parseArgs(['--provider', 'webgpu']).provider).toBe('webgpu');
+    expect(() => parseArgs(['--provider', 'tpu'])).toThrow(/--provider must be cpu, webgpu, cuda, dml/);
     expect(() => parseArgs(['--precision', 'fp8'])).toThrow(/--precision must be fp32, fp16, int8/);
     expect(() => parseArgs(['--onyl', 'x'])).toThrow(/unknown option --onyl/);
     expect(() => parseArgs(['--only'])).toThrow(/--only needs a value/);

@@ -22,14 +22,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_FIXTURES_ROOT, defaultFixtureFolders, listedFixtureFolders } from '../helpers/fixtures.js';
-import { PRECISIONS, type Precision } from '../../models/onnx/profile.js';
-import { Ctx, type Row, runPrecision, trackCase } from './context.js';
+import { PRECISIONS, type Precision, profileFor } from '../../models/onnx/profile.js';
+import { PROVIDERS, type Provider } from '../../models/providers.js';
+import { Ctx, type Row, runPrecision, runProvider, trackCase } from './context.js';
 import { handlers } from './groups/index.js';
 
 export interface Args {
   fixtures: string | null;
   only: string[] | null;
   precision: Precision;
+  provider: Provider;
 }
 
 export function parseArgs(argv: string[]): Args {
@@ -40,7 +42,7 @@ export function parseArgs(argv: string[]): Args {
     if (!v || v.startsWith('--')) throw new Error(`conformance: ${flag} needs a value`);
     return v;
   };
-  const known = new Set(['--fixtures', '--only', '--precision']);
+  const known = new Set(['--fixtures', '--only', '--precision', '--provider']);
   for (let i = 0; i < argv.length; i++) {
     if (argv[i].startsWith('--') && !known.has(argv[i]))
       throw new Error(
@@ -51,8 +53,11 @@ export function parseArgs(argv: string[]): Args {
   const only = value('--only');
   const precision = value('--precision') ?? 'fp32';
   if (!(PRECISIONS as readonly string[]).includes(precision)) throw new Error(`conformance: --precision must be ${PRECISIONS.join(', ')} (got ${precision})`);
+  const provider = value('--provider') ?? 'cpu';
+  if (!(PROVIDERS as readonly string[]).includes(provider)) throw new Error(`conformance: --provider must be ${PROVIDERS.join(', ')} (got ${provider})`);
   return {
     precision: precision as Precision,
+    provider: provider as Provider,
     fixtures: value('--fixtures'),
     only:
       only === null
@@ -130,8 +135,11 @@ async function main(): Promise<void> {
     return;
   }
   runPrecision.value = args.precision;
-  if (args.precision !== 'fp32')
-    console.log(`conformance: precision ${args.precision} (CPU graph profile cpu-${args.precision}; tolerance column: test/conformance/tolerances.ts)`);
+  runProvider.value = args.provider;
+  if (args.precision !== 'fp32' || args.provider !== 'cpu')
+    console.log(
+      `conformance: provider ${args.provider}, precision ${args.precision} (graph profile ${profileFor(args.provider, args.precision).id}; tolerance column: test/conformance/tolerances.ts)`,
+    );
   const { folders, explicit, source } = fixtureFolders(args);
   if (!explicit && !fs.existsSync(DEFAULT_FIXTURES_ROOT)) {
     console.log(`conformance: fixtures folder not found at ${DEFAULT_FIXTURES_ROOT} (the default; set IPA_FIXTURES or --fixtures); skipping all cases`);
@@ -182,6 +190,7 @@ async function main(): Promise<void> {
       }
     }
   }
+  for (const f of new Set(runProvider.failures)) add({ group: args.provider, case: '*', status: 'fail', detail: `${f} (its cases ran on the CPU instead)` });
   const passed = rows.filter((r) => r.status === 'pass').length;
   const failed = rows.filter((r) => r.status === 'fail').length;
   const skipped = rows.filter((r) => r.status === 'pending');

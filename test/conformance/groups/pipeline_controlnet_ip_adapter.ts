@@ -215,7 +215,7 @@ export async function txt2imgControlnet(ctx: Ctx, group: string, c: Parameters<C
     });
   const latents = ctx.f32(group, inputs.latents);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-cn-run-'));
-  const store = new ModelStore({ cacheDir: ctx.cacheDir, provider: 'cpu', precision: ctx.profile.precision });
+  const store = new ModelStore({ cacheDir: ctx.cacheDir, provider: ctx.session.provider, precision: ctx.profile.precision });
   const executor = new Executor(defs, store);
   try {
     for (const variant of ['diffusers', 'ldm'] as const) {

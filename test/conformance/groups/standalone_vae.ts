@@ -22,7 +22,7 @@ import { type VaeVariant, vaeCaseRows } from './vae.js';
 let store: ModelStore | null = null;
 /** The model store the decode / encode cases load through (one per process, as the engine has one). */
 export function vaeStore(ctx: Ctx): ModelStore {
-  store ??= new ModelStore({ cacheDir: ctx.cacheDir, provider: 'cpu', precision: ctx.profile.precision });
+  store ??= new ModelStore({ cacheDir: ctx.cacheDir, provider: ctx.session.provider, precision: ctx.profile.precision });
   return store;
 }
 
