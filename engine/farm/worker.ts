@@ -4,8 +4,9 @@
  * worker's models folder (a job naming one it lacks is put back, delayed, for another worker, and
  * fails naming the files once every online worker has refused it), its images written into this
  * worker's own temporary folder (checked against their SHA-256), run on an in-process engine (one
- * per concurrency slot, each with its own output cache) and its PNGs returned; the slot's folders
- * are emptied after every job, so a job writes nothing outside the temporary folder. BullMQ does
+ * per concurrency slot, each with its own output cache) and its PNGs returned; the slot's output
+ * folder is emptied after every job (its images stay, rewritten only when a job brings other bytes,
+ * so the cache keeps what was computed from them), and a job writes nothing outside the temporary folder. BullMQ does
  * the rest: locks and stalled-job detection (a killed worker's job goes back to the queue for
  * another), retries with backoff, progress events, cancellation (the job's AbortSignal).
  */
@@ -168,7 +169,7 @@ export async function startFarmWorker(opts: FarmWorkerOptions): Promise<FarmWork
     active.set(String(job.id), data.batch);
     const t0 = performance.now();
     try {
-      for (const d of ['out', 'inputs', 'wf']) emptyDir(path.join(slot.dir, d));
+      emptyDir(path.join(slot.dir, 'out'));
       const wf = checkedWorkflow(data);
       // The images, where the workflow's refs resolve: inputs/<file> in the inputs folder, the rest beside the workflow.
       for (const [ref, hash] of Object.entries(data.refs)) {
@@ -179,8 +180,14 @@ export async function startFarmWorker(opts: FarmWorkerOptions): Promise<FarmWork
         if (sha256(bytes) !== hash) throw new UnrecoverableError(`the job's image ${ref} is damaged: its bytes do not match its SHA-256`);
         const stored = inputsFileOf(ref);
         const target = stored !== null ? path.join(slot.dir, 'inputs', stored) : path.join(slot.dir, 'wf', ref);
-        fs.mkdirSync(path.dirname(target), { recursive: true });
-        fs.writeFileSync(target, bytes);
+        // Written only when it differs from what an earlier job left there: an unchanged file keeps its
+        // identity (size, mtime), so the engine's cache still holds what was computed from it (the vision encoder's output).
+        const same = fs.existsSync(target) && fs.statSync(target).isFile() && sha256(fs.readFileSync(target)) === hash;
+        if (!same) {
+          fs.mkdirSync(path.dirname(target), { recursive: true });
+          fs.rmSync(target, { recursive: true, force: true });
+          fs.writeFileSync(target, bytes);
+        }
       }
       const run = slot.engine.start(wf, { workflowDir: path.join(slot.dir, 'wf') });
       const onAbort = () => slot.engine.cancel(run.runId);
@@ -208,7 +215,7 @@ export async function startFarmWorker(opts: FarmWorkerOptions): Promise<FarmWork
       return { images, worker: id, ms };
     } finally {
       active.delete(String(job.id));
-      for (const d of ['out', 'inputs', 'wf']) emptyDir(path.join(slot.dir, d));
+      emptyDir(path.join(slot.dir, 'out'));
       slot.busy = false;
       void beat();
     }
