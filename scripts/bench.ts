@@ -27,8 +27,6 @@
  *                 adapter (issue 12); only with --only ip_adapters (24 steps at --steps 2: about 15 minutes on 2 shared cores).
  *   farm          the 24-job sweep (λ x seed, demo models) on the local queue, on a BullMQ farm of one worker and of two
  *                 (redis-server on a loopback port): ms per job and the queue's overhead per job (issue 16); only with --only farm.
- *   farm          the 24-job sweep (λ x seed, demo models) on the local queue, on a BullMQ farm of one worker and of two
- *                 (redis-server on a loopback port): ms per job and the queue's overhead per job (issue 16); only with --only farm.
  * The default runs all six: 6.3 minutes on this 2-core machine with little else running (unet
  * 0.8, text_encoder 0.05, vision_encoder 0.75, vae_decode 0.9, controlnet 1.7, e2e 2 min), about 10 when other
  * processes share the cores; ~14.5 GB of random weights are written to the temp folder and
@@ -58,7 +56,6 @@ import { benchE2e } from './bench/e2e.js';
 import { benchUNetFp16 } from './bench/unet-fp16.js';
 import { benchLora } from './bench/lora.js';
 import { benchSamplers } from './bench/samplers.js';
-import { benchFarm } from './bench/farm.js';
 import { benchIpAdapters } from './bench/ip-adapters.js';
 import { benchFarm } from './bench/farm.js';
 
