@@ -20,6 +20,7 @@ import { saveEmbeds } from './save-embeds.js';
 import { loadEmbeds } from './load-embeds.js';
 import { ipAdapterNoise } from './ip-adapter-noise.js';
 import { ipAdapterUnifiedLoader } from './ip-adapter-unified-loader.js';
+import { ipAdapterTiled } from './ip-adapter-tiled.js';
 import { textEncode } from './text-encode.js';
 import { emptyLatentImage } from './empty-latent-image.js';
 import { ddimSampler } from './ddim-sampler.js';
@@ -58,6 +59,7 @@ export const NODE_DEFS: NodeDef[] = [
   ipAdapterEncoder,
   ipAdapterCombineEmbeds,
   applyIpAdapterEmbeds,
+  ipAdapterTiled,
   saveEmbeds,
   loadEmbeds,
   ipAdapterNoise,

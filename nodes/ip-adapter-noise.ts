@@ -100,7 +100,7 @@ export function makeNoise(type: (typeof NOISE_TYPES)[number], strength: number, 
     // ElasticTransform(alpha=75, sigma=(1 - s) * 3.5): dx, dy = rand * 2 - 1, blurred when sigma > 0, times alpha / size.
     const sigma = (1 - strength) * 3.5;
     const field = () => {
-      let d = Float32Array.from(rand(S * S), (v) => v * 2 - 1);
+      let d: Float32Array = Float32Array.from(rand(S * S), (v) => v * 2 - 1);
       if (sigma > 0) {
         let k = Math.trunc(8 * sigma + 1);
         if (k % 2 === 0) k += 1;
