@@ -5,8 +5,8 @@
  * the unconditional embeds (zeros for base, the states of all-zero pixels for Plus / full-face).
  *
  * Any number of images: an image batch (Image Batch, chainable) gives one row per image; several encoders
- * meet in Combine Embeds (chained with concat, then any method, for more than five). Per-image weights: `image_weights`, one factor per image of the batch, multiplied
- * with `weight`. The mask (1 = keep) is brought to the encoder's input as the image is (centre crop,
+ * meet in Combine Embeds (chained with concat, then any method, for more than five). Per-image weights:
+ * `image_weights`, one factor per image of the batch, multiplied with `weight`. The mask (1 = keep) is brought to the encoder's input as the image is (centre crop,
  * pad or squash) and multiplies the normalised pixel values, as encode_image_masked does.
  */
 import { clipPreprocess, type CropMode } from '../models/image-preprocess.js';
