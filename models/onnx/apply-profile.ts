@@ -8,6 +8,7 @@ import { type BuiltModel, type ModelSpec } from './graph.js';
 import { float16Spec } from './fp16.js';
 import { applyFusions } from './fusions.js';
 import type { GraphProfile } from './profile.js';
+import { type Int8Context, int8Spec } from './quantize.js';
 import { opSupport } from './provider-ops.js';
 
 /**
@@ -36,11 +37,15 @@ export function withoutOutputIdentities(spec: ModelSpec): ModelSpec {
   };
 }
 
-/** `model` under `profile` (see the file header). */
-export function applyProfile(model: BuiltModel, profile: GraphProfile): BuiltModel {
+/**
+ * `model` under `profile` (see the file header). `ctx`: where the int8 pass keeps its weight copies (without it, an
+ * int8 graph is made for its structure only, its int8 weights unwritten).
+ */
+export function applyProfile(model: BuiltModel, profile: GraphProfile, ctx?: Int8Context): BuiltModel {
   const plain = profile.fusions.every((f) => f === 'mha');
   if (profile.provider === 'cpu' && profile.precision === 'fp32' && plain) return model;
   let spec = model.spec;
+  let files: Record<string, string> = {};
   if (profile.provider !== 'cpu') spec = withoutOutputIdentities(spec);
   spec = applyFusions(spec, profile);
   switch (profile.precision) {
@@ -50,7 +55,8 @@ export function applyProfile(model: BuiltModel, profile: GraphProfile): BuiltMod
       spec = float16Spec(spec, model.fp32Nodes, { supportsFp16: (op, domain) => opSupport(profile.provider, op, domain)?.fp16 ?? false });
       break;
     case 'int8':
-      throw new Error(`graph profile ${profile.id}: the int8 pass is not part of this build (issue 17)`);
+      ({ spec, files } = int8Spec(spec, model.externalFiles, model.name, ctx));
+      break;
   }
-  return model.withSpec(spec, { name: `${model.name}-${profile.id}`, salt: profile.id });
+  return model.withSpec(spec, { name: `${model.name}-${profile.id}`, salt: profile.id, files });
 }

@@ -82,9 +82,10 @@ export interface BuiltModel {
   /**
    * The same model with another graph over the same weight files (a graph post-pass's result): new bytes and key.
    * `name` renames it (e.g. with the profile id); `salt` goes into the key. Half weights whose Cast to float32 the
-   * new graph no longer has (used as stored) are no longer listed in `halfWeights`.
+   * new graph no longer has (used as stored) are no longer listed in `halfWeights`. `files` adds weight files the new
+   * spec's initializers read (location -> absolute path; the int8 pass's copy, onnx/quantize.ts).
    */
-  withSpec(spec: ModelSpec, opts?: { name?: string; salt?: string; fp32Nodes?: ReadonlySet<string> }): BuiltModel;
+  withSpec(spec: ModelSpec, opts?: { name?: string; salt?: string; fp32Nodes?: ReadonlySet<string>; files?: Record<string, string> }): BuiltModel;
 }
 
 /** What a graph post-pass reads and returns: nodes, initializers, inputs and outputs (onnx/proto.ts shapes). */
@@ -287,12 +288,16 @@ export class Graph {
         meta,
       );
     };
-    const withSpec = (spec: ModelSpec, opts: { name?: string; salt?: string; fp32Nodes?: ReadonlySet<string> } = {}): BuiltModel => {
+    const withSpec = (
+      spec: ModelSpec,
+      opts: { name?: string; salt?: string; fp32Nodes?: ReadonlySet<string>; files?: Record<string, string> } = {},
+    ): BuiltModel => {
       // A half weight stays listed only while its Cast to float32 is still in the graph (withFloat32Weights drops that Cast).
       const casts = new Set(spec.nodes.filter((n) => n.opType === 'Cast' && n.attrs.to?.kind === 'int' && n.attrs.to.v === DataType.FLOAT).map((n) => n.name));
       const inits = new Set(spec.initializers.map((t) => t.name));
       const used = new Set(spec.initializers.flatMap((t) => (t.external ? [t.external.location] : [])));
       const files2 = new Map([...files].filter(([, loc]) => used.has(loc)));
+      for (const [loc, file] of Object.entries(opts.files ?? {})) if (used.has(loc)) files2.set(file, loc);
       return this.assemble(
         spec.nodes,
         spec.initializers,

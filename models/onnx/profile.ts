@@ -47,6 +47,7 @@ export const PROFILES: Readonly<Record<string, GraphProfile>> = Object.fromEntri
   [
     profile('cpu', 'fp32'),
     profile('cpu', 'fp16'),
+    profile('cpu', 'int8'), // onnx/quantize.ts: int8 linears of the UNet / ControlNet ("CPU precision: fast")
     profile('webgpu', 'fp32'),
     profile('webgpu', 'fp16'),
     profile('webgpu', 'fp16', ['mha', 'bias-split-gelu', 'bias-add', 'skip-layer-norm']),

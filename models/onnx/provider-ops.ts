@@ -71,6 +71,8 @@ export const PROVIDER_OPS: Record<Provider, Record<string, OpSupport>> = {
     Identity: { fp16: true }, // graph outputs named apart from their value (Graph.output); the GPU profiles drop them
     'com.microsoft:MultiHeadAttention': { fp16: true },
     'com.microsoft:SkipLayerNormalization': { fp16: true },
+    DynamicQuantizeLinear: { fp16: false }, // the int8 profile (onnx/quantize.ts)
+    'com.microsoft:MatMulIntegerToFloat': { fp16: false },
   }),
   cuda: all(true, {
     'com.microsoft:MultiHeadAttention': { fp16: true },

@@ -196,7 +196,7 @@ export function failedOp(message: string): string {
 
 /** Creates a session for one profile of the model (materializing it first). */
 async function createProfileSession(model: BuiltModel, cfg: SessionConfig, profile: GraphProfile, providers: Provider): Promise<ort.InferenceSession> {
-  const built = applyProfile(model, profile);
+  const built = applyProfile(model, profile, { cacheDir: cfg.cacheDir, log: cfg.log });
   const half = built.halfWeights.length ? (cfg.halfWeights ?? 'fp32-file') : 'folded';
   const { modelPath } = materialize(half === 'fp32-file' ? await withFloat32Copies(built, cfg.cacheDir, cfg.log) : built, cfg);
   const opts: ort.InferenceSession.SessionOptions = {
