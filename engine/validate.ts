@@ -124,7 +124,8 @@ function validateGraph(wf: Workflow, specs: Map<string, NodeSpec>, opts: Validat
       const msg = checkParam(p, params[p.name]);
       if (msg) {
         paramsOk = false;
-        errors.push({ node: n.id, param: p.name, message: `${title(n)}: param "${p.name}" ${msg}` });
+        // Named as its field is labelled ("weight λ"), not by its internal name.
+        errors.push({ node: n.id, param: p.name, message: `${title(n)}: ${p.label ?? p.name}: ${msg}` });
         continue;
       }
       const v = params[p.name] as string;

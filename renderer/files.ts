@@ -363,10 +363,35 @@ export async function copyOutput(store: EditorStore, out: OutputImage): Promise<
   }
 }
 
+/** The name the queue shows for the open document: its title, else its file name, else "untitled". */
+export function documentName(s: ReturnType<EditorStore['getState']>): string {
+  const title = s.meta?.title;
+  return typeof title === 'string' && title ? title : (s.fileName ?? 'untitled');
+}
+
+/**
+ * Queues a workflow a job ran before (the queue panel's Re-queue / Run anyway), as it was then;
+ * `force` runs it even when its images are already on disk.
+ */
+export async function requeue(store: EditorStore, host: Host, runId: string, force = true): Promise<void> {
+  const job = store.getState().runs[runId];
+  if (!job?.workflow) return;
+  try {
+    const name = job.name ?? 'untitled';
+    const res = await host.call('enqueue', { workflow: job.workflow, name, force });
+    const st = store.getState();
+    const prev = st.runs[res.runId];
+    store.setState({ runs: { ...st.runs, [res.runId]: { ...prev, runId: res.runId, status: prev?.status ?? 'queued', workflow: job.workflow, name } } });
+  } catch (e) {
+    store.getState().notify('error', (e as Error).message);
+  }
+}
+
 /** Validates, then queues the current workflow; errors appear on their nodes. */
 export async function runWorkflow(store: EditorStore, host: Host): Promise<void> {
   const s = store.getState();
   const wf = s.workflow();
+  const name = documentName(s);
   s.clearRunState();
   try {
     const errors = await host.call('validate', { workflow: wf });
@@ -374,13 +399,13 @@ export async function runWorkflow(store: EditorStore, host: Host): Promise<void>
       // A missing image shows as such on its node (with Relink…), not only in the error text.
       if (errors.some((e) => e.param && /^[^:]*: missing: /.test(e.message))) await refreshImageStatus(store, host, true).catch(() => {});
       store.getState().showErrors(errors);
-      store.getState().notify('error', `The workflow has ${errors.length} error${errors.length > 1 ? 's' : ''}; see the marked nodes.`);
+      store.getState().notify('error', `The workflow has ${errors.length} error${errors.length > 1 ? 's' : ''}; see the marked nodes.`, 'run');
       return;
     }
-    const { runId } = await host.call('enqueue', { workflow: wf });
+    const { runId } = await host.call('enqueue', { workflow: wf, name });
     const st = store.getState();
     const prev = st.runs[runId];
-    store.setState({ runs: { ...st.runs, [runId]: { runId, status: prev?.status ?? 'queued', position: prev?.position, workflow: wf } } });
+    store.setState({ runs: { ...st.runs, [runId]: { ...prev, runId, status: prev?.status ?? 'queued', workflow: wf, name } } });
   } catch (e) {
     store.getState().notify('error', (e as Error).message);
   }

@@ -103,7 +103,7 @@ describe('seeded noise through the engine', () => {
     ] as const) {
       const errors = engine.validate(asV2(v1(seed)));
       expect(errors.find((e) => e.param === 'seed')?.message, String(seed)).toMatch(msg);
-      expect(errors.find((e) => e.param === 'seed')?.message).toMatch(/DDIM Sampler \(sampler\): param "seed"/);
+      expect(errors.find((e) => e.param === 'seed')?.message).toMatch(/DDIM Sampler \(sampler\): seed: /);
     }
     expect(engine.validate(asV2(v1('18446744073709551615')))).toEqual([]);
   });

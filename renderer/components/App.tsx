@@ -15,6 +15,10 @@ import { parseWorkflow } from '../../engine/workflow.js';
 import { Canvas, FIT_VIEW, type WireDrop } from './Canvas.js';
 import { loadRendererPrefs, MissingImagesDialog, NameDialog, Notices, SettingsDialog } from './Dialogs.js';
 import { OutputPanel } from './OutputPanel.js';
+import { ModelsBanner } from './Banner.js';
+import { DiscardDialog } from './ConfirmDialog.js';
+import { askDiscard } from '../confirm.js';
+import { refreshGallery, refreshModelsReport, refreshQueue } from '../gallery.js';
 import { Palette } from './Palette.js';
 import { Toolbar } from './Toolbar.js';
 
@@ -34,7 +38,10 @@ async function boot(): Promise<void> {
   s.setSpecs(specs);
   editor.setState({ hostInfo: info, models, settings, examples });
   loadRendererPrefs();
-  for (const n of info.notices) s.notify('warn', n);
+  // What the models banner says for as long as it is true (demo models, --demo over a models folder, no models) is not repeated as a toast.
+  for (const n of info.notices) if (!/^(Demo models|Started with --demo|The models folder )/.test(n)) s.notify('warn', n);
+  // The gallery remembers (the output folder's images), the queue shows jobs still pending, the banner what the models folder holds.
+  await Promise.all([refreshGallery(editor, h), refreshQueue(editor, h), refreshModelsReport(editor, h)]);
   if (editor.getState().nodes.length) return; // a reconnect: keep the open document
   const rec = readRecovery();
   const parsed = rec ? parseWorkflow(rec.workflow) : null;
@@ -69,6 +76,7 @@ function Workspace() {
         fitView: () => void flow.fitView({ ...FIT_VIEW, duration: 200 }),
         openPalette: openPaletteCentre,
         openFilePicker: async () => {
+          if (!(await askDiscard(editor, 'Opening a file'))) return;
           const h = host();
           if (h.openFile) {
             const f = await h.openFile('workflow');
@@ -78,7 +86,10 @@ function Workspace() {
         },
         openSettings: () => setSettingsOpen(true),
         askName: (suggested) => new Promise((resolve) => setNameAsk({ suggested, resolve })),
-        newWorkflow: () => {
+        newWorkflow: async () => {
+          if (!(await askDiscard(editor, 'New workflow'))) return;
+          // A new document starts without the old one's notices.
+          editor.setState({ notices: [] });
           editor.getState().commit();
           editor.getState().loadDoc({ nodes: [], edges: [] }, null, { keepHistory: true });
           // Nodes added next appear at full size, whatever zoom the previous workflow was fitted at.
@@ -93,6 +104,7 @@ function Workspace() {
         },
       },
       openExample: async (name: string) => {
+        if (!(await askDiscard(editor, `Opening the example ${editor.getState().examples.find((x) => x.name === name)?.title ?? name}`))) return;
         try {
           const wf = await host().call('readExample', { name });
           await openWorkflowBytes(editor, name, new TextEncoder().encode(JSON.stringify(wf)), { host: host() });
@@ -108,7 +120,15 @@ function Workspace() {
   // Boot, events, connection state.
   useEffect(() => {
     const h = host();
-    const offEvent = h.onEvent((e) => editor.getState().handleEvent(e));
+    let listing: ReturnType<typeof setTimeout> | undefined;
+    const offEvent = h.onEvent((e) => {
+      editor.getState().handleEvent(e);
+      // A finished run's images, with the parameters their PNGs carry, come from the output folder's listing.
+      if (e.type === 'run-done') {
+        clearTimeout(listing);
+        listing = setTimeout(() => void refreshGallery(editor, h), 150);
+      }
+    });
     const offConn = h.onConnection((up) => {
       editor.setState({ connected: up });
       if (up)
@@ -150,7 +170,8 @@ function Workspace() {
   // Shortcuts.
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
-      if (palette || settingsOpen || nameAsk) return;
+      // A dialog (the image viewer, Replace unsaved work?) takes the keys while it is open.
+      if (palette || settingsOpen || nameAsk || document.querySelector('[aria-modal="true"]')) return;
       handleKey(e, ctx);
     };
     window.addEventListener('keydown', onKey);
@@ -179,6 +200,7 @@ function Workspace() {
       if ((e.dataTransfer?.files.length ?? 0) > 1) {
         // A workflow dropped with its images: opened together, its relative refs matched to them.
         const files = await pickedFiles(e.dataTransfer!.files);
+        if (!(await askDiscard(editor, 'Opening the dropped files'))) return;
         if (await openPickedFiles(editor, host(), files)) setTimeout(() => void flow.fitView(FIT_VIEW), 50);
         return;
       }
@@ -189,6 +211,7 @@ function Workspace() {
       if (!isImage || file.type === 'image/png' || comfyImage) {
         const hasWorkflow = comfyImage || !isPng(bytes) || (await readTextChunk(bytes).catch(() => null)) !== null;
         if (hasWorkflow) {
+          if (!(await askDiscard(editor, `Opening ${file.name}`))) return;
           if (await openWorkflowBytes(editor, file.name, bytes, { host: host() })) setTimeout(() => void flow.fitView(FIT_VIEW), 50);
           return;
         }
@@ -205,7 +228,10 @@ function Workspace() {
 
   return (
     <div className="app">
-      <Toolbar ctx={ctx} />
+      <div className="top">
+        <Toolbar ctx={ctx} />
+        <ModelsBanner onSettings={() => setSettingsOpen(true)} />
+      </div>
       <main className="main">
         <Canvas onOpenPalette={(at, f, wire) => setPalette({ at, flow: f, wire })} onTidy={ctx.ui.tidy} />
         <OutputPanel />
@@ -240,6 +266,7 @@ function Workspace() {
       )}
       {settingsOpen && <SettingsDialog onClose={() => setSettingsOpen(false)} />}
       <MissingImagesDialog />
+      <DiscardDialog />
       {nameAsk && (
         <NameDialog
           suggested={nameAsk.suggested}

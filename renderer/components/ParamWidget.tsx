@@ -20,7 +20,25 @@ interface Props {
 
 const set = (node: string, name: string, v: ParamValue) => editor.getState().setParam(node, name, v);
 
-/** A number field that accepts partial input ("0.", "-") and commits valid numbers. */
+/**
+ * Why a typed number may not be the param's value, or null: what validation would refuse at Run
+ * (engine/validate.ts, the same words), said as it is typed, with the field's label.
+ */
+export function numberProblem(text: string, p: { min?: number; max?: number; integer?: boolean }): string | null {
+  const t = text.trim();
+  if (t === '' || t === '-' || t === '.' || t === '-.') return 'needs a number';
+  const v = Number(t);
+  if (!Number.isFinite(v)) return `must be a number, found "${t}"`;
+  if (p.integer && !Number.isInteger(v)) return `must be a whole number, found ${v}`;
+  if (p.min !== undefined && v < p.min) return `${v} is below the minimum ${p.min}`;
+  if (p.max !== undefined && v > p.max) return `${v} is above the maximum ${p.max}`;
+  return null;
+}
+
+/**
+ * A number field that accepts partial input ("0.", "-"), commits valid numbers in range, and says
+ * at once (under the field, `onProblem`) why a typed value is not taken; leaving the field shows the value kept.
+ */
 function NumberField(props: {
   value: number;
   min?: number;
@@ -29,6 +47,7 @@ function NumberField(props: {
   integer?: boolean;
   label: string;
   onChange(v: number): void;
+  onProblem?(problem: string | null): void;
   className?: string;
 }) {
   const [text, setText] = useState(String(props.value));
@@ -38,17 +57,18 @@ function NumberField(props: {
     setShown(props.value);
     if (Number(text) !== props.value) setText(String(props.value));
   }
+  const problem = numberProblem(text, props);
   const commit = (t: string) => {
-    const v = Number(t);
-    if (t.trim() === '' || !Number.isFinite(v)) return;
-    if (props.integer && !Number.isInteger(v)) return;
-    props.onChange(v);
+    const bad = numberProblem(t, props);
+    props.onProblem?.(bad);
+    if (!bad) props.onChange(Number(t));
   };
   return (
     <input
-      className={`nodrag ${props.className ?? ''}`}
+      className={`nodrag ${props.className ?? ''}${problem ? ' invalid' : ''}`}
       type="number"
       aria-label={props.label}
+      aria-invalid={problem ? true : undefined}
       value={text}
       min={props.min}
       max={props.max}
@@ -57,8 +77,57 @@ function NumberField(props: {
         setText(e.target.value);
         commit(e.target.value);
       }}
-      onBlur={() => setText(String(props.value))}
+      onBlur={() => {
+        setText(String(props.value));
+        props.onProblem?.(null);
+      }}
     />
+  );
+}
+
+/** A number param: a slider with its field for bounded floats (λ), else a field; a typed value out of range is said under it. */
+function NumberParam({ node, spec, value }: { node: string; spec: Extract<ParamSpec, { kind: 'number' }>; value: ParamValue | undefined }) {
+  const [problem, setProblem] = useState<string | null>(null);
+  const label = spec.label ?? spec.name;
+  const n = typeof value === 'number' ? value : spec.default;
+  const field = (className?: string, step = spec.step) => (
+    <NumberField
+      className={className}
+      label={label}
+      value={n}
+      min={spec.min}
+      max={spec.max}
+      step={step}
+      integer={spec.integer}
+      onChange={(v) => set(node, spec.name, v)}
+      onProblem={setProblem}
+    />
+  );
+  return (
+    <>
+      {isSlider(spec) ? (
+        <div className="row">
+          <input
+            className="nodrag slider"
+            type="range"
+            aria-label={`${label} slider`}
+            min={spec.min}
+            max={spec.max}
+            step={spec.step ?? 0.01}
+            value={n}
+            onChange={(e) => set(node, spec.name, Number(e.target.value))}
+          />
+          {field('short', spec.step ?? 0.01)}
+        </div>
+      ) : (
+        field()
+      )}
+      {problem && (
+        <div className="param-problem" role="alert">
+          {label}: {problem} (kept {n})
+        </div>
+      )}
+    </>
   );
 }
 
@@ -80,38 +149,45 @@ function SeedField({ node, name, label, value }: { node: string; name: string; l
     set(node, name, seedValue(BigInt(d)));
   };
   return (
-    <div className="row">
-      <input
-        className={`nodrag seed${bad ? ' invalid' : ''}`}
-        type="text"
-        inputMode="numeric"
-        aria-label={label}
-        value={text}
-        aria-invalid={bad ? true : undefined}
-        title={bad ? `seed ${bad}` : 'An integer from 0 to 18446744073709551615'}
-        onChange={(e) => {
-          setText(e.target.value);
-          commit(e.target.value);
-        }}
-        onBlur={() => setText(String(value))}
-      />
-      <button
-        type="button"
-        className="icon nodrag"
-        aria-label={`Randomise ${label}`}
-        title="Randomise"
-        onClick={() => set(node, name, seedAfterGenerate(0, 'randomize'))}
-      >
-        <svg width="14" height="14" viewBox="0 0 16 16" aria-hidden="true">
-          <rect x="1.5" y="1.5" width="13" height="13" rx="3" fill="none" stroke="currentColor" strokeWidth="1.4" />
-          <circle cx="5" cy="5" r="1.3" fill="currentColor" />
-          <circle cx="11" cy="11" r="1.3" fill="currentColor" />
-          <circle cx="8" cy="8" r="1.3" fill="currentColor" />
-          <circle cx="11" cy="5" r="1.3" fill="currentColor" />
-          <circle cx="5" cy="11" r="1.3" fill="currentColor" />
-        </svg>
-      </button>
-    </div>
+    <>
+      <div className="row">
+        <input
+          className={`nodrag seed${bad ? ' invalid' : ''}`}
+          type="text"
+          inputMode="numeric"
+          aria-label={label}
+          value={text}
+          aria-invalid={bad ? true : undefined}
+          title={bad ? `seed ${bad}` : 'An integer from 0 to 18446744073709551615'}
+          onChange={(e) => {
+            setText(e.target.value);
+            commit(e.target.value);
+          }}
+          onBlur={() => setText(String(value))}
+        />
+        <button
+          type="button"
+          className="icon nodrag"
+          aria-label={`Randomise ${label}`}
+          title="Randomise"
+          onClick={() => set(node, name, seedAfterGenerate(0, 'randomize'))}
+        >
+          <svg width="14" height="14" viewBox="0 0 16 16" aria-hidden="true">
+            <rect x="1.5" y="1.5" width="13" height="13" rx="3" fill="none" stroke="currentColor" strokeWidth="1.4" />
+            <circle cx="5" cy="5" r="1.3" fill="currentColor" />
+            <circle cx="11" cy="11" r="1.3" fill="currentColor" />
+            <circle cx="8" cy="8" r="1.3" fill="currentColor" />
+            <circle cx="11" cy="5" r="1.3" fill="currentColor" />
+            <circle cx="5" cy="11" r="1.3" fill="currentColor" />
+          </svg>
+        </button>
+      </div>
+      {bad && text.trim() !== String(value) && (
+        <div className="param-problem" role="alert">
+          {label} {bad} (kept {String(value)})
+        </div>
+      )}
+    </>
   );
 }
 
@@ -407,35 +483,7 @@ function Widget(props: Props) {
   switch (spec.kind) {
     case 'number': {
       if (spec.widget === 'seed') return <SeedField node={node} name={spec.name} label={label} value={value ?? spec.default} />;
-      const n = typeof value === 'number' ? value : spec.default;
-      if (isSlider(spec)) {
-        return (
-          <div className="row">
-            <input
-              className="nodrag slider"
-              type="range"
-              aria-label={`${label} slider`}
-              min={spec.min}
-              max={spec.max}
-              step={spec.step ?? 0.01}
-              value={n}
-              onChange={(e) => set(node, spec.name, Number(e.target.value))}
-            />
-            <NumberField
-              className="short"
-              label={label}
-              value={n}
-              min={spec.min}
-              max={spec.max}
-              step={spec.step ?? 0.01}
-              onChange={(v) => set(node, spec.name, v)}
-            />
-          </div>
-        );
-      }
-      return (
-        <NumberField label={label} value={n} min={spec.min} max={spec.max} step={spec.step} integer={spec.integer} onChange={(v) => set(node, spec.name, v)} />
-      );
+      return <NumberParam node={node} spec={spec} value={value} />;
     }
     case 'string':
       return spec.multiline ? (

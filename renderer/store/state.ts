@@ -5,7 +5,7 @@
  */
 import type { EdgeChange, NodeChange } from '@xyflow/react';
 import type { EngineSettings, RunEvent, ValidationError, Workflow } from '../../engine/api.js';
-import type { HostInfo } from '../../engine/protocol.js';
+import type { GalleryItem, HostInfo, ModelsFolderReport, QueueJob } from '../../engine/protocol.js';
 import type { ModelKind, NodeSpec, ParamValue } from '../../nodes/types.js';
 import type { Connection, Doc, FlowEdge, FlowNode, GroupBox, NodeMode, NodeUi, SpecMap } from '../graph.js';
 
@@ -81,21 +81,47 @@ export interface NodeRun {
   startedAt?: number;
   message?: string;
 }
+/**
+ * A job of the queue panel: one the editor queued (with its workflow, so it can be queued again)
+ * or one the host lists (another window's, a remote farm's: `where`). Filled from RunEvents and
+ * listQueue (engine/protocol.ts QueueJob; /work/notes/s8/queue-api.md).
+ */
 export interface RunInfo {
   runId: string;
-  status: 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+  status: 'queued' | 'running' | 'done' | 'failed' | 'cancelled' | 'duplicate';
   position?: number;
   workflow?: Workflow;
+  /** The workflow's name as the queue shows it. */
+  name?: string;
+  /** Absent: this machine; else the remote queue's address. */
+  where?: string;
+  progress?: { step: number; total: number };
+  submittedAt?: number;
+  finishedAt?: number;
+  /** A duplicate: the finished run whose images it would have written again. */
+  duplicateOf?: string;
+  /** Output image paths of a finished run (a duplicate's are its original's). */
+  images?: string[];
+  error?: string;
 }
+/** An image of the gallery: from a run of this session (`output` events) or the output folder (listOutputs). */
 export interface OutputImage {
+  /** Its URL (`/outputs/<file>`): the same for a run's image and the folder listing's. */
   id: string;
-  runId: string;
-  node: string;
+  runId?: string;
+  node?: string;
   url: string;
+  /** The absolute path (a run's image) or the path within the output folder (listed). */
   path: string;
   width: number;
   height: number;
+  /** The run's workflow (this session's runs); a listed PNG carries its own. */
   workflow?: Workflow;
+  /** The Automatic1111 parameters text its PNG carries. */
+  parameters?: string;
+  hasWorkflow?: boolean;
+  title?: string;
+  mtimeMs?: number;
 }
 export interface Progress {
   runId: string;
@@ -119,6 +145,12 @@ export interface RunSlice {
   showErrors(errors: ValidationError[]): void;
   clearRunState(): void;
   toggleOutput(id: string): void;
+  /** The output folder's listing replaces the gallery (this session's images not yet listed stay in front). */
+  setGallery(items: GalleryItem[]): void;
+  /** The host's queue (after a reload) merged into the runs. */
+  mergeQueue(jobs: QueueJob[]): void;
+  /** Forgets finished jobs (the queue panel's "Clear finished"). */
+  clearFinished(): void;
 }
 
 // ---- ui/settings (ui.ts) ------------------------------------------------------------------------
@@ -127,6 +159,11 @@ export interface Notice {
   id: number;
   level: 'info' | 'warn' | 'error';
   text: string;
+  /**
+   * What it is about, so it goes when that is gone: 'run' (a run's errors: cleared by the next
+   * successful run and by a new document), 'document' (cleared by a new document).
+   */
+  cause?: 'run' | 'document';
 }
 
 /** What the host said about an image ref of the document (resolveImages, or an upload's answer). */
@@ -155,8 +192,15 @@ export interface UiSlice {
   /** Exported PNGs carry the workflow's input images (a bundle chunk); off by default, kept in localStorage. */
   pngCarriesImages: boolean;
 
-  notify(level: Notice['level'], text: string): void;
+  /** What the models folder in use holds (checkModelsFolder): the banner says when it is missing or empty. */
+  modelsReport: ModelsFolderReport | null;
+  /** Set while "replace unsaved work?" is asked (New, Open, an example, a gallery image's workflow): renderer/confirm.ts. */
+  discardAsk: { action: string; resolve(ok: boolean): void } | null;
+
+  notify(level: Notice['level'], text: string, cause?: Notice['cause']): void;
   dismiss(id: number): void;
+  /** Dismisses the notices of these causes (their cause is gone). */
+  clearNotices(...causes: NonNullable<Notice['cause']>[]): void;
 }
 
 /**

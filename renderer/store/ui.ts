@@ -19,9 +19,16 @@ export const createUiSlice: StateCreator<EditorState, [], [], UiSlice> = (set, g
   imageOrigins: {},
   missingAsk: null,
   pngCarriesImages: false,
+  modelsReport: null,
+  discardAsk: null,
 
   // The same text again (a warning every run repeats) moves to the newest place instead of
   // stacking a copy; at most four show at once.
-  notify: (level, text) => set({ notices: [...get().notices.filter((n) => n.text !== text), { id: noticeId++, level, text }].slice(-MAX_NOTICES) }),
+  notify: (level, text, cause) =>
+    set({ notices: [...get().notices.filter((n) => n.text !== text), { id: noticeId++, level, text, ...(cause ? { cause } : {}) }].slice(-MAX_NOTICES) }),
   dismiss: (id) => set({ notices: get().notices.filter((n) => n.id !== id) }),
+  clearNotices: (...causes) => {
+    const left = get().notices.filter((n) => !n.cause || !causes.includes(n.cause));
+    if (left.length !== get().notices.length) set({ notices: left });
+  },
 });
