@@ -52,22 +52,21 @@ function Viewer({ list, index, onIndex, onClose }: { list: OutputImage[]; index:
   useEffect(() => {
     if (!out) onClose();
   }, [out, onClose]);
+  const count = list.length;
   const prev = () => index > 0 && onIndex(index - 1);
-  const next = () => index < list.length - 1 && onIndex(index + 1);
+  const next = () => index < count - 1 && onIndex(index + 1);
   // Keys on the window: a button that became disabled (Next on the last image) drops the focus to the page.
-  const keys = useRef({ prev, next, onClose });
-  keys.current = { prev, next, onClose };
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if (e.key === 'Escape') {
         e.preventDefault();
-        keys.current.onClose();
-      } else if (e.key === 'ArrowLeft') keys.current.prev();
-      else if (e.key === 'ArrowRight') keys.current.next();
+        onClose();
+      } else if (e.key === 'ArrowLeft' && index > 0) onIndex(index - 1);
+      else if (e.key === 'ArrowRight' && index < count - 1) onIndex(index + 1);
     };
     window.addEventListener('keydown', onKey);
     return () => window.removeEventListener('keydown', onKey);
-  }, []);
+  }, [index, count, onIndex, onClose]);
   if (!out) return null;
   const openWorkflow = async () => {
     if (!(await askDiscard(editor, `Open the workflow of ${name}`))) return;
