@@ -27,6 +27,8 @@ export interface EngineApi {
   subscribe(listener: (e: RunEvent) => void): () => void;
   settings(): EngineSettings;
   updateSettings(s: Partial<EngineSettings>): EngineSettings;
+  /** Settings' "Clear model cache": releases loaded models and removes the cache's graphs, weight links and float32 copies (refused while a run is queued or running). */
+  clearModelCache?(): Promise<{ files: number; freedBytes: number }>;
 }
 
 export type { PortType };

@@ -33,8 +33,7 @@ import { cleanStaleTemporaries } from '../models/fs-atomic.js';
 import { removeStaleFloat32Copies } from '../models/onnx/fp32-weights.js';
 import { DEMO_NOTICE, ensureDemoModels } from './demo/demo.js';
 import { Executor, type RunResult } from './executor.js';
-import type { Precision } from '../models/onnx/profile.js';
-import { ModelStore } from './model-store.js';
+import { clearModelCache, ModelStore, pruneModelCache } from './model-store.js';
 import { listModels, modelsFolderEmpty, PathResolver } from './paths.js';
 import { parseWorkflow } from './workflow.js';
 
@@ -52,8 +51,6 @@ export interface EngineOptions extends EngineSettings {
   demo?: boolean;
   /** ONNX Runtime intra-op threads (0 = its default). */
   threads?: number;
-  /** Graph precision of every network (models/onnx/profile.ts): fp32 (default, today's graph) or fp16 on the provider's profile. */
-  precision?: Precision;
 }
 
 /** Per-run options for in-process hosts and tests (not part of the transport API). */
@@ -135,7 +132,7 @@ export function createEngine(options: EngineOptions): Engine {
     }
   };
   const log = (msg: string) => emit({ type: 'log', level: /fall(ing)? back|failed/i.test(msg) ? 'warn' : 'info', message: msg });
-  const store = new ModelStore({ cacheDir, provider: settings.provider, log, threads: options.threads, precision: options.precision });
+  const store = new ModelStore({ cacheDir, provider: settings.provider, log, threads: options.threads });
   const executor = new Executor(NODE_DEFS, store);
   const specs = nodeSpecs();
 
@@ -157,6 +154,11 @@ export function createEngine(options: EngineOptions): Engine {
     log(
       `removed ${staleCopies.length} float32 weight copies (${(staleCopies.reduce((n, r) => n + r.bytes, 0) / 2 ** 30).toFixed(2)} GB) of model files deleted or changed since`,
     );
+  // Cached graphs whose weight link is all that is left of a model file deleted from the models folder (model-store.ts).
+  const pruned = pruneModelCache(cacheDir, [settings.modelsDir, path.join(userDataDir, 'demo-models')]);
+  // Said once the host has subscribed (it does so right after createEngine).
+  if (pruned.files)
+    setTimeout(() => log(`model cache: removed ${pruned.files} file(s) of models deleted since (${(pruned.freedBytes / 2 ** 30).toFixed(2)} GB freed)`), 0);
 
   // Temporaries of atomic writes a crash or kill left behind (only our naming, only stale ones),
   // swept in the background; the model cache is wholly ours, so any *.tmp there goes too.
@@ -325,6 +327,10 @@ export function createEngine(options: EngineOptions): Engine {
     isDemo: () => demo,
     listQueue: () => [...records.values()],
     unloadModels: (prefix?: string) => store.unload(prefix),
+    clearModelCache: async () => {
+      if (running || queue.length) throw new Error('a run is in progress or queued: clear the model cache when the queue is empty');
+      return clearModelCache(store);
+    },
     async close() {
       for (const j of [...queue]) engine.cancel(j.runId);
       running?.controller.abort();

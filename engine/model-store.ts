@@ -213,3 +213,67 @@ export class ModelStore {
     }
   }
 }
+
+/** What clearing or pruning the model cache removed: files, and the bytes that freed (a hard link to a model file frees none). */
+export interface CacheRemoval {
+  files: number;
+  freedBytes: number;
+}
+
+/** Removes `p` (file or folder), counting its files and the bytes that go with them (files with no other link). */
+function removeCounted(p: string, into: CacheRemoval): void {
+  const walk = (q: string) => {
+    const st = fs.lstatSync(q, { throwIfNoEntry: false });
+    if (!st) return;
+    if (st.isDirectory()) {
+      for (const n of fs.readdirSync(q)) walk(path.join(q, n));
+      return;
+    }
+    into.files++;
+    if (st.nlink <= 1) into.freedBytes += st.size;
+  };
+  walk(p);
+  fs.rmSync(p, { recursive: true, force: true });
+}
+
+/** The model cache's folders of our own: built graphs with links to their weights, and float32 copies of fp16 / bf16 weights. */
+const CACHE_PARTS = ['onnx', 'fp32-weights'];
+
+/**
+ * "Clear model cache" (settings): releases every loaded model, then removes the cache's built graphs,
+ * weight links and float32 copies; they are made again on next use.
+ */
+export async function clearModelCache(store: ModelStore): Promise<CacheRemoval> {
+  await store.unload();
+  const out: CacheRemoval = { files: 0, freedBytes: 0 };
+  for (const part of CACHE_PARTS) removeCounted(path.join(store.cacheDir, part), out);
+  return out;
+}
+
+/**
+ * At start-up: the cached graphs whose weight link is the last link of its file (the model file was deleted
+ * from the models folder, so the link alone keeps its disk space). Only when the cache and a models folder share
+ * a device: on another device the weights were copied, not linked (a copy's link count says nothing; Clear
+ * model cache removes those).
+ */
+export function pruneModelCache(cacheDir: string, modelsDirs: string[]): CacheRemoval {
+  const out: CacheRemoval = { files: 0, freedBytes: 0 };
+  const onnx = path.join(cacheDir, 'onnx');
+  const dev = fs.statSync(onnx, { throwIfNoEntry: false })?.dev;
+  if (dev === undefined || !modelsDirs.some((d) => fs.statSync(d, { throwIfNoEntry: false })?.dev === dev)) return out;
+  for (const name of fs.readdirSync(onnx)) {
+    const dir = path.join(onnx, name);
+    let orphaned: boolean;
+    try {
+      orphaned = fs.readdirSync(dir).some((n) => {
+        if (n === 'model.onnx' || !n.endsWith('.safetensors')) return false;
+        const st = fs.lstatSync(path.join(dir, n));
+        return st.isFile() && st.nlink === 1;
+      });
+    } catch {
+      continue; // not a folder of ours
+    }
+    if (orphaned) removeCounted(dir, out);
+  }
+  return out;
+}

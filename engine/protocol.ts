@@ -272,6 +272,8 @@ export const channels = {
   convertModel: { request: ConvertModelRequestSchema, response: ConvertModelResponseSchema },
   /** The output folder's images, newest first (the gallery; confined to the folder, images only). */
   listOutputs: { request: z.object({ limit: z.number().int().min(1).max(2000).optional() }).strict(), response: z.array(GalleryItemSchema) },
+  /** Settings' "Clear model cache": the files removed and the bytes that freed (a link to a model file frees none). */
+  clearModelCache: { request: Empty, response: z.object({ files: z.number(), freedBytes: z.number() }) },
   /** What a models folder holds, per kind (`dir` absent: the setting). */
   checkModelsFolder: { request: z.object({ dir: ShortText.min(1).optional() }).strict(), response: ModelsFolderReportSchema },
 } as const;

@@ -23,8 +23,8 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 /** An example with 2 sampler steps. */
 function example(name: string): Workflow {
   const { workflow: wf } = parseWorkflow(JSON.parse(fs.readFileSync(path.join(root, 'examples', name), 'utf8')));
-  for (const n of wf.nodes) if ('steps' in n.params) n.params.steps = 2;
-  return wf;
+  for (const n of wf!.nodes) if ('steps' in n.params) n.params.steps = 2;
+  return wf!;
 }
 
 const CK = 'checkpoints/stable-diffusion-v1-5';

@@ -21,6 +21,8 @@ import { defaultOutput, isSameConversion, writeSafetensorsAtomic } from '../../m
 import { isPickleFile, openPickleFile } from '../../models/pickle.js';
 import type { ModelKind } from '../../nodes/spec.js';
 import { channels, summarise, WorkflowSchema, type ChannelName, type ChannelRequest, type ChannelResponse, type HostInfo } from '../protocol.js';
+import { hasSweep } from '../sweep.js';
+import { enqueueBatch } from '../farm/batch.js';
 
 // ---- the handlers ------------------------------------------------------------------------------
 
@@ -59,7 +61,11 @@ export function createApiHandlers(opts: ApiHandlerOptions): ApiHandlers {
     listModels: () => engine.listModels(),
     validate: (r) => engine.validate(r.workflow),
     // The editor's Run: a job whose images a finished run already wrote ends as its duplicate (unless forced).
-    enqueue: (r) => engine.enqueue(r.workflow, { ...(r.name ? { name: r.name } : {}), dedupe: r.force !== true }),
+    // A workflow with a Sweep node runs as a batch: one queued job per value, then the grid (engine/farm/batch.ts).
+    enqueue: (r) =>
+      hasSweep(r.workflow)
+        ? { runId: enqueueBatch(engine, r.workflow, { name: r.name, inputsDir }).runId }
+        : engine.enqueue(r.workflow, { ...(r.name ? { name: r.name } : {}), dedupe: r.force !== true }),
     listQueue: () => engine.listQueue?.() ?? [],
     cancel: (r) => (engine.cancel(r.runId), {}),
     getSettings: () => engine.settings(),
@@ -107,6 +113,10 @@ export function createApiHandlers(opts: ApiHandlerOptions): ApiHandlers {
       return listGallery(engine.settings().outputDir, r.limit, galleryCache);
     },
     checkModelsFolder: (r) => modelsFolderReport(r.dir ?? engine.settings().modelsDir),
+    clearModelCache: () => {
+      if (!engine.clearModelCache) throw new Error('this engine has no model cache to clear');
+      return engine.clearModelCache();
+    },
   };
 }
 
