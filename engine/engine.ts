@@ -33,6 +33,7 @@ import { cleanStaleTemporaries } from '../models/fs-atomic.js';
 import { removeStaleFloat32Copies } from '../models/onnx/fp32-weights.js';
 import { DEMO_NOTICE, ensureDemoModels } from './demo/demo.js';
 import { Executor, type RunResult } from './executor.js';
+import type { Precision } from '../models/onnx/profile.js';
 import { clearModelCache, ModelStore, pruneModelCache } from './model-store.js';
 import { listModels, modelsFolderEmpty, PathResolver } from './paths.js';
 import { parseWorkflow } from './workflow.js';
@@ -51,6 +52,8 @@ export interface EngineOptions extends EngineSettings {
   demo?: boolean;
   /** ONNX Runtime intra-op threads (0 = its default). */
   threads?: number;
+  /** Graph precision of every network (models/onnx/profile.ts): fp32 (default, today's graph) or fp16 on the provider's profile. */
+  precision?: Precision;
 }
 
 /** Per-run options for in-process hosts and tests (not part of the transport API). */
@@ -132,7 +135,7 @@ export function createEngine(options: EngineOptions): Engine {
     }
   };
   const log = (msg: string) => emit({ type: 'log', level: /fall(ing)? back|failed/i.test(msg) ? 'warn' : 'info', message: msg });
-  const store = new ModelStore({ cacheDir, provider: settings.provider, log, threads: options.threads });
+  const store = new ModelStore({ cacheDir, provider: settings.provider, log, threads: options.threads, precision: options.precision });
   const executor = new Executor(NODE_DEFS, store);
   const specs = nodeSpecs();
 

@@ -5,11 +5,61 @@
  */
 import { useEffect, useId, useRef, useState, type ReactNode } from 'react';
 import type { EngineSettings } from '../../engine/api.js';
-import { PROVIDERS } from '../../engine/protocol.js';
+import { PROVIDERS, type ModelsFolderReport } from '../../engine/protocol.js';
 import { MODEL_KINDS } from '../../nodes/spec.js';
 import { editor, host, useEditor } from '../editor.js';
 import { fileBytes, missingRefs, relinkMissing } from '../files.js';
 import type { FolderPurpose } from '../host.js';
+import { applySettings } from '../settings.js';
+
+/** Kind folders as the report sentence names them. */
+const KIND_WORDS: Record<string, string> = { checkpoints: 'checkpoints', ipadapter: 'IP-Adapters', clip_vision: 'CLIP vision models' };
+
+/**
+ * What the typed models folder holds, asked for as the path is typed (debounced): a folder that
+ * does not exist is said at once with its path, and so are the kinds it has none of.
+ */
+function useFolderReport(dir: string): ModelsFolderReport | null {
+  const [report, setReport] = useState<ModelsFolderReport | null>(null);
+  useEffect(() => {
+    if (!dir.trim()) return;
+    let live = true;
+    const t = setTimeout(() => {
+      host()
+        .call('checkModelsFolder', { dir })
+        .then((r) => live && setReport(r))
+        .catch(() => live && setReport(null));
+    }, 200);
+    return () => {
+      live = false;
+      clearTimeout(t);
+    };
+  }, [dir]);
+  return dir.trim() && report?.dir === dir ? report : null;
+}
+
+function FolderReport({ report }: { report: ModelsFolderReport | null }) {
+  if (!report) return null;
+  if (report.problem)
+    return (
+      <div className="folder-report bad" role="alert">
+        {report.problem[0].toUpperCase() + report.problem.slice(1)}.
+      </div>
+    );
+  const have = Object.entries(report.counts).filter(([, n]) => n > 0);
+  if (!have.length)
+    return (
+      <div className="folder-report warn" role="alert">
+        No models in {report.dir}: its checkpoints/, ipadapter/ and clip_vision/ folders are empty or missing.
+      </div>
+    );
+  return (
+    <div className={`folder-report ${report.missing.length ? 'warn' : 'ok'}`} role="status">
+      {have.map(([k, n]) => `${n} ${n === 1 ? k.replace(/s$/, '') : k}`).join(', ')}
+      {report.missing.length > 0 && ` — no ${report.missing.map((k) => KIND_WORDS[k] ?? k).join(', ')}`}
+    </div>
+  );
+}
 
 /** localStorage key of the "exported PNGs carry their input images" setting (a renderer preference). */
 export const PNG_IMAGES_KEY = 'ipa-studio:png-carries-images';
@@ -72,16 +122,20 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
   const [draft, setDraft] = useState<EngineSettings | null>(current);
   const [pngImages, setPngImages] = useState(() => editor.getState().pngCarriesImages);
   const [busy, setBusy] = useState(false);
+  const [refused, setRefused] = useState<string | null>(null);
+  const report = useFolderReport(draft?.modelsDir ?? '');
   // The settings may arrive after the dialog opened: adopt them once (React's "adjust state on a prop change").
   if (draft === null && current !== null) setDraft(current);
   if (!draft) return null;
   const providers = info?.providers ?? ['cpu'];
+  // --demo: the demo models whatever this says (the banner says so too).
+  const demoFlag = (info?.demo ?? false) && current?.demoModels !== true;
   const apply = async () => {
     setBusy(true);
+    setRefused(null);
     try {
-      const s = await host().call('updateSettings', draft);
-      const models = await host().call('listModels', {});
-      editor.setState({ settings: s, models, pngCarriesImages: pngImages });
+      await applySettings(editor, host(), draft);
+      editor.setState({ pngCarriesImages: pngImages });
       try {
         localStorage.setItem(PNG_IMAGES_KEY, pngImages ? '1' : '0');
       } catch {
@@ -90,7 +144,8 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
       editor.getState().notify('info', 'Settings saved.');
       onClose();
     } catch (e) {
-      editor.getState().notify('error', (e as Error).message);
+      // Refused (a folder that does not exist, ...): said here, next to the fields, and nothing is saved.
+      setRefused((e as Error).message);
     } finally {
       setBusy(false);
     }
@@ -111,7 +166,22 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
           <small>
             Subfolders {MODEL_KINDS.join(', ')} — point it at a ComfyUI <code>models</code> folder.
           </small>
+          <FolderReport report={report} />
         </FolderField>
+        <label className="check">
+          <input
+            type="checkbox"
+            checked={draft.demoModels === true || demoFlag}
+            disabled={demoFlag}
+            onChange={(e) => setDraft({ ...draft, demoModels: e.target.checked })}
+          />
+          Use demo models
+          <small>
+            {demoFlag
+              ? 'On for this session: the app was started with --demo, so the folder above is not used.'
+              : 'Tiny random weights that draw noise, to try the app without models. Off: the folder above, even when it is empty.'}
+          </small>
+        </label>
         <label>
           Execution provider
           <select value={draft.provider} onChange={(e) => setDraft({ ...draft, provider: e.target.value as EngineSettings['provider'] })}>
@@ -130,6 +200,11 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
           Exported PNGs carry their input images
           <small>Off by default (bigger files). When on, Export puts the run's input images into the PNG too, so it opens with them on another machine.</small>
         </label>
+        {refused && (
+          <div className="folder-report bad" role="alert">
+            Not saved: {refused}
+          </div>
+        )}
         <div className="modal-buttons">
           <button
             type="button"
@@ -148,7 +223,7 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
           <button type="button" onClick={onClose}>
             Close
           </button>
-          <button type="submit" className="primary" disabled={busy}>
+          <button type="submit" className="primary" disabled={busy || !!report?.problem}>
             Apply
           </button>
         </div>
