@@ -15,6 +15,7 @@ import { readEmbeddedWorkflow } from '../png.js';
 import type { Workflow } from '../protocol.js';
 import { parseWorkflow } from '../workflow.js';
 import { planBatch, runBatchLocally } from './batch.js';
+import { createApiHandlers } from '../hosts/host-api.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const IMAGE = path.join(root, 'examples', 'images', 'image-prompt.png');
@@ -122,5 +123,37 @@ describe('a sweep on the local queue', () => {
     expect(res.cancelled).toBe(true);
     expect(res.jobs.filter((j) => j.cancelled).length).toBeGreaterThanOrEqual(5);
     expect(res.grid).toBeUndefined();
+  });
+
+  it("the editor's Run (host-api enqueue) of a sweep queues one named job per value and writes the grid after the last", async () => {
+    const wf = ipAdapterWorkflow({ image: IMAGE, steps: 2, prefix: 'editor' });
+    wf.nodes.push({ id: 'sweep', type: 'sweep', params: { x_param: 'sampler.seed', x_values: '1,2,3' } });
+    const h = createApiHandlers({
+      engine,
+      host: 'web',
+      info: () => ({}) as never,
+      examplesDir: path.join(root, 'examples'),
+      inputsDir: path.join(tmp, 'inputs'),
+    });
+    const seen: string[] = [];
+    const off = engine.subscribe((e) => {
+      if (e.type === 'run-done' && e.ok) seen.push(e.runId);
+    });
+    const { runId } = await h.enqueue({ workflow: wf, name: 'seeds' });
+    await new Promise<void>((r) => {
+      const t = setInterval(() => {
+        if (fs.existsSync(path.join(tmp, 'out', 'editor-grid_00001_.png'))) {
+          clearInterval(t);
+          r();
+        }
+      }, 50);
+    });
+    off();
+    const jobs = engine.listQueue().filter((j) => j.name.startsWith('seeds ['));
+    expect(jobs.map((j) => j.name)).toEqual(['seeds [seed=1]', 'seeds [seed=2]', 'seeds [seed=3]']);
+    expect(jobs[0].runId).toBe(runId);
+    expect(seen).toEqual(jobs.map((j) => j.runId));
+    const bad = { ...wf, nodes: wf.nodes.map((n) => (n.id === 'sweep' ? { ...n, params: { x_param: 'nope.seed', x_values: '1' } } : n)) };
+    expect(() => h.enqueue({ workflow: bad })).toThrow(/Sweep \(sweep\): X param nope\.seed names no node/);
   });
 });

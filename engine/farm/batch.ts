@@ -10,7 +10,8 @@ import * as path from 'node:path';
 import { writeFileAtomicSync } from '../../models/fs-atomic.js';
 import { nextNumberedFile } from '../../nodes/runtime/images.js';
 import type { NodeSpec } from '../../nodes/spec.js';
-import type { Engine, RunOutcome } from '../engine.js';
+import type { EngineApi, RunEvent } from '../api.js';
+import type { Engine } from '../engine.js';
 import { isAbsoluteRef } from '../image-refs.js';
 import { outputPath } from '../paths.js';
 import type { ValidationError, Workflow } from '../protocol.js';
@@ -110,31 +111,69 @@ export interface LocalBatch {
 
 /**
  * Runs a batch on the in-process engine: every job is enqueued at once (the engine's queue shows
- * and runs them in order), then the grid is written from each job's first image.
+ * and runs them in order, named "<name> [λ=…]"), then the grid is written from each job's first
+ * image. Works through the hosts' EngineApi (enqueue + events); `workflowDir` needs the engine's
+ * own `start` (the CLI's relative image refs).
  */
 export function runBatchLocally(
-  engine: Engine,
+  engine: EngineApi & { start?: Engine['start'] },
   source: Workflow,
   expansion: SweepExpansion,
-  opts: { workflowDir?: string | null; onJobDone?: (j: BatchJobOutcome) => void } = {},
+  opts: { workflowDir?: string | null; name?: string; onJobDone?: (j: BatchJobOutcome) => void } = {},
 ): LocalBatch {
   const specs = engine.nodeSpecs();
-  const started = expansion.jobs.map((job) => ({ job, run: engine.start(job.workflow, { workflowDir: opts.workflowDir ?? null }) }));
+  const outcomes = new Map<string, { images: string[]; resolve: (o: BatchJobOutcome) => void; index: number; label: string }>();
+  const early: RunEvent[] = [];
+  const off = engine.subscribe((e) => {
+    if (!('runId' in e) || !e.runId) return;
+    const o = outcomes.get(e.runId);
+    if (!o) return void early.push(e);
+    if (e.type === 'output') o.images.push(...e.images.map((i) => i.path));
+    if (e.type === 'run-done') {
+      o.resolve({
+        index: o.index,
+        label: o.label,
+        ok: e.ok,
+        ...(e.cancelled ? { cancelled: true } : {}),
+        ...(e.error ? { error: e.error } : {}),
+        images: o.images,
+      });
+    }
+  });
+  const promises: Promise<BatchJobOutcome>[] = [];
+  const runIds: string[] = [];
+  for (const job of expansion.jobs) {
+    const name = `${opts.name ?? (typeof source.meta?.title === 'string' ? source.meta.title : 'sweep')}${job.label ? ` [${job.label}]` : ''}`;
+    const runId =
+      opts.workflowDir && engine.start
+        ? engine.start(job.workflow, { workflowDir: opts.workflowDir, name }).runId
+        : engine.enqueue(job.workflow, { name }).runId;
+    runIds.push(runId);
+    promises.push(
+      new Promise((resolve) => {
+        outcomes.set(runId, { images: [], resolve, index: job.index, label: job.label });
+      }),
+    );
+    // Events a synchronous start already sent (a run that began or ended at once).
+    for (const e of early.splice(0)) {
+      if (e.type === 'run-done' || e.type === 'output') {
+        const o = outcomes.get((e as { runId: string }).runId);
+        if (o && e.type === 'output') o.images.push(...e.images.map((i) => i.path));
+        if (o && e.type === 'run-done') o.resolve({ index: o.index, label: o.label, ok: e.ok, ...(e.error ? { error: e.error } : {}), images: o.images });
+      }
+    }
+  }
   let cancelled = false;
   const done = (async (): Promise<BatchOutcome> => {
     const jobs: BatchJobOutcome[] = [];
-    for (const { job, run } of started) {
-      const r: RunOutcome = await run.done;
-      const o: BatchJobOutcome = {
-        index: job.index,
-        label: job.label,
-        ok: r.ok,
-        ...(r.cancelled ? { cancelled: true } : {}),
-        ...(r.error ? { error: r.error } : {}),
-        images: r.images.map((i) => i.path),
-      };
-      jobs.push(o);
-      opts.onJobDone?.(o);
+    try {
+      for (const p of promises) {
+        const o = await p;
+        jobs.push(o);
+        opts.onJobDone?.(o);
+      }
+    } finally {
+      off();
     }
     const out: BatchOutcome = { ok: jobs.every((j) => j.ok), cancelled, jobs };
     if (expansion.grid && !cancelled && jobs.some((j) => j.images.length)) {
@@ -144,12 +183,29 @@ export function runBatchLocally(
     return out;
   })();
   return {
-    runIds: started.map((s) => s.run.runId),
+    runIds,
     expansion,
     done,
     cancel() {
       cancelled = true;
-      for (const s of [...started].reverse()) engine.cancel(s.run.runId);
+      for (const id of [...runIds].reverse()) engine.cancel(id);
     },
   };
+}
+
+/**
+ * The editor's Run of a workflow with a Sweep node (host-api `enqueue`): plans it (image folders
+ * in the inputs folder), queues every job, and writes the grid when the last one ends. Throws the
+ * sweep's errors as one sentence. Returns the first job's run id and all of them.
+ */
+export function enqueueBatch(
+  engine: EngineApi,
+  wf: Workflow,
+  o: { name?: string; inputsDir: string | null },
+): { runId: string; runIds: string[]; jobs: number } {
+  const plan = planBatch(wf, engine.nodeSpecs(), null, o.inputsDir);
+  if ('errors' in plan) throw new Error(plan.errors.map((e) => e.message).join('; '));
+  const b = runBatchLocally(engine, wf, plan, { name: o.name });
+  void b.done.catch(() => {});
+  return { runId: b.runIds[0], runIds: b.runIds, jobs: plan.jobs.length };
 }
