@@ -7,8 +7,8 @@
  * Runs a workflow (or the one embedded in a PNG we saved) and writes its images. A progress bar
  * on a terminal, plain lines otherwise. Exit codes: 0 done (or --help), 1 run failed, 2 bad
  * arguments or an invalid workflow, 130 interrupted. Defaults: --models $IPA_MODELS, else the
- * app's models setting (settings.json), else <user data>/models; --out ./output. An empty models
- * folder (or --demo) uses the demo model set.
+ * app's models setting (settings.json), else <user data>/models; --out ./output. --demo uses the
+ * demo model set; an empty models folder is said to be empty (never silently replaced by it).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -16,7 +16,7 @@ import { pathToFileURL } from 'node:url';
 import type { ParamValue } from '../../nodes/types.js';
 import type { EngineSettings, RunEvent, Workflow } from '../api.js';
 import { createEngine } from '../engine.js';
-import { defaultUserData, readSettings, settingsFileOf } from './host-config.js';
+import { defaultUserData, missingModelsSentence, modelsFolderReport, readSettings, settingsFileOf } from './host-config.js';
 import { readEmbeddedWorkflow, readTextChunks } from '../png.js';
 import { BUNDLE_CHUNK_KEY, isBundleDoc } from '../bundle-format.js';
 import { nodeSpecs } from '../../nodes/index.js';
@@ -266,7 +266,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     modelsDir: path.resolve(args.models),
     outputDir: path.resolve(args.out),
     provider: args.provider,
-    demo: args.demo ? true : undefined,
+    demo: args.demo,
     userDataDir: path.resolve(args.userData),
   });
   const specs = new Map(engine.nodeSpecs().map((s) => [s.type, s]));
@@ -289,6 +289,10 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   }
   const off = engine.subscribe(reporter(io.stdout));
   if (engine.isDemo()) io.stdout.write(`models: ${engine.modelsDir()} (demo)\n`);
+  else {
+    const empty = missingModelsSentence(modelsFolderReport(engine.modelsDir()));
+    if (empty) io.stderr.write(`${empty} (--demo runs on the demo models)\n`);
+  }
   let interrupted = false;
   const run = engine.start(wf, { workflowDir: path.dirname(file) });
   const onSigint = () => {
