@@ -356,8 +356,10 @@ export interface LayoutOptions {
   gapY?: number;
   /** At most this many columns: a longer chain shares columns (see `layout`). */
   maxColumns?: number;
+  /** null: the layered layout only, even when it does not fit the reference canvas at a readable zoom. */
+  canvas?: null;
 }
-const LAYOUT: Required<LayoutOptions> = { gapX: 50, gapY: 20, maxColumns: 5 };
+const LAYOUT = { gapX: 50, gapY: 20, maxColumns: 5 };
 
 /**
  * Places columns of node ids left to right, each stacked top-down in the given order (producers
@@ -437,12 +439,54 @@ export function layout(doc: Doc, specs: SpecMap, opts: LayoutOptions = {}): Doc 
     }
     columns = [...columns.slice(0, best), [...columns[best], ...columns[best + 1]], ...columns.slice(best + 2)];
   }
-  return placeColumns(
+  const layered = placeColumns(
     doc,
     specs,
     columns.map((c) => c.map((n) => n.id)),
     opts,
   );
+  if (opts.canvas === null || fitZoom(layered, specs) >= READABLE_ZOOM) return layered;
+  // Too large for one screen at a readable zoom: fill columns top-down in the layers' order up to
+  // a height, the height that fits the reference canvas best (producers stay left of or above their consumers).
+  const order = columns.flat();
+  let best = layered;
+  for (let k = 1; k <= 12; k++) {
+    const maxH = (REFERENCE_CANVAS.height / READABLE_ZOOM) * (0.5 + k / 12);
+    const cols: string[][] = [];
+    let cur: string[] = [];
+    let h = 0;
+    for (const n of order) {
+      const nh = heightOf(n, specs) + gapY;
+      if (cur.length && h + nh > maxH) {
+        cols.push(cur);
+        cur = [];
+        h = 0;
+      }
+      cur.push(n.id);
+      h += nh;
+    }
+    if (cur.length) cols.push(cur);
+    const packed = placeColumns(doc, specs, cols, opts);
+    if (fitZoom(packed, specs) > fitZoom(best, specs) + 0.01) best = packed;
+  }
+  return best;
+}
+
+/**
+ * The canvas a layout is made for: the editor at 1600 x 1000 less the side panel (300), the
+ * toolbar and banner, and fit view's padding (Canvas.tsx FIT_VIEW): about 1250 x 790.
+ */
+export const REFERENCE_CANVAS = { width: 1250, height: 790 };
+/** Below this zoom card text gets hard to read; layouts aim to fit the reference canvas at it. */
+export const READABLE_ZOOM = 0.7;
+
+/** The zoom at which the cards (measured or estimated) fit the reference canvas (at most 1). */
+export function fitZoom(doc: Doc, specs: SpecMap, canvas = REFERENCE_CANVAS): number {
+  if (!doc.nodes.length) return 1;
+  const b = doc.nodes.map((n) => boxOf(n, specs));
+  const w = Math.max(...b.map((x) => x.x + x.w)) - Math.min(...b.map((x) => x.x));
+  const h = Math.max(...b.map((x) => x.y + x.h)) - Math.min(...b.map((x) => x.y));
+  return Math.min(1, canvas.width / w, canvas.height / h);
 }
 
 /** A card's box on the canvas: measured when drawn, else estimated. */

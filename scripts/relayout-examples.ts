@@ -3,9 +3,9 @@
  * (renderer/graph.ts `layout()`, what Tidy does) and the real node specs (nodes/index.ts
  * `nodeSpecs()`), so each example opens at a readable zoom instead of a wide strip. For each file
  * it tries `maxColumns` 3..8 and keeps the layout that fits the reference canvas at the largest
- * zoom; a file whose current positions already fit better is left alone. The reference canvas is
- * the desktop window's default 1440 x 900 less the 300 px side panel, the toolbar and the
- * fit-view padding (renderer/components/Canvas.tsx FIT_VIEW): about 1092 x 757.
+ * zoom; a file whose current positions already fit better and overlap nowhere is left alone. The
+ * reference canvas is renderer/graph.ts REFERENCE_CANVAS (1600 x 1000 less the side panel, the
+ * toolbar and the fit-view padding: about 1250 x 790).
  *
  * Only the numbers inside each node's `ui` object change: they are replaced in the file's text,
  * so params, edges, meta and the file's formatting (e.g. `1.0`) stay byte for byte; the script
@@ -19,13 +19,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Workflow } from '../engine/api.js';
 import { nodeSpecs } from '../nodes/index.js';
-import { CARD_WIDTH, type Doc, type SpecMap, estimateHeight, fromWorkflow, layout } from '../renderer/graph.js';
+import { CARD_WIDTH, type Doc, type SpecMap, estimateHeight, fromWorkflow, layout, overlappingCards, REFERENCE_CANVAS } from '../renderer/graph.js';
 
 const DIR = fileURLToPath(new URL('../examples/', import.meta.url));
 const check = process.argv.includes('--check');
 const specs: SpecMap = Object.fromEntries(nodeSpecs().map((s) => [s.type, s]));
 
-const CANVAS = { width: 1092, height: 757 };
+const CANVAS = REFERENCE_CANVAS;
 
 /** The cards' bounding box (estimated card heights) and the zoom that fits it in CANVAS. */
 function fit(doc: Doc): { text: string; zoom: number } {
@@ -49,8 +49,10 @@ for (const name of fs
   if (doc.problems.length) throw new Error(`${file}: ${doc.problems.join('; ')}`);
   const tries = [3, 4, 5, 6, 7, 8].map((maxColumns) => layout({ nodes: doc.nodes, edges: doc.edges }, specs, { maxColumns }));
   const laid = tries.reduce((a, b) => (fit(b).zoom > fit(a).zoom ? b : a));
-  const keep = fit(doc).zoom >= fit(laid).zoom;
-  console.log(`${name}: ${fit(doc).text} -> ${keep ? 'kept' : fit(laid).text}`);
+  const overlaps = overlappingCards(doc, specs).length;
+  const keep = !overlaps && fit(doc).zoom >= fit(laid).zoom;
+  if (overlappingCards(laid, specs).length) throw new Error(`${file}: the layout overlaps`);
+  console.log(`${name}: ${fit(doc).text}${overlaps ? `, ${overlaps} overlaps` : ''} -> ${keep ? 'kept' : fit(laid).text}`);
   if (check || keep) continue;
   const pos = new Map(laid.nodes.map((n) => [n.id, { x: Math.round(n.position.x), y: Math.round(n.position.y) }]));
 

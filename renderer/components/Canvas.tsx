@@ -86,7 +86,7 @@ const nodeTypes = { card: NodeCard, groupbox: GroupBoxNode };
  * covers a card after fit view; never above 100 % (a single card is not blown up) nor below 50 %,
  * where card text gets too small to read (a larger graph is framed at its centre and panned).
  */
-export const FIT_VIEW = { padding: { top: '16px', right: '24px', bottom: '124px', left: '24px' }, minZoom: 0.5, maxZoom: 1 } as const;
+export const FIT_VIEW = { padding: { top: '16px', right: '24px', bottom: '124px', left: '24px' }, minZoom: 0.7, maxZoom: 1 } as const;
 const MINIMAP = { width: 160, height: 100 };
 
 /** A wire dropped on empty canvas: the end it came from. */

@@ -20,6 +20,7 @@ interface Rect {
   w: number;
   h: number;
 }
+const RESULTS = path.join(import.meta.dirname, '..', '..', 'test-results');
 const hit = (a: Rect, b: Rect) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
 
 /** The node cards' boxes on screen (groups excluded), with their titles. */
@@ -33,16 +34,21 @@ async function cardRects(page: Page): Promise<Rect[]> {
   );
 }
 
-async function expectNoOverlaps(page: Page, what: string): Promise<void> {
+async function expectNoOverlaps(page: Page, what: string, clear = true): Promise<void> {
   const rects = await cardRects(page);
+  const fail = async (m: string) => {
+    await page.screenshot({ path: path.join(RESULTS, `canvas-overlap-${what.replace(/[^a-z0-9]+/gi, '-')}.png`) });
+    expect(false, m);
+  };
   for (let i = 0; i < rects.length; i++) {
-    for (let j = i + 1; j < rects.length; j++) expect(!hit(rects[i], rects[j]), `${what}: ${rects[i].name} and ${rects[j].name} overlap`);
+    for (let j = i + 1; j < rects.length; j++) if (hit(rects[i], rects[j])) await fail(`${what}: ${rects[i].name} and ${rects[j].name} overlap`);
   }
-  // Nor do the minimap or a notice cover a card.
+  // Nor do the minimap or a notice cover a card (when fit view shows the whole graph).
+  if (!clear) return;
   for (const sel of ['.react-flow__minimap', '.notice']) {
     for (const box of await page.locator(sel).evaluateAll((els) => els.map((e) => e.getBoundingClientRect().toJSON() as DOMRect))) {
       const r = { name: sel, x: box.x, y: box.y, w: box.width, h: box.height };
-      for (const c of rects) expect(!hit(r, c), `${what}: the ${sel} covers ${c.name}`);
+      for (const c of rects) if (hit(r, c)) await fail(`${what}: the ${sel} covers ${c.name}`);
     }
   }
 }
@@ -77,19 +83,25 @@ e2e('the default workflow and every bundled example open without overlapping car
   const titles = await page.getByRole('menu', { name: 'Examples' }).getByRole('menuitem').allTextContents();
   await page.getByRole('button', { name: 'Examples', exact: true }).click(); // closes the menu
   expect(titles.length >= 10, `the examples menu lists the bundled examples (${titles.length})`);
+  const tooLarge: string[] = [];
   for (const title of titles) {
     await page.getByRole('button', { name: 'Examples', exact: true }).click();
     await page.getByRole('menuitem', { name: title, exact: true }).click();
     const discard = page.getByRole('button', { name: /Discard/ });
     if (await discard.isVisible().catch(() => false)) await discard.click();
     await page.waitForTimeout(800); // opened, measured, fitted
-    await expectNoOverlaps(page, title);
+    // A graph larger than one screen at 0.7 is framed at its centre (FIT_VIEW.minZoom): panned, so the minimap may lie over it.
+    const pane = (await page.locator('.react-flow__pane').boundingBox())!;
+    const fits = (await cardRects(page)).every((r) => r.x >= pane.x && r.y >= pane.y && r.x + r.w <= pane.x + pane.width && r.y + r.h <= pane.y + pane.height);
+    if (!fits) tooLarge.push(title);
+    await expectNoOverlaps(page, title, fits);
     const z = await zoom(page);
     expect(z >= 0.7, `${title} opens at zoom ${z.toFixed(2)} (at least 0.7 at 1600x1000)`);
     expect((await page.getByRole('status', { name: 'Overlapping cards' }).count()) === 0, `${title}: no Tidy offer (nothing overlaps)`);
     if (/λ sweep|lambda|sweep/i.test(title)) await page.screenshot({ path: path.join(results, 'canvas-example-lambda-sweep.png') });
   }
   await page.screenshot({ path: path.join(results, 'canvas-example-last.png') });
+  console.log(`    examples larger than one screen at zoom 0.7 (framed at their centre): ${tooLarge.join(', ') || 'none'}`);
 });
 
 e2e('a wire dropped on empty canvas from LATENT lists only nodes with a LATENT input; picking one connects it', async ({ page }) => {
@@ -283,9 +295,13 @@ e2e('right-click menus, groups, collapse, mute, reroute and primitive; all undoa
   await page.keyboard.press('Control+a');
   await page.keyboard.press('Control+g');
   await page.getByRole('region', { name: 'Group Group' }).waitFor();
+  await page.locator('.react-flow__pane').click({ position: { x: 5, y: 5 } }); // deselect
   await card(page, 'Empty Latent Image').locator('.card-header').click();
   await page.keyboard.press('Alt+c');
-  await waitFor(async () => (await page.locator('[data-collapsed="true"]').count()) === 1, 'Empty Latent Image collapsed');
+  await waitFor(async () => (await page.locator('[data-collapsed="true"]').count()) === 1, 'Empty Latent Image collapsed').catch(async (e) => {
+    await page.screenshot({ path: path.join(results, 'canvas-tools-failed.png') });
+    throw e;
+  });
   wf = await currentWorkflow(page);
   const meta = (wf as unknown as { meta?: { groups?: { title: string; bounding: number[] }[] } }).meta;
   expect(meta?.groups?.length === 1 && meta.groups[0].bounding.length === 4, `the group is saved in meta.groups: ${JSON.stringify(meta)}`);
@@ -299,9 +315,12 @@ e2e('right-click menus, groups, collapse, mute, reroute and primitive; all undoa
   await page.mouse.move(tb.x + 90, tb.y + tb.height / 2 + 50, { steps: 6 });
   await page.mouse.up();
   const after = (await card(page, 'KSampler').boundingBox())!;
+  const tb2 = (await title.boundingBox())!;
+  const [dx, dy] = [tb2.x - tb.x, tb2.y - tb.y];
+  expect(dx > 20 && dy > 20, `the group moved (${dx}, ${dy})`);
   expect(
-    Math.abs(after.x - before.x - 60) < 6 && Math.abs(after.y - before.y - 50) < 6,
-    `the group's cards moved with it (${before.x},${before.y} -> ${after.x},${after.y})`,
+    Math.abs(after.x - before.x - dx) < 3 && Math.abs(after.y - before.y - dy) < 3,
+    `the group's cards moved with it (group by ${dx},${dy}; KSampler ${before.x},${before.y} -> ${after.x},${after.y})`,
   );
   await page.screenshot({ path: path.join(results, 'canvas-tools.png') });
 
