@@ -113,6 +113,10 @@ export function createApiHandlers(opts: ApiHandlerOptions): ApiHandlers {
       return listGallery(engine.settings().outputDir, r.limit, galleryCache);
     },
     checkModelsFolder: (r) => modelsFolderReport(r.dir ?? engine.settings().modelsDir),
+    clearModelCache: () => {
+      if (!engine.clearModelCache) throw new Error('this engine has no model cache to clear');
+      return engine.clearModelCache();
+    },
   };
 }
 
