@@ -226,7 +226,7 @@ class Exporter {
         combine_embeds: 'concat',
         start_at: pa.start_at,
         end_at: pa.end_at,
-        embeds_scaling: 'V only',
+        embeds_scaling: String(pa.embeds_scaling ?? 'V only'),
         ...(ms ? { weight_faceidv2: 1, layer_weights: wt.layerWeights } : {}),
       };
       for (const e of [main.encode, ...(neg ? [neg.encode] : [])]) {
@@ -243,6 +243,7 @@ class Exporter {
           image: this.src(main.encode.id, 'image'),
           image_negative: neg ? this.src(neg.encode.id, 'image') : null,
           clip_vision: this.src(main.encode.id, 'clip_vision'),
+          attn_mask: this.src(a.id, 'mask'),
         },
         [{ node: a.id, port: 'model', slot: 0 }],
       );
@@ -269,7 +270,7 @@ class Exporter {
         weight_type: wt.weightType,
         start_at: pa.start_at,
         end_at: pa.end_at,
-        embeds_scaling: 'V only',
+        embeds_scaling: String(pa.embeds_scaling ?? 'V only'),
       },
       {
         model: this.src(a.id, 'model'),
@@ -277,6 +278,7 @@ class Exporter {
         pos_embed: posEmbed,
         neg_embed: negEmbed,
         clip_vision: firstEncode?.type === 'clip-vision-encode' ? this.src(firstEncode.id, 'clip_vision') : null,
+        attn_mask: this.src(a.id, 'mask'),
       },
       [{ node: a.id, port: 'model', slot: 0 }],
     );

@@ -92,7 +92,15 @@ describe('UI workflow 0.4: IPAdapter Advanced through a reroute, the seed from a
   it("maps IPAdapterUnifiedLoader + IPAdapterAdvanced onto loaders, encode, projection and Apply IP-Adapter with ComfyUI's values", () => {
     expect(node(wf, 'c5').params).toEqual({ ipadapter_file: DEMO_NAMES.ipAdapter });
     expect(node(wf, 'c5_vision').params).toEqual({ clip_name: DEMO_NAMES.clipVision });
-    expect(node(wf, 'c6').params).toEqual({ weight: 0.8, start_at: 0, end_at: 0.9, weight_type: 'style transfer', layer_weights: '', weight_composition: 1 });
+    expect(node(wf, 'c6').params).toEqual({
+      weight: 0.8,
+      start_at: 0,
+      end_at: 0.9,
+      weight_type: 'style transfer',
+      layer_weights: '',
+      weight_composition: 1,
+      embeds_scaling: 'V only',
+    });
     expect(edges(wf)).toEqual(
       expect.arrayContaining([
         'c5_vision.clip_vision -> c6_encode.clip_vision',
@@ -161,7 +169,15 @@ describe('UI workflow 1.0: encoders, combined embeds, IPAdapter Noise, KSampler 
       },
     });
     expect(node(wf, 'c7')).toMatchObject({ type: 'image-resize', params: { width: 224, height: 224, mode: 'crop', filter: 'lanczos' } });
-    expect(node(wf, 'c11').params).toEqual({ weight: 0.7, start_at: 0, end_at: 1, weight_type: 'composition', layer_weights: '', weight_composition: 1 });
+    expect(node(wf, 'c11').params).toEqual({
+      weight: 0.7,
+      start_at: 0,
+      end_at: 1,
+      weight_type: 'composition',
+      layer_weights: '',
+      weight_composition: 1,
+      embeds_scaling: 'V only',
+    });
   });
 
   it("combines the two encoders' embeds in one projection (average), the encoder's neg_embed as the default negative", () => {
@@ -291,10 +307,26 @@ describe('every mapped node type, its widgets read positionally', () => {
     expect(r.report.models.find((m) => m.node === 'c24')).toMatchObject({ how: 'substituted', used: DEMO_NAMES.ipAdapter });
     expect(node(r.workflow, 'c25_vision').type).toBe('load-clip-vision');
     expect(p('c26')).toEqual({ ipadapter_file: DEMO_NAMES.ipAdapter });
-    expect(p('c27')).toEqual({ weight: 0.9, start_at: 0.1, end_at: 0.95, weight_type: 'ease out', layer_weights: '', weight_composition: 1 });
-    expect(p('c28')).toEqual({ weight: 1.4, start_at: 0.05, end_at: 0.85, weight_type: 'ease in-out', layer_weights: '', weight_composition: 1 });
+    expect(p('c27')).toEqual({
+      weight: 0.9,
+      start_at: 0.1,
+      end_at: 0.95,
+      weight_type: 'ease out',
+      layer_weights: '',
+      weight_composition: 1,
+      embeds_scaling: 'V only',
+    });
+    expect(p('c28')).toEqual({
+      weight: 1.4,
+      start_at: 0.05,
+      end_at: 0.85,
+      weight_type: 'ease in-out',
+      layer_weights: '',
+      weight_composition: 1,
+      embeds_scaling: 'K+V',
+    });
     expect(p('c28_proj')).toEqual({ combine: 'average' });
-    expect(entry(r, '28').notes.join(' ')).toMatch(/embeds_scaling "K\+V" is not available/);
+    expect(entry(r, '28').notes.join(' ')).not.toMatch(/embeds_scaling/); // taken as it is
     expect(p('c29')).toMatchObject({ weight: 1.2, weight_type: 'ease in', layer_weights: '', weight_composition: 1 });
     expect(p('c30')).toMatchObject({ weight: 0.6, weight_type: 'strong style transfer', layer_weights: '', weight_composition: 1 });
     expect(p('c31')).toMatchObject({ weight: 1, weight_type: 'linear', layer_weights: '3:2.5, 6:1' });
@@ -305,7 +337,15 @@ describe('every mapped node type, its widgets read positionally', () => {
     expect(node(r.workflow, 'c35').type).toBe('clip-vision-encode');
     expect(entry(r, '35').notes.join(' ')).toMatch(/weight 0.8 on the embeds is not applied/);
     expect(entry(r, '36')).toMatchObject({ status: 'approximated' }); // method subtract
-    expect(p('c37')).toEqual({ weight: 0.6, start_at: 0.2, end_at: 0.8, weight_type: 'style transfer', layer_weights: '', weight_composition: 1 });
+    expect(p('c37')).toEqual({
+      weight: 0.6,
+      start_at: 0.2,
+      end_at: 0.8,
+      weight_type: 'style transfer',
+      layer_weights: '',
+      weight_composition: 1,
+      embeds_scaling: 'V only',
+    });
     expect(node(r.workflow, 'c38').type).toBe('apply-ip-adapter');
     expect(p('c39')).toEqual({ width: 224, height: 224, mode: 'crop', filter: 'lanczos' });
     expect(entry(r, '39').notes.join(' ')).toMatch(/BICUBIC.*top.*sharpening/s);

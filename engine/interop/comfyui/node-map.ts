@@ -364,7 +364,9 @@ interface ApplyOptions {
 function applyWithImage(c: TranslateContext, o: ApplyOptions): string {
   const pipe = pipelineOf(c.input('ipadapter'));
   const vision = visionFor(c, pipe);
-  const main = c.add('', T.apply, { params: { weight: c.widget('weight'), start_at: c.widget('start_at'), end_at: c.widget('end_at'), ...o.blocks.params } });
+  const main = c.add('', T.apply, {
+    params: { weight: c.widget('weight'), start_at: c.widget('start_at'), end_at: c.widget('end_at'), ...o.blocks.params, ...scalingParams(c) },
+  });
   const encode = c.add('encode', T.encode, { derived: { crop: 'center' } });
   const proj = c.add('proj', T.projection, { params: { combine: combineOf(c, o.combine ?? 'concat', 'combine_embeds') } });
   c.connect(vision, encode, 'clip_vision');
@@ -387,16 +389,18 @@ function applyWithImage(c: TranslateContext, o: ApplyOptions): string {
       c.connect(c.port(nproj, 'tokens'), main, 'negative');
     }
   }
-  commonIpNotes(c, o.blocks);
+  commonIpNotes(c, o.blocks, main);
   return main;
 }
 
-function commonIpNotes(c: TranslateContext, b: BlocksMapping): void {
+/** embeds_scaling as it is (Apply IP-Adapter has ComfyUI's four modes); nodes without the widget use 'V only'. */
+const scalingParams = (c: TranslateContext) => ({ embeds_scaling: c.widgetDef('embeds_scaling') ? s(c.widget('embeds_scaling'), 'V only') : 'V only' });
+
+function commonIpNotes(c: TranslateContext, b: BlocksMapping, main: string): void {
   if (b.approx) c.approx(b.approx);
   if (b.info) c.info(b.info);
-  if (c.linked('attn_mask')) c.approx('the attention mask is not applied: the image prompt acts on the whole image');
-  const scaling = c.widgetDef('embeds_scaling') ? s(c.widget('embeds_scaling'), 'V only') : 'V only';
-  if (scaling !== 'V only') c.approx(`embeds_scaling "${scaling}" is not available here: "V only" (the paper's decoupled attention) is used`);
+  // attn_mask: Apply IP-Adapter's attention mask (resized per layer as diffusers does; ComfyUI resizes bilinearly).
+  if (c.linked('attn_mask')) c.connect(c.input('attn_mask'), main, 'mask');
 }
 
 const ipAdapterSimple: Translator = (c) => {
@@ -493,7 +497,9 @@ function projectEmbeds(c: TranslateContext, role: string, v: Value, adapter: Val
 const ipAdapterEmbeds: Translator = (c) => {
   const pipe = pipelineOf(c.input('ipadapter'));
   const b = blocksForWeightType(s(c.widget('weight_type'), 'linear'), num(c.widget('weight'), 1));
-  const main = c.add('', T.apply, { params: { weight: c.widget('weight'), start_at: c.widget('start_at'), end_at: c.widget('end_at'), ...b.params } });
+  const main = c.add('', T.apply, {
+    params: { weight: c.widget('weight'), start_at: c.widget('start_at'), end_at: c.widget('end_at'), ...b.params, ...scalingParams(c) },
+  });
   const proj = projectEmbeds(c, 'proj', c.input('pos_embed'), pipe.adapter);
   c.connect(c.input('model'), main, 'model');
   c.connect(pipe.adapter, main, 'ip_adapter');
@@ -503,7 +509,7 @@ const ipAdapterEmbeds: Translator = (c) => {
     if (neg.kind === 'uncond') c.info("neg_embed is the encoder's unconditional embeds, which Apply IP-Adapter uses by itself");
     else if (neg.kind === 'embeds' || neg.kind === 'port') c.connect(c.port(projectEmbeds(c, 'neg_proj', neg, pipe.adapter), 'tokens'), main, 'negative');
   }
-  commonIpNotes(c, b);
+  commonIpNotes(c, b, main);
   return [c.port(main, 'model')];
 };
 
