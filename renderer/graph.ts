@@ -349,7 +349,9 @@ export function estimateHeight(spec: NodeSpec | undefined): number {
 }
 
 /** A node's height: as drawn when React measured it, else estimated from its spec. */
-const heightOf = (n: FlowNode, specs: SpecMap) => n.measured?.height ?? estimateHeight(specs[n.data.type]);
+const heightOf = (n: FlowNode, specs: SpecMap) => n.measured?.height ?? (n.data.ui?.collapsed ? COLLAPSED_HEIGHT : estimateHeight(specs[n.data.type]));
+/** A collapsed card: its header. */
+export const COLLAPSED_HEIGHT = 34;
 
 export interface LayoutOptions {
   gapX?: number;
@@ -450,8 +452,8 @@ export function layout(doc: Doc, specs: SpecMap, opts: LayoutOptions = {}): Doc 
   // a height, the height that fits the reference canvas best (producers stay left of or above their consumers).
   const order = columns.flat();
   let best = layered;
-  for (let k = 1; k <= 12; k++) {
-    const maxH = (REFERENCE_CANVAS.height / READABLE_ZOOM) * (0.5 + k / 12);
+  for (let k = 0; k <= 50; k++) {
+    const maxH = (REFERENCE_CANVAS.height / READABLE_ZOOM) * (0.5 + k / 50);
     const cols: string[][] = [];
     let cur: string[] = [];
     let h = 0;

@@ -19,7 +19,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Workflow } from '../engine/api.js';
 import { nodeSpecs } from '../nodes/index.js';
-import { CARD_WIDTH, type Doc, type SpecMap, estimateHeight, fromWorkflow, layout, overlappingCards, REFERENCE_CANVAS } from '../renderer/graph.js';
+import { boxOf, CARD_WIDTH, type Doc, type SpecMap, fromWorkflow, layout, overlappingCards, REFERENCE_CANVAS } from '../renderer/graph.js';
 
 const DIR = fileURLToPath(new URL('../examples/', import.meta.url));
 const check = process.argv.includes('--check');
@@ -31,7 +31,7 @@ const CANVAS = REFERENCE_CANVAS;
 function fit(doc: Doc): { text: string; zoom: number } {
   const xs = doc.nodes.map((n) => n.position.x);
   const ys = doc.nodes.map((n) => n.position.y);
-  const bottoms = doc.nodes.map((n) => n.position.y + estimateHeight(specs[n.data.type]));
+  const bottoms = doc.nodes.map((n) => n.position.y + boxOf(n, specs).h);
   const w = Math.max(...xs) + CARD_WIDTH - Math.min(...xs);
   const h = Math.max(...bottoms) - Math.min(...ys);
   const zoom = Math.min(CANVAS.width / w, CANVAS.height / h);
