@@ -119,10 +119,13 @@ e2e('the queue panel lists jobs by name with Remove, re-queues, and an unchanged
     .getByRole('listitem', { name: /, done$/ })
     .first()
     .waitFor({ timeout: 90_000 });
-  await waitFor(() => written().length === 1, 'the first run wrote its image');
+  await waitFor(() => written().length === 1, 'the first run wrote its image', 90_000);
+  await waitFor(async () => (await page.getByText('Queue: 0').count()) === 1, 'the first run finished', 30_000);
   await run(page);
+  // (Jobs of earlier tests on this server are listed too: the newest finished come first.)
   await queue(page)
     .getByRole('listitem', { name: /not run: no change$/ })
+    .first()
     .waitFor();
   await page.getByText(/Nothing changed since an earlier run, so nothing was written again/).waitFor();
   await page.waitForTimeout(500);
@@ -151,13 +154,13 @@ e2e('the queue panel lists jobs by name with Remove, re-queues, and an unchanged
 
   // Remove one waiting job: it leaves the line; the other still waits.
   const waiting = queue(page).getByRole('listitem', { name: /, waiting$/ });
+  const removed = queue(page).getByRole('listitem', { name: /, removed$/ });
+  const removedBefore = await removed.count();
   await waiting
     .last()
     .getByRole('button', { name: /^Remove / })
     .click();
-  await queue(page)
-    .getByRole('listitem', { name: /, removed$/ })
-    .waitFor();
+  await waitFor(async () => (await removed.count()) === removedBefore + 1, 'the removed job is marked removed');
   await waitFor(async () => (await waiting.count()) === 1, 'one job still waiting');
   // Stop the running one and remove the last: the queue is empty.
   await queue(page)
@@ -180,6 +183,7 @@ e2e('the queue panel lists jobs by name with Remove, re-queues, and an unchanged
   // Re-queue the duplicate with Run anyway: now it writes.
   await queue(page)
     .getByRole('listitem', { name: /not run: no change$/ })
+    .first()
     .getByRole('button', { name: /^Run anyway / })
     .click();
   await waitFor(() => written().length === 2, 'Run anyway wrote the image again', 90_000);
