@@ -566,6 +566,7 @@ const DEFS: NodeDefC[] = [
     ],
     outputs: out('EMBEDS'),
   },
+  { classType: 'IPAdapterSaveEmbeds', display: 'IPAdapter Save Embeds', inputs: [link('embeds', 'EMBEDS'), str('filename_prefix', 'IP_embeds')], outputs: [] },
   {
     classType: 'IPAdapterNoise',
     display: 'IPAdapter Noise',
@@ -690,12 +691,11 @@ export const UNSUPPORTED_REASONS: Readonly<Record<string, string>> = {
   IPAdapterCombineWeights: 'IPAdapterCombineWeights combines frame weight lists, not available here',
   IPAdapterStyleComposition: 'IPAdapterStyleComposition is SDXL only (its own code refuses SD1.5)',
   IPAdapterStyleCompositionBatch: 'IPAdapterStyleCompositionBatch is SDXL only (its own code refuses SD1.5)',
-  IPAdapterSaveEmbeds: 'saving embeds to files is not available here',
-  IPAdapterLoadEmbeds: 'loading embeds from files is not available here',
+  IPAdapterLoadEmbeds:
+    "ComfyUI's saved embeds are torch pickles (.ipadpt), which this app never loads; save them again with Save Embeds (a .safetensors file) and use Load Embeds",
   IPAdapterFromParamsBatch: 'IPADAPTER_PARAMS are not available here',
   CLIPVisionEncode:
     "CLIPVisionEncode's CLIP_VISION_OUTPUT feeds unCLIP and style models, which this app does not have (IP-Adapter nodes encode their images themselves)",
-  ImageBatch: 'no node here batches images; give a second image to IP-Adapter through IPAdapter Encoder + Combine Embeds instead',
   LoraLoaderModelOnly: 'Load LoRA here takes the MODEL and the CLIP; use LoraLoader with strength_clip 0',
   LoadImageMask: 'no node here loads one channel of an image as a mask; use Load Image and Image To Mask',
   ConditioningCombine: 'conditioning combine (several prompts at once) is not available here',

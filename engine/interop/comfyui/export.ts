@@ -68,7 +68,7 @@ interface ENode {
   uiOnly?: boolean;
 }
 
-const OUR_TO_COMFY_TYPE: Record<string, string> = { IP_ADAPTER: 'IPADAPTER', IMAGE_EMBEDS: 'EMBEDS' };
+const OUR_TO_COMFY_TYPE: Record<string, string> = { IP_ADAPTER: 'IPADAPTER', IMAGE_EMBEDS: 'EMBEDS', IP_EMBEDS: 'EMBEDS' };
 const SAMPLERS = new Set(['ddim-sampler', 'ksampler', 'ksampler-advanced']);
 
 class Exporter {
@@ -557,6 +557,79 @@ class Exporter {
           return;
         }
         this.studioNode(n);
+        return;
+      case 'ip-adapter-encoder':
+        if (String(p.image_weights ?? '').trim())
+          note("image_weights: ComfyUI's IPAdapter Encoder has one weight for its batch (use one encoder per image there)");
+        if (p.crop !== 'center') note(`crop "${p.crop}": ComfyUI's IPAdapter Encoder resizes and centre-crops the image`);
+        one(
+          'IPAdapterEncoder',
+          { weight: p.weight },
+          { ipadapter: s('ip_adapter'), image: s('image'), mask: s('mask'), clip_vision: s('clip_vision') },
+          outs('embeds', 'negative'),
+        );
+        return;
+      case 'ip-adapter-combine-embeds':
+        one(
+          'IPAdapterCombineEmbeds',
+          { method: p.method },
+          { embed1: s('embeds_1'), embed2: s('embeds_2'), embed3: s('embeds_3'), embed4: s('embeds_4'), embed5: s('embeds_5') },
+          outs('embeds'),
+        );
+        return;
+      case 'apply-ip-adapter-embeds':
+      case 'ip-adapter-tiled': {
+        const wt = comfyWeightType(String(p.weight_type ?? 'linear'), String(p.layer_weights ?? ''));
+        if (wt.layerWeights !== null)
+          note(`layer_weights: ComfyUI's ${n.type === 'ip-adapter-tiled' ? 'IPAdapter Tiled' : 'IPAdapter Embeds'} has none; its weight type acts alone`);
+        if (wt.weightType === 'style and composition' && Number(p.weight_composition ?? 1) !== 1)
+          note(`weight_composition ${p.weight_composition}: ComfyUI weighs the composition layers at 1`);
+        if (s('composition')) note('the composition embeds are not exported: ComfyUI uses the embeds on the composition layers too');
+        const common = { weight: p.weight, weight_type: wt.weightType, start_at: p.start_at, end_at: p.end_at, embeds_scaling: p.embeds_scaling ?? 'V only' };
+        if (n.type === 'ip-adapter-tiled') {
+          one(
+            'IPAdapterTiled',
+            { ...common, combine_embeds: 'concat', sharpening: 0 },
+            {
+              model: s('model'),
+              ipadapter: s('ip_adapter'),
+              image: s('image'),
+              image_negative: s('negative_image'),
+              attn_mask: s('attn_mask'),
+              clip_vision: s('clip_vision'),
+            },
+            outs('model', 'tiles', 'masks'),
+          );
+        } else {
+          one(
+            'IPAdapterEmbeds',
+            common,
+            {
+              model: s('model'),
+              ipadapter: s('ip_adapter'),
+              pos_embed: s('embeds'),
+              neg_embed: s('negative'),
+              attn_mask: s('mask'),
+              clip_vision: s('clip_vision'),
+            },
+            outs('model'),
+          );
+        }
+        return;
+      }
+      case 'ip-adapter-noise':
+        one('IPAdapterNoise', { type: p.type, strength: p.strength, blur: p.blur }, { image_optional: s('image') }, outs('image'));
+        return;
+      case 'image-batch':
+        if (s('image_3') || s('image_4')) {
+          this.studioNode(n);
+          return;
+        }
+        one('ImageBatch', {}, { image1: s('image_1'), image2: s('image_2') }, outs('image'));
+        return;
+      case 'save-embeds':
+        note('ComfyUI writes the embeds as a .ipadpt torch pickle, which Load Embeds here does not read');
+        one('IPAdapterSaveEmbeds', { filename_prefix: p.filename_prefix }, { embeds: s('embeds') }, []);
         return;
       case PLACEHOLDER_TYPE:
         this.placeholder(n);

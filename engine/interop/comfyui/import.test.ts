@@ -180,18 +180,28 @@ describe('UI workflow 1.0: encoders, combined embeds, IPAdapter Noise, KSampler 
     });
   });
 
-  it("combines the two encoders' embeds in one projection (average), the encoder's neg_embed as the default negative", () => {
-    expect(node(wf, 'c11_proj').params).toEqual({ combine: 'average' });
+  it('the encoders, Combine Embeds and IPAdapter Embeds become the same nodes here: weights, the average, the neg_embed', () => {
+    expect(node(wf, 'c8')).toMatchObject({ type: 'ip-adapter-encoder', params: { weight: 1 } });
+    expect(node(wf, 'c10')).toMatchObject({ type: 'ip-adapter-combine-embeds', params: { method: 'average' } });
+    expect(node(wf, 'c11').type).toBe('apply-ip-adapter-embeds');
     expect(edges(wf)).toEqual(
-      expect.arrayContaining(['c8.embeds -> c11_proj.embeds', 'c9.embeds -> c11_proj.embeds_2', 'c7.image -> c8.image', 'c5.clip_vision -> c8.clip_vision']),
+      expect.arrayContaining([
+        'c8.embeds -> c10.embeds_1',
+        'c9.embeds -> c10.embeds_2',
+        'c10.embeds -> c11.embeds',
+        'c8.negative -> c11.negative',
+        'c7.image -> c8.image',
+        'c5.clip_vision -> c8.clip_vision',
+        'c4.ip_adapter -> c8.ip_adapter',
+      ]),
     );
-    expect(edges(wf).filter((e) => e.endsWith('c11.negative'))).toEqual([]);
-    expect(entry(r, '10')).toMatchObject({ status: 'mapped', nodes: [] });
+    for (const id of ['8', '9', '10', '11']) expect(entry(r, id)).toMatchObject({ status: 'mapped', nodes: [`c${id}`] });
   });
 
-  it('IPAdapter Noise as a negative image: approximated, the IPAdapter keeps its default negative', () => {
-    expect(entry(r, '12')).toMatchObject({ status: 'approximated', nodes: [] });
-    expect(edges(wf).filter((e) => e.endsWith('c13.negative'))).toEqual([]);
+  it("IPAdapter Noise is the IP-Adapter Noise node, whose image is the IPAdapter's negative image prompt", () => {
+    expect(node(wf, 'c12')).toMatchObject({ type: 'ip-adapter-noise', params: { type: 'fade', strength: 0.5, blur: 0 } });
+    expect(entry(r, '12')).toMatchObject({ status: 'mapped', nodes: ['c12'] });
+    expect(edges(wf)).toEqual(expect.arrayContaining(['c12.image -> c13_neg_encode.image', 'c13_neg_proj.tokens -> c13.negative']));
     expect(edges(wf)).toEqual(expect.arrayContaining(['c11.model -> c13.model', 'c13.model -> c15.model']));
   });
 });
@@ -328,15 +338,16 @@ describe('every mapped node type, its widgets read positionally', () => {
     expect(p('c28_proj')).toEqual({ combine: 'average' });
     expect(entry(r, '28').notes.join(' ')).not.toMatch(/embeds_scaling/); // taken as it is
     expect(p('c29')).toMatchObject({ weight: 1.2, weight_type: 'ease in', layer_weights: '', weight_composition: 1 });
+    expect(node(r.workflow, 'c30').type).toBe('ip-adapter-tiled'); // IPAdapterTiled, its tiles and masks outputs too
     expect(p('c30')).toMatchObject({ weight: 0.6, weight_type: 'strong style transfer', layer_weights: '', weight_composition: 1 });
     expect(p('c31')).toMatchObject({ weight: 1, weight_type: 'linear', layer_weights: '3:2.5, 6:1' });
     expect(p('c32')).toMatchObject({ weight_type: 'style transfer precise' });
     expect(entry(r, '32').notes.join(' ')).toMatch(/style_boost 2 is not applied/);
     expect(p('c33')).toMatchObject({ weight_type: 'composition precise' });
     expect(p('c34')).toMatchObject({ weight_type: 'weak input', layer_weights: '', weight_composition: 1 });
-    expect(node(r.workflow, 'c35').type).toBe('clip-vision-encode');
-    expect(entry(r, '35').notes.join(' ')).toMatch(/weight 0.8 on the embeds is not applied/);
-    expect(entry(r, '36')).toMatchObject({ status: 'approximated' }); // method subtract
+    expect(node(r.workflow, 'c35')).toMatchObject({ type: 'ip-adapter-encoder', params: { weight: 0.8 } });
+    expect(node(r.workflow, 'c36')).toMatchObject({ type: 'ip-adapter-combine-embeds', params: { method: 'subtract' } });
+    expect(entry(r, '36')).toMatchObject({ status: 'mapped' });
     expect(p('c37')).toEqual({
       weight: 0.6,
       start_at: 0.2,
@@ -346,10 +357,10 @@ describe('every mapped node type, its widgets read positionally', () => {
       weight_composition: 1,
       embeds_scaling: 'V only',
     });
-    expect(node(r.workflow, 'c38').type).toBe('apply-ip-adapter');
+    expect(node(r.workflow, 'c38').type).toBe('apply-ip-adapter-embeds');
     expect(p('c39')).toEqual({ width: 224, height: 224, mode: 'crop', filter: 'lanczos' });
     expect(entry(r, '39').notes.join(' ')).toMatch(/BICUBIC.*top.*sharpening/s);
-    expect(p('c40')).toMatchObject({ weight: 0.7, weight_type: 'composition' });
+    expect(node(r.workflow, 'c40')).toMatchObject({ type: 'ip-adapter-tiled', params: { weight: 0.7, weight_type: 'composition' } });
     expect(hasUnsupported(r.report)).toBe(false);
   });
 });

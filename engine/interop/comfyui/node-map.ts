@@ -50,6 +50,13 @@ const T = {
   ipAdapter: 'load-ip-adapter',
   projection: 'ip-adapter-projection',
   apply: 'apply-ip-adapter',
+  ipEncoder: 'ip-adapter-encoder',
+  combineEmbeds: 'ip-adapter-combine-embeds',
+  applyEmbeds: 'apply-ip-adapter-embeds',
+  noise: 'ip-adapter-noise',
+  tiled: 'ip-adapter-tiled',
+  imageBatch: 'image-batch',
+  saveEmbeds: 'save-embeds',
 } as const;
 
 const portsOf = (c: TranslateContext, id: string, ...ports: string[]): Value[] => ports.map((p) => c.port(id, p));
@@ -438,18 +445,28 @@ const ipAdapterPrecise =
   };
 
 const ipAdapterTiled: Translator = (c) => {
-  if (c.consumers(1).length || c.consumers(2).length)
-    c.unsupported("IPAdapterTiled's tiles and masks outputs have no counterpart here (the image is not tiled)");
+  const pipe = pipelineOf(c.input('ipadapter'));
   const b = blocksForWeightType(s(c.widget('weight_type'), 'linear'), num(c.widget('weight'), 1));
-  const main = applyWithImage(c, { blocks: b, combine: c.widgetDef('combine_embeds') ? s(c.widget('combine_embeds'), 'concat') : 'concat' });
-  c.approx('the reference image is not cut into tiles: it is encoded once (resized and centre-cropped)');
+  const id = c.add('', T.tiled, {
+    params: { weight: c.widget('weight'), start_at: c.widget('start_at'), end_at: c.widget('end_at'), ...b.params, ...scalingParams(c) },
+  });
+  c.connect(c.input('model'), id, 'model');
+  c.connect(pipe.adapter, id, 'ip_adapter');
+  c.connect(visionFor(c, pipe), id, 'clip_vision');
+  c.connect(c.input('image'), id, 'image');
+  if (c.linked('image_negative')) c.connect(c.input('image_negative'), id, 'negative_image');
+  if (c.linked('attn_mask')) c.connect(c.input('attn_mask'), id, 'attn_mask');
+  if (b.approx) c.approx(b.approx);
+  if (b.info) c.info(b.info);
   if (num(c.widget('sharpening'), 0) > 0) c.approx(`sharpening ${c.widget('sharpening')} is not applied`);
-  return [c.port(main, 'model'), { kind: 'none', why: 'tiles' }, { kind: 'none', why: 'masks' }];
+  const combine = c.widgetDef('combine_embeds') ? s(c.widget('combine_embeds'), 'concat') : 'concat';
+  if (combine !== 'concat') c.approx(`combine_embeds "${combine}" of the tiles' batches is not applied: each image of a tile is its own image prompt`);
+  return [c.port(id, 'model'), c.port(id, 'tiles'), c.port(id, 'masks')];
 };
 
-// Embeds: IPAdapterEncoder -> (IPAdapterCombineEmbeds) -> IPAdapterEmbeds.
+// Legacy: an export from here of CLIP Vision Encode -> Projection -> Apply IP-Adapter (its stored types say so) comes back as it was.
 
-const ipAdapterEncoder: Translator = (c) => {
+const legacyEncoder: Translator = (c) => {
   const pipe = pipelineOf(c.input('ipadapter'));
   const vision = visionFor(c, pipe);
   const id = c.add('', T.encode, { derived: { crop: 'center' } });
@@ -463,7 +480,7 @@ const ipAdapterEncoder: Translator = (c) => {
 
 const MAX_EMBEDS = 4;
 
-const combineEmbeds: Translator = (c) => {
+const legacyCombine: Translator = (c) => {
   const list: PortVal[] = [];
   for (const name of ['embed1', 'embed2', 'embed3', 'embed4', 'embed5']) {
     if (!c.linked(name)) continue;
@@ -494,7 +511,7 @@ function projectEmbeds(c: TranslateContext, role: string, v: Value, adapter: Val
   return id;
 }
 
-const ipAdapterEmbeds: Translator = (c) => {
+const legacyEmbeds: Translator = (c) => {
   const pipe = pipelineOf(c.input('ipadapter'));
   const b = blocksForWeightType(s(c.widget('weight_type'), 'linear'), num(c.widget('weight'), 1));
   const main = c.add('', T.apply, {
@@ -513,12 +530,68 @@ const ipAdapterEmbeds: Translator = (c) => {
   return [c.port(main, 'model')];
 };
 
+// Embeds: IPAdapterEncoder -> (IPAdapterCombineEmbeds) -> IPAdapterEmbeds, node for node.
+
+const ipAdapterEncoder: Translator = (c) => {
+  if (c.storedType('') === T.encode) return legacyEncoder(c);
+  const pipe = pipelineOf(c.input('ipadapter'));
+  const id = c.add('', T.ipEncoder, { params: { weight: c.widget('weight') }, derived: { image_weights: '', crop: 'center' } });
+  c.connect(pipe.adapter, id, 'ip_adapter');
+  c.connect(visionFor(c, pipe), id, 'clip_vision');
+  c.connect(c.input('image'), id, 'image');
+  if (c.linked('mask')) c.connect(c.input('mask'), id, 'mask');
+  return [c.port(id, 'embeds'), c.port(id, 'negative')];
+};
+
+const combineEmbeds: Translator = (c) => {
+  const names = ['embed1', 'embed2', 'embed3', 'embed4', 'embed5'].filter((n) => c.linked(n));
+  if (names.some((n) => ['embeds', 'uncond'].includes(c.input(n).kind))) return legacyCombine(c);
+  const id = c.add('', T.combineEmbeds, { params: { method: c.widget('method') } });
+  ['embed1', 'embed2', 'embed3', 'embed4', 'embed5'].forEach((name, i) => c.linked(name) && c.connect(c.input(name), id, `embeds_${i + 1}`));
+  return [c.port(id, 'embeds')];
+};
+
+const ipAdapterEmbeds: Translator = (c) => {
+  if (['embeds', 'uncond'].includes(c.input('pos_embed').kind) || c.storedType('') === T.apply) return legacyEmbeds(c);
+  const pipe = pipelineOf(c.input('ipadapter'));
+  const b = blocksForWeightType(s(c.widget('weight_type'), 'linear'), num(c.widget('weight'), 1));
+  const id = c.add('', T.applyEmbeds, {
+    params: { weight: c.widget('weight'), start_at: c.widget('start_at'), end_at: c.widget('end_at'), ...b.params, ...scalingParams(c) },
+  });
+  c.connect(c.input('model'), id, 'model');
+  c.connect(pipe.adapter, id, 'ip_adapter');
+  c.connect(c.input('pos_embed'), id, 'embeds');
+  if (c.linked('neg_embed')) c.connect(c.input('neg_embed'), id, 'negative');
+  if (c.linked('attn_mask')) c.connect(c.input('attn_mask'), id, 'mask');
+  if (c.linked('clip_vision')) c.connect(c.input('clip_vision'), id, 'clip_vision');
+  else if (pipe.clipVision) c.connect(pipe.clipVision, id, 'clip_vision');
+  if (b.approx) c.approx(b.approx);
+  if (b.info) c.info(b.info);
+  return [c.port(id, 'model')];
+};
+
 const ipAdapterNoise: Translator = (c) => {
-  const readers = c.consumers(0);
-  const negOnly = readers.length > 0 && readers.every((r) => r.input === 'image_negative' && /^IPAdapter/.test(r.node.classType));
-  if (!negOnly) c.unsupported('no node here makes IPAdapter Noise images (a noise image as the negative image prompt)');
-  c.approx('the noise image is not made here: the IPAdapter nodes it feeds use their default negative (the projection of a zero image)');
-  return [{ kind: 'noise', from: c.node.id }];
+  const id = c.add('', T.noise, { params: { type: c.widget('type'), strength: c.widget('strength'), blur: c.widget('blur') } });
+  if (c.linked('image_optional')) c.connect(c.input('image_optional'), id, 'image');
+  const type = s(c.widget('type'), 'fade');
+  if (type === 'shuffle' || c.linked('image_optional') || num(c.widget('blur'), 0) > 0)
+    c.approx("the noise draws torch's random streams as ComfyUI does, but the resize, warp and blur are this app's: the image is close, not identical");
+  return [c.port(id, 'image')];
+};
+
+const imageBatch: Translator = (c) => {
+  const id = c.add('', T.imageBatch, {});
+  c.connect(c.input('image1'), id, 'image_1');
+  c.connect(c.input('image2'), id, 'image_2');
+  c.approx("images of another size than image1 are resized with Pillow's bilinear filter on 8 bits (ComfyUI: torch's bilinear)");
+  return [c.port(id, 'image')];
+};
+
+const saveEmbeds: Translator = (c) => {
+  const id = c.add('', T.saveEmbeds, { params: { filename_prefix: c.widget('filename_prefix') } });
+  c.connect(c.input('embeds'), id, 'embeds');
+  c.approx('the embeds are written as <prefix>_00001.safetensors (ComfyUI writes a .ipadpt torch pickle)');
+  return [];
 };
 
 const PREP_FILTERS: Record<string, string> = { LANCZOS: 'lanczos', BILINEAR: 'bilinear', NEAREST: 'nearest' };
@@ -614,5 +687,7 @@ export const NODE_MAP: Readonly<Record<string, Translator>> = {
     return ipAdapterEmbeds(c);
   },
   IPAdapterNoise: ipAdapterNoise,
+  IPAdapterSaveEmbeds: saveEmbeds,
+  ImageBatch: imageBatch,
   PrepImageForClipVision: prepImageForClipVision,
 };
