@@ -123,7 +123,10 @@ export function createEngine(options: EngineOptions): Engine {
     outputDir: options.outputDir,
     provider: options.provider,
     ...(options.demoModels !== undefined ? { demoModels: options.demoModels } : {}),
+    ...(options.cpuPrecision ? { cpuPrecision: options.cpuPrecision } : {}),
   };
+  /** The graph precision: the `precision` option (tests, CLI), else the "CPU precision" setting (fast = int8 on the CPU). */
+  const precisionOf = (s: EngineSettings): Precision => options.precision ?? (s.cpuPrecision === 'fast' ? 'int8' : 'fp32');
   const listeners = new Set<(e: RunEvent) => void>();
   const emit = (e: RunEvent) => {
     for (const l of [...listeners]) {
@@ -135,7 +138,7 @@ export function createEngine(options: EngineOptions): Engine {
     }
   };
   const log = (msg: string) => emit({ type: 'log', level: /fall(ing)? back|failed/i.test(msg) ? 'warn' : 'info', message: msg });
-  const store = new ModelStore({ cacheDir, provider: settings.provider, log, threads: options.threads, precision: options.precision });
+  const store = new ModelStore({ cacheDir, provider: settings.provider, log, threads: options.threads, precision: precisionOf(settings) });
   const executor = new Executor(NODE_DEFS, store);
   const specs = nodeSpecs();
 
@@ -203,6 +206,7 @@ export function createEngine(options: EngineOptions): Engine {
       releasing = releasing
         .then(async () => {
           await store.setProvider(settings.provider);
+          await store.setPrecision(precisionOf(settings));
           await store.unload();
         })
         .catch((e) => log(`releasing models failed: ${(e as Error).message}`));
@@ -322,6 +326,11 @@ export function createEngine(options: EngineOptions): Engine {
         executor.clearCache();
       }
       if (settings.provider !== before.provider) stale = true;
+      if ((settings.cpuPrecision ?? 'fp32') !== (before.cpuPrecision ?? 'fp32')) {
+        // Other weights compute other images: sessions and cached node outputs of the old precision go.
+        stale = true;
+        executor.clearCache();
+      }
       // Released now when idle; a running job keeps its sessions and the next run releases them.
       if (stale && !running) void releaseStale();
       return { ...settings };
@@ -432,7 +441,15 @@ export function outputKey(wf: Workflow, paths: PathResolver, specs: NodeSpec[], 
       return { id: n.id, type: n.type, params: n.params, mode: n.mode ?? null };
     });
   const edges = wf.edges.map((e) => canonical(e)).sort();
-  const text = canonical({ nodes, edges, files, modelsDir, outputDir: path.resolve(settings.outputDir), provider: settings.provider });
+  const text = canonical({
+    nodes,
+    edges,
+    files,
+    modelsDir,
+    outputDir: path.resolve(settings.outputDir),
+    provider: settings.provider,
+    ...(settings.cpuPrecision === 'fast' ? { cpuPrecision: 'fast' } : {}),
+  });
   return createHash('sha256').update(text).digest('hex');
 }
 

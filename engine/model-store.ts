@@ -94,7 +94,9 @@ export class ModelStore {
 
   /** The graph profile sessions are built with: the active provider's at the chosen precision. */
   get profile(): GraphProfile {
-    return profileFor(this.activeProvider, this.opts.precision ?? 'fp32');
+    const p = this.opts.precision ?? 'fp32';
+    // int8 is a CPU profile ("CPU precision: fast"): another provider keeps its fp32 graph.
+    return profileFor(this.activeProvider, p === 'int8' && this.activeProvider !== 'cpu' ? 'fp32' : p);
   }
 
   /** What model loaders take to create their sessions (models/onnx/session.ts SessionConfig). */

@@ -102,6 +102,8 @@ export const EngineSettingsSchema = z.object({
   provider: ProviderSchema,
   /** The explicit "Use demo models" choice (tiny random weights); never implied by an empty models folder. */
   demoModels: z.boolean().optional(),
+  /** "CPU precision": 'fp32' (absent: exact, the default) or 'fast' (the UNet's and ControlNet's linears in int8, models/onnx/quantize.ts). */
+  cpuPrecision: z.enum(['fp32', 'fast']).optional(),
 });
 
 // The shapes' types, derived from the schemas above (engine/api.ts re-exports them for the hosts).
@@ -259,6 +261,7 @@ export const channels = {
         outputDir: ShortText.min(1).optional(),
         provider: ProviderSchema.optional(),
         demoModels: z.boolean().optional(),
+        cpuPrecision: z.enum(['fp32', 'fast']).optional(),
       })
       .strict(),
     response: EngineSettingsSchema,

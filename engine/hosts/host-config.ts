@@ -149,6 +149,7 @@ export function resolveSettings(flags: SettingsFlags, settingsFile = settingsFil
     outputDir: flags.out ?? saved.outputDir ?? path.join(flags.userData, 'outputs'),
     provider: flags.provider ?? saved.provider ?? 'cpu',
     ...(saved.demoModels !== undefined ? { demoModels: saved.demoModels } : {}),
+    ...(saved.cpuPrecision ? { cpuPrecision: saved.cpuPrecision } : {}),
   };
 }
 

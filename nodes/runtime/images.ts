@@ -47,7 +47,14 @@ export async function saveImages(img: ImageValue, ctx: ExecContext, root: string
   const dir = path.dirname(target);
   const name = nextNumberedFile(dir, path.basename(target));
   const chunks: Record<string, string> = { [WORKFLOW_CHUNK_KEY]: stringifyWorkflow(ctx.workflow).trimEnd() };
-  const params = a1111Parameters(ctx.workflow, ctx.nodeId, img.width, img.height);
+  const profile = ctx.models.profile; // the graph precision the networks ran at (Settings: CPU precision)
+  const params = a1111Parameters(
+    ctx.workflow,
+    ctx.nodeId,
+    img.width,
+    img.height,
+    profile.precision === 'fp32' ? [] : [['Precision', `${profile.precision} (${profile.id})`]],
+  );
   if (params) chunks[PARAMETERS_CHUNK_KEY] = params;
   const refs: ImageRef[] = [];
   for (let b = 0; b < img.batch; b++) {

@@ -57,8 +57,11 @@ const A1111_SCHEDULES: Record<string, string> = {
   ddim_uniform: 'DDIM',
 };
 
-/** The parameters text for images written by output node `nodeId`, or null without a sampler upstream. */
-export function a1111Parameters(wf: Workflow, nodeId: string, width: number, height: number): string | null {
+/**
+ * The parameters text for images written by output node `nodeId`, or null without a sampler upstream. `extra`: fields
+ * the run adds (the reduced precision it computed at: `Precision: int8 (cpu-int8)`).
+ */
+export function a1111Parameters(wf: Workflow, nodeId: string, width: number, height: number, extra: [string, string | number][] = []): string | null {
   const sampler = upstream(wf, nodeId).find((n) => SAMPLER_NODES.has(n.type));
   if (!sampler) return null;
   const prompt = (port: string) => upstream(wf, sampler.id, port).find((n) => n.type === 'text-encode')?.params.text;
@@ -86,6 +89,7 @@ export function a1111Parameters(wf: Workflow, nodeId: string, width: number, hei
     if (adapter) fields.push(['IP-Adapter', stem(adapter.params.ipadapter_file)]);
     fields.push(['IP-Adapter weight', num(apply.params.weight, 1)]);
   }
+  fields.push(...extra);
   const lines = [pos];
   if (neg) lines.push(`Negative prompt: ${neg}`);
   lines.push(fields.map(([k, v]) => `${k}: ${v}`).join(', '));
