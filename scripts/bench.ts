@@ -7,7 +7,10 @@
  *                 [--threads N] [--image file.png] [--keep]
  *
  * Sections (scripts/bench/<section>.ts):
- *   unet          SD1.5 UNet + 4-token IP-Adapter, batch 2 (CFG), 64x64 latent: ms per step, GFLOP/s, RSS.
+ *   unet          SD1.5 UNet + 4-token IP-Adapter, batch 2 (CFG), 64x64 latent: ms per step, GFLOP/s, RSS. With
+ *                 --precision fast (int8): float32 and the int8 CPU profile in one process (session creation with the
+ *                 int8 copy, interleaved steps, one-step error; --denoise-steps N [--denoise-size S]: N DDIM steps on
+ *                 each and the decoded images' PSNR), scripts/bench/unet-precision.ts.
  *   text_encoder  CLIP text encoder, batch 2 x 77 tokens.
  *   vision_encoder  CLIP vision encoder at ViT-H/14 size (IP-Adapter's image encoder), 1 x 3 x 224 x 224.
  *   vae_decode    VAE decoder, 1 x 4 x 64 x 64 -> 512 x 512.
@@ -48,6 +51,7 @@ import * as path from 'node:path';
 import { ort } from '../models/onnx/session.js';
 import { type Args, type Section, parseArgs } from './bench/common.js';
 import { benchUNet } from './bench/unet.js';
+import { benchUNetPrecision } from './bench/unet-precision.js';
 import { benchTextEncoder } from './bench/text-encoder.js';
 import { benchVisionEncoder } from './bench/vision-encoder.js';
 import { benchVaeDecode } from './bench/vae-decode.js';
@@ -61,7 +65,7 @@ import { benchFarm } from './bench/farm.js';
 
 /** In the order they run. */
 const SECTIONS: [string, Section][] = [
-  ['unet', benchUNet],
+  ['unet', (dir, a) => (a.precision === 'fp32' ? benchUNet(dir, a) : benchUNetPrecision(dir, a))],
   ['unet_fp16', benchUNetFp16],
   ['text_encoder', benchTextEncoder],
   ['vision_encoder', benchVisionEncoder],

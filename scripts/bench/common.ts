@@ -28,6 +28,14 @@ export interface Args {
   stepsGiven: boolean;
   /** e2e: the image prompt. */
   image?: string;
+  /** unet: also run the reduced-precision profile against float32 (`fast` = int8 on the CPU; scripts/bench/unet-precision.ts). */
+  precision: 'fp32' | 'fp16' | 'int8' | 'fast';
+}
+
+function parsePrecision(v: string | undefined): Args['precision'] {
+  if (v === undefined) return 'fp32';
+  if (v === 'fp32' || v === 'fp16' || v === 'int8' || v === 'fast') return v;
+  throw new Error(`bench: --precision must be fp32, fast (int8), int8 or fp16 (got ${v})`);
 }
 
 export function parseArgs(argv: string[]): Args {
@@ -51,6 +59,7 @@ export function parseArgs(argv: string[]): Args {
     threads: Number(val('--threads') ?? 0),
     keep: argv.includes('--keep'),
     image: val('--image'),
+    precision: parsePrecision(val('--precision')),
   };
 }
 
