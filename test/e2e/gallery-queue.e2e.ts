@@ -9,9 +9,10 @@
  * panel and the gallery go to test-results/.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
-import { card, e2e, expect, waitFor } from './harness.js';
+import { card, e2e, expect, openApp, startWeb, waitFor } from './harness.js';
 
 const field = (page: Page, title: string, label: string, nth = 0) => card(page, title, nth).getByLabel(label, { exact: true });
 
@@ -255,4 +256,34 @@ e2e('feedback at the right time: a missing models folder, a range error while ty
   await ask.getByRole('button', { name: 'Discard changes' }).click();
   await waitFor(async () => (await page.locator('.react-flow__node').count()) === 0, 'canvas empty after Discard');
   await toast.waitFor({ state: 'detached' });
+});
+
+e2e('an empty models folder is never silently replaced by the demo models: the banner says so, and Use demo models is a saved choice', async ({ results }) => {
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-e2e-nomodels-'));
+  const web = await startWeb(data, { demo: false });
+  const app = await openApp(web.url, data, results, 'no models');
+  try {
+    const page = app.t.page;
+    const banner = page.getByRole('alert', { name: 'Models' });
+    await banner.getByText(`The models folder ${path.join(data, 'models')} has no models`, { exact: false }).waitFor();
+    expect((await page.locator('.demo-badge').count()) === 0, 'no demo badge: the demo models are not in use');
+    // Model pickers list nothing from the demo set.
+    const ckpt = card(page, 'Load Checkpoint').getByLabel('checkpoint', { exact: true });
+    if (await ckpt.count()) expect(!(await ckpt.inputValue()).includes('demo'), 'no demo checkpoint chosen');
+    await page.screenshot({ path: path.join(results, 'no-models-banner.png') });
+
+    await banner.getByRole('button', { name: 'Use demo models' }).click();
+    const demo = page.getByRole('status', { name: 'Models' });
+    await demo.getByText('You chose them in Settings.').waitFor();
+    await page.locator('.demo-badge').waitFor();
+    await waitFor(() => JSON.parse(fs.readFileSync(path.join(data, 'settings.json'), 'utf8')).demoModels === true, 'the choice is saved');
+    // And back: the banner says the folder has no models again.
+    await demo.getByRole('button', { name: 'Use my models folder' }).click();
+    await banner.waitFor();
+    if (app.problems.length) throw new Error(app.problems.join('\n'));
+  } finally {
+    await app.close();
+    web.stop();
+    fs.rmSync(data, { recursive: true, force: true });
+  }
 });

@@ -36,13 +36,15 @@ export function e2e(name: string, fn: TestFn): void {
 export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 
 /**
- * Starts web mode (`--demo`, a free port) on a user-data folder; resolves with the printed address
+ * Starts web mode (`--demo` unless `demo: false`, a free port) on a user-data folder; resolves with the printed address
  * (it carries the launch's access key). run.ts starts one for all tests; a test may start another
  * (a second machine: its own user data, inputs and outputs).
  */
-export async function startWeb(userData: string): Promise<{ url: string; stop(): void; log: string[] }> {
+export async function startWeb(userData: string, opts: { demo?: boolean } = {}): Promise<{ url: string; stop(): void; log: string[] }> {
   const log: string[] = [];
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'engine', 'hosts', 'web.ts'), '--port', '0', '--demo', '--user-data', userData], {
+  // `demo: false`: no --demo, so the app runs on its (empty) models folder and must say so.
+  const flags = ['--port', '0', ...(opts.demo === false ? [] : ['--demo']), '--user-data', userData];
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'engine', 'hosts', 'web.ts'), ...flags], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, IPA_STUDIO_USER_DATA: userData },
