@@ -18,6 +18,7 @@
  * Pure.
  */
 import type { NodeSpec, ParamValue } from '../../../nodes/spec.js';
+import { resolveGraph } from '../../graph-modes.js';
 import type { Workflow, WorkflowNode } from '../../protocol.js';
 import { COMFY_DEFS, widgetSignature, widgetSlots, type NodeDefC } from './defs.js';
 import { PLACEHOLDER_TYPE, STUDIO_CLASS_PREFIX, STUDIO_KEY, type StudioProps } from './import.js';
@@ -66,6 +67,10 @@ interface ENode {
   rawWidgets?: unknown;
   /** Left out of the API prompt (ComfyUI cannot queue a node it does not have). */
   uiOnly?: boolean;
+  /** ComfyUI's node mode: 4 bypassed, 2 muted ("never"); 0 when absent. */
+  mode?: number;
+  /** Drawn collapsed (ComfyUI's flags.collapsed). */
+  collapsed?: boolean;
 }
 
 const OUR_TO_COMFY_TYPE: Record<string, string> = { IP_ADAPTER: 'IPADAPTER', IMAGE_EMBEDS: 'EMBEDS', IP_EMBEDS: 'EMBEDS' };
@@ -135,6 +140,7 @@ class Exporter {
       studio.types![role] = n.type;
       const t = n.ui && typeof n.ui.title === 'string' ? n.ui.title : undefined;
       if (t) (studio.title ??= {})[role] = t;
+      if (n.ui?.collapsed === true) (studio.collapsed ??= {})[role] = true;
     }
     // Links into these nodes that the ComfyUI node has no input for (Image Resize's latent): kept for the way back.
     const group = new Set(Object.values(claims).map((n) => n.id));
@@ -634,8 +640,35 @@ class Exporter {
       case PLACEHOLDER_TYPE:
         this.placeholder(n);
         return;
+      case 'reroute': {
+        // ComfyUI's Reroute: one input, one output of the type it carries.
+        const from = s('in');
+        const type = from ? this.outSlot(from)?.type : undefined;
+        const e = one('Reroute', {}, { '': from }, outs('out'));
+        e.sockets = { inputs: [{ name: '', type: '*' }], outputs: [{ name: '', type: type ?? '*' }] };
+        e.rawWidgets = [];
+        e.uiOnly = true;
+        return;
+      }
+      case 'note': {
+        const e = one('Note', {}, {}, []);
+        e.sockets = { inputs: [], outputs: [] };
+        e.rawWidgets = [String(p.text ?? '')];
+        e.uiOnly = true;
+        return;
+      }
       default:
         this.studioNode(n);
+    }
+  }
+
+  /** ComfyUI's mode and collapse for each exported node: its main node's (bypass 4, mute 2). */
+  applyModes(): void {
+    for (const e of this.enodes) {
+      const main = this.byId.get(e.studio.ids?.[''] ?? Object.values(e.studio.ids ?? {})[0] ?? '');
+      if (main?.mode === 'bypass') e.mode = 4;
+      else if (main?.mode === 'mute') e.mode = 2;
+      if (main?.ui?.collapsed === true) e.collapsed = true;
     }
   }
 
@@ -791,9 +824,9 @@ class Exporter {
         type: e.classType,
         pos: e.pos,
         size: [320, 120],
-        flags: {},
+        flags: e.collapsed ? { collapsed: true } : {},
         order,
-        mode: 0,
+        mode: e.mode ?? 0,
         inputs,
         outputs: this.outputsOf(e).map((o, slot) => ({ name: o.name, type: o.type, links: [] as number[], slot_index: slot })),
         properties: { 'Node name for S&R': e.classType, [STUDIO_KEY]: e.studio },
@@ -854,11 +887,41 @@ class Exporter {
   }
 }
 
-/** Our workflow as a ComfyUI UI workflow and API prompt, with what differs per node. */
+/**
+ * Our workflow as a ComfyUI UI workflow and API prompt, with what differs per node. The UI
+ * workflow keeps bypassed and muted nodes (ComfyUI modes 4 and 2), collapsed cards, reroutes
+ * (Reroute) and notes (Note); a primitive's value is written into the widgets it feeds (its node
+ * is left out). The API prompt is the graph that runs (engine/graph-modes.ts): no bypassed, muted
+ * or canvas-only nodes.
+ */
 export function exportComfyUI(wf: Workflow, specs: readonly NodeSpec[]): ExportResult {
-  const ex = new Exporter(wf, specs);
+  const specMap = new Map(specs.map((s) => [s.type, s]));
+  const resolved = resolveGraph(wf, specMap).workflow;
+  // The UI graph: primitives resolved into the params they feed, the rest as it is.
+  const prims = new Set(wf.nodes.filter((n) => specMap.get(n.type)?.virtual === 'primitive').map((n) => n.id));
+  const values = new Map(resolved.nodes.map((n) => [n.id, n.params]));
+  const uiWf: Workflow = prims.size
+    ? {
+        ...wf,
+        nodes: wf.nodes.filter((n) => !prims.has(n.id)).map((n) => (values.has(n.id) ? { ...n, params: values.get(n.id)! } : n)),
+        edges: wf.edges.filter((e) => !prims.has(e.from.node)),
+      }
+    : wf;
+  const ex = new Exporter(uiWf, specs);
   ex.run();
-  return { ui: ex.ui(), api: ex.api(), report: [...ex.reports.values()] };
+  ex.applyModes();
+  const forApi = resolved === wf ? ex : new Exporter(resolved, specs);
+  if (forApi !== ex) forApi.run();
+  const report = [...ex.reports.values()];
+  for (const id of prims) {
+    report.push({
+      id,
+      type: 'primitive',
+      status: 'approximated',
+      notes: ["its value is written into the widgets it feeds (ComfyUI's PrimitiveNode is not exported)"],
+    });
+  }
+  return { ui: ex.ui(), api: forApi.api(), report };
 }
 
 /** The export report as text. */

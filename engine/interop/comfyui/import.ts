@@ -71,6 +71,8 @@ export interface StudioProps {
   params?: Record<string, Record<string, ParamValue>>;
   types?: Record<string, string>;
   title?: Record<string, string>;
+  /** The cards drawn collapsed here (ComfyUI's flags.collapsed says it for the whole node). */
+  collapsed?: Record<string, boolean>;
   /** widgetSignature of the node's ComfyUI widgets when it was exported. */
   widgets?: string;
   /** Our links into these nodes that the ComfyUI node has no input for: [role, port, from node, from port]. */
@@ -394,7 +396,12 @@ class Importer {
       x = Math.round(n.pos![0] + dx);
       y = Math.round(n.pos![1] + dy);
     }
-    return { x, y, ...(title ? { title } : {}) };
+    // Collapsed in ComfyUI (flags.collapsed): the main card is drawn collapsed here too.
+    const flags = n.raw.flags;
+    const collapsed = st.collapsed
+      ? st.collapsed[role] === true
+      : role === '' && typeof flags === 'object' && flags !== null && (flags as Record<string, unknown>).collapsed === true;
+    return { x, y, ...(title ? { title } : {}), ...(collapsed ? { collapsed: true } : {}) };
   }
 
   /** Our node for ComfyUI node `n`: params checked against the spec, models matched, images checked. */
