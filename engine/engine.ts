@@ -31,6 +31,7 @@ import type { QueueJob } from './protocol.js';
 import type { NoiseSource, TraceFn } from './context.js';
 import { cleanStaleTemporaries } from '../models/fs-atomic.js';
 import { removeStaleFloat32Copies } from '../models/onnx/fp32-weights.js';
+import { removeStaleInt8Copies } from '../models/onnx/quantize.js';
 import { DEMO_NOTICE, ensureDemoModels } from './demo/demo.js';
 import { Executor, type RunResult } from './executor.js';
 import type { Precision } from '../models/onnx/profile.js';
@@ -155,10 +156,10 @@ export function createEngine(options: EngineOptions): Engine {
   chooseModels();
 
   // Float32 copies of fp16 / bf16 weights (models/onnx/fp32-weights.ts) whose model file is gone or changed.
-  const staleCopies = removeStaleFloat32Copies(cacheDir);
+  const staleCopies = [...removeStaleFloat32Copies(cacheDir), ...removeStaleInt8Copies(cacheDir)]; // and int8 copies (onnx/quantize.ts)
   if (staleCopies.length)
     log(
-      `removed ${staleCopies.length} float32 weight copies (${(staleCopies.reduce((n, r) => n + r.bytes, 0) / 2 ** 30).toFixed(2)} GB) of model files deleted or changed since`,
+      `removed ${staleCopies.length} float32 / int8 weight copies (${(staleCopies.reduce((n, r) => n + r.bytes, 0) / 2 ** 30).toFixed(2)} GB) of model files deleted or changed since`,
     );
   // Cached graphs whose weight link is all that is left of a model file deleted from the models folder (model-store.ts).
   const pruned = pruneModelCache(cacheDir, [settings.modelsDir, path.join(userDataDir, 'demo-models')]);

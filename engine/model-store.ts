@@ -238,8 +238,8 @@ function removeCounted(p: string, into: CacheRemoval): void {
   fs.rmSync(p, { recursive: true, force: true });
 }
 
-/** The model cache's folders of our own: built graphs with links to their weights, and float32 copies of fp16 / bf16 weights. */
-const CACHE_PARTS = ['onnx', 'fp32-weights'];
+/** The model cache's folders of our own: built graphs with links to their weights, float32 copies of fp16 / bf16 weights, int8 copies (CPU precision: fast). */
+const CACHE_PARTS = ['onnx', 'fp32-weights', 'int8-weights'];
 
 /**
  * "Clear model cache" (settings): releases every loaded model, then removes the cache's built graphs,

@@ -7,7 +7,7 @@ import { SafetensorsFile, encodeSafetensors, floatToHalf } from '../safetensors.
 import { applyProfile } from './apply-profile.js';
 import { DataType, Graph, Module, linear } from './graph.js';
 import { PROFILES } from './profile.js';
-import { int8Spec, quantizeRows } from './quantize.js';
+import { int8Spec, quantizeRows, removeStaleInt8Copies } from './quantize.js';
 import { createSession, ort } from './session.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'int8-test-'));
@@ -119,5 +119,20 @@ describe('int8 pass (cpu-int8)', () => {
       expect(now).toHaveLength(1);
       expect(now[0]).not.toBe(copies[0]);
     }
+  });
+
+  it('sweeps the copies of deleted model files at start-up (and keeps the others)', async () => {
+    const cache = path.join(root, 'cache-sweep');
+    const keep = path.join(root, 'keep.safetensors');
+    const gone = path.join(root, 'gone.safetensors');
+    writeWeights(keep, 'F32', 3);
+    writeWeights(gone, 'F32', 4);
+    await run(keep, cache, 'int8');
+    await run(gone, cache, 'int8');
+    expect(fs.readdirSync(path.join(cache, 'int8-weights'))).toHaveLength(2);
+    fs.rmSync(gone);
+    const removed = removeStaleInt8Copies(cache);
+    expect(removed.map((r) => path.basename(r.file).split('.')[0])).toEqual(['gone']);
+    expect(fs.readdirSync(path.join(cache, 'int8-weights')).map((f) => f.split('.')[0])).toEqual(['keep']);
   });
 });

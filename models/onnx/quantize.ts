@@ -345,3 +345,54 @@ export function int8Spec(
   );
   return { spec: { ...spec, nodes: live, initializers }, files, report };
 }
+
+/**
+ * Deletes the int8 copies under `<cacheDir>/int8-weights` whose source file is gone or has changed since (another
+ * identity), and damaged ones, with the materialized models (`<cacheDir>/onnx/<model>/`) that hard-link them; returns
+ * what went. The engine runs it at start-up, beside the float32 copies' sweep (onnx/fp32-weights.ts).
+ */
+export function removeStaleInt8Copies(cacheDir: string): { file: string; bytes: number }[] {
+  const dir = path.join(cacheDir, 'int8-weights');
+  const removed: { file: string; bytes: number }[] = [];
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  const onnxDir = path.join(cacheDir, 'onnx');
+  for (const name of names) {
+    if (!name.endsWith('.safetensors') || name.startsWith('.')) continue;
+    const file = path.join(dir, name);
+    let stale = true;
+    try {
+      const meta = SafetensorsFile.open(file).metadata;
+      stale = meta.format !== FORMAT || meta.source === undefined || !fs.existsSync(meta.source) || fileIdentity(meta.source).id !== meta.identity;
+    } catch {
+      /* unreadable: stale */
+    }
+    if (!stale) continue;
+    try {
+      const st = fs.statSync(file);
+      if (st.nlink > 1 && fs.existsSync(onnxDir))
+        for (const model of fs.readdirSync(onnxDir)) {
+          const d = path.join(onnxDir, model);
+          try {
+            if (fs.readdirSync(d).some((f) => sameInode(path.join(d, f), st))) fs.rmSync(d, { recursive: true, force: true });
+          } catch {
+            /* not a folder, or in use: left as it is */
+          }
+        }
+      fs.rmSync(file, { force: true });
+      removed.push({ file, bytes: st.size });
+    } catch {
+      /* in use (Windows) or gone meanwhile: left for the next start */
+    }
+  }
+  return removed;
+}
+
+function sameInode(file: string, st: fs.Stats): boolean {
+  const s = fs.statSync(file);
+  return s.ino === st.ino && s.dev === st.dev;
+}
