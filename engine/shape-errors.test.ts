@@ -13,7 +13,7 @@ import type { RunEvent, Workflow } from './api.js';
 import { ensureDemoModels } from './demo/demo.js';
 import { createEngine } from './engine.js';
 import { parseWorkflow } from './workflow.js';
-import { reshapeTensor, splitSafetensors, misshaped, tensorEntry } from '../test/helpers/corrupt.js';
+import { joinSafetensors, misshaped, reshapeTensor, splitSafetensors, tensorEntry } from '../test/helpers/corrupt.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-shapes-')));
@@ -123,4 +123,58 @@ describe('a right-byte-count, wrong-shape tensor', () => {
       }
     });
   }
+});
+
+describe('found by the fuzz run (scripts/fuzz.ts)', () => {
+  const change = async (name: string, file: string, edit: (h: ReturnType<typeof splitSafetensors>['header']) => void, example_: string) => {
+    const models = path.join(tmp, name);
+    fs.cpSync(demo, models, { recursive: true });
+    const f = path.join(models, file);
+    const { header, data } = splitSafetensors(fs.readFileSync(f));
+    edit(header);
+    fs.writeFileSync(f, joinSafetensors(header, data));
+    const engine = createEngine({
+      modelsDir: models,
+      outputDir: path.join(models, 'out'),
+      provider: 'cpu',
+      userDataDir: path.join(models, 'user'),
+      demo: false,
+    });
+    const errors: string[] = [];
+    engine.subscribe((e: RunEvent) => e.type === 'node-error' && errors.push(e.message));
+    try {
+      expect((await engine.run(example(example_), { workflowDir: path.join(root, 'examples') })).ok).toBe(false);
+      return errors;
+    } finally {
+      await engine.close();
+    }
+  };
+
+  it('an IP-Adapter layer weight of one axis: the reader names the tensor, the node error the file too', async () => {
+    const errors = await change(
+      'ip-flat',
+      'ipadapter/ip-adapter_sd15.safetensors',
+      (h) => {
+        const e = tensorEntry(h, 'ip_adapter.1.to_v_ip.weight');
+        e.shape = [e.shape.reduce((a, d) => a * d, 1)];
+      },
+      'image-prompt.json',
+    );
+    expect(errors).toEqual([
+      expect.stringMatching(/^ip-adapter_sd15\.safetensors: tensor "ip_adapter\.1\.to_v_ip\.weight" has shape \[\d+\], which has no axis 1/),
+    ]);
+  });
+
+  it('a UNet tensor removed: the builder names the module, the node error the file too', async () => {
+    const errors = await change(
+      'unet-missing',
+      'checkpoints/stable-diffusion-v1-5/unet/diffusion_pytorch_model.safetensors',
+      (h) => {
+        const k = Object.keys(h).find((x) => /attentions\.0\.transformer_blocks\.0\.norm1\.weight$/.test(x))!;
+        delete h[k];
+      },
+      'image-prompt.json',
+    );
+    expect(errors).toEqual([expect.stringMatching(/^diffusion_pytorch_model\.safetensors: /)]);
+  });
 });

@@ -46,6 +46,37 @@ export function shapeMismatch(network: string, w: Weights, expected: Shapes): st
   );
 }
 
+/**
+ * Runs `load`; an error whose message does not name `file` (a builder's or a reader's message names the tensor
+ * only, e.g. "up_blocks.2.attentions.0: no transformer_blocks found") gets `<file name>: ` in front, so a damaged
+ * file is always named. Found by the fuzz run (scripts/fuzz.ts).
+ */
+export function namingFile<T>(file: string, load: () => T): T {
+  const name = path.basename(file);
+  const named = (e: unknown) => {
+    const msg = (e as Error)?.message ?? String(e);
+    if (msg.includes(name)) return e;
+    const out = new Error(`${name}: ${msg}`);
+    out.stack = (e as Error)?.stack;
+    return out;
+  };
+  try {
+    const v = load();
+    return (v instanceof Promise ? v.catch((e: unknown) => Promise.reject(named(e))) : v) as T;
+  } catch (e) {
+    throw named(e);
+  }
+}
+
+/** The file a weight map reads `probe` from (to name it in errors), or `fallback`. */
+export function weightsFileOf(w: Weights, probe: string, fallback: string): string {
+  try {
+    return w.has(probe) ? w.get(probe).file : fallback;
+  } catch {
+    return fallback;
+  }
+}
+
 /** Throws the shapeMismatch sentence when a tensor of `w` does not have its expected shape. */
 export function checkShapes(network: string, w: Weights, expected: Shapes): void {
   const why = shapeMismatch(network, w, expected);

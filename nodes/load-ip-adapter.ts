@@ -1,5 +1,6 @@
 /** Load IP-Adapter: an adapter file in the h94 layout (base, Plus or full-face, told apart by its keys). */
 import { IpAdapterModel } from '../models/ip-adapter.js';
+import { namingFile } from '../models/shape-check.js';
 import type { NodeDef } from './types.js';
 import { warnOnWeightValues } from './runtime/weight-values.js';
 import type { IpAdapterValue } from './values.js';
@@ -13,7 +14,7 @@ export const loadIpAdapter: NodeDef = {
   outputs: [{ name: 'ip_adapter', type: 'IP_ADAPTER' }],
   params: [{ name: 'ipadapter_file', label: 'adapter', kind: 'file', modelKind: 'ipadapter', default: 'ip-adapter_sd15.safetensors' }],
   async execute(_inputs, params, ctx) {
-    const ad = IpAdapterModel.load(params.ipadapter_file as string);
+    const ad = namingFile(params.ipadapter_file as string, () => IpAdapterModel.load(params.ipadapter_file as string)); // a reader's message names the file
     await warnOnWeightValues(ctx, loadIpAdapter.title, ad.file); // NaN / Inf or mislabelled weights (models/weight-sanity.ts)
     const v: IpAdapterValue = {
       kind: 'IP_ADAPTER',

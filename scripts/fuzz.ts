@@ -26,7 +26,7 @@ import { loadCheckpoint } from '../models/checkpoint.js';
 import { buildImageProj, IpAdapterModel } from '../models/ip-adapter.js';
 import { matchLora, unetLoraTargets } from '../models/lora.js';
 import { openTensorFile } from '../models/pickle.js';
-import { checkIpAdapterLayers } from '../models/shape-check.js';
+import { checkIpAdapterLayers, namingFile, weightsFileOf } from '../models/shape-check.js';
 import { buildUNet } from '../models/unet.js';
 import { buildVaeDecoder, buildVaeEncoder } from '../models/vae.js';
 import { loadVaeFile } from '../models/vae-load.js';
@@ -382,14 +382,14 @@ async function main(): Promise<void> {
       buildVaeDecoder(v.config, v.weights).build();
       buildVaeEncoder(v.config, v.weights).build();
     } else if (kind === 'ip-adapter') {
-      const ad = IpAdapterModel.load(file);
+      const ad = namingFile(file, () => IpAdapterModel.load(file));
       checkIpAdapterLayers(ad.layers, ad.crossAttentionDim, base.unet.config, ck);
       buildImageProj(ad).build();
     } else if (kind === 'lora') {
       matchLora(openTensorFile(file), [unetTargets], { allowEmpty: true });
     } else {
       const c = loadCheckpoint(ck);
-      buildUNet(c.unet.config, c.unet.weights).build();
+      namingFile(weightsFileOf(c.unet.weights, 'conv_in.weight', ck), () => buildUNet(c.unet.config, c.unet.weights).build());
     }
   };
 

@@ -27,7 +27,7 @@ import { ClipTokenizer, type TextCleaning } from '../../models/tokenizer.js';
 import { buildUNet, MAX_IP_ADAPTERS, UNET_SESSION_OPTIONS } from '../../models/unet.js';
 import { crossAttnLayers, type UNetConfig } from '../../models/unet-config.js';
 import { loadVaeConfig, Vae, vaeConfigFromWeights } from '../../models/vae.js';
-import { checkIpAdapterLayers } from '../../models/shape-check.js';
+import { checkIpAdapterLayers, namingFile, weightsFileOf } from '../../models/shape-check.js';
 import { type LoadedVae, loadVaeFile } from '../../models/vae-load.js';
 import type { ort } from '../../models/onnx/session.js';
 import { type LoraMatch, type LoraTargets, clipTextLoraTargets, loraStrengths, matchLora, unetLoraTargets } from '../../models/lora.js';
@@ -129,7 +129,7 @@ export async function unetRuntime(store: ModelStore, model: ModelValue, controln
       // One loaded file per distinct path: two applications of one file share its weights in the graph.
       const loaded = new Map<string, IpAdapterModel>();
       for (const adapterPath of new Set(adapterPaths)) {
-        const ad = IpAdapterModel.load(adapterPath);
+        const ad = namingFile(adapterPath, () => IpAdapterModel.load(adapterPath));
         if (ad.crossAttentionDim !== ck.unet.config.crossAttentionDim) {
           throw new Error(
             `the IP-Adapter ${adapterPath} makes tokens of width ${ad.crossAttentionDim}, but the checkpoint ${model.checkpoint.path} has cross-attention width ${ck.unet.config.crossAttentionDim}`,
@@ -142,7 +142,8 @@ export async function unetRuntime(store: ModelStore, model: ModelValue, controln
       const moduleHook = loraModuleHook(lora.matches, { part: 'unet', rowsFor: unetReferenceRows(ck.unet.config.blockOutChannels.length) });
       const name = `${adapterPaths.length ? `unet_ip${adapterPaths.length}` : 'unet'}${lora.matches.length ? '_lora' : ''}`;
       const ipAdapters = adapterPaths.map((p) => loaded.get(p)!);
-      return buildUNet(ck.unet.config, ck.unet.weights, { ipAdapters, controlnet, name, moduleHook }).build();
+      const unetFile = weightsFileOf(ck.unet.weights, 'conv_in.weight', model.checkpoint.path); // named in a builder's error
+      return namingFile(unetFile, () => buildUNet(ck.unet.config, ck.unet.weights, { ipAdapters, controlnet, name, moduleHook }).build());
     },
     UNET_SESSION_OPTIONS,
   );
@@ -241,7 +242,7 @@ export function clipVisionRuntime(store: ModelStore, p: string): Promise<ClipVis
 export function projectorRuntime(store: ModelStore, adapterPath: string): Promise<ImageProjector> {
   return store.get(
     `image-proj|${store.fileKey(adapterPath)}`,
-    () => ImageProjector.load(adapterPath, store.sessionConfig()),
+    () => namingFile(adapterPath, () => ImageProjector.load(adapterPath, store.sessionConfig())),
     (x) => x.release(),
   );
 }
