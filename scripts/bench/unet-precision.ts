@@ -158,7 +158,8 @@ export async function benchUNetPrecision(dir: string, a: Args): Promise<Record<s
   if (steps > 0) {
     const S = Number(argValue('--denoise-size') ?? 64);
     const noise = new TorchGenerator(42).randn([1, 4, S, S]);
-    const ctx = { encoder_hidden_states: feeds.encoder_hidden_states!, ip_tokens: feeds.ip_tokens!, ip_adapter_scale: feeds.ip_adapter_scale! };
+    // every input but the latent and the timestep, for an S x S latent (the adapter's masks are per level of that grid)
+    const ctx = Object.fromEntries(Object.entries(unetFeeds(cfg, { ...wl, height: S, width: S })).filter(([k]) => k !== 'sample' && k !== 'timestep'));
     let t0 = performance.now();
     const x32 = await ddim(fp32.s, noise, S, steps, ctx);
     const s32 = seconds(t0);
