@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { fixtureFolder } from '../../test/helpers/fixtures.js';
 import { loadCheckpoint } from '../checkpoint.js';
 import { UNetModel } from '../unet.js';
+import { callUNet } from '../unet-call.js';
 import { DataType, Graph } from './graph.js';
 import { PROFILES } from './profile.js';
 import { createSession, ort, runWithNaNGuard, sessionProfile } from './session.js';
@@ -56,7 +57,7 @@ describe('NaN guard', () => {
       timestep: 500,
       encoderHiddenStates: { data: new Float32Array(77 * c.crossAttentionDim).fill(0.1), dims: [1, 77, c.crossAttentionDim] },
     };
-    const out = await u.run(inp);
+    const out = await callUNet(u, inp);
     expect(out.notice).toMatch(/re-run in fp32 on cpu/);
     expect(out.data.every(Number.isFinite)).toBe(true);
     await u.release();
