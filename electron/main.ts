@@ -24,6 +24,7 @@ import {
 } from 'electron';
 import type { RunEvent } from '../engine/api.js';
 import { createEngine, type Engine } from '../engine/engine.js';
+import { withFarm } from '../engine/farm/editor-queue.js';
 import { hostNotices, providersHere, readSettings, resolveSettings, saveSettings, settingsFileOf } from '../engine/hosts/host-config.js';
 import { resolveAppRequest } from './app-protocol.js';
 import { APP_ORIGIN, APP_SCHEME, IPC, type MenuAction } from './channels.js';
@@ -110,7 +111,8 @@ async function start(): Promise<void> {
   const appRoot = app.getAppPath();
   const rendererDir = path.join(appRoot, 'dist-renderer');
 
-  engine = createEngine({ ...settings, userDataDir: args.userData, demo: args.demo });
+  // Settings' Run on a queue: the render farm (engine/farm/editor-queue.ts); else this machine.
+  engine = withFarm(createEngine({ ...settings, userDataDir: args.userData, demo: args.demo }), { inputsDir });
   const eng = engine;
   eng.subscribe((e: RunEvent) => {
     if (e.type === 'log') log(`[engine] ${e.message}`);

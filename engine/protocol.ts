@@ -104,7 +104,22 @@ export const EngineSettingsSchema = z.object({
   demoModels: z.boolean().optional(),
   /** "CPU precision": 'fp32' (absent: exact, the default) or 'fast' (the UNet's and ControlNet's linears in int8, models/onnx/quantize.ts). */
   cpuPrecision: z.enum(['fp32', 'fast']).optional(),
+  /** "Run on": absent or '' = this machine; `redis://host:6379` = the render farm's queue there (engine/farm/). */
+  farmQueue: z.string().max(500).optional(),
 });
+
+/** The farm's status line (Settings, Run on a queue): engine/farm/queue.ts FarmStatus; null = Run on this machine. */
+export const FarmStatusSchema = z
+  .object({
+    queue: z.string(),
+    connected: z.boolean(),
+    error: z.string().optional(),
+    workers: z.array(
+      z.looseObject({ id: z.string(), host: z.string(), concurrency: z.number(), busy: z.number(), models: z.record(z.string(), z.array(z.string())) }),
+    ),
+    counts: z.record(z.string(), z.number()),
+  })
+  .nullable();
 
 // The shapes' types, derived from the schemas above (engine/api.ts re-exports them for the hosts).
 export type Workflow = z.infer<typeof WorkflowSchema>;
@@ -252,6 +267,8 @@ export const channels = {
   },
   /** Queued, running and recently finished jobs (the queue panel after a reload). */
   listQueue: { request: Empty, response: z.array(QueueJobSchema) },
+  /** Settings' Run on a queue: connected?, the workers online and their models, the jobs waiting. */
+  farmStatus: { request: Empty, response: FarmStatusSchema },
   cancel: { request: z.object({ runId: Id }).strict(), response: z.object({}) },
   getSettings: { request: Empty, response: EngineSettingsSchema },
   updateSettings: {
@@ -262,6 +279,7 @@ export const channels = {
         provider: ProviderSchema.optional(),
         demoModels: z.boolean().optional(),
         cpuPrecision: z.enum(['fp32', 'fast']).optional(),
+        farmQueue: z.string().max(500).optional(),
       })
       .strict(),
     response: EngineSettingsSchema,

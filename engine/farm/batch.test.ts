@@ -154,6 +154,6 @@ describe('a sweep on the local queue', () => {
     expect(jobs[0].runId).toBe(runId);
     expect(seen).toEqual(jobs.map((j) => j.runId));
     const bad = { ...wf, nodes: wf.nodes.map((n) => (n.id === 'sweep' ? { ...n, params: { x_param: 'nope.seed', x_values: '1' } } : n)) };
-    expect(() => h.enqueue({ workflow: bad })).toThrow(/Sweep \(sweep\): X param nope\.seed names no node/);
+    await expect(h.enqueue({ workflow: bad })).rejects.toThrow(/Sweep \(sweep\): X param nope\.seed names no node/);
   });
 });

@@ -22,6 +22,10 @@ import { parseWorkflow, stringifyWorkflow } from '../workflow.js';
 import { planBatch, runBatchLocally } from './batch.js';
 import { FARM_PREFIX, FARM_QUEUE } from './job.js';
 import { readBatchFile, type BatchFile } from './submit.js';
+import { withFarm } from './editor-queue.js';
+import { createApiHandlers } from '../hosts/host-api.js';
+import { storeImageBytes } from '../hosts/inputs-store.js';
+import type { QueueJob, RunEvent } from '../api.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-farm-'));
@@ -286,6 +290,57 @@ describe('render farm on a real Redis', () => {
     const localOut = path.join(tmp, 'lost-local');
     await runLocally(file, localOut);
     expectSameBytes(out, localOut, [...names, 'lost-grid_00001_.png']);
+  });
+
+  it('the editor with Run on a queue: the host submits, RunEvents and queue records look like local ones, the PNGs land in its output folder; farmStatus lists the workers; an unreachable queue refuses Run, nothing submitted', async () => {
+    const out = path.join(tmp, 'editor');
+    const inputsDir = path.join(userData, 'inputs');
+    const stored = storeImageBytes(inputsDir, 'image-prompt.png', fs.readFileSync(path.join(tmp, 'images', 'image-prompt.png')));
+    const engine = withFarm(createEngine({ modelsDir: path.join(tmp, 'none'), outputDir: out, provider: 'cpu', userDataDir: userData, demo: true }), {
+      inputsDir,
+    });
+    const h = createApiHandlers({ engine, host: 'web', info: () => ({}) as never, examplesDir: path.join(root, 'examples'), inputsDir });
+    const events: RunEvent[] = [];
+    const off = engine.subscribe((e) => events.push(e));
+    try {
+      await h.updateSettings({ farmQueue: url });
+      const status = await h.farmStatus({});
+      expect(status?.connected).toBe(true);
+      expect(status!.workers.map((w) => w.id).sort()).toEqual(['wA', 'wB']);
+      expect(status!.workers[0].models.checkpoints.length).toBeGreaterThan(0);
+      const wf = parseWorkflow(JSON.parse(fs.readFileSync(sweepFile('editor', '0', '1, 2'), 'utf8'))).workflow!;
+      for (const n of wf.nodes) if (n.type === 'load-image') n.params = { ...n.params, image: stored.value };
+      const { runId } = await h.enqueue({ workflow: wf, name: 'seeds' });
+      await waitFor('both jobs done', () => events.filter((e) => e.type === 'run-done').length >= 2);
+      const queued = events.filter((e): e is Extract<RunEvent, { type: 'queued' }> => e.type === 'queued');
+      expect(queued.map((e) => [e.name, e.where])).toEqual([
+        ['seeds [weight=0, seed=1]', url],
+        ['seeds [weight=0, seed=2]', url],
+      ]);
+      expect(queued[0].runId).toBe(runId);
+      for (const q of queued) {
+        expect(events.some((e) => e.type === 'progress' && e.runId === q.runId)).toBe(true);
+        expect(events.find((e) => e.type === 'run-done' && e.runId === q.runId)).toMatchObject({ ok: true });
+      }
+      const outputs = events.filter((e): e is Extract<RunEvent, { type: 'output' }> => e.type === 'output').flatMap((e) => e.images.map((i) => i.path));
+      expect(outputs.map((f) => path.basename(f)).sort()).toEqual(['editor-001_00001_.png', 'editor-002_00001_.png']);
+      for (const f of outputs) expect(path.dirname(f)).toBe(out);
+      const records = h.listQueue({}) as QueueJob[];
+      expect(records.filter((r) => r.where === url).map((r) => r.state)).toEqual(['done', 'done']);
+      await waitFor('the grid', () => fs.existsSync(path.join(out, 'editor-grid_00001_.png')));
+
+      const dead = `redis://127.0.0.1:${await freePort()}`;
+      await h.updateSettings({ farmQueue: dead });
+      await expect(h.enqueue({ workflow: wf, name: 'seeds' })).rejects.toThrow(
+        /cannot reach Redis at .*nothing was submitted: the workflow stays in the editor/,
+      );
+      expect((await h.farmStatus({}))?.connected).toBe(false);
+      await h.updateSettings({ farmQueue: '' });
+      expect(await h.farmStatus({})).toBeNull();
+    } finally {
+      off();
+      await engine.close();
+    }
   });
 
   it('a job naming a model no worker has fails with the missing file named, after every online worker refused it', async () => {

@@ -17,8 +17,8 @@ import type { NodeSpec } from '../../nodes/spec.js';
 import { BUNDLE_IMAGE_TYPES, type BundleImage } from '../bundle-format.js';
 import { resolveGraph } from '../graph-modes.js';
 import { imageSize, sha256, storedNameOf } from '../hosts/inputs-store.js';
-import { imageUses, refBaseName } from '../image-refs.js';
-import { checkOutputPrefix, outputPath, type PathResolver } from '../paths.js';
+import { imageUses, inputsRef, isAbsoluteRef, mapImageRefs, refBaseName } from '../image-refs.js';
+import { checkOutputPrefix, climbsOut, outputPath, type PathResolver } from '../paths.js';
 import type { Workflow } from '../protocol.js';
 import type { SweepJob } from '../sweep.js';
 import {
@@ -47,10 +47,22 @@ export function buildFarmJob(
   const problems: string[] = [];
   const images: Record<string, BundleImage> = {};
   const refs: Record<string, string> = {};
-  const wf = job.workflow;
+  // An image named by an absolute path (or one climbing out of the workflow's folder) travels as inputs/<stored name>:
+  // a worker places every image inside its job's folder.
+  const local = new Map<string, string>();
+  const wf = mapImageRefs(job.workflow, specs, (u) => {
+    if (!isAbsoluteRef(u.ref) && !climbsOut(u.ref)) return u.ref;
+    const file = paths.resolveImage(u.ref);
+    const bytes = file ? fs.readFileSync(file) : null;
+    const size = bytes ? imageSize(bytes) : null;
+    if (!bytes || !size) return u.ref; // reported below
+    const ref = inputsRef(storedNameOf(refBaseName(u.ref), sha256(bytes), size.ext));
+    local.set(ref, file!);
+    return ref;
+  });
   for (const use of imageUses(wf, specs)) {
     const where = `${use.title} (${use.node})`;
-    const file = paths.resolveImage(use.ref);
+    const file = local.get(use.ref) ?? paths.resolveImage(use.ref);
     if (!file) {
       problems.push(`${where}: ${paths.missingImage(use.ref)}`);
       continue;
@@ -111,6 +123,8 @@ export interface WatchHandlers {
 
 export class FarmClient {
   private lastError = '';
+  /** Job ids this client cancelled: watch reports them cancelled instead of submitting them again. */
+  private dropped = new Set<string>();
   private constructor(
     readonly url: string,
     readonly queue: Queue,
@@ -220,6 +234,11 @@ export class FarmClient {
         try {
           for (const i of [...open]) {
             const id = jobIdOf(batch, i);
+            if (this.dropped.has(id)) {
+              open.delete(i);
+              await h.onFailed(i, 'cancelled');
+              continue;
+            }
             const state = await this.queue.getJobState(id);
             if (state === 'unknown') {
               // Gone (Redis restarted without its data): after two looks, the caller adds it again.
@@ -270,6 +289,7 @@ export class FarmClient {
 
   /** Cancels a batch: its waiting jobs are removed, running ones aborted on their workers. Returns how many were removed from the queue. */
   async cancelBatch(batch: string, indices: number[]): Promise<number> {
+    for (const i of indices) this.dropped.add(jobIdOf(batch, i));
     await this.redis.sadd(`${FARM_PREFIX}:farm:cancelled`, batch);
     await this.redis.expire(`${FARM_PREFIX}:farm:cancelled`, 24 * 3600);
     await this.redis.publish(CANCEL_CHANNEL, JSON.stringify({ batch }));
@@ -279,6 +299,25 @@ export class FarmClient {
       if (!job) continue;
       const state = await job.getState();
       if (state === 'waiting' || state === 'delayed' || state === 'prioritized') {
+        await job
+          .remove()
+          .then(() => removed++)
+          .catch(() => {});
+      }
+    }
+    return removed;
+  }
+
+  /** Cancels some jobs of a batch: removed when waiting, aborted on their worker when running. Returns how many were removed. */
+  async cancelJobs(batch: string, indices: number[]): Promise<number> {
+    const ids = indices.map((i) => jobIdOf(batch, i));
+    for (const id of ids) this.dropped.add(id);
+    await this.redis.publish(CANCEL_CHANNEL, JSON.stringify({ jobs: ids }));
+    let removed = 0;
+    for (const id of ids) {
+      const job = await Job.fromId(this.queue, id);
+      const state = job ? await job.getState() : 'unknown';
+      if (job && (state === 'waiting' || state === 'delayed' || state === 'prioritized')) {
         await job
           .remove()
           .then(() => removed++)

@@ -23,6 +23,7 @@ import type { ModelKind } from '../../nodes/spec.js';
 import { channels, summarise, WorkflowSchema, type ChannelName, type ChannelRequest, type ChannelResponse, type HostInfo } from '../protocol.js';
 import { hasSweep } from '../sweep.js';
 import { enqueueBatch } from '../farm/batch.js';
+import { farmEnqueueOf, type FarmEngine } from '../farm/editor-queue.js';
 
 // ---- the handlers ------------------------------------------------------------------------------
 
@@ -62,10 +63,15 @@ export function createApiHandlers(opts: ApiHandlerOptions): ApiHandlers {
     validate: (r) => engine.validate(r.workflow),
     // The editor's Run: a job whose images a finished run already wrote ends as its duplicate (unless forced).
     // A workflow with a Sweep node runs as a batch: one queued job per value, then the grid (engine/farm/batch.ts).
-    enqueue: (r) =>
-      hasSweep(r.workflow)
+    // With Settings' Run on a queue (farmQueue), Run goes to the render farm (engine/farm/editor-queue.ts).
+    enqueue: async (r) => {
+      const onFarm = await farmEnqueueOf(engine)?.(r.workflow, { name: r.name });
+      if (onFarm) return onFarm;
+      return hasSweep(r.workflow)
         ? { runId: enqueueBatch(engine, r.workflow, { name: r.name, inputsDir }).runId }
-        : engine.enqueue(r.workflow, { ...(r.name ? { name: r.name } : {}), dedupe: r.force !== true }),
+        : engine.enqueue(r.workflow, { ...(r.name ? { name: r.name } : {}), dedupe: r.force !== true });
+    },
+    farmStatus: async () => ((await (engine as Partial<FarmEngine>).farmStatus?.()) ?? null) as ChannelResponse<'farmStatus'>,
     listQueue: () => engine.listQueue?.() ?? [],
     cancel: (r) => (engine.cancel(r.runId), {}),
     getSettings: () => engine.settings(),

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { EngineSettings } from '../api.js';
 import { createEngine } from '../engine.js';
+import { withFarm } from '../farm/editor-queue.js';
 import {
   defaultUserData,
   ensureRendererBuilt,
@@ -72,7 +73,8 @@ async function main(): Promise<void> {
   fs.mkdirSync(settings.modelsDir, { recursive: true });
   const staticDir = ensureRendererBuilt();
 
-  const engine = createEngine({ ...settings, userDataDir: args.userData, demo: args.demo });
+  // Settings' Run on a queue: the render farm (engine/farm/editor-queue.ts); else this machine.
+  const engine = withFarm(createEngine({ ...settings, userDataDir: args.userData, demo: args.demo }), { inputsDir: path.join(args.userData, 'inputs') });
   engine.subscribe((e) => {
     if (e.type === 'log') console.log(`[engine] ${e.message}`);
     else if (e.type === 'run-done' && !e.ok) console.log(`[engine] run ${e.runId} ${e.cancelled ? 'cancelled' : `failed: ${e.error ?? ''}`}`);

@@ -11,6 +11,7 @@ import { editor, host, useEditor } from '../editor.js';
 import { fileBytes, missingRefs, relinkMissing } from '../files.js';
 import type { FolderPurpose } from '../host.js';
 import { applySettings } from '../settings.js';
+import { FarmStatusLine } from './FarmStatus.js';
 
 /** Kind folders as the report sentence names them. */
 const KIND_WORDS: Record<string, string> = { checkpoints: 'checkpoints', ipadapter: 'IP-Adapters', clip_vision: 'CLIP vision models' };
@@ -123,6 +124,7 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
   const [pngImages, setPngImages] = useState(() => editor.getState().pngCarriesImages);
   const [busy, setBusy] = useState(false);
   const [refused, setRefused] = useState<string | null>(null);
+  const [queueUrl, setQueueUrl] = useState(current?.farmQueue ?? '');
   const report = useFolderReport(draft?.modelsDir ?? '');
   // The settings may arrive after the dialog opened: adopt them once (React's "adjust state on a prop change").
   if (draft === null && current !== null) setDraft(current);
@@ -208,6 +210,34 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
             precision&quot;). Images differ slightly from exact ones; PNGs record the choice.
           </small>
         </label>
+        <fieldset className="field">
+          <legend>Run on</legend>
+          <label className="check">
+            <input type="radio" name="run-on" checked={!draft.farmQueue} onChange={() => setDraft({ ...draft, farmQueue: '' })} />
+            this machine
+          </label>
+          <label className="check">
+            <input
+              type="radio"
+              name="run-on"
+              checked={!!draft.farmQueue}
+              onChange={() => setDraft({ ...draft, farmQueue: queueUrl || 'redis://127.0.0.1:6379' })}
+            />
+            queue at
+            <input
+              type="text"
+              aria-label="Farm queue (Redis address)"
+              value={draft.farmQueue || queueUrl}
+              placeholder="redis://host:6379"
+              onChange={(e) => {
+                setQueueUrl(e.target.value);
+                setDraft({ ...draft, farmQueue: e.target.value });
+              }}
+            />
+          </label>
+          <small>A render farm: workers started with npm run worker -- --redis … on machines with the same models take the jobs.</small>
+          <FarmStatusLine saved={current?.farmQueue} />
+        </fieldset>
         <FolderField label="Output folder" purpose="output" value={draft.outputDir} onChange={(v) => setDraft((d) => d && { ...d, outputDir: v })} />
         <label className="check">
           <input type="checkbox" checked={pngImages} onChange={(e) => setPngImages(e.target.checked)} />

@@ -5,6 +5,7 @@
 import { useEffect, useRef, useState } from 'react';
 import { ACTIONS, actionByName, tooltip, type ActionContext, type Menu } from '../actions.js';
 import { useEditor } from '../editor.js';
+import { runLabel, useJobCount } from './FarmStatus.js';
 import { isDirty, queueLength } from '../store/index.js';
 
 /** One menu per action group, as in Electron's application menu (a Record: a new group cannot be left out). */
@@ -121,6 +122,7 @@ function RunStatus() {
 }
 
 export function Toolbar({ ctx }: { ctx: ActionContext & { openExample(name: string): void } }) {
+  const jobs = useJobCount();
   const dirty = useEditor(isDirty);
   const fileName = useEditor((s) => s.fileName);
   const canCancel = useEditor((s) => queueLength(s) > 0);
@@ -176,7 +178,7 @@ export function Toolbar({ ctx }: { ctx: ActionContext & { openExample(name: stri
       <RunStatus />
       <div className="group">
         <button type="button" className="primary" onClick={act('run')} title={tooltip('run')}>
-          Run
+          {runLabel(jobs)}
         </button>
         <button type="button" onClick={act('cancel')} title={tooltip('cancel')} disabled={!canCancel}>
           Cancel
