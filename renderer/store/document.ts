@@ -105,11 +105,14 @@ export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlic
     if (structural || dragStart) get().commit();
     // Removing a node removes its edges (React Flow sends those separately; keep the pair one undo step).
     const removed = new Set(changes.flatMap((c) => (c.type === 'remove' ? [c.id] : [])));
-    // A drawn card that grew (an error, a preview) pushes the cards it would cover down.
+    // A drawn card that grew from a run (its error, its preview: they stay) pushes the cards it
+    // would cover down. Growth while a file opens (thumbnails arriving) moves nothing, so the
+    // positions saved are the file's on every machine; a sampler's progress overlays its header.
     const before = new Map(s.nodes.map((n) => [n.id, n.measured?.height]));
     const grown = changes.flatMap((c) => {
       const was = c.type === 'dimensions' ? before.get(c.id) : undefined;
-      return c.type === 'dimensions' && c.dimensions && was !== undefined && c.dimensions.height > was + 1 ? [c.id] : [];
+      const fromRun = c.type === 'dimensions' && (s.nodeRuns[c.id]?.status === 'error' || s.nodePreviews[c.id] !== undefined);
+      return c.type === 'dimensions' && c.dimensions && fromRun && was !== undefined && c.dimensions.height > was + 1 ? [c.id] : [];
     });
     let nodes = applyNodeChanges(changes, get().nodes);
     if (grown.length && !s.dragging) nodes = makeRoomBelow({ nodes, edges: s.edges }, s.specs, grown)?.nodes ?? nodes;

@@ -21,7 +21,7 @@ const noticeText = async (page: Page) => (await page.locator('.notice').allTextC
 e2e('a ComfyUI workflow opens through Open with its image, shows the report and runs', async ({ page }) => {
   await card(page, 'DDIM Sampler').waitFor(); // the editor has its node specs (the first-start workflow is drawn)
   await open(page, ['ipadapter-advanced.v04.json', 'example.png']);
-  await waitFor(async () => (await page.locator('.react-flow__node').count()) === 13, '13 nodes on the canvas');
+  await waitFor(async () => (await page.locator('.react-flow__node-card').count()) === 13, '13 nodes on the canvas'); // its group is drawn too
   await waitFor(
     async () =>
       /ipadapter-advanced\.v04\.json: ComfyUI workflow \(UI format 0\.4\): 13 nodes, 11 mapped, 1 approximated, 0 unsupported, 1 skipped/.test(
