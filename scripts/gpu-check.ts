@@ -169,8 +169,9 @@ async function checkProfile(
     }
     const loop = performance.now() - t1;
     row.steps_measured = ms.length;
-    row.unet_step_ms = median(ms);
+    if (ms.length) row.unet_step_ms = median(ms);
     await session.release();
+    if (left() < 30 || !ms.length) throw new Error(`time budget spent after ${ms.length} UNet steps (VAE decode not run)`);
     // VAE decode (1, 4, 64, 64) -> (1, 3, 512, 512).
     const vae = await createSession(buildVaeDecoder(SD15_VAE, SafetensorsFile.open(files.vae)).build(), {
       cacheDir,
@@ -188,7 +189,7 @@ async function checkProfile(
     row.nan = nan;
     // The whole image: the measured loop of `steps` UNet steps (or, cut short by the budget, the median times `steps`) + the decode.
     row.image_estimated = ms.length !== a.steps;
-    row.image_50_steps_s = ((row.image_estimated ? row.unet_step_ms * a.steps : loop) + row.vae_decode_ms) / 1000;
+    row.image_50_steps_s = ((row.image_estimated ? median(ms) * a.steps : loop) + row.vae_decode_ms) / 1000;
   } catch (e) {
     row.error = `${row.error ? `${row.error}; ` : ''}${(e as Error).message.split('\n')[0]}`;
   }
