@@ -138,6 +138,16 @@ e2e('a wire dropped on empty canvas from LATENT lists only nodes with a LATENT i
   );
   // The new card sits clear of the other one.
   await expectNoOverlaps(page, 'after the wire-drop');
+  // Dragging from the LATENT output again: VAE Decode's LATENT input lights up, its VAE input dims.
+  const again = await handle(page, 'Empty Latent Image', 'output', 'latent');
+  await page.mouse.move(again.x, again.y);
+  await page.mouse.down();
+  await page.mouse.move(again.x + 60, again.y + 40, { steps: 5 });
+  expect((await card(page, 'VAE Decode').locator('.port-compatible .react-flow__handle[data-handleid="samples"]').count()) === 1, 'the LATENT input lights up');
+  expect((await card(page, 'VAE Decode').locator('.port-incompatible .react-flow__handle[data-handleid="vae"]').count()) === 1, 'the VAE input dims');
+  await page.mouse.move(again.x, again.y, { steps: 3 });
+  await page.mouse.up();
+  await page.keyboard.press('Escape');
   // While dragging from VAE Decode's VAE input, the compatible ports light up (none: no VAE output yet) and the LATENT output dims.
   const vaeIn = await handle(page, 'VAE Decode', 'input', 'vae');
   await page.mouse.move(vaeIn.x, vaeIn.y);
