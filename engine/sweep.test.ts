@@ -72,6 +72,13 @@ describe('expandSweeps', () => {
     const r = ok(expandSweeps(w, specs));
     expect(r.groups[0].axes[0].values).toEqual([0, 0.25, 0.5, 0.75, 1]);
     expect(r.groups[1].axes[0].values).toEqual(['a cat, sitting', 'a dog']);
+    const two = ok(
+      expandSweeps(
+        wf({ x_param: 'positive.text', x_values: 'a\nb', y_param: 'negative.text', y_values: 'c' }, [{ id: 'negative', type: 'text-encode', params: {} }]),
+        specs,
+      ),
+    );
+    expect(two.jobs[1].label).toBe('positive.text=b, negative.text=c');
     expect(countJobs(w, specs)).toBe(10);
     expect(countJobs(wf({}), specs)).toBe(1);
     const models = ok(

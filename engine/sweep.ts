@@ -165,8 +165,6 @@ function parseValues(
   return { values, labels };
 }
 
-const pname = (a: SweepAxis) => a.param;
-
 /**
  * Expands the workflow's Sweep nodes into jobs. A workflow without one is a single job (itself).
  * Errors name the Sweep node and the axis: an unknown node or param, a bad value, zip lists of
@@ -175,6 +173,8 @@ const pname = (a: SweepAxis) => a.param;
 export function expandSweeps(wf: Workflow, specs: SpecLookup, opts: ExpandOptions = {}): SweepExpansion | { errors: ValidationError[] } {
   const errors: ValidationError[] = [];
   const groups: SweepGroup[] = [];
+  /** An axis's name in labels: its param, or node.param when two axes share a param name (positive.text, negative.text); set below, read lazily. */
+  let pname = (a: SweepAxis) => a.param;
   let grid = false;
   const swept = new Set<string>();
   for (const s of sweepNodes(wf)) {
@@ -229,6 +229,8 @@ export function expandSweeps(wf: Workflow, specs: SpecLookup, opts: ExpandOption
     }
   }
   if (errors.length) return { errors };
+  const names = groups.flatMap((g) => g.axes.map((a) => a.param));
+  pname = (a) => (names.filter((n) => n === a.param).length > 1 ? `${a.node}.${a.param}` : a.param);
   const total = groups.reduce((n, g) => n * g.size, 1);
   if (total > MAX_SWEEP_JOBS) {
     return { errors: [{ message: `the sweep makes ${total} jobs, more than ${MAX_SWEEP_JOBS}; sweep fewer values` }] };
