@@ -25,6 +25,7 @@ import {
 import type { RunEvent } from '../engine/api.js';
 import { createEngine, type Engine } from '../engine/engine.js';
 import { withFarm } from '../engine/farm/editor-queue.js';
+import { providerReadinessHere } from '../models/providers-here.js';
 import { hostNotices, providersHere, readSettings, resolveSettings, saveSettings, settingsFileOf } from '../engine/hosts/host-config.js';
 import { resolveAppRequest } from './app-protocol.js';
 import { APP_ORIGIN, APP_SCHEME, IPC, type MenuAction } from './channels.js';
@@ -118,6 +119,7 @@ async function start(): Promise<void> {
     if (e.type === 'log') log(`[engine] ${e.message}`);
   });
   const providers = providersHere();
+  const providerReadiness = providerReadinessHere();
 
   hardenSession(session.defaultSession, log, { packaged: app.isPackaged });
   protocol.handle(APP_SCHEME, async (req) => {
@@ -136,6 +138,7 @@ async function start(): Promise<void> {
     info: () => ({
       version: app.getVersion(),
       providers,
+      providerReadiness,
       demo: eng.isDemo(),
       notices: hostNotices(eng, { demoFlag: args.demo, modelsSet: args.models !== undefined || readSettings(settingsFile).modelsDir !== undefined }),
     }),

@@ -136,6 +136,18 @@ export const HostInfoSchema = z.object({
   version: z.string(),
   /** Providers this machine may support; choosing another falls back to CPU with a notice. */
   providers: z.array(ProviderSchema),
+  /** Each provider's readiness here in words (models/providers.ts providerReadiness): available, needs its libraries, not on this platform. */
+  providerReadiness: z
+    .array(
+      z.object({
+        provider: ProviderSchema,
+        state: z.enum(['available', 'needs-libraries', 'not-on-this-platform']),
+        sentence: z.string(),
+        missing: z.string().optional(),
+        install: z.string().optional(),
+      }),
+    )
+    .optional(),
   demo: z.boolean(),
   /** Notices to show on start (demo weights draw noise, provider fallback, ...). */
   notices: z.array(z.string()),

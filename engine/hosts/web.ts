@@ -5,6 +5,7 @@
  * Prints `Listening on http://127.0.0.1:N` once ready. Settings changed in the editor persist in
  * <user-data>/settings.json; flags given on the command line win over them.
  */
+import { providerReadinessHere } from '../../models/providers-here.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { EngineSettings } from '../api.js';
@@ -80,9 +81,11 @@ async function main(): Promise<void> {
     else if (e.type === 'run-done' && !e.ok) console.log(`[engine] run ${e.runId} ${e.cancelled ? 'cancelled' : `failed: ${e.error ?? ''}`}`);
   });
   const providers = providersHere();
+  const providerReadiness = providerReadinessHere();
   const info = () => ({
     version: JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version as string,
     providers,
+    providerReadiness,
     demo: engine.isDemo(),
     notices: hostNotices(engine, { demoFlag: args.demo, modelsSet }),
   });

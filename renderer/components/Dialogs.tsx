@@ -195,6 +195,11 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
             ))}
           </select>
           <small>If the chosen provider fails to start, runs fall back to the CPU and a notice says so.</small>
+          {info?.providerReadiness?.map((r) => (
+            <small key={r.provider} data-provider-readiness={r.provider} data-state={r.state}>
+              {r.sentence}
+            </small>
+          ))}
         </label>
         <label>
           CPU precision
