@@ -200,7 +200,7 @@ describe('render farm on a real Redis', () => {
   });
 
   it('a worker SIGKILLed mid-job: BullMQ sees the job stalled, the other worker runs it, and it arrives exactly once', async () => {
-    const file = sweepFile('killed', '0, 1', '1, 2', 40);
+    const file = sweepFile('killed', '0, 1', '1, 2', 60);
     const out = path.join(tmp, 'killed');
     const run = cli([file, '--queue', url, '--out', out]);
     const queue = new Queue(FARM_QUEUE, { connection: { host: '127.0.0.1', port }, prefix: FARM_PREFIX });
@@ -238,7 +238,7 @@ describe('render farm on a real Redis', () => {
   });
 
   it('cancelling the batch (SIGINT to the CLI) removes its waiting jobs from the queue', async () => {
-    const file = sweepFile('cancel', '0, 0.5, 1', '1, 2, 3, 4', 10);
+    const file = sweepFile('cancel', '0, 0.5, 1', '1, 2, 3, 4', 20);
     const out = path.join(tmp, 'cancel');
     const run = cli([file, '--queue', url, '--out', out]);
     await waitFor('a first result', () => pngs(out).length >= 1);
@@ -261,7 +261,7 @@ describe('render farm on a real Redis', () => {
   });
 
   it('Redis stopped mid-batch: a clear sentence, nothing lost; --resume after Redis is back completes it exactly once', async () => {
-    const file = sweepFile('lost', '0, 0.5, 1', '1, 2, 3, 4', 10);
+    const file = sweepFile('lost', '0, 0.5, 1', '1, 2, 3, 4', 20);
     const out = path.join(tmp, 'lost');
     const run = cli([file, '--queue', url, '--out', out], { IPA_FARM_LOST_MS: '2000' });
     await waitFor('a first result', () => pngs(out).length >= 1);
