@@ -26,6 +26,7 @@ import type { RunEvent } from '../engine/api.js';
 import { createEngine, type Engine } from '../engine/engine.js';
 import { withFarm } from '../engine/farm/editor-queue.js';
 import { providerReadinessHere } from '../models/providers-here.js';
+import { readinessNotice } from '../models/providers.js';
 import { hostNotices, providersHere, readSettings, resolveSettings, saveSettings, settingsFileOf } from '../engine/hosts/host-config.js';
 import { resolveAppRequest } from './app-protocol.js';
 import { APP_ORIGIN, APP_SCHEME, IPC, type MenuAction } from './channels.js';
@@ -140,7 +141,10 @@ async function start(): Promise<void> {
       providers,
       providerReadiness,
       demo: eng.isDemo(),
-      notices: hostNotices(eng, { demoFlag: args.demo, modelsSet: args.models !== undefined || readSettings(settingsFile).modelsDir !== undefined }),
+      notices: [
+        ...hostNotices(eng, { demoFlag: args.demo, modelsSet: args.models !== undefined || readSettings(settingsFile).modelsDir !== undefined }),
+        ...readinessNotice(providerReadiness, eng.settings().provider),
+      ],
     }),
     examplesDir: path.join(appRoot, 'examples'),
     inputsDir,

@@ -1,6 +1,6 @@
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import type { Provider as SessionProvider } from './onnx/session.js';
-import { CUDA_INSTALL_COMMAND, type Provider, type ProviderReadiness, type ReadinessProbe, providerReadiness } from './providers.js';
+import { CUDA_INSTALL_COMMAND, type Provider, type ProviderReadiness, type ReadinessProbe, providerReadiness, readinessNotice } from './providers.js';
 
 describe('providers', () => {
   it('the session options take exactly the PROVIDERS list (checked by tsc)', () => {
@@ -46,5 +46,14 @@ describe('provider readiness', () => {
     const mac = by(providerReadiness(probe({ platform: 'darwin', arch: 'arm64' })));
     expect([mac.webgpu!.state, mac.cuda!.state, mac.dml!.state]).toEqual(['available', 'not-on-this-platform', 'not-on-this-platform']);
     expect(by(providerReadiness(probe({ arch: 'arm64' }))).webgpu!.state).toBe('not-on-this-platform');
+  });
+});
+
+describe('the start-up notice', () => {
+  it('names the chosen provider when it is not ready, and says nothing when it is', () => {
+    const r = providerReadiness({ platform: 'linux', arch: 'x64', ortFiles: [], hasLibrary: () => true });
+    expect(readinessNotice(r, 'cuda')[0]).toMatch(/^The chosen provider is not ready, so runs use the CPU: CUDA: needs libonnxruntime_providers_cuda\.so/);
+    expect(readinessNotice(r, 'webgpu')).toEqual([]);
+    expect(readinessNotice(r, 'cpu')).toEqual([]);
   });
 });

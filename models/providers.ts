@@ -77,3 +77,9 @@ export function providerReadiness(p: ReadinessProbe): ProviderReadiness[] {
   );
   return out;
 }
+
+/** The start-up notice for the chosen provider when it is not ready here (none when it is available). */
+export function readinessNotice(readiness: readonly ProviderReadiness[], chosen: Provider): string[] {
+  const r = readiness.find((x) => x.provider === chosen);
+  return r && r.state !== 'available' ? [`The chosen provider is not ready, so runs use the CPU: ${r.sentence}`] : [];
+}

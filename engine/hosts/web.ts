@@ -6,6 +6,7 @@
  * <user-data>/settings.json; flags given on the command line win over them.
  */
 import { providerReadinessHere } from '../../models/providers-here.js';
+import { readinessNotice } from '../../models/providers.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { EngineSettings } from '../api.js';
@@ -87,7 +88,7 @@ async function main(): Promise<void> {
     providers,
     providerReadiness,
     demo: engine.isDemo(),
-    notices: hostNotices(engine, { demoFlag: args.demo, modelsSet }),
+    notices: [...hostNotices(engine, { demoFlag: args.demo, modelsSet }), ...readinessNotice(providerReadiness, engine.settings().provider)],
   });
 
   const listen = (port: number) =>
