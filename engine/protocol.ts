@@ -66,7 +66,15 @@ export const ImageRefSchema = z.object({
 /** What a run reports, in order; hosts forward every event to the renderer. */
 export const RunEventSchema = z.discriminatedUnion('type', [
   /** `name`: the workflow's name for the queue panel; `where`: absent = this machine, else e.g. a farm's `redis://host:6379`. */
-  z.object({ type: z.literal('queued'), runId: z.string(), position: z.number(), name: z.string().optional(), where: z.string().optional() }),
+  z.object({
+    type: z.literal('queued'),
+    runId: z.string(),
+    position: z.number(),
+    name: z.string().optional(),
+    where: z.string().optional(),
+    /** A farm job the host holds because the queue cannot be reached ("waiting for the queue at redis://…"); absent once submitted. */
+    held: z.string().optional(),
+  }),
   z.object({ type: z.literal('run-start'), runId: z.string() }),
   z.object({ type: z.literal('node-start'), runId: z.string(), node: z.string() }),
   z.object({ type: z.literal('node-done'), runId: z.string(), node: z.string(), ms: z.number(), cached: z.boolean() }),
@@ -230,6 +238,10 @@ export const QueueJobSchema = z.object({
   /** Output image paths (finished jobs; a duplicate's are its original's). */
   images: z.array(z.string()).optional(),
   error: z.string().optional(),
+  /** Held by the host until the queue can be reached (the sentence the panel shows). */
+  held: z.string().optional(),
+  /** The first job's runId of the sweep this job belongs to (the panel's Cancel batch). */
+  batch: z.string().optional(),
 });
 export type QueueJob = z.infer<typeof QueueJobSchema>;
 
@@ -275,12 +287,15 @@ export const channels = {
   /** `force`: run even when a finished run already wrote these very images (else the job ends as a duplicate). */
   enqueue: {
     request: z.object({ workflow: WorkflowSchema, name: z.string().max(256).optional(), force: z.boolean().optional() }).strict(),
-    response: z.object({ runId: z.string(), duplicateOf: z.string().optional() }),
+    /** `runIds`: every job of a sweep (the first is `runId`). */
+    response: z.object({ runId: z.string(), duplicateOf: z.string().optional(), runIds: z.array(z.string()).optional() }),
   },
   /** Queued, running and recently finished jobs (the queue panel after a reload). */
   listQueue: { request: Empty, response: z.array(QueueJobSchema) },
   /** Settings' Run on a queue: connected?, the workers online and their models, the jobs waiting. */
   farmStatus: { request: Empty, response: FarmStatusSchema },
+  /** Jobs held because the queue was unreachable try it now (the queue panel's Retry). */
+  farmRetry: { request: Empty, response: z.object({}) },
   cancel: { request: z.object({ runId: Id }).strict(), response: z.object({}) },
   getSettings: { request: Empty, response: EngineSettingsSchema },
   updateSettings: {

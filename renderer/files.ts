@@ -402,10 +402,13 @@ export async function runWorkflow(store: EditorStore, host: Host): Promise<void>
       store.getState().notify('error', `The workflow has ${errors.length} error${errors.length > 1 ? 's' : ''}; see the marked nodes.`, 'run');
       return;
     }
-    const { runId } = await host.call('enqueue', { workflow: wf, name });
+    const { runId, runIds } = await host.call('enqueue', { workflow: wf, name });
     const st = store.getState();
     const prev = st.runs[runId];
-    store.setState({ runs: { ...st.runs, [runId]: { ...prev, runId, status: prev?.status ?? 'queued', workflow: wf, name } } });
+    const runs = { ...st.runs, [runId]: { ...prev, runId, status: prev?.status ?? 'queued', workflow: wf, name } };
+    // A sweep's jobs share a batch (the queue panel's Cancel batch).
+    if (runIds && runIds.length > 1) for (const id of runIds) runs[id] = { ...runs[id], runId: id, status: runs[id]?.status ?? 'queued', batch: runId };
+    store.setState({ runs });
   } catch (e) {
     store.getState().notify('error', (e as Error).message);
   }

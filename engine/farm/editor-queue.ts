@@ -6,8 +6,10 @@
  * the PNGs written into this machine's output folder, run-done), the same queue records
  * (listQueue), the same cancel. Redis is the host's business: the renderer only ever sees these
  * events and `farmStatus` (connected, workers online and their models, jobs waiting). When Redis
- * cannot be reached, Run is refused with a sentence and nothing is submitted: the workflow stays in
- * the editor, to run again (or on this machine) later.
+ * cannot be reached (at Run, or lost in the middle of a batch), the jobs without a result are held
+ * here ("waiting for the queue at redis://…" in the queue panel) and submitted again every few
+ * seconds until it answers; jobs already in Redis keep running there and their results are
+ * collected when the connection returns (a job is added under its id, so re-adding is a no-op).
  */
 import * as fs from 'node:fs';
 import { randomUUID } from 'node:crypto';
@@ -16,6 +18,7 @@ import type { Engine } from '../engine.js';
 import { imageSize } from '../hosts/inputs-store.js';
 import { PathResolver } from '../paths.js';
 import { planBatch, writeGrid } from './batch.js';
+import type { FarmJob } from './job.js';
 import { buildFarmJob, FarmClient, RedisLostError, writeFarmResult, type FarmStatus } from './queue.js';
 import { newBatchId } from './submit.js';
 import { redactedUrl } from './redis.js';
@@ -26,9 +29,15 @@ export const FARM_SETTING = 'farmQueue';
 export interface FarmEngine extends Engine {
   /** Status of the queue the settings name (null: Run on this machine). */
   farmStatus(): Promise<(FarmStatus & { queue: string }) | null>;
+  /** Held jobs try the queue now. */
+  farmRetry(): void;
 }
 
 const FINISHED_KEPT = 20;
+/** How often held jobs try the queue again. */
+const RETRY_MS = 2000;
+/** Redis unreachable this long in the middle of a batch: its open jobs are held until it answers. */
+const LOST_AFTER_MS = 5000;
 
 export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
   const listeners = new Set<(e: RunEvent) => void>();
@@ -42,6 +51,7 @@ export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
     }
   };
   const records = new Map<string, QueueJob>();
+  const cancelling = new Map<string, Set<number>>();
   const jobsOf = new Map<string, { batch: string; index: number }>();
   let client: FarmClient | null = null;
   const queueUrl = () => {
@@ -63,86 +73,160 @@ export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
     for (const j of done.slice(0, Math.max(0, done.length - FINISHED_KEPT))) records.delete(j.runId);
   };
 
-  /** Submits the workflow's jobs; resolves once they are in Redis (or throws a sentence). */
-  async function submit(url: string, wf: Workflow, name: string | undefined): Promise<{ runId: string }> {
+  /** A sweep submitted from the editor: its jobs (by index) still without a result, held while the queue is unreachable. */
+  interface EditorBatch {
+    url: string;
+    batch: string;
+    wf: Workflow;
+    plan: Extract<ReturnType<typeof planBatch>, { jobs: unknown }>;
+    farmJobs: FarmJob[];
+    runIds: string[];
+    open: Set<number>;
+    /** Cancelled while held: removed from Redis (if an earlier submission put them there) once it answers. */
+    cancelLater: Set<number>;
+    firsts: (Uint8Array | null)[];
+    held: string | null;
+    pumping: boolean;
+  }
+  const batches = new Map<string, EditorBatch>();
+  let retryTimer: ReturnType<typeof setTimeout> | null = null;
+  let closed = false;
+  const finish = (b: EditorBatch, i: number, e: Extract<RunEvent, { type: 'run-done' }>) => {
+    if (!b.open.delete(i)) return;
+    record(b.runIds[i], {
+      state: e.ok ? 'done' : e.cancelled ? 'cancelled' : 'failed',
+      finishedAt: Date.now(),
+      held: undefined,
+      ...(e.error ? { error: e.error } : {}),
+    });
+    emit(e);
+  };
+  /** The queue cannot be reached: the batch's open jobs wait here, shown as such, and are submitted when it answers again. */
+  const hold = (b: EditorBatch, why: string) => {
+    const held = `waiting for the queue at ${redactedUrl(b.url)}`;
+    if (b.held !== held)
+      emit({ type: 'log', level: 'warn', message: `${why}; ${b.open.size} job(s) wait in the editor and are submitted when the queue answers again` });
+    b.held = held;
+    for (const i of b.open) {
+      record(b.runIds[i], { state: 'queued', held, progress: undefined, position: i });
+      emit({ type: 'queued', runId: b.runIds[i], position: i, where: redactedUrl(b.url), held });
+    }
+    scheduleRetry();
+  };
+  const scheduleRetry = () => {
+    if (retryTimer || closed) return;
+    retryTimer = setTimeout(() => {
+      retryTimer = null;
+      for (const b of batches.values()) if (b.held && !b.pumping) void pump(b);
+    }, RETRY_MS);
+    retryTimer.unref?.();
+  };
+  /** Submits the batch's open jobs (idempotent: a job already in Redis stays as it is) and follows them until each has a result. */
+  async function pump(b: EditorBatch): Promise<void> {
+    if (b.pumping || closed) return;
+    b.pumping = true;
+    try {
+      let c: FarmClient;
+      try {
+        c = await connect(b.url);
+        if (b.cancelLater.size) await c.cancelJobs(b.batch, [...b.cancelLater]);
+        b.cancelLater.clear();
+        await c.submit([...b.open].map((i) => b.farmJobs[i]));
+      } catch (e) {
+        return hold(b, (e as Error).message);
+      }
+      if (b.held) {
+        b.held = null;
+        for (const i of b.open) {
+          record(b.runIds[i], { held: undefined });
+          emit({ type: 'queued', runId: b.runIds[i], position: i, where: redactedUrl(b.url) });
+        }
+      }
+      const outputDir = engine.settings().outputDir;
+      try {
+        await c.watch(
+          b.batch,
+          [...b.open],
+          {
+            onActive: (i) => {
+              record(b.runIds[i], { state: 'running', position: undefined });
+              emit({ type: 'run-start', runId: b.runIds[i] });
+            },
+            onProgress: (i, p) => {
+              if (records.get(b.runIds[i])?.state === 'queued') {
+                record(b.runIds[i], { state: 'running', position: undefined });
+                emit({ type: 'run-start', runId: b.runIds[i] });
+              }
+              record(b.runIds[i], { progress: { step: p.step, total: p.total, node: p.node } });
+              emit({ type: 'progress', runId: b.runIds[i], node: p.node, step: p.step, total: p.total });
+            },
+            onResult: (i, r) => {
+              if (!b.open.has(i)) return;
+              const files = writeFarmResult(outputDir, r);
+              const images: ImageRef[] = files.map((f) => {
+                const size = imageSize(fs.readFileSync(f));
+                return { path: f, width: size?.width ?? 0, height: size?.height ?? 0 };
+              });
+              if (files[0]) b.firsts[i] = fs.readFileSync(files[0]);
+              record(b.runIds[i], { images: files });
+              emit({ type: 'output', runId: b.runIds[i], node: 'farm', images });
+              finish(b, i, { type: 'run-done', runId: b.runIds[i], ok: true });
+            },
+            onFailed: (i, reason) =>
+              finish(b, i, { type: 'run-done', runId: b.runIds[i], ok: false, ...(/cancelled/.test(reason) ? { cancelled: true } : { error: reason }) }),
+            onMissing: (i) => c.submit([b.farmJobs[i]]),
+          },
+          { lostAfterMs: LOST_AFTER_MS },
+        );
+      } catch (e) {
+        if (e instanceof RedisLostError || !c.connected) return hold(b, (e as Error).message);
+        emit({ type: 'log', level: 'warn', message: (e as Error).message });
+        for (const i of [...b.open]) finish(b, i, { type: 'run-done', runId: b.runIds[i], ok: false, error: (e as Error).message });
+      }
+      if (b.open.size) return; // cancelled ones are reported by their cancel
+      batches.delete(b.batch);
+      if (b.plan.grid && b.firsts.some((f) => f)) await writeGrid(b.plan, b.firsts, b.wf, engine.nodeSpecs(), outputDir);
+    } finally {
+      b.pumping = false;
+    }
+  }
+
+  /**
+   * Turns the workflow into farm jobs and hands them to the queue; resolves with their runIds at once. When Redis cannot be
+   * reached (now, or later in the batch), the jobs wait in the editor and go to the queue when it answers again.
+   */
+  function submit(url: string, wf: Workflow, name: string | undefined): { runId: string; runIds: string[] } {
     const specs = engine.nodeSpecs();
     const plan = planBatch(wf, specs, null, o.inputsDir);
     if ('errors' in plan) throw new Error(plan.errors.map((e) => e.message).join('; '));
     const batch = newBatchId(name ?? 'editor');
     const paths = new PathResolver(engine.modelsDir(), null, o.inputsDir);
     const farmJobs = plan.jobs.map((j) => buildFarmJob(batch, j, plan.jobs.length, specs, paths));
-    let c: FarmClient;
-    try {
-      c = await connect(url);
-    } catch (e) {
-      throw new Error(
-        `${(e as Error).message}; nothing was submitted: the workflow stays in the editor (run it again when the queue is back, or set Run on: this machine)`,
-        { cause: e },
-      );
-    }
     const where = redactedUrl(url);
     const runIds = plan.jobs.map(() => randomUUID());
     const title = name ?? (typeof wf.meta?.title === 'string' ? wf.meta.title : 'untitled');
-    await c.submit(farmJobs);
+    const b: EditorBatch = {
+      url,
+      batch,
+      wf,
+      plan,
+      farmJobs,
+      runIds,
+      open: new Set(plan.jobs.map((_, i) => i)),
+      cancelLater: new Set(),
+      firsts: plan.jobs.map(() => null),
+      held: null,
+      pumping: false,
+    };
+    batches.set(batch, b);
     plan.jobs.forEach((j, i) => {
       const jobName = plan.groups.length ? `${title} [${j.label}]` : title;
-      records.set(runIds[i], { runId: runIds[i], name: jobName, state: 'queued', where, position: i, submittedAt: Date.now() });
+      records.set(runIds[i], { runId: runIds[i], name: jobName, state: 'queued', where, position: i, submittedAt: Date.now(), batch: runIds[0] });
       jobsOf.set(runIds[i], { batch, index: i });
       emit({ type: 'queued', runId: runIds[i], position: i, name: jobName, where });
     });
-    const outputDir = engine.settings().outputDir;
-    const firsts: (Uint8Array | null)[] = plan.jobs.map(() => null);
-    const finish = (i: number, e: Extract<RunEvent, { type: 'run-done' }>) => {
-      record(runIds[i], { state: e.ok ? 'done' : e.cancelled ? 'cancelled' : 'failed', finishedAt: Date.now(), ...(e.error ? { error: e.error } : {}) });
-      emit(e);
-    };
-    void c
-      .watch(
-        batch,
-        plan.jobs.map((j) => j.index),
-        {
-          onActive: (i) => {
-            record(runIds[i], { state: 'running', position: undefined });
-            emit({ type: 'run-start', runId: runIds[i] });
-          },
-          onProgress: (i, p) => {
-            if (records.get(runIds[i])?.state === 'queued') {
-              record(runIds[i], { state: 'running', position: undefined });
-              emit({ type: 'run-start', runId: runIds[i] });
-            }
-            record(runIds[i], { progress: { step: p.step, total: p.total, node: p.node } });
-            emit({ type: 'progress', runId: runIds[i], node: p.node, step: p.step, total: p.total });
-          },
-          onResult: (i, r) => {
-            const files = writeFarmResult(outputDir, r);
-            const images: ImageRef[] = files.map((f) => {
-              const size = imageSize(fs.readFileSync(f));
-              return { path: f, width: size?.width ?? 0, height: size?.height ?? 0 };
-            });
-            if (files[0]) firsts[i] = fs.readFileSync(files[0]);
-            record(runIds[i], { images: files });
-            emit({ type: 'output', runId: runIds[i], node: 'farm', images });
-            finish(i, { type: 'run-done', runId: runIds[i], ok: true });
-          },
-          onFailed: (i, reason) =>
-            finish(i, { type: 'run-done', runId: runIds[i], ok: false, ...(/cancelled/.test(reason) ? { cancelled: true } : { error: reason }) }),
-          onMissing: (i) => c.submit([farmJobs[i]]),
-        },
-        { lostAfterMs: 10_000 },
-      )
-      .then(async () => {
-        if (plan.grid && firsts.some((f) => f)) await writeGrid(plan, firsts, wf, specs, outputDir);
-      })
-      .catch((e: Error) => {
-        const message =
-          e instanceof RedisLostError ? `${e.message}; the jobs still in the queue run on, and their results are not collected until you run again` : e.message;
-        emit({ type: 'log', level: 'warn', message });
-        runIds.forEach((id, i) => {
-          if (records.get(id)?.state === 'queued' || records.get(id)?.state === 'running')
-            finish(i, { type: 'run-done', runId: id, ok: false, error: message });
-        });
-      });
-    return { runId: runIds[0] };
+    void pump(b);
+    return { runId: runIds[0], runIds };
   }
 
   const wrapped: FarmEngine = {
@@ -158,9 +242,27 @@ export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
     cancel(runId) {
       const j = jobsOf.get(runId);
       if (!j) return engine.cancel(runId);
-      if (!client) return;
-      // Watch then reports it cancelled (run-done), whether it was waiting (removed) or running (aborted on its worker).
-      void client.cancelJobs(j.batch, [j.index]).catch(() => {});
+      const b = batches.get(j.batch);
+      if (!b?.open.has(j.index)) return;
+      if (b.held || !client?.connected) {
+        // Held here: it leaves the editor now, and Redis forgets it (if an earlier submission put it there) once it answers.
+        b.cancelLater.add(j.index);
+        finish(b, j.index, { type: 'run-done', runId, ok: false, cancelled: true });
+        return;
+      }
+      // Cancels of one batch in the same tick go as one: the whole batch's open jobs → cancelBatch, else cancelJobs.
+      const pending = cancelling.get(b.batch) ?? new Set<number>();
+      pending.add(j.index);
+      if (cancelling.has(b.batch)) return;
+      cancelling.set(b.batch, pending);
+      queueMicrotask(() => {
+        cancelling.delete(b.batch);
+        const c = client;
+        if (!c) return;
+        // Watch then reports each cancelled (run-done), whether it was waiting (removed) or running (aborted on its worker).
+        const all = [...b.open].every((i) => pending.has(i));
+        void (all ? c.cancelBatch(b.batch, [...pending]) : c.cancelJobs(b.batch, [...pending])).catch(() => {});
+      });
     },
     listQueue: () => [...engine.listQueue(), ...records.values()].sort((a, b) => a.submittedAt - b.submittedAt),
     async farmStatus() {
@@ -173,7 +275,12 @@ export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
         return { connected: false, url: redactedUrl(url), queue: redactedUrl(url), error: (e as Error).message, workers: [], counts: {} };
       }
     },
+    farmRetry() {
+      for (const b of batches.values()) if (b.held) void pump(b);
+    },
     async close() {
+      closed = true;
+      if (retryTimer) clearTimeout(retryTimer);
       if (client) await client.close();
       await engine.close();
     },
@@ -188,7 +295,7 @@ export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
 }
 
 /** The wrapped engine's farm submission, when it has one (host-api's enqueue). */
-export function farmEnqueueOf(engine: unknown): ((wf: Workflow, opts: { name?: string }) => Promise<{ runId: string } | null>) | null {
+export function farmEnqueueOf(engine: unknown): ((wf: Workflow, opts: { name?: string }) => Promise<{ runId: string; runIds: string[] } | null>) | null {
   const f = (engine as { farmEnqueue?: unknown }).farmEnqueue;
-  return typeof f === 'function' ? (f as (wf: Workflow, opts: { name?: string }) => Promise<{ runId: string } | null>) : null;
+  return typeof f === 'function' ? (f as (wf: Workflow, opts: { name?: string }) => Promise<{ runId: string; runIds: string[] } | null>) : null;
 }

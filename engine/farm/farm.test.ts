@@ -70,6 +70,18 @@ async function startRedis(): Promise<void> {
   throw new Error(`redis-server did not start on port ${port}`);
 }
 
+/** One command to the test's Redis (e.g. SAVE); resolves with its first reply line. */
+function redisCommand(cmd: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(port, '127.0.0.1', () => c.write(`${cmd}\r\n`));
+    c.once('data', (d) => {
+      c.destroy();
+      resolve(d.toString().trim());
+    });
+    c.once('error', reject);
+  });
+}
+
 async function stopRedis(): Promise<void> {
   const proc = redis!;
   redis = null;
@@ -292,7 +304,7 @@ describe('render farm on a real Redis', () => {
     expectSameBytes(out, localOut, [...names, 'lost-grid_00001_.png']);
   });
 
-  it('the editor with Run on a queue: the host submits, RunEvents and queue records look like local ones, the PNGs land in its output folder; farmStatus lists the workers; an unreachable queue refuses Run, nothing submitted', async () => {
+  it('the editor with Run on a queue: the host submits, RunEvents and queue records look like local ones, the PNGs land in its output folder; farmStatus lists the workers; with an unreachable queue the jobs are held in the editor', async () => {
     const out = path.join(tmp, 'editor');
     const inputsDir = path.join(userData, 'inputs');
     const stored = storeImageBytes(inputsDir, 'image-prompt.png', fs.readFileSync(path.join(tmp, 'images', 'image-prompt.png')));
@@ -329,16 +341,118 @@ describe('render farm on a real Redis', () => {
       expect(records.filter((r) => r.where === url).map((r) => r.state)).toEqual(['done', 'done']);
       await waitFor('the grid', () => fs.existsSync(path.join(out, 'editor-grid_00001_.png')));
 
+      // A queue that is not there: Run is accepted, the jobs are held in the editor (shown as waiting for it); removing one there ends it.
       const dead = `redis://127.0.0.1:${await freePort()}`;
       await h.updateSettings({ farmQueue: dead });
-      await expect(h.enqueue({ workflow: wf, name: 'seeds' })).rejects.toThrow(
-        /cannot reach Redis at .*nothing was submitted: the workflow stays in the editor/,
-      );
+      const held = await h.enqueue({ workflow: wf, name: 'seeds' });
+      expect(held.runIds).toHaveLength(2);
+      await waitFor('the jobs held', () => (h.listQueue({}) as QueueJob[]).filter((r) => r.held === `waiting for the queue at ${dead}`).length === 2);
+      expect(events.some((e) => e.type === 'log' && /cannot reach Redis at .*2 job\(s\) wait in the editor/.test(e.message))).toBe(true);
+      for (const id of held.runIds!) h.cancel({ runId: id });
+      expect(held.runIds!.map((id) => events.find((e) => e.type === 'run-done' && e.runId === id))).toMatchObject([{ cancelled: true }, { cancelled: true }]);
       expect((await h.farmStatus({}))?.connected).toBe(false);
       await h.updateSettings({ farmQueue: '' });
       expect(await h.farmStatus({})).toBeNull();
     } finally {
       off();
+      await engine.close();
+    }
+  });
+
+  it('the editor with Redis unreachable at Run and lost mid-batch: the jobs wait in the editor, go to the queue when it is back, and every result (those Redis kept too) arrives exactly once', async () => {
+    const out = path.join(tmp, 'editor-held');
+    const inputsDir = path.join(userData, 'inputs');
+    const stored = storeImageBytes(inputsDir, 'image-prompt.png', fs.readFileSync(path.join(tmp, 'images', 'image-prompt.png')));
+    const engine = withFarm(createEngine({ modelsDir: path.join(tmp, 'none'), outputDir: out, provider: 'cpu', userDataDir: userData, demo: true }), {
+      inputsDir,
+    });
+    const h = createApiHandlers({ engine, host: 'web', info: () => ({}) as never, examplesDir: path.join(root, 'examples'), inputsDir });
+    const events: RunEvent[] = [];
+    const off = engine.subscribe((e) => events.push(e));
+    const heldNow = () => (h.listQueue({}) as QueueJob[]).filter((r) => r.held === `waiting for the queue at ${url}`);
+    const doneOk = () => events.filter((e) => e.type === 'run-done' && e.ok);
+    try {
+      await stopRedis();
+      await h.updateSettings({ farmQueue: url });
+      const wf = parseWorkflow(JSON.parse(fs.readFileSync(sweepFile('held', '0, 1', '1, 2, 3', 12), 'utf8'))).workflow!;
+      for (const n of wf.nodes) if (n.type === 'load-image') n.params = { ...n.params, image: stored.value };
+      const { runIds } = await h.enqueue({ workflow: wf, name: 'held' });
+      expect(runIds).toHaveLength(6);
+      await waitFor('all six held', () => heldNow().length === 6, 20_000);
+      expect(events.filter((e) => e.type === 'run-done')).toEqual([]);
+
+      await startRedis(); // the held jobs are submitted by the editor's retry
+      await waitFor('a first result', () => doneOk().length >= 1, 120_000);
+      expect(heldNow()).toEqual([]);
+      // Lost mid-batch: what Redis holds now (jobs done but not yet collected, jobs waiting) is saved, and comes back with it.
+      await redisCommand('SAVE');
+      await stopRedis();
+      const before = doneOk().length;
+      expect(before).toBeLessThan(6);
+      await waitFor('the open jobs held again', () => heldNow().length === 6 - before, 30_000);
+      expect(events.filter((e) => e.type === 'run-done' && !e.ok)).toEqual([]);
+      await startRedis();
+      fs.rmSync(path.join(tmp, 'dump.rdb'), { force: true }); // later restarts start empty
+      await waitFor('all six results', () => doneOk().length === 6, 180_000);
+      for (const id of runIds!) expect(events.filter((e) => e.type === 'run-done' && e.runId === id)).toHaveLength(1);
+      expect(heldNow()).toEqual([]);
+      expect(pngs(out)).toEqual([
+        'held-001_00001_.png',
+        'held-002_00001_.png',
+        'held-003_00001_.png',
+        'held-004_00001_.png',
+        'held-005_00001_.png',
+        'held-006_00001_.png',
+      ]);
+      await waitFor('the grid', () => fs.existsSync(path.join(out, 'held-grid_00001_.png')));
+    } finally {
+      off();
+      await engine.close();
+      if (!redis) await startRedis();
+    }
+  });
+
+  it("the editor's Cancel batch on the farm: the sweep's waiting jobs leave the queue, the running ones stop, each reported once", async () => {
+    const out = path.join(tmp, 'editor-cancel');
+    const inputsDir = path.join(userData, 'inputs');
+    const stored = storeImageBytes(inputsDir, 'image-prompt.png', fs.readFileSync(path.join(tmp, 'images', 'image-prompt.png')));
+    const engine = withFarm(createEngine({ modelsDir: path.join(tmp, 'none'), outputDir: out, provider: 'cpu', userDataDir: userData, demo: true }), {
+      inputsDir,
+    });
+    const h = createApiHandlers({ engine, host: 'web', info: () => ({}) as never, examplesDir: path.join(root, 'examples'), inputsDir });
+    const events: RunEvent[] = [];
+    const off = engine.subscribe((e) => events.push(e));
+    const queue = new Queue(FARM_QUEUE, { connection: { host: '127.0.0.1', port }, prefix: FARM_PREFIX });
+    try {
+      await h.updateSettings({ farmQueue: url });
+      const wf = parseWorkflow(JSON.parse(fs.readFileSync(sweepFile('ecancel', '0, 0.5, 1', '1, 2, 3, 4', 20), 'utf8'))).workflow!;
+      for (const n of wf.nodes) if (n.type === 'load-image') n.params = { ...n.params, image: stored.value };
+      const { runIds } = await h.enqueue({ workflow: wf, name: 'ecancel' });
+      expect(runIds).toHaveLength(12);
+      await waitFor('a job running', () => events.some((e) => e.type === 'run-start'), 60_000);
+      // The panel's Cancel batch: a cancel for each pending job of the sweep, in one tick.
+      for (const r of h.listQueue({}) as QueueJob[])
+        if (r.batch === runIds![0] && (r.state === 'queued' || r.state === 'running')) h.cancel({ runId: r.runId });
+      await waitFor('every job reported', () => runIds!.every((id) => events.some((e) => e.type === 'run-done' && e.runId === id)), 60_000);
+      // The jobs are reported at once; their removal from Redis (BullMQ's job.remove, the workers' abort) follows.
+      await waitFor(
+        'no job of the batch waiting',
+        async () => {
+          const c = await queue.getJobCounts('waiting', 'prioritized', 'delayed');
+          return c.waiting + c.prioritized + c.delayed === 0;
+        },
+        20_000,
+      );
+      await waitFor('the running jobs to stop', async () => (await queue.getJobCounts('active')).active === 0, 20_000);
+      const ends = runIds!.map((id) => events.filter((e): e is Extract<RunEvent, { type: 'run-done' }> => e.type === 'run-done' && e.runId === id));
+      for (const e of ends) expect(e).toHaveLength(1);
+      const done = ends.filter((e) => e[0].ok).length;
+      expect(done).toBeLessThan(12);
+      expect(ends.filter((e) => e[0].cancelled).length).toBe(12 - done);
+      expect(pngs(out)).toHaveLength(done);
+    } finally {
+      off();
+      await queue.close();
       await engine.close();
     }
   });

@@ -53,6 +53,8 @@ export function createApiHandlers(opts: ApiHandlerOptions): ApiHandlers {
   const sampleImage = () => (sample === undefined ? (sample = importSampleImage(examplesDir, inputsDir)) : sample);
   // What the output folder's PNGs carry, read once per file version (the gallery lists again after every run).
   const galleryCache: GalleryCache = new Map();
+  // Each job of a local sweep → the sweep's first runId (its batch).
+  const localBatchOf = new Map<string, string>();
   return {
     hostInfo: () => {
       const s = sampleImage();
@@ -67,12 +69,19 @@ export function createApiHandlers(opts: ApiHandlerOptions): ApiHandlers {
     enqueue: async (r) => {
       const onFarm = await farmEnqueueOf(engine)?.(r.workflow, { name: r.name });
       if (onFarm) return onFarm;
-      return hasSweep(r.workflow)
-        ? { runId: enqueueBatch(engine, r.workflow, { name: r.name, inputsDir }).runId }
-        : engine.enqueue(r.workflow, { ...(r.name ? { name: r.name } : {}), dedupe: r.force !== true });
+      if (!hasSweep(r.workflow)) return engine.enqueue(r.workflow, { ...(r.name ? { name: r.name } : {}), dedupe: r.force !== true });
+      const { runId, runIds } = enqueueBatch(engine, r.workflow, { name: r.name, inputsDir });
+      for (const id of runIds) localBatchOf.set(id, runId);
+      return { runId, runIds };
     },
     farmStatus: async () => ((await (engine as Partial<FarmEngine>).farmStatus?.()) ?? null) as ChannelResponse<'farmStatus'>,
-    listQueue: () => engine.listQueue?.() ?? [],
+    farmRetry: () => ((engine as Partial<FarmEngine>).farmRetry?.(), {}),
+    // A local sweep's jobs name their batch (its first runId), so the panel's Cancel batch survives a reload.
+    listQueue: () =>
+      (engine.listQueue?.() ?? []).map((j) => {
+        const batch = j.batch ?? localBatchOf.get(j.runId);
+        return batch ? { ...j, batch } : j;
+      }),
     cancel: (r) => (engine.cancel(r.runId), {}),
     getSettings: () => engine.settings(),
     updateSettings: (r) => {

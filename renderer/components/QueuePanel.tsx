@@ -2,7 +2,8 @@
  * The queue panel: every job with its workflow's name, state and progress — the running one, the
  * pending ones in order (each with Remove), and the recently finished ones (Re-queue; a duplicate
  * says which run already wrote its images and offers Run anyway). Jobs of another machine (a
- * farm's, `where`) show the same way, "on <where>". Data: the run slice (renderer/store/run.ts).
+ * farm's, `where`) show the same way, "on <where>", or "waiting for the queue at <where>" while the
+ * host holds them (Retry tries now). A sweep's pending jobs have Cancel batch. Data: the run slice (renderer/store/run.ts).
  */
 import { useMemo } from 'react';
 import { editor, host, useEditor } from '../editor.js';
@@ -52,6 +53,18 @@ function Job({ job, runs, ahead }: { job: RunInfo; runs: Record<string, RunInfo>
     void host()
       .call('cancel', { runId: job.runId })
       .catch((e: Error) => editor.getState().notify('error', e.message));
+  // Every pending job of its sweep, local or farm: each is cancelled (the farm host sends them to BullMQ as one batch).
+  const cancelBatch = () => {
+    for (const r of Object.values(runs))
+      if (r.batch === job.batch && (r.status === 'queued' || r.status === 'running'))
+        void host()
+          .call('cancel', { runId: r.runId })
+          .catch((e: Error) => editor.getState().notify('error', e.message));
+  };
+  const retry = () =>
+    void host()
+      .call('farmRetry', {})
+      .catch((e: Error) => editor.getState().notify('error', e.message));
   const original = job.duplicateOf ? runs[job.duplicateOf] : undefined;
   const summary = jobSummary(job.workflow);
   const detail =
@@ -60,9 +73,11 @@ function Job({ job, runs, ahead }: { job: RunInfo; runs: Record<string, RunInfo>
         ? `step ${job.progress.step} of ${job.progress.total}`
         : 'starting…'
       : job.status === 'queued'
-        ? ahead === 0
-          ? 'next'
-          : `after ${ahead} more`
+        ? job.held
+          ? job.held
+          : ahead === 0
+            ? 'next'
+            : `after ${ahead} more`
         : job.status === 'duplicate'
           ? `identical to ${original ? `the run of ${clock(original.submittedAt)}` : 'an earlier run'}${job.images?.length ? `: ${job.images.map(base).join(', ')}` : ''}`
           : job.status === 'done'
@@ -100,9 +115,25 @@ function Job({ job, runs, ahead }: { job: RunInfo; runs: Record<string, RunInfo>
       <div className="queue-row">
         <span className="queue-detail" title={detail}>
           {clock(job.submittedAt)}
-          {job.where ? ` · on ${job.where}` : ''} · {detail}
+          {job.where && !job.held ? ` · on ${job.where}` : ''} · {detail}
         </span>
         <span className="queue-buttons">
+          {pending && job.held && (
+            <button type="button" className="small" onClick={retry} aria-label={`Retry ${name}`} title="Try the queue again now">
+              Retry
+            </button>
+          )}
+          {pending && job.batch && (
+            <button
+              type="button"
+              className="small"
+              onClick={cancelBatch}
+              aria-label={`Cancel batch of ${name}`}
+              title="Remove or stop every pending job of this sweep"
+            >
+              Cancel batch
+            </button>
+          )}
           {pending && (
             <button type="button" className="small" onClick={remove} aria-label={`${job.status === 'running' ? 'Stop' : 'Remove'} ${name}`}>
               {job.status === 'running' ? 'Stop' : 'Remove'}

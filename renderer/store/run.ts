@@ -56,6 +56,7 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
             submittedAt: run?.submittedAt ?? Date.now(),
             ...(e.name && !run?.name ? { name: e.name } : {}),
             ...(e.where ? { where: e.where } : {}),
+            held: e.held,
           }),
         );
       case 'run-start': {
@@ -213,6 +214,8 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
         ...(j.duplicateOf ? { duplicateOf: j.duplicateOf } : {}),
         ...(j.images ? { images: j.images } : {}),
         ...(j.error ? { error: j.error } : {}),
+        held: j.held,
+        ...(j.batch ? { batch: j.batch } : {}),
       };
     }
     set({ runs: trimFinished(runs) });

@@ -103,6 +103,10 @@ export interface RunInfo {
   /** Output image paths of a finished run (a duplicate's are its original's). */
   images?: string[];
   error?: string;
+  /** A farm job the host holds while its queue is unreachable: "waiting for the queue at redis://…". */
+  held?: string;
+  /** The sweep it belongs to (its first job's runId): the queue panel's Cancel batch. */
+  batch?: string;
 }
 /** An image of the gallery: from a run of this session (`output` events) or the output folder (listOutputs). */
 export interface OutputImage {
