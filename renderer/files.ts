@@ -406,8 +406,9 @@ export async function runWorkflow(store: EditorStore, host: Host): Promise<void>
     const st = store.getState();
     const prev = st.runs[runId];
     const runs = { ...st.runs, [runId]: { ...prev, runId, status: prev?.status ?? 'queued', workflow: wf, name } };
-    // A sweep's jobs share a batch (the queue panel's Cancel batch).
-    if (runIds && runIds.length > 1) for (const id of runIds) runs[id] = { ...runs[id], runId: id, status: runs[id]?.status ?? 'queued', batch: runId };
+    // A sweep's jobs share a batch (the queue panel's Cancel batch) and keep the names their queued events gave ("<name> [seed=2]").
+    if (runIds && runIds.length > 1)
+      for (const id of runIds) runs[id] = { ...runs[id], runId: id, status: st.runs[id]?.status ?? 'queued', name: st.runs[id]?.name, batch: runId };
     store.setState({ runs });
   } catch (e) {
     store.getState().notify('error', (e as Error).message);
