@@ -114,6 +114,8 @@ export const EngineSettingsSchema = z.object({
   cpuPrecision: z.enum(['fp32', 'fast']).optional(),
   /** "Run on": absent or '' = this machine; `redis://host:6379` = the render farm's queue there (engine/farm/). */
   farmQueue: z.string().max(500).optional(),
+  /** The farm jobs' BullMQ priority: 1 (first) to 2097152; 0 or absent = none (first come, first served; before any prioritized job). */
+  farmPriority: z.number().int().min(0).max(2097152).optional(),
 });
 
 /** The farm's status line (Settings, Run on a queue): engine/farm/queue.ts FarmStatus; null = Run on this machine. */
@@ -307,6 +309,7 @@ export const channels = {
         demoModels: z.boolean().optional(),
         cpuPrecision: z.enum(['fp32', 'fast']).optional(),
         farmQueue: z.string().max(500).optional(),
+        farmPriority: z.number().int().min(0).max(2097152).optional(),
       })
       .strict(),
     response: EngineSettingsSchema,

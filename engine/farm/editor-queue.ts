@@ -87,6 +87,8 @@ export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
     firsts: (Uint8Array | null)[];
     held: string | null;
     pumping: boolean;
+    /** BullMQ priority (Settings' farm priority when Run was pressed). */
+    priority?: number;
   }
   const batches = new Map<string, EditorBatch>();
   let retryTimer: ReturnType<typeof setTimeout> | null = null;
@@ -131,7 +133,10 @@ export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
         c = await connect(b.url);
         if (b.cancelLater.size) await c.cancelJobs(b.batch, [...b.cancelLater]);
         b.cancelLater.clear();
-        await c.submit([...b.open].map((i) => b.farmJobs[i]));
+        await c.submit(
+          [...b.open].map((i) => b.farmJobs[i]),
+          b.priority ? { priority: b.priority } : {},
+        );
       } catch (e) {
         return hold(b, (e as Error).message);
       }
@@ -217,6 +222,7 @@ export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
       firsts: plan.jobs.map(() => null),
       held: null,
       pumping: false,
+      priority: (engine.settings() as { farmPriority?: number }).farmPriority || undefined,
     };
     batches.set(batch, b);
     plan.jobs.forEach((j, i) => {

@@ -412,7 +412,7 @@ describe('render farm on a real Redis', () => {
     }
   });
 
-  it("the editor's Cancel batch on the farm: the sweep's waiting jobs leave the queue, the running ones stop, each reported once", async () => {
+  it("the editor's Cancel batch on the farm, with a priority: the sweep's prioritized waiting jobs leave the queue, the running ones stop, each reported once", async () => {
     const out = path.join(tmp, 'editor-cancel');
     const inputsDir = path.join(userData, 'inputs');
     const stored = storeImageBytes(inputsDir, 'image-prompt.png', fs.readFileSync(path.join(tmp, 'images', 'image-prompt.png')));
@@ -424,12 +424,13 @@ describe('render farm on a real Redis', () => {
     const off = engine.subscribe((e) => events.push(e));
     const queue = new Queue(FARM_QUEUE, { connection: { host: '127.0.0.1', port }, prefix: FARM_PREFIX });
     try {
-      await h.updateSettings({ farmQueue: url });
+      await h.updateSettings({ farmQueue: url, farmPriority: 5 }); // Settings' farm priority: the jobs wait as BullMQ prioritized ones
       const wf = parseWorkflow(JSON.parse(fs.readFileSync(sweepFile('ecancel', '0, 0.5, 1', '1, 2, 3, 4', 20), 'utf8'))).workflow!;
       for (const n of wf.nodes) if (n.type === 'load-image') n.params = { ...n.params, image: stored.value };
       const { runIds } = await h.enqueue({ workflow: wf, name: 'ecancel' });
       expect(runIds).toHaveLength(12);
       await waitFor('a job running', () => events.some((e) => e.type === 'run-start'), 60_000);
+      expect((await queue.getJobCounts('prioritized')).prioritized).toBeGreaterThan(0);
       // The panel's Cancel batch: a cancel for each pending job of the sweep, in one tick.
       for (const r of h.listQueue({}) as QueueJob[])
         if (r.batch === runIds![0] && (r.state === 'queued' || r.state === 'running')) h.cancel({ runId: r.runId });
@@ -450,6 +451,7 @@ describe('render farm on a real Redis', () => {
       expect(done).toBeLessThan(12);
       expect(ends.filter((e) => e[0].cancelled).length).toBe(12 - done);
       expect(pngs(out)).toHaveLength(done);
+      await h.updateSettings({ farmPriority: 0 });
     } finally {
       off();
       await queue.close();

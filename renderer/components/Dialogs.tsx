@@ -240,6 +240,23 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
               }}
             />
           </label>
+          <label>
+            priority{' '}
+            <input
+              type="number"
+              aria-label="Farm job priority"
+              min={0}
+              max={2097152}
+              step={1}
+              value={draft.farmPriority ?? 0}
+              disabled={!draft.farmQueue}
+              onChange={(e) => {
+                const n = Math.round(Number(e.target.value));
+                setDraft({ ...draft, farmPriority: Number.isFinite(n) ? Math.min(2097152, Math.max(0, n)) : 0 });
+              }}
+            />
+            <small>0: none (first come, first served); 1 runs before 2, and so on (BullMQ priorities).</small>
+          </label>
           <small>A render farm: workers started with npm run worker -- --redis … on machines with the same models take the jobs.</small>
           <FarmStatusLine saved={current?.farmQueue} />
         </fieldset>
