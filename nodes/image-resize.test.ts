@@ -6,6 +6,7 @@ import type { ExecContext } from '../engine/context.js';
 import { imageResize } from './image-resize.js';
 import { imageToPixels, pixelsToImage } from './runtime/pixels.js';
 import { canny } from './canny.js';
+import { defaultProfile } from '../models/onnx/profile.js';
 import type { ImageValue, LatentValue } from './values.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'image-resize-test-'));
@@ -20,6 +21,7 @@ const ctx = {
   runId: 'r',
   nodeId: 'n',
   workflow: { format: 'ipadapter-studio/workflow', version: 1, nodes: [], edges: [] },
+  models: { profile: defaultProfile() }, // Save / preview images record the graph precision
 } as unknown as ExecContext;
 
 describe('IMAGE <-> 8-bit pixels', () => {

@@ -68,7 +68,7 @@ describe('Apply IP-Adapter', () => {
     expect(model.adapters).toHaveLength(0);
   });
 
-  it('refuses tokens from another adapter, mismatched negative tokens, and a second adapter file', async () => {
+  it('refuses tokens from another adapter, mismatched negative tokens, and stacks a second adapter file as its own branch', async () => {
     const p = { weight: 1, start_at: 0, end_at: 1 };
     await expect(applyIpAdapter.execute({ model, ip_adapter: adapter, tokens: tokens('/m/other.safetensors') }, p, ctx)).rejects.toThrow(
       /projected by \/m\/other/,
@@ -80,9 +80,9 @@ describe('Apply IP-Adapter', () => {
       ...model,
       adapters: [{ adapter: { ...adapter, path: '/m/b.safetensors' }, tokens: tokens('/m/b.safetensors'), scale: 1, start: 0, end: 1 }],
     };
-    await expect(applyIpAdapter.execute({ model: withOther, ip_adapter: adapter, tokens: tokens(adapter.path) }, p, ctx)).rejects.toThrow(
-      /already has another IP-Adapter/,
-    );
+    // several adapters on one model (issue 12): the second file is appended, the first kept
+    const stacked = (await applyIpAdapter.execute({ model: withOther, ip_adapter: adapter, tokens: tokens(adapter.path) }, p, ctx)).model as ModelValue;
+    expect(stacked.adapters.map((a) => a.adapter.path)).toEqual(['/m/b.safetensors', adapter.path]);
     expect(applyIpAdapter.check!({ weight: 1, start_at: 0.8, end_at: 0.2 })[0].message).toMatch(/before start_at/);
   });
 
