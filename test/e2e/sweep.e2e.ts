@@ -2,7 +2,9 @@
  * Issue 16 in the editor: the λ × seed grid example cut to a 2 x 2 sweep at 64 x 64 and 2 steps, on
  * this machine's queue. The Run button says how many jobs it makes, the queue panel lists each job
  * by name with its values, and the gallery shows the four PNGs and the labelled grid image. Then a
- * slower sweep's Cancel batch removes its pending jobs in one click.
+ * slower sweep's Cancel batch removes its pending jobs in one click. With Run on a queue that does
+ * not answer, the job waits in the editor, said so in the panel, with Retry (screenshot
+ * test-results/queue-held.png).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -65,5 +67,46 @@ e2e(
       .getByRole('listitem', { name: /, removed$/ })
       .count();
     expect(removed >= 3, `the batch's jobs removed (${removed})`);
+  },
+);
+
+e2e(
+  'Run on a queue that cannot be reached: the job waits in the editor, "waiting for the queue at redis://…", with Retry; Remove ends it',
+  async ({ page }) => {
+    await card(page, 'DDIM Sampler').waitFor();
+    await field(page, 'DDIM Sampler', 'steps').fill('2');
+    const dead = 'redis://127.0.0.1:9'; // the discard port: nothing answers Redis there
+    const settings = async (apply: (dialog: ReturnType<Page['getByRole']>) => Promise<void>) => {
+      await page.getByRole('button', { name: 'Settings' }).click();
+      const dialog = page.getByRole('dialog', { name: 'Settings' });
+      await apply(dialog);
+      await dialog.getByRole('button', { name: 'Apply' }).click();
+      await dialog.waitFor({ state: 'detached' });
+    };
+    await settings(async (d) => {
+      await d.getByRole('radio', { name: /queue at/ }).check();
+      await d.getByLabel('Farm queue (Redis address)').fill(dead);
+    });
+    try {
+      await page.getByRole('button', { name: 'Run', exact: true }).click();
+      const job = queue(page).getByRole('listitem', { name: /, waiting$/ });
+      await job.getByText(`waiting for the queue at ${dead}`).waitFor({ timeout: 30_000 });
+      await page.locator('section.queue-panel').screenshot({ path: path.join(results, 'queue-held.png') });
+      await job.getByRole('button', { name: /^Retry / }).click();
+      await job.getByText(`waiting for the queue at ${dead}`).waitFor();
+      // The host's queue lists other tests' finished jobs too: the held one is the only one waiting, and it becomes one more removed.
+      const removed = () =>
+        queue(page)
+          .getByRole('listitem', { name: /, removed$/ })
+          .count();
+      const before = await removed();
+      await job.getByRole('button', { name: /^Remove / }).click();
+      await waitFor(
+        async () => (await removed()) === before + 1 && (await queue(page).getByText(`waiting for the queue at ${dead}`).count()) === 0,
+        'the held job removed',
+      );
+    } finally {
+      await settings(async (d) => d.getByRole('radio', { name: /this machine/ }).check());
+    }
   },
 );
