@@ -72,7 +72,7 @@ e2e(
 
 e2e(
   'Run on a queue that cannot be reached: the job waits in the editor, "waiting for the queue at redis://…", with Retry; Remove ends it',
-  async ({ page }) => {
+  async ({ page, results }) => {
     await card(page, 'DDIM Sampler').waitFor();
     await field(page, 'DDIM Sampler', 'steps').fill('2');
     const dead = 'redis://127.0.0.1:9'; // the discard port: nothing answers Redis there
