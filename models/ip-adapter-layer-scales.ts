@@ -26,6 +26,7 @@
  * ComfyUI_IPAdapter_plus, the one most people use with SD1.5.)
  */
 import { crossAttnLayers, type UNetConfig } from './unet-config.js';
+import { SD15_TRANSFORMERS, WEIGHT_TYPES, type WeightType } from './ip-adapter-weight-types.js';
 
 export const BLOCK_PRESETS = ['all', 'style only', 'composition only', 'custom'] as const;
 export type BlockPreset = (typeof BLOCK_PRESETS)[number];
@@ -158,45 +159,7 @@ export function layerScales(unit: number[], scale: number, active: boolean): Flo
 // Weight types: ComfyUI_IPAdapter_plus' 15 (IPAdapterPlus.py WEIGHT_TYPES), for SD1.5.
 // ---------------------------------------------------------------------------------------
 
-/** ComfyUI_IPAdapter_plus' weight types, in its order (IPAdapterPlus.py WEIGHT_TYPES). */
-export const WEIGHT_TYPES = [
-  'linear',
-  'ease in',
-  'ease out',
-  'ease in-out',
-  'reverse in-out',
-  'weak input',
-  'weak output',
-  'weak middle',
-  'strong middle',
-  'style transfer',
-  'composition',
-  'strong style transfer',
-  'style and composition',
-  'style transfer precise',
-  'composition precise',
-] as const;
-export type WeightType = (typeof WEIGHT_TYPES)[number];
-
-/** SD1.5's cross-attention transformers by ComfyUI transformer_index (0-5 input blocks, 6 middle, 7-15 output blocks). */
-export const SD15_TRANSFORMERS = [
-  'down_blocks.0.attentions.0',
-  'down_blocks.0.attentions.1',
-  'down_blocks.1.attentions.0',
-  'down_blocks.1.attentions.1',
-  'down_blocks.2.attentions.0',
-  'down_blocks.2.attentions.1',
-  'mid_block.attentions.0',
-  'up_blocks.1.attentions.0',
-  'up_blocks.1.attentions.1',
-  'up_blocks.1.attentions.2',
-  'up_blocks.2.attentions.0',
-  'up_blocks.2.attentions.1',
-  'up_blocks.2.attentions.2',
-  'up_blocks.3.attentions.0',
-  'up_blocks.3.attentions.1',
-  'up_blocks.3.attentions.2',
-] as const;
+export { SD15_TRANSFORMERS, WEIGHT_TYPES, type WeightType } from './ip-adapter-weight-types.js';
 
 /** What one cross-attention layer does with an adapter under a weight type. */
 export interface LayerShare {

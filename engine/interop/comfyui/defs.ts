@@ -12,6 +12,7 @@
  *
  * Pure data: the editor bundle imports this file (eslint.config.js RENDERER_SHARED).
  */
+import { WEIGHT_TYPES } from '../../../models/ip-adapter-weight-types.js';
 
 export type WidgetType = 'INT' | 'FLOAT' | 'STRING' | 'BOOLEAN' | 'COMBO';
 
@@ -101,23 +102,7 @@ export const COMFY_SAMPLERS = [
 export const COMFY_SCHEDULERS = ['simple', 'sgm_uniform', 'karras', 'exponential', 'ddim_uniform', 'beta', 'normal', 'linear_quadratic', 'kl_optimal'] as const;
 
 /** IPAdapterPlus.py WEIGHT_TYPES. */
-export const IPA_WEIGHT_TYPES = [
-  'linear',
-  'ease in',
-  'ease out',
-  'ease in-out',
-  'reverse in-out',
-  'weak input',
-  'weak output',
-  'weak middle',
-  'strong middle',
-  'style transfer',
-  'composition',
-  'strong style transfer',
-  'style and composition',
-  'style transfer precise',
-  'composition precise',
-] as const;
+const IPA_WEIGHT_TYPES = WEIGHT_TYPES;
 const COMBINE = ['concat', 'add', 'subtract', 'average', 'norm average'] as const;
 const EMBEDS_SCALING = ['V only', 'K+V', 'K+V w/ C penalty', 'K+mean(V) w/ C penalty'] as const;
 export const UNIFIED_PRESETS = [

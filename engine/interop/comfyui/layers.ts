@@ -9,45 +9,10 @@
  * expand_style) is written as layer weights relative to the weight. Pure.
  */
 
-/** Apply IP-Adapter's weight types: ComfyUI_IPAdapter_plus' WEIGHT_TYPES (kept here so the editor's import needs no models/). */
-export const WEIGHT_TYPE_NAMES = [
-  'linear',
-  'ease in',
-  'ease out',
-  'ease in-out',
-  'reverse in-out',
-  'weak input',
-  'weak output',
-  'weak middle',
-  'strong middle',
-  'style transfer',
-  'composition',
-  'strong style transfer',
-  'style and composition',
-  'style transfer precise',
-  'composition precise',
-] as const;
+import { SD15_TRANSFORMERS, WEIGHT_TYPES as WEIGHT_TYPE_NAMES } from '../../../models/ip-adapter-weight-types.js';
 
-export const SD15_LAYERS = 16;
-/** SD1.5's cross-attention transformers by transformer_index (diffusers names). */
-export const SD15_TRANSFORMERS = [
-  'down_blocks.0.attentions.0',
-  'down_blocks.0.attentions.1',
-  'down_blocks.1.attentions.0',
-  'down_blocks.1.attentions.1',
-  'down_blocks.2.attentions.0',
-  'down_blocks.2.attentions.1',
-  'mid_block.attentions.0',
-  'up_blocks.1.attentions.0',
-  'up_blocks.1.attentions.1',
-  'up_blocks.1.attentions.2',
-  'up_blocks.2.attentions.0',
-  'up_blocks.2.attentions.1',
-  'up_blocks.2.attentions.2',
-  'up_blocks.3.attentions.0',
-  'up_blocks.3.attentions.1',
-  'up_blocks.3.attentions.2',
-] as const;
+export { SD15_TRANSFORMERS, WEIGHT_TYPE_NAMES };
+export const SD15_LAYERS = SD15_TRANSFORMERS.length;
 
 export interface BlocksParams {
   weight_type: string;
