@@ -168,25 +168,8 @@ function removeCopy(file: string): void {
  * a model deleted from the models folder must not keep its float32 copy's gigabytes.
  */
 export function removeStaleFloat32Copies(cacheDir: string): { file: string; bytes: number }[] {
-  const dir = path.join(cacheDir, 'fp32-weights');
   const removed: { file: string; bytes: number }[] = [];
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return removed; // no copies yet (or an unreadable cache: nothing to sweep)
-  }
-  for (const name of names) {
-    if (!name.endsWith('.safetensors') || name.startsWith('.')) continue;
-    const file = path.join(dir, name);
-    let stale = true;
-    try {
-      const meta = SafetensorsFile.open(file).metadata;
-      stale = meta.format !== FORMAT || meta.source === undefined || !fs.existsSync(meta.source) || fileIdentity(meta.source).id !== meta.identity;
-    } catch {
-      /* unreadable: stale */
-    }
-    if (!stale) continue;
+  for (const file of staleCopies(path.join(cacheDir, 'fp32-weights'), FORMAT)) {
     try {
       const bytes = fs.statSync(file).size;
       removeCopy(file);
@@ -196,6 +179,32 @@ export function removeStaleFloat32Copies(cacheDir: string): { file: string; byte
     }
   }
   return removed;
+}
+
+/**
+ * The derived weight copies (`*.safetensors` of header `format`, recording their `source` file and its
+ * `identity`) under `dir` whose source is gone or has changed since, and damaged ones. [] when `dir`
+ * cannot be read (no copies yet, or an unreadable cache: nothing to sweep). The float32 copies here and
+ * the int8 copies (onnx/quantize.ts) are swept by it.
+ */
+export function staleCopies(dir: string, format: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names
+    .filter((name) => name.endsWith('.safetensors') && !name.startsWith('.'))
+    .map((name) => path.join(dir, name))
+    .filter((file) => {
+      try {
+        const meta = SafetensorsFile.open(file).metadata;
+        return meta.format !== format || meta.source === undefined || !fs.existsSync(meta.source) || fileIdentity(meta.source).id !== meta.identity;
+      } catch {
+        return true; // unreadable: stale
+      }
+    });
 }
 
 const pending = new Map<string, Promise<void>>();

@@ -30,7 +30,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeFileAtomicSync } from '../fs-atomic.js';
 import { SafetensorsFile } from '../safetensors.js';
-import { fileIdentity, halfToFloat32 } from './fp32-weights.js';
+import { fileIdentity, halfToFloat32, staleCopies } from './fp32-weights.js';
 import { DataType, type ModelSpec } from './graph.js';
 import type { NodeSpec, TensorSpec } from './proto.js';
 
@@ -352,26 +352,9 @@ export function int8Spec(
  * what went. The engine runs it at start-up, beside the float32 copies' sweep (onnx/fp32-weights.ts).
  */
 export function removeStaleInt8Copies(cacheDir: string): { file: string; bytes: number }[] {
-  const dir = path.join(cacheDir, 'int8-weights');
   const removed: { file: string; bytes: number }[] = [];
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return removed;
-  }
   const onnxDir = path.join(cacheDir, 'onnx');
-  for (const name of names) {
-    if (!name.endsWith('.safetensors') || name.startsWith('.')) continue;
-    const file = path.join(dir, name);
-    let stale = true;
-    try {
-      const meta = SafetensorsFile.open(file).metadata;
-      stale = meta.format !== FORMAT || meta.source === undefined || !fs.existsSync(meta.source) || fileIdentity(meta.source).id !== meta.identity;
-    } catch {
-      /* unreadable: stale */
-    }
-    if (!stale) continue;
+  for (const file of staleCopies(path.join(cacheDir, 'int8-weights'), FORMAT)) {
     try {
       const st = fs.statSync(file);
       if (st.nlink > 1 && fs.existsSync(onnxDir))
