@@ -74,7 +74,7 @@ function Job({ job, runs, ahead }: { job: RunInfo; runs: Record<string, RunInfo>
         : 'starting…'
       : job.status === 'queued'
         ? job.held
-          ? job.held
+          ? 'held in the editor'
           : ahead === 0
             ? 'next'
             : `after ${ahead} more`
@@ -98,6 +98,11 @@ function Job({ job, runs, ahead }: { job: RunInfo; runs: Record<string, RunInfo>
       {summary && (
         <div className="queue-summary" title={summary}>
           {summary}
+        </div>
+      )}
+      {job.held && job.status === 'queued' && (
+        <div className="queue-summary queue-held" title={job.held}>
+          {job.held}
         </div>
       )}
       {job.status === 'running' && (

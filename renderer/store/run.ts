@@ -124,6 +124,7 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
           finishedAt: Date.now(),
           progress: undefined,
           position: undefined,
+          held: undefined,
           ...(e.duplicateOf ? { duplicateOf: e.duplicateOf, images: original?.images ?? run?.images } : {}),
           ...(e.error ? { error: e.error } : {}),
         };
