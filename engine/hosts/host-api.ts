@@ -72,6 +72,7 @@ export function createApiHandlers(opts: ApiHandlerOptions): ApiHandlers {
       if (!hasSweep(r.workflow)) return engine.enqueue(r.workflow, { ...(r.name ? { name: r.name } : {}), dedupe: r.force !== true });
       const { runId, runIds } = enqueueBatch(engine, r.workflow, { name: r.name, inputsDir });
       for (const id of runIds) localBatchOf.set(id, runId);
+      for (const id of [...localBatchOf.keys()].slice(0, Math.max(0, localBatchOf.size - 8192))) localBatchOf.delete(id); // the oldest go
       return { runId, runIds };
     },
     farmStatus: async () => ((await (engine as Partial<FarmEngine>).farmStatus?.()) ?? null) as ChannelResponse<'farmStatus'>,
