@@ -15,6 +15,10 @@ describe('host settings', () => {
     expect(resolveSettings(flags, file)).toEqual({ modelsDir: path.join(dir, 'models'), outputDir: path.join(dir, 'outputs'), provider: 'cpu' });
     await saveSettings(file, { modelsDir: '/comfy/models', outputDir: '/out', provider: 'cuda' });
     expect(resolveSettings({ ...flags, out: '/flag-out' }, file)).toEqual({ modelsDir: '/comfy/models', outputDir: '/flag-out', provider: 'cuda' });
+    // every other saved setting comes back too: the queue the editor runs on, its priority, CPU precision, demo models
+    const rest = { farmQueue: 'redis://127.0.0.1:6390', farmPriority: 5, cpuPrecision: 'fast', demoModels: true } as const;
+    await saveSettings(file, { modelsDir: '/comfy/models', outputDir: '/out', provider: 'cpu', ...rest });
+    expect(resolveSettings(flags, file)).toEqual({ modelsDir: '/comfy/models', outputDir: '/out', provider: 'cpu', ...rest });
     fs.writeFileSync(file, '{"provider": "tpu"');
     expect(resolveSettings(flags, file).provider).toBe('cpu');
   });

@@ -143,13 +143,12 @@ export interface SettingsFlags {
 
 /** Settings for a host: flags win over the saved file, which wins over the defaults under the user-data folder. */
 export function resolveSettings(flags: SettingsFlags, settingsFile = settingsFileOf(flags.userData)): EngineSettings {
-  const saved = readSettings(settingsFile);
+  const saved = readSettings(settingsFile); // each field validated; every saved one is kept (demo models, CPU precision, Run on, ...)
   return {
+    ...saved,
     modelsDir: flags.models ?? saved.modelsDir ?? path.join(flags.userData, 'models'),
     outputDir: flags.out ?? saved.outputDir ?? path.join(flags.userData, 'outputs'),
     provider: flags.provider ?? saved.provider ?? 'cpu',
-    ...(saved.demoModels !== undefined ? { demoModels: saved.demoModels } : {}),
-    ...(saved.cpuPrecision ? { cpuPrecision: saved.cpuPrecision } : {}),
   };
 }
 
