@@ -385,9 +385,15 @@ const DEFS: NodeDefC[] = [
     ],
     outputs: named(['MODEL', 'MODEL'], ['tiles', 'IMAGE'], ['masks', 'MASK']),
   },
-  {
-    classType: 'IPAdapterEmbeds',
-    display: 'IPAdapter Embeds',
+  // IPAdapterEmbedsBatch takes the same inputs as IPAdapterEmbeds (it applies each embed to its own batch item).
+  ...(
+    [
+      ['IPAdapterEmbeds', 'IPAdapter Embeds'],
+      ['IPAdapterEmbedsBatch', 'IPAdapter Embeds Batch'],
+    ] as const
+  ).map(([classType, display]) => ({
+    classType,
+    display,
     inputs: [
       link('model', 'MODEL'),
       link('ipadapter', 'IPADAPTER'),
@@ -402,25 +408,7 @@ const DEFS: NodeDefC[] = [
       opt(link('clip_vision', 'CLIP_VISION')),
     ],
     outputs: out('MODEL'),
-  },
-  {
-    classType: 'IPAdapterEmbedsBatch',
-    display: 'IPAdapter Embeds Batch',
-    inputs: [
-      link('model', 'MODEL'),
-      link('ipadapter', 'IPADAPTER'),
-      link('pos_embed', 'EMBEDS'),
-      weight(),
-      combo('weight_type', IPA_WEIGHT_TYPES),
-      startAt,
-      endAt,
-      combo('embeds_scaling', EMBEDS_SCALING),
-      opt(link('neg_embed', 'EMBEDS')),
-      opt(link('attn_mask', 'MASK')),
-      opt(link('clip_vision', 'CLIP_VISION')),
-    ],
-    outputs: out('MODEL'),
-  },
+  })),
   {
     classType: 'IPAdapterMS',
     display: 'IPAdapter Mad Scientist',

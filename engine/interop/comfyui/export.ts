@@ -425,8 +425,12 @@ class Exporter {
         one('EmptyLatentImage', { width: p.width, height: p.height, batch_size: p.batch_size }, {}, outs('latent'));
         return;
       case 'ddim-sampler':
-        note('as KSampler ddim / ddim_uniform: the same timesteps; the last step ends at sigma 0 in ComfyUI');
-        if (Number(p.eta) !== 0) note(`eta ${p.eta}: ComfyUI's ddim is deterministic (eta 0)`);
+      case 'ksampler': {
+        const ddim = n.type === 'ddim-sampler';
+        if (ddim) {
+          note('as KSampler ddim / ddim_uniform: the same timesteps; the last step ends at sigma 0 in ComfyUI');
+          if (Number(p.eta) !== 0) note(`eta ${p.eta}: ComfyUI's ddim is deterministic (eta 0)`);
+        }
         if (p.noise === 'philox') note('noise philox: ComfyUI draws torch noise from the seed, so the image differs');
         one(
           'KSampler',
@@ -435,31 +439,15 @@ class Exporter {
             control_after_generate: p.control_after_generate ?? 'fixed',
             steps: p.steps,
             cfg: p.cfg,
-            sampler_name: 'ddim',
-            scheduler: 'ddim_uniform',
+            sampler_name: ddim ? 'ddim' : p.sampler_name,
+            scheduler: ddim ? 'ddim_uniform' : p.scheduler,
             denoise: p.denoise,
           },
           { model: s('model'), positive: s('positive'), negative: s('negative'), latent_image: s('latent') },
           outs('latent'),
         );
         return;
-      case 'ksampler':
-        if (p.noise === 'philox') note('noise philox: ComfyUI draws torch noise from the seed, so the image differs');
-        one(
-          'KSampler',
-          {
-            seed: p.seed,
-            control_after_generate: p.control_after_generate ?? 'fixed',
-            steps: p.steps,
-            cfg: p.cfg,
-            sampler_name: p.sampler_name,
-            scheduler: p.scheduler,
-            denoise: p.denoise,
-          },
-          { model: s('model'), positive: s('positive'), negative: s('negative'), latent_image: s('latent') },
-          outs('latent'),
-        );
-        return;
+      }
       case 'ksampler-advanced':
         if (p.noise === 'philox') note('noise philox: ComfyUI draws torch noise from the seed, so the image differs');
         one(
