@@ -163,14 +163,16 @@ e2e('the queue panel lists jobs by name with Remove, re-queues, and an unchanged
     .click();
   await waitFor(async () => (await removed.count()) === removedBefore + 1, 'the removed job is marked removed');
   await waitFor(async () => (await waiting.count()) === 1, 'one job still waiting');
-  // Stop the running one and remove the last: the queue is empty.
-  await queue(page)
-    .getByRole('listitem', { name: /, running$/ })
-    .getByRole('button', { name: /^Stop / })
-    .click();
+  // Remove the last waiting one, then stop the running one: the queue is empty. (In this order: once the
+  // running job stops, the waiting one would start at once and no longer be "waiting".)
   await waiting
     .first()
     .getByRole('button', { name: /^Remove / })
+    .click();
+  await waitFor(async () => (await waiting.count()) === 0, 'no job waiting');
+  await queue(page)
+    .getByRole('listitem', { name: /, running$/ })
+    .getByRole('button', { name: /^Stop / })
     .click();
   await waitFor(
     async () =>
