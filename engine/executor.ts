@@ -253,7 +253,7 @@ export class Executor {
           total,
           ...(preview ? { preview: { width: preview.width, height: preview.height, png: Buffer.from(preview.png).toString('base64') } } : {}),
         }),
-      log: (level, message) => emit({ type: 'log', runId, level, message }),
+      log: (level, message) => emit({ type: 'log', runId, node: nodeId, level, message }),
       emitImages: (images: ImageRef[]) => emit({ type: 'output', runId, node: nodeId, images }),
       previewOnNode: (images: ImageRef[]) => {
         previews.push(...images);

@@ -91,7 +91,8 @@ export const RunEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('output'), runId: z.string(), node: z.string(), images: z.array(ImageRefSchema) }),
   /** A node's own preview (e.g. a preprocessor's result): drawn on its card, not in the outputs panel. */
   z.object({ type: z.literal('node-preview'), runId: z.string(), node: z.string(), images: z.array(ImageRefSchema) }),
-  z.object({ type: z.literal('log'), runId: z.string().optional(), level: z.enum(['info', 'warn']), message: z.string() }),
+  /** `node`: the node whose run logged it (a loader's weight warning: the editor shows it on that card). */
+  z.object({ type: z.literal('log'), runId: z.string().optional(), node: z.string().optional(), level: z.enum(['info', 'warn']), message: z.string() }),
   z.object({
     type: z.literal('run-done'),
     runId: z.string(),

@@ -6,6 +6,7 @@ import { memo, useEffect, useState } from 'react';
 import { Handle, Position, useConnection, type NodeProps } from '@xyflow/react';
 import { editor, useEditor } from '../editor.js';
 import { portsOf, primitiveTarget, rerouteType, wireColor, type CanvasPort, type FlowNode, type WireType } from '../graph.js';
+import { shownWarnings } from '../node-warnings.js';
 import type { NodeRun } from '../store/index.js';
 import { ParamWidget } from './ParamWidget.js';
 
@@ -187,6 +188,17 @@ function PrimitiveBody({ id, value }: { id: string; value: unknown }) {
   );
 }
 
+/** A node's run warnings (a model file with NaN / Inf weights, renderer/node-warnings.ts): a badge, the sentences on hover. */
+function WarningBadge({ messages }: { messages: string[] }) {
+  if (!messages.length) return null;
+  const text = messages.join('\n');
+  return (
+    <span className="badge badge-warning" role="img" aria-label={`Warning: ${text}`} title={text} tabIndex={0}>
+      ⚠ {messages.length > 1 ? `${messages.length} warnings` : 'warning'}
+    </span>
+  );
+}
+
 function ModeBadge({ mode }: { mode: FlowNode['data']['mode'] }) {
   if (!mode) return null;
   return (
@@ -204,6 +216,11 @@ export const NodeCard = memo(function NodeCard({ id, data, selected }: NodeProps
   const run = useEditor((s) => s.nodeRuns[id]);
   const preview = useEditor((s) => s.nodePreviews[id]);
   const progress = useEditor((s) => (s.progress?.node === id ? s.progress : null));
+  const warnings = shownWarnings(
+    useEditor((s) => s.nodeWarnings[id]),
+    data,
+    spec,
+  );
   const drag = useDragging();
   if (spec?.virtual === 'reroute') return <RerouteDot id={id} selected={!!selected} drag={drag} />;
   if (spec?.virtual === 'note') return <NoteCard id={id} text={String(data.params.text ?? '')} selected={!!selected} color={data.ui?.color} />;
@@ -236,6 +253,7 @@ export const NodeCard = memo(function NodeCard({ id, data, selected }: NodeProps
     >
       <span className="title">{title}</span>
       <span className="badges">
+        <WarningBadge messages={warnings} />
         <ModeBadge mode={data.mode} />
         <Badge run={run} />
       </span>

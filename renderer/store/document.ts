@@ -80,6 +80,7 @@ export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlic
       savedRevision: opts?.dirty ? -1 : rev,
       nodeRuns: {},
       nodePreviews: {},
+      nodeWarnings: {},
       imageOrigins: {},
       missingAsk: null,
       meta: undefined,

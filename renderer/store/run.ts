@@ -5,6 +5,7 @@
  */
 import type { StateCreator } from 'zustand/vanilla';
 import type { FlowNode } from '../graph.js';
+import { addWarning } from '../node-warnings.js';
 import type { EditorState, NodeRun, OutputImage, RunInfo, RunSlice } from './state.js';
 
 /** Finished jobs the queue panel keeps (older ones are dropped as new ones finish). */
@@ -39,6 +40,7 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
   activeRun: null,
   nodeRuns: {},
   nodePreviews: {},
+  nodeWarnings: {},
   progress: null,
   outputs: [],
   selectedOutputs: [],
@@ -68,8 +70,11 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
           nodeRuns: Object.fromEntries(ids.map((id) => [id, { status: 'queued' } as NodeRun])),
         });
       }
-      case 'node-start':
-        return set(setNode(e.node, { status: 'running', startedAt: Date.now() }));
+      case 'node-start': {
+        // The node runs again: its warnings are what this execution logs (renderer/node-warnings.ts).
+        const { [e.node]: _, ...nodeWarnings } = s.nodeWarnings;
+        return set({ ...setNode(e.node, { status: 'running', startedAt: Date.now() }), nodeWarnings });
+      }
       case 'node-done':
         return set(setNode(e.node, { status: e.cached ? 'cached' : 'done', ms: e.ms }));
       case 'node-error':
@@ -111,6 +116,11 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
       }
       case 'log':
         if (e.level === 'warn') get().notify('warn', e.message);
+        if (e.level === 'warn' && e.node) {
+          const ran = run?.workflow?.nodes.find((n) => n.id === e.node) ?? s.nodes.find((n) => n.id === e.node)?.data;
+          const w = addWarning(s.nodeWarnings[e.node], e.node, e.message, ran, s.specs);
+          if (w) set({ nodeWarnings: { ...get().nodeWarnings, [e.node]: w } });
+        }
         return;
       case 'run-done': {
         const status = e.duplicateOf ? 'duplicate' : e.cancelled ? 'cancelled' : e.ok ? 'done' : 'failed';

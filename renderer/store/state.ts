@@ -75,6 +75,12 @@ export interface DocumentSlice extends Doc {
 
 // ---- run (run.ts) -------------------------------------------------------------------------------
 
+/** A node's run warnings and the node's type and file params when it ran (renderer/node-warnings.ts shownWarnings compares them). */
+export interface NodeWarning {
+  type: string;
+  files: Record<string, unknown>;
+  messages: string[];
+}
 export interface NodeRun {
   status: 'queued' | 'running' | 'done' | 'cached' | 'error';
   ms?: number;
@@ -141,6 +147,8 @@ export interface RunSlice {
   nodeRuns: Record<string, NodeRun>;
   /** Latest on-card preview image URL per node (preprocessor results). */
   nodePreviews: Record<string, string>;
+  /** Warnings a node's run logged (a loader's NaN / Inf weights), shown as a badge on its card while its files are these. */
+  nodeWarnings: Record<string, NodeWarning>;
   progress: Progress | null;
   outputs: OutputImage[];
   selectedOutputs: string[];

@@ -11,6 +11,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import type { Page } from 'playwright-core';
 import { nodeSpecs } from '../../nodes/index.js';
+import { fillTensor, splitSafetensors } from '../helpers/corrupt.js';
 import { addNode, card, connect, currentWorkflow, e2e, expect, waitFor } from './harness.js';
 
 interface Rect {
@@ -340,3 +341,58 @@ e2e('right-click menus, groups, collapse, mute, reroute and primitive; all undoa
   expect(!(wf as unknown as { meta?: { groups?: unknown[] } }).meta?.groups?.length, 'undo removed the group');
   expect((await page.locator('[data-collapsed="true"]').count()) === 0, 'undo expanded the card');
 });
+
+e2e(
+  'a model file with NaN weights: a warning badge on the card that loaded it, naming the file; another file clears it',
+  async ({ page, results, userData }) => {
+    const sampler = card(page, 'DDIM Sampler');
+    await sampler.waitFor();
+    await sampler.getByLabel('steps', { exact: true }).fill('2');
+    const latent = card(page, 'Empty Latent Image');
+    await latent.getByLabel('width', { exact: true }).fill('64');
+    await latent.getByLabel('height', { exact: true }).fill('64');
+    // A copy of the demo adapter whose first tensor is all NaN, beside it in the models folder.
+    const dir = path.join(userData, 'demo-models', 'ipadapter');
+    const bad = path.join(dir, 'nan-weights-e2e.safetensors');
+    const bytes = fs.readFileSync(path.join(dir, 'ip-adapter_sd15.safetensors'));
+    const { header } = splitSafetensors(bytes);
+    const tensor = Object.keys(header).find((k) => k !== '__metadata__')!;
+    fs.writeFileSync(bad, bytes);
+    fillTensor(bad, tensor, NaN);
+    try {
+      const loader = card(page, 'Load IP-Adapter');
+      const pick = loader.getByLabel('adapter', { exact: true });
+      const original = await pick.inputValue();
+      await pick.focus(); // the list is asked for again on focus
+      await waitFor(async () => (await pick.locator('option', { hasText: 'nan-weights-e2e.safetensors' }).count()) === 1, 'the new file is listed');
+      await pick.selectOption('nan-weights-e2e.safetensors');
+      await page.getByRole('button', { name: 'Run', exact: true }).click();
+      const badge = loader.getByRole('img', { name: /^Warning: / });
+      await waitFor(async () => (await badge.count()) === 1, 'the warning badge on Load IP-Adapter', 90_000);
+      const text = (await badge.getAttribute('aria-label'))!;
+      expect(
+        text.includes('nan-weights-e2e.safetensors') && text.includes(`"${tensor}"`) && /NaN or infinite/.test(text),
+        `the badge names the file, the tensor and the problem: ${text}`,
+      );
+      expect((await badge.getAttribute('title')) === text.replace(/^Warning: /, ''), 'hovering shows the same sentence');
+      expect(!/^Warning: Load IP-Adapter \(/.test(text), `on its card the message has no "Title (id):" prefix: ${text}`);
+      // Every other card shows no weight warning about this file (VAE Decode may say the image is NaN: that is its own sentence).
+      for (const other of ['Load Checkpoint', 'Load CLIP Vision']) {
+        expect(
+          (await card(page, other)
+            .getByRole('img', { name: /^Warning: / })
+            .count()) === 0,
+          `${other} has no warning`,
+        );
+      }
+      await waitFor(async () => (await card(page, 'Save Image').locator('[data-status="done"]').count()) === 1, 'the run ended (Save Image done)', 90_000);
+      await page.screenshot({ path: path.join(results, 'canvas-weight-warning.png') });
+      // Choosing another file clears the badge at once.
+      await pick.selectOption(original);
+      await waitFor(async () => (await badge.count()) === 0, 'the badge went with the file');
+      await expectNoOverlaps(page, 'after a weight warning', false);
+    } finally {
+      fs.rmSync(bad, { force: true });
+    }
+  },
+);
