@@ -37,8 +37,21 @@ export interface UNetInputs {
   /** ControlNet residuals (already scaled by the conditioning scale). */
   downResiduals?: F32Tensor[];
   midResidual?: F32Tensor;
+  /**
+   * For a graph with its ControlNets inside (models/unet-controlnet.ts): each ControlNet's control image and
+   * strength per batch row (0 outside its window and on the rows it does not act on), in the graph's order.
+   */
+  controlNets?: ControlNetFeed[];
   /** One strength per LoRA of a graph built with LoRAs (models/lora-graph.ts lora_scale, in the graph's order). */
   loraScale?: ArrayLike<number>;
+}
+
+/** One ControlNet's inputs to a UNet graph that holds it (models/unet-controlnet.ts controlnet_cond_<j>, controlnet_scale_<j>). */
+export interface ControlNetFeed {
+  /** The control image in [0, 1], (B, 3, 8h, 8w): one per batch row. */
+  cond: F32Tensor;
+  /** (B,) strength per batch row. */
+  scale: Float32Array;
 }
 
 /** One adapter's inputs for a UNet call. Only `tokens` is required; the defaults are diffusers' plain IP-Adapter. */
@@ -108,6 +121,15 @@ export function unetFeeds(unet: UNetSession, inp: UNetInputs): Record<string, or
     });
     feeds.mid_block_additional_residual = T(inp.midResidual);
   }
+  const nets = names.filter((n) => /^controlnet_cond_\d+$/.test(n)).length;
+  if (nets !== (inp.controlNets?.length ?? 0)) {
+    throw new Error(`UNet: this graph holds ${nets} ControlNet${nets === 1 ? '' : 's'}; the call gives inputs for ${inp.controlNets?.length ?? 0}`);
+  }
+  inp.controlNets?.forEach((c, j) => {
+    if (c.scale.length !== B || c.cond.dims[0] !== B) throw new Error(`UNet: ControlNet ${j}'s image and strengths must have one row per sample (${B})`);
+    feeds[`controlnet_cond_${j}`] = T(c.cond);
+    feeds[`controlnet_scale_${j}`] = new ort.Tensor('float32', c.scale, [B]);
+  });
   if (names.includes('lora_scale')) {
     if (!inp.loraScale) throw new Error('UNet: this graph has LoRAs; their strengths (loraScale) are required');
     feeds.lora_scale = new ort.Tensor('float32', Float32Array.from(inp.loraScale), [inp.loraScale.length]);

@@ -83,9 +83,19 @@ export interface BuiltModel {
    * The same model with another graph over the same weight files (a graph post-pass's result): new bytes and key.
    * `name` renames it (e.g. with the profile id); `salt` goes into the key. Half weights whose Cast to float32 the
    * new graph no longer has (used as stored) are no longer listed in `halfWeights`. `files` adds weight files the new
-   * spec's initializers read (location -> absolute path; the int8 pass's copy, onnx/quantize.ts).
+   * spec's initializers read (location -> absolute path; the int8 pass's copy, onnx/quantize.ts). `halfWeights` lists
+   * the half weights of the parts a composed graph adds (models/unet-controlnet.ts), so they get float32 copies too.
    */
-  withSpec(spec: ModelSpec, opts?: { name?: string; salt?: string; fp32Nodes?: ReadonlySet<string>; files?: Record<string, string> }): BuiltModel;
+  withSpec(spec: ModelSpec, opts?: WithSpecOptions): BuiltModel;
+}
+
+/** Options of BuiltModel.withSpec. */
+export interface WithSpecOptions {
+  name?: string;
+  salt?: string;
+  fp32Nodes?: ReadonlySet<string>;
+  files?: Record<string, string>;
+  halfWeights?: readonly HalfCast[];
 }
 
 /** What a graph post-pass reads and returns: nodes, initializers, inputs and outputs (onnx/proto.ts shapes). */
@@ -96,7 +106,8 @@ export interface ModelSpec {
   readonly outputs: GraphSpec['outputs'];
 }
 
-interface HalfCast {
+/** A half weight as the graph holds it: initializer `init` and the Cast to float32 named (and giving) `cast`. */
+export interface HalfCast {
   init: string;
   cast: string;
   source: HalfWeight;
@@ -288,10 +299,7 @@ export class Graph {
         meta,
       );
     };
-    const withSpec = (
-      spec: ModelSpec,
-      opts: { name?: string; salt?: string; fp32Nodes?: ReadonlySet<string>; files?: Record<string, string> } = {},
-    ): BuiltModel => {
+    const withSpec = (spec: ModelSpec, opts: WithSpecOptions = {}): BuiltModel => {
       // A half weight stays listed only while its Cast to float32 is still in the graph (withFloat32Weights drops that Cast).
       const casts = new Set(spec.nodes.filter((n) => n.opType === 'Cast' && n.attrs.to?.kind === 'int' && n.attrs.to.v === DataType.FLOAT).map((n) => n.name));
       const inits = new Set(spec.initializers.map((t) => t.name));
@@ -302,7 +310,7 @@ export class Graph {
         spec.nodes,
         spec.initializers,
         files2,
-        halfCasts.filter((h) => casts.has(h.cast) && inits.has(h.init)),
+        [...halfCasts, ...(opts.halfWeights ?? [])].filter((h) => casts.has(h.cast) && inits.has(h.init)),
         {
           name: opts.name ?? meta.name,
           inputs: spec.inputs,
