@@ -38,6 +38,7 @@ import type { Precision } from '../models/onnx/profile.js';
 import { clearModelCache, ModelStore, pruneModelCache } from './model-store.js';
 import { listModels, modelsFolderEmpty, PathResolver } from './paths.js';
 import { parseWorkflow } from './workflow.js';
+import { FINISHED_KEYS_KEPT, queueStateSaver, readQueueState } from './queue-state.js';
 
 export interface EngineOptions extends EngineSettings {
   /** Generated ONNX models and previews (default <userDataDir>/cache). */
@@ -55,6 +56,8 @@ export interface EngineOptions extends EngineSettings {
   threads?: number;
   /** Graph precision of every network (models/onnx/profile.ts): fp32 (default, today's graph) or fp16 on the provider's profile. */
   precision?: Precision;
+  /** Where the queue's records and deduplication's finished runs are kept across restarts (engine/queue-state.ts); absent: memory only. */
+  queueStateFile?: string;
 }
 
 /** Per-run options for in-process hosts and tests (not part of the transport API). */
@@ -186,13 +189,34 @@ export function createEngine(options: EngineOptions): Engine {
   let running: Job | null = null;
   /** The queue panel's records, in submission order (finished ones trimmed to FINISHED_KEPT). */
   const records = new Map<string, QueueJob>();
-  /** Finished runs' output keys -> their run id and images. */
+  /** Finished runs' output keys -> their run id and images (the newest FINISHED_KEYS_KEPT). */
   const finished = new Map<string, { runId: string; images: string[] }>();
+  // Both survive a restart when the host names a file (engine/queue-state.ts); only state changes are written, not progress.
+  const saver = options.queueStateFile
+    ? queueStateSaver(
+        options.queueStateFile,
+        () => ({ records: [...records.values()], finished: [...finished] }),
+        (m) => log(`saving the queue failed: ${m}`),
+      )
+    : null;
+  if (options.queueStateFile) {
+    const saved = readQueueState(options.queueStateFile);
+    for (const r of saved.records) records.set(r.runId, r);
+    for (const [k, v] of saved.finished) finished.set(k, v);
+    if (saved.problem) setTimeout(() => log(saved.problem!), 0);
+  }
+  const remember = (key: string, run: { runId: string; images: string[] }) => {
+    finished.delete(key);
+    finished.set(key, run);
+    for (const k of [...finished.keys()].slice(0, Math.max(0, finished.size - FINISHED_KEYS_KEPT))) finished.delete(k);
+    saver?.touch();
+  };
   const record = (runId: string, patch: Partial<QueueJob>) => {
     const r = records.get(runId);
     if (r) records.set(runId, { ...r, ...patch });
     const done = [...records.values()].filter((j) => j.state !== 'queued' && j.state !== 'running');
     for (const j of done.slice(0, Math.max(0, done.length - FINISHED_KEPT))) records.delete(j.runId);
+    if (patch.state) saver?.touch();
   };
   const positions = () => {
     queue.forEach((j, i) => record(j.runId, { position: i + (running ? 1 : 0) }));
@@ -267,7 +291,7 @@ export function createEngine(options: EngineOptions): Engine {
       images: saved,
       ...(result.error ? { error: result.error } : {}),
     });
-    if (job.key && result.ok && saved.length) finished.set(job.key, { runId: job.runId, images: saved });
+    if (job.key && result.ok && saved.length) remember(job.key, { runId: job.runId, images: saved });
     job.done({ ...result, runId: job.runId, images: job.images });
     void pump();
   };
@@ -345,6 +369,7 @@ export function createEngine(options: EngineOptions): Engine {
       return clearModelCache(store);
     },
     async close() {
+      saver?.stop(); // before the cancels: jobs still pending come back as interrupted, re-queueable
       for (const j of [...queue]) engine.cancel(j.runId);
       running?.controller.abort();
       while (running) await new Promise((r) => setTimeout(r, 10));
@@ -383,8 +408,9 @@ export function createEngine(options: EngineOptions): Engine {
           finishedAt: Date.now(),
           duplicateOf: earlier.runId,
           images: earlier.images,
+          workflow: parsed.workflow,
         });
-        record(runId, {});
+        record(runId, { state: 'duplicate' });
         queueMicrotask(() => {
           emit({ type: 'queued', runId, position: 0, name });
           emit({ type: 'run-done', runId, ok: true, duplicateOf: earlier.runId });
@@ -392,11 +418,15 @@ export function createEngine(options: EngineOptions): Engine {
         });
         return { runId, done: p, duplicateOf: earlier.runId };
       }
-      if (earlier) finished.delete(job.key);
+      if (earlier) {
+        finished.delete(job.key);
+        saver?.touch();
+      }
     }
     queue.push(job);
     const position = queue.length - 1 + (running ? 1 : 0);
-    records.set(runId, { runId, name, state: 'queued', position, submittedAt: Date.now() });
+    records.set(runId, { runId, name, state: 'queued', position, submittedAt: Date.now(), workflow: parsed.workflow });
+    saver?.touch();
     emit({ type: 'queued', runId, position, name });
     void pump();
     return { runId, done: p };

@@ -245,6 +245,8 @@ export const QueueJobSchema = z.object({
   held: z.string().optional(),
   /** The first job's runId of the sweep this job belongs to (the panel's Cancel batch). */
   batch: z.string().optional(),
+  /** The job's workflow as it ran (the panel's summary and Re-queue, also after a reload or restart). */
+  workflow: WorkflowSchema.optional(),
 });
 export type QueueJob = z.infer<typeof QueueJobSchema>;
 

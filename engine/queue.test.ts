@@ -2,6 +2,8 @@
  * The engine's queue records (listQueue: names, states, positions) and deduplication: a job whose
  * images a finished run already wrote ends as its duplicate instead of writing them again, and runs
  * again once anything it depends on changes (a param, an input file, the images being deleted).
+ * With a queue state file, both survive a restart (engine/queue-state.ts): the records with their
+ * workflows (summary, Re-queue), pending jobs as interrupted, and the finished runs deduplication knows.
  * The workflow is Load Image -> Save Image: real nodes, no models needed.
  */
 import { afterAll, describe, expect, it } from 'vitest';
@@ -11,6 +13,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RunEvent, Workflow } from './api.js';
 import { createEngine } from './engine.js';
+import { FINISHED_KEYS_KEPT, INTERRUPTED, readQueueState, writeQueueState } from './queue-state.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-queue-'));
 const IMAGE = path.join(tmp, 'in.png');
@@ -121,5 +124,101 @@ describe('deduplication', () => {
     expect(gone.duplicateOf).toBeUndefined();
     await done(gone.runId);
     expect(written().filter((x) => x.startsWith('dup3'))).toHaveLength(1);
+  });
+});
+
+describe('across a restart (queueStateFile)', () => {
+  const dir = path.join(tmp, 'restart');
+  const stateFile = path.join(dir, 'user', 'queue-state.json');
+  const open = () =>
+    createEngine({
+      modelsDir: path.join(tmp, 'models'),
+      outputDir: path.join(dir, 'out'),
+      provider: 'cpu',
+      userDataDir: path.join(dir, 'user'),
+      demo: false,
+      queueStateFile: stateFile,
+    });
+  const doneOn = (e: ReturnType<typeof open>, runId: string) =>
+    new Promise<RunEvent>((resolve) => {
+      const off = e.subscribe((ev) => {
+        if (ev.type === 'run-done' && ev.runId === runId) {
+          off();
+          resolve(ev);
+        }
+      });
+    });
+
+  it('a restarted engine lists the finished jobs with their workflows and still knows an unchanged graph is written', async () => {
+    const first = open();
+    const a = first.enqueue(wf('kept/a', IMAGE, 'Kept'), { dedupe: true });
+    await doneOn(first, a.runId);
+    await first.close();
+    const files = fs.readdirSync(path.join(dir, 'out', 'kept'));
+    expect(files).toEqual(['a_00001_.png']);
+    // Nothing but the state file in the folder: it was written atomically (no temporary left).
+    expect(fs.readdirSync(path.dirname(stateFile)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+
+    const second = open();
+    try {
+      const listed = second.listQueue().find((j) => j.runId === a.runId);
+      expect(listed).toMatchObject({ name: 'Kept', state: 'done' });
+      expect(listed?.images?.[0]).toMatch(/kept[\\/]a_00001_\.png$/);
+      // The workflow as it ran: the panel's summary and Re-queue.
+      expect(listed?.workflow?.nodes.map((n) => [n.type, n.params])).toEqual([
+        ['load-image', { image: IMAGE }],
+        ['save-image', { filename_prefix: 'kept/a' }],
+      ]);
+      // Deduplication remembers: the same graph ends as a duplicate of the run before the restart, writing nothing.
+      const again = second.enqueue(wf('kept/a', IMAGE, 'Kept'), { dedupe: true });
+      expect(again.duplicateOf).toBe(a.runId);
+      expect(await doneOn(second, again.runId)).toMatchObject({ ok: true, duplicateOf: a.runId });
+      expect(fs.readdirSync(path.join(dir, 'out', 'kept'))).toEqual(['a_00001_.png']);
+      // Re-queue (the renderer sends the listed workflow back, forced) writes a new image.
+      const requeued = second.enqueue(listed!.workflow!, { name: listed!.name });
+      await doneOn(second, requeued.runId);
+      expect(fs.readdirSync(path.join(dir, 'out', 'kept')).sort()).toEqual(['a_00001_.png', 'a_00002_.png']);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('jobs pending when the engine closed come back as interrupted, re-queueable; a damaged file starts empty', async () => {
+    const e = open();
+    const a = e.enqueue(wf('pend/a'), { dedupe: true });
+    const b = e.enqueue(wf('pend/b'), { name: 'second' });
+    await e.close();
+    const back = open();
+    try {
+      const jb = back.listQueue().find((j) => j.runId === b.runId);
+      expect(jb).toMatchObject({ name: 'second', state: 'failed', error: INTERRUPTED });
+      expect(jb?.position).toBeUndefined();
+      expect(jb?.workflow?.nodes[1].params.filename_prefix).toBe('pend/b');
+      expect(back.listQueue().find((j) => j.runId === a.runId)?.state).toMatch(/^(done|failed)$/);
+    } finally {
+      await back.close();
+    }
+    fs.writeFileSync(stateFile, '{"format": "ipadapter-studio/queue-state", "version": 1, "records": [');
+    expect(readQueueState(stateFile)).toMatchObject({ records: [], finished: [], problem: expect.stringContaining('is damaged') });
+    const fresh = open();
+    const logs: string[] = [];
+    fresh.subscribe((ev) => ev.type === 'log' && logs.push(ev.message));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(fresh.listQueue()).toEqual([]);
+    expect(logs.join('\n')).toMatch(/queue-state\.json is damaged; the queue starts empty/);
+    await fresh.close();
+  });
+
+  it('keeps the newest FINISHED_KEYS_KEPT finished runs', () => {
+    const file = path.join(dir, 'bounded.json');
+    const finished = Array.from({ length: FINISHED_KEYS_KEPT + 50 }, (_, i): [string, { runId: string; images: string[] }] => [
+      `k${i}`,
+      { runId: `r${i}`, images: [] },
+    ]);
+    writeQueueState(file, { records: [], finished });
+    const back = readQueueState(file);
+    expect(back.finished).toHaveLength(FINISHED_KEYS_KEPT);
+    expect(back.finished[0][0]).toBe('k50');
+    expect(back.finished.at(-1)?.[0]).toBe(`k${FINISHED_KEYS_KEPT + 49}`);
   });
 });

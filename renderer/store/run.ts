@@ -227,6 +227,8 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
         ...(j.error ? { error: j.error } : {}),
         held: j.held,
         ...(j.batch ? { batch: j.batch } : {}),
+        // The host keeps each job's workflow: after a reload the panel still shows its summary and offers Re-queue.
+        ...(had?.workflow || j.workflow ? { workflow: had?.workflow ?? j.workflow } : {}),
       };
     }
     set({ runs: trimFinished(runs) });
