@@ -24,7 +24,7 @@ import {
 } from 'electron';
 import type { RunEvent } from '../engine/api.js';
 import { createEngine, type Engine } from '../engine/engine.js';
-import { withFarm } from '../engine/farm/editor-queue.js';
+import { farmStateFileOf, queueStateFileOf, withFarm } from '../engine/farm/editor-queue.js';
 import { providerReadinessHere } from '../models/providers-here.js';
 import { readinessNotice } from '../models/providers.js';
 import { hostNotices, providersHere, readSettings, resolveSettings, saveSettings, settingsFileOf } from '../engine/hosts/host-config.js';
@@ -114,7 +114,10 @@ async function start(): Promise<void> {
   const rendererDir = path.join(appRoot, 'dist-renderer');
 
   // Settings' Run on a queue: the render farm (engine/farm/editor-queue.ts); else this machine.
-  engine = withFarm(createEngine({ ...settings, userDataDir: args.userData, demo: args.demo }), { inputsDir });
+  engine = withFarm(createEngine({ ...settings, userDataDir: args.userData, demo: args.demo, queueStateFile: queueStateFileOf(args.userData) }), {
+    inputsDir,
+    stateFile: farmStateFileOf(args.userData),
+  });
   const eng = engine;
   eng.subscribe((e: RunEvent) => {
     if (e.type === 'log') log(`[engine] ${e.message}`);

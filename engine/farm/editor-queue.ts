@@ -10,10 +10,20 @@
  * here ("waiting for the queue at redis://…" in the queue panel) and submitted again every few
  * seconds until it answers; jobs already in Redis keep running there and their results are
  * collected when the connection returns (a job is added under its id, so re-adding is a no-op).
+ *
+ * With `stateFile` (the hosts: <userData>/farm-jobs.json) the sweeps whose jobs have no result yet —
+ * held or in Redis — and the finished farm jobs' records survive a restart of the app: written
+ * atomically at every change (a job submitted, finished or cancelled), read back by the next
+ * withFarm, whose jobs are submitted again under the same ids (a job already in Redis is left as it
+ * is, one whose result was collected is no longer open) and followed, so each result arrives once.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { writeFileAtomicSync } from '../../models/fs-atomic.js';
 import type { ImageRef, QueueJob, RunEvent, Workflow } from '../api.js';
+import { QueueJobSchema, WorkflowSchema } from '../protocol.js';
 import type { Engine } from '../engine.js';
 import { imageSize } from '../hosts/inputs-store.js';
 import { PathResolver } from '../paths.js';
@@ -22,6 +32,11 @@ import type { FarmJob } from './job.js';
 import { buildFarmJob, FarmClient, RedisLostError, writeFarmResult, type FarmStatus } from './queue.js';
 import { newBatchId } from './submit.js';
 import { redactedUrl } from './redis.js';
+
+/** Where a host keeps the local queue's records and deduplication's finished runs across restarts (engine/queue-state.ts). */
+export const queueStateFileOf = (userDataDir: string): string => path.join(userDataDir, 'queue-state.json');
+/** Where a host keeps the farm's open sweeps and finished farm jobs across restarts (withFarm's stateFile). */
+export const farmStateFileOf = (userDataDir: string): string => path.join(userDataDir, 'farm-jobs.json');
 
 /** The setting's key in EngineSettings. */
 export const FARM_SETTING = 'farmQueue';
@@ -39,7 +54,31 @@ const RETRY_MS = 2000;
 /** Redis unreachable this long in the middle of a batch: its open jobs are held until it answers. */
 const LOST_AFTER_MS = 5000;
 
-export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
+/** What `stateFile` holds: the open sweeps (enough to build their jobs again) and the finished farm jobs' records. */
+const FarmStateSchema = z.object({
+  format: z.literal('ipadapter-studio/farm-jobs'),
+  version: z.literal(1),
+  batches: z.array(
+    z.object({
+      url: z.string(),
+      batch: z.string(),
+      wf: WorkflowSchema,
+      runIds: z.array(z.string()),
+      open: z.array(z.number().int().nonnegative()),
+      cancelLater: z.array(z.number().int().nonnegative()),
+      /** The first PNG of each finished job (the grid's cells), by index. */
+      firsts: z.record(z.string(), z.string()),
+      priority: z.number().optional(),
+      /** The name the queue shows (a sweep's jobs add their values) and when Run was pressed. */
+      title: z.string(),
+      submittedAt: z.number(),
+    }),
+  ),
+  records: z.array(z.unknown()),
+});
+type FarmState = z.infer<typeof FarmStateSchema>;
+
+export function withFarm(engine: Engine, o: { inputsDir: string; stateFile?: string }): FarmEngine {
   const listeners = new Set<(e: RunEvent) => void>();
   const emit = (e: RunEvent) => {
     for (const l of [...listeners]) {
@@ -85,14 +124,44 @@ export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
     /** Cancelled while held: removed from Redis (if an earlier submission put them there) once it answers. */
     cancelLater: Set<number>;
     firsts: (Uint8Array | null)[];
+    /** The file each finished job's first PNG was written to (persisted: the grid after a restart). */
+    firstFiles: Map<number, string>;
     held: string | null;
     pumping: boolean;
     /** BullMQ priority (Settings' farm priority when Run was pressed). */
     priority?: number;
+    title: string;
+    submittedAt: number;
   }
   const batches = new Map<string, EditorBatch>();
   let retryTimer: ReturnType<typeof setTimeout> | null = null;
   let closed = false;
+  /** Writes the open sweeps and the finished records now (atomically); a failed write is said, and tried again at the next change. */
+  const save = () => {
+    if (!o.stateFile) return;
+    const state: FarmState = {
+      format: 'ipadapter-studio/farm-jobs',
+      version: 1,
+      batches: [...batches.values()].map((b) => ({
+        url: b.url,
+        batch: b.batch,
+        wf: b.wf,
+        runIds: b.runIds,
+        open: [...b.open],
+        cancelLater: [...b.cancelLater],
+        firsts: Object.fromEntries([...b.firstFiles].map(([i, f]) => [String(i), f])),
+        ...(b.priority ? { priority: b.priority } : {}),
+        title: b.title,
+        submittedAt: b.submittedAt,
+      })),
+      records: [...records.values()].filter((r) => r.state !== 'queued' && r.state !== 'running'),
+    };
+    try {
+      writeFileAtomicSync(o.stateFile, JSON.stringify(state));
+    } catch (e) {
+      emit({ type: 'log', level: 'warn', message: `the farm's jobs could not be saved (${(e as Error).message}); they are kept while the app runs` });
+    }
+  };
   const finish = (b: EditorBatch, i: number, e: Extract<RunEvent, { type: 'run-done' }>) => {
     if (!b.open.delete(i)) return;
     record(b.runIds[i], {
@@ -101,6 +170,7 @@ export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
       held: undefined,
       ...(e.error ? { error: e.error } : {}),
     });
+    save();
     emit(e);
   };
   /** The queue cannot be reached: the batch's open jobs wait here, shown as such, and are submitted when it answers again. */
@@ -131,13 +201,22 @@ export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
       let c: FarmClient;
       try {
         c = await connect(b.url);
-        if (b.cancelLater.size) await c.cancelJobs(b.batch, [...b.cancelLater]);
-        b.cancelLater.clear();
+        if (b.cancelLater.size) {
+          await c.cancelJobs(b.batch, [...b.cancelLater]);
+          b.cancelLater.clear();
+          save();
+        }
+        if (!b.open.size) {
+          batches.delete(b.batch);
+          save();
+          return;
+        }
         await c.submit(
           [...b.open].map((i) => b.farmJobs[i]),
           b.priority ? { priority: b.priority } : {},
         );
       } catch (e) {
+        if (closed) return;
         return hold(b, (e as Error).message);
       }
       if (b.held) {
@@ -172,7 +251,10 @@ export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
                 const size = imageSize(fs.readFileSync(f));
                 return { path: f, width: size?.width ?? 0, height: size?.height ?? 0 };
               });
-              if (files[0]) b.firsts[i] = fs.readFileSync(files[0]);
+              if (files[0]) {
+                b.firsts[i] = fs.readFileSync(files[0]);
+                b.firstFiles.set(i, files[0]);
+              }
               record(b.runIds[i], { images: files });
               emit({ type: 'output', runId: b.runIds[i], node: 'farm', images });
               finish(b, i, { type: 'run-done', runId: b.runIds[i], ok: true });
@@ -184,12 +266,14 @@ export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
           { lostAfterMs: LOST_AFTER_MS },
         );
       } catch (e) {
+        if (closed) return; // the app is closing: the open jobs stay in the state file for the next start
         if (e instanceof RedisLostError || !c.connected) return hold(b, (e as Error).message);
         emit({ type: 'log', level: 'warn', message: (e as Error).message });
         for (const i of [...b.open]) finish(b, i, { type: 'run-done', runId: b.runIds[i], ok: false, error: (e as Error).message });
       }
       if (b.open.size) return; // cancelled ones are reported by their cancel
       batches.delete(b.batch);
+      save();
       if (b.plan.grid && b.firsts.some((f) => f)) await writeGrid(b.plan, b.firsts, b.wf, engine.nodeSpecs(), outputDir);
     } finally {
       b.pumping = false;
@@ -220,20 +304,122 @@ export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
       open: new Set(plan.jobs.map((_, i) => i)),
       cancelLater: new Set(),
       firsts: plan.jobs.map(() => null),
+      firstFiles: new Map(),
       held: null,
       pumping: false,
       priority: (engine.settings() as { farmPriority?: number }).farmPriority || undefined,
+      title,
+      submittedAt: Date.now(),
     };
     batches.set(batch, b);
     plan.jobs.forEach((j, i) => {
-      const jobName = plan.groups.length ? `${title} [${j.label}]` : title;
-      records.set(runIds[i], { runId: runIds[i], name: jobName, state: 'queued', where, position: i, submittedAt: Date.now(), batch: runIds[0] });
+      const jobName = jobNameOf(plan, title, i);
+      records.set(runIds[i], {
+        runId: runIds[i],
+        name: jobName,
+        state: 'queued',
+        where,
+        position: i,
+        submittedAt: b.submittedAt,
+        batch: runIds[0],
+        workflow: j.workflow,
+      });
       jobsOf.set(runIds[i], { batch, index: i });
       emit({ type: 'queued', runId: runIds[i], position: i, name: jobName, where });
     });
+    save();
     void pump(b);
     return { runId: runIds[0], runIds };
   }
+
+  /**
+   * The previous session's state: finished records listed again, open sweeps rebuilt (their jobs built again from the
+   * workflow, under the same batch id and runIds) and pumped: submitted (a no-op for a job Redis has) and followed.
+   */
+  function restore(file: string) {
+    let state: FarmState;
+    try {
+      state = FarmStateSchema.parse(JSON.parse(fs.readFileSync(file, 'utf8')));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+        setTimeout(
+          () => emit({ type: 'log', level: 'warn', message: `the farm's saved jobs ${file} could not be read (${(e as Error).message}); none were restored` }),
+          0,
+        );
+      return;
+    }
+    for (const r of state.records) {
+      const ok = QueueJobSchema.safeParse(r);
+      if (ok.success) records.set(ok.data.runId, ok.data);
+    }
+    const specs = engine.nodeSpecs();
+    for (const s of state.batches) {
+      const plan = planBatch(s.wf, specs, null, o.inputsDir);
+      const where = redactedUrl(s.url);
+      const lost = (why: string) => {
+        s.runIds.forEach((runId, i) => {
+          if (!s.open.includes(i)) return;
+          records.set(runId, { runId, name: s.title, state: 'failed', where, submittedAt: s.submittedAt, finishedAt: Date.now(), error: why });
+        });
+        setTimeout(() => emit({ type: 'log', level: 'warn', message: `the farm jobs of ${s.title} saved before the restart cannot run again: ${why}` }), 0);
+      };
+      if ('errors' in plan) {
+        lost(plan.errors.map((e) => e.message).join('; '));
+        continue;
+      }
+      if (plan.jobs.length !== s.runIds.length) {
+        lost(`the workflow now makes ${plan.jobs.length} jobs instead of ${s.runIds.length} (an image folder changed)`);
+        continue;
+      }
+      let farmJobs: FarmJob[];
+      try {
+        const paths = new PathResolver(engine.modelsDir(), null, o.inputsDir);
+        farmJobs = plan.jobs.map((j) => buildFarmJob(s.batch, j, plan.jobs.length, specs, paths));
+      } catch (e) {
+        lost((e as Error).message);
+        continue;
+      }
+      const firstFiles = new Map(Object.entries(s.firsts).map(([i, f]) => [Number(i), f]));
+      const b: EditorBatch = {
+        url: s.url,
+        batch: s.batch,
+        wf: s.wf,
+        plan,
+        farmJobs,
+        runIds: s.runIds,
+        open: new Set(s.open.filter((i) => i < s.runIds.length)),
+        cancelLater: new Set(s.cancelLater),
+        firsts: plan.jobs.map((_, i) => {
+          const f = firstFiles.get(i);
+          return f && fs.existsSync(f) ? fs.readFileSync(f) : null;
+        }),
+        firstFiles,
+        held: null,
+        pumping: false,
+        ...(s.priority ? { priority: s.priority } : {}),
+        title: s.title,
+        submittedAt: s.submittedAt,
+      };
+      batches.set(b.batch, b);
+      s.runIds.forEach((runId, i) => {
+        jobsOf.set(runId, { batch: b.batch, index: i });
+        if (!b.open.has(i)) return;
+        const name = jobNameOf(plan, s.title, i);
+        records.set(runId, {
+          runId,
+          name,
+          state: 'queued',
+          where,
+          position: i,
+          submittedAt: s.submittedAt,
+          batch: s.runIds[0],
+          workflow: plan.jobs[i].workflow,
+        });
+      });
+      void pump(b);
+    }
+  }
+  if (o.stateFile) restore(o.stateFile);
 
   const wrapped: FarmEngine = {
     ...engine,
@@ -287,6 +473,7 @@ export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
     async close() {
       closed = true;
       if (retryTimer) clearTimeout(retryTimer);
+      save();
       if (client) await client.close();
       await engine.close();
     },
@@ -299,6 +486,10 @@ export function withFarm(engine: Engine, o: { inputsDir: string }): FarmEngine {
     },
   });
 }
+
+/** A farm job's name in the queue: the run's name, with the job's values for a sweep. */
+const jobNameOf = (plan: Extract<ReturnType<typeof planBatch>, { jobs: unknown }>, title: string, i: number) =>
+  plan.groups.length ? `${title} [${plan.jobs[i].label}]` : title;
 
 /** The wrapped engine's farm submission, when it has one (host-api's enqueue). */
 export function farmEnqueueOf(engine: unknown): ((wf: Workflow, opts: { name?: string }) => Promise<{ runId: string; runIds: string[] } | null>) | null {

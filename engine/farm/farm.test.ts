@@ -412,6 +412,73 @@ describe('render farm on a real Redis', () => {
     }
   });
 
+  it('the editor restarted with farm jobs open (held while Redis was down, then in Redis): the next start lists them, submits and collects them, each result exactly once; finished ones stay listed with their workflows', async () => {
+    const out = path.join(tmp, 'editor-restart');
+    const inputsDir = path.join(userData, 'inputs');
+    const stateFile = path.join(tmp, 'restart-user', 'farm-jobs.json');
+    const stored = storeImageBytes(inputsDir, 'image-prompt.png', fs.readFileSync(path.join(tmp, 'images', 'image-prompt.png')));
+    // One host's life: the engine wrapped as web.ts / electron do it, with the same state file each time.
+    const host = () => {
+      const engine = withFarm(createEngine({ modelsDir: path.join(tmp, 'none'), outputDir: out, provider: 'cpu', userDataDir: userData, demo: true }), {
+        inputsDir,
+        stateFile,
+      });
+      const h = createApiHandlers({ engine, host: 'web', info: () => ({}) as never, examplesDir: path.join(root, 'examples'), inputsDir });
+      const events: RunEvent[] = [];
+      engine.subscribe((e) => events.push(e));
+      return { engine, h, events, ends: (id: string) => events.filter((e) => e.type === 'run-done' && e.runId === id) };
+    };
+    const saved = () => JSON.parse(fs.readFileSync(stateFile, 'utf8')) as { batches: { open: number[]; runIds: string[] }[]; records: QueueJob[] };
+    const names = ['restart [weight=0, seed=1]', 'restart [weight=1, seed=1]', 'restart [weight=0, seed=2]', 'restart [weight=1, seed=2]']; // X varies fastest
+
+    // 1. Redis is down at Run: the four jobs are held, and the app is closed.
+    await stopRedis();
+    const a = host();
+    await a.h.updateSettings({ farmQueue: url });
+    const wf = parseWorkflow(JSON.parse(fs.readFileSync(sweepFile('restart', '0, 1', '1, 2', 12), 'utf8'))).workflow!;
+    for (const n of wf.nodes) if (n.type === 'load-image') n.params = { ...n.params, image: stored.value };
+    const { runIds } = await a.h.enqueue({ workflow: wf, name: 'restart' });
+    expect(runIds).toHaveLength(4);
+    await waitFor('all four held', () => (a.h.listQueue({}) as QueueJob[]).filter((r) => r.held).length === 4, 20_000);
+    await a.engine.close();
+    expect(saved().batches).toMatchObject([{ open: [0, 1, 2, 3], runIds }]);
+
+    // 2. The next start, Redis back: the jobs are listed as before (names, workflows) and go to the queue; closed after a first result.
+    await startRedis();
+    const b = host();
+    const listed = (b.h.listQueue({}) as QueueJob[]).filter((r) => runIds!.includes(r.runId));
+    expect(listed.map((r) => [r.runId, r.name, r.where, r.batch])).toEqual(runIds!.map((id, i) => [id, names[i], url, runIds![0]]));
+    expect(listed.every((r) => r.workflow?.nodes.some((n) => n.type === 'save-image'))).toBe(true);
+    await waitFor('a first result after the restart', () => b.events.some((e) => e.type === 'run-done' && e.ok), 120_000);
+    await b.engine.close();
+    const firstDone = runIds!.filter((id) => b.ends(id).length);
+    expect(firstDone.length).toBeLessThan(4);
+    expect(saved().batches[0].open).toHaveLength(4 - firstDone.length);
+
+    // 3. Started again: the rest (running on the workers meanwhile, or waiting) are collected; none is written twice.
+    const c = host();
+    await waitFor('the other results', () => runIds!.filter((id) => !firstDone.includes(id)).every((id) => c.ends(id).length === 1), 180_000);
+    for (const id of runIds!) expect(b.ends(id).length + c.ends(id).length, id).toBe(1);
+    for (const id of firstDone) expect(c.ends(id)).toEqual([]);
+    expect(pngs(out)).toEqual(['restart-001_00001_.png', 'restart-002_00001_.png', 'restart-003_00001_.png', 'restart-004_00001_.png']);
+    await waitFor('the grid', () => fs.existsSync(path.join(out, 'restart-grid_00001_.png')));
+    await waitFor('the state saved', () => saved().batches.length === 0);
+    await c.engine.close();
+
+    // 4. And again: nothing is open, the finished jobs are listed with their workflows (Re-queue), nothing is submitted.
+    const d = host();
+    try {
+      const done = (d.h.listQueue({}) as QueueJob[]).filter((r) => runIds!.includes(r.runId));
+      expect(done.map((r) => [r.name, r.state])).toEqual(names.map((n) => [n, 'done']));
+      expect(done.every((r) => r.workflow && r.images?.length === 1)).toBe(true);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(d.events.filter((e) => e.type === 'queued' || e.type === 'run-done')).toEqual([]);
+      expect(fs.readdirSync(path.dirname(stateFile)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    } finally {
+      await d.engine.close();
+    }
+  });
+
   it("the editor's Cancel batch on the farm, with a priority: the sweep's prioritized waiting jobs leave the queue, the running ones stop, each reported once", async () => {
     const out = path.join(tmp, 'editor-cancel');
     const inputsDir = path.join(userData, 'inputs');

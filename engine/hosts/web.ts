@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { EngineSettings } from '../api.js';
 import { createEngine } from '../engine.js';
-import { withFarm } from '../farm/editor-queue.js';
+import { farmStateFileOf, queueStateFileOf, withFarm } from '../farm/editor-queue.js';
 import {
   defaultUserData,
   ensureRendererBuilt,
@@ -76,7 +76,10 @@ async function main(): Promise<void> {
   const staticDir = ensureRendererBuilt();
 
   // Settings' Run on a queue: the render farm (engine/farm/editor-queue.ts); else this machine.
-  const engine = withFarm(createEngine({ ...settings, userDataDir: args.userData, demo: args.demo }), { inputsDir: path.join(args.userData, 'inputs') });
+  const engine = withFarm(createEngine({ ...settings, userDataDir: args.userData, demo: args.demo, queueStateFile: queueStateFileOf(args.userData) }), {
+    inputsDir: path.join(args.userData, 'inputs'),
+    stateFile: farmStateFileOf(args.userData),
+  });
   engine.subscribe((e) => {
     if (e.type === 'log') console.log(`[engine] ${e.message}`);
     else if (e.type === 'run-done' && !e.ok) console.log(`[engine] run ${e.runId} ${e.cancelled ? 'cancelled' : `failed: ${e.error ?? ''}`}`);
