@@ -11,6 +11,7 @@
  */
 import { type EmbedsScaling, embedsScalingCoefficients } from './ip-adapter.js';
 import { downsampleIpMask } from './ip-adapter-mask.js';
+import { residentFeeds, unetPerStepInput } from './onnx/device-tensors.js';
 import { ort, runWithNaNGuard } from './onnx/session.js';
 import { type UNetConfig, crossAttnLayers, crossAttnLevels, levelGrid, numDownResiduals } from './unet-config.js';
 
@@ -203,7 +204,9 @@ export function ipAdapterFeeds(cfg: UNetConfig, k: number, a: IpAdapterInputs, H
  * is computed again in fp32 on the same provider, and `notice` says so (the sampler node logs it).
  */
 export async function callUNet(unet: UNetSession, inp: UNetInputs): Promise<UNetOutput> {
-  const { out, notice } = await runWithNaNGuard(unet.session, unetFeeds(unet, inp));
+  // On WebGPU the constant inputs stay on the device across steps (onnx/device-tensors.ts); elsewhere the same feeds.
+  const feeds = await residentFeeds(unet.session, unetFeeds(unet, inp), unetPerStepInput);
+  const { out, notice } = await runWithNaNGuard(unet.session, feeds);
   const y = out.noise_pred;
   if (!y) throw new Error('UNet: the session returned no noise_pred output');
   return { data: y.data as Float32Array, dims: [...y.dims], ...(notice ? { notice } : {}) };

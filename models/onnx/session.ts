@@ -48,6 +48,16 @@ export interface SessionConfig {
   profile?: GraphProfile;
   /** Called (instead of logging) when a profile's session failed to build and a simpler one is used. */
   onProfileFallback?: (notice: string) => void;
+  /**
+   * Fixed input shapes on a GPU provider (default there: `FIXED_DIMS`; `false` keeps every dim free; ignored on the CPU):
+   * the session is built for the sizes of its first run's feeds and rebuilt when one of them changes (FixedShapeSession).
+   */
+  fixedShapes?: boolean | RegExp;
+  /**
+   * Outputs a WebGPU session leaves on the device (`preferredOutputLocation: 'gpu-buffer'`): they come back as
+   * gpu-buffer tensors to feed another WebGPU session (onnx/device-tensors.ts; never `getData()` them). Ignored elsewhere.
+   */
+  deviceOutputs?: readonly string[];
 }
 
 export type HalfWeightsMode = 'fp32-file' | 'per-run' | 'folded';
@@ -151,7 +161,7 @@ const TWIN_OF = new WeakMap<ort.InferenceSession, () => Promise<ort.InferenceSes
 /** Whether every value of every float output is finite. */
 function allFinite(out: ort.InferenceSession.ReturnType): boolean {
   for (const t of Object.values(out)) {
-    if (t.type !== 'float32') continue;
+    if (t.type !== 'float32' || t.location !== 'cpu') continue; // a device output (deviceOutputs) is not read here
     const d = t.data as Float32Array;
     for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) return false;
   }
@@ -167,6 +177,7 @@ export async function runWithNaNGuard(
   session: ort.InferenceSession,
   feeds: Record<string, ort.Tensor>,
 ): Promise<{ out: ort.InferenceSession.ReturnType; notice?: string }> {
+  if (session instanceof FixedShapeSession) session = await session.sessionFor(feeds);
   const out = await session.run(feeds);
   const twin = TWIN_OF.get(session);
   if (!twin || allFinite(out)) return { out };
@@ -211,6 +222,8 @@ async function createProfileSession(model: BuiltModel, cfg: SessionConfig, profi
     opts.logSeverityLevel ??= 3; // one warning per unfolded Cast otherwise (hundreds, by design here)
   }
   if (cfg.threads) opts.intraOpNumThreads = cfg.threads;
+  const onDevice = cfg.deviceOutputs?.filter((n) => built.outputNames.includes(n)) ?? [];
+  if (providers === 'webgpu' && onDevice.length) opts.preferredOutputLocation = Object.fromEntries(onDevice.map((n) => [n, 'gpu-buffer' as const]));
   const session = await ort.InferenceSession.create(modelPath, opts);
   PROFILE_OF.set(session, profile);
   if (profile.precision !== 'fp32') {
@@ -237,7 +250,10 @@ export async function createSession(model: BuiltModel, cfg: SessionConfig): Prom
   let first: Error | null = null;
   for (const [i, p] of chain.entries()) {
     try {
-      return await createProfileSession(model, cfg, p, provider);
+      const session = await createProfileSession(model, cfg, p, provider);
+      const fixed = cfg.fixedShapes === false ? null : cfg.fixedShapes instanceof RegExp ? cfg.fixedShapes : FIXED_DIMS;
+      const symbolic = fixed && model.spec.inputs.some((x) => x.dims.some((d) => typeof d === 'string' && fixed.test(d)));
+      return provider !== 'cpu' && symbolic ? new FixedShapeSession(session, model, cfg, p, provider, fixed) : session;
     } catch (e) {
       first ??= e as Error;
       const next = chain[i + 1];
@@ -256,6 +272,137 @@ export async function createSession(model: BuiltModel, cfg: SessionConfig): Prom
     return session;
   }
   throw e;
+}
+
+/**
+ * The symbolic input dims a GPU session fixes by default: the batch (2 with CFG), the latent / image size and the
+ * number of text tokens (models/unet.ts, vae.ts, clip-text.ts input names). ControlNet residual dims follow from them.
+ */
+export const FIXED_DIMS = /^(batch|height|width|text_tokens)$/;
+
+/**
+ * `model` with the symbolic dims `values` of its graph inputs written as numbers: what ONNX Runtime's
+ * freeDimensionOverrides does (FreeDimensionOverrideTransformer sets the inputs' dim_value), done in the graph because
+ * onnxruntime-node 1.30 ignores that session option (js/node/src/session_options_helper.cc never reads it). Its own key.
+ */
+export function withFixedDims(model: BuiltModel, values: Readonly<Record<string, number>>): BuiltModel {
+  const names = Object.keys(values).sort();
+  if (!names.length) return model;
+  const inputs = model.spec.inputs.map((x) => ({ ...x, dims: x.dims.map((d) => (typeof d === 'string' && d in values ? values[d]! : d)) }));
+  return model.withSpec({ ...model.spec, inputs }, { salt: `|dims:${names.map((n) => `${n}=${values[n]}`).join(',')}` });
+}
+
+/** The values `feeds` give the symbolic dims matching `pattern` of `model`'s inputs (a dim given two values is left free). */
+export function feedDims(model: BuiltModel, feeds: Readonly<Record<string, ort.Tensor>>, pattern: RegExp): Record<string, number> {
+  const seen = new Map<string, number | null>();
+  for (const x of model.spec.inputs) {
+    const t = feeds[x.name];
+    if (!t || t.dims.length !== x.dims.length) continue;
+    x.dims.forEach((d, i) => {
+      if (typeof d !== 'string' || !pattern.test(d)) return;
+      const v = t.dims[i]!;
+      const was = seen.get(d);
+      seen.set(d, was === undefined || was === v ? v : null);
+    });
+  }
+  return Object.fromEntries([...seen].filter((e): e is [string, number] => e[1] !== null));
+}
+
+/**
+ * A GPU session with fixed input shapes (SessionConfig.fixedShapes): each run goes to the session built for its feeds'
+ * sizes (`withFixedDims`), made on first need; a run at the same sizes reuses it, a change of size builds a new one
+ * and releases the previous (one set of weights on the device at a time). Until the first fixed session is built, and
+ * if one fails to build (logged), the free-shape session runs. Names and metadata are the model's.
+ */
+export class FixedShapeSession implements ort.InferenceSession {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[];
+  readonly outputMetadata: readonly ort.InferenceSession.ValueMetadata[];
+  /** The sizes of the fixed session now held ('' = none) and how many were built (gpu-check reports it). */
+  key = '';
+  builds = 0;
+  private fixed: Promise<ort.InferenceSession> | null = null;
+  private free: Promise<ort.InferenceSession> | null;
+  private inFlight = new Map<ort.InferenceSession, number>();
+  private retired = new Set<ort.InferenceSession>();
+
+  constructor(
+    free: ort.InferenceSession,
+    private readonly model: BuiltModel,
+    private readonly cfg: SessionConfig,
+    private readonly profile: GraphProfile,
+    private readonly provider: Provider,
+    private readonly pattern: RegExp,
+  ) {
+    this.free = Promise.resolve(free);
+    this.inputNames = free.inputNames;
+    this.outputNames = free.outputNames;
+    this.inputMetadata = free.inputMetadata;
+    this.outputMetadata = free.outputMetadata;
+    PROFILE_OF.set(this, profile);
+  }
+
+  /** The session that runs `feeds` (building it when their sizes changed). */
+  async sessionFor(feeds: Readonly<Record<string, ort.Tensor>>): Promise<ort.InferenceSession> {
+    const values = feedDims(this.model, feeds, this.pattern);
+    const key = JSON.stringify(Object.entries(values).sort());
+    if (key === '[]') return this.freeSession();
+    if (key !== this.key || !this.fixed) {
+      const previous = this.fixed;
+      this.key = key;
+      this.builds++;
+      const log = this.cfg.log ?? (() => {});
+      this.fixed = createProfileSession(withFixedDims(this.model, values), this.cfg, this.profile, this.provider).catch(async (e: Error) => {
+        log(`provider ${this.provider}: the session with fixed input sizes ${key} failed to build (${e.message.split('\n')[0]}); using free sizes`);
+        return this.freeSession();
+      });
+      const s = await this.fixed;
+      if (previous) this.retire(await previous);
+      if (this.free && s !== (await this.free)) {
+        this.retire(await this.free);
+        this.free = null;
+      }
+    }
+    return this.fixed;
+  }
+
+  private freeSession(): Promise<ort.InferenceSession> {
+    return (this.free ??= createProfileSession(this.model, this.cfg, this.profile, this.provider));
+  }
+
+  /** Releases `s` once no run is using it. */
+  private retire(s: ort.InferenceSession): void {
+    if (this.inFlight.get(s)) this.retired.add(s);
+    else void s.release();
+  }
+
+  run(feeds: ort.InferenceSession.FeedsType, options?: ort.InferenceSession.RunOptions): Promise<ort.InferenceSession.ReturnType>;
+  run(
+    feeds: ort.InferenceSession.FeedsType,
+    fetches: ort.InferenceSession.FetchesType,
+    options?: ort.InferenceSession.RunOptions,
+  ): Promise<ort.InferenceSession.ReturnType>;
+  async run(feeds: ort.InferenceSession.FeedsType, a?: object, b?: ort.InferenceSession.RunOptions): Promise<ort.InferenceSession.ReturnType> {
+    const s = await this.sessionFor(feeds as Record<string, ort.Tensor>);
+    this.inFlight.set(s, (this.inFlight.get(s) ?? 0) + 1);
+    try {
+      return await (b === undefined ? s.run(feeds, a as ort.InferenceSession.RunOptions) : s.run(feeds, a as ort.InferenceSession.FetchesType, b));
+    } finally {
+      const n = this.inFlight.get(s)! - 1;
+      this.inFlight.set(s, n);
+      if (!n && this.retired.delete(s)) void s.release();
+    }
+  }
+
+  async release(): Promise<void> {
+    const all = await Promise.all([this.fixed, this.free].map((p) => p?.catch(() => null)));
+    this.fixed = this.free = null;
+    for (const s of new Set(all)) if (s) await s.release();
+  }
+
+  startProfiling(): void {}
+  endProfiling(): void {}
 }
 
 export { ort };

@@ -1,0 +1,81 @@
+/**
+ * `npx tsx scripts/gpu-check/device-check.ts`: checks, on the WebGPU provider of this process, what
+ * models/onnx/device-tensors.ts and the fixed-shape sessions (models/onnx/session.ts FixedShapeSession) rely on:
+ * a CPU tensor uploaded and downloaded again is bit-identical; a session fed its constant input from the device
+ * (residentFeeds) gives the bytes it gives with CPU feeds, uploads that input once, uploads it again when the caller
+ * rewrites it in place; a WebGPU session is built for its feeds' sizes and rebuilt when they change.
+ * Prints one JSON line and `device-check: ok`, or the failed check and exits 1; exits 2 when WebGPU does not start.
+ * Without a GPU it runs on a software Vulkan driver (models/onnx/device-tensors.test.ts points it at Chromium's
+ * SwiftShader): slow, but the same ONNX Runtime WebGPU code.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fromDevice, residentFeeds, residentStats, toDevice } from '../../models/onnx/device-tensors.js';
+import { DataType, Graph } from '../../models/onnx/graph.js';
+import { FixedShapeSession, createSession, ort, sessionProfile } from '../../models/onnx/session.js';
+
+/** y = x W + c: x changes per call, c is the constant input (like the text embeddings of a UNet step). */
+function model() {
+  const g = new Graph('device-check');
+  const x = g.input('x', DataType.FLOAT, ['batch', 8]);
+  const c = g.input('c', DataType.FLOAT, ['batch', 8]);
+  const w = g.constF(
+    Float32Array.from({ length: 64 }, (_, i) => Math.cos(i)),
+    [8, 8],
+  );
+  g.output('y', g.op('Add', [g.op('MatMul', [x, w]), c]), DataType.FLOAT, ['batch', 8]);
+  return g.build();
+}
+
+const filled = (n: number, s: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.7 + s));
+const same = (a: ort.Tensor, b: ort.Tensor) => Buffer.compare(Buffer.from((a.data as Float32Array).buffer), Buffer.from((b.data as Float32Array).buffer)) === 0;
+
+async function main(): Promise<number> {
+  const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-device-check-'));
+  const failures: string[] = [];
+  const check = (ok: boolean, what: string) => {
+    if (!ok) failures.push(what);
+  };
+  try {
+    let failed = '';
+    const s = await createSession(model(), { cacheDir, provider: 'webgpu', onProviderFailed: (_, e) => (failed = e.message.split('\n')[0]!) });
+    if (failed || sessionProfile(s)?.provider !== 'webgpu') {
+      console.log(`device-check: WebGPU did not start here (${failed || 'fell back to the CPU'})`);
+      return 2;
+    }
+    check(s instanceof FixedShapeSession, 'a WebGPU session with symbolic dims is a FixedShapeSession');
+    const cpuT = new ort.Tensor('float32', filled(16, 0), [2, 8]);
+    const back = await fromDevice(await toDevice(cpuT));
+    check(back.location === 'cpu' && same(back, cpuT), 'upload + download is bit-identical');
+
+    const x = (k: number) => new ort.Tensor('float32', filled(16, k), [2, 8]);
+    const c = filled(16, 9);
+    const plain = async (k: number) => (await s.run({ x: x(k), c: new ort.Tensor('float32', c.slice(), [2, 8]) })).y!;
+    const resident = async (k: number) => (await s.run(await residentFeeds(s, { x: x(k), c: new ort.Tensor('float32', c, [2, 8]) }, (n) => n === 'x'))).y!;
+    for (const k of [1, 2]) check(same(await resident(k), await plain(k)), `step ${k}: resident feeds give the bytes of CPU feeds`);
+    const st = residentStats(s);
+    check(st?.uploads === 1 && st.reused === 1, `the constant input is uploaded once and reused (${JSON.stringify(st)})`);
+    c[3] = 42; // rewritten in place by the caller
+    check(same(await resident(3), await plain(3)), 'an input rewritten in place is uploaded again (no stale device copy)');
+    check(residentStats(s)?.uploads === 2, 'the rewritten input counts as a second upload');
+    const fixed = s as FixedShapeSession;
+    const builds = fixed.builds;
+    const three = await s.run({ x: new ort.Tensor('float32', filled(24, 5), [3, 8]), c: new ort.Tensor('float32', filled(24, 6), [3, 8]) });
+    check(three.y!.dims[0] === 3 && fixed.builds === builds + 1, 'a change of batch size builds a new session');
+    await s.run({ x: new ort.Tensor('float32', filled(24, 7), [3, 8]), c: new ort.Tensor('float32', filled(24, 6), [3, 8]) });
+    check(fixed.builds === builds + 1, 'a run at the same size reuses it');
+    await s.release();
+    console.log(JSON.stringify({ stats: st, builds: fixed.builds, key: fixed.key, failures }));
+  } finally {
+    fs.rmSync(cacheDir, { recursive: true, force: true });
+  }
+  if (failures.length) {
+    console.log(`device-check: FAILED: ${failures.join('; ')}`);
+    return 1;
+  }
+  console.log('device-check: ok');
+  return 0;
+}
+
+process.exitCode = await main();
