@@ -7,6 +7,7 @@ import { Handle, Position, useConnection, type NodeProps } from '@xyflow/react';
 import { editor, useEditor } from '../editor.js';
 import { portsOf, primitiveTarget, rerouteType, wireColor, type CanvasPort, type FlowNode, type WireType } from '../graph.js';
 import { shownWarnings } from '../node-warnings.js';
+import { CONTROL_PARAM, PRIMITIVE_CONTROL } from '../seed-control.js';
 import type { NodeRun } from '../store/index.js';
 import { ParamWidget } from './ParamWidget.js';
 
@@ -159,8 +160,8 @@ function NoteCard({ id, text, selected, color }: { id: string; text: string; sel
   );
 }
 
-/** A primitive: its output and a widget like the first param it feeds. */
-function PrimitiveBody({ id, value }: { id: string; value: unknown }) {
+/** A primitive: its output and a widget like the first param it feeds (a seed: with its control after generate, as ComfyUI's). */
+function PrimitiveBody({ id, value, control }: { id: string; value: unknown; control: unknown }) {
   const key = useEditor((s) => {
     const t = primitiveTarget(id, s.nodes, s.edges, s.specs);
     return t ? `${t.node.id}\0${t.param.name}` : '';
@@ -174,12 +175,17 @@ function PrimitiveBody({ id, value }: { id: string; value: unknown }) {
     <>
       <div className="params">
         {param && tspec ? (
-          <ParamWidget
-            node={id}
-            nodeTitle="Primitive"
-            spec={{ ...param, name: 'value', label: `${param.label ?? param.name} (${tspec.title})` }}
-            value={(value ?? target!.data.params[name]) as never}
-          />
+          <>
+            <ParamWidget
+              node={id}
+              nodeTitle="Primitive"
+              spec={{ ...param, name: 'value', label: `${param.label ?? param.name} (${tspec.title})` }}
+              value={(value ?? target!.data.params[name]) as never}
+            />
+            {param.kind === 'number' && param.widget === 'seed' && (
+              <ParamWidget node={id} nodeTitle="Primitive" spec={PRIMITIVE_CONTROL} value={(control ?? 'fixed') as never} />
+            )}
+          </>
         ) : (
           <div className="param-hint">Wire “value” to a param turned into an input (right-click a node: Convert … to input).</div>
         )}
@@ -241,6 +247,10 @@ export const NodeCard = memo(function NodeCard({ id, data, selected }: NodeProps
   const { inputs, outputs } = portsOf({ id, data, position: { x: 0, y: 0 } } as FlowNode, { [spec.type]: spec });
   const rows = Math.max(inputs.length, outputs.length);
   const asInputs = new Set(data.ui?.inputs ?? []);
+  // A seed turned into an input takes its control after generate along (a primitive feeding it has its own), as in ComfyUI.
+  const seeds = spec.params.filter((p) => p.kind === 'number' && p.widget === 'seed');
+  const controlGone = seeds.length > 0 && seeds.every((p) => asInputs.has(p.name));
+  const widgets = spec.params.filter((p) => !asInputs.has(p.name) && !(controlGone && p.name === CONTROL_PARAM));
   const title =
     typeof data.ui?.title === 'string' && data.ui.title ? data.ui.title : dyn && data.params.class_type ? `${data.params.class_type} (ComfyUI)` : spec.title;
   const collapsed = !!data.ui?.collapsed;
@@ -337,14 +347,12 @@ export const NodeCard = memo(function NodeCard({ id, data, selected }: NodeProps
           </div>
         ))}
       </div>
-      {spec.virtual === 'primitive' && <PrimitiveBody id={id} value={data.params.value} />}
-      {spec.params.some((p) => !asInputs.has(p.name)) && (
+      {spec.virtual === 'primitive' && <PrimitiveBody id={id} value={data.params.value} control={data.params[CONTROL_PARAM]} />}
+      {widgets.length > 0 && (
         <div className="params">
-          {spec.params
-            .filter((p) => !asInputs.has(p.name))
-            .map((p) => (
-              <ParamWidget key={p.name} node={id} nodeTitle={spec.title} spec={p} value={data.params[p.name]} />
-            ))}
+          {widgets.map((p) => (
+            <ParamWidget key={p.name} node={id} nodeTitle={spec.title} spec={p} value={data.params[p.name]} />
+          ))}
         </div>
       )}
       {preview && <img className="node-preview-image" src={preview} alt={`Preview of ${spec.title}`} />}

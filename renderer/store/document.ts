@@ -138,12 +138,15 @@ export const createDocumentSlice: StateCreator<EditorState, [], [], DocumentSlic
     get().commit();
     // An input takes one edge: a new connection replaces the old one.
     const edges = s.edges.filter((e) => !(e.target === c.target && e.targetHandle === c.targetHandle));
-    // A primitive wired for the first time takes the value the param had.
+    // A primitive wired for the first time takes the value the param had (a seed: its control after generate too, as ComfyUI's).
     const src = s.nodes.find((n) => n.id === c.source)!;
     const dst = s.nodes.find((n) => n.id === c.target)!;
+    const control = dst.data.params.control_after_generate;
+    const seed = s.specs[dst.data.type]?.params.some((p) => p.name === c.targetHandle && p.kind === 'number' && p.widget === 'seed');
+    const taken = { value: dst.data.params[c.targetHandle!], ...(control !== undefined && seed ? { control_after_generate: control } : {}) };
     const nodes =
       s.specs[src.data.type]?.virtual === 'primitive' && src.data.params.value === undefined && dst.data.params[c.targetHandle!] !== undefined
-        ? s.nodes.map((n) => (n.id === src.id ? { ...n, data: { ...n.data, params: { ...n.data.params, value: dst.data.params[c.targetHandle!] } } } : n))
+        ? s.nodes.map((n) => (n.id === src.id ? { ...n, data: { ...n.data, params: { ...n.data.params, ...taken } } } : n))
         : s.nodes;
     set({ nodes, edges: [...edges, makeEdge(c.source!, c.sourceHandle!, c.target!, c.targetHandle!, type)] });
     return null;
