@@ -56,6 +56,8 @@ export interface EngineOptions extends EngineSettings {
   threads?: number;
   /** Graph precision of every network (models/onnx/profile.ts): fp32 (default, today's graph) or fp16 on the provider's profile. */
   precision?: Precision;
+  /** Samplers' ControlNets inside the UNet session (models/unet-controlnet.ts): absent = on GPU providers only; true forces it on the CPU (tests). */
+  controlNetsInUNet?: boolean;
   /** Where the queue's records and deduplication's finished runs are kept across restarts (engine/queue-state.ts); absent: memory only. */
   queueStateFile?: string;
 }
@@ -142,7 +144,14 @@ export function createEngine(options: EngineOptions): Engine {
     }
   };
   const log = (msg: string) => emit({ type: 'log', level: /fall(ing)? back|failed/i.test(msg) ? 'warn' : 'info', message: msg });
-  const store = new ModelStore({ cacheDir, provider: settings.provider, log, threads: options.threads, precision: precisionOf(settings) });
+  const store = new ModelStore({
+    cacheDir,
+    provider: settings.provider,
+    log,
+    threads: options.threads,
+    precision: precisionOf(settings),
+    controlNetsInUNet: options.controlNetsInUNet,
+  });
   const executor = new Executor(NODE_DEFS, store);
   const specs = nodeSpecs();
 

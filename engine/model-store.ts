@@ -63,6 +63,12 @@ export interface ModelStoreOptions {
   precision?: Precision;
   /** Notices a host shows (a graph profile that failed to build and fell back); default: the log. */
   notice?: (msg: string) => void;
+  /**
+   * Where a sampler's ControlNets run (models/unet-controlnet.ts): true = inside the UNet's session (one merged graph),
+   * false = their own sessions, residuals through the CPU (today's path); absent = inside on a GPU provider, their own
+   * sessions on the CPU. true on the CPU is for tests (the merged path there gives the same latents).
+   */
+  controlNetsInUNet?: boolean;
 }
 
 export class ModelStore {
@@ -97,6 +103,11 @@ export class ModelStore {
     const p = this.opts.precision ?? 'fp32';
     // int8 is a CPU profile ("CPU precision: fast"): another provider keeps its fp32 graph.
     return profileFor(this.activeProvider, p === 'int8' && this.activeProvider !== 'cpu' ? 'fp32' : p);
+  }
+
+  /** Whether samplers put their ControlNets inside the UNet session (ModelStoreOptions.controlNetsInUNet). */
+  get controlNetsInUNet(): boolean {
+    return this.opts.controlNetsInUNet ?? this.activeProvider !== 'cpu';
   }
 
   /** What model loaders take to create their sessions (models/onnx/session.ts SessionConfig). */

@@ -24,7 +24,7 @@
  */
 import { cfgGuidance, denoise } from '../models/sampling/denoise.js';
 import { ddimMethod } from '../models/sampling/ddim-method.js';
-import { checkpointParts, schedulerFor, unetRuntime } from './runtime/networks.js';
+import { checkpointParts, schedulerFor, unetGraph } from './runtime/networks.js';
 import { checkControlsFit, hasControls } from './runtime/controlnet.js';
 import { samplerUNet } from './runtime/sampler-unet.js';
 import { checkSamplerInputs, sampledLatent, samplerInputs, samplerStepHooks } from './runtime/sampling.js';
@@ -60,7 +60,7 @@ export const ddimSampler: NodeDef = {
     const strength = params.denoise as number;
     const controlled = hasControls([positive, negative]); // Apply ControlNet on either prompt
     if (controlled) await checkControlsFit(ctx, [positive, negative], (await checkpointParts(ctx.models, model.checkpoint)).unet.config, model.checkpoint.path);
-    const unet = await unetRuntime(ctx.models, model, controlled);
+    const unet = await unetGraph(ctx.models, model, controlled); // its session(s): samplerUNet
     const sched = await schedulerFor(ctx.models, model.checkpoint);
     const { inpaintUNet } = checkSamplerInputs(unet.config, model.checkpoint.path, positive, negative, latent);
 

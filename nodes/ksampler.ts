@@ -21,7 +21,7 @@
 import { cfgGuidance, denoise, type ModelCall } from '../models/sampling/denoise.js';
 import { SAMPLER_NAMES, SCHEDULER_NAMES, planSampling, type SamplerName, type SchedulerName } from '../models/sampling/plan.js';
 import type { ExecContext } from '../engine/context.js';
-import { checkpointParts, schedulerFor, unetRuntime } from './runtime/networks.js';
+import { checkpointParts, schedulerFor, unetGraph } from './runtime/networks.js';
 import { checkControlsFit, hasControls } from './runtime/controlnet.js';
 import { samplerUNet } from './runtime/sampler-unet.js';
 import { checkSamplerInputs, sampledLatent, samplerInputs, samplerStepHooks } from './runtime/sampling.js';
@@ -45,7 +45,7 @@ export async function runKSampler(inputs: PortValues, seedParams: Record<string,
   const { model, positive, negative, latent } = samplerInputs(inputs);
   const controlled = hasControls([positive, negative]);
   if (controlled) await checkControlsFit(ctx, [positive, negative], (await checkpointParts(ctx.models, model.checkpoint)).unet.config, model.checkpoint.path);
-  const unet = await unetRuntime(ctx.models, model, controlled);
+  const unet = await unetGraph(ctx.models, model, controlled); // its session(s): samplerUNet
   const ddim = await schedulerFor(ctx.models, model.checkpoint);
   const { inpaintUNet } = checkSamplerInputs(unet.config, model.checkpoint.path, positive, negative, latent);
 

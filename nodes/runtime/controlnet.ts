@@ -13,6 +13,8 @@ import { ControlNet, type ControlResiduals, buildControlNet, sumResiduals, zeroR
 import { type LoadedControlNet, checkControlNetFitsUNet, loadControlNet as loadControlNetFile } from '../../models/controlnet-load.js';
 import { resizeTo } from '../../models/preprocessors/resize.js';
 import { UNET_SESSION_OPTIONS } from '../../models/unet.js';
+import type { BuiltModel } from '../../models/onnx/graph.js';
+import type { ControlNetFeed } from '../../models/unet-call.js';
 import type { UNetConfig } from '../../models/unet-config.js';
 import type { ExecContext } from '../../engine/context.js';
 import type { ModelStore } from '../../engine/model-store.js';
@@ -82,9 +84,16 @@ export function controlCondTensor(img: ImageValue, batch: number, H: number, W: 
 interface ControlGroup {
   control: AppliedControl;
   branches: number[];
-  net: ControlNet;
-  /** (branches.length * batch, 3, H, W) */
+  loaded: LoadedControlNet;
+  /** The model store key of its ControlNet graph and the graph's builder. */
+  key: string;
+  build: () => BuiltModel;
+  /** Its own session (separate sessions only). */
+  net: ControlNet | null;
+  /** Separate sessions: (branches.length * batch, 3, H, W), its rows; inside the UNet: (all branches * batch, 3, H, W). */
   cond: { data: Float32Array; dims: number[] };
+  /** Inside the UNet: its strength per batch row inside its window (0 on the rows of the other branches), and zeros. */
+  scales: [Float32Array, Float32Array] | null;
 }
 
 export interface SamplerControlOptions {
@@ -98,6 +107,8 @@ export interface SamplerControlOptions {
   batch: number;
   height: number;
   width: number;
+  /** The ControlNets go inside the UNet's session (models/unet-controlnet.ts): no sessions of their own. */
+  inUNet?: boolean;
 }
 
 /** True when any branch carries a control: the sampler then needs the UNet built with residual inputs. */
@@ -135,25 +146,63 @@ export class SamplerControl {
       }
     });
     const groups: ControlGroup[] = [];
+    const nb = o.branches.length;
     for (const g of found) {
       const v = g.control.controlnet;
       const loaded = await controlNetParts(ctx.models, v);
       checkControlNetFitsUNet(loaded, o.unet, o.checkpointPath);
+      const key = `controlnet|${ctx.models.fileKey(v.path)}|${ctx.models.fileKey(v.configPath)}`;
+      const build = () => buildControlNet(loaded.config, loaded.weights).build();
       // Same options as the UNet (weights used in place, no prepacked copies): the bench's ControlNet figures.
-      const session = await ctx.models.session(
-        `controlnet|${ctx.models.fileKey(v.path)}|${ctx.models.fileKey(v.configPath)}`,
-        () => buildControlNet(loaded.config, loaded.weights).build(),
-        UNET_SESSION_OPTIONS,
-      );
+      const session = o.inUNet ? null : await ctx.models.session(key, build, UNET_SESSION_OPTIONS);
       const f = 2 ** (loaded.config.conditioningEmbeddingOutChannels.length - 1);
       const H = o.height * f;
       const W = o.width * f;
       const one = controlCondTensor(g.control.image, o.batch, H, W);
-      const data = new Float32Array(one.length * g.branches.length);
-      g.branches.forEach((_, j) => data.set(one, j * one.length));
-      groups.push({ ...g, net: ControlNet.fromSession(loaded, session), cond: { data, dims: [g.branches.length * o.batch, 3, H, W] } });
+      // Inside the UNet every ControlNet sees every row; the rows of branches without it get strength 0.
+      const rows = o.inUNet ? nb : g.branches.length;
+      const data = new Float32Array(one.length * rows);
+      for (let j = 0; j < rows; j++) data.set(one, j * one.length);
+      let scales: ControlGroup['scales'] = null;
+      if (o.inUNet) {
+        const on = new Float32Array(nb * o.batch);
+        for (const k of g.branches) on.fill(g.control.strength, k * o.batch, (k + 1) * o.batch);
+        scales = [on, new Float32Array(nb * o.batch)];
+      }
+      groups.push({
+        ...g,
+        loaded,
+        key,
+        build,
+        net: session ? ControlNet.fromSession(loaded, session) : null,
+        cond: { data, dims: [rows * o.batch, 3, H, W] },
+        scales,
+      });
     }
     return new SamplerControl(groups, o);
+  }
+
+  /** The ControlNets' model store keys, in the merged graph's order (models/unet-controlnet.ts unetControlNetKey). */
+  get keys(): string[] {
+    return this.groups.map((g) => g.key);
+  }
+
+  /** The ControlNets' graphs, in the same order, for models/unet-controlnet.ts. */
+  graphs(): BuiltModel[] {
+    return this.groups.map((g) => g.build());
+  }
+
+  /** Whether any ControlNet acts at step i of n (its window holds the step). */
+  activeAt(i: number, n: number): boolean {
+    return this.groups.some((g) => controlActive(g.control, i, n));
+  }
+
+  /** The merged graph's ControlNet inputs at step i of n: each one's image and strength per row (0 outside its window). */
+  stepFeeds(i: number, n: number): ControlNetFeed[] {
+    return this.groups.map((g) => {
+      if (!g.scales) throw new Error('internal: SamplerControl was prepared with separate sessions, not inside the UNet');
+      return { cond: g.cond, scale: g.scales[controlActive(g.control, i, n) ? 0 : 1] };
+    });
   }
 
   /**
@@ -178,6 +227,7 @@ export class SamplerControl {
         return out;
       };
       const m = g.branches.length * B;
+      if (!g.net) throw new Error('internal: SamplerControl was prepared inside the UNet; it has no ControlNet sessions');
       const r = await g.net.run({
         sample: { data: pick(sample, rowS), dims: [m, C, h, w] },
         timestep: new Float32Array(m).fill(t),

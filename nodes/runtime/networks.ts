@@ -30,6 +30,7 @@ import { loadVaeConfig, Vae, vaeConfigFromWeights } from '../../models/vae.js';
 import { checkIpAdapterLayers, namingFile, weightsFileOf } from '../../models/shape-check.js';
 import { type LoadedVae, loadVaeFile } from '../../models/vae-load.js';
 import type { ort } from '../../models/onnx/session.js';
+import type { BuiltModel } from '../../models/onnx/graph.js';
 import { type LoraMatch, type LoraTargets, clipTextLoraTargets, loraStrengths, matchLora, unetLoraTargets } from '../../models/lora.js';
 import { loraModuleHook, unetReferenceRows } from '../../models/lora-graph.js';
 import type { AppliedLora, CheckpointRef, ClipValue, ModelValue, VaeValue } from '../values.js';
@@ -107,12 +108,19 @@ async function loraSet(store: ModelStore, loras: AppliedLora[] | undefined, unet
   };
 }
 
+/** A UNet graph to build for a model: its store key and builder (no session yet), and what its inputs take. */
+export interface UNetGraph extends Omit<UNetRuntime, 'session'> {
+  /** The model store key of its session (the merged UNet + ControlNets graph's key starts from it). */
+  key: string;
+  build: () => BuiltModel;
+}
+
 /**
- * The UNet session for a model: built once per (checkpoint, adapter files in order, ControlNet
- * inputs, LoRA files). λ, windows, masks, embeds_scaling, routing and the image tokens are graph
- * inputs, so applying or changing an adapter of the same files never rebuilds it.
+ * The UNet graph for a model: one per (checkpoint, adapter files in order, ControlNet inputs, LoRA files).
+ * λ, windows, masks, embeds_scaling, routing and the image tokens are graph inputs, so applying or
+ * changing an adapter of the same files never rebuilds it.
  */
-export async function unetRuntime(store: ModelStore, model: ModelValue, controlnet = false): Promise<UNetRuntime> {
+export async function unetGraph(store: ModelStore, model: ModelValue, controlnet = false): Promise<UNetGraph> {
   if (model.adapters.length > MAX_IP_ADAPTERS) {
     const who = model.adapters.map((a) => (a.from ? `${a.from.title} "${a.from.node}"` : a.adapter.path)).join(', ');
     throw new Error(`the model has ${model.adapters.length} IP-Adapters (${who}); one UNet takes at most ${MAX_IP_ADAPTERS}`);
@@ -123,37 +131,45 @@ export async function unetRuntime(store: ModelStore, model: ModelValue, controln
   const ipKey = adapterPaths.length ? adapterPaths.map((p) => store.fileKey(p)).join(',') : '-';
   const key = `unet|${ckptKey(store, model.checkpoint)}|ip=${ipKey}|cn=${controlnet ? 1 : 0}${lora.key}`;
   const cross = crossAttnLayers(ck.unet.config);
-  const session = await store.session(
-    key,
-    () => {
-      // One loaded file per distinct path: two applications of one file share its weights in the graph.
-      const loaded = new Map<string, IpAdapterModel>();
-      for (const adapterPath of new Set(adapterPaths)) {
-        const ad = namingFile(adapterPath, () => IpAdapterModel.load(adapterPath));
-        if (ad.crossAttentionDim !== ck.unet.config.crossAttentionDim) {
-          throw new Error(
-            `the IP-Adapter ${adapterPath} makes tokens of width ${ad.crossAttentionDim}, but the checkpoint ${model.checkpoint.path} has cross-attention width ${ck.unet.config.crossAttentionDim}`,
-          );
-        }
-        checkIpAdapterLayers(ad.layers, ad.crossAttentionDim, ck.unet.config, model.checkpoint.path); // models/shape-check.ts
-        loaded.set(adapterPath, ad); // layerWeights(processor index), as buildUNet asks
+  const build = () => {
+    // One loaded file per distinct path: two applications of one file share its weights in the graph.
+    const loaded = new Map<string, IpAdapterModel>();
+    for (const adapterPath of new Set(adapterPaths)) {
+      const ad = namingFile(adapterPath, () => IpAdapterModel.load(adapterPath));
+      if (ad.crossAttentionDim !== ck.unet.config.crossAttentionDim) {
+        throw new Error(
+          `the IP-Adapter ${adapterPath} makes tokens of width ${ad.crossAttentionDim}, but the checkpoint ${model.checkpoint.path} has cross-attention width ${ck.unet.config.crossAttentionDim}`,
+        );
       }
-      // LoRAs: ΔW merged in the graph for the high-resolution layers, side branches elsewhere (models/lora-graph.ts).
-      const moduleHook = loraModuleHook(lora.matches, { part: 'unet', rowsFor: unetReferenceRows(ck.unet.config.blockOutChannels.length) });
-      const name = `${adapterPaths.length ? `unet_ip${adapterPaths.length}` : 'unet'}${lora.matches.length ? '_lora' : ''}`;
-      const ipAdapters = adapterPaths.map((p) => loaded.get(p)!);
-      const unetFile = weightsFileOf(ck.unet.weights, 'conv_in.weight', model.checkpoint.path); // named in a builder's error
-      return namingFile(unetFile, () => buildUNet(ck.unet.config, ck.unet.weights, { ipAdapters, controlnet, name, moduleHook }).build());
-    },
-    UNET_SESSION_OPTIONS,
-  );
+      checkIpAdapterLayers(ad.layers, ad.crossAttentionDim, ck.unet.config, model.checkpoint.path); // models/shape-check.ts
+      loaded.set(adapterPath, ad); // layerWeights(processor index), as buildUNet asks
+    }
+    // LoRAs: ΔW merged in the graph for the high-resolution layers, side branches elsewhere (models/lora-graph.ts).
+    const moduleHook = loraModuleHook(lora.matches, { part: 'unet', rowsFor: unetReferenceRows(ck.unet.config.blockOutChannels.length) });
+    const name = `${adapterPaths.length ? `unet_ip${adapterPaths.length}` : 'unet'}${lora.matches.length ? '_lora' : ''}`;
+    const ipAdapters = adapterPaths.map((p) => loaded.get(p)!);
+    const unetFile = weightsFileOf(ck.unet.weights, 'conv_in.weight', model.checkpoint.path); // named in a builder's error
+    return namingFile(unetFile, () => buildUNet(ck.unet.config, ck.unet.weights, { ipAdapters, controlnet, name, moduleHook }).build());
+  };
   return {
-    session,
+    key,
+    build,
     config: ck.unet.config,
     ipLayers: adapterPaths.length ? cross.length : 0,
     ipAdapters: adapterPaths.length,
     ...(lora.matches.length ? { loraScale: lora.strengths } : {}),
   };
+}
+
+/** The UNet session of `graph` (cached in the store under its key). */
+export async function unetSession(store: ModelStore, graph: UNetGraph): Promise<UNetRuntime> {
+  const { key, build, ...rest } = graph;
+  return { ...rest, session: await store.session(key, build, UNET_SESSION_OPTIONS) };
+}
+
+/** The UNet session for a model (unetGraph's graph, built once and cached). */
+export async function unetRuntime(store: ModelStore, model: ModelValue, controlnet = false): Promise<UNetRuntime> {
+  return unetSession(store, await unetGraph(store, model, controlnet));
 }
 
 /** DDIM with the checkpoint's scheduler config (diffusers folder), else SD1.5's standard one. */

@@ -8,7 +8,10 @@
  *       (Apply IP-Adapter's weight λ and weight type, models/ip-adapter-layer-scales.ts weightTypeLayers)
  *       while i / steps is in its [start_at, end_at], else 0, its embeds_scaling, its mask, and the
  *       routed tokens of the precise / composition layers;
- *   ControlNets (nodes/runtime/controlnet.ts): residuals per step from the 4 latent channels;
+ *   ControlNets (nodes/runtime/controlnet.ts): residuals per step from the 4 latent channels, from their own
+ *       sessions through the CPU, or inside the UNet's session (models/unet-controlnet.ts; on a GPU provider,
+ *       engine/model-store.ts controlNetsInUNet) with each one's image and per-row strength as inputs; a step where
+ *       no ControlNet acts runs the plain UNet session instead (the reason is in README "ControlNet inside the UNet session");
  *   9-channel inpainting UNet: cat([x, mask, masked-image latents]) as its sample.
  * The per-run inputs (text, tokens, the two scale vectors) are built once; the per-step sample
  * buffers are made once per run and reused (the UNet and the ControlNets read them during the
@@ -24,7 +27,9 @@ import type { ExecContext } from '../../engine/context.js';
 import type { AppliedAdapter, ConditioningValue, LatentValue, ModelValue } from '../values.js';
 import { SamplerControl } from './controlnet.js';
 import { adapterLabel } from './ip-adapters.js';
-import type { UNetRuntime } from './networks.js';
+import { type UNetGraph, type UNetRuntime, unetGraph, unetSession } from './networks.js';
+import { UNET_SESSION_OPTIONS } from '../../models/unet.js';
+import { unetControlNet, unetControlNetKey } from '../../models/unet-controlnet.js';
 
 /** Repeats a row `times` times: (L,) -> (times * L,). */
 function repeat(row: Float32Array, times: number): Float32Array {
@@ -138,7 +143,8 @@ function adapterRun(ctx: ExecContext, cfg: UNetConfig, a: AppliedAdapter, k: num
 }
 
 export interface SamplerUNetOptions {
-  unet: UNetRuntime;
+  /** The UNet graph (nodes/runtime/networks.ts unetGraph, with residual inputs when `controlled`); its session is made here. */
+  unet: UNetGraph;
   model: ModelValue;
   positive: ConditioningValue;
   negative: ConditioningValue;
@@ -162,6 +168,7 @@ export async function samplerUNet(ctx: ExecContext, o: SamplerUNetOptions): Prom
   // Fixed per-run inputs: text (B, T, C) per branch and image tokens.
   const text = doCfg ? concat([repeat(neg.embeds, B), repeat(pos.embeds, B)]) : repeat(pos.embeds, B);
   const textDims = [M, pos.tokens, pos.dim];
+  const inUNet = o.controlled && ctx.models.controlNetsInUNet;
   const control = o.controlled
     ? await SamplerControl.prepare(ctx, {
         unet: unet.config,
@@ -170,8 +177,24 @@ export async function samplerUNet(ctx: ExecContext, o: SamplerUNetOptions): Prom
         batch: B,
         height: h,
         width: w,
+        inUNet,
       })
     : null;
+  // The sessions: the UNet's (with residual inputs fed from the ControlNets' sessions when controlled), or with the
+  // ControlNets inside, the merged one for steps where some ControlNet acts and the plain UNet for the others (made on first need).
+  let plain: Promise<UNetRuntime> | null = inUNet ? null : unetSession(ctx.models, unet);
+  let merged: Promise<UNetRuntime> | null = null;
+  const sessionAt = (i: number): Promise<UNetRuntime> => {
+    if (inUNet && control!.activeAt(i, o.steps)) {
+      merged ??= ctx.models
+        .session(unetControlNetKey(unet.key, control!.keys), () => unetControlNet(unet.build(), control!.graphs()), UNET_SESSION_OPTIONS)
+        .then((session) => ({ ...unet, session }));
+      return merged;
+    }
+    plain ??= unetGraph(ctx.models, model, false).then((g) => unetSession(ctx.models, g));
+    return plain;
+  };
+  await plain;
   if (unet.ipAdapters !== model.adapters.length) {
     throw new Error(`internal: the UNet graph takes ${unet.ipAdapters} IP-Adapters but the model has ${model.adapters.length}`);
   }
@@ -192,14 +215,17 @@ export async function samplerUNet(ctx: ExecContext, o: SamplerUNetOptions): Prom
       for (let b = 0; b < o.guidance.branches; b++) unetIn!.set(one, b * one.length);
     }
     // ControlNets see the 4 latent channels (diffusers' inpainting ControlNet pipeline too).
-    const residuals = control ? await control.stepResiduals(i, o.steps, t, latents, text, textDims) : null;
-    const out = await callUNet(unet, {
+    const session = await sessionAt(i);
+    const held = inUNet && control!.activeAt(i, o.steps);
+    const residuals = control && !inUNet ? await control.stepResiduals(i, o.steps, t, latents, text, textDims) : null;
+    const out = await callUNet(session, {
       sample: { data: unetIn ?? x, dims: [M, inC, h, w] },
       timestep: t,
       encoderHiddenStates: { data: text, dims: textDims },
       ipAdapters: adapters.map((r) => ({ ...r.inputs, scale: r.scales[adapterActive(r.applied, i, o.steps) ? 1 : 0] })),
       downResiduals: residuals?.down,
       midResidual: residuals?.mid,
+      ...(held ? { controlNets: control!.stepFeeds(i, o.steps) } : {}),
       loraScale: unet.loraScale, // Load LoRA's strength_model per LoRA file: an input, so no rebuild
     });
     if (out.notice) ctx.log('warn', `Sampler (${ctx.nodeId}), step ${i + 1}: ${out.notice}`);
