@@ -14,6 +14,8 @@ import { PRECISION_INSENSITIVE, PRECISION_TOLERANCE } from './tolerances.js';
 export const runPrecision: { value: Precision } = { value: 'fp32' };
 /** The provider the sessions are made on (`--provider`, default cpu; `npm run gpu-check` runs the others). */
 export const runProvider: { value: Provider; failures: string[] } = { value: 'cpu', failures: [] };
+/** `--controlnet-in-unet`: the pipeline groups' ControlNets inside the UNet session (models/unet-controlnet.ts); default: the store's choice. */
+export const runControlNetsInUNet: { value: boolean } = { value: false };
 
 export interface TensorDesc {
   tensor: string;

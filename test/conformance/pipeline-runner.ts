@@ -29,7 +29,7 @@ import { schedulerFor } from '../../nodes/runtime/networks.js';
 import type { ModelStore } from '../../engine/model-store.js';
 import type { CheckpointRef, ConditioningValue, ImageEmbedsValue, ImageValue, IpTokensValue, LatentValue, ModelValue } from '../../nodes/values.js';
 import { type CaseModels, caseModels } from './case-models.js';
-import { compare, toleranceFor, type CaseHandler, type CaseSpec, type Ctx, type Row } from './context.js';
+import { compare, runControlNetsInUNet, toleranceFor, type CaseHandler, type CaseSpec, type Ctx, type Row } from './context.js';
 
 let engine: Engine | null = null;
 /** The engine the pipeline cases run on (one per process). */
@@ -42,6 +42,7 @@ export function getEngine(ctx: Ctx): Engine {
       provider: ctx.session.provider,
       cacheDir: ctx.cacheDir,
       precision: ctx.profile.precision,
+      ...(runControlNetsInUNet.value ? { controlNetsInUNet: true } : {}),
       userDataDir: tmp,
       demo: false,
     });

@@ -33,9 +33,22 @@ describe('conformance runner options', () => {
   });
 
   it('parses --fixtures and --only, and refuses unknown options or missing values', () => {
-    expect(parseArgs(['--fixtures', 'a:b', '--only', 'x, y/z'])).toEqual({ fixtures: 'a:b', only: ['x', 'y/z'], precision: 'fp32', provider: 'cpu' });
-    expect(parseArgs([])).toEqual({ fixtures: null, only: null, precision: 'fp32', provider: 'cpu' });
-    expect(parseArgs(['--precision', 'fp16', '--only', 'tiny-sd15'])).toEqual({ fixtures: null, only: ['tiny-sd15'], precision: 'fp16', provider: 'cpu' });
+    expect(parseArgs(['--fixtures', 'a:b', '--only', 'x, y/z'])).toEqual({
+      fixtures: 'a:b',
+      only: ['x', 'y/z'],
+      precision: 'fp32',
+      provider: 'cpu',
+      controlNetsInUNet: false,
+    });
+    expect(parseArgs([])).toEqual({ fixtures: null, only: null, precision: 'fp32', provider: 'cpu', controlNetsInUNet: false });
+    expect(parseArgs(['--precision', 'fp16', '--only', 'tiny-sd15'])).toEqual({
+      fixtures: null,
+      only: ['tiny-sd15'],
+      precision: 'fp16',
+      provider: 'cpu',
+      controlNetsInUNet: false,
+    });
+    expect(parseArgs(['--controlnet-in-unet', '--only', 'tiny-sd15/pipeline_controlnet_ip_adapter']).controlNetsInUNet).toBe(true);
     expect(parseArgs(['--provider', 'webgpu']).provider).toBe('webgpu');
     expect(() => parseArgs(['--provider', 'tpu'])).toThrow(/--provider must be cpu, webgpu, cuda, dml/);
     expect(() => parseArgs(['--precision', 'fp8'])).toThrow(/--precision must be fp32, fp16, int8/);

@@ -3,7 +3,7 @@
  * real loaders in fp32, one row per compared output (labelled `<folder>/<group>`), then one line
  * summing all folders: `conformance: N passed, N failed, N skipped`.
  *
- *   npm run conformance [-- --fixtures DIR[:DIR...]] [-- --only SELECTION] [-- --precision fp32|fp16|int8]
+ *   npm run conformance [-- --fixtures DIR[:DIR...]] [-- --only SELECTION] [-- --precision fp32|fp16|int8] [-- --controlnet-in-unet]
  *
  * Folders: `--fixtures`, else $IPA_FIXTURES (both `:`-separated, `;` on Windows), else every folder
  * under `<repo>/../shared/fixtures/`. `--only` is a comma-separated list of `FOLDER` (all its
@@ -17,6 +17,8 @@
  * only a missing default root is a clean skip.
  * `--precision` builds every network with the CPU's graph profile of that precision (models/onnx/profile.ts) and
  * compares with that precision's tolerance column (tolerances.ts); the tolerance column of each row says which.
+ * `--controlnet-in-unet` runs the pipeline groups' ControlNets inside the UNet session (models/unet-controlnet.ts,
+ * the GPU providers' path) on any provider.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -24,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { DEFAULT_FIXTURES_ROOT, defaultFixtureFolders, listedFixtureFolders } from '../helpers/fixtures.js';
 import { PRECISIONS, type Precision, profileFor } from '../../models/onnx/profile.js';
 import { PROVIDERS, type Provider } from '../../models/providers.js';
-import { Ctx, type Row, runPrecision, runProvider, trackCase } from './context.js';
+import { Ctx, type Row, runControlNetsInUNet, runPrecision, runProvider, trackCase } from './context.js';
 import { handlers } from './groups/index.js';
 
 export interface Args {
@@ -32,6 +34,8 @@ export interface Args {
   only: string[] | null;
   precision: Precision;
   provider: Provider;
+  /** `--controlnet-in-unet`: the pipelines' ControlNets inside the UNet session (EngineOptions.controlNetsInUNet). */
+  controlNetsInUNet: boolean;
 }
 
 export function parseArgs(argv: string[]): Args {
@@ -43,10 +47,11 @@ export function parseArgs(argv: string[]): Args {
     return v;
   };
   const known = new Set(['--fixtures', '--only', '--precision', '--provider']);
+  const switches = new Set(['--controlnet-in-unet']);
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i].startsWith('--') && !known.has(argv[i]))
+    if (argv[i].startsWith('--') && !known.has(argv[i]) && !switches.has(argv[i]))
       throw new Error(
-        `conformance: unknown option ${argv[i]} (expected --fixtures DIR[${path.delimiter}DIR...], --only FOLDER,FOLDER/GROUP,GROUP, --precision ${PRECISIONS.join('|')})`,
+        `conformance: unknown option ${argv[i]} (expected --fixtures DIR[${path.delimiter}DIR...], --only FOLDER,FOLDER/GROUP,GROUP, --precision ${PRECISIONS.join('|')}, --controlnet-in-unet)`,
       );
     if (known.has(argv[i])) i++;
   }
@@ -58,6 +63,7 @@ export function parseArgs(argv: string[]): Args {
   return {
     precision: precision as Precision,
     provider: provider as Provider,
+    controlNetsInUNet: argv.includes('--controlnet-in-unet'),
     fixtures: value('--fixtures'),
     only:
       only === null
@@ -136,6 +142,8 @@ async function main(): Promise<void> {
   }
   runPrecision.value = args.precision;
   runProvider.value = args.provider;
+  runControlNetsInUNet.value = args.controlNetsInUNet;
+  if (args.controlNetsInUNet) console.log('conformance: ControlNets run inside the UNet session (models/unet-controlnet.ts)');
   if (args.precision !== 'fp32' || args.provider !== 'cpu')
     console.log(
       `conformance: provider ${args.provider}, precision ${args.precision} (graph profile ${profileFor(args.provider, args.precision).id}; tolerance column: test/conformance/tolerances.ts)`,

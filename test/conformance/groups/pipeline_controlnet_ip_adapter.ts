@@ -28,7 +28,7 @@ import { NODE_DEFS } from '../../../nodes/index.js';
 import type { NodeDef } from '../../../nodes/types.js';
 import type { CheckpointRef, ModelValue } from '../../../nodes/values.js';
 import { scheduleRows, unknownFieldRows } from '../pipeline-runner.js';
-import { type CaseHandler, type Ctx, type Row, compare, pending, toleranceFor } from '../context.js';
+import { type CaseHandler, type Ctx, type Row, compare, pending, runControlNetsInUNet, toleranceFor } from '../context.js';
 
 const nets = new Map<string, Promise<ControlNet>>();
 
@@ -215,7 +215,12 @@ export async function txt2imgControlnet(ctx: Ctx, group: string, c: Parameters<C
     });
   const latents = ctx.f32(group, inputs.latents);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-cn-run-'));
-  const store = new ModelStore({ cacheDir: ctx.cacheDir, provider: ctx.session.provider, precision: ctx.profile.precision });
+  const store = new ModelStore({
+    cacheDir: ctx.cacheDir,
+    provider: ctx.session.provider,
+    precision: ctx.profile.precision,
+    ...(runControlNetsInUNet.value ? { controlNetsInUNet: true } : {}),
+  });
   const executor = new Executor(defs, store);
   try {
     for (const variant of ['diffusers', 'ldm'] as const) {
