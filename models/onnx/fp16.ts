@@ -31,8 +31,11 @@ export interface Float16Options {
   supportsFp16?: (opType: string, domain: string) => boolean;
 }
 
-/** Inputs that are float32 whatever the op's T (Resize's roi and scales). */
-const FLOAT32_INPUTS: Record<string, readonly number[]> = { Resize: [1, 2] };
+/**
+ * Inputs that are float32 whatever the op's T: Resize's roi and scales; GroupNorm's and SkipGroupNorm's γ and β (the
+ * CUDA kernel refuses others: contrib_ops/cuda/diffusion/group_norm.cc "GroupNorm only supports gamma and beta in float type").
+ */
+const FLOAT32_INPUTS: Record<string, readonly number[]> = { Resize: [1, 2], GroupNorm: [1, 2], SkipGroupNorm: [1, 2] };
 /** Ops whose inputs may have any type (no Cast is inserted before them). */
 const ANY_INPUT = new Set(['Shape', 'Cast']);
 

@@ -7,8 +7,21 @@
  * - 'bias-add': Add(Reshape(Gemm(x, W, b)), skip) -> BiasAdd(Reshape(Gemm(x, W)), b, skip);
  * - 'group-norm': Reshape -> InstanceNormalization -> Reshape -> Mul γ -> Add β [-> SiLU] ->
  *   Transpose(NHWC) -> GroupNorm(channels_last, activation) -> Transpose(NCHW).
+ * - 'skip-group-norm': a GroupNorm (after 'group-norm') whose input is Add(h, Unsqueeze(t, [2, 3])), a resnet's conv1
+ *   output plus its time embedding (B, C) -> SkipGroupNorm(h NHWC, γ, β, t) (the kernel takes a (N, C) skip);
+ * - 'nhwc-conv': Conv(x, W, b) -> Transpose(NHWC) -> NhwcConv(x', Transpose(W, [0, 2, 3, 1]), b) -> Transpose(NCHW);
+ * and then every Transpose pair that undoes itself (a GroupNorm's NCHW output read by a NhwcConv's NHWC input, ...)
+ * is bypassed, and nodes nothing reads any more are dropped.
  * Each applies only where ORT's CUDA kernels accept the widths (the SD1.5 widths), so a tiny model keeps its plain
- * graph. 'mha' is emitted by the builders already; 'skip-group-norm' and 'nhwc-conv' are not rewritten yet.
+ * graph (NhwcConv has no width limit: cuDNN). 'mha' is emitted by the builders already.
+ * Sources (ONNX Runtime, read for the definitions; no code taken): op schemas in
+ * onnxruntime/core/graph/contrib_ops/diffusion_defs.cc (GroupNorm, SkipGroupNorm, BiasSplitGelu, BiasAdd) and
+ * contrib_defs.cc (NhwcConv: X NHWC, W (M, kH, kW, C/group), optional B, Conv's attributes); CUDA kernels
+ * onnxruntime/contrib_ops/cuda/diffusion/group_norm.cc (GroupNorm and SkipGroupNorm share one kernel: channels_last
+ * only, γ / β float32 only, skip (N, H, W, C) / (N, 1, 1, C) / (N, C), optional bias (C), optional sum output),
+ * group_norm_impl.cu (32 groups, batch <= 32, the channel counts of GROUP_NORM_CHANNELS), nhwc_conv.cc (the cuDNN Conv
+ * kernel with NHWC layout, float and float16); ORT's own fusions onnxruntime/python/tools/transformers/
+ * fusion_skip_group_norm.py and fusion_nhwc_conv.py (which patterns they rewrite).
  */
 import type { ModelSpec, NodeSpec, TensorSpec } from './graph.js';
 import { DataType } from './proto.js';
@@ -230,14 +243,111 @@ function groupNorm(e: Editable): void {
   }
 }
 
+const intsAttr = (n: NodeSpec, k: string): number[] | undefined => {
+  const a = n.attrs[k];
+  return a?.kind === 'ints' ? a.v : undefined;
+};
+const NHWC = [0, 2, 3, 1];
+const NCHW = [0, 3, 1, 2];
+const isTranspose = (n: NodeSpec | undefined, perm: number[]): n is NodeSpec => n?.opType === 'Transpose' && (intsAttr(n, 'perm') ?? []).join() === perm.join();
+/** The (1-D, int64) constant an initializer holds, or undefined. */
+function intsOf(e: Editable, v: string): number[] | undefined {
+  const t = e.init(v);
+  if (!t?.raw || t.dataType !== DataType.INT64) return undefined;
+  return Array.from(new BigInt64Array(t.raw.slice().buffer), Number);
+}
+
+/**
+ * GroupNorm(Transpose_NHWC(Add(h, Unsqueeze(t, [2, 3])))) -> SkipGroupNorm(Transpose_NHWC(h), γ, β, t): the resnets'
+ * norm2 after `h + time_emb_proj(temb)[:, :, None, None]` (diffusers ResnetBlock2D). The kernel adds a (N, C) skip to
+ * every position (group_norm.cc "broadcast_skip"). Where the sum is read elsewhere too it is the op's second output,
+ * transposed back to NCHW for those readers.
+ */
+function skipGroupNorm(e: Editable): void {
+  for (const gn of [...e.nodes]) {
+    if (!gn || gn.opType !== 'GroupNorm' || gn.domain !== 'com.microsoft') continue;
+    const tIn = e.prod(gn.inputs[0]!);
+    if (!isTranspose(tIn, NHWC) || e.uses(tIn.outputs[0]!).length !== 1) continue;
+    const add = e.prod(tIn.inputs[0]!);
+    if (add?.opType !== 'Add' || e.isOutput(add.outputs[0]!)) continue;
+    const side = add.inputs.findIndex((x) => {
+      const u = e.prod(x);
+      return u?.opType === 'Unsqueeze' && (intsOf(e, u.inputs[1] ?? '') ?? []).join() === '2,3' && e.uses(u.outputs[0]!).length === 1;
+    });
+    if (side < 0) continue;
+    const unsq = e.prod(add.inputs[side]!)!;
+    const h = add.inputs[1 - side]!;
+    const sum = add.outputs[0]!;
+    const others = e.uses(sum).filter((n) => n !== tIn);
+    const hT = e.fresh(`${gn.name}/x_nhwc`);
+    const list: NodeSpec[] = [{ opType: 'Transpose', inputs: [h], outputs: [hT], name: hT, attrs: { perm: { kind: 'ints', v: NHWC } } }];
+    const s = others.length ? e.fresh(`${gn.name}/sum_nhwc`) : null;
+    list.push(
+      ms('SkipGroupNorm', [hT, gn.inputs[1]!, gn.inputs[2]!, unsq.inputs[0]!], s ? [gn.outputs[0]!, s] : [gn.outputs[0]!], `${gn.name}/skip`, gn.attrs),
+    );
+    if (s) list.push({ opType: 'Transpose', inputs: [s], outputs: [sum], name: `${s}/nchw`, attrs: { perm: { kind: 'ints', v: NCHW } } });
+    for (const n of [tIn, add, unsq]) e.remove(n);
+    e.replace(gn, list);
+  }
+}
+
+/** Conv with a 4-D weight -> NHWC Transpose, NhwcConv over the weight transposed to (M, kH, kW, C/group), NCHW Transpose. */
+function nhwcConv(e: Editable): void {
+  for (const conv of [...e.nodes]) {
+    if (!conv || conv.opType !== 'Conv' || e.weightOf(conv.inputs[1]!)?.dims.length !== 4) continue;
+    const [x, w, ...rest] = conv.inputs as [string, string, ...string[]];
+    const y = conv.outputs[0]!;
+    const xT = e.fresh(`${conv.name}/x_nhwc`);
+    const wT = e.fresh(`${conv.name}/w_nhwc`);
+    const yT = e.fresh(`${conv.name}/y_nhwc`);
+    e.replace(conv, [
+      { opType: 'Transpose', inputs: [x], outputs: [xT], name: xT, attrs: { perm: { kind: 'ints', v: NHWC } } },
+      { opType: 'Transpose', inputs: [w], outputs: [wT], name: wT, attrs: { perm: { kind: 'ints', v: NHWC } } },
+      ms('NhwcConv', [xT, wT, ...rest], [yT], `${conv.name}/nhwc`, conv.attrs),
+      { opType: 'Transpose', inputs: [yT], outputs: [y], name: `${yT}/nchw`, attrs: { perm: { kind: 'ints', v: NCHW } } },
+    ]);
+  }
+}
+
+/**
+ * Readers of Transpose_b(Transpose_a(v)) with b∘a the identity (NHWC then NCHW, or back) read v instead; then nodes
+ * whose outputs nothing reads (and that are no graph output) go, repeatedly (the bypassed Transposes, the Shape of a
+ * fused groupNorm).
+ */
+function cancelTransposes(e: Editable): void {
+  const rename = new Map<string, string>();
+  for (const t2 of e.nodes) {
+    if (!t2 || t2.opType !== 'Transpose' || e.isOutput(t2.outputs[0]!)) continue;
+    const t1 = e.prod(t2.inputs[0]!);
+    const p1 = t1?.opType === 'Transpose' ? intsAttr(t1, 'perm') : undefined;
+    const p2 = intsAttr(t2, 'perm');
+    if (!p1 || !p2 || p1.length !== p2.length || !p2.every((d, i) => p1[d] === i)) continue;
+    rename.set(t2.outputs[0]!, t1!.inputs[0]!);
+  }
+  const r = (v: string): string => (rename.has(v) ? r(rename.get(v)!) : v);
+  e.nodes = e.nodes.map((n) => (n ? { ...n, inputs: n.inputs.map(r) } : n));
+  e.reindex();
+  for (let changed = true; changed;) {
+    changed = false;
+    for (const n of e.nodes) {
+      if (!n || n.outputs.some((o) => o && (e.isOutput(o) || e.uses(o).length))) continue;
+      e.remove(n);
+      changed = true;
+    }
+    e.reindex();
+  }
+}
+
 const PASSES: Partial<Record<Fusion, (e: Editable) => void>> = {
   'skip-layer-norm': skipLayerNorm,
   'bias-split-gelu': biasSplitGelu,
   'bias-add': biasAdd,
   'group-norm': groupNorm,
+  'skip-group-norm': skipGroupNorm,
+  'nhwc-conv': nhwcConv,
 };
-/** The order they run in (skip-layer-norm takes its Add before bias-add could). */
-const ORDER: Fusion[] = ['group-norm', 'bias-split-gelu', 'skip-layer-norm', 'bias-add'];
+/** The order they run in (skip-group-norm rewrites group-norm's nodes; skip-layer-norm takes its Add before bias-add could). */
+const ORDER: Fusion[] = ['group-norm', 'skip-group-norm', 'nhwc-conv', 'bias-split-gelu', 'skip-layer-norm', 'bias-add'];
 
 /** The fusions `profile` names that this file implements. */
 export const IMPLEMENTED_FUSIONS: readonly Fusion[] = ['mha', ...ORDER];
@@ -251,5 +361,6 @@ export function applyFusions(spec: ModelSpec, profile: GraphProfile): ModelSpec 
     PASSES[f]!(e);
     e.reindex();
   }
+  if (todo.includes('nhwc-conv') || todo.includes('skip-group-norm')) cancelTransposes(e);
   return e.result();
 }

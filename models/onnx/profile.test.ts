@@ -19,7 +19,7 @@ describe('graph profiles', () => {
   it('each provider gets its profile: CPU today’s graph, CUDA / WebGPU / DirectML fp16 with their fused ops', () => {
     expect(profileFor('cpu')).toBe(PROFILES['cpu-fp32']);
     expect(profileFor('cpu', 'fp16').fusions).toEqual(['mha']);
-    expect(profileFor('cuda', 'fp16').fusions).toEqual(['mha', 'group-norm', 'bias-split-gelu', 'bias-add', 'skip-layer-norm']);
+    expect(profileFor('cuda', 'fp16').fusions).toEqual(['mha', 'group-norm', 'skip-group-norm', 'nhwc-conv', 'bias-split-gelu', 'bias-add', 'skip-layer-norm']);
     expect(profileFor('webgpu', 'fp16').fusions).toEqual(['mha', 'bias-split-gelu', 'bias-add', 'skip-layer-norm']); // GroupNorm stays decomposed
     expect(profileFor('dml', 'fp16').id).toBe('dml-fp16-fused');
     expect(() => profileFor('webgpu', 'int8')).toThrow(/no graph profile for provider webgpu at precision int8/);
@@ -94,7 +94,7 @@ describe('every op of every built profile graph is one its provider supports (pr
     const sd = sd15Graphs('F16');
     const count = (m: BuiltModel, op: string) => m.spec.nodes.filter((n) => n.opType === op).length;
     const cuda = applyProfile(sd.unet_ip!, profileFor('cuda', 'fp16'));
-    expect(count(cuda, 'GroupNorm')).toBe(61);
+    expect(count(cuda, 'GroupNorm') + count(cuda, 'SkipGroupNorm')).toBe(61); // 22 SkipGroupNorm: fusions.test.ts
     expect(count(cuda, 'InstanceNormalization')).toBe(0);
     expect(count(cuda, 'BiasSplitGelu')).toBe(16);
     expect(count(cuda, 'SkipLayerNormalization')).toBe(32); // norm2 and norm3 of 16 transformer blocks

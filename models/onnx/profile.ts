@@ -38,7 +38,7 @@ const profile = (provider: Provider, precision: Precision, fusions: Fusion[] = [
  * Every profile, by id. CPU keeps today's graph (fp16 on CPU exists for the conformance check of the fp16
  * graph's structure: ONNX Runtime's x86 CPU kernels compute most fp16 ops through float32). CUDA: fp16 and the
  * fusions of ORT's stable-diffusion optimizer that onnx/fusions.ts implements (GroupNorm with SiLU in NHWC,
- * BiasSplitGelu, BiasAdd, SkipLayerNormalization; not yet SkipGroupNorm or NhwcConv, which CUDA also has).
+ * SkipGroupNorm for the resnets' time-embedding Add, NhwcConv, BiasSplitGelu, BiasAdd, SkipLayerNormalization).
  * WebGPU: fp16 and the fused ops its 1.30 kernels have (no GroupNorm / SkipGroupNorm / NhwcConv: GroupNorm stays
  * decomposed). DirectML: fp16 and its contrib-op registrations (GroupNorm, BiasSplitGelu, BiasAdd,
  * SkipLayerNormalization, MultiHeadAttention). Lists and sources: onnx/provider-ops.ts.
@@ -53,7 +53,7 @@ export const PROFILES: Readonly<Record<string, GraphProfile>> = Object.fromEntri
     profile('webgpu', 'fp16', ['mha', 'bias-split-gelu', 'bias-add', 'skip-layer-norm']),
     profile('cuda', 'fp32'),
     profile('cuda', 'fp16'),
-    profile('cuda', 'fp16', ['mha', 'group-norm', 'bias-split-gelu', 'bias-add', 'skip-layer-norm']),
+    profile('cuda', 'fp16', ['mha', 'group-norm', 'skip-group-norm', 'nhwc-conv', 'bias-split-gelu', 'bias-add', 'skip-layer-norm']),
     profile('dml', 'fp32'),
     profile('dml', 'fp16'),
     profile('dml', 'fp16', ['mha', 'group-norm', 'bias-split-gelu', 'bias-add', 'skip-layer-norm']),

@@ -8,6 +8,10 @@
  *   InsertCastTransformer, so they run (computed in float32) — the com.microsoft diffusion ops have no CPU kernel at all.
  * - cuda, dml: microsoft/onnxruntime docs/OperatorKernels.md (generated from the kernel registrations), commit 001d12d,
  *   sections CUDAExecutionProvider and DmlExecutionProvider (ai.onnx and com.microsoft domains).
+ *   SkipGroupNorm and NhwcConv, used by the cuda-fp16-fused profile (onnx/fusions.ts), also: CUDA kernel registrations
+ *   onnxruntime/contrib_ops/cuda/diffusion/group_norm.cc (GroupNorm and SkipGroupNorm, float and MLFloat16, one kernel)
+ *   and contrib_ops/cuda/diffusion/nhwc_conv.cc (NhwcConv, float and MLFloat16). No CPU kernel exists for either (nor for
+ *   GroupNorm, BiasSplitGelu, BiasAdd), so graphs with them are checked structurally only (fusions.test.ts).
  * - webgpu: microsoft/onnxruntime onnxruntime/core/providers/webgpu/webgpu_execution_provider.cc (commit 003f772) and
  *   onnxruntime/contrib_ops/webgpu/webgpu_contrib_kernels.cc (commit 01671d9): no GroupNorm, SkipGroupNorm, NhwcConv.
  */
