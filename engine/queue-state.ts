@@ -7,8 +7,8 @@
  *   const state = readQueueState(file);           // { records, finished } (empty when absent or unreadable)
  *   const saver = queueStateSaver(file, () => snapshot);
  *   saver.touch();                                // written once on the next tick (bursts coalesce)
- *   saver.flush();                                // written now, if a write is due
- *   saver.stop();                                 // written now, and never again (the engine closing)
+ *   saver.flush();                                // written now, if anything changed since the last write
+ *   saver.stop();                                 // the same, and never again (the engine closing)
  *
  * Bounded: at most FINISHED_KEYS_KEPT finished keys (the newest) and the records the engine keeps.
  * Written atomically (models/fs-atomic.ts), so a crash leaves the previous state, never half a file.
@@ -95,28 +95,36 @@ export function writeQueueState(file: string, state: QueueState): void {
 export function queueStateSaver(file: string, snapshot: () => QueueState, onError: (message: string) => void = () => {}) {
   let scheduled: ReturnType<typeof setTimeout> | null = null;
   let stopped = false;
+  /** Changed since the last write (a failed write stays due). */
+  let dirty = false;
   const write = () => {
     if (scheduled) clearTimeout(scheduled);
     scheduled = null;
     try {
       writeQueueState(file, snapshot());
+      dirty = false;
     } catch (e) {
       onError((e as Error).message);
     }
   };
   return {
     touch() {
-      if (scheduled || stopped) return;
+      if (stopped) return;
+      dirty = true;
+      if (scheduled) return;
       scheduled = setTimeout(write, 0);
       scheduled.unref?.();
     },
     flush() {
-      if (scheduled) write();
+      if (dirty) write();
     },
-    /** Writes the state as it is now, and nothing after (the engine closing: jobs it then cancels count as interrupted). */
+    /**
+     * Writes what changed since the last write, and nothing after (the engine closing: jobs it then cancels count as
+     * interrupted, as the file already has them pending). An idle engine writes nothing at close.
+     */
     stop() {
       if (stopped) return;
-      write();
+      if (dirty) write();
       stopped = true;
     },
   };

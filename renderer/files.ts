@@ -410,9 +410,21 @@ export async function runWorkflow(store: EditorStore, host: Host): Promise<void>
     if (runIds && runIds.length > 1)
       for (const id of runIds) runs[id] = { ...runs[id], runId: id, status: st.runs[id]?.status ?? 'queued', name: st.runs[id]?.name, batch: runId };
     store.setState({ runs });
+    // Each job of a sweep as the host queued it (its own values): the panel's summary and Re-queue of that one job.
+    if (runIds && runIds.length > 1) await sweepJobWorkflows(store, host, runIds);
   } catch (e) {
     store.getState().notify('error', (e as Error).message);
   }
+}
+
+/** Gives a sweep's runs the workflows the host lists for them (engine/protocol.ts QueueJob.workflow); only that field changes. */
+async function sweepJobWorkflows(store: EditorStore, host: Host, runIds: string[]): Promise<void> {
+  const ids = new Set(runIds);
+  const listed = (await host.call('listQueue', {}).catch(() => [])).filter((j) => ids.has(j.runId) && j.workflow);
+  if (!listed.length) return;
+  const runs = { ...store.getState().runs };
+  for (const j of listed) if (runs[j.runId]) runs[j.runId] = { ...runs[j.runId], workflow: j.workflow };
+  store.setState({ runs });
 }
 
 /** Cancels the running run (or the newest queued one). */

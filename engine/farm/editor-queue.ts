@@ -472,8 +472,7 @@ export function withFarm(engine: Engine, o: { inputsDir: string; stateFile?: str
     },
     async close() {
       closed = true;
-      if (retryTimer) clearTimeout(retryTimer);
-      save();
+      if (retryTimer) clearTimeout(retryTimer); // the state file is written at every change: nothing to write here
       if (client) await client.close();
       await engine.close();
     },

@@ -112,22 +112,20 @@ e2e('the queue panel lists jobs by name with Remove, re-queues, and an unchanged
   const prefix = `queue${stamp}`;
   const outputs = path.join(userData, 'outputs');
   const written = () => fs.readdirSync(outputs).filter((f) => f.startsWith(prefix));
+  // This test's rows: their summary carries its prompt (the panel also lists earlier tests' jobs on this server).
+  const mine = (state: RegExp) =>
+    queue(page)
+      .getByRole('listitem', { name: state })
+      .filter({ hasText: `a quiet harbour ${stamp}` });
 
   // One finished run, then the same graph again: a duplicate, nothing written.
   await prepare(page, { prompt: `a quiet harbour ${stamp}`, prefix, seed: 11 });
   await run(page);
-  await queue(page)
-    .getByRole('listitem', { name: /, done$/ })
-    .first()
-    .waitFor({ timeout: 90_000 });
+  await mine(/, done$/).waitFor({ timeout: 90_000 });
   await waitFor(() => written().length === 1, 'the first run wrote its image', 90_000);
   await waitFor(async () => (await page.getByText('Queue: 0').count()) === 1, 'the first run finished', 30_000);
   await run(page);
-  // (Jobs of earlier tests on this server are listed too: the newest finished come first.)
-  await queue(page)
-    .getByRole('listitem', { name: /not run: no change$/ })
-    .first()
-    .waitFor();
+  await mine(/not run: no change$/).waitFor();
   await page.getByText(/Nothing changed since an earlier run, so nothing was written again/).waitFor();
   await page.waitForTimeout(500);
   expect(written().length === 1, `no duplicate written (${written().join(', ')})`);
@@ -135,33 +133,24 @@ e2e('the queue panel lists jobs by name with Remove, re-queues, and an unchanged
   // A long job and two waiting behind it, each named after the document.
   await prepare(page, { prompt: `a quiet harbour ${stamp}`, prefix, seed: 12, steps: 300 });
   await run(page);
-  await queue(page)
-    .getByRole('listitem', { name: /, running$/ })
-    .waitFor({ timeout: 60_000 });
+  await mine(/, running$/).waitFor({ timeout: 60_000 });
   await field(page, 'DDIM Sampler', 'seed').fill('13');
   await run(page);
   await field(page, 'DDIM Sampler', 'seed').fill('14');
   await run(page);
-  await waitFor(
-    async () =>
-      (await queue(page)
-        .getByRole('listitem', { name: /, waiting$/ })
-        .count()) === 2,
-    'two jobs waiting',
-  );
+  await waitFor(async () => (await mine(/, waiting$/).count()) === 2, 'two jobs waiting');
   await queue(page).getByRole('progressbar').first().waitFor();
   await page.locator('aside.outputs').screenshot({ path: path.join(results, 'queue-panel.png') });
   await page.screenshot({ path: path.join(results, 'queue-page.png') });
 
   // Remove one waiting job: it leaves the line; the other still waits.
-  const waiting = queue(page).getByRole('listitem', { name: /, waiting$/ });
-  const removed = queue(page).getByRole('listitem', { name: /, removed$/ });
-  const removedBefore = await removed.count();
+  const waiting = mine(/, waiting$/);
+  const removed = mine(/, removed$/);
   await waiting
     .last()
     .getByRole('button', { name: /^Remove / })
     .click();
-  await waitFor(async () => (await removed.count()) === removedBefore + 1, 'the removed job is marked removed');
+  await waitFor(async () => (await removed.count()) === 1, 'the removed job is marked removed');
   await waitFor(async () => (await waiting.count()) === 1, 'one job still waiting');
   // Remove the last waiting one, then stop the running one: the queue is empty. (In this order: once the
   // running job stops, the waiting one would start at once and no longer be "waiting".)
@@ -170,27 +159,95 @@ e2e('the queue panel lists jobs by name with Remove, re-queues, and an unchanged
     .getByRole('button', { name: /^Remove / })
     .click();
   await waitFor(async () => (await waiting.count()) === 0, 'no job waiting');
-  await queue(page)
-    .getByRole('listitem', { name: /, running$/ })
+  await mine(/, running$/)
     .getByRole('button', { name: /^Stop / })
     .click();
-  await waitFor(
-    async () =>
-      (await queue(page)
-        .getByRole('listitem', { name: /, (running|waiting)$/ })
-        .count()) === 0,
-    'nothing pending',
-  );
+  await waitFor(async () => (await mine(/, (running|waiting)$/).count()) === 0, 'nothing pending');
   await page.getByText('Queue: 0').waitFor();
 
   // Re-queue the duplicate with Run anyway: now it writes.
-  await queue(page)
-    .getByRole('listitem', { name: /not run: no change$/ })
-    .first()
+  await mine(/not run: no change$/)
     .getByRole('button', { name: /^Run anyway / })
     .click();
   await waitFor(() => written().length === 2, 'Run anyway wrote the image again', 90_000);
 });
+
+e2e(
+  'after a reload and after the app restarts the queue lists the same jobs, with their summary and Re-queue, and an unchanged graph is still not written twice',
+  async ({ results }) => {
+    // Its own server and user data: a restart of the app is a restart of this server, and no other test's jobs are listed.
+    const data = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-e2e-restart-'));
+    const stamp = Date.now();
+    const prefix = `restart${stamp}`;
+    const prompt = `a windmill by the sea ${stamp}`;
+    const outputs = path.join(data, 'outputs');
+    const written = () => (fs.existsSync(outputs) ? fs.readdirSync(outputs).filter((f) => f.startsWith(prefix)) : []);
+    // This run's rows only: its summary carries the prompt with the stamp.
+    const rows = (page: Page, state: RegExp) => queue(page).getByRole('listitem', { name: state }).filter({ hasText: prompt });
+    const summary = `seed 21 · 2 steps · “${prompt}”`;
+    let web = await startWeb(data);
+    let app = await openApp(web.url, data, results, 'restart');
+    try {
+      let page = app.t.page;
+      await prepare(page, { prompt, prefix, seed: 21 });
+      await run(page);
+      await rows(page, /, done$/).waitFor({ timeout: 90_000 });
+      await waitFor(() => written().length === 1, 'the run wrote its image', 90_000);
+
+      // A reload: the host lists the job with its workflow, so the row keeps its summary and Re-queue.
+      await page.reload();
+      await rows(page, /, done$/)
+        .getByText(summary, { exact: true })
+        .waitFor();
+      await rows(page, /, done$/)
+        .getByRole('button', { name: /^Re-queue / })
+        .waitFor();
+
+      // The app restarts (the server is stopped and started again on the same user data): the same row, the same actions.
+      await app.close();
+      web.stop();
+      const old = web.url;
+      await waitFor(
+        async () =>
+          !(await fetch(old).then(
+            () => true,
+            () => false,
+          )),
+        'the first server stopped',
+        30_000,
+      );
+      web = await startWeb(data);
+      app = await openApp(web.url, data, results, 'restart (again)');
+      page = app.t.page;
+      await rows(page, /, done$/)
+        .getByText(summary, { exact: true })
+        .waitFor();
+      await rows(page, /, done$/)
+        .getByRole('button', { name: /^Re-queue / })
+        .waitFor();
+      await page.locator('aside.outputs').screenshot({ path: path.join(results, 'queue-after-restart.png') });
+
+      // The same graph again: deduplication remembers the run from before the restart.
+      await prepare(page, { prompt, prefix, seed: 21 });
+      await run(page);
+      await rows(page, /not run: no change$/).waitFor();
+      await page.getByText(/Nothing changed since an earlier run, so nothing was written again/).waitFor();
+      await page.waitForTimeout(500);
+      expect(written().length === 1, `no duplicate written after the restart (${written().join(', ')})`);
+
+      // Re-queue on the row from before the restart: it runs as it was, and writes.
+      await rows(page, /, done$/)
+        .getByRole('button', { name: /^Re-queue / })
+        .click();
+      await waitFor(() => written().length === 2, 'Re-queue wrote the image again', 90_000);
+      if (app.problems.length) throw new Error(app.problems.join('\n'));
+    } finally {
+      await app.close();
+      web.stop();
+      fs.rmSync(data, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 }); // the server may still be closing
+    }
+  },
+);
 
 e2e('feedback at the right time: a missing models folder, a range error while typing, toasts that clear, New asks first', async ({ page, results }) => {
   await card(page, 'DDIM Sampler').waitFor();
