@@ -7,7 +7,11 @@
  * - the tiny fixtures' network groups through the conformance runner (`--provider P --precision X`): fp32 within the
  *   cases' (CPU) tolerances, fp16 within the fp16 column of test/conformance/tolerances.ts;
  * - NaN checks: non-finite values in the UNet steps and the VAE decode, and the NaN guard's re-runs;
- * - the SD1.5 benchmark at 512x512: ms per UNet step (median), VAE decode ms, and the whole 50-step image.
+ * - the SD1.5 benchmark at 512x512: ms per UNet step (median), VAE decode ms, and the whole 50-step image;
+ * - on WebGPU, tensors on the device (models/onnx/device-tensors.ts) and fixed shapes (FixedShapeSession): the device
+ *   checks of scripts/gpu-check/device-check.ts once, the first step (it builds the fixed-shape session), what stayed on
+ *   the device, and ms per step of a free-shape session with the constant inputs resident vs copied every step,
+ *   interleaved, beside the main loop's fixed-shape + resident figure.
  * Everything runs inside `--budget-s` (default 540 s); a part that would not fit is reported as skipped.
  * On a machine without a GPU it says so and exits 0. Prepared for a bare GPU machine by scripts/gpu-check/prepare.sh.
  */
@@ -18,14 +22,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type GraphProfile, profileFor } from '../models/onnx/profile.js';
-import { createSession, ort, sessionProfile } from '../models/onnx/session.js';
+import { type ResidentStats, residentFeeds, residentStats, unetPerStepInput } from '../models/onnx/device-tensors.js';
+import type { BuiltModel } from '../models/onnx/graph.js';
+import { FixedShapeSession, type SessionConfig, createSession, ort, sessionProfile } from '../models/onnx/session.js';
 import type { Provider } from '../models/providers.js';
 import { SafetensorsFile } from '../models/safetensors.js';
-import { callUNet } from '../models/unet-call.js';
+import { type UNetInputs, callUNet, unetFeeds } from '../models/unet-call.js';
 import { UNET_SESSION_OPTIONS, buildUNet, unetParameterShapes } from '../models/unet.js';
 import { type UNetConfig, crossAttnLayers, parseUNetConfig } from '../models/unet-config.js';
 import { buildVaeDecoder, parseVaeConfig, vaeParameterShapes } from '../models/vae.js';
 import { writeRandomSafetensors } from './bench/random-weights.js';
+import { deviceCheck } from './gpu-check/device-check.js';
 import { NO_GPU_MESSAGE, detectGpu, ortBinaryDir, providersToCheck } from './gpu-check/detect.js';
 
 const SD15: UNetConfig = parseUNetConfig(
@@ -65,6 +72,15 @@ interface Row {
   /** The image time is the median step x steps (the budget cut the loop short). */
   image_estimated?: boolean;
   steps_measured?: number;
+  /** The warm-up step, s (on a GPU provider it builds the fixed-shape session). */
+  first_step_s?: number;
+  /** WebGPU: what stayed on the device and the fixed-shape session (main loop). */
+  fixed_shapes?: { builds: number; sizes: string };
+  resident?: ResidentStats;
+  /** WebGPU: ms per step (median of interleaved steps) of a free-shape session, constant inputs resident vs copied every step; bytes per step. */
+  device?:
+    | { free_resident_ms: number; free_copied_ms: number; steps: number; constant_input_bytes: number; sample_bytes: number; noise_pred_bytes: number }
+    | { skipped: string };
   error?: string;
 }
 
@@ -123,15 +139,17 @@ async function checkProfile(
     const ipAdapter = { layers, layerWeights: (i: number) => ({ toK: ipW.get(`${i}.to_k_ip.weight`), toV: ipW.get(`${i}.to_v_ip.weight`) }) };
     const t0 = performance.now();
     const notices: string[] = [];
-    const session = await createSession(buildUNet(SD15, unetW, { ipAdapter }).build(), {
+    const model = buildUNet(SD15, unetW, { ipAdapter }).build();
+    const sessionCfg = {
       cacheDir,
       provider,
       profile: p,
-      halfWeights: 'folded',
+      halfWeights: 'folded' as const,
       sessionOptions: UNET_SESSION_OPTIONS,
-      onProfileFallback: (n) => notices.push(n),
-      onProviderFailed: (q, e) => notices.push(`provider ${q} failed to start: ${e.message.split('\n')[0]}`),
-    });
+      onProfileFallback: (n: string) => notices.push(n),
+      onProviderFailed: (q: Provider, e: Error) => notices.push(`provider ${q} failed to start: ${e.message.split('\n')[0]}`),
+    };
+    const session = await createSession(model, sessionCfg);
     row.build_s = (performance.now() - t0) / 1000;
     row.ran_on = sessionProfile(session)?.id;
     if (notices.length) row.error = notices.join('; ');
@@ -143,22 +161,27 @@ async function checkProfile(
     const tokens = new Float32Array(B * 4 * 768).map((_, i) => 0.5 * Math.sin(i * 0.07));
     const unet = { session, config: SD15 };
     const nan = { unet_nonfinite_steps: 0, guard_reruns: 0, vae_nonfinite: 0 };
-    const step = async (t: number) => {
+    const inputs = (t: number): UNetInputs => {
       const sample = new Float32Array(n);
       sample.set(x, 0);
       sample.set(x, n / 2);
-      const out = await callUNet(unet, {
+      return {
         sample: { data: sample, dims: [B, 4, 64, 64] },
         timestep: t,
         encoderHiddenStates: { data: text, dims: [B, 77, 768] },
         ipAdapter: { tokens: { data: tokens, dims: [B, 4, 768] } },
-      });
+      };
+    };
+    const step = async (t: number) => {
+      const out = await callUNet(unet, inputs(t));
       if (out.notice) nan.guard_reruns++;
       if (!finite(out.data)) nan.unet_nonfinite_steps++;
       // CFG (7.5) and a small Euler-like update keep the latent changing between steps.
       for (let i = 0; i < n / 2; i++) x[i] = x[i]! - 0.02 * (out.data[i]! + 7.5 * (out.data[i + n / 2]! - out.data[i]!));
     };
-    await step(999); // warm-up
+    const tw = performance.now();
+    await step(999); // warm-up (on a GPU provider it also builds the fixed-shape session)
+    row.first_step_s = (performance.now() - tw) / 1000;
     const ms: number[] = [];
     const t1 = performance.now();
     for (let s = 0; s < a.steps; s++) {
@@ -170,7 +193,12 @@ async function checkProfile(
     const loop = performance.now() - t1;
     row.steps_measured = ms.length;
     if (ms.length) row.unet_step_ms = median(ms);
+    if (session instanceof FixedShapeSession) row.fixed_shapes = { builds: session.builds, sizes: session.key };
+    row.resident = residentStats(session);
     await session.release();
+    if (provider === 'webgpu' && sessionProfile(session)?.provider === 'webgpu') {
+      row.device = left() > 150 ? await freeShapeSteps(model, sessionCfg, inputs, left) : { skipped: 'not enough of the time budget left' };
+    }
     if (left() < 30 || !ms.length) throw new Error(`time budget spent after ${ms.length} UNet steps (VAE decode not run)`);
     // VAE decode (1, 4, 64, 64) -> (1, 3, 512, 512).
     const vae = await createSession(buildVaeDecoder(SD15_VAE, SafetensorsFile.open(files.vae)).build(), {
@@ -197,8 +225,61 @@ async function checkProfile(
   return row;
 }
 
+/**
+ * A free-shape WebGPU session of the same UNet (fixedShapes: false), stepped with the constant inputs resident on the
+ * device and copied every step, alternately (same inputs), up to 6 pairs: median ms of each, and the bytes a step moves.
+ */
+async function freeShapeSteps(
+  model: BuiltModel,
+  cfg: SessionConfig,
+  inputs: (t: number) => UNetInputs,
+  left: () => number,
+): Promise<NonNullable<Row['device']>> {
+  const session = await createSession(model, { ...cfg, fixedShapes: false });
+  const unet = { session, config: SD15 };
+  const feeds = unetFeeds(unet, inputs(999));
+  const bytes = (names: (k: string) => boolean) =>
+    Object.entries(feeds)
+      .filter(([k, t]) => names(k) && t.type === 'float32')
+      .reduce((a, [, t]) => a + (t.data as Float32Array).byteLength, 0);
+  const copied: number[] = [];
+  const resident: number[] = [];
+  await session.run(feeds); // warm-up
+  await session.run(await residentFeeds(session, feeds, unetPerStepInput));
+  for (let i = 0; i < 6 && left() > 90; i++) {
+    const f = unetFeeds(unet, inputs(999 - i * 20));
+    let t = performance.now();
+    await session.run(f);
+    copied.push(performance.now() - t);
+    t = performance.now();
+    await session.run(await residentFeeds(session, f, unetPerStepInput));
+    resident.push(performance.now() - t);
+  }
+  await session.release();
+  return {
+    free_resident_ms: median(resident),
+    free_copied_ms: median(copied),
+    steps: copied.length,
+    constant_input_bytes: bytes((k) => !unetPerStepInput(k)),
+    sample_bytes: bytes((k) => k === 'sample'),
+    noise_pred_bytes: bytes((k) => k === 'sample'), // noise_pred has the sample's shape (B, 4, 64, 64)
+  };
+}
+
 function table(rows: Row[]): string {
-  const head = ['provider', 'profile', 'ran on', 'build s', 'conformance', 'NaN (unet/guard/vae)', 'ms/UNet step', 'VAE decode ms', '50-step image s'];
+  const head = [
+    'provider',
+    'profile',
+    'ran on',
+    'build s',
+    'conformance',
+    'NaN (unet/guard/vae)',
+    'ms/UNet step',
+    'VAE decode ms',
+    '50-step image s',
+    'first step s',
+    'free shapes ms/step: resident / copied',
+  ];
   const cells = rows.map((r) => [
     r.provider,
     r.profile,
@@ -209,6 +290,8 @@ function table(rows: Row[]): string {
     r.unet_step_ms?.toFixed(1) ?? '-',
     r.vae_decode_ms?.toFixed(0) ?? '-',
     r.image_50_steps_s === undefined ? '-' : `${r.image_50_steps_s.toFixed(2)}${r.image_estimated ? ' (est.)' : ''}`,
+    r.first_step_s?.toFixed(1) ?? '-',
+    !r.device ? '-' : 'skipped' in r.device ? 'skipped' : `${r.device.free_resident_ms.toFixed(1)} / ${r.device.free_copied_ms.toFixed(1)}`,
   ]);
   const line = (c: string[]) => `| ${c.join(' | ')} |`;
   return [line(head), line(head.map(() => '---')), ...cells.map(line)].join('\n');
@@ -236,6 +319,10 @@ async function main(): Promise<void> {
     writeRandomSafetensors(files.vae, vaeParameterShapes(SD15_VAE, 'decoder'), 3, { dtype: 'F16' });
     console.log(`gpu-check: random weights written in ${((performance.now() - start) / 1000).toFixed(1)} s`);
     const rows: Row[] = [];
+    let device_check: Awaited<ReturnType<typeof deviceCheck>> | null = null;
+    if (providers.includes('webgpu')) {
+      device_check = await deviceCheck((l) => console.log(l));
+    }
     const plan = providers.flatMap((p) => [profileFor(p, 'fp32'), profileFor(p, 'fp16')].map((q) => [p, q] as const));
     for (const [i, [provider, p]] of plan.entries()) {
       const share = (deadline - performance.now()) / (plan.length - i);
@@ -249,6 +336,7 @@ async function main(): Promise<void> {
       node: process.version,
       ort: ort.env.versions ?? null,
       wall_s: (performance.now() - start) / 1000,
+      device_check,
       rows,
     };
     fs.mkdirSync(path.dirname(path.resolve(a.out)), { recursive: true });

@@ -11,6 +11,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { fromDevice, residentFeeds, residentStats, toDevice } from '../../models/onnx/device-tensors.js';
 import { DataType, Graph } from '../../models/onnx/graph.js';
 import { FixedShapeSession, createSession, ort, sessionProfile } from '../../models/onnx/session.js';
@@ -31,7 +32,8 @@ function model() {
 const filled = (n: number, s: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.7 + s));
 const same = (a: ort.Tensor, b: ort.Tensor) => Buffer.compare(Buffer.from((a.data as Float32Array).buffer), Buffer.from((b.data as Float32Array).buffer)) === 0;
 
-async function main(): Promise<number> {
+/** The device checks on this process's WebGPU provider: status 0 ok, 1 a check failed, 2 WebGPU did not start. */
+export async function deviceCheck(log: (line: string) => void = console.log): Promise<{ status: 0 | 1 | 2; failures: string[] }> {
   const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-device-check-'));
   const failures: string[] = [];
   const check = (ok: boolean, what: string) => {
@@ -41,8 +43,8 @@ async function main(): Promise<number> {
     let failed = '';
     const s = await createSession(model(), { cacheDir, provider: 'webgpu', onProviderFailed: (_, e) => (failed = e.message.split('\n')[0]!) });
     if (failed || sessionProfile(s)?.provider !== 'webgpu') {
-      console.log(`device-check: WebGPU did not start here (${failed || 'fell back to the CPU'})`);
-      return 2;
+      log(`device-check: WebGPU did not start here (${failed || 'fell back to the CPU'})`);
+      return { status: 2, failures: [failed || 'fell back to the CPU'] };
     }
     check(s instanceof FixedShapeSession, 'a WebGPU session with symbolic dims is a FixedShapeSession');
     const cpuT = new ort.Tensor('float32', filled(16, 0), [2, 8]);
@@ -66,16 +68,19 @@ async function main(): Promise<number> {
     await s.run({ x: new ort.Tensor('float32', filled(24, 7), [3, 8]), c: new ort.Tensor('float32', filled(24, 6), [3, 8]) });
     check(fixed.builds === builds + 1, 'a run at the same size reuses it');
     await s.release();
-    console.log(JSON.stringify({ stats: st, builds: fixed.builds, key: fixed.key, failures }));
+    log(JSON.stringify({ stats: st, builds: fixed.builds, key: fixed.key, failures }));
   } finally {
     fs.rmSync(cacheDir, { recursive: true, force: true });
   }
   if (failures.length) {
-    console.log(`device-check: FAILED: ${failures.join('; ')}`);
-    return 1;
+    log(`device-check: FAILED: ${failures.join('; ')}`);
+    return { status: 1, failures };
   }
-  console.log('device-check: ok');
-  return 0;
+  log('device-check: ok');
+  return { status: 0, failures };
 }
 
-process.exitCode = await main();
+// Run directly (not when bundled into gpu-check.mjs, whose import.meta.url is the bundle's).
+if (/device-check\.[cm]?[jt]s$/.test(process.argv[1] ?? '') && path.resolve(process.argv[1]!) === fileURLToPath(import.meta.url)) {
+  process.exitCode = (await deviceCheck()).status;
+}
