@@ -228,15 +228,37 @@ async function createProfileSession(model: BuiltModel, cfg: SessionConfig, profi
   PROFILE_OF.set(session, profile);
   if (profile.precision !== 'fp32') {
     let twin: Promise<ort.InferenceSession> | null = null;
-    TWIN_OF.set(session, () => (twin ??= createProfileSession(model, cfg, float32Twin(profile), providers)));
+    const getTwin = () => (twin ??= createProfileSession(model, cfg, float32Twin(profile), providers));
+    TWIN_OF.set(session, getTwin);
     const release = session.release.bind(session);
     session.release = async () => {
       await release();
       if (twin) await (await twin).release();
     };
+    // A WebGPU adapter without shader-f16 builds the fp16 session but refuses to run it ("Program X requires f16 but
+    // the device does not support it", at the first run): from then on this session's runs go to its fp32 twin.
+    const run = session.run.bind(session) as (...a: unknown[]) => Promise<ort.InferenceSession.ReturnType>;
+    let noF16 = false;
+    session.run = (async (...a: unknown[]) => {
+      if (!noF16) {
+        try {
+          return await run(...a);
+        } catch (e) {
+          if (!NO_F16_DEVICE.test((e as Error).message)) throw e;
+          noF16 = true;
+          const notice = `provider ${providers}: the device has no fp16 shaders (shader-f16), so graph profile ${profile.id} cannot run; using ${float32Twin(profile).id}`;
+          if (cfg.onProfileFallback) cfg.onProfileFallback(notice);
+          else cfg.log?.(notice);
+        }
+      }
+      return ((await getTwin()).run as (...b: unknown[]) => Promise<ort.InferenceSession.ReturnType>)(...a);
+    }) as typeof session.run;
   }
   return session;
 }
+
+/** ONNX Runtime's WebGPU error for an fp16 kernel on an adapter without the shader-f16 feature (webgpu/shader_helper.cc). */
+const NO_F16_DEVICE = /requires f16 but the device does not support it/;
 
 /**
  * Creates an ONNX Runtime session for a built model under `cfg.profile` (default: the provider's fp32 graph).

@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fromDevice, residentFeeds, residentStats, toDevice } from '../../models/onnx/device-tensors.js';
 import { DataType, Graph } from '../../models/onnx/graph.js';
+import { profileFor } from '../../models/onnx/profile.js';
 import { FixedShapeSession, createSession, ort, sessionProfile } from '../../models/onnx/session.js';
 
 /** y = x W + c: x changes per call, c is the constant input (like the text embeddings of a UNet step). */
@@ -68,7 +69,23 @@ export async function deviceCheck(log: (line: string) => void = console.log): Pr
     await s.run({ x: new ort.Tensor('float32', filled(24, 7), [3, 8]), c: new ort.Tensor('float32', filled(24, 6), [3, 8]) });
     check(fixed.builds === builds + 1, 'a run at the same size reuses it');
     await s.release();
-    log(JSON.stringify({ stats: st, builds: fixed.builds, key: fixed.key, failures }));
+
+    // fp16: on an adapter without shader-f16 the session builds but cannot run; its runs go to the fp32 twin, with a notice.
+    const notices: string[] = [];
+    const h = await createSession(model(), { cacheDir, provider: 'webgpu', profile: profileFor('webgpu', 'fp16'), onProfileFallback: (n) => notices.push(n) });
+    const f32 = await createSession(model(), { cacheDir, provider: 'webgpu' });
+    const hf = { x: x(4), c: new ort.Tensor('float32', c, [2, 8]) };
+    const [a, b] = [(await h.run(hf)).y!.data as Float32Array, (await f32.run(hf)).y!.data as Float32Array];
+    const err = Math.max(...a.map((v, i) => Math.abs(v - b[i]!)));
+    check(err < 0.05 * Math.max(...b.map(Math.abs)), `the fp16 session's result is within fp16 error of fp32 (max ${err})`);
+    const f16 = notices.length ? 'no shader-f16: the fp16 session ran its fp32 twin' : 'shader-f16: ran in fp16';
+    check(
+      notices.every((n) => /has no fp16 shaders/.test(n)),
+      `the only notice is the shader-f16 one (${notices.join('; ')})`,
+    );
+    await h.release();
+    await f32.release();
+    log(JSON.stringify({ stats: st, builds: fixed.builds, key: fixed.key, f16, failures }));
   } finally {
     fs.rmSync(cacheDir, { recursive: true, force: true });
   }
