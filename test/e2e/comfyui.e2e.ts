@@ -18,17 +18,22 @@ async function open(page: Page, files: string[]): Promise<void> {
 
 const noticeText = async (page: Page) => (await page.locator('.notice').allTextContents()).join('\n');
 
-e2e('a ComfyUI workflow opens through Open with its image, shows the report and runs', async ({ page }) => {
+e2e('a ComfyUI workflow opens through Open with its image, shows the report and runs', async ({ page, results }) => {
   await card(page, 'DDIM Sampler').waitFor(); // the editor has its node specs (the first-start workflow is drawn)
   await open(page, ['ipadapter-advanced.v04.json', 'example.png']);
-  await waitFor(async () => (await page.locator('.react-flow__node-card').count()) === 13, '13 nodes on the canvas'); // its group is drawn too
+  // 13 ComfyUI nodes: 16 cards here (the unified loader's CLIP Vision, IPAdapterAdvanced's encode and projection), its group drawn too.
+  await waitFor(async () => (await page.locator('.react-flow__node-card').count()) === 16, '16 nodes on the canvas');
   await waitFor(
     async () =>
-      /ipadapter-advanced\.v04\.json: ComfyUI workflow \(UI format 0\.4\): 13 nodes, 11 mapped, 1 approximated, 0 unsupported, 1 skipped/.test(
-        await noticeText(page),
-      ),
+      /ipadapter-advanced\.v04\.json: ComfyUI workflow \(UI format 0\.4\): 13 nodes, 12 mapped, 1 approximated, 0 unsupported;/.test(await noticeText(page)),
     'the import report',
   );
+  // Its Reroute, PrimitiveNode and Note are ours, as ComfyUI draws them: a reroute dot, a primitive on the seed, a note.
+  await page.getByRole('group', { name: 'Reroute' }).waitFor();
+  expect((await card(page, 'Primitive').getByLabel('seed (KSampler)', { exact: true }).inputValue()) === '987654321', 'the primitive shows the seed');
+  expect((await card(page, 'Primitive').getByLabel('control after generate', { exact: true }).inputValue()) === 'increment', 'the primitive keeps its control');
+  expect(/style-transfer image prompt/.test(await page.getByLabel('Note text').inputValue()), 'the note keeps its text');
+  await page.screenshot({ path: path.join(results, 'comfyui-import.png') });
   expect((await page.locator('.card[data-node-id="c9"] .card-header .title').textContent()) === 'My sampler', 'the sampler keeps its ComfyUI title');
   const wf = await currentWorkflow(page);
   const sampler = wf.nodes.find((n) => n.id === 'c9')!;

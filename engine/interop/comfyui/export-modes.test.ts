@@ -1,8 +1,8 @@
 /**
  * The canvas tools in a ComfyUI export: a bypassed / muted node keeps its place with ComfyUI's mode
  * 4 / 2 in the UI workflow and is absent from the API prompt (what runs); a reroute becomes a
- * Reroute, a note a Note, a primitive's value goes into the widget it feeds; the UI workflow
- * imports back to a graph that runs as ours does.
+ * Reroute, a note a Note, a primitive a PrimitiveNode linked to the widget it feeds (its value also
+ * written there); the UI workflow imports back to the same canvas tools, running as ours does.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -61,7 +61,13 @@ describe('ComfyUI export of bypass, mute, reroute, note and primitive', () => {
     const sampler = wf.nodes.find((n) => n.type === 'ddim-sampler')!;
     const ks = byOurId(ui as { nodes: CNode[] }, sampler.id)!;
     expect(JSON.stringify(ks.widgets_values)).toContain('1234');
-    expect(report.find((r) => r.id === 'seed')?.status).toBe('approximated');
+    expect(report.find((r) => r.id === 'seed')?.status).toBe('mapped');
+    // The primitive: a PrimitiveNode ([value, control] as the frontend writes them) linked to the sampler's seed, turned into an input.
+    type Ui = { nodes: (CNode & { inputs: { name: string; link: number | null; widget?: { name: string } }[] })[]; links: number[][] };
+    const prim = (ui as Ui).nodes.find((n) => n.type === 'PrimitiveNode')!;
+    expect(prim.widgets_values).toEqual([1234, 'fixed']);
+    const seedIn = (ui as Ui).nodes.find((n) => n.id === ks.id)!.inputs.find((i) => i.widget?.name === 'seed')!;
+    expect((ui as Ui).links.find((l) => l[0] === seedIn.link)?.slice(1, 4)).toEqual([prim.id, 0, ks.id]);
 
     // The API prompt: no IPAdapter, no PreviewImage, no Reroute / Note; the sampler's seed is the primitive's.
     type ApiNode = { class_type: string; inputs: Record<string, unknown>; _meta: { ipadapter_studio: { ids: Record<string, string> } } };
@@ -96,6 +102,16 @@ describe('ComfyUI export of bypass, mute, reroute, note and primitive', () => {
         .sort();
     };
     expect(types(resolveGraph(back, specMap).workflow)).toEqual(types(ran));
-    expect(back.nodes.find((n) => n.type === 'ddim-sampler')!.params.seed).toBe(1234);
+    expect(resolveGraph(back, specMap).workflow.nodes.find((n) => n.type === 'ddim-sampler')!.params.seed).toBe(1234);
+    // The canvas tools come back as ours: the primitive on the seed, the reroute on the latent wire, the note, the modes.
+    const sampler = back.nodes.find((n) => n.type === 'ddim-sampler')!;
+    expect(back.nodes.find((n) => n.id === 'seed')).toMatchObject({ type: 'primitive', params: { value: 1234 }, ui: { x: 30, y: 30 } });
+    expect(back.edges).toContainEqual({ from: { node: 'seed', port: 'value' }, to: { node: sampler.id, port: 'seed' } });
+    expect(sampler.ui?.inputs).toEqual(['seed']);
+    expect(back.nodes.find((n) => n.id === 'r')?.type).toBe('reroute');
+    expect(back.edges.filter((e) => e.from.node === 'r' || e.to.node === 'r')).toHaveLength(2);
+    expect(back.nodes.find((n) => n.id === 'txt')).toMatchObject({ type: 'note', params: { text: 'λ 0.8 reads best' } });
+    expect(back.nodes.find((n) => n.id === 'preview')?.mode).toBe('mute');
+    expect(back.nodes.find((n) => n.type === 'apply-ip-adapter')?.mode).toBe('bypass');
   });
 });

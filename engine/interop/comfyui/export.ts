@@ -19,8 +19,8 @@
  */
 import type { NodeSpec, ParamValue } from '../../../nodes/spec.js';
 import { resolveGraph } from '../../graph-modes.js';
-import type { Workflow, WorkflowNode } from '../../protocol.js';
-import { COMFY_DEFS, widgetSignature, widgetSlots, type NodeDefC } from './defs.js';
+import type { Workflow, WorkflowEdge, WorkflowNode } from '../../protocol.js';
+import { COMFY_DEFS, FRONTEND_ONLY, widgetSignature, widgetSlots, type NodeDefC } from './defs.js';
 import { PLACEHOLDER_TYPE, STUDIO_CLASS_PREFIX, STUDIO_KEY, type StudioProps } from './import.js';
 import { comfyWeightType } from './layers.js';
 
@@ -71,6 +71,8 @@ interface ENode {
   mode?: number;
   /** Drawn collapsed (ComfyUI's flags.collapsed). */
   collapsed?: boolean;
+  /** Widgets turned into inputs, fed by a PrimitiveNode: widget name -> [that node's id, the widget's type]. */
+  widgetLinks?: Record<string, [number, string]>;
 }
 
 const OUR_TO_COMFY_TYPE: Record<string, string> = { IP_ADAPTER: 'IPADAPTER', IMAGE_EMBEDS: 'EMBEDS', IP_EMBEDS: 'EMBEDS' };
@@ -650,6 +652,53 @@ class Exporter {
     }
   }
 
+  /**
+   * Our primitives as ComfyUI PrimitiveNodes (UI workflow only: the API prompt has the values), each
+   * linked to the widget inputs of the ComfyUI nodes that hold the params it feeds (a widget of that
+   * name). Its widgets_values are [value, control_after_generate] for number and combo widgets, as the
+   * frontend writes them. Returns the primitives no ComfyUI widget takes (their value is written in).
+   */
+  primitives(prims: WorkflowNode[], edges: readonly WorkflowEdge[]): WorkflowNode[] {
+    const left: WorkflowNode[] = [];
+    for (const prim of prims) {
+      const targets = edges.flatMap((x) => {
+        if (x.from.node !== prim.id) return [];
+        const e = this.claimed.get(x.to.node);
+        const w = e && COMFY_DEFS.get(e.classType)?.inputs.find((i) => i.widget && i.name === x.to.port);
+        return e && w && !e.widgetLinks?.[w.name] ? [{ e, w }] : [];
+      });
+      if (!targets.length) {
+        left.push(prim);
+        continue;
+      }
+      const type = targets[0]!.w.widget!;
+      const control = typeof prim.params.control_after_generate === 'string' ? prim.params.control_after_generate : 'fixed';
+      const title = typeof prim.ui?.title === 'string' ? prim.ui.title : undefined;
+      const e: ENode = {
+        id: this.next++,
+        classType: FRONTEND_ONLY.primitive,
+        pos: prim.ui ? [prim.ui.x, prim.ui.y] : [0, 0],
+        widgets: {},
+        inputs: {},
+        outputs: [],
+        studio: {
+          ids: { '': prim.id },
+          ...(prim.ui ? { pos: { '': [prim.ui.x, prim.ui.y] } } : {}),
+          params: { '': { ...prim.params } },
+          types: { '': prim.type },
+        },
+        ...(title ? { title } : {}),
+        sockets: { inputs: [], outputs: [{ name: 'connect to widget input', type }] },
+        rawWidgets: type === 'INT' || type === 'FLOAT' || type === 'COMBO' ? [prim.params.value, control] : [prim.params.value],
+        uiOnly: true,
+      };
+      this.enodes.push(e);
+      this.reports.set(prim.id, { id: prim.id, type: prim.type, status: 'mapped', notes: [], comfy: e.id });
+      for (const t of targets) (t.e.widgetLinks ??= {})[t.w.name] = [e.id, type];
+    }
+    return left;
+  }
+
   /** ComfyUI's mode and collapse for each exported node: its main node's (bypass 4, mute 2). */
   applyModes(): void {
     for (const e of this.enodes) {
@@ -794,7 +843,7 @@ class Exporter {
     const links: unknown[][] = [];
     const nodes = this.enodes.map((e, order) => {
       const def = COMFY_DEFS.get(e.classType);
-      const inputs = this.linkInputs(e).map((i) => {
+      const inputs: { name: string; type: string; link: number | null; widget?: { name: string } }[] = this.linkInputs(e).map((i) => {
         const from = this.outSlot(e.inputs[i.name] ?? null);
         let link: number | null = null;
         if (from) {
@@ -803,6 +852,12 @@ class Exporter {
         }
         return { name: i.name, type: i.type, link };
       });
+      // Widgets turned into inputs, each linked from its PrimitiveNode.
+      for (const [name, [from, type]] of Object.entries(e.widgetLinks ?? {})) {
+        const link = links.length + 1;
+        links.push([link, from, 0, e.id, 0, type]);
+        inputs.push({ name, type, widget: { name }, link });
+      }
       // Input slots are positions in this list.
       inputs.forEach((inp, slot) => {
         if (inp.link !== null) links[inp.link - 1]![4] = slot;
@@ -878,9 +933,9 @@ class Exporter {
 /**
  * Our workflow as a ComfyUI UI workflow and API prompt, with what differs per node. The UI
  * workflow keeps bypassed and muted nodes (ComfyUI modes 4 and 2), collapsed cards, reroutes
- * (Reroute) and notes (Note); a primitive's value is written into the widgets it feeds (its node
- * is left out). The API prompt is the graph that runs (engine/graph-modes.ts): no bypassed, muted
- * or canvas-only nodes.
+ * (Reroute), notes (Note) and primitives (PrimitiveNode, its value also written into the widgets it
+ * feeds, as ComfyUI saves them). The API prompt is the graph that runs (engine/graph-modes.ts): no
+ * bypassed, muted or canvas-only nodes.
  */
 export function exportComfyUI(wf: Workflow, specs: readonly NodeSpec[]): ExportResult {
   const specMap = new Map(specs.map((s) => [s.type, s]));
@@ -898,15 +953,19 @@ export function exportComfyUI(wf: Workflow, specs: readonly NodeSpec[]): ExportR
   const ex = new Exporter(uiWf, specs);
   ex.run();
   ex.applyModes();
+  const left = ex.primitives(
+    wf.nodes.filter((n) => prims.has(n.id)),
+    wf.edges,
+  );
   const forApi = resolved === wf ? ex : new Exporter(resolved, specs);
   if (forApi !== ex) forApi.run();
   const report = [...ex.reports.values()];
-  for (const id of prims) {
+  for (const n of left) {
     report.push({
-      id,
-      type: 'primitive',
+      id: n.id,
+      type: n.type,
       status: 'approximated',
-      notes: ["its value is written into the widgets it feeds (ComfyUI's PrimitiveNode is not exported)"],
+      notes: ['no ComfyUI widget takes the params it feeds by name: its value is written into them (no PrimitiveNode)'],
     });
   }
   return { ui: ex.ui(), api: forApi.api(), report };

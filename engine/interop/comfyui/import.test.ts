@@ -12,6 +12,7 @@ import { COMFY_FIXTURES, comfyFixture, DEMO_LIST } from '../../../test/helpers/c
 import { NODE_DEFS, nodeSpecs } from '../../../nodes/index.js';
 import type { NodeSpec } from '../../../nodes/spec.js';
 import type { Workflow } from '../../protocol.js';
+import { resolveGraph } from '../../graph-modes.js';
 import { validateWorkflow } from '../../validate.js';
 import { parseWorkflow } from '../../workflow.js';
 import { importComfyUI, type ImportResult } from './import.js';
@@ -109,31 +110,42 @@ describe('UI workflow 0.4: IPAdapter Advanced through a reroute, the seed from a
         'c5.ip_adapter -> c6_proj.ip_adapter',
         'c6_proj.tokens -> c6.tokens',
         'c5.ip_adapter -> c6.ip_adapter',
-        // The unified loader passes the checkpoint's model through; the reroute carries the adapter's model to the sampler.
+        // The unified loader passes the checkpoint's model through; the reroute (a Reroute node here) carries the adapter's model to the sampler.
         'c1.model -> c6.model',
-        'c6.model -> c9.model',
+        'c6.model -> c7.in',
+        'c7.out -> c9.model',
         'c1.vae -> c11.vae',
+        // The primitive (a Primitive node here) feeds the sampler's seed, turned into an input.
+        'c10.value -> c9.seed',
       ]),
     );
+    expect(node(wf, 'c7')).toMatchObject({ type: 'reroute', params: {}, ui: { x: 1140, y: 120 } });
+    expect(node(wf, 'c10')).toMatchObject({ type: 'primitive', params: { value: 987654321, control_after_generate: 'increment' }, ui: { title: 'seed' } });
+    expect(node(wf, 'c9').ui).toMatchObject({ inputs: ['seed'] });
+    // What runs is what ComfyUI runs: the adapter's model into the sampler, the primitive's seed.
+    const ran = resolveGraph(wf, specMap).workflow;
+    expect(edges(ran)).toContain('c6.model -> c9.model');
+    expect(node(ran, 'c9').params.seed).toBe(987654321);
+    expect(ran.nodes.map((n) => n.type)).not.toContain('reroute');
   });
 
-  it('keeps positions, titles, groups and the note; lists every node in the report', () => {
+  it('keeps positions, titles, groups and the note (a Note node); lists every node in the report', () => {
     expect(node(wf, 'c1').ui).toEqual({ x: 30, y: 200 });
     expect(wf.meta?.groups).toEqual([{ title: 'Image prompt', bounding: [400, 0, 720, 380], color: '#3f789e', nodes: ['c5', 'c6', 'c6_encode', 'c6_proj'] }]);
-    expect((wf.meta?.comfyui as { notes: unknown[] }).notes).toEqual([{ text: 'A style-transfer image prompt, written for the importer tests.' }]);
+    expect(node(wf, 'c13')).toMatchObject({ type: 'note', params: { text: 'A style-transfer image prompt, written for the importer tests.' } });
+    expect(wf.meta?.comfyui).not.toHaveProperty('notes');
     expect(r.report.nodes.map((n) => n.id)).toEqual(['1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11', '12', '13']);
-    expect(countStatuses(r.report)).toEqual({ mapped: 11, approximated: 1, unsupported: 0, skipped: 1 });
-    expect(entry(r, '7').notes[0]).toMatch(/reroute/);
-    expect(entry(r, '10').notes[0]).toMatch(/primitive/);
+    expect(countStatuses(r.report)).toEqual({ mapped: 12, approximated: 1, unsupported: 0, skipped: 0 });
+    expect(entry(r, '7')).toMatchObject({ nodes: ['c7'], notes: ['a reroute: a Reroute node here'] });
+    expect(entry(r, '10')).toMatchObject({ nodes: ['c10'], notes: ['a primitive: a Primitive node here, feeding c9 "seed"'] });
+    expect(entry(r, '13')).toMatchObject({ nodes: ['c13'], notes: ['a note: a Note node here'] });
     expect(entry(r, '1')).toMatchObject({ status: 'approximated' });
     expect(r.report.models.find((m) => m.node === 'c1')).toMatchObject({
       wanted: 'sd15/realisticVisionV51_v51VAE.safetensors',
       used: DEMO_NAMES.checkpoint,
       how: 'substituted',
     });
-    expect(formatReport(r.report)).toMatch(
-      /^ComfyUI workflow \(UI format 0\.4\): 13 nodes, 11 mapped, 1 approximated, 0 unsupported, 1 skipped; 1 model substitution/,
-    );
+    expect(formatReport(r.report)).toMatch(/^ComfyUI workflow \(UI format 0\.4\): 13 nodes, 12 mapped, 1 approximated, 0 unsupported; 1 model substitution/);
   });
 
   it('without a KSampler node in the build, maps KSampler ddim / ddim_uniform onto the DDIM Sampler as approximated', () => {
@@ -397,19 +409,27 @@ describe('unsupported nodes and bad links', () => {
     expect(JSON.parse(node(wf, 'c11').params.widgets as string)).toEqual({ widgets_values: [0.5] });
     expect(edges(wf)).toEqual(
       expect.arrayContaining([
-        // The bypassed LoraLoader passes the checkpoint's MODEL and CLIP through, as ComfyUI does.
-        'c1.model -> c3.model',
+        // The bypassed LoraLoader is a bypassed Load LoRA here, between the checkpoint and its readers.
+        'c1.model -> c2.model',
+        'c2.model -> c3.model',
+        'c2.clip -> c7.clip',
         'c3.MODEL -> c5.model',
         'c3.ipadapter -> c5.ipadapter',
         'c6.image -> c5.image',
         'c4.INSIGHTFACE -> c5.insightface',
         'c5.MODEL -> c9.model',
-        'c1.clip -> c7.clip',
         'c10.image -> c11.image_a',
         'c6.image -> c11.image_b',
         'c11.IMAGE -> c13.images',
+        // The muted SaveImage is a muted Save Image here, still wired.
+        'c11.IMAGE -> c12.images',
       ]),
     );
+    // What runs passes the checkpoint's MODEL and CLIP through the bypassed LoRA, as ComfyUI does, and leaves the muted Save Image out.
+    const ran = resolveGraph(wf, specMap);
+    expect(edges(ran.workflow)).toEqual(expect.arrayContaining(['c1.model -> c3.model', 'c1.clip -> c7.clip']));
+    expect(ran.bypassed).toEqual(['c2']);
+    expect(ran.muted).toEqual(['c12']);
   });
 
   it('validation refuses the run, naming each placeholder and why, and nothing else about them', () => {
@@ -438,10 +458,11 @@ describe('unsupported nodes and bad links', () => {
       control_after_generate: 'fixed',
     });
     expect(entry(r, '15').notes.join(' ')).toMatch(/1 value more than EmptyLatentImage's 3 widgets/);
-    expect(entry(r, '2')).toMatchObject({ status: 'skipped' });
-    expect(entry(r, '12')).toMatchObject({ status: 'skipped' });
-    expect(wf.nodes.some((n) => n.id === 'c12' || n.id === 'c2')).toBe(false);
-    expect((wf.meta?.comfyui as { skipped: { id: number }[] }).skipped.map((n) => n.id).sort()).toEqual([12, 2]);
+    expect(entry(r, '2').notes).toContain('bypassed in ComfyUI: bypassed here (its inputs pass through, as they do there)');
+    expect(entry(r, '12').notes).toContain('muted in ComfyUI: muted here (it and what needs it do not run)');
+    expect(node(wf, 'c2')).toMatchObject({ type: 'load-lora', mode: 'bypass' });
+    expect(node(wf, 'c12')).toMatchObject({ type: 'save-image', mode: 'mute' });
+    expect(wf.meta?.comfyui).not.toHaveProperty('skipped');
   });
 });
 

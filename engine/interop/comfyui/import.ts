@@ -6,8 +6,12 @@
  *   - widgets_values are read positionally in the ComfyUI node's input order (defs.ts), the
  *     frontend's control_after_generate / upload values included where they are; a list of the
  *     wrong length is read as far as it fits and reported;
- *   - Reroute nodes, PrimitiveNode / Primitive* values and bypassed nodes are resolved into the
- *     links and values they stand for; muted nodes and notes are skipped (kept in meta);
+ *   - the canvas tools come in as ours, so the graph looks like ComfyUI's and engine/graph-modes.ts
+ *     runs it as ComfyUI does: a Reroute becomes a reroute node (one carrying a bundle of ours, an
+ *     IPADAPTER pipeline, or a primitive's value, is resolved into what it carries), a PrimitiveNode
+ *     a primitive feeding the params it fed (those turned into inputs; where no param of ours has
+ *     the widget's name its value is written in), a bypassed (mode 4) / muted (mode 2) node is
+ *     translated and gets mode "bypass" / "mute", a Note / MarkdownNote a note node;
  *   - each node goes through its translator (node-map.ts); one without a counterpart becomes a
  *     placeholder (nodes/comfyui-node.ts) that keeps its values and links;
  *   - params are checked against our node specs (clamped to their ranges, enums and integers),
@@ -102,6 +106,8 @@ class Importer {
   readonly missingImages: { node: string; image: string }[] = [];
   readonly warnings: string[];
   private readonly specs: Map<string, NodeSpec>;
+  /** Our canvas-only node types (nodes/spec.ts `virtual`), where this build has them. */
+  private readonly canvasType: Partial<Record<'reroute' | 'note' | 'primitive', string>>;
   private readonly byId = new Map<string, CNode>();
   private readonly linkByTarget = new Map<string, Map<string, CLink>>();
   private readonly outputs = new Map<string, Value[]>();
@@ -122,6 +128,7 @@ class Importer {
     private readonly opts: ImportOptions,
   ) {
     this.specs = new Map(opts.specs.map((s) => [s.type, s]));
+    this.canvasType = Object.fromEntries(opts.specs.filter((s) => s.virtual).map((s) => [s.virtual, s.type]));
     this.warnings = [...g.problems];
     for (const n of g.nodes) this.byId.set(n.id, n);
     for (const l of g.links.values()) {
@@ -170,12 +177,11 @@ class Importer {
     if (seen.has(id)) return { kind: 'none', why: `a loop of reroutes or bypassed nodes through ${id}` };
     seen.add(id);
     if (n.classType === FRONTEND_ONLY.reroute) {
-      this.markResolved(n, 'a reroute: resolved into the links it carries');
       const l = n.inputs[0]?.link != null ? this.g.links.get(n.inputs[0].link) : undefined;
-      return l ? this.source(l.from, l.fromSlot, seen) : { kind: 'none', why: `reroute ${id}, which has no input` };
+      return this.reroute(n, l ? this.source(l.from, l.fromSlot, seen) : { kind: 'none', why: `reroute ${id}, which has no input` });
     }
     if (n.classType === FRONTEND_ONLY.primitive) {
-      this.markResolved(n, 'a primitive: its value goes into the widgets it feeds');
+      // Its value goes into the widgets it feeds; then it becomes a primitive of ours (primitive()).
       const v = Array.isArray(n.widgetsValues) ? n.widgetsValues[0] : undefined;
       const control = Array.isArray(n.widgetsValues) ? n.widgetsValues[1] : undefined;
       return {
@@ -185,19 +191,30 @@ class Importer {
         ...(typeof control === 'string' && (SEED_CONTROLS as readonly string[]).includes(control) ? { control } : {}),
       };
     }
-    if (n.mode === 4) {
-      const out = n.outputs[slot] ?? this.defOf(n)?.outputs[slot];
-      this.skip(n, 'bypassed in ComfyUI: its links pass through, as they do there');
-      const ins = n.inputs.filter((i) => !i.widget);
-      const same = ins[slot] && out && typesMatch(ins[slot]!.type, out.type) ? ins[slot] : ins.find((i) => out && typesMatch(i.type, out.type));
-      const l = same?.link != null ? this.g.links.get(same.link) : undefined;
-      return l ? this.source(l.from, l.fromSlot, seen) : { kind: 'none', why: `bypassed node ${id}` };
-    }
-    if (n.mode === 2) {
-      this.skip(n, 'muted in ComfyUI (never runs): left out; the nodes it fed get nothing');
-      return { kind: 'none', why: `muted node ${id}` };
-    }
     return this.translate(n)[slot] ?? { kind: 'none', why: `output ${slot} of node ${id}` };
+  }
+
+  /** ComfyUI Reroute `n` carrying `up`: a reroute node of ours when it carries one port, else resolved into what it carries. */
+  private reroute(n: CNode, up: Value): Value {
+    const made = this.outputs.get(n.id)?.[0];
+    if (made) return made;
+    if (up.kind !== 'port' || !this.canvasType.reroute) {
+      this.markResolved(
+        n,
+        `a reroute: resolved into the links it carries (${up.kind === 'port' ? 'this build has no reroute node' : 'it carries no single socket of ours'})`,
+      );
+      return up;
+    }
+    const r = this.report(n);
+    const id = this.allocId(n, '');
+    const ui = this.uiFor(n, '', id);
+    this.nodes.push({ id, type: this.canvasType.reroute, params: {}, ...(ui ? { ui } : {}) });
+    this.edge(up, id, 'in');
+    r.nodes.push(id);
+    r.notes.push('a reroute: a Reroute node here');
+    const out: PortVal = { kind: 'port', node: id, port: 'out', type: up.type };
+    this.outputs.set(n.id, [out]);
+    return out;
   }
 
   private markResolved(n: CNode, note: string): void {
@@ -320,14 +337,13 @@ class Importer {
     try {
       if ((FRONTEND_ONLY.notes as readonly string[]).includes(n.classType)) {
         const text = Array.isArray(n.widgetsValues) ? String(n.widgetsValues[0] ?? '') : '';
-        this.notes.push({ ...(n.title ? { title: n.title } : {}), text });
-        this.skip(n, "a note: its text is kept in the workflow's meta (comfyui.notes)");
-        out = [];
-      } else if (n.mode === 2) {
-        this.skip(n, 'muted in ComfyUI (never runs): left out');
-        out = [];
-      } else if (n.mode === 4) {
-        this.skip(n, 'bypassed in ComfyUI: its links pass through, as they do there');
+        if (this.canvasType.note) {
+          this.addNode(n, r, made, '', this.canvasType.note!, { params: { text } });
+          r.notes.push('a note: a Note node here');
+        } else {
+          this.notes.push({ ...(n.title ? { title: n.title } : {}), text });
+          this.skip(n, "a note: its text is kept in the workflow's meta (comfyui.notes)");
+        }
         out = [];
       } else {
         const ctx = this.context(n, r, made);
@@ -348,6 +364,16 @@ class Importer {
       const reason = e instanceof Unsupported ? e.message : `could not be converted (${(e as Error).message})`;
       this.rollback(made);
       out = this.placeholder(n, r, reason);
+    }
+    // Bypassed / muted in ComfyUI: every node it became is bypassed / muted here (engine/graph-modes.ts passes and mutes as ComfyUI does).
+    const mode = n.mode === 4 ? 'bypass' : n.mode === 2 ? 'mute' : undefined;
+    if (mode && r.nodes.length) {
+      for (const x of this.nodes) if (r.nodes.includes(x.id)) x.mode = mode;
+      r.notes.push(
+        mode === 'bypass'
+          ? 'bypassed in ComfyUI: bypassed here (its inputs pass through, as they do there)'
+          : 'muted in ComfyUI: muted here (it and what needs it do not run)',
+      );
     }
     this.active.delete(n.id);
     this.outputs.set(n.id, out);
@@ -721,7 +747,11 @@ class Importer {
       const seen = new Set<string>();
       let cur = id;
       for (;;) {
-        const e = this.edges.find((x) => x.to.node === cur && x.to.port === 'model');
+        let e = this.edges.find((x) => x.to.node === cur && x.to.port === 'model');
+        for (let k = 0; e && byId.get(e.from.node)?.type === this.canvasType.reroute && k < 100; k++) {
+          const via = e.from.node;
+          e = this.edges.find((x) => x.to.node === via && x.to.port === 'in');
+        }
         const from = e ? byId.get(e.from.node) : undefined;
         if (!from || from.type !== 'apply-ip-adapter' || seen.has(from.id)) return cur;
         seen.add(from.id);
@@ -747,18 +777,73 @@ class Importer {
 
   run(): void {
     for (const n of this.g.nodes) {
-      if (n.classType === FRONTEND_ONLY.reroute || n.classType === FRONTEND_ONLY.primitive) {
-        this.markResolved(
-          n,
-          n.classType === FRONTEND_ONLY.reroute ? 'a reroute: resolved into the links it carries' : 'a primitive: its value goes into the widgets it feeds',
-        );
-        continue;
-      }
-      this.translate(n);
+      if (n.classType === FRONTEND_ONLY.reroute) this.source(n.id, 0);
+      else if (n.classType !== FRONTEND_ONLY.primitive) this.translate(n);
     }
+    for (const n of this.g.nodes) if (n.classType === FRONTEND_ONLY.primitive) this.primitive(n);
     this.restoreLinks();
     this.mergeProjections();
     this.checkAdapterChains();
+  }
+
+  /**
+   * ComfyUI PrimitiveNode `p` as a primitive of ours (after the nodes it feeds are translated, with
+   * its value in their params): wired to each param of ours named as the widget it feeds, that param
+   * turned into an input (`ui.inputs`). A widget no param of ours takes by name (a translator made
+   * something else of it), or of a placeholder, keeps the value written in.
+   */
+  private primitive(p: CNode): void {
+    const type = this.canvasType.primitive;
+    const wv = Array.isArray(p.widgetsValues) ? p.widgetsValues : [];
+    let prim: WorkflowNode | undefined;
+    const fed: string[] = [];
+    const written: string[] = [];
+    for (const l of this.g.links.values()) {
+      const t = l.from === p.id ? this.byId.get(l.to) : undefined;
+      const inp = t?.inputs[l.toSlot];
+      if (!t || !inp || this.linkOf(t, inp.widget ?? inp.name) !== l) continue;
+      const name = inp.widget ?? inp.name;
+      const tr = this.reports.get(t.id);
+      const ours = (tr?.status === 'unsupported' ? [] : (tr?.nodes ?? [])).map((id) => this.nodes.find((x) => x.id === id));
+      const candidates = ours.filter((x): x is WorkflowNode => !!x?.ui && !!this.specs.get(x.type)?.params.some((q) => q.name === name));
+      const target = candidates.find((x) => x.params[name] === wv[0]) ?? candidates[0];
+      const value = target?.params[name];
+      if (
+        !type ||
+        !target ||
+        value === undefined ||
+        this.edges.some((e) => e.to.node === target.id && e.to.port === name) ||
+        (prim && prim.params.value !== value)
+      ) {
+        written.push(`${t.classType} ${t.id} "${name}"`);
+        continue;
+      }
+      if (!prim) {
+        const id = this.allocId(p, '');
+        const ui = this.uiFor(p, '', id);
+        const seed = this.specs.get(target.type)?.params.find((q) => q.name === name);
+        const control =
+          seed?.kind === 'number' && seed.widget === 'seed' && typeof wv[1] === 'string' && (SEED_CONTROLS as readonly string[]).includes(wv[1])
+            ? wv[1]
+            : undefined;
+        // Exported from here: the params it had (its control kept as it was, when ComfyUI's value is unchanged).
+        const stored = studioOf(p).types?.[''] === type ? studioOf(p).params?.[''] : undefined;
+        const params =
+          stored && stored.value === value && stored.control_after_generate === (control ?? stored.control_after_generate)
+            ? { value, ...(stored.control_after_generate !== undefined ? { control_after_generate: stored.control_after_generate } : {}) }
+            : { value, ...(control ? { control_after_generate: control } : {}) };
+        prim = { id, type, params, ...(ui ? { ui } : {}) };
+        this.nodes.push(prim);
+        this.report(p).nodes.push(id);
+      }
+      this.edges.push({ from: { node: prim.id, port: 'value' }, to: { node: target.id, port: name } });
+      target.ui = { ...target.ui!, inputs: [...new Set([...(Array.isArray(target.ui!.inputs) ? (target.ui!.inputs as string[]) : []), name])] };
+      fed.push(`${target.id} "${name}"`);
+    }
+    const r = this.report(p);
+    if (fed.length) r.notes.push(`a primitive: a Primitive node here, feeding ${fed.join(', ')}`);
+    if (written.length) r.notes.push(`a primitive: its value is written into ${written.join(', ')}`);
+    if (!fed.length && !written.length) r.notes.push('a primitive that feeds nothing: left out');
   }
 
   /**
@@ -815,8 +900,6 @@ class Importer {
     }
   }
 }
-
-const typesMatch = (a: string, b: string) => a === b || a === '*' || b === '*';
 
 function placeholderOutputs(v: ParamValue | undefined): { name: string; type: string }[] {
   try {
