@@ -35,7 +35,7 @@ import { removeStaleInt8Copies } from '../models/onnx/quantize.js';
 import { DEMO_NOTICE, ensureDemoModels } from './demo/demo.js';
 import { Executor, type RunResult } from './executor.js';
 import type { Precision } from '../models/onnx/profile.js';
-import { clearModelCache, ModelStore, pruneModelCache } from './model-store.js';
+import { clearModelCache, type GpuPrecision, ModelStore, pruneModelCache } from './model-store.js';
 import { listModels, modelsFolderEmpty, PathResolver } from './paths.js';
 import { parseWorkflow } from './workflow.js';
 import { FINISHED_KEYS_KEPT, queueStateSaver, readQueueState } from './queue-state.js';
@@ -130,9 +130,12 @@ export function createEngine(options: EngineOptions): Engine {
     provider: options.provider,
     ...(options.demoModels !== undefined ? { demoModels: options.demoModels } : {}),
     ...(options.cpuPrecision ? { cpuPrecision: options.cpuPrecision } : {}),
+    ...(options.gpuPrecision ? { gpuPrecision: options.gpuPrecision } : {}),
   };
   /** The graph precision: the `precision` option (tests, CLI), else the "CPU precision" setting (fast = int8 on the CPU). */
   const precisionOf = (s: EngineSettings): Precision => options.precision ?? (s.cpuPrecision === 'fast' ? 'int8' : 'fp32');
+  /** The precision on a GPU provider: the "GPU precision" setting (fp16 by default); the `precision` option overrides it (undefined). */
+  const gpuPrecisionOf = (s: EngineSettings): GpuPrecision | undefined => (options.precision ? undefined : (s.gpuPrecision ?? 'fp16'));
   const listeners = new Set<(e: RunEvent) => void>();
   const emit = (e: RunEvent) => {
     for (const l of [...listeners]) {
@@ -150,6 +153,7 @@ export function createEngine(options: EngineOptions): Engine {
     log,
     threads: options.threads,
     precision: precisionOf(settings),
+    gpuPrecision: gpuPrecisionOf(settings),
     controlNetsInUNet: options.controlNetsInUNet,
   });
   const executor = new Executor(NODE_DEFS, store);
@@ -241,6 +245,7 @@ export function createEngine(options: EngineOptions): Engine {
         .then(async () => {
           await store.setProvider(settings.provider);
           await store.setPrecision(precisionOf(settings));
+          await store.setGpuPrecision(gpuPrecisionOf(settings));
           await store.unload();
         })
         .catch((e) => log(`releasing models failed: ${(e as Error).message}`));
@@ -360,7 +365,8 @@ export function createEngine(options: EngineOptions): Engine {
         executor.clearCache();
       }
       if (settings.provider !== before.provider) stale = true;
-      if ((settings.cpuPrecision ?? 'fp32') !== (before.cpuPrecision ?? 'fp32')) {
+      const gpuChanged = settings.provider !== 'cpu' && (settings.gpuPrecision ?? 'fp16') !== (before.gpuPrecision ?? 'fp16');
+      if ((settings.cpuPrecision ?? 'fp32') !== (before.cpuPrecision ?? 'fp32') || gpuChanged) {
         // Other weights compute other images: sessions and cached node outputs of the old precision go.
         stale = true;
         executor.clearCache();
@@ -489,6 +495,7 @@ export function outputKey(wf: Workflow, paths: PathResolver, specs: NodeSpec[], 
     outputDir: path.resolve(settings.outputDir),
     provider: settings.provider,
     ...(settings.cpuPrecision === 'fast' ? { cpuPrecision: 'fast' } : {}),
+    ...(settings.provider !== 'cpu' ? { gpuPrecision: settings.gpuPrecision ?? 'fp16' } : {}),
   });
   return createHash('sha256').update(text).digest('hex');
 }

@@ -48,6 +48,18 @@ export function pathIdentity(p: string): string {
   return `dir(${createHash('sha256').update(parts.join(',')).digest('hex').slice(0, 16)})`;
 }
 
+/** Settings' "GPU precision" (EngineSettings.gpuPrecision): fp16 (the default on GPU providers) or fp32. */
+export type GpuPrecision = 'fp16' | 'fp32';
+
+/**
+ * The graph profile of a store on `provider`: on the CPU its `precision` (fp32 exact, int8 = CPU precision fast);
+ * on a GPU provider `gpu` (Settings' GPU precision), else `precision` with int8 (a CPU profile) as fp32.
+ */
+export function storeProfile(provider: Provider, precision: Precision = 'fp32', gpu?: GpuPrecision): GraphProfile {
+  if (provider === 'cpu') return profileFor('cpu', precision);
+  return profileFor(provider, gpu ?? (precision === 'int8' ? 'fp32' : precision));
+}
+
 interface Entry {
   value: Promise<unknown>;
   dispose?: (v: unknown) => void | Promise<void>;
@@ -61,6 +73,11 @@ export interface ModelStoreOptions {
   threads?: number;
   /** The graph precision sessions are built at (models/onnx/profile.ts; default fp32, today's graph). */
   precision?: Precision;
+  /**
+   * Settings' "GPU precision": the precision on a GPU provider (webgpu, cuda, dml); absent: `precision` there too
+   * (int8, a CPU profile, as fp32). The engine passes the setting, fp16 by default.
+   */
+  gpuPrecision?: GpuPrecision;
   /** Notices a host shows (a graph profile that failed to build and fell back); default: the log. */
   notice?: (msg: string) => void;
   /**
@@ -100,9 +117,7 @@ export class ModelStore {
 
   /** The graph profile sessions are built with: the active provider's at the chosen precision. */
   get profile(): GraphProfile {
-    const p = this.opts.precision ?? 'fp32';
-    // int8 is a CPU profile ("CPU precision: fast"): another provider keeps its fp32 graph.
-    return profileFor(this.activeProvider, p === 'int8' && this.activeProvider !== 'cpu' ? 'fp32' : p);
+    return storeProfile(this.activeProvider, this.opts.precision, this.opts.gpuPrecision);
   }
 
   /** Whether samplers put their ControlNets inside the UNet session (ModelStoreOptions.controlNetsInUNet). */
@@ -128,6 +143,14 @@ export class ModelStore {
     if (p === (this.opts.precision ?? 'fp32')) return;
     this.opts.precision = p;
     await this.unload();
+  }
+
+  /** Changes the GPU precision (undefined: `precision` there too); a change of the active profile releases the sessions. */
+  async setGpuPrecision(p: GpuPrecision | undefined): Promise<void> {
+    if (p === this.opts.gpuPrecision) return;
+    const before = this.profile.id;
+    this.opts.gpuPrecision = p;
+    if (this.profile.id !== before) await this.unload();
   }
 
   /** Remembers a provider that failed to start and says so once (sessions loading in parallel may all report it). */

@@ -113,6 +113,8 @@ export const EngineSettingsSchema = z.object({
   demoModels: z.boolean().optional(),
   /** "CPU precision": 'fp32' (absent: exact, the default) or 'fast' (the UNet's and ControlNet's linears in int8, models/onnx/quantize.ts). */
   cpuPrecision: z.enum(['fp32', 'fast']).optional(),
+  /** "GPU precision" on webgpu / cuda / dml: 'fp16' (absent: the default, the provider's fp16 graph profile) or 'fp32' (models/onnx/profile.ts). */
+  gpuPrecision: z.enum(['fp16', 'fp32']).optional(),
   /** "Run on": absent or '' = this machine; `redis://host:6379` = the render farm's queue there (engine/farm/). */
   farmQueue: z.string().max(500).optional(),
   /** The farm jobs' BullMQ priority: 1 (first) to 2097152; 0 or absent = none (first come, first served; before any prioritized job). */
@@ -311,6 +313,7 @@ export const channels = {
         provider: ProviderSchema.optional(),
         demoModels: z.boolean().optional(),
         cpuPrecision: z.enum(['fp32', 'fast']).optional(),
+        gpuPrecision: z.enum(['fp16', 'fp32']).optional(),
         farmQueue: z.string().max(500).optional(),
         farmPriority: z.number().int().min(0).max(2097152).optional(),
       })

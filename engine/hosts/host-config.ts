@@ -143,7 +143,7 @@ export interface SettingsFlags {
 
 /** Settings for a host: flags win over the saved file, which wins over the defaults under the user-data folder. */
 export function resolveSettings(flags: SettingsFlags, settingsFile = settingsFileOf(flags.userData)): EngineSettings {
-  const saved = readSettings(settingsFile); // each field validated; every saved one is kept (demo models, CPU precision, Run on, ...)
+  const saved = readSettings(settingsFile); // each field validated; every saved one is kept (demo models, CPU and GPU precision, Run on, ...)
   return {
     ...saved,
     modelsDir: flags.models ?? saved.modelsDir ?? path.join(flags.userData, 'models'),

@@ -215,6 +215,20 @@ export function SettingsDialog({ onClose }: { onClose(): void }) {
             README &quot;CPU precision&quot;). Images differ slightly from exact ones; PNGs record the choice.
           </small>
         </label>
+        <label>
+          GPU precision
+          <select
+            value={draft.gpuPrecision ?? 'fp16'}
+            onChange={(e) => setDraft({ ...draft, gpuPrecision: e.target.value as NonNullable<EngineSettings['gpuPrecision']> })}
+          >
+            <option value="fp16">fp16 (default)</option>
+            <option value="fp32">fp32</option>
+          </select>
+          <small>
+            On webgpu, cuda and dml: fp16 runs the provider&apos;s fp16 graph with fused ops (README &quot;Graph profiles&quot;; a step that is not finite is
+            computed again in fp32); fp32 is slower and uses twice the GPU memory. The CPU ignores it; PNGs record fp16.
+          </small>
+        </label>
         <fieldset className="field">
           <legend>Run on</legend>
           <label className="check">
