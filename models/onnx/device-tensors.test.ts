@@ -10,8 +10,8 @@ import { UNET_SESSION_OPTIONS, buildUNet } from '../unet.js';
 import { callUNet, unetFeeds } from '../unet-call.js';
 import { residentFeeds, residentStats, unetPerStepInput } from './device-tensors.js';
 import { DataType, Graph } from './graph.js';
-import { defaultProfile } from './profile.js';
-import { FIXED_DIMS, FixedShapeSession, createSession, feedDims, ort, withFixedDims } from './session.js';
+import { PROFILES, defaultProfile } from './profile.js';
+import { FIXED_DIMS, FixedShapeSession, createSession, feedDims, ort, runWithNaNGuard, withFixedDims } from './session.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-device-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -72,6 +72,20 @@ describe('fixed input shapes', () => {
     await expect(inner.run({ x: t(1, 0), c: t(1, 0) })).rejects.toThrow(/dimension|shape/i);
     await s.release();
     await plain.release();
+  });
+
+  it('the NaN guard works through a FixedShapeSession: a non-finite fp16 step of its fixed session is re-run on that session’s fp32 twin', async () => {
+    const g = new Graph('overflow-fixed');
+    const x = g.input('x', DataType.FLOAT, ['batch', 2]);
+    g.output('y', g.op('Transpose', [g.op('Mul', [x, g.scalar(2)])], { perm: [1, 0] }), DataType.FLOAT, [2, 'batch']);
+    const m = g.build();
+    const cfg = { cacheDir: tmp };
+    const s = new FixedShapeSession(await createSession(m, { ...cfg, profile: PROFILES['cpu-fp16'] }), m, cfg, PROFILES['cpu-fp16']!, 'cpu', FIXED_DIMS);
+    const { out, notice } = await runWithNaNGuard(s, { x: new ort.Tensor('float32', Float32Array.from([4e4, 50, 1, 0]), [2, 2]) });
+    expect(notice).toMatch(/profile cpu-fp16\) gave a non-finite output; this step was re-run in fp32 on cpu/);
+    expect([...(out.y!.data as Float32Array)].map((v) => Math.round(v))).toEqual([80000, 2, 100, 0]);
+    expect(s.builds).toBe(1);
+    await s.release();
   });
 
   const dir = fixtureFolder('tiny-sd15');

@@ -177,11 +177,12 @@ export async function runWithNaNGuard(
   session: ort.InferenceSession,
   feeds: Record<string, ort.Tensor>,
 ): Promise<{ out: ort.InferenceSession.ReturnType; notice?: string }> {
-  if (session instanceof FixedShapeSession) session = await session.sessionFor(feeds);
+  // A fixed-shape session runs through its own run (which counts runs in flight); the twin is the inner session's.
+  const inner = session instanceof FixedShapeSession ? await session.sessionFor(feeds) : session;
   const out = await session.run(feeds);
-  const twin = TWIN_OF.get(session);
+  const twin = TWIN_OF.get(inner);
   if (!twin || allFinite(out)) return { out };
-  const p = PROFILE_OF.get(session);
+  const p = PROFILE_OF.get(inner);
   const again = await (await twin()).run(feeds);
   const ok = allFinite(again);
   const notice = ok
