@@ -13,7 +13,7 @@
  * Signatures are those of the resolved graph: a bypassed node's consumers hash as if wired to its
  * source, a primitive's value as a typed-in param, so the cache treats them alike.
  */
-import type { NodeSpec, ParamValue } from '../nodes/spec.js';
+import { dynamicPortsOf, type NodeSpec, type ParamValue } from '../nodes/spec.js';
 import type { ValidationError, Workflow, WorkflowEdge, WorkflowNode } from './protocol.js';
 
 /** What the resolution did, for the run's log and the editor. */
@@ -67,10 +67,12 @@ export function resolveGraph(wf: Workflow, specs: Map<string, NodeSpec>): Resolv
     if (v === 'note') return { kind: 'none', why: `${title(n)} has no outputs` };
     if (n.mode === 'bypass') {
       const spec = specs.get(n.type);
-      const outs = spec?.outputs ?? [];
+      // A ComfyUI placeholder's ports are its own (params inputs / outputs): a bypassed one passes through them too.
+      const ports = spec?.dynamicPorts ? dynamicPortsOf(n.params) : spec;
+      const outs = ports?.outputs ?? [];
       const slot = outs.findIndex((p) => p.name === port);
       const type = outs[slot]?.type;
-      const ins = spec?.inputs ?? [];
+      const ins = ports?.inputs ?? [];
       const same = ins[slot]?.type === type ? ins[slot] : ins.find((p) => p.type === type);
       const e = same ? into.get(`${id}\0${same.name}`) : undefined;
       if (e) return source(e.from.node, e.from.port, seen);
