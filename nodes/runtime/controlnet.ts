@@ -8,6 +8,9 @@
  * it (never the image tokens), scales the 12 down + 1 mid residuals by the strength, sums them
  * over controls (MultiControlNetModel), and returns them in batch order for the UNet's residual
  * inputs (zeros for branches or steps without control).
+ * Prepared `inUNet` (GPU providers: models/unet-controlnet.ts), it makes no sessions: it gives the merged graph's
+ * ControlNet graphs and keys, and per step each one's control image (every batch row) and strength per row
+ * (0 outside its window and on the branches it is not applied to).
  */
 import { ControlNet, type ControlResiduals, buildControlNet, sumResiduals, zeroResiduals } from '../../models/controlnet.js';
 import { type LoadedControlNet, checkControlNetFitsUNet, loadControlNet as loadControlNetFile } from '../../models/controlnet-load.js';
