@@ -60,6 +60,11 @@ export interface EngineOptions extends EngineSettings {
   controlNetsInUNet?: boolean;
   /** Where the queue's records and deduplication's finished runs are kept across restarts (engine/queue-state.ts); absent: memory only. */
   queueStateFile?: string;
+  /**
+   * Another engine's model store, shared (a farm worker's slots: each model is loaded once per process, not once per
+   * slot). The engine that made it releases it at close; this one leaves it. Its settings (provider, precision) must match.
+   */
+  store?: ModelStore;
 }
 
 /** Per-run options for in-process hosts and tests (not part of the transport API). */
@@ -147,15 +152,17 @@ export function createEngine(options: EngineOptions): Engine {
     }
   };
   const log = (msg: string) => emit({ type: 'log', level: /fall(ing)? back|failed/i.test(msg) ? 'warn' : 'info', message: msg });
-  const store = new ModelStore({
-    cacheDir,
-    provider: settings.provider,
-    log,
-    threads: options.threads,
-    precision: precisionOf(settings),
-    gpuPrecision: gpuPrecisionOf(settings),
-    controlNetsInUNet: options.controlNetsInUNet,
-  });
+  const store =
+    options.store ??
+    new ModelStore({
+      cacheDir,
+      provider: settings.provider,
+      log,
+      threads: options.threads,
+      precision: precisionOf(settings),
+      gpuPrecision: gpuPrecisionOf(settings),
+      controlNetsInUNet: options.controlNetsInUNet,
+    });
   const executor = new Executor(NODE_DEFS, store);
   const specs = nodeSpecs();
 
@@ -388,7 +395,7 @@ export function createEngine(options: EngineOptions): Engine {
       for (const j of [...queue]) engine.cancel(j.runId);
       running?.controller.abort();
       while (running) await new Promise((r) => setTimeout(r, 10));
-      await store.unload();
+      if (!options.store) await store.unload(); // a shared store is its owner's to release
       await startupCleanup;
     },
   };

@@ -17,7 +17,8 @@ const USAGE = `usage: npm run worker -- --redis redis://HOST:PORT [options]
 options:
   --redis URL          the farm's Redis (required)
   --models DIR         models folder (default: $IPA_MODELS, else the app's setting, else <user data>/models)
-  --concurrency N      jobs at once, one engine each (default 1; one per GPU is the usual choice)
+  --concurrency N      jobs at once, each on its own engine (own cache and cancel), one shared copy of the models (default 1)
+  --separate-models    with --concurrency: each slot loads its own copy of the models (N x the memory; for comparison)
   --demo               use the demo models (tiny random weights)
   --user-data DIR      where the demo models and the generated ONNX cache live (default: $IPA_STUDIO_USER_DATA or ~/.ipadapter-studio)
   --provider NAME      cpu, webgpu, cuda or dml (default: cpu)
@@ -27,6 +28,7 @@ options:
 async function main(argv: string[]): Promise<number> {
   const o: Record<string, string> = {};
   let demo = false;
+  let separate = false;
   try {
     for (let i = 0; i < argv.length; i++) {
       const k = argv[i];
@@ -35,6 +37,7 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       if (k === '--demo') demo = true;
+      else if (k === '--separate-models') separate = true;
       else if (['--redis', '--models', '--concurrency', '--user-data', '--provider', '--name', '--lock-ms'].includes(k)) {
         const v = argv[++i];
         if (v === undefined) throw new Error(`${k} needs a value`);
@@ -60,6 +63,7 @@ async function main(argv: string[]): Promise<number> {
     provider: (o.provider as Provider | undefined) ?? 'cpu',
     name: o.name,
     lockMs: o['lock-ms'] ? Number(o['lock-ms']) : undefined,
+    shareModels: !separate,
   });
   await w.ready;
   process.stdout.write(`worker ${w.id} on ${redactedUrl(o.redis)}: models ${w.modelsDir}${demo ? ' (demo)' : ''}, temporary folder ${w.tempDir}; ready\n`);

@@ -5,7 +5,8 @@
  * arrives exactly once and byte for byte as the same jobs run locally; a worker SIGKILLed mid-job
  * has its job retried by the other (stalled-job detection) and it still arrives once; cancelling a
  * batch removes its waiting jobs; Redis stopped mid-batch gives a sentence, loses nothing, and
- * --resume completes the batch; a job naming a model no worker has fails naming it.
+ * --resume completes the batch; a job naming a model no worker has fails naming it; a worker with
+ * --concurrency 2 runs two jobs at once on one shared model store, and cancelling one leaves the others intact.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -21,7 +22,10 @@ import type { Workflow } from '../protocol.js';
 import { parseWorkflow, stringifyWorkflow } from '../workflow.js';
 import { planBatch, runBatchLocally } from './batch.js';
 import { FARM_PREFIX, FARM_QUEUE } from './job.js';
-import { readBatchFile, type BatchFile } from './submit.js';
+import { createBatchFile, readBatchFile, runFarmBatch, type BatchFile } from './submit.js';
+import { FarmClient } from './queue.js';
+import { startFarmWorker } from './worker.js';
+import { nodeSpecs } from '../../nodes/index.js';
 import { withFarm } from './editor-queue.js';
 import { createApiHandlers } from '../hosts/host-api.js';
 import { storeImageBytes } from '../hosts/inputs-store.js';
@@ -542,5 +546,80 @@ describe('render farm on a real Redis', () => {
     expect(await run.done).toBe(1);
     expect(run.out.join('')).toMatch(new RegExp(`cannot reach Redis at redis://127\\.0\\.0\\.1:${dead}: .*ECONNREFUSED.*nothing was lost: 0 of 1 results`));
     expect(batchOf(out).batch.jobs[0].state).toBe('pending');
+  });
+  it('a worker with --concurrency 2: two jobs at once on one shared model store (each model loaded once), one cancelled mid-run, the others byte for byte as run locally', async () => {
+    // Its own Redis, so the two worker processes above take none of these jobs.
+    const port2 = await freePort();
+    const url2 = `redis://127.0.0.1:${port2}`;
+    const r2 = spawn('redis-server', ['--port', String(port2), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmp], { stdio: 'ignore' });
+    children.add(r2);
+    const logs: string[] = [];
+    let worker: Awaited<ReturnType<typeof startFarmWorker>> | null = null;
+    let client: FarmClient | null = null;
+    try {
+      await waitFor(
+        'the second Redis',
+        async () =>
+          FarmClient.connect(url2, 500).then(
+            (c) => (void c.close(), true),
+            () => false,
+          ),
+        20_000,
+      );
+      worker = await startFarmWorker({
+        redis: url2,
+        modelsDir: path.join(tmp, 'none'),
+        demo: true,
+        userDataDir: userData,
+        concurrency: 2,
+        name: 'wC',
+        lockMs: 3000,
+        log: (l) => logs.push(l),
+      });
+      await worker.ready;
+      expect(worker.engines).toHaveLength(2);
+      expect(worker.engines[1].store).toBe(worker.engines[0].store);
+
+      const file = sweepFile('conc', '0, 0.5, 1', '1', 40);
+      const out = path.join(tmp, 'conc');
+      const wf = parseWorkflow(JSON.parse(fs.readFileSync(file, 'utf8'))).workflow as Workflow;
+      const specs = nodeSpecs();
+      const plan = planBatch(wf, specs, tmp, null);
+      if ('errors' in plan) throw new Error(JSON.stringify(plan.errors));
+      const { file: batchFile, batch } = createBatchFile(wf, plan, { queue: url2, outputDir: out, workflowDir: tmp, inputsDir: null, name: 'conc' });
+      const done = runFarmBatch(batchFile, { specs, modelsDir: path.join(userData, 'demo-models'), log: () => {} });
+      // Both slots busy at once: each slot's engine has a running job.
+      const running = () => worker!.engines.map((e) => e.listQueue().find((j) => j.state === 'running' && (j.progress?.step ?? 0) >= 2));
+      await waitFor('two jobs running at once', () => running().every(Boolean), 120_000);
+      // Cancel one of the two: its slot's engine aborts it; the other slot's job goes on, and the third job takes the freed slot.
+      client = await FarmClient.connect(url2, 3000);
+      const queue2 = new Queue(FARM_QUEUE, { connection: { host: '127.0.0.1', port: port2 }, prefix: FARM_PREFIX });
+      const ids = (await queue2.getActive()).map((j) => j.id!);
+      await queue2.close();
+      expect(ids).toHaveLength(2);
+      const victim = Math.max(...ids.map((id) => Number(id.split('-').pop())));
+      await client.cancelJobs(batch.batch, [victim]);
+      const res = await done;
+      const states = res.batch.jobs.map((j) => j.state);
+      expect(states[victim]).toBe('cancelled');
+      expect(states.filter((x) => x === 'done')).toHaveLength(2);
+      // Each model was loaded once for both slots.
+      const loads = [...worker.engines[0].store.loads.values()];
+      expect(loads.length).toBeGreaterThan(0);
+      expect(
+        loads.every((n) => n === 1),
+        JSON.stringify(Object.fromEntries(worker.engines[0].store.loads)),
+      ).toBe(true);
+      const localOut = path.join(tmp, 'conc-local');
+      await runLocally(file, localOut);
+      const names = pngs(out);
+      expect(names).toHaveLength(2);
+      expect(names.every((n) => !n.startsWith(`conc-00${victim + 1}_`))).toBe(true);
+      expectSameBytes(out, localOut, names);
+    } finally {
+      await client?.close();
+      await worker?.close();
+      r2.kill('SIGKILL');
+    }
   });
 });

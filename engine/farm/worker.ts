@@ -4,7 +4,8 @@
  * worker's models folder (a job naming one it lacks is put back, delayed, for another worker, and
  * fails naming the files once every online worker has refused it), its images written into this
  * worker's own temporary folder (checked against their SHA-256), run on an in-process engine (one
- * per concurrency slot, each with its own output cache) and its PNGs returned; the slot's output
+ * per concurrency slot, each with its own output cache, queue and cancellation, all sharing one
+ * model store: with --concurrency N each model is loaded once, not N times) and its PNGs returned; the slot's output
  * folder is emptied after every job (its images stay, rewritten only when a job brings other bytes,
  * so the cache keeps what was computed from them), and a job writes nothing outside the temporary folder. BullMQ does
  * the rest: locks and stalled-job detection (a killed worker's job goes back to the queue for
@@ -51,6 +52,11 @@ export interface FarmWorkerOptions {
   lockMs?: number;
   /** A name for the logs and the status line (default host:pid). */
   name?: string;
+  /**
+   * The slots share one model store (default true). false: each slot loads its own copy of every model, as before
+   * (kept for the benchmark's memory comparison, scripts/bench/farm.ts).
+   */
+  shareModels?: boolean;
   log?: (line: string) => void;
 }
 
@@ -59,6 +65,8 @@ export interface FarmWorker {
   /** The models folder in use (the demo folder with --demo). */
   modelsDir: string;
   tempDir: string;
+  /** The slots' engines (one per concurrency slot; tests and diagnostics read their model stores). */
+  engines: Engine[];
   /** Resolves when BullMQ's connection is ready. */
   ready: Promise<void>;
   close(): Promise<void>;
@@ -103,6 +111,9 @@ export async function startFarmWorker(opts: FarmWorkerOptions): Promise<FarmWork
       userDataDir: opts.userDataDir,
       provider: opts.provider ?? 'cpu',
       demo: opts.demo === true,
+      // ONNX Runtime's run is synchronous on this thread (onnxruntime-node), so slots never compute at the same instant:
+      // a second copy of the models would buy no speed, only memory. Each slot keeps its own executor (output cache) and abort.
+      ...(i > 0 && opts.shareModels !== false ? { store: slots[0].engine.store } : {}),
     });
     slots.push({ engine, dir, busy: false });
   }
@@ -281,6 +292,7 @@ export async function startFarmWorker(opts: FarmWorkerOptions): Promise<FarmWork
     id,
     modelsDir,
     tempDir,
+    engines: slots.map((s) => s.engine),
     ready: worker.waitUntilReady().then(() => {}),
     async close() {
       clearInterval(timer);
@@ -288,7 +300,7 @@ export async function startFarmWorker(opts: FarmWorkerOptions): Promise<FarmWork
       await heart.hdel(WORKERS_KEY, id).catch(() => {});
       heart.disconnect();
       sub.disconnect();
-      for (const s of slots) await s.engine.close();
+      for (const s of [...slots].reverse()) await s.engine.close(); // the store's owner (slot 0) last
       fs.rmSync(tempDir, { recursive: true, force: true });
     },
   };

@@ -7,6 +7,9 @@
  * Reported: wall ms per batch, ms per job, the farm's queue overhead per job (farm wall with one
  * worker minus the local wall, over 24), CPU ms of the submitter and of the workers (/proc). On this 2-core machine the demo jobs are
  * small, so the figure is the queue's overhead, not a speed-up; see README "Render farm".
+ * Then the memory of `--concurrency 2`: two more workers, one whose slots share one model store (today) and one with
+ * `--separate-models` (each slot its own copy, as before), each running the 24 jobs alone in turn (the other paused);
+ * reported: their resident memory (VmRSS) and peak (VmHWM) from /proc, and the batch's wall time on each.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -45,6 +48,16 @@ function cpuMsOf(pid: number): number {
   }
 }
 
+/** A memory line of /proc/<pid>/status (VmRSS, VmHWM) in MB, 0 elsewhere. */
+function procStatusMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? +(Number(m[1]) / 1024).toFixed(1) : 0;
+  } catch {
+    return 0;
+  }
+}
+
 export async function benchFarm(dir: string, a: Args): Promise<Record<string, unknown>> {
   if (spawnSync('redis-server', ['--version']).status !== 0) return { error: 'redis-server is not installed (apt-get install redis-server)' };
   const steps = a.stepsGiven ? a.steps : 2;
@@ -77,9 +90,9 @@ export async function benchFarm(dir: string, a: Args): Promise<Record<string, un
     demo: true,
   });
   const workers: ChildProcess[] = [];
-  const startWorker = (name: string) =>
+  const startWorker = (name: string, extra: string[] = []) =>
     new Promise<ChildProcess>((resolve, reject) => {
-      const p = spawn(process.execPath, ['--import', 'tsx', 'scripts/worker.ts', '--redis', url, '--demo', '--user-data', userData, '--name', name], {
+      const p = spawn(process.execPath, ['--import', 'tsx', 'scripts/worker.ts', '--redis', url, '--demo', '--user-data', userData, '--name', name, ...extra], {
         cwd: root,
         stdio: ['ignore', 'pipe', 'inherit'],
       });
@@ -120,6 +133,7 @@ export async function benchFarm(dir: string, a: Args): Promise<Record<string, un
     farm_2_workers: { submitter: 0, workers: 0 },
   };
   const workersUsed: number[] = [];
+  let memory: Record<string, unknown> | undefined;
   try {
     await new Promise((r) => setTimeout(r, 300));
     workers.push(await startWorker('bench-1'));
@@ -156,6 +170,37 @@ export async function benchFarm(dir: string, a: Args): Promise<Record<string, un
         if (name === 'farm_2_workers' && res.workers) workersUsed.push(res.workers);
       }
     }
+    // --concurrency 2: one model store for both slots vs a copy per slot. The two workers above are paused meanwhile.
+    for (const w of [workers[0], second]) w.kill('SIGSTOP');
+    const shared = await startWorker('bench-c2-shared', ['--concurrency', '2']);
+    const separate = await startWorker('bench-c2-separate', ['--concurrency', '2', '--separate-models']);
+    // Each way: the named worker alone (the other paused).
+    const memWays: [string, ChildProcess][] = [
+      ['shared_store', separate],
+      ['separate_stores', shared],
+    ];
+    const memWall: Record<string, number[]> = { shared_store: [], separate_stores: [] };
+    for (let r = 0; r < 2; r++) {
+      for (const [name, off] of memWays) {
+        off.kill('SIGSTOP');
+        try {
+          memWall[name].push((await farm()).wall);
+        } finally {
+          off.kill('SIGCONT');
+        }
+      }
+    }
+    const mem = (p: ChildProcess) => ({ rss_mb: procStatusMb(p.pid!, 'VmRSS'), peak_rss_mb: procStatusMb(p.pid!, 'VmHWM') });
+    const ms = mem(shared);
+    const mp = mem(separate);
+    memory = {
+      concurrency: 2,
+      shared_store: { ...ms, wall_ms: memWall.shared_store.map(Math.round) },
+      separate_stores: { ...mp, wall_ms: memWall.separate_stores.map(Math.round) },
+      peak_rss_saved_mb: +(mp.peak_rss_mb - ms.peak_rss_mb).toFixed(1),
+      note: 'each worker ran the 24 jobs twice alone (the other paused), its two slots busy at once; demo models are tiny, so the saving is ONNX Runtime sessions and their arenas, and grows with real models (one SD1.5 UNet is ~1.7 GB in fp16, ~3.4 GB in fp32)',
+    };
+    for (const w of [workers[0], second]) w.kill('SIGCONT');
   } finally {
     await engine.close();
     for (const c of children.reverse()) if (c.exitCode === null) c.kill('SIGKILL');
@@ -179,6 +224,7 @@ export async function benchFarm(dir: string, a: Args): Promise<Record<string, un
     farm_2_workers: { ...fig('farm_2_workers'), workers_that_took_jobs: workersUsed },
     queue_overhead_ms_per_job_1_worker: +((mean(walls.farm_1_worker) - localMean) / jobs).toFixed(1),
     two_workers_vs_one: +(mean(walls.farm_1_worker) / mean(walls.farm_2_workers)).toFixed(2),
+    worker_memory_concurrency_2: memory,
     note: 'overhead = (farm wall - local wall) / jobs: job JSON + images through Redis, the worker picking it up, the PNG back and written, polling; the local queue has none of it. On 2 cores two workers share the same CPUs, so their ratio says little about GPU machines (README: Render farm).',
   };
 }
