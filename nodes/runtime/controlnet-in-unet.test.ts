@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Workflow } from '../../engine/api.js';
 import { createEngine, type Engine } from '../../engine/engine.js';
+import { ModelStore } from '../../engine/model-store.js';
 import { SafetensorsFile, encodeSafetensors, readTensorF32, roundToHalf, type TensorToWrite } from '../../models/safetensors.js';
 import { fixtureFolder } from '../../test/helpers/fixtures.js';
 
@@ -131,6 +132,16 @@ async function latents(engine: Engine, wf: Workflow): Promise<Float32Array[]> {
 }
 
 const maxDiff = (a: Float32Array[], b: Float32Array[]) => Math.max(...a.map((s, i) => s.reduce((m, v, j) => Math.max(m, Math.abs(v - b[i]![j]!)), 0)));
+
+describe('where the ControlNets run', () => {
+  it('inside the UNet session on GPU providers, their own sessions on the CPU, unless forced', () => {
+    const store = (o: Partial<ConstructorParameters<typeof ModelStore>[0]>) => new ModelStore({ cacheDir: path.join(tmp, 'stores'), provider: 'cpu', ...o });
+    expect(store({}).controlNetsInUNet).toBe(false);
+    for (const provider of ['webgpu', 'cuda', 'dml'] as const) expect(store({ provider }).controlNetsInUNet).toBe(true);
+    expect(store({ controlNetsInUNet: true }).controlNetsInUNet).toBe(true);
+    expect(store({ provider: 'webgpu', controlNetsInUNet: false }).controlNetsInUNet).toBe(false);
+  });
+});
 
 describe.skipIf(!have)('ControlNets inside the UNet session, through the engine (tiny SD1.5, CPU forced)', () => {
   it('one ControlNet on both prompts: the same latents as separate sessions; no ControlNet session of its own', async () => {
