@@ -5,10 +5,11 @@
  * Workflow cases: an example workflow with 1-4 random mutations (params set to hostile values,
  * nodes / edges removed, rewired or duplicated, types changed, cycles, deep or huge free-form fields,
  * wrong versions), through parsing and validation; every K-th one that validates is run for real on
- * the demo model set (2 sampler steps). File cases: a demo model file (VAE, IP-Adapter, LoRA, UNet)
- * truncated, with its header length, header bytes, dtypes, shapes or offsets changed, or its data
- * overwritten with NaN, through the loaders and graph builders; every K-th one is also run through
- * the engine. A case fails on an uncaught error, on a case running past --case-timeout (a hang), on
+ * the demo model set (2 sampler steps). File cases: a demo model file (VAE, IP-Adapter, LoRA, UNet,
+ * the checkpoint's text encoder, CLIP vision, ControlNet) truncated, with its header length, header
+ * bytes, dtypes, shapes or offsets changed, or its data overwritten with NaN, through the loaders and
+ * graph builders the nodes use; every K-th one is also run through the engine (the example that loads
+ * it), and a refusal there must be a node-error on a node of the file's loader chain naming the file. A case fails on an uncaught error, on a case running past --case-timeout (a hang), on
  * an error that names neither a node nor the file, on an internal error (a TypeError, "internal:",
  * a stack overflow), and at the end when any file appeared outside the output and user-data folders.
  * Prints a summary (JSON with --json) and exits 1 on any failure. Run by test/fuzz.test.ts (bounded).
@@ -23,6 +24,11 @@ import { createEngine, type Engine } from '../engine/engine.js';
 import { PathResolver } from '../engine/paths.js';
 import { parseWorkflow } from '../engine/workflow.js';
 import { loadCheckpoint } from '../models/checkpoint.js';
+import { buildClipTextEncoder, loadClipTextConfig, SD15_TEXT_CONFIG } from '../models/clip-text.js';
+import { buildClipVision, resolveClipVision } from '../models/clip-vision.js';
+import { buildControlNet } from '../models/controlnet.js';
+import { checkControlNetFitsUNet, loadControlNet } from '../models/controlnet-load.js';
+import { clipTextWeights } from '../models/keymaps/clip-text.js';
 import { buildImageProj, IpAdapterModel } from '../models/ip-adapter.js';
 import { matchLora, unetLoraTargets } from '../models/lora.js';
 import { openTensorFile } from '../models/pickle.js';
@@ -307,6 +313,8 @@ async function main(): Promise<void> {
   const stats = {
     workflows: { cases: 0, refusedByParse: 0, refusedByValidation: 0, valid: 0, run: 0, runOk: 0, runRefusedOnNode: 0 },
     files: { cases: 0, refusedByLoader: 0, accepted: 0, run: 0, runOk: 0, runRefusedOnNode: 0, warned: 0 },
+    /** Per corrupted file kind: cases, loader refusals, and the first refusal's sentence (what a person reads). */
+    byKind: {} as Record<string, { cases: number; refused: number; first?: string }>,
   };
   let current = 'start-up';
   const fail = (c: number, kind: string, what: string, message: string) => failures.push({ case: c, kind, what, message: message.slice(0, 500) });
@@ -358,6 +366,8 @@ async function main(): Promise<void> {
     const errs = nodeErrors.get(job.runId) ?? [];
     const msg = errs[0]?.message ?? res.error ?? '';
     if (!errs.length) fail(c, 'unnamed', what, `a run failed with no node-error event: ${msg}`);
+    else if (!wf.nodes.some((n) => n.id === errs[0]!.node))
+      fail(c, 'unnamed-node', what, `the node-error names node "${errs[0]!.node}", which is not in the workflow: ${msg}`);
     else if (INTERNAL.test(msg)) fail(c, 'internal', what, msg);
     else if (mustName && !msg.includes(mustName)) fail(c, 'unnamed-file', what, `the error does not name ${mustName}: ${msg}`);
     else return 'node';
@@ -371,6 +381,13 @@ async function main(): Promise<void> {
     { kind: 'ip-adapter', file: path.join(models, 'ipadapter', DEMO_NAMES.ipAdapter), example: 'image-prompt.json' },
     { kind: 'lora', file: path.join(models, 'loras', DEMO_NAMES.lora), example: 'image-prompt-lora.json' },
     { kind: 'unet', file: path.join(ck, 'unet', 'diffusion_pytorch_model.safetensors'), example: 'image-prompt.json' },
+    { kind: 'text-encoder', file: path.join(ck, 'text_encoder', 'model.safetensors'), example: 'image-prompt.json' },
+    { kind: 'clip-vision', file: path.join(models, 'clip_vision', DEMO_NAMES.clipVision, 'model.safetensors'), example: 'image-prompt.json' },
+    {
+      kind: 'controlnet',
+      file: path.join(models, 'controlnet', DEMO_NAMES.controlnetCanny, 'diffusion_pytorch_model.safetensors'),
+      example: 'ip-canny-controlnet.json',
+    },
   ].map((t) => ({ ...t, original: fs.readFileSync(t.file) }));
   const base = loadCheckpoint(ck);
   const unetTargets = unetLoraTargets(base.unet.config, base.unet.weights, ck);
@@ -387,6 +404,20 @@ async function main(): Promise<void> {
       buildImageProj(ad).build();
     } else if (kind === 'lora') {
       matchLora(openTensorFile(file), [unetTargets], { allowEmpty: true });
+    } else if (kind === 'text-encoder') {
+      // As nodes/runtime/networks.ts textRuntime: the checkpoint's text encoder, its config, the graph.
+      const te = loadCheckpoint(ck).textEncoder!;
+      const cfg = te.configPath ? loadClipTextConfig(te.configPath) : { ...SD15_TEXT_CONFIG };
+      buildClipTextEncoder(cfg, clipTextWeights(openTensorFile(te.weightsFile))).build();
+    } else if (kind === 'clip-vision') {
+      // As Load CLIP Vision (resolveClipVision) and the encoder's graph.
+      const cv = resolveClipVision(path.dirname(file));
+      buildClipVision(cv.config, cv.file).build();
+    } else if (kind === 'controlnet') {
+      // As nodes/runtime/controlnet.ts: the file and its config, checked against the checkpoint's UNet, the graph.
+      const cn = loadControlNet(path.dirname(file));
+      checkControlNetFitsUNet(cn, base.unet.config, ck);
+      buildControlNet(cn.config, cn.weights).build();
     } else {
       const c = loadCheckpoint(ck);
       namingFile(weightsFileOf(c.unet.weights, 'conv_in.weight', ck), () => buildUNet(c.unet.config, c.unet.weights).build());
@@ -439,6 +470,8 @@ async function main(): Promise<void> {
       current = what;
       fs.writeFileSync(t.file, bytes);
       const name = path.basename(t.file);
+      const kind = (stats.byKind[t.kind] ??= { cases: 0, refused: 0 });
+      kind.cases++;
       try {
         let refused = false;
         try {
@@ -448,6 +481,8 @@ async function main(): Promise<void> {
         } catch (e) {
           refused = true;
           const msg = (e as Error).message ?? String(e);
+          kind.refused++;
+          kind.first ??= msg.slice(0, 300);
           if (INTERNAL.test(msg)) fail(c, 'internal', what, msg);
           else if (!msg.includes(name) && !msg.includes(path.dirname(t.file))) fail(c, 'unnamed-file', what, msg);
         }

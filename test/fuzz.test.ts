@@ -1,7 +1,7 @@
 /**
  * The bounded fuzz run (issue 13): 300 seeded cases of scripts/fuzz.ts (workflow mutations through
  * parsing, validation and some real runs; corrupted model files through the loaders and some real
- * runs) in a child process, so a crash or a hang fails this test instead of taking vitest down.
+ * runs: VAE, IP-Adapter, LoRA, UNet, the text encoder, CLIP vision and ControlNet) in a child process, so a crash or a hang fails this test instead of taking vitest down.
  * Fails on any failure the run reports (uncaught error, hang, internal error, an error naming neither
  * node nor file, a file written outside the output folder). Deeper runs: `npm run fuzz -- --count N`.
  */
@@ -46,6 +46,7 @@ describe('fuzz (bounded)', () => {
       failures: unknown[];
       workflows: { cases: number; run: number };
       files: { cases: number; run: number };
+      byKind: Record<string, { cases: number; refused: number; first?: string }>;
     };
     expect(report.failures).toEqual([]);
     expect(code).toBe(0);
@@ -53,5 +54,12 @@ describe('fuzz (bounded)', () => {
     expect(report.workflows.cases + report.files.cases).toBe(300);
     expect(report.workflows.run).toBeGreaterThan(0);
     expect(report.files.run).toBeGreaterThan(0);
+    // Every kind of model file was corrupted, and each refusal read is a sentence naming its file and what was expected.
+    expect(Object.keys(report.byKind).sort()).toEqual(['clip-vision', 'controlnet', 'ip-adapter', 'lora', 'text-encoder', 'unet', 'vae']);
+    for (const [kind, k] of Object.entries(report.byKind)) {
+      expect(k.refused, kind).toBeGreaterThan(0);
+      expect(k.first, kind).toMatch(/\.safetensors/);
+      expect(k.first, kind).toMatch(/expect|need|must|larger|past|not |no |missing|but|truncated|garbled|only|outside|unsupported|invalid/i);
+    }
   });
 });
