@@ -6,11 +6,12 @@
  *
  *   const state = readQueueState(file);           // { records, finished } (empty when absent or unreadable)
  *   const saver = queueStateSaver(file, () => snapshot);
- *   saver.touch();                                // written once on the next tick (bursts coalesce)
+ *   saver.touch();                                // written soon, once (bursts coalesce)
  *   saver.flush();                                // written now, if anything changed since the last write
  *   saver.stop();                                 // the same, and never again (the engine closing)
  *
- * Bounded: at most FINISHED_KEYS_KEPT finished keys (the newest) and the records the engine keeps.
+ * Bounded: at most FINISHED_KEYS_KEPT finished keys (the newest), the finished records the engine keeps and the
+ * next PENDING_KEPT pending jobs; written at most every MIN_WRITE_GAP_MS.
  * Written atomically (models/fs-atomic.ts), so a crash leaves the previous state, never half a file.
  * Jobs that were queued or running when the app stopped did not run: they come back as failed,
  * saying so, and can be queued again.
@@ -22,6 +23,10 @@ import { QueueJobSchema, type QueueJob } from './protocol.js';
 
 /** How many finished runs' output keys deduplication remembers (the newest). */
 export const FINISHED_KEYS_KEPT = 2000;
+/** How many pending jobs are written (the next to run): a sweep of thousands does not rewrite all their workflows each time. */
+export const PENDING_KEPT = 256;
+/** Writes are at least this far apart (ms): a run of short jobs changes state many times a second. */
+export const MIN_WRITE_GAP_MS = 500;
 
 export interface FinishedRun {
   runId: string;
@@ -79,10 +84,17 @@ export function readQueueState(file: string): QueueState & { problem?: string } 
 
 /** Writes the state now (atomically). */
 export function writeQueueState(file: string, state: QueueState): void {
+  const pending = state.records.filter((r) => r.state === 'queued' || r.state === 'running');
+  const dropped = new Set(
+    pending
+      .sort((a, b) => (a.position ?? -1) - (b.position ?? -1))
+      .slice(PENDING_KEPT)
+      .map((r) => r.runId),
+  );
   const body = {
     format: 'ipadapter-studio/queue-state',
     version: 1,
-    records: state.records,
+    records: dropped.size ? state.records.filter((r) => !dropped.has(r.runId)) : state.records,
     finished: state.finished.slice(-FINISHED_KEYS_KEPT),
   };
   writeFileAtomicSync(file, JSON.stringify(body));
@@ -97,7 +109,9 @@ export function queueStateSaver(file: string, snapshot: () => QueueState, onErro
   let stopped = false;
   /** Changed since the last write (a failed write stays due). */
   let dirty = false;
+  let last = 0;
   const write = () => {
+    last = Date.now();
     if (scheduled) clearTimeout(scheduled);
     scheduled = null;
     try {
@@ -112,7 +126,7 @@ export function queueStateSaver(file: string, snapshot: () => QueueState, onErro
       if (stopped) return;
       dirty = true;
       if (scheduled) return;
-      scheduled = setTimeout(write, 0);
+      scheduled = setTimeout(write, Math.max(0, last + MIN_WRITE_GAP_MS - Date.now()));
       scheduled.unref?.();
     },
     flush() {

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RunEvent, Workflow } from './api.js';
 import { createEngine } from './engine.js';
-import { FINISHED_KEYS_KEPT, INTERRUPTED, readQueueState, writeQueueState } from './queue-state.js';
+import { FINISHED_KEYS_KEPT, INTERRUPTED, PENDING_KEPT, readQueueState, writeQueueState } from './queue-state.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ipa-queue-'));
 const IMAGE = path.join(tmp, 'in.png');
@@ -220,5 +220,29 @@ describe('across a restart (queueStateFile)', () => {
     expect(back.finished).toHaveLength(FINISHED_KEYS_KEPT);
     expect(back.finished[0][0]).toBe('k50');
     expect(back.finished.at(-1)?.[0]).toBe(`k${FINISHED_KEYS_KEPT + 49}`);
+  });
+
+  it('writes the finished records and the next PENDING_KEPT pending jobs of a long queue', () => {
+    const file = path.join(dir, 'pending.json');
+    const at = 1000;
+    const pending = Array.from({ length: PENDING_KEPT + 40 }, (_, i) => ({
+      runId: `p${i}`,
+      name: 'sweep',
+      state: 'queued' as const,
+      position: i + 1,
+      submittedAt: at,
+    }));
+    const running = { runId: 'run', name: 'sweep', state: 'running' as const, submittedAt: at };
+    const finished = [{ runId: 'f', name: 'done one', state: 'done' as const, submittedAt: at, finishedAt: at }];
+    writeQueueState(file, { records: [...finished, running, ...pending.reverse()], finished: [] });
+    const back = readQueueState(file).records;
+    expect(back).toHaveLength(1 + PENDING_KEPT);
+    // The running job and the next to run (positions 1 ...) are kept; the last ones in line are left out.
+    const ids = new Set(back.filter((r) => r.error === INTERRUPTED).map((r) => r.runId));
+    expect(ids.size).toBe(PENDING_KEPT);
+    expect(ids.has('run')).toBe(true);
+    for (let i = 0; i < PENDING_KEPT - 1; i++) expect(ids.has(`p${i}`)).toBe(true);
+    expect(back.some((r) => r.runId === `p${PENDING_KEPT - 1}`)).toBe(false);
+    expect(back.find((r) => r.runId === 'f')).toMatchObject({ state: 'done' });
   });
 });
