@@ -1,6 +1,6 @@
 /**
- * Settings' "CPU precision" (issue 17) on the demo models: fast builds the UNet at the cpu-int8 profile (its linears in
- * int8 from a copy written once under the cache), the PNG's parameters say so, and exact (the default) gives the
+ * Settings' "CPU precision" (issue 17) on the demo models: fast builds the UNet at the cpu-int8 profile (its linears and
+ * resnet convs in int8 from a copy written once under the cache), the PNG's parameters say so, and exact (the default) gives the
  * float32 image again with no Precision field.
  */
 import * as fs from 'node:fs';
@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createEngine } from './engine.js';
 import { readTextChunks } from './png.js';
+import { SafetensorsFile } from '../models/safetensors.js';
 import { ipAdapterWorkflow } from '../test/helpers/workflows.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -47,6 +48,9 @@ describe('CPU precision setting', () => {
     expect(fast.parameters).toMatch(/, Precision: int8 \(cpu-int8\)$/);
     const copies = fs.readdirSync(path.join(tmp, 'user', 'cache', 'int8-weights'));
     expect(copies.length).toBeGreaterThan(0);
+    // the UNet's copy holds its linears and its resnets' conv1 / conv2 with their calibrated output ranges ('r:')
+    const keys = copies.flatMap((f) => SafetensorsFile.open(path.join(tmp, 'user', 'cache', 'int8-weights', f)).keys());
+    expect(keys.filter((k) => k.startsWith('r:')).length).toBeGreaterThan(0);
 
     engine.updateSettings({ cpuPrecision: 'fp32' });
     const again = await render();

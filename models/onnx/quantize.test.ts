@@ -5,9 +5,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { seededUniform } from '../../test/helpers/random.js';
 import { SafetensorsFile, encodeSafetensors, floatToHalf } from '../safetensors.js';
 import { applyProfile } from './apply-profile.js';
-import { DataType, Graph, Module, linear } from './graph.js';
+import { DataType, Graph, Module, conv2d, groupNorm, linear, silu } from './graph.js';
 import { PROFILES } from './profile.js';
-import { int8Spec, quantizeRows, removeStaleInt8Copies } from './quantize.js';
+import { RANGE_SIGMAS, convOutputRange, int8Spec, quantizeRows, removeStaleInt8Copies } from './quantize.js';
 import { createSession, ort } from './session.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'int8-test-'));
@@ -45,6 +45,41 @@ function build(file: string, name = 'unet_int8_test') {
   const h = linear(new Module(g, w, 'down_blocks.0.ff'), x);
   g.output('y', linear(new Module(g, w, 'time_embedding.linear_1'), h), DataType.FLOAT, ['N', OUT]);
   return g.build();
+}
+
+const C = 16;
+const CO = 24;
+const HW = 12;
+
+/** A resnet's norm1 -> SiLU -> conv1 (3x3), weights F32. */
+function writeConvWeights(file: string, seed = 5): void {
+  const u = seededUniform(seed);
+  const vals = (n: number, amp: number, off = 0) => Float32Array.from({ length: n }, () => off + amp * (2 * u() - 1));
+  fs.writeFileSync(
+    file,
+    encodeSafetensors({
+      'down_blocks.0.resnets.0.norm1.weight': { dtype: 'F32', shape: [C], data: vals(C, 0.5, 1) },
+      'down_blocks.0.resnets.0.norm1.bias': { dtype: 'F32', shape: [C], data: vals(C, 0.5) },
+      'down_blocks.0.resnets.0.conv1.weight': { dtype: 'F32', shape: [CO, C, 3, 3], data: vals(CO * C * 9, 0.15) },
+      'down_blocks.0.resnets.0.conv1.bias': { dtype: 'F32', shape: [CO], data: vals(CO, 0.2) },
+    }),
+  );
+}
+
+function buildConv(file: string) {
+  const g = new Graph('unet_int8_conv_test');
+  const w = SafetensorsFile.open(file);
+  const x = g.input('x', DataType.FLOAT, [2, C, HW, HW]);
+  const m = new Module(g, w, 'down_blocks.0.resnets.0');
+  const h = silu(g, groupNorm(m.child('norm1'), x, 4, 1e-5));
+  g.output('y', conv2d(m.child('conv1'), h, { padding: 1 }), DataType.FLOAT, [2, CO, HW, HW]);
+  return g.build();
+}
+
+/** Standard normal numbers from `seed` (Box-Muller on seededUniform). */
+function normals(n: number, seed: number): Float32Array {
+  const u = seededUniform(seed);
+  return Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(u() + 0.5 + 1e-12)) * Math.cos(2 * Math.PI * (u() + 0.5)));
 }
 
 const X = Float32Array.from({ length: N * IN }, (_, i) => Math.sin(i * 0.37) + 0.3 * Math.cos(i * 1.3));
@@ -134,5 +169,60 @@ describe('int8 pass (cpu-int8)', () => {
     const removed = removeStaleInt8Copies(cache);
     expect(removed.map((r) => path.basename(r.file).split('.')[0])).toEqual(['gone']);
     expect(fs.readdirSync(path.join(cache, 'int8-weights')).map((f) => f.split('.')[0])).toEqual(['keep']);
+  });
+
+  it("computes a conv's output range in closed form: it holds a sampled run's extremes on the synthetic input, without much to spare", () => {
+    const u = seededUniform(9);
+    const w = Float32Array.from({ length: 8 * 6 * 9 }, () => 0.3 * u());
+    const bias = Float32Array.from({ length: 8 }, () => u());
+    const gamma = Float32Array.from({ length: 6 }, () => 1 + u());
+    const beta = Float32Array.from({ length: 6 }, () => u());
+    const r = convOutputRange(w, [8, 6, 3, 3], bias, gamma, beta);
+    // sampled: 4000 output positions, each from its own 6 x 3 x 3 patch of SiLU(gamma z + beta)
+    const z = normals(4000 * 54, 3);
+    let lo = 0;
+    let hi = 0;
+    for (let p = 0; p < 4000; p++)
+      for (let o = 0; o < 8; o++) {
+        let y = bias[o]!;
+        for (let c = 0; c < 6; c++)
+          for (let k = 0; k < 9; k++) {
+            const a = beta[c]! + gamma[c]! * z[p * 54 + c * 9 + k]!;
+            y += w[(o * 6 + c) * 9 + k]! * (a / (1 + Math.exp(-a)));
+          }
+        lo = Math.min(lo, y);
+        hi = Math.max(hi, y);
+      }
+    expect(r.min).toBeLessThan(lo);
+    expect(r.max).toBeGreaterThan(hi);
+    // 32000 samples reach about 4 of the RANGE_SIGMAS standard deviations
+    expect((hi - lo) / (r.max - r.min)).toBeGreaterThan(3 / RANGE_SIGMAS);
+  });
+
+  it("turns a resnet's conv into DynamicQuantizeLinear + QLinearConv + DequantizeLinear, within int8 rounding of float32", async () => {
+    const file = path.join(root, 'conv.safetensors');
+    writeConvWeights(file);
+    const m = applyProfile(buildConv(file), PROFILES['cpu-int8']!);
+    const ops = m.spec.nodes.map((n) => n.opType);
+    expect(ops.filter((o) => o === 'QLinearConv')).toHaveLength(1);
+    expect(ops).not.toContain('Conv');
+    expect(ops).toContain('DequantizeLinear');
+    const cache = path.join(root, 'cache-conv');
+    const x = new ort.Tensor(
+      'float32',
+      normals(2 * C * HW * HW, 4).map((v, i) => 2 * v + (i % 7)),
+      [2, C, HW, HW],
+    );
+    const out: Float32Array[] = [];
+    const logs: string[] = [];
+    for (const p of ['cpu-fp32', 'cpu-int8']) {
+      const s = await createSession(buildConv(file), { cacheDir: cache, profile: PROFILES[p], log: (l) => logs.push(l) });
+      out.push(Float32Array.from((await s.run({ x })).y.data as Float32Array));
+      await s.release();
+    }
+    expect(logs.some((l) => /and 1 conv weights \(output ranges calibrated\)/.test(l))).toBe(true);
+    const err = relL2(out[1]!, out[0]!);
+    expect(err).toBeGreaterThan(0);
+    expect(err).toBeLessThan(0.02);
   });
 });

@@ -18,23 +18,25 @@ export interface Tolerance {
 export const PRECISION_INSENSITIVE: ReadonlySet<string> = new Set(['tokenizer', 'clip_preprocess', 'ddim', 'torch_randn_cpu', 'malicious_pickles']);
 
 /**
- * int8 (profile cpu-int8, "CPU precision: fast": the UNet's and ControlNet's linears in int8, onnx/quantize.ts): about 2x
- * the worst error measured on the tiny fixtures (`npm run conformance -- --precision int8 --only tiny-sd15`, 2026-12-03):
- * one UNet step 8.8e-3 (noise_pred; 9.5e-2 after CFG 7.5), ControlNet residuals 1.2e-2, the 10-step pipelines' latents
- * 0.24 and images 0.022 (a random tiny UNet amplifies a step's difference over the steps). The networks the pass leaves
- * in float32 (text / vision encoders, projection, VAE) keep their case tolerance (atol 0 here: the case's own applies).
+ * int8 (profile cpu-int8, "CPU precision: fast": the UNet's and ControlNet's linears and resnet conv1 / conv2 in int8,
+ * onnx/quantize.ts): about 2x the worst error measured on the tiny fixtures (`npm run conformance -- --precision int8
+ * --only tiny-sd15`, 2026-12-03, beside each entry): one UNet step 3.3e-2 (noise_pred; 0.32 after CFG 7.5), ControlNet
+ * residuals 5.0e-2, the 10-step pipelines' images 0.026-0.055 and latents up to 0.92 (a random tiny UNet amplifies a
+ * step's difference over the steps; its 32-64-channel convs get coarser 8-bit outputs than SD1.5's 320-1280). The
+ * networks the pass leaves in float32 (text / vision encoders, projection, VAE) keep their case tolerance (atol 0 here:
+ * the case's own applies).
  */
 const INT8_TOLERANCE: Record<string, Tolerance> = {
   text_encoder: { atol: 0, rtol: 0 },
   vision_encoder: { atol: 0, rtol: 0 },
   image_proj: { atol: 0, rtol: 0 },
   vae: { atol: 0, rtol: 0 },
-  unet_step: { atol: 0.2, rtol: 0 },
-  pipeline_ip_adapter: { atol: 0.5, rtol: 0 },
-  pipeline_text_only: { atol: 0.5, rtol: 0 },
-  pipeline_controlnet_ip_adapter: { atol: 0.5, rtol: 0 },
-  pipeline_img2img_ip_adapter: { atol: 0.5, rtol: 0 },
-  multiple_image_prompts: { atol: 0.5, rtol: 0 },
+  unet_step: { atol: 0.65, rtol: 0 }, // measured 0.325 (noise_pred_cfg)
+  pipeline_ip_adapter: { atol: 1.7, rtol: 0 }, // measured 0.819 (latents)
+  pipeline_text_only: { atol: 1.9, rtol: 0 }, // measured 0.922
+  pipeline_controlnet_ip_adapter: { atol: 1.9, rtol: 0 }, // measured 0.925 (residuals 5.0e-2)
+  pipeline_img2img_ip_adapter: { atol: 0.31, rtol: 0 }, // measured 0.151
+  multiple_image_prompts: { atol: 1.7, rtol: 0 }, // measured 0.817
 };
 
 export const PRECISION_TOLERANCE: Partial<Record<Exclude<Precision, 'fp32'>, Record<string, Tolerance>>> = {
