@@ -77,6 +77,9 @@ export const PROVIDER_OPS: Record<Provider, Record<string, OpSupport>> = {
     'com.microsoft:SkipLayerNormalization': { fp16: true },
     DynamicQuantizeLinear: { fp16: false }, // the int8 profile (onnx/quantize.ts)
     'com.microsoft:MatMulIntegerToFloat': { fp16: false },
+    QLinearConv: { fp16: false }, // the int8 profile's resnet convs (onnx/quantize.ts)
+    DequantizeLinear: { fp16: false },
+    Round: { fp16: false },
   }),
   cuda: all(true, {
     'com.microsoft:MultiHeadAttention': { fp16: true },
