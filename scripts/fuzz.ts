@@ -315,6 +315,8 @@ async function main(): Promise<void> {
     files: { cases: 0, refusedByLoader: 0, accepted: 0, run: 0, runOk: 0, runRefusedOnNode: 0, warned: 0 },
     /** Per corrupted file kind: cases, loader refusals, and the first refusal's sentence (what a person reads). */
     byKind: {} as Record<string, { cases: number; refused: number; first?: string }>,
+    /** The clean examples ran on the same engine after every case. */
+    usableAfterwards: false,
   };
   let current = 'start-up';
   const fail = (c: number, kind: string, what: string, message: string) => failures.push({ case: c, kind, what, message: message.slice(0, 500) });
@@ -505,6 +507,16 @@ async function main(): Promise<void> {
     }
     if (!o.json && (c + 1) % 500 === 0) process.stderr.write(`fuzz: ${c + 1}/${o.count} cases, ${failures.length} failures, ${runs} runs\n`);
   }
+
+  // The engine that took every case still works: the files are back as they were, and a clean example runs.
+  current = 'usable afterwards';
+  for (const t of targets) fs.writeFileSync(t.file, t.original);
+  for (const name of ['image-prompt.json', 'ip-canny-controlnet.json']) {
+    const clean = parseWorkflow(JSON.parse(JSON.stringify(examples.find((x) => x.name === name)!.doc))).workflow!;
+    if ((await runOnce(-1, 'usable', `${name} after the run`, clean)) !== 'ok')
+      fail(-1, 'unusable', name, `${name} does not run on the engine after the fuzz cases`);
+  }
+  stats.usableAfterwards = !failures.some((f) => f.kind === 'unusable');
 
   // A shared workflow writes only into the output folder (and the app its user-data folder).
   current = 'final check';

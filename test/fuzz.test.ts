@@ -47,8 +47,10 @@ describe('fuzz (bounded)', () => {
       workflows: { cases: number; run: number };
       files: { cases: number; run: number };
       byKind: Record<string, { cases: number; refused: number; first?: string }>;
+      usableAfterwards: boolean;
     };
     expect(report.failures).toEqual([]);
+    expect(report.usableAfterwards).toBe(true); // the same engine runs the clean examples after every case
     expect(code).toBe(0);
     // The run covered both sides, with real runs on each.
     expect(report.workflows.cases + report.files.cases).toBe(300);
