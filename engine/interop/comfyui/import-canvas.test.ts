@@ -44,6 +44,18 @@ function doc() {
       [['LATENT', 'LATENT']],
       [1, 'fixed', 20, 7, 'euler', 'normal', 1],
     );
+  const decode = (id: number, samples: number, vae: number, mode = 0) =>
+    node(
+      id,
+      'VAEDecode',
+      [
+        ['samples', 'LATENT', samples],
+        ['vae', 'VAE', vae],
+      ],
+      [['IMAGE', 'IMAGE']],
+      [],
+      mode,
+    );
   const nodes = [
     node(
       1,
@@ -65,30 +77,12 @@ function doc() {
     sampler(7, 7, 8, 20),
     sampler(8, 9, 10, 21),
     node(9, 'PrimitiveNode', [], [['connect to widget input', 'INT']], [3, 'fixed']),
-    node(
-      10,
-      'VAEDecode',
-      [
-        ['samples', 'LATENT', 11],
-        ['vae', 'VAE', 12],
-      ],
-      [['IMAGE', 'IMAGE']],
-    ),
+    decode(10, 11, 12),
     // A custom node ComfyUI bypasses: IMAGE in, IMAGE out.
     node(11, 'MyCustomSharpen', [['image', 'IMAGE', 13]], [['IMAGE', 'IMAGE']], [0.5], 4),
     node(12, 'SaveImage', [['images', 'IMAGE', 14]], [], ['out']),
     // A muted Preview Image and a bypassed VAE Decode feeding it.
-    node(
-      13,
-      'VAEDecode',
-      [
-        ['samples', 'LATENT', 15],
-        ['vae', 'VAE', 16],
-      ],
-      [['IMAGE', 'IMAGE']],
-      [],
-      4,
-    ),
+    decode(13, 15, 16, 4),
     node(14, 'PreviewImage', [['images', 'IMAGE', 17]], [], [], 2),
     node(15, 'MarkdownNote', [], [], ['# Two samplers\nOne **steps** primitive.']),
     // An IPADAPTER pipeline through a reroute (ours is two sockets: resolved into them).
