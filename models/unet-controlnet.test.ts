@@ -8,17 +8,23 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCheckpoint } from './checkpoint.js';
-import { ControlNet, type ControlResiduals, buildControlNet, sumResiduals, zeroResiduals } from './controlnet.js';
-import { type LoadedControlNet, loadControlNet } from './controlnet-load.js';
+import { ControlNet, type ControlResiduals, buildControlNet, controlNetParameterShapes, sumResiduals, zeroResiduals } from './controlnet.js';
+import { type LoadedControlNet, loadControlNet, parseControlNetConfig } from './controlnet-load.js';
+import { applyProfile } from './onnx/apply-profile.js';
+import { inferTypes } from './onnx/fp16.js';
+import { PROFILES } from './onnx/profile.js';
+import { unsupportedNodes } from './onnx/provider-ops.js';
 import { IpAdapterModel } from './ip-adapter.js';
-import { type BuiltModel } from './onnx/graph.js';
+import { DataType, type BuiltModel } from './onnx/graph.js';
 import { createSession, type ort } from './onnx/session.js';
 import { SafetensorsFile, encodeSafetensors, readTensorF32, roundToHalf, type TensorToWrite } from './safetensors.js';
-import { UNET_SESSION_OPTIONS, buildUNet } from './unet.js';
+import { UNET_SESSION_OPTIONS, buildUNet, unetParameterShapes } from './unet.js';
 import { type F32Tensor, type UNetSession, callUNet } from './unet-call.js';
 import { controlNetCondInput, controlNetScaleInput, unetControlNet, unetControlNetKey } from './unet-controlnet.js';
 import { fixtureFolder } from '../test/helpers/fixtures.js';
 import { seededUniform } from '../test/helpers/random.js';
+import { SD15_UNET, unreadWeights } from '../test/helpers/profile-graphs.js';
+import { SD15_UNET_JSON } from '../scripts/bench/unet.js';
 
 const fixture = fixtureFolder('tiny-sd15');
 const have = fs.existsSync(path.join(fixture, 'controlnet')) && fs.existsSync(path.join(fixture, 'diffusers'));
@@ -176,4 +182,36 @@ describe.skipIf(!have)('UNet with its ControlNets in one graph (tiny SD1.5)', ()
     const plain = buildUNet(ck.unet.config, ck.unet.weights, { name: 'unet' }).build();
     expect(() => unetControlNet(plain, [cnBuilt[0]!])).toThrow(/the UNet graph unet has no ControlNet residual inputs; build it with controlnet: true/);
   });
+});
+
+describe('the merged graph under the GPU profiles (SD1.5 size, weights by reference, never read)', () => {
+  const cnConfig = parseControlNetConfig({ ...SD15_UNET_JSON, conditioning_embedding_out_channels: [16, 32, 96, 256] }, 'SD1.5 ControlNet config');
+  const unetW = unreadWeights(unetParameterShapes(SD15_UNET), '/nonexistent/sd15-unet.safetensors');
+  const cnW = unreadWeights(controlNetParameterShapes(cnConfig), '/nonexistent/sd15-controlnet.safetensors');
+  const unet = buildUNet(SD15_UNET, unetW, { controlnet: true, name: 'unet' }).build();
+  const cn = buildControlNet(cnConfig, cnW).build();
+  const merged = unetControlNet(unet, [cn, cn]);
+  const count = (m: BuiltModel, op: string) => m.spec.nodes.filter((n) => n.opType === op).length;
+
+  it('lists every F16 weight of both parts as a half weight, each file once', () => {
+    expect(merged.halfWeights.length).toBe(unet.halfWeights.length + 2 * cn.halfWeights.length);
+    expect(Object.values(merged.externalFiles).sort()).toEqual(['/nonexistent/sd15-controlnet.safetensors', '/nonexistent/sd15-unet.safetensors']);
+  });
+
+  for (const id of ['webgpu-fp16-fused', 'cuda-fp16-fused', 'dml-fp16-fused', 'webgpu-fp32', 'cuda-fp32']) {
+    it(`${id}: every op is one the provider supports; the fused ops of both parts`, () => {
+      const p = PROFILES[id]!;
+      const m = applyProfile(merged, p);
+      const t = inferTypes(m.spec);
+      const half = new Set(m.spec.nodes.filter((n) => n.outputs.some((o) => t.get(o) === DataType.FLOAT16)).map((n) => n.name));
+      expect(unsupportedNodes(p.provider, m.spec.nodes, (n) => half.has(n))).toEqual([]);
+      const parts = applyProfile(unet, p);
+      const one = applyProfile(cn, p);
+      for (const op of ['MultiHeadAttention', 'GroupNorm', 'BiasSplitGelu', 'SkipLayerNormalization']) {
+        expect(count(m, op), op).toBe(count(parts, op) + 2 * count(one, op));
+      }
+      if (p.precision === 'fp16') expect(m.halfWeights).toEqual([]); // F16 weights used as stored
+      expect(m.inputNames).toEqual(merged.inputNames);
+    });
+  }
 });

@@ -160,8 +160,19 @@ export function unetControlNet(unet: BuiltModel, controlnets: readonly BuiltMode
     ]);
     for (const i of cn.spec.inputs)
       if (!rename.has(i.name)) throw new Error(`unet-controlnet: ControlNet ${j} (${cn.name}) has an input ${i.name} the merged graph cannot feed`);
-    const r = (v: string) => (v === '' ? v : (rename.get(v) ?? `${p}${v}`));
-    for (const n of cn.spec.nodes) nodes.push({ ...n, name: `${p}${n.name}`, inputs: n.inputs.map(r), outputs: n.outputs.map(r) });
+    // Its output Identities (Graph.output) go: a residual is read where it is computed (GPU providers list no Identity).
+    const alias = new Map<string, string>();
+    const dropped = new Set<string>();
+    for (const n of cn.spec.nodes) {
+      if (n.opType === 'Identity' && outputs.has(n.outputs[0] ?? '') && n.inputs[0]) {
+        alias.set(n.outputs[0]!, n.inputs[0]);
+        dropped.add(n.name);
+      }
+    }
+    const r = (v: string): string => (v === '' ? v : (rename.get(v) ?? (alias.has(v) ? r(alias.get(v)!) : `${p}${v}`)));
+    for (const n of cn.spec.nodes) {
+      if (!dropped.has(n.name)) nodes.push({ ...n, name: `${p}${n.name}`, inputs: n.inputs.map(r), outputs: n.outputs.map(r) });
+    }
     for (const t of cn.spec.initializers) {
       const file = t.external ? cn.externalFiles[t.external.location] : undefined;
       if (t.external && !file)
@@ -176,10 +187,12 @@ export function unetControlNet(unet: BuiltModel, controlnets: readonly BuiltMode
     mid.push(r(MID_RESIDUAL)); // (B, C_last, h/8, w/8)
   });
 
-  // Summed over the ControlNets in input order, ((r_0 + r_1) + r_2) ..., into the UNet's residual values.
+  // Summed over the ControlNets in input order, ((r_0 + r_1) + r_2) ..., into the UNet's residual values; with one
+  // ControlNet the UNet reads its residuals as they are (renamed, no Identity).
+  const feed = new Map<string, string>();
   const sum = (parts: string[], into: string) => {
     if (parts.length === 1) {
-      nodes.push({ opType: 'Identity', inputs: [parts[0]!], outputs: [into], name: `controlnet_sum/${into}`, attrs: {} });
+      feed.set(into, parts[0]!);
       return;
     }
     let acc = parts[0]!;
@@ -191,6 +204,13 @@ export function unetControlNet(unet: BuiltModel, controlnets: readonly BuiltMode
   };
   down.forEach((parts, i) => sum(parts, downResidualInput(i)));
   sum(mid, MID_RESIDUAL_INPUT);
+  if (feed.size) {
+    const u = unet.spec.nodes.length;
+    for (let i = 0; i < u; i++) {
+      const n = nodes[i]!;
+      if (n.inputs.some((v) => feed.has(v))) nodes[i] = { ...n, inputs: n.inputs.map((v) => feed.get(v) ?? v) };
+    }
+  }
 
   return unet.withSpec(
     { nodes, initializers, inputs, outputs: unet.spec.outputs },
