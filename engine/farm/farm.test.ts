@@ -483,6 +483,40 @@ describe('render farm on a real Redis', () => {
     }
   });
 
+  it('a damaged farm-jobs file: the editor starts with none restored and says so, and writes a good one at the next change', async () => {
+    const stateFile = path.join(tmp, 'damaged-user', 'farm-jobs.json');
+    fs.mkdirSync(path.dirname(stateFile), { recursive: true });
+    fs.writeFileSync(stateFile, '{"format": "ipadapter-studio/farm-jobs", "version": 1, "batches": [{');
+    const inputsDir = path.join(userData, 'inputs');
+    const engine = withFarm(
+      createEngine({ modelsDir: path.join(tmp, 'none'), outputDir: path.join(tmp, 'damaged'), provider: 'cpu', userDataDir: userData, demo: true }),
+      {
+        inputsDir,
+        stateFile,
+      },
+    );
+    const events: RunEvent[] = [];
+    engine.subscribe((e) => events.push(e));
+    try {
+      await waitFor('the warning', () => events.some((e) => e.type === 'log' && e.level === 'warn'), 5_000);
+      expect(events.find((e) => e.type === 'log' && e.level === 'warn')).toMatchObject({
+        message: expect.stringMatching(/farm-jobs\.json could not be read .*none were restored/),
+      });
+      expect(engine.listQueue()).toEqual([]);
+      // Held jobs are written again (a queue that is not there holds them).
+      const h = createApiHandlers({ engine, host: 'web', info: () => ({}) as never, examplesDir: path.join(root, 'examples'), inputsDir });
+      await h.updateSettings({ farmQueue: `redis://127.0.0.1:${await freePort()}` });
+      const wf = parseWorkflow(JSON.parse(fs.readFileSync(sweepFile('damaged', '0', '1'), 'utf8'))).workflow!;
+      const stored = storeImageBytes(inputsDir, 'image-prompt.png', fs.readFileSync(path.join(tmp, 'images', 'image-prompt.png')));
+      for (const n of wf.nodes) if (n.type === 'load-image') n.params = { ...n.params, image: stored.value };
+      const { runIds } = await h.enqueue({ workflow: wf, name: 'damaged' });
+      const saved = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as { batches: { runIds: string[]; open: number[] }[] };
+      expect(saved.batches).toMatchObject([{ runIds, open: [0] }]);
+    } finally {
+      await engine.close();
+    }
+  });
+
   it("the editor's Cancel batch on the farm, with a priority: the sweep's prioritized waiting jobs leave the queue, the running ones stop, each reported once", async () => {
     const out = path.join(tmp, 'editor-cancel');
     const inputsDir = path.join(userData, 'inputs');
