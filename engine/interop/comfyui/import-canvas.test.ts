@@ -68,7 +68,16 @@ function doc() {
       ],
       ['model.safetensors'],
     ),
-    node(2, 'CLIPTextEncode', [['clip', 'CLIP', 2]], [['CONDITIONING', 'CONDITIONING']], ['a cat']),
+    node(
+      2,
+      'CLIPTextEncode',
+      [
+        ['clip', 'CLIP', 2],
+        ['text', 'STRING', 27, 'text'],
+      ],
+      [['CONDITIONING', 'CONDITIONING']],
+      ['a cat on a sofa'],
+    ),
     node(3, 'CLIPTextEncode', [['clip', 'CLIP', 3]], [['CONDITIONING', 'CONDITIONING']], ['blurry']),
     node(4, 'EmptyLatentImage', [], [['LATENT', 'LATENT']], [64, 64, 1]),
     // Two reroutes in a chain on the model wire.
@@ -118,6 +127,8 @@ function doc() {
       [['MODEL', 'MODEL']],
       [1, 0, 1, 'standard'],
     ),
+    // A backend primitive (comfy_extras' PrimitiveStringMultiline) feeding the positive prompt's text, turned into an input.
+    node(20, 'PrimitiveStringMultiline', [], [['STRING', 'STRING']], ['a cat on a sofa']),
   ];
   const links = [
     [1, 19, 0, 5, 0, 'MODEL'],
@@ -144,6 +155,7 @@ function doc() {
     [22, 18, 0, 19, 2, 'IMAGE'],
     [23, 9, 0, 7, 4, 'INT'],
     [24, 9, 0, 8, 4, 'INT'],
+    [27, 20, 0, 2, 1, 'STRING'],
   ];
   // The second sampler's positive / negative come from the same encoders.
   nodes[7]!.inputs[1]!.link = 25;
@@ -152,7 +164,7 @@ function doc() {
   nodes[7]!.inputs[4]!.link = 24;
   nodes[6]!.inputs[4]!.link = 23;
   for (const l of links) nodes.find((n) => n.id === l[1])!.outputs[l[2] as number]!.links.push(l[0] as never);
-  return { last_node_id: 19, last_link_id: 26, nodes, links, groups: [], config: {}, extra: {}, version: 0.4 };
+  return { last_node_id: 20, last_link_id: 27, nodes, links, groups: [], config: {}, extra: {}, version: 0.4 };
 }
 
 const edges = (w: { edges: { from: { node: string; port: string }; to: { node: string; port: string } }[] }) =>
@@ -176,6 +188,10 @@ describe("ComfyUI's canvas tools as the editor's", () => {
     expect(byId('c9').params).not.toHaveProperty('control_after_generate'); // steps is no seed
     expect(edges(wf)).toEqual(expect.arrayContaining(['c9.value -> c7.steps', 'c9.value -> c8.steps']));
     expect([byId('c7').ui?.inputs, byId('c8').ui?.inputs]).toEqual([['steps'], ['steps']]);
+    // A backend primitive too: PrimitiveStringMultiline on the prompt's text.
+    expect(byId('c20')).toMatchObject({ type: 'primitive', params: { value: 'a cat on a sofa' } });
+    expect(edges(wf)).toContain('c20.value -> c2.text');
+    expect(byId('c2').ui?.inputs).toEqual(['text']);
   });
 
   it('a MarkdownNote is a note; bypassed and muted nodes keep their modes, a bypassed custom node its placeholder', () => {
@@ -190,9 +206,10 @@ describe("ComfyUI's canvas tools as the editor's", () => {
     expect(ran.errors).toEqual([]);
     const run = ran.workflow;
     expect(run.nodes.map((n) => n.type)).not.toEqual(expect.arrayContaining(['reroute']));
-    expect(run.nodes.map((n) => n.id)).not.toEqual(expect.arrayContaining(['c5', 'c6', 'c9', 'c11', 'c13', 'c14', 'c15']));
+    for (const id of ['c5', 'c6', 'c9', 'c11', 'c13', 'c14', 'c15', 'c20']) expect(run.nodes.map((n) => n.id)).not.toContain(id);
     expect(edges(run)).toEqual(expect.arrayContaining(['c19.model -> c7.model', 'c19.model -> c8.model', 'c10.image -> c12.images']));
     expect(run.nodes.filter((n) => n.type === 'ksampler').map((n) => n.params.steps)).toEqual([3, 3]);
+    expect(run.nodes.find((n) => n.id === 'c2')!.params.text).toBe('a cat on a sofa');
     expect(ran.bypassed.sort()).toEqual(['c11', 'c13']);
     expect(ran.muted).toEqual(['c14']);
     // The bypassed placeholder no longer refuses the run.

@@ -10,7 +10,7 @@
  *     runs it as ComfyUI does: a Reroute becomes a reroute node (one carrying a bundle of ours, an
  *     IPADAPTER pipeline, or a primitive's value, is resolved into what it carries), a PrimitiveNode
  *     a primitive feeding the params it fed (those turned into inputs; where no param of ours has
- *     the widget's name its value is written in), a bypassed (mode 4) / muted (mode 2) node is
+ *     the widget's name its value is written in; PrimitiveInt / Float / String / Boolean alike), a bypassed (mode 4) / muted (mode 2) node is
  *     translated and gets mode "bypass" / "mute", a Note / MarkdownNote a note node;
  *   - each node goes through its translator (node-map.ts); one without a counterpart becomes a
  *     placeholder (nodes/comfyui-node.ts) that keeps its values and links;
@@ -27,7 +27,17 @@ import type { ModelKind, NodeSpec, ParamSpec, ParamValue } from '../../../nodes/
 import type { Workflow, WorkflowEdge, WorkflowNode } from '../../protocol.js';
 import { WORKFLOW_FORMAT } from '../../protocol.js';
 import { WORKFLOW_VERSION } from '../../workflow.js';
-import { COMFY_DEFS, FRONTEND_ONLY, SEED_CONTROLS, UNSUPPORTED_REASONS, widgetSignature, widgetSlots, type InputDef, type NodeDefC } from './defs.js';
+import {
+  BACKEND_PRIMITIVES,
+  COMFY_DEFS,
+  FRONTEND_ONLY,
+  SEED_CONTROLS,
+  UNSUPPORTED_REASONS,
+  widgetSignature,
+  widgetSlots,
+  type InputDef,
+  type NodeDefC,
+} from './defs.js';
 import { matchModel, normalizeModelName, type ModelPattern } from './models.js';
 import { NODE_MAP } from './node-map.js';
 import { ComfyReadError, normalizeComfy, type CGraph, type CLink, type CNode } from './read.js';
@@ -780,7 +790,8 @@ class Importer {
       if (n.classType === FRONTEND_ONLY.reroute) this.source(n.id, 0);
       else if (n.classType !== FRONTEND_ONLY.primitive) this.translate(n);
     }
-    for (const n of this.g.nodes) if (n.classType === FRONTEND_ONLY.primitive) this.primitive(n);
+    for (const n of this.g.nodes)
+      if (n.classType === FRONTEND_ONLY.primitive || (BACKEND_PRIMITIVES as readonly string[]).includes(n.classType)) this.primitive(n);
     this.restoreLinks();
     this.mergeProjections();
     this.checkAdapterChains();
@@ -794,7 +805,9 @@ class Importer {
    */
   private primitive(p: CNode): void {
     const type = this.canvasType.primitive;
-    const wv = Array.isArray(p.widgetsValues) ? p.widgetsValues : [];
+    // PrimitiveNode: [value, control]; PrimitiveInt / Float / String / Boolean: their value widget (and an Int's control).
+    const backend = p.classType !== FRONTEND_ONLY.primitive ? this.widgets(p) : null;
+    const wv = backend ? [backend.get('value'), backend.get('control_after_generate')] : Array.isArray(p.widgetsValues) ? p.widgetsValues : [];
     let prim: WorkflowNode | undefined;
     const fed: string[] = [];
     const written: string[] = [];
