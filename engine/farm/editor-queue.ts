@@ -132,6 +132,8 @@ export function withFarm(engine: Engine, o: { inputsDir: string; stateFile?: str
     priority?: number;
     title: string;
     submittedAt: number;
+    /** Read back from the state file at start. */
+    restored?: boolean;
   }
   const batches = new Map<string, EditorBatch>();
   let retryTimer: ReturnType<typeof setTimeout> | null = null;
@@ -246,7 +248,9 @@ export function withFarm(engine: Engine, o: { inputsDir: string; stateFile?: str
             },
             onResult: (i, r) => {
               if (!b.open.has(i)) return;
-              const files = writeFarmResult(outputDir, r);
+              // A sweep from before a restart: a result written then, just before the app stopped (before it was saved as
+              // such), is not written again. Within one session the open set already hands each result over once.
+              const files = writeFarmResult(outputDir, r, b.restored ? { since: b.submittedAt } : {});
               const images: ImageRef[] = files.map((f) => {
                 const size = imageSize(fs.readFileSync(f));
                 return { path: f, width: size?.width ?? 0, height: size?.height ?? 0 };
@@ -399,6 +403,7 @@ export function withFarm(engine: Engine, o: { inputsDir: string; stateFile?: str
         ...(s.priority ? { priority: s.priority } : {}),
         title: s.title,
         submittedAt: s.submittedAt,
+        restored: true,
       };
       batches.set(b.batch, b);
       s.runIds.forEach((runId, i) => {

@@ -336,8 +336,11 @@ export class FarmClient {
 /**
  * Writes a job's PNGs into `outputDir` under the names they had on the worker (`<prefix>-007_00001_.png`);
  * a name already taken gets the next free number, as Save Image numbers them. Returns the paths.
+ * With `since` (the batch's submission time), a PNG that is already there under that name or a numbered one, with the
+ * same bytes and written since then, is this very result collected before (the app stopped after writing it and before
+ * saving that it had): its path is returned and nothing is written twice.
  */
-export function writeFarmResult(outputDir: string, r: FarmResult): string[] {
+export function writeFarmResult(outputDir: string, r: FarmResult, opts: { since?: number } = {}): string[] {
   const written: string[] = [];
   for (const img of r.images) {
     const bad = checkOutputPrefix(img.name);
@@ -345,14 +348,40 @@ export function writeFarmResult(outputDir: string, r: FarmResult): string[] {
       throw new Error(`the worker ${r.worker} returned the file name "${img.name}", which is not a PNG inside the output folder`);
     let target = outputPath(outputDir, img.name);
     fs.mkdirSync(path.dirname(target), { recursive: true });
+    const bytes = Buffer.from(img.data, 'base64');
+    const before = opts.since !== undefined ? sameResultWritten(target, bytes, opts.since) : null;
+    if (before) {
+      written.push(before);
+      continue;
+    }
     if (fs.existsSync(target)) {
       const base = path.basename(target).replace(/(_\d{5,}_)?\.png$/i, '');
       target = nextNumberedFile(path.dirname(target), base)(0);
     }
-    writeFileAtomicSync(target, Buffer.from(img.data, 'base64'));
+    writeFileAtomicSync(target, bytes);
     written.push(target);
   }
   return written;
+}
+
+/** `target` or a numbered sibling of it (`<base>_00002_.png`) holding exactly `bytes`, modified at or after `since`; else null. */
+function sameResultWritten(target: string, bytes: Buffer, since: number): string | null {
+  const dir = path.dirname(target);
+  const base = path.basename(target).replace(/(_\d{5,}_)?\.png$/i, '');
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return null;
+  }
+  const numbered = new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}_\\d{5,}_\\.png$`, 'i');
+  for (const name of names.filter((n) => n === path.basename(target) || numbered.test(n)).sort()) {
+    const file = path.join(dir, name);
+    const st = fs.statSync(file, { throwIfNoEntry: false });
+    if (!st?.isFile() || st.size !== bytes.length || st.mtimeMs < since) continue;
+    if (fs.readFileSync(file).equals(bytes)) return file;
+  }
+  return null;
 }
 
 export type { Workflow };
