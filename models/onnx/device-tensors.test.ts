@@ -128,15 +128,20 @@ describe('fixed input shapes', () => {
 // Vulkan loader). The check runs in a child process, because the loader's search path is read at process start.
 const SWIFTSHADER = '/usr/lib/chromium/vk_swiftshader_icd.json';
 describe('device-resident tensors on WebGPU', () => {
-  it.skipIf(!fs.existsSync(SWIFTSHADER))('upload / download, resident constant inputs and fixed-shape rebuilds (scripts/gpu-check/device-check.ts)', () => {
-    const script = path.join(__dirname, '..', '..', 'scripts', 'gpu-check', 'device-check.ts');
-    const r = spawnSync(process.execPath, ['--import', 'tsx', script], {
-      encoding: 'utf8',
-      timeout: 120_000,
-      env: { ...process.env, VK_ICD_FILENAMES: SWIFTSHADER, LD_LIBRARY_PATH: path.dirname(SWIFTSHADER) },
-    });
-    const out = `${r.stdout}${r.stderr}`;
-    expect(out, out).toMatch(/device-check: ok/);
-    expect(r.status).toBe(0);
-  });
+  it.skipIf(!fs.existsSync(SWIFTSHADER))(
+    'upload / download, resident constant inputs and fixed-shape rebuilds (scripts/gpu-check/device-check.ts)',
+    () => {
+      const script = path.join(__dirname, '..', '..', 'scripts', 'gpu-check', 'device-check.ts');
+      const r = spawnSync(process.execPath, ['--import', 'tsx', script], {
+        encoding: 'utf8',
+        timeout: 280_000,
+        // The attention accuracy report (not a check) is left to gpu-check: it is the slow part on a software driver.
+        env: { ...process.env, VK_ICD_FILENAMES: SWIFTSHADER, LD_LIBRARY_PATH: path.dirname(SWIFTSHADER), IPA_DEVICE_CHECK_QUICK: '1' },
+      });
+      const out = `${r.stdout}${r.stderr}`;
+      expect(out, out).toMatch(/device-check: ok/);
+      expect(r.status).toBe(0);
+    },
+    300_000,
+  );
 });
