@@ -69,6 +69,9 @@ e2e('unsupported ComfyUI nodes stay as placeholders that say why, and the run is
     'the placeholder says why',
   );
   expect((await faceid.locator('.port-in').count()) === 7 && (await faceid.locator('.port-out').count()) === 2, 'it keeps the sockets of IPAdapterFaceID');
+  // ComfyUI's bypassed LoraLoader and muted SaveImage are a bypassed Load LoRA and a muted Save Image here.
+  await page.locator('.card[data-node-id="c2"]').getByText('bypassed', { exact: true }).waitFor();
+  await page.locator('.card[data-node-id="c12"]').getByText('muted', { exact: true }).waitFor();
   await waitFor(async () => /Not supported, kept as placeholders/.test(await noticeText(page)), 'the report names the unsupported nodes');
   await page.getByRole('button', { name: 'Run', exact: true }).click();
   await waitFor(
