@@ -24,10 +24,16 @@ const STATE_LABEL: Record<RunInfo['status'], string> = {
 export function jobSummary(wf: RunInfo['workflow']): string {
   if (!wf) return '';
   const sampler = wf.nodes.find((n) => 'seed' in n.params || 'noise_seed' in n.params);
+  // A param fed by a Primitive (turned into an input) runs with the primitive's value (engine/graph-modes.ts).
+  const param = (node: NonNullable<typeof sampler>, name: string) => {
+    const e = wf.edges.find((x) => x.to.node === node.id && x.to.port === name);
+    const prim = e && wf.nodes.find((n) => n.id === e.from.node && n.type === 'primitive');
+    return prim ? prim.params.value : node.params[name];
+  };
   const text = wf.nodes.find((n) => n.type === 'text-encode' && typeof n.params.text === 'string' && n.params.text)?.params.text;
   const parts = [
-    sampler ? `seed ${String(sampler.params.seed ?? sampler.params.noise_seed)}` : '',
-    sampler && sampler.params.steps !== undefined ? `${String(sampler.params.steps)} steps` : '',
+    sampler ? `seed ${String(param(sampler, 'seed') ?? param(sampler, 'noise_seed'))}` : '',
+    sampler && param(sampler, 'steps') !== undefined ? `${String(param(sampler, 'steps'))} steps` : '',
     text ? `“${String(text).replace(/\s+/g, ' ').slice(0, 80)}”` : '',
   ];
   return parts.filter(Boolean).join(' · ');

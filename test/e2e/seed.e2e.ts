@@ -44,11 +44,11 @@ async function shortRun(page: Page, userData: string) {
     const edge = wf.edges.find((e: { to: { node: string; port: string } }) => e.to.node === node.id && e.to.port === 'seed');
     return edge ? wf.nodes.find((n: { id: string }) => n.id === edge.from.node).params.value : node.params.seed;
   };
-  /** Runs twice; after each run `field` shows 42 then 43, and the PNGs say 41 then 42. */
-  const runTwice = async (field: Locator, savedSeed: () => Promise<unknown>) => {
+  /** Runs twice from seed `from`; after each run `field` shows from + 1 then from + 2, and the PNGs say from then from + 1. */
+  const runTwice = async (field: Locator, savedSeed: () => Promise<unknown>, from = 41) => {
     for (const [k, expected] of [
-      [1, 42],
-      [2, 43],
+      [1, from + 1],
+      [2, from + 2],
     ] as const) {
       await page.getByRole('button', { name: 'Run', exact: true }).click();
       await waitFor(async () => (await field.inputValue()) === String(expected), `the seed widget shows ${expected} after run ${k}`, 30_000);
@@ -82,12 +82,17 @@ e2e('control after generate on a Primitive feeding the seed: the primitive steps
   const control = prim.getByLabel('control after generate', { exact: true });
   expect((await control.inputValue()) === 'increment', 'the primitive took the sampler’s control (increment)');
   const primParams = async () => (await currentWorkflow(page)).nodes.find((n) => n.type === 'primitive')!.params;
-  await runTwice(value, async () => (await primParams()).value);
+  // Seeds of their own (the queue panel also lists the first test's jobs): 141, then 142.
+  await value.fill('141');
+  await waitFor(async () => (await primParams()).value === 141, 'the primitive holds 141');
+  await runTwice(value, async () => (await primParams()).value, 141);
   expect((await samplerParams()).seed === 41, 'the sampler’s own (hidden) seed was left alone');
+  // The queue panel says the seed each job ran with: the primitive's.
+  for (const s of [141, 142]) await page.getByText(`seed ${s} · 2 steps`, { exact: false }).first().waitFor();
   await page.screenshot({ path: path.join(results, 'seed-primitive.png') });
   // Fixed: the value stays.
   await control.selectOption('fixed');
   await page.getByRole('button', { name: 'Run', exact: true }).click();
   await waitFor(() => saved().length === 3, 'run 3 saved its image', 90_000);
-  expect((await value.inputValue()) === '43', 'fixed keeps the primitive’s value');
+  expect((await value.inputValue()) === '143', 'fixed keeps the primitive’s value');
 });
