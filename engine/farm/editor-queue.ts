@@ -72,6 +72,8 @@ const FarmStateSchema = z.object({
       /** The name the queue shows (a sweep's jobs add their values) and when Run was pressed. */
       title: z.string(),
       submittedAt: z.number(),
+      /** A connected Redis was asked to add its jobs (absent in older files: assumed). */
+      submitted: z.boolean().optional(),
     }),
   ),
   records: z.array(z.unknown()),
@@ -134,6 +136,8 @@ export function withFarm(engine: Engine, o: { inputsDir: string; stateFile?: str
     submittedAt: number;
     /** Read back from the state file at start. */
     restored?: boolean;
+    /** Its jobs were handed to a connected Redis at least once (else a held job removed here has nothing to remove there). */
+    submitted: boolean;
   }
   const batches = new Map<string, EditorBatch>();
   let retryTimer: ReturnType<typeof setTimeout> | null = null;
@@ -155,6 +159,7 @@ export function withFarm(engine: Engine, o: { inputsDir: string; stateFile?: str
         ...(b.priority ? { priority: b.priority } : {}),
         title: b.title,
         submittedAt: b.submittedAt,
+        submitted: b.submitted,
       })),
       records: [...records.values()].filter((r) => r.state !== 'queued' && r.state !== 'running'),
     };
@@ -213,12 +218,21 @@ export function withFarm(engine: Engine, o: { inputsDir: string; stateFile?: str
           save();
           return;
         }
+        if (!b.submitted) {
+          b.submitted = true; // before the call: were it to fail half-way, a later removal still goes to Redis
+          save();
+        }
         await c.submit(
           [...b.open].map((i) => b.farmJobs[i]),
           b.priority ? { priority: b.priority } : {},
         );
       } catch (e) {
         if (closed) return;
+        if (!b.open.size && !b.submitted) {
+          batches.delete(b.batch); // all removed while this attempt was under way, and Redis never had them
+          save();
+          return;
+        }
         return hold(b, (e as Error).message);
       }
       if (b.held) {
@@ -314,6 +328,7 @@ export function withFarm(engine: Engine, o: { inputsDir: string; stateFile?: str
       priority: (engine.settings() as { farmPriority?: number }).farmPriority || undefined,
       title,
       submittedAt: Date.now(),
+      submitted: false,
     };
     batches.set(batch, b);
     plan.jobs.forEach((j, i) => {
@@ -404,6 +419,7 @@ export function withFarm(engine: Engine, o: { inputsDir: string; stateFile?: str
         title: s.title,
         submittedAt: s.submittedAt,
         restored: true,
+        submitted: s.submitted ?? true,
       };
       batches.set(b.batch, b);
       s.runIds.forEach((runId, i) => {
@@ -445,6 +461,11 @@ export function withFarm(engine: Engine, o: { inputsDir: string; stateFile?: str
         // Held here: it leaves the editor now, and Redis forgets it (if an earlier submission put it there) once it answers.
         b.cancelLater.add(j.index);
         finish(b, j.index, { type: 'run-done', runId, ok: false, cancelled: true });
+        // Every job removed and none ever reached Redis: nothing is left to tell it, so the sweep goes now (not retried forever).
+        if (!b.open.size && !b.submitted && !b.pumping) {
+          batches.delete(b.batch);
+          save();
+        }
         return;
       }
       // Cancels of one batch in the same tick go as one: the whole batch's open jobs → cancelBatch, else cancelJobs.

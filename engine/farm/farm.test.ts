@@ -519,8 +519,12 @@ describe('render farm on a real Redis', () => {
       const stored = storeImageBytes(inputsDir, 'image-prompt.png', fs.readFileSync(path.join(tmp, 'images', 'image-prompt.png')));
       for (const n of wf.nodes) if (n.type === 'load-image') n.params = { ...n.params, image: stored.value };
       const { runIds } = await h.enqueue({ workflow: wf, name: 'damaged' });
-      const saved = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as { batches: { runIds: string[]; open: number[] }[] };
-      expect(saved.batches).toMatchObject([{ runIds, open: [0] }]);
+      const saved = () => JSON.parse(fs.readFileSync(stateFile, 'utf8')) as { batches: { runIds: string[]; open: number[]; submitted: boolean }[] };
+      expect(saved().batches).toMatchObject([{ runIds, open: [0], submitted: false }]);
+      // Removed while held, never having reached a Redis: the sweep is gone from the file (nothing to retry).
+      await waitFor('the job held', () => engine.listQueue().some((r) => r.runId === runIds![0] && r.held));
+      h.cancel({ runId: runIds![0] });
+      await waitFor('the sweep gone from the file', () => saved().batches.length === 0, 10_000); // at once, or when a connection attempt under way fails
     } finally {
       await engine.close();
     }
