@@ -215,3 +215,25 @@ describe('the merged graph under the GPU profiles (SD1.5 size, weights by refere
     });
   }
 });
+
+describe('the merged graph is topologically sorted', () => {
+  it('every node reads only graph inputs, initializers and values of nodes before it', () => {
+    const unetW = unreadWeights(unetParameterShapes(SD15_UNET), '/nonexistent/sd15-unet.safetensors');
+    const cnConfig = parseControlNetConfig({ ...SD15_UNET_JSON, conditioning_embedding_out_channels: [16, 32, 96, 256] }, 'SD1.5 ControlNet config');
+    const cn = buildControlNet(cnConfig, unreadWeights(controlNetParameterShapes(cnConfig), '/nonexistent/cn.safetensors')).build();
+    for (const k of [1, 2]) {
+      const m = unetControlNet(
+        buildUNet(SD15_UNET, unetW, { controlnet: true }).build(),
+        Array.from({ length: k }, () => cn),
+      );
+      const known = new Set([...m.spec.inputs.map((i) => i.name), ...m.spec.initializers.map((t) => t.name), '']);
+      const late: string[] = [];
+      for (const n of m.spec.nodes) {
+        for (const v of n.inputs) if (!known.has(v)) late.push(`${n.name} reads ${v}`);
+        for (const v of n.outputs) known.add(v);
+      }
+      expect(late).toEqual([]);
+      expect(m.spec.outputs.every((o) => known.has(o.name))).toBe(true);
+    }
+  });
+});

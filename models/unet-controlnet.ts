@@ -87,7 +87,8 @@ export function unetControlNet(unet: BuiltModel, controlnets: readonly BuiltMode
       throw new Error(`unet-controlnet: the UNet graph ${unet.name} already has a value named ${v}, the ControlNets' prefix`);
   }
 
-  const nodes: NodeSpec[] = [...unet.spec.nodes];
+  // The ControlNets' nodes and the sums first, then the UNet's: the node list stays topologically sorted.
+  const nodes: NodeSpec[] = [];
   const initializers: TensorSpec[] = [...unet.spec.initializers];
   const inputs = unet.spec.inputs.filter((i) => !/^down_block_additional_residual_\d+$/.test(i.name) && i.name !== MID_RESIDUAL_INPUT);
   // One location per weight file: the UNet's as they are, each other file a new wN.safetensors.
@@ -204,13 +205,7 @@ export function unetControlNet(unet: BuiltModel, controlnets: readonly BuiltMode
   };
   down.forEach((parts, i) => sum(parts, downResidualInput(i)));
   sum(mid, MID_RESIDUAL_INPUT);
-  if (feed.size) {
-    const u = unet.spec.nodes.length;
-    for (let i = 0; i < u; i++) {
-      const n = nodes[i]!;
-      if (n.inputs.some((v) => feed.has(v))) nodes[i] = { ...n, inputs: n.inputs.map((v) => feed.get(v) ?? v) };
-    }
-  }
+  for (const n of unet.spec.nodes) nodes.push(n.inputs.some((v) => feed.has(v)) ? { ...n, inputs: n.inputs.map((v) => feed.get(v) ?? v) } : n);
 
   return unet.withSpec(
     { nodes, initializers, inputs, outputs: unet.spec.outputs },
