@@ -22,7 +22,7 @@
  * (convOutputRange): the input of these two convs is SiLU(GroupNorm(h)), so each input channel is SiLU(gamma z + beta)
  * with z ~ N(0, 1) whatever the image; the output channel's mean and spread follow from the weights, and the range is
  * their extremes at RANGE_SIGMAS standard deviations (stored in the copy with the int8 weights, so it is made once per
- * model file). Measured per conv group on the SD1.5 UNet (README "CPU precision"): these convs cost 0.01-0.13 % one-step
+ * model file). Measured per conv group on the SD1.5 UNet (README "CPU precision"): these convs cost 0.002-0.16 % one-step
  * error each; the other convs read the residual stream (shortcuts, down/upsamplers, conv_in; proj_out reads the
  * transformer's) or feed it, where one 8-bit scale per tensor cost 0.2-0.4 % each, and the 1x1 convs (proj_in,
  * proj_out, shortcuts) were no faster in int8, so they stay float32.
