@@ -24,11 +24,11 @@
  * their extremes at RANGE_SIGMAS standard deviations (stored in the copy with the int8 weights, so it is made once per
  * model file). Measured per conv group on the SD1.5 UNet (README "CPU precision"): these convs cost 0.002-0.16 % one-step
  * error each; the other convs read the residual stream (shortcuts, down/upsamplers, conv_in; proj_out reads the
- * transformer's) or feed it, where one 8-bit scale per tensor cost 0.2-0.4 % each, and the 1x1 convs (proj_in,
+ * transformer's) or feed it, where one 8-bit scale per tensor cost 0.1-1.4 % per group, and the 1x1 convs (proj_in,
  * proj_out, shortcuts) were no faster in int8, so they stay float32.
  *
- * What else stays float32, and why (INT8_KEEP): attention's products (fused MultiHeadAttention, float32); the time embedding and each resnet's time_emb_proj (one position per image: nothing to win, and they scale
- * every block); attn2's to_k / to_v (they read the text encoder's hidden states, whose outlier channels per-tensor int8
+ * What else stays float32, and why (INT8_KEEP): attention's products (fused MultiHeadAttention, float32); the time
+ * embedding and each resnet's time_emb_proj (one position per image: nothing to win, and they scale every block); attn2's to_k / to_v (they read the text encoder's hidden states, whose outlier channels per-tensor int8
  * would flatten; 77 positions) and the IP-Adapter's to_k_ip / to_v_ip (a few image tokens); a weight the graph computes
  * (a LoRA's W + dW) rather than reads.
  *
