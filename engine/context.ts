@@ -64,6 +64,8 @@ export interface ExecContext {
   readonly tempDir: string;
   /** The workflow being run (embedded into saved PNGs). */
   readonly workflow: Workflow;
+  /** The graph that runs (engine/graph-modes.ts: reroutes joined, primitives' values in their params, bypassed / muted nodes out): what a saved image's parameters describe. */
+  readonly ran?: Workflow;
   readonly noise: NoiseSource;
   readonly trace?: TraceFn;
   /** Sampler progress, step in 1..total; `preview` is a small RGB PNG of the predicted clean latent. */

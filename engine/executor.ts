@@ -193,7 +193,7 @@ export class Executor {
       emit({ type: 'node-start', runId, node: id });
       const t0 = performance.now();
       const previews: ImageRef[] = [];
-      const ctx = this.context(req, id, paths, previews);
+      const ctx = this.context(req, id, paths, previews, wf);
       try {
         this.executions.set(id, (this.executions.get(id) ?? 0) + 1);
         const out = await def.execute(inputs, params.values, ctx);
@@ -231,7 +231,7 @@ export class Executor {
   }
 
   /** The node's execution context; the images it shows on its card are also collected in `previews`. */
-  private context(req: RunRequest, nodeId: string, paths: PathResolver, previews: ImageRef[]): ExecContext {
+  private context(req: RunRequest, nodeId: string, paths: PathResolver, previews: ImageRef[], ran: Workflow): ExecContext {
     const { runId, emit } = req;
     return {
       nodeId,
@@ -242,6 +242,7 @@ export class Executor {
       outputDir: req.outputDir,
       tempDir: req.tempDir,
       workflow: req.workflow,
+      ran,
       noise: req.noise ?? seededNoise,
       trace: req.trace,
       progress: (step, total, preview) =>

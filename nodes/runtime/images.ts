@@ -49,7 +49,7 @@ export async function saveImages(img: ImageValue, ctx: ExecContext, root: string
   const chunks: Record<string, string> = { [WORKFLOW_CHUNK_KEY]: stringifyWorkflow(ctx.workflow).trimEnd() };
   const profile = ctx.models.profile; // the graph precision the networks ran at (Settings: CPU precision)
   const params = a1111Parameters(
-    ctx.workflow,
+    ctx.ran ?? ctx.workflow, // the seed a primitive gave, not the sampler's hidden param
     ctx.nodeId,
     img.width,
     img.height,

@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Locator, Page } from 'playwright-core';
-import { readTextChunks } from '../../engine/png.js';
+import { PARAMETERS_CHUNK_KEY, readTextChunks } from '../../engine/png.js';
 import { card, connect, currentWorkflow, e2e, expect, waitFor } from './harness.js';
 
 /** A short run of the default workflow (2 steps, 64 px), seed 41 on increment; its PNGs by a fresh prefix. */
@@ -54,6 +54,9 @@ async function shortRun(page: Page, userData: string) {
       await waitFor(async () => (await field.inputValue()) === String(expected), `the seed widget shows ${expected} after run ${k}`, 30_000);
       await waitFor(() => saved().length === k, `run ${k} saved its image`, 90_000);
       expect(seedOfPng(saved()[k - 1]) === expected - 1, `run ${k} ran with seed ${expected - 1} (its PNG says ${seedOfPng(saved()[k - 1])})`);
+      // Its A1111 parameters (what the gallery shows and searches) say the seed it ran with.
+      const params = readTextChunks(fs.readFileSync(path.join(outputs, saved()[k - 1]!)))[PARAMETERS_CHUNK_KEY] ?? '';
+      expect(params.includes(`Seed: ${expected - 1},`), `run ${k}'s parameters say Seed: ${expected - 1}: ${params}`);
       await waitFor(async () => (await savedSeed()) === expected, `the saved workflow holds seed ${expected}`);
     }
   };
