@@ -205,7 +205,7 @@ e2e(
 
       // The app restarts (the server is stopped and started again on the same user data): the same row, the same actions.
       await app.close();
-      web.stop();
+      await web.stop();
       const old = web.url;
       await waitFor(
         async () =>
@@ -243,7 +243,7 @@ e2e(
       if (app.problems.length) throw new Error(app.problems.join('\n'));
     } finally {
       await app.close();
-      web.stop();
+      await web.stop();
       fs.rmSync(data, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 }); // the server may still be closing
     }
   },
@@ -342,7 +342,7 @@ e2e('an empty models folder is never silently replaced by the demo models: the b
     if (app.problems.length) throw new Error(app.problems.join('\n'));
   } finally {
     await app.close();
-    web.stop();
+    await web.stop();
     fs.rmSync(data, { recursive: true, force: true });
   }
 });

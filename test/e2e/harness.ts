@@ -40,7 +40,7 @@ export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
  * (it carries the launch's access key). run.ts starts one for all tests; a test may start another
  * (a second machine: its own user data, inputs and outputs).
  */
-export async function startWeb(userData: string, opts: { demo?: boolean } = {}): Promise<{ url: string; stop(): void; log: string[] }> {
+export async function startWeb(userData: string, opts: { demo?: boolean } = {}): Promise<{ url: string; stop(): Promise<void>; log: string[] }> {
   const log: string[] = [];
   // `demo: false`: no --demo, so the app runs on its (empty) models folder and must say so.
   const flags = ['--port', '0', ...(opts.demo === false ? [] : ['--demo']), '--user-data', userData];
@@ -64,7 +64,17 @@ export async function startWeb(userData: string, opts: { demo?: boolean } = {}):
     child.stderr.on('data', onData);
     child.on('exit', (code) => reject(new Error(`web mode exited with ${code}:\n${log.join('')}`)));
   });
-  return { url, log, stop: () => child.kill('SIGTERM') };
+  // stop() resolves when the server has exited (it writes its state files while closing), so a caller can remove its
+  // user data afterwards; SIGKILL after 15 s.
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  return { url, log, stop };
 }
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 

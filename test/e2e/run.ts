@@ -67,9 +67,9 @@ async function main(): Promise<void> {
       } else console.log(`✓ ${test.file} › ${test.name} (${secs} s)`);
     }
   } finally {
-    web.stop();
+    await web.stop();
     if (failed) console.log(`--- web mode log ---\n${web.log.join('').split('\n').slice(-40).join('\n')}`);
-    fs.rmSync(userData, { recursive: true, force: true });
+    fs.rmSync(userData, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
   }
   console.log(`e2e: ${tests.length - failed} passed, ${failed} failed (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   process.exit(failed ? 1 : 0);

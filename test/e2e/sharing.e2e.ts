@@ -308,7 +308,7 @@ e2e(
       if (app.problems.length) throw new Error(app.problems.join('\n'));
     } finally {
       await app.close();
-      other.stop();
+      await other.stop();
       fs.rmSync(otherData, { recursive: true, force: true });
     }
   },
