@@ -185,6 +185,15 @@ e2e(
     // This run's rows only: its summary carries the prompt with the stamp.
     const rows = (page: Page, state: RegExp) => queue(page).getByRole('listitem', { name: state }).filter({ hasText: prompt });
     const summary = `seed 21 · 2 steps · “${prompt}”`;
+    // The done row shows its summary and offers Re-queue.
+    const doneRowKept = async (page: Page) => {
+      await rows(page, /, done$/)
+        .getByText(summary, { exact: true })
+        .waitFor();
+      await rows(page, /, done$/)
+        .getByRole('button', { name: /^Re-queue / })
+        .waitFor();
+    };
     let web = await startWeb(data);
     let app = await openApp(web.url, data, results, 'restart');
     try {
@@ -196,12 +205,7 @@ e2e(
 
       // A reload: the host lists the job with its workflow, so the row keeps its summary and Re-queue.
       await page.reload();
-      await rows(page, /, done$/)
-        .getByText(summary, { exact: true })
-        .waitFor();
-      await rows(page, /, done$/)
-        .getByRole('button', { name: /^Re-queue / })
-        .waitFor();
+      await doneRowKept(page);
 
       // The app restarts (the server is stopped and started again on the same user data): the same row, the same actions.
       await app.close();
@@ -219,12 +223,7 @@ e2e(
       web = await startWeb(data);
       app = await openApp(web.url, data, results, 'restart (again)');
       page = app.t.page;
-      await rows(page, /, done$/)
-        .getByText(summary, { exact: true })
-        .waitFor();
-      await rows(page, /, done$/)
-        .getByRole('button', { name: /^Re-queue / })
-        .waitFor();
+      await doneRowKept(page);
       await page.locator('aside.outputs').screenshot({ path: path.join(results, 'queue-after-restart.png') });
 
       // The same graph again: deduplication remembers the run from before the restart.
