@@ -108,6 +108,8 @@ describe('float32 copies of F16 / BF16 weights', () => {
     const st2 = fs.statSync(path.join(cacheDir, 'fp32-weights', name));
     expect([st2.ino, st2.mtimeMs]).toEqual([st.ino, st.mtimeMs]);
 
+    const staleBytes = fs.readFileSync(path.join(cacheDir, 'fp32-weights', name));
+
     // Replaced by other weights (another download under the same name): new values, one copy.
     writeLinear(`${file}.new`, 3, 16);
     fs.renameSync(`${file}.new`, file);
@@ -118,11 +120,12 @@ describe('float32 copies of F16 / BF16 weights', () => {
     const after = copies(cacheDir);
     expect(after).toHaveLength(1);
     expect(after[0]).not.toBe(name);
-    // Nothing links the stale copy any more (a materialized model's hard link would keep it on disk).
+    // Nothing links the stale copy any more (a materialized model's hard link would keep it on disk). Compared by
+    // content, not inode number: the file system may give the freed inode number to a new file at once.
     const linked = fs
       .readdirSync(path.join(cacheDir, 'onnx'))
-      .flatMap((d) => fs.readdirSync(path.join(cacheDir, 'onnx', d)).map((f) => fs.statSync(path.join(cacheDir, 'onnx', d, f)).ino));
-    expect(linked).not.toContain(st.ino);
+      .flatMap((d) => fs.readdirSync(path.join(cacheDir, 'onnx', d)).map((f) => path.join(cacheDir, 'onnx', d, f)));
+    expect(linked.filter((f) => fs.readFileSync(f).equals(staleBytes))).toEqual([]);
 
     // Edited in place (same inode, same size, new mtime): a new copy too.
     const fd = fs.openSync(file, 'r+');
