@@ -67,6 +67,19 @@ describe('fixed input shapes', () => {
     expect([s.builds, s.key]).toEqual([1, '[["batch",2]]']);
     expect(await y(s, 3)).toEqual(await y(plain, 3));
     expect([s.builds, s.key]).toEqual([2, '[["batch",3]]']);
+    // Two sizes are held (runs alternating between them build nothing); a third releases the least recently used.
+    expect(await y(s, 2)).toEqual(await y(plain, 2));
+    expect(s.builds).toBe(2);
+    const two = await s.sessionFor({ x: t(2, 0), c: t(2, 0) });
+    expect(await y(s, 4)).toEqual(await y(plain, 4));
+    expect(await y(s, 2)).toEqual(await y(plain, 2));
+    expect(s.builds).toBe(3);
+    expect(await s.sessionFor({ x: t(2, 0), c: t(2, 0) })).toBe(two);
+    expect(await y(s, 3)).toEqual(await y(plain, 3));
+    expect(s.builds).toBe(4);
+    // Concurrent runs at two new sizes each get their own size's session.
+    const [a, b] = await Promise.all([s.sessionFor({ x: t(5, 0), c: t(5, 0) }), s.sessionFor({ x: t(6, 0), c: t(6, 0) })]);
+    expect([a.inputMetadata[0], b.inputMetadata[0]].map((m) => (m && 'shape' in m ? m.shape[0] : null))).toEqual([5, 6]);
     // The fixed session really has fixed dims: it refuses another batch than the one it was built for.
     const inner = await s.sessionFor({ x: t(3, 0), c: t(3, 0) });
     await expect(inner.run({ x: t(1, 0), c: t(1, 0) })).rejects.toThrow(/dimension|shape/i);

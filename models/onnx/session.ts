@@ -331,21 +331,26 @@ export function feedDims(model: BuiltModel, feeds: Readonly<Record<string, ort.T
   return Object.fromEntries([...seen].filter((e): e is [string, number] => e[1] !== null));
 }
 
+/** How many fixed-size sessions a FixedShapeSession holds (two sizes in turn, e.g. farm slots sharing one store). */
+const FIXED_SIZES_HELD = 2;
+
 /**
  * A GPU session with fixed input shapes (SessionConfig.fixedShapes): each run goes to the session built for its feeds'
- * sizes (`withFixedDims`), made on first need; a run at the same sizes reuses it, a change of size builds a new one
- * and releases the previous (one set of weights on the device at a time). Until the first fixed session is built, and
- * if one fails to build (logged), the free-shape session runs. Names and metadata are the model's.
+ * sizes (`withFixedDims`), made on first need; a run at the same sizes reuses it. At most FIXED_SIZES_HELD sizes are
+ * held: a new size beyond them releases the least recently used one (once no run is using it). Until the first fixed
+ * session is built, and if one fails to build (logged), the free-shape session runs; it is released once a fixed one
+ * runs. Names and metadata are the model's.
  */
 export class FixedShapeSession implements ort.InferenceSession {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[];
   readonly outputMetadata: readonly ort.InferenceSession.ValueMetadata[];
-  /** The sizes of the fixed session now held ('' = none) and how many were built (gpu-check reports it). */
+  /** The sizes of the fixed session used last ('' = none) and how many were built (gpu-check reports it). */
   key = '';
   builds = 0;
-  private fixed: Promise<ort.InferenceSession> | null = null;
+  /** Fixed-size sessions by their sizes, least recently used first. */
+  private sized = new Map<string, Promise<ort.InferenceSession>>();
   private free: Promise<ort.InferenceSession> | null;
   private inFlight = new Map<ort.InferenceSession, number>();
   private retired = new Set<ort.InferenceSession>();
@@ -366,28 +371,39 @@ export class FixedShapeSession implements ort.InferenceSession {
     PROFILE_OF.set(this, profile);
   }
 
-  /** The session that runs `feeds` (building it when their sizes changed). */
+  /** The session that runs `feeds` (building it when their sizes are new). */
   async sessionFor(feeds: Readonly<Record<string, ort.Tensor>>): Promise<ort.InferenceSession> {
     const values = feedDims(this.model, feeds, this.pattern);
     const key = JSON.stringify(Object.entries(values).sort());
     if (key === '[]') return this.freeSession();
-    if (key !== this.key || !this.fixed) {
-      const previous = this.fixed;
-      this.key = key;
-      this.builds++;
-      const log = this.cfg.log ?? (() => {});
-      this.fixed = createProfileSession(withFixedDims(this.model, values), this.cfg, this.profile, this.provider).catch(async (e: Error) => {
-        log(`provider ${this.provider}: the session with fixed input sizes ${key} failed to build (${e.message.split('\n')[0]}); using free sizes`);
-        return this.freeSession();
-      });
-      const s = await this.fixed;
-      if (previous) this.retire(await previous);
-      if (this.free && s !== (await this.free)) {
-        this.retire(await this.free);
-        this.free = null;
-      }
+    this.key = key;
+    const held = this.sized.get(key);
+    if (held) {
+      this.sized.delete(key); // most recently used last
+      this.sized.set(key, held);
+      return held;
     }
-    return this.fixed;
+    this.builds++;
+    const log = this.cfg.log ?? (() => {});
+    const p = createProfileSession(withFixedDims(this.model, values), this.cfg, this.profile, this.provider).catch(async (e: Error) => {
+      log(`provider ${this.provider}: the session with fixed input sizes ${key} failed to build (${e.message.split('\n')[0]}); using free sizes`);
+      return this.freeSession();
+    });
+    this.sized.set(key, p);
+    const s = await p;
+    const free = await this.free;
+    for (const [k, old] of [...this.sized].slice(0, Math.max(0, this.sized.size - FIXED_SIZES_HELD))) {
+      this.sized.delete(k);
+      const o = await old;
+      if (o !== free) this.retire(o);
+    }
+    if (free && s !== free) {
+      // A fixed session runs now: the free-shape one goes, with any size that fell back to it.
+      this.free = null;
+      for (const [k, other] of [...this.sized]) if ((await other) === free) this.sized.delete(k);
+      this.retire(free);
+    }
+    return s;
   }
 
   private freeSession(): Promise<ort.InferenceSession> {
@@ -397,7 +413,7 @@ export class FixedShapeSession implements ort.InferenceSession {
   /** Releases `s` once no run is using it. */
   private retire(s: ort.InferenceSession): void {
     if (this.inFlight.get(s)) this.retired.add(s);
-    else void s.release();
+    else s.release().catch(() => {});
   }
 
   run(feeds: ort.InferenceSession.FeedsType, options?: ort.InferenceSession.RunOptions): Promise<ort.InferenceSession.ReturnType>;
@@ -413,14 +429,18 @@ export class FixedShapeSession implements ort.InferenceSession {
       return await (b === undefined ? s.run(feeds, a as ort.InferenceSession.RunOptions) : s.run(feeds, a as ort.InferenceSession.FetchesType, b));
     } finally {
       const n = this.inFlight.get(s)! - 1;
-      this.inFlight.set(s, n);
-      if (!n && this.retired.delete(s)) void s.release();
+      if (n) this.inFlight.set(s, n);
+      else {
+        this.inFlight.delete(s);
+        if (this.retired.delete(s)) s.release().catch(() => {});
+      }
     }
   }
 
   async release(): Promise<void> {
-    const all = await Promise.all([this.fixed, this.free].map((p) => p?.catch(() => null)));
-    this.fixed = this.free = null;
+    const all = await Promise.all([...this.sized.values(), this.free].map((p) => p?.catch(() => null)));
+    this.sized.clear();
+    this.free = null;
     for (const s of new Set(all)) if (s) await s.release();
   }
 
