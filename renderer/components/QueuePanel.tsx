@@ -24,11 +24,16 @@ const STATE_LABEL: Record<RunInfo['status'], string> = {
 export function jobSummary(wf: RunInfo['workflow']): string {
   if (!wf) return '';
   const sampler = wf.nodes.find((n) => 'seed' in n.params || 'noise_seed' in n.params);
-  // A param fed by a Primitive (turned into an input) runs with the primitive's value (engine/graph-modes.ts).
+  // A param fed by a Primitive (turned into an input), directly or through reroutes, runs with the primitive's value
+  // (engine/graph-modes.ts).
+  const byId = new Map(wf.nodes.map((n) => [n.id, n]));
   const param = (node: NonNullable<typeof sampler>, name: string) => {
-    const e = wf.edges.find((x) => x.to.node === node.id && x.to.port === name);
-    const prim = e && wf.nodes.find((n) => n.id === e.from.node && n.type === 'primitive');
-    return prim ? prim.params.value : node.params[name];
+    let from = byId.get(wf.edges.find((x) => x.to.node === node.id && x.to.port === name)?.from.node ?? '');
+    for (let hops = 0; from?.type === 'reroute' && hops < wf.nodes.length; hops++) {
+      const id = from.id;
+      from = byId.get(wf.edges.find((x) => x.to.node === id)?.from.node ?? '');
+    }
+    return from?.type === 'primitive' ? from.params.value : node.params[name];
   };
   const text = wf.nodes.find((n) => n.type === 'text-encode' && typeof n.params.text === 'string' && n.params.text)?.params.text;
   const parts = [
