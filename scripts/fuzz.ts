@@ -315,7 +315,7 @@ async function main(): Promise<void> {
     files: { cases: 0, refusedByLoader: 0, accepted: 0, run: 0, runOk: 0, runRefusedOnNode: 0, warned: 0 },
     /** Per corrupted file kind: cases, loader refusals, and the first refusal's sentence (what a person reads). */
     byKind: {} as Record<string, { cases: number; refused: number; first?: string }>,
-    /** The clean examples ran on the same engine after every case. */
+    /** The clean examples ran on the same engine after all the cases. */
     usableAfterwards: false,
   };
   let current = 'start-up';

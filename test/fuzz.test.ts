@@ -50,7 +50,7 @@ describe('fuzz (bounded)', () => {
       usableAfterwards: boolean;
     };
     expect(report.failures).toEqual([]);
-    expect(report.usableAfterwards).toBe(true); // the same engine runs the clean examples after every case
+    expect(report.usableAfterwards).toBe(true); // the engine that took every case still runs the clean examples at the end
     expect(code).toBe(0);
     // The run covered both sides, with real runs on each.
     expect(report.workflows.cases + report.files.cases).toBe(300);
