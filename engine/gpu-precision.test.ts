@@ -68,10 +68,10 @@ describe('GPU precision in the engine', () => {
       expect(engine.settings().gpuPrecision).toBeUndefined();
       expect(engine.store.profile.id).toBe('webgpu-fp16-fused');
       expect(engine.updateSettings({ gpuPrecision: 'fp32' }).gpuPrecision).toBe('fp32');
-      for (let i = 0; i < 100 && engine.store.profile.id !== 'webgpu-fp32'; i++) await new Promise((r) => setTimeout(r, 10));
+      for (let i = 0; i < 3000 && engine.store.profile.id !== 'webgpu-fp32'; i++) await new Promise((r) => setTimeout(r, 10));
       expect(engine.store.profile.id).toBe('webgpu-fp32');
       engine.updateSettings({ provider: 'cpu' });
-      for (let i = 0; i < 100 && engine.store.profile.id !== 'cpu-fp32'; i++) await new Promise((r) => setTimeout(r, 10));
+      for (let i = 0; i < 3000 && engine.store.profile.id !== 'cpu-fp32'; i++) await new Promise((r) => setTimeout(r, 10));
       expect(engine.store.profile.id).toBe('cpu-fp32');
     } finally {
       await engine.close();
