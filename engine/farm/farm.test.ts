@@ -180,6 +180,20 @@ const expectSameBytes = (a: string, b: string, names: string[]) => {
   for (const n of names) expect(fs.readFileSync(path.join(a, n)).equals(fs.readFileSync(path.join(b, n))), n).toBe(true);
 };
 
+/** An editor (web host's API handlers) on a farm-enabled engine with the demo models, output into `tmp/<name>`, its events recorded. */
+const editorOnFarm = (name: string) => {
+  const out = path.join(tmp, name);
+  const inputsDir = path.join(userData, 'inputs');
+  const stored = storeImageBytes(inputsDir, 'image-prompt.png', fs.readFileSync(path.join(tmp, 'images', 'image-prompt.png')));
+  const engine = withFarm(createEngine({ modelsDir: path.join(tmp, 'none'), outputDir: out, provider: 'cpu', userDataDir: userData, demo: true }), {
+    inputsDir,
+  });
+  const h = createApiHandlers({ engine, host: 'web', info: () => ({}) as never, examplesDir: path.join(root, 'examples'), inputsDir });
+  const events: RunEvent[] = [];
+  const off = engine.subscribe((e) => events.push(e));
+  return { out, inputsDir, stored, engine, h, events, off };
+};
+
 describe('render farm on a real Redis', () => {
   beforeAll(async () => {
     if (!haveRedis) throw new Error('redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)');
@@ -309,15 +323,7 @@ describe('render farm on a real Redis', () => {
   });
 
   it('the editor with Run on a queue: the host submits, RunEvents and queue records look like local ones, the PNGs land in its output folder; farmStatus lists the workers; with an unreachable queue the jobs are held in the editor', async () => {
-    const out = path.join(tmp, 'editor');
-    const inputsDir = path.join(userData, 'inputs');
-    const stored = storeImageBytes(inputsDir, 'image-prompt.png', fs.readFileSync(path.join(tmp, 'images', 'image-prompt.png')));
-    const engine = withFarm(createEngine({ modelsDir: path.join(tmp, 'none'), outputDir: out, provider: 'cpu', userDataDir: userData, demo: true }), {
-      inputsDir,
-    });
-    const h = createApiHandlers({ engine, host: 'web', info: () => ({}) as never, examplesDir: path.join(root, 'examples'), inputsDir });
-    const events: RunEvent[] = [];
-    const off = engine.subscribe((e) => events.push(e));
+    const { out, stored, engine, h, events, off } = editorOnFarm('editor');
     try {
       await h.updateSettings({ farmQueue: url });
       const status = await h.farmStatus({});
@@ -364,15 +370,7 @@ describe('render farm on a real Redis', () => {
   });
 
   it('the editor with Redis unreachable at Run and lost mid-batch: the jobs wait in the editor, go to the queue when it is back, and every result (those Redis kept too) arrives exactly once', async () => {
-    const out = path.join(tmp, 'editor-held');
-    const inputsDir = path.join(userData, 'inputs');
-    const stored = storeImageBytes(inputsDir, 'image-prompt.png', fs.readFileSync(path.join(tmp, 'images', 'image-prompt.png')));
-    const engine = withFarm(createEngine({ modelsDir: path.join(tmp, 'none'), outputDir: out, provider: 'cpu', userDataDir: userData, demo: true }), {
-      inputsDir,
-    });
-    const h = createApiHandlers({ engine, host: 'web', info: () => ({}) as never, examplesDir: path.join(root, 'examples'), inputsDir });
-    const events: RunEvent[] = [];
-    const off = engine.subscribe((e) => events.push(e));
+    const { out, stored, engine, h, events, off } = editorOnFarm('editor-held');
     const heldNow = () => (h.listQueue({}) as QueueJob[]).filter((r) => r.held === `waiting for the queue at ${url}`);
     const doneOk = () => events.filter((e) => e.type === 'run-done' && e.ok);
     try {
@@ -531,15 +529,7 @@ describe('render farm on a real Redis', () => {
   });
 
   it("the editor's Cancel batch on the farm, with a priority: the sweep's prioritized waiting jobs leave the queue, the running ones stop, each reported once", async () => {
-    const out = path.join(tmp, 'editor-cancel');
-    const inputsDir = path.join(userData, 'inputs');
-    const stored = storeImageBytes(inputsDir, 'image-prompt.png', fs.readFileSync(path.join(tmp, 'images', 'image-prompt.png')));
-    const engine = withFarm(createEngine({ modelsDir: path.join(tmp, 'none'), outputDir: out, provider: 'cpu', userDataDir: userData, demo: true }), {
-      inputsDir,
-    });
-    const h = createApiHandlers({ engine, host: 'web', info: () => ({}) as never, examplesDir: path.join(root, 'examples'), inputsDir });
-    const events: RunEvent[] = [];
-    const off = engine.subscribe((e) => events.push(e));
+    const { out, stored, engine, h, events, off } = editorOnFarm('editor-cancel');
     const queue = new Queue(FARM_QUEUE, { connection: { host: '127.0.0.1', port }, prefix: FARM_PREFIX });
     try {
       await h.updateSettings({ farmQueue: url, farmPriority: 5 }); // Settings' farm priority: the jobs wait as BullMQ prioritized ones
