@@ -39,6 +39,7 @@ import { clearModelCache, type GpuPrecision, ModelStore, pruneModelCache } from 
 import { listModels, modelsFolderEmpty, PathResolver } from './paths.js';
 import { parseWorkflow } from './workflow.js';
 import { FINISHED_KEYS_KEPT, queueStateSaver, readQueueState } from './queue-state.js';
+import { listenerSet } from './listeners.js';
 
 export interface EngineOptions extends EngineSettings {
   /** Generated ONNX models and previews (default <userDataDir>/cache). */
@@ -141,16 +142,8 @@ export function createEngine(options: EngineOptions): Engine {
   const precisionOf = (s: EngineSettings): Precision => options.precision ?? (s.cpuPrecision === 'fast' ? 'int8' : 'fp32');
   /** The precision on a GPU provider: the "GPU precision" setting (fp16 by default); the `precision` option overrides it (undefined). */
   const gpuPrecisionOf = (s: EngineSettings): GpuPrecision | undefined => (options.precision ? undefined : (s.gpuPrecision ?? 'fp16'));
-  const listeners = new Set<(e: RunEvent) => void>();
-  const emit = (e: RunEvent) => {
-    for (const l of [...listeners]) {
-      try {
-        l(e);
-      } catch {
-        /* a listener's bug is not the run's */
-      }
-    }
-  };
+  const listeners = listenerSet<RunEvent>();
+  const emit = listeners.emit;
   const log = (msg: string) => emit({ type: 'log', level: /fall(ing)? back|failed/i.test(msg) ? 'warn' : 'info', message: msg });
   const store =
     options.store ??
@@ -349,12 +342,7 @@ export function createEngine(options: EngineOptions): Engine {
       emit({ type: 'run-done', runId, ok: false, cancelled: true });
       job.done({ ok: false, cancelled: true, runId, images: [] });
     },
-    subscribe(listener) {
-      listeners.add(listener);
-      return () => {
-        listeners.delete(listener);
-      };
-    },
+    subscribe: (listener) => listeners.add(listener),
     settings: () => ({ ...settings }),
     updateSettings(s: Partial<EngineSettings>) {
       const before = settings;

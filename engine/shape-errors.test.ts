@@ -27,6 +27,19 @@ function example(name: string): Workflow {
   return wf!;
 }
 
+/** Runs a bundled example on the models in `models` (no demo fallback); the run's result and its node errors. */
+async function runOn(models: string, name: string): Promise<{ ok: boolean; errors: string[] }> {
+  const engine = createEngine({ modelsDir: models, outputDir: path.join(models, 'out'), provider: 'cpu', userDataDir: path.join(models, 'user'), demo: false });
+  const errors: string[] = [];
+  engine.subscribe((e: RunEvent) => e.type === 'node-error' && errors.push(e.message));
+  try {
+    const r = await engine.run(example(name), { workflowDir: path.join(root, 'examples') });
+    return { ok: r.ok, errors };
+  } finally {
+    await engine.close();
+  }
+}
+
 const CK = 'checkpoints/stable-diffusion-v1-5';
 const cases: { network: string; file: string; key: RegExp; example: string; says: RegExp; both?: boolean }[] = [
   {
@@ -97,29 +110,16 @@ describe('a right-byte-count, wrong-shape tensor', () => {
       expect(key).toBeDefined();
       const shape = tensorEntry(header, key).shape;
       reshapeTensor(file, key, misshaped(shape));
-      const engine = createEngine({
-        modelsDir: models,
-        outputDir: path.join(models, 'out'),
-        provider: 'cpu',
-        userDataDir: path.join(models, 'user'),
-        demo: false,
-      });
-      const errors: string[] = [];
-      engine.subscribe((e: RunEvent) => e.type === 'node-error' && errors.push(e.message));
-      try {
-        const r = await engine.run(example(c.example), { workflowDir: path.join(root, 'examples') });
-        expect(r.ok).toBe(false);
-        expect(errors).toHaveLength(1);
-        const msg = errors[0]!;
-        expect(msg).toContain(path.basename(file));
-        expect(msg).toMatch(c.says);
-        expect(msg).not.toMatch(/onnxruntime|Non-zero status|MatMul|Gemm|Conv node|BigInt|Incompatible dimensions/i);
-        if (c.both) {
-          expect(msg).toContain(`tensor "${key}" has shape [${misshaped(shape).join(', ')}], but the`);
-          expect(msg).toContain(`needs [${shape.join(', ')}] there`);
-        }
-      } finally {
-        await engine.close();
+      const r = await runOn(models, c.example);
+      expect(r.ok).toBe(false);
+      expect(r.errors).toHaveLength(1);
+      const msg = r.errors[0]!;
+      expect(msg).toContain(path.basename(file));
+      expect(msg).toMatch(c.says);
+      expect(msg).not.toMatch(/onnxruntime|Non-zero status|MatMul|Gemm|Conv node|BigInt|Incompatible dimensions/i);
+      if (c.both) {
+        expect(msg).toContain(`tensor "${key}" has shape [${misshaped(shape).join(', ')}], but the`);
+        expect(msg).toContain(`needs [${shape.join(', ')}] there`);
       }
     });
   }
@@ -133,21 +133,9 @@ describe('found by the fuzz run (scripts/fuzz.ts)', () => {
     const { header, data } = splitSafetensors(fs.readFileSync(f));
     edit(header);
     fs.writeFileSync(f, joinSafetensors(header, data));
-    const engine = createEngine({
-      modelsDir: models,
-      outputDir: path.join(models, 'out'),
-      provider: 'cpu',
-      userDataDir: path.join(models, 'user'),
-      demo: false,
-    });
-    const errors: string[] = [];
-    engine.subscribe((e: RunEvent) => e.type === 'node-error' && errors.push(e.message));
-    try {
-      expect((await engine.run(example(example_), { workflowDir: path.join(root, 'examples') })).ok).toBe(false);
-      return errors;
-    } finally {
-      await engine.close();
-    }
+    const r = await runOn(models, example_);
+    expect(r.ok).toBe(false);
+    return r.errors;
   };
 
   it('an IP-Adapter layer weight of one axis: the reader names the tensor, the node error the file too', async () => {

@@ -32,6 +32,7 @@ import type { FarmJob } from './job.js';
 import { buildFarmJob, FarmClient, RedisLostError, writeFarmResult, type FarmStatus } from './queue.js';
 import { newBatchId } from './submit.js';
 import { redactedUrl } from './redis.js';
+import { listenerSet } from '../listeners.js';
 
 /** Where a host keeps the local queue's records and deduplication's finished runs across restarts (engine/queue-state.ts). */
 export const queueStateFileOf = (userDataDir: string): string => path.join(userDataDir, 'queue-state.json');
@@ -81,16 +82,8 @@ const FarmStateSchema = z.object({
 type FarmState = z.infer<typeof FarmStateSchema>;
 
 export function withFarm(engine: Engine, o: { inputsDir: string; stateFile?: string }): FarmEngine {
-  const listeners = new Set<(e: RunEvent) => void>();
-  const emit = (e: RunEvent) => {
-    for (const l of [...listeners]) {
-      try {
-        l(e);
-      } catch {
-        /* a listener's bug is not the run's */
-      }
-    }
-  };
+  const listeners = listenerSet<RunEvent>();
+  const emit = listeners.emit;
   const records = new Map<string, QueueJob>();
   const cancelling = new Map<string, Set<number>>();
   const jobsOf = new Map<string, { batch: string; index: number }>();
@@ -445,10 +438,10 @@ export function withFarm(engine: Engine, o: { inputsDir: string; stateFile?: str
   const wrapped: FarmEngine = {
     ...engine,
     subscribe(l) {
-      listeners.add(l);
+      const offFarm = listeners.add(l);
       const off = engine.subscribe(l);
       return () => {
-        listeners.delete(l);
+        offFarm();
         off();
       };
     },
